@@ -1,0 +1,36 @@
+"""The ``fiqa`` command: one subcommand per pipeline stage. Thin: parses arguments, calls the API."""
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+from . import __version__
+from .errors import FIQAError
+
+# Each name is a module fiqa.commands.<name> exposing a click command called ``command``.
+_COMMANDS: tuple[str, ...] = ()
+
+
+class _Group(click.Group):
+    """Turns FIQAError into a one-line message and exit status 2 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FIQAError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fiqa")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Face image quality assessment: embed, label, train, score, evaluate."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+for _name in _COMMANDS:
+    main.add_command(importlib.import_module(f"fiqa.commands.{_name}").command)

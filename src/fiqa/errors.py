@@ -1,0 +1,37 @@
+"""Errors a user can act on. Every message names the file, parameter or value at fault."""
+from __future__ import annotations
+
+
+class FIQAError(Exception):
+    """Base class of every error fiqa raises on purpose."""
+
+
+class InvalidParameterError(FIQAError, ValueError):
+    """A parameter has a value outside its documented domain."""
+
+    def __init__(self, owner: str, name: str, expected: str, got: object) -> None:
+        super().__init__(f"The {name!r} parameter of {owner} must be {expected}. Got {got!r} instead.")
+        self.owner, self.name, self.expected, self.got = owner, name, expected, got
+
+
+class UnknownNameError(FIQAError, KeyError):
+    """A name looked up in a registry (method, backend, ...) does not exist."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class DataSourceError(FIQAError):
+    """A data source (folder, list file, RecordIO, images) cannot be read as a whole."""
+
+
+class ModelFileError(FIQAError):
+    """A model file is missing, corrupt, or not the model it claims to be."""
+
+
+class StoreError(FIQAError):
+    """An on-disk artifact (embedding store, table) is missing, incomplete or inconsistent."""
+
+
+class NoUsableSamplesError(FIQAError):
+    """A stage had input but could not process any of it."""

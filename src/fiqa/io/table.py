@@ -1,0 +1,111 @@
+"""The one on-disk table format: Parquet, with a JSON sidecar (``<file>.json``) holding the metadata.
+
+Writes are atomic (temporary file, then ``os.replace``), so an interrupted run never leaves half a table.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import StoreError
+from ..types import QualityTable
+
+
+def sidecar_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
+    """Write JSON atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(_to_jsonable(dict(data)), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StoreError(f"{path}: metadata file is missing") from None
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{path}: metadata is not valid JSON ({exc})") from None
+
+
+def write_table(path: str | Path, columns: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
+    """Write equal-length 1-D columns as Parquet plus a JSON sidecar, both atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for name, values in columns.items():
+        values = np.asarray(values)
+        arrays[name] = pa.array(values.astype(str) if values.dtype == object else values)
+    table = pa.table(arrays)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    pq.write_table(table, tmp)
+    write_json(sidecar_path(path), meta)
+    os.replace(tmp, path)
+    return path
+
+
+def read_table(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a table written by :func:`write_table`: ``(columns, meta)``; strings come back as object arrays."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path}: table file does not exist")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StoreError(f"{path}: not a readable Parquet table ({exc})") from None
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            columns[name] = np.asarray(column.to_pylist(), dtype=object)
+        else:
+            columns[name] = column.to_numpy()
+    meta = read_json(sidecar_path(path)) if sidecar_path(path).exists() else {}
+    return columns, meta
+
+
+_CORE = ("sample_id", "score", "status", "reason")
+
+
+def save_quality(table: QualityTable, path: str | Path) -> Path:
+    """Save a :class:`QualityTable` (labels or model scores)."""
+    columns = {"sample_id": table.sample_id, "score": table.score, "status": table.status, "reason": table.reason}
+    columns.update(table.columns)
+    return write_table(path, columns, table.meta)
+
+
+def load_quality(path: str | Path) -> QualityTable:
+    """Load a :class:`QualityTable`; fails naming the file if a required column is missing."""
+    columns, meta = read_table(path)
+    missing = [c for c in _CORE if c not in columns]
+    if missing:
+        raise StoreError(f"{path}: not a quality table, missing column(s) {', '.join(missing)}")
+    extra = {k: v for k, v in columns.items() if k not in _CORE}
+    meta.setdefault("method", Path(path).stem)
+    return QualityTable(columns["sample_id"].astype(np.int64), columns["score"].astype(np.float64),
+                        columns["status"], columns["reason"], extra, meta)
