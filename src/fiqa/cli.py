@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
 
 import click
 
 from . import __version__
 from .errors import FIQAError
 
-# Each name is a module fiqa.commands.<name> exposing a click command called ``command``.
-_COMMANDS: tuple[str, ...] = ()
 
 
 class _Group(click.Group):
@@ -32,5 +31,12 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _name in _COMMANDS:
-    main.add_command(importlib.import_module(f"fiqa.commands.{_name}").command)
+def _register_commands() -> None:
+    """Every module fiqa.commands.<name> exposes one click command called ``command``."""
+    from . import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        main.add_command(importlib.import_module(f"fiqa.commands.{info.name}").command)
+
+
+_register_commands()
