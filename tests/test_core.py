@@ -1,0 +1,102 @@
+"""The shared skeleton: registry look-ups, the table format, QualityTable joins, provenance."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fiqa.errors import StoreError, UnknownNameError
+from fiqa.io.table import load_quality, read_table, save_quality, sidecar_path, write_table
+from fiqa.provenance import file_sha256, provenance
+from fiqa.registry import Registry
+from fiqa.types import QualityTable, SampleTable
+
+
+def test_registry_creates_registered_factories_and_suggests_close_names():
+    registry: Registry[dict] = Registry("widget")
+
+    @registry.register("sdd-refined")
+    def make(**params):
+        """Refined widget."""
+        return dict(params)
+
+    assert registry.create("sdd-refined", a=1) == {"a": 1}
+    assert registry.names() == ["sdd-refined"]
+    assert registry.summary("sdd-refined") == "Refined widget."
+    with pytest.raises(UnknownNameError, match=r"Unknown widget 'sdd-refine'\. Did you mean 'sdd-refined'\?"):
+        registry.get("sdd-refine")
+    with pytest.raises(UnknownNameError, match="Available: sdd-refined"):
+        registry.get("zzz")
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("sdd-refined")(make)
+
+
+def test_table_round_trip_keeps_types_and_metadata(tmp_path):
+    path = tmp_path / "t.parquet"
+    columns = {
+        "sample_id": np.arange(4, dtype=np.int64),
+        "score": np.array([0.5, np.nan, 2.0, -1.0]),
+        "identity": np.array(["Zoë", "b", "", "d"], dtype=object),
+    }
+    write_table(path, columns, {"method": "x", "params": {"m": np.int64(24)}})
+    back, meta = read_table(path)
+    assert back["sample_id"].dtype == np.int64
+    np.testing.assert_array_equal(back["score"], columns["score"])
+    assert list(back["identity"]) == ["Zoë", "b", "", "d"]
+    assert meta == {"method": "x", "params": {"m": 24}}
+    assert json.loads(sidecar_path(path).read_text())["params"]["m"] == 24
+    assert not list(tmp_path.glob(".*tmp*")), "temporary files must not be left behind"
+
+
+def test_reading_a_non_table_names_the_file(tmp_path):
+    bad = tmp_path / "labels.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(StoreError, match="labels.parquet"):
+        read_table(bad)
+    with pytest.raises(StoreError, match="does not exist"):
+        read_table(tmp_path / "missing.parquet")
+    write_table(tmp_path / "plain.parquet", {"a": np.arange(3)}, {})
+    with pytest.raises(StoreError, match="missing column"):
+        load_quality(tmp_path / "plain.parquet")
+
+
+def _quality(ids, scores):
+    n = len(ids)
+    return QualityTable(np.asarray(ids, np.int64), np.asarray(scores, float), np.full(n, "ok", object),
+                        np.full(n, "", object), {"identity": np.array(list("abcde"[:n]), object)}, {"method": "q"})
+
+
+def test_quality_round_trip_and_join_by_sample_id(tmp_path):
+    table = _quality([7, 3, 5], [70.0, 30.0, 50.0])
+    save_quality(table, tmp_path / "q.parquet")
+    back = load_quality(tmp_path / "q.parquet")
+    assert back.method == "q"
+    np.testing.assert_array_equal(back.sample_id, [7, 3, 5])
+    assert list(back.columns["identity"]) == ["a", "b", "c"]
+    # joined in another order, with ids the table lacks
+    np.testing.assert_array_equal(back.aligned_to(np.array([3, 4, 5, 7, 99])), [30.0, np.nan, 50.0, 70.0, np.nan])
+    assert np.isnan(_quality([], []).aligned_to(np.array([1, 2]))).all()
+
+
+def test_quality_table_rejects_ragged_columns():
+    with pytest.raises(ValueError, match="'score' has 2 rows, expected 3"):
+        QualityTable(np.arange(3), np.zeros(2), np.full(3, "ok", object), np.full(3, "", object))
+
+
+def test_sample_table_identity_codes_round_trip():
+    samples = SampleTable(np.arange(4), np.array(list("wxyz"), object), np.array(["b", "a", "b", "c"], object),
+                          "folder")
+    codes, names = samples.identity_codes()
+    assert list(names[codes]) == ["b", "a", "b", "c"]
+    assert codes[0] == codes[2] != codes[1]
+    assert len(samples.subset(np.array([0, 3]))) == 2
+
+
+def test_provenance_records_params_and_versions(tmp_path):
+    block = provenance(seed=3)
+    assert block["params"] == {"seed": 3}
+    assert {"python", "numpy"} <= set(block["versions"])
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"abc")
+    assert file_sha256(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
