@@ -1,0 +1,158 @@
+"""Synthetic degradations of known severity, applied to aligned face crops.
+
+Each degradation maps a severity in ``[0, 1]`` to a fixed physical parameter (stated in :data:`DEGRADATIONS`):
+``0`` returns the crop unchanged, ``1`` is the strongest setting. They build controlled experiments where the true
+ordering of quality is known (``fiqa.scenarios``). Randomness (noise, occluder position) comes from an explicit seed.
+
+Example
+-------
+>>> import numpy as np
+>>> from fiqa.degrade import degrade
+>>> crop = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
+>>> blurred = degrade(crop, "blur", 0.5, seed=0)   # Gaussian sigma = 2 pixels
+>>> blurred.shape, blurred.dtype
+((112, 112, 3), dtype('uint8'))
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .errors import InvalidParameterError
+
+__all__ = ["DEGRADATIONS", "degrade", "degrade_batch"]
+
+_Op = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
+
+
+def _blur(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    sigma = 4.0 * severity
+    return cv2.GaussianBlur(crop, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT101)
+
+
+def _downsample(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    height, width = crop.shape[:2]
+    factor = 1.0 - 0.875 * severity  # 112 px -> 14 px at severity 1
+    small = (max(2, round(width * factor)), max(2, round(height * factor)))
+    reduced = cv2.resize(crop, small, interpolation=cv2.INTER_AREA)
+    return cv2.resize(reduced, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _jpeg(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    quality = int(round(95 - 90 * severity))  # 95 .. 5
+    ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
+        raise RuntimeError("OpenCV failed to JPEG-encode a crop")
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+
+
+def _noise(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    sigma = 40.0 * severity  # grey levels
+    noisy = crop.astype(np.float32) + rng.normal(0.0, sigma, size=crop.shape).astype(np.float32)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def _low_light(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    gamma = 1.0 + 2.0 * severity        # darkens mid-tones
+    gain = 1.0 - 0.8 * severity         # and the whole range
+    scaled = 255.0 * gain * (crop.astype(np.float32) / 255.0) ** gamma
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _occlusion(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    height, width = crop.shape[:2]
+    area = 0.5 * severity  # fraction of the crop covered
+    side_h = int(round(height * np.sqrt(area)))
+    side_w = int(round(width * np.sqrt(area)))
+    out = crop.copy()
+    if side_h == 0 or side_w == 0:
+        return out
+    top = int(rng.integers(0, height - side_h + 1))
+    left = int(rng.integers(0, width - side_w + 1))
+    out[top:top + side_h, left:left + side_w] = 0
+    return out
+
+
+DEGRADATIONS: dict[str, tuple[_Op, str]] = {
+    "blur": (_blur, "Gaussian blur, sigma = 4 * severity pixels"),
+    "downsample": (_downsample, "area down-sampling to (1 - 0.875 * severity) of the size, bilinear back up"),
+    "jpeg": (_jpeg, "JPEG re-encoding at quality 95 - 90 * severity"),
+    "noise": (_noise, "additive Gaussian noise, sigma = 40 * severity grey levels"),
+    "low_light": (_low_light, "gamma 1 + 2 * severity and gain 1 - 0.8 * severity"),
+    "occlusion": (_occlusion, "a black rectangle covering 0.5 * severity of the crop at a seeded position"),
+}
+"""Name -> (function, what severity means). Severity 0 leaves the crop unchanged for every kind."""
+
+
+def _check(kind: str, severity: object, owner: str) -> float:
+    if kind not in DEGRADATIONS:
+        raise InvalidParameterError(owner, "kind", f"one of {sorted(DEGRADATIONS)}", kind)
+    if isinstance(severity, bool) or not isinstance(severity, numbers.Real) or not 0.0 <= float(severity) <= 1.0:
+        raise InvalidParameterError(owner, "severity", "a real number in [0, 1]", severity)
+    return float(severity)
+
+
+def _check_crops(crops: np.ndarray, owner: str, ndim: int) -> None:
+    crops = np.asarray(crops)
+    if crops.dtype != np.uint8 or crops.ndim != ndim or crops.shape[-1] != 3:
+        shape = "(H, W, 3)" if ndim == 3 else "(B, H, W, 3)"
+        raise InvalidParameterError(owner, "crops" if ndim == 4 else "crop", f"a uint8 array of shape {shape}",
+                                    f"{crops.dtype} array of shape {crops.shape}")
+
+
+def degrade(crop: np.ndarray, kind: str, severity: float, *, seed: int | np.random.Generator | None = 0) -> np.ndarray:
+    """Degrade one crop.
+
+    Parameters
+    ----------
+    crop : ndarray of shape (H, W, 3), uint8
+        An aligned face crop (BGR), usually 112x112.
+    kind : str
+        A key of :data:`DEGRADATIONS`.
+    severity : float in [0, 1]
+        0 returns an unchanged copy; 1 is the strongest setting.
+    seed : int, Generator or None
+        Randomness for ``noise`` and ``occlusion`` (``numpy.random.default_rng(seed)``).
+
+    Returns
+    -------
+    ndarray of shape (H, W, 3), uint8
+        A new array; the input is never modified.
+    """
+    severity = _check(kind, severity, "degrade")
+    _check_crops(crop, "degrade", 3)
+    if severity == 0.0:
+        return np.array(crop, copy=True)
+    op, _ = DEGRADATIONS[kind]
+    return op(np.ascontiguousarray(crop), severity, np.random.default_rng(seed))
+
+
+def degrade_batch(crops: np.ndarray, kind: str, severity: float | np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """Degrade a batch of crops, each with its own severity and an independent seeded random stream.
+
+    Parameters
+    ----------
+    crops : ndarray of shape (B, H, W, 3), uint8
+    kind : str
+        A key of :data:`DEGRADATIONS`.
+    severity : float or ndarray of shape (B,)
+        One severity for all crops, or one per crop, each in [0, 1].
+    seed : int
+        Crop ``b`` uses the ``b``-th child of ``numpy.random.SeedSequence(seed)``.
+
+    Returns
+    -------
+    ndarray of shape (B, H, W, 3), uint8
+    """
+    _check_crops(crops, "degrade_batch", 4)
+    severities = np.broadcast_to(np.asarray(severity, dtype=np.float64), (len(crops),))
+    for value in severities:
+        _check(kind, float(value), "degrade_batch")
+    children = np.random.SeedSequence(seed).spawn(len(crops))
+    out = np.empty_like(crops)
+    for index, (crop, value, child) in enumerate(zip(crops, severities, children)):
+        out[index] = degrade(crop, kind, float(value), seed=np.random.default_rng(child))
+    return out

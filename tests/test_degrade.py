@@ -1,0 +1,78 @@
+"""Degradations: severity 0 is the identity, harm grows with severity, seeds reproduce, bad input is named."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from fiqa.degrade import DEGRADATIONS, degrade, degrade_batch
+from fiqa.errors import InvalidParameterError
+
+
+@pytest.fixture(scope="module")
+def face_like() -> np.ndarray:
+    """A smooth synthetic 112x112 crop with edges (so blur, JPEG and down-sampling all change it)."""
+    rng = np.random.default_rng(7)
+    base = cv2.resize(rng.integers(40, 220, (14, 14, 3), dtype=np.uint8), (112, 112), interpolation=cv2.INTER_CUBIC)
+    base[40:72, 20:92] = 230  # a bright bar with sharp edges
+    return base
+
+
+@pytest.mark.parametrize("kind", sorted(DEGRADATIONS))
+def test_zero_severity_is_identity_and_copies(face_like, kind):
+    out = degrade(face_like, kind, 0.0, seed=3)
+    assert out is not face_like
+    np.testing.assert_array_equal(out, face_like)
+
+
+@pytest.mark.parametrize("kind", sorted(DEGRADATIONS))
+def test_harm_grows_with_severity(face_like, kind):
+    before = face_like.copy()
+    errors = [np.abs(degrade(face_like, kind, s, seed=1).astype(float) - face_like).mean() for s in (0.25, 0.5, 1.0)]
+    assert 0 < errors[0] < errors[1] < errors[2]
+    np.testing.assert_array_equal(face_like, before)  # input untouched
+
+
+def test_physical_parameters_match_their_description(face_like):
+    # blur at severity 0.5 is a Gaussian of sigma 2; low light at 1 maps 255 to 255 * 0.2 = 51.
+    expected = cv2.GaussianBlur(face_like, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT101)
+    np.testing.assert_array_equal(degrade(face_like, "blur", 0.5), expected)
+    white = np.full((8, 8, 3), 255, np.uint8)
+    assert (degrade(white, "low_light", 1.0) == 51).all()
+    # occlusion at severity 1 blacks out round(112 * sqrt(0.5)) ** 2 = 79 ** 2 pixels
+    occluded = degrade(np.full((112, 112, 3), 200, np.uint8), "occlusion", 1.0, seed=5)
+    assert int((occluded[..., 0] == 0).sum()) == 79 * 79
+    # down-sampling at severity 1 goes through 14x14 pixels: the result has no detail finer than 8 px
+    small = degrade(face_like, "downsample", 1.0)
+    through_14 = cv2.resize(cv2.resize(small, (14, 14), interpolation=cv2.INTER_AREA), (112, 112),
+                            interpolation=cv2.INTER_LINEAR)
+    assert np.abs(small.astype(float) - through_14).mean() < np.abs(face_like.astype(float) - through_14).mean()
+
+
+@pytest.mark.parametrize("kind", ["noise", "occlusion"])
+def test_random_kinds_reproduce_with_a_seed(face_like, kind):
+    np.testing.assert_array_equal(degrade(face_like, kind, 0.7, seed=11), degrade(face_like, kind, 0.7, seed=11))
+    assert not np.array_equal(degrade(face_like, kind, 0.7, seed=11), degrade(face_like, kind, 0.7, seed=12))
+
+
+def test_batch_matches_per_crop_and_uses_independent_streams(face_like):
+    crops = np.stack([face_like, face_like, face_like])
+    out = degrade_batch(crops, "noise", np.array([0.0, 0.5, 0.5]), seed=4)
+    np.testing.assert_array_equal(out[0], face_like)
+    assert not np.array_equal(out[1], out[2])  # same severity, different noise draws
+    np.testing.assert_array_equal(out, degrade_batch(crops, "noise", np.array([0.0, 0.5, 0.5]), seed=4))
+
+
+@pytest.mark.parametrize(("kind", "severity", "name"), [
+    ("blurr", 0.5, "kind"), ("blur", 1.5, "severity"), ("blur", -0.1, "severity"), ("blur", True, "severity"),
+])
+def test_bad_parameters_are_named(face_like, kind, severity, name):
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of degrade"):
+        degrade(face_like, kind, severity)
+
+
+def test_bad_crop_is_named():
+    with pytest.raises(InvalidParameterError, match="'crop' parameter of degrade must be a uint8 array"):
+        degrade(np.zeros((112, 112, 3), np.float32), "blur", 0.5)
+    with pytest.raises(InvalidParameterError, match="'crops' parameter of degrade_batch"):
+        degrade_batch(np.zeros((112, 112, 3), np.uint8), "blur", 0.5)
