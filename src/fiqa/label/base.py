@@ -1,0 +1,461 @@
+"""The labeller interface shared by every pseudo-quality method, and its registry.
+
+A labeller is scikit-learn style: ``__init__`` only stores keyword-only parameters (``random_state`` among them),
+``fit(vectors, identities)`` computes the labels and returns ``self``, and the labels are then in ``labels_`` as a
+:class:`fiqa.types.QualityTable`.
+
+The base class does the work every method shares, once:
+
+- validates the inputs and the parameters, with messages naming the parameter and the bad value;
+- gives rows with a non-finite or all-zero vector ``Status.INVALID_VECTOR``;
+- gives identities with fewer usable samples than the method needs ``Status.SINGLETON`` (one sample) or
+  ``Status.SMALL_CLASS`` (below a ``min_class_size`` option);
+- codes identities as contiguous integers and resolves the random generator from ``random_state``;
+- assembles the table (score, status, reason, the method's component columns, and metadata with the method name,
+  parameters, seed and package versions).
+
+A method subclasses :class:`Labeler`, sets ``name``, implements :meth:`Labeler._label` on clean input
+(a :class:`LabelInput`) and registers itself with :func:`register_labeler`. Every module in ``fiqa.label`` is
+imported by the package, so a new file registers its method without further edits.
+
+Usable rows that are not labelled (singletons, small classes) stay available to a method as *other identities*
+(negatives, competing centres): they are real people, only their own label is undefined.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import numbers
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import InvalidParameterError, NoUsableSamplesError
+from ..provenance import versions
+from ..registry import Registry
+from ..types import EmbeddingStore, QualityTable, Status
+
+logger = logging.getLogger(__name__)
+
+LABELERS: Registry["Labeler"] = Registry("labeller")
+"""Every labelling method by name; see :func:`create_labeler` and :func:`list_labelers`."""
+
+#: Rows per block when the base class scans the vectors (bounded memory for memory-mapped input).
+_SCAN_ROWS = 65536
+#: Largest accepted deviation of a row's L2 norm from 1.
+_UNIT_NORM_TOLERANCE = 1e-3
+
+
+def register_labeler(cls: type["Labeler"]) -> type["Labeler"]:
+    """Class decorator: register a :class:`Labeler` subclass under its ``name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} must set the class attribute 'name' before it is registered")
+    LABELERS.register(cls.name)(cls)
+    return cls
+
+
+def create_labeler(name: str, **params: Any) -> "Labeler":
+    """Create the labeller registered as ``name`` with keyword parameters ``params``.
+
+    Raises
+    ------
+    fiqa.errors.UnknownNameError
+        ``name`` is not registered (the message suggests close names).
+    fiqa.errors.InvalidParameterError
+        A parameter the method does not have, or (at ``fit``) a value outside its domain.
+    """
+    cls = LABELERS.get(name)
+    accepted = cls.param_names() if isinstance(cls, type) and issubclass(cls, Labeler) else None
+    if accepted is not None:
+        for key in params:
+            if key not in accepted:
+                raise InvalidParameterError(
+                    getattr(cls, "__name__", name), key, f"one of the parameters {', '.join(accepted)}",
+                    params[key])
+    return cls(**params)
+
+
+def list_labelers() -> list[str]:
+    """Names of every registered labelling method, sorted."""
+    return LABELERS.names()
+
+
+@dataclass(frozen=True)
+class LabelInput:
+    """The clean, validated input a method labels (built by :meth:`Labeler.fit`).
+
+    Attributes
+    ----------
+    vectors : ndarray of shape (n, d), float32
+        The usable rows only, L2-normalised. When every input row is usable this is the caller's array itself
+        (possibly an ``np.memmap``); methods must read it in blocks and never modify it.
+    codes : ndarray of shape (n,), int64
+        Identity code of each row, ``0 .. n_identities - 1``; ``names[codes]`` are the original identities.
+    names : ndarray of shape (n_identities,)
+        The original identity value of each code (sorted, as ``np.unique`` returns them).
+    labelled : ndarray of shape (n,), bool
+        Rows that need a label (their identity has at least the method's minimum class size). The other rows
+        are still valid samples of other identities.
+    norms : ndarray of shape (n,), float32, or None
+        Raw embedding norms of the usable rows, when the caller gave them.
+    """
+
+    vectors: np.ndarray
+    codes: np.ndarray
+    names: np.ndarray
+    labelled: np.ndarray
+    norms: np.ndarray | None = None
+
+    @property
+    def n_identities(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class LabelResult:
+    """What a method returns for the ``n`` rows of its :class:`LabelInput`.
+
+    Only the rows where ``LabelInput.labelled`` is true are read; the base class fills the others.
+
+    Attributes
+    ----------
+    score : ndarray of shape (n,), float64
+        Quality label, higher is better.
+    columns : dict of str to ndarray of shape (n,)
+        The method's components (``mean_positive``, ``mean_negative``, ``w1``, ``ccs``, ``nnccs``, ...).
+    status, reason : ndarray of shape (n,), object (str), or None
+        Per-row status set by the method itself (e.g. ``Status.TRIMMED``); ``None`` means every labelled row is ok.
+        Rows whose status is not ok must have a NaN score.
+    """
+
+    score: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    status: np.ndarray | None = None
+    reason: np.ndarray | None = None
+
+
+class Labeler(ABC):
+    """Base class of pseudo quality labellers.
+
+    Parameters
+    ----------
+    random_state : int or None, default=0
+        Seed of ``numpy.random.default_rng`` for every random choice the method makes. ``None`` draws fresh
+        entropy; the seed actually used is recorded in ``labels_.meta["seed"]`` either way.
+
+    Attributes
+    ----------
+    labels_ : QualityTable
+        After :meth:`fit`: one row per input row, in input order.
+    seed_ : int
+        The seed that was used.
+    """
+
+    #: Registry name, also ``labels_.meta["method"]``.
+    name: ClassVar[str] = ""
+    #: Whether :meth:`fit` needs the raw embedding norms.
+    requires_norms: ClassVar[bool] = False
+
+    def __init__(self, *, random_state: int | None = 0) -> None:
+        self.random_state = random_state
+
+    # ---- parameters (scikit-learn conventions) ------------------------------------------------------------------
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """Keyword-only parameters of ``__init__``, sorted."""
+        signature = inspect.signature(cls.__init__)
+        return sorted(p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters and their values."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    def _validate_params(self) -> None:
+        """Check every parameter; subclasses extend it (call ``super()._validate_params()``)."""
+        if self.random_state is not None:
+            self._check_int("random_state", self.random_state, minimum=0)
+
+    def _min_class_size(self) -> int:
+        """Fewest usable samples an identity needs for its samples to be labelled (2 = at least one positive)."""
+        return 2
+
+    def _check_int(self, name: str, value: Any, *, minimum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (
+                minimum is not None and value < minimum):
+            bound = f" >= {minimum}" if minimum is not None else ""
+            raise InvalidParameterError(type(self).__name__, name, f"an int{bound}", value)
+        return int(value)
+
+    def _check_float(self, name: str, value: Any, *, low: float, high: float, low_open: bool = False,
+                     high_open: bool = False) -> float:
+        ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and np.isfinite(value)
+        if ok:
+            ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        if not ok:
+            left, right = "(" if low_open else "[", ")" if high_open else "]"
+            raise InvalidParameterError(type(self).__name__, name, f"a float in the range {left}{low}, {high}{right}",
+                                        value)
+        return float(value)
+
+    def _check_choice(self, name: str, value: Any, choices: tuple) -> Any:
+        if value not in choices:
+            raise InvalidParameterError(type(self).__name__, name, f"one of {', '.join(map(repr, choices))}", value)
+        return value
+
+    # ---- fitting ----------------------------------------------------------------------------------------------------
+    def fit(self, vectors: np.ndarray, identities: np.ndarray, *, sample_id: np.ndarray | None = None,
+            norms: np.ndarray | None = None) -> "Labeler":
+        """Compute pseudo quality labels.
+
+        Parameters
+        ----------
+        vectors : ndarray of shape (N, d), float32
+            L2-normalised embeddings (an ``np.memmap`` works and is read in blocks). Rows that are non-finite or
+            all zero get ``Status.INVALID_VECTOR``; other rows must have unit norm.
+        identities : ndarray of shape (N,), int or str
+            Identity of each row.
+        sample_id : ndarray of shape (N,), int64, optional
+            Ids for the output table; default ``0 .. N-1``.
+        norms : ndarray of shape (N,), float, optional
+            Raw embedding norms before normalisation (needed by methods with ``requires_norms``); a non-finite
+            or non-positive norm makes the row ``Status.INVALID_VECTOR``.
+
+        Returns
+        -------
+        self
+        """
+        owner = type(self).__name__
+        self._validate_params()
+        vectors, identities, sample_id, norms = self._validate_inputs(vectors, identities, sample_id, norms)
+        n_rows = len(identities)
+
+        status = np.full(n_rows, Status.OK.value, dtype=object)
+        reason = np.full(n_rows, "", dtype=object)
+        usable = self._mark_invalid_vectors(vectors, norms, status, reason)
+
+        seed = self.random_state
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
+        rng = np.random.default_rng(seed)
+
+        usable_index = np.flatnonzero(usable)
+        names, codes = np.unique(identities[usable_index], return_inverse=True)
+        codes = codes.astype(np.int64).reshape(-1)
+        counts = np.bincount(codes, minlength=len(names))
+        minimum = self._min_class_size()
+        labelled = counts[codes] >= minimum
+        self._mark_small_classes(usable_index, names, codes, counts, minimum, status, reason)
+        if not labelled.any():
+            raise NoUsableSamplesError(
+                f"{owner}: no identity has at least {minimum} usable samples "
+                f"({len(usable_index)} usable of {n_rows} rows, {len(names)} identities); nothing to label")
+
+        clean_vectors = vectors if len(usable_index) == n_rows else np.ascontiguousarray(vectors[usable_index])
+        data = LabelInput(clean_vectors, codes, names, labelled,
+                          None if norms is None else norms[usable_index].astype(np.float32))
+        logger.info("%s: labelling %d of %d rows (%d identities)", owner, int(labelled.sum()), n_rows, len(names))
+        result = self._label(data, rng)
+        self.labels_ = self._assemble(result, data, usable_index, identities, sample_id, status, reason, seed)
+        self.seed_ = seed
+        return self
+
+    def fit_labels(self, vectors: np.ndarray, identities: np.ndarray, **kwargs: Any) -> QualityTable:
+        """``fit`` and return ``labels_``."""
+        return self.fit(vectors, identities, **kwargs).labels_
+
+    @abstractmethod
+    def _label(self, data: LabelInput, rng: np.random.Generator) -> LabelResult:
+        """Label the rows of ``data`` (see :class:`LabelInput` and :class:`LabelResult`)."""
+
+    # ---- helpers of fit -----------------------------------------------------------------------------------------
+    def _validate_inputs(self, vectors, identities, sample_id, norms):
+        owner = type(self).__name__
+        if not isinstance(vectors, np.ndarray):
+            vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape[0] == 0 or vectors.shape[1] == 0:
+            raise InvalidParameterError(owner, "vectors", "a non-empty 2-D array of shape (N, d)",
+                                        f"an array of shape {vectors.shape}")
+        if vectors.dtype != np.float32:
+            if not np.issubdtype(vectors.dtype, np.floating):
+                raise InvalidParameterError(owner, "vectors", "a float32 array", f"dtype {vectors.dtype}")
+            vectors = vectors.astype(np.float32)
+        n_rows = vectors.shape[0]
+        identities = np.asarray(identities)
+        if identities.shape != (n_rows,):
+            raise InvalidParameterError(owner, "identities", f"a 1-D array of length {n_rows} (one per vector)",
+                                        f"an array of shape {identities.shape}")
+        if identities.dtype.kind not in "iuUO":
+            raise InvalidParameterError(owner, "identities", "an array of int or str", f"dtype {identities.dtype}")
+        if identities.dtype.kind == "O":
+            kinds = {type(v) for v in identities[:1000]}
+            if not all(issubclass(k, (str, numbers.Integral)) for k in kinds) or len(
+                    {issubclass(k, str) for k in kinds}) > 1:
+                raise InvalidParameterError(owner, "identities", "an array of int or str (not mixed)",
+                                            f"values of types {sorted(k.__name__ for k in kinds)}")
+            identities = identities.astype(str) if issubclass(next(iter(kinds)), str) else identities.astype(np.int64)
+        if sample_id is None:
+            sample_id = np.arange(n_rows, dtype=np.int64)
+        else:
+            sample_id = np.asarray(sample_id)
+            if sample_id.shape != (n_rows,) or sample_id.dtype.kind not in "iu":
+                raise InvalidParameterError(owner, "sample_id", f"an int array of shape ({n_rows},)",
+                                            f"an array of shape {sample_id.shape} and dtype {sample_id.dtype}")
+            sample_id = sample_id.astype(np.int64)
+        if norms is None:
+            if self.requires_norms:
+                raise InvalidParameterError(owner, "norms", "an array of raw embedding norms (this method needs "
+                                            "them)", None)
+        else:
+            norms = np.asarray(norms, dtype=np.float64)
+            if norms.shape != (n_rows,):
+                raise InvalidParameterError(owner, "norms", f"a 1-D array of length {n_rows} (one per vector)",
+                                            f"an array of shape {norms.shape}")
+        return vectors, identities, sample_id, norms
+
+    def _mark_invalid_vectors(self, vectors, norms, status, reason) -> np.ndarray:
+        """Flag non-finite / zero rows in blocks; raise when a valid row is not unit length. Returns ``usable``."""
+        n_rows = vectors.shape[0]
+        usable = np.ones(n_rows, dtype=bool)
+        for start in range(0, n_rows, _SCAN_ROWS):
+            block = np.asarray(vectors[start:start + _SCAN_ROWS])
+            finite = np.isfinite(block).all(axis=1)
+            with np.errstate(invalid="ignore", over="ignore"):
+                lengths = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+            zero = finite & (lengths == 0)
+            bad_length = finite & ~zero & (np.abs(lengths - 1.0) > _UNIT_NORM_TOLERANCE)
+            if bad_length.any():
+                row = start + int(np.flatnonzero(bad_length)[0])
+                raise InvalidParameterError(
+                    type(self).__name__, "vectors", "L2-normalised rows (unit length)",
+                    f"row {row} with length {lengths[row - start]:.6g} ({int(bad_length.sum())} such rows in "
+                    f"rows {start}..{start + len(block) - 1})")
+            rows = np.arange(start, start + len(block))
+            status[rows[~finite]] = Status.INVALID_VECTOR.value
+            reason[rows[~finite]] = "embedding has non-finite values"
+            status[rows[zero]] = Status.INVALID_VECTOR.value
+            reason[rows[zero]] = "embedding is all zeros"
+            usable[rows] = finite & ~zero
+        if norms is not None:
+            bad_norm = usable & ~(np.isfinite(norms) & (norms > 0))
+            status[bad_norm] = Status.INVALID_VECTOR.value
+            reason[bad_norm] = "raw embedding norm is missing, non-finite or not positive"
+            usable &= ~bad_norm
+        n_invalid = int((~usable).sum())
+        if n_invalid:
+            logger.warning("%s: %d of %d rows have an invalid embedding", type(self).__name__, n_invalid, n_rows)
+        return usable
+
+    def _mark_small_classes(self, usable_index, names, codes, counts, minimum, status, reason) -> None:
+        small = counts[codes] < minimum
+        if not small.any():
+            return
+        for row, code in zip(usable_index[small], codes[small]):
+            count = counts[code]
+            if count == 1:
+                status[row] = Status.SINGLETON.value
+                reason[row] = f"only usable sample of identity {_name(names[code])}: no positives to compare with"
+            else:
+                status[row] = Status.SMALL_CLASS.value
+                reason[row] = (f"identity {_name(names[code])} has {count} usable samples, fewer than "
+                               f"min_class_size={minimum}")
+
+    def _assemble(self, result: LabelResult, data: LabelInput, usable_index, identities, sample_id, status, reason,
+                  seed) -> QualityTable:
+        n_rows = len(identities)
+        n_usable = len(usable_index)
+        owner = type(self).__name__
+        if np.shape(result.score) != (n_usable,):
+            raise RuntimeError(f"{owner}._label returned a score of shape {np.shape(result.score)}, "
+                               f"expected ({n_usable},)")
+        labelled_rows = usable_index[data.labelled]
+        score = np.full(n_rows, np.nan)
+        score[labelled_rows] = np.asarray(result.score, dtype=np.float64)[data.labelled]
+        if result.status is not None:
+            own_status = np.asarray(result.status, dtype=object)[data.labelled]
+            own_reason = (np.asarray(result.reason, dtype=object)[data.labelled] if result.reason is not None
+                          else np.full(len(own_status), "", dtype=object))
+            status[labelled_rows] = own_status
+            reason[labelled_rows] = own_reason
+            score[labelled_rows[own_status != Status.OK.value]] = np.nan
+        columns: dict[str, np.ndarray] = {"identity": identities.astype(object) if identities.dtype.kind == "U"
+                                          else identities}
+        for key, values in result.columns.items():
+            values = np.asarray(values)
+            if values.shape != (n_usable,):
+                raise RuntimeError(f"{owner}._label returned column {key!r} of shape {values.shape}, "
+                                   f"expected ({n_usable},)")
+            columns[key] = _scatter(values[data.labelled], labelled_rows, n_rows)
+        counts = {s.value: int((status == s.value).sum()) for s in Status if (status == s.value).any()}
+        meta = {"method": self.name, "params": self.get_params(), "seed": int(seed), "versions": versions(),
+                "n_rows": n_rows, "n_identities": int(data.n_identities), "status_counts": counts}
+        return QualityTable(sample_id, score, status, reason, columns, meta)
+
+
+def _scatter(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """A column of length ``n_rows`` holding ``values`` at ``rows``; NaN / -1 / "" elsewhere."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        full = np.full(n_rows, np.nan, dtype=np.float64)
+    elif values.dtype.kind in "iub":
+        full = np.full(n_rows, -1, dtype=np.int64)
+    else:
+        full = np.full(n_rows, "", dtype=object)
+    full[rows] = values
+    return full
+
+
+def label_store(store: EmbeddingStore, labeler: Labeler) -> QualityTable:
+    """Label the usable samples of an embedding store.
+
+    Rows the store could not embed keep their store status and reason (score NaN); the others are labelled by
+    ``labeler.fit`` with the store's vectors, identities, sample ids and raw norms.
+
+    Parameters
+    ----------
+    store : EmbeddingStore
+    labeler : Labeler
+
+    Returns
+    -------
+    QualityTable
+        One row per store sample, in store order; ``meta["store"]`` names the store folder.
+    """
+    ok = np.asarray(store.ok)
+    ok_index = np.flatnonzero(ok)
+    if len(ok_index) == 0:
+        raise NoUsableSamplesError(f"{store.root}: the embedding store has no usable embedding to label")
+    all_ok = len(ok_index) == len(store)
+    vectors = store.vectors if all_ok else store.vectors[ok_index]
+    identities = store.samples.identity.astype(str)
+    fitted = labeler.fit(vectors, identities[ok_index], sample_id=store.samples.sample_id[ok_index],
+                         norms=np.asarray(store.norms)[ok_index])
+    part = fitted.labels_
+    n_rows = len(store)
+    score = np.full(n_rows, np.nan)
+    status = np.asarray(store.status, dtype=object).copy()
+    reason = np.asarray(store.reason, dtype=object).copy()
+    score[ok_index] = part.score
+    status[ok_index] = part.status
+    reason[ok_index] = part.reason
+    columns: dict[str, np.ndarray] = {"identity": identities.astype(object)}
+    for key, values in part.columns.items():
+        if key == "identity":
+            continue
+        columns[key] = _scatter(values, ok_index, n_rows)
+    meta = dict(part.meta)
+    meta["n_rows"] = n_rows
+    meta["store"] = str(store.root)
+    meta["store_meta"] = {k: store.meta[k] for k in ("backend", "model_sha256") if k in store.meta}
+    meta["status_counts"] = {s.value: int((status == s.value).sum()) for s in Status if (status == s.value).any()}
+    return QualityTable(store.samples.sample_id, score, status, reason, columns, meta)
+
+
+def _name(identity: Any) -> str:
+    """An identity for messages: quoted strings, plain ints."""
+    return repr(str(identity)) if isinstance(identity, (str, np.str_)) else str(identity)
