@@ -1,0 +1,190 @@
+"""The two regressor shapes and the in-model calibration layer (PyTorch).
+
+- ``"head"``: :class:`QualityHead`, a small network on a feature map taken from inside a frozen recogniser
+  (SFace's last feature map, 1024 x 7 x 7), computed once per store and cached (:mod:`fiqa.train.features`).
+  Its layout follows SDD-FIQA's quality head: BatchNorm -> dropout -> flatten -> linear -> PReLU -> linear -> 1.
+- ``"mobilefacenet"``: :class:`MobileFaceNetRegressor`, a full network on aligned 112x112 crops (Chen et al.,
+  2018), trained from scratch or from a user's backbone checkpoint; meant for GPUs and ``torchrun``.
+
+Every model maps its input to one raw score per sample, on the 0-100 training-target scale.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InvalidParameterError, ModelFileError
+from ..registry import Registry
+from .calibration import QuantileCalibration
+
+REGRESSORS: Registry[nn.Module] = Registry("regressor shape")
+
+
+def _check_int(owner: str, name: str, value: object, minimum: int) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise InvalidParameterError(owner, name, f"an int >= {minimum}", value)
+    return int(value)
+
+
+def _check_dropout(owner: str, value: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
+        raise InvalidParameterError(owner, "dropout", "a float in [0, 1)", value)
+    return float(value)
+
+
+@REGRESSORS.register("head", "Small head on a frozen recogniser's last feature map (SDD-FIQA layout); CPU-friendly")
+class QualityHead(nn.Module):
+    """BatchNorm2d -> Dropout -> Flatten -> Linear -> PReLU -> Linear -> 1.
+
+    Parameters
+    ----------
+    feature_shape : tuple (C, H, W)
+        Shape of one input feature map (SFace: (1024, 7, 7)).
+    hidden : int >= 1
+        Width of the hidden layer.
+    dropout : float in [0, 1)
+        Dropout on the flattened feature map (training only).
+
+    Input: float32 tensor (B, C, H, W); output: float32 tensor (B,) raw scores.
+    """
+
+    def __init__(self, *, feature_shape: tuple[int, int, int], hidden: int = 128, dropout: float = 0.5) -> None:
+        super().__init__()
+        if len(feature_shape) != 3:
+            raise InvalidParameterError("QualityHead", "feature_shape", "a (C, H, W) tuple", feature_shape)
+        channels, height, width = (_check_int("QualityHead", "feature_shape", v, 1) for v in feature_shape)
+        hidden = _check_int("QualityHead", "hidden", hidden, 1)
+        self.feature_shape = (channels, height, width)
+        self.norm = nn.BatchNorm2d(channels)
+        self.dropout = nn.Dropout(_check_dropout("QualityHead", dropout))
+        self.hidden = nn.Linear(channels * height * width, hidden)
+        self.activation = nn.PReLU(hidden)
+        self.output = nn.Linear(hidden, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(self.norm(features)).flatten(1)
+        return self.output(self.activation(self.hidden(x))).squeeze(1)
+
+
+class _ConvBlock(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+                 activation: bool = True, padding: int | None = None) -> None:
+        padding = kernel // 2 if padding is None else padding
+        layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, stride, padding, groups=groups, bias=False),
+                                   nn.BatchNorm2d(c_out)]
+        if activation:
+            layers.append(nn.PReLU(c_out))
+        super().__init__(*layers)
+
+
+class _Bottleneck(nn.Module):
+    """Inverted residual: 1x1 expand -> 3x3 depthwise -> 1x1 linear projection (residual when shapes allow)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, expansion: int) -> None:
+        super().__init__()
+        mid = c_in * expansion
+        self.residual = stride == 1 and c_in == c_out
+        self.body = nn.Sequential(_ConvBlock(c_in, mid), _ConvBlock(mid, mid, 3, stride, groups=mid),
+                                  _ConvBlock(mid, c_out, activation=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+class MobileFaceNet(nn.Module):
+    """MobileFaceNet backbone (Chen et al., 2018): (B, 3, 112, 112) normalised input -> (B, embedding_size)."""
+
+    # (expansion, channels, repeats, first stride)
+    _STAGES = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
+
+    def __init__(self, embedding_size: int = 128) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_ConvBlock(3, 64, 3, 2), _ConvBlock(64, 64, 3, 1, groups=64)]
+        channels = 64
+        for expansion, c_out, repeats, stride in self._STAGES:
+            for i in range(repeats):
+                layers.append(_Bottleneck(channels, c_out, stride if i == 0 else 1, expansion))
+                channels = c_out
+        # global depthwise conv (GDC): a 7x7 depthwise kernel over the whole 7x7 map, no padding
+        layers += [_ConvBlock(channels, 512), _ConvBlock(512, 512, 7, 1, groups=512, activation=False, padding=0)]
+        layers += [nn.Conv2d(512, embedding_size, 1, bias=False), nn.BatchNorm2d(embedding_size), nn.Flatten()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+@REGRESSORS.register("mobilefacenet", "Full MobileFaceNet regressor on aligned crops, from scratch or a checkpoint")
+class MobileFaceNetRegressor(nn.Module):
+    """MobileFaceNet backbone -> PReLU -> Dropout -> Linear -> 1, on aligned crops.
+
+    Parameters
+    ----------
+    embedding_size : int >= 1
+    dropout : float in [0, 1)
+    backbone_checkpoint : path or None
+        A PyTorch ``state_dict`` of :class:`MobileFaceNet` (e.g. a recogniser trained with it) to start from.
+
+    Input: float32 tensor (B, 3, 112, 112), RGB, 0..255 (the same input as SFace); normalised inside as
+    ``(x - 127.5) / 128``. Output: float32 tensor (B,) raw scores.
+    """
+
+    def __init__(self, *, embedding_size: int = 128, dropout: float = 0.2,
+                 backbone_checkpoint: str | Path | None = None) -> None:
+        super().__init__()
+        embedding_size = _check_int("MobileFaceNetRegressor", "embedding_size", embedding_size, 1)
+        self.backbone = MobileFaceNet(embedding_size)
+        if backbone_checkpoint is not None:
+            self.backbone.load_state_dict(_load_state_dict(backbone_checkpoint))
+        self.head = nn.Sequential(nn.PReLU(embedding_size),
+                                  nn.Dropout(_check_dropout("MobileFaceNetRegressor", dropout)),
+                                  nn.Linear(embedding_size, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone((images - 127.5) / 128.0)).squeeze(1)
+
+
+def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: backbone checkpoint does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for a bad file
+        raise ModelFileError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{path}: expected a state_dict (a mapping of parameter names to tensors)")
+    return state
+
+
+class PiecewiseLinear(nn.Module):
+    """The calibration map of a :class:`QuantileCalibration` as a PyTorch layer: (B,) raw -> (B,) quality."""
+
+    def __init__(self, calibration: QuantileCalibration) -> None:
+        super().__init__()
+        starts, widths, slopes, base = calibration.segments()
+        for name, values in [("starts", starts), ("widths", widths), ("slopes", slopes)]:
+            self.register_buffer(name, torch.as_tensor(values, dtype=torch.float32))
+        self.base = float(base)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        ramps = torch.minimum(torch.clamp(raw[:, None] - self.starts, min=0.0), self.widths)
+        return self.base + (ramps * self.slopes).sum(dim=1)
+
+
+class CalibratedRegressor(nn.Module):
+    """A regressor followed by its calibration: input -> ``(quality (B,), raw_score (B,))``."""
+
+    def __init__(self, regressor: nn.Module, calibration: QuantileCalibration) -> None:
+        super().__init__()
+        self.regressor = regressor
+        self.calibrate = PiecewiseLinear(calibration)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raw = self.regressor(x)
+        return self.calibrate(raw), raw
