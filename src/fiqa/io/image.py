@@ -1,0 +1,210 @@
+"""Robust image decoding: every failure becomes an :class:`ImageReadError` with a :class:`~fiqa.types.Status`.
+
+All images come back as ``(H, W, 3) uint8`` BGR arrays, whatever they were on disk:
+
+- grayscale is replicated to three channels, an alpha channel is dropped, 16-bit samples are scaled to 8 bits,
+  CMYK JPEGs are converted to BGR (all by OpenCV's ``IMREAD_COLOR``);
+- the EXIF orientation of a JPEG is applied (OpenCV does so unless ``IMREAD_IGNORE_ORIENTATION`` is given);
+- files are read as bytes and decoded in memory, so non-ASCII paths work on every platform;
+- the pixel count is read from the file header *before* decoding (JPEG, PNG, GIF, BMP, WebP), so a
+  decompression bomb is refused without allocating its pixels. Other formats (TIFF, ...) are checked after
+  decoding, bounded by OpenCV's own limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, 2**30 by default).
+"""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import FIQAError, InvalidParameterError
+from ..types import Status
+
+#: Default decompression-bomb guard: images with more pixels are refused (TOO_LARGE).
+DEFAULT_MAX_PIXELS = 40_000_000
+#: Default minimum of ``min(height, width)``: smaller images cannot hold a recognisable face (TOO_SMALL).
+DEFAULT_MIN_SIDE = 16
+
+RECORD_SEPARATOR = "#"
+
+
+class ImageReadError(FIQAError):
+    """One image could not be read or used.
+
+    Attributes
+    ----------
+    location : str
+        The location given to :func:`read_image`.
+    status : Status
+        Why (``UNREADABLE``, ``NOT_AN_IMAGE``, ``TOO_LARGE``, ``TOO_SMALL``).
+    reason : str
+        A short human-readable explanation, recorded in sample tables.
+    """
+
+    def __init__(self, location: str, status: Status, reason: str) -> None:
+        super().__init__(f"{location}: {reason}")
+        self.location, self.status, self.reason = str(location), Status(status), reason
+
+
+def check_limits(max_pixels: int, min_side: int, owner: str = "read_image") -> None:
+    """Validate the size limits shared by :func:`read_image` and the extraction."""
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise InvalidParameterError(owner, "max_pixels", "an int >= 1", max_pixels)
+    if isinstance(min_side, bool) or not isinstance(min_side, (int, np.integer)) or min_side < 1:
+        raise InvalidParameterError(owner, "min_side", "an int >= 1", min_side)
+
+
+def read_image(location: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               min_side: int = DEFAULT_MIN_SIDE) -> np.ndarray:
+    """Read and decode the image at ``location``.
+
+    Parameters
+    ----------
+    location : str or path
+        A file path, or ``"<path/to/train.rec>#<record key>"`` for a RecordIO record (as sources produce).
+    max_pixels : int, default 40_000_000
+        Decompression-bomb guard: larger images raise ``TOO_LARGE`` (checked from the header before decoding).
+    min_side : int, default 16
+        Images whose shorter side is below this raise ``TOO_SMALL``.
+
+    Returns
+    -------
+    ndarray of shape (H, W, 3), uint8
+        The image in BGR channel order, EXIF orientation applied.
+
+    Raises
+    ------
+    ImageReadError
+        With ``.status`` and ``.reason``; the message names the location.
+    """
+    check_limits(max_pixels, min_side)
+    location = os.fspath(location)
+    return decode_image(read_bytes(location), location, max_pixels=max_pixels, min_side=min_side)
+
+
+def read_bytes(location: str) -> bytes:
+    """The encoded bytes at ``location`` (a file, or a RecordIO record); ``ImageReadError`` when unreadable."""
+    rec_path, key = split_record_location(location)
+    if rec_path is not None:
+        from .sources import read_record_payload  # a cycle at import time otherwise
+
+        return read_record_payload(rec_path, key, location)
+    try:
+        return Path(location).read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(location, Status.UNREADABLE, "file does not exist") from None
+    except IsADirectoryError:
+        raise ImageReadError(location, Status.UNREADABLE, "is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageReadError(location, Status.UNREADABLE, "permission denied") from None
+    except OSError as exc:
+        raise ImageReadError(location, Status.UNREADABLE, f"cannot read file ({exc.strerror or exc})") from None
+
+
+def split_record_location(location: str) -> tuple[str | None, int]:
+    """``("<path>.rec", key)`` for a RecordIO location, ``(None, -1)`` for a plain file path."""
+    head, sep, tail = location.rpartition(RECORD_SEPARATOR)
+    if sep and head.endswith(".rec") and tail.isdigit() and not os.path.isfile(location):
+        return head, int(tail)
+    return None, -1
+
+
+def decode_image(data: bytes, location: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 min_side: int = DEFAULT_MIN_SIDE) -> np.ndarray:
+    """Decode encoded image bytes to ``(H, W, 3) uint8`` BGR; ``location`` only names the image in errors."""
+    if len(data) == 0:
+        raise ImageReadError(location, Status.NOT_AN_IMAGE, "empty file")
+    size = header_size(data, location)
+    if size is not None:
+        _check_size(size, location, max_pixels, min_side)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        what = "corrupt or truncated image data" if size is not None else "not a decodable image"
+        raise ImageReadError(location, Status.NOT_AN_IMAGE, what)
+    _check_size(image.shape[:2], location, max_pixels, min_side)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:  # IMREAD_COLOR guarantees this
+        raise ImageReadError(location, Status.NOT_AN_IMAGE, f"decoded to unsupported array {image.dtype} "
+                                                            f"{image.shape}")
+    return image
+
+
+def _check_size(size: tuple[int, int], location: str, max_pixels: int, min_side: int) -> None:
+    height, width = int(size[0]), int(size[1])
+    if height * width > max_pixels:
+        raise ImageReadError(location, Status.TOO_LARGE,
+                             f"{width}x{height} = {height * width} pixels exceeds max_pixels={max_pixels}")
+    if min(height, width) < min_side:
+        raise ImageReadError(location, Status.TOO_SMALL,
+                             f"{width}x{height} is smaller than min_side={min_side} pixels")
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def header_size(data: bytes, location: str = "<bytes>") -> tuple[int, int] | None:
+    """``(height, width)`` read from the header of a JPEG, PNG, GIF, BMP or WebP; None for other formats.
+
+    Raises ``ImageReadError(NOT_AN_IMAGE)`` when a recognised header is malformed, or when a JPEG lacks its
+    end-of-image marker (a truncated file, which some libjpeg builds would decode with a grey bottom).
+    """
+    try:
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size(data, location)
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", data[16:24])
+            return height, width
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            width, height = struct.unpack("<HH", data[6:10])
+            return height, width
+        if data[:2] == b"BM" and len(data) >= 26:
+            width, height = struct.unpack("<ii", data[18:26])
+            return abs(height), abs(width)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_size(data)
+    except struct.error:
+        raise ImageReadError(location, Status.NOT_AN_IMAGE, "truncated image header") from None
+    return None
+
+
+def _jpeg_size(data: bytes, location: str) -> tuple[int, int]:
+    pos, size, n = 2, None, len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            raise ImageReadError(location, Status.NOT_AN_IMAGE, f"corrupt JPEG header (no marker at byte {pos})")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # stand-alone markers
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            size = (height, width)
+        if marker == 0xDA:  # start of scan: the entropy-coded data follows
+            if size is None:
+                raise ImageReadError(location, Status.NOT_AN_IMAGE, "corrupt JPEG (no frame header)")
+            if data.rfind(b"\xff\xd9") < pos:
+                raise ImageReadError(location, Status.NOT_AN_IMAGE, "truncated JPEG (no end-of-image marker)")
+            return size
+        pos += 2 + length
+    raise ImageReadError(location, Status.NOT_AN_IMAGE, "truncated JPEG (header ends before the image data)")
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", data[26:30])
+        return height & 0x3FFF, width & 0x3FFF
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return height, width
+    return None
+

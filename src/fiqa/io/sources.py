@@ -1,0 +1,469 @@
+"""Data sources: every kind produces the same :class:`~fiqa.types.SampleTable`.
+
+Kinds
+-----
+``folder``
+    One sub-folder per identity holding its images (LFW, CASIA-WebFace layout).
+``list``
+    A CSV (``,``) or TSV (tab; ``.tsv``/``.txt``/``.lst``) list file of ``path[,identity]`` rows; relative paths
+    are resolved against the list file's folder. A first row ``path,identity`` is a header.
+``recordio``
+    insightface RecordIO (``train.rec`` + ``train.idx``), read without MXNet. Record 0's header holds the
+    identity ranges (``label = [first identity record, end]``); image records carry the identity as their label
+    and a JPEG payload.
+``images``
+    Loose images to score, without identity: one file, a folder (searched recursively) or a glob pattern.
+
+Sample order is deterministic (sorted names, or file order for lists and RecordIO), and locations are
+absolute, so ``fiqa.io.read_image(location)`` works from any working directory.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import logging
+import os
+import struct
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from ..errors import DataSourceError, InvalidParameterError
+from ..types import SampleTable, Status
+from .image import RECORD_SEPARATOR, ImageReadError
+
+logger = logging.getLogger(__name__)
+
+#: File name extensions (lower case) that folder, images and glob sources treat as images.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jp2", ".pgm",
+                              ".ppm", ".pnm"})
+KINDS = ("folder", "list", "recordio", "images")
+_LIST_EXTENSIONS = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".lst": "\t"}
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A data source, opened.
+
+    Attributes
+    ----------
+    kind : str
+        One of ``KINDS``.
+    spec : str
+        What was opened: the absolute path, or the glob pattern.
+    samples : SampleTable
+        One row per image.
+    details : mapping
+        Kind-specific facts recorded in store metadata (e.g. the RecordIO header ranges).
+    """
+
+    kind: str
+    spec: str
+    samples: SampleTable
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description for metadata."""
+        codes = self.samples.identity_codes()[1] if len(self.samples) else []
+        return {"kind": self.kind, "spec": self.spec, "n_samples": len(self.samples),
+                "n_identities": int(sum(1 for name in codes if name != "")), **dict(self.details)}
+
+
+def open_source(spec: str | os.PathLike | DataSource, *, kind: str | None = None) -> DataSource:
+    """Open a data source.
+
+    Parameters
+    ----------
+    spec : str, path or DataSource
+        A folder, a list file, a ``train.rec`` (or the folder holding it), an image file, or a glob pattern.
+        A ``DataSource`` is returned unchanged.
+    kind : {"folder", "list", "recordio", "images"}, optional
+        Forces the kind. When None it is detected: a glob pattern or an image file is ``images``; a ``.rec``
+        file or a folder holding ``train.rec`` is ``recordio``; any other file is a ``list``; a folder with
+        sub-folders of images is ``folder``, a folder of images only is ``images``.
+
+    Raises
+    ------
+    DataSourceError
+        Naming the path and the problem (missing, empty, malformed list row, bad RecordIO header, ...).
+    """
+    if isinstance(spec, DataSource):
+        return spec
+    if kind is not None and kind not in KINDS:
+        raise InvalidParameterError("open_source", "kind", f"one of {KINDS} or None", kind)
+    text = os.fspath(spec)
+    if kind is None:
+        kind = _detect_kind(text)
+    opener = {"folder": folder_source, "list": list_source, "recordio": recordio_source, "images": images_source}
+    source = opener[kind](text)
+    logger.info("opened %s source %s: %d samples", source.kind, source.spec, len(source.samples))
+    return source
+
+
+def _detect_kind(text: str) -> str:
+    path = Path(text)
+    if not path.exists():
+        if _GLOB_CHARS & set(text):
+            return "images"
+        raise DataSourceError(f"{text}: no such file or folder")
+    if path.is_file():
+        if path.suffix.lower() == ".rec":
+            return "recordio"
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            return "images"
+        return "list"
+    if (path / "train.rec").is_file():
+        return "recordio"
+    with os.scandir(path) as entries:
+        has_subfolders = any(entry.is_dir() for entry in entries)
+    return "folder" if has_subfolders else "images"
+
+
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _table(locations: list[str], identities: list[str], source: str) -> SampleTable:
+    return SampleTable(np.arange(len(locations), dtype=np.int64), np.asarray(locations, dtype=object),
+                       np.asarray(identities, dtype=object), source)
+
+
+def _existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        raise DataSourceError(f"{text}: no such folder")
+    if not path.is_dir():
+        raise DataSourceError(f"{text}: is not a folder")
+    return Path(os.path.abspath(path))
+
+
+def folder_source(root: str | os.PathLike) -> DataSource:
+    """One sub-folder per identity (sorted by name), its image files sorted by name.
+
+    Files that are not images by extension are skipped with a logged warning, as are files lying directly in
+    ``root``. Identity folders without images contribute nothing (logged). No image at all is an error.
+    """
+    root = _existing_dir(os.fspath(root))
+    locations, identities, skipped, empty = [], [], 0, []
+    with os.scandir(root) as entries:
+        children = sorted(entries, key=lambda entry: entry.name)
+    for child in children:
+        if not child.is_dir():
+            skipped += 1
+            continue
+        with os.scandir(child.path) as entries:
+            names = sorted(entry.name for entry in entries if entry.is_file())
+        images = [name for name in names if _is_image_name(name)]
+        skipped += len(names) - len(images)
+        if not images:
+            empty.append(child.name)
+        locations.extend(os.path.join(child.path, name) for name in images)
+        identities.extend([child.name] * len(images))
+    if skipped:
+        logger.warning("%s: skipped %d file(s) that are not images in identity folders", root, skipped)
+    if empty:
+        logger.warning("%s: %d identity folder(s) hold no images (first: %s)", root, len(empty), empty[0])
+    if not locations:
+        raise DataSourceError(f"{root}: no images found in identity sub-folders (expected root/<identity>/<image>"
+                              f" with extensions {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return DataSource("folder", str(root), _table(locations, identities, "folder"))
+
+
+def list_source(path: str | os.PathLike, *, delimiter: str | None = None) -> DataSource:
+    """A list file of ``path[,identity]`` rows.
+
+    Parameters
+    ----------
+    path : str or path
+        The list file. Relative image paths are resolved against its folder.
+    delimiter : str, optional
+        Field separator; by default ``,`` for ``.csv`` and a tab for ``.tsv``, ``.txt`` and ``.lst``.
+    """
+    path = Path(os.path.abspath(os.fspath(path)))
+    if not path.is_file():
+        raise DataSourceError(f"{path}: list file does not exist")
+    if delimiter is None:
+        delimiter = _LIST_EXTENSIONS.get(path.suffix.lower())
+        if delimiter is None:
+            raise DataSourceError(f"{path}: unknown list file extension {path.suffix!r}; use .csv (comma) or .tsv "
+                                  f"(tab), or pass a delimiter")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = [(number, row) for number, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1)
+                    if row and any(cell.strip() for cell in row)]
+    except UnicodeDecodeError as exc:
+        raise DataSourceError(f"{path}: list file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if rows and rows[0][1][0].strip().lower() in {"path", "location", "file", "image"}:
+        rows = rows[1:]
+    if not rows:
+        raise DataSourceError(f"{path}: list file has no rows")
+    base = path.parent
+    locations, identities = [], []
+    width = len(rows[0][1])
+    for number, row in rows:
+        if len(row) != width or width > 2:
+            raise DataSourceError(f"{path}, line {number}: expected {min(width, 2)} field(s) "
+                                  f"(path{', identity' if width == 2 else ''}) separated by {delimiter!r}, "
+                                  f"got {len(row)}")
+        location = row[0].strip()
+        if not location:
+            raise DataSourceError(f"{path}, line {number}: empty path")
+        locations.append(location if os.path.isabs(location) else os.path.normpath(base / location))
+        identities.append(row[1].strip() if width == 2 else "")
+    return DataSource("list", str(path), _table(locations, identities, "list"))
+
+
+def images_source(spec: str | os.PathLike) -> DataSource:
+    """Loose images without identity: one image file, a folder (recursive, sorted) or a glob pattern."""
+    text = os.fspath(spec)
+    path = Path(text)
+    if path.is_file():
+        locations = [os.path.abspath(path)]
+    elif path.is_dir():
+        locations = sorted(os.path.abspath(p) for p in path.rglob("*") if p.is_file() and _is_image_name(p.name))
+        if not locations:
+            raise DataSourceError(f"{text}: folder holds no images (extensions {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    elif _GLOB_CHARS & set(text):
+        locations = sorted(os.path.abspath(p) for p in glob.glob(text, recursive=True)
+                           if os.path.isfile(p) and _is_image_name(p))
+        if not locations:
+            raise DataSourceError(f"{text}: glob pattern matches no image files")
+        return DataSource("images", text, _table(locations, [""] * len(locations), "images"))
+    else:
+        raise DataSourceError(f"{text}: no such file or folder")
+    return DataSource("images", str(Path(os.path.abspath(path))), _table(locations, [""] * len(locations), "images"))
+
+
+# --- insightface / MXNet RecordIO ------------------------------------------------------------------------------
+# A record: uint32 magic, uint32 (cflag << 29 | length), payload, zero padding to 4 bytes. A payload containing the
+# magic at a 4-byte-aligned offset is split there into parts (cflag 1 = first, 2 = middle, 3 = last) and the magic
+# itself is dropped; readers re-insert it. An image payload starts with the IRHeader (uint32 flag, float32 label,
+# uint64 id, uint64 id2); flag > 0 means ``flag`` float32 labels follow and replace ``label``.
+
+RECORDIO_MAGIC = 0xCED7230A
+_MAGIC_BYTES = struct.pack("<I", RECORDIO_MAGIC)
+_IR_HEADER = struct.Struct("<IfQQ")
+_LENGTH_MASK = (1 << 29) - 1
+
+
+def pack_record(labels: float | Iterable[float], payload: bytes, record_id: int = 0) -> bytes:
+    """An image record's content: IRHeader (+ label array when several labels) then the payload bytes."""
+    if isinstance(labels, (int, float, np.integer, np.floating)):
+        return _IR_HEADER.pack(0, float(labels), record_id, 0) + payload
+    labels = np.asarray(list(labels), dtype="<f4")
+    return _IR_HEADER.pack(len(labels), 0.0, record_id, 0) + labels.tobytes() + payload
+
+
+def unpack_record(content: bytes) -> tuple[np.ndarray, bytes]:
+    """``(labels, payload)`` of a record's content; ``labels`` is float32 of shape (max(flag, 1),)."""
+    flag, label, _, _ = _IR_HEADER.unpack_from(content)
+    offset = _IR_HEADER.size
+    if flag > 0:
+        labels = np.frombuffer(content, dtype="<f4", count=flag, offset=offset).astype(np.float32)
+        return labels, content[offset + 4 * flag:]
+    return np.array([label], dtype=np.float32), content[offset:]
+
+
+class RecordIOWriter:
+    """Writes ``.rec`` + ``.idx`` in MXNet's ``MXIndexedRecordIO`` format (used by tests to build fixtures).
+
+    Parameters
+    ----------
+    rec_path : str or path
+        The ``.rec`` file; the index goes beside it with the ``.idx`` suffix.
+    """
+
+    def __init__(self, rec_path: str | os.PathLike) -> None:
+        self.rec_path = Path(rec_path)
+        self._rec = open(self.rec_path, "wb")
+        self._idx = open(self.rec_path.with_suffix(".idx"), "w", encoding="ascii")
+
+    def write(self, key: int, content: bytes) -> None:
+        """Append one record under integer ``key``."""
+        self._idx.write(f"{int(key)}\t{self._rec.tell()}\n")
+        parts, start = [], 0
+        for pos in range(0, len(content) - 3, 4):
+            if content[pos:pos + 4] == _MAGIC_BYTES:
+                parts.append(content[start:pos])
+                start = pos + 4
+        parts.append(content[start:])
+        for number, part in enumerate(parts):
+            cflag = 0 if len(parts) == 1 else 1 if number == 0 else 3 if number == len(parts) - 1 else 2
+            self._rec.write(_MAGIC_BYTES + struct.pack("<I", (cflag << 29) | len(part)) + part)
+            self._rec.write(b"\0" * (-len(part) % 4))
+
+    def close(self) -> None:
+        self._rec.close()
+        self._idx.close()
+
+    def __enter__(self) -> "RecordIOWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def write_recordio(rec_path: str | os.PathLike, payloads: list[bytes], identities: list[int]) -> Path:
+    """Write an insightface-layout RecordIO data set: record 0 header, images ``1..N``, identity records.
+
+    Parameters
+    ----------
+    payloads : list of bytes
+        Encoded images (JPEG), grouped by identity (all images of one identity adjacent).
+    identities : list of int
+        The integer identity label of each payload.
+    """
+    if len(payloads) != len(identities):
+        raise InvalidParameterError("write_recordio", "identities", f"a list of {len(payloads)} labels",
+                                    f"{len(identities)} labels")
+    n = len(payloads)
+    ranges: list[tuple[int, int, int]] = []  # (identity, first key, end key)
+    for key, identity in enumerate(identities, start=1):
+        if ranges and ranges[-1][0] == identity:
+            ranges[-1] = (identity, ranges[-1][1], key + 1)
+        elif any(r[0] == identity for r in ranges):
+            raise InvalidParameterError("write_recordio", "identities", "grouped (each identity contiguous)",
+                                        identities)
+        else:
+            ranges.append((identity, key, key + 1))
+    with RecordIOWriter(rec_path) as writer:
+        writer.write(0, pack_record([n + 1, n + 1 + len(ranges)], b""))
+        for key, (payload, identity) in enumerate(zip(payloads, identities), start=1):
+            writer.write(key, pack_record(float(identity), payload, record_id=key))
+        for offset, (_, first, end) in enumerate(ranges):
+            writer.write(n + 1 + offset, pack_record([first, end], b""))
+    return Path(rec_path)
+
+
+class RecordIOReader:
+    """Random access to the records of an indexed ``.rec`` file; thread-safe (positional reads).
+
+    Parameters
+    ----------
+    rec_path : str or path
+        The ``.rec`` file; ``<name>.idx`` must lie beside it.
+    """
+
+    def __init__(self, rec_path: str | os.PathLike) -> None:
+        self.rec_path = Path(os.path.abspath(os.fspath(rec_path)))
+        idx_path = self.rec_path.with_suffix(".idx")
+        if not self.rec_path.is_file():
+            raise DataSourceError(f"{self.rec_path}: RecordIO file does not exist")
+        if not idx_path.is_file():
+            raise DataSourceError(f"{idx_path}: RecordIO index is missing (expected beside {self.rec_path.name})")
+        self.offsets: dict[int, int] = {}
+        with open(idx_path, encoding="ascii", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                fields = line.split()
+                if not fields:
+                    continue
+                if len(fields) != 2 or not fields[0].isdigit() or not fields[1].isdigit():
+                    raise DataSourceError(f"{idx_path}, line {number}: expected '<key>\\t<offset>', got {line!r}")
+                self.offsets[int(fields[0])] = int(fields[1])
+        self.size = self.rec_path.stat().st_size
+        self._fd = os.open(self.rec_path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+
+    def keys(self) -> list[int]:
+        return sorted(self.offsets)
+
+    def read(self, key: int) -> bytes:
+        """The content of record ``key`` (parts re-joined); ``KeyError`` for an unknown key,
+        ``DataSourceError`` for a corrupt record."""
+        offset = self.offsets[key]
+        parts = []
+        while True:
+            head = os.pread(self._fd, 8, offset)
+            if len(head) < 8:
+                raise DataSourceError(f"{self.rec_path}: record {key} is truncated (file ends at byte {self.size})")
+            magic, lrecord = struct.unpack("<II", head)
+            if magic != RECORDIO_MAGIC:
+                raise DataSourceError(f"{self.rec_path}: no RecordIO magic number at byte {offset} (record {key})")
+            cflag, length = lrecord >> 29, lrecord & _LENGTH_MASK
+            data = os.pread(self._fd, length, offset + 8)
+            if len(data) < length:
+                raise DataSourceError(f"{self.rec_path}: record {key} is truncated (file ends at byte {self.size})")
+            parts.append(data)
+            offset += 8 + length + (-length % 4)
+            if cflag in (0, 3):
+                return _MAGIC_BYTES.join(parts)
+
+    def read_labels(self, key: int) -> np.ndarray:
+        """The labels of image record ``key`` (float32, shape (max(flag, 1),)), reading only its header."""
+        offset = self.offsets[key]
+        head = os.pread(self._fd, 8 + _IR_HEADER.size, offset)
+        if len(head) < 8 + _IR_HEADER.size or struct.unpack_from("<I", head)[0] != RECORDIO_MAGIC:
+            raise DataSourceError(f"{self.rec_path}: record {key} at byte {offset} has no valid RecordIO header")
+        cflag, length = struct.unpack_from("<I", head, 4)[0] >> 29, struct.unpack_from("<I", head, 4)[0] & _LENGTH_MASK
+        flag = _IR_HEADER.unpack_from(head, 8)[0]
+        if cflag != 0 or length < _IR_HEADER.size + 4 * flag:  # rare: split record, or labels not in first part
+            return unpack_record(self.read(key))[0]
+        content = head[8:] + os.pread(self._fd, 4 * flag, offset + 8 + _IR_HEADER.size)
+        return unpack_record(content)[0]
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+_readers: dict[str, RecordIOReader] = {}
+_readers_lock = threading.Lock()
+
+
+def _reader(rec_path: str) -> RecordIOReader:
+    key = os.path.abspath(rec_path)
+    with _readers_lock:
+        reader = _readers.get(key)
+        if reader is None:
+            reader = _readers[key] = RecordIOReader(key)
+        return reader
+
+
+def read_record_payload(rec_path: str, key: int, location: str) -> bytes:
+    """The image payload of record ``key`` in ``rec_path`` (used by ``fiqa.io.read_image``)."""
+    try:
+        content = _reader(rec_path).read(key)
+        return unpack_record(content)[1]
+    except KeyError:
+        raise ImageReadError(location, Status.UNREADABLE, f"record {key} is not in the index") from None
+    except DataSourceError as exc:
+        raise ImageReadError(location, Status.UNREADABLE, str(exc)) from None
+    except (OSError, struct.error) as exc:
+        raise ImageReadError(location, Status.UNREADABLE, f"cannot read record {key} ({exc})") from None
+
+
+def recordio_source(spec: str | os.PathLike) -> DataSource:
+    """An insightface RecordIO data set: ``train.rec`` (or the folder holding it) with ``train.idx`` beside it.
+
+    When record 0's header has ``flag > 0`` its labels ``[a, b]`` mean: image records are keys ``1..a-1``,
+    identity records are ``a..b-1``. Otherwise every indexed record is an image. The identity of an image is its
+    first label, written as an integer string.
+    """
+    path = Path(os.fspath(spec))
+    rec_path = path / "train.rec" if path.is_dir() else path
+    reader = _reader(str(rec_path))
+    try:
+        header0 = unpack_record(reader.read(0))[0] if 0 in reader.offsets else None
+    except struct.error:
+        raise DataSourceError(f"{reader.rec_path}: record 0 is too short for a RecordIO image header") from None
+    details: dict[str, Any] = {"rec_path": str(reader.rec_path)}
+    if header0 is not None and len(header0) >= 2 and header0[0] >= 1:
+        first_identity, end_identity = int(header0[0]), int(header0[1])
+        keys = list(range(1, first_identity))
+        missing = [k for k in keys if k not in reader.offsets]
+        if missing:
+            raise DataSourceError(f"{reader.rec_path}: header record 0 announces images 1..{first_identity - 1} but "
+                                  f"{len(missing)} are missing from the index (first: {missing[0]})")
+        details.update(header_images=[1, first_identity], header_identities=[first_identity, end_identity])
+    else:
+        keys = reader.keys()
+    if not keys:
+        raise DataSourceError(f"{reader.rec_path}: RecordIO file holds no image records")
+    try:
+        identities = [str(int(reader.read_labels(key)[0])) for key in keys]
+    except struct.error:
+        raise DataSourceError(f"{reader.rec_path}: a record is too short for an image header") from None
+    locations = [f"{reader.rec_path}{RECORD_SEPARATOR}{key}" for key in keys]
+    return DataSource("recordio", str(reader.rec_path), _table(locations, identities, "recordio"), details)
