@@ -211,8 +211,11 @@ def edc_curve(similarities: SimilarityScores, pair_qualities: QualityScores, thr
     if n == 0:
         raise InvalidParameterError("edc_curve", "similarities", "a non-empty array", "0 comparisons")
     missing = np.isnan(quality)
-    quality = np.where(missing, -np.inf, quality)
-    order = np.argsort(quality, kind="stable")
+    n_missing = int(missing.sum())
+    if n_missing:
+        quality = np.where(missing, -np.inf, quality)
+    # the order inside a tie group does not matter (the group is discarded at once): no stable sort needed
+    order = np.argsort(quality)
     sorted_quality = quality[order]
     errors = scores[order] < threshold if error_type == "fnmr" else scores[order] >= threshold
     discarded_errors = np.concatenate(([0], np.cumsum(errors, dtype=np.int64)))
@@ -221,7 +224,7 @@ def edc_curve(similarities: SimilarityScores, pair_qualities: QualityScores, thr
     error_counts = discarded_errors[-1] - discarded_errors[discard_counts]
     return EDCCurve(error_type=error_type, discard_fractions=discard_counts / n,
                     error_rates=error_counts / (n - discard_counts), discard_counts=discard_counts.astype(np.int64),
-                    error_counts=error_counts.astype(np.int64), n_comparisons=n, n_missing=int(missing.sum()),
+                    error_counts=error_counts.astype(np.int64), n_comparisons=n, n_missing=n_missing,
                     threshold=float(threshold))
 
 
