@@ -1,0 +1,311 @@
+"""The embedding store: one folder per data source and recognition backend.
+
+Layout (``STORE_FORMAT`` 1)::
+
+    <store>/meta.json           backend describe(), preprocessing, alignment, source, versions, counts per status
+    <store>/samples.parquet     sample_id, location, identity, status, reason, n_faces, detection_score
+    <store>/vectors.npy         (N, d) float32, L2-normalised, NaN rows where status != "ok"; memory-mapped
+    <store>/norms.npy           (N,) float32, the raw embedding norm; NaN where status != "ok"
+    <store>/landmarks.npy       (N, 5, 2) float32, five landmarks in source-image pixels; NaN where none
+
+While extraction runs, finished chunks accumulate in ``<store>.partial/`` (see :class:`PartialStore`); the store
+folder itself appears only when complete, by an atomic rename.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import cv2
+import numpy as np
+
+from .errors import InvalidParameterError, StoreError
+from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, read_image
+from .io.table import read_json, read_table, write_json, write_table
+from .types import EmbeddingStore, SampleTable, Status
+
+logger = logging.getLogger(__name__)
+
+STORE_FORMAT = 1
+CROP_SIZE = 112
+_ARRAYS = ("vectors.npy", "norms.npy", "landmarks.npy")
+_TABLE_COLUMNS = ("sample_id", "location", "identity", "status", "reason", "n_faces", "detection_score")
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    """The folder where an unfinished extraction into ``path`` keeps its chunks."""
+    path = Path(os.path.abspath(os.fspath(path)))
+    return path.with_name(path.name + ".partial")
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds the files of a finished store (not checked further)."""
+    path = Path(path)
+    return (path / "meta.json").is_file() and (path / "samples.parquet").is_file()
+
+
+def open_store(path: str | os.PathLike) -> EmbeddingStore:
+    """Open a finished embedding store; vectors are memory-mapped read-only.
+
+    Raises
+    ------
+    StoreError
+        Naming the path and the problem: missing, interrupted (``<path>.partial`` exists), a file missing,
+        or arrays whose shapes disagree with the sample table.
+    """
+    root = Path(os.path.abspath(os.fspath(path)))
+    if not root.is_dir():
+        if partial_path(root).is_dir():
+            raise StoreError(f"{root}: extraction was interrupted before the store was complete; run the same "
+                             f"'fiqa embed' command again to resume it")
+        raise StoreError(f"{root}: embedding store does not exist")
+    missing = [name for name in ("meta.json", "samples.parquet", *_ARRAYS) if not (root / name).is_file()]
+    if missing:
+        raise StoreError(f"{root}: not a complete embedding store (missing {', '.join(missing)})")
+    meta = read_json(root / "meta.json")
+    if meta.get("store_format") != STORE_FORMAT:
+        raise StoreError(f"{root}: unsupported store format {meta.get('store_format')!r} (expected {STORE_FORMAT})")
+    columns, _ = read_table(root / "samples.parquet")
+    absent = [c for c in _TABLE_COLUMNS if c not in columns]
+    if absent:
+        raise StoreError(f"{root / 'samples.parquet'}: missing column(s) {', '.join(absent)}")
+    try:
+        vectors = np.load(root / "vectors.npy", mmap_mode="r")
+        norms = np.load(root / "norms.npy", mmap_mode="r")
+        landmarks = np.load(root / "landmarks.npy", mmap_mode="r")
+    except (ValueError, OSError) as exc:
+        raise StoreError(f"{root}: a store array cannot be read ({exc})") from None
+    n = len(columns["sample_id"])
+    expected = {"vectors.npy": (vectors, (n, int(meta.get("dim", -1)))), "norms.npy": (norms, (n,)),
+                "landmarks.npy": (landmarks, (n, 5, 2))}
+    for name, (array, shape) in expected.items():
+        if array.shape != shape or array.dtype != np.float32:
+            raise StoreError(f"{root / name}: expected float32 of shape {shape}, found {array.dtype} "
+                             f"{array.shape}")
+    samples = SampleTable(columns["sample_id"].astype(np.int64), columns["location"], columns["identity"],
+                          str(meta.get("source", {}).get("kind", "")))
+    return EmbeddingStore(root=root, samples=samples, status=columns["status"], reason=columns["reason"],
+                          vectors=vectors, norms=norms, landmarks=landmarks,
+                          n_faces=columns["n_faces"].astype(np.int32), meta=meta)
+
+
+def resize_aligned(image: np.ndarray) -> np.ndarray:
+    """A pre-aligned face as a ``(112, 112, 3) uint8`` crop (resized when its size differs)."""
+    if image.shape[:2] == (CROP_SIZE, CROP_SIZE):
+        return image
+    shrink = min(image.shape[:2]) > CROP_SIZE
+    return cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray) -> np.ndarray:
+    """Re-create aligned crops of store samples from their source images.
+
+    Parameters
+    ----------
+    store : EmbeddingStore
+    indices : array-like of shape (k,), int
+        Row indices into the store (``0 <= i < len(store)``). For stores of detected faces each must have
+        landmarks (``n_faces > 0``); pre-aligned stores only need a readable image.
+
+    Returns
+    -------
+    ndarray of shape (k, 112, 112, 3), uint8
+        BGR crops: the source image warped with the stored landmarks onto the ArcFace template, or for
+        pre-aligned stores the image resized to 112x112.
+    """
+    from .detect import warp_to_template
+
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or (len(indices) and not np.issubdtype(indices.dtype, np.integer)):
+        raise InvalidParameterError("load_crops", "indices", "a 1-D array of ints", indices)
+    bad = indices[(indices < 0) | (indices >= len(store))]
+    if len(bad):
+        raise InvalidParameterError("load_crops", "indices", f"row indices in [0, {len(store)})", bad[:5].tolist())
+    aligned = bool(store.meta.get("aligned", False))
+    params = store.meta.get("params", {})
+    limits = {"max_pixels": int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
+              "min_side": int(params.get("min_side", DEFAULT_MIN_SIDE))}
+    if not aligned:
+        no_landmarks = indices[np.isnan(store.landmarks[indices]).any(axis=(1, 2))]
+        if len(no_landmarks):
+            statuses = [str(store.status[i]) for i in no_landmarks[:5]]
+            raise InvalidParameterError("load_crops", "indices", "rows that have landmarks (a detected face)",
+                                        f"rows {no_landmarks[:5].tolist()} with status {statuses}")
+    crops = np.empty((len(indices), CROP_SIZE, CROP_SIZE, 3), np.uint8)
+    for out, index in enumerate(indices):
+        image = read_image(store.samples.location[index], **limits)
+        crops[out] = resize_aligned(image) if aligned else warp_to_template(image, store.landmarks[index])
+    return crops
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Extraction results for samples ``start..stop-1`` (one file in the partial folder).
+
+    Attributes
+    ----------
+    raw : ndarray of shape (n, d), float32
+        Raw embeddings; NaN rows where ``status != "ok"``.
+    status, reason : ndarray of shape (n,), str
+    landmarks : ndarray of shape (n, 5, 2), float32
+    n_faces : ndarray of shape (n,), int32
+    detection_score : ndarray of shape (n,), float32
+    """
+
+    start: int
+    stop: int
+    raw: np.ndarray
+    status: np.ndarray
+    reason: np.ndarray
+    landmarks: np.ndarray
+    n_faces: np.ndarray
+    detection_score: np.ndarray
+
+
+class PartialStore:
+    """The ``<store>.partial`` folder of an extraction in progress: its plan and its finished chunks.
+
+    Parameters
+    ----------
+    out : str or path
+        The store folder to produce.
+    plan : mapping
+        Everything that determines the result (source fingerprint, backend, alignment, chunk and batch size).
+        Resuming requires an identical plan.
+    """
+
+    def __init__(self, out: str | os.PathLike, plan: Mapping[str, Any]) -> None:
+        self.out = Path(os.path.abspath(os.fspath(out)))
+        self.root = partial_path(self.out)
+        self.plan = read_jsonable(plan)
+
+    def start(self, *, resume: bool) -> None:
+        """Create the folder, or with ``resume`` keep the chunks of an identical earlier plan."""
+        if self.root.exists() and not resume:
+            shutil.rmtree(self.root)
+        if self.root.exists():
+            old = read_json(self.root / "plan.json") if (self.root / "plan.json").exists() else None
+            if old != self.plan:
+                changed = sorted(k for k in set(old or {}) | set(self.plan) if (old or {}).get(k) != self.plan.get(k))
+                raise StoreError(f"{self.root}: an interrupted extraction with different settings is there "
+                                 f"(differs in: {', '.join(changed)}); rerun it with the same settings to resume, "
+                                 f"or pass resume=False (--no-resume) to start over")
+            return
+        self.root.mkdir(parents=True)
+        write_json(self.root / "plan.json", self.plan)
+
+    def chunk_path(self, number: int) -> Path:
+        return self.root / f"chunk-{number:07d}.npz"
+
+    def done(self, n_chunks: int) -> list[int]:
+        """Numbers of the chunks already written."""
+        return [number for number in range(n_chunks) if self.chunk_path(number).is_file()]
+
+    def write_chunk(self, number: int, chunk: Chunk) -> None:
+        """Write one chunk atomically (a killed process leaves either the whole chunk or nothing)."""
+        path = self.chunk_path(number)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with open(tmp, "wb") as handle:
+            np.savez(handle, start=chunk.start, stop=chunk.stop, raw=chunk.raw, status=chunk.status.astype(str),
+                     reason=chunk.reason.astype(str), landmarks=chunk.landmarks, n_faces=chunk.n_faces,
+                     detection_score=chunk.detection_score)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def read_chunk(self, number: int) -> Chunk:
+        path = self.chunk_path(number)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return Chunk(int(data["start"]), int(data["stop"]), data["raw"], data["status"].astype(object),
+                             data["reason"].astype(object), data["landmarks"], data["n_faces"],
+                             data["detection_score"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise StoreError(f"{path}: chunk file is unreadable ({exc}); delete it and rerun to redo it") from None
+
+    def finish(self, samples: SampleTable, n_chunks: int, dim: int, meta: Mapping[str, Any]) -> EmbeddingStore:
+        """Assemble the chunks into the final store, move it into place atomically, remove the partial folder.
+
+        The vectors are L2-normalised here from the raw chunk vectors; memory stays bounded by one chunk.
+        """
+        n = len(samples)
+        build = self.root / "store"
+        if build.exists():
+            shutil.rmtree(build)
+        build.mkdir()
+        vectors = np.lib.format.open_memmap(build / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, dim))
+        norms = np.lib.format.open_memmap(build / "norms.npy", mode="w+", dtype=np.float32, shape=(n,))
+        landmarks = np.lib.format.open_memmap(build / "landmarks.npy", mode="w+", dtype=np.float32, shape=(n, 5, 2))
+        status = np.empty(n, dtype=object)
+        reason = np.empty(n, dtype=object)
+        n_faces = np.empty(n, dtype=np.int32)
+        detection_score = np.empty(n, dtype=np.float32)
+        for number in range(n_chunks):
+            chunk = self.read_chunk(number)
+            span = slice(chunk.start, chunk.stop)
+            chunk_norms = np.linalg.norm(chunk.raw.astype(np.float64), axis=1)
+            norms[span] = chunk_norms
+            vectors[span] = chunk.raw / chunk_norms[:, None]
+            landmarks[span] = chunk.landmarks
+            status[span], reason[span] = chunk.status, chunk.reason
+            n_faces[span], detection_score[span] = chunk.n_faces, chunk.detection_score
+        for array in (vectors, norms, landmarks):
+            array.flush()
+        del vectors, norms, landmarks
+        write_table(build / "samples.parquet",
+                    {"sample_id": samples.sample_id, "location": samples.location, "identity": samples.identity,
+                     "status": status, "reason": reason, "n_faces": n_faces, "detection_score": detection_score},
+                    {"store_format": STORE_FORMAT, "description": "samples of an embedding store; see meta.json"})
+        write_json(build / "meta.json", meta)
+        _replace_dir(build, self.out)
+        shutil.rmtree(self.root)
+        return open_store(self.out)
+
+
+def read_jsonable(data: Mapping[str, Any]) -> Any:
+    """``data`` as it reads back from JSON (tuples become lists, numpy scalars plain numbers)."""
+    def default(value: Any) -> Any:
+        if isinstance(value, (np.generic, np.ndarray)):
+            return value.tolist()
+        if isinstance(value, Path):
+            return str(value)
+        raise TypeError(f"{type(value).__name__} is not JSON-able")
+
+    return json.loads(json.dumps(dict(data), default=default, sort_keys=True))
+
+
+def check_out_path(out: str | os.PathLike) -> Path:
+    """The absolute store path, refusing a path that holds something other than a store."""
+    target = Path(os.path.abspath(os.fspath(out)))
+    if target.exists() and not target.is_dir():
+        raise StoreError(f"{target}: exists and is not a folder; choose another output path")
+    if target.is_dir() and any(target.iterdir()) and not is_store(target):
+        raise StoreError(f"{target}: folder exists, is not empty and is not an embedding store; choose another "
+                         f"output path")
+    return target
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Move the folder ``source`` to ``target`` atomically, replacing an earlier store there."""
+    check_out_path(target)
+    if not target.exists() or not any(target.iterdir()):
+        if target.exists():
+            target.rmdir()
+        os.replace(source, target)
+        return
+    old = target.with_name(f".{target.name}.old{os.getpid()}")
+    os.replace(target, old)
+    os.replace(source, target)
+    shutil.rmtree(old)
+
+
+def status_counts(status: np.ndarray) -> dict[str, int]:
+    """Number of samples per status value, in ``Status`` order (statuses with no sample omitted)."""
+    values, counts = np.unique(np.asarray(status, dtype=str), return_counts=True)
+    found = dict(zip(values.tolist(), counts.tolist()))
+    return {s.value: found[s.value] for s in Status if s.value in found}
