@@ -152,7 +152,9 @@ def header_size(data: bytes, location: str = "<bytes>") -> tuple[int, int] | Non
     try:
         if data[:2] == b"\xff\xd8":
             return _jpeg_size(data, location)
-        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        if data[:8] == b"\x89PNG\r\n\x1a\n":
+            if len(data) >= 16 and data[12:16] != b"IHDR":
+                raise ImageReadError(location, Status.NOT_AN_IMAGE, "corrupt PNG (IHDR is not the first chunk)")
             width, height = struct.unpack(">II", data[16:24])
             return height, width
         if data[:6] in (b"GIF87a", b"GIF89a"):

@@ -364,6 +364,7 @@ class RecordIOReader:
                 if len(fields) != 2 or not fields[0].isdigit() or not fields[1].isdigit():
                     raise DataSourceError(f"{idx_path}, line {number}: expected '<key>\\t<offset>', got {line!r}")
                 self.offsets[int(fields[0])] = int(fields[1])
+        self.signature = _signature(self.rec_path)
         self.size = self.rec_path.stat().st_size
         self._fd = os.open(self.rec_path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
 
@@ -413,12 +414,26 @@ _readers_lock = threading.Lock()
 
 
 def _reader(rec_path: str) -> RecordIOReader:
+    """A cached reader, re-opened when the ``.rec`` or ``.idx`` file changed since it was opened."""
     key = os.path.abspath(rec_path)
     with _readers_lock:
         reader = _readers.get(key)
-        if reader is None:
+        if reader is None or reader.signature != _signature(reader.rec_path):
+            if reader is not None:
+                reader.close()
             reader = _readers[key] = RecordIOReader(key)
         return reader
+
+
+def _signature(rec_path: Path) -> tuple:
+    def stat(path: Path) -> tuple[int, int] | None:
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size
+
+    return stat(rec_path), stat(rec_path.with_suffix(".idx"))
 
 
 def read_record_payload(rec_path: str, key: int, location: str) -> bytes:
