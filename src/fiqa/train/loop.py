@@ -1,0 +1,324 @@
+"""The training loop shared by every regressor shape.
+
+Huber loss (:func:`fiqa.train.losses.huber_loss`), AdamW, linear warm-up then cosine decay per step, early
+stopping on the validation loss, a checkpoint after every epoch holding all state (model, optimiser, scheduler,
+RNG state, epoch, best metric and best weights) so that an interrupted run resumes to the same final weights.
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the model is wrapped in
+``DistributedDataParallel`` (gloo on CPU, nccl on GPU), each rank reads its shard of every epoch, every rank
+evaluates the whole validation set (so the early-stopping decision agrees), and only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from scipy import stats
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm.auto import tqdm
+
+from ..errors import InvalidParameterError, StoreError
+from ..io.table import write_json
+from .losses import huber_loss
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (all keyword-only, validated on creation).
+
+    Parameters
+    ----------
+    epochs : int >= 1
+        Maximum number of epochs.
+    batch_size : int >= 1
+        Per process (under DDP the global batch is ``batch_size * world_size``).
+    learning_rate : float > 0
+        Peak AdamW learning rate.
+    weight_decay : float >= 0
+        AdamW decoupled weight decay.
+    warmup_epochs : float >= 0
+        Linear warm-up length; the rate then follows a cosine down to 0 at ``epochs``.
+    huber_delta : float > 0
+        Huber delta in label points on the 0-100 target scale (see :mod:`fiqa.train.losses`).
+    patience : int >= 1
+        Stop after this many epochs without a lower validation loss.
+    seed : int
+        Seeds initialisation, shuffling and dropout.
+    num_workers : int >= 0
+        DataLoader worker processes.
+    """
+
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    huber_delta: float = 5.0
+    patience: int = 5
+    seed: int = 0
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        def check(name: str, ok: bool, expected: str) -> None:
+            if not ok:
+                raise InvalidParameterError("TrainConfig", name, expected, getattr(self, name))
+
+        def is_int(value: object) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+        def is_real(value: object) -> bool:
+            return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+                and math.isfinite(value)
+
+        check("epochs", is_int(self.epochs) and self.epochs >= 1, "an int >= 1")
+        check("batch_size", is_int(self.batch_size) and self.batch_size >= 1, "an int >= 1")
+        check("learning_rate", is_real(self.learning_rate) and self.learning_rate > 0, "a float > 0")
+        check("weight_decay", is_real(self.weight_decay) and self.weight_decay >= 0, "a float >= 0")
+        check("warmup_epochs", is_real(self.warmup_epochs) and self.warmup_epochs >= 0, "a float >= 0")
+        check("huber_delta", is_real(self.huber_delta) and self.huber_delta > 0, "a float > 0")
+        check("patience", is_int(self.patience) and self.patience >= 1, "an int >= 1")
+        check("seed", is_int(self.seed), "an int")
+        check("num_workers", is_int(self.num_workers) and self.num_workers >= 0, "an int >= 0")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns (and rank 0 writes as ``history.json``).
+
+    Attributes
+    ----------
+    history : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``validation_loss``, ``spearman``, ``pearson``, ``learning_rate``.
+    best_epoch : int
+        The epoch (1-based) whose weights the model holds after :func:`fit`.
+    best_validation_loss : float
+    spearman, pearson : float
+        Validation correlations of the best weights' predictions with the targets.
+    stopped_early : bool
+    """
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_validation_loss: float = math.inf
+    spearman: float = math.nan
+    pearson: float = math.nan
+    stopped_early: bool = False
+
+
+class TensorPairs(Dataset):
+    """``(input, target)`` pairs from an indexable array of inputs (e.g. a memory-mapped feature cache).
+
+    Parameters
+    ----------
+    inputs : array-like of shape (N, ...)
+        Converted to float32 per item.
+    rows : ndarray of shape (n,), int
+        Which rows of ``inputs`` this dataset holds.
+    targets : ndarray of shape (n,), float32
+    """
+
+    def __init__(self, inputs: Any, rows: np.ndarray, targets: np.ndarray) -> None:
+        if len(rows) != len(targets):
+            raise ValueError(f"{len(rows)} rows but {len(targets)} targets")
+        self.inputs, self.rows, self.targets = inputs, np.asarray(rows), np.asarray(targets, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = np.asarray(self.inputs[self.rows[item]], dtype=np.float32)
+        return torch.from_numpy(x), torch.tensor(self.targets[item])
+
+
+def distributed_context() -> tuple[int, int]:
+    """``(rank, world_size)``; initialises the process group when launched by ``torchrun`` with > 1 process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 256) -> np.ndarray:
+    """Raw predictions of ``model`` (in eval mode) on ``dataset``: ndarray of shape (len(dataset),), float64."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = [model(x.to(device)).double().cpu() for x, _ in DataLoader(dataset, batch_size=batch_size)]
+    model.train(was_training)
+    return torch.cat(outputs).numpy() if outputs else np.zeros(0)
+
+
+def _correlations(predictions: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    if len(targets) < 2 or np.ptp(predictions) == 0 or np.ptp(targets) == 0:
+        return math.nan, math.nan
+    return float(stats.spearmanr(predictions, targets).statistic), float(stats.pearsonr(predictions, targets).statistic)
+
+
+def _save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: TrainConfig, out_dir: str | Path,
+        *, resume: bool = True, extra_state: dict[str, Any] | None = None) -> TrainResult:
+    """Train ``model`` in place; on return it holds the weights of the best validation epoch.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps a batch of inputs to raw scores of shape (B,).
+    train_set, validation_set : Dataset of ``(input, target)`` pairs
+        Targets are float32 on the 0-100 scale.
+    config : TrainConfig
+    out_dir : path
+        Where rank 0 writes ``checkpoint.pt``, ``history.json`` and ``training.png``.
+    resume : bool
+        Continue from ``out_dir/checkpoint.pt`` when it exists (its saved config must equal ``config``);
+        when False an existing checkpoint is overwritten.
+    extra_state : dict, optional
+        JSON-able facts stored in the checkpoint (e.g. the model shape and its parameters).
+
+    Returns
+    -------
+    TrainResult
+    """
+    out_dir = Path(out_dir)
+    rank, world_size = distributed_context()
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
+        else torch.device("cpu")
+    model.to(device)
+    torch.manual_seed(config.seed + rank)
+
+    sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed)
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
+                        drop_last=len(train_set) // world_size > config.batch_size)
+    steps_per_epoch = max(1, len(loader))
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _lr_factor(step, warmup_steps, total_steps))
+
+    result, start_epoch, best_state, waited = TrainResult(), 0, None, 0
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    if resume and checkpoint_path.exists():
+        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if checkpoint.get("config") != asdict(config):
+            changed = sorted(k for k, v in asdict(config).items() if checkpoint.get("config", {}).get(k) != v)
+            raise StoreError(f"{checkpoint_path}: checkpoint was written with a different configuration "
+                             f"(differs in: {', '.join(changed)}); pass resume=False to start again")
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        if torch.cuda.is_available() and checkpoint["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+        start_epoch, best_state, waited = checkpoint["epoch"], checkpoint["best_model"], checkpoint["waited"]
+        result = TrainResult(**checkpoint["result"])
+        logger.info("resumed from %s after epoch %d", checkpoint_path, start_epoch)
+
+    trained = DistributedDataParallel(model) if world_size > 1 else model
+    epochs = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=rank != 0,
+                  initial=start_epoch, total=config.epochs)
+    for epoch in epochs:
+        if result.stopped_early:
+            break
+        sampler.set_epoch(epoch)
+        trained.train()
+        losses = []
+        for inputs, targets in tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
+                                    disable=rank != 0):
+            loss = huber_loss(trained(inputs.to(device)), targets.to(device), config.huber_delta)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+        predictions = predict(model, validation_set)
+        val_targets = np.asarray(validation_set.targets, np.float64)
+        validation_loss = huber_loss(torch.from_numpy(predictions), torch.from_numpy(val_targets),
+                                     config.huber_delta).item()
+        spearman, pearson = _correlations(predictions, val_targets)
+        result.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                               "validation_loss": validation_loss, "spearman": spearman, "pearson": pearson,
+                               "learning_rate": optimizer.param_groups[0]["lr"]})
+        if validation_loss < result.best_validation_loss:
+            result.best_validation_loss, result.best_epoch = validation_loss, epoch + 1
+            result.spearman, result.pearson = spearman, pearson
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            waited = 0
+        else:
+            waited += 1
+            result.stopped_early = waited >= config.patience
+        epochs.set_postfix(train=f"{np.mean(losses):.2f}", val=f"{validation_loss:.2f}", rho=f"{spearman:.3f}")
+        logger.info("epoch %d: train loss %.3f, validation loss %.3f, Spearman %.3f, Pearson %.3f",
+                    epoch + 1, np.mean(losses), validation_loss, spearman, pearson)
+        if rank == 0:
+            _save_checkpoint({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_model": best_state,
+                "waited": waited, "result": asdict(result), "config": asdict(config),
+                "rng": {"torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                "extra": dict(extra_state or {}),
+            }, checkpoint_path)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if rank == 0:
+        write_json(out_dir / "history.json", asdict(result))
+        plot_history(result, out_dir / "training.png")
+    return result
+
+
+def plot_history(result: TrainResult, path: str | Path) -> Path:
+    """Draw training and validation loss and validation Spearman per epoch into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in result.history]
+    figure, loss_axis = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    loss_axis.plot(epochs, [h["train_loss"] for h in result.history], "o-", label="train loss")
+    loss_axis.plot(epochs, [h["validation_loss"] for h in result.history], "s-", label="validation loss")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("Huber loss (0-100 target scale)")
+    rho_axis = loss_axis.twinx()
+    rho_axis.plot(epochs, [h["spearman"] for h in result.history], "^--", color="tab:green",
+                  label="validation Spearman")
+    rho_axis.set_ylabel("Spearman")
+    if result.best_epoch:
+        loss_axis.axvline(result.best_epoch, color="grey", linestyle=":", label=f"best epoch {result.best_epoch}")
+    handles = loss_axis.get_legend_handles_labels()[0] + rho_axis.get_legend_handles_labels()[0]
+    loss_axis.legend(handles, [h.get_label() for h in handles], loc="upper right", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return Path(path)
