@@ -1,0 +1,58 @@
+"""Recognition backends behind one registry, each with an explicit preprocessing spec.
+
+>>> embedder = create_embedder("sface")                  # doctest: +SKIP
+>>> embedder.embed(crops).shape                          # crops: (B, 112, 112, 3) uint8 BGR  # doctest: +SKIP
+(B, 128)
+
+Backends
+--------
+``sface`` (default)
+    SFace in onnxruntime, batched, int8 weights folded to float32 (``SFaceEmbedder``).
+``sface-opencv``
+    SFace through OpenCV's one-at-a-time ``FaceRecognizerSF`` (the reference ``sface`` is checked against).
+``onnx``
+    Any ArcFace-style ONNX file: ``create_embedder("onnx", model="r50.onnx", spec="r50.toml")``.
+``dlib``
+    dlib's ResNet, optional extra: ``pip install 'fiqa[dlib]'``.
+"""
+from __future__ import annotations
+
+from ..registry import Registry
+from .base import Embedder
+from .onnx_runtime import SFACE_SPEC, OnnxEmbedder, SFaceEmbedder
+from .reference import DLIB_SPEC, DlibEmbedder, OpenCVSFaceEmbedder
+from .spec import PreprocessSpec
+
+DEFAULT_EMBEDDER = "sface"
+
+EMBEDDERS: Registry[Embedder] = Registry("embedder")
+EMBEDDERS.register("sface", "SFace (128-D) in onnxruntime, batched, int8 weights folded to float32")(SFaceEmbedder)
+EMBEDDERS.register("sface-opencv", "SFace through OpenCV FaceRecognizerSF, one crop per call")(OpenCVSFaceEmbedder)
+EMBEDDERS.register("onnx", "any ArcFace-style ONNX model given by path and an explicit spec")(OnnxEmbedder)
+EMBEDDERS.register("dlib", "dlib ResNet (128-D), optional extra fiqa[dlib]")(DlibEmbedder)
+
+
+def create_embedder(name: str = DEFAULT_EMBEDDER, **params: object) -> Embedder:
+    """Create a registered recognition backend.
+
+    Parameters
+    ----------
+    name : str, default="sface"
+        One of ``list_embedders()``; an unknown name fails with "did you mean" suggestions.
+    **params
+        Keyword parameters of the backend (``batch_size``, ``threads``; ``model`` and ``spec`` for ``onnx``).
+
+    Returns
+    -------
+    Embedder
+    """
+    return EMBEDDERS.create(name, **params)
+
+
+def list_embedders() -> list[str]:
+    """Names of the registered backends, sorted."""
+    return EMBEDDERS.names()
+
+
+__all__ = ["DEFAULT_EMBEDDER", "DLIB_SPEC", "EMBEDDERS", "SFACE_SPEC", "DlibEmbedder", "Embedder", "OnnxEmbedder",
+           "OpenCVSFaceEmbedder", "PreprocessSpec", "SFaceEmbedder", "create_embedder", "list_embedders"]

@@ -1,0 +1,72 @@
+"""The one interface every recognition backend implements."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from ..detect import CROP_SIZE
+from ..errors import InvalidParameterError
+from .spec import PreprocessSpec
+
+
+def check_int(owner: str, name: str, value: object, minimum: int, *, allow_none: bool = False) -> int | None:
+    """Validate an int parameter (``None`` allowed when ``allow_none``)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        expected = f"an int >= {minimum}" + (" or None" if allow_none else "")
+        raise InvalidParameterError(owner, name, expected, value)
+    return int(value)
+
+
+class Embedder(ABC):
+    """A face-recognition network that maps aligned crops to embeddings.
+
+    Attributes
+    ----------
+    name : str
+        The registry name (``"sface"``, ``"onnx"``, ...).
+    dim : int
+        Embedding dimension ``d``.
+    spec : PreprocessSpec
+        The preprocessing applied to crops before the network.
+    """
+
+    name: str
+    dim: int
+    spec: PreprocessSpec
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """Embed aligned crops.
+
+        Parameters
+        ----------
+        crops : ndarray of shape (B, 112, 112, 3), uint8
+            Aligned faces (BGR, ArcFace template), ``B >= 1``.
+
+        Returns
+        -------
+        ndarray of shape (B, d), float32
+            Raw embeddings, not L2-normalised (the store keeps the norm).
+        """
+        if not (isinstance(crops, np.ndarray) and crops.dtype == np.uint8 and crops.ndim == 4
+                and crops.shape[1:] == (CROP_SIZE, CROP_SIZE, 3) and len(crops) >= 1):
+            got = (f"{type(crops).__name__} of shape {getattr(crops, 'shape', None)}, "
+                   f"dtype {getattr(crops, 'dtype', None)}")
+            raise InvalidParameterError(f"the {self.name!r} embedder", "crops",
+                                        f"a uint8 array of shape (B, {CROP_SIZE}, {CROP_SIZE}, 3) with B >= 1", got)
+        vectors = np.asarray(self._embed(crops), dtype=np.float32)
+        return vectors.reshape(len(crops), self.dim)
+
+    @abstractmethod
+    def _embed(self, crops: np.ndarray) -> np.ndarray:
+        """Backend-specific embedding of validated crops, shape (B, d)."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description: ``backend``, ``model_path``, ``model_sha256``, ``spec``, ``dim`` and options."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
