@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import json
+from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fiqa.errors import InvalidParameterError, StoreError
+from fiqa.errors import DataSourceError, InvalidParameterError, StoreError
+from fiqa.evaluate.pairs import _pair_from_index, read_pairs, sample_comparisons
 from fiqa.evaluate.split import (IdentitySplit, load_split, read_identity_list, save_split,
                                  split_identities)
+from fiqa.types import EmbeddingStore, SampleTable
 
 
 # --- split by identity ------------------------------------------------------------------------------------------
@@ -71,3 +75,123 @@ def test_identity_list_errors_name_the_file(tmp_path):
     bad.write_text(json.dumps({"train": ["a"]}), encoding="utf-8")
     with pytest.raises(StoreError, match="bad.json.*'train' and 'test'"):
         read_identity_list(bad, "test")
+
+
+# --- comparisons ------------------------------------------------------------------------------------------------
+
+def make_store(identity, ok=None, seed=0, dim=8, locations=None):
+    """An in-memory store: random unit vectors, ids 100.. (not row numbers, to catch id/row mix-ups)."""
+    identity = np.asarray(identity, dtype=object)
+    n = len(identity)
+    ok = np.ones(n, bool) if ok is None else np.asarray(ok)
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[~ok] = np.nan
+    if locations is None:
+        locations = [f"/data/{name}/{name}_{i:04d}.jpg" for i, name in enumerate(identity)]
+    samples = SampleTable(np.arange(100, 100 + n, dtype=np.int64), np.asarray(locations, dtype=object), identity,
+                          "folder")
+    status = np.where(ok, "ok", "no_face").astype(object)
+    return EmbeddingStore(Path("/nowhere"), samples, status, np.where(ok, "", "no face").astype(object), vectors,
+                          np.ones(n, np.float32), np.full((n, 5, 2), np.nan, np.float32), np.ones(n, np.int32))
+
+
+def brute_force_pairs(store, mated):
+    usable = [i for i in range(len(store)) if store.ok[i] and store.samples.identity[i] != ""]
+    return {(store.samples.sample_id[i], store.samples.sample_id[j]) for i, j in combinations(usable, 2)
+            if (store.samples.identity[i] == store.samples.identity[j]) == mated}
+
+
+def as_set(comparisons, mated):
+    keep = comparisons.mated == mated
+    return set(zip(comparisons.sample_a[keep].tolist(), comparisons.sample_b[keep].tolist()))
+
+
+def test_pair_index_inversion_round_trips_including_huge_indices():
+    index = np.concatenate([np.arange(20000), 2 ** 52 + np.arange(-5, 5), [2 ** 61]])
+    j, i = _pair_from_index(index)
+    assert np.all((0 <= j) & (j < i))
+    np.testing.assert_array_equal(i * (i - 1) // 2 + j, index)
+
+
+def test_all_pairs_when_below_the_limits():
+    identity = ["a"] * 4 + ["b"] * 3 + ["c"] + ["d"] * 2 + [""] * 2
+    ok = np.ones(12, bool)
+    ok[1] = False
+    store = make_store(identity, ok)
+    comparisons = sample_comparisons(store, max_mated=1000, n_nonmated=1000, seed=0)
+    assert as_set(comparisons, True) == brute_force_pairs(store, True)  # 3 + 3 + 1 pairs
+    assert as_set(comparisons, False) == brute_force_pairs(store, False)
+    assert comparisons.n_mated == 7 and comparisons.meta["n_mated_available"] == 7
+    rows_a, rows_b = comparisons.sample_a - 100, comparisons.sample_b - 100
+    expected = np.sum(store.vectors[rows_a].astype(np.float64) * store.vectors[rows_b], axis=1)
+    np.testing.assert_allclose(comparisons.similarity, expected, rtol=1e-6)
+
+
+def test_sampled_pairs_are_distinct_valid_seeded_and_uniform():
+    identity = ["big"] * 40 + [f"p{i // 5}" for i in range(200)]  # 780 + 40 * 10 = 1180 mated pairs
+    store = make_store(identity)
+    comparisons = sample_comparisons(store, max_mated=500, n_nonmated=3000, seed=7)
+    mated, nonmated = as_set(comparisons, True), as_set(comparisons, False)
+    assert len(mated) == 500 == comparisons.n_mated and len(nonmated) == 3000 == comparisons.n_nonmated
+    assert mated <= brute_force_pairs(store, True) and nonmated <= brute_force_pairs(store, False)
+    again = sample_comparisons(store, max_mated=500, n_nonmated=3000, seed=7)
+    np.testing.assert_array_equal(again.sample_a, comparisons.sample_a)
+    assert as_set(sample_comparisons(store, max_mated=500, n_nonmated=3000, seed=8), True) != mated
+    # a uniform sample of pairs takes ~780/1180 of its pairs from the big class (hypergeometric std < 11)
+    from_big = sum(1 for a, _ in mated if a < 140)
+    assert abs(from_big - 500 * 780 / 1180) <= 4 * np.sqrt(500 * (780 / 1180) * (400 / 1180))
+
+
+def test_sample_mask_restricts_to_the_given_samples():
+    identity = np.array([f"p{i // 4}" for i in range(40)], dtype=object)
+    store = make_store(identity)
+    mask = np.isin(identity, ["p0", "p1", "p2"])
+    comparisons = sample_comparisons(store, n_nonmated=10_000, seed=0, sample_mask=mask)
+    used = set(comparisons.sample_a.tolist()) | set(comparisons.sample_b.tolist())
+    assert used == set((np.flatnonzero(mask) + 100).tolist())
+    assert comparisons.n_mated == 18 and comparisons.n_nonmated == 12 * 11 // 2 - 18
+
+
+def test_sample_comparisons_rejects_bad_parameters():
+    store = make_store(["a", "a", "b"])
+    with pytest.raises(InvalidParameterError, match="'max_mated'.*int >= 1. Got 0"):
+        sample_comparisons(store, max_mated=0)
+    with pytest.raises(InvalidParameterError, match="'sample_mask'"):
+        sample_comparisons(store, sample_mask=np.ones(2, bool))
+    with pytest.raises(InvalidParameterError, match="both mated and non-mated"):
+        sample_comparisons(make_store(["a", "b", "c"]))
+
+
+def test_read_lfw_pairs_file(tmp_path):
+    identity = ["Ann"] * 3 + ["Bob"] * 2
+    locations = ["/d/Ann/Ann_0001.jpg", "/d/Ann/Ann_0002.jpg", "/d/Ann/Ann_0003.jpg", "/d/Bob/Bob_0001.jpg",
+                 "/d/Bob/Bob_0002.jpg"]
+    ok = np.array([True, True, False, True, True])
+    store = make_store(identity, ok, locations=locations)
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\t3\nAnn\t1\t2\nAnn\t1\t3\nAnn\t2\tBob\t2\nBob 1 2\n", encoding="utf-8")
+    comparisons = read_pairs(pairs, store)
+    assert comparisons.meta["n_skipped"] == 1 and comparisons.meta["n_pairs_in_file"] == 4
+    np.testing.assert_array_equal(comparisons.sample_a, [100, 101, 103])
+    np.testing.assert_array_equal(comparisons.sample_b, [101, 104, 104])
+    np.testing.assert_array_equal(comparisons.mated, [True, False, True])
+    pairs.write_text("Ann\t1\t9\nAnn 1 Bob 1\n", encoding="utf-8")
+    with pytest.raises(DataSourceError, match="line 1: image Ann/Ann_0009 is not in the store"):
+        read_pairs(pairs, store)
+
+
+def test_read_csv_pairs_file(tmp_path):
+    store = make_store(["a", "a", "b"])
+    path = tmp_path / "pairs.csv"
+    path.write_text("sample_a,sample_b,mated\n100,101,1\n100,102,false\n", encoding="utf-8")
+    comparisons = read_pairs(path, store)
+    np.testing.assert_array_equal(comparisons.mated, [True, False])
+    assert comparisons.similarity[0] == pytest.approx(float(store.vectors[0] @ store.vectors[1]), rel=1e-6)
+    path.write_text("sample_a,sample_b,mated\n100,101,maybe\n", encoding="utf-8")
+    with pytest.raises(DataSourceError, match="pairs.csv, line 2: mated must be"):
+        read_pairs(path, store)
+    path.write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(DataSourceError, match="header columns sample_a,sample_b,mated"):
+        read_pairs(path, store)
