@@ -1,0 +1,56 @@
+"""``fiqa embed SOURCE --out STORE``: detect, align and embed a data source into an embedding store."""
+from __future__ import annotations
+
+import collections
+
+import click
+
+from ..io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from ..io.sources import KINDS
+
+
+@click.command("embed")
+@click.argument("source")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="The store folder to write.")
+@click.option("--kind", type=click.Choice(KINDS), default=None,
+              help="Source kind; detected from the path when omitted.")
+@click.option("--backend", default="sface", show_default=True, help="Recognition backend (registry name).")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="ONNX file, for --backend onnx.")
+@click.option("--spec", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Preprocessing spec (JSON/TOML: input size, mean, std, channel order), for --backend onnx.")
+@click.option("--aligned", is_flag=True, help="Input images are already aligned 112x112 crops: skip detection.")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Crops per embedder call.")
+@click.option("--chunk-size", type=int, default=1024, show_default=True, help="Samples per resumable chunk.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue an interrupted run into --out, or start over.")
+@click.option("--on-error", type=click.Choice(["record", "raise"]), default="record", show_default=True,
+              help="record: keep failed samples with a status and reason; raise: stop at the first failure.")
+@click.option("--policy", type=click.Choice(["largest", "central"]), default="largest", show_default=True,
+              help="Which face to keep when an image has several.")
+@click.option("--score-threshold", type=float, default=0.7, show_default=True, help="Face detector confidence.")
+@click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse larger images (decompression-bomb guard).")
+@click.option("--min-side", type=int, default=DEFAULT_MIN_SIDE, show_default=True,
+              help="Refuse images whose shorter side is smaller.")
+@click.option("--workers", type=int, default=None, help="Decode/detect threads [default: CPU count].")
+def command(source: str, out: str, kind: str | None, backend: str, model: str | None, spec: str | None,
+            aligned: bool, batch_size: int, chunk_size: int, resume: bool, on_error: str, policy: str,
+            score_threshold: float, max_pixels: int, min_side: int, workers: int | None) -> None:
+    """Embed every image of SOURCE (folder per identity, list file, train.rec, or images) into a store."""
+    from ..extract import embed_source
+    from ..io import open_source
+
+    backend_params = {name: value for name, value in (("model", model), ("spec", spec)) if value is not None}
+    store = embed_source(open_source(source, kind=kind), out, backend=backend, backend_params=backend_params,
+                         aligned=aligned, batch_size=batch_size, chunk_size=chunk_size, resume=resume,
+                         policy=policy, score_threshold=score_threshold, on_error=on_error,
+                         max_pixels=max_pixels, min_side=min_side, n_workers=workers)
+    click.echo(f"{store.root}: {len(store)} samples, {store.dim}-D {store.meta['backend'].get('backend', backend)}")
+    for status, count in store.meta["counts"].items():
+        click.echo(f"  {status:<16}{count:>10,d}")
+    failed = collections.Counter(f"{s}: {r}" for s, r in zip(store.status, store.reason) if s != "ok")
+    if failed:
+        click.echo("most common failures:")
+        for text, count in failed.most_common(5):
+            click.echo(f"  {count:>8,d}  {text}")

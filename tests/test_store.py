@@ -1,0 +1,155 @@
+"""The embedding store on disk (open_store, load_crops) and the verification figures computed from it."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fiqa.cli import main
+from fiqa.detect import ARCFACE_TEMPLATE
+from fiqa.errors import InvalidParameterError, NoUsableSamplesError, StoreError
+from fiqa.io.sources import images_source
+from fiqa.store import Chunk, PartialStore, load_crops, open_store, partial_path
+from fiqa.types import SampleTable
+from fiqa.verify import impostor_pairs, verification_summary
+
+
+def build_store(path, vectors, identities, *, status=None, locations=None, landmarks=None, aligned=True):
+    """Write a store from hand-made arrays through the same code path the extraction uses."""
+    vectors = np.asarray(vectors, np.float32)
+    n, dim = vectors.shape
+    status = np.asarray(status if status is not None else ["ok"] * n, dtype=object)
+    raw = np.where((status == "ok")[:, None], vectors, np.nan).astype(np.float32)
+    samples = SampleTable(np.arange(n), np.asarray(locations or [f"/nowhere/{i}.png" for i in range(n)], object),
+                          np.asarray(identities, object), "list")
+    marks = np.full((n, 5, 2), np.nan, np.float32) if landmarks is None else np.asarray(landmarks, np.float32)
+    partial = PartialStore(path, {"test": True})
+    partial.start(resume=False)
+    partial.write_chunk(0, Chunk(0, n, raw, status, np.where(status == "ok", "", "why").astype(object), marks,
+                                 np.full(n, -1 if aligned else 1, np.int32), np.full(n, np.nan, np.float32)))
+    meta = {"store_format": 1, "dim": dim, "aligned": aligned, "source": {"kind": "list"}, "counts": {}}
+    return partial.finish(samples, 1, dim, meta)
+
+
+def test_store_normalises_and_keeps_norms(tmp_path):
+    store = build_store(tmp_path / "s", [[3, 4], [0, 2], [1, 1]], ["a", "a", "b"], status=["ok", "ok", "no_face"])
+    np.testing.assert_allclose(store.vectors[:2], [[0.6, 0.8], [0, 1]], rtol=1e-6)
+    np.testing.assert_allclose(store.norms[:2], [5, 2])
+    assert np.isnan(store.vectors[2]).all() and np.isnan(store.norms[2])
+    assert store.ok.tolist() == [True, True, False] and store.dim == 2
+    assert not partial_path(tmp_path / "s").exists()
+
+
+def test_open_store_errors(tmp_path):
+    with pytest.raises(StoreError, match="embedding store does not exist"):
+        open_store(tmp_path / "none")
+    partial_path(tmp_path / "half").mkdir()
+    with pytest.raises(StoreError, match="interrupted .* run the same 'fiqa embed' command again"):
+        open_store(tmp_path / "half")
+    build_store(tmp_path / "s", [[1, 0], [0, 1]], ["a", "b"])
+    (tmp_path / "s" / "norms.npy").unlink()
+    with pytest.raises(StoreError, match=r"not a complete embedding store \(missing norms.npy\)"):
+        open_store(tmp_path / "s")
+    build_store(tmp_path / "t", [[1, 0], [0, 1]], ["a", "b"])
+    np.save(tmp_path / "t" / "vectors.npy", np.zeros((3, 2), np.float32))
+    with pytest.raises(StoreError, match=r"vectors.npy: expected float32 of shape \(2, 2\), found float32 \(3, 2\)"):
+        open_store(tmp_path / "t")
+    meta = json.loads((tmp_path / "t" / "meta.json").read_text())
+    (tmp_path / "t" / "meta.json").write_text(json.dumps({**meta, "store_format": 99}))
+    with pytest.raises(StoreError, match="unsupported store format 99"):
+        open_store(tmp_path / "t")
+
+
+def test_load_crops_warps_with_stored_landmarks(tmp_path):
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (200, 240, 3), dtype=np.uint8)
+    (tmp_path / "img.png").write_bytes(cv2.imencode(".png", image)[1].tobytes())
+    shift = np.array([37.0, 21.0], np.float32)  # landmarks = template translated: the crop is a plain window
+    store = build_store(tmp_path / "s", [[1, 0], [0, 1]], ["a", "b"], status=["ok", "no_face"],
+                        locations=[str(tmp_path / "img.png"), str(tmp_path / "img.png")],
+                        landmarks=[ARCFACE_TEMPLATE + shift, np.full((5, 2), np.nan)], aligned=False)
+    crops = load_crops(store, np.array([0]))
+    assert crops.shape == (1, 112, 112, 3) and crops.dtype == np.uint8
+    np.testing.assert_allclose(crops[0].astype(int), image[21:133, 37:149].astype(int), atol=1)
+    with pytest.raises(InvalidParameterError, match=r"rows that have landmarks .*rows \[1\] with status \['no_face'\]"):
+        load_crops(store, [1])
+    with pytest.raises(InvalidParameterError, match=r"row indices in \[0, 2\)"):
+        load_crops(store, [2])
+
+
+def test_load_crops_of_pre_aligned_store_resizes(tmp_path):
+    small = np.full((112, 112, 3), 50, np.uint8)
+    large = np.full((224, 224, 3), 150, np.uint8)
+    for name, image in [("a.png", small), ("b.png", large)]:
+        (tmp_path / name).write_bytes(cv2.imencode(".png", image)[1].tobytes())
+    store = build_store(tmp_path / "s", [[1, 0], [0, 1]], ["a", "b"],
+                        locations=[str(tmp_path / "a.png"), str(tmp_path / "b.png")])
+    crops = load_crops(store, np.array([1, 0]))
+    np.testing.assert_array_equal(crops[0], np.full((112, 112, 3), 150, np.uint8))
+    np.testing.assert_array_equal(crops[1], small)
+
+
+def _reference_summary(vectors, identities):
+    """Brute force over all pairs, AUC as the Mann-Whitney probability (ties count one half)."""
+    genuine, impostor = [], []
+    for i, j in itertools.combinations(range(len(vectors)), 2):
+        (genuine if identities[i] == identities[j] else impostor).append(float(np.dot(vectors[i], vectors[j])))
+    wins = sum((g > m) + 0.5 * (g == m) for g in genuine for m in impostor)
+    return np.mean(genuine), np.mean(impostor), wins / (len(genuine) * len(impostor)), len(genuine), len(impostor)
+
+
+def test_verification_summary_matches_brute_force(tmp_path):
+    rng = np.random.default_rng(0)
+    identities = ["a"] * 4 + ["b"] * 3 + ["c"] * 2 + ["d"] + ["e"]
+    centres = {name: rng.standard_normal(8) for name in set(identities)}
+    vectors = np.array([centres[name] + 0.8 * rng.standard_normal(8) for name in identities])
+    status = ["ok"] * 10 + ["no_face"]
+    store = build_store(tmp_path / "s", vectors, identities, status=status)
+    summary = verification_summary(store)
+    normalised = vectors[:10] / np.linalg.norm(vectors[:10], axis=1, keepdims=True)
+    mean_genuine, mean_impostor, auc, n_genuine, n_impostor = _reference_summary(normalised, identities[:10])
+    assert (summary.n_genuine_pairs, summary.n_impostor_pairs) == (n_genuine, n_impostor) == (10, 35)
+    assert summary.n_samples == 10 and summary.n_identities == 4
+    assert summary.mean_genuine == pytest.approx(mean_genuine, abs=1e-6)
+    assert summary.mean_impostor == pytest.approx(mean_impostor, abs=1e-6)
+    assert summary.roc_auc == pytest.approx(auc, abs=1e-9)
+    assert "ROC AUC" in summary.format()
+
+
+def test_impostor_sample_is_seeded_distinct_and_non_mated():
+    codes = np.repeat(np.arange(50), 4)
+    first, second = impostor_pairs(codes, 3000, seed=5)
+    assert len(first) == 3000
+    assert (first < second).all() and (codes[first] != codes[second]).all()
+    assert len(set(zip(first.tolist(), second.tolist()))) == 3000
+    again = impostor_pairs(codes, 3000, seed=5)
+    np.testing.assert_array_equal(first, again[0])
+    assert not np.array_equal(first, impostor_pairs(codes, 3000, seed=6)[0])
+    # Every non-mated pair has the same chance: each identity appears about equally often.
+    per_identity = np.bincount(codes[np.concatenate([first, second])], minlength=50)
+    assert per_identity.min() > 0.6 * per_identity.mean()
+
+
+def test_verification_needs_identities_and_pairs(tmp_path):
+    with pytest.raises(NoUsableSamplesError, match="no sample with status ok and an identity"):
+        verification_summary(build_store(tmp_path / "a", [[1, 0], [0, 1]], ["", ""]))
+    with pytest.raises(NoUsableSamplesError, match="no mated pairs"):
+        verification_summary(build_store(tmp_path / "b", [[1, 0], [0, 1]], ["x", "y"]))
+    with pytest.raises(NoUsableSamplesError, match="only one identity"):
+        verification_summary(build_store(tmp_path / "c", [[1, 0], [0, 1]], ["x", "x"]))
+    with pytest.raises(InvalidParameterError, match="'n_impostor_pairs' parameter of verification_summary"):
+        verification_summary(build_store(tmp_path / "d", [[1, 0], [0, 1]], ["x", "y"]), n_impostor_pairs=0)
+
+
+def test_verify_command(tmp_path):
+    store = build_store(tmp_path / "s", [[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], ["a", "a", "b", "b"])
+    result = CliRunner().invoke(main, ["verify", str(store.root), "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["roc_auc"] == 1.0 and figures["n_genuine_pairs"] == 2 and figures["n_impostor_pairs"] == 4
+    missing = CliRunner().invoke(main, ["verify", str(tmp_path / "none")])
+    assert missing.exit_code == 1 and "embedding store does not exist" in missing.output
