@@ -1,0 +1,174 @@
+"""fiqa.detect: alignment geometry on synthetic landmarks, and YuNet detection on real LFW-dev photos."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from fiqa.detect import ARCFACE_TEMPLATE, CROP_SIZE, FaceAligner, estimate_similarity, warp_to_template
+from fiqa.errors import InvalidParameterError
+
+
+def similarity_matrix(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:
+    a = math.radians(angle_deg)
+    return np.array([[scale * math.cos(a), -scale * math.sin(a), tx],
+                     [scale * math.sin(a), scale * math.cos(a), ty]])
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(matrix)
+
+
+@pytest.mark.parametrize("angle, scale, tx, ty", [(0.0, 1.0, 0.0, 0.0), (23.0, 2.7, 140.0, 95.0),
+                                                  (-41.0, 0.6, 12.0, 40.0), (175.0, 3.3, 300.0, 260.0)])
+def test_estimate_similarity_recovers_a_known_transform(angle, scale, tx, ty):
+    rng = np.random.default_rng(0)
+    source = rng.uniform(0, 100, size=(5, 2))
+    truth = similarity_matrix(angle, scale, tx, ty)
+    np.testing.assert_allclose(estimate_similarity(source, apply(truth, source)), truth, atol=1e-9)
+
+
+def test_estimate_similarity_is_least_squares_under_noise():
+    # The least-squares solution has a residual no larger than the true transform's on noisy targets.
+    rng = np.random.default_rng(1)
+    source = rng.uniform(0, 100, size=(5, 2))
+    truth = similarity_matrix(10.0, 1.5, 5.0, -3.0)
+    target = apply(truth, source) + rng.normal(0, 2.0, size=source.shape)
+    fitted = estimate_similarity(source, target)
+    assert np.sum((apply(fitted, source) - target) ** 2) <= np.sum((apply(truth, source) - target) ** 2)
+    a, b = fitted[0, 0], fitted[1, 0]
+    np.testing.assert_allclose(fitted[:, :2], [[a, -b], [b, a]], atol=1e-12)  # no shear, no reflection
+
+
+@pytest.mark.parametrize("angle, scale, tx, ty", [(0.0, 2.0, 60.0, 40.0), (17.0, 2.8, 220.0, 35.0),
+                                                  (-30.0, 1.3, 40.0, 190.0)])
+def test_landmarks_land_on_the_template_after_warping(angle, scale, tx, ty):
+    # Landmarks = the template under a known similarity; after alignment they must come back to the template.
+    to_source = similarity_matrix(angle, scale, tx, ty)
+    landmarks = apply(to_source, ARCFACE_TEMPLATE.astype(np.float64))
+    warp = estimate_similarity(landmarks, ARCFACE_TEMPLATE)
+    np.testing.assert_allclose(apply(warp, landmarks), ARCFACE_TEMPLATE, atol=1e-3)
+    np.testing.assert_allclose(warp, invert(to_source), atol=1e-6)
+
+    # Draw one dot per landmark (distinct colours) in a source image, warp it, and locate the dots in the crop.
+    height, width = 480, 520
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+    image = np.zeros((height, width, 3), np.uint8)
+    radius = 1.4 * scale
+    yy, xx = np.mgrid[0:height, 0:width]
+    for (x, y), colour in zip(landmarks, colours):
+        image[(xx - x) ** 2 + (yy - y) ** 2 <= radius ** 2] = colour
+    crop = warp_to_template(image, landmarks)
+    assert crop.shape == (CROP_SIZE, CROP_SIZE, 3) and crop.dtype == np.uint8
+    for expected, colour in zip(ARCFACE_TEMPLATE, colours):
+        match = np.all(np.abs(crop.astype(int) - colour) < 60, axis=2) & (crop.sum(axis=2) > 100)
+        ys, xs = np.nonzero(match)
+        assert len(xs) > 0
+        centroid = np.array([xs.mean(), ys.mean()])
+        assert np.linalg.norm(centroid - expected) < 1.0, (colour, centroid, expected)
+
+
+def test_warp_rejects_bad_input():
+    image = np.zeros((50, 50, 3), np.uint8)
+    with pytest.raises(InvalidParameterError, match="'landmarks' parameter of warp_to_template must be an array "
+                                                    r"of shape \(5, 2\)"):
+        warp_to_template(image, np.zeros((4, 2)))
+    with pytest.raises(InvalidParameterError, match="'image_bgr'.*uint8"):
+        warp_to_template(image.astype(np.float32), ARCFACE_TEMPLATE)
+    with pytest.raises(InvalidParameterError, match="coincident"):
+        warp_to_template(image, np.ones((5, 2)))
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"policy": "biggest"}, "'policy' parameter of FaceAligner must be one of"),
+    ({"score_threshold": 1.5}, "'score_threshold'.*open interval"),
+    ({"max_side": 10}, "'max_side'.*int >= 32"),
+])
+def test_aligner_validates_parameters(params, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        FaceAligner(**params)
+
+
+# --- real photos -------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def aligner():
+    return FaceAligner()
+
+
+@pytest.fixture(scope="module")
+def lfw_pairs(lfw_dir):
+    """Two photos each of the first four people (sorted by name) that have at least two."""
+    people = [p for p in sorted(lfw_dir.iterdir()) if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2][:4]
+    return [(p.name, sorted(p.glob("*.jpg"))[:2]) for p in people]
+
+
+@pytest.mark.lfw
+def test_real_photos_detect_and_same_person_matches_better(lfw_pairs, aligner):
+    from fiqa.embed import create_embedder
+
+    crops, names = [], []
+    for name, files in lfw_pairs:
+        for file in files:
+            image = cv2.imread(str(file))
+            result = aligner.align(image)
+            assert result.n_faces >= 1 and result.crop is not None, file
+            assert result.crop.shape == (CROP_SIZE, CROP_SIZE, 3) and result.crop.dtype == np.uint8
+            assert result.landmarks.shape == (5, 2) and result.landmarks.dtype == np.float32
+            assert 0.7 <= result.score <= 1.0
+            # LFW centres the subject: the eyes sit in the middle of the 250x250 photo, image-left eye first.
+            assert np.all((result.landmarks > 60) & (result.landmarks < 190))
+            assert result.landmarks[0, 0] < result.landmarks[1, 0]
+            crops.append(result.crop)
+            names.append(name)
+    vectors = create_embedder("sface").embed(np.stack(crops))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    similarities = vectors @ vectors.T
+    same = np.equal.outer(names, names)
+    off_diagonal = ~np.eye(len(names), dtype=bool)
+    genuine = similarities[same & off_diagonal]
+    impostor = similarities[~same]
+    assert genuine.min() > impostor.max()
+    assert genuine.mean() > 0.4 and impostor.mean() < 0.3
+
+
+def test_blank_image_has_no_face(aligner):
+    result = aligner.align(np.full((240, 320, 3), 127, np.uint8))
+    assert result.crop is None and result.landmarks is None and result.n_faces == 0 and math.isnan(result.score)
+    assert aligner.detect(np.zeros((64, 64, 3), np.uint8)).shape == (0, 15)
+
+
+@pytest.mark.lfw
+def test_policy_chooses_largest_or_central_face(lfw_pairs):
+    big = cv2.imread(str(lfw_pairs[0][1][0]))
+    small = cv2.resize(cv2.imread(str(lfw_pairs[1][1][0])), (160, 160), interpolation=cv2.INTER_AREA)
+    canvas = np.full((300, 900, 3), 90, np.uint8)
+    canvas[25:275, 0:250] = big           # big face on the left
+    canvas[70:230, 370:530] = small       # small face in the centre (x centre 450 of 900)
+    largest = FaceAligner(policy="largest").align(canvas)
+    central = FaceAligner(policy="central").align(canvas)
+    assert largest.n_faces >= 2 and central.n_faces == largest.n_faces
+    assert largest.landmarks[:, 0].max() < 250
+    assert np.all((central.landmarks[:, 0] > 370) & (central.landmarks[:, 0] < 530))
+
+
+@pytest.mark.lfw
+def test_large_images_are_detected_downscaled_and_landmarks_rescaled(lfw_pairs):
+    image = cv2.imread(str(lfw_pairs[0][1][0]))
+    factor = 3
+    big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)  # 750 x 750
+    downscaled = FaceAligner(max_side=640).align(big)   # detected on a 640 x 640 copy, mapped back
+    full = FaceAligner(max_side=1024).align(big)        # detected at full size
+    assert downscaled.n_faces >= 1 and full.n_faces >= 1
+    # Same landmarks in the big image's pixels, up to the detector's own jitter across scales (a few px).
+    assert np.abs(downscaled.landmarks - full.landmarks).max() < 2.0 * factor
+    reference = FaceAligner().align(image)
+    eye_distance = np.linalg.norm(np.diff(downscaled.landmarks[:2], axis=0))
+    reference_eye_distance = np.linalg.norm(np.diff(reference.landmarks[:2], axis=0))
+    assert abs(eye_distance / reference_eye_distance - factor) < 0.15 * factor
