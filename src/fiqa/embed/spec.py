@@ -58,10 +58,10 @@ class PreprocessSpec:
         try:
             size = tuple(size)  # type: ignore[arg-type]
         except TypeError:
-            raise InvalidParameterError(_OWNER, "input_size", "an int >= 8 or (height, width) ints >= 8",
+            raise InvalidParameterError(_OWNER, "input_size", "an int >= 1 or (height, width) ints >= 1",
                                         self.input_size) from None
-        if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 8 for s in size):
-            raise InvalidParameterError(_OWNER, "input_size", "an int >= 8 or (height, width) ints >= 8",
+        if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size):
+            raise InvalidParameterError(_OWNER, "input_size", "an int >= 1 or (height, width) ints >= 1",
                                         self.input_size)
         if self.channel_order not in CHANNEL_ORDERS:
             raise InvalidParameterError(_OWNER, "channel_order", f"one of {CHANNEL_ORDERS}", self.channel_order)
