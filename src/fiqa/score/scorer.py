@@ -1,0 +1,200 @@
+"""Score images with an exported fiqa quality model (one ONNX file from :mod:`fiqa.train`)."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnxruntime as ort
+from tqdm.auto import tqdm
+
+from ..embed.spec import PreprocessSpec
+from ..errors import FIQAError, InvalidParameterError
+from ..io.image import ImageReadError, read_image
+from ..provenance import file_sha256, provenance
+from ..train.export import INPUT_NAME, OUTPUT_NAMES, read_metadata
+from ..types import EmbeddingStore, QualityTable, Status
+
+logger = logging.getLogger(__name__)
+
+ON_ERROR = ("record", "raise")
+CROP_SIZE = 112
+
+
+class Scorer:
+    """A loaded quality model: aligned crops or raw photos in, calibrated 0-100 quality out.
+
+    Parameters
+    ----------
+    model_path : path
+        An ONNX file written by ``fiqa.train`` (its metadata gives the preprocessing).
+    batch_size : int >= 1
+        Crops per onnxruntime call.
+    threads : int or None
+        onnxruntime intra-op threads (None: all cores).
+    policy, score_threshold
+        Face selection for raw photos, as in :class:`fiqa.detect.FaceAligner`.
+    """
+
+    def __init__(self, model_path: str | Path, *, batch_size: int = 64, threads: int | None = None,
+                 policy: str = "largest", score_threshold: float = 0.7) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InvalidParameterError("Scorer", "batch_size", "an int >= 1", batch_size)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                    or threads < 1):
+            raise InvalidParameterError("Scorer", "threads", "None or an int >= 1", threads)
+        self.model_path = Path(model_path)
+        self.meta = read_metadata(self.model_path)
+        self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])
+        self.batch_size, self.policy, self.score_threshold = int(batch_size), policy, score_threshold
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self._aligner = None
+
+    def score_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quality of aligned crops.
+
+        Parameters
+        ----------
+        crops : ndarray of shape (B, 112, 112, 3), uint8, BGR
+
+        Returns
+        -------
+        quality, raw_score : ndarray of shape (B,), float64
+            Calibrated quality in [0, 100] and the uncalibrated regressor output.
+        """
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[3] != 3 or crops.dtype != np.uint8:
+            raise InvalidParameterError("Scorer.score_crops", "crops", "a (B, H, W, 3) uint8 array",
+                                        f"{crops.dtype} array of shape {crops.shape}")
+        quality, raw = [], []
+        for start in range(0, len(crops), self.batch_size):
+            out = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: self.spec.apply(crops[start:start + self.batch_size])})
+            quality.append(out[0].astype(np.float64))
+            raw.append(out[1].astype(np.float64))
+        if not quality:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(quality), np.concatenate(raw)
+
+    def _crop(self, image: Any, aligned: bool) -> tuple[np.ndarray, int, float]:
+        """(crop, n_faces, detector score) of one image (a location or a BGR array); raises FIQAError."""
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ImageReadError("<array>", Status.NOT_AN_IMAGE,
+                                     f"expected an (H, W, 3) uint8 BGR array, got {image.dtype} {image.shape}")
+            pixels = image
+        else:
+            pixels = read_image(os.fspath(image))
+        if aligned:
+            from ..store import resize_aligned
+
+            return resize_aligned(pixels), -1, float("nan")
+        if self._aligner is None:
+            from ..detect import FaceAligner
+
+            self._aligner = FaceAligner(policy=self.policy, score_threshold=self.score_threshold)
+        alignment = self._aligner.align(pixels)
+        if alignment.crop is None:
+            raise _NoFace(alignment.n_faces)
+        return alignment.crop, alignment.n_faces, float(alignment.score)
+
+    def score(self, images: Sequence[Any], *, aligned: bool = False, on_error: str = "record",
+              progress: bool = True) -> QualityTable:
+        """Score images, detecting and aligning faces unless ``aligned``.
+
+        Parameters
+        ----------
+        images : sequence of str, path or ndarray (H, W, 3) uint8 BGR
+            Locations (anything :func:`fiqa.io.read_image` reads) or decoded images.
+        aligned : bool
+            The images are aligned face crops (resized to 112x112 when needed); no detection.
+        on_error : {"record", "raise"}
+            ``"record"``: an image that cannot be read or holds no face gets a NaN score, its status and a
+            reason, and the rest are scored; ``"raise"``: the first such image raises.
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        QualityTable
+            Row ``i`` is ``images[i]`` (``sample_id = i``); ``score`` is the calibrated 0-100 quality; columns
+            ``raw_score``, ``location``, ``n_faces`` (-1 when aligned), ``face_score`` (detector confidence).
+        """
+        if on_error not in ON_ERROR:
+            raise InvalidParameterError("Scorer.score", "on_error", f"one of {ON_ERROR}", on_error)
+        n = len(images)
+        quality, raw = np.full(n, np.nan), np.full(n, np.nan)
+        status = np.full(n, Status.OK.value, dtype=object)
+        reason = np.full(n, "", dtype=object)
+        n_faces, face_score = np.full(n, -1, np.int32), np.full(n, np.nan)
+        locations = np.array([f"<array {i}>" if isinstance(im, np.ndarray) else os.fspath(im)
+                              for i, im in enumerate(images)], dtype=object)
+        bar = tqdm(total=n, desc="score", unit="img", disable=not progress)
+        for start in range(0, n, self.batch_size):
+            rows, crops = [], []
+            for i in range(start, min(n, start + self.batch_size)):
+                try:
+                    crop, n_faces[i], face_score[i] = self._crop(images[i], aligned)
+                except _NoFace as exc:
+                    n_faces[i] = exc.n_faces
+                    status[i], reason[i] = Status.NO_FACE.value, str(exc)
+                except ImageReadError as exc:
+                    status[i], reason[i] = exc.status.value, exc.reason
+                else:
+                    rows.append(i)
+                    crops.append(crop)
+                    continue
+                if on_error == "raise":
+                    raise FIQAError(f"{locations[i]}: {reason[i]}")
+            if rows:
+                quality[rows], raw[rows] = self.score_crops(np.stack(crops))
+            bar.update(min(n, start + self.batch_size) - start)
+        bar.close()
+        return QualityTable(np.arange(n, dtype=np.int64), quality, status, reason,
+                            {"raw_score": raw, "location": locations, "n_faces": n_faces, "face_score": face_score},
+                            self._table_meta(aligned=aligned))
+
+    def score_store(self, store: EmbeddingStore, *, progress: bool = True) -> QualityTable:
+        """Score every ok sample of an embedding store from its stored landmarks (no new detection).
+
+        Returns
+        -------
+        QualityTable
+            Aligned with ``store.samples.sample_id``; samples that are not ok keep the store's status and reason.
+        """
+        from ..store import load_crops
+
+        n = len(store)
+        quality, raw = np.full(n, np.nan), np.full(n, np.nan)
+        rows = np.flatnonzero(store.ok)
+        for start in tqdm(range(0, len(rows), self.batch_size), desc="score", unit="batch", disable=not progress):
+            batch = rows[start:start + self.batch_size]
+            quality[batch], raw[batch] = self.score_crops(load_crops(store, batch))
+        return QualityTable(store.samples.sample_id.astype(np.int64), quality, store.status.copy(),
+                            store.reason.copy(), {"raw_score": raw, "identity": store.samples.identity.copy(),
+                                                  "location": store.samples.location.copy()},
+                            {**self._table_meta(aligned=None), "store": str(store.root)})
+
+    def _table_meta(self, *, aligned: bool | None) -> dict[str, Any]:
+        return {"method": f"model:{self.meta.get('label_method', 'unknown')}", "model": str(self.model_path),
+                "model_sha256": file_sha256(self.model_path), "label_method": self.meta.get("label_method"),
+                "model_shape": self.meta.get("shape"),
+                **provenance(aligned=aligned, batch_size=self.batch_size, policy=self.policy,
+                             score_threshold=self.score_threshold)}
+
+
+class _NoFace(FIQAError):
+    def __init__(self, n_faces: int) -> None:
+        super().__init__(f"no face found (detector returned {n_faces} face(s) above the score threshold)")
+        self.n_faces = int(n_faces)
+
+
+def create_scorer(model_path: str | Path, **params: Any) -> Scorer:
+    """Load a quality model for scoring (see :class:`Scorer` for ``params``)."""
+    return Scorer(model_path, **params)

@@ -1,0 +1,137 @@
+"""``train_regressor``: labels + store -> a calibrated quality model in one ONNX file."""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..errors import InvalidParameterError
+from ..evaluate.split import save_split
+from ..io.table import load_quality, write_json
+from ..provenance import provenance
+from ..types import EmbeddingStore, QualityTable
+from .calibration import QuantileCalibration, fit_quantile_calibration
+from .data import make_targets
+from .export import export_onnx
+from .features import SFACE_FEATURES, cached_features
+from .loop import TensorPairs, TrainConfig, TrainResult, distributed_context, fit, predict
+from .models import REGRESSORS, CalibratedRegressor
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "model.onnx"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """What :func:`train_regressor` produced.
+
+    Attributes
+    ----------
+    model_path : Path
+        The exported ONNX file (``<out_dir>/model.onnx``); None on DDP ranks other than 0.
+    out_dir : Path
+        Also holds ``checkpoint.pt``, ``history.json``, ``training.png``, ``metrics.json``, ``split.json``.
+    result : TrainResult
+        History, best epoch, validation Spearman and Pearson.
+    calibration : QuantileCalibration
+    """
+
+    model_path: Path | None
+    out_dir: Path
+    result: TrainResult
+    calibration: QuantileCalibration
+
+
+class _CropInputs:
+    """Lazy network inputs for a full-network regressor: row -> preprocessed crop (3, 112, 112) float32."""
+
+    def __init__(self, store: EmbeddingStore) -> None:
+        self.store = store
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        from ..store import load_crops
+
+        return SFACE_FEATURES.spec.apply(load_crops(self.store, np.array([row])))[0]
+
+
+def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | str | Path, out_dir: str | Path, *,
+                    shape: str = "head", model_params: Mapping[str, Any] | None = None,
+                    config: TrainConfig | None = None, validation_fraction: float = 0.2,
+                    feature_cache_dir: str | Path | None = None, resume: bool = True) -> TrainedModel:
+    """Train a Huber-loss quality regressor on ``labels`` and export it as ``<out_dir>/model.onnx``.
+
+    Parameters
+    ----------
+    store : EmbeddingStore or path
+        The store the labels were computed on (its crops, or the recogniser features of its crops, are the input).
+    labels : QualityTable or path
+        Any labels table (higher is better); only its ok rows are used. To keep identities apart for
+        evaluation, pass only the training identities' labels.
+    out_dir : path
+    shape : {"head", "mobilefacenet"}
+        ``"head"``: small head on cached SFace feature maps (CPU, minutes); ``"mobilefacenet"``: full network.
+    model_params : mapping, optional
+        Keyword arguments of the regressor class (e.g. ``hidden``, ``dropout``, ``backbone_checkpoint``).
+    config : TrainConfig, optional
+    validation_fraction : float in (0, 1)
+        Fraction of the identities held out for validation / early stopping.
+    feature_cache_dir : path, optional
+        Where the ``"head"`` shape caches feature maps (default ``<store>/features``).
+    resume : bool
+        Continue from ``<out_dir>/checkpoint.pt`` when it exists.
+
+    Returns
+    -------
+    TrainedModel
+    """
+    from ..store import load_crops, open_store
+
+    config = config if config is not None else TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise InvalidParameterError("train_regressor", "config", "a TrainConfig", config)
+    regressor_class = REGRESSORS.get(shape)
+    store = store if isinstance(store, EmbeddingStore) else open_store(store)
+    labels = labels if isinstance(labels, QualityTable) else load_quality(labels)
+    out_dir = Path(out_dir)
+    targets = make_targets(store, labels, validation_fraction=validation_fraction, seed=config.seed)
+    logger.info("training %s on %d samples (%d train, %d validation) of %s labels", shape, len(targets.rows),
+                len(targets.train), len(targets.validation), labels.method)
+
+    params = dict(model_params or {})
+    if shape == "head":
+        params.setdefault("feature_shape", SFACE_FEATURES.feature_shape)
+        inputs: Any = cached_features(store, cache_dir=feature_cache_dir)
+    else:
+        inputs = _CropInputs(store)
+    torch.manual_seed(config.seed)
+    regressor = regressor_class(**params)
+    train_set = TensorPairs(inputs, targets.rows[targets.train], targets.targets[targets.train])
+    validation_set = TensorPairs(inputs, targets.rows[targets.validation], targets.targets[targets.validation])
+    result = fit(regressor, train_set, validation_set, config, out_dir, resume=resume,
+                 extra_state={"shape": shape, "model_params": {k: str(v) for k, v in params.items()}})
+
+    calibration = fit_quantile_calibration(predict(regressor, train_set), targets.labels[targets.train])
+    rank, _ = distributed_context()
+    if rank != 0:
+        return TrainedModel(None, out_dir, result, calibration)
+    training = {"best_epoch": result.best_epoch, "validation_spearman": result.spearman,
+                "validation_pearson": result.pearson, "best_validation_loss": result.best_validation_loss,
+                "n_train": int(len(targets.train)), "n_validation": int(len(targets.validation)),
+                "split": targets.split.describe(), "config": asdict(config), "store": str(store.root),
+                "model_params": {k: str(v) for k, v in params.items()}}
+    model = CalibratedRegressor(regressor, calibration)
+    check_crops = load_crops(store, targets.rows[targets.train][:4])
+    model_path = export_onnx(model, out_dir / MODEL_NAME, shape=shape, check_crops=check_crops, metadata={
+        "label_method": labels.method, "label_range": list(targets.label_range),
+        "calibration": calibration.to_dict(), "training": training})
+    save_split(targets.split, out_dir / "split.json")
+    write_json(out_dir / "metrics.json", {**training, "label_method": labels.method,
+                                          **provenance(shape=shape, validation_fraction=validation_fraction)})
+    logger.info("validation Spearman %.3f, Pearson %.3f (best epoch %d); model written to %s",
+                result.spearman, result.pearson, result.best_epoch, model_path)
+    return TrainedModel(model_path, out_dir, result, calibration)
