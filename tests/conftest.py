@@ -27,3 +27,31 @@ def lfw_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def lfw_subset(lfw_dir: Path, *, n_identities: int = 30, min_images: int = 5, max_images: int = 8,
+               n_singletons: int = 60) -> list[tuple[Path, str]]:
+    """A deterministic LFW-dev subset: the first ``n_identities`` people (by name) with at least ``min_images``
+    images (capped at ``max_images`` each), then the first ``n_singletons`` people with one image."""
+    several, singles = [], []
+    for person in sorted(p for p in lfw_dir.iterdir() if p.is_dir()):
+        images = sorted(person.glob("*.jpg"))
+        if len(images) >= min_images and len(several) < n_identities:
+            several.append([(path, person.name) for path in images[:max_images]])
+        elif len(images) == 1 and len(singles) < n_singletons:
+            singles.append((images[0], person.name))
+        if len(several) == n_identities and len(singles) == n_singletons:
+            break
+    return [item for group in several for item in group] + singles
+
+
+@pytest.fixture(scope="session")
+def lfw_store(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real SFace embedding store (``fiqa.types.EmbeddingStore``) of ``lfw_subset(lfw_dir)`` (~300 images:
+    30 identities with 5-8 images each and 60 singletons), built once per test session."""
+    from fiqa.extract import embed_source
+
+    folder = tmp_path_factory.mktemp("lfw_store")
+    rows = "".join(f"{path},{identity}\n" for path, identity in lfw_subset(lfw_dir))
+    (folder / "subset.csv").write_text("path,identity\n" + rows, encoding="utf-8")
+    return embed_source(folder / "subset.csv", folder / "store", backend="sface", progress=False)
