@@ -392,9 +392,60 @@ class Labeler(ABC):
                                    f"expected ({n_usable},)")
             columns[key] = _scatter(values[data.labelled], labelled_rows, n_rows)
         counts = {s.value: int((status == s.value).sum()) for s in Status if (status == s.value).any()}
-        meta = {"method": self.name, "params": self.get_params(), "seed": int(seed), "versions": versions(),
+        params = {key: (f"<array of shape {value.shape} and dtype {value.dtype}>" if isinstance(value, np.ndarray)
+                        else str(value) if not isinstance(value, (int, float, str, bool, type(None))) else value)
+                  for key, value in self.get_params().items()}
+        meta = {"method": self.name, "params": params, "seed": int(seed), "versions": versions(),
                 "n_rows": n_rows, "n_identities": int(data.n_identities), "status_counts": counts}
         return QualityTable(sample_id, score, status, reason, columns, meta)
+
+
+def class_sums(vectors: np.ndarray, codes: np.ndarray, n_classes: int, *,
+               block_rows: int = _SCAN_ROWS) -> np.ndarray:
+    """Sum of the vectors of each class, read in blocks (works on memory-mapped input).
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (n, d), float32
+    codes : ndarray of shape (n,), int64
+        Class of each row, ``0 .. n_classes - 1``.
+    n_classes : int
+
+    Returns
+    -------
+    ndarray of shape (n_classes, d), float64
+    """
+    order = np.argsort(codes, kind="stable")
+    sums = np.zeros((n_classes, vectors.shape[1]), dtype=np.float64)
+    for start in range(0, len(order), block_rows):
+        rows = order[start:start + block_rows]
+        block_codes = codes[rows]
+        first = np.concatenate([[0], np.flatnonzero(np.diff(block_codes)) + 1])
+        partial = np.add.reduceat(np.asarray(vectors[rows], dtype=np.float64), first, axis=0)
+        sums[block_codes[first]] += partial  # block codes are sorted, so each class appears once per block
+    return sums
+
+
+def rowwise_dot(vectors: np.ndarray, matrix: np.ndarray, index: np.ndarray, *,
+                block_rows: int = _SCAN_ROWS) -> np.ndarray:
+    """``vectors[i] . matrix[index[i]]`` for every row, in blocks.
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (n, d)
+    matrix : ndarray of shape (k, d)
+    index : ndarray of shape (n,), int
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+    """
+    out = np.empty(len(index))
+    for start in range(0, len(index), block_rows):
+        stop = start + block_rows
+        out[start:stop] = np.einsum("ij,ij->i", np.asarray(vectors[start:stop], dtype=np.float64),
+                                    matrix[index[start:stop]])
+    return out
 
 
 def _scatter(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:

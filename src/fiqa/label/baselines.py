@@ -1,0 +1,71 @@
+"""Baseline labels for evaluation: mean positive similarity, raw embedding norm, random."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import LabelInput, Labeler, LabelResult, class_sums, register_labeler, rowwise_dot
+
+
+@register_labeler
+class MeanPositiveLabeler(Labeler):
+    """Mean cosine similarity of an image to every other image of its identity.
+
+    The seed's critique says SDD-FIQA degenerates into this at scale; it is exact here:
+    ``(x . s_y - 1) / (n_y - 1)`` with ``s_y`` the sum of the identity's unit vectors.
+
+    Parameters
+    ----------
+    random_state : int or None, default=0
+        Unused (deterministic); recorded for uniformity.
+    """
+
+    name = "mean-positive"
+
+    def _label(self, data: LabelInput, rng: np.random.Generator) -> LabelResult:
+        counts = np.bincount(data.codes, minlength=data.n_identities)
+        sums = class_sums(data.vectors, data.codes, data.n_identities)
+        dot_sum = rowwise_dot(data.vectors, sums, data.codes)
+        others = counts[data.codes] - 1
+        score = np.divide(dot_sum - 1.0, others, out=np.full(len(others), np.nan), where=others > 0)
+        return LabelResult(score, {"mean_positive": score})
+
+
+@register_labeler
+class NormLabeler(Labeler):
+    """The raw embedding norm before normalisation (MagFace-style recognisers encode quality in it).
+
+    Needs ``norms`` at ``fit``; every image with a valid norm is labelled, singletons included.
+
+    Parameters
+    ----------
+    random_state : int or None, default=0
+        Unused (deterministic); recorded for uniformity.
+    """
+
+    name = "norm"
+    requires_norms = True
+
+    def _min_class_size(self) -> int:
+        return 1
+
+    def _label(self, data: LabelInput, rng: np.random.Generator) -> LabelResult:
+        return LabelResult(data.norms.astype(np.float64))
+
+
+@register_labeler
+class RandomLabeler(Labeler):
+    """Uniform random labels in [0, 100): the floor every method must beat.
+
+    Parameters
+    ----------
+    random_state : int or None, default=0
+        Seed of the labels.
+    """
+
+    name = "random"
+
+    def _min_class_size(self) -> int:
+        return 1
+
+    def _label(self, data: LabelInput, rng: np.random.Generator) -> LabelResult:
+        return LabelResult(100.0 * rng.random(len(data.codes)))

@@ -1,0 +1,248 @@
+"""CR-FIQA pseudo labels computed offline (Boutros et al., CVPR 2023).
+
+For image ``x`` of identity ``y`` with unit class centres ``c_j``:
+
+- CCS = cos(x, c_y), the certainty of its own class;
+- NNCCS = max over identities ``j != y`` of cos(x, c_j), the nearest other class;
+- CR = CCS / (NNCCS + 1 + eps) (the paper's form, ``ratio="paper"``), or CCS / NNCCS (``ratio="official"``, the
+  official training code, which explodes when NNCCS nears 0 and flips sign below it).
+
+Centres are the L2-normalised rows of a recognition classifier's weight matrix (C, d) when given (row ``j`` is
+identity ``j``, so identities must be the integers ``0 .. C-1``), else the class means of the normalised
+embeddings. With class means, ``leave_one_out=True`` removes the image from its own centre (the own image
+inflates CCS for small classes); other identities' centres always use all their images.
+
+The nearest other centre is exact: each block of images is multiplied with blocks of centres (GEMMs), the own
+class is masked, and a running maximum is kept.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import InvalidParameterError, ModelFileError
+from .base import LabelInput, Labeler, LabelResult, class_sums, register_labeler, rowwise_dot
+
+logger = logging.getLogger(__name__)
+
+
+def load_centres(source: str | Path | np.ndarray, key: str | None = None) -> np.ndarray:
+    """Read class centres (a classifier weight matrix) and L2-normalise its rows.
+
+    Parameters
+    ----------
+    source : path or ndarray of shape (C, d)
+        A ``.npy`` file, a PyTorch checkpoint (``.pt``, ``.pth``, ``.ckpt``, ``.bin``) holding the matrix under
+        ``key``, or the matrix itself.
+    key : str, optional
+        The tensor's key in a checkpoint dictionary (looked up at the top level and inside nested dictionaries
+        such as ``state_dict``); not needed when the checkpoint is a single tensor.
+
+    Returns
+    -------
+    ndarray of shape (C, d), float32
+        Unit rows.
+
+    Raises
+    ------
+    fiqa.errors.ModelFileError
+        The file is missing or unreadable, the key is absent, or the matrix is not 2-D, finite and non-zero.
+    """
+    name = "centres array" if isinstance(source, np.ndarray) else str(source)
+    if isinstance(source, np.ndarray):
+        matrix = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: centres file does not exist")
+        if path.suffix == ".npy":
+            try:
+                matrix = np.load(path, allow_pickle=False)
+            except (ValueError, OSError) as exc:
+                raise ModelFileError(f"{path}: not a readable .npy array ({exc})") from None
+        elif path.suffix in {".pt", ".pth", ".ckpt", ".bin"}:
+            matrix = _tensor_from_checkpoint(path, key)
+        else:
+            raise ModelFileError(f"{path}: centres must be a .npy file or a PyTorch checkpoint "
+                                 f"(.pt, .pth, .ckpt, .bin), not {path.suffix or 'a file without extension'!r}")
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if matrix.ndim != 2 or 0 in matrix.shape:
+        raise ModelFileError(f"{name}: centres must be a 2-D (n_classes, d) matrix, got shape {matrix.shape}")
+    if not np.isfinite(matrix).all():
+        raise ModelFileError(f"{name}: centres contain non-finite values")
+    lengths = np.linalg.norm(matrix, axis=1, keepdims=True)
+    if (lengths == 0).any():
+        raise ModelFileError(f"{name}: centre row {int(np.flatnonzero(lengths[:, 0] == 0)[0])} is all zeros")
+    return matrix / lengths
+
+
+def _tensor_from_checkpoint(path: Path, key: str | None) -> np.ndarray:
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        raise ModelFileError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    if isinstance(checkpoint, torch.Tensor):
+        return checkpoint.detach().float().numpy()
+    if not isinstance(checkpoint, dict):
+        raise ModelFileError(f"{path}: checkpoint holds a {type(checkpoint).__name__}, not a tensor or a dict")
+    found = {k: v for k, v in _flat_tensors(checkpoint)}
+    if key is None or key not in found:
+        matrices = [k for k, v in found.items() if v.ndim == 2]
+        what = "a 'centres_key' is needed" if key is None else f"no tensor under key {key!r}"
+        raise ModelFileError(f"{path}: {what}; 2-D tensors in the checkpoint: {', '.join(matrices[:20]) or 'none'}")
+    return found[key].detach().float().numpy()
+
+
+def _flat_tensors(tree: dict, depth: int = 0):
+    import torch
+
+    for k, v in tree.items():
+        if isinstance(v, torch.Tensor):
+            yield str(k), v
+        elif isinstance(v, dict) and depth < 2:
+            yield from _flat_tensors(v, depth + 1)
+
+
+@register_labeler
+class CRLabeler(Labeler):
+    """CR-FIQA certainty ratio: own-class similarity over nearest-other-class similarity.
+
+    Parameters
+    ----------
+    centres : path or ndarray of shape (C, d), optional
+        Classifier weight matrix (see :func:`load_centres`); identities must then be ``0 .. C-1`` (ints, or
+        strings of them). Default: class means of the embeddings.
+    centres_key : str, optional
+        Key of the matrix in a PyTorch checkpoint.
+    leave_one_out : bool, default=False
+        With class means: leave each image out of its own centre.
+    ratio : {"paper", "official"}, default="paper"
+        ``CCS / (NNCCS + 1 + eps)`` or ``CCS / NNCCS``.
+    eps : float, default=1e-9
+    block_rows : int, default=2048
+        Images per GEMM block.
+    centre_block : int, default=16384
+        Centres per GEMM block (bounds memory at ``block_rows * centre_block`` floats).
+    random_state : int or None, default=0
+        Unused (the method is deterministic); recorded for uniformity.
+    """
+
+    name = "cr"
+
+    def __init__(self, *, centres: str | Path | np.ndarray | None = None, centres_key: str | None = None,
+                 leave_one_out: bool = False, ratio: str = "paper", eps: float = 1e-9, block_rows: int = 2048,
+                 centre_block: int = 16384, random_state: int | None = 0) -> None:
+        super().__init__(random_state=random_state)
+        self.centres = centres
+        self.centres_key = centres_key
+        self.leave_one_out = leave_one_out
+        self.ratio = ratio
+        self.eps = eps
+        self.block_rows = block_rows
+        self.centre_block = centre_block
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        if self.centres is not None and not isinstance(self.centres, (str, Path, np.ndarray)):
+            raise InvalidParameterError(type(self).__name__, "centres", "a path or an array of shape (C, d)",
+                                        type(self.centres).__name__)
+        self._check_choice("leave_one_out", self.leave_one_out, (True, False))
+        if self.leave_one_out and self.centres is not None:
+            raise InvalidParameterError(type(self).__name__, "leave_one_out",
+                                        "False when classifier centres are given (they hold no image to leave out)",
+                                        self.leave_one_out)
+        self._check_choice("ratio", self.ratio, ("paper", "official"))
+        self._check_float("eps", self.eps, low=0.0, high=1.0)
+        self._check_int("block_rows", self.block_rows, minimum=1)
+        self._check_int("centre_block", self.centre_block, minimum=1)
+
+    def _min_class_size(self) -> int:
+        return 1 if self.centres is not None else 2
+
+    def _label(self, data: LabelInput, rng: np.random.Generator) -> LabelResult:
+        vectors, codes = data.vectors, data.codes
+        if self.centres is not None:
+            centres = load_centres(self.centres, self.centres_key)
+            own = self._classifier_rows(data.names, len(centres))[codes]
+            if centres.shape[1] != vectors.shape[1]:
+                raise InvalidParameterError(type(self).__name__, "centres",
+                                            f"a matrix with d={vectors.shape[1]} columns like the embeddings",
+                                            f"shape {centres.shape}")
+            ccs = rowwise_dot(vectors, centres, own)
+        else:
+            sums = class_sums(vectors, codes, data.n_identities)
+            sum_length = np.linalg.norm(sums, axis=1)
+            centres = (sums / sum_length[:, None]).astype(np.float32)
+            own = codes
+            if self.leave_one_out:
+                dot_sum = rowwise_dot(vectors, sums, codes)
+                held_out_length = np.sqrt(np.maximum(sum_length[codes] ** 2 - 2.0 * dot_sum + 1.0, 0.0))
+                # the held-out centre vanishes only if the other images cancel exactly; call that CCS 0
+                ccs = np.divide(dot_sum - 1.0, held_out_length, out=np.zeros(len(codes)),
+                                where=held_out_length > 0)
+            else:
+                ccs = rowwise_dot(vectors, centres, codes)
+        nnccs = self.nearest_other_similarity(vectors, centres, own)
+        if self.ratio == "paper":
+            score = ccs / (nnccs + 1.0 + self.eps)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                score = ccs / nnccs
+        return LabelResult(score, {"ccs": ccs, "nnccs": nnccs})
+
+    def _classifier_rows(self, names: np.ndarray, n_centres: int) -> np.ndarray:
+        """Classifier row of each identity name (names must be the integers 0 .. C-1)."""
+        try:
+            rows = np.array([int(name) for name in names], dtype=np.int64)
+        except ValueError:
+            bad = next(name for name in names if not str(name).lstrip("-").isdigit())
+            raise InvalidParameterError(
+                type(self).__name__, "centres", "used with integer identities 0 .. C-1 (row j of the classifier "
+                "is identity j)", f"identity {str(bad)!r}") from None
+        outside = (rows < 0) | (rows >= n_centres)
+        if outside.any():
+            raise InvalidParameterError(
+                type(self).__name__, "centres", f"a matrix with a row for every identity; it has {n_centres} rows",
+                f"identity {int(rows[outside][0])} ({int(outside.sum())} identities outside 0..{n_centres - 1})")
+        return rows
+
+    def nearest_other_similarity(self, vectors: np.ndarray, centres: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Exact ``max_{j != own[i]} vectors[i] . centres[j]`` by blocks of GEMMs.
+
+        Parameters
+        ----------
+        vectors : ndarray of shape (n, d), float32
+        centres : ndarray of shape (C, d), float32
+            Unit rows; ``C >= 2``.
+        own : ndarray of shape (n,), int
+            The row of ``centres`` to exclude for each vector.
+
+        Returns
+        -------
+        ndarray of shape (n,), float64
+        """
+        n_centres = len(centres)
+        if n_centres < 2:
+            raise InvalidParameterError(type(self).__name__, "identities", "at least 2 identities (CR needs a "
+                                        "nearest other class)", f"{n_centres} identity")
+        centres = np.ascontiguousarray(centres, dtype=np.float32)
+        best = np.full(len(own), -np.inf, dtype=np.float32)
+        n_blocks = -(-len(own) // self.block_rows)
+        for start in tqdm(range(0, len(own), self.block_rows), desc="cr", unit="block", leave=False,
+                          total=n_blocks, disable=n_blocks < 8):
+            stop = min(start + self.block_rows, len(own))
+            block = np.asarray(vectors[start:stop], dtype=np.float32)
+            block_own = own[start:stop]
+            block_best = best[start:stop]
+            for first in range(0, n_centres, self.centre_block):
+                last = min(first + self.centre_block, n_centres)
+                similarity = block @ centres[first:last].T
+                inside = np.flatnonzero((block_own >= first) & (block_own < last))
+                similarity[inside, block_own[inside] - first] = -np.inf
+                np.maximum(block_best, similarity.max(axis=1), out=block_best)
+        return best.astype(np.float64)
