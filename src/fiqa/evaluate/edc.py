@@ -150,10 +150,15 @@ def threshold_at_fmr(nonmated_similarities: SimilarityScores, fmr: float = 1e-3)
     scores = _as_scores("threshold_at_fmr", "nonmated_similarities", nonmated_similarities)
     if len(scores) == 0:
         raise InvalidParameterError("threshold_at_fmr", "nonmated_similarities", "a non-empty array", "0 scores")
-    allowed = int(np.floor(fmr * len(scores) + 1e-9))
-    if allowed == 0:
+    if fmr * len(scores) < 1 - 1e-9:
         logger.warning("%d non-mated comparisons cannot resolve FMR %g (need >= %d); the threshold is set above "
                        "every non-mated score (FMR 0)", len(scores), fmr, int(np.ceil(1 / fmr)))
+    return _threshold_at_fmr(scores, fmr)
+
+
+def _threshold_at_fmr(scores: np.ndarray, fmr: float) -> float:
+    """:func:`threshold_at_fmr` without checks or warnings, for callers that validated the input."""
+    allowed = int(np.floor(fmr * len(scores) + 1e-9))
     # the (allowed + 1)-th highest score must not match
     kth = np.partition(scores, len(scores) - 1 - allowed)[len(scores) - 1 - allowed]
     return float(np.nextafter(kth, np.inf))

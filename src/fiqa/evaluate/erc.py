@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InvalidParameterError
-from .edc import QualityScores, SimilarityScores, threshold_at_fmr
+from .edc import QualityScores, SimilarityScores, _threshold_at_fmr
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ def compute_legacy_erc(similarities: SimilarityScores, mated: np.ndarray, pair_q
         raise InvalidParameterError(owner, "fmrs", "a non-empty sequence of floats in (0, 1)", fmrs)
     n = len(similarities)
     cuts = np.floor(LEGACY_DISCARD_FRACTIONS * n + 1e-9).astype(np.int64)
+    unresolved = dict.fromkeys(fmrs, False)
     curves: dict[str, dict[float, np.ndarray]] = {}
     areas: dict[str, dict[float, float]] = {}
     for method, quality in pair_qualities.items():
@@ -107,9 +108,13 @@ def compute_legacy_erc(similarities: SimilarityScores, mated: np.ndarray, pair_q
             if len(kept_mated) == 0 or len(kept_nonmated) == 0:
                 continue
             for fmr in fmrs:
-                curve[fmr][level] = np.mean(kept_mated < threshold_at_fmr(kept_nonmated, fmr))
+                unresolved[fmr] = unresolved[fmr] or fmr * len(kept_nonmated) < 1 - 1e-9
+                curve[fmr][level] = np.mean(kept_mated < _threshold_at_fmr(kept_nonmated, fmr))
         curves[method] = curve
         areas[method] = {fmr: float(np.trapezoid(values, LEGACY_DISCARD_FRACTIONS)) for fmr, values in curve.items()}
+    for fmr in (f for f, flag in unresolved.items() if flag):
+        logger.warning("legacy ERC: at some discard levels too few non-mated comparisons remain to resolve FMR %g; "
+                       "the threshold there lies above every remaining non-mated score", fmr)
     return LegacyERCResult(LEGACY_DISCARD_FRACTIONS.copy(), curves, areas,
                            {"fmrs": list(fmrs), "protocol": "legacy ERC: threshold recomputed per discard level, "
                                                             "trapezoid AUC over [0, 0.95]"})

@@ -65,6 +65,13 @@ class Comparisons:
     def __len__(self) -> int:
         return len(self.sample_a)
 
+    def subset(self, keep: np.ndarray, **meta: Any) -> "Comparisons":
+        """The comparisons where ``keep`` (shape (n,), bool) is True; ``meta`` entries are added to the metadata."""
+        keep = np.asarray(keep, dtype=bool)
+        return Comparisons(self.sample_a[keep], self.sample_b[keep], self.mated[keep], self.similarity[keep],
+                           {**self.meta, **meta, "n_mated": int(self.mated[keep].sum()),
+                            "n_nonmated": int((~self.mated[keep]).sum())})
+
     @property
     def n_mated(self) -> int:
         return int(self.mated.sum())

@@ -1,0 +1,105 @@
+"""``fiqa evaluate STORE --scores TABLE [--scores TABLE ...] --out REPORT_DIR``: EDC report of quality tables."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+logger = logging.getLogger(__name__)
+
+
+def _identity_filter(store, identities_from: str | None, exclude_identities: str | None):
+    """Sample mask of the store and a description for the report, from the two identity options."""
+    import numpy as np
+
+    from ..evaluate.split import read_identity_list
+    from ..provenance import file_sha256
+
+    names = store.samples.identity.astype(str)
+    mask = np.ones(len(store), bool)
+    described = {}
+    parts = []
+    if identities_from:
+        allowed = read_identity_list(identities_from, "test")
+        mask &= np.isin(names, allowed.astype(str))
+        described["identities_from"] = {"path": str(identities_from), "sha256": file_sha256(identities_from),
+                                        "n_identities": int(len(allowed))}
+        parts.append(f"only the {len(allowed):,} identities listed in {Path(identities_from).name}")
+    if exclude_identities:
+        excluded = read_identity_list(exclude_identities, "train")
+        mask &= ~np.isin(names, excluded.astype(str))
+        described["exclude_identities"] = {"path": str(exclude_identities), "sha256": file_sha256(exclude_identities),
+                                           "n_identities": int(len(excluded))}
+        parts.append(f"without the {len(excluded):,} identities listed in {Path(exclude_identities).name}")
+    if not described:
+        return None, None
+    n_left = len(np.unique(names[mask & store.ok]))
+    described["description"] = f"{'; '.join(parts)} ({n_left:,} identities with usable samples remain)"
+    return mask, described
+
+
+@click.command("evaluate")
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option("--scores", "score_paths", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="A labels or scores table (Parquet from 'fiqa label' / 'fiqa score'); repeat for several. "
+                   "'random' is always added as the floor.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Report folder (report.html, edc.csv/json, PNG plots, legacy_erc.*).")
+@click.option("--fmr", type=float, default=1e-3, show_default=True,
+              help="Fix the threshold where the non-mated comparisons reach this FMR.")
+@click.option("--start-fnmr", type=float, default=None,
+              help="Instead fix the threshold so that the starting FNMR is this value.")
+@click.option("--discard-limit", type=float, default=0.2, show_default=True, help="Upper end of the pAUC.")
+@click.option("--pairs", "pairs_path", type=click.Path(dir_okay=False), default=None,
+              help="Compare these pairs (LFW pairs.txt, or CSV sample_a,sample_b,mated) instead of sampling.")
+@click.option("--max-mated", type=int, default=200_000, show_default=True,
+              help="Use all mated pairs up to this many, else a seeded sample of this size.")
+@click.option("--n-nonmated", type=int, default=1_000_000, show_default=True,
+              help="Seeded sample of distinct non-mated pairs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of pair sampling and the random floor.")
+@click.option("--identities-from", type=click.Path(dir_okay=False), default=None,
+              help="Evaluate only these identities: a text file (one per line) or a split JSON (its 'test' part).")
+@click.option("--exclude-identities", type=click.Path(dir_okay=False), default=None,
+              help="Leave out these identities: a text file or a split JSON (its 'train' part).")
+@click.option("--missing", type=click.Choice(["lowest", "exclude"]), default="lowest", show_default=True,
+              help="Samples without a quality: rank them lowest, or leave out their pairs for every method.")
+@click.option("--legacy-erc/--no-legacy-erc", default=True, show_default=True,
+              help="Also write the legacy ERC (threshold recomputed per discard level), kept apart from the EDC.")
+@click.option("--gallery-size", type=int, default=8, show_default=True, help="Faces per gallery strip.")
+def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, start_fnmr: float | None,
+            discard_limit: float, pairs_path: str | None, max_mated: int, n_nonmated: int, seed: int,
+            identities_from: str | None, exclude_identities: str | None, missing: str, legacy_erc: bool,
+            gallery_size: int) -> None:
+    """Error-versus-Discard (EDC) evaluation of quality tables on the comparisons of STORE."""
+    from ..evaluate.pairs import read_pairs, sample_comparisons
+    from ..evaluate.report import write_report
+    from ..evaluate.run import evaluate_quality
+    from ..io.table import load_quality
+    from ..store import open_store
+
+    opened = open_store(store)
+    tables = [load_quality(path) for path in score_paths]
+    mask, identity_filter = _identity_filter(opened, identities_from, exclude_identities)
+    if pairs_path:
+        comparisons = read_pairs(pairs_path, opened)
+        if mask is not None:
+            row_of = {int(sample_id): row for row, sample_id in enumerate(opened.samples.sample_id)}
+            keep = [mask[row_of[int(a)]] and mask[row_of[int(b)]]
+                    for a, b in zip(comparisons.sample_a, comparisons.sample_b)]
+            comparisons = comparisons.subset(keep, n_outside_identities=int(len(keep) - sum(keep)))
+    else:
+        comparisons = sample_comparisons(opened, max_mated=max_mated, n_nonmated=n_nonmated, seed=seed,
+                                         sample_mask=mask)
+    evaluation = evaluate_quality(comparisons, tables, fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit,
+                                  missing=missing, seed=seed, legacy_erc=legacy_erc, identity_filter=identity_filter)
+    page = write_report(evaluation, out_dir, store=opened, gallery_size=gallery_size)
+    rows = evaluation.edc.table()
+    width = max(len(row["method"]) for row in rows)
+    click.echo(f"EDC at a threshold of {evaluation.edc.threshold:.4f} ({evaluation.edc.n_mated:,} mated, "
+               f"{evaluation.edc.n_nonmated:,} non-mated comparisons); FNMR pAUC up to {discard_limit:g}, "
+               f"lower is better:")
+    for row in rows:
+        click.echo(f"  {row['method']:<{width}}  pAUC {row['fnmr_pauc']:.5f}   minus best "
+                   f"{row['fnmr_pauc_minus_best']:.5f}")
+    click.echo(f"report: {page}")

@@ -1,0 +1,349 @@
+"""Reports of an :class:`~fiqa.evaluate.run.Evaluation`: tables (CSV, JSON), plots (PNG) and one self-contained
+HTML page (plots and face thumbnails embedded as base64) that a person can read without the other files.
+
+Files written to the report folder::
+
+    report.html         the page: summary, EDC table, EDC plots, galleries, legacy ERC (separate), parameters
+    edc.csv, edc.json   the EDC table (JSON adds counts, threshold and provenance)
+    edc_fnmr.png        FNMR-EDC of every method, with the theoretical best
+    edc_fmr.png         FMR-EDC
+    legacy_erc.csv, legacy_erc.json, legacy_erc.png   only when the legacy ERC was computed
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import FIQAError, InvalidParameterError
+from ..io.table import write_json
+from ..types import EmbeddingStore
+from .edc import EDCCurve, theoretical_best
+from .run import RANDOM_METHOD, Evaluation
+
+logger = logging.getLogger(__name__)
+
+EDC_COLUMNS = ("method", "fnmr_pauc", "fnmr_pauc_minus_best", "fnmr_at_limit", "fmr_pauc", "fmr_pauc_minus_best",
+               "n_mated_missing_quality", "n_nonmated_missing_quality")
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items() if k in columns})
+    _write_text(path, buffer.getvalue())
+
+
+def _figure_png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _styles(methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10"].colors
+    styles, index = {}, 0
+    for method in methods:
+        if method == RANDOM_METHOD:
+            styles[method] = {"color": "0.35", "linestyle": ":", "linewidth": 2.0}
+        else:
+            styles[method] = {"color": colours[index % len(colours)], "linestyle": "-", "linewidth": 1.8}
+            index += 1
+    return styles
+
+
+def _plot_edc(curves: dict[str, EDCCurve], rows: Sequence[dict[str, Any]], kind: str, limit: float) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    x_max = min(1.0, max(0.5, 2.5 * limit))
+    styles = _styles([row["method"] for row in rows])
+    figure, axes = plt.subplots(figsize=(8.0, 4.8))
+    for row in rows:  # best first, so the legend reads like the table
+        curve = curves[row["method"]]
+        x = np.append(curve.discard_fractions, 1.0)
+        y = np.append(curve.error_rates, curve.error_rates[-1])
+        axes.step(x, y, where="post", label=f"{row['method']}  (pAUC {row[f'{kind}_pauc']:.4f})",
+                  **styles[row["method"]])
+    first = next(iter(curves.values()))
+    grid = np.arange(int(np.ceil(x_max * first.n_comparisons)) + 1) / first.n_comparisons
+    axes.plot(grid, theoretical_best(first.start_error, grid), color="0.6", linestyle="--", linewidth=1.2,
+              label="theoretical best")
+    axes.axvline(limit, color="0.75", linewidth=1.0)
+    axes.axvspan(0, limit, color="0.94", zorder=0)
+    axes.text(limit, 0.02, f" pAUC limit {limit:g}", va="bottom", ha="left", fontsize=8, color="0.4",
+              transform=axes.get_xaxis_transform())  # x in data units, y in axes units
+    axes.set_xlim(0, x_max)
+    visible = [curve.error_rates[curve.discard_fractions <= x_max].max() for curve in curves.values()]
+    axes.set_ylim(0, 1.15 * max(max(visible), first.start_error, 1e-6))
+    axes.set_xlabel("fraction of comparisons discarded (lowest pair quality first)")
+    label = "FNMR of the remaining mated comparisons" if kind == "fnmr" else "FMR of the remaining non-mated comparisons"
+    axes.set_ylabel(label)
+    axes.set_title(f"{kind.upper()}-EDC at a fixed threshold of {first.threshold:.4f} (lower is better)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="upper right")
+    png = _figure_png(figure)
+    plt.close(figure)
+    return png
+
+
+def _plot_legacy(evaluation: Evaluation) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    erc = evaluation.legacy_erc
+    fmrs = erc.params["fmrs"]
+    styles = _styles(list(erc.fnmr))
+    figure, axes = plt.subplots(1, len(fmrs), figsize=(4.2 * len(fmrs), 3.8), squeeze=False)
+    for ax, fmr in zip(axes[0], fmrs):
+        for method, by_fmr in erc.fnmr.items():
+            ax.plot(erc.discard_fractions, by_fmr[fmr], marker=".", label=f"{method} ({erc.auc[method][fmr]:.4f})",
+                    **styles[method])
+        ax.set_title(f"legacy ERC, FMR {fmr:g} (threshold recomputed)", fontsize=9)
+        ax.set_xlabel("fraction of all comparisons discarded")
+        ax.set_ylabel("FNMR")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    png = _figure_png(figure)
+    plt.close(figure)
+    return png
+
+
+def _img(png: bytes, alt: str, mime: str = "image/png", width: int | None = None) -> str:
+    size = f' width="{width}"' if width else ""
+    return (f'<img alt="{html.escape(alt)}"{size} src="data:{mime};base64,'
+            f'{base64.b64encode(png).decode("ascii")}">')
+
+
+def _galleries(evaluation: Evaluation, store: EmbeddingStore | None, gallery_size: int) -> str:
+    if store is None:
+        return "<p class=note>No embedding store was given, so no face galleries are shown.</p>"
+    import cv2
+
+    order = np.argsort(store.samples.sample_id, kind="stable")
+    parts = []
+    for method, values in evaluation.qualities.items():
+        if method == RANDOM_METHOD:
+            continue
+        known = np.flatnonzero(~np.isnan(values))
+        ranked = known[np.argsort(values[known], kind="stable")]
+        k = min(gallery_size, len(ranked) // 2)
+        sections = []
+        for title, picks in (("lowest quality", ranked[:k]), ("highest quality", ranked[::-1][:k])):
+            ids = evaluation.sample_id[picks]
+            rows = order[np.searchsorted(store.samples.sample_id, ids, sorter=order)]
+            try:
+                from ..store import load_crops
+
+                crops = load_crops(store, rows)
+            except FIQAError as exc:
+                sections.append(f"<p class=note>{title}: thumbnails unavailable ({html.escape(str(exc))})</p>")
+                continue
+            cells = []
+            for crop, row, pick in zip(crops, rows, picks):
+                ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 88])
+                identity = str(store.samples.identity[row])
+                caption = f"{values[pick]:.3g}<br><span>{html.escape(identity)}</span>"
+                cells.append(f"<figure>{_img(jpeg.tobytes(), identity, 'image/jpeg')}<figcaption>{caption}"
+                             f"</figcaption></figure>")
+            sections.append(f"<div class=strip><h4>{title}</h4>{''.join(cells)}</div>")
+        parts.append(f"<div class=gallery><h3>{html.escape(method)}</h3>{''.join(sections)}</div>")
+    return "".join(parts)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:24px auto;padding:0 20px;
+color:#1d2327;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+.lead{font-size:1.04em;color:#333;background:#f4f7fb;border-left:4px solid #3b6fb6;padding:.6em 1em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.93em}th,td{padding:.35em .8em;border-bottom:1px solid #e2e2e2;
+text-align:right}th{background:#f3f3f3}.name{text-align:left}
+tr.floor td{color:#666;font-style:italic}tr.best td{font-weight:600}
+dl.facts{display:grid;grid-template-columns:max-content auto;gap:.2em 1.2em;font-size:.93em}dl.facts dt{color:#555}
+dl.facts dd{margin:0}.note{color:#666;font-size:.9em}.legacy{background:#fff8ec;border:1px solid #f0d8a8;
+padding:.2em 1em 1em;margin-top:1.6em}.gallery h3{margin:.8em 0 .2em}.strip{display:flex;flex-wrap:wrap;gap:6px;
+align-items:flex-start}.strip h4{width:100%;margin:.4em 0 .1em;font-weight:500;color:#444}figure{margin:0;width:96px;
+text-align:center;font-size:.75em}figure img{width:96px;height:96px;border-radius:3px}figcaption span{color:#777;
+word-break:break-all}pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.8em}
+"""
+
+
+def _fmt(value: Any) -> str:
+    """Floats with 3 significant digits (pAUCs span several orders of magnitude), counts with separators."""
+    if isinstance(value, float):
+        return "n/a" if np.isnan(value) else f"{value:.3g}"
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    return html.escape(str(value))
+
+
+def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: EmbeddingStore | None = None,
+                 gallery_size: int = 8, title: str = "Face image quality: Error-versus-Discard evaluation") -> Path:
+    """Write the tables, plots and the HTML page of an evaluation.
+
+    Parameters
+    ----------
+    evaluation : Evaluation
+    out_dir : str or Path
+        Created if needed; files of a previous report there are replaced.
+    store : EmbeddingStore, optional
+        The store the comparisons came from; needed for the face galleries (crops are re-created from the source
+        images with ``fiqa.store.load_crops``).
+    gallery_size : int >= 1
+        Faces per gallery strip (lowest and highest quality, per method).
+    title : str
+
+    Returns
+    -------
+    Path
+        The HTML page.
+    """
+    if isinstance(gallery_size, bool) or not isinstance(gallery_size, int) or gallery_size < 1:
+        raise InvalidParameterError("write_report", "gallery_size", "an int >= 1", gallery_size)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    edc = evaluation.edc
+    limit = float(edc.params["discard_limit"])
+    rows = edc.table()
+    summary = {
+        "protocol": "ISO/IEC 29794-1:2024 EDC: pair quality = min of the two samples, threshold fixed once, "
+                    "tied qualities discarded together, stepwise pAUC",
+        "threshold": edc.threshold, "start_fnmr": edc.start_fnmr, "start_fmr": edc.start_fmr,
+        "n_mated": edc.n_mated, "n_nonmated": edc.n_nonmated, "n_excluded_mated": edc.n_excluded_mated,
+        "n_excluded_nonmated": edc.n_excluded_nonmated, "n_samples": int(len(evaluation.sample_id)),
+        **edc.params,
+    }
+    _write_csv(out / "edc.csv", rows, EDC_COLUMNS)
+    write_json(out / "edc.json", {"rows": rows, "summary": summary, "meta": evaluation.meta})
+    fnmr_png = _plot_edc(edc.fnmr_curves, rows, "fnmr", limit)
+    fmr_png = _plot_edc(edc.fmr_curves, rows, "fmr", limit)
+    (out / "edc_fnmr.png").write_bytes(fnmr_png)
+    (out / "edc_fmr.png").write_bytes(fmr_png)
+
+    random_pauc = next(row["fnmr_pauc"] for row in rows if row["method"] == RANDOM_METHOD)
+    body_rows = []
+    for rank, row in enumerate(rows, start=1):
+        css = "floor" if row["method"] == RANDOM_METHOD else ("best" if rank == 1 else "")
+        ratio = row["fnmr_pauc"] / random_pauc if random_pauc > 0 else float("nan")
+        cells = [_fmt(row["fnmr_pauc"]), _fmt(row["fnmr_pauc_minus_best"]), _fmt(ratio), _fmt(row["fnmr_at_limit"]),
+                 _fmt(row["fmr_pauc"]),
+                 f"{_fmt(row['n_mated_missing_quality'])} / {_fmt(row['n_nonmated_missing_quality'])}"]
+        body_rows.append(f"<tr class='{css}'><td class=name>{rank}</td><td class=name>{_fmt(row['method'])}</td>"
+                         + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    pct = f"{limit:.0%}"
+    table_html = (
+        "<table><thead><tr><th class=name>#</th><th class=name>method</th>"
+        f"<th>FNMR pAUC<br>(0 &ndash; {pct})</th><th>pAUC &minus; best</th><th>vs random<br>(pAUC ratio)</th>"
+        f"<th>FNMR after<br>{pct} discarded</th><th>FMR pAUC</th><th>pairs without quality<br>mated / non-mated</th>"
+        "</tr></thead><tbody>" + "".join(body_rows) + "</tbody></table>")
+    comparisons_meta = evaluation.comparisons.meta
+    if comparisons_meta.get("origin") == "sampled":
+        origin = (f"sampled from the store with seed {comparisons_meta.get('seed')}: "
+                  f"{comparisons_meta.get('n_mated'):,} of {comparisons_meta.get('n_mated_available'):,} mated "
+                  f"pairs, {comparisons_meta.get('n_nonmated'):,} of {comparisons_meta.get('n_nonmated_available'):,}"
+                  f" non-mated pairs")
+    else:
+        origin = (f"from {comparisons_meta.get('origin')} ({comparisons_meta.get('n_skipped', 0)} pairs skipped: "
+                  "a sample had no embedding)")
+    threshold_rule = (f"FMR {edc.params['fmr']:g} on the non-mated comparisons" if edc.params["fmr"] is not None
+                      else f"a starting FNMR of {edc.params['start_fnmr_target']:g}")
+    restriction = evaluation.meta.get("identity_filter")
+    split_text = (html.escape(restriction.get("description", json.dumps(restriction, default=str))) if restriction
+                  else "none: all identities were used; make sure the labeller or model never saw them")
+    missing_text = {"lowest": "a missing quality ranks lowest: those comparisons are discarded first",
+                    "exclude": f"comparisons where any method lacks a quality are left out for all methods "
+                               f"({edc.n_excluded_mated:,} mated, {edc.n_excluded_nonmated:,} non-mated)"}[
+        edc.params["missing"]]
+    facts = [
+        ("comparisons used", f"{edc.n_mated:,} mated, {edc.n_nonmated:,} non-mated "
+                             f"({len(evaluation.sample_id):,} samples)"),
+        ("comparisons from", origin),
+        ("comparison score", "cosine similarity of the embeddings; match when similarity &ge; threshold"),
+        ("threshold", f"{edc.threshold:.4f}, fixed once at {threshold_rule}: "
+                      f"FMR {edc.start_fmr:.2e}, starting FNMR {edc.start_fnmr:.4f}"),
+        ("pair quality", "minimum of the two samples' qualities; tied qualities are discarded together"),
+        ("pAUC limit", f"{limit:g} ({pct} of the comparisons discarded)"),
+        ("missing qualities", missing_text),
+        ("identities", split_text),
+    ]
+    facts_html = "".join(f"<dt>{html.escape(k)}</dt><dd>{v}</dd>" for k, v in facts)
+
+    legacy_html = ""
+    if evaluation.legacy_erc is not None:
+        erc = evaluation.legacy_erc
+        erc_rows = erc.table()
+        keys = [f"auc_fmr_{fmr:g}" for fmr in erc.params["fmrs"]]
+        _write_csv(out / "legacy_erc.csv", erc_rows, ["method", *keys])
+        write_json(out / "legacy_erc.json", {"rows": erc_rows, "params": erc.params,
+                                              "discard_fractions": erc.discard_fractions,
+                                              "fnmr": {m: {f"{f:g}": v for f, v in c.items()}
+                                                       for m, c in erc.fnmr.items()}})
+        legacy_png = _plot_legacy(evaluation)
+        (out / "legacy_erc.png").write_bytes(legacy_png)
+        head = "".join(f"<th>AUC at FMR {fmr:g}</th>" for fmr in erc.params["fmrs"])
+        body = "".join("<tr><td class=name>" + _fmt(row["method"]) + "</td>" + "".join(f"<td>{_fmt(row[k])}</td>" for k in keys)
+                       + "</tr>" for row in erc_rows)
+        legacy_html = (
+            "<section class=legacy><h2>Legacy ERC (research-code protocol; not comparable with the EDC)</h2>"
+            "<p>For comparison with published numbers only (CR-FIQA, MagFace evaluation scripts): mated and "
+            "non-mated comparisons are pooled and discarded together on a fixed grid 0&ndash;95%, the threshold "
+            "is <b>recomputed at every discard level</b> for each FMR, and the area is the trapezoid over "
+            "[0, 0.95]. Lower is better. n/a: a level left no non-mated comparison to set a threshold.</p>"
+            f"<table><thead><tr><th class=name>method</th>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"{_img(legacy_png, 'legacy ERC curves', width=1100)}</section>")
+
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class=lead><b>What this measures.</b> The Error-versus-Discard Characteristic (EDC, ISO/IEC 29794-1) shows how
+fast face-recognition errors fall when the comparisons with the lowest quality are discarded first. Each method's
+<b>pAUC</b> is the area under its FNMR curve from 0 to {pct} discarded: <b>lower is better</b>. "pAUC &minus; best"
+subtracts the area of the ideal curve (discarding exactly the failed comparisons first), so 0 would be perfect.
+<b>random</b> is the floor: a quality measure is only useful where it beats it.</p>
+<h2>Result</h2>
+{table_html}
+<p class=note>Methods sorted by FNMR pAUC, best first. "vs random" below 1 means errors fall faster than with a
+random quality. FMR pAUC: the same area for false matches among non-mated comparisons (the FMR-EDC).
+A missing quality: the method gave no value for one of the two samples.</p>
+<dl class=facts>{facts_html}</dl>
+<h2>FNMR-EDC</h2>
+{_img(fnmr_png, 'FNMR-EDC', width=880)}
+<h2>FMR-EDC</h2>
+{_img(fmr_png, 'FMR-EDC', width=880)}
+<h2>Faces with the lowest and highest quality</h2>
+<p class=note>Per method, among the compared samples: aligned 112&times;112 crops, with the quality value and the
+identity. Good methods put blurred, occluded, dark or profile faces on the left strip.</p>
+{_galleries(evaluation, store, gallery_size)}
+{legacy_html}
+<h2>Parameters and provenance</h2>
+<details><summary>show</summary><pre>{html.escape(json.dumps({"summary": summary, "meta": evaluation.meta},
+                                                         indent=2, sort_keys=True, default=str))}</pre></details>
+</body></html>
+"""
+    path = out / "report.html"
+    _write_text(path, page)
+    logger.info("report written to %s", path)
+    return path

@@ -1,0 +1,116 @@
+"""Evaluate quality tables (labels or model scores) on a set of comparisons: EDC, plus the legacy ERC apart."""
+from __future__ import annotations
+
+import logging
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+from ..provenance import provenance
+from ..types import QualityTable
+from .edc import EDCResult, MissingPolicy, compute_edc, pair_quality
+from .erc import LegacyERCResult, compute_legacy_erc
+from .pairs import Comparisons
+
+logger = logging.getLogger(__name__)
+
+RANDOM_METHOD = "random"
+"""Name of the floor every evaluation adds: a seeded uniform random quality per sample."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything a report needs.
+
+    Attributes
+    ----------
+    edc : EDCResult
+        The ISO/IEC 29794-1 EDC results (the main result).
+    legacy_erc : LegacyERCResult or None
+        The legacy ERC, kept apart from the EDC.
+    comparisons : Comparisons
+    sample_id : ndarray of shape (S,), int64
+        The distinct samples of the comparisons, sorted.
+    qualities : dict of str to ndarray of shape (S,), float64
+        Per method, the quality of each of those samples (NaN where the table lacks it).
+    meta : dict
+        Provenance: parameters, versions, each table's ``method``/``params``/origin, comparisons meta, split.
+    """
+
+    edc: EDCResult
+    legacy_erc: LegacyERCResult | None
+    comparisons: Comparisons
+    sample_id: np.ndarray
+    qualities: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *, fmr: float = 1e-3,
+                     start_fnmr: float | None = None, discard_limit: float = 0.2, missing: MissingPolicy = "lowest",
+                     seed: int = 0, legacy_erc: bool = True,
+                     identity_filter: Mapping[str, Any] | None = None) -> Evaluation:
+    """EDCs of several quality tables on one set of comparisons, with a random-quality floor added.
+
+    Parameters
+    ----------
+    comparisons : Comparisons
+        From :func:`~fiqa.evaluate.pairs.sample_comparisons` or :func:`~fiqa.evaluate.pairs.read_pairs`.
+    tables : sequence of QualityTable
+        Labels or model scores, joined on ``sample_id``; each is named by its ``method`` (names must differ and
+        must not be ``"random"``).
+    fmr, start_fnmr, discard_limit, missing
+        See :func:`~fiqa.evaluate.edc.compute_edc`.
+    seed : int
+        Seed of the random floor (uniform qualities drawn for the sorted distinct sample ids).
+    legacy_erc : bool
+        Also compute the legacy ERC (reported separately).
+    identity_filter : mapping, optional
+        How the comparisons were restricted to identities the labeller or model never saw (e.g.
+        ``IdentitySplit.describe()`` plus the file it came from); recorded in ``meta["identity_filter"]`` and
+        shown in the report.
+
+    Returns
+    -------
+    Evaluation
+    """
+    owner = "evaluate_quality"
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InvalidParameterError(owner, "seed", "an int", seed)
+    names = [table.method for table in tables]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates or RANDOM_METHOD in names:
+        clash = duplicates or [RANDOM_METHOD]
+        raise InvalidParameterError(owner, "tables", f"tables with distinct method names other than "
+                                    f"{RANDOM_METHOD!r} (set meta['method'])", f"method name(s) {clash}")
+    sample_id = np.unique(np.concatenate([comparisons.sample_a, comparisons.sample_b]))
+    qualities = {table.method: table.aligned_to(sample_id) for table in tables}
+    qualities[RANDOM_METHOD] = np.random.default_rng(int(seed)).uniform(size=len(sample_id))
+    for name, values in qualities.items():
+        n_missing = int(np.isnan(values).sum())
+        if n_missing == len(values):
+            raise InvalidParameterError(owner, "tables", "tables that cover some compared samples",
+                                        f"method {name!r} has no quality for any of the {len(values)} samples")
+        if n_missing:
+            logger.warning("method %r lacks a quality for %d of %d compared samples (missing=%r)", name,
+                           n_missing, len(values), missing)
+    pos_a = np.searchsorted(sample_id, comparisons.sample_a)
+    pos_b = np.searchsorted(sample_id, comparisons.sample_b)
+    pairs = {name: pair_quality(values[pos_a], values[pos_b]) for name, values in qualities.items()}
+    mated = comparisons.mated
+    edc = compute_edc(comparisons.similarity[mated], {k: v[mated] for k, v in pairs.items()},
+                      comparisons.similarity[~mated], {k: v[~mated] for k, v in pairs.items()},
+                      fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit, missing=missing)
+    erc = compute_legacy_erc(comparisons.similarity, mated, pairs) if legacy_erc else None
+    meta = provenance(fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit, missing=missing, seed=int(seed),
+                      legacy_erc=legacy_erc)
+    meta["comparisons"] = dict(comparisons.meta)
+    meta["methods"] = {table.method: {k: table.meta.get(k) for k in ("method", "params", "seed", "source", "input")
+                                      if k in table.meta} for table in tables}
+    meta["methods"][RANDOM_METHOD] = {"method": RANDOM_METHOD, "seed": int(seed),
+                                      "note": "uniform random quality per sample: the floor"}
+    meta["missing_quality_samples"] = {name: int(np.isnan(v).sum()) for name, v in qualities.items()}
+    meta["identity_filter"] = dict(identity_filter) if identity_filter is not None else None
+    return Evaluation(edc, erc, comparisons, sample_id, qualities, meta)

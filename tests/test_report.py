@@ -1,0 +1,164 @@
+"""Evaluation driver, report files and the ``fiqa evaluate`` command (structure, not pixels)."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fiqa.cli import main
+from fiqa.errors import InvalidParameterError
+from fiqa.evaluate.edc import pauc
+from fiqa.evaluate.pairs import Comparisons
+from fiqa.evaluate.report import write_report
+from fiqa.evaluate.run import RANDOM_METHOD, evaluate_quality
+from fiqa.evaluate.split import save_split, split_identities
+from fiqa.io.table import save_quality
+from fiqa.types import QualityTable
+
+
+def quality_table(sample_id, score, method):
+    score = np.asarray(score, dtype=np.float64)
+    status = np.where(np.isnan(score), "not_labelled", "ok").astype(object)
+    return QualityTable(np.asarray(sample_id, dtype=np.int64), score, status, np.full(len(score), "", object), {},
+                        {"method": method, "params": {"toy": True}})
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """600 samples, 60 identities; mated similarity grows with the sample qualities."""
+    rng = np.random.default_rng(0)
+    n = 600
+    quality = rng.uniform(size=n)
+    identity = np.arange(n) // 10
+    a, b = np.triu_indices(n, k=1)
+    mated = identity[a] == identity[b]
+    pick = np.flatnonzero(mated | (rng.uniform(size=len(a)) < 0.05))
+    a, b, mated = a[pick], b[pick], mated[pick]
+    similarity = np.where(mated, 0.3 + 0.6 * np.minimum(quality[a], quality[b]) + rng.normal(0, 0.1, len(a)),
+                          rng.normal(0.0, 0.1, len(a)))
+    comparisons = Comparisons(a + 1000, b + 1000, mated, similarity, {"origin": "sampled", "seed": 0,
+                              "n_mated": int(mated.sum()), "n_mated_available": int(mated.sum()),
+                              "n_nonmated": int((~mated).sum()), "n_nonmated_available": n * (n - 1) // 2})
+    return comparisons, np.arange(n) + 1000, quality
+
+
+def test_evaluate_joins_on_sample_id_and_adds_a_seeded_random_floor(toy):
+    comparisons, ids, quality = toy
+    shuffled = np.random.default_rng(1).permutation(len(ids))
+    partial = quality.copy()
+    partial[:50] = np.nan
+    tables = [quality_table(ids[shuffled], quality[shuffled], "good"), quality_table(ids, partial, "partial")]
+    evaluation = evaluate_quality(comparisons, tables, seed=3)
+    assert evaluation.edc.methods == ["good", "partial", RANDOM_METHOD]
+    np.testing.assert_array_equal(evaluation.qualities["good"], quality)  # the shuffled table was re-ordered
+    assert evaluation.meta["missing_quality_samples"] == {"good": 0, "partial": 50, "random": 0}
+    rows = {row["method"]: row for row in evaluation.edc.table()}
+    assert rows["good"]["fnmr_pauc"] < rows[RANDOM_METHOD]["fnmr_pauc"]
+    again = evaluate_quality(comparisons, tables, seed=3)
+    np.testing.assert_array_equal(again.qualities[RANDOM_METHOD], evaluation.qualities[RANDOM_METHOD])
+    # the pair quality is the minimum: recompute the FNMR pAUC of "good" by hand
+    q = quality[comparisons.sample_a - 1000], quality[comparisons.sample_b - 1000]
+    manual = evaluate_quality(comparisons, [], seed=3)  # only the floor: same threshold, same comparisons
+    assert manual.edc.threshold == evaluation.edc.threshold
+    from fiqa.evaluate.edc import edc_curve
+    curve = edc_curve(comparisons.similarity[comparisons.mated], np.minimum(*q)[comparisons.mated],
+                      evaluation.edc.threshold)
+    assert rows["good"]["fnmr_pauc"] == pytest.approx(pauc(curve, 0.2))
+
+
+def test_evaluate_rejects_clashing_method_names(toy):
+    comparisons, ids, quality = toy
+    with pytest.raises(InvalidParameterError, match="distinct method names.*'a'"):
+        evaluate_quality(comparisons, [quality_table(ids, quality, "a"), quality_table(ids, quality, "a")])
+    with pytest.raises(InvalidParameterError, match="'random'"):
+        evaluate_quality(comparisons, [quality_table(ids, quality, RANDOM_METHOD)])
+
+
+def test_report_files_and_html_structure(toy, tmp_path):
+    comparisons, ids, quality = toy
+    evaluation = evaluate_quality(comparisons, [quality_table(ids, quality, "good"),
+                                                quality_table(ids, 1 - quality, "inverted")], seed=0)
+    page = write_report(evaluation, tmp_path / "report")
+    out = tmp_path / "report"
+    for name in ("report.html", "edc.csv", "edc.json", "edc_fnmr.png", "edc_fmr.png", "legacy_erc.csv",
+                 "legacy_erc.json", "legacy_erc.png"):
+        assert (out / name).is_file(), name
+    for name in ("edc_fnmr.png", "edc_fmr.png", "legacy_erc.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(out / "edc.csv", encoding="utf-8") as handle:
+        csv_rows = list(csv.DictReader(handle))
+    assert [r["method"] for r in csv_rows] == ["good", RANDOM_METHOD, "inverted"]  # sorted, best first
+    table = evaluation.edc.table()
+    assert [float(r["fnmr_pauc"]) for r in csv_rows] == [row["fnmr_pauc"] for row in table]
+    data = json.loads((out / "edc.json").read_text())
+    assert data["summary"]["n_mated"] == comparisons.n_mated and data["summary"]["discard_limit"] == 0.2
+    assert data["meta"]["versions"]["numpy"] == np.__version__
+    text = page.read_text(encoding="utf-8")
+    order = [text.index(f"<td class=name>{m}</td>") for m in ("good", RANDOM_METHOD, "inverted")]
+    assert order == sorted(order)  # table rows in the sorted order
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', text)) == 3  # FNMR, FMR, legacy
+    assert "lower is better" in text and f"{comparisons.n_mated:,} mated" in text
+    assert "Legacy ERC" in text and text.index("Legacy ERC") > text.index("FNMR-EDC")
+    assert "No embedding store was given" in text
+    legacy = json.loads((out / "legacy_erc.json").read_text())
+    assert {row["method"] for row in legacy["rows"]} == {"good", "inverted", RANDOM_METHOD}
+    assert "fnmr_pauc" not in legacy["rows"][0]  # never mixed into the EDC table
+
+
+def test_report_without_legacy_erc(toy, tmp_path):
+    comparisons, ids, quality = toy
+    evaluation = evaluate_quality(comparisons, [quality_table(ids, quality, "good")], legacy_erc=False)
+    page = write_report(evaluation, tmp_path)
+    assert not (tmp_path / "legacy_erc.csv").exists() and "Legacy ERC" not in page.read_text()
+    with pytest.raises(InvalidParameterError, match="'gallery_size'"):
+        write_report(evaluation, tmp_path, gallery_size=0)
+
+
+# --- the command on a real SFace store of LFW-dev ---------------------------------------------------------------
+
+@pytest.mark.lfw
+def test_fiqa_evaluate_on_lfw_store(lfw_store, tmp_path):
+    ok = lfw_store.ok
+    norms = np.where(ok, lfw_store.norms, np.nan)
+    table_path = save_quality(quality_table(lfw_store.samples.sample_id, norms, "norm"), tmp_path / "norm.parquet")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["evaluate", str(lfw_store.root), "--scores", str(table_path), "--out",
+                                       str(out), "--n-nonmated", "5000", "--gallery-size", "3"])
+    assert result.exit_code == 0, result.output
+    assert "norm" in result.output and "random" in result.output
+    identity = lfw_store.samples.identity[ok].astype(str)
+    sizes = np.unique(identity, return_counts=True)[1]
+    summary = json.loads((out / "edc.json").read_text())["summary"]
+    assert summary["n_mated"] == int(np.sum(sizes * (sizes - 1) // 2))  # all mated pairs
+    assert summary["n_nonmated"] == 5000
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert len(re.findall(r'src="data:image/jpeg;base64,', text)) == 2 * 3  # one method: lowest + highest strip
+
+    split = split_identities(lfw_store.samples.identity, test_fraction=0.5, seed=0)
+    split_path = save_split(split, tmp_path / "split.json")
+    held_out = tmp_path / "held_out"
+    result = CliRunner().invoke(main, ["evaluate", str(lfw_store.root), "--scores", str(table_path), "--out",
+                                       str(held_out), "--identities-from", str(split_path), "--n-nonmated", "3000",
+                                       "--no-legacy-erc", "--gallery-size", "2"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((held_out / "edc.json").read_text())
+    assert data["meta"]["comparisons"]["n_usable_samples"] == int(np.sum(split.mask(lfw_store.samples.identity,
+                                                                                     "test") & ok))
+    assert data["meta"]["identity_filter"]["identities_from"]["n_identities"] == len(split.test)
+    assert not (held_out / "legacy_erc.csv").exists()
+
+
+@pytest.mark.lfw
+def test_fiqa_evaluate_reports_bad_input_by_name(lfw_store, tmp_path):
+    result = CliRunner().invoke(main, ["evaluate", str(lfw_store.root), "--scores", str(tmp_path / "none.parquet"),
+                                       "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "none.parquet" in result.output and "does not exist" in result.output
+    table_path = save_quality(quality_table(lfw_store.samples.sample_id, np.ones(len(lfw_store)), "q"),
+                              tmp_path / "q.parquet")
+    result = CliRunner().invoke(main, ["evaluate", str(lfw_store.root), "--scores", str(table_path), "--out",
+                                       str(tmp_path / "r"), "--fmr", "0"])
+    assert result.exit_code != 0 and "'fmr'" in result.output
