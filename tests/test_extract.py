@@ -129,6 +129,9 @@ def test_rerun_of_complete_store_does_nothing_and_changed_settings_are_refused(t
     second = embed_source(tmp_path / "data", tmp_path / "store", backend=again, aligned=True, chunk_size=2,
                           progress=False)
     assert again.crops_seen == 0 and second.meta["created_utc"] == first.meta["created_utc"]
+    with pytest.raises(StoreError, match="finished store made with different settings .*differs in: chunk_size"):
+        embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), aligned=True, chunk_size=3,
+                     progress=False)
     # Different settings with resume on an interrupted run are refused; --no-resume starts over.
     partial_path(tmp_path / "other").mkdir()
     (partial_path(tmp_path / "other") / "plan.json").write_text('{"batch_size": 1}')

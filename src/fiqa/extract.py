@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import FIQAError, InvalidParameterError, NoUsableSamplesError
+from .errors import FIQAError, InvalidParameterError, NoUsableSamplesError, StoreError
 from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageReadError, check_limits, read_image
 from .io.sources import DataSource, open_source
 from .provenance import provenance
@@ -135,9 +135,13 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
 
     if resume and is_store(out) and not partial.root.exists():
         existing = open_store(out)
-        if existing.meta.get("plan") == partial.plan:
+        old_plan = existing.meta.get("plan") or {}
+        if old_plan == partial.plan:
             logger.info("%s is already complete with these settings; nothing to do", out)
             return existing
+        changed = sorted(k for k in set(old_plan) | set(partial.plan) if old_plan.get(k) != partial.plan.get(k))
+        raise StoreError(f"{out}: a finished store made with different settings is there (differs in: "
+                         f"{', '.join(changed)}); pass resume=False (--no-resume) to replace it")
     partial.start(resume=resume)
 
     n_chunks = max(1, math.ceil(len(samples) / chunk_size))

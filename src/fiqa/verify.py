@@ -48,15 +48,14 @@ class VerificationSummary:
 
     def format(self) -> str:
         """A small human-readable table."""
-        return "\n".join([
-            f"samples (ok, with identity) {self.n_samples:>12,d}",
-            f"identities                  {self.n_identities:>12,d}",
-            f"genuine pairs (all)         {self.n_genuine_pairs:>12,d}",
-            f"impostor pairs (seed {self.seed:<4d})  {self.n_impostor_pairs:>12,d}",
-            f"mean genuine cosine         {self.mean_genuine:>12.4f}",
-            f"mean impostor cosine        {self.mean_impostor:>12.4f}",
-            f"ROC AUC                     {self.roc_auc:>12.5f}",
-        ])
+        rows = [("samples (ok, with identity)", f"{self.n_samples:,d}"),
+                ("identities", f"{self.n_identities:,d}"),
+                ("genuine pairs (all)", f"{self.n_genuine_pairs:,d}"),
+                (f"impostor pairs (seed {self.seed})", f"{self.n_impostor_pairs:,d}"),
+                ("mean genuine cosine", f"{self.mean_genuine:.4f}"),
+                ("mean impostor cosine", f"{self.mean_impostor:.4f}"),
+                ("ROC AUC", f"{self.roc_auc:.5f}")]
+        return "\n".join(f"{label:<30}{value:>12}" for label, value in rows)
 
 
 def genuine_similarities(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
