@@ -191,9 +191,10 @@ def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: T
     Parameters
     ----------
     model : nn.Module
-        Maps a batch of inputs to raw scores of shape (B,).
-    train_set, validation_set : Dataset of ``(input, target)`` pairs
-        Targets are float32 on the 0-100 scale.
+        Maps a batch of inputs to raw scores of shape (B,). If it has ``init_output_bias(value)``, that is
+        called with the mean training target first.
+    train_set, validation_set : TensorPairs
+        ``(input, target)`` pairs; targets are float32 on the 0-100 scale.
     config : TrainConfig
     out_dir : path
         Where rank 0 writes ``checkpoint.pt``, ``history.json`` and ``training.png``.
@@ -213,6 +214,8 @@ def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: T
         out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
         else torch.device("cpu")
+    if hasattr(model, "init_output_bias"):  # overwritten by the checkpoint when resuming
+        model.init_output_bias(float(np.mean(np.asarray(train_set.targets))))
     model.to(device)
     torch.manual_seed(config.seed + rank)
 
@@ -244,7 +247,7 @@ def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: T
         result = TrainResult(**checkpoint["result"])
         logger.info("resumed from %s after epoch %d", checkpoint_path, start_epoch)
 
-    trained = DistributedDataParallel(model) if world_size > 1 else model
+    trained = DistributedDataParallel(model) if dist.is_initialized() else model
     epochs = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=rank != 0,
                   initial=start_epoch, total=config.epochs)
     for epoch in epochs:

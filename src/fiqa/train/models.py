@@ -64,6 +64,11 @@ class QualityHead(nn.Module):
         self.activation = nn.PReLU(hidden)
         self.output = nn.Linear(hidden, 1)
 
+    @torch.no_grad()
+    def init_output_bias(self, value: float) -> None:
+        """Start predicting ``value`` (the mean target), so training does not spend epochs moving the offset."""
+        self.output.bias.fill_(value)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.dropout(self.norm(features)).flatten(1)
         return self.output(self.activation(self.hidden(x))).squeeze(1)
@@ -142,6 +147,11 @@ class MobileFaceNetRegressor(nn.Module):
         self.head = nn.Sequential(nn.PReLU(embedding_size),
                                   nn.Dropout(_check_dropout("MobileFaceNetRegressor", dropout)),
                                   nn.Linear(embedding_size, 1))
+
+    @torch.no_grad()
+    def init_output_bias(self, value: float) -> None:
+        """Start predicting ``value`` (the mean target), so training does not spend epochs moving the offset."""
+        self.head[-1].bias.fill_(value)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone((images - 127.5) / 128.0)).squeeze(1)

@@ -1,0 +1,150 @@
+"""Unit tests of fiqa.train: Huber loss, calibration, configuration, checkpoint resume, the DDP code path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from fiqa.errors import InvalidParameterError, NoUsableSamplesError, StoreError
+from fiqa.train import TrainConfig, fit_quantile_calibration, huber_loss, list_regressors
+from fiqa.train import loop
+from fiqa.train.loop import TensorPairs, fit
+from fiqa.train.models import PiecewiseLinear, QualityHead
+
+
+@pytest.mark.parametrize("delta", [0.5, 1.0, 5.0, 20.0])
+def test_huber_loss_matches_torch_reference(delta):
+    generator = torch.Generator().manual_seed(0)
+    prediction = torch.randn(200, generator=generator, dtype=torch.float64) * 30
+    target = torch.rand(200, generator=generator, dtype=torch.float64) * 100
+    expected = F.huber_loss(prediction, target, delta=delta)
+    torch.testing.assert_close(huber_loss(prediction, target, delta), expected)
+
+
+def test_huber_loss_hand_computed_and_gradient_bounded():
+    prediction = torch.tensor([0.0, 3.0, -10.0], requires_grad=True)
+    # |e| = 0, 3 (quadratic: 4.5), 10 (linear: 5 * (10 - 2.5) = 37.5); mean = 42 / 3
+    loss = huber_loss(prediction, torch.zeros(3), 5.0)
+    assert loss.item() == pytest.approx(14.0)
+    loss.backward()
+    np.testing.assert_allclose(prediction.grad.numpy(), np.array([0.0, 3.0, -5.0]) / 3)
+
+
+def test_huber_loss_rejects_bad_delta():
+    with pytest.raises(InvalidParameterError, match="'delta' parameter of huber_loss must be a float > 0"):
+        huber_loss(torch.zeros(2), torch.zeros(2), 0.0)
+
+
+def test_calibration_is_monotone_in_range_and_maps_quantiles_to_rescaled_labels():
+    rng = np.random.default_rng(0)
+    labels = rng.uniform(20, 60, 500)
+    raw = 3.0 * labels - 7.0  # a perfect monotone predictor
+    calibration = fit_quantile_calibration(raw, labels, n_knots=101)
+    expected = 100 * (labels - labels.min()) / (labels.max() - labels.min())
+    np.testing.assert_allclose(calibration(raw), expected, atol=0.5)  # linear interpolation between percentiles
+    grid = np.linspace(raw.min() - 50, raw.max() + 50, 2001)
+    quality = calibration(grid)
+    assert np.all(np.diff(quality) >= 0)
+    assert quality.min() == 0.0 and quality.max() == 100.0
+
+
+def test_calibration_merges_tied_raw_scores_and_rejects_constant_predictions():
+    raw = np.array([0.0] * 50 + list(np.linspace(1, 2, 50)))
+    calibration = fit_quantile_calibration(raw, np.arange(100.0), n_knots=11)
+    assert np.all(np.diff(calibration.raw_knots) > 0)
+    assert np.all(np.diff(calibration.quality_knots) >= 0)
+    with pytest.raises(NoUsableSamplesError, match="Cannot calibrate"):
+        fit_quantile_calibration(np.ones(10), np.arange(10.0))
+    with pytest.raises(InvalidParameterError, match="'n_knots'"):
+        fit_quantile_calibration(raw, np.arange(100.0), n_knots=1)
+
+
+def test_piecewise_linear_layer_equals_numpy_interpolation():
+    rng = np.random.default_rng(1)
+    calibration = fit_quantile_calibration(rng.normal(size=300), rng.gamma(2.0, size=300), n_knots=21)
+    points = np.concatenate([rng.normal(scale=2, size=500), calibration.raw_knots])
+    got = PiecewiseLinear(calibration)(torch.tensor(points, dtype=torch.float64).float()).double().numpy()
+    np.testing.assert_allclose(got, calibration(points), atol=1e-4)
+
+
+def test_train_config_validates_with_parameter_names():
+    with pytest.raises(InvalidParameterError, match=r"The 'epochs' parameter of TrainConfig must be an int >= 1\. Got 0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(InvalidParameterError, match="'huber_delta'"):
+        TrainConfig(huber_delta=-1.0)
+    assert list_regressors() == ["head", "mobilefacenet"]
+
+
+def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(n, 4, 3, 3)).astype(np.float32)
+    targets = (50 + 10 * features[:, 0].mean(axis=(1, 2)) - 8 * features[:, 2, 1, 1]).astype(np.float32)
+    return features, targets
+
+
+def _run(out_dir, config, resume=True):
+    features, targets = _synthetic(160, 0)
+    torch.manual_seed(config.seed)
+    model = QualityHead(feature_shape=(4, 3, 3), hidden=8, dropout=0.2)
+    result = fit(model, TensorPairs(features, np.arange(120), targets[:120]),
+                 TensorPairs(features, np.arange(120, 160), targets[120:]), config, out_dir, resume=resume)
+    return model, result
+
+
+CONFIG = TrainConfig(epochs=5, batch_size=16, learning_rate=1e-2, patience=10, seed=3)
+
+
+def test_training_learns_a_synthetic_target(tmp_path):
+    model, result = _run(tmp_path, TrainConfig(epochs=15, batch_size=16, learning_rate=3e-2, patience=15, seed=3))
+    assert result.spearman > 0.8
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert (tmp_path / "training.png").stat().st_size > 0 and (tmp_path / "history.json").exists()
+
+
+def test_resume_after_interruption_reaches_the_same_final_weights(tmp_path, monkeypatch):
+    reference, reference_result = _run(tmp_path / "straight", CONFIG)
+
+    save = loop._save_checkpoint
+    calls = []
+
+    def save_then_crash(state, path):
+        save(state, path)
+        calls.append(state["epoch"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated crash after epoch 2")
+
+    monkeypatch.setattr(loop, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "resumed", CONFIG)
+    monkeypatch.setattr(loop, "_save_checkpoint", save)
+    resumed, resumed_result = _run(tmp_path / "resumed", CONFIG)
+
+    assert calls == [1, 2]
+    assert [h["epoch"] for h in resumed_result.history] == [1, 2, 3, 4, 5]
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    assert resumed_result.best_validation_loss == reference_result.best_validation_loss
+
+
+def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path):
+    _run(tmp_path, TrainConfig(epochs=1, batch_size=16, seed=3))
+    with pytest.raises(StoreError, match="differs in: epochs"):
+        _run(tmp_path, TrainConfig(epochs=2, batch_size=16, seed=3))
+    _run(tmp_path, TrainConfig(epochs=2, batch_size=16, seed=3), resume=False)
+
+
+def test_ddp_code_path_with_one_gloo_process_equals_plain_training(tmp_path, monkeypatch):
+    plain, _ = _run(tmp_path / "plain", CONFIG)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29531")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        assert loop.distributed_context() == (0, 1)
+        distributed, _ = _run(tmp_path / "ddp", CONFIG)
+    finally:
+        dist.destroy_process_group()
+    for name, value in plain.state_dict().items():
+        torch.testing.assert_close(distributed.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert (tmp_path / "ddp" / "checkpoint.pt").exists()
