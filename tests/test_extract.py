@@ -5,7 +5,6 @@ These tests are about the storage and resume logic, so they use a small determin
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,6 @@ import pytest
 from fiqa.errors import InvalidParameterError, NoUsableSamplesError, StoreError
 from fiqa.extract import SampleFailedError, embed_source
 from fiqa.store import open_store, partial_path
-from fiqa.types import Status
 
 
 class PixelEmbedder:

@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from fiqa.cli import main
 from fiqa.detect import ARCFACE_TEMPLATE
 from fiqa.errors import InvalidParameterError, NoUsableSamplesError, StoreError
-from fiqa.io.sources import images_source
 from fiqa.store import Chunk, PartialStore, load_crops, open_store, partial_path
 from fiqa.types import SampleTable
 from fiqa.verify import impostor_pairs, verification_summary
