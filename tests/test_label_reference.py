@@ -1,0 +1,118 @@
+"""reference-consensus: hand-built bursts and score-shift classes, fixed-point behaviour, parameter errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fiqa.errors import InvalidParameterError
+from fiqa.label import create_labeler, list_labelers
+from fiqa.label.reference import cluster_identities
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _scenario(seed: int = 0):
+    """Identity 0: one good image near the true centre plus 6 near-identical poor shots far from it (scenario C).
+    Identity 1: a tight burst of 6 poor shots and nothing else (scenario B). Identities 2..9: 4 clean images each.
+    Poor shots have raw norm 7, clean ones 12 (as SFace behaves under degradation)."""
+    rng = np.random.default_rng(seed)
+    dim = 32
+    centres = _unit(rng.normal(size=(10, dim)))
+    rows, ids, norms, role = [], [], [], []
+    off = _unit(rng.normal(size=(1, dim)))[0]
+    rows.append(centres[0] + 0.3 * _unit(rng.normal(size=(1, dim)))[0]); ids.append(0); norms.append(12); role.append("good")
+    poor_base = centres[0] + 1.2 * off
+    for _ in range(6):
+        rows.append(poor_base + 0.05 * rng.normal(size=dim)); ids.append(0); norms.append(7); role.append("poor")
+    for _ in range(6):
+        rows.append(centres[1] + 0.05 * rng.normal(size=dim)); ids.append(1); norms.append(7); role.append("burst")
+    for c in range(2, 10):
+        for _ in range(4):
+            rows.append(centres[c] + 0.3 * _unit(rng.normal(size=(1, dim)))[0]); ids.append(c); norms.append(12)
+            role.append("clean")
+    return _unit(np.array(rows)), np.array(ids), np.array(norms, np.float32), np.array(role)
+
+
+def test_registered():
+    assert "reference-consensus" in list_labelers()
+
+
+def test_clusters_match_a_direct_reading_of_the_similarities():
+    # two identities; identity 0 has two exact-duplicate pairs far apart, identity 1 three copies of one vector
+    a, b, c = np.eye(3, dtype=np.float32)
+    vectors = np.stack([a, a, b, b, c, c, c])
+    codes = np.array([0, 0, 0, 0, 1, 1, 1])
+    fine, coarse = cluster_identities(vectors, codes, (0.9, -0.5))
+    assert fine[0] == fine[1] != fine[2] == fine[3]
+    assert fine[4] == fine[5] == fine[6] != fine[0]
+    assert len(set(fine)) == 3
+    assert coarse[0] == coarse[2] and coarse[4] != coarse[0]  # everything in an identity merges; never across
+
+
+def test_good_image_first_and_burst_not_rated_high():
+    vectors, ids, norms, role = _scenario()
+    labels = create_labeler("reference-consensus").fit(vectors, ids, norms=norms).labels_
+    score = labels.score
+    assert score[role == "good"][0] > score[role == "poor"].max()
+    # the burst sits below every clean image
+    assert score[role == "burst"].max() < score[role == "clean"].min()
+    assert set(labels.columns) >= {"positive", "negative", "anchor", "burst", "burst_size", "n_references",
+                                   "cluster_1", "cluster_2"}
+    assert (labels.columns["burst_size"][role == "burst"] == 6).all()
+    assert (labels.columns["n_references"][role == "burst"] == 0).all()
+    assert np.nanmin(score) == 0.0 and np.nanmax(score) == 100.0
+
+
+def test_sdd_shows_the_defect_the_new_labeller_fixes():
+    vectors, ids, norms, role = _scenario()
+    sdd = create_labeler("sdd", random_state=0).fit(vectors, ids).labels_.score
+    assert sdd[role == "good"][0] < sdd[role == "poor"].min()  # score shift: the good image is last in SDD
+
+
+def test_burst_without_outside_references_gets_the_prior_positive():
+    vectors, ids, norms, role = _scenario()
+    labeler = create_labeler("reference-consensus", norm_weight=0.0, negative_weight=0.0, n_iterations=1)
+    labels = labeler.fit(vectors, ids).labels_
+    positive = labels.columns["positive"]
+    burst = positive[role == "burst"]
+    np.testing.assert_allclose(burst, burst[0])  # no evidence: all equal to the prior, not to the 0.99 inner sims
+    inner = vectors[role == "burst"] @ vectors[role == "burst"].T
+    assert burst[0] < inner[np.triu_indices(6, 1)].min() - 0.2
+
+
+def test_positive_is_the_burst_discounted_weighted_mean_outside_the_burst():
+    # with one iteration and no norms, weights are all 1: check p_i against a direct per-sample computation
+    vectors, ids, _, role = _scenario(1)
+    k = 0.5
+    labels = create_labeler("reference-consensus", norm_weight=0.0, n_iterations=1, prior_strength=k).fit(
+        vectors, ids).labels_
+    burst, size = labels.columns["burst"], labels.columns["burst_size"].astype(float)
+    evidence = np.zeros(len(ids)); total = np.zeros(len(ids))
+    for i in range(len(ids)):
+        refs = (ids == ids[i]) & (burst != burst[i])
+        evidence[i] = (vectors[refs] @ vectors[i] / size[refs]).sum()
+        total[i] = (1 / size[refs]).sum()
+    has = total > 0
+    prior = np.sum(evidence[has]) / np.sum(total[has])
+    expected = (evidence + k * prior) / (total + k)
+    np.testing.assert_allclose(labels.columns["positive"], expected, atol=1e-9)
+
+
+def test_fixed_point_converges_and_is_deterministic():
+    vectors, ids, norms, _ = _scenario(2)
+    first = create_labeler("reference-consensus", n_iterations=8).fit(vectors, ids, norms=norms)
+    second = create_labeler("reference-consensus", n_iterations=8).fit(vectors, ids, norms=norms)
+    np.testing.assert_array_equal(first.labels_.score, second.labels_.score)
+    assert first.history_[-1] <= first.history_[0]
+    assert first.history_[-1] < 0.01  # mean weight change per round below 1 percentile point
+
+
+@pytest.mark.parametrize(("name", "value"), [("burst_threshold", 1.0), ("norm_weight", -1.0),
+                                             ("n_iterations", 0), ("n_negative_centres", 0),
+                                             ("prior_strength", 0.0), ("cluster_thresholds", (0.9,))])
+def test_bad_parameters_are_named(name, value):
+    vectors, ids, norms, _ = _scenario()
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of ReferenceConsensusLabeler"):
+        create_labeler("reference-consensus", **{name: value}).fit(vectors, ids, norms=norms)
