@@ -111,6 +111,8 @@ def test_exif_orientation_is_applied(tmp_path, orientation, transform):
 def test_missing_file_and_directory_are_unreadable(tmp_path):
     expect_failure(tmp_path / "nope.jpg", Status.UNREADABLE, "does not exist")
     expect_failure(tmp_path, Status.UNREADABLE, "directory")
+    (tmp_path / "file.png").write_bytes(encode(gradient()))
+    expect_failure(tmp_path / "file.png" / "inside.png", Status.UNREADABLE, "cannot read file (Not a directory)")
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads files without permission")
