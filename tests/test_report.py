@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from fiqa.cli import main
 from fiqa.errors import InvalidParameterError
-from fiqa.evaluate.edc import pauc
+from fiqa.evaluate.edc import edc_curve, pauc
 from fiqa.evaluate.pairs import Comparisons
 from fiqa.evaluate.report import write_report
 from fiqa.evaluate.run import RANDOM_METHOD, evaluate_quality
@@ -64,18 +64,18 @@ def test_evaluate_joins_on_sample_id_and_adds_a_seeded_random_floor(toy):
     q = quality[comparisons.sample_a - 1000], quality[comparisons.sample_b - 1000]
     manual = evaluate_quality(comparisons, [], seed=3)  # only the floor: same threshold, same comparisons
     assert manual.edc.threshold == evaluation.edc.threshold
-    from fiqa.evaluate.edc import edc_curve
     curve = edc_curve(comparisons.similarity[comparisons.mated], np.minimum(*q)[comparisons.mated],
                       evaluation.edc.threshold)
     assert rows["good"]["fnmr_pauc"] == pytest.approx(pauc(curve, 0.2))
 
 
-def test_evaluate_rejects_clashing_method_names(toy):
+def test_evaluate_rejects_clashing_method_names_and_takes_a_given_random_floor(toy):
     comparisons, ids, quality = toy
-    with pytest.raises(InvalidParameterError, match="distinct method names.*'a'"):
+    with pytest.raises(InvalidParameterError, match="distinct method names.*'a'.*more than once"):
         evaluate_quality(comparisons, [quality_table(ids, quality, "a"), quality_table(ids, quality, "a")])
-    with pytest.raises(InvalidParameterError, match="'random'"):
-        evaluate_quality(comparisons, [quality_table(ids, quality, RANDOM_METHOD)])
+    given = evaluate_quality(comparisons, [quality_table(ids, quality, RANDOM_METHOD)])  # used as the floor
+    assert given.edc.methods == [RANDOM_METHOD]
+    np.testing.assert_array_equal(given.qualities[RANDOM_METHOD], quality)
 
 
 def test_report_files_and_html_structure(toy, tmp_path):

@@ -59,12 +59,12 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
     comparisons : Comparisons
         From :func:`~fiqa.evaluate.pairs.sample_comparisons` or :func:`~fiqa.evaluate.pairs.read_pairs`.
     tables : sequence of QualityTable
-        Labels or model scores, joined on ``sample_id``; each is named by its ``method`` (names must differ and
-        must not be ``"random"``).
+        Labels or model scores, joined on ``sample_id``; each is named by its ``method`` (names must differ).
+        A table named ``"random"`` (e.g. the ``random`` labeller's) serves as the floor; otherwise one is drawn.
     fmr, start_fnmr, discard_limit, missing
         See :func:`~fiqa.evaluate.edc.compute_edc`.
     seed : int
-        Seed of the random floor (uniform qualities drawn for the sorted distinct sample ids).
+        Seed of the drawn random floor (uniform qualities for the sorted distinct sample ids).
     legacy_erc : bool
         Also compute the legacy ERC (reported separately).
     identity_filter : mapping, optional
@@ -81,13 +81,15 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
         raise InvalidParameterError(owner, "seed", "an int", seed)
     names = [table.method for table in tables]
     duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates or RANDOM_METHOD in names:
-        clash = duplicates or [RANDOM_METHOD]
-        raise InvalidParameterError(owner, "tables", f"tables with distinct method names other than "
-                                    f"{RANDOM_METHOD!r} (set meta['method'])", f"method name(s) {clash}")
+    if duplicates:
+        raise InvalidParameterError(owner, "tables", "tables with distinct method names (set meta['method'])",
+                                    f"method name(s) {duplicates} more than once")
     sample_id = np.unique(np.concatenate([comparisons.sample_a, comparisons.sample_b]))
     qualities = {table.method: table.aligned_to(sample_id) for table in tables}
-    qualities[RANDOM_METHOD] = np.random.default_rng(int(seed)).uniform(size=len(sample_id))
+    if RANDOM_METHOD in qualities:
+        logger.info("the table named %r is used as the random floor", RANDOM_METHOD)
+    else:
+        qualities[RANDOM_METHOD] = np.random.default_rng(int(seed)).uniform(size=len(sample_id))
     for name, values in qualities.items():
         n_missing = int(np.isnan(values).sum())
         if n_missing == len(values):
@@ -109,8 +111,8 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
     meta["comparisons"] = dict(comparisons.meta)
     meta["methods"] = {table.method: {k: table.meta.get(k) for k in ("method", "params", "seed", "source", "input")
                                       if k in table.meta} for table in tables}
-    meta["methods"][RANDOM_METHOD] = {"method": RANDOM_METHOD, "seed": int(seed),
-                                      "note": "uniform random quality per sample: the floor"}
+    meta["methods"].setdefault(RANDOM_METHOD, {"method": RANDOM_METHOD, "seed": int(seed),
+                                               "note": "uniform random quality per sample: the floor"})
     meta["missing_quality_samples"] = {name: int(np.isnan(v).sum()) for name, v in qualities.items()}
     meta["identity_filter"] = dict(identity_filter) if identity_filter is not None else None
     return Evaluation(edc, erc, comparisons, sample_id, qualities, meta)
