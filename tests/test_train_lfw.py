@@ -1,0 +1,46 @@
+"""A small real training run on LFW-dev: SFace store -> SDD labels -> head regressor -> ONNX -> scores."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fiqa.cli import main
+from fiqa.io.table import save_quality
+from fiqa.label import create_labeler, label_store
+from fiqa.score import create_scorer
+from fiqa.train import read_metadata
+from fiqa.train.features import cached_features
+
+pytestmark = [pytest.mark.lfw, pytest.mark.slow]
+
+
+def test_train_command_end_to_end_on_lfw(lfw_store, tmp_path):
+    labels = label_store(lfw_store, create_labeler("sdd", n_positives=4, n_negatives=8, n_repeats=3))
+    labels_path = save_quality(labels, tmp_path / "sdd.parquet")
+    out = tmp_path / "model"
+    result = CliRunner().invoke(main, ["train", str(lfw_store.root), str(labels_path), "--out", str(out),
+                                       "--epochs", "2", "--batch-size", "32", "--validation-fraction", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert "validation Spearman" in result.output
+    for name in ("model.onnx", "checkpoint.pt", "history.json", "training.png", "metrics.json", "split.json"):
+        assert (out / name).stat().st_size > 0, name
+
+    split = json.loads((out / "split.json").read_text())
+    assert not set(split["train"]) & set(split["test"])
+    assert set(split["train"]) | set(split["test"]) == set(lfw_store.samples.identity[labels.ok].astype(str))
+    meta = read_metadata(out / "model.onnx")
+    assert meta["label_method"] == labels.method and meta["training"]["n_train"] > 0
+    assert len(json.loads((out / "history.json").read_text())["history"]) == 2
+
+    scores = create_scorer(out / "model.onnx").score_store(lfw_store, progress=False)
+    assert np.array_equal(scores.ok, lfw_store.ok)
+    assert np.all((scores.score[scores.ok] >= 0) & (scores.score[scores.ok] <= 100))
+    assert np.ptp(scores.score[scores.ok]) > 0
+
+    # the feature cache is reused, not recomputed: same file, same values
+    features = cached_features(lfw_store)
+    assert features.shape == (len(lfw_store), 1024, 7, 7) and not features.flags.writeable
+    assert np.all(features[~lfw_store.ok] == 0) and np.any(features[lfw_store.ok] != 0)
