@@ -6,6 +6,7 @@ Run: ``.venv/bin/python benchmarks/bench_edc.py [--repeats 5]``
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from pathlib import Path
@@ -50,12 +51,18 @@ def main() -> None:
         result = compute_edc(mated, qualities, nonmated, nonmated_q)
         return result.table()
 
+    threshold = float(np.quantile(mated, 0.05))
+
+    def five_curves():
+        return [pauc(edc_curve(mated, q, threshold), 0.2) for q in mated_q.values()]
+
     rows = []
+    t_target = _median_seconds(five_curves, args.repeats)
+    rows.append(("FNMR-EDC + pAUC: 1M comparisons x 5 columns (the target case)", t_target))
     t_full = _median_seconds(lambda: full_run(mated_q), args.repeats)
-    rows.append(("compute_edc + table: 1M mated + 1M non-mated, 5 columns, distinct qualities", t_full))
+    rows.append(("compute_edc + table: 1M mated + 1M non-mated (FNMR- and FMR-EDC), 5 columns", t_full))
     t_tied = _median_seconds(lambda: full_run(tied_q), args.repeats)
     rows.append(("compute_edc + table: same, qualities rounded to 101 levels (ties)", t_tied))
-    threshold = float(np.quantile(mated, 0.05))
     t_one = _median_seconds(lambda: pauc(edc_curve(mated, mated_q["q0"], threshold), 0.2), args.repeats)
     rows.append(("edc_curve + pauc: 1M mated, 1 column", t_one))
     curve = edc_curve(mated, mated_q["q0"], threshold)
@@ -80,9 +87,10 @@ def main() -> None:
         "|---|---:|",
         *[f"| {name} | {seconds:.3f} |" for name, seconds in rows],
         "",
-        f"Target: 1,000,000 comparisons x 5 columns <= 5 s -> measured {t_full:.2f} s "
-        f"({'met' if t_full <= 5 else 'NOT met'}). Vectorised vs loop on {small:,} comparisons: "
-        f"{t_loop / t_vec:.0f}x faster.",
+        f"Target: EDC of 1,000,000 comparisons x 5 columns <= 5 s -> measured {t_target:.2f} s "
+        f"({'met' if t_target <= 5 else 'NOT met'}); with the FMR-EDC of 1,000,000 non-mated comparisons as well: "
+        f"{t_full:.2f} s. Vectorised vs loop on {small:,} comparisons: {t_loop / t_vec:.0f}x faster.",
+        f"Load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
