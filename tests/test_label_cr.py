@@ -1,0 +1,109 @@
+"""CR-FIQA: hand-computed ratios, brute-force equality, classifier centres from .npy and PyTorch checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fiqa.errors import InvalidParameterError, ModelFileError
+from fiqa.label import create_labeler
+from fiqa.label.cr import load_centres
+from fiqa.synthetic import make_embeddings
+
+CLASSIFIER = 3.0 * np.array([[1, 0], [0, 1], [-1, 0]], dtype=np.float32)  # rows normalised by the labeller
+
+
+def test_hand_computed_ratios_with_classifier_centres(tmp_path: Path):
+    np.save(tmp_path / "fc.npy", CLASSIFIER)
+    vectors = np.array([[0.6, 0.8], [0, 1], [-0.8, -0.6]], dtype=np.float32)
+    identities = np.array([0, 1, 2])
+    table = create_labeler("cr", centres=tmp_path / "fc.npy").fit(vectors, identities).labels_
+    # CCS 0.6, 1, 0.8; NNCCS max over the other rows: 0.8, 0, -0.6
+    np.testing.assert_allclose(table.columns["ccs"], [0.6, 1.0, 0.8], atol=1e-7)
+    np.testing.assert_allclose(table.columns["nnccs"], [0.8, 0.0, -0.6], atol=1e-7)
+    np.testing.assert_allclose(table.score, [0.6 / 1.8, 1.0, 0.8 / 0.4], atol=1e-6)
+    official = create_labeler("cr", centres=CLASSIFIER, ratio="official").fit(vectors, identities).labels_
+    # the official CCS / NNCCS explodes at NNCCS = 0 and flips sign below it
+    np.testing.assert_allclose(official.score[[0, 2]], [0.75, -4 / 3], atol=1e-6)
+    assert np.isposinf(official.score[1])
+
+
+def _brute_force(vectors, identities, leave_one_out):
+    x = vectors.astype(np.float64)
+    classes = np.unique(identities)
+    centres = np.stack([x[identities == c].mean(axis=0) for c in classes])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    ccs, nnccs = np.empty(len(x)), np.empty(len(x))
+    for i in range(len(x)):
+        own = np.searchsorted(classes, identities[i])
+        if leave_one_out:
+            others = (identities == identities[i]) & (np.arange(len(x)) != i)
+            centre = x[others].mean(axis=0)
+            ccs[i] = x[i] @ centre / np.linalg.norm(centre)
+        else:
+            ccs[i] = x[i] @ centres[own]
+        nnccs[i] = max(x[i] @ centres[j] for j in range(len(classes)) if j != own)
+    return ccs, nnccs
+
+
+@pytest.mark.parametrize("leave_one_out", [False, True])
+def test_class_mean_centres_equal_brute_force(leave_one_out):
+    data = make_embeddings(250, 16, 25, min_class_size=2, random_state=8)
+    # tiny blocks so that the own class falls in every position of the centre blocks
+    table = create_labeler("cr", leave_one_out=leave_one_out, block_rows=7, centre_block=4).fit(
+        data.vectors, data.identities).labels_
+    ccs, nnccs = _brute_force(data.vectors, data.identities, leave_one_out)
+    np.testing.assert_allclose(table.columns["ccs"], ccs, atol=1e-6)
+    np.testing.assert_allclose(table.columns["nnccs"], nnccs, atol=1e-6)
+    np.testing.assert_allclose(table.score, ccs / (nnccs + 1 + 1e-9), atol=1e-6)
+    if leave_one_out:  # leaving the image out can only lower its own-class similarity
+        plain = create_labeler("cr").fit(data.vectors, data.identities).labels_
+        assert (table.columns["ccs"] < plain.columns["ccs"] + 1e-9).all()
+
+
+def test_classifier_from_a_checkpoint_by_key(tmp_path: Path):
+    data = make_embeddings(120, 8, 10, random_state=9)
+    weight = np.random.default_rng(0).normal(size=(12, 8)).astype(np.float32)  # more classes than identities
+    torch.save({"epoch": 3, "state_dict": {"head.weight": torch.from_numpy(weight), "bias": torch.zeros(12)}},
+               tmp_path / "model.pt")
+    torch.save(torch.from_numpy(weight), tmp_path / "bare.pt")
+    from_key = create_labeler("cr", centres=str(tmp_path / "model.pt"), centres_key="head.weight").fit(
+        data.vectors, data.identities).labels_
+    from_bare = create_labeler("cr", centres=tmp_path / "bare.pt").fit(data.vectors, data.identities).labels_
+    np.testing.assert_array_equal(from_key.score, from_bare.score)
+    unit = weight / np.linalg.norm(weight, axis=1, keepdims=True)
+    similarity = data.vectors.astype(np.float64) @ unit.T
+    np.testing.assert_allclose(from_key.columns["ccs"], similarity[np.arange(120), data.identities], atol=1e-6)
+    similarity[np.arange(120), data.identities] = -np.inf
+    np.testing.assert_allclose(from_key.columns["nnccs"], similarity.max(axis=1), atol=1e-6)
+    # string identities that are integers map onto the classifier rows too
+    from_str = create_labeler("cr", centres=unit).fit(data.vectors, data.identities.astype(str)).labels_
+    np.testing.assert_allclose(from_str.score, from_key.score, atol=1e-6)
+    with pytest.raises(ModelFileError, match="model.pt: a 'centres_key' is needed; 2-D tensors in the "
+                                             "checkpoint: state_dict.head.weight|head.weight"):
+        create_labeler("cr", centres=tmp_path / "model.pt").fit(data.vectors, data.identities)
+    with pytest.raises(ModelFileError, match="no tensor under key 'fc.weight'"):
+        create_labeler("cr", centres=tmp_path / "model.pt", centres_key="fc.weight").fit(
+            data.vectors, data.identities)
+
+
+def test_centre_errors_name_the_problem(tmp_path: Path):
+    data = make_embeddings(120, 8, 10, random_state=9)
+    with pytest.raises(InvalidParameterError, match="a row for every identity; it has 5 rows. Got 'identity 5"):
+        create_labeler("cr", centres=np.eye(5, 8, dtype=np.float32)).fit(data.vectors, data.identities)
+    with pytest.raises(InvalidParameterError, match="integer identities 0 .. C-1 .* Got \"identity 'x0'\""):
+        create_labeler("cr", centres=np.ones((10, 8))).fit(
+            data.vectors, np.char.add("x", data.identities.astype(str)))
+    with pytest.raises(InvalidParameterError, match="d=8 columns"):
+        create_labeler("cr", centres=np.ones((10, 4))).fit(data.vectors, data.identities)
+    with pytest.raises(InvalidParameterError, match="'leave_one_out' parameter of CRLabeler must be False when"):
+        create_labeler("cr", centres=np.ones((10, 8)), leave_one_out=True).fit(data.vectors, data.identities)
+    with pytest.raises(ModelFileError, match="missing.npy: centres file does not exist"):
+        load_centres(tmp_path / "missing.npy")
+    (tmp_path / "w.txt").write_text("1 2")
+    with pytest.raises(ModelFileError, match="w.txt: centres must be a .npy file or a PyTorch checkpoint"):
+        load_centres(tmp_path / "w.txt")
+    with pytest.raises(ModelFileError, match="centre row 1 is all zeros"):
+        load_centres(np.array([[1.0, 0], [0, 0]]))
