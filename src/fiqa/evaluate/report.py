@@ -78,12 +78,12 @@ def _plot_edc(curves: dict[str, EDCCurve], rows: Sequence[dict[str, Any]], kind:
 
     x_max = min(1.0, max(0.5, 2.5 * limit))
     styles = _styles([row["method"] for row in rows])
-    figure, axes = plt.subplots(figsize=(8.0, 4.8))
+    figure, axes = plt.subplots(figsize=(7.2, 4.6))
     for row in rows:  # best first, so the legend reads like the table
         curve = curves[row["method"]]
         x = np.append(curve.discard_fractions, 1.0)
         y = np.append(curve.error_rates, curve.error_rates[-1])
-        axes.step(x, y, where="post", label=f"{row['method']}  (pAUC {row[f'{kind}_pauc']:.4f})",
+        axes.step(x, y, where="post", label=f"{row['method']}  (pAUC {row[f'{kind}_pauc']:.3g})",
                   **styles[row["method"]])
     first = next(iter(curves.values()))
     grid = np.arange(int(np.ceil(x_max * first.n_comparisons)) + 1) / first.n_comparisons
@@ -101,7 +101,7 @@ def _plot_edc(curves: dict[str, EDCCurve], rows: Sequence[dict[str, Any]], kind:
     axes.set_ylabel(label)
     axes.set_title(f"{kind.upper()}-EDC at a fixed threshold of {first.threshold:.4f} (lower is better)")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="upper right")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     png = _figure_png(figure)
     plt.close(figure)
     return png
@@ -175,7 +175,7 @@ def _galleries(evaluation: Evaluation, store: EmbeddingStore | None, gallery_siz
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:24px auto;padding:0 20px;
-color:#1d2327;line-height:1.45}
+color:#1d2327;line-height:1.45}img{max-width:100%;height:auto}
 h1{font-size:1.7em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 .lead{font-size:1.04em;color:#333;background:#f4f7fb;border-left:4px solid #3b6fb6;padding:.6em 1em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.93em}th,td{padding:.35em .8em;border-bottom:1px solid #e2e2e2;
@@ -312,7 +312,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
             "is <b>recomputed at every discard level</b> for each FMR, and the area is the trapezoid over "
             "[0, 0.95]. Lower is better. n/a: a level left no non-mated comparison to set a threshold.</p>"
             f"<table><thead><tr><th class=name>method</th>{head}</tr></thead><tbody>{body}</tbody></table>"
-            f"{_img(legacy_png, 'legacy ERC curves', width=1100)}</section>")
+            f"{_img(legacy_png, 'legacy ERC curves')}</section>")
 
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>
@@ -330,9 +330,9 @@ random quality. FMR pAUC: the same area for false matches among non-mated compar
 A missing quality: the method gave no value for one of the two samples.</p>
 <dl class=facts>{facts_html}</dl>
 <h2>FNMR-EDC</h2>
-{_img(fnmr_png, 'FNMR-EDC', width=880)}
+{_img(fnmr_png, 'FNMR-EDC')}
 <h2>FMR-EDC</h2>
-{_img(fmr_png, 'FMR-EDC', width=880)}
+{_img(fmr_png, 'FMR-EDC')}
 <h2>Faces with the lowest and highest quality</h2>
 <p class=note>Per method, among the compared samples: aligned 112&times;112 crops, with the quality value and the
 identity. Good methods put blurred, occluded, dark or profile faces on the left strip.</p>
