@@ -46,6 +46,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from scipy import sparse
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.stats import rankdata
 from tqdm.auto import tqdm
@@ -242,8 +243,10 @@ def _weighted_sums(vectors: np.ndarray, groups: np.ndarray, weights: np.ndarray,
     """``out[g] = sum_{i in g} weights_i * vectors_i``, shape (n_groups, d), float64, read in blocks."""
     out = np.zeros((n_groups, vectors.shape[1]))
     for start in range(0, len(groups), _BLOCK_ROWS):
-        stop = start + _BLOCK_ROWS
-        np.add.at(out, groups[start:stop], np.asarray(vectors[start:stop], np.float64) * weights[start:stop, None])
+        stop = min(start + _BLOCK_ROWS, len(groups))
+        indicator = sparse.csr_matrix((weights[start:stop], (groups[start:stop], np.arange(stop - start))),
+                                      shape=(n_groups, stop - start))
+        out += indicator @ np.asarray(vectors[start:stop], np.float64)
     return out
 
 

@@ -1,0 +1,52 @@
+"""Speed of reference-consensus against sdd and cr on synthetic embeddings, side by side in one run.
+
+    python benchmarks/bench_new_labeller.py --n 1000000
+
+Prints a table (median wall time of ``--repeats`` runs per labeller) and writes it to
+``benchmarks/results/bench_new_labeller.md``. Complexity of reference-consensus: O(sum_y n_y^2 d) clustering +
+O(N C d) for the candidate negatives + O(N d k) per fixed-point round.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fiqa.label import create_labeler, list_labelers
+from fiqa.synthetic import make_embeddings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--mean-class-size", type=int, default=68)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--methods", default="sdd,cr,reference-consensus")
+    args = parser.parse_args()
+    data = make_embeddings(args.n, args.dim, max(2, args.n // args.mean_class_size), min_class_size=2, random_state=0)
+    rows = ["| labeller | N | identities | median seconds | ratio to sdd |", "|---|---|---|---|---|"]
+    times = {}
+    for name in [m for m in args.methods.split(",") if m in list_labelers()]:
+        runs = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            create_labeler(name).fit(data.vectors, data.identities, norms=data.norms)
+            runs.append(time.perf_counter() - start)
+        times[name] = float(np.median(runs))
+    for name, seconds in times.items():
+        ratio = seconds / times["sdd"] if "sdd" in times else float("nan")
+        rows.append(f"| {name} | {args.n} | {len(np.unique(data.identities))} | {seconds:.1f} | {ratio:.2f} |")
+    table = "\n".join(rows)
+    print(table)
+    out = ROOT / "benchmarks" / "results" / "bench_new_labeller.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"# bench_new_labeller (N = {args.n}, d = {args.dim})\n\n{table}\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
