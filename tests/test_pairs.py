@@ -124,6 +124,10 @@ def test_all_pairs_when_below_the_limits():
     assert as_set(comparisons, True) == brute_force_pairs(store, True)  # 3 + 3 + 1 pairs
     assert as_set(comparisons, False) == brute_force_pairs(store, False)
     assert comparisons.n_mated == 7 and comparisons.meta["n_mated_available"] == 7
+    total = len(brute_force_pairs(store, False))
+    most = sample_comparisons(store, max_mated=3, n_nonmated=total - 3, seed=1)  # enumerate-and-subsample path
+    assert as_set(most, False) < brute_force_pairs(store, False) and most.n_nonmated == total - 3
+    assert as_set(most, True) < brute_force_pairs(store, True) and most.n_mated == 3
     rows_a, rows_b = comparisons.sample_a - 100, comparisons.sample_b - 100
     expected = np.sum(store.vectors[rows_a].astype(np.float64) * store.vectors[rows_b], axis=1)
     np.testing.assert_allclose(comparisons.similarity, expected, rtol=1e-6)

@@ -144,13 +144,19 @@ def _mated_pairs(codes: np.ndarray, rows: np.ndarray, max_mated: int,
 
 def _nonmated_pairs(codes: np.ndarray, rows: np.ndarray, n_nonmated: int,
                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
-    """``n_nonmated`` distinct non-mated row pairs drawn uniformly (rejection sampling), or all when fewer exist."""
+    """``n_nonmated`` distinct non-mated row pairs drawn uniformly, or all when fewer exist.
+
+    When the sample is at least half of all non-mated pairs, they are enumerated and subsampled; otherwise random
+    pairs are drawn, mated ones rejected and repeats removed until enough remain.
+    """
     n = len(rows)
     sizes = np.bincount(codes)
     total = int((n * (n - 1) - np.sum(sizes * (sizes - 1))) // 2)
-    if total <= n_nonmated:
+    if total <= 2 * n_nonmated:
         a, b = np.triu_indices(n, k=1)
-        keep = codes[a] != codes[b]
+        keep = np.flatnonzero(codes[a] != codes[b])
+        if total > n_nonmated:
+            keep = np.sort(rng.choice(keep, size=n_nonmated, replace=False))
         return rows[a[keep]], rows[b[keep]], total
     keys = np.empty(0, np.int64)
     while len(keys) < n_nonmated:
