@@ -1,0 +1,106 @@
+"""Scoring speed of an exported fiqa quality model (head shape: SFace trunk + head in one ONNX graph) beside the
+SFace recogniser alone, on aligned 112x112 crops, 2 onnxruntime threads. Configurations are interleaved
+round-robin in one run so machine load affects them alike; medians are reported.
+
+- throughput: aligned faces/s at batch 64 (preprocessing included), quality model vs SFace embedding;
+- single-image latency: one crop in, one quality out (batch 1), median;
+- FLOPs of both graphs (``fiqa.embed.graph.count_flops``).
+
+The head's weights do not change its speed, so the model is a seeded, untrained head with a fitted calibration
+unless ``--model`` names a trained one. Prints a Markdown table and writes ``benchmarks/results/score.md``.
+
+Run: ``.venv/bin/python benchmarks/bench_score.py [--repeats 7] [--threads 2] [--model runs/x/model.onnx]``
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from fiqa.embed import create_embedder
+from fiqa.embed.graph import count_flops, fold_constants
+from fiqa.models import model_path
+from fiqa.provenance import versions
+from fiqa.score import create_scorer
+from fiqa.train import export_onnx, fit_quantile_calibration
+from fiqa.train.features import SFACE_FEATURES
+from fiqa.train.models import CalibratedRegressor, QualityHead
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "score.md"
+
+
+def _untrained_model(folder: Path) -> Path:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    calibration = fit_quantile_calibration(rng.normal(50, 10, 1000), rng.uniform(0, 100, 1000))
+    model = CalibratedRegressor(QualityHead(feature_shape=SFACE_FEATURES.feature_shape), calibration).eval()
+    return export_onnx(model, folder / "model.onnx", shape="head", metadata={"label_method": "benchmark"})
+
+
+def _seconds(function, *args) -> float:
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--model", type=Path, default=None)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.model or _untrained_model(Path(tmp))
+        scorer = create_scorer(path, batch_size=args.batch, threads=args.threads)
+        embedder = create_embedder("sface", batch_size=args.batch, threads=args.threads)
+        crops = np.random.default_rng(0).integers(0, 256, size=(args.batch, 112, 112, 3), dtype=np.uint8)
+        one = crops[:1]
+        for _ in range(2):  # warm-up
+            scorer.score_crops(crops), embedder.embed(crops), scorer.score_crops(one), embedder.embed(one)
+        times: dict[str, list[float]] = {"quality": [], "sface": [], "quality_1": [], "sface_1": []}
+        for _ in range(args.repeats):
+            times["quality"].append(_seconds(scorer.score_crops, crops))
+            times["sface"].append(_seconds(embedder.embed, crops))
+            times["quality_1"].append(np.median([_seconds(scorer.score_crops, one) for _ in range(10)]))
+            times["sface_1"].append(np.median([_seconds(embedder.embed, one) for _ in range(10)]))
+        flops_quality = count_flops(onnx.load(path))
+        flops_sface = count_flops(fold_constants(onnx.load(model_path("sface"))))
+
+    median = {name: float(np.median(values)) for name, values in times.items()}
+    rows = [
+        ("SFace embedding alone", args.batch / median["sface"], 1e3 * median["sface_1"], flops_sface),
+        ("quality model (SFace trunk + head)", args.batch / median["quality"], 1e3 * median["quality_1"],
+         flops_quality),
+    ]
+    lines = [
+        "# Scoring speed: exported quality model vs the recogniser alone",
+        "",
+        f"{platform.processor() or platform.machine()}, onnxruntime {versions().get('onnxruntime')}, "
+        f"{args.threads} threads, batch {args.batch}, {args.repeats} interleaved repeats, medians. "
+        "Aligned 112x112 crops; preprocessing included.",
+        "",
+        "| model | faces/s (batch) | single-image latency (ms) | GFLOPs / face |",
+        "|---|---:|---:|---:|",
+        *[f"| {name} | {fps:.0f} | {latency:.2f} | {flops / 1e9:.3f} |" for name, fps, latency, flops in rows],
+        "",
+        f"Head cost on top of the recogniser: throughput time x{median['quality'] / median['sface']:.3f}, "
+        f"latency x{median['quality_1'] / median['sface_1']:.3f}, FLOPs x{flops_quality / flops_sface:.3f} "
+        "(target <= 1.10).",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
