@@ -43,7 +43,7 @@ LABELERS: Registry["Labeler"] = Registry("labeller")
 """Every labelling method by name; see :func:`create_labeler` and :func:`list_labelers`."""
 
 #: Rows per block when the base class scans the vectors (bounded memory for memory-mapped input).
-_SCAN_ROWS = 65536
+_SCAN_ROWS = 8192
 #: Largest accepted deviation of a row's L2 norm from 1.
 _UNIT_NORM_TOLERANCE = 1e-3
 

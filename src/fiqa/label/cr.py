@@ -232,6 +232,8 @@ class CRLabeler(Labeler):
                                         "nearest other class)", f"{n_centres} identity")
         centres = np.ascontiguousarray(centres, dtype=np.float32)
         best = np.full(len(own), -np.inf, dtype=np.float32)
+        n_chunks = -(-n_centres // self.centre_block)
+        chunk = -(-n_centres // n_chunks)  # equal chunks of at most centre_block centres
         n_blocks = -(-len(own) // self.block_rows)
         for start in tqdm(range(0, len(own), self.block_rows), desc="cr", unit="block", leave=False,
                           total=n_blocks, disable=n_blocks < 8):
@@ -239,8 +241,8 @@ class CRLabeler(Labeler):
             block = np.asarray(vectors[start:stop], dtype=np.float32)
             block_own = own[start:stop]
             block_best = best[start:stop]
-            for first in range(0, n_centres, self.centre_block):
-                last = min(first + self.centre_block, n_centres)
+            for first in range(0, n_centres, chunk):
+                last = min(first + chunk, n_centres)
                 similarity = block @ centres[first:last].T
                 inside = np.flatnonzero((block_own >= first) & (block_own < last))
                 similarity[inside, block_own[inside] - first] = -np.inf

@@ -228,9 +228,10 @@ class SDDLabeler(Labeler):
             position = np.empty(n_block, dtype=np.int32)
             position[order] = own_position - row_start[order]
             window = position[:, None] + pos_steps[None, :]
-            window %= row_size[:, None]
+            # cyclic: position + step < 2 * size for every drawn step (step <= size - 1), so one wrap suffices
+            window -= row_size[:, None] * (window >= row_size[:, None])
             window += row_start[:, None]
-            chosen = order[window]
+            chosen = order[np.minimum(window, n_block - 1)]  # padding steps may run past the block end
             if pos_pad.any():
                 chosen[pos_pad] = np.broadcast_to(own_position[:, None], chosen.shape)[pos_pad]
             positive[repeat] = chosen
