@@ -40,7 +40,12 @@ def test_train_command_end_to_end_on_lfw(lfw_store, tmp_path):
     assert np.all((scores.score[scores.ok] >= 0) & (scores.score[scores.ok] <= 100))
     assert np.ptp(scores.score[scores.ok]) > 0
 
-    # the feature cache is reused, not recomputed: same file, same values
-    features = cached_features(lfw_store)
+    # the cache holds the labelled rows training asked for; it grows on demand and then serves every ok row
+    labelled = lfw_store.ok & labels.ok
+    features = cached_features(lfw_store, np.flatnonzero(labelled))
     assert features.shape == (len(lfw_store), 1024, 7, 7) and not features.flags.writeable
-    assert np.all(features[~lfw_store.ok] == 0) and np.any(features[lfw_store.ok] != 0)
+    assert np.all(features[~lfw_store.ok] == 0) and np.all(features[labelled].any(axis=(1, 2, 3)))
+    before = np.array(features[labelled])
+    features = cached_features(lfw_store)
+    np.testing.assert_array_equal(features[labelled], before)
+    assert np.all(features[lfw_store.ok].any(axis=(1, 2, 3)))

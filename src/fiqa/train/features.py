@@ -147,14 +147,17 @@ def _store_key(store: EmbeddingStore, recogniser: Recogniser) -> str:
     return digest.hexdigest()
 
 
-def cached_features(store: EmbeddingStore, *, recogniser: Recogniser = SFACE_FEATURES,
-                    cache_dir: str | Path | None = None, batch_size: int = 64,
-                    threads: int | None = None) -> np.ndarray:
-    """Feature maps of every ok sample of ``store``, computed once and then read from the cache.
+def cached_features(store: EmbeddingStore, rows: np.ndarray | None = None, *,
+                    recogniser: Recogniser = SFACE_FEATURES, cache_dir: str | Path | None = None,
+                    batch_size: int = 64, threads: int | None = None) -> np.ndarray:
+    """Feature maps of store samples, computed once per sample and then read from the cache.
 
     Parameters
     ----------
     store : EmbeddingStore
+    rows : ndarray of shape (k,), int, optional
+        Store rows that must be computed (default: every ok sample). Rows already in the cache are not
+        recomputed; the cache grows as later calls ask for more rows.
     recogniser : Recogniser
     cache_dir : path or None
         Folder of the cache files; default ``<store root>/features``.
@@ -164,37 +167,50 @@ def cached_features(store: EmbeddingStore, *, recogniser: Recogniser = SFACE_FEA
     Returns
     -------
     ndarray of shape (N, C, H, W), float16, memory-mapped read-only
-        Row ``i`` belongs to store row ``i``; rows of samples that are not ok are zero.
+        Row ``i`` belongs to store row ``i``; rows not computed (not asked for, or not ok) are zero.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InvalidParameterError("cached_features", "batch_size", "an int >= 1", batch_size)
+    rows = np.flatnonzero(store.ok) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
+    if len(rows) and (rows[0] < 0 or rows[-1] >= len(store) or not store.ok[rows].all()):
+        raise InvalidParameterError("cached_features", "rows", f"indices in [0, {len(store)}) of ok samples",
+                                    rows[(rows < 0) | (rows >= len(store))][:5].tolist() or
+                                    rows[~store.ok[np.clip(rows, 0, len(store) - 1)]][:5].tolist())
     from ..store import load_crops  # the store module imports heavy I/O; only needed on a cache miss
 
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(store.root) / "features"
     key = _store_key(store, recogniser)
     path = cache_dir / f"{recogniser.name}-{recogniser.feature_name}-{key[:20]}.npy"
+    done_path = path.with_name(path.name[:-4] + ".done.npy")
     shape = (len(store), *recogniser.feature_shape)
     if path.exists():
-        features = np.load(path, mmap_mode="r")
         meta = read_json(path.with_name(path.name + ".json"))
+        features = np.load(path, mmap_mode="r+")
         if features.shape != shape or meta.get("key") != key:
             raise StoreError(f"{path}: feature cache does not match its store (shape {features.shape}, expected "
                              f"{shape}); delete it to recompute")
-        logger.info("reading cached features from %s", path)
-        return features
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
-    features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-    extractor = FeatureExtractor(recogniser, threads=threads)
-    rows = np.flatnonzero(store.ok)
-    for start in tqdm(range(0, len(rows), batch_size), desc="recogniser features", unit="batch"):
-        batch = rows[start:start + batch_size]
-        features[batch] = extractor(load_crops(store, batch)).astype(np.float16)
-    features.flush()
+        done = np.load(done_path)
+    else:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape).flush()
+        os.replace(tmp, path)
+        write_json(path.with_name(path.name + ".json"), {
+            "key": key, "store": str(store.root), "recogniser": recogniser.name, "model_sha256": recogniser.sha256,
+            "feature_name": recogniser.feature_name, "shape": list(shape), "dtype": "float16", **provenance()})
+        features, done = np.load(path, mmap_mode="r+"), np.zeros(len(store), bool)
+    missing = rows[~done[rows]]
+    if len(missing):
+        logger.info("computing %d feature maps into %s", len(missing), path)
+        extractor = FeatureExtractor(recogniser, threads=threads)
+        for start in tqdm(range(0, len(missing), batch_size), desc="recogniser features", unit="batch"):
+            batch = missing[start:start + batch_size]
+            features[batch] = extractor(load_crops(store, batch)).astype(np.float16)
+            if (start // batch_size) % 16 == 15 or start + batch_size >= len(missing):
+                features.flush()  # rows are marked done only after their values are on disk
+                done[missing[:start + len(batch)]] = True
+                tmp = done_path.with_name(f".{done_path.name}.tmp{os.getpid()}.npy")
+                np.save(tmp, done)
+                os.replace(tmp, done_path)
     del features
-    os.replace(tmp, path)
-    write_json(path.with_name(path.name + ".json"), {
-        "key": key, "store": str(store.root), "recogniser": recogniser.name, "model_sha256": recogniser.sha256,
-        "feature_name": recogniser.feature_name, "shape": list(shape), "dtype": "float16",
-        "n_computed": int(len(rows)), **provenance(batch_size=batch_size)})
     return np.load(path, mmap_mode="r")

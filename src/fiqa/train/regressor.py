@@ -105,7 +105,7 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     params = dict(model_params or {})
     if shape == "head":
         params.setdefault("feature_shape", SFACE_FEATURES.feature_shape)
-        inputs: Any = cached_features(store, cache_dir=feature_cache_dir)
+        inputs: Any = cached_features(store, targets.rows, cache_dir=feature_cache_dir)
     else:
         inputs = _CropInputs(store)
     torch.manual_seed(config.seed)
