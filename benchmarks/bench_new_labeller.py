@@ -3,12 +3,13 @@
     python benchmarks/bench_new_labeller.py --n 1000000
 
 Prints a table (median wall time of ``--repeats`` runs per labeller) and writes it to
-``benchmarks/results/bench_new_labeller.md``. Complexity of reference-consensus: O(sum_y n_y^2 d) clustering +
-O(N C d) for the candidate negatives + O(N d k) per fixed-point round.
+``benchmarks/results/bench_new_labeller.md``. Complexity of reference-consensus: O(sum_y n_y^2 d) batched
+clustering + O(C^2 d) for the candidate identities + O(N d k) per fixed-point round (sdd: O(N (m + n) K d)).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def main() -> None:
     print(table)
     out = ROOT / "benchmarks" / "results" / "bench_new_labeller.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# bench_new_labeller (N = {args.n}, d = {args.dim})\n\n{table}\n", encoding="utf-8")
+    out.write_text(f"# bench_new_labeller (N = {args.n}, d = {args.dim}, mean class size {args.mean_class_size}, "
+                   f"{os.cpu_count()} CPU cores, median of {args.repeats} run(s))\n\n{table}\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

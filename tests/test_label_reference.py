@@ -51,6 +51,32 @@ def test_clusters_match_a_direct_reading_of_the_similarities():
     assert coarse[0] == coarse[2] and coarse[4] != coarse[0]  # everything in an identity merges; never across
 
 
+@pytest.mark.parametrize("block_rows", [1, 7, 65536])
+def test_batched_clusters_equal_scipy_single_linkage_per_identity(block_rows):
+    # reference: scipy's single linkage cut at distance 1 - t, one identity at a time
+    from scipy.cluster.hierarchy import fcluster, linkage
+    rng = np.random.default_rng(4)
+    centres = _unit(rng.normal(size=(6, 16)))
+    codes = rng.integers(0, 6, size=90)
+    vectors = _unit(centres[codes] + rng.normal(scale=0.35, size=(90, 16)))
+    thresholds = (0.85, 0.7, 0.5)
+    ours = cluster_identities(vectors, codes, thresholds, block_rows=block_rows)
+    for level, threshold in enumerate(thresholds):
+        assert ours[level].min() == 0 and len(np.unique(ours[level])) == ours[level].max() + 1
+        for code in range(6):
+            rows = np.flatnonzero(codes == code)
+            x = vectors[rows].astype(np.float64)
+            distance = (1.0 - np.clip(x @ x.T, -1, 1))[np.triu_indices(len(rows), 1)]
+            reference = fcluster(linkage(np.maximum(distance, 0), "single"), t=1 - threshold, criterion="distance")
+            # same partition: a pair is together in ours exactly when it is together in the reference
+            np.testing.assert_array_equal(ours[level][rows][:, None] == ours[level][rows][None, :],
+                                          reference[:, None] == reference[None, :])
+        if level:  # levels nest: a finer cluster lies inside one coarser cluster
+            for cluster in np.unique(ours[level - 1]):
+                assert len(np.unique(ours[level][ours[level - 1] == cluster])) == 1
+    assert all(len(np.unique(codes[ours[2] == cluster])) == 1 for cluster in np.unique(ours[2]))  # never across
+
+
 def test_good_image_first_and_burst_not_rated_high():
     vectors, ids, norms, role = _scenario()
     labels = create_labeler("reference-consensus").fit(vectors, ids, norms=norms).labels_

@@ -30,16 +30,19 @@ Algorithm, for usable samples ``x_i`` (unit vectors) of identity ``y(i)`` in bur
     the typical genuine similarity instead of being rated by its own burst;
   - negative ``n_i = max_j cos(x_i, c_j)`` over the ``n_negative_centres`` nearest other identities' quality-
     weighted centres ``c_j = normalise(V_j)`` (informative negatives, not uniform ones; the candidate identities
-    are found once from unweighted centres);
+    are found once, per identity, as the identities whose unweighted centre is nearest its own);
   - quality ``q_i = p_i - negative_weight * n_i + norm_weight * a_i``; new weights
     ``w_i = (rank percentile of q_i) ** weight_power``;
 
 - the label is ``q`` min-max normalised to [0, 100] over the labelled samples.
 
-Complexity: clustering is ``O(sum_y n_y^2 d)`` (one Gram matrix and one linkage per identity); the candidate
-search is one ``O(N C d)`` block product with the ``C`` identity centres (as CR-FIQA); each iteration is
-``O(N d (1 + n_negative_centres))``. Memory is ``O(N + C d + max_y n_y^2)`` beyond the vectors, which are read in
-blocks (memory-mapped input works).
+Complexity (``N`` samples, ``C`` identities of sizes ``n_y``, dimension ``d``, ``k = n_negative_centres``,
+``T = n_iterations``): clustering ``O(sum_y n_y^2 d)`` (one small Gram matrix per identity, batched into blocks,
+and one connected-components pass per level), the candidate identities ``O(C^2 d)`` (centre against centre), and
+each round ``O(N d (2 + k))``: in total ``O(sum_y n_y^2 d + C^2 d + T N k d)``, the same class as SDD-FIQA's
+``O(N (m + n) K d)`` (``sum_y n_y^2 = N * mean class size``). Memory is ``O(N k + C d)`` beyond the vectors,
+which are read in blocks (memory-mapped input works), plus ``O(block * max_y n_y)`` for the Gram blocks.
+Measured: ``benchmarks/bench_new_labeller.py``.
 """
 from __future__ import annotations
 
@@ -47,17 +50,22 @@ import logging
 
 import numpy as np
 from scipy import sparse
-from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.sparse.csgraph import connected_components
 from scipy.stats import rankdata
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ..errors import InvalidParameterError
-from .base import LabelInput, Labeler, LabelResult, register_labeler
+from .base import LabelInput, Labeler, LabelResult, class_sums, register_labeler, rowwise_dot
 
 logger = logging.getLogger(__name__)
 
 #: Rows per block of the candidate-centre product.
 _BLOCK_ROWS = 16384
+#: Entries per block of the centre-to-centre similarity matrix.
+_CENTRE_BLOCK_ENTRIES = 1 << 24
+#: Rows per block of the batched per-identity clustering.
+_CLUSTER_BLOCK_ROWS = 65536
 
 
 @register_labeler
@@ -67,8 +75,8 @@ class ReferenceConsensusLabeler(Labeler):
     Parameters
     ----------
     burst_threshold : float in (0, 1), default=0.8
-        Average-linkage cosine similarity above which images of one identity are one burst (near-duplicates of
-        one capture); the finest cluster level.
+        Images of one identity joined by a chain of pairs with cosine similarity at least this are one burst
+        (near-duplicates of one capture; single linkage); the finest cluster level.
     cluster_thresholds : tuple of float, default=(0.6, 0.4)
         Coarser levels (sessions, appearance modes), reported as the columns ``cluster_1, cluster_2, ...`` for
         stratified curation (``fiqa.curate``); each must be below ``burst_threshold``.
@@ -81,7 +89,8 @@ class ReferenceConsensusLabeler(Labeler):
     prior_strength : float > 0, default=0.5
         Pseudo-weight of the prior positive ``p0`` (one good outside reference has weight near 1).
     n_negative_centres : int >= 1, default=3
-        Nearest other identities whose weighted centres compete for ``n_i`` (the maximum is taken).
+        Other identities whose (unweighted) centres are nearest to each identity's own centre; their weighted
+        centres compete for ``n_i`` (the maximum is taken).
     n_iterations : int >= 1, default=5
         Rounds of the weight fixed point.
     random_state : int or None, default=0
@@ -150,25 +159,29 @@ class ReferenceConsensusLabeler(Labeler):
             anchor = np.zeros(n_rows)
             weights = np.ones(n_rows)
 
-        candidates = _nearest_other_centres(vectors, codes, n_ids, min(self.n_negative_centres, n_ids - 1))
+        # bursts are numbered in order of identity code, so each identity's bursts are one contiguous run
+        burst_identity = np.zeros(n_bursts, np.int64)
+        burst_identity[burst] = codes
+        first_burst = np.searchsorted(burst_identity, np.arange(n_ids))
+        burst_order = np.argsort(burst, kind="stable")
+        candidates = _nearest_other_identities(vectors, codes, n_ids, min(self.n_negative_centres, n_ids - 1))
         prior = None
         history = []
         for _ in range(int(self.n_iterations)):
             discounted = weights / burst_size
-            id_sum = _weighted_sums(vectors, codes, discounted, n_ids)
-            burst_sum = _weighted_sums(vectors, burst, discounted, n_bursts)
+            burst_sum = _weighted_sums(vectors, burst, discounted, n_bursts, burst_order)
+            id_sum = np.add.reduceat(burst_sum, first_burst, axis=0)
             id_weight = np.bincount(codes, discounted, minlength=n_ids)
             burst_weight = np.bincount(burst, discounted, minlength=n_bursts)
-            outside = id_sum[codes] - burst_sum[burst]
             outside_weight = np.maximum(id_weight[codes] - burst_weight[burst], 0.0)
-            evidence = _rowwise_dot(vectors, outside)
+            evidence = rowwise_dot(vectors, id_sum, codes) - rowwise_dot(vectors, burst_sum, burst)
             has_ref = outside_weight > 0
             if prior is None:
                 prior = float(np.average(evidence[has_ref] / outside_weight[has_ref],
                                          weights=outside_weight[has_ref])) if has_ref.any() else 0.0
             k = float(self.prior_strength)
             positive = (evidence + k * prior) / (outside_weight + k)
-            negative = _max_centre_similarity(vectors, id_sum, candidates)
+            negative = _max_centre_similarity(vectors, id_sum, candidates[codes])
             quality = positive - float(self.negative_weight) * negative + float(self.norm_weight) * anchor
             new_weights = _percentile(quality) ** float(self.weight_power)
             history.append(float(np.abs(new_weights - weights).mean()))
@@ -187,44 +200,83 @@ class ReferenceConsensusLabeler(Labeler):
         return LabelResult(score, columns)
 
 
-def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple[float, ...]) -> list[np.ndarray]:
-    """Average-linkage clustering on cosine similarity inside each identity, at several thresholds.
+def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple[float, ...], *,
+                       block_rows: int = _CLUSTER_BLOCK_ROWS) -> list[np.ndarray]:
+    """Single-linkage clustering on cosine similarity inside each identity, at several thresholds, batched.
+
+    At threshold ``t`` the clusters are the connected components of the graph that joins two images of one
+    identity when their cosine similarity is at least ``t`` (single linkage cut at distance ``1 - t``; the same
+    partition as ``scipy.cluster.hierarchy.linkage(method="single")`` with ``fcluster(criterion="distance")``).
+    The levels nest: a cluster at a higher threshold lies inside one cluster at every lower threshold.
+
+    Identities are processed many at a time: rows are sorted by identity and cut into blocks of about
+    ``block_rows`` rows at identity boundaries; per block, one Gram matrix per identity (small products, one
+    BLAS thread), the pairs above the lowest threshold found with one vectorised scan, and one
+    ``connected_components`` call per threshold over the whole block. Cost ``O(sum_y n_y^2 d)`` time and
+    ``O(block_rows * max_y n_y)`` memory (an identity larger than a block is one block).
 
     Parameters
     ----------
     vectors : ndarray of shape (n, d), float32
-        Unit vectors.
+        Unit vectors (memory-mapped input is read block by block).
     codes : ndarray of shape (n,), int64
         Identity codes ``0 .. C-1``.
     thresholds : tuple of float
-        Cosine similarities; at each, two groups merge while their average pairwise similarity is at least it.
+        Cosine similarities.
+    block_rows : int, default=65536
+        Rows per block.
 
     Returns
     -------
     list of ndarray of shape (n,), int64
-        One array per threshold: cluster ids, unique across identities, ``0 .. n_clusters - 1``; a cluster never
-        spans two identities.
+        One array per threshold: cluster ids, unique across identities, ``0 .. n_clusters - 1``, numbered in
+        order of identity code; a cluster never spans two identities.
     """
     order = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    groups = np.split(order, bounds)
+    sorted_codes = codes[order]
+    class_start = np.concatenate([[0], np.flatnonzero(np.diff(sorted_codes)) + 1, [len(order)]])
+    bucket = class_start[:-1] // block_rows
+    block_first = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [len(bucket)]])
+    lowest = min(thresholds)
     out = [np.empty(len(codes), np.int64) for _ in thresholds]
-    next_id = [0] * len(thresholds)
-    for rows in tqdm(groups, desc="clustering identities", unit="id", disable=len(groups) < 2000, leave=False):
-        if len(rows) == 1:
-            for level in range(len(thresholds)):
-                out[level][rows] = next_id[level]
-                next_id[level] += 1
-            continue
-        block = np.asarray(vectors[np.sort(rows)], dtype=np.float64)
-        rows = np.sort(rows)
-        similarity = np.clip(block @ block.T, -1.0, 1.0)
-        condensed = (1.0 - similarity)[np.triu_indices(len(rows), k=1)]
-        tree = linkage(np.maximum(condensed, 0.0), method="average")
+    next_id = np.zeros(len(thresholds), np.int64)
+    n_blocks = len(block_first) - 1
+    for block in tqdm(range(n_blocks), desc="clustering identities", unit="block", disable=n_blocks < 4,
+                      leave=False):
+        starts = class_start[block_first[block]:block_first[block + 1] + 1]
+        rows = order[starts[0]:starts[-1]]
+        starts = starts - starts[0]
+        sizes = np.diff(starts)
+        n_block = len(rows)
+        # read in storage order (fast for memory-mapped input), then arrange by identity
+        storage = np.argsort(rows, kind="stable")
+        block_vectors = np.empty((n_block, vectors.shape[1]), np.float32)
+        block_vectors[storage] = np.asarray(vectors[rows[storage]], np.float32)
+        gram_offset = np.concatenate([[0], np.cumsum(sizes.astype(np.int64) ** 2)])
+        gram = np.empty(gram_offset[-1], np.float32)
+        with threadpool_limits(1, user_api="blas"):  # many small products: threads only add overhead
+            for index in np.flatnonzero(sizes > 1):
+                members = block_vectors[starts[index]:starts[index + 1]]
+                np.matmul(members, members.T,
+                          out=gram[gram_offset[index]:gram_offset[index + 1]].reshape(sizes[index], sizes[index]))
+        flat = np.flatnonzero(gram >= lowest)
+        owner = np.searchsorted(gram_offset, flat, side="right") - 1
+        local = flat - gram_offset[owner]
+        first = local // sizes[owner] + starts[owner]
+        second = local % sizes[owner] + starts[owner]
+        upper = first < second
+        first, second, similarity = first[upper], second[upper], gram[flat[upper]]
         for level, threshold in enumerate(thresholds):
-            labels = fcluster(tree, t=1.0 - threshold, criterion="distance") - 1
-            out[level][rows] = next_id[level] + labels
-            next_id[level] += int(labels.max()) + 1
+            keep = similarity >= threshold
+            graph = sparse.coo_matrix((np.ones(int(keep.sum()), np.int8), (first[keep], second[keep])),
+                                      shape=(n_block, n_block)).tocsr()
+            n_components, labels = connected_components(graph, directed=False)
+            # number clusters in order of first appearance, so ids grow with the identity code
+            _, first_seen, labels = np.unique(labels, return_index=True, return_inverse=True)
+            rank = np.empty(len(first_seen), np.int64)
+            rank[np.argsort(first_seen, kind="stable")] = np.arange(len(first_seen))
+            out[level][rows] = next_id[level] + rank[labels.reshape(-1)]
+            next_id[level] += n_components
     return out
 
 
@@ -239,39 +291,41 @@ def _minmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.full(len(values), 50.0) if span == 0 else 100.0 * (values - low) / span
 
 
-def _weighted_sums(vectors: np.ndarray, groups: np.ndarray, weights: np.ndarray, n_groups: int) -> np.ndarray:
-    """``out[g] = sum_{i in g} weights_i * vectors_i``, shape (n_groups, d), float64, read in blocks."""
+def _weighted_sums(vectors: np.ndarray, groups: np.ndarray, weights: np.ndarray, n_groups: int,
+                   order: np.ndarray) -> np.ndarray:
+    """``out[g] = sum_{i in g} weights_i * vectors_i``, shape (n_groups, d), float64.
+
+    ``order`` is ``argsort(groups)``; the rows are read in blocks of that order and summed with ``reduceat``.
+    """
     out = np.zeros((n_groups, vectors.shape[1]))
-    for start in range(0, len(groups), _BLOCK_ROWS):
-        stop = min(start + _BLOCK_ROWS, len(groups))
-        indicator = sparse.csr_matrix((weights[start:stop], (groups[start:stop], np.arange(stop - start))),
-                                      shape=(n_groups, stop - start))
-        out += indicator @ np.asarray(vectors[start:stop], np.float64)
+    for start in range(0, len(order), _BLOCK_ROWS):
+        rows = order[start:start + _BLOCK_ROWS]
+        block_groups = groups[rows]
+        first = np.concatenate([[0], np.flatnonzero(np.diff(block_groups)) + 1])
+        weighted = np.asarray(vectors[rows], np.float64) * weights[rows, None]
+        out[block_groups[first]] += np.add.reduceat(weighted, first, axis=0)  # each group once per block
     return out
 
 
-def _rowwise_dot(vectors: np.ndarray, others: np.ndarray) -> np.ndarray:
-    out = np.empty(len(vectors))
-    for start in range(0, len(vectors), _BLOCK_ROWS):
-        stop = start + _BLOCK_ROWS
-        out[start:stop] = np.einsum("ij,ij->i", np.asarray(vectors[start:stop], np.float64), others[start:stop])
-    return out
+def _nearest_other_identities(vectors: np.ndarray, codes: np.ndarray, n_ids: int, k: int) -> np.ndarray:
+    """Indices (n_ids, k) of the ``k`` other identities whose unweighted centre is most similar to each one's own.
 
-
-def _nearest_other_centres(vectors: np.ndarray, codes: np.ndarray, n_ids: int, k: int) -> np.ndarray:
-    """Indices (n, k) of the ``k`` identities, other than the own one, with the most similar unweighted centre."""
+    One ``O(C^2 d)`` product of the unit centres in blocks of rows (``O(C)`` memory per block row); the
+    candidates are per identity, so the per-sample negative costs ``O(k d)``.
+    """
     if k < 1:
-        return np.empty((len(codes), 0), np.int64)
-    centres = _weighted_sums(vectors, codes, np.ones(len(codes)), n_ids)
+        return np.empty((n_ids, 0), np.int64)
+    centres = class_sums(vectors, codes, n_ids)
     centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
     centres32 = centres.astype(np.float32)
-    out = np.empty((len(codes), k), np.int64)
-    n_blocks = -(-len(codes) // _BLOCK_ROWS)
-    for start in tqdm(range(0, len(codes), _BLOCK_ROWS), total=n_blocks, desc="nearest other identities",
+    out = np.empty((n_ids, k), np.int64)
+    block = max(1, _CENTRE_BLOCK_ENTRIES // n_ids)
+    n_blocks = -(-n_ids // block)
+    for start in tqdm(range(0, n_ids, block), total=n_blocks, desc="nearest other identities",
                       disable=n_blocks < 4, leave=False):
-        stop = start + _BLOCK_ROWS
-        similarity = np.asarray(vectors[start:stop], np.float32) @ centres32.T
-        similarity[np.arange(len(similarity)), codes[start:stop]] = -np.inf
+        stop = min(start + block, n_ids)
+        similarity = centres32[start:stop] @ centres32.T
+        similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
         out[start:stop] = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
     return out
 
