@@ -189,7 +189,8 @@ def cached_features(store: EmbeddingStore, rows: np.ndarray | None = None, *,
         if features.shape != shape or meta.get("key") != key:
             raise StoreError(f"{path}: feature cache does not match its store (shape {features.shape}, expected "
                              f"{shape}); delete it to recompute")
-        done = np.load(done_path)
+        # no marks yet (interrupted before the first batch was flushed): nothing counts as computed
+        done = np.load(done_path) if done_path.exists() else np.zeros(len(store), bool)
     else:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
