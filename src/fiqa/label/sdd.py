@@ -113,7 +113,7 @@ def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """
     p, q = u.shape[1], v.shape[1]
     if p == q:
-        return np.abs(u - v).mean(axis=1, dtype=np.float64)
+        return np.abs(u - v).astype(np.float64, copy=False) @ np.full(p, 1.0 / p)
     u_column, v_column, width = _quantile_steps(p, q)
     return np.abs(u[:, u_column].astype(np.float64) - v[:, v_column]) @ width
 
@@ -403,8 +403,8 @@ class SDDLabeler(Labeler):
         pos_mean = np.zeros(n_block)
         neg_mean = np.zeros(n_block)
         for repeat in range(n_repeats):
-            positive = self._sorted_sample(gram, row_base[:, None] + draw.positive[repeat], pos_pad)
-            negative = self._sorted_sample(pool_similarity, neg_base[:, None] + draw.negative[repeat], neg_pad)
+            positive = self._sorted_sample(gram[row_base[:, None] + draw.positive[repeat]], pos_pad)
+            negative = self._sorted_sample(pool_similarity[neg_base[:, None] + draw.negative[repeat]], neg_pad)
             pos_avg = _padded_mean(positive, pos_pad, draw.pos_count)
             neg_avg = _padded_mean(negative, neg_pad, draw.neg_count)
             if groups is None:
@@ -419,9 +419,8 @@ class SDDLabeler(Labeler):
         return w1, pos_mean / n_repeats, neg_mean / n_repeats
 
     @staticmethod
-    def _sorted_sample(values: np.ndarray, index: np.ndarray, pad: np.ndarray) -> np.ndarray:
-        """``values[index]`` (b, k) with padding as +inf, each row sorted ascending (padding last)."""
-        sample = values[index]
+    def _sorted_sample(sample: np.ndarray, pad: np.ndarray) -> np.ndarray:
+        """Sorts each row of ``sample`` (b, k) ascending in place, padding set to +inf first (so it is last)."""
         if pad.any():
             sample[pad] = np.inf
         sample.sort(axis=1)
@@ -439,7 +438,7 @@ class SDDLabeler(Labeler):
 def _padded_mean(sample: np.ndarray, pad: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Row means of the first ``count`` entries of each row of a +inf-padded sample, float64 (b,)."""
     if not pad.any():
-        return sample.mean(axis=1, dtype=np.float64)
+        return sample.astype(np.float64, copy=False) @ np.full(sample.shape[1], 1.0 / sample.shape[1])
     return np.where(pad, 0.0, sample).sum(axis=1, dtype=np.float64) / count
 
 
