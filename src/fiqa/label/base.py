@@ -265,10 +265,6 @@ class Labeler(ABC):
         self.seed_ = seed
         return self
 
-    def fit_labels(self, vectors: np.ndarray, identities: np.ndarray, **kwargs: Any) -> QualityTable:
-        """``fit`` and return ``labels_``."""
-        return self.fit(vectors, identities, **kwargs).labels_
-
     @abstractmethod
     def _label(self, data: LabelInput, rng: np.random.Generator) -> LabelResult:
         """Label the rows of ``data`` (see :class:`LabelInput` and :class:`LabelResult`)."""
@@ -465,7 +461,8 @@ def label_store(store: EmbeddingStore, labeler: Labeler) -> QualityTable:
     """Label the usable samples of an embedding store.
 
     Rows the store could not embed keep their store status and reason (score NaN); the others are labelled by
-    ``labeler.fit`` with the store's vectors, identities, sample ids and raw norms.
+    ``labeler.fit`` with the store's vectors, identities, sample ids and raw norms. When every sample is usable
+    the memory-mapped vectors are passed as they are; otherwise the usable rows are copied into memory once.
 
     Parameters
     ----------
