@@ -18,7 +18,7 @@ Exact sampling (what "vectorised" changes, and what it does not)
 Labelled images are grouped by identity (one argsort) into blocks of about ``block_rows`` images; each block
 gets its own generator seeded from ``random_state`` and draws, per repetition:
 
-- *positives*: a uniformly random order of every identity's images (random keys, one ``lexsort``); an image
+- *positives*: a uniformly random order of every identity's images (one argsort of identity + random key); an image
   at position ``p`` of its identity's order (of size ``n``) takes the images at positions ``p+1, ..., p+q``
   (cyclically), ``q = min(n_positives, n - 1)``. In a uniformly random cyclic order the ``q`` images after ``x``
   are a uniformly random ``q``-subset of the other images of ``y``: the draw of each image is exactly
@@ -32,12 +32,13 @@ gets its own generator seeded from ``random_state`` and draws, per repetition:
   data, and the first ``q`` images of other identities in it are a uniformly random ``q``-subset of them: each
   image's draw is exactly "uniform over the other identities, without repeats". Images of one block share a
   pool, so their draws are correlated with each other (as they would not be in a per-sample loop); each image's
-  own draw, its label's expectation and its variance are those of independent sampling.
+  own draw, and so the distribution of its raw W1, is that of independent sampling.
 
 The similarities then come from matrix products: one Gram matrix per identity for the positives and, per
 block, one product of the block with all its repetitions' pools for the negatives. W1 of sorted samples of
-equal size ``m`` is ``mean(|sorted(u) - sorted(v)|)``; for unequal sizes the CDF-merge formula
-``sum_t |F_u(t) - F_v(t)| * (z_{t+1} - z_t)`` is evaluated for all rows with the same size pair at once.
+equal size ``m`` is ``mean(|sorted(u) - sorted(v)|)``; for unequal sizes the quantile form (a fixed weighted sum
+over the merged steps of both quantile functions, see :func:`wasserstein_sorted`) is evaluated for all rows with
+the same size pair at once.
 :meth:`SDDLabeler.sample_indices` returns the exact indices a fit draws, for checking against a per-sample
 implementation.
 """
