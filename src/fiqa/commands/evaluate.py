@@ -100,6 +100,7 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
                f"{evaluation.edc.n_nonmated:,} non-mated comparisons); FNMR pAUC up to {discard_limit:g}, "
                f"lower is better:")
     for row in rows:
-        click.echo(f"  {row['method']:<{width}}  pAUC {row['fnmr_pauc']:.5f}   minus best "
-                   f"{row['fnmr_pauc_minus_best']:.5f}")
+        click.echo(f"  {row['method']:<{width}}  pAUC {row['fnmr_pauc']:<10.3g} minus best "
+                   f"{row['fnmr_pauc_minus_best']:<10.3g} FNMR after {discard_limit:g} discarded "
+                   f"{row['fnmr_at_limit']:.3g}")
     click.echo(f"report: {page}")
