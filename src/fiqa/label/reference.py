@@ -162,7 +162,8 @@ class ReferenceConsensusLabeler(Labeler):
         # bursts are numbered in order of identity code, so each identity's bursts are one contiguous run
         burst_identity = np.zeros(n_bursts, np.int64)
         burst_identity[burst] = codes
-        first_burst = np.searchsorted(burst_identity, np.arange(n_ids))
+        burst_to_identity = sparse.csr_matrix((np.ones(n_bursts), (burst_identity, np.arange(n_bursts))),
+                                              shape=(n_ids, n_bursts))
         burst_order = np.argsort(burst, kind="stable")
         candidates = _nearest_other_identities(vectors, codes, n_ids, min(self.n_negative_centres, n_ids - 1))
         prior = None
@@ -170,7 +171,7 @@ class ReferenceConsensusLabeler(Labeler):
         for _ in range(int(self.n_iterations)):
             discounted = weights / burst_size
             burst_sum = _weighted_sums(vectors, burst, discounted, n_bursts, burst_order)
-            id_sum = np.add.reduceat(burst_sum, first_burst, axis=0)
+            id_sum = burst_to_identity @ burst_sum
             id_weight = np.bincount(codes, discounted, minlength=n_ids)
             burst_weight = np.bincount(burst, discounted, minlength=n_bursts)
             outside_weight = np.maximum(id_weight[codes] - burst_weight[burst], 0.0)
@@ -295,15 +296,16 @@ def _weighted_sums(vectors: np.ndarray, groups: np.ndarray, weights: np.ndarray,
                    order: np.ndarray) -> np.ndarray:
     """``out[g] = sum_{i in g} weights_i * vectors_i``, shape (n_groups, d), float64.
 
-    ``order`` is ``argsort(groups)``; the rows are read in blocks of that order and summed with ``reduceat``.
+    ``order`` is ``argsort(groups)`` and the group ids are ``0 .. n_groups - 1`` without gaps, so each block of
+    that order covers one contiguous range of groups: its sums are one sparse (range x block) product.
     """
     out = np.zeros((n_groups, vectors.shape[1]))
     for start in range(0, len(order), _BLOCK_ROWS):
         rows = order[start:start + _BLOCK_ROWS]
-        block_groups = groups[rows]
-        first = np.concatenate([[0], np.flatnonzero(np.diff(block_groups)) + 1])
-        weighted = np.asarray(vectors[rows], np.float64) * weights[rows, None]
-        out[block_groups[first]] += np.add.reduceat(weighted, first, axis=0)  # each group once per block
+        local = groups[rows] - groups[rows[0]]
+        span = int(local[-1]) + 1
+        indicator = sparse.csr_matrix((weights[rows], (local, np.arange(len(rows)))), shape=(span, len(rows)))
+        out[groups[rows[0]]:groups[rows[0]] + span] += indicator @ np.asarray(vectors[rows], np.float64)
     return out
 
 
