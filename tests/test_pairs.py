@@ -148,6 +148,23 @@ def test_sampled_pairs_are_distinct_valid_seeded_and_uniform():
     assert abs(from_big - 500 * 780 / 1180) <= 4 * np.sqrt(500 * (780 / 1180) * (400 / 1180))
 
 
+def test_per_identity_cap_limits_large_identities_only():
+    identity = ["big"] * 40 + [f"p{i // 5}" for i in range(200)]  # big: 780 pairs; 40 identities of 10 pairs
+    store = make_store(identity)
+    capped = sample_comparisons(store, n_nonmated=100, seed=3, max_mated_per_identity=25)
+    mated = as_set(capped, True)
+    assert mated <= brute_force_pairs(store, True)
+    from_big = {pair for pair in mated if pair[0] < 140}
+    assert len(from_big) == 25 and len(mated) == 25 + 40 * 10  # small identities keep all their pairs
+    assert capped.meta["max_mated_per_identity"] == 25
+    again = sample_comparisons(store, n_nonmated=100, seed=3, max_mated_per_identity=25)
+    np.testing.assert_array_equal(again.sample_a, capped.sample_a)
+    # the global limit still applies after the cap
+    assert sample_comparisons(store, max_mated=100, n_nonmated=100, seed=3, max_mated_per_identity=25).n_mated == 100
+    with pytest.raises(InvalidParameterError, match="max_mated_per_identity"):
+        sample_comparisons(store, max_mated_per_identity=0)
+
+
 def test_sample_mask_restricts_to_the_given_samples():
     identity = np.array([f"p{i // 4}" for i in range(40)], dtype=object)
     store = make_store(identity)

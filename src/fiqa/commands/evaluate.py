@@ -55,6 +55,8 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
               help="Compare these pairs (LFW pairs.txt, or CSV sample_a,sample_b,mated) instead of sampling.")
 @click.option("--max-mated", type=int, default=200_000, show_default=True,
               help="Use all mated pairs up to this many, else a seeded sample of this size.")
+@click.option("--max-mated-per-identity", type=int, default=None,
+              help="At most this many mated pairs per identity (seeded), so large identities do not dominate FNMR.")
 @click.option("--n-nonmated", type=int, default=1_000_000, show_default=True,
               help="Seeded sample of distinct non-mated pairs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of pair sampling and the random floor.")
@@ -68,7 +70,8 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
               help="Also write the legacy ERC (threshold recomputed per discard level), kept apart from the EDC.")
 @click.option("--gallery-size", type=int, default=8, show_default=True, help="Faces per gallery strip.")
 def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, start_fnmr: float | None,
-            discard_limit: float, pairs_path: str | None, max_mated: int, n_nonmated: int, seed: int,
+            discard_limit: float, pairs_path: str | None, max_mated: int, max_mated_per_identity: int | None,
+            n_nonmated: int, seed: int,
             identities_from: str | None, exclude_identities: str | None, missing: str, legacy_erc: bool,
             gallery_size: int) -> None:
     """Error-versus-Discard (EDC) evaluation of quality tables on the comparisons of STORE."""
@@ -90,7 +93,7 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
             comparisons = comparisons.subset(keep, n_outside_identities=int(len(keep) - sum(keep)))
     else:
         comparisons = sample_comparisons(opened, max_mated=max_mated, n_nonmated=n_nonmated, seed=seed,
-                                         sample_mask=mask)
+                                         sample_mask=mask, max_mated_per_identity=max_mated_per_identity)
     evaluation = evaluate_quality(comparisons, tables, fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit,
                                   missing=missing, seed=seed, legacy_erc=legacy_erc, identity_filter=identity_filter)
     page = write_report(evaluation, out_dir, store=opened, gallery_size=gallery_size)

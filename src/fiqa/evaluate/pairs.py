@@ -121,9 +121,13 @@ def _pair_from_index(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return index - i * (i - 1) // 2, i
 
 
-def _mated_pairs(codes: np.ndarray, rows: np.ndarray, max_mated: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
-    """All mated row pairs, or ``max_mated`` of them drawn uniformly without replacement."""
+def _mated_pairs(codes: np.ndarray, rows: np.ndarray, max_mated: int, rng: np.random.Generator,
+                 max_per_identity: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """All mated row pairs, or ``max_mated`` of them drawn uniformly without replacement.
+
+    With ``max_per_identity``, an identity with more mated pairs than that contributes a uniform sample of that
+    many (drawn first), so a few large identities cannot dominate the FNMR.
+    """
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
     groups, starts, sizes = np.unique(sorted_codes, return_index=True, return_counts=True)
@@ -132,10 +136,14 @@ def _mated_pairs(codes: np.ndarray, rows: np.ndarray, max_mated: int,
     total = int(offsets[-1])
     if total == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64), 0
-    if total <= max_mated:
-        chosen = np.arange(total, dtype=np.int64)
-    else:
-        chosen = np.sort(rng.choice(total, size=max_mated, replace=False))
+    chosen = np.arange(total, dtype=np.int64)
+    if max_per_identity is not None and np.any(pair_counts > max_per_identity):
+        parts = [np.arange(offsets[g], offsets[g + 1]) if count <= max_per_identity
+                 else offsets[g] + np.sort(rng.choice(count, size=max_per_identity, replace=False))
+                 for g, count in enumerate(pair_counts)]
+        chosen = np.concatenate(parts)
+    if len(chosen) > max_mated:
+        chosen = np.sort(rng.choice(chosen, size=max_mated, replace=False))
     group = np.searchsorted(offsets, chosen, side="right") - 1
     local_j, local_i = _pair_from_index(chosen - offsets[group])
     first, second = rows[order[starts[group] + local_j]], rows[order[starts[group] + local_i]]
@@ -174,7 +182,8 @@ def _nonmated_pairs(codes: np.ndarray, rows: np.ndarray, n_nonmated: int,
 
 
 def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_nonmated: int = 1_000_000,
-                       seed: int = 0, sample_mask: np.ndarray | None = None) -> Comparisons:
+                       seed: int = 0, sample_mask: np.ndarray | None = None,
+                       max_mated_per_identity: int | None = None) -> Comparisons:
     """Mated and non-mated comparisons of the ok samples of a store.
 
     Parameters
@@ -188,6 +197,10 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
         Seed of ``numpy.random.default_rng``.
     sample_mask : ndarray of shape (N,), bool, optional
         Restrict to these samples (e.g. the test identities of an :class:`~fiqa.evaluate.split.IdentitySplit`).
+    max_mated_per_identity : int >= 1, optional
+        At most this many mated pairs per identity (a seeded uniform sample within larger identities), so that an
+        identity with hundreds of images (LFW's George_W_Bush: ~140k of ~198k pairs) does not dominate FNMR.
+        None (default) keeps them all.
 
     Returns
     -------
@@ -208,8 +221,10 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
         usable &= sample_mask
     rows = np.flatnonzero(usable)
     codes = np.unique(store.samples.identity[rows].astype(str), return_inverse=True)[1].astype(np.int64)
+    if max_mated_per_identity is not None:
+        max_mated_per_identity = _check_count(owner, "max_mated_per_identity", max_mated_per_identity, 1)
     rng = np.random.default_rng(int(seed))
-    mated_a, mated_b, mated_total = _mated_pairs(codes, rows, max_mated, rng)
+    mated_a, mated_b, mated_total = _mated_pairs(codes, rows, max_mated, rng, max_mated_per_identity)
     nonmated_a, nonmated_b, nonmated_total = _nonmated_pairs(codes, rows, n_nonmated, rng)
     if len(mated_a) == 0 or len(nonmated_a) == 0:
         raise InvalidParameterError(owner, "store", "samples that form both mated and non-mated pairs",
@@ -217,7 +232,8 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
                                     f"non-mated pairs")
     rows_a, rows_b = np.concatenate([mated_a, nonmated_a]), np.concatenate([mated_b, nonmated_b])
     ids = store.samples.sample_id
-    meta = {"origin": "sampled", "seed": int(seed), "max_mated": max_mated, "n_nonmated": n_nonmated,
+    meta = {"origin": "sampled", "seed": int(seed), "max_mated": max_mated, "max_mated_per_identity": max_mated_per_identity,
+            "n_nonmated": n_nonmated,
             "n_usable_samples": int(len(rows)), "n_mated_available": mated_total,
             "n_nonmated_available": nonmated_total, "n_mated": int(len(mated_a)),
             "n_nonmated": int(len(nonmated_a)), "n_skipped": 0}
