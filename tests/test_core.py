@@ -100,3 +100,18 @@ def test_provenance_records_params_and_versions(tmp_path):
     f = tmp_path / "f.bin"
     f.write_bytes(b"abc")
     assert file_sha256(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_public_api_names_resolve_and_import_is_light():
+    import subprocess
+    import sys
+
+    import fiqa
+
+    for name in fiqa.__all__:
+        assert getattr(fiqa, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        fiqa.nope  # noqa: B018
+    # ``import fiqa`` alone must not pull in the heavy back ends
+    code = "import sys, fiqa; print(sorted(m for m in ('torch', 'onnxruntime', 'cv2') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

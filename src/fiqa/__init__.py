@@ -1,9 +1,51 @@
-"""fiqa: face image quality assessment, from a folder of faces to a deployable quality model."""
+"""fiqa: face image quality assessment, from a folder of faces to a deployable quality model.
+
+The public API is small; each name is imported lazily (``import fiqa`` does not load PyTorch or onnxruntime)::
+
+    source = fiqa.open_source("lfw/")                         # folder / list file / RecordIO / loose images
+    store = fiqa.embed_source(source, "store/")                # detect, align, embed (resumable)
+    labels = fiqa.label_store(store, fiqa.create_labeler("sdd", random_state=0))
+    model = fiqa.train_regressor(store, labels, "model/")      # Huber loss, exported to model/model.onnx
+    scores = fiqa.create_scorer("model/model.onnx").score(["photo.jpg"])
+"""
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
 from .errors import FIQAError  # noqa: E402
 from .types import EmbeddingStore, QualityTable, SampleTable, Status  # noqa: E402
 
-__all__ = ["__version__", "FIQAError", "EmbeddingStore", "QualityTable", "SampleTable", "Status"]
+_LAZY = {
+    "open_source": "fiqa.io",
+    "read_image": "fiqa.io",
+    "open_store": "fiqa.store",
+    "embed_source": "fiqa.extract",
+    "create_embedder": "fiqa.embed",
+    "list_embedders": "fiqa.embed",
+    "create_labeler": "fiqa.label",
+    "list_labelers": "fiqa.label",
+    "label_store": "fiqa.label",
+    "split_identities": "fiqa.evaluate",
+    "sample_comparisons": "fiqa.evaluate",
+    "compute_edc": "fiqa.evaluate",
+    "evaluate_quality": "fiqa.evaluate",
+    "train_regressor": "fiqa.train",
+    "create_scorer": "fiqa.score",
+    "save_quality": "fiqa.io.table",
+    "load_quality": "fiqa.io.table",
+}
+
+__all__ = ["__version__", "FIQAError", "EmbeddingStore", "QualityTable", "SampleTable", "Status", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fiqa' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

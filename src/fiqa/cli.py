@@ -13,7 +13,7 @@ from .errors import FIQAError
 
 
 class _Group(click.Group):
-    """Turns FIQAError into a one-line message and exit status 2 instead of a traceback."""
+    """Turns FIQAError into a one-line "Error: ..." message and exit status 1 instead of a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
