@@ -4,7 +4,7 @@ This labeller fixes the two defects of SDD-FIQA and CR-FIQA that the seed analys
 
 1. *Consistency is not quality.* A burst of near-identical, equally degraded shots embeds tightly, so every
    consistency measure (SDD's positives, CR's class centre) vouches for it. Here each identity is clustered
-   (average linkage on cosine similarity) at several thresholds; the finest level, ``burst_threshold``, groups
+   (single linkage on cosine similarity, batched over identities) at several thresholds; the finest level, ``burst_threshold``, groups
    near-duplicates into *bursts*, and a sample's positive evidence never comes from its own burst.
 2. *Score shift.* A class with one good image among many mutually similar poor ones ranks the poor ones first,
    because every image is compared with an unrepresentative class. Here references are weighted by their own
