@@ -264,6 +264,9 @@ def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: T
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
+        if dist.is_initialized():  # BatchNorm statistics drift apart per rank: use rank 0's, so all ranks agree
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
         predictions = predict(model, validation_set)
         val_targets = np.asarray(validation_set.targets, np.float64)
         validation_loss = huber_loss(torch.from_numpy(predictions), torch.from_numpy(val_targets),

@@ -103,8 +103,13 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
                 len(targets.train), len(targets.validation), labels.method)
 
     params = dict(model_params or {})
+    rank, world_size = distributed_context()
     if shape == "head":
         params.setdefault("feature_shape", SFACE_FEATURES.feature_shape)
+        if rank == 0:  # one process fills the cache; the others wait, then only read it
+            cached_features(store, targets.rows, cache_dir=feature_cache_dir)
+        if world_size > 1:
+            torch.distributed.barrier()
         inputs: Any = cached_features(store, targets.rows, cache_dir=feature_cache_dir)
     else:
         inputs = _CropInputs(store)
@@ -116,7 +121,6 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
                  extra_state={"shape": shape, "model_params": {k: str(v) for k, v in params.items()}})
 
     calibration = fit_quantile_calibration(predict(regressor, train_set), targets.labels[targets.train])
-    rank, _ = distributed_context()
     if rank != 0:
         return TrainedModel(None, out_dir, result, calibration)
     training = {"best_epoch": result.best_epoch, "validation_spearman": result.spearman,
