@@ -98,7 +98,7 @@ def bare_gemms(vectors: np.ndarray, centres: np.ndarray, block_rows: int, chunk:
             block @ centres[first:first + chunk].T
 
 
-def cr_section(data, n_ids: int, cr_rows: int, gflops: float, emit) -> float:
+def cr_section(data, n_ids: int, cr_rows: int, emit) -> float:
     """cr's parts on the full data, and its nearest-other-centre search beside the bare GEMMs on a slice."""
     from fiqa.label.base import class_sums, rowwise_dot
     from fiqa.label.cr import CRLabeler
@@ -133,11 +133,11 @@ def cr_section(data, n_ids: int, cr_rows: int, gflops: float, emit) -> float:
          f"beside only its matrix products (same blocks), interleaved, median of 3:")
     emit()
     emit("| rows | search (s) | its GEMMs alone (s) | ratio | GEMM rate in the search (GFLOP/s) | "
-         "cr at full N, extrapolated (s) | GEMM-only time at the start-of-run rate (s) | peak alloc (MB) |")
+         "cr at full N, extrapolated (s) | peak alloc (MB) | peak / array |")
     emit("|---:|---:|---:|---:|---:|---:|---:|---:|")
     rate = 2.0 * rows * n_ids * dim / search_s
     emit(f"| {rows:,} | {search_s:.2f} | {gemm_s:.2f} | {search_s / gemm_s:.3f} | {rate / 1e9:.1f} | "
-         f"{full:.0f} | {flops / (gflops * 1e9):.0f} | {peak / 1e6:,.0f} |")
+         f"{full:.0f} | {peak / 1e6:,.0f} | {peak / data.vectors.nbytes:.2f} |")
     emit()
     return flops / full
 
@@ -203,7 +203,7 @@ def main() -> None:
     emit()
 
     if not args.no_cr:
-        cr_rate = cr_section(data, n_ids, args.cr_rows, gflops_cr, emit)
+        cr_rate = cr_section(data, n_ids, args.cr_rows, emit)
     del data
 
     loop_data = make_embeddings(args.loop_n, dim, args.loop_n // IMAGES_PER_IDENTITY, min_class_size=2,
