@@ -1,0 +1,46 @@
+"""``fiqa demo``: the whole pipeline on LFW, ending in an HTML report."""
+from __future__ import annotations
+
+import click
+
+
+@click.command("demo")
+@click.argument("lfw", required=False, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder; a re-run reuses the finished stages.")
+@click.option("--labeller", "labellers", multiple=True, default=("sdd", "sdd-refined", "cr"), show_default=True,
+              help="Labelling methods that get a regressor (repeat for several).")
+@click.option("--baseline", "baselines", multiple=True, default=("mean-positive", "norm"), show_default=True,
+              help="Methods evaluated as labels only (random is always added).")
+@click.option("--test-fraction", type=float, default=0.5, show_default=True,
+              help="Fraction of identities held apart from labelling-for-training and training.")
+@click.option("--min-images", type=int, default=2, show_default=True, help="Leave out people with fewer photos.")
+@click.option("--max-identities", type=int, default=None, help="A seeded subset of people (quick runs).")
+@click.option("--max-images-per-identity", type=int, default=None, help="A seeded subset of each person's photos.")
+@click.option("--epochs", type=int, default=30, show_default=True, help="Maximum epochs per regressor.")
+@click.option("--max-mated-per-identity", type=int, default=50, show_default=True,
+              help="Cap on mated comparisons per identity in the evaluation.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--download", is_flag=True, help="Download LFW when it is not found locally.")
+def command(lfw, out_dir, labellers, baselines, test_fraction, min_images, max_identities, max_images_per_identity,
+            epochs,
+            max_mated_per_identity, seed, download) -> None:
+    """Embed LFW, label it (sdd, sdd-refined, cr), train a regressor per labeller on half the identities, and
+    evaluate every regressor beside its labels and the baselines on the other half.
+
+    LFW is the folder given, else $FIQA_LFW, else ../shared/data/lfw-dev beside the project.
+    """
+    from ..demo import run_demo
+
+    result = run_demo(lfw, out_dir, labellers=labellers, baselines=baselines, test_fraction=test_fraction,
+                      min_images=min_images, max_identities=max_identities,
+                      max_images_per_identity=max_images_per_identity, epochs=epochs,
+                      max_mated_per_identity=max_mated_per_identity, seed=seed, download=download)
+    width = max(len(row["method"]) for row in result.summary)
+    click.echo(f"\nEDC on held-apart identities (FMR 1e-3, FNMR pAUC up to 0.20; lower is better):")
+    click.echo(f"  {'method':<{width}}  {'pAUC':>10}  {'Spearman vs labels':>18}")
+    for row in result.summary:
+        rho = row["spearman_with_test_labels"]
+        click.echo(f"  {row['method']:<{width}}  {row['fnmr_pauc']:>10.3g}  "
+                   f"{'' if rho is None else format(rho, '.3f'):>18}")
+    click.echo(f"\nReport: {result.report.resolve()}")

@@ -1,0 +1,260 @@
+"""The end-to-end demo: LFW -> embeddings -> pseudo-labels -> regressors -> EDC on held-apart identities.
+
+Every stage is the public API a user would call; the demo only wires them together and records what it did.
+Each stage's output is kept under the output folder and reused on a re-run with the same settings, so an
+interrupted demo resumes where it stopped.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from .errors import DataSourceError, InvalidParameterError
+from .io.table import load_quality, save_quality, write_json
+from .provenance import provenance
+from .types import EmbeddingStore, QualityTable
+
+logger = logging.getLogger(__name__)
+
+LFW_URL = "http://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz"
+"""The deep-funneled LFW archive on the LFW web site (used only with ``download=True``)."""
+
+DEFAULT_LABELLERS = ("sdd", "sdd-refined", "cr")
+DEFAULT_BASELINES = ("mean-positive", "norm")
+
+
+def _project_lfw() -> list[Path]:
+    """``../shared/data/lfw-dev`` beside a source checkout of fiqa, and beside the working directory."""
+    checkout = Path(__file__).resolve().parents[2]  # src/fiqa/demo.py -> the checkout
+    return [root.parent / "shared" / "data" / "lfw-dev" for root in (checkout, Path.cwd())]
+
+
+def locate_lfw(path: str | os.PathLike | None = None, *, download: bool = False,
+               cache_dir: str | os.PathLike | None = None) -> Path:
+    """Find an LFW folder (one sub-folder per person).
+
+    Looks at ``path``, then ``$FIQA_LFW``, then ``../shared/data/lfw-dev`` beside the project, then the download
+    cache; with ``download=True`` fetches and unpacks :data:`LFW_URL` into ``cache_dir`` when none is found.
+
+    Raises
+    ------
+    DataSourceError
+        When no LFW folder is found (the message lists where it looked and how to provide one).
+    """
+    cache = Path(cache_dir or Path.home() / ".cache" / "fiqa")
+    candidates = [Path(p) for p in (path, os.environ.get("FIQA_LFW")) if p]
+    if path is not None:
+        if not Path(path).is_dir():
+            raise DataSourceError(f"{path}: LFW folder does not exist (expected one sub-folder per person)")
+        return Path(path)
+    candidates += [*_project_lfw(), cache / "lfw-deepfunneled"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    if download:
+        return _download_lfw(cache)
+    looked = ", ".join(str(c) for c in candidates)
+    raise DataSourceError(f"LFW not found (looked in: {looked}). Pass a folder, set FIQA_LFW, or use --download "
+                          "where the network allows it")
+
+
+def _download_lfw(cache: Path) -> Path:
+    cache.mkdir(parents=True, exist_ok=True)
+    archive = cache / "lfw-deepfunneled.tgz"
+    logger.warning("downloading %s to %s", LFW_URL, archive)
+    partial = archive.with_name(archive.name + ".part")
+    try:
+        urllib.request.urlretrieve(LFW_URL, partial)
+    except OSError as exc:
+        raise DataSourceError(f"could not download LFW from {LFW_URL} ({exc}); download it by hand and pass the "
+                              "unpacked folder") from None
+    os.replace(partial, archive)
+    with tarfile.open(archive) as tar:
+        tar.extractall(cache, filter="data")
+    return cache / "lfw-deepfunneled"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What :func:`run_demo` produced.
+
+    Attributes
+    ----------
+    out_dir : Path
+    report : Path
+        The HTML report (EDC of every regressor beside its own labels and the baselines).
+    summary : list of dict
+        One row per method: FNMR pAUC, and for regressors the Spearman correlation with the held-out labels.
+    """
+
+    out_dir: Path
+    report: Path
+    summary: list[dict]
+
+
+def _select_samples(lfw: Path, out_dir: Path, *, min_images: int, max_identities: int | None,
+                    max_images_per_identity: int | None, seed: int) -> Path:
+    """A list file of the people with at least ``min_images`` photos (optionally seeded subsets of people and of
+    each person's photos)."""
+    from .io import open_source
+
+    samples = open_source(lfw, kind="folder").samples
+    identity = samples.identity.astype(str)
+    names, counts = np.unique(identity, return_counts=True)
+    chosen = names[counts >= min_images]
+    rng = np.random.default_rng(seed)
+    if max_identities is not None and len(chosen) > max_identities:
+        chosen = np.sort(rng.choice(chosen, size=max_identities, replace=False))
+    if len(chosen) < 4:
+        raise DataSourceError(f"{lfw}: only {len(chosen)} people have >= {min_images} images; the demo needs 4")
+    keep = np.isin(identity, chosen)
+    if max_images_per_identity is not None:
+        for name in chosen[counts[np.searchsorted(names, chosen)] > max_images_per_identity]:
+            rows = np.flatnonzero(identity == name)
+            keep[rng.choice(rows, size=len(rows) - max_images_per_identity, replace=False)] = False
+    list_path = out_dir / "samples.csv"
+    lines = ["path,identity"] + [f'"{os.path.abspath(p)}","{i}"' for p, i in
+                                  zip(samples.location[keep], samples.identity[keep])]
+    text = "\n".join(lines) + "\n"
+    if not list_path.exists() or list_path.read_text(encoding="utf-8") != text:
+        list_path.write_text(text, encoding="utf-8")
+    logger.info("demo: %d images of %d people from %s", int(keep.sum()), len(chosen), lfw)
+    return list_path
+
+
+def _label_part(store: EmbeddingStore, rows: np.ndarray, method: str, seed: int, path: Path) -> QualityTable:
+    """Labels of ``method`` computed on the store rows ``rows`` only (one side of the identity split)."""
+    from .label import create_labeler
+
+    if path.exists():
+        return load_quality(path)
+    labeler = create_labeler(method, random_state=seed).fit(
+        store.vectors[rows], store.samples.identity[rows].astype(str), sample_id=store.samples.sample_id[rows],
+        norms=np.asarray(store.norms)[rows])
+    table = labeler.labels_
+    table = QualityTable(table.sample_id, table.score, table.status, table.reason, table.columns,
+                         {**table.meta, "store": str(store.root)})
+    save_quality(table, path)
+    return table
+
+
+def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = "runs/demo", *,
+             labellers: Sequence[str] = DEFAULT_LABELLERS, baselines: Sequence[str] = DEFAULT_BASELINES,
+             test_fraction: float = 0.5, min_images: int = 2, max_identities: int | None = None,
+             max_images_per_identity: int | None = None, epochs: int = 30, max_mated_per_identity: int | None = 50, n_nonmated: int = 1_000_000,
+             seed: int = 0, download: bool = False, progress: bool = True) -> DemoResult:
+    """Run the whole pipeline on LFW and write an HTML report.
+
+    1. embed the people with at least ``min_images`` photos (YuNet + 5-point alignment + SFace);
+    2. split the identities (seeded) into a training half and a held-apart test half;
+    3. label each half separately with every labeller (the test half's labels never reach training);
+    4. train a head regressor (Huber loss) on each labeller's training labels; export one ONNX file each;
+    5. score the test half with every exported model and evaluate on the test half only: EDC of each
+       regressor beside its own labels, the baselines and random.
+
+    Parameters
+    ----------
+    lfw : path, optional
+        LFW folder; see :func:`locate_lfw`.
+    out_dir : path
+        Everything is written here (store, labels, models, report); re-running reuses finished stages.
+    labellers, baselines : sequence of str
+        Labelling methods that get a regressor, and methods evaluated as labels only.
+    test_fraction : float in (0, 1)
+        Fraction of identities held apart from labelling-for-training and from training.
+    min_images : int >= 2
+        People with fewer photos are left out (they form no mated comparison and get no label).
+    max_identities : int, optional
+        A seeded subset of that many people (for quick runs and tests).
+    max_images_per_identity : int, optional
+        A seeded subset of at most that many photos of each person.
+    epochs : int >= 1
+        Maximum training epochs per regressor (early stopping on a validation split of the training half).
+    max_mated_per_identity : int, optional
+        Cap on mated pairs per identity in the evaluation (LFW's largest identity would otherwise dominate).
+    n_nonmated : int
+        Non-mated comparisons sampled for the threshold (FMR 1e-3 needs many).
+    seed : int
+        Seeds the subset, the split, the labellers, training and pair sampling.
+    download : bool
+        Download LFW when it is not found locally.
+    progress : bool
+        Show progress bars.
+    """
+    from .evaluate import evaluate_quality, sample_comparisons, save_split, split_identities
+    from .evaluate.report import write_report
+    from .extract import embed_source
+    from .score import create_scorer
+    from .store import load_crops
+    from .train import TrainConfig, train_regressor
+
+    if isinstance(min_images, bool) or not isinstance(min_images, int) or min_images < 2:
+        raise InvalidParameterError("run_demo", "min_images", "an int >= 2", min_images)
+    lfw_path = locate_lfw(lfw, download=download)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = dict(lfw=str(lfw_path), labellers=list(labellers), baselines=list(baselines),
+                    test_fraction=test_fraction, min_images=min_images, max_identities=max_identities,
+                    max_images_per_identity=max_images_per_identity, epochs=epochs, max_mated_per_identity=max_mated_per_identity, n_nonmated=n_nonmated, seed=seed)
+    write_json(out / "demo.json", provenance(**settings))
+
+    # 1. embeddings
+    source = _select_samples(lfw_path, out, min_images=min_images, max_identities=max_identities,
+                             max_images_per_identity=max_images_per_identity, seed=seed)
+    store = embed_source(source, out / "store", progress=progress)
+    identity = store.samples.identity.astype(str)
+
+    # 2. identity split
+    split = split_identities(identity[store.ok], test_fraction=test_fraction, seed=seed)
+    save_split(split, out / "split.json")
+    train_rows = np.flatnonzero(store.ok & split.mask(identity, "train"))
+    test_rows = np.flatnonzero(store.ok & split.mask(identity, "test"))
+    logger.info("demo: %d training and %d test images", len(train_rows), len(test_rows))
+
+    # 3-5. labels per half, regressors, scores on the test half
+    tables: list[QualityTable] = []
+    spearman: dict[str, float] = {}
+    test_crops = None
+    for method in (*labellers, *baselines):
+        test_labels = _label_part(store, test_rows, method, seed, out / "labels" / f"{method}.test.parquet")
+        tables.append(test_labels)
+        if method not in labellers:
+            continue
+        train_labels = _label_part(store, train_rows, method, seed, out / "labels" / f"{method}.train.parquet")
+        model_dir = out / "models" / method
+        trained = train_regressor(store, train_labels, model_dir, config=TrainConfig(epochs=epochs, seed=seed),
+                                  feature_cache_dir=out / "features")
+        scores_path = out / "scores" / f"{method}.test.parquet"
+        if scores_path.exists():
+            scores = load_quality(scores_path)
+        else:
+            if test_crops is None:
+                test_crops = load_crops(store, test_rows)
+            quality, raw = create_scorer(trained.model_path).score_crops(test_crops)
+            scores = QualityTable(store.samples.sample_id[test_rows], quality, store.status[test_rows],
+                                  store.reason[test_rows], {"raw_score": raw,
+                                                            "identity": store.samples.identity[test_rows]},
+                                  {"method": f"model:{method}", "model": str(trained.model_path),
+                                   **provenance(label_method=method)})
+            save_quality(scores, scores_path)
+        tables.append(scores)
+        labelled = test_labels.aligned_to(scores.sample_id)
+        both = np.isfinite(labelled) & np.isfinite(scores.score)
+        spearman[f"model:{method}"] = float(spearmanr(scores.score[both], labelled[both]).statistic)
+
+    comparisons = sample_comparisons(store, n_nonmated=n_nonmated, seed=seed,
+                                     sample_mask=split.mask(identity, "test"),
+                                     max_mated_per_identity=max_mated_per_identity)
+    evaluation = evaluate_quality(comparisons, tables, seed=seed)
+    report = write_report(evaluation, out / "report", store=store)
+    summary = [{**row, "spearman_with_test_labels": spearman.get(row["method"])} for row in evaluation.edc.table()]
+    write_json(out / "summary.json", {"rows": summary, **provenance(**settings)})
+    return DemoResult(out, Path(report), summary)

@@ -1,0 +1,60 @@
+"""The end-to-end demo on a small real LFW-dev subset (runs in CI)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fiqa.cli import main
+from fiqa.demo import locate_lfw, run_demo
+from fiqa.errors import DataSourceError
+from fiqa.io.table import load_quality
+
+
+@pytest.fixture(scope="module")
+def demo_run(lfw_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = run_demo(lfw_dir, out, min_images=10, max_identities=12, max_images_per_identity=12, epochs=2,
+                      n_nonmated=20_000, seed=1, progress=False)
+    return out, result
+
+
+def test_demo_reports_every_method_on_held_apart_identities(demo_run):
+    out, result = demo_run
+    methods = {row["method"] for row in result.summary}
+    assert methods == {"sdd", "sdd-refined", "cr", "mean-positive", "norm", "random",
+                       "model:sdd", "model:sdd-refined", "model:cr"}
+    assert result.report.is_file() and "model:sdd" in result.report.read_text(encoding="utf-8")
+    for method in ("sdd", "sdd-refined", "cr"):
+        assert (out / "models" / method / "model.onnx").is_file()
+        train = load_quality(out / "labels" / f"{method}.train.parquet")
+        scores = load_quality(out / "scores" / f"{method}.test.parquet")
+        # no identity the regressor was trained on is among the scored (evaluated) ones
+        assert not set(train.columns["identity"]) & set(scores.columns["identity"])
+        assert np.nanmin(scores.score) >= 0 and np.nanmax(scores.score) <= 100
+    split = json.loads((out / "split.json").read_text())
+    assert split and (out / "summary.json").is_file()
+    rows = {row["method"]: row for row in result.summary}
+    assert all(0 <= row["fnmr_pauc"] <= 0.2 for row in rows.values())
+    assert rows["model:sdd"]["spearman_with_test_labels"] is not None
+    assert rows["sdd"]["spearman_with_test_labels"] is None
+
+
+def test_demo_rerun_reuses_finished_stages(demo_run, lfw_dir):
+    out, first = demo_run
+    before = {p: p.stat().st_mtime_ns for p in (out / "labels").glob("*.parquet")}
+    again = run_demo(lfw_dir, out, min_images=10, max_identities=12, max_images_per_identity=12, epochs=2,
+                     n_nonmated=20_000, seed=1, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (out / "labels").glob("*.parquet")} == before
+    assert [r["method"] for r in again.summary] == [r["method"] for r in first.summary]
+    np.testing.assert_allclose([r["fnmr_pauc"] for r in again.summary], [r["fnmr_pauc"] for r in first.summary])
+
+
+def test_missing_lfw_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIQA_LFW", str(tmp_path / "nowhere"))
+    with pytest.raises(DataSourceError, match="nowhere: LFW folder does not exist"):
+        locate_lfw(tmp_path / "nowhere")
+    result = CliRunner().invoke(main, ["demo", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "LFW folder does not exist" in result.output
