@@ -6,26 +6,11 @@ Run: ``.venv/bin/python benchmarks/bench_edc.py [--repeats 5]``
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
-from pathlib import Path
 
 import numpy as np
+from _common import emit, machine_header, median_seconds, results_path
 
 from fiqa.evaluate.edc import compute_edc, edc_curve, pauc, theoretical_best_pauc
-from fiqa.provenance import versions
-
-RESULTS = Path(__file__).resolve().parent / "results" / "edc.md"
-
-
-def _median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def _loop_edc(similarities, qualities, threshold):
@@ -39,6 +24,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    header = machine_header()
     rng = np.random.default_rng(args.seed)
     n_mated, n_nonmated, n_columns = 1_000_000, 1_000_000, 5
     mated = rng.normal(0.6, 0.15, n_mated)
@@ -57,31 +43,31 @@ def main() -> None:
         return [pauc(edc_curve(mated, q, threshold), 0.2) for q in mated_q.values()]
 
     rows = []
-    t_target = _median_seconds(five_curves, args.repeats)
+    t_target = median_seconds(five_curves, args.repeats)
     rows.append(("FNMR-EDC + pAUC: 1M comparisons x 5 columns (the target case)", t_target))
-    t_full = _median_seconds(lambda: full_run(mated_q), args.repeats)
+    t_full = median_seconds(lambda: full_run(mated_q), args.repeats)
     rows.append(("compute_edc + table: 1M mated + 1M non-mated (FNMR- and FMR-EDC), 5 columns", t_full))
-    t_tied = _median_seconds(lambda: full_run(tied_q), args.repeats)
+    t_tied = median_seconds(lambda: full_run(tied_q), args.repeats)
     rows.append(("compute_edc + table: same, qualities rounded to 101 levels (ties)", t_tied))
-    t_one = _median_seconds(lambda: pauc(edc_curve(mated, mated_q["q0"], threshold), 0.2), args.repeats)
+    t_one = median_seconds(lambda: pauc(edc_curve(mated, mated_q["q0"], threshold), 0.2), args.repeats)
     rows.append(("edc_curve + pauc: 1M mated, 1 column", t_one))
     curve = edc_curve(mated, mated_q["q0"], threshold)
-    t_best = _median_seconds(lambda: theoretical_best_pauc(curve, 0.2), args.repeats)
+    t_best = median_seconds(lambda: theoretical_best_pauc(curve, 0.2), args.repeats)
     rows.append(("theoretical_best_pauc: 1M comparisons", t_best))
 
     small = 20_000
     small_q = np.round(mated_q["q0"][:small], 3)
-    t_loop = _median_seconds(lambda: _loop_edc(mated[:small], small_q, threshold), max(1, args.repeats // 2))
-    t_vec = _median_seconds(lambda: edc_curve(mated[:small], small_q, threshold), args.repeats)
+    t_loop = median_seconds(lambda: _loop_edc(mated[:small], small_q, threshold), max(1, args.repeats // 2))
+    t_vec = median_seconds(lambda: edc_curve(mated[:small], small_q, threshold), args.repeats)
     rows.append((f"loop reference (one pass per level): {small:,} comparisons, 1,001 levels", t_loop))
     rows.append((f"edc_curve: same {small:,} comparisons", t_vec))
 
-    v = versions()
     lines = [
         "# EDC benchmark",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, Python {v['python']}, numpy {v['numpy']}; "
-        f"median of {args.repeats} runs; seed {args.seed}.",
+        *header,
+        "",
+        f"Median of {args.repeats} runs; seed {args.seed}.",
         "",
         "| case | median seconds |",
         "|---|---:|",
@@ -90,12 +76,8 @@ def main() -> None:
         f"Target: EDC of 1,000,000 comparisons x 5 columns <= 5 s -> measured {t_target:.2f} s "
         f"({'met' if t_target <= 5 else 'NOT met'}); with the FMR-EDC of 1,000,000 non-mated comparisons as well: "
         f"{t_full:.2f} s. Vectorised vs loop on {small:,} comparisons: {t_loop / t_vec:.0f}x faster.",
-        f"Load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text, encoding="utf-8")
+    emit("\n".join(lines), results_path("edc.md"))
 
 
 if __name__ == "__main__":

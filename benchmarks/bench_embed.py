@@ -9,24 +9,20 @@ Run: ``.venv/bin/python benchmarks/bench_embed.py [--repeats 5] [--lfw ../shared
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import onnx
+from _common import emit, machine_header, median_seconds, results_path, seconds
 from threadpoolctl import threadpool_limits
 
 from fiqa.detect import FaceAligner
 from fiqa.embed import create_embedder
 from fiqa.embed.graph import count_flops, fold_constants
 from fiqa.models import model_path
-from fiqa.provenance import versions
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "embed.md"
 
 
 def matmul_gflops(threads: int, repeats: int, size: int = 1024) -> float:
@@ -35,14 +31,8 @@ def matmul_gflops(threads: int, repeats: int, size: int = 1024) -> float:
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     with threadpool_limits(limits=threads):
-        a @ b
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(4):
-                a @ b
-            times.append((time.perf_counter() - start) / 4)
-    return 2 * size ** 3 / float(np.median(times)) / 1e9
+        per_product = median_seconds(lambda: [a @ b for _ in range(4)], repeats, warmup=1) / 4
+    return 2 * size ** 3 / per_product / 1e9
 
 
 def load_crops(lfw: Path, count: int) -> np.ndarray:
@@ -59,7 +49,7 @@ def main() -> None:
     parser.add_argument("--opencv-faces", type=int, default=16)
     parser.add_argument("--detect-images", type=int, default=60)
     args = parser.parse_args()
-    load = os.getloadavg()
+    header = machine_header()
 
     crops = load_crops(args.lfw, 64)
     flops = count_flops(fold_constants(onnx.load(str(model_path("sface")))))
@@ -88,10 +78,8 @@ def main() -> None:
             cv2.setNumThreads(threads)
             count = args.opencv_faces if kind == "opencv" else max(batch, 64)
             work = crops[:count]
-            start = time.perf_counter()
-            for first in range(0, count, batch):
-                embedder.embed(work[first:first + batch])
-            rates[name].append(count / (time.perf_counter() - start))
+            rates[name].append(count / seconds(lambda: [embedder.embed(work[first:first + batch])
+                                                        for first in range(0, count, batch)]))
         for threads in matmul:  # the roofline is measured in the same round, under the same load
             matmul[threads].append(matmul_gflops(threads, 3))
     gflops = {threads: float(np.median(values)) for threads, values in matmul.items()}
@@ -106,14 +94,8 @@ def main() -> None:
     for image in images[:3]:
         aligner.align(image)
     for image in images:
-        start = time.perf_counter()
-        aligner.align(image)
-        detect_ms.append((time.perf_counter() - start) * 1e3)
-    decode_ms = []
-    for f in files:
-        start = time.perf_counter()
-        cv2.imread(str(f))
-        decode_ms.append((time.perf_counter() - start) * 1e3)
+        detect_ms.append(seconds(lambda: aligner.align(image)) * 1e3)
+    decode_ms = [seconds(lambda: cv2.imread(str(f))) * 1e3 for f in files]
     cv2.setNumThreads(-1)
 
     # --- report ------------------------------------------------------------------------------------------------
@@ -121,9 +103,7 @@ def main() -> None:
     lines = [
         "# Embedding benchmark (`benchmarks/bench_embed.py`)",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, load average at start "
-        f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} (other jobs share these cores: ratios in one run are the "
-        f"reliable part). Versions: {versions()}.",
+        *header,
         "",
         f"SFace cost counted from the folded graph's Conv/Gemm shapes: **{flops / 1e9:.3f} GFLOP per face**. "
         f"float32 1024x1024 matmul (numpy BLAS): {gflops[1]:.1f} GFLOP/s on 1 thread, {gflops[2]:.1f} GFLOP/s on "
@@ -142,12 +122,8 @@ def main() -> None:
         f"Detection + alignment (YuNet via cv2.FaceDetectorYN, 1 OpenCV thread, {len(images)} LFW-dev 250x250 "
         f"images): median **{np.median(detect_ms):.1f} ms/image** (p90 {np.percentile(detect_ms, 90):.1f} ms); "
         f"JPEG decode alone median {np.median(decode_ms):.2f} ms/image.",
-        "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    emit("\n".join(lines), results_path("embed.md"))
 
 
 if __name__ == "__main__":

@@ -18,32 +18,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _common import emit, load_average, machine_header, median_seconds, results_path
 
 from fiqa.detect import FaceAligner
 from fiqa.embed import create_embedder
 from fiqa.extract import embed_source
 from fiqa.io import DataSource, open_source, read_image
-from fiqa.provenance import versions
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "extract.md"
-
-
-def _median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -64,7 +52,7 @@ def main() -> None:
     aligner = FaceAligner()
     embedder = create_embedder("sface")
     embedder.embed(np.zeros((2, 112, 112, 3), np.uint8))  # warm-up: session creation and first-run allocation
-    load_before = os.getloadavg()
+    header = machine_header()
 
     crops: list[np.ndarray] = []
 
@@ -87,14 +75,14 @@ def main() -> None:
         shutil.rmtree(out)
 
     try:
-        t_detect = _median_seconds(detect_only, args.repeats)
+        t_detect = median_seconds(detect_only, args.repeats)
         embed_only()  # warm-up at the batch shapes the timed runs use (onnxruntime plans per input shape)
-        t_embed = _median_seconds(embed_only, args.repeats)
-        t_serial = _median_seconds(lambda: extraction(0), args.repeats)
-        t_overlap = _median_seconds(lambda: extraction(args.workers), args.repeats)
+        t_embed = median_seconds(embed_only, args.repeats)
+        t_serial = median_seconds(lambda: extraction(0), args.repeats)
+        t_overlap = median_seconds(lambda: extraction(args.workers), args.repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    load_after = os.getloadavg()
+    load_after = load_average()
 
     rows = [
         (f"decode + detect + align only ({args.workers} threads)", n, t_detect, "images"),
@@ -105,10 +93,8 @@ def main() -> None:
     lines = [
         f"# Extraction throughput on LFW-dev ({n} images, median of {args.repeats})",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} logical cores, Python {platform.python_version()}; "
-        f"onnxruntime {versions().get('onnxruntime')}, OpenCV {versions().get('opencv-python-headless')}. "
-        f"Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} (other work on the machine "
-        f"lowers every row).",
+        *header,
+        f"Load average (1 / 5 / 15 min) after: {load_after} (other work on the machine lowers every row).",
         "",
         "| step | items | median s | per second |",
         "|---|---:|---:|---:|",
@@ -119,10 +105,7 @@ def main() -> None:
         f"{min(n / t_detect, len(crops) / t_embed):.1f} images/s; serial bound "
         f"(1 / (1/detect + 1/embed)): {1 / (t_detect / n + t_embed / max(len(crops), 1)):.1f} images/s.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text, encoding="utf-8")
+    emit("\n".join(lines), results_path("extract.md"))
 
 
 if __name__ == "__main__":

@@ -21,21 +21,17 @@ Run: ``.venv/bin/python benchmarks/bench_label.py [--n 1000000] [--loop-n 20000]
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import scipy.stats
+from _common import Report, machine_header, median_seconds, results_path, seconds
 
 from fiqa.label import create_labeler
-from fiqa.provenance import versions
 from fiqa.synthetic import make_embeddings
 
-RESULTS = Path(__file__).resolve().parent / "results" / "label.md"
 IMAGES_PER_IDENTITY = 50          # 1M / 20K
 MS1MV2 = (5_800_000, 85_742)      # images, identities
 
@@ -45,13 +41,7 @@ def gemm_gflops(rows: int, dim: int, cols: int, repeats: int = 5) -> float:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((rows, dim), dtype=np.float32)
     b = rng.standard_normal((cols, dim), dtype=np.float32)
-    a @ b.T  # warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b.T
-        times.append(time.perf_counter() - start)
-    return 2.0 * rows * dim * cols / float(np.median(times)) / 1e9
+    return 2.0 * rows * dim * cols / median_seconds(lambda: a @ b.T, repeats, warmup=1) / 1e9
 
 
 def measured_fit(name: str, data, **params) -> dict:
@@ -115,12 +105,9 @@ def cr_section(data, n_ids: int, cr_rows: int, emit) -> float:
     chunk = -(-n_ids // -(-n_ids // labeler.centre_block))
     search, gemm = [], []
     for _ in range(3):  # interleaved, so that machine load affects both alike
-        start = time.perf_counter()
-        labeler.nearest_other_similarity(data.vectors[:rows], centres, data.identities[:rows])
-        search.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        bare_gemms(data.vectors[:rows], centres, labeler.block_rows, chunk)
-        gemm.append(time.perf_counter() - start)
+        search.append(seconds(lambda: labeler.nearest_other_similarity(data.vectors[:rows], centres,
+                                                                       data.identities[:rows])))
+        gemm.append(seconds(lambda: bare_gemms(data.vectors[:rows], centres, labeler.block_rows, chunk)))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     search_s, gemm_s = float(np.median(search)), float(np.median(gemm))
@@ -153,19 +140,13 @@ def main() -> None:
                         help="Rows of the timed nearest-centre search (the full N takes 2 N C d flops).")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    lines: list[str] = []
-
-    def emit(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
-
+    emit = Report()
     n, dim = args.n, args.dim
     n_ids = n // IMAGES_PER_IDENTITY
     emit(f"# Labelling speed and memory (`benchmarks/bench_label.py --n {n}`)")
     emit()
-    emit(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} "
-         f"{platform.python_version()}; numpy {versions()['numpy']}, scipy {versions()['scipy']}. "
-         f"Load average at start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}.")
+    for line in machine_header():
+        emit(line)
     emit()
     gflops_cr = gemm_gflops(2048, dim, 16384, repeats=3)
     gflops_square = gemm_gflops(4096, dim, 4096)
@@ -242,9 +223,7 @@ def main() -> None:
                  f"{cr_rate / 1e9:.1f} GFLOP/s that is **{ms_flops / cr_rate / 3600:.1f} h** here; with a "
                  f"classifier's centres the same.")
         emit()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS}")
+    emit.write(results_path("label.md"))
 
 
 if __name__ == "__main__":

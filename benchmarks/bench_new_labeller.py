@@ -9,16 +9,12 @@ clustering + O(C^2 d) for the candidate identities + O(N d k) per fixed-point ro
 from __future__ import annotations
 
 import argparse
-import os
-import time
-from pathlib import Path
 
 import numpy as np
+from _common import emit, machine_header, median_seconds, results_path
 
 from fiqa.label import create_labeler, list_labelers
 from fiqa.synthetic import make_embeddings
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -29,25 +25,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--methods", default="sdd,cr,reference-consensus")
     args = parser.parse_args()
+    header = machine_header()
     data = make_embeddings(args.n, args.dim, max(2, args.n // args.mean_class_size), min_class_size=2, random_state=0)
     rows = ["| labeller | N | identities | median seconds | ratio to sdd |", "|---|---|---|---|---|"]
     times = {}
     for name in [m for m in args.methods.split(",") if m in list_labelers()]:
-        runs = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            create_labeler(name).fit(data.vectors, data.identities, norms=data.norms)
-            runs.append(time.perf_counter() - start)
-        times[name] = float(np.median(runs))
+        times[name] = median_seconds(lambda: create_labeler(name).fit(data.vectors, data.identities,
+                                                                      norms=data.norms), args.repeats)
     for name, seconds in times.items():
         ratio = seconds / times["sdd"] if "sdd" in times else float("nan")
         rows.append(f"| {name} | {args.n} | {len(np.unique(data.identities))} | {seconds:.1f} | {ratio:.2f} |")
-    table = "\n".join(rows)
-    print(table)
-    out = ROOT / "benchmarks" / "results" / "bench_new_labeller.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# bench_new_labeller (N = {args.n}, d = {args.dim}, mean class size {args.mean_class_size}, "
-                   f"{os.cpu_count()} CPU cores, median of {args.repeats} run(s))\n\n{table}\n", encoding="utf-8")
+    title = (f"# bench_new_labeller (N = {args.n}, d = {args.dim}, mean class size {args.mean_class_size}, "
+             f"median of {args.repeats} run(s))")
+    emit("\n".join([title, "", *header, "", *rows]), results_path("bench_new_labeller.md"))
 
 
 if __name__ == "__main__":

@@ -14,26 +14,21 @@ Run: ``.venv/bin/python benchmarks/bench_score.py [--repeats 7] [--threads 2] [-
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+from _common import emit, machine_header, median_seconds, results_path, seconds
 
 from fiqa.embed import create_embedder
 from fiqa.embed.graph import count_flops, fold_constants
 from fiqa.models import model_path
-from fiqa.provenance import versions
 from fiqa.score import create_scorer
 from fiqa.train import export_onnx, fit_quantile_calibration
 from fiqa.train.features import SFACE_FEATURES
 from fiqa.train.models import CalibratedRegressor, QualityHead
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "score.md"
 
 
 def _untrained_model(folder: Path) -> Path:
@@ -44,12 +39,6 @@ def _untrained_model(folder: Path) -> Path:
     return export_onnx(model, folder / "model.onnx", shape="head", metadata={"label_method": "benchmark"})
 
 
-def _seconds(function, *args) -> float:
-    start = time.perf_counter()
-    function(*args)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -57,6 +46,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
+    header = machine_header()
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model or _untrained_model(Path(tmp))
@@ -68,10 +58,10 @@ def main() -> None:
             scorer.score_crops(crops), embedder.embed(crops), scorer.score_crops(one), embedder.embed(one)
         times: dict[str, list[float]] = {"quality": [], "sface": [], "quality_1": [], "sface_1": []}
         for _ in range(args.repeats):
-            times["quality"].append(_seconds(scorer.score_crops, crops))
-            times["sface"].append(_seconds(embedder.embed, crops))
-            times["quality_1"].append(np.median([_seconds(scorer.score_crops, one) for _ in range(10)]))
-            times["sface_1"].append(np.median([_seconds(embedder.embed, one) for _ in range(10)]))
+            times["quality"].append(seconds(lambda: scorer.score_crops(crops)))
+            times["sface"].append(seconds(lambda: embedder.embed(crops)))
+            times["quality_1"].append(median_seconds(lambda: scorer.score_crops(one), 10))
+            times["sface_1"].append(median_seconds(lambda: embedder.embed(one), 10))
         flops_quality = count_flops(onnx.load(path))
         flops_sface = count_flops(fold_constants(onnx.load(model_path("sface"))))
 
@@ -84,8 +74,9 @@ def main() -> None:
     lines = [
         "# Scoring speed: exported quality model vs the recogniser alone",
         "",
-        f"{platform.processor() or platform.machine()}, onnxruntime {versions().get('onnxruntime')}, "
-        f"{args.threads} threads, batch {args.batch}, {args.repeats} interleaved repeats, medians. "
+        *header,
+        "",
+        f"{args.threads} onnxruntime threads, batch {args.batch}, {args.repeats} interleaved repeats, medians. "
         "Aligned 112x112 crops; preprocessing included.",
         "",
         "| model | faces/s (batch) | single-image latency (ms) | GFLOPs / face |",
@@ -96,10 +87,7 @@ def main() -> None:
         f"latency x{median['quality_1'] / median['sface_1']:.3f}, FLOPs x{flops_quality / flops_sface:.3f} "
         "(target <= 1.10).",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text, encoding="utf-8")
+    emit("\n".join(lines), results_path("score.md"))
 
 
 if __name__ == "__main__":

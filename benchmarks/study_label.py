@@ -10,15 +10,13 @@ Run: ``.venv/bin/python benchmarks/study_label.py --store /work/scratch/lfw_sfac
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import scipy.stats
+from _common import Report, results_path
 
 from fiqa.label import create_labeler, label_store, list_labelers
 from fiqa.synthetic import make_embeddings
-
-RESULTS = Path(__file__).resolve().parent / "results" / "label_study.md"
 
 VARIANTS = {  # report name -> (registry name, parameters)
     "sdd": ("sdd", {}),
@@ -54,12 +52,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic-n", type=int, nargs="*", default=[2_000, 20_000, 200_000])
     args = parser.parse_args()
-    lines: list[str] = []
-
-    def emit(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
-
+    emit = Report()
     store, arrays = load_input(args)
     variants = dict(VARIANTS)
     for name in list_labelers():  # methods added by others are studied too
@@ -120,9 +113,7 @@ def main() -> None:
              f"{scipy.stats.spearmanr(sdd.score, data.quality).statistic:.3f} | "
              f"{scipy.stats.spearmanr(positive.score, data.quality).statistic:.3f} | {spread:.3f} |")
     emit()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS}")
+    emit.write(results_path("label_study.md"))
 
 
 if __name__ == "__main__":

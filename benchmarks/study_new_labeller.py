@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import emit, results_path  # noqa: E402
 
 from fiqa.errors import FIQAError  # noqa: E402
 from fiqa.evaluate.edc import compute_edc  # noqa: E402
@@ -177,10 +178,8 @@ def main() -> None:
     image = ROOT / "docs" / "img" / "new_labeller_edc.png"
     image.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(image, dpi=120, bbox_inches="tight")
-    out = ROOT / "benchmarks" / "results" / "study_new_labeller.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {out} and {image}")
+    print(f"wrote {image}")
+    emit("\n".join(lines), results_path("study_new_labeller.md"), echo=False)
 
 
 if __name__ == "__main__":
