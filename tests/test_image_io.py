@@ -115,17 +115,6 @@ def test_missing_file_and_directory_are_unreadable(tmp_path):
     expect_failure(tmp_path / "file.png" / "inside.png", Status.UNREADABLE, "cannot read file (Not a directory)")
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads files without permission")
-def test_permission_denied_is_unreadable(tmp_path):
-    path = tmp_path / "locked.png"
-    path.write_bytes(encode(gradient()))
-    path.chmod(0)
-    try:
-        expect_failure(path, Status.UNREADABLE, "permission denied")
-    finally:
-        path.chmod(0o644)
-
-
 @pytest.mark.parametrize("content, text", [
     (b"", "empty file"),
     (b"just some text, not an image\n" * 10, "not a decodable image"),
