@@ -2,7 +2,8 @@
 
 - ``"head"``: :class:`QualityHead`, a small network on a feature map taken from inside a frozen recogniser
   (SFace's last feature map, 1024 x 7 x 7), computed once per store and cached (:mod:`fiqa.train.features`).
-  Its layout follows SDD-FIQA's quality head: BatchNorm -> dropout -> flatten -> linear -> PReLU -> linear -> 1.
+  In SDD-FIQA's spirit (a small head on the frozen recogniser), but it pools the map with a global depthwise conv
+  before its PReLU MLP, so that it has few enough weights to generalise from a few thousand faces.
 - ``"mobilefacenet"``: :class:`MobileFaceNetRegressor`, a full network on aligned 112x112 crops (Chen et al.,
   2018), trained from scratch or from a user's backbone checkpoint; meant for GPUs and ``torchrun``.
 
@@ -35,9 +36,15 @@ def _check_dropout(owner: str, value: object) -> float:
     return float(value)
 
 
-@REGRESSORS.register("head", "Small head on a frozen recogniser's last feature map (SDD-FIQA layout); CPU-friendly")
+@REGRESSORS.register("head", "Small head on a frozen recogniser's last feature map (global depthwise conv); CPU-friendly")
 class QualityHead(nn.Module):
-    """BatchNorm2d -> Dropout -> Flatten -> Linear -> PReLU -> Linear -> 1.
+    """Global depthwise conv -> BatchNorm -> dropout -> Linear -> PReLU -> Linear -> 1.
+
+    The global depthwise convolution (GDC, as in MobileFaceNet and SFace's own embedding layer) is one H x W
+    kernel per channel over the whole map: it keeps where in the face a channel fires, at C*H*W weights instead of
+    the C*H*W*hidden of a linear layer on the flattened map (SFace: about 0.18M parameters in all with
+    ``hidden=128``, against 6.4M for BatchNorm -> flatten -> linear, which over-fits a few thousand faces;
+    ``benchmarks/study_head.py`` compares the layouts on identities held apart from training).
 
     Parameters
     ----------
@@ -46,7 +53,7 @@ class QualityHead(nn.Module):
     hidden : int >= 1
         Width of the hidden layer.
     dropout : float in [0, 1)
-        Dropout on the flattened feature map (training only).
+        Dropout on the pooled C-vector (training only).
 
     Input: float32 tensor (B, C, H, W); output: float32 tensor (B,) raw scores.
     """
@@ -58,9 +65,10 @@ class QualityHead(nn.Module):
         channels, height, width = (_check_int("QualityHead", "feature_shape", v, 1) for v in feature_shape)
         hidden = _check_int("QualityHead", "hidden", hidden, 1)
         self.feature_shape = (channels, height, width)
+        self.pool = nn.Conv2d(channels, channels, (height, width), groups=channels, bias=False)
         self.norm = nn.BatchNorm2d(channels)
         self.dropout = nn.Dropout(_check_dropout("QualityHead", dropout))
-        self.hidden = nn.Linear(channels * height * width, hidden)
+        self.hidden = nn.Linear(channels, hidden)
         self.activation = nn.PReLU(hidden)
         self.output = nn.Linear(hidden, 1)
 
@@ -70,7 +78,7 @@ class QualityHead(nn.Module):
         self.output.bias.fill_(value)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.norm(features)).flatten(1)
+        x = self.dropout(self.norm(self.pool(features)).flatten(1))
         return self.output(self.activation(self.hidden(x))).squeeze(1)
 
 
