@@ -253,7 +253,10 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     comparisons = sample_comparisons(store, n_nonmated=n_nonmated, seed=seed,
                                      sample_mask=split.mask(identity, "test"),
                                      max_mated_per_identity=max_mated_per_identity)
-    evaluation = evaluate_quality(comparisons, tables, seed=seed)
+    n_test = len(split.identities("test"))
+    held_apart = {**split.describe(), "description": f"only the {n_test:,} identities of the held-apart half of "
+                  f"split.json (never labelled for training, never trained on)"}
+    evaluation = evaluate_quality(comparisons, tables, seed=seed, identity_filter=held_apart)
     report = write_report(evaluation, out / "report", store=store)
     summary = [{**row, "spearman_with_test_labels": spearman.get(row["method"])} for row in evaluation.edc.table()]
     write_json(out / "summary.json", {"rows": summary, **provenance(**settings)})
