@@ -80,7 +80,8 @@ def test_train_config_validates_with_parameter_names():
 def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     features = rng.normal(size=(n, 4, 3, 3)).astype(np.float32)
-    targets = (50 + 10 * features[:, 0].mean(axis=(1, 2)) - 8 * features[:, 2, 1, 1]).astype(np.float32)
+    # a function of channel means: what the head sees after its global average pooling
+    targets = (50 + 30 * features[:, 0].mean(axis=(1, 2)) - 24 * features[:, 2].mean(axis=(1, 2))).astype(np.float32)
     return features, targets
 
 

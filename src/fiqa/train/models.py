@@ -2,8 +2,8 @@
 
 - ``"head"``: :class:`QualityHead`, a small network on a feature map taken from inside a frozen recogniser
   (SFace's last feature map, 1024 x 7 x 7), computed once per store and cached (:mod:`fiqa.train.features`).
-  In SDD-FIQA's spirit (a small head on the frozen recogniser), but it pools the map with a global depthwise conv
-  before its PReLU MLP, so that it has few enough weights to generalise from a few thousand faces.
+  In SDD-FIQA's spirit (a small head on the frozen recogniser), but it averages the map over its positions before
+  its PReLU MLP, so that it has few enough weights to generalise from a few thousand faces.
 - ``"mobilefacenet"``: :class:`MobileFaceNetRegressor`, a full network on aligned 112x112 crops (Chen et al.,
   2018), trained from scratch or from a user's backbone checkpoint; meant for GPUs and ``torchrun``.
 
@@ -36,15 +36,15 @@ def _check_dropout(owner: str, value: object) -> float:
     return float(value)
 
 
-@REGRESSORS.register("head", "Small head on a frozen recogniser's last feature map (global depthwise conv); CPU-friendly")
+@REGRESSORS.register("head", "Small head on a frozen recogniser's last feature map (pooled, PReLU MLP); CPU-friendly")
 class QualityHead(nn.Module):
-    """Global depthwise conv -> BatchNorm -> dropout -> Linear -> PReLU -> Linear -> 1.
+    """Global average pooling -> BatchNorm -> dropout -> Linear -> PReLU -> Linear -> 1.
 
-    The global depthwise convolution (GDC, as in MobileFaceNet and SFace's own embedding layer) is one H x W
-    kernel per channel over the whole map: it keeps where in the face a channel fires, at C*H*W weights instead of
-    the C*H*W*hidden of a linear layer on the flattened map (SFace: about 0.18M parameters in all with
-    ``hidden=128``, against 6.4M for BatchNorm -> flatten -> linear, which over-fits a few thousand faces;
-    ``benchmarks/study_head.py`` compares the layouts on identities held apart from training).
+    Averaging the map over its H x W positions first leaves C inputs to the MLP (SFace: about 0.13M parameters
+    with ``hidden=128``), against 6.4M for a linear layer on the flattened map (SDD-FIQA's layout), which over-fits
+    a few thousand faces. ``benchmarks/study_head.py`` chose this layout over the flattened one, a learned global
+    depthwise pooling and a 1x1-conv reduction by validation Spearman on training identities
+    (``benchmarks/results/head.md``).
 
     Parameters
     ----------
@@ -65,8 +65,7 @@ class QualityHead(nn.Module):
         channels, height, width = (_check_int("QualityHead", "feature_shape", v, 1) for v in feature_shape)
         hidden = _check_int("QualityHead", "hidden", hidden, 1)
         self.feature_shape = (channels, height, width)
-        self.pool = nn.Conv2d(channels, channels, (height, width), groups=channels, bias=False)
-        self.norm = nn.BatchNorm2d(channels)
+        self.norm = nn.BatchNorm1d(channels)
         self.dropout = nn.Dropout(_check_dropout("QualityHead", dropout))
         self.hidden = nn.Linear(channels, hidden)
         self.activation = nn.PReLU(hidden)
@@ -78,7 +77,7 @@ class QualityHead(nn.Module):
         self.output.bias.fill_(value)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.norm(self.pool(features)).flatten(1))
+        x = self.dropout(self.norm(features.mean(dim=(2, 3))))
         return self.output(self.activation(self.hidden(x))).squeeze(1)
 
 
