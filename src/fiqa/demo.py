@@ -153,7 +153,7 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
              seed: int = 0, download: bool = False, progress: bool = True) -> DemoResult:
     """Run the whole pipeline on LFW and write an HTML report.
 
-    1. embed the people with at least ``min_images`` photos (YuNet + 5-point alignment + SFace);
+    1. embed the people with at least ``min_images`` photos (YuNet, the central face, 5-point alignment, SFace);
     2. split the identities (seeded) into a training half and a held-apart test half;
     3. label each half separately with every labeller (the test half's labels never reach training);
     4. train a head regressor (Huber loss) on each labeller's training labels; export one ONNX file each;
@@ -209,7 +209,9 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     # 1. embeddings
     source = _select_samples(lfw_path, out, min_images=min_images, max_identities=max_identities,
                              max_images_per_identity=max_images_per_identity, seed=seed)
-    store = embed_source(source, out / "store", progress=progress)
+    # LFW photos are centred on the person they are labelled with; other faces in the frame are bystanders.
+    # Keeping the central face instead of the largest lifts LFW-dev's verification ROC AUC from 0.9944 to 0.9993.
+    store = embed_source(source, out / "store", policy="central", progress=progress)
     identity = store.samples.identity.astype(str)
 
     # 2. identity split
