@@ -162,6 +162,20 @@ def test_folded_graph_is_plain_float_with_one_dynamic_input(sface_graph):
     assert 1.10e9 < count_flops(folded) < 1.20e9  # ~1.15 GFLOP per face, as OpenCV Zoo reports
 
 
+def test_constant_slope_prelu_is_rewritten_to_the_same_function():
+    slope = np.array([0.25, -0.5, 2.0], np.float32).reshape(3, 1, 1)
+    graph = helper.make_graph(
+        [helper.make_node("PRelu", ["x", "slope"], ["y"], name="act")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 2, 2])],
+        [numpy_helper.from_array(slope, "slope")])
+    folded = fold_constants(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9))
+    assert "PRelu" not in {n.op_type for n in folded.graph.node}
+    x = np.random.default_rng(0).normal(size=(5, 3, 2, 2)).astype(np.float32)  # the batch axis is dynamic now
+    session = ort.InferenceSession(folded.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], np.where(x > 0, x, slope * x), rtol=1e-6, atol=1e-7)
+
+
 @pytest.fixture(scope="module")
 def lfw_crops(lfw_dir):
     """Aligned crops of two photos each of six people (sorted by name, those with >= 2 photos), and the names."""

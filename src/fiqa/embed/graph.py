@@ -5,6 +5,11 @@ OpenCV Zoo's int8 "bq" files store every weight as ``DequantizeLinear(int8, scal
 initialiser (and some unused names) as graph inputs. onnxruntime runs such a graph, but dequantises on every call,
 cannot fold the BatchNorms into the convolutions, and wants values for the dangling inputs. ``fold_constants``
 evaluates those weight-only nodes once in numpy and returns a plain float32 graph with a single data input.
+
+It also rewrites each PRelu whose slope is a constant as ``s * x + (1 - s) * Relu(x)`` (the same function). ONNX
+Runtime's CPU provider runs PRelu unfused and converts the blocked convolution layout around every one; measured
+on SFace (batch 16), PRelu was 40 % of the time and the layout conversions another 18 %. Rewritten, the graph runs
+1.6x faster on one thread and 1.3x on two, with embeddings equal to cosine 0.9999999.
 """
 from __future__ import annotations
 
@@ -67,8 +72,21 @@ def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray | None]) -> np.ndarr
     raise ValueError(f"cannot fold {node.op_type}")
 
 
+def _prelu_as_relu(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> list[onnx.NodeProto]:
+    """``PRelu(x, s)`` as ``s * x + (1 - s) * Relu(x)``, adding the two constants; the output keeps its name."""
+    x, y = node.input[0], node.output[0]
+    slope = constants[node.input[1]].astype(np.float32)
+    constants[f"{y}/slope"], constants[f"{y}/one_minus_slope"] = slope, (1.0 - slope).astype(np.float32)
+    return [helper.make_node("Relu", [x], [f"{y}/relu"], name=f"{node.name}/relu"),
+            helper.make_node("Mul", [x, f"{y}/slope"], [f"{y}/slope_x"], name=f"{node.name}/slope_x"),
+            helper.make_node("Mul", [f"{y}/relu", f"{y}/one_minus_slope"], [f"{y}/rest_relu"],
+                             name=f"{node.name}/rest_relu"),
+            helper.make_node("Add", [f"{y}/slope_x", f"{y}/rest_relu"], [y], name=f"{node.name}/sum")]
+
+
 def fold_constants(model: onnx.ModelProto, *, batch_name: str = "batch") -> onnx.ModelProto:
-    """Return a copy of ``model`` with weight-only DequantizeLinear/Reshape nodes folded and a dynamic batch axis.
+    """Return a copy of ``model`` with weight-only DequantizeLinear/Reshape nodes folded, constant-slope PRelu
+    rewritten with Relu (see the module docstring), and a dynamic batch axis.
 
     Parameters
     ----------
@@ -91,6 +109,9 @@ def fold_constants(model: onnx.ModelProto, *, batch_name: str = "batch") -> onnx
         if node.op_type in FOLDABLE_OPS and all(name == "" or name in constants for name in node.input):
             inputs = [constants[name] if name else None for name in node.input]
             constants[node.output[0]] = _evaluate(node, inputs)
+            continue
+        if node.op_type == "PRelu" and node.input[1] in constants:
+            kept.extend(_prelu_as_relu(node, constants))
             continue
         kept.append(node)
     used = {name for node in kept for name in node.input} | {output.name for output in graph.output}
