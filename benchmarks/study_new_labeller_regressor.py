@@ -5,7 +5,7 @@
 Reuses a finished ``fiqa demo`` folder (its store, ``split.json``, per-half labels, models' test-half scores and
 cached SFace features) and does for ``reference-consensus`` (defaults, ``random_state=seed``) exactly what the
 demo does for each of its labellers: label the training half and the held-apart test half separately
-(``fiqa.demo._label_part``), train the head regressor on the training-half labels
+(``fiqa.demo.label_rows``), train the head regressor on the training-half labels
 (``TrainConfig(epochs=30, seed=seed)``), score the test half with the exported ONNX model, and evaluate every
 table on the same held-apart comparisons (``sample_comparisons(..., n_nonmated=1_000_000, seed=seed,
 max_mated_per_identity=50)``, then ``evaluate_quality``). Nothing is written inside ``--demo``; the new labels,
@@ -22,7 +22,7 @@ import numpy as np
 from _common import emit, machine_header, results_path
 from scipy.stats import spearmanr
 
-from fiqa.demo import _label_part
+from fiqa.demo import label_rows
 from fiqa.evaluate import evaluate_quality, load_split, sample_comparisons
 from fiqa.io.table import load_quality, save_quality
 from fiqa.provenance import provenance
@@ -73,8 +73,8 @@ def main() -> None:
     train_rows = np.flatnonzero(ok & split.mask(identity, "train"))
     test_rows = np.flatnonzero(ok & split.mask(identity, "test"))
 
-    train_labels = _label_part(store, train_rows, NEW, args.seed, args.out / "labels" / f"{NEW}.train.parquet")
-    test_labels = _label_part(store, test_rows, NEW, args.seed, args.out / "labels" / f"{NEW}.test.parquet")
+    train_labels = label_rows(store, train_rows, NEW, args.seed, args.out / "labels" / f"{NEW}.train.parquet")
+    test_labels = label_rows(store, test_rows, NEW, args.seed, args.out / "labels" / f"{NEW}.test.parquet")
     trained = train_regressor(store, train_labels, args.out / "models" / NEW,
                               config=TrainConfig(epochs=args.epochs, seed=args.seed),
                               feature_cache_dir=args.demo / "features")

@@ -130,8 +130,21 @@ def _select_samples(lfw: Path, out_dir: Path, *, min_images: int, max_identities
     return list_path
 
 
-def _label_part(store: EmbeddingStore, rows: np.ndarray, method: str, seed: int, path: Path) -> QualityTable:
-    """Labels of ``method`` computed on the store rows ``rows`` only (one side of the identity split)."""
+def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, seed: int, path: Path) -> QualityTable:
+    """Labels of ``method`` computed on the store rows ``rows`` only (e.g. one side of an identity split), cached
+    at ``path``: an existing table there is loaded instead of recomputed.
+
+    Parameters
+    ----------
+    store : EmbeddingStore
+    rows : ndarray of shape (k,), int
+        Store rows with ok embeddings.
+    method : str
+        A registered labeller (``fiqa.label.list_labelers()``), created with ``random_state=seed``.
+    seed : int
+    path : Path
+        Parquet file of the labels (written atomically).
+    """
     from .label import create_labeler
 
     if path.exists():
@@ -226,11 +239,11 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     spearman: dict[str, float] = {}
     test_crops = None
     for method in (*labellers, *baselines):
-        test_labels = _label_part(store, test_rows, method, seed, out / "labels" / f"{method}.test.parquet")
+        test_labels = label_rows(store, test_rows, method, seed, out / "labels" / f"{method}.test.parquet")
         tables.append(test_labels)
         if method not in labellers:
             continue
-        train_labels = _label_part(store, train_rows, method, seed, out / "labels" / f"{method}.train.parquet")
+        train_labels = label_rows(store, train_rows, method, seed, out / "labels" / f"{method}.train.parquet")
         model_dir = out / "models" / method
         trained = train_regressor(store, train_labels, model_dir, config=TrainConfig(epochs=epochs, seed=seed),
                                   feature_cache_dir=out / "features")
