@@ -115,3 +115,20 @@ def test_public_api_names_resolve_and_import_is_light():
     # ``import fiqa`` alone must not pull in the heavy back ends
     code = "import sys, fiqa; print(sorted(m for m in ('torch', 'onnxruntime', 'cv2') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_check_int_accepts_ints_and_names_the_bad_parameter():
+    import numpy as np
+
+    from fiqa.errors import InvalidParameterError, check_int
+
+    assert check_int("SDDLabeler", "n_pairs", np.int64(24), 1) == 24 and check_int("X", "n", -3) == -3
+    assert check_int("X", "threads", None, 1, allow_none=True) is None
+    with pytest.raises(InvalidParameterError, match=r"The 'n_pairs' parameter of SDDLabeler must be an int >= 1\. "
+                                                    r"Got 0 instead\."):
+        check_int("SDDLabeler", "n_pairs", 0, 1)
+    for bad in (True, 2.0, "3", None):
+        with pytest.raises(InvalidParameterError, match="must be an int"):
+            check_int("X", "n", bad, 1)
+    with pytest.raises(InvalidParameterError, match="must be an int >= 1 or None"):
+        check_int("X", "threads", 0, 1, allow_none=True)

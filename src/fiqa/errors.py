@@ -1,6 +1,8 @@
 """Errors a user can act on. Every message names the file, parameter or value at fault."""
 from __future__ import annotations
 
+import numbers
+
 
 class FIQAError(Exception):
     """Base class of every error fiqa raises on purpose."""
@@ -12,6 +14,20 @@ class InvalidParameterError(FIQAError, ValueError):
     def __init__(self, owner: str, name: str, expected: str, got: object) -> None:
         super().__init__(f"The {name!r} parameter of {owner} must be {expected}. Got {got!r} instead.")
         self.owner, self.name, self.expected, self.got = owner, name, expected, got
+
+
+def check_int(owner: str, name: str, value: object, minimum: int | None = None, *,
+              allow_none: bool = False) -> int | None:
+    """Return ``value`` as an int, or raise :class:`InvalidParameterError` naming ``owner`` and ``name``.
+
+    Accepts Python and numpy integers (not bools) ``>= minimum``; ``None`` too when ``allow_none``.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (minimum is not None and value < minimum):
+        expected = "an int" + (f" >= {minimum}" if minimum is not None else "") + (" or None" if allow_none else "")
+        raise InvalidParameterError(owner, name, expected, value)
+    return int(value)
 
 
 class UnknownNameError(FIQAError, KeyError):

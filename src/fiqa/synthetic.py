@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import InvalidParameterError
+from .errors import InvalidParameterError, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ def class_sizes(n_samples: int, n_identities: int, *, spread: float = 0.6, min_c
     -------
     ndarray of shape (n_identities,), int64
     """
-    _check_int("n_identities", n_identities, 1)
-    _check_int("min_class_size", min_class_size, 1)
+    check_int("make_embeddings", "n_identities", n_identities, 1)
+    check_int("make_embeddings", "min_class_size", min_class_size, 1)
     if n_samples < n_identities * min_class_size:
         raise InvalidParameterError("class_sizes", "n_samples", f"an int >= n_identities * min_class_size "
                                     f"({n_identities * min_class_size})", n_samples)
@@ -116,8 +116,8 @@ def make_embeddings(n_samples: int, dim: int, n_identities: int, *, spread: floa
     -------
     SyntheticEmbeddings
     """
-    _check_int("n_samples", n_samples, 1)
-    _check_int("dim", dim, 1)
+    check_int("make_embeddings", "n_samples", n_samples, 1)
+    check_int("make_embeddings", "dim", dim, 1)
     if not (0 <= noise_low <= noise_high):
         raise InvalidParameterError("make_embeddings", "noise_low", f"a float in [0, noise_high={noise_high}]",
                                     noise_low)
@@ -155,6 +155,3 @@ def make_embeddings(n_samples: int, dim: int, n_identities: int, *, spread: floa
     return SyntheticEmbeddings(vectors, identities, quality, norms, centres, params)
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidParameterError("make_embeddings", name, f"an int >= {minimum}", value)

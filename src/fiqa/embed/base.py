@@ -11,16 +11,6 @@ from ..errors import InvalidParameterError
 from .spec import PreprocessSpec
 
 
-def check_int(owner: str, name: str, value: object, minimum: int, *, allow_none: bool = False) -> int | None:
-    """Validate an int parameter (``None`` allowed when ``allow_none``)."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        expected = f"an int >= {minimum}" + (" or None" if allow_none else "")
-        raise InvalidParameterError(owner, name, expected, value)
-    return int(value)
-
-
 class Embedder(ABC):
     """A face-recognition network that maps aligned crops to embeddings.
 

@@ -13,7 +13,8 @@ import onnxruntime as ort
 from ..errors import ModelFileError
 from ..models import MODEL_FILES, model_path
 from ..provenance import file_sha256
-from .base import Embedder, check_int
+from ..errors import check_int
+from .base import Embedder
 from .graph import fold_constants
 from .spec import PreprocessSpec, resolve_spec
 

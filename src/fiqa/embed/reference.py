@@ -68,7 +68,7 @@ class DlibEmbedder(Embedder):
     spec = DLIB_SPEC
 
     def __init__(self, *, num_jitters: int = 0) -> None:
-        from .base import check_int
+        from ..errors import check_int
 
         self.num_jitters = check_int("the 'dlib' embedder", "num_jitters", num_jitters, 0)
         try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import DataSourceError, InvalidParameterError
+from ..errors import DataSourceError, InvalidParameterError, check_int
 from ..types import EmbeddingStore
 
 logger = logging.getLogger(__name__)
@@ -79,12 +78,6 @@ class Comparisons:
     @property
     def n_nonmated(self) -> int:
         return int(len(self.mated) - self.mated.sum())
-
-
-def _check_count(owner: str, name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InvalidParameterError(owner, name, f"an int >= {minimum}", value)
-    return int(value)
 
 
 def cosine_similarities(vectors: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
@@ -208,8 +201,8 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
         Mated pairs first, then non-mated; ``meta`` records the seed, limits and the counts available.
     """
     owner = "sample_comparisons"
-    max_mated = _check_count(owner, "max_mated", max_mated, 1)
-    n_nonmated = _check_count(owner, "n_nonmated", n_nonmated, 1)
+    max_mated = check_int(owner, "max_mated", max_mated, 1)
+    n_nonmated = check_int(owner, "n_nonmated", n_nonmated, 1)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise InvalidParameterError(owner, "seed", "an int", seed)
     usable = store.ok & (store.samples.identity.astype(str) != "")
@@ -222,7 +215,7 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
     rows = np.flatnonzero(usable)
     codes = np.unique(store.samples.identity[rows].astype(str), return_inverse=True)[1].astype(np.int64)
     if max_mated_per_identity is not None:
-        max_mated_per_identity = _check_count(owner, "max_mated_per_identity", max_mated_per_identity, 1)
+        max_mated_per_identity = check_int(owner, "max_mated_per_identity", max_mated_per_identity, 1)
     rng = np.random.default_rng(int(seed))
     mated_a, mated_b, mated_total = _mated_pairs(codes, rows, max_mated, rng, max_mated_per_identity)
     nonmated_a, nonmated_b, nonmated_total = _nonmated_pairs(codes, rows, n_nonmated, rng)
@@ -232,8 +225,8 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
                                     f"non-mated pairs")
     rows_a, rows_b = np.concatenate([mated_a, nonmated_a]), np.concatenate([mated_b, nonmated_b])
     ids = store.samples.sample_id
-    meta = {"origin": "sampled", "seed": int(seed), "max_mated": max_mated, "max_mated_per_identity": max_mated_per_identity,
-            "n_nonmated": n_nonmated,
+    meta = {"origin": "sampled", "seed": int(seed), "max_mated": max_mated,
+            "max_mated_per_identity": max_mated_per_identity, "n_nonmated_requested": n_nonmated,
             "n_usable_samples": int(len(rows)), "n_mated_available": mated_total,
             "n_nonmated_available": nonmated_total, "n_mated": int(len(mated_a)),
             "n_nonmated": int(len(nonmated_a)), "n_skipped": 0}

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import InvalidParameterError, NoUsableSamplesError
+from ..errors import InvalidParameterError, NoUsableSamplesError, check_int
 from ..provenance import versions
 from ..registry import Registry
 from ..types import EmbeddingStore, QualityTable, Status
@@ -186,11 +186,7 @@ class Labeler(ABC):
         return 2
 
     def _check_int(self, name: str, value: Any, *, minimum: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (
-                minimum is not None and value < minimum):
-            bound = f" >= {minimum}" if minimum is not None else ""
-            raise InvalidParameterError(type(self).__name__, name, f"an int{bound}", value)
-        return int(value)
+        return check_int(type(self).__name__, name, value, minimum)
 
     def _check_float(self, name: str, value: Any, *, low: float, high: float, low_open: bool = False,
                      high_open: bool = False) -> float:

@@ -13,21 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InvalidParameterError, ModelFileError
+from ..errors import InvalidParameterError, ModelFileError, check_int
 from ..registry import Registry
 from .calibration import QuantileCalibration
 
 REGRESSORS: Registry[nn.Module] = Registry("regressor shape")
-
-
-def _check_int(owner: str, name: str, value: object, minimum: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise InvalidParameterError(owner, name, f"an int >= {minimum}", value)
-    return int(value)
 
 
 def _check_dropout(owner: str, value: object) -> float:
@@ -62,8 +55,8 @@ class QualityHead(nn.Module):
         super().__init__()
         if len(feature_shape) != 3:
             raise InvalidParameterError("QualityHead", "feature_shape", "a (C, H, W) tuple", feature_shape)
-        channels, height, width = (_check_int("QualityHead", "feature_shape", v, 1) for v in feature_shape)
-        hidden = _check_int("QualityHead", "hidden", hidden, 1)
+        channels, height, width = (check_int("QualityHead", "feature_shape", v, 1) for v in feature_shape)
+        hidden = check_int("QualityHead", "hidden", hidden, 1)
         self.feature_shape = (channels, height, width)
         self.norm = nn.BatchNorm1d(channels)
         self.dropout = nn.Dropout(_check_dropout("QualityHead", dropout))
@@ -147,7 +140,7 @@ class MobileFaceNetRegressor(nn.Module):
     def __init__(self, *, embedding_size: int = 128, dropout: float = 0.2,
                  backbone_checkpoint: str | Path | None = None) -> None:
         super().__init__()
-        embedding_size = _check_int("MobileFaceNetRegressor", "embedding_size", embedding_size, 1)
+        embedding_size = check_int("MobileFaceNetRegressor", "embedding_size", embedding_size, 1)
         self.backbone = MobileFaceNet(embedding_size)
         if backbone_checkpoint is not None:
             self.backbone.load_state_dict(_load_state_dict(backbone_checkpoint))
