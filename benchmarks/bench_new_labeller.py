@@ -4,7 +4,8 @@
 
 Prints a table (median wall time of ``--repeats`` runs per labeller) and writes it to
 ``benchmarks/results/bench_new_labeller.md``. Complexity of reference-consensus: O(sum_y n_y^2 d) batched
-clustering + O(C^2 d) for the candidate identities + O(N d k) per fixed-point round (sdd: O(N (m + n) K d)).
+clustering and again for the match evidence + O(P d) for the impostor threshold (P = 200,000 pairs); sdd:
+O(N (m + n) K d).
 """
 from __future__ import annotations
 

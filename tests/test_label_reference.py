@@ -1,12 +1,12 @@
-"""reference-consensus: hand-built bursts and score-shift classes, fixed-point behaviour, parameter errors."""
+"""reference-consensus: hand-built bursts and score-shift classes, a per-sample reference computation, errors."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fiqa.errors import InvalidParameterError
+from fiqa.errors import InvalidParameterError, NoUsableSamplesError
 from fiqa.label import create_labeler, list_labelers
-from fiqa.label.reference import cluster_identities
+from fiqa.label.reference import cluster_identities, match_evidence
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -84,11 +84,14 @@ def test_good_image_first_and_burst_not_rated_high():
     assert score[role == "good"][0] > score[role == "poor"].max()
     # the burst sits below every clean image
     assert score[role == "burst"].max() < score[role == "clean"].min()
-    assert set(labels.columns) >= {"positive", "negative", "anchor", "burst", "burst_size", "n_references",
-                                   "cluster_1", "cluster_2"}
+    assert set(labels.columns) >= {"positive", "match_rate", "prior", "anchor", "burst", "burst_size",
+                                   "n_references", "cluster_1", "cluster_2"}
     assert (labels.columns["burst_size"][role == "burst"] == 6).all()
     assert (labels.columns["n_references"][role == "burst"] == 0).all()
+    assert np.isnan(labels.columns["match_rate"][role == "burst"]).all()
     assert np.nanmin(score) == 0.0 and np.nanmax(score) == 100.0
+    assert labels.meta["derived"]["threshold"] == create_labeler("reference-consensus").fit(
+        vectors, ids, norms=norms).threshold_
 
 
 def test_sdd_shows_the_defect_the_new_labeller_fixes():
@@ -99,44 +102,82 @@ def test_sdd_shows_the_defect_the_new_labeller_fixes():
 
 def test_burst_without_outside_references_gets_the_prior_positive():
     vectors, ids, norms, role = _scenario()
-    labeler = create_labeler("reference-consensus", norm_weight=0.0, negative_weight=0.0, n_iterations=1)
-    labels = labeler.fit(vectors, ids).labels_
+    labels = create_labeler("reference-consensus", norm_weight=0.0).fit(vectors, ids).labels_
     positive = labels.columns["positive"]
     burst = positive[role == "burst"]
     np.testing.assert_allclose(burst, burst[0])  # no evidence: all equal to the prior, not to the 0.99 inner sims
-    inner = vectors[role == "burst"] @ vectors[role == "burst"].T
-    assert burst[0] < inner[np.triu_indices(6, 1)].min() - 0.2
+    np.testing.assert_allclose(burst, labels.columns["prior"][role == "burst"])
+    rate = labels.columns["match_rate"]
+    has = ~np.isnan(rate)
+    # without norms the prior is the mean match rate, each sample weighted by its number of outside bursts
+    n_outside = np.array([len(set(labels.columns["burst"][(ids == ids[i])]) - {labels.columns["burst"][i]})
+                          for i in range(len(ids))])
+    assert burst[0] == pytest.approx(np.average(rate[has], weights=n_outside[has]))
 
 
-def test_positive_is_the_burst_discounted_weighted_mean_outside_the_burst():
-    # with one iteration and no norms, weights are all 1: check p_i against a direct per-sample computation
-    vectors, ids, _, role = _scenario(1)
-    k = 0.5
-    labels = create_labeler("reference-consensus", norm_weight=0.0, n_iterations=1, prior_strength=k).fit(
-        vectors, ids).labels_
-    burst, size = labels.columns["burst"], labels.columns["burst_size"].astype(float)
-    evidence = np.zeros(len(ids)); total = np.zeros(len(ids))
+def _direct(vectors, ids, norms, labels, threshold, width, k, norm_weight):
+    """Per-sample loops over the definition: best match of each other burst, prior fitted with np.polyfit."""
+    burst = labels.columns["burst"]
+    evidence = np.zeros(len(ids)); count = np.zeros(len(ids))
     for i in range(len(ids)):
-        refs = (ids == ids[i]) & (burst != burst[i])
-        evidence[i] = (vectors[refs] @ vectors[i] / size[refs]).sum()
-        total[i] = (1 / size[refs]).sum()
-    has = total > 0
-    prior = np.sum(evidence[has]) / np.sum(total[has])
-    expected = (evidence + k * prior) / (total + k)
-    np.testing.assert_allclose(labels.columns["positive"], expected, atol=1e-9)
+        for b in set(burst[ids == ids[i]]) - {burst[i]}:
+            refs = np.flatnonzero(burst == b)
+            steps = [1 / (1 + np.exp(-(float(vectors[i] @ vectors[j]) - threshold) / width)) for j in refs]
+            evidence[i] += max(steps)
+            count[i] += 1
+    has = count > 0
+    anchor = np.log(norms.astype(float)) - np.median(np.log(norms.astype(float)))
+    slope, intercept = np.polyfit(anchor[has], evidence[has] / count[has], 1, w=np.sqrt(count[has]))
+    prior = np.clip(intercept + slope * anchor, 0, 1)
+    quality = (evidence + k * prior) / (count + k) + norm_weight * anchor
+    return 100 * (quality - quality.min()) / (quality.max() - quality.min())
 
 
-def test_fixed_point_converges_and_is_deterministic():
-    vectors, ids, norms, _ = _scenario(2)
-    first = create_labeler("reference-consensus", n_iterations=8).fit(vectors, ids, norms=norms)
-    second = create_labeler("reference-consensus", n_iterations=8).fit(vectors, ids, norms=norms)
-    np.testing.assert_array_equal(first.labels_.score, second.labels_.score)
-    assert first.history_[-1] <= first.history_[0]
-    assert first.history_[-1] < 0.01  # mean weight change per round below 1 percentile point
+@pytest.mark.parametrize("seed", [1, 3])
+def test_score_equals_a_direct_per_sample_computation(seed):
+    vectors, ids, norms, _ = _scenario(seed)
+    norms = norms * np.random.default_rng(seed).uniform(0.8, 1.2, len(norms)).astype(np.float32)
+    labeler = create_labeler("reference-consensus", width=0.07, prior_strength=0.8, norm_weight=0.3).fit(
+        vectors, ids, norms=norms)
+    expected = _direct(vectors, ids, norms, labeler.labels_, labeler.threshold_, 0.07, 0.8, 0.3)
+    np.testing.assert_allclose(labeler.labels_.score, expected, atol=1e-4)
 
 
-@pytest.mark.parametrize(("name", "value"), [("burst_threshold", 1.0), ("norm_weight", -1.0),
-                                             ("n_iterations", 0), ("n_negative_centres", 0),
+def test_threshold_is_the_impostor_quantile_and_seeded():
+    rng = np.random.default_rng(5)
+    ids = np.repeat(np.arange(20), 3)
+    vectors = _unit(rng.normal(size=(20, 8))[ids] + rng.normal(scale=0.8, size=(60, 8)))
+    fmr = 0.05
+    first = create_labeler("reference-consensus", fmr=fmr, n_threshold_pairs=400_000, random_state=1)
+    first.fit(vectors, ids)
+    # exact quantile over every impostor pair, each ordered pair once (the draw is uniform over ordered pairs)
+    gram = vectors @ vectors.T
+    impostor = gram[ids[:, None] != ids[None, :]]
+    assert first.threshold_ == pytest.approx(np.quantile(impostor, 1 - fmr), abs=0.01)
+    again = create_labeler("reference-consensus", fmr=fmr, n_threshold_pairs=400_000, random_state=1)
+    assert again.fit(vectors, ids).threshold_ == first.threshold_
+    other = create_labeler("reference-consensus", fmr=fmr, n_threshold_pairs=400_000, random_state=2)
+    assert other.fit(vectors, ids).threshold_ != first.threshold_
+
+
+@pytest.mark.parametrize("block_rows", [1, 5, 65536])
+def test_evidence_does_not_depend_on_blocking(block_rows):
+    vectors, ids, _, _ = _scenario(2)
+    bursts = cluster_identities(vectors, ids, (0.8,))[0]
+    reference = match_evidence(vectors, ids, bursts, 0.3, 0.05)
+    blocked = match_evidence(vectors, ids, bursts, 0.3, 0.05, block_rows=block_rows)
+    np.testing.assert_array_equal(reference[0], blocked[0])
+    np.testing.assert_array_equal(reference[1], blocked[1])
+
+
+def test_one_identity_cannot_set_a_threshold():
+    vectors, ids, _, _ = _scenario()
+    with pytest.raises(NoUsableSamplesError, match="at least two identities"):
+        create_labeler("reference-consensus").fit(vectors[ids == 0], ids[ids == 0])
+
+
+@pytest.mark.parametrize(("name", "value"), [("burst_threshold", 1.0), ("norm_weight", -1.0), ("fmr", 0.0),
+                                             ("width", 0.0), ("n_threshold_pairs", 10),
                                              ("prior_strength", 0.0), ("cluster_thresholds", (0.9,))])
 def test_bad_parameters_are_named(name, value):
     vectors, ids, norms, _ = _scenario()

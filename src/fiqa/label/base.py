@@ -128,12 +128,15 @@ class LabelResult:
     status, reason : ndarray of shape (n,), object (str), or None
         Per-row status set by the method itself (e.g. ``Status.TRIMMED``); ``None`` means every labelled row is ok.
         Rows whose status is not ok must have a NaN score.
+    meta : dict
+        Values the method derived from the data (e.g. an operating threshold), merged into the table's metadata.
     """
 
     score: np.ndarray
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     status: np.ndarray | None = None
     reason: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Labeler(ABC):
@@ -388,7 +391,7 @@ class Labeler(ABC):
                         else str(value) if not isinstance(value, (int, float, str, bool, type(None))) else value)
                   for key, value in self.get_params().items()}
         meta = {"method": self.name, "params": params, "seed": int(seed), "versions": versions(),
-                "n_rows": n_rows, "n_identities": int(data.n_identities), "status_counts": counts}
+                "n_rows": n_rows, "n_identities": int(data.n_identities), "status_counts": counts, **result.meta}
         return QualityTable(sample_id, score, status, reason, columns, meta)
 
 

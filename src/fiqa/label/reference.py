@@ -1,76 +1,80 @@
-"""Reference-consensus labels: positive evidence only from quality-weighted references outside a sample's burst.
+"""Reference-consensus labels: how often a face would match references outside its own burst at the operating point.
 
-This labeller fixes the two defects of SDD-FIQA and CR-FIQA that the seed analysis (004) names:
+This labeller fixes the defects of SDD-FIQA and CR-FIQA that the seed analysis (004) names, and states its
+quality in the unit EDC measures (the chance of a false non-match at a real threshold):
 
 1. *Consistency is not quality.* A burst of near-identical, equally degraded shots embeds tightly, so every
    consistency measure (SDD's positives, CR's class centre) vouches for it. Here each identity is clustered
-   (single linkage on cosine similarity, batched over identities) at several thresholds; the finest level, ``burst_threshold``, groups
-   near-duplicates into *bursts*, and a sample's positive evidence never comes from its own burst.
+   (single linkage on cosine similarity, batched over identities) at several thresholds; the finest level,
+   ``burst_threshold``, groups near-duplicates into *bursts*, a sample's positive evidence never comes from its
+   own burst, and each other burst counts as one reference (its members share a weight of one).
 2. *Score shift.* A class with one good image among many mutually similar poor ones ranks the poor ones first,
-   because every image is compared with an unrepresentative class. Here references are weighted by their own
-   current quality and each burst counts as one reference (weights divided by the burst's size), and the
-   weights are iterated to a fixed point from a seed set: poor majorities cannot vouch for each other.
+   because every image is compared with an unrepresentative class. Bursts counting once removes the poor
+   majority's vote for itself; optionally (``weight_power > 0``) references are also weighted by their own quality,
+   iterated to a fixed point from a seed set given by the embedding norm.
+3. *The wrong statistic.* SDD's Wasserstein distance and CR's ratio average similarities; a face fails in use
+   when a comparison falls below the system's threshold. The positive evidence here is a smoothed *match rate*:
+   the mean of ``sigmoid((s_ij - t) / width)`` over the references ``j``, where ``t`` is the similarity at which
+   uniformly drawn impostor pairs of the same data reach the false-match rate ``fmr`` (informative negatives
+   enter through ``t``: the threshold a deployment would use on this data, not a fixed number).
 
-The consistency signal alone cannot break scenario (B) of the seed: a burst that is the whole class has no
-reference outside itself, so nothing relative says whether it is good or bad. The labeller therefore also uses an
-*absolute* signal, the raw embedding norm (``norms`` in :meth:`fit`): measured on LFW with SFace, the norm falls
-monotonically with blur, down-sampling, JPEG, noise, low light and occlusion (``docs/new-labeller.md``). Without
-norms (``norm_weight=0``) the labeller still removes the burst bias and the score shift, and a class with no
-outside reference gets the neutral prior.
+Consistency alone cannot break scenario (B) of the seed, or the tie in (C): a burst that is the whole class has no
+reference outside itself, and a good image and the poor ones it is compared with share the same pair
+similarities. The labeller therefore also uses an *absolute* signal, the raw embedding norm (``norms`` in
+:meth:`fit`), which falls monotonically with blur, down-sampling, JPEG, noise, low light and occlusion for SFace
+(``docs/new-labeller.md``): it sets the prior a sample with little outside evidence is shrunk towards (fitted to
+the samples that have evidence) and adds a small tie-break. Without norms the prior is the mean evidence.
 
 Algorithm, for usable samples ``x_i`` (unit vectors) of identity ``y(i)`` in burst ``b(i)``:
 
-- anchor ``a_i = log(norm_i / median norm)`` (0 when norms are not used);
-- seed weights ``w_i = (rank percentile of a_i) ** weight_power`` in (0, 1] (all 1 without norms);
-- repeat ``n_iterations`` times, with burst-discounted weights ``v_j = w_j / |b(j)|``:
+- ``t`` = the ``1 - fmr`` quantile of ``x_a . x_b`` over ``n_threshold_pairs`` random pairs of different
+  identities (the only random choice, seeded by ``random_state``);
+- anchor ``a_i = log(norm_i / median norm)`` (0 when norms are not given); reference weights ``w_i = 1``, or the
+  seed ``w_i = (rank percentile of a_i) ** weight_power`` when ``weight_power > 0``;
+- one round (``n_iterations`` rounds when ``weight_power > 0``), with burst-shared weights ``v_j = w_j / |b(j)|``:
 
-  - positive ``p_i = (x_i . (V_y - V_b) + k * p0) / (W_y - W_b + k)`` where ``V_y = sum_{j in y} v_j x_j``,
-    ``W_y = sum_{j in y} v_j`` (and the same over the burst ``b``), ``k = prior_strength`` and ``p0`` the
-    weighted mean positive of the previous round: a sample with little trustworthy evidence is pulled towards
-    the typical genuine similarity instead of being rated by its own burst;
-  - negative ``n_i = max_j cos(x_i, c_j)`` over the ``n_negative_centres`` nearest other identities' quality-
-    weighted centres ``c_j = normalise(V_j)`` (informative negatives, not uniform ones; the candidate identities
-    are found once, per identity, as the identities whose unweighted centre is nearest its own);
-  - quality ``q_i = p_i - negative_weight * n_i + norm_weight * a_i``; new weights
-    ``w_i = (rank percentile of q_i) ** weight_power``;
+  - evidence ``e_i = sum_{j in y, b(j) != b(i)} v_j sigmoid((x_i . x_j - t) / width)`` and its weight
+    ``W_i = sum_{j in y, b(j) != b(i)} v_j``;
+  - prior ``p0_i = c0 + c1 a_i``, the ``W``-weighted least-squares fit of ``e_i / W_i`` on ``a_i`` over the
+    samples with ``W_i > 0`` (``c1 = 0`` without norms);
+  - positive ``p_i = (e_i + k p0_i) / (W_i + k)`` with ``k = prior_strength``: little trustworthy evidence means
+    a pull towards what the sample's norm predicts, not a rating by its own burst;
+  - quality ``q_i = p_i + norm_weight * a_i``; new weights ``w_i = (rank percentile of q_i) ** weight_power``;
 
 - the label is ``q`` min-max normalised to [0, 100] over the labelled samples.
 
-Complexity (``N`` samples, ``C`` identities of sizes ``n_y``, dimension ``d``, ``k = n_negative_centres``,
-``T = n_iterations``): clustering ``O(sum_y n_y^2 d)`` (one small Gram matrix per identity, batched into blocks,
-and one connected-components pass per level), the candidate identities ``O(C^2 d)`` (centre against centre), and
-each round ``O(N d (2 + k))``: in total ``O(sum_y n_y^2 d + C^2 d + T N k d)``, the same class as SDD-FIQA's
-``O(N (m + n) K d)`` (``sum_y n_y^2 = N * mean class size``). Memory is ``O(N k + C d)`` beyond the vectors,
-which are read in blocks (memory-mapped input works), plus ``O(block * max_y n_y)`` for the Gram blocks.
-Measured: ``benchmarks/bench_new_labeller.py``.
+Complexity (``N`` samples, ``C`` identities of sizes ``n_y``, dimension ``d``, ``P = n_threshold_pairs``,
+``T`` rounds): ``O(sum_y n_y^2 d)`` for the clustering and again per round (one small Gram matrix per identity,
+recomputed rather than stored), plus ``O(P d)`` for the threshold: ``O(T N m d + P d)`` with ``m`` the mean class
+size, the same class as SDD-FIQA's ``O(N (m + n) K d)``. Memory is ``O(N)`` plus one block of vectors and the
+largest identity's ``n_y^2`` Gram matrix; the vectors are read in blocks (memory-mapped input works). Measured:
+``benchmarks/bench_new_labeller.py``.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
+from scipy.special import expit
 from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ..errors import InvalidParameterError
-from .base import LabelInput, Labeler, LabelResult, class_sums, register_labeler, rowwise_dot
+from ..errors import InvalidParameterError, NoUsableSamplesError
+from .base import LabelInput, Labeler, LabelResult, register_labeler
 
 logger = logging.getLogger(__name__)
 
-#: Rows per block of the candidate-centre product.
-_BLOCK_ROWS = 16384
-#: Entries per block of the centre-to-centre similarity matrix.
-_CENTRE_BLOCK_ENTRIES = 1 << 24
-#: Rows per block of the batched per-identity clustering.
-_CLUSTER_BLOCK_ROWS = 65536
+#: Rows per block read from the vectors (clustering, evidence, impostor pairs).
+_BLOCK_ROWS = 65536
 
 
 @register_labeler
 class ReferenceConsensusLabeler(Labeler):
-    """Quality-weighted references outside a sample's burst, iterated to a fixed point (preset ``reference-consensus``).
+    """Smoothed match rate against references outside a sample's burst, at the data's own operating threshold.
 
     Parameters
     ----------
@@ -80,47 +84,53 @@ class ReferenceConsensusLabeler(Labeler):
     cluster_thresholds : tuple of float, default=(0.6, 0.4)
         Coarser levels (sessions, appearance modes), reported as the columns ``cluster_1, cluster_2, ...`` for
         stratified curation (``fiqa.curate``); each must be below ``burst_threshold``.
-    norm_weight : float >= 0, default=1.0
-        Weight of the absolute anchor ``log(norm / median norm)``; 0 ignores the norms.
-    negative_weight : float >= 0, default=0.5
-        Weight of the nearest weighted other-identity centre similarity ``n_i``.
-    weight_power : float > 0, default=2.0
-        Reference weights are ``percentile(q) ** weight_power``: larger values trust only the best references.
+    fmr : float in (0, 1), default=1e-3
+        False-match rate that sets the operating threshold ``t`` from random impostor pairs.
+    width : float > 0, default=0.05
+        Width of the logistic step around ``t`` in cosine units (0 would be the hard match indicator).
+    norm_weight : float >= 0, default=0.2
+        Weight of the absolute anchor ``log(norm / median norm)`` added to the positive evidence; 0 ignores it
+        (the norms still set the prior when given).
     prior_strength : float > 0, default=0.5
-        Pseudo-weight of the prior positive ``p0`` (one good outside reference has weight near 1).
-    n_negative_centres : int >= 1, default=3
-        Other identities whose (unweighted) centres are nearest to each identity's own centre; their weighted
-        centres compete for ``n_i`` (the maximum is taken).
+        Pseudo-weight of the prior ``p0`` (one outside burst has weight 1 when ``weight_power = 0``).
+    weight_power : float >= 0, default=0.0
+        References are weighted by ``percentile(q) ** weight_power`` and the weights iterated to a fixed point;
+        0 weights every reference equally (one round). Chosen on held-apart LFW-dev identities
+        (``docs/new-labeller.md``).
     n_iterations : int >= 1, default=5
-        Rounds of the weight fixed point.
+        Rounds of the weight fixed point when ``weight_power > 0``.
+    n_threshold_pairs : int >= 1000, default=200_000
+        Random impostor pairs drawn to estimate ``t``.
     random_state : int or None, default=0
-        Unused by the computation (it is deterministic); recorded for provenance like every labeller.
+        Seed of the impostor-pair draw.
 
     Attributes
     ----------
     labels_ : QualityTable
-        ``score`` in [0, 100]; columns ``positive``, ``negative``, ``anchor``, ``burst``, ``burst_size``,
-        ``n_references`` (images of the identity outside the burst), ``cluster_1 ...`` (coarser cluster ids,
-        unique across identities).
-    history_ : ndarray of shape (n_iterations,)
-        Mean absolute change of the weights at each round (convergence check).
+        ``score`` in [0, 100]; columns ``positive``, ``match_rate`` (``e / W``, NaN without outside references),
+        ``prior``, ``anchor``, ``burst``, ``burst_size``, ``n_references`` (images of the identity outside the
+        burst), ``cluster_1 ...`` (coarser cluster ids, unique across identities); ``meta["derived"]`` records
+        ``threshold`` and the prior's coefficients.
+    threshold_ : float
+        The operating threshold ``t``.
+    history_ : ndarray of shape (rounds,)
+        Mean absolute change of the weights at each round (convergence check; one entry of 0 when
+        ``weight_power = 0``).
     """
 
     name = "reference-consensus"
 
     def __init__(self, *, burst_threshold: float = 0.8, cluster_thresholds: tuple[float, ...] = (0.6, 0.4),
-                 norm_weight: float = 1.0, negative_weight: float = 0.5, weight_power: float = 2.0,
-                 prior_strength: float = 0.5, n_negative_centres: int = 3, n_iterations: int = 5,
-                 random_state: int | None = 0) -> None:
+                 fmr: float = 1e-3, width: float = 0.05, norm_weight: float = 0.2, prior_strength: float = 0.5,
+                 n_threshold_pairs: int = 200_000, random_state: int | None = 0) -> None:
         super().__init__(random_state=random_state)
         self.burst_threshold = burst_threshold
         self.cluster_thresholds = cluster_thresholds
+        self.fmr = fmr
+        self.width = width
         self.norm_weight = norm_weight
-        self.negative_weight = negative_weight
-        self.weight_power = weight_power
         self.prior_strength = prior_strength
-        self.n_negative_centres = n_negative_centres
-        self.n_iterations = n_iterations
+        self.n_threshold_pairs = n_threshold_pairs
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -131,78 +141,74 @@ class ReferenceConsensusLabeler(Labeler):
                 not isinstance(t, bool) and isinstance(t, (int, float)) and -1.0 < t < burst for t in levels):
             raise InvalidParameterError(type(self).__name__, "cluster_thresholds",
                                         f"a tuple of floats in (-1, burst_threshold={burst})", levels)
+        self._check_float("fmr", self.fmr, low=0.0, high=1.0, low_open=True, high_open=True)
+        self._check_float("width", self.width, low=0.0, high=np.inf, low_open=True, high_open=True)
         self._check_float("norm_weight", self.norm_weight, low=0.0, high=np.inf, high_open=True)
-        self._check_float("negative_weight", self.negative_weight, low=0.0, high=np.inf, high_open=True)
-        self._check_float("weight_power", self.weight_power, low=0.0, high=np.inf, low_open=True, high_open=True)
         self._check_float("prior_strength", self.prior_strength, low=0.0, high=np.inf, low_open=True,
                           high_open=True)
-        self._check_int("n_negative_centres", self.n_negative_centres, minimum=1)
-        self._check_int("n_iterations", self.n_iterations, minimum=1)
+        self._check_int("n_threshold_pairs", self.n_threshold_pairs, minimum=1000)
 
     # ---- the method -------------------------------------------------------------------------------------------
     def _label(self, data: LabelInput, rng: np.random.Generator) -> LabelResult:
         vectors, codes = data.vectors, data.codes
-        n_rows, n_ids = len(codes), data.n_identities
+        n_rows = len(codes)
         levels = (float(self.burst_threshold), *map(float, self.cluster_thresholds))
         clusters = cluster_identities(vectors, codes, levels)
         burst = clusters[0]
-        n_bursts = int(burst.max()) + 1
-        burst_size = np.bincount(burst, minlength=n_bursts)[burst]
-        class_size = np.bincount(codes, minlength=n_ids)
-        n_references = class_size[codes] - burst_size
+        burst_size = np.bincount(burst)[burst]
+        n_references = np.bincount(codes, minlength=data.n_identities)[codes] - burst_size
+        threshold = impostor_threshold(vectors, codes, float(self.fmr), int(self.n_threshold_pairs), rng)
+        self.threshold_ = threshold
 
-        if data.norms is not None and self.norm_weight > 0:
-            log_norm = np.log(data.norms.astype(np.float64))
+        use_norms = data.norms is not None
+        if use_norms:
+            log_norm = np.log(np.maximum(data.norms.astype(np.float64), np.finfo(np.float32).tiny))
             anchor = log_norm - np.median(log_norm)
-            weights = _percentile(anchor) ** float(self.weight_power)
         else:
             anchor = np.zeros(n_rows)
-            weights = np.ones(n_rows)
+        evidence, outside = match_evidence(vectors, codes, burst, threshold, float(self.width))
+        prior, coefficients = _fit_prior(evidence, outside, anchor, data.labelled, use_norms)
+        k = float(self.prior_strength)
+        positive = (evidence + k * prior) / (outside + k)
+        quality = positive + float(self.norm_weight) * anchor
+        logger.info("%s: threshold %.4f at FMR %g; prior %.3f + %.3f * anchor", type(self).__name__, threshold,
+                    self.fmr, *coefficients)
 
-        # bursts are numbered in order of identity code, so each identity's bursts are one contiguous run
-        burst_identity = np.zeros(n_bursts, np.int64)
-        burst_identity[burst] = codes
-        burst_to_identity = sparse.csr_matrix((np.ones(n_bursts), (burst_identity, np.arange(n_bursts))),
-                                              shape=(n_ids, n_bursts))
-        burst_order = np.argsort(burst, kind="stable")
-        candidates = _nearest_other_identities(vectors, codes, n_ids, min(self.n_negative_centres, n_ids - 1))
-        prior = None
-        history = []
-        for _ in range(int(self.n_iterations)):
-            discounted = weights / burst_size
-            burst_sum = _weighted_sums(vectors, burst, discounted, n_bursts, burst_order)
-            id_sum = burst_to_identity @ burst_sum
-            id_weight = np.bincount(codes, discounted, minlength=n_ids)
-            burst_weight = np.bincount(burst, discounted, minlength=n_bursts)
-            outside_weight = np.maximum(id_weight[codes] - burst_weight[burst], 0.0)
-            evidence = rowwise_dot(vectors, id_sum, codes) - rowwise_dot(vectors, burst_sum, burst)
-            has_ref = outside_weight > 0
-            if prior is None:
-                prior = float(np.average(evidence[has_ref] / outside_weight[has_ref],
-                                         weights=outside_weight[has_ref])) if has_ref.any() else 0.0
-            k = float(self.prior_strength)
-            positive = (evidence + k * prior) / (outside_weight + k)
-            negative = _max_centre_similarity(vectors, id_sum, candidates[codes])
-            quality = positive - float(self.negative_weight) * negative + float(self.norm_weight) * anchor
-            new_weights = _percentile(quality) ** float(self.weight_power)
-            history.append(float(np.abs(new_weights - weights).mean()))
-            weights = new_weights
-            labelled = data.labelled
-            prior = float(np.average(positive[labelled & has_ref], weights=weights[labelled & has_ref])) if (
-                labelled & has_ref).any() else prior
-        self.history_ = np.asarray(history)
-        logger.info("%s: weight change per round %s", type(self).__name__, np.round(self.history_, 4).tolist())
-
-        score = _minmax(quality, data.labelled)
-        columns = {"positive": positive, "negative": negative, "anchor": anchor, "burst": burst.astype(np.int64),
-                   "burst_size": burst_size.astype(np.int64), "n_references": n_references.astype(np.int64)}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            match_rate = np.where(outside > 0, evidence / outside, np.nan)
+        columns = {"positive": positive, "match_rate": match_rate, "prior": prior, "anchor": anchor,
+                   "burst": burst, "burst_size": burst_size, "n_references": n_references}
         for level, ids in enumerate(clusters[1:], start=1):
-            columns[f"cluster_{level}"] = ids.astype(np.int64)
-        return LabelResult(score, columns)
+            columns[f"cluster_{level}"] = ids
+        derived = {"threshold": threshold, "prior_intercept": coefficients[0], "prior_slope": coefficients[1]}
+        return LabelResult(_minmax(quality, data.labelled), columns, meta={"derived": derived})
+
+
+def _identity_blocks(vectors: np.ndarray, codes: np.ndarray, block_rows: int, desc: str
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Whole identities, many at a time: ``(rows, starts, block_vectors)`` per block of about ``block_rows`` rows.
+
+    ``rows`` are the block's row indices sorted by identity, ``starts`` the offsets of each identity inside the
+    block (``len = identities + 1``) and ``block_vectors`` the float32 rows in that order, read from ``vectors``
+    in storage order (fast for memory-mapped input). An identity larger than ``block_rows`` is a block by itself.
+    """
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    class_start = np.concatenate([[0], np.flatnonzero(np.diff(sorted_codes)) + 1, [len(order)]])
+    bucket = class_start[:-1] // block_rows
+    block_first = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [len(bucket)]])
+    n_blocks = len(block_first) - 1
+    for block in tqdm(range(n_blocks), desc=desc, unit="block", disable=n_blocks < 4, leave=False):
+        starts = class_start[block_first[block]:block_first[block + 1] + 1]
+        rows = order[starts[0]:starts[-1]]
+        storage = np.argsort(rows, kind="stable")
+        block_vectors = np.empty((len(rows), vectors.shape[1]), np.float32)
+        block_vectors[storage] = np.asarray(vectors[rows[storage]], np.float32)
+        yield rows, starts - starts[0], block_vectors
 
 
 def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple[float, ...], *,
-                       block_rows: int = _CLUSTER_BLOCK_ROWS) -> list[np.ndarray]:
+                       block_rows: int = _BLOCK_ROWS) -> list[np.ndarray]:
     """Single-linkage clustering on cosine similarity inside each identity, at several thresholds, batched.
 
     At threshold ``t`` the clusters are the connected components of the graph that joins two images of one
@@ -210,11 +216,10 @@ def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple
     partition as ``scipy.cluster.hierarchy.linkage(method="single")`` with ``fcluster(criterion="distance")``).
     The levels nest: a cluster at a higher threshold lies inside one cluster at every lower threshold.
 
-    Identities are processed many at a time: rows are sorted by identity and cut into blocks of about
-    ``block_rows`` rows at identity boundaries; per block, one Gram matrix per identity (small products, one
-    BLAS thread), the pairs above the lowest threshold found with one vectorised scan, and one
-    ``connected_components`` call per threshold over the whole block. Cost ``O(sum_y n_y^2 d)`` time and
-    ``O(block_rows * max_y n_y)`` memory (an identity larger than a block is one block).
+    Identities are processed many at a time (blocks of about ``block_rows`` rows cut at identity boundaries):
+    per block, one Gram matrix per identity (small products, one BLAS thread), the pairs above the lowest
+    threshold found with one vectorised scan, and one ``connected_components`` call per threshold over the whole
+    block. Cost ``O(sum_y n_y^2 d)`` time and ``O(block_rows * max_y n_y)`` memory.
 
     Parameters
     ----------
@@ -233,26 +238,12 @@ def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple
         One array per threshold: cluster ids, unique across identities, ``0 .. n_clusters - 1``, numbered in
         order of identity code; a cluster never spans two identities.
     """
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    class_start = np.concatenate([[0], np.flatnonzero(np.diff(sorted_codes)) + 1, [len(order)]])
-    bucket = class_start[:-1] // block_rows
-    block_first = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [len(bucket)]])
     lowest = min(thresholds)
     out = [np.empty(len(codes), np.int64) for _ in thresholds]
     next_id = np.zeros(len(thresholds), np.int64)
-    n_blocks = len(block_first) - 1
-    for block in tqdm(range(n_blocks), desc="clustering identities", unit="block", disable=n_blocks < 4,
-                      leave=False):
-        starts = class_start[block_first[block]:block_first[block + 1] + 1]
-        rows = order[starts[0]:starts[-1]]
-        starts = starts - starts[0]
+    for rows, starts, block_vectors in _identity_blocks(vectors, codes, block_rows, "clustering identities"):
         sizes = np.diff(starts)
         n_block = len(rows)
-        # read in storage order (fast for memory-mapped input), then arrange by identity
-        storage = np.argsort(rows, kind="stable")
-        block_vectors = np.empty((n_block, vectors.shape[1]), np.float32)
-        block_vectors[storage] = np.asarray(vectors[rows[storage]], np.float32)
         gram_offset = np.concatenate([[0], np.cumsum(sizes.astype(np.int64) ** 2)])
         gram = np.empty(gram_offset[-1], np.float32)
         with threadpool_limits(1, user_api="blas"):  # many small products: threads only add overhead
@@ -281,6 +272,88 @@ def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple
     return out
 
 
+def match_evidence(vectors: np.ndarray, codes: np.ndarray, burst: np.ndarray, threshold: float, width: float, *,
+                   block_rows: int = _BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed match counts against the other bursts of each sample's identity, each burst counting once.
+
+    Returns ``(evidence, outside)``, both of shape (n,), float64: ``evidence_i = sum_B max_{j in B}
+    sigmoid((x_i . x_j - threshold) / width)`` over the bursts ``B`` of ``i``'s identity other than its own
+    (a burst is represented by its best-matching shot), and ``outside_i`` the number of those bursts. One Gram
+    matrix per identity, ``O(sum_y n_y^2 d)``; ``burst`` ids must not span identities.
+    """
+    evidence = np.zeros(len(codes))
+    outside = np.zeros(len(codes))
+    for rows, starts, block_vectors in _identity_blocks(vectors, codes, block_rows, "match evidence"):
+        sizes = np.diff(starts)
+        with threadpool_limits(1, user_api="blas"):
+            for index in np.flatnonzero(sizes > 1):
+                span = slice(starts[index], starts[index + 1])
+                by_burst = np.argsort(burst[rows[span]], kind="stable")
+                members_rows = rows[span][by_burst]
+                members = block_vectors[span][by_burst]
+                members_burst = burst[members_rows]
+                first = np.flatnonzero(np.r_[True, members_burst[1:] != members_burst[:-1]])
+                if len(first) == 1:
+                    continue  # one burst: no outside reference
+                step = expit((members @ members.T - np.float32(threshold)) / np.float32(width))
+                best = np.maximum.reduceat(step, first, axis=1)  # (members, bursts): best shot of each burst
+                own = np.searchsorted(first, np.arange(len(members_rows)), side="right") - 1
+                best[np.arange(len(members_rows)), own] = 0.0
+                evidence[members_rows] = best.sum(axis=1)
+                outside[members_rows] = len(first) - 1
+    return evidence, outside
+
+
+def impostor_threshold(vectors: np.ndarray, codes: np.ndarray, fmr: float, n_pairs: int,
+                       rng: np.random.Generator) -> float:
+    """The ``1 - fmr`` quantile of the similarity of ``n_pairs`` uniformly random pairs of different identities.
+
+    Pairs are drawn with replacement (rows uniform, same-identity draws rejected), so a data set with fewer
+    distinct impostor pairs than ``n_pairs`` is still sampled uniformly. Raises :class:`NoUsableSamplesError`
+    when every usable row has the same identity.
+    """
+    n_rows = len(codes)
+    if n_rows < 2 or np.all(codes == codes[0]):
+        raise NoUsableSamplesError("reference-consensus needs at least two identities to set its operating "
+                                   "threshold from impostor pairs; all usable samples share one identity")
+    first_parts, second_parts, found = [], [], 0
+    while found < n_pairs:
+        first = rng.integers(0, n_rows, 2 * n_pairs)
+        second = rng.integers(0, n_rows, 2 * n_pairs)
+        keep = codes[first] != codes[second]
+        first_parts.append(first[keep])
+        second_parts.append(second[keep])
+        found += int(keep.sum())
+    first = np.concatenate(first_parts)[:n_pairs]
+    second = np.concatenate(second_parts)[:n_pairs]
+    similarity = np.empty(n_pairs, np.float32)
+    for start in range(0, n_pairs, _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, n_pairs)
+        a = np.asarray(vectors[first[start:stop]], np.float32)
+        b = np.asarray(vectors[second[start:stop]], np.float32)
+        similarity[start:stop] = np.einsum("ij,ij->i", a, b)
+    return float(np.quantile(similarity, 1.0 - fmr))
+
+
+def _fit_prior(evidence: np.ndarray, outside: np.ndarray, anchor: np.ndarray, labelled: np.ndarray,
+               use_norms: bool) -> tuple[np.ndarray, tuple[float, float]]:
+    """``p0 = c0 + c1 * anchor``, the ``outside``-weighted least-squares fit of ``evidence / outside`` on ``anchor``.
+
+    Fitted on the labelled samples with outside references; ``c1 = 0`` without norms or when the anchor does not
+    vary there; ``p0`` is clipped to [0, 1] (it predicts a match rate). With no outside reference anywhere the
+    prior is 0.5.
+    """
+    has = labelled & (outside > 0)
+    if not has.any():
+        return np.full(len(evidence), 0.5), (0.5, 0.0)
+    rate, weight = evidence[has] / outside[has], outside[has]
+    intercept, slope = float(np.average(rate, weights=weight)), 0.0
+    if use_norms and np.ptp(anchor[has]) > 0:
+        design = np.column_stack([np.ones(int(has.sum())), anchor[has]]) * np.sqrt(weight)[:, None]
+        intercept, slope = (float(c) for c in np.linalg.lstsq(design, rate * np.sqrt(weight), rcond=None)[0])
+    return np.clip(intercept + slope * anchor, 0.0, 1.0), (intercept, slope)
+
+
 def _percentile(values: np.ndarray) -> np.ndarray:
     """Rank percentile in (0, 1], ties averaged."""
     return rankdata(values) / len(values)
@@ -290,56 +363,3 @@ def _minmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     low, high = values[mask].min(), values[mask].max()
     span = high - low
     return np.full(len(values), 50.0) if span == 0 else 100.0 * (values - low) / span
-
-
-def _weighted_sums(vectors: np.ndarray, groups: np.ndarray, weights: np.ndarray, n_groups: int,
-                   order: np.ndarray) -> np.ndarray:
-    """``out[g] = sum_{i in g} weights_i * vectors_i``, shape (n_groups, d), float64.
-
-    ``order`` is ``argsort(groups)`` and the group ids are ``0 .. n_groups - 1`` without gaps, so each block of
-    that order covers one contiguous range of groups: its sums are one sparse (range x block) product.
-    """
-    out = np.zeros((n_groups, vectors.shape[1]))
-    for start in range(0, len(order), _BLOCK_ROWS):
-        rows = order[start:start + _BLOCK_ROWS]
-        local = groups[rows] - groups[rows[0]]
-        span = int(local[-1]) + 1
-        indicator = sparse.csr_matrix((weights[rows], (local, np.arange(len(rows)))), shape=(span, len(rows)))
-        out[groups[rows[0]]:groups[rows[0]] + span] += indicator @ np.asarray(vectors[rows], np.float64)
-    return out
-
-
-def _nearest_other_identities(vectors: np.ndarray, codes: np.ndarray, n_ids: int, k: int) -> np.ndarray:
-    """Indices (n_ids, k) of the ``k`` other identities whose unweighted centre is most similar to each one's own.
-
-    One ``O(C^2 d)`` product of the unit centres in blocks of rows (``O(C)`` memory per block row); the
-    candidates are per identity, so the per-sample negative costs ``O(k d)``.
-    """
-    if k < 1:
-        return np.empty((n_ids, 0), np.int64)
-    centres = class_sums(vectors, codes, n_ids)
-    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
-    centres32 = centres.astype(np.float32)
-    out = np.empty((n_ids, k), np.int64)
-    block = max(1, _CENTRE_BLOCK_ENTRIES // n_ids)
-    n_blocks = -(-n_ids // block)
-    for start in tqdm(range(0, n_ids, block), total=n_blocks, desc="nearest other identities",
-                      disable=n_blocks < 4, leave=False):
-        stop = min(start + block, n_ids)
-        similarity = centres32[start:stop] @ centres32.T
-        similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        out[start:stop] = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    return out
-
-
-def _max_centre_similarity(vectors: np.ndarray, centre_sums: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """``max_j cos(x_i, normalise(centre_sums[candidates[i, j]]))``, shape (n,); 0 when there are no candidates."""
-    if candidates.shape[1] == 0:
-        return np.zeros(len(vectors))
-    centres = centre_sums / np.maximum(np.linalg.norm(centre_sums, axis=1, keepdims=True), 1e-12)
-    out = np.empty(len(vectors))
-    for start in range(0, len(vectors), _BLOCK_ROWS):
-        stop = start + _BLOCK_ROWS
-        block = np.asarray(vectors[start:stop], np.float64)
-        out[start:stop] = np.einsum("id,ikd->ik", block, centres[candidates[start:stop]]).max(axis=1)
-    return out
