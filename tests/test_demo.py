@@ -24,11 +24,11 @@ def demo_run(lfw_dir, tmp_path_factory):
 def test_demo_reports_every_method_on_held_apart_identities(demo_run):
     out, result = demo_run
     methods = {row["method"] for row in result.summary}
-    assert methods == {"sdd", "sdd-refined", "cr", "mean-positive", "norm", "random",
-                       "model:sdd", "model:sdd-refined", "model:cr"}
+    assert methods == {"sdd", "sdd-refined", "cr", "reference-consensus", "mean-positive", "norm", "random",
+                       "model:sdd", "model:sdd-refined", "model:cr", "model:reference-consensus"}
     page = result.report.read_text(encoding="utf-8")
     assert "model:sdd" in page and "identities of the held-apart half" in page
-    for method in ("sdd", "sdd-refined", "cr"):
+    for method in ("sdd", "sdd-refined", "cr", "reference-consensus"):
         assert (out / "models" / method / "model.onnx").is_file()
         train = load_quality(out / "labels" / f"{method}.train.parquet")
         scores = load_quality(out / "scores" / f"{method}.test.parquet")

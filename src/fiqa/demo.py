@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 LFW_URL = "http://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz"
 """The deep-funneled LFW archive on the LFW web site (used only with ``download=True``)."""
 
-DEFAULT_LABELLERS = ("sdd", "sdd-refined", "cr")
+DEFAULT_LABELLERS = ("sdd", "sdd-refined", "cr", "reference-consensus")
 DEFAULT_BASELINES = ("mean-positive", "norm")
 
 

@@ -8,10 +8,12 @@ import click
 @click.argument("lfw", required=False, type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
               help="Output folder; a re-run reuses the finished stages.")
-@click.option("--labeller", "labellers", multiple=True, default=("sdd", "sdd-refined", "cr"), show_default=True,
-              help="Labelling methods that get a regressor (repeat for several).")
-@click.option("--baseline", "baselines", multiple=True, default=("mean-positive", "norm"), show_default=True,
-              help="Methods evaluated as labels only (random is always added).")
+@click.option("--labeller", "labellers", multiple=True,
+              help="Labelling method that gets a regressor (repeat for several; default: fiqa.demo.DEFAULT_LABELLERS, "
+                   "i.e. sdd, sdd-refined, cr and reference-consensus).")
+@click.option("--baseline", "baselines", multiple=True,
+              help="Method evaluated as labels only (repeat for several; default: fiqa.demo.DEFAULT_BASELINES, i.e. "
+                   "mean-positive and norm; random is always added).")
 @click.option("--test-fraction", type=float, default=0.5, show_default=True,
               help="Fraction of identities held apart from labelling-for-training and training.")
 @click.option("--min-images", type=int, default=2, show_default=True, help="Leave out people with fewer photos.")
@@ -23,21 +25,20 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--download", is_flag=True, help="Download LFW when it is not found locally.")
 def command(lfw, out_dir, labellers, baselines, test_fraction, min_images, max_identities, max_images_per_identity,
-            epochs,
-            max_mated_per_identity, seed, download) -> None:
-    """Embed LFW, label it (sdd, sdd-refined, cr), train a regressor per labeller on half the identities, and
-    evaluate every regressor beside its labels and the baselines on the other half.
+            epochs, max_mated_per_identity, seed, download) -> None:
+    """Embed LFW, label it (sdd, sdd-refined, cr, reference-consensus), train a regressor per labeller on half the
+    identities, and evaluate every regressor beside its labels and the baselines on the other half.
 
     LFW is the folder given, else $FIQA_LFW, else ../shared/data/lfw-dev beside the project.
     """
-    from ..demo import run_demo
+    from ..demo import DEFAULT_BASELINES, DEFAULT_LABELLERS, run_demo
 
-    result = run_demo(lfw, out_dir, labellers=labellers, baselines=baselines, test_fraction=test_fraction,
-                      min_images=min_images, max_identities=max_identities,
-                      max_images_per_identity=max_images_per_identity, epochs=epochs,
+    result = run_demo(lfw, out_dir, labellers=labellers or DEFAULT_LABELLERS,
+                      baselines=baselines or DEFAULT_BASELINES, test_fraction=test_fraction, min_images=min_images,
+                      max_identities=max_identities, max_images_per_identity=max_images_per_identity, epochs=epochs,
                       max_mated_per_identity=max_mated_per_identity, seed=seed, download=download)
     width = max(len(row["method"]) for row in result.summary)
-    click.echo(f"\nEDC on held-apart identities (FMR 1e-3, FNMR pAUC up to 0.20; lower is better):")
+    click.echo("\nEDC on held-apart identities (FMR 1e-3, FNMR pAUC up to 0.20; lower is better):")
     click.echo(f"  {'method':<{width}}  {'pAUC':>10}  {'Spearman vs labels':>18}")
     for row in result.summary:
         rho = row["spearman_with_test_labels"]

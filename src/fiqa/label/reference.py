@@ -7,14 +7,17 @@ quality in the unit EDC measures (the chance of a false non-match at a real thre
    consistency measure (SDD's positives, CR's class centre) vouches for it. Here each identity is clustered
    (single linkage on cosine similarity, batched over identities) at several thresholds; the finest level,
    ``burst_threshold``, groups near-duplicates into *bursts*, a sample's positive evidence never comes from its
-   own burst, and each other burst counts as one reference (its members share a weight of one).
+   own burst, and each other burst counts as one reference.
 2. *Score shift.* A class with one good image among many mutually similar poor ones ranks the poor ones first,
-   because every image is compared with an unrepresentative class. Bursts counting once removes the poor
-   majority's vote for itself; optionally (``weight_power > 0``) references are also weighted by their own quality,
-   iterated to a fixed point from a seed set given by the embedding norm.
+   because every image is compared with an unrepresentative class. Here a burst counts once and is represented
+   by its best-matching shot, so the good image's evidence from a burst of poor shots equals the best poor
+   shot's evidence from the good image: the poor majority neither outvotes it nor vouches for itself, and the
+   tie is broken by the absolute signal below. (Weighting references by their own quality and iterating to a
+   fixed point, the seed's other suggestion, was measured too: it lost EDC on every tuning setting of the
+   LFW-dev tune half, ``docs/new-labeller.md``.)
 3. *The wrong statistic.* SDD's Wasserstein distance and CR's ratio average similarities; a face fails in use
    when a comparison falls below the system's threshold. The positive evidence here is a smoothed *match rate*:
-   the mean of ``sigmoid((s_ij - t) / width)`` over the references ``j``, where ``t`` is the similarity at which
+   the mean of ``sigmoid((s_ij - t) / width)`` over the outside references ``j``, where ``t`` is the similarity at which
    uniformly drawn impostor pairs of the same data reach the false-match rate ``fmr`` (informative negatives
    enter through ``t``: the threshold a deployment would use on this data, not a fixed number).
 
@@ -29,25 +32,21 @@ Algorithm, for usable samples ``x_i`` (unit vectors) of identity ``y(i)`` in bur
 
 - ``t`` = the ``1 - fmr`` quantile of ``x_a . x_b`` over ``n_threshold_pairs`` random pairs of different
   identities (the only random choice, seeded by ``random_state``);
-- anchor ``a_i = log(norm_i / median norm)`` (0 when norms are not given); reference weights ``w_i = 1``, or the
-  seed ``w_i = (rank percentile of a_i) ** weight_power`` when ``weight_power > 0``;
-- one round (``n_iterations`` rounds when ``weight_power > 0``), with burst-shared weights ``v_j = w_j / |b(j)|``:
-
-  - evidence ``e_i = sum_{j in y, b(j) != b(i)} v_j sigmoid((x_i . x_j - t) / width)`` and its weight
-    ``W_i = sum_{j in y, b(j) != b(i)} v_j``;
-  - prior ``p0_i = c0 + c1 a_i``, the ``W``-weighted least-squares fit of ``e_i / W_i`` on ``a_i`` over the
-    samples with ``W_i > 0`` (``c1 = 0`` without norms);
-  - positive ``p_i = (e_i + k p0_i) / (W_i + k)`` with ``k = prior_strength``: little trustworthy evidence means
-    a pull towards what the sample's norm predicts, not a rating by its own burst;
-  - quality ``q_i = p_i + norm_weight * a_i``; new weights ``w_i = (rank percentile of q_i) ** weight_power``;
-
+- anchor ``a_i = log(norm_i / median norm)`` (0 when norms are not given);
+- evidence ``e_i = sum_B max_{j in B} sigmoid((x_i . x_j - t) / width)`` over the bursts ``B`` of ``y(i)`` other
+  than ``b(i)``, and ``W_i`` the number of those bursts (the match rate is ``e_i / W_i``);
+- prior ``p0_i = c0 + c1 a_i``, the ``W``-weighted least-squares fit of ``e_i / W_i`` on ``a_i`` over the labelled
+  samples with ``W_i > 0``, clipped to [0, 1] (``c1 = 0`` without norms);
+- positive ``p_i = (e_i + k p0_i) / (W_i + k)`` with ``k = prior_strength``: little outside evidence means a pull
+  towards what the sample's norm predicts, not a rating by its own burst;
+- quality ``q_i = p_i + norm_weight * a_i``;
 - the label is ``q`` min-max normalised to [0, 100] over the labelled samples.
 
 Complexity (``N`` samples, ``C`` identities of sizes ``n_y``, dimension ``d``, ``P = n_threshold_pairs``,
-``T`` rounds): ``O(sum_y n_y^2 d)`` for the clustering and again per round (one small Gram matrix per identity,
-recomputed rather than stored), plus ``O(P d)`` for the threshold: ``O(T N m d + P d)`` with ``m`` the mean class
-size, the same class as SDD-FIQA's ``O(N (m + n) K d)``. Memory is ``O(N)`` plus one block of vectors and the
-largest identity's ``n_y^2`` Gram matrix; the vectors are read in blocks (memory-mapped input works). Measured:
+``m`` the mean class size): ``O(sum_y n_y^2 d)`` for the clustering and again for the evidence (one small Gram
+matrix per identity, recomputed rather than stored), plus ``O(P d)`` for the threshold: ``O(N m d + P d)``, the
+same class as SDD-FIQA's ``O(N (m + n) K d)``. Memory is ``O(N)`` plus one block of vectors and the largest
+identity's ``n_y^2`` Gram matrix; the vectors are read in blocks (memory-mapped input works). Measured:
 ``benchmarks/bench_new_labeller.py``.
 """
 from __future__ import annotations
@@ -59,7 +58,6 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
-from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -75,6 +73,8 @@ _BLOCK_ROWS = 65536
 @register_labeler
 class ReferenceConsensusLabeler(Labeler):
     """Smoothed match rate against references outside a sample's burst, at the data's own operating threshold.
+
+    Defaults were chosen on the tune half of LFW-dev identities (``benchmarks/study_new_labeller.py``).
 
     Parameters
     ----------
@@ -92,13 +92,7 @@ class ReferenceConsensusLabeler(Labeler):
         Weight of the absolute anchor ``log(norm / median norm)`` added to the positive evidence; 0 ignores it
         (the norms still set the prior when given).
     prior_strength : float > 0, default=0.5
-        Pseudo-weight of the prior ``p0`` (one outside burst has weight 1 when ``weight_power = 0``).
-    weight_power : float >= 0, default=0.0
-        References are weighted by ``percentile(q) ** weight_power`` and the weights iterated to a fixed point;
-        0 weights every reference equally (one round). Chosen on held-apart LFW-dev identities
-        (``docs/new-labeller.md``).
-    n_iterations : int >= 1, default=5
-        Rounds of the weight fixed point when ``weight_power > 0``.
+        Pseudo-count of the prior ``p0``, in outside bursts.
     n_threshold_pairs : int >= 1000, default=200_000
         Random impostor pairs drawn to estimate ``t``.
     random_state : int or None, default=0
@@ -113,9 +107,6 @@ class ReferenceConsensusLabeler(Labeler):
         ``threshold`` and the prior's coefficients.
     threshold_ : float
         The operating threshold ``t``.
-    history_ : ndarray of shape (rounds,)
-        Mean absolute change of the weights at each round (convergence check; one entry of 0 when
-        ``weight_power = 0``).
     """
 
     name = "reference-consensus"
@@ -352,11 +343,6 @@ def _fit_prior(evidence: np.ndarray, outside: np.ndarray, anchor: np.ndarray, la
         design = np.column_stack([np.ones(int(has.sum())), anchor[has]]) * np.sqrt(weight)[:, None]
         intercept, slope = (float(c) for c in np.linalg.lstsq(design, rate * np.sqrt(weight), rcond=None)[0])
     return np.clip(intercept + slope * anchor, 0.0, 1.0), (intercept, slope)
-
-
-def _percentile(values: np.ndarray) -> np.ndarray:
-    """Rank percentile in (0, 1], ties averaged."""
-    return rankdata(values) / len(values)
 
 
 def _minmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
