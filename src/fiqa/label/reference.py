@@ -30,7 +30,7 @@ the samples that have evidence) and adds a small tie-break. Without norms the pr
 
 Algorithm, for usable samples ``x_i`` (unit vectors) of identity ``y(i)`` in burst ``b(i)``:
 
-- ``t`` = the ``1 - fmr`` quantile of ``x_a . x_b`` over ``n_threshold_pairs`` random pairs of different
+- ``t`` = the threshold at ``fmr`` (the evaluation's rule) of ``x_a . x_b`` over ``n_threshold_pairs`` random pairs of different
   identities (the only random choice, seeded by ``random_state``);
 - anchor ``a_i = log(norm_i / median norm)`` (0 when norms are not given);
 - evidence ``e_i = sum_B max_{j in B} sigmoid((x_i . x_j - t) / width)`` over the bursts ``B`` of ``y(i)`` other
@@ -62,6 +62,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ..errors import InvalidParameterError, NoUsableSamplesError
+from ..evaluate.edc import threshold_at_fmr
 from .base import LabelInput, Labeler, LabelResult, register_labeler
 
 logger = logging.getLogger(__name__)
@@ -297,7 +298,8 @@ def match_evidence(vectors: np.ndarray, codes: np.ndarray, burst: np.ndarray, th
 
 def impostor_threshold(vectors: np.ndarray, codes: np.ndarray, fmr: float, n_pairs: int,
                        rng: np.random.Generator) -> float:
-    """The ``1 - fmr`` quantile of the similarity of ``n_pairs`` uniformly random pairs of different identities.
+    """The threshold at ``fmr`` (:func:`fiqa.evaluate.edc.threshold_at_fmr`, the evaluation's own rule) of the
+    similarities of ``n_pairs`` uniformly random pairs of different identities.
 
     Pairs are drawn with replacement (rows uniform, same-identity draws rejected), so a data set with fewer
     distinct impostor pairs than ``n_pairs`` is still sampled uniformly. Raises :class:`NoUsableSamplesError`
@@ -323,7 +325,7 @@ def impostor_threshold(vectors: np.ndarray, codes: np.ndarray, fmr: float, n_pai
         a = np.asarray(vectors[first[start:stop]], np.float32)
         b = np.asarray(vectors[second[start:stop]], np.float32)
         similarity[start:stop] = np.einsum("ij,ij->i", a, b)
-    return float(np.quantile(similarity, 1.0 - fmr))
+    return threshold_at_fmr(similarity, fmr)
 
 
 def _fit_prior(evidence: np.ndarray, outside: np.ndarray, anchor: np.ndarray, labelled: np.ndarray,
