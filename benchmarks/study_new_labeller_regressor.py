@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +49,6 @@ def score_test_half(store, rows: np.ndarray, model_path: Path, name: str, label_
                          {"method": name, "model": str(model_path), **provenance(label_method=label_method)})
     save_quality(table, path)
     return table
-
-
-def renamed(table: QualityTable, name: str) -> QualityTable:
-    return QualityTable(table.sample_id, table.score, table.status, table.reason, table.columns,
-                        {**table.meta, "method": name})
 
 
 def spearman_with(labels: QualityTable, scores: QualityTable) -> float:
@@ -94,14 +90,15 @@ def main() -> None:
             name = f"model:{method}@{seed}"
             demo_scores = args.demo / "scores" / f"{method}.test.parquet"
             if method != NEW and seed == 0 and demo_scores.exists():
-                scores = renamed(load_quality(demo_scores), name)  # the demo trained it with seed 0
+                demo_table = load_quality(demo_scores)  # the demo trained it with seed 0
+                scores = replace(demo_table, meta={**demo_table.meta, "method": name})
             else:
                 trained = train_regressor(store, train_labels, args.out / "models" / method / f"seed{seed}",
                                           config=TrainConfig(epochs=args.epochs, seed=seed),
                                           feature_cache_dir=args.demo / "features")
                 scores = score_test_half(store, test_rows, trained.model_path, name, method,
                                          args.out / "scores" / f"{method}.seed{seed}.test.parquet")
-            tables.append(renamed(scores, name))
+            tables.append(scores)
             spearman[method, seed] = spearman_with(test_labels, scores)
 
     comparisons = sample_comparisons(store, n_nonmated=1_000_000, seed=0,
