@@ -6,7 +6,7 @@ import pytest
 
 from fiqa.errors import InvalidParameterError, NoUsableSamplesError
 from fiqa.label import create_labeler, list_labelers
-from fiqa.label.reference import cluster_identities, match_evidence
+from fiqa.label.reference import cluster_identities, join_captures, match_evidence
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -183,3 +183,36 @@ def test_bad_parameters_are_named(name, value):
     vectors, ids, norms, _ = _scenario()
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of ReferenceConsensusLabeler"):
         create_labeler("reference-consensus", **{name: value}).fit(vectors, ids, norms=norms)
+
+
+def test_join_captures_merges_clusters_that_share_a_capture():
+    # rows 1 and 2 share capture 11 (clusters 0 and 1 merge), rows 3 and 4 share 12 (clusters 2 and 3 merge)
+    merged = join_captures(np.array([0, 0, 1, 2, 3, 4]), np.array([10, 11, 11, 12, 12, 13]))
+    assert merged.tolist() == [0, 0, 0, 1, 1, 2]
+    assert join_captures(np.array([0, 1, 2]), np.array([5, 6, 7])).tolist() == [0, 1, 2]
+
+
+def test_a_photos_own_copies_are_never_its_evidence():
+    # identity "a": a photo, a dissimilar degraded copy of it (cosine 0.5, below the burst threshold), and a
+    # second photo; identity "b" and "c" only serve the impostor threshold
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3, 64))
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    other = rng.normal(size=(40, 64))
+    photo = base[0]
+    copy = 0.5 * photo + np.sqrt(1 - 0.25) * base[1]
+    second = 0.7 * photo + np.sqrt(1 - 0.49) * base[2]
+    vectors = np.vstack([photo, copy, second, other]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    identities = np.array(["a", "a", "a"] + ["b"] * 20 + ["c"] * 20)
+    captures = np.arange(len(vectors))
+    captures[1] = 0  # the copy belongs to the photo's capture
+    plain = create_labeler("reference-consensus", random_state=0).fit(vectors, identities).labels_
+    joined = create_labeler("reference-consensus", random_state=0).fit(vectors, identities,
+                                                                      captures=captures).labels_
+    assert plain.columns["burst"][0] != plain.columns["burst"][1]
+    assert joined.columns["burst"][0] == joined.columns["burst"][1] != joined.columns["burst"][2]
+    # with captures the photo's only outside reference is the second photo
+    assert joined.columns["n_references"][0] == 1 and plain.columns["n_references"][0] == 2
+    with pytest.raises(InvalidParameterError, match="captures"):
+        create_labeler("reference-consensus").fit(vectors, identities, captures=np.zeros(3, np.int64))

@@ -100,6 +100,10 @@ class LabelInput:
         are still valid samples of other identities.
     norms : ndarray of shape (n,), float32, or None
         Raw embedding norms of the usable rows, when the caller gave them.
+    captures : ndarray of shape (n,), int64, or None
+        Capture group of each usable row, when the caller gave them: rows that share a value are one capture
+        (e.g. a photo and its augmented copies, ``fiqa.augment``); methods that reason about near-duplicates
+        treat a capture as one burst.
     """
 
     vectors: np.ndarray
@@ -107,6 +111,7 @@ class LabelInput:
     names: np.ndarray
     labelled: np.ndarray
     norms: np.ndarray | None = None
+    captures: np.ndarray | None = None
 
     @property
     def n_identities(self) -> int:
@@ -209,7 +214,7 @@ class Labeler(ABC):
 
     # ---- fitting ----------------------------------------------------------------------------------------------------
     def fit(self, vectors: np.ndarray, identities: np.ndarray, *, sample_id: np.ndarray | None = None,
-            norms: np.ndarray | None = None) -> "Labeler":
+            norms: np.ndarray | None = None, captures: np.ndarray | None = None) -> "Labeler":
         """Compute pseudo quality labels.
 
         Parameters
@@ -224,6 +229,10 @@ class Labeler(ABC):
         norms : ndarray of shape (N,), float, optional
             Raw embedding norms before normalisation (needed by methods with ``requires_norms``); a non-finite
             or non-positive norm makes the row ``Status.INVALID_VECTOR``.
+        captures : ndarray of shape (N,), int, optional
+            Capture group per row: rows sharing a value are one capture (a photo and its augmented copies share
+            their parent's ``sample_id``). ``reference-consensus`` keeps a capture inside one burst, so that a
+            photo's own copies are never its evidence; methods without bursts ignore it.
 
         Returns
         -------
@@ -233,6 +242,11 @@ class Labeler(ABC):
         self._validate_params()
         vectors, identities, sample_id, norms = self._validate_inputs(vectors, identities, sample_id, norms)
         n_rows = len(identities)
+        if captures is not None:
+            captures = np.asarray(captures)
+            if captures.shape != (n_rows,) or captures.dtype.kind not in "iu":
+                raise InvalidParameterError(owner, "captures", f"an int array of shape ({n_rows},)",
+                                            f"an array of shape {captures.shape} and dtype {captures.dtype}")
 
         status = np.full(n_rows, Status.OK.value, dtype=object)
         reason = np.full(n_rows, "", dtype=object)
@@ -257,7 +271,8 @@ class Labeler(ABC):
 
         clean_vectors = vectors if len(usable_index) == n_rows else np.ascontiguousarray(vectors[usable_index])
         data = LabelInput(clean_vectors, codes, names, labelled,
-                          None if norms is None else norms[usable_index].astype(np.float32))
+                          None if norms is None else norms[usable_index].astype(np.float32),
+                          None if captures is None else captures[usable_index].astype(np.int64))
         logger.info("%s: labelling %d of %d rows (%d identities)", owner, int(labelled.sum()), n_rows, len(names))
         result = self._label(data, rng)
         self.labels_ = self._assemble(result, data, usable_index, identities, sample_id, status, reason, seed)

@@ -146,6 +146,8 @@ class ReferenceConsensusLabeler(Labeler):
         n_rows = len(codes)
         levels = (float(self.burst_threshold), *map(float, self.cluster_thresholds))
         clusters = cluster_identities(vectors, codes, levels)
+        if data.captures is not None:  # a photo and its augmented copies are one capture: one burst
+            clusters = [join_captures(ids, data.captures) for ids in clusters]
         burst = clusters[0]
         burst_size = np.bincount(burst)[burst]
         n_references = np.bincount(codes, minlength=data.n_identities)[codes] - burst_size
@@ -262,6 +264,38 @@ def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple
             out[level][rows] = next_id[level] + rank[labels.reshape(-1)]
             next_id[level] += n_components
     return out
+
+
+def join_captures(clusters: np.ndarray, captures: np.ndarray) -> np.ndarray:
+    """Merge clusters that share a capture: the connected components of "same cluster or same capture".
+
+    Parameters
+    ----------
+    clusters : ndarray of shape (n,), int64
+        Cluster ids (e.g. one level of :func:`cluster_identities`).
+    captures : ndarray of shape (n,), int64
+        Capture group ids; a capture must not span identities (a copy keeps its parent's identity).
+
+    Returns
+    -------
+    ndarray of shape (n,), int64
+        Ids ``0 .. k-1``, numbered by the smallest input cluster id of each merged cluster (so ids still grow with
+        the identity code when the input's do). Nesting across levels is kept when every level is merged.
+    """
+    n = len(clusters)
+    _, capture_index = np.unique(captures, return_inverse=True)
+    n_clusters = int(clusters.max()) + 1 if n else 0
+    # bipartite graph: cluster nodes 0..n_clusters-1, capture nodes after them; each row joins its two nodes
+    graph = sparse.coo_matrix((np.ones(n, np.int8), (clusters, n_clusters + capture_index.reshape(-1))),
+                              shape=(n_clusters + int(capture_index.max(initial=-1)) + 1,) * 2).tocsr()
+    _, component = connected_components(graph, directed=False)
+    merged = component[clusters]
+    smallest = np.full(int(merged.max(initial=-1)) + 1, np.iinfo(np.int64).max)
+    np.minimum.at(smallest, merged, clusters)
+    present = np.flatnonzero(smallest < np.iinfo(np.int64).max)
+    rank = np.empty(len(smallest), np.int64)
+    rank[present[np.argsort(smallest[present], kind="stable")]] = np.arange(len(present))
+    return rank[merged]
 
 
 def match_evidence(vectors: np.ndarray, codes: np.ndarray, burst: np.ndarray, threshold: float, width: float, *,
