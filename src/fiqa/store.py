@@ -8,6 +8,10 @@ Layout (``STORE_FORMAT`` 1)::
     <store>/norms.npy           (N,) float32, the raw embedding norm; NaN where status != "ok"
     <store>/landmarks.npy       (N, 5, 2) float32, five landmarks in source-image pixels; NaN where none
 
+Stores written by :func:`fiqa.augment.augment_store` have two more columns in ``samples.parquet``: ``parent_id``
+(int64, the ``sample_id`` a derived row was made from, -1 for original rows) and ``recipe`` (the JSON
+:class:`fiqa.augment.Recipe` applied to the parent's image, ``""`` for original rows).
+
 While extraction runs, finished chunks accumulate in ``<store>.partial/`` (see :class:`PartialStore`); the store
 folder itself appears only when complete, by an atomic rename.
 """
@@ -35,6 +39,7 @@ STORE_FORMAT = 1
 CROP_SIZE = 112
 _ARRAYS = ("vectors.npy", "norms.npy", "landmarks.npy")
 _TABLE_COLUMNS = ("sample_id", "location", "identity", "status", "reason", "n_faces", "detection_score")
+_DERIVED_COLUMNS = ("parent_id", "recipe")
 
 
 def partial_path(path: str | os.PathLike) -> Path:
@@ -61,8 +66,10 @@ def open_store(path: str | os.PathLike) -> EmbeddingStore:
     root = Path(os.path.abspath(os.fspath(path)))
     if not root.is_dir():
         if partial_path(root).is_dir():
+            plan_file = partial_path(root) / "plan.json"
+            stage = read_json(plan_file).get("stage", "embed") if plan_file.is_file() else "embed"
             raise StoreError(f"{root}: extraction was interrupted before the store was complete; run the same "
-                             f"'fiqa embed' command again to resume it")
+                             f"'fiqa {stage}' command again to resume it")
         raise StoreError(f"{root}: embedding store does not exist")
     missing = [name for name in ("meta.json", "samples.parquet", *_ARRAYS) if not (root / name).is_file()]
     if missing:
@@ -72,6 +79,9 @@ def open_store(path: str | os.PathLike) -> EmbeddingStore:
         raise StoreError(f"{root}: unsupported store format {meta.get('store_format')!r} (expected {STORE_FORMAT})")
     columns, _ = read_table(root / "samples.parquet")
     absent = [c for c in _TABLE_COLUMNS if c not in columns]
+    derived_present = [c for c in _DERIVED_COLUMNS if c in columns]
+    if derived_present and len(derived_present) != len(_DERIVED_COLUMNS):
+        absent += [c for c in _DERIVED_COLUMNS if c not in columns]
     if absent:
         raise StoreError(f"{root / 'samples.parquet'}: missing column(s) {', '.join(absent)}")
     try:
@@ -89,9 +99,12 @@ def open_store(path: str | os.PathLike) -> EmbeddingStore:
                              f"{array.shape}")
     samples = SampleTable(columns["sample_id"].astype(np.int64), columns["location"], columns["identity"],
                           str(meta.get("source", {}).get("kind", "")))
+    parent_id = columns["parent_id"].astype(np.int64) if derived_present else None
+    recipe = columns["recipe"] if derived_present else None
     return EmbeddingStore(root=root, samples=samples, status=columns["status"], reason=columns["reason"],
                           vectors=vectors, norms=norms, landmarks=landmarks,
-                          n_faces=columns["n_faces"].astype(np.int32), meta=meta)
+                          n_faces=columns["n_faces"].astype(np.int32), meta=meta, parent_id=parent_id,
+                          recipe=recipe)
 
 
 def resize_aligned(image: np.ndarray) -> np.ndarray:
@@ -116,7 +129,9 @@ def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray) -> np
     -------
     ndarray of shape (k, 112, 112, 3), uint8
         BGR crops: the source image warped with the stored landmarks onto the ArcFace template, or for
-        pre-aligned stores the image resized to 112x112.
+        pre-aligned stores the image resized to 112x112. Rows derived by ``fiqa.augment`` (a non-empty
+        ``recipe``) are re-created from their parent's image by :func:`fiqa.augment.apply_recipe`, so they give
+        the degraded crop that was embedded.
     """
     from .detect import warp_to_template
 
@@ -136,10 +151,17 @@ def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray) -> np
             statuses = [str(store.status[i]) for i in no_landmarks[:5]]
             raise InvalidParameterError("load_crops", "indices", "rows that have landmarks (a detected face)",
                                         f"rows {no_landmarks[:5].tolist()} with status {statuses}")
+    recipes = store.recipe
+    if recipes is not None:
+        from .augment import Recipe, apply_recipe
     crops = np.empty((len(indices), CROP_SIZE, CROP_SIZE, 3), np.uint8)
     for out, index in enumerate(indices):
         image = read_image(store.samples.location[index], **limits)
-        crops[out] = resize_aligned(image) if aligned else warp_to_template(image, store.landmarks[index])
+        if recipes is not None and recipes[index]:
+            landmarks = None if aligned else store.landmarks[index]
+            crops[out] = apply_recipe(image, landmarks, Recipe.from_json(str(recipes[index])))
+        else:
+            crops[out] = resize_aligned(image) if aligned else warp_to_template(image, store.landmarks[index])
     return crops
 
 
@@ -248,9 +270,7 @@ class PartialStore:
         for number in range(n_chunks):
             chunk = self.read_chunk(number)
             span = slice(chunk.start, chunk.stop)
-            chunk_norms = np.linalg.norm(chunk.raw.astype(np.float64), axis=1)
-            norms[span] = chunk_norms
-            vectors[span] = chunk.raw / chunk_norms[:, None]
+            vectors[span], norms[span] = normalise_rows(chunk.raw)
             landmarks[span] = chunk.landmarks
             status[span], reason[span] = chunk.status, chunk.reason
             n_faces[span], detection_score[span] = chunk.n_faces, chunk.detection_score
@@ -262,9 +282,30 @@ class PartialStore:
                      "status": status, "reason": reason, "n_faces": n_faces, "detection_score": detection_score},
                     {"store_format": STORE_FORMAT, "description": "samples of an embedding store; see meta.json"})
         write_json(build / "meta.json", meta)
+        return self.install(build)
+
+    def install(self, build: Path) -> EmbeddingStore:
+        """Move the complete store folder ``build`` to the output path atomically, remove the partial folder."""
         _replace_dir(build, self.out)
         shutil.rmtree(self.root)
         return open_store(self.out)
+
+
+def normalise_rows(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalise raw embeddings as every store does.
+
+    Parameters
+    ----------
+    raw : ndarray of shape (n, d), float32
+        NaN rows stay NaN.
+
+    Returns
+    -------
+    vectors : ndarray of shape (n, d), float32
+    norms : ndarray of shape (n,), float32
+    """
+    norms = np.linalg.norm(raw.astype(np.float64), axis=1)
+    return (raw / norms[:, None]).astype(np.float32), norms.astype(np.float32)
 
 
 def read_jsonable(data: Mapping[str, Any]) -> Any:

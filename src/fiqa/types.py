@@ -92,6 +92,12 @@ class EmbeddingStore:
         Faces the detector found; ``-1`` when detection was skipped (pre-aligned input).
     meta : mapping
         Backend, model file hash, preprocessing spec, alignment policy, versions, counts per status.
+    parent_id : ndarray of shape (N,), int64, or None
+        Stores written by ``fiqa.augment``: the ``sample_id`` of the sample a row was derived from, ``-1`` for
+        original rows. None for stores without derived rows' columns.
+    recipe : ndarray of shape (N,), object (str), or None
+        Stores written by ``fiqa.augment``: the JSON ``fiqa.augment.Recipe`` that turns the parent's image into
+        the row's crop, ``""`` for original rows. None for stores without derived rows' columns.
     """
 
     root: Path
@@ -103,9 +109,18 @@ class EmbeddingStore:
     landmarks: np.ndarray
     n_faces: np.ndarray
     meta: Mapping[str, Any] = field(default_factory=dict)
+    parent_id: np.ndarray | None = None
+    recipe: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def derived(self) -> np.ndarray:
+        """Boolean mask of shape (N,): rows made by ``fiqa.augment`` from a parent row (all False otherwise)."""
+        if self.parent_id is None:
+            return np.zeros(len(self.samples), bool)
+        return np.asarray(self.parent_id) >= 0
 
     @property
     def ok(self) -> np.ndarray:
