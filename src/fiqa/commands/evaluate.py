@@ -69,11 +69,14 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
 @click.option("--legacy-erc/--no-legacy-erc", default=True, show_default=True,
               help="Also write the legacy ERC (threshold recomputed per discard level), kept apart from the EDC.")
 @click.option("--gallery-size", type=int, default=8, show_default=True, help="Faces per gallery strip.")
+@click.option("--n-bootstrap", type=int, default=1000, show_default=True,
+              help="Identity resamples for the 95% intervals of the FNMR pAUCs (threshold fixed; seeded by --seed); "
+                   "0 disables them.")
 def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, start_fnmr: float | None,
             discard_limit: float, pairs_path: str | None, max_mated: int, max_mated_per_identity: int | None,
             n_nonmated: int, seed: int,
             identities_from: str | None, exclude_identities: str | None, missing: str, legacy_erc: bool,
-            gallery_size: int) -> None:
+            gallery_size: int, n_bootstrap: int) -> None:
     """Error-versus-Discard (EDC) evaluation of quality tables on the comparisons of STORE."""
     from ..evaluate.pairs import read_pairs, sample_comparisons
     from ..evaluate.report import write_report
@@ -95,15 +98,17 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
         comparisons = sample_comparisons(opened, max_mated=max_mated, n_nonmated=n_nonmated, seed=seed,
                                          sample_mask=mask, max_mated_per_identity=max_mated_per_identity)
     evaluation = evaluate_quality(comparisons, tables, fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit,
-                                  missing=missing, seed=seed, legacy_erc=legacy_erc, identity_filter=identity_filter)
+                                  missing=missing, seed=seed, legacy_erc=legacy_erc, identity_filter=identity_filter,
+                                  n_bootstrap=n_bootstrap, identities=opened.samples)
     page = write_report(evaluation, out_dir, store=opened, gallery_size=gallery_size)
     rows = evaluation.edc.table()
     width = max(len(row["method"]) for row in rows)
     click.echo(f"EDC at a threshold of {evaluation.edc.threshold:.4f} ({evaluation.edc.n_mated:,} mated, "
                f"{evaluation.edc.n_nonmated:,} non-mated comparisons); FNMR pAUC up to {discard_limit:g}, "
-               f"lower is better:")
+               f"lower is better{' (95% bootstrap intervals over identities)' if n_bootstrap else ''}:")
     for row in rows:
-        click.echo(f"  {row['method']:<{width}}  pAUC {row['fnmr_pauc']:<10.3g} minus best "
+        interval = f"[{row['pauc_ci_low']:.3g}, {row['pauc_ci_high']:.3g}]" if n_bootstrap else ""
+        click.echo(f"  {row['method']:<{width}}  pAUC {row['fnmr_pauc']:<10.3g}{interval:<20} minus best "
                    f"{row['fnmr_pauc_minus_best']:<10.3g} FNMR after {discard_limit:g} discarded "
                    f"{row['fnmr_at_limit']:.3g}")
     click.echo(f"report: {page}")

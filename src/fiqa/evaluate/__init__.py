@@ -3,14 +3,19 @@
 Higher quality is better everywhere; lower pAUC is better. The usual path::
 
     comparisons = sample_comparisons(store, seed=0)               # or read_pairs("pairs.txt", store)
-    evaluation = evaluate_quality(comparisons, [labels, scores])  # EDC (+ legacy ERC apart), random floor added
+    evaluation = evaluate_quality(comparisons, [labels, scores])  # EDC (+ legacy ERC apart), random floor added,
+                                                                  # 95 % bootstrap intervals over identities
     write_report(evaluation, "report/", store=store)              # report.html, edc.csv/json, PNG plots
+    paired_pauc_difference(evaluation.edc, "model", "random")     # (difference, low, high): does it beat random?
+    group_breakdown(evaluation, {sample_id: "female", ...})       # pAUC, starting FNMR, reject rate per group
 
 ``compute_edc`` is the numpy core for arrays of similarities and pair qualities.
 """
+from .bootstrap import PAUCBootstrap, bootstrap_pauc, identity_clusters, paired_pauc_difference, weighted_edc_curve
 from .edc import (EDCCurve, EDCResult, compute_edc, edc_curve, pair_quality, pauc, theoretical_best,
                   theoretical_best_pauc, threshold_at_fmr, threshold_at_fnmr)
 from .erc import LegacyERCResult, compute_legacy_erc
+from .groups import GroupBreakdown, group_breakdown
 from .pairs import Comparisons, read_pairs, sample_comparisons
 from .report import write_report
 from .run import Evaluation, evaluate_quality
@@ -19,6 +24,8 @@ from .split import IdentitySplit, load_split, read_identity_list, save_split, sp
 __all__ = [
     "EDCCurve", "EDCResult", "compute_edc", "edc_curve", "pair_quality", "pauc", "theoretical_best",
     "theoretical_best_pauc", "threshold_at_fmr", "threshold_at_fnmr",
+    "PAUCBootstrap", "bootstrap_pauc", "identity_clusters", "paired_pauc_difference", "weighted_edc_curve",
+    "GroupBreakdown", "group_breakdown",
     "LegacyERCResult", "compute_legacy_erc",
     "Comparisons", "read_pairs", "sample_comparisons",
     "Evaluation", "evaluate_quality", "write_report",

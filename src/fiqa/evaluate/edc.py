@@ -22,6 +22,9 @@ Missing qualities (NaN) rank below every real quality: such comparisons are disc
 tie group. A caller that prefers to leave them out filters them before (see :func:`compute_edc`, ``missing``).
 Each curve records how many comparisons had a missing pair quality.
 
+Uncertainty: with identity clusters, :func:`compute_edc` adds bootstrap 95 % intervals of the FNMR pAUCs,
+resampling identities at the fixed threshold (:mod:`fiqa.evaluate.bootstrap`).
+
 This module is the fast core (1,000,000 comparisons x 5 quality columns in well under a second per column): no
 Python loop runs over comparisons.
 """
@@ -30,11 +33,14 @@ from __future__ import annotations
 import logging
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import numpy as np
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, check_int
+
+if TYPE_CHECKING:
+    from .bootstrap import PAUCBootstrap
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +296,11 @@ def theoretical_best_pauc(curve: EDCCurve, discard_limit: float = 0.2) -> float:
     """
     limit = _check_fraction("theoretical_best_pauc", "discard_limit", discard_limit, low_open=True,
                             high_open=False)
-    n, n_errors = curve.n_comparisons, int(curve.error_counts[0])
+    return _theoretical_best_area(curve.n_comparisons, int(curve.error_counts[0]), limit)
+
+
+def _theoretical_best_area(n: int, n_errors: int, limit: float) -> float:
+    """:func:`theoretical_best_pauc` of ``n`` comparisons with ``n_errors`` errors, without checks."""
     steps = np.arange(min(n_errors, int(np.ceil(limit * n))), dtype=np.float64)
     if len(steps) == 0:
         return 0.0
@@ -315,7 +325,10 @@ class EDCResult:
     n_excluded_mated, n_excluded_nonmated : int
         Comparisons left out because some method lacked a quality (``missing="exclude"`` only).
     params : dict
-        ``fmr``, ``start_fnmr_target``, ``discard_limit``, ``missing``.
+        ``fmr``, ``start_fnmr_target``, ``discard_limit``, ``missing``, ``n_bootstrap``, ``seed``.
+    bootstrap : PAUCBootstrap or None
+        FNMR pAUCs on identity resamples at the fixed threshold (:func:`~fiqa.evaluate.bootstrap.bootstrap_pauc`);
+        None when ``n_bootstrap`` was 0.
     """
 
     fnmr_curves: dict[str, EDCCurve]
@@ -328,6 +341,7 @@ class EDCResult:
     n_excluded_mated: int
     n_excluded_nonmated: int
     params: dict[str, Any] = field(default_factory=dict)
+    bootstrap: PAUCBootstrap | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -335,17 +349,28 @@ class EDCResult:
 
     def table(self) -> list[dict[str, Any]]:
         """One row per method, sorted by FNMR pAUC (best first): pAUC with and without the theoretical best
-        subtracted, FNMR at the discard limit, FMR-EDC pAUC, and the count of pairs lacking a quality."""
+        subtracted, FNMR at the discard limit, FMR-EDC pAUC, and the count of pairs lacking a quality.
+
+        The FNMR pAUC has a bootstrap 95 % interval over identities, ``pauc_ci_low`` / ``pauc_ci_high``, and so has
+        the pAUC minus the theoretical best (``pauc_minus_best_ci_low`` / ``pauc_minus_best_ci_high``); NaN
+        without a bootstrap. The FMR pAUC has none (only mated comparisons are resampled).
+        """
         limit = float(self.params["discard_limit"])
         rows = []
         for method, fnmr_curve in self.fnmr_curves.items():
             fmr_curve = self.fmr_curves[method]
             fnmr_pauc = pauc(fnmr_curve, limit)
             fmr_pauc = pauc(fmr_curve, limit)
+            intervals = ((np.nan, np.nan), (np.nan, np.nan)) if self.bootstrap is None else (
+                self.bootstrap.interval(method), self.bootstrap.interval(method, minus_best=True))
             rows.append({
                 "method": method,
                 "fnmr_pauc": fnmr_pauc,
+                "pauc_ci_low": intervals[0][0],
+                "pauc_ci_high": intervals[0][1],
                 "fnmr_pauc_minus_best": fnmr_pauc - theoretical_best_pauc(fnmr_curve, limit),
+                "pauc_minus_best_ci_low": intervals[1][0],
+                "pauc_minus_best_ci_high": intervals[1][1],
                 "fnmr_at_limit": float(fnmr_curve.error_at(min(limit, np.nextafter(1.0, 0.0)))),
                 "fmr_pauc": fmr_pauc,
                 "fmr_pauc_minus_best": fmr_pauc - theoretical_best_pauc(fmr_curve, limit),
@@ -358,7 +383,8 @@ class EDCResult:
 def compute_edc(mated_similarities: SimilarityScores, mated_qualities: Mapping[str, QualityScores],
                 nonmated_similarities: SimilarityScores, nonmated_qualities: Mapping[str, QualityScores], *,
                 fmr: float = 1e-3, start_fnmr: float | None = None, discard_limit: float = 0.2,
-                missing: MissingPolicy = "lowest") -> EDCResult:
+                missing: MissingPolicy = "lowest", mated_clusters: np.ndarray | None = None, n_bootstrap: int = 0,
+                seed: int = 0) -> EDCResult:
     """FNMR- and FMR-EDCs of any number of quality columns with one threshold fixed on all comparisons.
 
     Parameters
@@ -380,6 +406,14 @@ def compute_edc(mated_similarities: SimilarityScores, mated_qualities: Mapping[s
         first, together. ``"exclude"``: comparisons where *any* method lacks a quality are removed for *all*
         methods (so every method is judged on the same comparisons) before the threshold is fixed; the counts are
         reported in the result.
+    mated_clusters : ndarray of shape (n,), int, optional
+        Identity cluster of each mated comparison (:func:`~fiqa.evaluate.bootstrap.identity_clusters`); needed when
+        ``n_bootstrap > 0``.
+    n_bootstrap : int >= 0
+        Identity resamples for the intervals of the FNMR pAUCs (``result.bootstrap``); 0 computes none. The
+        threshold stays the one fixed here on the full set.
+    seed : int
+        Seed of the resampling (``numpy.random.default_rng``).
 
     Returns
     -------
@@ -392,7 +426,17 @@ def compute_edc(mated_similarities: SimilarityScores, mated_qualities: Mapping[s
     discard_limit = _check_fraction(owner, "discard_limit", discard_limit, low_open=True, high_open=False)
     if missing not in ("lowest", "exclude"):
         raise InvalidParameterError(owner, "missing", "'lowest' or 'exclude'", missing)
+    n_bootstrap = check_int(owner, "n_bootstrap", n_bootstrap, 0)
+    check_int(owner, "seed", seed)
     mated = _as_scores(owner, "mated_similarities", mated_similarities)
+    if mated_clusters is not None:
+        mated_clusters = np.asarray(mated_clusters)
+        if mated_clusters.shape != mated.shape or mated_clusters.dtype.kind not in "iu":
+            raise InvalidParameterError(owner, "mated_clusters", f"an int array of shape {mated.shape}",
+                                        f"{mated_clusters.dtype} array of shape {mated_clusters.shape}")
+    elif n_bootstrap > 0:
+        raise InvalidParameterError(owner, "mated_clusters", "identity clusters of the mated comparisons when "
+                                    "n_bootstrap > 0 (see fiqa.evaluate.bootstrap.identity_clusters)", None)
     nonmated = _as_scores(owner, "nonmated_similarities", nonmated_similarities)
     if not mated_qualities:
         raise InvalidParameterError(owner, "mated_qualities", "a non-empty mapping of method to qualities", {})
@@ -412,6 +456,8 @@ def compute_edc(mated_similarities: SimilarityScores, mated_qualities: Mapping[s
         keep_nonmated = ~np.any([np.isnan(q) for q in nonmated_q.values()], axis=0)
         n_excluded = [int((~keep_mated).sum()), int((~keep_nonmated).sum())]
         mated, nonmated = mated[keep_mated], nonmated[keep_nonmated]
+        if mated_clusters is not None:
+            mated_clusters = mated_clusters[keep_mated]
         mated_q = {k: v[keep_mated] for k, v in mated_q.items()}
         nonmated_q = {k: v[keep_nonmated] for k, v in nonmated_q.items()}
         if n_excluded[0] or n_excluded[1]:
@@ -423,9 +469,17 @@ def compute_edc(mated_similarities: SimilarityScores, mated_qualities: Mapping[s
     threshold = threshold_at_fnmr(mated, start_fnmr) if start_fnmr is not None else threshold_at_fmr(nonmated, fmr)
     fnmr_curves = {name: edc_curve(mated, q, threshold, "fnmr") for name, q in mated_q.items()}
     fmr_curves = {name: edc_curve(nonmated, q, threshold, "fmr") for name, q in nonmated_q.items()}
+    bootstrap = None
+    if n_bootstrap > 0:
+        from .bootstrap import bootstrap_pauc  # it builds on this module
+
+        bootstrap = bootstrap_pauc(mated, mated_q, threshold, mated_clusters, discard_limit=discard_limit,
+                                   n_bootstrap=n_bootstrap, seed=seed)
     return EDCResult(fnmr_curves=fnmr_curves, fmr_curves=fmr_curves, threshold=threshold,
                      start_fnmr=float(np.mean(mated < threshold)), start_fmr=float(np.mean(nonmated >= threshold)),
                      n_mated=len(mated), n_nonmated=len(nonmated), n_excluded_mated=n_excluded[0],
                      n_excluded_nonmated=n_excluded[1],
                      params={"fmr": None if start_fnmr is not None else fmr, "start_fnmr_target": start_fnmr,
-                             "discard_limit": discard_limit, "missing": missing})
+                             "discard_limit": discard_limit, "missing": missing, "n_bootstrap": n_bootstrap,
+                             "seed": int(seed)},
+                     bootstrap=bootstrap)

@@ -4,7 +4,8 @@ HTML page (plots and face thumbnails embedded as base64) that a person can read 
 Files written to the report folder::
 
     report.html         the page: summary, EDC table, EDC plots, galleries, legacy ERC (separate), parameters
-    edc.csv, edc.json   the EDC table (JSON adds counts, threshold and provenance)
+    edc.csv, edc.json   the EDC table, FNMR pAUCs with bootstrap 95 % intervals over identities (JSON adds counts,
+                        threshold, paired differences against the random floor and provenance)
     edc_fnmr.png        FNMR-EDC of every method, with the theoretical best
     edc_fmr.png         FMR-EDC
     legacy_erc.csv, legacy_erc.json, legacy_erc.png   only when the legacy ERC was computed
@@ -26,12 +27,14 @@ import numpy as np
 from ..errors import FIQAError, InvalidParameterError
 from ..io.table import write_json
 from ..types import EmbeddingStore
+from .bootstrap import paired_pauc_difference
 from .edc import EDCCurve, theoretical_best
 from .run import RANDOM_METHOD, Evaluation
 
 logger = logging.getLogger(__name__)
 
-EDC_COLUMNS = ("method", "fnmr_pauc", "fnmr_pauc_minus_best", "fnmr_at_limit", "fmr_pauc", "fmr_pauc_minus_best",
+EDC_COLUMNS = ("method", "fnmr_pauc", "pauc_ci_low", "pauc_ci_high", "fnmr_pauc_minus_best", "pauc_minus_best_ci_low",
+               "pauc_minus_best_ci_high", "fnmr_at_limit", "fmr_pauc", "fmr_pauc_minus_best",
                "n_mated_missing_quality", "n_nonmated_missing_quality")
 
 
@@ -186,7 +189,7 @@ dl.facts dd{margin:0}.note{color:#666;font-size:.9em}.legacy{background:#fff8ec;
 padding:.2em 1em 1em;margin-top:1.6em}.gallery h3{margin:.8em 0 .2em}.strip{display:flex;flex-wrap:wrap;gap:6px;
 align-items:flex-start}.strip h4{width:100%;margin:.4em 0 .1em;font-weight:500;color:#444}figure{margin:0;width:96px;
 text-align:center;font-size:.75em}figure img{width:96px;height:96px;border-radius:3px}figcaption span{color:#777;
-word-break:break-all}pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.8em}
+word-break:break-all}.ci{color:#555;white-space:nowrap}pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.8em}
 """
 
 
@@ -197,6 +200,13 @@ def _fmt(value: Any) -> str:
     if isinstance(value, (int, np.integer)):
         return f"{value:,}"
     return html.escape(str(value))
+
+
+def _with_interval(value: float, low: float, high: float) -> str:
+    """``value [low, high]``, or the value alone when no interval was computed."""
+    if np.isnan(low) or np.isnan(high):
+        return _fmt(value)
+    return f"{_fmt(value)} <span class=ci>[{_fmt(low)}, {_fmt(high)}]</span>"
 
 
 def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: EmbeddingStore | None = None,
@@ -235,8 +245,17 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
         "n_excluded_nonmated": edc.n_excluded_nonmated, "n_samples": int(len(evaluation.sample_id)),
         **edc.params,
     }
+    versus_random = {}
+    if edc.bootstrap is not None:
+        summary["n_identity_clusters"] = edc.bootstrap.n_clusters
+        for row in rows:
+            if row["method"] != RANDOM_METHOD:
+                difference, low, high = paired_pauc_difference(edc.bootstrap, row["method"], RANDOM_METHOD)
+                versus_random[row["method"]] = {"difference": difference, "ci_low": low, "ci_high": high,
+                                                "beats_random": high < 0}
     _write_csv(out / "edc.csv", rows, EDC_COLUMNS)
-    write_json(out / "edc.json", {"rows": rows, "summary": summary, "meta": evaluation.meta})
+    write_json(out / "edc.json", {"rows": rows, "summary": summary, "pauc_minus_random": versus_random,
+                                  "meta": evaluation.meta})
     fnmr_png = _plot_edc(edc.fnmr_curves, rows, "fnmr", limit)
     fmr_png = _plot_edc(edc.fmr_curves, rows, "fmr", limit)
     (out / "edc_fnmr.png").write_bytes(fnmr_png)
@@ -247,15 +266,22 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
     for rank, row in enumerate(rows, start=1):
         css = "floor" if row["method"] == RANDOM_METHOD else ("best" if rank == 1 else "")
         ratio = row["fnmr_pauc"] / random_pauc if random_pauc > 0 else float("nan")
-        cells = [_fmt(row["fnmr_pauc"]), _fmt(row["fnmr_pauc_minus_best"]), _fmt(ratio), _fmt(row["fnmr_at_limit"]),
-                 _fmt(row["fmr_pauc"]),
+        versus = versus_random.get(row["method"])
+        versus_cell = ("" if versus is None else
+                       f"{'<b>yes</b>' if versus['beats_random'] else 'no'}: "
+                       f"{_with_interval(versus['difference'], versus['ci_low'], versus['ci_high'])}")
+        cells = [_with_interval(row["fnmr_pauc"], row["pauc_ci_low"], row["pauc_ci_high"]),
+                 _with_interval(row["fnmr_pauc_minus_best"], row["pauc_minus_best_ci_low"],
+                                row["pauc_minus_best_ci_high"]),
+                 _fmt(ratio), versus_cell, _fmt(row["fnmr_at_limit"]), _fmt(row["fmr_pauc"]),
                  f"{_fmt(row['n_mated_missing_quality'])} / {_fmt(row['n_nonmated_missing_quality'])}"]
         body_rows.append(f"<tr class='{css}'><td class=name>{rank}</td><td class=name>{_fmt(row['method'])}</td>"
                          + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     pct = f"{limit:.0%}"
     table_html = (
         "<table><thead><tr><th class=name>#</th><th class=name>method</th>"
-        f"<th>FNMR pAUC<br>(0 &ndash; {pct})</th><th>pAUC &minus; best</th><th>vs random<br>(pAUC ratio)</th>"
+        f"<th>FNMR pAUC [95% CI]<br>(0 &ndash; {pct})</th><th>pAUC &minus; best [95% CI]</th>"
+        "<th>vs random<br>(pAUC ratio)</th><th>beats random?<br>pAUC &minus; random [95% CI]</th>"
         f"<th>FNMR after<br>{pct} discarded</th><th>FMR pAUC</th><th>pairs without quality<br>mated / non-mated</th>"
         "</tr></thead><tbody>" + "".join(body_rows) + "</tbody></table>")
     comparisons_meta = evaluation.comparisons.meta
@@ -276,6 +302,14 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
                     "exclude": f"comparisons where any method lacks a quality are left out for all methods "
                                f"({edc.n_excluded_mated:,} mated, {edc.n_excluded_nonmated:,} non-mated)"}[
         edc.params["missing"]]
+    if edc.bootstrap is None:
+        interval_text = "not computed (n_bootstrap = 0)"
+    else:
+        interval_text = (f"percentile bootstrap over identities: {edc.bootstrap.n_bootstrap:,} resamples of the "
+                         f"{edc.bootstrap.n_clusters:,} identities of the mated comparisons (seed "
+                         f"{edc.bootstrap.seed}), each identity's mated comparisons kept together; the threshold "
+                         "stays fixed and the non-mated comparisons are not resampled, so FMR pAUCs have no "
+                         "interval. Differences to random are paired: both methods on the same resamples")
     facts = [
         ("comparisons used", f"{edc.n_mated:,} mated, {edc.n_nonmated:,} non-mated "
                              f"({len(evaluation.sample_id):,} samples)"),
@@ -285,6 +319,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
                       f"FMR {edc.start_fmr:.2e}, starting FNMR {edc.start_fnmr:.4f}"),
         ("pair quality", "minimum of the two samples' qualities; tied qualities are discarded together"),
         ("pAUC limit", f"{limit:g} ({pct} of the comparisons discarded)"),
+        ("95% intervals", interval_text),
         ("missing qualities", missing_text),
         ("identities", split_text),
     ]
@@ -326,7 +361,9 @@ subtracts the area of the ideal curve (discarding exactly the failed comparisons
 <h2>Result</h2>
 {table_html}
 <p class=note>Methods sorted by FNMR pAUC, best first. "vs random" below 1 means errors fall faster than with a
-random quality. FMR pAUC: the same area for false matches among non-mated comparisons (the FMR-EDC).
+random quality; "beats random" says yes only when the whole 95% interval of the paired difference
+pAUC(method) &minus; pAUC(random) lies below 0. Brackets: 95% bootstrap intervals over identities.
+FMR pAUC: the same area for false matches among non-mated comparisons (the FMR-EDC).
 A missing quality: the method gave no value for one of the two samples.</p>
 <dl class=facts>{facts_html}</dl>
 <h2>FNMR-EDC</h2>

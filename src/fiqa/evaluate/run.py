@@ -1,4 +1,5 @@
-"""Evaluate quality tables (labels or model scores) on a set of comparisons: EDC, plus the legacy ERC apart."""
+"""Evaluate quality tables (labels or model scores) on a set of comparisons: EDC with bootstrap intervals over
+identities, plus the legacy ERC apart."""
 from __future__ import annotations
 
 import logging
@@ -8,9 +9,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, check_int
 from ..provenance import provenance
-from ..types import QualityTable
+from ..types import QualityTable, SampleTable
+from .bootstrap import _known, _label_sources, identity_clusters
 from .edc import EDCResult, MissingPolicy, compute_edc, pair_quality
 from .erc import LegacyERCResult, compute_legacy_erc
 from .pairs import Comparisons
@@ -37,7 +39,11 @@ class Evaluation:
     qualities : dict of str to ndarray of shape (S,), float64
         Per method, the quality of each of those samples (NaN where the table lacks it).
     meta : dict
-        Provenance: parameters, versions, each table's ``method``/``params``/origin, comparisons meta, split.
+        Provenance: parameters, versions, each table's ``method``/``params``/origin, comparisons meta, split,
+        ``bootstrap`` (resamples, identity clusters and where their labels came from).
+    mated_clusters : ndarray of shape (n_mated,), int64, or None
+        Identity cluster of each mated comparison, in their order in ``comparisons``
+        (:func:`~fiqa.evaluate.bootstrap.identity_clusters`); :func:`evaluate_quality` always sets it.
     """
 
     edc: EDCResult
@@ -46,12 +52,14 @@ class Evaluation:
     sample_id: np.ndarray
     qualities: dict[str, np.ndarray]
     meta: dict[str, Any] = field(default_factory=dict)
+    mated_clusters: np.ndarray | None = None
 
 
 def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *, fmr: float = 1e-3,
                      start_fnmr: float | None = None, discard_limit: float = 0.2, missing: MissingPolicy = "lowest",
                      seed: int = 0, legacy_erc: bool = True,
-                     identity_filter: Mapping[str, Any] | None = None) -> Evaluation:
+                     identity_filter: Mapping[str, Any] | None = None, n_bootstrap: int = 1000,
+                     identities: Mapping[int, Any] | SampleTable | Sequence[Any] | None = None) -> Evaluation:
     """EDCs of several quality tables on one set of comparisons, with a random-quality floor added.
 
     Parameters
@@ -64,13 +72,20 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
     fmr, start_fnmr, discard_limit, missing
         See :func:`~fiqa.evaluate.edc.compute_edc`.
     seed : int
-        Seed of the drawn random floor (uniform qualities for the sorted distinct sample ids).
+        Seed of the drawn random floor (uniform qualities for the sorted distinct sample ids) and of the bootstrap.
     legacy_erc : bool
         Also compute the legacy ERC (reported separately).
     identity_filter : mapping, optional
         How the comparisons were restricted to identities the labeller or model never saw (e.g.
         ``IdentitySplit.describe()`` plus the file it came from); recorded in ``meta["identity_filter"]`` and
         shown in the report.
+    n_bootstrap : int >= 0
+        Identity resamples for the 95 % intervals of the FNMR pAUCs (:mod:`fiqa.evaluate.bootstrap`); 0 disables
+        them. The threshold stays fixed; only mated comparisons are resampled, by identity.
+    identities : mapping of sample id to identity, SampleTable, or a list of these, optional
+        Identity labels that define the resampled clusters (e.g. ``store.samples``). The ``identity`` columns of
+        ``tables`` are used too; samples without any label are clustered through their mated comparisons alone
+        (see :func:`~fiqa.evaluate.bootstrap.identity_clusters`).
 
     Returns
     -------
@@ -79,6 +94,7 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
     owner = "evaluate_quality"
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise InvalidParameterError(owner, "seed", "an int", seed)
+    n_bootstrap = check_int(owner, "n_bootstrap", n_bootstrap, 0)
     names = [table.method for table in tables]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -102,12 +118,22 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
     pos_b = np.searchsorted(sample_id, comparisons.sample_b)
     pairs = {name: pair_quality(values[pos_a], values[pos_b]) for name, values in qualities.items()}
     mated = comparisons.mated
+    label_sources = [identities, *(table for table in tables if "identity" in table.columns)]
+    clusters = identity_clusters(comparisons, label_sources)
+    n_labelled = _n_labelled(sample_id, label_sources)
     edc = compute_edc(comparisons.similarity[mated], {k: v[mated] for k, v in pairs.items()},
                       comparisons.similarity[~mated], {k: v[~mated] for k, v in pairs.items()},
-                      fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit, missing=missing)
+                      fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit, missing=missing,
+                      mated_clusters=clusters, n_bootstrap=n_bootstrap, seed=int(seed))
     erc = compute_legacy_erc(comparisons.similarity, mated, pairs) if legacy_erc else None
     meta = provenance(fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit, missing=missing, seed=int(seed),
-                      legacy_erc=legacy_erc)
+                      legacy_erc=legacy_erc, n_bootstrap=n_bootstrap)
+    meta["bootstrap"] = {
+        "n_bootstrap": n_bootstrap, "seed": int(seed), "confidence": 0.95, "interval": "percentile",
+        "n_identity_clusters": int(clusters.max()) + 1 if len(clusters) else 0,
+        "n_samples_with_identity_label": n_labelled, "n_samples": int(len(sample_id)),
+        "resampled": "identities (clusters of mated comparisons); the threshold stays fixed, non-mated "
+                     "comparisons are not resampled"}
     meta["comparisons"] = dict(comparisons.meta)
     meta["methods"] = {table.method: {k: table.meta.get(k) for k in ("method", "params", "seed", "source", "input")
                                       if k in table.meta} for table in tables}
@@ -115,4 +141,12 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
                                                "note": "uniform random quality per sample: the floor"})
     meta["missing_quality_samples"] = {name: int(np.isnan(v).sum()) for name, v in qualities.items()}
     meta["identity_filter"] = dict(identity_filter) if identity_filter is not None else None
-    return Evaluation(edc, erc, comparisons, sample_id, qualities, meta)
+    return Evaluation(edc, erc, comparisons, sample_id, qualities, meta, clusters)
+
+
+def _n_labelled(sample_id: np.ndarray, label_sources: Sequence[Any]) -> int:
+    """How many of the compared samples have an identity label in some source."""
+    labelled = np.zeros(len(sample_id), bool)
+    for ids, labels in _label_sources(list(label_sources)):
+        labelled |= np.isin(sample_id, ids[_known(labels)])
+    return int(labelled.sum())
