@@ -5,7 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fiqa.degrade import DEGRADATIONS, degrade, degrade_batch
+from fiqa.degrade import DEGRADATIONS, EVALUATION_DEGRADATIONS, degrade, degrade_batch
+
+ALL_KINDS = sorted({**DEGRADATIONS, **EVALUATION_DEGRADATIONS})
 from fiqa.errors import InvalidParameterError
 
 
@@ -18,14 +20,14 @@ def face_like() -> np.ndarray:
     return base
 
 
-@pytest.mark.parametrize("kind", sorted(DEGRADATIONS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_zero_severity_is_identity_and_copies(face_like, kind):
     out = degrade(face_like, kind, 0.0, seed=3)
     assert out is not face_like
     np.testing.assert_array_equal(out, face_like)
 
 
-@pytest.mark.parametrize("kind", sorted(DEGRADATIONS))
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_harm_grows_with_severity(face_like, kind):
     before = face_like.copy()
     errors = [np.abs(degrade(face_like, kind, s, seed=1).astype(float) - face_like).mean() for s in (0.25, 0.5, 1.0)]
@@ -49,7 +51,7 @@ def test_physical_parameters_match_their_description(face_like):
     assert np.abs(small.astype(float) - through_14).mean() < np.abs(face_like.astype(float) - through_14).mean()
 
 
-@pytest.mark.parametrize("kind", ["noise", "occlusion"])
+@pytest.mark.parametrize("kind", ["noise", "occlusion", "motion_blur", "dark_sensor"])
 def test_random_kinds_reproduce_with_a_seed(face_like, kind):
     np.testing.assert_array_equal(degrade(face_like, kind, 0.7, seed=11), degrade(face_like, kind, 0.7, seed=11))
     assert not np.array_equal(degrade(face_like, kind, 0.7, seed=11), degrade(face_like, kind, 0.7, seed=12))
@@ -76,3 +78,22 @@ def test_bad_crop_is_named():
         degrade(np.zeros((112, 112, 3), np.float32), "blur", 0.5)
     with pytest.raises(InvalidParameterError, match="'crops' parameter of degrade_batch"):
         degrade_batch(np.zeros((112, 112, 3), np.uint8), "blur", 0.5)
+
+
+def test_evaluation_kinds_are_held_out_of_the_training_kinds():
+    # augmentation draws from DEGRADATIONS only; the evaluation kinds must stay unseen by training
+    assert not set(DEGRADATIONS) & set(EVALUATION_DEGRADATIONS)
+
+
+def test_evaluation_kinds_match_their_description(face_like):
+    # motion blur of length 1 + 14 * 0 is the identity; at severity 1 a flat image stays flat (kernel sums to 1)
+    flat = np.full((112, 112, 3), 90, np.uint8)
+    np.testing.assert_array_equal(degrade(flat, "motion_blur", 1.0, seed=0), flat)
+    # the face mask at severity 1 covers rows from round(112 * 0.55) = 62 down, columns 11 .. 100
+    masked = [degrade(face_like, "accessory", 1.0, seed=s) for s in range(8)]
+    masks = [m for m in masked if (m[62:, 11:100] == (235, 225, 200)).all()]
+    glasses = [m for m in masked if (m[36:67, 13:98] == 20).all()]  # centre row 52, half-height 16
+    assert masks and glasses and len(masks) + len(glasses) == 8
+    # low resolution keeps at most (1 - 0.85) * 112 = 17 distinct columns' worth of detail at severity 1
+    low = degrade(face_like, "low_resolution", 1.0)
+    assert np.abs(low.astype(float) - face_like).mean() > 5

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import InvalidParameterError
 
-__all__ = ["DEGRADATIONS", "degrade", "degrade_batch"]
+__all__ = ["DEGRADATIONS", "EVALUATION_DEGRADATIONS", "degrade", "degrade_batch"]
 
 _Op = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 
@@ -84,12 +84,76 @@ DEGRADATIONS: dict[str, tuple[_Op, str]] = {
     "low_light": (_low_light, "gamma 1 + 2 * severity and gain 1 - 0.8 * severity"),
     "occlusion": (_occlusion, "a black rectangle covering 0.5 * severity of the crop at a seeded position"),
 }
-"""Name -> (function, what severity means). Severity 0 leaves the crop unchanged for every kind."""
+"""Name -> (function, what severity means). Severity 0 leaves the crop unchanged for every kind. These are the
+kinds that augmentation (``fiqa.augment``) trains on."""
+
+
+# ---- capture effects held out of training: other implementations of the same failures, for evaluation only ----
+def _motion_blur(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    length = 1.0 + 14.0 * severity  # pixels, at a seeded angle (camera shake; not the Gaussian of "blur")
+    angle = float(rng.uniform(0.0, np.pi))
+    size = int(np.ceil(length)) | 1
+    kernel = np.zeros((size, size), np.float32)
+    centre = (size - 1) / 2.0
+    for t in np.linspace(-0.5, 0.5, 4 * size):
+        x, y = centre + t * length * np.cos(angle), centre + t * length * np.sin(angle)
+        kernel[int(round(min(max(y, 0), size - 1))), int(round(min(max(x, 0), size - 1)))] = 1.0
+    return cv2.filter2D(crop, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT101)
+
+
+def _low_resolution(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    height, width = crop.shape[:2]
+    factor = 1.0 - 0.85 * severity  # a sensor sampling the face with (1 - 0.85 s) of the pixels, no anti-aliasing
+    small = (max(2, round(width * factor)), max(2, round(height * factor)))
+    reduced = cv2.resize(crop, small, interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(reduced, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _webp(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    quality = int(round(60 - 58 * severity))  # 60 .. 2: another codec than the training JPEG
+    ok, encoded = cv2.imencode(".webp", crop, [cv2.IMWRITE_WEBP_QUALITY, max(1, quality)])
+    if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
+        raise RuntimeError("OpenCV failed to WebP-encode a crop")
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+
+
+def _dark_sensor(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    exposure = 1.0 - 0.9 * severity  # under-exposure with signal-dependent shot noise, then re-brightened
+    photons = crop.astype(np.float32) * exposure
+    noisy = photons + rng.normal(0.0, 1.0, crop.shape).astype(np.float32) * np.sqrt(photons + 4.0)
+    return np.clip(np.rint(noisy / max(exposure, 0.25)), 0, 255).astype(np.uint8)
+
+
+def _accessory(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    # sunglasses over the eyes (template eye row ~ 0.46 of the height) or a mask over mouth and nose
+    height, width = crop.shape[:2]
+    out = crop.copy()
+    if rng.random() < 0.5:
+        half = int(round(height * (0.04 + 0.10 * severity)))
+        centre = int(round(0.46 * height))
+        out[max(0, centre - half):centre + half, int(0.12 * width):int(0.88 * width)] = (20, 20, 20)
+    else:
+        top = int(round(height * (0.95 - 0.40 * severity)))
+        out[top:, int(0.10 * width):int(0.90 * width)] = (235, 225, 200)
+    return out
+
+
+EVALUATION_DEGRADATIONS: dict[str, tuple[_Op, str]] = {
+    "motion_blur": (_motion_blur, "linear motion blur, 1 + 14 * severity pixels at a seeded angle"),
+    "low_resolution": (_low_resolution, "nearest sampling to (1 - 0.85 * severity) of the size, bicubic back up"),
+    "webp": (_webp, "WebP re-encoding at quality 60 - 58 * severity"),
+    "dark_sensor": (_dark_sensor, "exposure 1 - 0.9 * severity with shot noise, re-brightened"),
+    "accessory": (_accessory, "sunglasses band or face mask growing with severity (seeded choice)"),
+}
+"""Capture effects that no training recipe draws: other implementations of blur, low resolution, compression,
+darkness and occlusion, to measure a model on degradations it has not seen (``fiqa demo``, the studies)."""
+
+_ALL = {**DEGRADATIONS, **EVALUATION_DEGRADATIONS}
 
 
 def _check(kind: str, severity: object, owner: str) -> float:
-    if kind not in DEGRADATIONS:
-        raise InvalidParameterError(owner, "kind", f"one of {sorted(DEGRADATIONS)}", kind)
+    if kind not in _ALL:
+        raise InvalidParameterError(owner, "kind", f"one of {sorted(_ALL)}", kind)
     if isinstance(severity, bool) or not isinstance(severity, numbers.Real) or not 0.0 <= float(severity) <= 1.0:
         raise InvalidParameterError(owner, "severity", "a real number in [0, 1]", severity)
     return float(severity)
@@ -111,7 +175,7 @@ def degrade(crop: np.ndarray, kind: str, severity: float, *, seed: int | np.rand
     crop : ndarray of shape (H, W, 3), uint8
         An aligned face crop (BGR), usually 112x112.
     kind : str
-        A key of :data:`DEGRADATIONS`.
+        A key of :data:`DEGRADATIONS` or :data:`EVALUATION_DEGRADATIONS`.
     severity : float in [0, 1]
         0 returns an unchanged copy; 1 is the strongest setting.
     seed : int, Generator or None
@@ -126,7 +190,7 @@ def degrade(crop: np.ndarray, kind: str, severity: float, *, seed: int | np.rand
     _check_crops(crop, "degrade", 3)
     if severity == 0.0:
         return np.array(crop, copy=True)
-    op, _ = DEGRADATIONS[kind]
+    op, _ = _ALL[kind]
     return op(np.ascontiguousarray(crop), severity, np.random.default_rng(seed))
 
 
@@ -137,7 +201,7 @@ def degrade_batch(crops: np.ndarray, kind: str, severity: float | np.ndarray, *,
     ----------
     crops : ndarray of shape (B, H, W, 3), uint8
     kind : str
-        A key of :data:`DEGRADATIONS`.
+        A key of :data:`DEGRADATIONS` or :data:`EVALUATION_DEGRADATIONS`.
     severity : float or ndarray of shape (B,)
         One severity for all crops, or one per crop, each in [0, 1].
     seed : int

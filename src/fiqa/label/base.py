@@ -471,11 +471,22 @@ def _scatter(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
     return full
 
 
+def store_captures(store: EmbeddingStore) -> np.ndarray:
+    """Capture group of every store row, shape (N,), int64: a derived copy (``fiqa.augment``) shares its parent's
+    ``sample_id``, every other row is its own capture."""
+    sample_id = np.asarray(store.samples.sample_id, np.int64)
+    if store.parent_id is None:
+        return sample_id.copy()
+    parent = np.asarray(store.parent_id, np.int64)
+    return np.where(parent >= 0, parent, sample_id)
+
+
 def label_store(store: EmbeddingStore, labeler: Labeler) -> QualityTable:
     """Label the usable samples of an embedding store.
 
     Rows the store could not embed keep their store status and reason (score NaN); the others are labelled by
-    ``labeler.fit`` with the store's vectors, identities, sample ids and raw norms. When every sample is usable
+    ``labeler.fit`` with the store's vectors, identities, sample ids, raw norms and capture groups (a photo and its
+    augmented copies are one capture, :func:`store_captures`). When every sample is usable
     the memory-mapped vectors are passed as they are; otherwise the usable rows are copied into memory once.
 
     Parameters
@@ -496,7 +507,7 @@ def label_store(store: EmbeddingStore, labeler: Labeler) -> QualityTable:
     vectors = store.vectors if all_ok else store.vectors[ok_index]
     identities = store.samples.identity.astype(str)
     fitted = labeler.fit(vectors, identities[ok_index], sample_id=store.samples.sample_id[ok_index],
-                         norms=np.asarray(store.norms)[ok_index])
+                         norms=np.asarray(store.norms)[ok_index], captures=store_captures(store)[ok_index])
     part = fitted.labels_
     n_rows = len(store)
     score = np.full(n_rows, np.nan)
