@@ -7,6 +7,7 @@ The public API is small; each name is imported lazily (``import fiqa`` does not 
     labels = fiqa.label_store(store, fiqa.create_labeler("sdd", random_state=0))
     model = fiqa.train_regressor(store, labels, "model/")      # Huber loss, exported to model/model.onnx
     scores = fiqa.create_scorer("model/model.onnx").score(["photo.jpg"])
+    scores = fiqa.create_scorer().score(["photo.jpg"])        # the shipped default model (fiqa.list_models())
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ _LAZY = {
     "evaluate_quality": "fiqa.evaluate",
     "train_regressor": "fiqa.train",
     "create_scorer": "fiqa.score",
+    "list_models": "fiqa.score",
+    "model_card": "fiqa.score",
     "save_quality": "fiqa.io.table",
     "load_quality": "fiqa.io.table",
 }

@@ -1,7 +1,8 @@
-"""``fiqa score PATHS... --model M --out SCORES.parquet``: quality of images with an exported model."""
+"""``fiqa score PATHS... [--model NAME_OR_PATH] [--out SCORES.parquet]``: quality of images."""
 from __future__ import annotations
 
 import collections
+import math
 
 import click
 import numpy as np
@@ -13,21 +14,31 @@ from ..score import create_scorer
 
 @click.command("score")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="An ONNX model written by `fiqa train`.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Scores table (.parquet).")
+@click.option("--model", "model", default=None, metavar="NAME_OR_PATH",
+              help="A shipped model (`fiqa models`), a model folder with a card.json, or an ONNX model written by "
+                   "`fiqa train`. Default: the shipped 'default' model.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False),
+              help="Scores table (.parquet). Without it, one line per image goes to stdout: path, score, status "
+                   "(tab-separated; score 'nan' when the status is not ok).")
 @click.option("--aligned", is_flag=True, help="The images are aligned 112x112 face crops: skip detection.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--on-error", type=click.Choice(["record", "raise"]), default="record", show_default=True,
               help="record: unreadable images and images without a face get a status and no score.")
-def command(paths: tuple[str, ...], model_path: str, out_path: str, aligned: bool, batch_size: int,
+def command(paths: tuple[str, ...], model: str | None, out_path: str | None, aligned: bool, batch_size: int,
             on_error: str) -> None:
-    """Score image files, folders (recursive) or glob patterns PATHS; write a table with a status per image."""
+    """Score image files, folders (recursive) or glob patterns PATHS (quality 0-100, higher is better)."""
+    scorer = create_scorer(model, batch_size=batch_size)  # first: a wrong model name fails before any image is read
     locations = [loc for path in paths for loc in open_source(path, kind="images").samples.location]
-    table = create_scorer(model_path, batch_size=batch_size).score(locations, aligned=aligned, on_error=on_error)
-    save_quality(table, out_path)
+    table = scorer.score(locations, aligned=aligned, on_error=on_error)
     counts = collections.Counter(table.status.tolist())
     scored = table.score[table.ok]
-    summary = f", median quality {np.median(scored):.1f}" if len(scored) else ""
-    click.echo(f"{len(table)} images: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + summary)
+    summary = (f"{len(table)} images: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+               + (f", median quality {np.median(scored):.1f}" if len(scored) else ""))
+    if out_path is None:
+        for location, score, status in zip(table.columns["location"], table.score, table.status):
+            click.echo(f"{location}\t{'nan' if math.isnan(score) else f'{score:.1f}'}\t{status}")
+        click.echo(summary, err=True)
+        return
+    save_quality(table, out_path)
+    click.echo(summary)
     click.echo(f"scores: {out_path}")

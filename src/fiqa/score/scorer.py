@@ -1,6 +1,7 @@
-"""Score images with an exported fiqa quality model (one ONNX file from :mod:`fiqa.train`)."""
+"""Score images with a fiqa quality model: the packaged default, a model folder with a card, or one ONNX file."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -11,11 +12,12 @@ import onnxruntime as ort
 from tqdm.auto import tqdm
 
 from ..embed.spec import PreprocessSpec
-from ..errors import FIQAError, InvalidParameterError
+from ..errors import FIQAError, InvalidParameterError, ModelFileError
 from ..io.image import ImageReadError, read_image
-from ..provenance import file_sha256, provenance
-from ..train.export import INPUT_NAME, OUTPUT_NAMES, read_metadata
+from ..provenance import provenance
 from ..types import EmbeddingStore, QualityTable, Status
+from .model_file import OUTPUT_NAMES, quality_model_from_bytes
+from .packaged import DEFAULT_MODEL, list_models, load_model_folder, load_packaged_model, model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -23,30 +25,68 @@ ON_ERROR = ("record", "raise")
 CROP_SIZE = 112
 
 
+def _load(model: str | os.PathLike | None) -> tuple[bytes, dict[str, Any], dict[str, Any] | None, str, Path | None,
+                                                    str]:
+    """``(graph, metadata, card or None, name or path, model file or None, its SHA-256)`` of a model given by name
+    or path."""
+    if model is None:
+        model = DEFAULT_MODEL
+    if isinstance(model, str) and model in list_models():
+        graph, meta, card = load_packaged_model(model)
+        return graph, meta, card, model, None, card["sha256"]
+    if not isinstance(model, (str, os.PathLike)):
+        raise InvalidParameterError("create_scorer", "model", "None, a model name or a path", model)
+    path = Path(model)
+    if path.is_dir():
+        graph, meta, card = load_model_folder(path)
+        return graph, meta, card, str(path), path / card["file"], card["sha256"]
+    if path.is_file():
+        data = path.read_bytes()
+        graph, meta = quality_model_from_bytes(data, str(path))
+        return graph, meta, None, str(path), path, hashlib.sha256(data).hexdigest()
+    if isinstance(model, str) and not path.suffix and os.sep not in model and "/" not in model:
+        model_folder(model)  # a bare word: raises UnknownNameError with suggestions
+    raise ModelFileError(f"{path}: model file or folder does not exist")
+
+
 class Scorer:
     """A loaded quality model: aligned crops or raw photos in, calibrated 0-100 quality out.
 
     Parameters
     ----------
-    model_path : path
-        An ONNX file written by ``fiqa.train`` (its metadata gives the preprocessing).
+    model : str, path or None
+        None or a name from :func:`fiqa.score.list_models` (``"default"``): a model shipped with fiqa; a folder
+        holding ``card.json`` and the model file it names (hash-checked); or one ONNX quality model file of
+        either form (see :mod:`fiqa.score.model_file`; a file written by ``fiqa train``).
     batch_size : int >= 1
         Crops per onnxruntime call.
     threads : int or None
         onnxruntime intra-op threads (None: all cores).
     policy, score_threshold
         Face selection for raw photos, as in :class:`fiqa.detect.FaceAligner`.
+
+    Attributes
+    ----------
+    meta : dict
+        The model file's metadata (preprocessing, label method, calibration, training).
+    card : dict or None
+        The model card (shipped models and model folders).
+    model_name : str
+        The registered name or the path the model was given by.
+    model_path : Path or None
+        The model file, when it is a file on disk outside the package.
+    model_sha256 : str
+        SHA-256 of the model file as loaded (for a head, of the head file).
     """
 
-    def __init__(self, model_path: str | Path, *, batch_size: int = 64, threads: int | None = None,
+    def __init__(self, model: str | os.PathLike | None = None, *, batch_size: int = 64, threads: int | None = None,
                  policy: str = "largest", score_threshold: float = 0.7) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InvalidParameterError("Scorer", "batch_size", "an int >= 1", batch_size)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
                                     or threads < 1):
             raise InvalidParameterError("Scorer", "threads", "None or an int >= 1", threads)
-        self.model_path = Path(model_path)
-        self.meta = read_metadata(self.model_path)
+        graph, self.meta, self.card, self.model_name, self.model_path, self.model_sha256 = _load(model)
         self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])
         self.batch_size, self.policy, self.score_threshold = int(batch_size), policy, score_threshold
         options = ort.SessionOptions()
@@ -54,7 +94,8 @@ class Scorer:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self._input_name = self._session.get_inputs()[0].name
         self._aligner = None
 
     def score_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +116,8 @@ class Scorer:
                                         f"{crops.dtype} array of shape {crops.shape}")
         quality, raw = [], []
         for start in range(0, len(crops), self.batch_size):
-            out = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: self.spec.apply(crops[start:start + self.batch_size])})
+            batch = self.spec.apply(crops[start:start + self.batch_size])
+            out = self._session.run(list(OUTPUT_NAMES), {self._input_name: batch})
             quality.append(out[0].astype(np.float64))
             raw.append(out[1].astype(np.float64))
         if not quality:
@@ -182,8 +224,9 @@ class Scorer:
                             {**self._table_meta(aligned=None), "store": str(store.root)})
 
     def _table_meta(self, *, aligned: bool | None) -> dict[str, Any]:
-        return {"method": f"model:{self.meta.get('label_method', 'unknown')}", "model": str(self.model_path),
-                "model_sha256": file_sha256(self.model_path), "label_method": self.meta.get("label_method"),
+        card = {"model_card_version": self.card["version"]} if self.card is not None else {}
+        return {"method": f"model:{self.meta.get('label_method', 'unknown')}", "model": self.model_name,
+                "model_sha256": self.model_sha256, **card, "label_method": self.meta.get("label_method"),
                 "model_shape": self.meta.get("shape"),
                 **provenance(aligned=aligned, batch_size=self.batch_size, policy=self.policy,
                              score_threshold=self.score_threshold)}
@@ -195,6 +238,20 @@ class _NoFace(FIQAError):
         self.n_faces = int(n_faces)
 
 
-def create_scorer(model_path: str | Path, **params: Any) -> Scorer:
-    """Load a quality model for scoring (see :class:`Scorer` for ``params``)."""
-    return Scorer(model_path, **params)
+def create_scorer(model: str | os.PathLike | None = None, **params: Any) -> Scorer:
+    """Load a quality model for scoring.
+
+    Parameters
+    ----------
+    model : str, path or None
+        None (the shipped ``"default"`` model), a name from :func:`list_models`, a model folder with a
+        ``card.json``, or one ONNX quality model file (full graph or head). A name wins over a same-named path in
+        the working directory; write ``./name`` for the path.
+    **params
+        ``batch_size``, ``threads``, ``policy``, ``score_threshold`` (see :class:`Scorer`).
+
+    Returns
+    -------
+    Scorer
+    """
+    return Scorer(model, **params)

@@ -23,13 +23,12 @@ from onnx import compose
 
 from .. import __version__
 from ..errors import ModelFileError
+from ..score.model_file import INPUT_NAME, OUTPUT_NAMES, read_metadata  # noqa: F401 (read_metadata: re-exported)
 from .features import SFACE_FEATURES, FeatureExtractor, Recogniser, recogniser_trunk
 from .models import CalibratedRegressor
 
 logger = logging.getLogger(__name__)
 
-INPUT_NAME = "data"
-OUTPUT_NAMES = ("quality", "raw_score")
 PARITY_TOLERANCE = 1e-4
 """Largest allowed ``|onnx - torch| / max(1, |torch|)``: outputs live on a 0-100 scale, where float32 sums in a
 different order already differ by ~1e-5 absolute."""
@@ -116,23 +115,3 @@ def parity_error(model: CalibratedRegressor, path: str | Path, crops: np.ndarray
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: tensor})
     return float(max(np.max(np.abs(e - g) / np.maximum(1.0, np.abs(e))) for e, g in zip(expected, got)))
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``metadata_props`` of an exported model, JSON values decoded."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file does not exist")
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # protobuf raises its own DecodeError types
-        raise ModelFileError(f"{path}: not an ONNX model ({exc})") from None
-    meta: dict[str, Any] = {}
-    for prop in model.metadata_props:
-        try:
-            meta[prop.key] = json.loads(prop.value)
-        except json.JSONDecodeError:
-            meta[prop.key] = prop.value
-    if "fiqa_version" not in meta or "preprocess" not in meta:
-        raise ModelFileError(f"{path}: not a fiqa quality model (no fiqa_version/preprocess metadata)")
-    return meta

@@ -1,0 +1,34 @@
+"""``fiqa models [NAME] [--json]``: the quality models shipped with fiqa, and their cards."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..score import format_card, list_models, model_card
+from ..score.packaged import model_folder
+
+
+@click.command("models")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the card as JSON (needs NAME).")
+def command(name: str | None, as_json: bool) -> None:
+    """List the shipped quality models; with NAME, print its card: training data, labeller, recipe, figures and
+    the reject-threshold table (score threshold -> fraction rejected -> FNMR)."""
+    if name is not None:
+        card = model_card(name)
+        click.echo(json.dumps(card, indent=2) if as_json else format_card(card))
+        return
+    if as_json:
+        raise click.UsageError("--json needs a model NAME")
+    rows = [("name", "version", "size", "labeller", "training data")]
+    for model in list_models():
+        card = model_card(model)
+        size = len(model_folder(model).joinpath(card["file"]).read_bytes())
+        recogniser = card["recogniser"].get("name", "its recogniser")
+        rows.append((model, card["version"], f"{size / 1024:.0f} KiB + {recogniser}", card["label_method"],
+                     card["training_data"]["name"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    click.echo("`fiqa models NAME` prints a model's card, with the reject-threshold table.")
