@@ -1,5 +1,5 @@
-"""Scoring speed of an exported fiqa quality model (head shape: SFace trunk + head in one ONNX graph) beside the
-SFace recogniser alone, on aligned 112x112 crops, 2 onnxruntime threads. Configurations are interleaved
+"""Scoring speed of an exported fiqa quality model (the default "taps" shape: SFace's feature graph and the head
+in one ONNX graph) beside the SFace recogniser alone, on aligned 112x112 crops, 2 onnxruntime threads. Configurations are interleaved
 round-robin in one run so machine load affects them alike; medians are reported.
 
 - throughput: aligned faces/s at batch 64 (preprocessing included), quality model vs SFace embedding;
@@ -27,16 +27,15 @@ from fiqa.embed.graph import count_flops, fold_constants
 from fiqa.models import model_path
 from fiqa.score import create_scorer
 from fiqa.train import export_onnx, fit_quantile_calibration
-from fiqa.train.features import SFACE_FEATURES
-from fiqa.train.models import CalibratedRegressor, QualityHead
+from fiqa.train.models import CalibratedRegressor, TapsHead
 
 
 def _untrained_model(folder: Path) -> Path:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     calibration = fit_quantile_calibration(rng.normal(50, 10, 1000), rng.uniform(0, 100, 1000))
-    model = CalibratedRegressor(QualityHead(feature_shape=SFACE_FEATURES.feature_shape), calibration).eval()
-    return export_onnx(model, folder / "model.onnx", shape="head", metadata={"label_method": "benchmark"})
+    model = CalibratedRegressor(TapsHead(), calibration).eval()
+    return export_onnx(model, folder / "model.onnx", shape="taps", metadata={"label_method": "benchmark"})
 
 
 def main() -> None:

@@ -13,14 +13,13 @@ from fiqa.errors import FIQAError, InvalidParameterError
 from fiqa.io.table import load_quality
 from fiqa.score import create_scorer
 from fiqa.train import export_onnx, fit_quantile_calibration
-from fiqa.train.features import SFACE_FEATURES
 from fiqa.train.models import CalibratedRegressor, QualityHead
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     torch.manual_seed(0)
-    head = QualityHead(feature_shape=SFACE_FEATURES.feature_shape)
+    head = QualityHead()
     head.init_output_bias(50.0)
     rng = np.random.default_rng(0)
     calibration = fit_quantile_calibration(rng.normal(50, 5, 200), rng.uniform(0, 100, 200))

@@ -11,7 +11,11 @@ from fiqa.errors import InvalidParameterError, NoUsableSamplesError, StoreError
 from fiqa.train import TrainConfig, fit_quantile_calibration, huber_loss, list_regressors
 from fiqa.train import loop
 from fiqa.train.loop import TensorPairs, fit
-from fiqa.train.models import PiecewiseLinear, QualityHead
+from fiqa.embed.features import SFACE_TAPS, FeatureSpec
+from fiqa.train.models import PiecewiseLinear, QualityHead, TapsHead
+
+# a small feature layout: one 4-channel stage (mean 0..3, std 4..7), a 2-D embedding (8, 9), its log norm (10)
+SMALL = FeatureSpec("sface", "data", (("stage", 4),), ("embedding", 2), SFACE_TAPS.spec)
 
 
 @pytest.mark.parametrize("delta", [0.5, 1.0, 5.0, 20.0])
@@ -74,21 +78,21 @@ def test_train_config_validates_with_parameter_names():
         TrainConfig(epochs=0)
     with pytest.raises(InvalidParameterError, match="'huber_delta'"):
         TrainConfig(huber_delta=-1.0)
-    assert list_regressors() == ["head", "mobilefacenet"]
+    assert list_regressors() == ["head", "mobilefacenet", "taps"]
 
 
 def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    features = rng.normal(size=(n, 4, 3, 3)).astype(np.float32)
-    # a function of channel means: what the head sees after its global average pooling
-    targets = (50 + 30 * features[:, 0].mean(axis=(1, 2)) - 24 * features[:, 2].mean(axis=(1, 2))).astype(np.float32)
+    features = rng.normal(size=(n, SMALL.dim)).astype(np.float32)
+    # a function of the stage's channel means: the only columns the plain head reads
+    targets = (50 + 30 * features[:, 0] - 24 * features[:, 2]).astype(np.float32)
     return features, targets
 
 
 def _run(out_dir, config, resume=True):
     features, targets = _synthetic(160, 0)
     torch.manual_seed(config.seed)
-    model = QualityHead(feature_shape=(4, 3, 3), hidden=8, dropout=0.2)
+    model = QualityHead(spec=SMALL, hidden=8, dropout=0.2)
     result = fit(model, TensorPairs(features, np.arange(120), targets[:120]),
                  TensorPairs(features, np.arange(120, 160), targets[120:]), config, out_dir, resume=resume)
     return model, result
@@ -149,3 +153,24 @@ def test_ddp_code_path_with_one_gloo_process_equals_plain_training(tmp_path, mon
     for name, value in plain.state_dict().items():
         torch.testing.assert_close(distributed.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
     assert (tmp_path / "ddp" / "checkpoint.pt").exists()
+
+
+def test_heads_read_their_columns_and_the_taps_head_has_a_norm_path():
+    torch.manual_seed(0)
+    features = torch.randn(6, SMALL.dim)
+    plain, taps = QualityHead(spec=SMALL, hidden=4).eval(), TapsHead(spec=SMALL, hidden=4).eval()
+    changed = features.clone()
+    changed[:, 4:] += 3.0  # everything but the stage means
+    torch.testing.assert_close(plain(changed), plain(features))  # the plain head reads the means only
+    assert not torch.allclose(taps(changed), taps(features))
+    # the norm path: with the MLP's output layer zeroed, the output is linear in the log norm (last column)
+    with torch.no_grad():
+        taps.output.weight.zero_()
+        taps.output.bias.zero_()
+        taps.log_norm_weight.weight.fill_(2.0)
+    shifted = features.clone()
+    shifted[:, -1] += 1.0
+    scale = 2.0 / torch.sqrt(taps.log_norm_scale.running_var + taps.log_norm_scale.eps)
+    torch.testing.assert_close(taps(shifted) - taps(features), scale.expand(6))
+    with pytest.raises(InvalidParameterError, match="columns"):
+        TapsHead(spec=SMALL, columns=["nothing/mean"])

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .degrade import DEGRADATIONS, degrade
+from .degrade import DEGRADATIONS, EVALUATION_DEGRADATIONS, degrade
 from .detect.align import ARCFACE_TEMPLATE, CROP_SIZE, estimate_similarity, warp_to_template
 from .errors import FIQAError, InvalidParameterError, NoUsableSamplesError, StoreError, check_int
 from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageReadError, read_image
@@ -50,7 +50,10 @@ __all__ = ["DEFAULT_KINDS", "Degradation", "JitterRange", "Recipe", "apply_recip
 logger = logging.getLogger(__name__)
 
 DEFAULT_KINDS: tuple[str, ...] = tuple(DEGRADATIONS)
-"""Every degradation of :data:`fiqa.degrade.DEGRADATIONS`, in its order."""
+"""Every degradation of :data:`fiqa.degrade.DEGRADATIONS`, in its order (the training kinds)."""
+_KNOWN_KINDS = (*DEGRADATIONS, *EVALUATION_DEGRADATIONS)
+"""Kinds a recipe may name: the training kinds, and the capture effects held out of training for evaluation sets
+(``kinds=`` of :func:`augment_store` with ``keep_originals=False``)."""
 
 PIVOT = tuple(float(v) for v in ARCFACE_TEMPLATE.mean(axis=0))
 """Centre of the geometric jitter in crop pixels: the centroid of the ArcFace template (the middle of the face)."""
@@ -68,8 +71,8 @@ class Degradation:
     seed: int
 
     def __post_init__(self) -> None:
-        if self.kind not in DEGRADATIONS:
-            raise InvalidParameterError("Degradation", "kind", f"one of {sorted(DEGRADATIONS)}", self.kind)
+        if self.kind not in _KNOWN_KINDS:
+            raise InvalidParameterError("Degradation", "kind", f"one of {sorted(_KNOWN_KINDS)}", self.kind)
         if isinstance(self.severity, bool) or not isinstance(self.severity, numbers.Real) \
                 or not 0.0 <= float(self.severity) <= 1.0:
             raise InvalidParameterError("Degradation", "severity", "a real number in [0, 1]", self.severity)
@@ -224,9 +227,9 @@ def _resolve_kinds(kinds: Iterable[str] | str | None, owner: str) -> tuple[str, 
     if isinstance(kinds, str):
         kinds = [k.strip() for k in kinds.split(",") if k.strip()]
     kinds = tuple(kinds)
-    unknown = [k for k in kinds if k not in DEGRADATIONS]
+    unknown = [k for k in kinds if k not in _KNOWN_KINDS]
     if unknown or not kinds or len(set(kinds)) != len(kinds):
-        raise InvalidParameterError(owner, "kinds", f"distinct names among {list(DEGRADATIONS)} (at least one)",
+        raise InvalidParameterError(owner, "kinds", f"distinct names among {list(_KNOWN_KINDS)} (at least one)",
                                     list(kinds))
     return kinds
 

@@ -1,16 +1,20 @@
-"""Export a trained, calibrated regressor to ONE ONNX file: aligned 112x112 face in, quality out.
+"""Export a trained, calibrated regressor as ONNX: aligned 112x112 face in, quality out.
 
-Graph input ``data``: float32 (batch, 3, 112, 112), the recogniser's input (RGB, 0..255, see the ``preprocess``
-metadata entry). Outputs: ``quality`` (batch,), calibrated 0..100, and ``raw_score`` (batch,), the regressor's
-uncalibrated output on the 0-100 training-target scale. For the ``"head"`` shape, the recogniser sub-graph up to
-its feature map and the head are merged into one graph. ``metadata_props`` hold JSON strings: ``fiqa_version``,
-``preprocess``, ``shape``, ``label_method``, ``label_range``, ``calibration``, ``recogniser``, ``training``.
+``model.onnx``: one graph. Input ``data``: float32 (batch, 3, 112, 112), the recogniser's input (RGB, 0..255, see
+the ``preprocess`` metadata entry). Outputs: ``quality`` (batch,), calibrated 0..100, and ``raw_score`` (batch,),
+the regressor's uncalibrated output on the 0-100 training-target scale. For the feature heads (``"taps"``,
+``"head"``) the recogniser's feature graph (:mod:`fiqa.embed.features`) and the head are joined into this graph,
+and the head alone is also written as ``head.onnx`` (input ``features``; a few hundred KiB, what a package ships:
+``fiqa.score`` joins it with the verified recogniser file at load time). ``metadata_props`` hold JSON strings:
+``fiqa_version``, ``preprocess``, ``shape``, ``label_method``, ``label_range``, ``calibration``, ``features``,
+``training``. Both files are written atomically (a temporary file renamed into place).
 """
 from __future__ import annotations
 
 import io
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,13 +23,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from onnx import compose
 
 from .. import __version__
+from ..embed.features import FEATURES_NAME, SFACE_TAPS, FeatureExtractor, FeatureSpec, compose, feature_graph
 from ..errors import ModelFileError
 from ..score.model_file import INPUT_NAME, OUTPUT_NAMES, read_metadata  # noqa: F401 (read_metadata: re-exported)
-from .features import SFACE_FEATURES, FeatureExtractor, Recogniser, recogniser_trunk
-from .models import CalibratedRegressor
+from .models import FEATURE_HEADS, CalibratedRegressor
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +48,33 @@ def _torch_to_onnx(model: CalibratedRegressor, example: torch.Tensor, input_name
     return onnx.load_from_string(buffer.getvalue())
 
 
+HEAD_NAME = "head.onnx"
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def export_onnx(model: CalibratedRegressor, path: str | Path, *, shape: str, metadata: Mapping[str, Any],
-                recogniser: Recogniser = SFACE_FEATURES, check_crops: np.ndarray | None = None) -> Path:
-    """Write ``model`` as one ONNX file and check it.
+                spec: FeatureSpec = SFACE_TAPS, check_crops: np.ndarray | None = None) -> Path:
+    """Write ``model`` as one ONNX file (and, for a feature head, ``head.onnx`` beside it) and check it.
 
     Parameters
     ----------
     model : CalibratedRegressor
-        For ``shape="head"`` its regressor reads ``recogniser``'s feature map; otherwise aligned crops.
+        For a feature head (``"taps"``, ``"head"``) its regressor reads ``spec``'s features; otherwise crops.
     path : path
         The ``.onnx`` file to write.
-    shape : {"head", "mobilefacenet"}
+    shape : {"taps", "head", "mobilefacenet"}
     metadata : mapping
         Entries for ``metadata_props`` (values JSON-encoded unless they are strings).
-    recogniser : Recogniser
+    spec : FeatureSpec
     check_crops : ndarray of shape (B, 112, 112, 3), uint8 BGR, optional
         When given, ONNX Runtime's outputs on these crops must equal PyTorch's within 1e-4, else
         ``ModelFileError``.
@@ -68,31 +84,26 @@ def export_onnx(model: CalibratedRegressor, path: str | Path, *, shape: str, met
     Path
     """
     path = Path(path)
-    trunk = recogniser_trunk(recogniser)
+    trunk = feature_graph(spec)
     opset = next(o.version for o in trunk.opset_import if o.domain in ("", "ai.onnx"))
-    if shape == "head":
-        head = _torch_to_onnx(model, torch.zeros(2, *recogniser.feature_shape), "features", opset)
-        trunk.ir_version = head.ir_version = max(trunk.ir_version, head.ir_version)
-        merged = compose.merge_models(trunk, head, prefix2="head/",
-                                      io_map=[(recogniser.feature_name, "features")])
-        for output, name in zip(merged.graph.output, OUTPUT_NAMES):  # drop the "head/" prefix on the outputs
-            for node in merged.graph.node:
-                node.input[:] = [name if i == output.name else i for i in node.input]
-                node.output[:] = [name if o == output.name else o for o in node.output]
-            output.name = name
+    entries = {"fiqa_version": __version__, "preprocess": spec.spec.to_dict(), "shape": shape,
+               "features": spec.to_dict() if shape in FEATURE_HEADS else None, **metadata}
+    props = {k: v if isinstance(v, str) else json.dumps(v) for k, v in entries.items()}
+    if shape in FEATURE_HEADS:
+        head = _torch_to_onnx(model, torch.zeros(2, spec.dim), FEATURES_NAME, opset)
+        head.graph.name = f"fiqa-{shape}-head"
+        onnx.helper.set_model_props(head, props)
+        onnx.checker.check_model(head, full_check=True)
+        _save(head, path.with_name(HEAD_NAME))
+        merged = compose(head, spec)
     else:
         merged = _torch_to_onnx(model, torch.zeros(2, 3, 112, 112), INPUT_NAME, opset)
     merged.graph.name = f"fiqa-{shape}"
-    entries = {"fiqa_version": __version__, "preprocess": recogniser.spec.to_dict(), "shape": shape,
-               "recogniser": {"name": recogniser.name, "sha256": recogniser.sha256,
-                              "feature_name": recogniser.feature_name} if shape == "head" else None,
-               **metadata}
-    onnx.helper.set_model_props(merged, {k: v if isinstance(v, str) else json.dumps(v) for k, v in entries.items()})
+    onnx.helper.set_model_props(merged, props)
     onnx.checker.check_model(merged, full_check=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(merged, path)
+    _save(merged, path)
     if check_crops is not None:
-        difference = parity_error(model, path, check_crops, shape=shape, recogniser=recogniser)
+        difference = parity_error(model, path, check_crops, shape=shape, spec=spec)
         if not difference <= PARITY_TOLERANCE:
             raise ModelFileError(f"{path}: ONNX Runtime output differs from PyTorch's by {difference:.3g} relative "
                                  f"(tolerance {PARITY_TOLERANCE})")
@@ -102,15 +113,15 @@ def export_onnx(model: CalibratedRegressor, path: str | Path, *, shape: str, met
 
 @torch.no_grad()
 def parity_error(model: CalibratedRegressor, path: str | Path, crops: np.ndarray, *, shape: str,
-                 recogniser: Recogniser = SFACE_FEATURES) -> float:
+                 spec: FeatureSpec = SFACE_TAPS) -> float:
     """Largest difference between ONNX Runtime's and PyTorch's (quality, raw_score) on ``crops``, relative to
     the output's magnitude: ``max |onnx - torch| / max(1, |torch|)``.
 
-    PyTorch's input is the recogniser trunk's feature map (``shape="head"``) or the preprocessed crops.
+    PyTorch's input is the recogniser's features (feature heads) or the preprocessed crops.
     """
     model.eval()
-    tensor = recogniser.spec.apply(crops)
-    torch_input = FeatureExtractor(recogniser)(crops) if shape == "head" else tensor
+    tensor = spec.spec.apply(crops)
+    torch_input = FeatureExtractor(spec)(crops) if shape in FEATURE_HEADS else tensor
     expected = [t.numpy() for t in model(torch.from_numpy(torch_input))]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: tensor})

@@ -1,9 +1,10 @@
 """The two regressor shapes and the in-model calibration layer (PyTorch).
 
-- ``"head"``: :class:`QualityHead`, a small network on a feature map taken from inside a frozen recogniser
-  (SFace's last feature map, 1024 x 7 x 7), computed once per store and cached (:mod:`fiqa.train.features`).
-  In SDD-FIQA's spirit (a small head on the frozen recogniser), but it averages the map over its positions before
-  its PReLU MLP, so that it has few enough weights to generalise from a few thousand faces.
+- ``"taps"`` (default): :class:`TapsHead`, a small network on the quality features of a frozen recogniser
+  (:mod:`fiqa.embed.features`: mean and spread of every stage, the raw embedding and its log norm), computed once
+  per store and cached (:mod:`fiqa.train.features`).
+- ``"head"``: :class:`QualityHead`, v0.1's head: the same network on the last stage's pooled map only (SFace's
+  1024 x 7 x 7 map averaged over its positions), in SDD-FIQA's spirit (a small head on the frozen recogniser).
 - ``"mobilefacenet"``: :class:`MobileFaceNetRegressor`, a full network on aligned 112x112 crops (Chen et al.,
   2018), trained from scratch or from a user's backbone checkpoint; meant for GPUs and ``torchrun``.
 
@@ -12,10 +13,12 @@ Every model maps its input to one raw score per sample, on the 0-100 training-ta
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
 
+from ..embed.features import SFACE_TAPS, FeatureSpec
 from ..errors import InvalidParameterError, ModelFileError, check_int
 from ..registry import Registry
 from .calibration import QuantileCalibration
@@ -29,40 +32,34 @@ def _check_dropout(owner: str, value: object) -> float:
     return float(value)
 
 
-@REGRESSORS.register("head", "Small head on a frozen recogniser's last feature map (pooled, PReLU MLP); CPU-friendly")
-class QualityHead(nn.Module):
-    """Global average pooling -> BatchNorm -> dropout -> Linear -> PReLU -> Linear -> 1.
+def _columns(owner: str, spec: FeatureSpec, names: Sequence[str] | None) -> list[int]:
+    layout = {name: (begin, stop) for name, begin, stop in spec.layout()}
+    names = list(layout) if names is None else list(names)
+    unknown = [name for name in names if name not in layout]
+    if unknown or not names:
+        raise InvalidParameterError(owner, "columns", f"names among {list(layout)}", names)
+    return [i for name in names for i in range(*layout[name])]
 
-    Averaging the map over its H x W positions first leaves C inputs to the MLP (SFace: about 0.13M parameters
-    with ``hidden=128``), against 6.4M for a linear layer on the flattened map (SDD-FIQA's layout), which over-fits
-    a few thousand faces. ``benchmarks/study_head.py`` chose this layout over the flattened one, a learned global
-    depthwise pooling and a 1x1-conv reduction by validation Spearman on training identities
-    (``benchmarks/results/head.md``).
 
-    Parameters
-    ----------
-    feature_shape : tuple (C, H, W)
-        Shape of one input feature map (SFace: (1024, 7, 7)).
-    hidden : int >= 1
-        Width of the hidden layer.
-    dropout : float in [0, 1)
-        Dropout on the pooled C-vector (training only).
+class _FeatureHead(nn.Module):
+    """Selected feature columns -> BatchNorm -> dropout -> Linear -> PReLU -> Linear -> 1 (+ log-norm path)."""
 
-    Input: float32 tensor (B, C, H, W); output: float32 tensor (B,) raw scores.
-    """
-
-    def __init__(self, *, feature_shape: tuple[int, int, int], hidden: int = 128, dropout: float = 0.5) -> None:
+    def __init__(self, owner: str, *, spec: FeatureSpec, columns: Sequence[str] | None, hidden: int,
+                 dropout: float, norm_path: bool) -> None:
         super().__init__()
-        if len(feature_shape) != 3:
-            raise InvalidParameterError("QualityHead", "feature_shape", "a (C, H, W) tuple", feature_shape)
-        channels, height, width = (check_int("QualityHead", "feature_shape", v, 1) for v in feature_shape)
-        hidden = check_int("QualityHead", "hidden", hidden, 1)
-        self.feature_shape = (channels, height, width)
-        self.norm = nn.BatchNorm1d(channels)
-        self.dropout = nn.Dropout(_check_dropout("QualityHead", dropout))
-        self.hidden = nn.Linear(channels, hidden)
+        hidden = check_int(owner, "hidden", hidden, 1)
+        self.spec = spec
+        index = _columns(owner, spec, columns)
+        self.register_buffer("columns", torch.as_tensor(index, dtype=torch.long))
+        self.norm = nn.BatchNorm1d(len(index))
+        self.dropout = nn.Dropout(_check_dropout(owner, dropout))
+        self.hidden = nn.Linear(len(index), hidden)
         self.activation = nn.PReLU(hidden)
         self.output = nn.Linear(hidden, 1)
+        self.norm_path = bool(norm_path)
+        if self.norm_path:
+            self.log_norm_scale = nn.BatchNorm1d(1)
+            self.log_norm_weight = nn.Linear(1, 1, bias=False)
 
     @torch.no_grad()
     def init_output_bias(self, value: float) -> None:
@@ -70,8 +67,65 @@ class QualityHead(nn.Module):
         self.output.bias.fill_(value)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.norm(features.mean(dim=(2, 3))))
-        return self.output(self.activation(self.hidden(x))).squeeze(1)
+        x = self.dropout(self.norm(features.index_select(1, self.columns)))
+        out = self.output(self.activation(self.hidden(x))).squeeze(1)
+        if self.norm_path:  # the recogniser's own confidence, outside dropout: the model adds to it
+            out = out + self.log_norm_weight(self.log_norm_scale(features[:, -1:])).squeeze(1)
+        return out
+
+
+@REGRESSORS.register("head", "Small head on the pooled last SFace feature map (v0.1's plain head); CPU-friendly")
+class QualityHead(_FeatureHead):
+    """The mean of SFace's last feature map over its 7 x 7 positions -> BatchNorm -> dropout -> PReLU MLP.
+
+    v0.1's head study chose this pooled layout over a flattened one (SDD-FIQA's), a learned global depthwise
+    pooling and a 1x1-conv reduction by validation Spearman on training identities (``benchmarks/results/head.md``;
+    the script went with the full-map cache it needed). About 0.13M parameters with ``hidden=128``.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+        The recogniser features the input holds (:mod:`fiqa.embed.features`).
+    hidden : int >= 1
+    dropout : float in [0, 1)
+
+    Input: float32 tensor (B, spec.dim); output: float32 tensor (B,) raw scores.
+    """
+
+    def __init__(self, *, spec: FeatureSpec = SFACE_TAPS, hidden: int = 128, dropout: float = 0.5) -> None:
+        last = spec.taps[-1][0]
+        super().__init__("QualityHead", spec=spec, columns=[f"{last}/mean"], hidden=hidden, dropout=dropout,
+                         norm_path=False)
+
+
+@REGRESSORS.register("taps", "Head on every recogniser stage (mean and spread) and the raw embedding, plus its "
+                             "log norm as a linear path (default)")
+class TapsHead(_FeatureHead):
+    """All quality features -> BatchNorm -> dropout -> PReLU MLP, plus a linear path on the embedding's log norm.
+
+    Low-level evidence of a failed capture (blur, noise, compression) lives in the early stages, which a head on
+    the last map alone never sees; the raw embedding's norm is the recogniser's own confidence (the free signal
+    every model must beat), given a linear path outside dropout so the network learns what to add to it.
+    About 0.5M parameters with ``hidden=128``.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+    hidden : int >= 1
+    dropout : float in [0, 1)
+    columns : sequence of str, optional
+        Feature groups to read (names of ``spec.layout()``); default all.
+
+    Input: float32 tensor (B, spec.dim); output: float32 tensor (B,) raw scores.
+    """
+
+    def __init__(self, *, spec: FeatureSpec = SFACE_TAPS, hidden: int = 128, dropout: float = 0.5,
+                 columns: Sequence[str] | None = None) -> None:
+        super().__init__("TapsHead", spec=spec, columns=columns, hidden=hidden, dropout=dropout, norm_path=True)
+
+
+FEATURE_HEADS = ("head", "taps")
+"""Regressor shapes that read the cached quality features instead of crops."""
 
 
 class _ConvBlock(nn.Sequential):

@@ -17,9 +17,10 @@ from ..types import EmbeddingStore, QualityTable
 from .calibration import QuantileCalibration, fit_quantile_calibration
 from .data import make_targets
 from .export import export_onnx
-from .features import SFACE_FEATURES, cached_features
+from ..embed.features import SFACE_TAPS, FeatureSpec
+from .features import cached_features
 from .loop import TensorPairs, TrainConfig, TrainResult, distributed_context, fit, predict
-from .models import REGRESSORS, CalibratedRegressor
+from .models import FEATURE_HEADS, REGRESSORS, CalibratedRegressor
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,17 @@ class _CropInputs:
     def __getitem__(self, row: int) -> np.ndarray:
         from ..store import load_crops
 
-        return SFACE_FEATURES.spec.apply(load_crops(self.store, np.array([row])))[0]
+        return SFACE_TAPS.spec.apply(load_crops(self.store, np.array([row])))[0]
+
+
+def _describe(params: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-able model parameters (a feature specification by its dictionary)."""
+    return {k: v.to_dict() if isinstance(v, FeatureSpec) else v if isinstance(v, (int, float, str, bool)) or v is None
+            else str(v) for k, v in params.items()}
 
 
 def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | str | Path, out_dir: str | Path, *,
-                    shape: str = "head", model_params: Mapping[str, Any] | None = None,
+                    shape: str = "taps", model_params: Mapping[str, Any] | None = None,
                     config: TrainConfig | None = None, validation_fraction: float = 0.2,
                     feature_cache_dir: str | Path | None = None, resume: bool = True) -> TrainedModel:
     """Train a Huber-loss quality regressor on ``labels`` and export it as ``<out_dir>/model.onnx``.
@@ -73,15 +80,16 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
         Any labels table (higher is better); only its ok rows are used. To keep identities apart for
         evaluation, pass only the training identities' labels.
     out_dir : path
-    shape : {"head", "mobilefacenet"}
-        ``"head"``: small head on cached SFace feature maps (CPU, minutes); ``"mobilefacenet"``: full network.
+    shape : {"taps", "head", "mobilefacenet"}
+        ``"taps"``: small head on cached SFace quality features of every stage and the embedding's norm (CPU,
+        minutes; the default); ``"head"``: v0.1's head on the last stage only; ``"mobilefacenet"``: full network.
     model_params : mapping, optional
         Keyword arguments of the regressor class (e.g. ``hidden``, ``dropout``, ``backbone_checkpoint``).
     config : TrainConfig, optional
     validation_fraction : float in (0, 1)
         Fraction of the identities held out for validation / early stopping.
     feature_cache_dir : path, optional
-        Where the ``"head"`` shape caches feature maps (default ``<store>/features``).
+        Where the feature heads cache quality features (default ``<store>/features``).
     resume : bool
         Continue from ``<out_dir>/checkpoint.pt`` when it exists.
 
@@ -104,13 +112,14 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
 
     params = dict(model_params or {})
     rank, world_size = distributed_context()
-    if shape == "head":
-        params.setdefault("feature_shape", SFACE_FEATURES.feature_shape)
+    if shape in FEATURE_HEADS:
+        spec = params.setdefault("spec", SFACE_TAPS)
         if rank == 0:  # one process fills the cache; the others wait, then only read it
-            cached_features(store, targets.rows, cache_dir=feature_cache_dir)
+            cached_features(store, targets.rows, spec=spec, cache_dir=feature_cache_dir)
         if world_size > 1:
             torch.distributed.barrier()
-        inputs: Any = cached_features(store, targets.rows, cache_dir=feature_cache_dir)
+        inputs: Any = cached_features(store, targets.rows, spec=spec, cache_dir=feature_cache_dir,
+                                      progress=False)
     else:
         inputs = _CropInputs(store)
     torch.manual_seed(config.seed)
@@ -118,7 +127,7 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     train_set = TensorPairs(inputs, targets.rows[targets.train], targets.targets[targets.train])
     validation_set = TensorPairs(inputs, targets.rows[targets.validation], targets.targets[targets.validation])
     result = fit(regressor, train_set, validation_set, config, out_dir, resume=resume,
-                 extra_state={"shape": shape, "model_params": {k: str(v) for k, v in params.items()}})
+                 extra_state={"shape": shape, "model_params": _describe(params)})
 
     calibration = fit_quantile_calibration(predict(regressor, train_set), targets.labels[targets.train])
     if rank != 0:
@@ -127,10 +136,11 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
                 "validation_pearson": result.pearson, "best_validation_loss": result.best_validation_loss,
                 "n_train": int(len(targets.train)), "n_validation": int(len(targets.validation)),
                 "split": targets.split.describe(), "config": asdict(config), "store": str(store.root),
-                "model_params": {k: str(v) for k, v in params.items()}}
+                "model_params": _describe(params)}
     model = CalibratedRegressor(regressor, calibration)
     check_crops = load_crops(store, targets.rows[targets.train][:4])
-    model_path = export_onnx(model, out_dir / MODEL_NAME, shape=shape, check_crops=check_crops, metadata={
+    model_path = export_onnx(model, out_dir / MODEL_NAME, shape=shape, check_crops=check_crops,
+                             spec=params.get("spec", SFACE_TAPS), metadata={
         "label_method": labels.method, "label_range": list(targets.label_range),
         "calibration": calibration.to_dict(), "training": training})
     save_split(targets.split, out_dir / "split.json")
