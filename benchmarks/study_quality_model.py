@@ -8,9 +8,9 @@ Reuses a finished ``fiqa demo`` folder (its store, ``split.json`` and per-half `
    mirror, 0-2 of the training degradations of ``fiqa.degrade.DEGRADATIONS``), embedded and labelled together with
    the originals (``reference-consensus``; a photo and its copies are one capture, so a copy is judged by the
    person's other photos). Evaluation sets use capture effects that no training recipe draws
-   (``fiqa.degrade.EVALUATION_DEGRADATIONS``: motion blur, nearest-neighbour low resolution, WebP, an under-exposed
-   noisy sensor, sunglasses or a face mask): a *degraded* set where each face gets one effect at severity 0.2-0.9
-   or stays clean (25 %), and one set per effect.
+   (``fiqa.augment.degraded_store``, ``fiqa.degrade.EVALUATION_DEGRADATIONS``: motion blur, nearest-neighbour low
+   resolution, WebP, an under-exposed noisy sensor, sunglasses or a face mask): a *degraded* set where each face
+   gets one effect at severity 0.2-0.9 or stays clean (25 %), and one set per effect.
 2. **Selection, on training identities only.** Each candidate recipe is trained 4 times, each time on 3/4 of the
    training half's identities, and scores the other quarter (out-of-fold); the FNMR pAUC (FMR 1e-3, discard <= 0.2)
    of the out-of-fold scores on the training half's natural faces and on its degraded set chooses the recipe.
@@ -35,7 +35,7 @@ import numpy as np
 import onnxruntime as ort
 from _common import emit, machine_header, results_path
 
-from fiqa.augment import augment_store
+from fiqa.augment import augment_store, degraded_store
 from fiqa.degrade import EVALUATION_DEGRADATIONS
 from fiqa.evaluate import evaluate_quality, load_split, sample_comparisons
 from fiqa.evaluate.groups import group_breakdown
@@ -54,8 +54,6 @@ CANDIDATES = {  # name: (shape, trained on augmented labels)
     "taps": ("taps", False),
     "taps + augmentation": ("taps", True),
 }
-EVAL_RECIPE = dict(copies=1, keep_originals=False, kinds=tuple(EVALUATION_DEGRADATIONS), geometry=False,
-                   clean_fraction=0.25, combined_fraction=0.0, severity=(0.2, 0.9))
 
 
 def _log(message: str) -> None:
@@ -148,13 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     aug_identity = augmented.samples.identity.astype(str)
     aug_train = np.flatnonzero(augmented.ok & split.mask(aug_identity, "train"))
     _log("degraded evaluation sets")
-    train_degraded = _store(out / "train-degraded", lambda: augment_store(
-        store, out / "train-degraded", rows=train_rows, seed=101, progress=False, **EVAL_RECIPE))
-    test_degraded = _store(out / "test-degraded", lambda: augment_store(
-        store, out / "test-degraded", rows=test_rows, seed=202, progress=False, **EVAL_RECIPE))
-    per_kind = {kind: _store(out / f"test-{kind}", lambda kind=kind: augment_store(
-        store, out / f"test-{kind}", rows=test_rows, seed=303, progress=False,
-        **{**EVAL_RECIPE, "kinds": (kind,), "clean_fraction": 0.0})) for kind in EVALUATION_DEGRADATIONS}
+    train_degraded = _store(out / "train-degraded", lambda: degraded_store(
+        store, out / "train-degraded", rows=train_rows, seed=101, progress=False))
+    test_degraded = _store(out / "test-degraded", lambda: degraded_store(
+        store, out / "test-degraded", rows=test_rows, seed=202, progress=False))
+    per_kind = {kind: _store(out / f"test-{kind}", lambda kind=kind: degraded_store(
+        store, out / f"test-{kind}", rows=test_rows, kinds=(kind,), seed=303, progress=False))
+        for kind in EVALUATION_DEGRADATIONS}
 
     _log("labels")
     natural_labels = _labels(store, args.demo / "labels" / f"{LABELLER}.train.parquet")

@@ -23,24 +23,34 @@ def demo_run(lfw_dir, tmp_path_factory):
 
 def test_demo_reports_every_method_on_held_apart_identities(demo_run):
     out, result = demo_run
-    methods = {row["method"] for row in result.summary}
-    assert methods == {"sdd", "sdd-refined", "cr", "reference-consensus", "mean-positive", "norm", "random",
-                       "model:sdd", "model:sdd-refined", "model:cr", "model:reference-consensus"}
+    expected = {"sdd", "sdd-refined", "cr", "reference-consensus", "mean-positive", "norm", "random",
+                "model:plain head", "model:default"}
+    for set_name in ("natural", "degraded"):
+        assert {row["method"] for row in result.summary if row["set"] == set_name} == expected
     page = result.report.read_text(encoding="utf-8")
-    assert "model:sdd" in page and "identities of the held-apart half" in page
-    for method in ("sdd", "sdd-refined", "cr", "reference-consensus"):
-        assert (out / "models" / method / "model.onnx").is_file()
-        train = load_quality(out / "labels" / f"{method}.train.parquet")
-        scores = load_quality(out / "scores" / f"{method}.test.parquet")
-        # no identity the regressor was trained on is among the scored (evaluated) ones
-        assert not set(train.columns["identity"]) & set(scores.columns["identity"])
-        assert np.nanmin(scores.score) >= 0 and np.nanmax(scores.score) <= 100
+    assert "model:default" in page and "identities of the held-apart half" in page
+    assert "model:default" in result.degraded_report.read_text(encoding="utf-8")
     split = json.loads((out / "split.json").read_text())
-    assert split and (out / "summary.json").is_file()
-    rows = {row["method"]: row for row in result.summary}
-    assert all(0 <= row["fnmr_pauc"] <= 0.2 for row in rows.values())
-    assert rows["model:sdd"]["spearman_with_test_labels"] is not None
-    assert rows["sdd"]["spearman_with_test_labels"] is None
+    test_identities = set(split["test"]) if "test" in split else None
+    for name in ("plain-head", "default"):
+        assert (out / "models" / name / "model" / "model.onnx").is_file()
+        trained_on = load_quality(out / "models" / name / "labels.parquet")
+        for suffix in ("test", "test-degraded"):
+            scores = load_quality(out / "scores" / f"{name}.{suffix}.parquet")
+            # no identity the model was trained on is among the scored (evaluated) ones
+            assert not set(trained_on.columns["identity"]) & set(scores.columns["identity"])
+            if test_identities is not None:
+                assert set(scores.columns["identity"]) <= test_identities
+            assert np.nanmin(scores.score) >= 0 and np.nanmax(scores.score) <= 100
+    # the default recipe trained on augmented copies of training faces, each with its parent and recipe
+    augmented = load_quality(out / "models" / "default" / "labels.parquet")
+    assert len(augmented) > len(load_quality(out / "models" / "plain-head" / "labels.parquet"))
+    assert (out / "summary.json").is_file()
+    rows = {(row["set"], row["method"]): row for row in result.summary}
+    assert all(0 <= row["fnmr_pauc"] <= 1 for row in rows.values())
+    assert all(row["pauc_ci_low"] <= row["fnmr_pauc"] <= row["pauc_ci_high"] for row in rows.values())
+    assert rows[("natural", "model:default")]["spearman_with_test_labels"] is not None
+    assert rows[("natural", "sdd")]["spearman_with_test_labels"] is None
 
 
 def test_demo_rerun_reuses_finished_stages(demo_run, lfw_dir):

@@ -44,8 +44,8 @@ from .store import (STORE_FORMAT, Chunk, PartialStore, check_out_path, is_store,
                     resize_aligned, status_counts)
 from .types import EmbeddingStore, Status
 
-__all__ = ["DEFAULT_KINDS", "Degradation", "JitterRange", "Recipe", "apply_recipe", "augment_store",
-           "embedder_for_store", "sample_recipes"]
+__all__ = ["DEFAULT_KINDS", "HELD_OUT_EFFECTS", "Degradation", "JitterRange", "Recipe", "apply_recipe",
+           "augment_store", "degraded_store", "embedder_for_store", "sample_recipes"]
 
 logger = logging.getLogger(__name__)
 
@@ -726,7 +726,8 @@ def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, n
             **info["recipe"], "keep_originals": bool(keep_originals), "n_originals": n_originals,
             "n_derived": n_derived, "n_parents": int(len(parents)), "n_selected_rows": info["n_selected"],
             "skipped_parents": info["skipped"], "derived_counts": derived_counts,
-            "degradations": {kind: DEGRADATIONS[kind][1] for kind in info["recipe"]["kinds"]},
+            "degradations": {kind: {**DEGRADATIONS, **EVALUATION_DEGRADATIONS}[kind][1]
+                             for kind in info["recipe"]["kinds"]},
             "jitter_pivot": list(PIVOT),
         },
         **provenance(stage="augment", **info["recipe"], keep_originals=bool(keep_originals),
@@ -748,3 +749,37 @@ def _store_fingerprint(store: EmbeddingStore) -> str:
             while block := handle.read(1 << 20):
                 digest.update(block)
     return digest.hexdigest()
+
+
+HELD_OUT_EFFECTS: dict[str, Any] = {
+    "copies": 1, "keep_originals": False, "kinds": tuple(EVALUATION_DEGRADATIONS), "geometry": False,
+    "clean_fraction": 0.25, "combined_fraction": 0.0, "severity": (0.2, 0.9)}
+"""An evaluation set of captures gone wrong in ways no training recipe draws: each face replaced by one copy with
+one effect of :data:`fiqa.degrade.EVALUATION_DEGRADATIONS` at a severity in [0.2, 0.9], a quarter left clean."""
+
+
+def degraded_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathLike, *,
+                   rows: np.ndarray | Sequence[int] | None = None, kinds: Iterable[str] | None = None,
+                   seed: int = 202, progress: bool = True) -> EmbeddingStore:
+    """A held-out degraded evaluation set of ``store``'s ``rows`` (:data:`HELD_OUT_EFFECTS`), resumable.
+
+    Parameters
+    ----------
+    store : EmbeddingStore or path
+    out : path
+    rows : array-like of int, optional
+        The faces to degrade (e.g. the test half of an identity split); default every ok row.
+    kinds : iterable of str, optional
+        Restrict the effects (e.g. one kind, for a per-effect table: then no face is left clean).
+    seed : int
+    progress : bool
+
+    Returns
+    -------
+    EmbeddingStore
+        Only the degraded copies (``keep_originals=False``), each with its parent and recipe.
+    """
+    settings = dict(HELD_OUT_EFFECTS)
+    if kinds is not None:
+        settings.update(kinds=tuple(kinds), clean_fraction=0.0)
+    return augment_store(store, out, rows=rows, seed=seed, progress=progress, **settings)

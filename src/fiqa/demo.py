@@ -90,13 +90,17 @@ class DemoResult:
     ----------
     out_dir : Path
     report : Path
-        The HTML report (EDC of every regressor beside its own labels and the baselines).
+        The HTML report of the natural held-apart half.
+    degraded_report : Path
+        The HTML report of the same faces with held-out capture effects (:func:`fiqa.augment.degraded_store`).
     summary : list of dict
-        One row per method: FNMR pAUC, and for regressors the Spearman correlation with the held-out labels.
+        One row per set ("natural", "degraded") and method: FNMR pAUC with its 95 % interval, and for models the
+        Spearman correlation with that set's labels.
     """
 
     out_dir: Path
     report: Path
+    degraded_report: Path
     summary: list[dict]
 
 
@@ -146,12 +150,13 @@ def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, seed: int, 
         Parquet file of the labels (written atomically).
     """
     from .label import create_labeler
+    from .label.base import store_captures
 
     if path.exists():
         return load_quality(path)
     labeler = create_labeler(method, random_state=seed).fit(
         store.vectors[rows], store.samples.identity[rows].astype(str), sample_id=store.samples.sample_id[rows],
-        norms=np.asarray(store.norms)[rows])
+        norms=np.asarray(store.norms)[rows], captures=store_captures(store)[rows])
     table = labeler.labels_
     table = QualityTable(table.sample_id, table.score, table.status, table.reason, table.columns,
                          {**table.meta, "store": str(store.root)})
@@ -159,19 +164,44 @@ def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, seed: int, 
     return table
 
 
+def _model_scores(model_path: Path, name: str, store: EmbeddingStore, rows: np.ndarray, path: Path,
+                  progress: bool) -> QualityTable:
+    """Scores of ``rows`` of ``store`` by an exported model (the scorer's own path, from the stored landmarks and
+    recipes), cached at ``path``."""
+    from .score import create_scorer
+
+    if path.exists():
+        return load_quality(path)
+    table = create_scorer(model_path).score_store(store, rows=rows, progress=progress)
+    table = QualityTable(table.sample_id, table.score, table.status, table.reason, table.columns,
+                         {**table.meta, "method": f"model:{name}"})
+    save_quality(table, path)
+    return table
+
+
+def _spearman(scores: QualityTable, labels: QualityTable) -> float:
+    labelled = labels.aligned_to(scores.sample_id)
+    both = np.isfinite(labelled) & np.isfinite(scores.score)
+    return float(spearmanr(scores.score[both], labelled[both]).statistic)
+
+
 def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = "runs/demo", *,
              labellers: Sequence[str] = DEFAULT_LABELLERS, baselines: Sequence[str] = DEFAULT_BASELINES,
              test_fraction: float = 0.5, min_images: int = 2, max_identities: int | None = None,
-             max_images_per_identity: int | None = None, epochs: int = 30, max_mated_per_identity: int | None = 50, n_nonmated: int = 1_000_000,
-             seed: int = 0, download: bool = False, progress: bool = True) -> DemoResult:
-    """Run the whole pipeline on LFW and write an HTML report.
+             max_images_per_identity: int | None = None, epochs: int = 30, max_mated_per_identity: int | None = 50,
+             n_nonmated: int = 1_000_000, n_bootstrap: int = 1000, seed: int = 0, download: bool = False,
+             progress: bool = True) -> DemoResult:
+    """Run the whole pipeline on LFW and write two HTML reports (natural and degraded held-apart faces).
 
     1. embed the people with at least ``min_images`` photos (YuNet, the central face, 5-point alignment, SFace);
     2. split the identities (seeded) into a training half and a held-apart test half;
-    3. label each half separately with every labeller (the test half's labels never reach training);
-    4. train a head regressor (Huber loss) on each labeller's training labels; export one ONNX file each;
-    5. score the test half with every exported model and evaluate on the test half only: EDC of each
-       regressor beside its own labels, the baselines and random.
+    3. train two models on the training half (:mod:`fiqa.train.recipe`): v0.1's plain head on natural faces, and
+       the default recipe (augmented copies labelled by their match evidence, the taps head); export each;
+    4. make a degraded copy of the test half with capture effects no training recipe draws
+       (:func:`fiqa.augment.degraded_store`);
+    5. on the natural and on the degraded test half: label it with every labeller and baseline (labels see the
+       person's other photos: an upper bound for a single-image model), score it with both models, and evaluate
+       every table on that half's comparisons, with 95 % bootstrap intervals over identities.
 
     Parameters
     ----------
@@ -180,7 +210,7 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     out_dir : path
         Everything is written here (store, labels, models, report); re-running reuses finished stages.
     labellers, baselines : sequence of str
-        Labelling methods that get a regressor, and methods evaluated as labels only.
+        Labelling methods and baselines evaluated as labels on each test set.
     test_fraction : float in (0, 1)
         Fraction of identities held apart from labelling-for-training and from training.
     min_images : int >= 2
@@ -190,24 +220,29 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     max_images_per_identity : int, optional
         A seeded subset of at most that many photos of each person.
     epochs : int >= 1
-        Maximum training epochs per regressor (early stopping on a validation split of the training half).
+        Maximum training epochs per model (early stopping on a validation split of the training half).
     max_mated_per_identity : int, optional
         Cap on mated pairs per identity in the evaluation (LFW's largest identity would otherwise dominate).
     n_nonmated : int
         Non-mated comparisons sampled for the threshold (FMR 1e-3 needs many).
+    n_bootstrap : int >= 0
+        Identity resamples for the pAUC intervals.
     seed : int
-        Seeds the subset, the split, the labellers, training and pair sampling.
+        Seeds the subset, the split, augmentation, the labellers, training and pair sampling.
     download : bool
         Download LFW when it is not found locally.
     progress : bool
         Show progress bars.
     """
+    from dataclasses import replace
+
+    from .augment import degraded_store
     from .evaluate import evaluate_quality, sample_comparisons, save_split, split_identities
     from .evaluate.report import write_report
     from .extract import embed_source
-    from .score import create_scorer
-    from .store import load_crops
-    from .train import TrainConfig, train_regressor
+    from .store import is_store, open_store
+    from .train import TrainConfig
+    from .train.recipe import DEFAULT_RECIPE, PLAIN_RECIPE, train_recipe
 
     if isinstance(min_images, bool) or not isinstance(min_images, int) or min_images < 2:
         raise InvalidParameterError("run_demo", "min_images", "an int >= 2", min_images)
@@ -216,7 +251,9 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     out.mkdir(parents=True, exist_ok=True)
     settings = dict(lfw=str(lfw_path), labellers=list(labellers), baselines=list(baselines),
                     test_fraction=test_fraction, min_images=min_images, max_identities=max_identities,
-                    max_images_per_identity=max_images_per_identity, epochs=epochs, max_mated_per_identity=max_mated_per_identity, n_nonmated=n_nonmated, seed=seed)
+                    max_images_per_identity=max_images_per_identity, epochs=epochs,
+                    max_mated_per_identity=max_mated_per_identity, n_nonmated=n_nonmated, n_bootstrap=n_bootstrap,
+                    seed=seed)
     write_json(out / "demo.json", provenance(**settings))
 
     # 1. embeddings
@@ -234,45 +271,47 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     test_rows = np.flatnonzero(store.ok & split.mask(identity, "test"))
     logger.info("demo: %d training and %d test images", len(train_rows), len(test_rows))
 
-    # 3-5. labels per half, regressors, scores on the test half
-    tables: list[QualityTable] = []
-    spearman: dict[str, float] = {}
-    test_crops = None
-    for method in (*labellers, *baselines):
-        test_labels = label_rows(store, test_rows, method, seed, out / "labels" / f"{method}.test.parquet")
-        tables.append(test_labels)
-        if method not in labellers:
-            continue
-        train_labels = label_rows(store, train_rows, method, seed, out / "labels" / f"{method}.train.parquet")
-        model_dir = out / "models" / method
-        trained = train_regressor(store, train_labels, model_dir, config=TrainConfig(epochs=epochs, seed=seed),
-                                  feature_cache_dir=out / "features")
-        scores_path = out / "scores" / f"{method}.test.parquet"
-        if scores_path.exists():
-            scores = load_quality(scores_path)
-        else:
-            if test_crops is None:
-                test_crops = load_crops(store, test_rows)
-            quality, raw = create_scorer(trained.model_path).score_crops(test_crops)
-            scores = QualityTable(store.samples.sample_id[test_rows], quality, store.status[test_rows],
-                                  store.reason[test_rows], {"raw_score": raw,
-                                                            "identity": store.samples.identity[test_rows]},
-                                  {"method": f"model:{method}", "model": str(trained.model_path),
-                                   **provenance(label_method=method)})
-            save_quality(scores, scores_path)
-        tables.append(scores)
-        labelled = test_labels.aligned_to(scores.sample_id)
-        both = np.isfinite(labelled) & np.isfinite(scores.score)
-        spearman[f"model:{method}"] = float(spearmanr(scores.score[both], labelled[both]).statistic)
+    # 3. the two models, trained on the training half only
+    config = TrainConfig(epochs=epochs, seed=seed)
+    recipes = {"plain head": replace(PLAIN_RECIPE, config=config), "default": replace(DEFAULT_RECIPE, config=config)}
+    models = {name: train_recipe(store, out / "models" / name.replace(" ", "-"), recipe=recipe, rows=train_rows,
+                                 feature_cache_dir=out / "features", progress=progress).model_path
+              for name, recipe in recipes.items()}
 
-    comparisons = sample_comparisons(store, n_nonmated=n_nonmated, seed=seed,
-                                     sample_mask=split.mask(identity, "test"),
-                                     max_mated_per_identity=max_mated_per_identity)
+    # 4. the degraded test half
+    degraded_path = out / "test-degraded"
+    degraded = open_store(degraded_path) if is_store(degraded_path) else degraded_store(
+        store, degraded_path, rows=test_rows, seed=seed + 202, progress=progress)
+
+    # 5. labels, scores and EDC on each test set
     n_test = len(split.identities("test"))
     held_apart = {**split.describe(), "description": f"only the {n_test:,} identities of the held-apart half of "
                   f"split.json (never labelled for training, never trained on)"}
-    evaluation = evaluate_quality(comparisons, tables, seed=seed, identity_filter=held_apart)
-    report = write_report(evaluation, out / "report", store=store)
-    summary = [{**row, "spearman_with_test_labels": spearman.get(row["method"])} for row in evaluation.edc.table()]
+    summary, reports = [], {}
+    for set_name, set_store, rows in (("natural", store, test_rows),
+                                      ("degraded", degraded, np.flatnonzero(degraded.ok))):
+        suffix = "test" if set_name == "natural" else "test-degraded"
+        tables: list[QualityTable] = [label_rows(set_store, rows, method, seed, out / "labels" /
+                                                 f"{method}.{suffix}.parquet") for method in (*labellers, *baselines)]
+        reference = tables[list((*labellers, *baselines)).index("reference-consensus")] \
+            if "reference-consensus" in (*labellers, *baselines) else None
+        spearman: dict[str, float] = {}
+        for name, model_path in models.items():
+            scores = _model_scores(model_path, name, set_store, rows, out / "scores" / f"{name.replace(' ', '-')}."
+                                   f"{suffix}.parquet", progress)
+            tables.append(scores)
+            if reference is not None:
+                spearman[f"model:{name}"] = _spearman(scores, reference)
+        mask = np.zeros(len(set_store), bool)
+        mask[rows] = True
+        comparisons = sample_comparisons(set_store, n_nonmated=n_nonmated, seed=seed, sample_mask=mask,
+                                         max_mated_per_identity=max_mated_per_identity)
+        evaluation = evaluate_quality(comparisons, tables, seed=seed, n_bootstrap=n_bootstrap,
+                                      identities=set_store.samples,
+                                      identity_filter={**held_apart, "set": set_name})
+        reports[set_name] = write_report(evaluation, out / ("report" if set_name == "natural" else
+                                                            "report-degraded"), store=set_store)
+        summary += [{"set": set_name, **row, "spearman_with_test_labels": spearman.get(row["method"])}
+                    for row in evaluation.edc.table()]
     write_json(out / "summary.json", {"rows": summary, **provenance(**settings)})
-    return DemoResult(out, Path(report), summary)
+    return DemoResult(out, Path(reports["natural"]), Path(reports["degraded"]), summary)

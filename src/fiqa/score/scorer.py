@@ -202,25 +202,40 @@ class Scorer:
                             {"raw_score": raw, "location": locations, "n_faces": n_faces, "face_score": face_score},
                             self._table_meta(aligned=aligned))
 
-    def score_store(self, store: EmbeddingStore, *, progress: bool = True) -> QualityTable:
-        """Score every ok sample of an embedding store from its stored landmarks (no new detection).
+    def score_store(self, store: EmbeddingStore, *, rows: np.ndarray | None = None,
+                    progress: bool = True) -> QualityTable:
+        """Score the ok samples of an embedding store from its stored landmarks (no new detection); augmented
+        copies (``fiqa.augment``) are re-created from their recipe.
+
+        Parameters
+        ----------
+        store : EmbeddingStore
+        rows : ndarray of shape (k,), int, optional
+            Only these store rows (e.g. one side of an identity split); default every ok row.
+        progress : bool
 
         Returns
         -------
         QualityTable
-            Aligned with ``store.samples.sample_id``; samples that are not ok keep the store's status and reason.
+            Aligned with ``store.samples.sample_id`` (every row, or ``rows``); samples that are not ok keep the
+            store's status and reason, and NaN scores.
         """
         from ..store import load_crops
 
-        n = len(store)
-        quality, raw = np.full(n, np.nan), np.full(n, np.nan)
-        rows = np.flatnonzero(store.ok)
+        selected = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
+        if selected.ndim != 1 or (len(selected) and (selected.min() < 0 or selected.max() >= len(store))):
+            raise InvalidParameterError("Scorer.score_store", "rows", f"row indices in [0, {len(store)})",
+                                        selected[:5].tolist())
+        full = np.full(len(store), np.nan)
+        quality, raw = full.copy(), full.copy()
+        rows = selected[store.ok[selected]]
         for start in tqdm(range(0, len(rows), self.batch_size), desc="score", unit="batch", disable=not progress):
             batch = rows[start:start + self.batch_size]
             quality[batch], raw[batch] = self.score_crops(load_crops(store, batch))
-        return QualityTable(store.samples.sample_id.astype(np.int64), quality, store.status.copy(),
-                            store.reason.copy(), {"raw_score": raw, "identity": store.samples.identity.copy(),
-                                                  "location": store.samples.location.copy()},
+        return QualityTable(store.samples.sample_id[selected].astype(np.int64), quality[selected],
+                            store.status[selected].copy(), store.reason[selected].copy(),
+                            {"raw_score": raw[selected], "identity": store.samples.identity[selected].copy(),
+                             "location": store.samples.location[selected].copy()},
                             {**self._table_meta(aligned=None), "store": str(store.root)})
 
     def _table_meta(self, *, aligned: bool | None) -> dict[str, Any]:

@@ -1,0 +1,142 @@
+"""A training recipe: augment -> label -> train, in one call, so that a model is rebuilt from a store reproducibly.
+
+:data:`DEFAULT_RECIPE` is how fiqa's shipped model is made (``benchmarks/study_quality_model.py`` chose it on
+training identities; ``benchmarks/results/quality_model.md``):
+
+1. ``copies`` augmented copies of every training face (:func:`fiqa.augment.augment_store`: jittered alignment,
+   mirror, 0-2 of the training degradations at severities spread over ``severity``), embedded with the store's own
+   recogniser;
+2. ``reference-consensus`` labels on the originals and copies together, a photo and its copies being one capture
+   (a copy is judged by its match evidence against the person's *other* photos, never by its own parent);
+3. the ``taps`` head (:class:`fiqa.train.models.TapsHead`) trained on them with Huber loss.
+
+Every random choice is seeded by ``seed``; the model folder records the recipe (``recipe.json``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InvalidParameterError, check_int
+from ..io.table import load_quality, save_quality, write_json
+from ..provenance import provenance
+from ..types import EmbeddingStore
+from .loop import TrainConfig
+from .regressor import TrainedModel, train_regressor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How a quality model is made from an embedding store.
+
+    Attributes
+    ----------
+    labeller : str
+        A registered labeller (``fiqa.label.list_labelers()``).
+    shape : str
+        A regressor shape (``fiqa.train.list_regressors()``).
+    copies : int >= 0
+        Augmented copies per training face (0: no augmentation).
+    severity : (float, float)
+        Range of degradation severities of the copies.
+    clean_fraction, combined_fraction : float
+        Copies with geometry only, and copies with two degradations (see :func:`fiqa.augment.sample_recipes`).
+    geometry : bool
+        Jitter the alignment (shift, scale, rotation) and mirror.
+    config : TrainConfig
+        Optimisation settings; its ``seed`` also seeds augmentation and labelling.
+    """
+
+    labeller: str = "reference-consensus"
+    shape: str = "taps"
+    copies: int = 2
+    severity: tuple[float, float] = (0.2, 1.0)
+    clean_fraction: float = 0.1
+    combined_fraction: float = 0.25
+    geometry: bool = True
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check_int("ModelRecipe", "copies", self.copies, 0)
+        if not isinstance(self.config, TrainConfig):
+            raise InvalidParameterError("ModelRecipe", "config", "a TrainConfig", self.config)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "severity": list(self.severity)}
+
+
+DEFAULT_RECIPE = ModelRecipe()
+"""fiqa's default: two augmented copies per face, reference-consensus labels, the taps head."""
+
+PLAIN_RECIPE = ModelRecipe(shape="head", copies=0)
+"""v0.1's model, for comparison: natural faces only, the head on the last stage."""
+
+
+def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.PathLike, *,
+                 recipe: ModelRecipe = DEFAULT_RECIPE, rows: np.ndarray | Sequence[int] | None = None,
+                 feature_cache_dir: str | os.PathLike | None = None, progress: bool = True) -> TrainedModel:
+    """Augment, label and train by ``recipe``; everything lands in ``out_dir`` and is reused on a re-run.
+
+    Parameters
+    ----------
+    store : EmbeddingStore or path
+        An embedding store of faces with identities (``fiqa embed``).
+    out_dir : path
+        ``augmented/`` (the store with copies), ``labels.parquet``, ``features/`` (unless
+        ``feature_cache_dir``), ``model/`` (``model.onnx``, ``head.onnx``, training files) and ``recipe.json``.
+    recipe : ModelRecipe
+    rows : array-like of int, optional
+        The store rows to train on (e.g. one side of an identity split); default every ok row.
+    feature_cache_dir : path, optional
+    progress : bool
+
+    Returns
+    -------
+    TrainedModel
+    """
+    from ..augment import augment_store
+    from ..label import create_labeler
+    from ..label.base import store_captures
+    from ..store import is_store, open_store
+
+    if not isinstance(recipe, ModelRecipe):
+        raise InvalidParameterError("train_recipe", "recipe", "a ModelRecipe", recipe)
+    store = store if isinstance(store, EmbeddingStore) else open_store(store)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = np.flatnonzero(store.ok) if rows is None else np.asarray(rows, dtype=np.int64)
+    seed = recipe.config.seed
+    write_json(out / "recipe.json", {"recipe": recipe.to_dict(), "store": str(store.root),
+                                     "n_rows": int(len(rows)), **provenance()})
+    source = store
+    train_ids = store.samples.sample_id[rows]
+    if recipe.copies:
+        augmented_path = out / "augmented"
+        source = open_store(augmented_path) if is_store(augmented_path) else augment_store(
+            store, augmented_path, copies=recipe.copies, seed=seed, severity=recipe.severity,
+            geometry=recipe.geometry, clean_fraction=recipe.clean_fraction,
+            combined_fraction=recipe.combined_fraction, rows=rows, progress=progress)
+        parents = np.asarray(source.parent_id)
+        train_ids = source.samples.sample_id[np.isin(source.samples.sample_id, train_ids) | np.isin(parents,
+                                                                                                   train_ids)]
+    label_path = out / "labels.parquet"
+    if label_path.exists():
+        labels = load_quality(label_path)
+    else:
+        keep = np.flatnonzero(source.ok & np.isin(source.samples.sample_id, train_ids))
+        labeler = create_labeler(recipe.labeller, random_state=seed).fit(
+            source.vectors[keep], source.samples.identity[keep].astype(str), sample_id=source.samples.sample_id[keep],
+            norms=np.asarray(source.norms)[keep], captures=store_captures(source)[keep])
+        labels = labeler.labels_
+        save_quality(labels, label_path)
+    logger.info("recipe: %d labelled samples (%d copies per face) from %s", int(labels.ok.sum()), recipe.copies,
+                store.root)
+    return train_regressor(source, labels, out / "model", shape=recipe.shape, config=recipe.config,
+                           feature_cache_dir=feature_cache_dir)
