@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -27,6 +28,7 @@ from ..io.table import load_quality, save_quality, write_json
 from ..provenance import provenance
 from ..types import EmbeddingStore
 from .loop import TrainConfig
+from .models import FEATURE_HEADS
 from .regressor import TrainedModel, train_regressor
 
 logger = logging.getLogger(__name__)
@@ -90,7 +92,8 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
         An embedding store of faces with identities (``fiqa embed``).
     out_dir : path
         ``augmented/`` (the store with copies), ``labels.parquet``, ``features/`` (unless
-        ``feature_cache_dir``), ``model/`` (``model.onnx``, ``head.onnx``, training files) and ``recipe.json``.
+        ``feature_cache_dir``), ``model/`` (``model.onnx``, ``head.onnx``, training files) and ``recipe.json``
+        (the recipe, counts, versions, and the seconds each stage took).
     recipe : ModelRecipe
     rows : array-like of int, optional
         The store rows to train on (e.g. one side of an identity split); default every ok row.
@@ -113,8 +116,14 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     out.mkdir(parents=True, exist_ok=True)
     rows = np.flatnonzero(store.ok) if rows is None else np.asarray(rows, dtype=np.int64)
     seed = recipe.config.seed
-    write_json(out / "recipe.json", {"recipe": recipe.to_dict(), "store": str(store.root),
-                                     "n_rows": int(len(rows)), **provenance()})
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        timings[stage] = round(time.perf_counter() - clock, 3)
+        clock = time.perf_counter()
+
     source = store
     train_ids = store.samples.sample_id[rows]
     if recipe.copies:
@@ -126,6 +135,7 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
         parents = np.asarray(source.parent_id)
         train_ids = source.samples.sample_id[np.isin(source.samples.sample_id, train_ids) | np.isin(parents,
                                                                                                    train_ids)]
+    lap("augment")
     label_path = out / "labels.parquet"
     if label_path.exists():
         labels = load_quality(label_path)
@@ -136,7 +146,19 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
             norms=np.asarray(source.norms)[keep], captures=store_captures(source)[keep])
         labels = labeler.labels_
         save_quality(labels, label_path)
+    lap("label")
     logger.info("recipe: %d labelled samples (%d copies per face) from %s", int(labels.ok.sum()), recipe.copies,
                 store.root)
-    return train_regressor(source, labels, out / "model", shape=recipe.shape, config=recipe.config,
-                           feature_cache_dir=feature_cache_dir)
+    from .features import cached_features
+
+    keep = np.flatnonzero(source.ok & np.isin(source.samples.sample_id, labels.sample_id[labels.ok]))
+    if recipe.shape in FEATURE_HEADS:
+        cached_features(source, keep, cache_dir=feature_cache_dir, progress=progress)
+    lap("features")
+    trained = train_regressor(source, labels, out / "model", shape=recipe.shape, config=recipe.config,
+                              feature_cache_dir=feature_cache_dir)
+    lap("train and export")
+    write_json(out / "recipe.json", {"recipe": recipe.to_dict(), "store": str(store.root), "n_rows": int(len(rows)),
+                                     "n_labelled": int(labels.ok.sum()), "seconds": timings,
+                                     "model": str(trained.model_path), **provenance()})
+    return trained
