@@ -80,14 +80,15 @@ def placeholder_head(spec: FeatureSpec = SFACE_TAPS) -> onnx.ModelProto:
 
 def threshold_table(store: EmbeddingStore, quality: QualityTable, *, fmr: float = 1e-3,
                     reject_fractions: Sequence[float] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3),
-                    n_nonmated: int = 200_000, max_mated_per_identity: int = 50,
-                    seed: int = 0) -> tuple[list[dict[str, float]], dict[str, Any]]:
+                    n_nonmated: int = 200_000, max_mated_per_identity: int = 50, seed: int = 0,
+                    sample_mask: np.ndarray | None = None) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """The card's reject-threshold table on a store of held-apart identities.
 
     The comparison threshold is fixed once, at ``fmr`` on all non-mated pairs. For each score threshold ``t``
     (0, then the qualities that reject about each of ``reject_fractions`` of the images, rounded to 0.1), an image
     is rejected when its quality is below ``t``; ``rejected_fraction`` is the fraction of the store's ok images
-    rejected and ``fnmr`` the FNMR of the mated pairs whose two images are both kept.
+    rejected and ``fnmr`` the FNMR of the mated pairs whose two images are both kept. ``sample_mask`` (N,) bool
+    restricts everything to those samples (e.g. the test identities of an ``IdentitySplit``).
 
     Returns
     -------
@@ -96,11 +97,12 @@ def threshold_table(store: EmbeddingStore, quality: QualityTable, *, fmr: float 
     evaluation : dict
         Counts, the comparison threshold and the FNMR-EDC pAUC (discard up to 20 %) of the model and of random.
     """
-    comparisons = sample_comparisons(store, n_nonmated=n_nonmated, seed=seed,
+    used = store.ok if sample_mask is None else store.ok & np.asarray(sample_mask, bool)
+    comparisons = sample_comparisons(store, n_nonmated=n_nonmated, seed=seed, sample_mask=used,
                                      max_mated_per_identity=max_mated_per_identity)
     mated = comparisons.mated
     threshold = threshold_at_fmr(comparisons.similarity[~mated], fmr)
-    image_quality = quality.aligned_to(store.samples.sample_id)[store.ok]
+    image_quality = quality.aligned_to(store.samples.sample_id)[used]
     pair = pair_quality(quality.aligned_to(comparisons.sample_a), quality.aligned_to(comparisons.sample_b))
     mated_similarity, mated_quality = comparisons.similarity[mated], pair[mated]
     candidates = [0.0] + [float(np.round(np.quantile(image_quality, f), 1)) for f in reject_fractions]
@@ -115,7 +117,7 @@ def threshold_table(store: EmbeddingStore, quality: QualityTable, *, fmr: float 
     edc = compute_edc(mated_similarity, {"model": mated_quality, "random": random_pair[mated]},
                       comparisons.similarity[~mated], {"model": pair[~mated], "random": random_pair[~mated]},
                       fmr=fmr)
-    identities = np.unique(store.samples.identity[store.ok])
+    identities = np.unique(store.samples.identity[used])
     evaluation = {"n_images": int(len(image_quality)), "n_identities": int(len(identities)),
                   "n_mated": int(mated.sum()), "n_nonmated": int((~mated).sum()), "fmr": fmr,
                   "comparison_threshold": float(threshold), "start_fnmr": float(edc.start_fnmr),
