@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from fiqa.errors import InvalidParameterError, NoUsableSamplesError, StoreError
 from fiqa.train import TrainConfig, fit_quantile_calibration, huber_loss, list_regressors
 from fiqa.train import loop
+from fiqa.train.config import SHAPES
 from fiqa.train.loop import TensorPairs, fit
 from fiqa.embed.features import SFACE_TAPS, FeatureSpec
 from fiqa.train.models import PiecewiseLinear, QualityHead, TapsHead
@@ -78,7 +79,7 @@ def test_train_config_validates_with_parameter_names():
         TrainConfig(epochs=0)
     with pytest.raises(InvalidParameterError, match="'huber_delta'"):
         TrainConfig(huber_delta=-1.0)
-    assert list_regressors() == ["head", "mobilefacenet", "taps"]
+    assert list_regressors() == ["head", "mobilefacenet", "taps"] == list(SHAPES)
 
 
 def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import click
 
-from ..train import TrainConfig, list_regressors, train_regressor
+from ..train.config import SHAPES, TrainConfig
 
 
 @click.command("train")
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @click.argument("labels", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
-@click.option("--shape", type=click.Choice(list_regressors()), default="taps", show_default=True,
+@click.option("--shape", type=click.Choice(SHAPES), default="taps", show_default=True,
               help="taps: small head on every SFace stage and the embedding's norm (CPU); head: v0.1's head on the "
                    "last stage; mobilefacenet: full network.")
 @click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True)
@@ -30,6 +30,8 @@ def command(store: str, labels: str, out_dir: str, shape: str, epochs: int, batc
             weight_decay: float, huber_delta: float, patience: int, validation_fraction: float,
             backbone_checkpoint: str | None, seed: int, no_resume: bool) -> None:
     """Train a Huber-loss regressor on LABELS of STORE; write MODEL_DIR/model.onnx and training plots."""
+    from ..train import train_regressor
+
     config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                          weight_decay=weight_decay, huber_delta=huber_delta, patience=patience, seed=seed)
     params = {"backbone_checkpoint": backbone_checkpoint} if backbone_checkpoint else None

@@ -1,23 +1,47 @@
-"""Train a quality regressor on pseudo-labels and export it as one ONNX file.
+"""Train a quality regressor on pseudo-labels and export it as ONNX.
 
 >>> from fiqa.train import train_regressor, TrainConfig
 >>> trained = train_regressor("runs/lfw.store", "runs/sdd.parquet", "runs/sdd-model", config=TrainConfig(epochs=20))
 >>> trained.model_path, trained.result.spearman
+
+Names are imported lazily: ``fiqa.train.TrainConfig`` (and the CLI's defaults) load no PyTorch; the loop, the
+models and export do.
 """
 from __future__ import annotations
 
-from .calibration import QuantileCalibration, fit_quantile_calibration
-from .export import export_onnx, read_metadata
-from .losses import huber_loss
-from .loop import TrainConfig, TrainResult
-from .models import REGRESSORS
-from .regressor import TrainedModel, train_regressor
+import importlib
+from typing import Any
+
+_LAZY = {
+    "QuantileCalibration": "fiqa.train.calibration",
+    "fit_quantile_calibration": "fiqa.train.calibration",
+    "TrainConfig": "fiqa.train.config",
+    "export_onnx": "fiqa.train.export",
+    "read_metadata": "fiqa.score.model_file",
+    "huber_loss": "fiqa.train.losses",
+    "TrainResult": "fiqa.train.loop",
+    "TrainedModel": "fiqa.train.regressor",
+    "train_regressor": "fiqa.train.regressor",
+    "ModelRecipe": "fiqa.train.recipe",
+    "DEFAULT_RECIPE": "fiqa.train.recipe",
+    "train_recipe": "fiqa.train.recipe",
+}
+
+__all__ = [*_LAZY, "list_regressors"]
 
 
 def list_regressors() -> list[str]:
     """Names of the regressor shapes ``train_regressor(shape=...)`` accepts."""
+    from .models import REGRESSORS
+
     return REGRESSORS.names()
 
 
-__all__ = ["QuantileCalibration", "TrainConfig", "TrainResult", "TrainedModel", "export_onnx",
-           "fit_quantile_calibration", "huber_loss", "list_regressors", "read_metadata", "train_regressor"]
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fiqa.train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
