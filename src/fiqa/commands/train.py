@@ -10,9 +10,9 @@ from ..train.config import SHAPES, TrainConfig
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @click.argument("labels", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
-@click.option("--shape", type=click.Choice(SHAPES), default="taps", show_default=True,
-              help="taps: small head on every SFace stage and the embedding's norm (CPU); head: v0.1's head on the "
-                   "last stage; mobilefacenet: full network.")
+@click.option("--shape", type=click.Choice(SHAPES), default="head", show_default=True,
+              help="head: small head on SFace's pooled last stage (CPU); taps: the same on every stage and the "
+                   "embedding's norm; mobilefacenet: full network.")
 @click.option("--epochs", type=int, default=TrainConfig.epochs, show_default=True)
 @click.option("--batch-size", type=int, default=TrainConfig.batch_size, show_default=True)
 @click.option("--lr", "learning_rate", type=float, default=TrainConfig.learning_rate, show_default=True)

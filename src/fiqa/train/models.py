@@ -1,10 +1,10 @@
 """The two regressor shapes and the in-model calibration layer (PyTorch).
 
-- ``"taps"`` (default): :class:`TapsHead`, a small network on the quality features of a frozen recogniser
-  (:mod:`fiqa.embed.features`: mean and spread of every stage, the raw embedding and its log norm), computed once
-  per store and cached (:mod:`fiqa.train.features`).
-- ``"head"``: :class:`QualityHead`, v0.1's head: the same network on the last stage's pooled map only (SFace's
-  1024 x 7 x 7 map averaged over its positions), in SDD-FIQA's spirit (a small head on the frozen recogniser).
+- ``"head"`` (default): :class:`QualityHead`, a small network on the last stage of a frozen recogniser (SFace's
+  1024 x 7 x 7 map averaged over its positions), in SDD-FIQA's spirit, read from the recogniser's quality features
+  (:mod:`fiqa.embed.features`), computed once per store and cached (:mod:`fiqa.train.features`).
+- ``"taps"``: :class:`TapsHead`, the same network on every stage's mean and spread, the raw embedding, and a linear
+  path on its log norm. Measured beside ``"head"`` in ``benchmarks/study_quality_model.py``.
 - ``"mobilefacenet"``: :class:`MobileFaceNetRegressor`, a full network on aligned 112x112 crops (Chen et al.,
   2018), trained from scratch or from a user's backbone checkpoint; meant for GPUs and ``torchrun``.
 
@@ -74,7 +74,7 @@ class _FeatureHead(nn.Module):
         return out
 
 
-@REGRESSORS.register("head", "Small head on the pooled last SFace feature map (v0.1's plain head); CPU-friendly")
+@REGRESSORS.register("head", "Small head on the pooled last SFace feature map; CPU-friendly (default)")
 class QualityHead(_FeatureHead):
     """The mean of SFace's last feature map over its 7 x 7 positions -> BatchNorm -> dropout -> PReLU MLP.
 
@@ -99,7 +99,7 @@ class QualityHead(_FeatureHead):
 
 
 @REGRESSORS.register("taps", "Head on every recogniser stage (mean and spread) and the raw embedding, plus its "
-                             "log norm as a linear path (default)")
+                             "log norm as a linear path")
 class TapsHead(_FeatureHead):
     """All quality features -> BatchNorm -> dropout -> PReLU MLP, plus a linear path on the embedding's log norm.
 

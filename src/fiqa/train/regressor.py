@@ -67,7 +67,7 @@ def _describe(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | str | Path, out_dir: str | Path, *,
-                    shape: str = "taps", model_params: Mapping[str, Any] | None = None,
+                    shape: str = "head", model_params: Mapping[str, Any] | None = None,
                     config: TrainConfig | None = None, validation_fraction: float = 0.2,
                     feature_cache_dir: str | Path | None = None, resume: bool = True) -> TrainedModel:
     """Train a Huber-loss quality regressor on ``labels`` and export it as ``<out_dir>/model.onnx``.
@@ -81,8 +81,8 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
         evaluation, pass only the training identities' labels.
     out_dir : path
     shape : {"taps", "head", "mobilefacenet"}
-        ``"taps"``: small head on cached SFace quality features of every stage and the embedding's norm (CPU,
-        minutes; the default); ``"head"``: v0.1's head on the last stage only; ``"mobilefacenet"``: full network.
+        ``"head"`` (default): small head on SFace's last stage, pooled, from the cached quality features (CPU,
+        minutes); ``"taps"``: the same on every stage and the embedding's norm; ``"mobilefacenet"``: full network.
     model_params : mapping, optional
         Keyword arguments of the regressor class (e.g. ``hidden``, ``dropout``, ``backbone_checkpoint``).
     config : TrainConfig, optional
