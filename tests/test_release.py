@@ -29,3 +29,9 @@ def test_reject_table_counts_rejected_images_and_fnmr_of_the_pairs_kept():
     assert [r["rejected_fraction"] for r in rows] == [0.0, 0.25, 0.5, 0.75, 1.0]
     # kept pairs: all three (2 fail), (1,2) and (2,3) (1 fails), (2,3) only, none, none
     assert [r["fnmr"] for r in rows] == pytest.approx([2 / 3, 1 / 2, 0.0, 0.0, 0.0])
+    # default thresholds: score 0, then the scores at the REJECT_FRACTIONS quantiles, increasing
+    default = reject_table(evaluation, "m")
+    assert default[0] == rows[0]
+    assert all(a["score"] < b["score"] for a, b in zip(default, default[1:]))
+    assert default[-1]["score"] == pytest.approx(np.quantile([10.0, 30.0, 50.0, 70.0], 0.5), abs=0.05)
+    assert all(a["rejected_fraction"] <= b["rejected_fraction"] for a, b in zip(default, default[1:]))

@@ -32,11 +32,11 @@ from .types import EmbeddingStore, QualityTable
 
 logger = logging.getLogger(__name__)
 
-THRESHOLD_SCORES = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0)
-"""Candidate reject thresholds of the card's table (quality scores, 0-100)."""
+REJECT_FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.10, 0.15, 0.20, 0.30, 0.50)
+"""The card's table puts a reject threshold at each of these quantiles of the evaluated scores."""
 
 
-def reject_table(evaluation: Any, method: str, scores: np.ndarray = np.asarray(THRESHOLD_SCORES)) -> list[dict]:
+def reject_table(evaluation: Any, method: str, scores: np.ndarray | None = None) -> list[dict]:
     """Fraction of images rejected and FNMR of the mated pairs kept, per reject threshold of ``method``.
 
     Parameters
@@ -45,8 +45,9 @@ def reject_table(evaluation: Any, method: str, scores: np.ndarray = np.asarray(T
         Supplies the comparisons, the fixed comparison threshold and each sample's quality.
     method : str
         A quality method of the evaluation (e.g. ``"model:default"``).
-    scores : ndarray of float
-        Reject an image when its quality is below the score.
+    scores : ndarray of float, optional
+        Reject an image when its quality is below the score. Default: the scores at the
+        :data:`REJECT_FRACTIONS` quantiles of ``method``'s qualities, rounded to 0.1 (duplicates dropped).
 
     Returns
     -------
@@ -61,6 +62,10 @@ def reject_table(evaluation: Any, method: str, scores: np.ndarray = np.asarray(T
     position_a = np.searchsorted(ids, comparisons.sample_a[mated])
     position_b = np.searchsorted(ids, comparisons.sample_b[mated])
     non_match = comparisons.similarity[mated] < evaluation.edc.threshold
+    if scores is None:
+        finite = quality[np.isfinite(quality)]
+        scores = np.unique(np.round(np.quantile(finite, REJECT_FRACTIONS[1:]), 1)) if len(finite) else np.zeros(0)
+        scores = np.concatenate([[0.0], scores[scores > 0]])
     rows = []
     for score in scores:
         kept = np.nan_to_num(quality, nan=-np.inf) >= score
