@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 
 from .degrade import DEGRADATIONS, EVALUATION_DEGRADATIONS, degrade
 from .detect.align import ARCFACE_TEMPLATE, CROP_SIZE, estimate_similarity, warp_to_template
-from .errors import FIQAError, InvalidParameterError, NoUsableSamplesError, StoreError, check_int
+from .errors import InvalidParameterError, NoUsableSamplesError, StoreError, check_int
+from .extract import _ordered_map, embed_checked  # the extraction's read-ahead pool and batch check
 from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageReadError, read_image
 from .io.table import read_table, write_json, write_table
 from .provenance import provenance
@@ -571,7 +572,6 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
 
     spans = [(number, number * chunk_size, min(n_derived, (number + 1) * chunk_size)) for number in pending]
     segments = [segment for _, start, stop in spans for segment in _segments(start, stop, copies)]
-    from .extract import _ordered_map  # the same ordered read-ahead thread pool as the extraction
 
     with tqdm(total=n_derived, initial=n_derived - sum(stop - start for _, start, stop in spans), unit="img",
               desc="augment", disable=not progress) as bar, \
@@ -631,13 +631,9 @@ def _embed_chunk(start: int, stop: int, copies: int, results: Iterable, embedder
     def flush() -> None:
         if not batch_rows:
             return
-        vectors = np.asarray(embedder.embed(batch_crops[:len(batch_rows)]), dtype=np.float32)
-        if vectors.shape != (len(batch_rows), dim):
-            raise FIQAError(f"embedder {getattr(embedder, 'name', embedder)!r} returned shape {vectors.shape} for "
-                            f"{len(batch_rows)} crops, expected ({len(batch_rows)}, {dim})")
-        for row, vector in zip(batch_rows, vectors):
-            norm = float(np.linalg.norm(vector.astype(np.float64)))
-            if np.isfinite(vector).all() and norm > 0.0:
+        vectors, norms = embed_checked(embedder, batch_crops[:len(batch_rows)], dim)
+        for row, vector, norm in zip(batch_rows, vectors, norms):
+            if norm > 0.0:
                 raw[row] = vector
             else:
                 status[row] = Status.INVALID_VECTOR.value
@@ -664,19 +660,11 @@ def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, n
             parent_ids: np.ndarray, recipes: list[Recipe], n_chunks: int, keep_originals: bool, embedder: Any,
             info: Mapping[str, Any]) -> EmbeddingStore:
     """Assemble originals and derived chunks into the final store and move it into place."""
-    import shutil
-
     copies = int(info["recipe"]["copies"])
     n_originals = len(parent) if keep_originals else 0
     n_derived = len(recipes)
     n, dim = n_originals + n_derived, parent.dim
-    build = partial.root / "store"
-    if build.exists():
-        shutil.rmtree(build)
-    build.mkdir()
-    vectors = np.lib.format.open_memmap(build / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, dim))
-    norms = np.lib.format.open_memmap(build / "norms.npy", mode="w+", dtype=np.float32, shape=(n,))
-    landmarks = np.lib.format.open_memmap(build / "landmarks.npy", mode="w+", dtype=np.float32, shape=(n, 5, 2))
+    build, vectors, norms, landmarks = partial.new_build(n, dim)
     for begin in range(0, n_originals, _COPY_BLOCK):
         span = slice(begin, min(n_originals, begin + _COPY_BLOCK))
         vectors[span], norms[span], landmarks[span] = parent.vectors[span], parent.norms[span], parent.landmarks[span]

@@ -43,6 +43,30 @@ class SampleFailedError(FIQAError):
         self.location, self.status, self.reason = location, status, reason
 
 
+def embed_checked(embedder: Any, crops: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Embed a batch of crops and check what came back.
+
+    Returns
+    -------
+    vectors : ndarray of shape (B, dim), float32
+        The raw embeddings.
+    norms : ndarray of shape (B,), float64
+        Their L2 norms; NaN where a vector is not finite (a usable vector has a norm > 0).
+
+    Raises
+    ------
+    FIQAError
+        When the embedder returns another shape than (B, dim).
+    """
+    vectors = np.asarray(embedder.embed(crops), dtype=np.float32)
+    if vectors.shape != (len(crops), dim):
+        raise FIQAError(f"embedder {getattr(embedder, 'name', embedder)!r} returned shape {vectors.shape} for "
+                        f"{len(crops)} crops, expected ({len(crops)}, {dim})")
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    norms[~np.isfinite(vectors).all(axis=1)] = np.nan
+    return vectors, norms
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """One sample after decoding and alignment (a worker thread's result)."""
@@ -242,13 +266,9 @@ def _run_chunk(start: int, stop: int, results: Iterator[_Prepared], embedder: An
     def flush() -> None:
         if not batch_rows:
             return
-        vectors = np.asarray(embedder.embed(batch_crops[:len(batch_rows)]), dtype=np.float32)
-        if vectors.shape != (len(batch_rows), dim):
-            raise FIQAError(f"embedder {getattr(embedder, 'name', embedder)!r} returned shape {vectors.shape} for "
-                            f"{len(batch_rows)} crops, expected ({len(batch_rows)}, {dim})")
-        for row, vector in zip(batch_rows, vectors):
-            norm = float(np.linalg.norm(vector.astype(np.float64)))
-            if np.isfinite(vector).all() and norm > 0.0:
+        vectors, norms = embed_checked(embedder, batch_crops[:len(batch_rows)], dim)
+        for row, vector, norm in zip(batch_rows, vectors, norms):
+            if norm > 0.0:
                 raw[row] = vector
             else:
                 _fail(row, Status.INVALID_VECTOR, f"the embedding is {'zero' if norm == 0 else 'not finite'}")

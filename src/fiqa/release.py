@@ -28,7 +28,7 @@ import numpy as np
 from .errors import InvalidParameterError
 from .io.table import write_json
 from .provenance import provenance, versions
-from .types import EmbeddingStore, QualityTable
+from .types import QualityTable
 
 logger = logging.getLogger(__name__)
 

@@ -250,12 +250,9 @@ class PartialStore:
         except (OSError, ValueError, KeyError) as exc:
             raise StoreError(f"{path}: chunk file is unreadable ({exc}); delete it and rerun to redo it") from None
 
-    def finish(self, samples: SampleTable, n_chunks: int, dim: int, meta: Mapping[str, Any]) -> EmbeddingStore:
-        """Assemble the chunks into the final store, move it into place atomically, remove the partial folder.
-
-        The vectors are L2-normalised here from the raw chunk vectors; memory stays bounded by one chunk.
-        """
-        n = len(samples)
+    def new_build(self, n: int, dim: int) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray]:
+        """An empty ``store`` folder inside the partial folder with writable ``vectors.npy`` (n, dim),
+        ``norms.npy`` (n,) and ``landmarks.npy`` (n, 5, 2) memory maps, float32: what a finished store is built in."""
         build = self.root / "store"
         if build.exists():
             shutil.rmtree(build)
@@ -263,6 +260,15 @@ class PartialStore:
         vectors = np.lib.format.open_memmap(build / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, dim))
         norms = np.lib.format.open_memmap(build / "norms.npy", mode="w+", dtype=np.float32, shape=(n,))
         landmarks = np.lib.format.open_memmap(build / "landmarks.npy", mode="w+", dtype=np.float32, shape=(n, 5, 2))
+        return build, vectors, norms, landmarks
+
+    def finish(self, samples: SampleTable, n_chunks: int, dim: int, meta: Mapping[str, Any]) -> EmbeddingStore:
+        """Assemble the chunks into the final store, move it into place atomically, remove the partial folder.
+
+        The vectors are L2-normalised here from the raw chunk vectors; memory stays bounded by one chunk.
+        """
+        n = len(samples)
+        build, vectors, norms, landmarks = self.new_build(n, dim)
         status = np.empty(n, dtype=object)
         reason = np.empty(n, dtype=object)
         n_faces = np.empty(n, dtype=np.int32)

@@ -27,7 +27,7 @@ import torch
 from .. import __version__
 from ..embed.features import FEATURES_NAME, SFACE_TAPS, FeatureExtractor, FeatureSpec, compose, feature_graph
 from ..errors import ModelFileError
-from ..score.model_file import INPUT_NAME, OUTPUT_NAMES, read_metadata  # noqa: F401 (read_metadata: re-exported)
+from ..score.model_file import INPUT_NAME, OUTPUT_NAMES
 from .models import FEATURE_HEADS, CalibratedRegressor
 
 logger = logging.getLogger(__name__)

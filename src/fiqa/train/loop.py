@@ -10,7 +10,6 @@ evaluates the whole validation set (so the early-stopping decision agrees), and 
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
