@@ -162,3 +162,14 @@ def test_fiqa_evaluate_reports_bad_input_by_name(lfw_store, tmp_path):
     result = CliRunner().invoke(main, ["evaluate", str(lfw_store.root), "--scores", str(table_path), "--out",
                                        str(tmp_path / "r"), "--fmr", "0"])
     assert result.exit_code != 0 and "'fmr'" in result.output
+
+
+def test_a_pairs_file_name_is_escaped_in_the_report(toy, tmp_path):
+    comparisons, ids, quality = toy
+    hostile = '<script>alert("x")</script>.txt'
+    from_file = Comparisons(comparisons.sample_a, comparisons.sample_b, comparisons.mated, comparisons.similarity,
+                            {"origin": hostile, "n_skipped": 0})
+    evaluation = evaluate_quality(from_file, [quality_table(ids, quality, "good")], seed=0, legacy_erc=False,
+                                  n_bootstrap=0)
+    page = write_report(evaluation, tmp_path / "report").read_text(encoding="utf-8")
+    assert "<script>alert" not in page and "&lt;script&gt;alert" in page

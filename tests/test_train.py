@@ -175,3 +175,21 @@ def test_heads_read_their_columns_and_the_taps_head_has_a_norm_path():
     torch.testing.assert_close(taps(shifted) - taps(features), scale.expand(6))
     with pytest.raises(InvalidParameterError, match="columns"):
         TapsHead(spec=SMALL, columns=["nothing/mean"])
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))  # would create the marker file if unpickled with full pickle
+
+
+def test_a_crafted_checkpoint_is_refused_without_running_code(tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    marker = tmp_path / "ran"
+    torch.save({"config": {}, "payload": _RunsCode(marker)}, out / loop.CHECKPOINT_NAME)
+    with pytest.raises(StoreError, match="not a fiqa training checkpoint"):
+        _run(out, CONFIG)
+    assert not marker.exists()

@@ -291,7 +291,8 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
                   f"pairs, {comparisons_meta.get('n_nonmated'):,} of {comparisons_meta.get('n_nonmated_available'):,}"
                   f" non-mated pairs")
     else:
-        origin = (f"from {comparisons_meta.get('origin')} ({comparisons_meta.get('n_skipped', 0)} pairs skipped: "
+        origin = (f"from {html.escape(str(comparisons_meta.get('origin')))} "
+                  f"({comparisons_meta.get('n_skipped', 0)} pairs skipped: "
                   "a sample had no embedding)")
     threshold_rule = (f"FMR {edc.params['fmr']:g} on the non-mated comparisons" if edc.params["fmr"] is not None
                       else f"a starting FNMR of {edc.params['start_fnmr_target']:g}")

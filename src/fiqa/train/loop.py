@@ -173,7 +173,12 @@ def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: T
     result, start_epoch, best_state, waited = TrainResult(), 0, None, 0
     checkpoint_path = out_dir / CHECKPOINT_NAME
     if resume and checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        try:  # tensors and plain data only: a crafted checkpoint must never run code
+            checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        except Exception as exc:  # torch raises several unrelated types for a bad or hostile file
+            raise StoreError(f"{checkpoint_path}: not a fiqa training checkpoint ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}); delete it or pass resume=False "
+                             f"to start again") from None
         if checkpoint.get("config") != asdict(config):
             changed = sorted(k for k, v in asdict(config).items() if checkpoint.get("config", {}).get(k) != v)
             raise StoreError(f"{checkpoint_path}: checkpoint was written with a different configuration "
