@@ -49,7 +49,8 @@ def main() -> None:
              f"({DEFAULT_RECIPE.copies} copies per face, {DEFAULT_RECIPE.labeller}, {DEFAULT_RECIPE.shape}).", "",
              "| stage | wall |", "|---|---:|",
              f"| embed LFW-dev (before training; `fiqa embed`) | {embed_seconds / 60:.1f} min |"]
-    lines += [f"| {name} | {seconds / 60:.1f} min |" for name, seconds in stages.items()]
+    order = ("augment", "label", "features", "train and export")  # the recipe's order (the JSON is key-sorted)
+    lines += [f"| {name} | {stages[name] / 60:.1f} min |" for name in order if name in stages]
     lines += [f"| **training by the recipe, all stages** | **{total / 60:.1f} min** (CPU {cpu / 60:.1f} min) |", "",
               f"Peak RSS {peak_gib:.1f} GiB; best epoch {trained.result.best_epoch}, validation Spearman "
               f"{trained.result.spearman:.3f}."]
