@@ -12,6 +12,8 @@ from fiqa.io.table import save_quality
 from fiqa.label import create_labeler, label_store
 from fiqa.score import create_scorer
 from fiqa.train import read_metadata
+from fiqa.embed.features import SFACE_TAPS, FeatureExtractor
+from fiqa.store import load_crops
 from fiqa.train.features import cached_features
 
 pytestmark = [pytest.mark.lfw, pytest.mark.slow]
@@ -25,7 +27,8 @@ def test_train_command_end_to_end_on_lfw(lfw_store, tmp_path):
                                        "--epochs", "2", "--batch-size", "32", "--validation-fraction", "0.3"])
     assert result.exit_code == 0, result.output
     assert "validation Spearman" in result.output
-    for name in ("model.onnx", "checkpoint.pt", "history.json", "training.png", "metrics.json", "split.json"):
+    for name in ("model.onnx", "head.onnx", "checkpoint.pt", "history.json", "training.png", "metrics.json",
+                 "split.json"):
         assert (out / name).stat().st_size > 0, name
 
     split = json.loads((out / "split.json").read_text())
@@ -43,9 +46,15 @@ def test_train_command_end_to_end_on_lfw(lfw_store, tmp_path):
     # the cache holds the labelled rows training asked for; it grows on demand and then serves every ok row
     labelled = lfw_store.ok & labels.ok
     features = cached_features(lfw_store, np.flatnonzero(labelled))
-    assert features.shape == (len(lfw_store), 1024, 7, 7) and not features.flags.writeable
-    assert np.all(features[~lfw_store.ok] == 0) and np.all(features[labelled].any(axis=(1, 2, 3)))
+    assert features.shape == (len(lfw_store), SFACE_TAPS.dim) and not features.flags.writeable
+    assert np.all(features[~lfw_store.ok] == 0) and np.all(features[labelled].any(axis=1))
     before = np.array(features[labelled])
     features = cached_features(lfw_store)
     np.testing.assert_array_equal(features[labelled], before)
-    assert np.all(features[lfw_store.ok].any(axis=(1, 2, 3)))
+    assert np.all(features[lfw_store.ok].any(axis=1))
+    # a cached row is the feature graph's output on the row's re-created crop (float16)
+    row = int(np.flatnonzero(lfw_store.ok)[0])
+    expected = FeatureExtractor()(load_crops(lfw_store, [row]))[0]
+    np.testing.assert_allclose(features[row].astype(np.float32), expected, rtol=2e-3, atol=2e-3)
+    # the log-norm column equals the store's own norm
+    assert features[row, -1] == pytest.approx(np.log(lfw_store.norms[row]), abs=5e-3)
