@@ -1,41 +1,31 @@
-"""Scoring speed of an exported fiqa quality model (the default "taps" shape: SFace's feature graph and the head
-in one ONNX graph) beside the SFace recogniser alone, on aligned 112x112 crops, 2 onnxruntime threads. Configurations are interleaved
+"""Scoring speed of fiqa's shipped quality model (SFace's feature graph and the trained head in one ONNX graph)
+beside the SFace recogniser alone, on aligned 112x112 crops, 2 onnxruntime threads. Configurations are interleaved
 round-robin in one run so machine load affects them alike; medians are reported.
 
 - throughput: aligned faces/s at batch 64 (preprocessing included), quality model vs SFace embedding;
 - single-image latency: one crop in, one quality out (batch 1), median;
 - FLOPs of both graphs (``fiqa.embed.graph.count_flops``).
 
-The head's weights do not change its speed, so the model is a seeded, untrained head with a fitted calibration
-unless ``--model`` names a trained one. Prints a Markdown table and writes ``benchmarks/results/score.md``.
+``--model`` measures another model file (either form: ``model.onnx`` or ``head.onnx``) instead of the shipped one.
+Prints a Markdown table and writes ``benchmarks/results/score.md``.
 
 Run: ``.venv/bin/python benchmarks/bench_score.py [--repeats 7] [--threads 2] [--model runs/x/model.onnx]``
 """
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 from _common import emit, machine_header, median_seconds, results_path, seconds
 
 from fiqa.embed import create_embedder
 from fiqa.embed.graph import count_flops, fold_constants
 from fiqa.models import model_path
 from fiqa.score import create_scorer
-from fiqa.train import export_onnx, fit_quantile_calibration
-from fiqa.train.models import CalibratedRegressor, TapsHead
-
-
-def _untrained_model(folder: Path) -> Path:
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    calibration = fit_quantile_calibration(rng.normal(50, 10, 1000), rng.uniform(0, 100, 1000))
-    model = CalibratedRegressor(TapsHead(), calibration).eval()
-    return export_onnx(model, folder / "model.onnx", shape="taps", metadata={"label_method": "benchmark"})
+from fiqa.score.model_file import load_quality_model
+from fiqa.score.packaged import load_packaged_model
 
 
 def main() -> None:
@@ -47,27 +37,26 @@ def main() -> None:
     args = parser.parse_args()
     header = machine_header()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = args.model or _untrained_model(Path(tmp))
-        scorer = create_scorer(path, batch_size=args.batch, threads=args.threads)
-        embedder = create_embedder("sface", batch_size=args.batch, threads=args.threads)
-        crops = np.random.default_rng(0).integers(0, 256, size=(args.batch, 112, 112, 3), dtype=np.uint8)
-        one = crops[:1]
-        for _ in range(2):  # warm-up
-            scorer.score_crops(crops), embedder.embed(crops), scorer.score_crops(one), embedder.embed(one)
-        times: dict[str, list[float]] = {"quality": [], "sface": [], "quality_1": [], "sface_1": []}
-        for _ in range(args.repeats):
-            times["quality"].append(seconds(lambda: scorer.score_crops(crops)))
-            times["sface"].append(seconds(lambda: embedder.embed(crops)))
-            times["quality_1"].append(median_seconds(lambda: scorer.score_crops(one), 10))
-            times["sface_1"].append(median_seconds(lambda: embedder.embed(one), 10))
-        flops_quality = count_flops(onnx.load(path))
-        flops_sface = count_flops(fold_constants(onnx.load(model_path("sface"))))
+    scorer = create_scorer(args.model, batch_size=args.batch, threads=args.threads)
+    graph = load_packaged_model()[0] if args.model is None else load_quality_model(args.model)[0]
+    embedder = create_embedder("sface", batch_size=args.batch, threads=args.threads)
+    crops = np.random.default_rng(0).integers(0, 256, size=(args.batch, 112, 112, 3), dtype=np.uint8)
+    one = crops[:1]
+    for _ in range(2):  # warm-up
+        scorer.score_crops(crops), embedder.embed(crops), scorer.score_crops(one), embedder.embed(one)
+    times: dict[str, list[float]] = {"quality": [], "sface": [], "quality_1": [], "sface_1": []}
+    for _ in range(args.repeats):
+        times["quality"].append(seconds(lambda: scorer.score_crops(crops)))
+        times["sface"].append(seconds(lambda: embedder.embed(crops)))
+        times["quality_1"].append(median_seconds(lambda: scorer.score_crops(one), 10))
+        times["sface_1"].append(median_seconds(lambda: embedder.embed(one), 10))
+    flops_quality = count_flops(onnx.load_from_string(graph))
+    flops_sface = count_flops(fold_constants(onnx.load(model_path("sface"))))
 
     median = {name: float(np.median(values)) for name, values in times.items()}
     rows = [
         ("SFace embedding alone", args.batch / median["sface"], 1e3 * median["sface_1"], flops_sface),
-        ("quality model (SFace trunk + head)", args.batch / median["quality"], 1e3 * median["quality_1"],
+        ("quality model (SFace features + head)", args.batch / median["quality"], 1e3 * median["quality_1"],
          flops_quality),
     ]
     lines = [
