@@ -197,3 +197,31 @@ def test_kill_and_resume_gives_the_same_store(tmp_path):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name), err_msg=name)
     np.testing.assert_array_equal(resumed.samples.location, whole.samples.location)
     assert len(resumed) == 60 and resumed.ok.all()
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_and_read_back(lfw_dir, tmp_path):
+    # hostile case E23/S04: a name with bytes that are not UTF-8 must neither crash the save nor block re-runs
+    import os
+
+    from fiqa.score import create_scorer
+    from fiqa.store import load_crops
+
+    photo = next(iter(sorted(lfw_dir.glob("A*/*_0001.jpg"))))
+    person = tmp_path / "data" / "Person_A"
+    person.mkdir(parents=True)
+    bad_name = os.fsdecode(b"bad\xff\xfename.jpg")  # surrogate escapes, as the OS hands such names to Python
+    (person / bad_name).write_bytes(photo.read_bytes())
+    (person / "good.jpg").write_bytes(photo.read_bytes())
+    store = embed_source(tmp_path / "data", tmp_path / "store", progress=False)
+    store = open_store(tmp_path / "store")  # read back from disk
+    locations = sorted(store.samples.location.tolist())
+    assert locations == sorted([str(person / bad_name), str(person / "good.jpg")])
+    assert store.ok.all()
+    crops = load_crops(store, np.arange(len(store)))  # the stored name still opens the file
+    np.testing.assert_array_equal(crops[0], crops[1])
+    again = embed_source(tmp_path / "data", tmp_path / "store", progress=False)  # a re-run is not blocked
+    assert len(again) == 2
+    table = create_scorer().score([str(person / bad_name)], progress=False)
+    from fiqa.io.table import load_quality, save_quality
+    assert load_quality(save_quality(table, tmp_path / "scores.parquet")).columns["location"][0] == str(
+        person / bad_name)

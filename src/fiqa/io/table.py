@@ -1,6 +1,9 @@
 """The one on-disk table format: Parquet, with a JSON sidecar (``<file>.json``) holding the metadata.
 
 Writes are atomic (temporary file, then ``os.replace``), so an interrupted run never leaves half a table.
+A text column holding a string that is not valid Unicode (a file name that is not valid UTF-8 comes from the
+operating system with surrogate escapes, PEP 383) is stored as bytes (``utf-8`` with ``surrogateescape``) and
+marked in its field metadata; :func:`read_table` gives back the same strings, so such a file can still be read.
 """
 from __future__ import annotations
 
@@ -53,15 +56,29 @@ def read_json(path: str | Path) -> dict[str, Any]:
         raise StoreError(f"{path}: metadata is not valid JSON ({exc})") from None
 
 
+_ESCAPED = {b"fiqa_encoding": b"utf-8/surrogateescape"}
+
+
+def _text_array(values: np.ndarray) -> tuple[pa.Array, dict[bytes, bytes] | None]:
+    """A string column, or a binary one marked :data:`_ESCAPED` when some string is not valid Unicode."""
+    strings = values.astype(str).tolist()
+    try:
+        return pa.array(strings, type=pa.string()), None
+    except (UnicodeEncodeError, pa.ArrowInvalid):
+        return pa.array([v.encode("utf-8", "surrogateescape") for v in strings], type=pa.binary()), _ESCAPED
+
+
 def write_table(path: str | Path, columns: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
     """Write equal-length 1-D columns as Parquet plus a JSON sidecar, both atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {}
+    fields, arrays = [], []
     for name, values in columns.items():
         values = np.asarray(values)
-        arrays[name] = pa.array(values.astype(str) if values.dtype == object else values)
-    table = pa.table(arrays)
+        array, field_meta = _text_array(values) if values.dtype == object else (pa.array(values), None)
+        fields.append(pa.field(name, array.type, metadata=field_meta))
+        arrays.append(array)
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     pq.write_table(table, tmp)
     write_json(sidecar_path(path), meta)
@@ -79,10 +96,14 @@ def read_table(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]
     except (pa.ArrowInvalid, OSError) as exc:
         raise StoreError(f"{path}: not a readable Parquet table ({exc})") from None
     columns = {}
-    for name in table.column_names:
-        column = table.column(name)
+    for field in table.schema:
+        name, column = field.name, table.column(field.name)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             columns[name] = np.asarray(column.to_pylist(), dtype=object)
+        elif pa.types.is_binary(column.type) and (field.metadata or {}).get(b"fiqa_encoding") == _ESCAPED[
+                b"fiqa_encoding"]:
+            columns[name] = np.asarray([v.decode("utf-8", "surrogateescape") for v in column.to_pylist()],
+                                       dtype=object)
         else:
             columns[name] = column.to_numpy()
     meta = read_json(sidecar_path(path)) if sidecar_path(path).exists() else {}
