@@ -173,3 +173,14 @@ def test_a_pairs_file_name_is_escaped_in_the_report(toy, tmp_path):
                                   n_bootstrap=0)
     page = write_report(evaluation, tmp_path / "report").read_text(encoding="utf-8")
     assert "<script>alert" not in page and "&lt;script&gt;alert" in page
+
+
+def test_a_report_folder_reused_without_the_legacy_erc_keeps_no_stale_legacy_files(toy, tmp_path):
+    # hostile case R07
+    comparisons, ids, quality = toy
+    tables = [quality_table(ids, quality, "good")]
+    write_report(evaluate_quality(comparisons, tables, seed=0, n_bootstrap=0), tmp_path / "r")
+    assert (tmp_path / "r" / "legacy_erc.csv").exists()
+    write_report(evaluate_quality(comparisons, tables, seed=0, n_bootstrap=0, legacy_erc=False), tmp_path / "r")
+    assert not any((tmp_path / "r").glob("legacy_erc.*"))
+    assert (tmp_path / "r" / "edc.csv").exists()

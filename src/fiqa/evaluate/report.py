@@ -327,7 +327,10 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
     facts_html = "".join(f"<dt>{html.escape(k)}</dt><dd>{v}</dd>" for k, v in facts)
 
     legacy_html = ""
-    if evaluation.legacy_erc is not None:
+    if evaluation.legacy_erc is None:  # a report folder re-used without the legacy ERC keeps no stale files
+        for name in ("legacy_erc.csv", "legacy_erc.json", "legacy_erc.png"):
+            (out / name).unlink(missing_ok=True)
+    else:
         erc = evaluation.legacy_erc
         erc_rows = erc.table()
         keys = [f"auc_fmr_{fmr:g}" for fmr in erc.params["fmrs"]]
