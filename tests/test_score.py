@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from fiqa.cli import main
 from fiqa.detect import FaceAligner
-from fiqa.errors import FIQAError, InvalidParameterError
+from fiqa.errors import FIQAError, InvalidParameterError, ModelFileError
 from fiqa.io.table import load_quality
 from fiqa.score import create_scorer
 from fiqa.train import export_onnx, fit_quantile_calibration
@@ -71,3 +71,38 @@ def test_score_command_writes_a_table(model_path, photos, tmp_path):
     table = load_quality(out)
     assert table.status.tolist() == ["ok", "ok", "not_an_image"]
     assert table.meta["label_method"] == "t"
+
+
+def test_a_model_that_returns_nan_never_reports_ok(photos, tmp_path):
+    # hostile case M10: corrupted weights; the head's output bias is NaN
+    torch.manual_seed(0)
+    head = QualityHead()
+    head.init_output_bias(float("nan"))
+    rng = np.random.default_rng(0)
+    calibration = fit_quantile_calibration(rng.normal(50, 5, 200), rng.uniform(0, 100, 200))
+    path = export_onnx(CalibratedRegressor(head, calibration).eval(), tmp_path / "nan.onnx", shape="head",
+                       metadata={"label_method": "t"})
+    table = create_scorer(path).score(photos[:2], progress=False)
+    assert table.status.tolist() == ["invalid_score", "invalid_score"]
+    assert np.isnan(table.score).all() and "non-finite" in table.reason[0]
+    with pytest.raises(FIQAError, match="non-finite"):
+        create_scorer(path).score(photos[:1], on_error="raise", progress=False)
+
+
+def test_a_model_that_onnx_runtime_cannot_run_is_a_named_error(model_path, tmp_path):
+    # hostile case M07/M08: valid fiqa metadata on a graph ONNX Runtime refuses
+    import onnx
+
+    model = onnx.load(model_path)
+    model.graph.node[0].op_type = "NoSuchOperator"
+    forged = tmp_path / "forged.onnx"
+    onnx.save(model, forged)
+    with pytest.raises(ModelFileError, match="forged.onnx"):
+        create_scorer(forged)
+
+
+def test_score_command_exits_non_zero_when_nothing_could_be_scored(model_path, tmp_path):
+    # hostile case S09
+    (tmp_path / "junk.jpg").write_bytes(b"junk")
+    result = CliRunner().invoke(main, ["score", str(tmp_path / "junk.jpg"), "--model", str(model_path)])
+    assert result.exit_code == 1 and "nothing could be scored" in result.output

@@ -25,6 +25,7 @@ class Status(StrEnum):
     TOO_SMALL = "too_small"            # too few pixels to hold a face
     NO_FACE = "no_face"                # the detector found no face
     INVALID_VECTOR = "invalid_vector"  # a NaN, infinite or zero embedding
+    INVALID_SCORE = "invalid_score"    # the quality model returned a NaN or infinite score
     SINGLETON = "singleton"            # the only usable sample of its identity: no positives to compare with
     SMALL_CLASS = "small_class"        # the identity is below a labeller's min_class_size
     TRIMMED = "trimmed"                # removed by a labeller's trim_top refinement

@@ -38,7 +38,10 @@ def command(paths: tuple[str, ...], model: str | None, out_path: str | None, ali
         for location, score, status in zip(table.columns["location"], table.score, table.status):
             click.echo(f"{location}\t{'nan' if math.isnan(score) else f'{score:.1f}'}\t{status}")
         click.echo(summary, err=True)
-        return
-    save_quality(table, out_path)
-    click.echo(summary)
-    click.echo(f"scores: {out_path}")
+    else:
+        save_quality(table, out_path)
+        click.echo(summary)
+        click.echo(f"scores: {out_path}")
+    if not table.ok.any():  # every image is recorded with its reason, but nothing could be scored
+        click.echo("nothing could be scored", err=True)
+        raise SystemExit(1)

@@ -94,7 +94,11 @@ class Scorer:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        try:
+            self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for graphs it cannot run
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"{self.model_name}: ONNX Runtime cannot run this quality model ({first})") from None
         self._input_name = self._session.get_inputs()[0].name
         self._aligner = None
 
@@ -196,6 +200,10 @@ class Scorer:
                     raise FIQAError(f"{locations[i]}: {reason[i]}")
             if rows:
                 quality[rows], raw[rows] = self.score_crops(np.stack(crops))
+                self._flag_non_finite(np.asarray(rows), quality, status, reason)
+                if on_error == "raise" and (status[rows] != Status.OK.value).any():
+                    first = rows[int(np.argmax(status[rows] != Status.OK.value))]
+                    raise FIQAError(f"{locations[first]}: {reason[first]}")
             bar.update(min(n, start + self.batch_size) - start)
         bar.close()
         return QualityTable(np.arange(n, dtype=np.int64), quality, status, reason,
@@ -232,11 +240,24 @@ class Scorer:
         for start in tqdm(range(0, len(rows), self.batch_size), desc="score", unit="batch", disable=not progress):
             batch = rows[start:start + self.batch_size]
             quality[batch], raw[batch] = self.score_crops(load_crops(store, batch))
+        status, reason = store.status.copy(), store.reason.copy()
+        self._flag_non_finite(rows, quality, status, reason)
         return QualityTable(store.samples.sample_id[selected].astype(np.int64), quality[selected],
-                            store.status[selected].copy(), store.reason[selected].copy(),
+                            status[selected], reason[selected],
                             {"raw_score": raw[selected], "identity": store.samples.identity[selected].copy(),
                              "location": store.samples.location[selected].copy()},
                             {**self._table_meta(aligned=None), "store": str(store.root)})
+
+    def _flag_non_finite(self, rows: np.ndarray, quality: np.ndarray, status: np.ndarray,
+                         reason: np.ndarray) -> None:
+        """A NaN or infinite quality is never reported as ok: such rows get ``invalid_score`` and a NaN score."""
+        bad = rows[~np.isfinite(quality[rows])]
+        if len(bad):
+            quality[bad] = np.nan
+            status[bad] = Status.INVALID_SCORE.value
+            reason[bad] = (f"the model {self.model_name} returned a non-finite quality (its weights may be "
+                           f"corrupt)")
+            logger.warning("%s: %d non-finite quality score(s)", self.model_name, len(bad))
 
     def _table_meta(self, *, aligned: bool | None) -> dict[str, Any]:
         card = {"model_card_version": self.card["version"]} if self.card is not None else {}
