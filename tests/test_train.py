@@ -193,3 +193,14 @@ def test_a_crafted_checkpoint_is_refused_without_running_code(tmp_path):
     with pytest.raises(StoreError, match="not a fiqa training checkpoint"):
         _run(out, CONFIG)
     assert not marker.exists()
+
+
+def test_resume_refuses_a_checkpoint_of_other_training_data(tmp_path):
+    # hostile case R06: a checkpoint trained on other labels must not be continued silently
+    features, targets = _synthetic(160, 0)
+    train, validation = TensorPairs(features, np.arange(120), targets[:120]), \
+        TensorPairs(features, np.arange(120, 160), targets[120:])
+    config = TrainConfig(epochs=1, batch_size=16, seed=3)
+    fit(QualityHead(spec=SMALL, hidden=8), train, validation, config, tmp_path, extra_state={"data_sha256": "a"})
+    with pytest.raises(StoreError, match="differs in: data_sha256"):
+        fit(QualityHead(spec=SMALL, hidden=8), train, validation, config, tmp_path, extra_state={"data_sha256": "b"})

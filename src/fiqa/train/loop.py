@@ -143,7 +143,8 @@ def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: T
         Continue from ``out_dir/checkpoint.pt`` when it exists (its saved config must equal ``config``);
         when False an existing checkpoint is overwritten.
     extra_state : dict, optional
-        JSON-able facts stored in the checkpoint (e.g. the model shape and its parameters).
+        JSON-able facts stored in the checkpoint (e.g. the model shape, its parameters, a fingerprint of the
+        training data); resuming a checkpoint whose facts differ is refused, naming them.
 
     Returns
     -------
@@ -179,6 +180,11 @@ def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: T
             raise StoreError(f"{checkpoint_path}: not a fiqa training checkpoint ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}); delete it or pass resume=False "
                              f"to start again") from None
+        saved_extra, extra = checkpoint.get("extra", {}), dict(extra_state or {})
+        if saved_extra != extra:
+            changed = sorted(k for k in set(saved_extra) | set(extra) if saved_extra.get(k) != extra.get(k))
+            raise StoreError(f"{checkpoint_path}: checkpoint was written for other training data or another model "
+                             f"(differs in: {', '.join(changed)}); pass resume=False to start again")
         if checkpoint.get("config") != asdict(config):
             changed = sorted(k for k, v in asdict(config).items() if checkpoint.get("config", {}).get(k) != v)
             raise StoreError(f"{checkpoint_path}: checkpoint was written with a different configuration "

@@ -1,6 +1,7 @@
 """``train_regressor``: labels + store -> a calibrated quality model in one ONNX file."""
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from ..embed.features import SFACE_TAPS, FeatureSpec
 from ..errors import InvalidParameterError
 from ..evaluate.split import save_split
 from ..io.table import load_quality, write_json
@@ -17,7 +19,6 @@ from ..types import EmbeddingStore, QualityTable
 from .calibration import QuantileCalibration, fit_quantile_calibration
 from .data import make_targets
 from .export import export_onnx
-from ..embed.features import SFACE_TAPS, FeatureSpec
 from .features import cached_features
 from .loop import TensorPairs, TrainConfig, TrainResult, distributed_context, fit, predict
 from .models import FEATURE_HEADS, REGRESSORS, CalibratedRegressor
@@ -58,6 +59,18 @@ class _CropInputs:
         from ..store import load_crops
 
         return SFACE_TAPS.spec.apply(load_crops(self.store, np.array([row])))[0]
+
+
+def _fingerprint(store: EmbeddingStore, targets: Any) -> str:
+    """SHA-256 of what training reads: the rows' sample ids and locations, their targets and the split."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(store.samples.sample_id[targets.rows], np.int64).tobytes())
+    digest.update("\n".join(store.samples.location[targets.rows].astype(str)).encode("utf-8", "surrogateescape"))
+    if store.recipe is not None:
+        digest.update("\n".join(np.asarray(store.recipe)[targets.rows].astype(str)).encode())
+    digest.update(np.ascontiguousarray(targets.targets, np.float32).tobytes())
+    digest.update(np.ascontiguousarray(targets.train, np.int64).tobytes())
+    return digest.hexdigest()
 
 
 def _describe(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,7 +140,8 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     train_set = TensorPairs(inputs, targets.rows[targets.train], targets.targets[targets.train])
     validation_set = TensorPairs(inputs, targets.rows[targets.validation], targets.targets[targets.validation])
     result = fit(regressor, train_set, validation_set, config, out_dir, resume=resume,
-                 extra_state={"shape": shape, "model_params": _describe(params)})
+                 extra_state={"shape": shape, "model_params": _describe(params),
+                              "data_sha256": _fingerprint(store, targets)})
 
     calibration = fit_quantile_calibration(predict(regressor, train_set), targets.labels[targets.train])
     if rank != 0:
