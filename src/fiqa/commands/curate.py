@@ -47,8 +47,9 @@ def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str
             per_stratum: int, seed: int, rounds: int, store_path: str | None, epochs: int) -> None:
     """Keep a stratified seed set of LABELS: every cluster, high / middle / low quality, near-duplicates once."""
     from ..curate import curate, flywheel
-    from ..io.table import load_quality
+    from ..io.table import check_output, load_quality
 
+    check_output(out_path, [labels, *([store_path] if store_path else [])])
     table = load_quality(labels)
     params = {"cluster_column": None if cluster_column == "none" else cluster_column, "n_strata": n_strata,
               "per_stratum": per_stratum, "random_state": seed,

@@ -41,7 +41,7 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
 def command(store: str | None, method: str | None, out_path: str | None, param_pairs: tuple[str, ...], seed: int,
             list_methods: bool) -> None:
     """Compute pseudo quality labels (sdd, cr, baselines, ...) for the usable samples of STORE."""
-    from ..io.table import save_quality
+    from ..io.table import check_output, save_quality
     from ..label import LABELERS, create_labeler, label_store, list_labelers
 
     if list_methods:
@@ -60,6 +60,7 @@ def command(store: str | None, method: str | None, out_path: str | None, param_p
     if "random_state" in params:
         raise click.BadParameter("use --seed instead of -p random_state=...", param_hint="'--param'")
     labeler = create_labeler(method, random_state=seed, **params)
+    check_output(out_path, [store])  # before the work: never into the store, never over an input
     table = label_store(open_store(store), labeler)
     path = save_quality(table, out_path)
     counts = ", ".join(f"{k} {v:,}" for k, v in table.meta["status_counts"].items())

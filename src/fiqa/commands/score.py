@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 from ..io import open_source
-from ..io.table import save_quality
+from ..io.table import check_output, save_quality
 from ..score import create_scorer
 
 
@@ -29,6 +29,8 @@ def command(paths: tuple[str, ...], model: str | None, out_path: str | None, ali
     """Score image files, folders (recursive) or glob patterns PATHS (quality 0-100, higher is better)."""
     scorer = create_scorer(model, batch_size=batch_size)  # first: a wrong model name fails before any image is read
     locations = [loc for path in paths for loc in open_source(path, kind="images").samples.location]
+    if out_path is not None:  # before any work: the output must not replace an input image or folder
+        check_output(out_path, [*paths, *locations])
     table = scorer.score(locations, aligned=aligned, on_error=on_error)
     counts = collections.Counter(table.status.tolist())
     scored = table.score[table.ok]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -68,9 +68,34 @@ def _text_array(values: np.ndarray) -> tuple[pa.Array, dict[bytes, bytes] | None
         return pa.array([v.encode("utf-8", "surrogateescape") for v in strings], type=pa.binary()), _ESCAPED
 
 
-def write_table(path: str | Path, columns: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
-    """Write equal-length 1-D columns as Parquet plus a JSON sidecar, both atomically."""
+def check_output(path: str | Path, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Refuse an output path that would destroy something: one of ``inputs`` (the same file, or a file inside an
+    input folder), a file inside a finished embedding store, or an existing file that is not a fiqa table.
+
+    Raises
+    ------
+    StoreError
+        Naming the path and what it would overwrite.
+    """
     path = Path(path)
+    target = path.resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if target == source or source in target.parents:
+            raise StoreError(f"{path}: the output would overwrite the input {given}; choose another --out")
+    folder = target.parent
+    if (folder / "meta.json").is_file() and (folder / "vectors.npy").is_file():
+        raise StoreError(f"{path}: is inside the embedding store {folder}; write tables beside a store, not into it")
+    if target.exists() and not (target.is_file() and sidecar_path(target).is_file()):
+        raise StoreError(f"{path}: exists and is not a fiqa table (no {sidecar_path(path).name} beside it); "
+                         f"refusing to replace it")
+    return path
+
+
+def write_table(path: str | Path, columns: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
+    """Write equal-length 1-D columns as Parquet plus a JSON sidecar, both atomically; refuses a path that
+    :func:`check_output` refuses."""
+    path = check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fields, arrays = [], []
     for name, values in columns.items():

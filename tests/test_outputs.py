@@ -1,0 +1,58 @@
+"""Outputs never destroy inputs (hostile cases R08-R10): the one rule of fiqa.io.table.check_output, everywhere."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fiqa.cli import main
+from fiqa.errors import StoreError
+from fiqa.io.table import check_output, save_quality, write_table
+from fiqa.types import QualityTable
+
+
+def _table(n=3):
+    return QualityTable(np.arange(n, dtype=np.int64), np.linspace(0, 1, n), np.full(n, "ok", object),
+                        np.full(n, "", object), {}, {"method": "m"})
+
+
+def test_check_output_rules(tmp_path):
+    photo = tmp_path / "face.jpg"
+    photo.write_bytes(b"\xff\xd8 jpeg bytes")
+    with pytest.raises(StoreError, match="would overwrite the input"):
+        check_output(photo, [photo])
+    with pytest.raises(StoreError, match="would overwrite the input"):
+        check_output(tmp_path / "photos" / "x.parquet", [tmp_path / "photos"])
+    with pytest.raises(StoreError, match="is not a fiqa table"):
+        check_output(photo)  # an existing non-table file is never replaced, even when not named as an input
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "meta.json").write_text("{}")
+    np.save(store / "vectors.npy", np.zeros((1, 2), np.float32))
+    with pytest.raises(StoreError, match="inside the embedding store"):
+        check_output(store / "samples.parquet")
+    # a fiqa table may be replaced by a new version of itself
+    path = save_quality(_table(), tmp_path / "labels.parquet")
+    assert save_quality(_table(4), path) == path
+    with pytest.raises(StoreError, match="is not a fiqa table"):
+        write_table(photo, {"a": np.arange(2)}, {})
+    assert photo.read_bytes() == b"\xff\xd8 jpeg bytes"
+
+
+def test_cli_refuses_outputs_over_inputs(lfw_store, lfw_dir, tmp_path):
+    photo = tmp_path / "face.jpg"
+    photo.write_bytes(next(iter(sorted(lfw_dir.glob("A*/*.jpg")))).read_bytes())
+    before = photo.read_bytes()
+    result = CliRunner().invoke(main, ["score", str(photo), "--out", str(photo)])  # R09
+    assert result.exit_code == 1 and "would overwrite the input" in result.output
+    assert photo.read_bytes() == before
+    samples = lfw_store.root / "samples.parquet"
+    stamp = samples.stat().st_mtime_ns
+    result = CliRunner().invoke(main, ["label", str(lfw_store.root), "-m", "norm", "--out", str(samples)])  # R08
+    assert result.exit_code == 1 and "overwrite the input" in result.output
+    assert samples.stat().st_mtime_ns == stamp
+    labels = save_quality(_table(), tmp_path / "labels.parquet")
+    stamp = labels.stat().st_mtime_ns
+    result = CliRunner().invoke(main, ["curate", str(labels), "--out", str(labels)])  # R10
+    assert result.exit_code == 1 and "would overwrite the input" in result.output
+    assert labels.stat().st_mtime_ns == stamp
