@@ -152,3 +152,18 @@ def test_verify_command(tmp_path):
     assert figures["roc_auc"] == 1.0 and figures["n_genuine_pairs"] == 2 and figures["n_impostor_pairs"] == 4
     missing = CliRunner().invoke(main, ["verify", str(tmp_path / "none")])
     assert missing.exit_code == 1 and "embedding store does not exist" in missing.output
+
+
+def test_verification_leaves_out_ok_rows_with_non_finite_vectors(tmp_path):
+    # hostile case L14: a damaged store (NaN written into an ok row) gives figures, not a traceback
+    rng = np.random.default_rng(0)
+    identities = ["a"] * 4 + ["b"] * 3 + ["c"] * 2 + ["d"] + ["e"]
+    vectors = rng.standard_normal((11, 8))
+    store = build_store(tmp_path / "s", vectors, identities)
+    damaged = np.load(store.root / "vectors.npy", mmap_mode="r+")
+    damaged[0] = np.nan
+    damaged.flush()
+    del damaged
+    summary = verification_summary(open_store(store.root))
+    clean = verification_summary(build_store(tmp_path / "t", vectors[1:], identities[1:]))
+    assert summary.n_samples == 10 and summary.roc_auc == pytest.approx(clean.roc_auc)

@@ -5,6 +5,7 @@ about 0.67, the mean impostor (non-mated) similarity about 0.08, and the ROC AUC
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -56,6 +57,9 @@ class VerificationSummary:
                 ("mean impostor cosine", f"{self.mean_impostor:.4f}"),
                 ("ROC AUC", f"{self.roc_auc:.5f}")]
         return "\n".join(f"{label:<30}{value:>12}" for label, value in rows)
+
+
+logger = logging.getLogger(__name__)
 
 
 def genuine_similarities(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -128,6 +132,11 @@ def verification_summary(store: EmbeddingStore, *, n_impostor_pairs: int = 200_0
         raise NoUsableSamplesError(f"{store.root}: no sample with status ok and an identity; verification needs "
                                    f"identities (loose images have none)")
     vectors = np.asarray(store.vectors[usable], dtype=np.float32)
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():  # a damaged store: rows marked ok whose vectors are not finite are left out, loudly
+        logger.warning("%s: %d sample(s) marked ok have non-finite vectors (rows %s...); they are left out",
+                       store.root, int((~finite).sum()), usable[~finite][:5].tolist())
+        usable, vectors = usable[finite], vectors[finite]
     names, codes = np.unique(store.samples.identity[usable].astype(str), return_inverse=True)
     genuine = genuine_similarities(vectors, codes)
     if len(genuine) == 0:
