@@ -56,3 +56,19 @@ def test_cli_refuses_outputs_over_inputs(lfw_store, lfw_dir, tmp_path):
     result = CliRunner().invoke(main, ["curate", str(labels), "--out", str(labels)])  # R10
     assert result.exit_code == 1 and "would overwrite the input" in result.output
     assert labels.stat().st_mtime_ns == stamp
+
+
+def test_a_table_and_a_sidecar_of_another_write_are_refused(tmp_path):
+    # hostile case I07: a kill between the two renames leaves an old table beside a new sidecar
+    from fiqa.io.table import load_quality, sidecar_path
+
+    first = save_quality(_table(3), tmp_path / "a.parquet")
+    kept = first.read_bytes()
+    save_quality(_table(4), first)
+    first.write_bytes(kept)  # the old table back beside the new sidecar
+    with pytest.raises(StoreError, match="do not belong together"):
+        load_quality(first)
+    save_quality(_table(4), first)
+    assert len(load_quality(first)) == 4 and "table_sha256" not in load_quality(first).meta
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]  # no temporary file left behind
+    assert sidecar_path(first).exists()
