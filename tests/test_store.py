@@ -167,3 +167,32 @@ def test_verification_leaves_out_ok_rows_with_non_finite_vectors(tmp_path):
     summary = verification_summary(open_store(store.root))
     clean = verification_summary(build_store(tmp_path / "t", vectors[1:], identities[1:]))
     assert summary.n_samples == 10 and summary.roc_auc == pytest.approx(clean.roc_auc)
+
+
+def test_tables_of_another_store_are_refused_before_joining(tmp_path):
+    # hostile cases R11/R12: labels or scores joined by sample_id alone landed on another store's images
+    from fiqa.errors import StoreError
+    from fiqa.label import create_labeler, label_store
+    from fiqa.store import check_table_matches
+    from fiqa.train.data import make_targets
+    from fiqa.types import QualityTable
+
+    rng = np.random.default_rng(0)
+    identities = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    first = build_store(tmp_path / "first", rng.standard_normal((12, 8)), identities,
+                        locations=[f"/data/one/{i}.jpg" for i in range(12)])
+    second = build_store(tmp_path / "second", rng.standard_normal((12, 8)), identities,
+                         locations=[f"/data/two/{i}.jpg" for i in range(12)])
+    labels = label_store(first, create_labeler("norm"))
+    check_table_matches(first, labels, "labels")  # its own store: fine
+    assert len(make_targets(first, labels).rows) == 12
+    with pytest.raises(StoreError, match="computed on another store"):
+        make_targets(second, labels)
+    # a table without a store record but with locations: the locations must be the store's
+    loose = QualityTable(np.arange(3, dtype=np.int64), np.ones(3), np.full(3, "ok", object), np.full(3, "", object),
+                         {"location": np.array(["/photos/x.jpg", "/photos/y.jpg", "/photos/z.jpg"], object)}, {})
+    with pytest.raises(StoreError, match="not the images of"):
+        check_table_matches(first, loose, "scores.parquet")
+    same = QualityTable(np.arange(3, dtype=np.int64), np.ones(3), np.full(3, "ok", object), np.full(3, "", object),
+                        {"location": first.samples.location[:3].copy()}, {})
+    check_table_matches(first, same, "scores.parquet")

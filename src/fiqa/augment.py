@@ -27,7 +27,6 @@ import math
 import numbers
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import cv2
@@ -42,7 +41,7 @@ from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageReadError, read
 from .io.table import read_table, write_json, write_table
 from .provenance import provenance
 from .store import (STORE_FORMAT, Chunk, PartialStore, check_out_path, is_store, normalise_rows, open_store,
-                    resize_aligned, status_counts)
+                    resize_aligned, status_counts, store_fingerprint)
 from .types import EmbeddingStore, Status
 
 __all__ = ["DEFAULT_KINDS", "HELD_OUT_EFFECTS", "Degradation", "JitterRange", "Recipe", "apply_recipe",
@@ -529,7 +528,7 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
     recipe_params = {"copies": copies, "seed": seed, "kinds": list(kinds), "severity": list(severity),
                      "geometry": None if jitter is None else jitter.to_dict(), "clean_fraction": clean_fraction,
                      "combined_fraction": combined_fraction}
-    plan = {"store_format": STORE_FORMAT, "stage": "augment", "parent_sha256": _store_fingerprint(parent),
+    plan = {"store_format": STORE_FORMAT, "stage": "augment", "parent_sha256": store_fingerprint(parent),
             "parents_sha256": hashlib.sha256(parent_ids.tobytes()).hexdigest(), "n_parents": int(len(parents)),
             **recipe_params, "keep_originals": bool(keep_originals), "embedder": embedder.describe(),
             "batch_size": batch_size, "chunk_size": chunk_size}
@@ -727,16 +726,6 @@ def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, n
     logger.info("wrote %s: %d originals, %d derived (%s)", store.root, n_originals, n_derived,
                 ", ".join(f"{k} {v}" for k, v in derived_counts.items()))
     return store
-
-
-def _store_fingerprint(store: EmbeddingStore) -> str:
-    """SHA-256 of the store's sample table, norms and landmarks (what derived rows are made from)."""
-    digest = hashlib.sha256()
-    for name in ("samples.parquet", "norms.npy", "landmarks.npy"):
-        with open(Path(store.root) / name, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 HELD_OUT_EFFECTS: dict[str, Any] = {

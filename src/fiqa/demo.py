@@ -151,6 +151,7 @@ def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, seed: int, 
     """
     from .label import create_labeler
     from .label.base import store_captures
+    from .store import store_fingerprint
 
     if path.exists():
         return load_quality(path)
@@ -159,7 +160,7 @@ def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, seed: int, 
         norms=np.asarray(store.norms)[rows], captures=store_captures(store)[rows])
     table = labeler.labels_
     table = QualityTable(table.sample_id, table.score, table.status, table.reason, table.columns,
-                         {**table.meta, "store": str(store.root)})
+                         {**table.meta, "store": str(store.root), "store_sha256": store_fingerprint(store)})
     save_quality(table, path)
     return table
 

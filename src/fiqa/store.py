@@ -17,6 +17,7 @@ folder itself appears only when complete, by an atomic rename.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -105,6 +106,47 @@ def open_store(path: str | os.PathLike) -> EmbeddingStore:
                           vectors=vectors, norms=norms, landmarks=landmarks,
                           n_faces=columns["n_faces"].astype(np.int32), meta=meta, parent_id=parent_id,
                           recipe=recipe)
+
+
+def store_fingerprint(store: EmbeddingStore) -> str:
+    """SHA-256 of a store's sample ids, locations, norms and landmarks: what labels and scores of it come from.
+
+    Tables made from a store record it (``meta["store_sha256"]``); :func:`check_table_matches` compares.
+    """
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(store.samples.sample_id, np.int64).tobytes())
+    digest.update("\n".join(store.samples.location.astype(str)).encode("utf-8", "surrogateescape"))
+    digest.update(np.ascontiguousarray(store.norms, np.float32).tobytes())
+    digest.update(np.ascontiguousarray(store.landmarks, np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def check_table_matches(store: EmbeddingStore, table: Any, what: str) -> None:
+    """Refuse a quality table that was not computed on ``store`` before joining it by ``sample_id``.
+
+    A table that records its store (``meta["store_sha256"]``) must name this one; a table that carries image
+    locations (a ``location`` column, e.g. scores) must give the store's location for every sample id it shares
+    with the store, and share at least one.
+
+    Raises
+    ------
+    StoreError
+        Naming the table (``what``), the store and the first mismatch.
+    """
+    recorded = table.meta.get("store_sha256")
+    if recorded is not None and recorded != store_fingerprint(store):
+        raise StoreError(f"{what}: computed on another store ({table.meta.get('store', 'unknown')}), not on "
+                         f"{store.root}; joining by sample_id would mix up images")
+    locations = table.columns.get("location")
+    if locations is None:
+        return
+    position = {int(sid): row for row, sid in enumerate(store.samples.sample_id)}
+    shared = [(int(sid), str(loc)) for sid, loc in zip(table.sample_id, locations) if int(sid) in position]
+    wrong = [(sid, loc) for sid, loc in shared if str(store.samples.location[position[sid]]) != loc]
+    if not shared or wrong:
+        example = f" (sample {wrong[0][0]} is {wrong[0][1]!r} there)" if wrong else ""
+        raise StoreError(f"{what}: its images are not the images of {store.root}{example}; score the store "
+                         f"itself (Scorer.score_store) to evaluate or train on it")
 
 
 def resize_aligned(image: np.ndarray) -> np.ndarray:

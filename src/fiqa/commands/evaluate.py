@@ -82,10 +82,12 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
     from ..evaluate.report import write_report
     from ..evaluate.run import evaluate_quality
     from ..io.table import load_quality
-    from ..store import open_store
+    from ..store import check_table_matches, open_store
 
     opened = open_store(store)
     tables = [load_quality(path) for path in score_paths]
+    for path, table in zip(score_paths, tables):  # joined by sample_id: they must be tables of this store
+        check_table_matches(opened, table, path)
     mask, identity_filter = _identity_filter(opened, identities_from, exclude_identities)
     if pairs_path:
         comparisons = read_pairs(pairs_path, opened)

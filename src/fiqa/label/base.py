@@ -499,6 +499,8 @@ def label_store(store: EmbeddingStore, labeler: Labeler) -> QualityTable:
     QualityTable
         One row per store sample, in store order; ``meta["store"]`` names the store folder.
     """
+    from ..store import store_fingerprint
+
     ok = np.asarray(store.ok)
     ok_index = np.flatnonzero(ok)
     if len(ok_index) == 0:
@@ -524,6 +526,7 @@ def label_store(store: EmbeddingStore, labeler: Labeler) -> QualityTable:
     meta = dict(part.meta)
     meta["n_rows"] = n_rows
     meta["store"] = str(store.root)
+    meta["store_sha256"] = store_fingerprint(store)
     meta["store_meta"] = {k: store.meta[k] for k in ("backend", "model_sha256") if k in store.meta}
     meta["status_counts"] = {s.value: int((status == s.value).sum()) for s in Status if (status == s.value).any()}
     return QualityTable(store.samples.sample_id, score, status, reason, columns, meta)

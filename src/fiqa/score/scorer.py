@@ -228,7 +228,7 @@ class Scorer:
             Aligned with ``store.samples.sample_id`` (every row, or ``rows``); samples that are not ok keep the
             store's status and reason, and NaN scores.
         """
-        from ..store import load_crops
+        from ..store import load_crops, store_fingerprint
 
         selected = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
         if selected.ndim != 1 or (len(selected) and (selected.min() < 0 or selected.max() >= len(store))):
@@ -246,7 +246,8 @@ class Scorer:
                             status[selected], reason[selected],
                             {"raw_score": raw[selected], "identity": store.samples.identity[selected].copy(),
                              "location": store.samples.location[selected].copy()},
-                            {**self._table_meta(aligned=None), "store": str(store.root)})
+                            {**self._table_meta(aligned=None), "store": str(store.root),
+                             "store_sha256": store_fingerprint(store)})
 
     def _flag_non_finite(self, rows: np.ndarray, quality: np.ndarray, status: np.ndarray,
                          reason: np.ndarray) -> None:

@@ -63,6 +63,9 @@ def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_frac
     if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) \
             or not 0.0 < validation_fraction < 1.0:
         raise InvalidParameterError("make_targets", "validation_fraction", "a float in (0, 1)", validation_fraction)
+    from ..store import check_table_matches
+
+    check_table_matches(store, labels, f"labels {labels.meta.get('method', '')!r}".strip())
     ok_labels = QualityTable(labels.sample_id[labels.ok], labels.score[labels.ok], labels.status[labels.ok],
                              labels.reason[labels.ok])
     values = ok_labels.aligned_to(store.samples.sample_id)
