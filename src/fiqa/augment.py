@@ -40,8 +40,8 @@ from .extract import _ordered_map, embed_checked  # the extraction's read-ahead 
 from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageReadError, read_image
 from .io.table import read_table, write_json, write_table
 from .provenance import provenance
-from .store import (STORE_FORMAT, Chunk, PartialStore, check_out_path, is_store, normalise_rows, open_store,
-                    resize_aligned, status_counts, store_fingerprint)
+from .store import (STORE_FORMAT, Chunk, PartialStore, check_out_path, normalise_rows, open_store, resize_aligned,
+                    status_counts, store_fingerprint)
 from .types import EmbeddingStore, Status
 
 __all__ = ["DEFAULT_KINDS", "HELD_OUT_EFFECTS", "Degradation", "JitterRange", "Recipe", "apply_recipe",
@@ -533,15 +533,9 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
             **recipe_params, "keep_originals": bool(keep_originals), "embedder": embedder.describe(),
             "batch_size": batch_size, "chunk_size": chunk_size}
     partial = PartialStore(out, plan)
-    if resume and is_store(out) and not partial.root.exists():
-        existing = open_store(out)
-        old_plan = existing.meta.get("plan") or {}
-        if old_plan == partial.plan:
-            logger.info("%s is already complete with these settings; nothing to do", out)
-            return existing
-        changed = sorted(k for k in set(old_plan) | set(partial.plan) if old_plan.get(k) != partial.plan.get(k))
-        raise StoreError(f"{out}: a finished store made with different settings is there (differs in: "
-                         f"{', '.join(changed)}); pass resume=False (--no-resume) to replace it")
+    existing = partial.finished(resume=resume)
+    if existing is not None:
+        return existing
     partial.start(resume=resume)
 
     recipes = sample_recipes(parent_ids, copies, seed, kinds=kinds, severity=severity, geometry=jitter or False,

@@ -21,12 +21,11 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import FIQAError, InvalidParameterError, NoUsableSamplesError, StoreError
+from .errors import FIQAError, InvalidParameterError, NoUsableSamplesError
 from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageReadError, check_limits, read_image
 from .io.sources import DataSource, open_source
 from .provenance import provenance
-from .store import (CROP_SIZE, STORE_FORMAT, Chunk, PartialStore, check_out_path, is_store, open_store, resize_aligned,
-                    status_counts)
+from .store import CROP_SIZE, STORE_FORMAT, Chunk, PartialStore, check_out_path, resize_aligned, status_counts
 from .types import EmbeddingStore, Status
 
 logger = logging.getLogger(__name__)
@@ -157,15 +156,9 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
             "chunk_size": int(chunk_size), "max_pixels": int(max_pixels), "min_side": int(min_side)}
     partial = PartialStore(out, plan)
 
-    if resume and is_store(out) and not partial.root.exists():
-        existing = open_store(out)
-        old_plan = existing.meta.get("plan") or {}
-        if old_plan == partial.plan:
-            logger.info("%s is already complete with these settings; nothing to do", out)
-            return existing
-        changed = sorted(k for k in set(old_plan) | set(partial.plan) if old_plan.get(k) != partial.plan.get(k))
-        raise StoreError(f"{out}: a finished store made with different settings is there (differs in: "
-                         f"{', '.join(changed)}); pass resume=False (--no-resume) to replace it")
+    existing = partial.finished(resume=resume)
+    if existing is not None:
+        return existing
     partial.start(resume=resume)
 
     n_chunks = max(1, math.ceil(len(samples) / chunk_size))

@@ -248,6 +248,25 @@ class PartialStore:
         self.root = partial_path(self.out)
         self.plan = read_jsonable(plan)
 
+    def finished(self, *, resume: bool) -> EmbeddingStore | None:
+        """The finished store at ``out`` when it was made by this very plan (nothing left to do), else None.
+
+        Raises
+        ------
+        StoreError
+            With ``resume``, when a finished store made with a different plan is there (naming what differs).
+        """
+        if not (resume and is_store(self.out) and not self.root.exists()):
+            return None
+        existing = open_store(self.out)
+        old_plan = existing.meta.get("plan") or {}
+        if old_plan == self.plan:
+            logger.info("%s is already complete with these settings; nothing to do", self.out)
+            return existing
+        changed = sorted(k for k in set(old_plan) | set(self.plan) if old_plan.get(k) != self.plan.get(k))
+        raise StoreError(f"{self.out}: a finished store made with different settings is there (differs in: "
+                         f"{', '.join(changed)}); pass resume=False (--no-resume) to replace it")
+
     def start(self, *, resume: bool) -> None:
         """Create the folder, or with ``resume`` keep the chunks of an identical earlier plan."""
         if self.root.exists() and not resume:
