@@ -11,7 +11,7 @@ import pytest
 
 from fiqa.errors import InvalidParameterError
 from fiqa.io import ImageReadError, read_image
-from fiqa.io.image import header_size
+from fiqa.io.image import decode_image, header_size
 from fiqa.types import Status
 
 
@@ -117,7 +117,7 @@ def test_missing_file_and_directory_are_unreadable(tmp_path):
 @pytest.mark.parametrize("content, text", [
     (b"", "empty file"),
     (b"just some text, not an image\n" * 10, "not a decodable image"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIH", "truncated image header"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIH", "truncated or corrupt image header"),
 ])
 def test_non_images(tmp_path, content, text):
     (tmp_path / "x.jpg").write_bytes(content)
@@ -183,3 +183,35 @@ def test_invalid_limits():
         read_image("x.jpg", max_pixels=0)
     with pytest.raises(InvalidParameterError, match="'min_side' parameter of read_image"):
         read_image("x.jpg", min_side=True)
+
+
+@pytest.mark.parametrize("extension", [".tiff", ".ppm", ".pgm"])
+def test_header_size_of_tiff_and_pnm_equals_the_decoded_size(extension):
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    ok, encoded = cv2.imencode(extension, image if extension != ".pgm" else image[..., 0])
+    assert ok
+    assert header_size(encoded.tobytes()) == (37, 53)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_a_tiff_bomb_is_refused_from_its_header_before_decoding(order):
+    # hostile case E18: a small file declaring 30000 x 30000 pixels; only its header is read
+    magic = b"II*\x00" if order == "<" else b"MM\x00*"
+    entries = [(256, 4, 30000), (257, 4, 30000), (258, 3, 8), (259, 3, 1), (262, 3, 1), (277, 3, 1)]
+    ifd = struct.pack(order + "H", len(entries)) + b"".join(
+        struct.pack(order + "HHI", tag, kind, 1) + (struct.pack(order + "HH", value, 0) if kind == 3 else
+                                                     struct.pack(order + "I", value)) for tag, kind, value in entries)
+    data = magic + struct.pack(order + "I", 8) + ifd + struct.pack(order + "I", 0)
+    assert header_size(data) == (30000, 30000)
+    with pytest.raises(ImageReadError) as caught:
+        decode_image(data, "bomb.tif")
+    assert caught.value.status == Status.TOO_LARGE and "30000x30000" in str(caught.value)
+
+
+def test_a_bigtiff_header_is_read():
+    order = "<"
+    entries = [(256, 16, 70000), (257, 16, 20000)]
+    ifd = struct.pack(order + "Q", len(entries)) + b"".join(
+        struct.pack(order + "HHQQ", tag, kind, 1, value) for tag, kind, value in entries)
+    data = b"II+\x00" + struct.pack(order + "HHQ", 8, 0, 16) + ifd
+    assert header_size(data) == (20000, 70000)

@@ -6,8 +6,8 @@ All images come back as ``(H, W, 3) uint8`` BGR arrays, whatever they were on di
   CMYK JPEGs are converted to BGR (all by OpenCV's ``IMREAD_COLOR``);
 - the EXIF orientation of a JPEG is applied (OpenCV does so unless ``IMREAD_IGNORE_ORIENTATION`` is given);
 - files are read as bytes and decoded in memory, so non-ASCII paths work on every platform;
-- the pixel count is read from the file header *before* decoding (JPEG, PNG, GIF, BMP, WebP), so a
-  decompression bomb is refused without allocating its pixels. Other formats (TIFF, ...) are checked after
+- the pixel count is read from the file header *before* decoding (JPEG, PNG, GIF, BMP, WebP, TIFF and BigTIFF,
+  PNM), so a decompression bomb is refused without allocating its pixels. Other formats are checked after
   decoding, bounded by OpenCV's own limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, 2**30 by default).
 """
 from __future__ import annotations
@@ -144,7 +144,7 @@ _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0
 
 
 def header_size(data: bytes, location: str = "<bytes>") -> tuple[int, int] | None:
-    """``(height, width)`` read from the header of a JPEG, PNG, GIF, BMP or WebP; None for other formats.
+    """``(height, width)`` read from the header of a JPEG, PNG, GIF, BMP, WebP, TIFF or PNM; None for others.
 
     Raises ``ImageReadError(NOT_AN_IMAGE)`` when a recognised header is malformed, or when a JPEG lacks its
     end-of-image marker (a truncated file, which some libjpeg builds would decode with a grey bottom).
@@ -165,8 +165,12 @@ def header_size(data: bytes, location: str = "<bytes>") -> tuple[int, int] | Non
             return abs(height), abs(width)
         if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
             return _webp_size(data)
-    except struct.error:
-        raise ImageReadError(location, Status.NOT_AN_IMAGE, "truncated image header") from None
+        if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return _tiff_size(data, location)
+        if data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 2 and data[2:3].isspace():
+            return _pnm_size(data, location)
+    except (struct.error, ValueError):
+        raise ImageReadError(location, Status.NOT_AN_IMAGE, "truncated or corrupt image header") from None
     return None
 
 
@@ -194,6 +198,44 @@ def _jpeg_size(data: bytes, location: str) -> tuple[int, int]:
             return size
         pos += 2 + length
     raise ImageReadError(location, Status.NOT_AN_IMAGE, "truncated JPEG (header ends before the image data)")
+
+
+def _tiff_size(data: bytes, location: str) -> tuple[int, int]:
+    """Width (tag 256) and length (tag 257) of a TIFF's or BigTIFF's first image file directory."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", data[2:4])[0] == 43
+    if big:
+        offset = struct.unpack(order + "Q", data[8:16])[0]
+        count = struct.unpack(order + "Q", data[offset:offset + 8])[0]
+        start, entry_size, value_at = offset + 8, 20, 12
+    else:
+        offset = struct.unpack(order + "I", data[4:8])[0]
+        count = struct.unpack(order + "H", data[offset:offset + 2])[0]
+        start, entry_size, value_at = offset + 2, 12, 8
+    found: dict[int, int] = {}
+    for index in range(min(int(count), 4096)):
+        entry = data[start + index * entry_size:start + (index + 1) * entry_size]
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag in (256, 257):
+            formats = {3: "H", 4: "I", 16: "Q"}
+            if kind not in formats:
+                raise ImageReadError(location, Status.NOT_AN_IMAGE, f"corrupt TIFF (tag {tag} of type {kind})")
+            found[tag] = struct.unpack(order + formats[kind],
+                                       entry[value_at:value_at + struct.calcsize(formats[kind])])[0]
+    if 256 not in found or 257 not in found:
+        raise ImageReadError(location, Status.NOT_AN_IMAGE, "corrupt TIFF (no image width and length)")
+    return found[257], found[256]
+
+
+def _pnm_size(data: bytes, location: str) -> tuple[int, int]:
+    """Width and height of a PBM/PGM/PPM header (ASCII numbers after the magic, comments skipped)."""
+    numbers: list[int] = []
+    for line in data[2:4096].split(b"\n"):
+        for word in line.split(b"#")[0].split():
+            numbers.append(int(word))  # ValueError: not a number
+            if len(numbers) == 2:
+                return numbers[1], numbers[0]
+    raise ImageReadError(location, Status.NOT_AN_IMAGE, "truncated PNM header")
 
 
 def _webp_size(data: bytes) -> tuple[int, int] | None:
