@@ -196,3 +196,40 @@ def test_tables_of_another_store_are_refused_before_joining(tmp_path):
     same = QualityTable(np.arange(3, dtype=np.int64), np.ones(3), np.full(3, "ok", object), np.full(3, "", object),
                         {"location": first.samples.location[:3].copy()}, {})
     check_table_matches(first, same, "scores.parquet")
+
+
+def test_a_store_with_reordered_duplicated_or_swapped_rows_is_refused(lfw_store, tmp_path):
+    # hostile cases L11/L12: the sample table was rewritten consistently (a valid table and sidecar) but no longer
+    # matches the vectors the store holds
+    import shutil
+
+    from fiqa.errors import StoreError
+    from fiqa.io.table import read_table, write_table
+
+    def tampered(name, change):
+        root = tmp_path / name
+        shutil.copytree(lfw_store.root, root, ignore=shutil.ignore_patterns("features"))
+        columns, meta = read_table(root / "samples.parquet")
+        # written beside the store (fiqa refuses to write into one), then moved in by hand
+        outside = write_table(tmp_path / f"{name}.parquet", change(columns), meta)
+        shutil.move(outside, root / "samples.parquet")
+        shutil.move(outside.with_name(outside.name + ".json"), root / "samples.parquet.json")
+        return root
+
+    n = len(lfw_store)
+    order = np.random.default_rng(0).permutation(n)
+    shuffled = tampered("shuffled", lambda c: {k: v[order] for k, v in c.items()})
+    duplicated = tampered("duplicated", lambda c: {k: v[np.r_[0:5, 10:n, 10:15]] for k, v in c.items()})
+
+    def swap(columns):
+        location = columns["location"].copy()
+        location[[0, 1]] = location[[1, 0]]
+        return {**columns, "location": location}
+
+    swapped = tampered("swapped", swap)
+    for root in (shuffled, duplicated):
+        with pytest.raises(StoreError, match="duplicated, dropped or reordered"):
+            open_store(root)
+    with pytest.raises(StoreError, match="not the ones the store was made from"):
+        open_store(swapped)
+    assert len(open_store(lfw_store.root)) == n  # the untouched store still opens

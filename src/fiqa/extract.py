@@ -8,7 +8,6 @@ inside each chunk, so an interrupted-and-resumed run gives bit-for-bit the same 
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -25,7 +24,8 @@ from .errors import FIQAError, InvalidParameterError, NoUsableSamplesError
 from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageReadError, check_limits, read_image
 from .io.sources import DataSource, open_source
 from .provenance import provenance
-from .store import CROP_SIZE, STORE_FORMAT, Chunk, PartialStore, check_out_path, resize_aligned, status_counts
+from .store import (CROP_SIZE, STORE_FORMAT, Chunk, PartialStore, check_out_path, resize_aligned, samples_fingerprint,
+                    status_counts)
 from .types import EmbeddingStore, Status
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
 
         aligner = FaceAligner(policy=policy, score_threshold=score_threshold)
     alignment = {"aligned_input": True} if aligner is None else {"aligned_input": False, **aligner.describe()}
-    plan = {"store_format": STORE_FORMAT, "n_samples": len(samples), "samples_sha256": _fingerprint(samples),
+    plan = {"store_format": STORE_FORMAT, "n_samples": len(samples), "samples_sha256": samples_fingerprint(samples),
             "embedder": embedder.describe(), "alignment": alignment, "batch_size": int(batch_size),
             "chunk_size": int(chunk_size), "max_pixels": int(max_pixels), "min_side": int(min_side)}
     partial = PartialStore(out, plan)
@@ -219,14 +219,6 @@ def _spec_dict(embedder: Any) -> dict[str, Any]:
     if spec is None:
         return {}
     return spec.to_dict() if hasattr(spec, "to_dict") else dict(vars(spec))
-
-
-def _fingerprint(samples) -> str:
-    """SHA-256 over the sample locations and identities: a resumed run must see the same samples."""
-    digest = hashlib.sha256()
-    for location, identity in zip(samples.location, samples.identity):
-        digest.update(f"{location}\0{identity}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
 
 
 def _prepare(location: str, aligner: Any, max_pixels: int, min_side: int) -> _Prepared:

@@ -100,12 +100,31 @@ def open_store(path: str | os.PathLike) -> EmbeddingStore:
                              f"{array.shape}")
     samples = SampleTable(columns["sample_id"].astype(np.int64), columns["location"], columns["identity"],
                           str(meta.get("source", {}).get("kind", "")))
+    if not np.array_equal(samples.sample_id, np.arange(n)):
+        bad = int(np.flatnonzero(samples.sample_id != np.arange(n))[0])
+        raise StoreError(f"{root / 'samples.parquet'}: sample ids are not 0..{n - 1} in order (row {bad} holds "
+                         f"{int(samples.sample_id[bad])}): rows were duplicated, dropped or reordered; rebuild the "
+                         f"store")
+    recorded = (meta.get("plan") or {}).get("samples_sha256")
+    if recorded is not None and recorded != samples_fingerprint(samples):
+        raise StoreError(f"{root / 'samples.parquet'}: its locations and identities are not the ones the store was "
+                         f"made from (meta.json plan.samples_sha256); rebuild the store")
     parent_id = columns["parent_id"].astype(np.int64) if derived_present else None
     recipe = columns["recipe"] if derived_present else None
     return EmbeddingStore(root=root, samples=samples, status=columns["status"], reason=columns["reason"],
                           vectors=vectors, norms=norms, landmarks=landmarks,
                           n_faces=columns["n_faces"].astype(np.int32), meta=meta, parent_id=parent_id,
                           recipe=recipe)
+
+
+def samples_fingerprint(samples: SampleTable) -> str:
+    """SHA-256 over the sample locations and identities, in order: what an extraction was made from (recorded in
+    ``meta.json`` as ``plan.samples_sha256``; a resumed run must see the same samples, an opened store must hold
+    them)."""
+    digest = hashlib.sha256()
+    for location, identity in zip(samples.location, samples.identity):
+        digest.update(f"{location}\0{identity}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def store_fingerprint(store: EmbeddingStore) -> str:
