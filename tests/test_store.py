@@ -233,3 +233,18 @@ def test_a_store_with_reordered_duplicated_or_swapped_rows_is_refused(lfw_store,
     with pytest.raises(StoreError, match="not the ones the store was made from"):
         open_store(swapped)
     assert len(open_store(lfw_store.root)) == n  # the untouched store still opens
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_the_first_holds_it(tmp_path):
+    # hostile case I08: two 'fiqa embed' into one --out raced and crashed; now the second fails at once, clearly
+    from fiqa.errors import StoreError
+
+    first = PartialStore(tmp_path / "s", {"test": True})
+    first.start(resume=False)
+    second = PartialStore(tmp_path / "s", {"test": True})
+    with pytest.raises(StoreError, match="another fiqa run is writing this output"):
+        second.start(resume=True)
+    assert first.root.exists()  # the first run's work is untouched
+    first._unlock()  # what install() does once the store is in place (or the process ending does)
+    second.start(resume=True)
+    second._unlock()

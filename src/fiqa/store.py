@@ -287,7 +287,13 @@ class PartialStore:
                          f"{', '.join(changed)}); pass resume=False (--no-resume) to replace it")
 
     def start(self, *, resume: bool) -> None:
-        """Create the folder, or with ``resume`` keep the chunks of an identical earlier plan."""
+        """Take the output's lock, then create the folder, or with ``resume`` keep the chunks of an identical
+        earlier plan.
+
+        The lock (``fcntl.flock`` on ``<out>.lock``, held until :meth:`install` or the process ends, even by a
+        kill) makes a second run into the same output fail at once with a clear message instead of racing.
+        """
+        self._lock()
         if self.root.exists() and not resume:
             shutil.rmtree(self.root)
         if self.root.exists():
@@ -370,10 +376,36 @@ class PartialStore:
         write_json(build / "meta.json", meta)
         return self.install(build)
 
+    def _lock(self) -> None:
+        import fcntl
+
+        if getattr(self, "_lock_file", None) is not None:
+            return
+        path = self.out.with_name(self.out.name + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StoreError(f"{self.out}: another fiqa run is writing this output right now ({path} is locked); "
+                             f"wait for it to finish, or choose another output") from None
+        self._lock_file = handle
+
+    def _unlock(self) -> None:
+        handle = getattr(self, "_lock_file", None)
+        if handle is not None:
+            handle.close()  # closing releases the flock
+            self._lock_file = None
+
     def install(self, build: Path) -> EmbeddingStore:
-        """Move the complete store folder ``build`` to the output path atomically, remove the partial folder."""
-        _replace_dir(build, self.out)
-        shutil.rmtree(self.root)
+        """Move the complete store folder ``build`` to the output path atomically, remove the partial folder,
+        release the lock."""
+        try:
+            _replace_dir(build, self.out)
+            shutil.rmtree(self.root)
+        finally:
+            self._unlock()
         return open_store(self.out)
 
 
