@@ -187,3 +187,42 @@ def test_open_source_errors(tmp_path):
         open_source(tmp_path / "missing")
     with pytest.raises(InvalidParameterError, match="'kind' parameter of open_source must be one of"):
         open_source(tmp_path, kind="lmdb")
+
+
+@pytest.mark.parametrize("kind", ["folder", "images"])
+def test_symlink_loops_keep_their_row_and_are_recorded_unreadable(lfw_dir, tmp_path, kind):
+    # hostile cases E24/E25/S05: a link loop gave a traceback (folder) or vanished (images)
+    from fiqa.extract import embed_source
+
+    photos = sorted(lfw_dir.glob("A*/*_0001.jpg"))[:2]
+    for person, photo in zip(("A", "B"), photos):
+        (tmp_path / "data" / person).mkdir(parents=True)
+        (tmp_path / "data" / person / "good.jpg").write_bytes(photo.read_bytes())
+    os.symlink("loop2.jpg", tmp_path / "data" / "A" / "loop1.jpg")
+    os.symlink("loop1.jpg", tmp_path / "data" / "A" / "loop2.jpg")
+    source = open_source(tmp_path / "data", kind=kind)
+    names = sorted(os.path.basename(p) for p in source.samples.location)
+    assert names == ["good.jpg", "good.jpg", "loop1.jpg", "loop2.jpg"]
+    store = embed_source(source, tmp_path / f"store-{kind}", progress=False)
+    status = dict(zip((os.path.basename(p) for p in store.samples.location), store.status))
+    assert status["loop1.jpg"] == status["loop2.jpg"] == "unreadable"
+    assert int(store.ok.sum()) == 2
+
+
+def test_a_folder_that_cannot_be_listed_is_a_clear_error(tmp_path, monkeypatch):
+    # hostile cases E31-E34/S10/S11 (as root permissions cannot be dropped here, the listing fails by hand)
+    from fiqa.io import sources
+
+    (tmp_path / "data" / "A").mkdir(parents=True)
+    (tmp_path / "data" / "A" / "x.jpg").write_bytes(b"jpeg")
+    real_scandir = os.scandir
+
+    def refusing(path):
+        if os.fspath(path).endswith(os.sep + "A"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(sources.os, "scandir", refusing)
+    for kind in ("folder", "images"):
+        with pytest.raises(DataSourceError, match="A: cannot list this folder \\(Permission denied\\)"):
+            open_source(tmp_path / "data", kind=kind)

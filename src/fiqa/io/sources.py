@@ -116,15 +116,52 @@ def _detect_kind(text: str) -> str:
         if path.suffix.lower() in IMAGE_EXTENSIONS:
             return "images"
         return "list"
-    if (path / "train.rec").is_file():
-        return "recordio"
-    with os.scandir(path) as entries:
-        has_subfolders = any(entry.is_dir() for entry in entries)
+    try:
+        if (path / "train.rec").is_file():
+            return "recordio"
+    except OSError:
+        pass  # an unreadable folder: _scan below says so
+
+    has_subfolders = any(_is_dir(entry) for entry in _scan(path))
     return "folder" if has_subfolders else "images"
 
 
 def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _scan(folder: str | os.PathLike) -> list[os.DirEntry]:
+    """The entries of a folder sorted by name; a folder that cannot be listed is a clear error, never a traceback
+    and never silently empty."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except OSError as exc:
+        raise DataSourceError(f"{os.fspath(folder)}: cannot list this folder ({exc.strerror or exc}); its images "
+                              f"would be missing") from None
+
+
+def _is_dir(entry: os.DirEntry, *, follow: bool = True) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=follow)
+    except OSError:  # a symbolic-link loop: not a folder
+        return False
+
+
+def _image_entries(entries: list[os.DirEntry]) -> list[os.DirEntry]:
+    """Entries named like images that are not folders: regular files, and also broken links and link loops, which
+    keep their row (reading them records why they fail) instead of vanishing."""
+    return [entry for entry in entries if _is_image_name(entry.name) and not _is_dir(entry)]
+
+
+def _images_below(folder: Path) -> list[str]:
+    """Every image-named entry below ``folder`` (symbolic links to folders are not followed: no loops)."""
+    found, pending = [], [folder]
+    while pending:
+        entries = _scan(pending.pop())
+        found += [os.path.abspath(entry.path) for entry in _image_entries(entries)]
+        pending += [Path(entry.path) for entry in entries if _is_dir(entry, follow=False)]
+    return sorted(found)
 
 
 def _table(locations: list[str], identities: list[str], source: str) -> SampleTable:
@@ -149,16 +186,13 @@ def folder_source(root: str | os.PathLike) -> DataSource:
     """
     root = _existing_dir(os.fspath(root))
     locations, identities, skipped, empty = [], [], 0, []
-    with os.scandir(root) as entries:
-        children = sorted(entries, key=lambda entry: entry.name)
-    for child in children:
-        if not child.is_dir():
+    for child in _scan(root):
+        if not _is_dir(child):
             skipped += 1
             continue
-        with os.scandir(child.path) as entries:
-            names = sorted(entry.name for entry in entries if entry.is_file())
-        images = [name for name in names if _is_image_name(name)]
-        skipped += len(names) - len(images)
+        entries = [entry for entry in _scan(child.path) if not _is_dir(entry)]
+        images = [entry.name for entry in _image_entries(entries)]
+        skipped += len(entries) - len(images)
         if not images:
             empty.append(child.name)
         locations.extend(os.path.join(child.path, name) for name in images)
@@ -224,7 +258,7 @@ def images_source(spec: str | os.PathLike) -> DataSource:
     if path.is_file():
         locations = [os.path.abspath(path)]
     elif path.is_dir():
-        locations = sorted(os.path.abspath(p) for p in path.rglob("*") if p.is_file() and _is_image_name(p.name))
+        locations = _images_below(path)
         if not locations:
             raise DataSourceError(f"{text}: folder holds no images (extensions {', '.join(sorted(IMAGE_EXTENSIONS))})")
     elif _GLOB_CHARS & set(text):
