@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from .degrade import DEGRADATIONS, EVALUATION_DEGRADATIONS, degrade
 from .detect.align import ARCFACE_TEMPLATE, CROP_SIZE, estimate_similarity, warp_to_template
 from .errors import InvalidParameterError, NoUsableSamplesError, StoreError, check_int
-from .extract import _ordered_map, embed_checked  # the extraction's read-ahead pool and batch check
+from .extract import BatchEmbedding, _ordered_map  # the extraction's batching and read-ahead pool
 from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageReadError, read_image
 from .io.table import read_table, write_json, write_table
 from .provenance import provenance
@@ -614,39 +614,18 @@ def _segments(start: int, stop: int, copies: int) -> Iterable[tuple[int, int, in
 def _embed_chunk(start: int, stop: int, copies: int, results: Iterable, embedder: Any, batch_size: int,
                  bar: tqdm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Embed derived rows ``start..stop-1`` in batches formed in row order (so a resumed run is identical)."""
-    n, dim = stop - start, int(embedder.dim)
-    raw = np.full((n, dim), np.nan, np.float32)
-    status = np.full(n, Status.OK.value, dtype=object)
-    reason = np.full(n, "", dtype=object)
-    batch_rows: list[int] = []
-    batch_crops = np.empty((batch_size, CROP_SIZE, CROP_SIZE, 3), np.uint8)
-
-    def flush() -> None:
-        if not batch_rows:
-            return
-        vectors, norms = embed_checked(embedder, batch_crops[:len(batch_rows)], dim)
-        for row, vector, norm in zip(batch_rows, vectors, norms):
-            if norm > 0.0:
-                raw[row] = vector
-            else:
-                status[row] = Status.INVALID_VECTOR.value
-                reason[row] = f"the embedding of the derived crop is {'zero' if norm == 0 else 'not finite'}"
-        batch_rows.clear()
-
+    batches = BatchEmbedding(embedder, stop - start, batch_size)
     row = 0
-    while row < n:
+    while row < stop - start:
         for crop, row_status, row_reason in next(results):
             if row_status != Status.OK.value:
-                status[row], reason[row] = row_status, row_reason
+                batches.status[row], batches.reason[row] = row_status, row_reason
             else:
-                batch_crops[len(batch_rows)] = crop
-                batch_rows.append(row)
-                if len(batch_rows) == batch_size:
-                    flush()
+                batches.add(row, crop)
             row += 1
             bar.update(1)
-    flush()
-    return raw, status, reason
+    batches.flush()
+    return batches.raw, batches.status, batches.reason
 
 
 def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, np.ndarray], parents: np.ndarray,

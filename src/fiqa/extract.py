@@ -238,32 +238,12 @@ def _prepare(location: str, aligner: Any, max_pixels: int, min_side: int) -> _Pr
 def _run_chunk(start: int, stop: int, results: Iterator[_Prepared], embedder: Any, batch_size: int, samples,
                on_error: str, bar: tqdm) -> Chunk:
     """Consume the prepared samples ``start..stop-1`` in order, embed the crops in batches, return the chunk."""
-    n, dim = stop - start, int(embedder.dim)
-    raw = np.full((n, dim), np.nan, np.float32)
-    status = np.full(n, Status.OK.value, dtype=object)
-    reason = np.full(n, "", dtype=object)
+    n = stop - start
+    batches = BatchEmbedding(embedder, n, batch_size, on_fail=lambda row, why, text: _raise_if(
+        on_error, samples.location[start + row], why, text))
     landmarks = np.full((n, 5, 2), np.nan, np.float32)
     n_faces = np.zeros(n, np.int32)
     detection_score = np.full(n, np.nan, np.float32)
-    batch_rows: list[int] = []
-    batch_crops = np.empty((batch_size, CROP_SIZE, CROP_SIZE, 3), np.uint8)
-
-    def flush() -> None:
-        if not batch_rows:
-            return
-        vectors, norms = embed_checked(embedder, batch_crops[:len(batch_rows)], dim)
-        for row, vector, norm in zip(batch_rows, vectors, norms):
-            if norm > 0.0:
-                raw[row] = vector
-            else:
-                _fail(row, Status.INVALID_VECTOR, f"the embedding is {'zero' if norm == 0 else 'not finite'}")
-        batch_rows.clear()
-
-    def _fail(row: int, why: Status, text: str) -> None:
-        if on_error == "raise":
-            raise SampleFailedError(str(samples.location[start + row]), why, text)
-        status[row], reason[row] = why.value, text
-
     for row in range(n):
         prepared = next(results)
         n_faces[row] = prepared.n_faces
@@ -271,15 +251,68 @@ def _run_chunk(start: int, stop: int, results: Iterator[_Prepared], embedder: An
         if prepared.landmarks is not None:
             landmarks[row] = prepared.landmarks
         if prepared.status is not Status.OK:
-            _fail(row, prepared.status, prepared.reason)
+            batches.fail(row, prepared.status, prepared.reason)
         else:
-            batch_crops[len(batch_rows)] = prepared.crop
-            batch_rows.append(row)
-            if len(batch_rows) == batch_size:
-                flush()
+            batches.add(row, prepared.crop)
         bar.update(1)
-    flush()
-    return Chunk(start, stop, raw, status, reason, landmarks, n_faces, detection_score)
+    batches.flush()
+    return Chunk(start, stop, batches.raw, batches.status, batches.reason, landmarks, n_faces, detection_score)
+
+
+def _raise_if(on_error: str, location: str, why: Status, text: str) -> None:
+    if on_error == "raise":
+        raise SampleFailedError(str(location), why, text)
+
+
+class BatchEmbedding:
+    """The rows of one chunk, embedded in batches formed in row order (so a resumed run is identical).
+
+    Parameters
+    ----------
+    embedder : embedder object
+    n : int
+        Rows of the chunk.
+    batch_size : int
+    on_fail : callable (row, Status, reason) -> None, optional
+        Called before a row is recorded as failed (it may raise, e.g. for ``on_error="raise"``).
+
+    Attributes
+    ----------
+    raw : ndarray of shape (n, dim), float32
+        Raw embeddings; NaN rows where the sample failed.
+    status, reason : ndarray of shape (n,), object (str)
+    """
+
+    def __init__(self, embedder: Any, n: int, batch_size: int, *, on_fail: Callable | None = None) -> None:
+        self.embedder, self.dim = embedder, int(embedder.dim)
+        self.raw = np.full((n, self.dim), np.nan, np.float32)
+        self.status = np.full(n, Status.OK.value, dtype=object)
+        self.reason = np.full(n, "", dtype=object)
+        self._on_fail = on_fail
+        self._rows: list[int] = []
+        self._crops = np.empty((batch_size, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+
+    def fail(self, row: int, why: Status, text: str) -> None:
+        if self._on_fail is not None:
+            self._on_fail(row, why, text)
+        self.status[row], self.reason[row] = why.value, text
+
+    def add(self, row: int, crop: np.ndarray) -> None:
+        self._crops[len(self._rows)] = crop
+        self._rows.append(row)
+        if len(self._rows) == len(self._crops):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        vectors, norms = embed_checked(self.embedder, self._crops[:len(self._rows)], self.dim)
+        for row, vector, norm in zip(self._rows, vectors, norms):
+            if norm > 0.0:
+                self.raw[row] = vector
+            else:
+                self.fail(row, Status.INVALID_VECTOR, f"the embedding is {'zero' if norm == 0 else 'not finite'}")
+        self._rows.clear()
 
 
 class _ordered_map:
