@@ -570,7 +570,7 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
               desc="augment", disable=not progress) as bar, \
             _ordered_map(prepare, segments, n_workers, window=max(2 * batch_size, 8 * max(n_workers, 1))) as results:
         for number, start, stop in spans:
-            raw, status, reason = _embed_chunk(start, stop, copies, results, embedder, batch_size, bar)
+            raw, status, reason = _embed_chunk(start, stop, results, embedder, batch_size, bar)
             position = np.arange(start, stop) // copies
             rows_of_chunk = parents[position]
             partial.write_chunk(number, Chunk(start, stop, raw, status, reason,
@@ -611,7 +611,7 @@ def _segments(start: int, stop: int, copies: int) -> Iterable[tuple[int, int, in
         lo = hi
 
 
-def _embed_chunk(start: int, stop: int, copies: int, results: Iterable, embedder: Any, batch_size: int,
+def _embed_chunk(start: int, stop: int, results: Iterable, embedder: Any, batch_size: int,
                  bar: tqdm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Embed derived rows ``start..stop-1`` in batches formed in row order (so a resumed run is identical)."""
     batches = BatchEmbedding(embedder, stop - start, batch_size)

