@@ -70,14 +70,7 @@ def _labels(store: EmbeddingStore, path: Path, rows: np.ndarray | None = None) -
     """reference-consensus on ``rows`` of ``store`` (default all), cached at ``path``."""
     if path.exists():
         return load_quality(path)
-    if rows is None:
-        table = label_store(store, create_labeler(LABELLER, random_state=0))
-    else:
-        from fiqa.label.base import store_captures
-        labeler = create_labeler(LABELLER, random_state=0).fit(
-            store.vectors[rows], store.samples.identity[rows].astype(str), sample_id=store.samples.sample_id[rows],
-            norms=np.asarray(store.norms)[rows], captures=store_captures(store)[rows])
-        table = labeler.labels_
+    table = label_store(store, create_labeler(LABELLER, random_state=0), rows=rows)
     save_quality(table, path)
     return table
 

@@ -131,3 +131,12 @@ def test_label_store_keeps_store_failures(small):
     assert table.meta["store"] == "/nowhere/store" and table.meta["status_counts"]["no_face"] == 2
     with pytest.raises(NoUsableSamplesError, match="/nowhere/store"):
         label_store(replace(store, status=np.full(n, "no_face", dtype=object)), create_labeler("sdd"))
+    # some rows only: a data set of their own (the other rows are neither labelled nor references)
+    rows = np.arange(0, n, 2)
+    part = label_store(store, create_labeler("sdd", n_repeats=2, random_state=1), rows=rows)
+    np.testing.assert_array_equal(part.sample_id, samples.sample_id[rows])
+    assert part.status[0] == "no_face" and np.isnan(part.score[0])
+    usable = rows[rows != 0]
+    alone = create_labeler("sdd", n_repeats=2, random_state=1).fit(
+        small.vectors[usable], small.identities.astype(str)[usable]).labels_
+    np.testing.assert_array_equal(part.score[1:], alone.score)

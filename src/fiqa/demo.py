@@ -149,18 +149,11 @@ def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, seed: int, 
     path : Path
         Parquet file of the labels (written atomically).
     """
-    from .label import create_labeler
-    from .label.base import store_captures
-    from .store import store_fingerprint
+    from .label import create_labeler, label_store
 
     if path.exists():
         return load_quality(path)
-    labeler = create_labeler(method, random_state=seed).fit(
-        store.vectors[rows], store.samples.identity[rows].astype(str), sample_id=store.samples.sample_id[rows],
-        norms=np.asarray(store.norms)[rows], captures=store_captures(store)[rows])
-    table = labeler.labels_
-    table = QualityTable(table.sample_id, table.score, table.status, table.reason, table.columns,
-                         {**table.meta, "store": str(store.root), "store_sha256": store_fingerprint(store)})
+    table = label_store(store, create_labeler(method, random_state=seed), rows=rows)
     save_quality(table, path)
     return table
 

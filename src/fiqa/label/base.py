@@ -481,32 +481,37 @@ def store_captures(store: EmbeddingStore) -> np.ndarray:
     return np.where(parent >= 0, parent, sample_id)
 
 
-def label_store(store: EmbeddingStore, labeler: Labeler) -> QualityTable:
-    """Label the usable samples of an embedding store.
+def label_store(store: EmbeddingStore, labeler: Labeler, *, rows: np.ndarray | None = None) -> QualityTable:
+    """Label the usable samples of an embedding store (or of some of its rows).
 
     Rows the store could not embed keep their store status and reason (score NaN); the others are labelled by
     ``labeler.fit`` with the store's vectors, identities, sample ids, raw norms and capture groups (a photo and its
-    augmented copies are one capture, :func:`store_captures`). When every sample is usable
-    the memory-mapped vectors are passed as they are; otherwise the usable rows are copied into memory once.
+    augmented copies are one capture, :func:`store_captures`). When every sample is usable and no ``rows`` are
+    given the memory-mapped vectors are passed as they are; otherwise the usable rows are copied into memory once.
 
     Parameters
     ----------
     store : EmbeddingStore
     labeler : Labeler
+    rows : ndarray of shape (k,), int, optional
+        Label only these store rows, as a data set of their own (e.g. one side of an identity split: the other
+        rows are neither labelled nor references). Default every row.
 
     Returns
     -------
     QualityTable
-        One row per store sample, in store order; ``meta["store"]`` names the store folder.
+        One row per store sample (or per ``rows``), in store order; ``meta["store"]`` names the store folder and
+        ``meta["store_sha256"]`` its fingerprint.
     """
     from ..store import store_fingerprint
 
-    ok = np.asarray(store.ok)
-    ok_index = np.flatnonzero(ok)
+    selected = np.arange(len(store)) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
+    if len(selected) and (selected[0] < 0 or selected[-1] >= len(store)):
+        raise InvalidParameterError("label_store", "rows", f"row indices in [0, {len(store)})", selected[:5].tolist())
+    ok_index = selected[np.asarray(store.ok)[selected]]
     if len(ok_index) == 0:
         raise NoUsableSamplesError(f"{store.root}: the embedding store has no usable embedding to label")
-    all_ok = len(ok_index) == len(store)
-    vectors = store.vectors if all_ok else store.vectors[ok_index]
+    vectors = store.vectors if len(ok_index) == len(store) else store.vectors[ok_index]
     identities = store.samples.identity.astype(str)
     fitted = labeler.fit(vectors, identities[ok_index], sample_id=store.samples.sample_id[ok_index],
                          norms=np.asarray(store.norms)[ok_index], captures=store_captures(store)[ok_index])
@@ -518,18 +523,19 @@ def label_store(store: EmbeddingStore, labeler: Labeler) -> QualityTable:
     score[ok_index] = part.score
     status[ok_index] = part.status
     reason[ok_index] = part.reason
-    columns: dict[str, np.ndarray] = {"identity": identities.astype(object)}
+    columns: dict[str, np.ndarray] = {"identity": identities.astype(object)[selected]}
     for key, values in part.columns.items():
         if key == "identity":
             continue
-        columns[key] = _scatter(values, ok_index, n_rows)
+        columns[key] = _scatter(values, ok_index, n_rows)[selected]
+    status, reason = status[selected], reason[selected]
     meta = dict(part.meta)
-    meta["n_rows"] = n_rows
+    meta["n_rows"] = len(selected)
     meta["store"] = str(store.root)
     meta["store_sha256"] = store_fingerprint(store)
     meta["store_meta"] = {k: store.meta[k] for k in ("backend", "model_sha256") if k in store.meta}
     meta["status_counts"] = {s.value: int((status == s.value).sum()) for s in Status if (status == s.value).any()}
-    return QualityTable(store.samples.sample_id, score, status, reason, columns, meta)
+    return QualityTable(store.samples.sample_id[selected], score[selected], status, reason, columns, meta)
 
 
 def _name(identity: Any) -> str:

@@ -108,8 +108,7 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     TrainedModel
     """
     from ..augment import augment_store
-    from ..label import create_labeler
-    from ..label.base import store_captures
+    from ..label import create_labeler, label_store
     from ..store import is_store, open_store
 
     if not isinstance(recipe, ModelRecipe):
@@ -143,11 +142,8 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     if label_path.exists():
         labels = load_quality(label_path)
     else:
-        keep = np.flatnonzero(source.ok & np.isin(source.samples.sample_id, train_ids))
-        labeler = create_labeler(recipe.labeller, random_state=seed).fit(
-            source.vectors[keep], source.samples.identity[keep].astype(str), sample_id=source.samples.sample_id[keep],
-            norms=np.asarray(source.norms)[keep], captures=store_captures(source)[keep])
-        labels = labeler.labels_
+        labels = label_store(source, create_labeler(recipe.labeller, random_state=seed),
+                             rows=np.flatnonzero(source.ok & np.isin(source.samples.sample_id, train_ids)))
         save_quality(labels, label_path)
     lap("label")
     logger.info("recipe: %d labelled samples (%d copies per face) from %s", int(labels.ok.sum()), recipe.copies,
