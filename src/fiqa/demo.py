@@ -10,7 +10,7 @@ import logging
 import os
 import tarfile
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -167,8 +167,7 @@ def _model_scores(model_path: Path, name: str, store: EmbeddingStore, rows: np.n
     if path.exists():
         return load_quality(path)
     table = create_scorer(model_path).score_store(store, rows=rows, progress=progress)
-    table = QualityTable(table.sample_id, table.score, table.status, table.reason, table.columns,
-                         {**table.meta, "method": f"model:{name}"})
+    table = replace(table, meta={**table.meta, "method": f"model:{name}"})
     save_quality(table, path)
     return table
 
@@ -228,8 +227,6 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     progress : bool
         Show progress bars.
     """
-    from dataclasses import replace
-
     from .augment import degraded_store
     from .evaluate import evaluate_quality, sample_comparisons, save_split, split_identities
     from .evaluate.report import write_report

@@ -27,7 +27,6 @@ import numpy as np
 from .errors import InvalidParameterError
 from .io.table import write_json
 from .provenance import file_sha256, provenance, versions
-from .types import QualityTable
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +122,7 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
     half = train_recipe(store, out / "half", recipe=recipe, rows=train_rows, feature_cache_dir=out / "features",
                         progress=progress)
     scores = create_scorer(half.model_path).score_store(store, rows=test_rows, progress=progress)
-    scores = QualityTable(scores.sample_id, scores.score, scores.status, scores.reason, scores.columns,
-                          {**scores.meta, "method": "model:default"})
+    scores = replace(scores, meta={**scores.meta, "method": "model:default"})
     tables = [scores]
     tables += [label_store(store, create_labeler(method, random_state=seed), rows=test_rows)
                for method in ("reference-consensus", "norm")]

@@ -28,7 +28,7 @@ from onnx import helper
 from ..errors import ModelFileError
 from ..models import MODEL_FILES, model_path
 from .graph import fold_constants
-from .onnx_runtime import SFACE_SPEC
+from .onnx_runtime import SFACE_SPEC, session_options
 from .spec import PreprocessSpec
 
 FEATURES_NAME = "features"
@@ -172,15 +172,6 @@ def _feature_graph_bytes(spec: FeatureSpec) -> bytes:
 def feature_graph(spec: FeatureSpec = SFACE_TAPS) -> onnx.ModelProto:
     """The recogniser graph from its input to ``features`` (batch, ``spec.dim``); a fresh copy on every call."""
     return onnx.load_from_string(_feature_graph_bytes(spec))
-
-
-def session_options(threads: int | None) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return options
 
 
 class FeatureExtractor:

@@ -33,10 +33,12 @@ def _folded_model_bytes(path: str, sha256: str) -> bytes:
     return fold_constants(onnx.load(path)).SerializeToString()
 
 
-def _session_options(threads: int | None, optimization: str) -> ort.SessionOptions:
+def session_options(threads: int | None, optimization: str = "all") -> ort.SessionOptions:
+    """ONNX Runtime options of every fiqa session: ``threads`` intra-op threads (None: all cores), one inter-op
+    thread, the graph optimisation level, warnings silenced."""
     options = ort.SessionOptions()
     if threads is not None:
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
     options.graph_optimization_level = {
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -101,7 +103,7 @@ class OnnxEmbedder(Embedder):
     def _start(self, model_bytes: bytes) -> None:
         where = str(self.model_path)
         try:
-            self._session = ort.InferenceSession(model_bytes, _session_options(self.threads, self.optimization),
+            self._session = ort.InferenceSession(model_bytes, session_options(self.threads, self.optimization),
                                                  providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises several private exception types
             raise ModelFileError(f"onnxruntime cannot load {where!r} as an ONNX model: {exc}") from None

@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 from tqdm.auto import tqdm
 
+from ..embed.onnx_runtime import session_options
 from ..embed.spec import PreprocessSpec
 from ..errors import FIQAError, InvalidParameterError, ModelFileError
 from ..io.image import ImageReadError, read_image
@@ -89,13 +90,9 @@ class Scorer:
         graph, self.meta, self.card, self.model_name, self.model_path, self.model_sha256 = _load(model)
         self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])
         self.batch_size, self.policy, self.score_threshold = int(batch_size), policy, score_threshold
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(graph, session_options(threads),
+                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for graphs it cannot run
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(f"{self.model_name}: ONNX Runtime cannot run this quality model ({first})") from None
