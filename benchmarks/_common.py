@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fiqa.errors import InvalidParameterError
-from fiqa.provenance import versions
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.provenance import versions
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -67,7 +67,7 @@ def machine_header() -> list[str]:
     -------
     list of str
         One paragraph (no blank lines): architecture, logical CPU count and OS; Python and the package versions of
-        :func:`fiqa.provenance.versions`; the load average when called (other jobs on shared cores slow every row,
+        :func:`fiqa.core.provenance.versions`; the load average when called (other jobs on shared cores slow every row,
         so ratios measured side by side in one run are the reliable part).
     """
     found = versions()

@@ -22,7 +22,7 @@ import numpy as np
 from _common import emit, machine_header, results_path
 
 from fiqa.demo import _select_samples, locate_lfw
-from fiqa.extract import embed_source
+from fiqa.embed.extract import embed_source
 from fiqa.train.recipe import DEFAULT_RECIPE, train_recipe
 
 

@@ -10,7 +10,8 @@ import argparse
 import numpy as np
 from _common import emit, machine_header, median_seconds, results_path
 
-from fiqa.evaluate.edc import compute_edc, edc_curve, pauc, theoretical_best_pauc
+from fiqa.evaluate.curves import edc_curve, pauc, theoretical_best_pauc
+from fiqa.evaluate.edc import compute_edc
 
 
 def _loop_edc(similarities, qualities, threshold):

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from fiqa.detect import FaceAligner
 from fiqa.embed import create_embedder
 from fiqa.embed.graph import count_flops, fold_constants
-from fiqa.models import model_path
+from fiqa.io.model_files import model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

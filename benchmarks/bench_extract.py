@@ -28,7 +28,7 @@ from _common import emit, load_average, machine_header, median_seconds, results_
 
 from fiqa.detect import FaceAligner
 from fiqa.embed import create_embedder
-from fiqa.extract import embed_source
+from fiqa.embed.extract import embed_source
 from fiqa.io import DataSource, open_source, read_image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import numpy as np
 from _common import emit, machine_header, median_seconds, results_path
 
 from fiqa.label import create_labeler, list_labelers
-from fiqa.synthetic import make_embeddings
+from fiqa.studies.synthetic import make_embeddings
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ from _common import emit, machine_header, median_seconds, results_path, seconds
 
 from fiqa.embed import create_embedder
 from fiqa.embed.graph import count_flops, fold_constants
-from fiqa.models import model_path
+from fiqa.embed.quality_model import load_quality_model
+from fiqa.io.model_files import model_path
 from fiqa.score import create_scorer
-from fiqa.score.model_file import load_quality_model
 from fiqa.score.packaged import load_packaged_model
 
 

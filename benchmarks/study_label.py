@@ -16,7 +16,7 @@ import scipy.stats
 from _common import Report, results_path
 
 from fiqa.label import create_labeler, label_store, list_labelers
-from fiqa.synthetic import make_embeddings
+from fiqa.studies.synthetic import make_embeddings
 
 VARIANTS = {  # report name -> (registry name, parameters)
     "sdd": ("sdd", {}),
@@ -32,7 +32,7 @@ VARIANTS = {  # report name -> (registry name, parameters)
 
 def load_input(args):
     if args.store:
-        from fiqa.store import open_store
+        from fiqa.embed.store import open_store
 
         store = open_store(args.store)
         return store, None

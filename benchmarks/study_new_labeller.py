@@ -3,7 +3,7 @@
     python benchmarks/study_new_labeller.py --demo runs/demo
 
 Part 1 builds the seed's scenarios (A, B, C; one C case per degradation kind) from LFW-dev faces with
-``fiqa.scenarios`` and SFace, and reports the issue's numbers per labeller plus the good image's rank in every C
+``fiqa.studies.scenarios`` and SFace, and reports the issue's numbers per labeller plus the good image's rank in every C
 case. Part 2 reuses a finished ``fiqa demo`` folder (its SFace store and identity split): reference-consensus'
 ``norm_weight`` and ``prior_strength`` are chosen on the demo's *training* half only (lowest EDC pAUC), then
 every labeller labels the held-apart *test* half and EDC pAUC (FNMR at FMR 1e-3, discard <= 0.20) is computed on
@@ -24,12 +24,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import emit, machine_header, results_path  # noqa: E402
 
-from fiqa.errors import FIQAError  # noqa: E402
+from fiqa.core.errors import FIQAError  # noqa: E402
+from fiqa.embed.store import open_store  # noqa: E402
 from fiqa.evaluate import load_split, sample_comparisons  # noqa: E402
 from fiqa.evaluate.edc import EDCResult, compute_edc  # noqa: E402
 from fiqa.label import create_labeler  # noqa: E402
-from fiqa.scenarios import ScenarioSet, build_scenarios, scenario_metrics  # noqa: E402
-from fiqa.store import open_store  # noqa: E402
+from fiqa.studies.scenarios import ScenarioSet, build_scenarios, scenario_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = "reference-consensus"
@@ -49,7 +49,7 @@ def degradation_effect(lfw: Path, seed: int, n_faces: int = 48, severities=(0.3,
     """Median SFace norm ratio and cosine of degraded to clean crops, per degradation kind and severity."""
     import cv2
 
-    from fiqa.degrade import DEGRADATIONS, degrade
+    from fiqa.augment.degrade import DEGRADATIONS, degrade
     from fiqa.detect import FaceAligner
     from fiqa.embed import create_embedder
 

@@ -24,14 +24,15 @@ import numpy as np
 from _common import emit, machine_header, results_path
 from scipy.stats import spearmanr
 
+from fiqa.augment.crops import load_crops
+from fiqa.core.provenance import provenance
+from fiqa.core.types import QualityTable
 from fiqa.demo import label_rows
+from fiqa.embed.store import open_store
 from fiqa.evaluate import evaluate_quality, load_split, sample_comparisons
 from fiqa.io.table import load_quality, save_quality
-from fiqa.provenance import provenance
 from fiqa.score import create_scorer
-from fiqa.store import load_crops, open_store
 from fiqa.train import TrainConfig, train_regressor
-from fiqa.types import QualityTable
 
 NEW = "reference-consensus"
 DEMO_LABELLERS = ("sdd", "sdd-refined", "cr")

@@ -4,11 +4,11 @@
 
 Reuses a finished ``fiqa demo`` folder (its store, ``split.json`` and per-half ``reference-consensus`` labels).
 
-1. **Data.** The training half gets ``--copies`` augmented copies per face (``fiqa.augment``: jittered alignment,
-   mirror, 0-2 of the training degradations of ``fiqa.degrade.DEGRADATIONS``), embedded and labelled together with
+1. **Data.** The training half gets ``--copies`` augmented copies per face (``fiqa.augment.copies``: jittered alignment,
+   mirror, 0-2 of the training degradations of ``fiqa.augment.degrade.DEGRADATIONS``), embedded and labelled together with
    the originals (``reference-consensus``; a photo and its copies are one capture, so a copy is judged by the
    person's other photos). Evaluation sets use capture effects that no training recipe draws
-   (``fiqa.augment.degraded_store``, ``fiqa.degrade.EVALUATION_DEGRADATIONS``: motion blur, nearest-neighbour low
+   (``fiqa.augment.copies.degraded_store``, ``fiqa.augment.degrade.EVALUATION_DEGRADATIONS``: motion blur, nearest-neighbour low
    resolution, WebP, an under-exposed noisy sensor, sunglasses or a face mask): a *degraded* set where each face
    gets one effect at severity 0.2-0.9 or stays clean (25 %), and one set per effect.
 2. **Selection, on training identities only.** Each candidate recipe is trained 4 times, each time on 3/4 of the
@@ -35,17 +35,17 @@ import numpy as np
 import onnxruntime as ort
 from _common import emit, machine_header, results_path
 
-from fiqa.augment import augment_store, degraded_store
-from fiqa.degrade import EVALUATION_DEGRADATIONS
+from fiqa.augment.copies import augment_store, degraded_store
+from fiqa.augment.degrade import EVALUATION_DEGRADATIONS
+from fiqa.core.provenance import provenance
+from fiqa.core.types import EmbeddingStore, QualityTable, Status
+from fiqa.embed.store import is_store, open_store
 from fiqa.evaluate import evaluate_quality, load_split, sample_comparisons
 from fiqa.evaluate.groups import group_breakdown
 from fiqa.io.table import load_quality, save_quality
 from fiqa.label import create_labeler, label_store
-from fiqa.provenance import provenance
-from fiqa.store import is_store, open_store
 from fiqa.train import TrainConfig, train_regressor
 from fiqa.train.features import cached_features
-from fiqa.types import EmbeddingStore, QualityTable, Status
 
 LABELLER = "reference-consensus"
 CANDIDATES = {  # name: (shape, trained on augmented labels)

@@ -47,9 +47,9 @@ def lfw_subset(lfw_dir: Path, *, n_identities: int = 30, min_images: int = 5, ma
 
 @pytest.fixture(scope="session")
 def lfw_store(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A real SFace embedding store (``fiqa.types.EmbeddingStore``) of ``lfw_subset(lfw_dir)`` (~300 images:
+    """A real SFace embedding store (``fiqa.core.types.EmbeddingStore``) of ``lfw_subset(lfw_dir)`` (~300 images:
     30 identities with 5-8 images each and 60 singletons), built once per test session."""
-    from fiqa.extract import embed_source
+    from fiqa.embed.extract import embed_source
 
     folder = tmp_path_factory.mktemp("lfw_store")
     rows = "".join(f"{path},{identity}\n" for path, identity in lfw_subset(lfw_dir))

@@ -19,13 +19,15 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from fiqa import __version__
+from fiqa.core.comparisons import threshold_at_fmr
+from fiqa.core.provenance import versions
+from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.embed.features import FEATURES_NAME, SFACE_TAPS, FeatureSpec, feature_graph
+from fiqa.embed.quality_model import OUTPUT_NAMES
 from fiqa.evaluate import sample_comparisons
-from fiqa.evaluate.edc import compute_edc, pair_quality, pauc, threshold_at_fmr
-from fiqa.models import MODEL_FILES
-from fiqa.provenance import versions
-from fiqa.score.model_file import OUTPUT_NAMES
-from fiqa.types import EmbeddingStore, QualityTable
+from fiqa.evaluate.curves import pair_quality, pauc
+from fiqa.evaluate.edc import compute_edc
+from fiqa.io.model_files import MODEL_FILES
 
 LOG_NORM_CENTRE = 2.55
 """Median log norm of SFace's raw embedding on LFW-dev photos (2.29-2.74 from the 0th to the 100th percentile of
@@ -155,7 +157,7 @@ def placeholder_subset(lfw_dir: Path, *, n_identities: int = 250, max_images: in
 
 def write_placeholder_default(folder: str | Path, lfw_dir: str | Path, work_dir: str | Path) -> dict[str, Any]:
     """Write the placeholder ``head.onnx`` and its ``card.json`` (thresholds measured on an LFW-dev subset)."""
-    from fiqa.extract import embed_source
+    from fiqa.embed.extract import embed_source
     from fiqa.score import create_scorer
 
     folder, work_dir = Path(folder), Path(work_dir)
@@ -170,7 +172,7 @@ def write_placeholder_default(folder: str | Path, lfw_dir: str | Path, work_dir:
     quality = create_scorer(folder / "head.onnx").score_store(store, progress=False)
     thresholds, evaluation = threshold_table(store, quality)
     evaluation = {"note": "PLACEHOLDER model, not trained: these figures measure the log-norm baseline",
-                  "data": f"LFW-dev, first 250 people with >= 2 photos (at most 6 each), the most central face of each photo", **evaluation}
+                  "data": "LFW-dev, first 250 people with >= 2 photos (at most 6 each), the most central face of each photo", **evaluation}
     return write_card(
         folder, version="0.0.0-placeholder", evaluation=evaluation, thresholds=thresholds,
         training_data={"name": "none (placeholder); the trained default will use LFW-dev (deep-funneled LFW, "

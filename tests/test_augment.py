@@ -14,14 +14,23 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fiqa.augment import (DEFAULT_KINDS, PIVOT, Degradation, JitterRange, Recipe, apply_recipe, augment_store,
-                          sample_recipes)
+from fiqa.augment.copies import (
+    DEFAULT_KINDS,
+    PIVOT,
+    Degradation,
+    JitterRange,
+    Recipe,
+    apply_recipe,
+    augment_store,
+    sample_recipes,
+)
+from fiqa.augment.crops import load_crops
 from fiqa.cli import main
+from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreError
 from fiqa.detect import ARCFACE_TEMPLATE, warp_to_template
-from fiqa.errors import InvalidParameterError, NoUsableSamplesError, StoreError
-from fiqa.extract import embed_source
+from fiqa.embed.extract import embed_source
+from fiqa.embed.store import open_store, partial_path, resize_aligned
 from fiqa.io import read_image
-from fiqa.store import load_crops, open_store, partial_path, resize_aligned
 
 
 class GridEmbedder:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fiqa.errors import InvalidParameterError
-from fiqa.evaluate.bootstrap import (bootstrap_pauc, identity_clusters, paired_pauc_difference,
-                                     weighted_edc_curve)
-from fiqa.evaluate.edc import compute_edc, edc_curve, pauc, theoretical_best_pauc
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.types import QualityTable
+from fiqa.evaluate.bootstrap import (
+    bootstrap_pauc,
+    identity_clusters,
+    paired_pauc_difference,
+    weighted_edc_curve,
+)
+from fiqa.evaluate.curves import edc_curve, pauc, theoretical_best_pauc
+from fiqa.evaluate.edc import compute_edc
 from fiqa.evaluate.groups import group_breakdown
 from fiqa.evaluate.pairs import Comparisons
 from fiqa.evaluate.run import RANDOM_METHOD, evaluate_quality
-from fiqa.types import QualityTable
 
 
 def quality_table(sample_id, score, method, identity=None):

@@ -6,11 +6,17 @@ import json
 import numpy as np
 import pytest
 
-from fiqa.errors import StoreError, UnknownNameError
-from fiqa.io.table import load_quality, read_table, save_quality, sidecar_path, write_table
-from fiqa.provenance import file_sha256, provenance
-from fiqa.registry import Registry
-from fiqa.types import QualityTable, SampleTable
+from fiqa.core.errors import StoreError, UnknownNameError
+from fiqa.core.provenance import file_sha256, provenance
+from fiqa.core.registry import Registry
+from fiqa.core.types import QualityTable, SampleTable
+from fiqa.io.table import (
+    load_quality,
+    read_table,
+    save_quality,
+    sidecar_path,
+    write_table,
+)
 
 
 def test_registry_creates_registered_factories_and_suggests_close_names():
@@ -120,7 +126,7 @@ def test_public_api_names_resolve_and_import_is_light():
 def test_check_int_accepts_ints_and_names_the_bad_parameter():
     import numpy as np
 
-    from fiqa.errors import InvalidParameterError, check_int
+    from fiqa.core.errors import InvalidParameterError, check_int
 
     assert check_int("SDDLabeler", "n_pairs", np.int64(24), 1) == 24 and check_int("X", "n", -3) == -3
     assert check_int("X", "threads", None, 1, allow_none=True) is None

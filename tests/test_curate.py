@@ -6,10 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from fiqa.cli import main as cli_main
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.types import QualityTable, Status
 from fiqa.curate import curate, flywheel
-from fiqa.errors import InvalidParameterError
 from fiqa.io.table import read_table, save_quality
-from fiqa.types import QualityTable, Status
 
 
 def _table(score, identity, **columns) -> QualityTable:

@@ -16,18 +16,24 @@ import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
+from default_model_tools import placeholder_head
 
 import fiqa
 from fiqa.cli import main
+from fiqa.core.errors import ModelFileError, UnknownNameError
 from fiqa.detect import FaceAligner
 from fiqa.embed.features import FEATURES_NAME, FeatureExtractor, FeatureSpec, compose
-from fiqa.errors import ModelFileError, UnknownNameError
-from fiqa.score import (OUTPUT_NAMES, create_scorer, list_models, load_model_folder, load_quality_model, model_card,
-                        read_metadata)
-from fiqa.score.model_file import model_metadata
+from fiqa.embed.quality_model import model_metadata
+from fiqa.score import (
+    OUTPUT_NAMES,
+    create_scorer,
+    list_models,
+    load_model_folder,
+    load_quality_model,
+    model_card,
+    read_metadata,
+)
 from fiqa.score.packaged import CARD_KEYS, validate_card
-
-from default_model_tools import placeholder_head
 
 DEFAULT = resources.files("fiqa.score").joinpath("default")
 

@@ -5,10 +5,15 @@ import cv2
 import numpy as np
 import pytest
 
-from fiqa.degrade import DEGRADATIONS, EVALUATION_DEGRADATIONS, degrade, degrade_batch
+from fiqa.augment.degrade import (
+    DEGRADATIONS,
+    EVALUATION_DEGRADATIONS,
+    degrade,
+    degrade_batch,
+)
 
 ALL_KINDS = sorted({**DEGRADATIONS, **EVALUATION_DEGRADATIONS})
-from fiqa.errors import InvalidParameterError
+from fiqa.core.errors import InvalidParameterError
 
 
 @pytest.fixture(scope="module")

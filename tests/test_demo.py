@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from fiqa.cli import main
+from fiqa.core.errors import DataSourceError
 from fiqa.demo import locate_lfw, run_demo
-from fiqa.errors import DataSourceError
 from fiqa.io.table import load_quality
 
 

@@ -7,8 +7,14 @@ import cv2
 import numpy as np
 import pytest
 
-from fiqa.detect import ARCFACE_TEMPLATE, CROP_SIZE, FaceAligner, estimate_similarity, warp_to_template
-from fiqa.errors import InvalidParameterError
+from fiqa.core.errors import InvalidParameterError
+from fiqa.detect import (
+    ARCFACE_TEMPLATE,
+    CROP_SIZE,
+    FaceAligner,
+    estimate_similarity,
+    warp_to_template,
+)
 
 
 def similarity_matrix(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:

@@ -4,9 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fiqa.errors import InvalidParameterError
-from fiqa.evaluate.edc import (compute_edc, edc_curve, pair_quality, pauc, theoretical_best,
-                               theoretical_best_pauc, threshold_at_fmr, threshold_at_fnmr)
+from fiqa.core.comparisons import threshold_at_fmr, threshold_at_fnmr
+from fiqa.core.errors import InvalidParameterError
+from fiqa.evaluate.curves import (
+    edc_curve,
+    pair_quality,
+    pauc,
+    theoretical_best,
+    theoretical_best_pauc,
+)
+from fiqa.evaluate.edc import compute_edc
 
 
 def reference_edc(similarities, qualities, threshold, error_type):

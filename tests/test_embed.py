@@ -12,12 +12,23 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from fiqa.core.errors import (
+    FIQAError,
+    InvalidParameterError,
+    ModelFileError,
+    UnknownNameError,
+)
 from fiqa.detect import FaceAligner
-from fiqa.embed import (EMBEDDERS, SFACE_SPEC, DlibEmbedder, PreprocessSpec, create_embedder, list_embedders)
+from fiqa.embed import (
+    EMBEDDERS,
+    SFACE_SPEC,
+    DlibEmbedder,
+    PreprocessSpec,
+    create_embedder,
+    list_embedders,
+)
 from fiqa.embed.graph import count_flops, dequantize_blocked, fold_constants
-from fiqa.errors import FIQAError, InvalidParameterError, ModelFileError, UnknownNameError
-from fiqa.models import model_path
-
+from fiqa.io.model_files import model_path
 
 # --- tiny hand-checkable models -----------------------------------------------------------------------------
 

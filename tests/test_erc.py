@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fiqa.errors import InvalidParameterError
-from fiqa.evaluate.edc import edc_curve, threshold_at_fmr
+from fiqa.core.comparisons import threshold_at_fmr
+from fiqa.core.errors import InvalidParameterError
+from fiqa.evaluate.curves import edc_curve
 from fiqa.evaluate.erc import LEGACY_DISCARD_FRACTIONS, compute_legacy_erc
 
 

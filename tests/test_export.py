@@ -7,11 +7,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from fiqa.errors import ModelFileError
+from fiqa.core.errors import ModelFileError
+from fiqa.embed.features import SFACE_TAPS, FeatureExtractor
 from fiqa.train import export_onnx, fit_quantile_calibration, read_metadata
 from fiqa.train.export import parity_error
-from fiqa.embed.features import SFACE_TAPS, FeatureExtractor
-from fiqa.train.models import CalibratedRegressor, MobileFaceNetRegressor, QualityHead, TapsHead
+from fiqa.train.models import (
+    CalibratedRegressor,
+    MobileFaceNetRegressor,
+    QualityHead,
+    TapsHead,
+)
 
 
 def _calibration():

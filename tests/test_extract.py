@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fiqa.errors import InvalidParameterError, NoUsableSamplesError, StoreError
-from fiqa.extract import SampleFailedError, embed_source
-from fiqa.store import open_store, partial_path
+from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreError
+from fiqa.embed.extract import SampleFailedError, embed_source
+from fiqa.embed.store import open_store, partial_path
 
 
 class PixelEmbedder:
@@ -165,7 +165,7 @@ _CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from test_extract import PixelEmbedder
-    from fiqa.extract import embed_source
+    from fiqa.embed.extract import embed_source
     embed_source({data!r}, {out!r}, backend=PixelEmbedder(delay=0.15), aligned=True, batch_size=4, chunk_size=8,
                  progress=False)
 """)
@@ -203,8 +203,8 @@ def test_a_file_name_that_is_not_utf8_is_stored_and_read_back(lfw_dir, tmp_path)
     # hostile case E23/S04: a name with bytes that are not UTF-8 must neither crash the save nor block re-runs
     import os
 
+    from fiqa.augment.crops import load_crops
     from fiqa.score import create_scorer
-    from fiqa.store import load_crops
 
     photo = next(iter(sorted(lfw_dir.glob("A*/*_0001.jpg"))))
     person = tmp_path / "data" / "Person_A"

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from fiqa.errors import InvalidParameterError
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.types import Status
 from fiqa.io import ImageReadError, read_image
 from fiqa.io.image import decode_image, header_size
-from fiqa.types import Status
 
 
 def gradient(height: int = 60, width: int = 80) -> np.ndarray:

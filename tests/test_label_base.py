@@ -7,10 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fiqa.errors import InvalidParameterError, NoUsableSamplesError, UnknownNameError
+from fiqa.core.errors import (
+    InvalidParameterError,
+    NoUsableSamplesError,
+    UnknownNameError,
+)
+from fiqa.core.types import EmbeddingStore, SampleTable, Status
 from fiqa.label import create_labeler, label_store, list_labelers
-from fiqa.synthetic import make_embeddings
-from fiqa.types import EmbeddingStore, SampleTable, Status
+from fiqa.studies.synthetic import make_embeddings
 
 
 @pytest.fixture(scope="module")

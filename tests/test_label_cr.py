@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from fiqa.errors import InvalidParameterError, ModelFileError
+from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.label import create_labeler
 from fiqa.label.cr import load_centres
-from fiqa.synthetic import make_embeddings
+from fiqa.studies.synthetic import make_embeddings
 
 CLASSIFIER = 3.0 * np.array([[1, 0], [0, 1], [-1, 0]], dtype=np.float32)  # rows normalised by the labeller
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fiqa.errors import InvalidParameterError, NoUsableSamplesError
+from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
 from fiqa.label import create_labeler, list_labelers
 from fiqa.label.reference import cluster_identities, join_captures, match_evidence
 

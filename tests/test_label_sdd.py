@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from fiqa.core.types import Status
 from fiqa.label import create_labeler
 from fiqa.label.sdd import SDDLabeler, wasserstein_sorted
-from fiqa.synthetic import make_embeddings
-from fiqa.types import Status
+from fiqa.studies.synthetic import make_embeddings
 
 
 def _hand_case():

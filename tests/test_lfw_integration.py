@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fiqa.augment.crops import load_crops
 from fiqa.cli import main
 from fiqa.embed import create_embedder
-from fiqa.store import load_crops, open_store
-from fiqa.verify import verification_summary
+from fiqa.embed.store import open_store
+from fiqa.evaluate.verify import verification_summary
 
 pytestmark = pytest.mark.lfw
 

@@ -1,4 +1,4 @@
-"""fiqa.models: locating and verifying the offline model files."""
+"""fiqa.io.model_files: locating and verifying the offline model files."""
 from __future__ import annotations
 
 import hashlib
@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from fiqa.errors import ModelFileError, UnknownNameError
-from fiqa.models import MODEL_DIR_ENV, MODEL_FILES, model_path
+from fiqa.core.errors import ModelFileError, UnknownNameError
+from fiqa.io.model_files import MODEL_DIR_ENV, MODEL_FILES, model_path
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from fiqa.cli import main
-from fiqa.errors import StoreError
+from fiqa.core.errors import StoreError
+from fiqa.core.types import QualityTable
 from fiqa.io.table import check_output, save_quality, write_table
-from fiqa.types import QualityTable
 
 
 def _table(n=3):

@@ -8,12 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fiqa.errors import DataSourceError, InvalidParameterError, StoreError
+from fiqa.core.errors import DataSourceError, InvalidParameterError, StoreError
+from fiqa.core.identities import (
+    IdentitySplit,
+    load_split,
+    read_identity_list,
+    save_split,
+    split_identities,
+)
+from fiqa.core.types import EmbeddingStore, SampleTable
 from fiqa.evaluate.pairs import _pair_from_index, read_pairs, sample_comparisons
-from fiqa.evaluate.split import (IdentitySplit, load_split, read_identity_list, save_split,
-                                 split_identities)
-from fiqa.types import EmbeddingStore, SampleTable
-
 
 # --- split by identity ------------------------------------------------------------------------------------------
 

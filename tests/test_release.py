@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fiqa.core.types import QualityTable, Status
 from fiqa.evaluate import evaluate_quality
 from fiqa.evaluate.pairs import Comparisons
 from fiqa.release import reject_table
-from fiqa.types import QualityTable, Status
 
 
 def test_reject_table_counts_rejected_images_and_fnmr_of_the_pairs_kept():

@@ -10,14 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from fiqa.cli import main
-from fiqa.errors import InvalidParameterError
-from fiqa.evaluate.edc import edc_curve, pauc
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.identities import save_split, split_identities
+from fiqa.core.types import QualityTable
+from fiqa.evaluate.curves import edc_curve, pauc
 from fiqa.evaluate.pairs import Comparisons
 from fiqa.evaluate.report import write_report
 from fiqa.evaluate.run import RANDOM_METHOD, evaluate_quality
-from fiqa.evaluate.split import save_split, split_identities
 from fiqa.io.table import save_quality
-from fiqa.types import QualityTable
 
 
 def quality_table(sample_id, score, method):

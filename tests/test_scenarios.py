@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fiqa.errors import InvalidParameterError
+from fiqa.core.errors import InvalidParameterError
 from fiqa.label import create_labeler
-from fiqa.scenarios import ScenarioSet, build_scenarios, scenario_metrics
+from fiqa.studies.scenarios import ScenarioSet, build_scenarios, scenario_metrics
 
 
 @pytest.fixture(scope="module")

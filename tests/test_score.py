@@ -8,8 +8,8 @@ import torch
 from click.testing import CliRunner
 
 from fiqa.cli import main
+from fiqa.core.errors import FIQAError, InvalidParameterError, ModelFileError
 from fiqa.detect import FaceAligner
-from fiqa.errors import FIQAError, InvalidParameterError, ModelFileError
 from fiqa.io.table import load_quality
 from fiqa.score import create_scorer
 from fiqa.train import export_onnx, fit_quantile_calibration

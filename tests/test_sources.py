@@ -8,10 +8,17 @@ import cv2
 import numpy as np
 import pytest
 
-from fiqa.errors import DataSourceError, InvalidParameterError
+from fiqa.core.errors import DataSourceError, InvalidParameterError
+from fiqa.core.types import Status
 from fiqa.io import ImageReadError, open_source, read_image
-from fiqa.io.sources import RECORDIO_MAGIC, RecordIOReader, RecordIOWriter, pack_record, unpack_record, write_recordio
-from fiqa.types import Status
+from fiqa.io.recordio import (
+    RECORDIO_MAGIC,
+    RecordIOReader,
+    RecordIOWriter,
+    pack_record,
+    unpack_record,
+    write_recordio,
+)
 
 
 def png(value: int, size: int = 32) -> bytes:
@@ -192,7 +199,7 @@ def test_open_source_errors(tmp_path):
 @pytest.mark.parametrize("kind", ["folder", "images"])
 def test_symlink_loops_keep_their_row_and_are_recorded_unreadable(lfw_dir, tmp_path, kind):
     # hostile cases E24/E25/S05: a link loop gave a traceback (folder) or vanished (images)
-    from fiqa.extract import embed_source
+    from fiqa.embed.extract import embed_source
 
     photos = sorted(lfw_dir.glob("A*/*_0001.jpg"))[:2]
     for person, photo in zip(("A", "B"), photos):

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fiqa.augment.crops import load_crops
 from fiqa.cli import main
+from fiqa.core.comparisons import sample_nonmated_pairs
+from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreError
+from fiqa.core.types import SampleTable
 from fiqa.detect import ARCFACE_TEMPLATE
-from fiqa.errors import InvalidParameterError, NoUsableSamplesError, StoreError
-from fiqa.store import Chunk, PartialStore, load_crops, open_store, partial_path
-from fiqa.types import SampleTable
-from fiqa.verify import impostor_pairs, verification_summary
+from fiqa.embed.store import Chunk, PartialStore, open_store, partial_path
+from fiqa.evaluate.verify import verification_summary
 
 
 def build_store(path, vectors, identities, *, status=None, locations=None, landmarks=None, aligned=True):
@@ -119,15 +121,22 @@ def test_verification_summary_matches_brute_force(tmp_path):
     assert "ROC AUC" in summary.format()
 
 
-def test_impostor_sample_is_seeded_distinct_and_non_mated():
+def test_nonmated_sample_is_seeded_distinct_and_non_mated():
     codes = np.repeat(np.arange(50), 4)
-    first, second = impostor_pairs(codes, 3000, seed=5)
+    first, second = sample_nonmated_pairs(codes, 3000, np.random.default_rng(5))
     assert len(first) == 3000
     assert (first < second).all() and (codes[first] != codes[second]).all()
     assert len(set(zip(first.tolist(), second.tolist()))) == 3000
-    again = impostor_pairs(codes, 3000, seed=5)
+    again = sample_nonmated_pairs(codes, 3000, np.random.default_rng(5))
     np.testing.assert_array_equal(first, again[0])
-    assert not np.array_equal(first, impostor_pairs(codes, 3000, seed=6)[0])
+    assert not np.array_equal(first, sample_nonmated_pairs(codes, 3000, np.random.default_rng(6))[0])
+    # fewer non-mated pairs than asked: every one of them, once
+    small = np.array([0, 0, 1, 2])
+    a, b = sample_nonmated_pairs(small, 100, np.random.default_rng(0))
+    assert sorted(zip(a.tolist(), b.tolist())) == [(0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    # with replacement: exactly as many as asked, still non-mated
+    a, b = sample_nonmated_pairs(small, 100, np.random.default_rng(0), distinct=False)
+    assert len(a) == 100 and (small[a] != small[b]).all()
     # Every non-mated pair has the same chance: each identity appears about equally often.
     per_identity = np.bincount(codes[np.concatenate([first, second])], minlength=50)
     assert per_identity.min() > 0.6 * per_identity.mean()
@@ -171,11 +180,11 @@ def test_verification_leaves_out_ok_rows_with_non_finite_vectors(tmp_path):
 
 def test_tables_of_another_store_are_refused_before_joining(tmp_path):
     # hostile cases R11/R12: labels or scores joined by sample_id alone landed on another store's images
-    from fiqa.errors import StoreError
+    from fiqa.core.errors import StoreError
+    from fiqa.core.types import QualityTable
+    from fiqa.embed.store import check_table_matches
     from fiqa.label import create_labeler, label_store
-    from fiqa.store import check_table_matches
     from fiqa.train.data import make_targets
-    from fiqa.types import QualityTable
 
     rng = np.random.default_rng(0)
     identities = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
@@ -203,7 +212,7 @@ def test_a_store_with_reordered_duplicated_or_swapped_rows_is_refused(lfw_store,
     # matches the vectors the store holds
     import shutil
 
-    from fiqa.errors import StoreError
+    from fiqa.core.errors import StoreError
     from fiqa.io.table import read_table, write_table
 
     def tampered(name, change):
@@ -237,7 +246,7 @@ def test_a_store_with_reordered_duplicated_or_swapped_rows_is_refused(lfw_store,
 
 def test_a_second_run_into_the_same_output_is_refused_while_the_first_holds_it(tmp_path):
     # hostile case I08: two 'fiqa embed' into one --out raced and crashed; now the second fails at once, clearly
-    from fiqa.errors import StoreError
+    from fiqa.core.errors import StoreError
 
     first = PartialStore(tmp_path / "s", {"test": True})
     first.start(resume=False)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from fiqa.errors import InvalidParameterError
-from fiqa.synthetic import class_sizes, make_embeddings
+from fiqa.core.errors import InvalidParameterError
+from fiqa.studies.synthetic import class_sizes, make_embeddings
 
 
 def test_shapes_units_and_seeding(tmp_path: Path):

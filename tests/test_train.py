@@ -7,12 +7,17 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from fiqa.errors import InvalidParameterError, NoUsableSamplesError, StoreError
-from fiqa.train import TrainConfig, fit_quantile_calibration, huber_loss, list_regressors
-from fiqa.train import loop
+from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreError
+from fiqa.embed.features import SFACE_TAPS, FeatureSpec
+from fiqa.train import (
+    TrainConfig,
+    fit_quantile_calibration,
+    huber_loss,
+    list_regressors,
+    loop,
+)
 from fiqa.train.config import SHAPES
 from fiqa.train.loop import TensorPairs, fit
-from fiqa.embed.features import SFACE_TAPS, FeatureSpec
 from fiqa.train.models import PiecewiseLinear, QualityHead, TapsHead
 
 # a small feature layout: one 4-channel stage (mean 0..3, std 4..7), a 2-D embedding (8, 9), its log norm (10)

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fiqa.augment.crops import load_crops
 from fiqa.cli import main
+from fiqa.embed.features import SFACE_TAPS, FeatureExtractor
 from fiqa.io.table import save_quality
 from fiqa.label import create_labeler, label_store
 from fiqa.score import create_scorer
 from fiqa.train import read_metadata
-from fiqa.embed.features import SFACE_TAPS, FeatureExtractor
-from fiqa.store import load_crops
 from fiqa.train.features import cached_features
 
 pytestmark = [pytest.mark.lfw, pytest.mark.slow]

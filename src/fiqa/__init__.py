@@ -16,20 +16,20 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .errors import FIQAError  # noqa: E402
-from .types import EmbeddingStore, QualityTable, SampleTable, Status  # noqa: E402
+from fiqa.core.errors import FIQAError  # noqa: E402
+from fiqa.core.types import EmbeddingStore, QualityTable, SampleTable, Status  # noqa: E402
 
 _LAZY = {
     "open_source": "fiqa.io",
     "read_image": "fiqa.io",
-    "open_store": "fiqa.store",
-    "embed_source": "fiqa.extract",
+    "open_store": "fiqa.embed.store",
+    "embed_source": "fiqa.embed.extract",
     "create_embedder": "fiqa.embed",
     "list_embedders": "fiqa.embed",
     "create_labeler": "fiqa.label",
     "list_labelers": "fiqa.label",
     "label_store": "fiqa.label",
-    "split_identities": "fiqa.evaluate",
+    "split_identities": "fiqa.core.identities",
     "sample_comparisons": "fiqa.evaluate",
     "compute_edc": "fiqa.evaluate",
     "evaluate_quality": "fiqa.evaluate",

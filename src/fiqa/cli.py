@@ -7,9 +7,8 @@ import pkgutil
 
 import click
 
-from . import __version__
-from .errors import FIQAError
-
+from fiqa import __version__
+from fiqa.core.errors import FIQAError
 
 
 class _Group(click.Group):
@@ -33,7 +32,7 @@ def main(verbose: int) -> None:
 
 def _register_commands() -> None:
     """Every module fiqa.commands.<name> exposes one click command called ``command``."""
-    from . import commands
+    from fiqa import commands
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
         main.add_command(importlib.import_module(f"fiqa.commands.{info.name}").command)

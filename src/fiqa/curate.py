@@ -2,7 +2,7 @@
 
 The seed analysis (004) asks for a seed set that is uniform and diverse: every cluster represented, each with
 high, middle and low quality samples, and near-duplicates not counted twice. :func:`curate` does that from a
-labels table (any :class:`fiqa.types.QualityTable` with an ``identity`` column; the cluster columns ``burst`` and
+labels table (any :class:`fiqa.core.types.QualityTable` with an ``identity`` column; the cluster columns ``burst`` and
 ``cluster_1 ...`` of ``reference-consensus`` when present):
 
 1. *groups*: the samples of one cluster at ``cluster_column`` (default: the coarsest ``cluster_<k>`` column,
@@ -29,10 +29,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .errors import InvalidParameterError
-from .io.table import write_json, write_table
-from .provenance import provenance
-from .types import QualityTable, Status
+from fiqa.core.atomic import write_json
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.provenance import provenance
+from fiqa.core.types import QualityTable, Status
+from fiqa.io.table import write_table
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,11 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
-from .errors import DataSourceError, InvalidParameterError
-from .io.table import load_quality, save_quality, write_json
-from .provenance import provenance
-from .types import EmbeddingStore, QualityTable
+from fiqa.core.atomic import write_json
+from fiqa.core.errors import DataSourceError, InvalidParameterError
+from fiqa.core.provenance import provenance
+from fiqa.core.types import EmbeddingStore, QualityTable
+from fiqa.io.table import load_quality, save_quality
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class DemoResult:
     report : Path
         The HTML report of the natural held-apart half.
     degraded_report : Path
-        The HTML report of the same faces with held-out capture effects (:func:`fiqa.augment.degraded_store`).
+        The HTML report of the same faces with held-out capture effects (:func:`fiqa.augment.copies.degraded_store`).
     summary : list of dict
         One row per set ("natural", "degraded") and method: FNMR pAUC with its 95 % interval, and for models the
         Spearman correlation with that set's labels.
@@ -108,7 +109,7 @@ def _select_samples(lfw: Path, out_dir: Path, *, min_images: int, max_identities
                     max_images_per_identity: int | None, seed: int) -> Path:
     """A list file of the people with at least ``min_images`` photos (optionally seeded subsets of people and of
     each person's photos)."""
-    from .io import open_source
+    from fiqa.io import open_source
 
     samples = open_source(lfw, kind="folder").samples
     identity = samples.identity.astype(str)
@@ -149,7 +150,7 @@ def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, seed: int, 
     path : Path
         Parquet file of the labels (written atomically).
     """
-    from .label import create_labeler, label_store
+    from fiqa.label import create_labeler, label_store
 
     if path.exists():
         return load_quality(path)
@@ -162,7 +163,7 @@ def _model_scores(model_path: Path, name: str, store: EmbeddingStore, rows: np.n
                   progress: bool) -> QualityTable:
     """Scores of ``rows`` of ``store`` by an exported model (the scorer's own path, from the stored landmarks and
     recipes), cached at ``path``."""
-    from .score import create_scorer
+    from fiqa.score import create_scorer
 
     if path.exists():
         return load_quality(path)
@@ -191,7 +192,7 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     3. train two models on the training half (:mod:`fiqa.train.recipe`): v0.1's plain head on natural faces, and
        the default recipe (augmented copies labelled by their match evidence, the taps head); export each;
     4. make a degraded copy of the test half with capture effects no training recipe draws
-       (:func:`fiqa.augment.degraded_store`);
+       (:func:`fiqa.augment.copies.degraded_store`);
     5. on the natural and on the degraded test half: label it with every labeller and baseline (labels see the
        person's other photos: an upper bound for a single-image model), score it with both models, and evaluate
        every table on that half's comparisons, with 95 % bootstrap intervals over identities.
@@ -227,13 +228,18 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     progress : bool
         Show progress bars.
     """
-    from .augment import degraded_store
-    from .evaluate import evaluate_quality, sample_comparisons, save_split, split_identities
-    from .evaluate.report import write_report
-    from .extract import embed_source
-    from .store import is_store, open_store
-    from .train import TrainConfig
-    from .train.recipe import DEFAULT_RECIPE, PLAIN_RECIPE, train_recipe
+    from fiqa.augment.copies import degraded_store
+    from fiqa.embed.extract import embed_source
+    from fiqa.embed.store import is_store, open_store
+    from fiqa.evaluate import (
+        evaluate_quality,
+        sample_comparisons,
+        save_split,
+        split_identities,
+    )
+    from fiqa.evaluate.report import write_report
+    from fiqa.train import TrainConfig
+    from fiqa.train.recipe import DEFAULT_RECIPE, PLAIN_RECIPE, train_recipe
 
     if isinstance(min_images, bool) or not isinstance(min_images, int) or min_images < 2:
         raise InvalidParameterError("run_demo", "min_images", "an int >= 2", min_images)

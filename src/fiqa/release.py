@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidParameterError
-from .io.table import write_json
-from .provenance import file_sha256, provenance, versions
+from fiqa.core.atomic import write_json
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.provenance import file_sha256, provenance, versions
 
 logger = logging.getLogger(__name__)
 
@@ -92,16 +92,21 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
         Copy the package into ``fiqa/score/default`` of this source tree.
     progress : bool
     """
-    from . import __version__
-    from .demo import _select_samples, locate_lfw
-    from .embed.features import SFACE_TAPS
-    from .evaluate import evaluate_quality, sample_comparisons, save_split, split_identities
-    from .extract import embed_source
-    from .label import create_labeler, label_store
-    from .score import create_scorer
-    from .score.packaged import CARD_NAME, validate_card
-    from .train import TrainConfig
-    from .train.recipe import DEFAULT_RECIPE, train_recipe
+    from fiqa import __version__
+    from fiqa.demo import _select_samples, locate_lfw
+    from fiqa.embed.extract import embed_source
+    from fiqa.embed.features import SFACE_TAPS
+    from fiqa.evaluate import (
+        evaluate_quality,
+        sample_comparisons,
+        save_split,
+        split_identities,
+    )
+    from fiqa.label import create_labeler, label_store
+    from fiqa.score import create_scorer
+    from fiqa.score.packaged import CARD_NAME, validate_card
+    from fiqa.train import TrainConfig
+    from fiqa.train.recipe import DEFAULT_RECIPE, train_recipe
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InvalidParameterError("build_default_model", "epochs", "an int >= 1", epochs)

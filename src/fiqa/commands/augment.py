@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..degrade import DEGRADATIONS
+from fiqa.augment.degrade import DEGRADATIONS
 
 
 @click.command("augment")
@@ -40,13 +40,13 @@ def command(store: str, out: str, copies: int, seed: int, kinds: str, severity_m
     occlusion, misalignment), embedded with STORE's backend, to a new store at --out."""
     import numpy as np
 
-    from ..augment import augment_store
-    from ..store import open_store
+    from fiqa.augment.copies import augment_store
+    from fiqa.embed.store import open_store
 
     parent = open_store(store)
     rows = None
     if rows_from is not None:
-        from ..evaluate.split import read_identity_list
+        from fiqa.core.identities import read_identity_list
 
         names = read_identity_list(rows_from, part)
         rows = np.isin(parent.samples.identity.astype(str), names.astype(str))

@@ -15,9 +15,9 @@ import click
 def command(lfw, out_dir, epochs, seed, model_version, install) -> None:
     """Embed LFW (people with >= 2 photos), measure the default recipe on held-apart identities, train it on
     everyone, and write the model with its card (figures and the reject-threshold table) to OUT/package."""
-    from ..release import build_default_model
-    from ..score import format_card
-    from ..score.packaged import load_model_folder
+    from fiqa.release import build_default_model
+    from fiqa.score import format_card
+    from fiqa.score.packaged import load_model_folder
 
     package = build_default_model(lfw, out_dir, seed=seed, epochs=epochs, version=model_version, install=install)
     _, _, card = load_model_folder(package)

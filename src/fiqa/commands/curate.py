@@ -11,7 +11,7 @@ def _read_attributes(path: str, sample_id: np.ndarray) -> dict[str, np.ndarray]:
     """Columns of a CSV with a ``sample_id`` column, aligned with ``sample_id`` ("" where a sample is absent)."""
     import csv
 
-    from ..errors import DataSourceError
+    from fiqa.core.errors import DataSourceError
 
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -46,8 +46,8 @@ def _read_attributes(path: str, sample_id: np.ndarray) -> dict[str, np.ndarray]:
 def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str | None, n_strata: int,
             per_stratum: int, seed: int, rounds: int, store_path: str | None, epochs: int) -> None:
     """Keep a stratified seed set of LABELS: every cluster, high / middle / low quality, near-duplicates once."""
-    from ..curate import curate, flywheel
-    from ..io.table import check_output, load_quality
+    from fiqa.curate import curate, flywheel
+    from fiqa.io.table import check_output, load_quality
 
     check_output(out_path, [labels, *([store_path] if store_path else [])])
     table = load_quality(labels)
@@ -61,9 +61,9 @@ def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str
     else:
         if store_path is None:
             raise click.UsageError("--rounds needs --store (the regressor trains on the store's crops)")
-        from ..score import create_scorer
-        from ..store import open_store
-        from ..train import TrainConfig, train_regressor
+        from fiqa.embed.store import open_store
+        from fiqa.score import create_scorer
+        from fiqa.train import TrainConfig, train_regressor
 
         store = open_store(store_path)
         out_dir = Path(out_path).with_suffix("")

@@ -35,7 +35,7 @@ def command(lfw, out_dir, labellers, baselines, test_fraction, min_images, max_i
 
     LFW is the folder given, else $FIQA_LFW, else ../shared/data/lfw-dev beside the project.
     """
-    from ..demo import DEFAULT_BASELINES, DEFAULT_LABELLERS, run_demo
+    from fiqa.demo import DEFAULT_BASELINES, DEFAULT_LABELLERS, run_demo
 
     result = run_demo(lfw, out_dir, labellers=labellers or DEFAULT_LABELLERS,
                       baselines=baselines or DEFAULT_BASELINES, test_fraction=test_fraction, min_images=min_images,

@@ -5,8 +5,8 @@ import collections
 
 import click
 
-from ..io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
-from ..io.sources import KINDS
+from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from fiqa.io.sources import KINDS
 
 
 @click.command("embed")
@@ -38,8 +38,8 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
             aligned: bool, batch_size: int, chunk_size: int, resume: bool, on_error: str, policy: str,
             score_threshold: float, max_pixels: int, min_side: int, workers: int | None) -> None:
     """Embed every image of SOURCE (folder per identity, list file, train.rec, or images) into a store."""
-    from ..extract import embed_source
-    from ..io import open_source
+    from fiqa.embed.extract import embed_source
+    from fiqa.io import open_source
 
     backend_params = {name: value for name, value in (("model", model), ("spec", spec)) if value is not None}
     store = embed_source(open_source(source, kind=kind), out, backend=backend, backend_params=backend_params,

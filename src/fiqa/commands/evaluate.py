@@ -13,8 +13,8 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
     """Sample mask of the store and a description for the report, from the two identity options."""
     import numpy as np
 
-    from ..evaluate.split import read_identity_list
-    from ..provenance import file_sha256
+    from fiqa.core.identities import read_identity_list
+    from fiqa.core.provenance import file_sha256
 
     names = store.samples.identity.astype(str)
     mask = np.ones(len(store), bool)
@@ -78,11 +78,11 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
             identities_from: str | None, exclude_identities: str | None, missing: str, legacy_erc: bool,
             gallery_size: int, n_bootstrap: int) -> None:
     """Error-versus-Discard (EDC) evaluation of quality tables on the comparisons of STORE."""
-    from ..evaluate.pairs import read_pairs, sample_comparisons
-    from ..evaluate.report import write_report
-    from ..evaluate.run import evaluate_quality
-    from ..io.table import load_quality
-    from ..store import check_table_matches, open_store
+    from fiqa.embed.store import check_table_matches, open_store
+    from fiqa.evaluate.pairs import read_pairs, sample_comparisons
+    from fiqa.evaluate.report import write_report
+    from fiqa.evaluate.run import evaluate_quality
+    from fiqa.io.table import load_quality
 
     opened = open_store(store)
     tables = [load_quality(path) for path in score_paths]

@@ -41,8 +41,8 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
 def command(store: str | None, method: str | None, out_path: str | None, param_pairs: tuple[str, ...], seed: int,
             list_methods: bool) -> None:
     """Compute pseudo quality labels (sdd, cr, baselines, ...) for the usable samples of STORE."""
-    from ..io.table import check_output, save_quality
-    from ..label import LABELERS, create_labeler, label_store, list_labelers
+    from fiqa.io.table import check_output, save_quality
+    from fiqa.label import LABELERS, create_labeler, label_store, list_labelers
 
     if list_methods:
         for name in list_labelers():
@@ -54,7 +54,7 @@ def command(store: str | None, method: str | None, out_path: str | None, param_p
     missing = [hint for hint, value in (("STORE", store), ("--method", method), ("--out", out_path)) if not value]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)} (or use --list)")
-    from ..store import open_store
+    from fiqa.embed.store import open_store
 
     params = parse_params(param_pairs)
     if "random_state" in params:

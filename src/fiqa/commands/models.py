@@ -5,8 +5,8 @@ import json
 
 import click
 
-from ..score import format_card, list_models, model_card
-from ..score.packaged import model_folder
+from fiqa.score import format_card, list_models, model_card
+from fiqa.score.packaged import model_folder
 
 
 @click.command("models")

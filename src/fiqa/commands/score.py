@@ -8,9 +8,9 @@ import os
 import click
 import numpy as np
 
-from ..io import open_source
-from ..io.table import check_output, save_quality
-from ..score import create_scorer
+from fiqa.io import open_source
+from fiqa.io.table import check_output, save_quality
+from fiqa.score import create_scorer
 
 
 @click.command("score")

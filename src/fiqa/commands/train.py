@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..train.config import SHAPES, TrainConfig
+from fiqa.train.config import SHAPES, TrainConfig
 
 
 @click.command("train")
@@ -30,7 +30,7 @@ def command(store: str, labels: str, out_dir: str, shape: str, epochs: int, batc
             weight_decay: float, huber_delta: float, patience: int, validation_fraction: float,
             backbone_checkpoint: str | None, seed: int, no_resume: bool) -> None:
     """Train a Huber-loss regressor on LABELS of STORE; write MODEL_DIR/model.onnx and training plots."""
-    from ..train import train_regressor
+    from fiqa.train import train_regressor
 
     config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                          weight_decay=weight_decay, huber_delta=huber_delta, patience=patience, seed=seed)

@@ -14,8 +14,8 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def command(store: str, impostor_pairs: int, seed: int, as_json: bool) -> None:
     """Print verification sanity figures of STORE (expect ROC AUC > 0.99 for a good recogniser)."""
-    from ..store import open_store
-    from ..verify import verification_summary
+    from fiqa.embed.store import open_store
+    from fiqa.evaluate.verify import verification_summary
 
     summary = verification_summary(open_store(store), n_impostor_pairs=impostor_pairs, seed=seed)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else summary.format())

@@ -7,8 +7,13 @@
 """
 from __future__ import annotations
 
-from .align import ARCFACE_TEMPLATE, CROP_SIZE, estimate_similarity, warp_to_template
-from .yunet import POLICIES, Alignment, FaceAligner
+from fiqa.detect.align import (
+           ARCFACE_TEMPLATE,
+           CROP_SIZE,
+           estimate_similarity,
+           warp_to_template,
+)
+from fiqa.detect.yunet import POLICIES, Alignment, FaceAligner
 
 __all__ = ["ARCFACE_TEMPLATE", "CROP_SIZE", "POLICIES", "Alignment", "FaceAligner", "estimate_similarity",
            "warp_to_template"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..errors import InvalidParameterError
+from fiqa.core.errors import InvalidParameterError
 
 CROP_SIZE = 112
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..errors import InvalidParameterError, ModelFileError
-from ..models import model_path
-from .align import warp_to_template
+from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.detect.align import warp_to_template
+from fiqa.io.model_files import model_path
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class FaceAligner:
 
     def describe(self) -> dict:
         """JSON-able description for store metadata: detector, model file and parameters."""
-        from ..provenance import file_sha256
+        from fiqa.core.provenance import file_sha256
 
         return {"detector": "yunet", "model_path": str(self.model_path_), "model_sha256": file_sha256(self.model_path_),
                 "policy": self.policy, "score_threshold": self.score_threshold,

@@ -17,11 +17,11 @@ Backends
 """
 from __future__ import annotations
 
-from ..registry import Registry
-from .base import Embedder
-from .onnx_runtime import SFACE_SPEC, OnnxEmbedder, SFaceEmbedder
-from .reference import DLIB_SPEC, DlibEmbedder, OpenCVSFaceEmbedder
-from .spec import PreprocessSpec
+from fiqa.core.registry import Registry
+from fiqa.embed.base import Embedder
+from fiqa.embed.onnx_runtime import SFACE_SPEC, OnnxEmbedder, SFaceEmbedder
+from fiqa.embed.reference import DLIB_SPEC, DlibEmbedder, OpenCVSFaceEmbedder
+from fiqa.embed.spec import PreprocessSpec
 
 DEFAULT_EMBEDDER = "sface"
 

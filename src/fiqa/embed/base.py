@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ..detect import CROP_SIZE
-from ..errors import InvalidParameterError
-from .spec import PreprocessSpec
+from fiqa.core.errors import InvalidParameterError
+from fiqa.detect import CROP_SIZE
+from fiqa.embed.spec import PreprocessSpec
 
 
 class Embedder(ABC):

@@ -25,11 +25,11 @@ import onnxruntime as ort
 from onnx import compose as onnx_compose
 from onnx import helper
 
-from ..errors import ModelFileError
-from ..models import MODEL_FILES, model_path
-from .graph import fold_constants
-from .onnx_runtime import SFACE_SPEC, session_options
-from .spec import PreprocessSpec
+from fiqa.core.errors import ModelFileError
+from fiqa.embed.graph import fold_constants
+from fiqa.embed.onnx_runtime import SFACE_SPEC, session_options
+from fiqa.embed.spec import PreprocessSpec
+from fiqa.io.model_files import MODEL_FILES, model_path
 
 FEATURES_NAME = "features"
 """Name of the feature graph's output and of a head's input."""
@@ -42,7 +42,7 @@ class FeatureSpec:
     Attributes
     ----------
     recogniser : str
-        Model name for :func:`fiqa.models.model_path` (its SHA-256 is checked when the file is located).
+        Model name for :func:`fiqa.io.model_files.model_path` (its SHA-256 is checked when the file is located).
     input_name : str
         The graph's image input.
     taps : tuple of (name, channels)

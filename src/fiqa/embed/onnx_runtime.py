@@ -10,13 +10,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ..errors import ModelFileError
-from ..models import MODEL_FILES, model_path
-from ..provenance import file_sha256
-from ..errors import check_int
-from .base import Embedder
-from .graph import fold_constants
-from .spec import PreprocessSpec, resolve_spec
+from fiqa.core.errors import ModelFileError, check_int
+from fiqa.core.provenance import file_sha256
+from fiqa.embed.base import Embedder
+from fiqa.embed.graph import fold_constants
+from fiqa.embed.spec import PreprocessSpec, resolve_spec
+from fiqa.io.model_files import MODEL_FILES, model_path
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ class OnnxEmbedder(Embedder):
 
     Raises
     ------
-    fiqa.errors.ModelFileError
+    fiqa.core.errors.ModelFileError
         The file is missing or not ONNX, or its input does not match ``spec`` (the message names the file).
     """
 
@@ -86,7 +85,7 @@ class OnnxEmbedder(Embedder):
         self.batch_size = check_int(owner, "batch_size", batch_size, 1)
         self.threads = check_int(owner, "threads", threads, 1, allow_none=True)
         if optimization not in ("all", "extended", "basic", "none"):
-            from ..errors import InvalidParameterError
+            from fiqa.core.errors import InvalidParameterError
 
             raise InvalidParameterError(owner, "optimization", "one of 'all', 'extended', 'basic', 'none'",
                                         optimization)
@@ -153,7 +152,7 @@ class OnnxEmbedder(Embedder):
 class SFaceEmbedder(OnnxEmbedder):
     """SFace (OpenCV Zoo, 128-D) in onnxruntime, batched, with its int8 block-quantised weights folded to float32.
 
-    The verified file from ``fiqa.models.model_path("sface")`` is converted by ``fiqa.embed.graph.fold_constants``
+    The verified file from ``fiqa.io.model_files.model_path("sface")`` is converted by ``fiqa.embed.graph.fold_constants``
     (dequantised weights as float32 initialisers, the dangling graph inputs dropped, a dynamic batch axis) and
     cached in memory per process, keyed by the file's SHA-256. Preprocessing is ``SFACE_SPEC``, the same as
     OpenCV's ``FaceRecognizerSF``.

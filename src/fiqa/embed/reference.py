@@ -7,12 +7,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import FIQAError, ModelFileError
-from ..models import model_path
-from ..provenance import file_sha256
-from .base import Embedder
-from .onnx_runtime import SFACE_SPEC
-from .spec import PreprocessSpec
+from fiqa.core.errors import FIQAError, ModelFileError
+from fiqa.core.provenance import file_sha256
+from fiqa.embed.base import Embedder
+from fiqa.embed.onnx_runtime import SFACE_SPEC
+from fiqa.embed.spec import PreprocessSpec
+from fiqa.io.model_files import model_path
 
 #: dlib's ResNet takes 150x150 RGB chips and normalises internally.
 DLIB_SPEC = PreprocessSpec(input_size=(150, 150), channel_order="RGB", layout="NHWC")
@@ -60,7 +60,7 @@ class DlibEmbedder(Embedder):
 
     Raises
     ------
-    fiqa.errors.FIQAError
+    fiqa.core.errors.FIQAError
         The optional dependencies are not installed (``pip install 'fiqa[dlib]'``).
     """
 
@@ -68,7 +68,7 @@ class DlibEmbedder(Embedder):
     spec = DLIB_SPEC
 
     def __init__(self, *, num_jitters: int = 0) -> None:
-        from ..errors import check_int
+        from fiqa.core.errors import check_int
 
         self.num_jitters = check_int("the 'dlib' embedder", "num_jitters", num_jitters, 0)
         try:

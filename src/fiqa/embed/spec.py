@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from ..errors import InvalidParameterError, ModelFileError
+from fiqa.core.errors import InvalidParameterError, ModelFileError
 
 CHANNEL_ORDERS = ("RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
@@ -123,7 +123,7 @@ class PreprocessSpec:
 
         Raises
         ------
-        fiqa.errors.ModelFileError
+        fiqa.core.errors.ModelFileError
             The file is missing, unparsable, or holds invalid values (the message names the file).
         """
         path = Path(path)

@@ -11,15 +11,35 @@ Higher quality is better everywhere; lower pAUC is better. The usual path::
 
 ``compute_edc`` is the numpy core for arrays of similarities and pair qualities.
 """
-from .bootstrap import PAUCBootstrap, bootstrap_pauc, identity_clusters, paired_pauc_difference, weighted_edc_curve
-from .edc import (EDCCurve, EDCResult, compute_edc, edc_curve, pair_quality, pauc, theoretical_best,
-                  theoretical_best_pauc, threshold_at_fmr, threshold_at_fnmr)
-from .erc import LegacyERCResult, compute_legacy_erc
-from .groups import GroupBreakdown, group_breakdown
-from .pairs import Comparisons, read_pairs, sample_comparisons
-from .report import write_report
-from .run import Evaluation, evaluate_quality
-from .split import IdentitySplit, load_split, read_identity_list, save_split, split_identities
+from fiqa.core.comparisons import threshold_at_fmr, threshold_at_fnmr
+from fiqa.core.identities import (
+                  IdentitySplit,
+                  load_split,
+                  read_identity_list,
+                  save_split,
+                  split_identities,
+)
+from fiqa.evaluate.bootstrap import (
+                  PAUCBootstrap,
+                  bootstrap_pauc,
+                  identity_clusters,
+                  paired_pauc_difference,
+                  weighted_edc_curve,
+)
+from fiqa.evaluate.curves import (
+                  EDCCurve,
+                  edc_curve,
+                  pair_quality,
+                  pauc,
+                  theoretical_best,
+                  theoretical_best_pauc,
+)
+from fiqa.evaluate.edc import EDCResult, compute_edc
+from fiqa.evaluate.erc import LegacyERCResult, compute_legacy_erc
+from fiqa.evaluate.groups import GroupBreakdown, group_breakdown
+from fiqa.evaluate.pairs import Comparisons, read_pairs, sample_comparisons
+from fiqa.evaluate.report import write_report
+from fiqa.evaluate.run import Evaluation, evaluate_quality
 
 __all__ = [
     "EDCCurve", "EDCResult", "compute_edc", "edc_curve", "pair_quality", "pauc", "theoretical_best",

@@ -44,9 +44,21 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
-from ..errors import InvalidParameterError, check_int
-from .edc import (EDCCurve, EDCResult, ErrorType, QualityScores, SimilarityScores, _as_scores, _check_fraction,
-                  _theoretical_best_area, edc_curve, pauc)
+from fiqa.core.errors import (
+    InvalidParameterError,
+    check_fraction,
+    check_int,
+    check_scores,
+)
+from fiqa.evaluate.curves import (
+    EDCCurve,
+    ErrorType,
+    QualityScores,
+    SimilarityScores,
+    _theoretical_best_area,
+    edc_curve,
+    pauc,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -123,13 +135,13 @@ class PAUCBootstrap:
 
 
 def _percentile_interval(owner: str, values: np.ndarray, confidence: float) -> tuple[float, float]:
-    confidence = _check_fraction(owner, "confidence", confidence, low_open=True, high_open=True)
+    confidence = check_fraction(owner, "confidence", confidence, low_open=True, high_open=True)
     tail = 50.0 * (1.0 - confidence)
     low, high = np.percentile(values, [tail, 100.0 - tail])
     return float(low), float(high)
 
 
-def paired_pauc_difference(result: PAUCBootstrap | EDCResult, method_a: str, method_b: str, *,
+def paired_pauc_difference(result: Any, method_a: str, method_b: str, *,
                            confidence: float = 0.95) -> tuple[float, float, float]:
     """pAUC(A) - pAUC(B) with a percentile interval from the same identity resamples (paired).
 
@@ -149,11 +161,11 @@ def paired_pauc_difference(result: PAUCBootstrap | EDCResult, method_a: str, met
     (difference, low, high) : tuple of float
         ``difference`` is on all mated comparisons; ``low``, ``high`` are the percentile interval.
     """
-    bootstrap = result.bootstrap if isinstance(result, EDCResult) else result
+    bootstrap = getattr(result, "bootstrap", result)  # an EDCResult carries one
     if not isinstance(bootstrap, PAUCBootstrap):
         raise InvalidParameterError("paired_pauc_difference", "result",
                                     "a PAUCBootstrap or an EDCResult computed with n_bootstrap > 0",
-                                    "an EDCResult without bootstrap" if isinstance(result, EDCResult) else result)
+                                    "an EDCResult without bootstrap" if hasattr(result, "bootstrap") else result)
     a, b = bootstrap.column(method_a), bootstrap.column(method_b)
     low, high = _percentile_interval("paired_pauc_difference",
                                      bootstrap.replicates[:, a] - bootstrap.replicates[:, b], confidence)
@@ -197,7 +209,7 @@ def weighted_edc_curve(similarities: SimilarityScores, pair_qualities: QualitySc
     owner = "weighted_edc_curve"
     if error_type not in ("fnmr", "fmr"):
         raise InvalidParameterError(owner, "error_type", "'fnmr' or 'fmr'", error_type)
-    scores = _as_scores(owner, "similarities", similarities)
+    scores = check_scores(owner, "similarities", similarities)
     quality = np.asarray(pair_qualities, dtype=np.float64)
     if quality.shape != scores.shape:
         raise InvalidParameterError(owner, "pair_qualities", f"an array of shape {scores.shape}",
@@ -356,8 +368,8 @@ def bootstrap_pauc(mated_similarities: SimilarityScores, mated_qualities: Mappin
     PAUCBootstrap
     """
     owner = "bootstrap_pauc"
-    scores = _as_scores(owner, "mated_similarities", mated_similarities)
-    limit = _check_fraction(owner, "discard_limit", discard_limit, low_open=True, high_open=False)
+    scores = check_scores(owner, "mated_similarities", mated_similarities)
+    limit = check_fraction(owner, "discard_limit", discard_limit, low_open=True, high_open=False)
     n_bootstrap = check_int(owner, "n_bootstrap", n_bootstrap, 1)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise InvalidParameterError(owner, "seed", "an int", seed)

@@ -21,8 +21,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InvalidParameterError
-from .edc import QualityScores, SimilarityScores, _threshold_at_fmr
+from fiqa.core.comparisons import _threshold_at_fmr
+from fiqa.core.errors import InvalidParameterError
+from fiqa.evaluate.curves import QualityScores, SimilarityScores
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidParameterError, check_int
-from .bootstrap import _known, bootstrap_pauc, identity_clusters
-from .edc import _check_fraction, edc_curve, pair_quality, pauc
-from .run import Evaluation
+from fiqa.core.errors import InvalidParameterError, check_fraction, check_int
+from fiqa.evaluate.bootstrap import _known, bootstrap_pauc, identity_clusters
+from fiqa.evaluate.curves import edc_curve, pair_quality, pauc
+from fiqa.evaluate.run import Evaluation
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def group_breakdown(evaluation: Evaluation, groups: Mapping[int, Hashable], *, r
     GroupBreakdown
     """
     owner = "group_breakdown"
-    quantile = _check_fraction(owner, "reject_quantile", reject_quantile, low_open=True, high_open=True)
+    quantile = check_fraction(owner, "reject_quantile", reject_quantile, low_open=True, high_open=True)
     edc = evaluation.edc
     n_bootstrap = check_int(owner, "n_bootstrap", edc.params.get("n_bootstrap", 0) if n_bootstrap is None
                             else n_bootstrap, 0)

@@ -24,8 +24,13 @@ from typing import Any, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import DataSourceError, InvalidParameterError, check_int
-from ..types import EmbeddingStore
+from fiqa.core.comparisons import (
+    count_nonmated_pairs,
+    identity_codes,
+    sample_nonmated_pairs,
+)
+from fiqa.core.errors import DataSourceError, InvalidParameterError, check_int
+from fiqa.core.types import EmbeddingStore
 
 logger = logging.getLogger(__name__)
 
@@ -143,37 +148,6 @@ def _mated_pairs(codes: np.ndarray, rows: np.ndarray, max_mated: int, rng: np.ra
     return np.minimum(first, second), np.maximum(first, second), total
 
 
-def _nonmated_pairs(codes: np.ndarray, rows: np.ndarray, n_nonmated: int,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
-    """``n_nonmated`` distinct non-mated row pairs drawn uniformly, or all when fewer exist.
-
-    When the sample is at least half of all non-mated pairs, they are enumerated and subsampled; otherwise random
-    pairs are drawn, mated ones rejected and repeats removed until enough remain.
-    """
-    n = len(rows)
-    sizes = np.bincount(codes)
-    total = int((n * (n - 1) - np.sum(sizes * (sizes - 1))) // 2)
-    if total <= 2 * n_nonmated:
-        a, b = np.triu_indices(n, k=1)
-        keep = np.flatnonzero(codes[a] != codes[b])
-        if total > n_nonmated:
-            keep = np.sort(rng.choice(keep, size=n_nonmated, replace=False))
-        return rows[a[keep]], rows[b[keep]], total
-    keys = np.empty(0, np.int64)
-    while len(keys) < n_nonmated:
-        need = n_nonmated - len(keys)
-        a = rng.integers(0, n, size=int(need * 1.2) + 16)
-        b = rng.integers(0, n, size=len(a))
-        a, b = a[codes[a] != codes[b]], b[codes[a] != codes[b]]
-        low, high = np.minimum(a, b), np.maximum(a, b)
-        fresh = np.setdiff1d(np.unique(low * n + high), keys, assume_unique=True)
-        if len(fresh) > need:
-            fresh = rng.choice(fresh, size=need, replace=False)
-        keys = np.union1d(keys, fresh)
-    low, high = keys // n, keys % n
-    return rows[low], rows[high], total
-
-
 def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_nonmated: int = 1_000_000,
                        seed: int = 0, sample_mask: np.ndarray | None = None,
                        max_mated_per_identity: int | None = None) -> Comparisons:
@@ -189,7 +163,7 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
     seed : int
         Seed of ``numpy.random.default_rng``.
     sample_mask : ndarray of shape (N,), bool, optional
-        Restrict to these samples (e.g. the test identities of an :class:`~fiqa.evaluate.split.IdentitySplit`).
+        Restrict to these samples (e.g. the test identities of an :class:`~fiqa.core.identities.IdentitySplit`).
     max_mated_per_identity : int >= 1, optional
         At most this many mated pairs per identity (a seeded uniform sample within larger identities), so that an
         identity with hundreds of images (LFW's George_W_Bush: ~140k of ~198k pairs) does not dominate FNMR.
@@ -213,12 +187,16 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
                                         f"{sample_mask.dtype} array of shape {sample_mask.shape}")
         usable &= sample_mask
     rows = np.flatnonzero(usable)
-    codes = np.unique(store.samples.identity[rows].astype(str), return_inverse=True)[1].astype(np.int64)
+    codes = identity_codes(store.samples.identity[rows])[1]
     if max_mated_per_identity is not None:
         max_mated_per_identity = check_int(owner, "max_mated_per_identity", max_mated_per_identity, 1)
     rng = np.random.default_rng(int(seed))
     mated_a, mated_b, mated_total = _mated_pairs(codes, rows, max_mated, rng, max_mated_per_identity)
-    nonmated_a, nonmated_b, nonmated_total = _nonmated_pairs(codes, rows, n_nonmated, rng)
+    nonmated_total = count_nonmated_pairs(codes)
+    nonmated_a = nonmated_b = rows[:0]
+    if nonmated_total:
+        first, second = sample_nonmated_pairs(codes, n_nonmated, rng)
+        nonmated_a, nonmated_b = rows[first], rows[second]
     if len(mated_a) == 0 or len(nonmated_a) == 0:
         raise InvalidParameterError(owner, "store", "samples that form both mated and non-mated pairs",
                                     f"{len(rows)} usable samples, {len(mated_a)} mated and {len(nonmated_a)} "

@@ -18,18 +18,17 @@ import html
 import io
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import FIQAError, InvalidParameterError
-from ..io.table import write_json
-from ..types import EmbeddingStore
-from .bootstrap import paired_pauc_difference
-from .edc import EDCCurve, theoretical_best
-from .run import RANDOM_METHOD, Evaluation
+from fiqa.core.atomic import write_json, write_text
+from fiqa.core.errors import FIQAError, InvalidParameterError
+from fiqa.core.types import EmbeddingStore
+from fiqa.evaluate.bootstrap import paired_pauc_difference
+from fiqa.evaluate.curves import EDCCurve, theoretical_best
+from fiqa.evaluate.run import RANDOM_METHOD, Evaluation
 
 logger = logging.getLogger(__name__)
 
@@ -38,19 +37,13 @@ EDC_COLUMNS = ("method", "fnmr_pauc", "pauc_ci_low", "pauc_ci_high", "fnmr_pauc_
                "n_mated_missing_quality", "n_nonmated_missing_quality")
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items() if k in columns})
-    _write_text(path, buffer.getvalue())
+    write_text(path, buffer.getvalue())
 
 
 def _figure_png(figure) -> bytes:
@@ -158,7 +151,7 @@ def _galleries(evaluation: Evaluation, store: EmbeddingStore | None, gallery_siz
             ids = evaluation.sample_id[picks]
             rows = order[np.searchsorted(store.samples.sample_id, ids, sorter=order)]
             try:
-                from ..store import load_crops
+                from fiqa.augment.crops import load_crops
 
                 crops = load_crops(store, rows)
             except FIQAError as exc:
@@ -220,7 +213,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
         Created if needed; files of a previous report there are replaced.
     store : EmbeddingStore, optional
         The store the comparisons came from; needed for the face galleries (crops are re-created from the source
-        images with ``fiqa.store.load_crops``).
+        images with ``fiqa.embed.store.load_crops``).
     gallery_size : int >= 1
         Faces per gallery strip (lowest and highest quality, per method).
     title : str
@@ -385,6 +378,6 @@ identity. Good methods put blurred, occluded, dark or profile faces on the left 
 </body></html>
 """
     path = out / "report.html"
-    _write_text(path, page)
+    write_text(path, page)
     logger.info("report written to %s", path)
     return path

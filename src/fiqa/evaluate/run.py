@@ -9,13 +9,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InvalidParameterError, check_int
-from ..provenance import provenance
-from ..types import QualityTable, SampleTable
-from .bootstrap import _known, _label_sources, identity_clusters
-from .edc import EDCResult, MissingPolicy, compute_edc, pair_quality
-from .erc import LegacyERCResult, compute_legacy_erc
-from .pairs import Comparisons
+from fiqa.core.errors import InvalidParameterError, check_int
+from fiqa.core.provenance import provenance
+from fiqa.core.types import QualityTable, SampleTable
+from fiqa.evaluate.bootstrap import _known, _label_sources, identity_clusters
+from fiqa.evaluate.curves import MissingPolicy, pair_quality
+from fiqa.evaluate.edc import EDCResult, compute_edc
+from fiqa.evaluate.erc import LegacyERCResult, compute_legacy_erc
+from fiqa.evaluate.pairs import Comparisons
 
 logger = logging.getLogger(__name__)
 

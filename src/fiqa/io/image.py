@@ -1,4 +1,4 @@
-"""Robust image decoding: every failure becomes an :class:`ImageReadError` with a :class:`~fiqa.types.Status`.
+"""Robust image decoding: every failure becomes an :class:`ImageReadError` with a :class:`~fiqa.core.types.Status`.
 
 All images come back as ``(H, W, 3) uint8`` BGR arrays, whatever they were on disk:
 
@@ -19,8 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import FIQAError, InvalidParameterError
-from ..types import Status
+from fiqa.core.errors import DataSourceError, FIQAError, InvalidParameterError
+from fiqa.core.types import Status
+from fiqa.io import recordio
 
 #: Default decompression-bomb guard: images with more pixels are refused (TOO_LARGE).
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -88,8 +89,6 @@ def read_bytes(location: str) -> bytes:
     """The encoded bytes at ``location`` (a file, or a RecordIO record); ``ImageReadError`` when unreadable."""
     rec_path, key = split_record_location(location)
     if rec_path is not None:
-        from .sources import read_record_payload  # a cycle at import time otherwise
-
         return read_record_payload(rec_path, key, location)
     try:
         return Path(location).read_bytes()
@@ -252,3 +251,15 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
         return height, width
     return None
 
+
+def read_record_payload(rec_path: str, key: int, location: str) -> bytes:
+    """The image payload of record ``key`` in ``rec_path`` (used by ``fiqa.io.read_image``)."""
+    try:
+        content = recordio.cached_reader(rec_path).read(key)
+        return recordio.unpack_record(content)[1]
+    except KeyError:
+        raise ImageReadError(location, Status.UNREADABLE, f"record {key} is not in the index") from None
+    except DataSourceError as exc:
+        raise ImageReadError(location, Status.UNREADABLE, str(exc)) from None
+    except (OSError, struct.error) as exc:
+        raise ImageReadError(location, Status.UNREADABLE, f"cannot read record {key} ({exc})") from None

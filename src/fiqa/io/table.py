@@ -1,13 +1,12 @@
 """The one on-disk table format: Parquet, with a JSON sidecar (``<file>.json``) holding the metadata.
 
-Writes are atomic (temporary file, then ``os.replace``), so an interrupted run never leaves half a table.
+Writes are atomic (:mod:`fiqa.core.atomic`), so an interrupted run never leaves half a table.
 A text column holding a string that is not valid Unicode (a file name that is not valid UTF-8 comes from the
 operating system with surrogate escapes, PEP 383) is stored as bytes (``utf-8`` with ``surrogateescape``) and
 marked in its field metadata; :func:`read_table` gives back the same strings, so such a file can still be read.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,45 +15,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import StoreError
-from ..provenance import file_sha256
-from ..types import QualityTable
+from fiqa.core.atomic import atomic_path, read_json, write_json
+from fiqa.core.errors import StoreError
+from fiqa.core.provenance import file_sha256
+from fiqa.core.types import QualityTable
 
 
 def sidecar_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".json")
-
-
-def _to_jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
-    """Write JSON atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(_to_jsonable(dict(data)), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_json(path: str | Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StoreError(f"{path}: metadata file is missing") from None
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"{path}: metadata is not valid JSON ({exc})") from None
 
 
 _ESCAPED = {b"fiqa_encoding": b"utf-8/surrogateescape"}
@@ -107,14 +76,10 @@ def write_table(path: str | Path, columns: Mapping[str, np.ndarray], meta: Mappi
         fields.append(pa.field(name, array.type, metadata=field_meta))
         arrays.append(array)
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
         # the sidecar names the table it belongs to: a kill between the two renames is detected on reading
         write_json(sidecar_path(path), {**meta, TABLE_DIGEST: file_sha256(tmp)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

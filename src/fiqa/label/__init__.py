@@ -11,8 +11,16 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import (LABELERS, LabelInput, Labeler, LabelResult, create_labeler, label_store, list_labelers,
-                   register_labeler)
+from fiqa.label.base import (
+    LABELERS,
+    Labeler,
+    LabelInput,
+    LabelResult,
+    create_labeler,
+    label_store,
+    list_labelers,
+    register_labeler,
+)
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
     if _info.name != "base":

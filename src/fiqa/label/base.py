@@ -2,7 +2,7 @@
 
 A labeller is scikit-learn style: ``__init__`` only stores keyword-only parameters (``random_state`` among them),
 ``fit(vectors, identities)`` computes the labels and returns ``self``, and the labels are then in ``labels_`` as a
-:class:`fiqa.types.QualityTable`.
+:class:`fiqa.core.types.QualityTable`.
 
 The base class does the work every method shares, once:
 
@@ -32,10 +32,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import InvalidParameterError, NoUsableSamplesError, check_int
-from ..provenance import versions
-from ..registry import Registry
-from ..types import EmbeddingStore, QualityTable, Status
+from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, check_int
+from fiqa.core.provenance import versions
+from fiqa.core.registry import Registry
+from fiqa.core.types import EmbeddingStore, QualityTable, Status
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +61,9 @@ def create_labeler(name: str, **params: Any) -> "Labeler":
 
     Raises
     ------
-    fiqa.errors.UnknownNameError
+    fiqa.core.errors.UnknownNameError
         ``name`` is not registered (the message suggests close names).
-    fiqa.errors.InvalidParameterError
+    fiqa.core.errors.InvalidParameterError
         A parameter the method does not have, or (at ``fit``) a value outside its domain.
     """
     cls = LABELERS.get(name)
@@ -102,7 +102,7 @@ class LabelInput:
         Raw embedding norms of the usable rows, when the caller gave them.
     captures : ndarray of shape (n,), int64, or None
         Capture group of each usable row, when the caller gave them: rows that share a value are one capture
-        (e.g. a photo and its augmented copies, ``fiqa.augment``); methods that reason about near-duplicates
+        (e.g. a photo and its augmented copies, ``fiqa.augment.copies``); methods that reason about near-duplicates
         treat a capture as one burst.
     """
 
@@ -472,7 +472,7 @@ def _scatter(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
 
 
 def store_captures(store: EmbeddingStore) -> np.ndarray:
-    """Capture group of every store row, shape (N,), int64: a derived copy (``fiqa.augment``) shares its parent's
+    """Capture group of every store row, shape (N,), int64: a derived copy (``fiqa.augment.copies``) shares its parent's
     ``sample_id``, every other row is its own capture."""
     sample_id = np.asarray(store.samples.sample_id, np.int64)
     if store.parent_id is None:
@@ -503,7 +503,7 @@ def label_store(store: EmbeddingStore, labeler: Labeler, *, rows: np.ndarray | N
         One row per store sample (or per ``rows``), in store order; ``meta["store"]`` names the store folder and
         ``meta["store_sha256"]`` its fingerprint.
     """
-    from ..store import store_fingerprint
+    from fiqa.embed.store import store_fingerprint
 
     selected = np.arange(len(store)) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
     if len(selected) and (selected[0] < 0 or selected[-1] >= len(store)):

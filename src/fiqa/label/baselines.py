@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import LabelInput, Labeler, LabelResult, class_sums, register_labeler, rowwise_dot
+from fiqa.label.base import (
+    Labeler,
+    LabelInput,
+    LabelResult,
+    class_sums,
+    register_labeler,
+    rowwise_dot,
+)
 
 
 @register_labeler

@@ -23,8 +23,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import InvalidParameterError, ModelFileError
-from .base import LabelInput, Labeler, LabelResult, class_sums, register_labeler, rowwise_dot
+from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.label.base import (
+    Labeler,
+    LabelInput,
+    LabelResult,
+    class_sums,
+    register_labeler,
+    rowwise_dot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +55,7 @@ def load_centres(source: str | Path | np.ndarray, key: str | None = None) -> np.
 
     Raises
     ------
-    fiqa.errors.ModelFileError
+    fiqa.core.errors.ModelFileError
         The file is missing or unreadable, the key is absent, or the matrix is not 2-D, finite and non-zero.
     """
     name = "centres array" if isinstance(source, np.ndarray) else str(source)

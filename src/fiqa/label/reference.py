@@ -52,18 +52,20 @@ identity's ``n_y^2`` Gram matrix; the vectors are read in blocks (memory-mapped 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
-from ..errors import InvalidParameterError, NoUsableSamplesError
-from ..evaluate.edc import threshold_at_fmr
-from .base import LabelInput, Labeler, LabelResult, register_labeler
+from fiqa.core.comparisons import (
+    identity_blocks,
+    sample_nonmated_pairs,
+    threshold_at_fmr,
+)
+from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
+from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler
 
 logger = logging.getLogger(__name__)
 
@@ -178,29 +180,6 @@ class ReferenceConsensusLabeler(Labeler):
         return LabelResult(_minmax(quality, data.labelled), columns, meta={"derived": derived})
 
 
-def _identity_blocks(vectors: np.ndarray, codes: np.ndarray, block_rows: int, desc: str
-                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Whole identities, many at a time: ``(rows, starts, block_vectors)`` per block of about ``block_rows`` rows.
-
-    ``rows`` are the block's row indices sorted by identity, ``starts`` the offsets of each identity inside the
-    block (``len = identities + 1``) and ``block_vectors`` the float32 rows in that order, read from ``vectors``
-    in storage order (fast for memory-mapped input). An identity larger than ``block_rows`` is a block by itself.
-    """
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    class_start = np.concatenate([[0], np.flatnonzero(np.diff(sorted_codes)) + 1, [len(order)]])
-    bucket = class_start[:-1] // block_rows
-    block_first = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [len(bucket)]])
-    n_blocks = len(block_first) - 1
-    for block in tqdm(range(n_blocks), desc=desc, unit="block", disable=n_blocks < 4, leave=False):
-        starts = class_start[block_first[block]:block_first[block + 1] + 1]
-        rows = order[starts[0]:starts[-1]]
-        storage = np.argsort(rows, kind="stable")
-        block_vectors = np.empty((len(rows), vectors.shape[1]), np.float32)
-        block_vectors[storage] = np.asarray(vectors[rows[storage]], np.float32)
-        yield rows, starts - starts[0], block_vectors
-
-
 def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple[float, ...], *,
                        block_rows: int = _BLOCK_ROWS) -> list[np.ndarray]:
     """Single-linkage clustering on cosine similarity inside each identity, at several thresholds, batched.
@@ -235,7 +214,7 @@ def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple
     lowest = min(thresholds)
     out = [np.empty(len(codes), np.int64) for _ in thresholds]
     next_id = np.zeros(len(thresholds), np.int64)
-    for rows, starts, block_vectors in _identity_blocks(vectors, codes, block_rows, "clustering identities"):
+    for rows, starts, block_vectors in identity_blocks(vectors, codes, block_rows, "clustering identities"):
         sizes = np.diff(starts)
         n_block = len(rows)
         gram_offset = np.concatenate([[0], np.cumsum(sizes.astype(np.int64) ** 2)])
@@ -309,7 +288,7 @@ def match_evidence(vectors: np.ndarray, codes: np.ndarray, burst: np.ndarray, th
     """
     evidence = np.zeros(len(codes))
     outside = np.zeros(len(codes))
-    for rows, starts, block_vectors in _identity_blocks(vectors, codes, block_rows, "match evidence"):
+    for rows, starts, block_vectors in identity_blocks(vectors, codes, block_rows, "match evidence"):
         sizes = np.diff(starts)
         with threadpool_limits(1, user_api="blas"):
             for index in np.flatnonzero(sizes > 1):
@@ -343,16 +322,7 @@ def impostor_threshold(vectors: np.ndarray, codes: np.ndarray, fmr: float, n_pai
     if n_rows < 2 or np.all(codes == codes[0]):
         raise NoUsableSamplesError("reference-consensus needs at least two identities to set its operating "
                                    "threshold from impostor pairs; all usable samples share one identity")
-    first_parts, second_parts, found = [], [], 0
-    while found < n_pairs:
-        first = rng.integers(0, n_rows, 2 * n_pairs)
-        second = rng.integers(0, n_rows, 2 * n_pairs)
-        keep = codes[first] != codes[second]
-        first_parts.append(first[keep])
-        second_parts.append(second[keep])
-        found += int(keep.sum())
-    first = np.concatenate(first_parts)[:n_pairs]
-    second = np.concatenate(second_parts)[:n_pairs]
+    first, second = sample_nonmated_pairs(codes, n_pairs, rng, distinct=False)
     similarity = np.empty(n_pairs, np.float32)
     for start in range(0, n_pairs, _BLOCK_ROWS):
         stop = min(start + _BLOCK_ROWS, n_pairs)

@@ -52,9 +52,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ..errors import InvalidParameterError
-from ..types import Status
-from .base import LabelInput, Labeler, LabelResult, register_labeler
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.types import Status
+from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler
 
 logger = logging.getLogger(__name__)
 

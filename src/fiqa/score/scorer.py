@@ -11,14 +11,20 @@ import numpy as np
 import onnxruntime as ort
 from tqdm.auto import tqdm
 
-from ..embed.onnx_runtime import session_options
-from ..embed.spec import PreprocessSpec
-from ..errors import FIQAError, InvalidParameterError, ModelFileError
-from ..io.image import ImageReadError, read_image
-from ..provenance import provenance
-from ..types import EmbeddingStore, QualityTable, Status
-from .model_file import OUTPUT_NAMES, quality_model_from_bytes
-from .packaged import DEFAULT_MODEL, list_models, load_model_folder, load_packaged_model, model_folder
+from fiqa.core.errors import FIQAError, InvalidParameterError, ModelFileError
+from fiqa.core.provenance import provenance
+from fiqa.core.types import EmbeddingStore, QualityTable, Status
+from fiqa.embed.onnx_runtime import session_options
+from fiqa.embed.quality_model import OUTPUT_NAMES, quality_model_from_bytes
+from fiqa.embed.spec import PreprocessSpec
+from fiqa.io.image import ImageReadError, read_image
+from fiqa.score.packaged import (
+    DEFAULT_MODEL,
+    list_models,
+    load_model_folder,
+    load_packaged_model,
+    model_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +64,7 @@ class Scorer:
     model : str, path or None
         None or a name from :func:`fiqa.score.list_models` (``"default"``): a model shipped with fiqa; a folder
         holding ``card.json`` and the model file it names (hash-checked); or one ONNX quality model file of
-        either form (see :mod:`fiqa.score.model_file`; a file written by ``fiqa train``).
+        either form (see :mod:`fiqa.embed.quality_model`; a file written by ``fiqa train``).
     batch_size : int >= 1
         Crops per onnxruntime call.
     threads : int or None
@@ -135,11 +141,11 @@ class Scorer:
         else:
             pixels = read_image(os.fspath(image))
         if aligned:
-            from ..store import resize_aligned
+            from fiqa.embed.store import resize_aligned
 
             return resize_aligned(pixels), -1, float("nan")
         if self._aligner is None:
-            from ..detect import FaceAligner
+            from fiqa.detect import FaceAligner
 
             self._aligner = FaceAligner(policy=self.policy, score_threshold=self.score_threshold)
         alignment = self._aligner.align(pixels)
@@ -210,7 +216,7 @@ class Scorer:
     def score_store(self, store: EmbeddingStore, *, rows: np.ndarray | None = None,
                     progress: bool = True) -> QualityTable:
         """Score the ok samples of an embedding store from its stored landmarks (no new detection); augmented
-        copies (``fiqa.augment``) are re-created from their recipe.
+        copies (``fiqa.augment.copies``) are re-created from their recipe.
 
         Parameters
         ----------
@@ -225,7 +231,8 @@ class Scorer:
             Aligned with ``store.samples.sample_id`` (every row, or ``rows``); samples that are not ok keep the
             store's status and reason, and NaN scores.
         """
-        from ..store import load_crops, store_fingerprint
+        from fiqa.augment.crops import load_crops
+        from fiqa.embed.store import store_fingerprint
 
         selected = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
         if selected.ndim != 1 or (len(selected) and (selected.min() < 0 or selected.max() >= len(store))):

@@ -17,7 +17,7 @@ _LAZY = {
     "fit_quantile_calibration": "fiqa.train.calibration",
     "TrainConfig": "fiqa.train.config",
     "export_onnx": "fiqa.train.export",
-    "read_metadata": "fiqa.score.model_file",
+    "read_metadata": "fiqa.embed.quality_model",
     "huber_loss": "fiqa.train.losses",
     "TrainResult": "fiqa.train.loop",
     "TrainedModel": "fiqa.train.regressor",
@@ -32,7 +32,7 @@ __all__ = [*_LAZY, "list_regressors"]
 
 def list_regressors() -> list[str]:
     """Names of the regressor shapes ``train_regressor(shape=...)`` accepts."""
-    from .models import REGRESSORS
+    from fiqa.train.models import REGRESSORS
 
     return REGRESSORS.names()
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidParameterError, NoUsableSamplesError
+from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidParameterError
+from fiqa.core.errors import InvalidParameterError
 
 SHAPES = ("head", "mobilefacenet", "taps")
 """Regressor shapes (``fiqa.train.list_regressors()``; a test keeps the two equal)."""

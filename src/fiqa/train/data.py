@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidParameterError, NoUsableSamplesError
-from ..evaluate.split import IdentitySplit, split_identities
-from ..types import EmbeddingStore, QualityTable
+from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
+from fiqa.core.identities import IdentitySplit, split_identities
+from fiqa.core.types import EmbeddingStore, QualityTable
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_frac
     if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) \
             or not 0.0 < validation_fraction < 1.0:
         raise InvalidParameterError("make_targets", "validation_fraction", "a float in (0, 1)", validation_fraction)
-    from ..store import check_table_matches
+    from fiqa.embed.store import check_table_matches
 
     check_table_matches(store, labels, f"labels {labels.meta.get('method', '')!r}".strip())
     ok_labels = QualityTable(labels.sample_id[labels.ok], labels.score[labels.ok], labels.status[labels.ok],

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,11 +23,19 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from .. import __version__
-from ..embed.features import FEATURES_NAME, SFACE_TAPS, FeatureExtractor, FeatureSpec, compose, feature_graph
-from ..errors import ModelFileError
-from ..score.model_file import INPUT_NAME, OUTPUT_NAMES
-from .models import FEATURE_HEADS, CalibratedRegressor
+from fiqa import __version__
+from fiqa.core.atomic import atomic_path
+from fiqa.core.errors import ModelFileError
+from fiqa.embed.features import (
+    FEATURES_NAME,
+    SFACE_TAPS,
+    FeatureExtractor,
+    FeatureSpec,
+    compose,
+    feature_graph,
+)
+from fiqa.embed.quality_model import INPUT_NAME, OUTPUT_NAMES
+from fiqa.train.models import FEATURE_HEADS, CalibratedRegressor
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +60,8 @@ HEAD_NAME = "head.onnx"
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         onnx.save(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def export_onnx(model: CalibratedRegressor, path: str | Path, *, shape: str, metadata: Mapping[str, Any],

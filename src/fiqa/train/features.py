@@ -11,17 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..embed.features import SFACE_TAPS, FeatureExtractor, FeatureSpec
-from ..errors import InvalidParameterError, StoreError, check_int
-from ..io.table import read_json, write_json
-from ..provenance import provenance
-from ..types import EmbeddingStore
+from fiqa.core.atomic import atomic_path, read_json, write_json
+from fiqa.core.errors import InvalidParameterError, StoreError, check_int
+from fiqa.core.provenance import provenance
+from fiqa.core.types import EmbeddingStore
+from fiqa.embed.features import SFACE_TAPS, FeatureExtractor, FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +66,9 @@ def cached_features(store: EmbeddingStore, rows: np.ndarray | None = None, *, sp
         raise InvalidParameterError("cached_features", "rows", f"indices in [0, {len(store)}) of ok samples",
                                     rows[(rows < 0) | (rows >= len(store))][:5].tolist() or
                                     rows[~store.ok[np.clip(rows, 0, len(store) - 1)]][:5].tolist())
-    from ..store import load_crops  # decoding and alignment: only needed on a cache miss
+    from fiqa.augment.crops import (
+        load_crops,  # decoding and alignment: only needed on a cache miss
+    )
 
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(store.root) / "features"
     key = _store_key(store, spec)
@@ -89,12 +90,11 @@ def cached_features(store: EmbeddingStore, rows: np.ndarray | None = None, *, sp
             raise StoreError(f"{done_path}: malformed cache mask; delete the cache files to recompute")
     else:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
-        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape).flush()
-        write_json(path.with_name(path.name + ".json"), {
-            "key": key, "store": str(store.root), "features": spec.to_dict(), "shape": list(shape),
-            "dtype": "float16", **provenance()})
-        os.replace(tmp, path)
+        with atomic_path(path, ".npy") as tmp:
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape).flush()
+            write_json(path.with_name(path.name + ".json"), {
+                "key": key, "store": str(store.root), "features": spec.to_dict(), "shape": list(shape),
+                "dtype": "float16", **provenance()})
         features, done = np.load(path, mmap_mode="r+"), np.zeros(len(store), bool)
     missing = rows[~done[rows]]
     if len(missing):
@@ -107,8 +107,7 @@ def cached_features(store: EmbeddingStore, rows: np.ndarray | None = None, *, sp
             if (start // batch_size) % 16 == 15 or start + batch_size >= len(missing):
                 features.flush()  # rows are marked done only after their values are on disk
                 done[missing[:start + len(batch)]] = True
-                tmp = done_path.with_name(f".{done_path.name}.tmp{os.getpid()}.npy")
-                np.save(tmp, done)
-                os.replace(tmp, done_path)
+                with atomic_path(done_path, ".npy") as tmp:
+                    np.save(tmp, done)
     del features
     return np.load(path, mmap_mode="r")

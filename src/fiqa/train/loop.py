@@ -26,10 +26,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from ..errors import StoreError
-from ..io.table import write_json
-from .config import TrainConfig
-from .losses import huber_loss
+from fiqa.core.atomic import atomic_path, write_json
+from fiqa.core.errors import StoreError
+from fiqa.train.config import TrainConfig
+from fiqa.train.losses import huber_loss
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +120,8 @@ def _correlations(predictions: np.ndarray, targets: np.ndarray) -> tuple[float, 
 
 
 def _save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: TrainConfig, out_dir: str | Path,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InvalidParameterError
+from fiqa.core.errors import InvalidParameterError
 
 
 def huber_loss(prediction: torch.Tensor, target: torch.Tensor, delta: float) -> torch.Tensor:

@@ -18,10 +18,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..embed.features import SFACE_TAPS, FeatureSpec
-from ..errors import InvalidParameterError, ModelFileError, check_int
-from ..registry import Registry
-from .calibration import QuantileCalibration
+from fiqa.core.errors import InvalidParameterError, ModelFileError, check_int
+from fiqa.core.registry import Registry
+from fiqa.embed.features import SFACE_TAPS, FeatureSpec
+from fiqa.train.calibration import QuantileCalibration
 
 REGRESSORS: Registry[nn.Module] = Registry("regressor shape")
 

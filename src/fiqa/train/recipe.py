@@ -3,7 +3,7 @@
 :data:`DEFAULT_RECIPE` is how fiqa's shipped model is made (``benchmarks/study_quality_model.py`` chose it on
 training identities; ``benchmarks/results/quality_model.md``):
 
-1. ``copies`` augmented copies of every training face (:func:`fiqa.augment.augment_store`: jittered alignment,
+1. ``copies`` augmented copies of every training face (:func:`fiqa.augment.copies.augment_store`: jittered alignment,
    mirror, 0-2 of the training degradations at severities spread over ``severity``), embedded with the store's own
    recogniser;
 2. ``reference-consensus`` labels on the originals and copies together, a photo and its copies being one capture
@@ -26,13 +26,14 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InvalidParameterError, check_int
-from ..io.table import load_quality, save_quality, write_json
-from ..provenance import provenance
-from ..types import EmbeddingStore
-from .loop import TrainConfig
-from .models import FEATURE_HEADS
-from .regressor import TrainedModel, train_regressor
+from fiqa.core.atomic import write_json
+from fiqa.core.errors import InvalidParameterError, check_int
+from fiqa.core.provenance import provenance
+from fiqa.core.types import EmbeddingStore
+from fiqa.io.table import load_quality, save_quality
+from fiqa.train.loop import TrainConfig
+from fiqa.train.models import FEATURE_HEADS
+from fiqa.train.regressor import TrainedModel, train_regressor
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class ModelRecipe:
     severity : (float, float)
         Range of degradation severities of the copies.
     clean_fraction, combined_fraction : float
-        Copies with geometry only, and copies with two degradations (see :func:`fiqa.augment.sample_recipes`).
+        Copies with geometry only, and copies with two degradations (see :func:`fiqa.augment.copies.sample_recipes`).
     geometry : bool
         Jitter the alignment (shift, scale, rotation) and mirror.
     config : TrainConfig
@@ -107,9 +108,9 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     -------
     TrainedModel
     """
-    from ..augment import augment_store
-    from ..label import create_labeler, label_store
-    from ..store import is_store, open_store
+    from fiqa.augment.copies import augment_store
+    from fiqa.embed.store import is_store, open_store
+    from fiqa.label import create_labeler, label_store
 
     if not isinstance(recipe, ModelRecipe):
         raise InvalidParameterError("train_recipe", "recipe", "a ModelRecipe", recipe)
@@ -148,7 +149,7 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     lap("label")
     logger.info("recipe: %d labelled samples (%d copies per face) from %s", int(labels.ok.sum()), recipe.copies,
                 store.root)
-    from .features import cached_features
+    from fiqa.train.features import cached_features
 
     keep = np.flatnonzero(source.ok & np.isin(source.samples.sample_id, labels.sample_id[labels.ok]))
     if recipe.shape in FEATURE_HEADS:

@@ -10,18 +10,26 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..embed.features import SFACE_TAPS, FeatureSpec
-from ..errors import InvalidParameterError
-from ..evaluate.split import save_split
-from ..io.table import load_quality, write_json
-from ..provenance import provenance
-from ..types import EmbeddingStore, QualityTable
-from .calibration import QuantileCalibration, fit_quantile_calibration
-from .data import make_targets
-from .export import export_onnx
-from .features import cached_features
-from .loop import TensorPairs, TrainConfig, TrainResult, distributed_context, fit, predict
-from .models import FEATURE_HEADS, REGRESSORS, CalibratedRegressor
+from fiqa.core.atomic import write_json
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.identities import save_split
+from fiqa.core.provenance import provenance
+from fiqa.core.types import EmbeddingStore, QualityTable
+from fiqa.embed.features import SFACE_TAPS, FeatureSpec
+from fiqa.io.table import load_quality
+from fiqa.train.calibration import QuantileCalibration, fit_quantile_calibration
+from fiqa.train.data import make_targets
+from fiqa.train.export import export_onnx
+from fiqa.train.features import cached_features
+from fiqa.train.loop import (
+    TensorPairs,
+    TrainConfig,
+    TrainResult,
+    distributed_context,
+    fit,
+    predict,
+)
+from fiqa.train.models import FEATURE_HEADS, REGRESSORS, CalibratedRegressor
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +64,7 @@ class _CropInputs:
         self.store = store
 
     def __getitem__(self, row: int) -> np.ndarray:
-        from ..store import load_crops
+        from fiqa.augment.crops import load_crops
 
         return SFACE_TAPS.spec.apply(load_crops(self.store, np.array([row])))[0]
 
@@ -110,7 +118,8 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     -------
     TrainedModel
     """
-    from ..store import load_crops, open_store
+    from fiqa.augment.crops import load_crops
+    from fiqa.embed.store import open_store
 
     config = config if config is not None else TrainConfig()
     if not isinstance(config, TrainConfig):

@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 from scipy.stats import spearmanr
 
-from .degrade import DEGRADATIONS, degrade
-from .errors import DataSourceError, InvalidParameterError
-from .provenance import provenance
+from fiqa.augment.degrade import DEGRADATIONS, degrade
+from fiqa.core.errors import DataSourceError, InvalidParameterError
+from fiqa.core.provenance import provenance
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def build_scenarios(lfw_dir: str | Path, *, n_cases: int = 2, burst_size: int = 
     burst_size, n_poor : int >= 2
         Shots in each A / B burst; poor shots in each C class.
     burst_kind : str
-        Degradation of the B bursts (a key of ``fiqa.degrade.DEGRADATIONS``); C's poor shots use the kinds in
+        Degradation of the B bursts (a key of ``fiqa.augment.degrade.DEGRADATIONS``); C's poor shots use the kinds in
         turn, one kind per case.
     burst_severity : float in (0, 1]
         Severity of the B bursts; C's poor shots take severities in [0.6, 0.9].
@@ -133,10 +133,10 @@ def build_scenarios(lfw_dir: str | Path, *, n_cases: int = 2, burst_size: int = 
         raise DataSourceError(f"{root}: needs {needed} people with at least 2 photos, found {len(multi)}")
 
     if embedder is None:
-        from .embed import create_embedder
+        from fiqa.embed import create_embedder
         embedder = create_embedder("sface")
     if aligner is None:
-        from .detect import FaceAligner
+        from fiqa.detect import FaceAligner
         aligner = FaceAligner()
 
     rng = np.random.default_rng(seed)

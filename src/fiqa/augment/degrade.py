@@ -2,12 +2,12 @@
 
 Each degradation maps a severity in ``[0, 1]`` to a fixed physical parameter (stated in :data:`DEGRADATIONS`):
 ``0`` returns the crop unchanged, ``1`` is the strongest setting. They build controlled experiments where the true
-ordering of quality is known (``fiqa.scenarios``). Randomness (noise, occluder position) comes from an explicit seed.
+ordering of quality is known (``fiqa.studies.scenarios``). Randomness (noise, occluder position) comes from an explicit seed.
 
 Example
 -------
 >>> import numpy as np
->>> from fiqa.degrade import degrade
+>>> from fiqa.augment.degrade import degrade
 >>> crop = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
 >>> blurred = degrade(crop, "blur", 0.5, seed=0)   # Gaussian sigma = 2 pixels
 >>> blurred.shape, blurred.dtype
@@ -21,7 +21,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .errors import InvalidParameterError
+from fiqa.core.errors import InvalidParameterError
 
 __all__ = ["DEGRADATIONS", "EVALUATION_DEGRADATIONS", "degrade", "degrade_batch"]
 
@@ -85,7 +85,7 @@ DEGRADATIONS: dict[str, tuple[_Op, str]] = {
     "occlusion": (_occlusion, "a black rectangle covering 0.5 * severity of the crop at a seeded position"),
 }
 """Name -> (function, what severity means). Severity 0 leaves the crop unchanged for every kind. These are the
-kinds that augmentation (``fiqa.augment``) trains on."""
+kinds that augmentation (``fiqa.augment.copies``) trains on."""
 
 
 # ---- capture effects held out of training: other implementations of the same failures, for evaluation only ----

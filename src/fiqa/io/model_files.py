@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ModelFileError, UnknownNameError
-from .provenance import file_sha256
+from fiqa.core.errors import ModelFileError, UnknownNameError
+from fiqa.core.provenance import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +102,9 @@ def model_path(name: str) -> Path:
 
     Raises
     ------
-    fiqa.errors.UnknownNameError
+    fiqa.core.errors.UnknownNameError
         ``name`` is not a known model.
-    fiqa.errors.ModelFileError
+    fiqa.core.errors.ModelFileError
         The file is missing, not ONNX, or has the wrong hash (the message names the file).
     """
     if name not in MODEL_FILES:

@@ -6,9 +6,9 @@ occlusion, misalignment), not only the mostly good photographs of a web-collecte
 
 Each derived row is described by a :class:`Recipe`: a geometric jitter (shift, scale, rotation, mirror) composed
 with the similarity transform that aligns the *source* image onto the ArcFace template (so the jittered crop is
-cut from the source, not from the 112x112 crop), then zero, one or two degradations of :data:`fiqa.degrade.
+cut from the source, not from the 112x112 crop), then zero, one or two degradations of :data:`fiqa.augment.degrade.
 DEGRADATIONS` in order. Recipes are drawn per (seed, parent sample_id, copy index), so a parent's copies never
-depend on which other parents were selected or on the chunking. ``fiqa.store.load_crops`` re-creates a derived
+depend on which other parents were selected or on the chunking. ``fiqa.embed.store.load_crops`` re-creates a derived
 row's crop from its parent's image and its recipe, so every later stage sees the degraded crop.
 
 Example
@@ -33,16 +33,44 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .degrade import DEGRADATIONS, EVALUATION_DEGRADATIONS, degrade
-from .detect.align import ARCFACE_TEMPLATE, CROP_SIZE, estimate_similarity, warp_to_template
-from .errors import InvalidParameterError, NoUsableSamplesError, StoreError, check_int
-from .extract import BatchEmbedding, _ordered_map  # the extraction's batching and read-ahead pool
-from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageReadError, read_image
-from .io.table import read_table, write_json, write_table
-from .provenance import provenance
-from .store import (STORE_FORMAT, Chunk, PartialStore, check_out_path, normalise_rows, open_store, resize_aligned,
-                    status_counts, store_fingerprint)
-from .types import EmbeddingStore, Status
+from fiqa.augment.degrade import DEGRADATIONS, EVALUATION_DEGRADATIONS, degrade
+from fiqa.core.atomic import write_json
+from fiqa.core.errors import (
+    InvalidParameterError,
+    NoUsableSamplesError,
+    StoreError,
+    check_int,
+)
+from fiqa.core.provenance import provenance
+from fiqa.core.types import EmbeddingStore, Status
+from fiqa.detect.align import (
+    ARCFACE_TEMPLATE,
+    CROP_SIZE,
+    estimate_similarity,
+    warp_to_template,
+)
+from fiqa.embed.extract import (  # the extraction's batching and read-ahead pool
+    BatchEmbedding,
+    _ordered_map,
+)
+from fiqa.embed.store import (
+    STORE_FORMAT,
+    Chunk,
+    PartialStore,
+    check_out_path,
+    normalise_rows,
+    open_store,
+    resize_aligned,
+    status_counts,
+    store_fingerprint,
+)
+from fiqa.io.image import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    ImageReadError,
+    read_image,
+)
+from fiqa.io.table import read_table, write_table
 
 __all__ = ["DEFAULT_KINDS", "HELD_OUT_EFFECTS", "Degradation", "JitterRange", "Recipe", "apply_recipe",
            "augment_store", "degraded_store", "embedder_for_store", "sample_recipes"]
@@ -50,7 +78,7 @@ __all__ = ["DEFAULT_KINDS", "HELD_OUT_EFFECTS", "Degradation", "JitterRange", "R
 logger = logging.getLogger(__name__)
 
 DEFAULT_KINDS: tuple[str, ...] = tuple(DEGRADATIONS)
-"""Every degradation of :data:`fiqa.degrade.DEGRADATIONS`, in its order (the training kinds)."""
+"""Every degradation of :data:`fiqa.augment.degrade.DEGRADATIONS`, in its order (the training kinds)."""
 _KNOWN_KINDS = (*DEGRADATIONS, *EVALUATION_DEGRADATIONS)
 """Kinds a recipe may name: the training kinds, and the capture effects held out of training for evaluation sets
 (``kinds=`` of :func:`augment_store` with ``keep_originals=False``)."""
@@ -64,7 +92,7 @@ _COPY_BLOCK = 1 << 16  # original rows copied per step (bounded memory)
 # --------------------------------------------------------------------------------------------------- recipes
 @dataclass(frozen=True)
 class Degradation:
-    """One step of :func:`fiqa.degrade.degrade`: ``kind`` at ``severity`` in [0, 1] with its own ``seed``."""
+    """One step of :func:`fiqa.augment.degrade.degrade`: ``kind`` at ``severity`` in [0, 1] with its own ``seed``."""
 
     kind: str
     severity: float
@@ -265,7 +293,7 @@ def sample_recipes(parents: int | Sequence[int] | np.ndarray, copies: int, seed:
         Recipes per parent.
     seed : int >= 0
     kinds : iterable of str, optional
-        Degradations to draw from (uniformly); default every kind of :data:`fiqa.degrade.DEGRADATIONS`.
+        Degradations to draw from (uniformly); default every kind of :data:`fiqa.augment.degrade.DEGRADATIONS`.
     severity : (float, float), default (0.2, 1.0)
         Severity range. The first degradation of copy ``c`` takes a severity uniform in the ``c``-th of ``copies``
         equal strata of the range, so each parent's copies spread from mild to strong; a second degradation takes
@@ -388,10 +416,10 @@ def embedder_for_store(store: EmbeddingStore) -> Any:
     ------
     StoreError
         The metadata names no backend, or the model file found now is not the one the store was made with.
-    fiqa.errors.UnknownNameError
+    fiqa.core.errors.UnknownNameError
         The backend is not registered (a custom embedder object: pass it as ``embedder=``).
     """
-    from .embed import EMBEDDERS, create_embedder
+    from fiqa.embed import EMBEDDERS, create_embedder
 
     described = dict(store.meta.get("backend") or {})
     name = described.get("backend")
@@ -444,7 +472,7 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
     store : EmbeddingStore or path
         A finished embedding store (``fiqa embed``), not itself an augmented one.
     out : str or path
-        The store folder to write; it appears only when complete (see :mod:`fiqa.store`).
+        The store folder to write; it appears only when complete (see :mod:`fiqa.embed.store`).
     copies : int >= 1, default 2
         Derived rows per parent.
     seed : int >= 0, default 0
@@ -705,7 +733,7 @@ HELD_OUT_EFFECTS: dict[str, Any] = {
     "copies": 1, "keep_originals": False, "kinds": tuple(EVALUATION_DEGRADATIONS), "geometry": False,
     "clean_fraction": 0.25, "combined_fraction": 0.0, "severity": (0.2, 0.9)}
 """An evaluation set of captures gone wrong in ways no training recipe draws: each face replaced by one copy with
-one effect of :data:`fiqa.degrade.EVALUATION_DEGRADATIONS` at a severity in [0.2, 0.9], a quarter left clean."""
+one effect of :data:`fiqa.augment.degrade.EVALUATION_DEGRADATIONS` at a severity in [0.2, 0.9], a quarter left clean."""
 
 
 def degraded_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathLike, *,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import InvalidParameterError, check_int
+from fiqa.core.errors import InvalidParameterError, check_int
 
 logger = logging.getLogger(__name__)
 

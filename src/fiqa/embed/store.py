@@ -8,9 +8,9 @@ Layout (``STORE_FORMAT`` 1)::
     <store>/norms.npy           (N,) float32, the raw embedding norm; NaN where status != "ok"
     <store>/landmarks.npy       (N, 5, 2) float32, five landmarks in source-image pixels; NaN where none
 
-Stores written by :func:`fiqa.augment.augment_store` have two more columns in ``samples.parquet``: ``parent_id``
+Stores written by :func:`fiqa.augment.copies.augment_store` have two more columns in ``samples.parquet``: ``parent_id``
 (int64, the ``sample_id`` a derived row was made from, -1 for original rows) and ``recipe`` (the JSON
-:class:`fiqa.augment.Recipe` applied to the parent's image, ``""`` for original rows).
+:class:`fiqa.augment.copies.Recipe` applied to the parent's image, ``""`` for original rows).
 
 While extraction runs, finished chunks accumulate in ``<store>.partial/`` (see :class:`PartialStore`); the store
 folder itself appears only when complete, by an atomic rename.
@@ -24,15 +24,15 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
 
-from .errors import InvalidParameterError, StoreError
-from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, read_image
-from .io.table import read_json, read_table, write_json, write_table
-from .types import EmbeddingStore, SampleTable, Status
+from fiqa.core.atomic import atomic_path, read_json, write_json
+from fiqa.core.errors import StoreError
+from fiqa.core.types import EmbeddingStore, SampleTable, Status
+from fiqa.io.table import read_table, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -176,56 +176,6 @@ def resize_aligned(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray) -> np.ndarray:
-    """Re-create aligned crops of store samples from their source images.
-
-    Parameters
-    ----------
-    store : EmbeddingStore
-    indices : array-like of shape (k,), int
-        Row indices into the store (``0 <= i < len(store)``). For stores of detected faces each must have
-        landmarks (``n_faces > 0``); pre-aligned stores only need a readable image.
-
-    Returns
-    -------
-    ndarray of shape (k, 112, 112, 3), uint8
-        BGR crops: the source image warped with the stored landmarks onto the ArcFace template, or for
-        pre-aligned stores the image resized to 112x112. Rows derived by ``fiqa.augment`` (a non-empty
-        ``recipe``) are re-created from their parent's image by :func:`fiqa.augment.apply_recipe`, so they give
-        the degraded crop that was embedded.
-    """
-    from .detect import warp_to_template
-
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or (len(indices) and not np.issubdtype(indices.dtype, np.integer)):
-        raise InvalidParameterError("load_crops", "indices", "a 1-D array of ints", indices)
-    bad = indices[(indices < 0) | (indices >= len(store))]
-    if len(bad):
-        raise InvalidParameterError("load_crops", "indices", f"row indices in [0, {len(store)})", bad[:5].tolist())
-    aligned = bool(store.meta.get("aligned", False))
-    params = store.meta.get("params", {})
-    limits = {"max_pixels": int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
-              "min_side": int(params.get("min_side", DEFAULT_MIN_SIDE))}
-    if not aligned:
-        no_landmarks = indices[np.isnan(store.landmarks[indices]).any(axis=(1, 2))]
-        if len(no_landmarks):
-            statuses = [str(store.status[i]) for i in no_landmarks[:5]]
-            raise InvalidParameterError("load_crops", "indices", "rows that have landmarks (a detected face)",
-                                        f"rows {no_landmarks[:5].tolist()} with status {statuses}")
-    recipes = store.recipe
-    if recipes is not None:
-        from .augment import Recipe, apply_recipe
-    crops = np.empty((len(indices), CROP_SIZE, CROP_SIZE, 3), np.uint8)
-    for out, index in enumerate(indices):
-        image = read_image(store.samples.location[index], **limits)
-        if recipes is not None and recipes[index]:
-            landmarks = None if aligned else store.landmarks[index]
-            crops[out] = apply_recipe(image, landmarks, Recipe.from_json(str(recipes[index])))
-        else:
-            crops[out] = resize_aligned(image) if aligned else warp_to_template(image, store.landmarks[index])
-    return crops
-
-
 @dataclass(frozen=True)
 class Chunk:
     """Extraction results for samples ``start..stop-1`` (one file in the partial folder).
@@ -317,14 +267,10 @@ class PartialStore:
     def write_chunk(self, number: int, chunk: Chunk) -> None:
         """Write one chunk atomically (a killed process leaves either the whole chunk or nothing)."""
         path = self.chunk_path(number)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "wb") as handle:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, start=chunk.start, stop=chunk.stop, raw=chunk.raw, status=chunk.status.astype(str),
                      reason=chunk.reason.astype(str), landmarks=chunk.landmarks, n_faces=chunk.n_faces,
                      detection_score=chunk.detection_score)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
 
     def read_chunk(self, number: int) -> Chunk:
         path = self.chunk_path(number)

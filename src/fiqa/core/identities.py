@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import InvalidParameterError, StoreError
-from ..io.table import write_json
+from fiqa.core.atomic import write_json
+from fiqa.core.errors import InvalidParameterError, StoreError
 
 Part = Literal["train", "test"]
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 
 class FIQAError(Exception):
     """Base class of every error fiqa raises on purpose."""
@@ -28,6 +30,30 @@ def check_int(owner: str, name: str, value: object, minimum: int | None = None, 
         expected = "an int" + (f" >= {minimum}" if minimum is not None else "") + (" or None" if allow_none else "")
         raise InvalidParameterError(owner, name, expected, value)
     return int(value)
+
+
+def check_fraction(owner: str, name: str, value: object, *, low_open: bool, high_open: bool) -> float:
+    """``value`` as a float in (0, 1), [0, 1], (0, 1] or [0, 1) as the flags say, or an :class:`InvalidParameterError`."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(float(value))
+    if ok:
+        v = float(value)
+        ok = (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)
+    if not ok:
+        interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+        raise InvalidParameterError(owner, name, f"a float in {interval}", value)
+    return float(value)
+
+
+def check_scores(owner: str, name: str, values: object) -> np.ndarray:
+    """Scores as a 1-D finite float64 array, or an :class:`InvalidParameterError` naming the parameter."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise InvalidParameterError(owner, name, "a 1-D array", f"an array of shape {array.shape}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise InvalidParameterError(owner, name, "finite values", f"{int(bad.sum())} non-finite value(s)")
+    return array
+
 
 
 class UnknownNameError(FIQAError, KeyError):

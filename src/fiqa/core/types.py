@@ -73,7 +73,7 @@ class SampleTable:
 
 @dataclass(frozen=True)
 class EmbeddingStore:
-    """An opened embedding store (see ``fiqa.store``): every sample of a source with its embedding.
+    """An opened embedding store (see ``fiqa.embed.store``): every sample of a source with its embedding.
 
     Attributes
     ----------
@@ -94,10 +94,10 @@ class EmbeddingStore:
     meta : mapping
         Backend, model file hash, preprocessing spec, alignment policy, versions, counts per status.
     parent_id : ndarray of shape (N,), int64, or None
-        Stores written by ``fiqa.augment``: the ``sample_id`` of the sample a row was derived from, ``-1`` for
+        Stores written by ``fiqa.augment.copies``: the ``sample_id`` of the sample a row was derived from, ``-1`` for
         original rows. None for stores without derived rows' columns.
     recipe : ndarray of shape (N,), object (str), or None
-        Stores written by ``fiqa.augment``: the JSON ``fiqa.augment.Recipe`` that turns the parent's image into
+        Stores written by ``fiqa.augment.copies``: the JSON ``fiqa.augment.copies.Recipe`` that turns the parent's image into
         the row's crop, ``""`` for original rows. None for stores without derived rows' columns.
     """
 
@@ -118,7 +118,7 @@ class EmbeddingStore:
 
     @property
     def derived(self) -> np.ndarray:
-        """Boolean mask of shape (N,): rows made by ``fiqa.augment`` from a parent row (all False otherwise)."""
+        """Boolean mask of shape (N,): rows made by ``fiqa.augment.copies`` from a parent row (all False otherwise)."""
         if self.parent_id is None:
             return np.zeros(len(self.samples), bool)
         return np.asarray(self.parent_id) >= 0

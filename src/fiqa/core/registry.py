@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Generic, TypeVar
 
-from .errors import UnknownNameError
+from fiqa.core.errors import UnknownNameError
 
 T = TypeVar("T")
 

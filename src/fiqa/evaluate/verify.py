@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from .errors import InvalidParameterError, NoUsableSamplesError
-from .types import EmbeddingStore
+from fiqa.core.comparisons import identity_codes, sample_nonmated_pairs
+from fiqa.core.errors import NoUsableSamplesError, check_int
+from fiqa.core.types import EmbeddingStore
 
 
 @dataclass(frozen=True)
@@ -85,29 +86,6 @@ def genuine_similarities(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32) if parts else np.empty(0, np.float32)
 
 
-def impostor_pairs(codes: np.ndarray, n_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct non-mated index pairs ``(i, j)`` with ``i < j``: all of them if there are at most ``n_pairs``,
-    else ``n_pairs`` drawn uniformly (seeded) from all non-mated pairs."""
-    n = len(codes)
-    _, counts = np.unique(codes, return_counts=True)
-    total = n * (n - 1) // 2 - int((counts * (counts - 1) // 2).sum())
-    if total <= n_pairs:
-        first, second = np.triu_indices(n, k=1)
-        keep = codes[first] != codes[second]
-        return first[keep], second[keep]
-    rng = np.random.default_rng(seed)
-    found = np.empty(0, np.int64)
-    while len(found) < n_pairs:
-        draw = 2 * (n_pairs - len(found)) + 16
-        first, second = rng.integers(0, n, draw), rng.integers(0, n, draw)
-        keep = codes[first] != codes[second]
-        low, high = np.minimum(first, second)[keep], np.maximum(first, second)[keep]
-        found = np.concatenate([found, low * n + high])
-        found = found[np.sort(np.unique(found, return_index=True)[1])]  # distinct, in draw order
-    found = found[:n_pairs]
-    return found // n, found % n
-
-
 def verification_summary(store: EmbeddingStore, *, n_impostor_pairs: int = 200_000,
                          seed: int = 0) -> VerificationSummary:
     """Mean genuine and impostor cosine similarity and the ROC AUC of mated vs non-mated pairs.
@@ -122,11 +100,8 @@ def verification_summary(store: EmbeddingStore, *, n_impostor_pairs: int = 200_0
         Seed of the non-mated pair sample.
     """
     owner = "verification_summary"
-    if isinstance(n_impostor_pairs, bool) or not isinstance(n_impostor_pairs, (int, np.integer)) \
-            or n_impostor_pairs < 1:
-        raise InvalidParameterError(owner, "n_impostor_pairs", "an int >= 1", n_impostor_pairs)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidParameterError(owner, "seed", "an int >= 0", seed)
+    n_impostor_pairs = check_int(owner, "n_impostor_pairs", n_impostor_pairs, 1)
+    seed = check_int(owner, "seed", seed, 0)
     usable = np.flatnonzero(store.ok & (store.samples.identity.astype(str) != ""))
     if len(usable) == 0:
         raise NoUsableSamplesError(f"{store.root}: no sample with status ok and an identity; verification needs "
@@ -137,13 +112,13 @@ def verification_summary(store: EmbeddingStore, *, n_impostor_pairs: int = 200_0
         logger.warning("%s: %d sample(s) marked ok have non-finite vectors (rows %s...); they are left out",
                        store.root, int((~finite).sum()), usable[~finite][:5].tolist())
         usable, vectors = usable[finite], vectors[finite]
-    names, codes = np.unique(store.samples.identity[usable].astype(str), return_inverse=True)
+    names, codes = identity_codes(store.samples.identity[usable])
     genuine = genuine_similarities(vectors, codes)
     if len(genuine) == 0:
         raise NoUsableSamplesError(f"{store.root}: no identity has two usable samples, so there are no mated pairs")
     if len(names) < 2:
         raise NoUsableSamplesError(f"{store.root}: only one identity, so there are no non-mated pairs")
-    first, second = impostor_pairs(codes, int(n_impostor_pairs), int(seed))
+    first, second = sample_nonmated_pairs(codes, n_impostor_pairs, np.random.default_rng(seed))
     impostor = np.einsum("ij,ij->i", vectors[first], vectors[second])
     labels = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
     auc = float(roc_auc_score(labels, np.concatenate([genuine, impostor])))

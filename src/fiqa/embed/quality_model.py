@@ -25,8 +25,8 @@ from typing import Any
 
 import onnx
 
-from ..embed.spec import PreprocessSpec
-from ..errors import ModelFileError
+from fiqa.core.errors import ModelFileError
+from fiqa.embed.spec import PreprocessSpec
 
 INPUT_NAME = "data"
 """Input of a full-graph model: aligned faces, float32 (batch, 3, 112, 112)."""
@@ -39,7 +39,7 @@ def model_metadata(model: onnx.ModelProto, where: str = "<model>") -> dict[str, 
 
     Raises
     ------
-    fiqa.errors.ModelFileError
+    fiqa.core.errors.ModelFileError
         ``fiqa_version`` or ``preprocess`` is missing (the message names ``where``).
     """
     meta: dict[str, Any] = {}
@@ -74,7 +74,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def model_form(model: onnx.ModelProto, where: str = "<model>") -> str:
     """``"full"`` (input ``data``) or ``"head"`` (input ``features``); refuses anything else."""
-    from ..embed.features import FEATURES_NAME
+    from fiqa.embed.features import FEATURES_NAME
 
     inputs = [value.name for value in model.graph.input]
     outputs = {value.name for value in model.graph.output}
@@ -92,7 +92,7 @@ def model_form(model: onnx.ModelProto, where: str = "<model>") -> str:
 @lru_cache(maxsize=2)
 def _composed(head_bytes: bytes, where: str) -> bytes:
     """The full graph of a head (seconds: the recogniser graph is rebuilt and merged); cached per head."""
-    from ..embed.features import FeatureSpec, compose
+    from fiqa.embed.features import FeatureSpec, compose
 
     head = _parse(head_bytes, where)
     meta = model_metadata(head, where)
@@ -138,7 +138,7 @@ def load_quality_model(path: str | Path) -> tuple[bytes, dict[str, Any]]:
 
     Raises
     ------
-    fiqa.errors.ModelFileError
+    fiqa.core.errors.ModelFileError
         The file is missing, not ONNX, not a fiqa quality model, or its recogniser file is missing or differs
         from the one it was trained on (the message names the file).
     """

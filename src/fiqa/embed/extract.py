@@ -20,13 +20,27 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import FIQAError, InvalidParameterError, NoUsableSamplesError
-from .io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageReadError, check_limits, read_image
-from .io.sources import DataSource, open_source
-from .provenance import provenance
-from .store import (CROP_SIZE, STORE_FORMAT, Chunk, PartialStore, check_out_path, resize_aligned, samples_fingerprint,
-                    status_counts)
-from .types import EmbeddingStore, Status
+from fiqa.core.errors import FIQAError, InvalidParameterError, NoUsableSamplesError
+from fiqa.core.provenance import provenance
+from fiqa.core.types import EmbeddingStore, Status
+from fiqa.embed.store import (
+    CROP_SIZE,
+    STORE_FORMAT,
+    Chunk,
+    PartialStore,
+    check_out_path,
+    resize_aligned,
+    samples_fingerprint,
+    status_counts,
+)
+from fiqa.io.image import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    ImageReadError,
+    check_limits,
+    read_image,
+)
+from fiqa.io.sources import DataSource, open_source
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +105,7 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     source : str, path or DataSource
         Anything :func:`fiqa.io.open_source` accepts.
     out : str or path
-        The store folder to write (see :mod:`fiqa.store`). It appears only when complete.
+        The store folder to write (see :mod:`fiqa.embed.store`). It appears only when complete.
     backend : str or Embedder, default "sface"
         A registered backend name (``fiqa.embed.list_embedders()``) or an embedder object with ``name``,
         ``dim``, ``embed(crops) -> (B, d) float32`` and ``describe() -> dict``.
@@ -147,7 +161,7 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     embedder = _resolve_embedder(backend, backend_params)
     aligner = None
     if not aligned:
-        from .detect import FaceAligner
+        from fiqa.detect import FaceAligner
 
         aligner = FaceAligner(policy=policy, score_threshold=score_threshold)
     alignment = {"aligned_input": True} if aligner is None else {"aligned_input": False, **aligner.describe()}
@@ -200,7 +214,7 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
 
 def _resolve_embedder(backend: Any, params: Mapping[str, Any] | None) -> Any:
     if isinstance(backend, str):
-        from .embed import create_embedder
+        from fiqa.embed import create_embedder
 
         return create_embedder(backend, **dict(params or {}))
     if params:

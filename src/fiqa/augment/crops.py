@@ -1,0 +1,65 @@
+"""Aligned crops of store samples, re-created from their source images: original rows by the stored landmarks,
+derived rows (``fiqa.augment``) by their recipe applied to the parent's image. Training, scoring a store and the
+report galleries read crops through :func:`load_crops`."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from fiqa.augment.copies import Recipe, apply_recipe
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.types import EmbeddingStore
+from fiqa.detect import warp_to_template
+from fiqa.embed.store import CROP_SIZE, resize_aligned
+from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, read_image
+
+__all__ = ["load_crops"]
+
+
+def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray) -> np.ndarray:
+    """Re-create aligned crops of store samples from their source images.
+
+    Parameters
+    ----------
+    store : EmbeddingStore
+    indices : array-like of shape (k,), int
+        Row indices into the store (``0 <= i < len(store)``). For stores of detected faces each must have
+        landmarks (``n_faces > 0``); pre-aligned stores only need a readable image.
+
+    Returns
+    -------
+    ndarray of shape (k, 112, 112, 3), uint8
+        BGR crops: the source image warped with the stored landmarks onto the ArcFace template, or for
+        pre-aligned stores the image resized to 112x112. Rows derived by ``fiqa.augment.copies`` (a non-empty
+        ``recipe``) are re-created from their parent's image by :func:`fiqa.augment.copies.apply_recipe`, so they give
+        the degraded crop that was embedded.
+    """
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or (len(indices) and not np.issubdtype(indices.dtype, np.integer)):
+        raise InvalidParameterError("load_crops", "indices", "a 1-D array of ints", indices)
+    bad = indices[(indices < 0) | (indices >= len(store))]
+    if len(bad):
+        raise InvalidParameterError("load_crops", "indices", f"row indices in [0, {len(store)})", bad[:5].tolist())
+    aligned = bool(store.meta.get("aligned", False))
+    params = store.meta.get("params", {})
+    limits = {"max_pixels": int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
+              "min_side": int(params.get("min_side", DEFAULT_MIN_SIDE))}
+    if not aligned:
+        no_landmarks = indices[np.isnan(store.landmarks[indices]).any(axis=(1, 2))]
+        if len(no_landmarks):
+            statuses = [str(store.status[i]) for i in no_landmarks[:5]]
+            raise InvalidParameterError("load_crops", "indices", "rows that have landmarks (a detected face)",
+                                        f"rows {no_landmarks[:5].tolist()} with status {statuses}")
+    recipes = store.recipe
+    crops = np.empty((len(indices), CROP_SIZE, CROP_SIZE, 3), np.uint8)
+    for out, index in enumerate(indices):
+        image = read_image(store.samples.location[index], **limits)
+        if recipes is not None and recipes[index]:
+            landmarks = None if aligned else store.landmarks[index]
+            crops[out] = apply_recipe(image, landmarks, Recipe.from_json(str(recipes[index])))
+        else:
+            crops[out] = resize_aligned(image) if aligned else warp_to_template(image, store.landmarks[index])
+    return crops
+
+
