@@ -1,7 +1,8 @@
 """What every benchmark script shares: timing, the machine header of its report, and writing the report.
 
 The scripts run as ``python benchmarks/<script>.py`` from the repository root, so this folder is ``sys.path[0]``
-and they import this module as ``from _common import ...``.
+and they import this module as ``from _common import ...``; the studies (``python -m studies.<script>``) import it as
+``benchmarks._common``.
 
 Reports go to ``benchmarks/results/<name>`` (see :func:`results_path`); set the environment variable
 ``FIQA_BENCH_RESULTS`` to a folder to send them there instead (e.g. for a quick small-size check that must not
@@ -80,9 +81,10 @@ def machine_header() -> list[str]:
     ]
 
 
-def results_path(name: str) -> Path:
-    """Where the report file ``name`` goes: ``$FIQA_BENCH_RESULTS/name`` if that is set, else ``benchmarks/results``."""
-    return Path(os.environ.get("FIQA_BENCH_RESULTS") or RESULTS_DIR) / name
+def results_path(name: str, folder: Path = RESULTS_DIR) -> Path:
+    """Where the report file ``name`` goes: ``$FIQA_BENCH_RESULTS/name`` if that is set, else ``folder``
+    (``benchmarks/results``; the studies pass ``studies/results``)."""
+    return Path(os.environ.get("FIQA_BENCH_RESULTS") or folder) / name
 
 
 def emit(text: str, path: Path, *, echo: bool = True) -> None:

@@ -32,17 +32,16 @@ DEFAULT_LABELLERS = ("sdd", "sdd-refined", "cr", "reference-consensus")
 DEFAULT_BASELINES = ("mean-positive", "norm")
 
 
-def _project_lfw() -> list[Path]:
-    """``../shared/data/lfw-dev`` beside a source checkout of fiqa, and beside the working directory."""
-    checkout = Path(__file__).resolve().parents[2]  # src/fiqa/demo.py -> the checkout
-    return [root.parent / "shared" / "data" / "lfw-dev" for root in (checkout, Path.cwd())]
+DEFAULT_LFW = Path("..") / "shared" / "data" / "lfw-dev"
+"""Where the demo looks for LFW when neither a folder nor ``$FIQA_LFW`` is given, relative to the working directory
+(a checkout of fiqa with the shared data beside it)."""
 
 
 def locate_lfw(path: str | os.PathLike | None = None, *, download: bool = False,
                cache_dir: str | os.PathLike | None = None) -> Path:
     """Find an LFW folder (one sub-folder per person).
 
-    Looks at ``path``, then ``$FIQA_LFW``, then ``../shared/data/lfw-dev`` beside the project, then the download
+    Looks at ``path``, then ``$FIQA_LFW``, then :data:`DEFAULT_LFW` (relative to the working directory), then the download
     cache; with ``download=True`` fetches and unpacks :data:`LFW_URL` into ``cache_dir`` when none is found.
 
     Raises
@@ -56,7 +55,7 @@ def locate_lfw(path: str | os.PathLike | None = None, *, download: bool = False,
         if not Path(path).is_dir():
             raise DataSourceError(f"{path}: LFW folder does not exist (expected one sub-folder per person)")
         return Path(path)
-    candidates += [*_project_lfw(), cache / "lfw-deepfunneled"]
+    candidates += [DEFAULT_LFW, cache / "lfw-deepfunneled"]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate

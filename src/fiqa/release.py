@@ -173,7 +173,7 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
             "comparison_threshold": float(evaluation.edc.threshold), "fnmr_pauc": figures,
             "gain_over_norm": float(gain),
             "gain_definition": "(pAUC_norm - pAUC_model) / (pAUC_norm - pAUC_labels)",
-            "more": "benchmarks/results/quality_model.md (degraded faces, per effect, per gender)"},
+            "more": "studies/results/quality_model.md (degraded faces, per effect, per gender)"},
         "thresholds": reject_table(evaluation, "model:default"),
         "thresholds_note": (
             "Reject an image when its quality is below the threshold score. rejected = fraction of the held-apart "

@@ -77,7 +77,7 @@ _BLOCK_ROWS = 65536
 class ReferenceConsensusLabeler(Labeler):
     """Smoothed match rate against references outside a sample's burst, at the data's own operating threshold.
 
-    Defaults were chosen on the tune half of LFW-dev identities (``benchmarks/study_new_labeller.py``).
+    Defaults were chosen on the tune half of LFW-dev identities (``studies/study_new_labeller.py``).
 
     Parameters
     ----------

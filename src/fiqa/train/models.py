@@ -4,7 +4,7 @@
   1024 x 7 x 7 map averaged over its positions), in SDD-FIQA's spirit, read from the recogniser's quality features
   (:mod:`fiqa.embed.features`), computed once per store and cached (:mod:`fiqa.train.features`).
 - ``"taps"``: :class:`TapsHead`, the same network on every stage's mean and spread, the raw embedding, and a linear
-  path on its log norm. Measured beside ``"head"`` in ``benchmarks/study_quality_model.py``.
+  path on its log norm. Measured beside ``"head"`` in ``studies/study_quality_model.py``.
 - ``"mobilefacenet"``: :class:`MobileFaceNetRegressor`, a full network on aligned 112x112 crops (Chen et al.,
   2018), trained from scratch or from a user's backbone checkpoint; meant for GPUs and ``torchrun``.
 
@@ -79,7 +79,7 @@ class QualityHead(_FeatureHead):
     """The mean of SFace's last feature map over its 7 x 7 positions -> BatchNorm -> dropout -> PReLU MLP.
 
     v0.1's head study chose this pooled layout over a flattened one (SDD-FIQA's), a learned global depthwise
-    pooling and a 1x1-conv reduction by validation Spearman on training identities (``benchmarks/results/head.md``;
+    pooling and a 1x1-conv reduction by validation Spearman on training identities (``studies/results/head.md``;
     the script went with the full-map cache it needed). About 0.13M parameters with ``hidden=128``.
 
     Parameters

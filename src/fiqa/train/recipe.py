@@ -1,7 +1,7 @@
 """A training recipe: augment -> label -> train, in one call, so that a model is rebuilt from a store reproducibly.
 
-:data:`DEFAULT_RECIPE` is how fiqa's shipped model is made (``benchmarks/study_quality_model.py`` chose it on
-training identities; ``benchmarks/results/quality_model.md``):
+:data:`DEFAULT_RECIPE` is how fiqa's shipped model is made (``studies/study_quality_model.py`` chose it on
+training identities; ``studies/results/quality_model.md``):
 
 1. ``copies`` augmented copies of every training face (:func:`fiqa.augment.copies.augment_store`: jittered alignment,
    mirror, 0-2 of the training degradations at severities spread over ``severity``), embedded with the store's own

@@ -3,18 +3,19 @@ seed-to-seed stability of ``sdd``, and the seed's claim that SDD degenerates int
 (Spearman(sdd, mean-positive) against N on synthetic data).
 
 Input: an embedding store (``--store``, from ``fiqa embed``) or an ``.npz`` with arrays ``vectors`` (N, d) raw,
-``identity`` (N,), ``ok`` (N,). Prints Markdown tables and writes them to ``benchmarks/results/label_study.md``.
+``identity`` (N,), ``ok`` (N,). Prints Markdown tables and writes them to ``studies/results/label_study.md``.
 
-Run: ``.venv/bin/python benchmarks/study_label.py --store /work/scratch/lfw_sface_store``
+Run: ``.venv/bin/python -m studies.study_label --store /work/scratch/lfw_sface_store``
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import scipy.stats
-from _common import Report, results_path
 
+from benchmarks._common import Report, results_path
 from fiqa.label import create_labeler, label_store, list_labelers
 from fiqa.studies.synthetic import make_embeddings
 
@@ -29,6 +30,8 @@ VARIANTS = {  # report name -> (registry name, parameters)
     "random": ("random", {}),
 }
 
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 def load_input(args):
     if args.store:
@@ -113,7 +116,7 @@ def main() -> None:
              f"{scipy.stats.spearmanr(sdd.score, data.quality).statistic:.3f} | "
              f"{scipy.stats.spearmanr(positive.score, data.quality).statistic:.3f} | {spread:.3f} |")
     emit()
-    emit.write(results_path("label_study.md"))
+    emit.write(results_path("label_study.md", RESULTS))
 
 
 if __name__ == "__main__":

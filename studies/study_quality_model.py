@@ -1,6 +1,6 @@
 """Which quality-model recipe carries its labels' gain over the embedding norm, on natural and degraded faces.
 
-    python benchmarks/study_quality_model.py --demo runs/demo --out runs/quality-study
+    python -m studies.study_quality_model --demo runs/demo --out runs/quality-study
 
 Reuses a finished ``fiqa demo`` folder (its store, ``split.json`` and per-half ``reference-consensus`` labels).
 
@@ -21,7 +21,7 @@ Reuses a finished ``fiqa demo`` folder (its store, ``split.json`` and per-half `
 
 ``gain = (pAUC_norm - pAUC_model) / (pAUC_norm - pAUC_labels)``: the share of the labels' advantage over the norm
 that a single-image model keeps (labels see the person's other photos; the model sees one face). Writes
-``benchmarks/results/quality_model.md``.
+``studies/results/quality_model.md``.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from _common import emit, machine_header, results_path
 
+from benchmarks._common import emit, machine_header, results_path
 from fiqa.augment.copies import augment_store, degraded_store
 from fiqa.augment.degrade import EVALUATION_DEGRADATIONS
 from fiqa.core.provenance import provenance
@@ -55,6 +55,8 @@ CANDIDATES = {  # name: (shape, trained on augmented labels)
     "taps + augmentation": ("taps", True),
 }
 
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -237,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     breakdown = group_breakdown(evaluations["natural"], groups, reject_quantile=0.1).table()
 
     lines = ["# Quality-model recipes: selection on training identities, one test on held-apart identities", "",
-             *machine_header(), "", f"Command: `python benchmarks/study_quality_model.py --demo {args.demo} --out {args.out}` "
+             *machine_header(), "", f"Command: `python -m studies.study_quality_model --demo {args.demo} --out {args.out}` "
              f"({(time.perf_counter() - started) / 60:.1f} min). Labeller `{LABELLER}`; FNMR pAUC at FMR 1e-3, "
              "discard <= 0.20; gain = (norm - model) / (norm - labels).", "",
              f"## Selection: out-of-fold on the training half ({args.folds} identity folds)", "",
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps({"selection": selection, "chosen": chosen, "test": results,
                                                   "gender": breakdown, **provenance(**vars(args))}, indent=1,
                                                  default=str))
-    emit("\n".join(lines) + "\n", results_path("quality_model.md"))
+    emit("\n".join(lines) + "\n", results_path("quality_model.md", RESULTS))
     return 0
 
 
