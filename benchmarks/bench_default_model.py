@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import emit, machine_header, results_path
 
+from _common import emit, machine_header, results_path
 from fiqa.demo import _select_samples, locate_lfw
 from fiqa.embed.extract import embed_source
 from fiqa.train.recipe import DEFAULT_RECIPE, train_recipe

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import emit, machine_header, median_seconds, results_path
 
+from _common import emit, machine_header, median_seconds, results_path
 from fiqa.evaluate.curves import edc_curve, pauc, theoretical_best_pauc
 from fiqa.evaluate.edc import compute_edc
 

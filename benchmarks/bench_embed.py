@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
-from _common import emit, machine_header, median_seconds, results_path, seconds
 from threadpoolctl import threadpool_limits
 
+from _common import emit, machine_header, median_seconds, results_path, seconds
 from fiqa.detect import FaceAligner
 from fiqa.embed import create_embedder
 from fiqa.embed.graph import count_flops, fold_constants

@@ -24,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import emit, load_average, machine_header, median_seconds, results_path
 
+from _common import emit, load_average, machine_header, median_seconds, results_path
 from fiqa.detect import FaceAligner
 from fiqa.embed import create_embedder
 from fiqa.embed.extract import embed_source

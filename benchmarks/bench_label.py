@@ -27,8 +27,8 @@ import tracemalloc
 
 import numpy as np
 import scipy.stats
-from _common import Report, machine_header, median_seconds, results_path, seconds
 
+from _common import Report, machine_header, median_seconds, results_path, seconds
 from fiqa.label import create_labeler
 from fiqa.studies.synthetic import make_embeddings
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import emit, machine_header, median_seconds, results_path
 
+from _common import emit, machine_header, median_seconds, results_path
 from fiqa.label import create_labeler, list_labelers
 from fiqa.studies.synthetic import make_embeddings
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from _common import emit, machine_header, median_seconds, results_path, seconds
 
+from _common import emit, machine_header, median_seconds, results_path, seconds
 from fiqa.embed import create_embedder
 from fiqa.embed.graph import count_flops, fold_constants
 from fiqa.embed.quality_model import load_quality_model

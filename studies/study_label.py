@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.stats
-
 from benchmarks._common import Report, results_path
+
 from fiqa.label import create_labeler, label_store, list_labelers
 from fiqa.studies.synthetic import make_embeddings
 

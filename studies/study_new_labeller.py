@@ -20,16 +20,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from benchmarks._common import emit, machine_header, results_path
 
-from benchmarks._common import emit, machine_header, results_path  # noqa: E402
-from fiqa.core.errors import FIQAError  # noqa: E402
-from fiqa.embed.store import open_store  # noqa: E402
-from fiqa.evaluate import load_split, sample_comparisons  # noqa: E402
-from fiqa.evaluate.edc import EDCResult, compute_edc  # noqa: E402
-from fiqa.label import create_labeler  # noqa: E402
-from fiqa.studies.scenarios import ScenarioSet, build_scenarios, scenario_metrics  # noqa: E402
+from fiqa.core.errors import FIQAError
+from fiqa.embed.store import open_store
+from fiqa.evaluate import load_split, sample_comparisons
+from fiqa.evaluate.edc import EDCResult, compute_edc
+from fiqa.label import create_labeler
+from fiqa.studies.scenarios import ScenarioSet, build_scenarios, scenario_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = "reference-consensus"

@@ -21,9 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from benchmarks._common import emit, machine_header, results_path
 from scipy.stats import spearmanr
 
-from benchmarks._common import emit, machine_header, results_path
 from fiqa.augment.crops import load_crops
 from fiqa.core.provenance import provenance
 from fiqa.core.types import QualityTable

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
 from benchmarks._common import emit, machine_header, results_path
+
 from fiqa.augment.copies import augment_store, degraded_store
 from fiqa.augment.degrade import EVALUATION_DEGRADATIONS
 from fiqa.core.provenance import provenance

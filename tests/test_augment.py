@@ -154,7 +154,7 @@ def test_sample_recipes_follow_the_fractions_and_spread_severities():
     assert set(kinds) == set(DEFAULT_KINDS)
     dx = np.array([r.dx for r in recipes])
     scale = np.array([r.scale for r in recipes])
-    assert np.abs(dx).max() <= 6 and 0.85 <= scale.min() and scale.max() <= 1.15 and dx.std() > 2
+    assert np.abs(dx).max() <= 6 and scale.min() >= 0.85 and scale.max() <= 1.15 and dx.std() > 2
     assert 0.4 < np.mean([r.flip for r in recipes]) < 0.6
     flat = sample_recipes(50, 2, seed=0, geometry=False, kinds=["blur"], clean_fraction=0.0, combined_fraction=0.5)
     assert all(r.identity_geometry and len(r.degradations) == 1 and r.degradations[0].kind == "blur" for r in flat)
@@ -296,7 +296,7 @@ def test_same_seed_same_store_other_seed_other_store_chunking_irrelevant(aligned
 @pytest.mark.lfw
 def test_detected_faces_interrupt_and_resume_give_the_same_store(lfw_grid_store, tmp_path):
     assert lfw_grid_store.ok.all() and len(lfw_grid_store) == 9
-    settings = dict(copies=2, seed=2, batch_size=2, chunk_size=4, progress=False)
+    settings = {"copies": 2, "seed": 2, "batch_size": 2, "chunk_size": 4, "progress": False}
     whole = augment_store(lfw_grid_store, tmp_path / "whole", embedder=GridEmbedder(), **settings)
 
     with pytest.raises(RuntimeError, match="interrupted on purpose"):

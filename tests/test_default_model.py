@@ -3,6 +3,7 @@ package (no store, labels or training data), through the API and the CLI, withou
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -16,9 +17,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
-from default_model_tools import placeholder_head
 
 import fiqa
+from default_model_tools import placeholder_head
 from fiqa.cli import main
 from fiqa.core.errors import ModelFileError, UnknownNameError
 from fiqa.detect import FaceAligner
@@ -76,7 +77,7 @@ def test_thresholds_table_is_monotone(card):
     scores = [row["score"] for row in rows]
     rejected = [row["rejected_fraction"] for row in rows]
     assert scores == sorted(scores) and len(set(scores)) == len(scores)
-    assert all(a <= b for a, b in zip(rejected, rejected[1:])) and rejected[-1] > rejected[0]
+    assert all(a <= b for a, b in itertools.pairwise(rejected)) and rejected[-1] > rejected[0]
     assert all(0 <= row["fnmr"] <= 1 for row in rows)
 
 

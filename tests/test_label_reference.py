@@ -95,13 +95,13 @@ def test_good_image_first_and_burst_not_rated_high():
 
 
 def test_sdd_shows_the_defect_the_new_labeller_fixes():
-    vectors, ids, norms, role = _scenario()
+    vectors, ids, _norms, role = _scenario()
     sdd = create_labeler("sdd", random_state=0).fit(vectors, ids).labels_.score
     assert sdd[role == "good"][0] < sdd[role == "poor"].min()  # score shift: the good image is last in SDD
 
 
 def test_burst_without_outside_references_gets_the_prior_positive():
-    vectors, ids, norms, role = _scenario()
+    vectors, ids, _norms, role = _scenario()
     labels = create_labeler("reference-consensus", norm_weight=0.0).fit(vectors, ids).labels_
     positive = labels.columns["positive"]
     burst = positive[role == "burst"]

@@ -63,11 +63,11 @@ def _reference(vectors, identities, labeler: SDDLabeler):
 
 
 @pytest.mark.parametrize("params", [
-    dict(n_repeats=3),
-    dict(n_repeats=3, signed=True),
+    {"n_repeats": 3},
+    {"n_repeats": 3, "signed": True},
     # small pool and blocks: walks meet own-identity images and continue past the pool; unequal sizes
-    dict(n_repeats=2, n_positives=5, n_negatives=7, pool_size=9, block_rows=17),
-    dict(n_repeats=2, n_positives=30, n_negatives=10, pool_size=10, min_class_size=3),
+    {"n_repeats": 2, "n_positives": 5, "n_negatives": 7, "pool_size": 9, "block_rows": 17},
+    {"n_repeats": 2, "n_positives": 30, "n_negatives": 10, "pool_size": 10, "min_class_size": 3},
 ])
 def test_vectorised_equals_per_sample_scipy_on_the_same_draws(params):
     data = make_embeddings(300, 16, 14, spread=0.8, random_state=3)

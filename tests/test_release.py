@@ -1,6 +1,8 @@
 """The default model's card: the reject-threshold table against a hand-computed case."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -32,6 +34,6 @@ def test_reject_table_counts_rejected_images_and_fnmr_of_the_pairs_kept():
     # default thresholds: score 0, then the scores at the REJECT_FRACTIONS quantiles, increasing
     default = reject_table(evaluation, "m")
     assert default[0] == rows[0]
-    assert all(a["score"] < b["score"] for a, b in zip(default, default[1:]))
+    assert all(a["score"] < b["score"] for a, b in itertools.pairwise(default))
     assert default[-1]["score"] == pytest.approx(np.quantile([10.0, 30.0, 50.0, 70.0], 0.5), abs=0.05)
-    assert all(a["rejected_fraction"] <= b["rejected_fraction"] for a, b in zip(default, default[1:]))
+    assert all(a["rejected_fraction"] <= b["rejected_fraction"] for a, b in itertools.pairwise(default))

@@ -108,7 +108,7 @@ CONFIG = TrainConfig(epochs=5, batch_size=16, learning_rate=1e-2, patience=10, s
 
 
 def test_training_learns_a_synthetic_target(tmp_path):
-    model, result = _run(tmp_path, TrainConfig(epochs=15, batch_size=16, learning_rate=3e-2, patience=15, seed=3))
+    _model, result = _run(tmp_path, TrainConfig(epochs=15, batch_size=16, learning_rate=3e-2, patience=15, seed=3))
     assert result.spearman > 0.8
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert (tmp_path / "training.png").stat().st_size > 0 and (tmp_path / "history.json").exists()

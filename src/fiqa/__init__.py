@@ -16,8 +16,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from fiqa.core.errors import FIQAError  # noqa: E402
-from fiqa.core.types import EmbeddingStore, QualityTable, SampleTable, Status  # noqa: E402
+from fiqa.core.errors import FIQAError
+from fiqa.core.types import EmbeddingStore, QualityTable, SampleTable, Status
 
 _LAZY = {
     "open_source": "fiqa.io",

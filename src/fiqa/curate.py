@@ -23,9 +23,10 @@ Cost: ``O(N log N)`` (one sort); memory ``O(N)``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -10,9 +10,9 @@ import logging
 import os
 import tarfile
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -245,11 +245,11 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     lfw_path = locate_lfw(lfw, download=download)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    settings = dict(lfw=str(lfw_path), labellers=list(labellers), baselines=list(baselines),
-                    test_fraction=test_fraction, min_images=min_images, max_identities=max_identities,
-                    max_images_per_identity=max_images_per_identity, epochs=epochs,
-                    max_mated_per_identity=max_mated_per_identity, n_nonmated=n_nonmated, n_bootstrap=n_bootstrap,
-                    seed=seed)
+    settings = {"lfw": str(lfw_path), "labellers": list(labellers), "baselines": list(baselines),
+                    "test_fraction": test_fraction, "min_images": min_images, "max_identities": max_identities,
+                    "max_images_per_identity": max_images_per_identity, "epochs": epochs,
+                    "max_mated_per_identity": max_mated_per_identity, "n_nonmated": n_nonmated, "n_bootstrap": n_bootstrap,
+                    "seed": seed}
     write_json(out / "demo.json", provenance(**settings))
 
     # 1. embeddings
@@ -289,7 +289,7 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
         suffix = "test" if set_name == "natural" else "test-degraded"
         tables: list[QualityTable] = [label_rows(set_store, rows, method, seed, out / "labels" /
                                                  f"{method}.{suffix}.parquet") for method in (*labellers, *baselines)]
-        reference = tables[list((*labellers, *baselines)).index("reference-consensus")] \
+        reference = tables[[*labellers, *baselines].index("reference-consensus")] \
             if "reference-consensus" in (*labellers, *baselines) else None
         spearman: dict[str, float] = {}
         for name, model_path in models.items():

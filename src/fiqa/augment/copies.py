@@ -26,8 +26,9 @@ import logging
 import math
 import numbers
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -178,7 +179,7 @@ class Recipe:
                 "degradations": [step.to_dict() for step in self.degradations]}
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "Recipe":
+    def from_dict(cls, values: Mapping[str, Any]) -> Recipe:
         unknown = sorted(set(values) - {"dx", "dy", "scale", "angle", "flip", "degradations"})
         if unknown:
             raise InvalidParameterError("Recipe.from_dict", "values", "keys dx, dy, scale, angle, flip, degradations",
@@ -190,7 +191,7 @@ class Recipe:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "Recipe":
+    def from_json(cls, text: str) -> Recipe:
         try:
             values = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -16,7 +16,7 @@ Example
 from __future__ import annotations
 
 import numbers
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -5,7 +5,7 @@ import hashlib
 import importlib.metadata
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ def provenance(**params: Any) -> dict[str, Any]:
     return {
         "params": params,
         "versions": versions(),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "argv": list(sys.argv),
     }
 

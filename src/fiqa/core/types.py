@@ -7,10 +7,11 @@ Conventions everywhere in fiqa:
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class SampleTable:
         names, codes = np.unique(self.identity.astype(str), return_inverse=True)
         return codes.astype(np.int64), names.astype(object)
 
-    def subset(self, index: np.ndarray) -> "SampleTable":
+    def subset(self, index: np.ndarray) -> SampleTable:
         return SampleTable(self.sample_id[index], self.location[index], self.identity[index], self.source)
 
 

@@ -15,9 +15,10 @@ an aligned face to ``quality``). Nothing here imports PyTorch.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -85,7 +86,7 @@ class FeatureSpec:
                 "preprocess": self.spec.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FeatureSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
         """Rebuild a spec from :meth:`to_dict`; refuses a recogniser file whose hash differs."""
         try:
             spec = cls(str(data["recogniser"]), str(data["input_name"]),

@@ -43,7 +43,7 @@ def dequantize_blocked(quantized: np.ndarray, scale: np.ndarray, zero_point: np.
     zero = np.zeros_like(scale, dtype=np.float32) if zero_point is None else zero_point.astype(np.float32)
     scale = scale.astype(np.float32)
     axis = axis % max(quantized.ndim, 1)
-    if scale.ndim == 0 or scale.size == 1 and block_size == 0:
+    if scale.ndim == 0 or (scale.size == 1 and block_size == 0):
         return (values - zero.reshape(())) * scale.reshape(())
     if block_size == 0:  # per-axis
         shape = [1] * quantized.ndim

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -110,7 +111,7 @@ class PreprocessSpec:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, values: Mapping[str, Any]) -> PreprocessSpec:
         unknown = sorted(set(values) - {"input_size", "mean", "std", "channel_order", "layout"})
         if unknown:
             raise InvalidParameterError(_OWNER, "spec", "keys among input_size, mean, std, channel_order, layout",
@@ -118,7 +119,7 @@ class PreprocessSpec:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "PreprocessSpec":
+    def from_file(cls, path: str | Path) -> PreprocessSpec:
         """Read a spec from a ``.json`` or ``.toml`` file with the fields above as top-level keys.
 
         Raises

@@ -3,8 +3,9 @@ the FNMR pAUCs over identities; the curve primitives are in :mod:`fiqa.evaluate.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

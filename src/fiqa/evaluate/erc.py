@@ -16,8 +16,9 @@ rather than a ROC interpolation. Missing qualities (NaN) rank lowest, as in the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import csv
 import logging
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -69,7 +70,7 @@ class Comparisons:
     def __len__(self) -> int:
         return len(self.sample_a)
 
-    def subset(self, keep: np.ndarray, **meta: Any) -> "Comparisons":
+    def subset(self, keep: np.ndarray, **meta: Any) -> Comparisons:
         """The comparisons where ``keep`` (shape (n,), bool) is True; ``meta`` entries are added to the metadata."""
         keep = np.asarray(keep, dtype=bool)
         return Comparisons(self.sample_a[keep], self.sample_b[keep], self.mated[keep], self.similarity[keep],
@@ -128,7 +129,7 @@ def _mated_pairs(codes: np.ndarray, rows: np.ndarray, max_mated: int, rng: np.ra
     """
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
-    groups, starts, sizes = np.unique(sorted_codes, return_index=True, return_counts=True)
+    _groups, starts, sizes = np.unique(sorted_codes, return_index=True, return_counts=True)
     pair_counts = sizes.astype(np.int64) * (sizes - 1) // 2
     offsets = np.concatenate(([0], np.cumsum(pair_counts)))
     total = int(offsets[-1])

@@ -18,8 +18,9 @@ import html
 import io
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -159,7 +160,7 @@ def _galleries(evaluation: Evaluation, store: EmbeddingStore | None, gallery_siz
                 continue
             cells = []
             for crop, row, pick in zip(crops, rows, picks):
-                ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 88])
+                _ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 88])
                 identity = str(store.samples.identity[row])
                 caption = f"{values[pick]:.3g}<br><span>{html.escape(identity)}</span>"
                 cells.append(f"<figure>{_img(jpeg.tobytes(), identity, 'image/jpeg')}<figcaption>{caption}"

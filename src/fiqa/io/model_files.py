@@ -11,7 +11,7 @@ import importlib.metadata
 import logging
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from fiqa.core.errors import ModelFileError, UnknownNameError
@@ -72,7 +72,7 @@ def _distribution_file(filename: str) -> Path:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _verified(path: Path, size: int, mtime_ns: int, expected_sha256: str) -> None:
     # Cached on (path, size, mtime) so repeated look-ups do not re-hash a 10 MB file.
     with open(path, "rb") as handle:

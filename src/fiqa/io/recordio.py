@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -76,7 +76,7 @@ class RecordIOWriter:
         self._rec.close()
         self._idx.close()
 
-    def __enter__(self) -> "RecordIOWriter":
+    def __enter__(self) -> RecordIOWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

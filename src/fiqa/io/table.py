@@ -8,8 +8,9 @@ marked in its field metadata; :func:`read_table` gives back the same strings, so
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa

@@ -39,7 +39,7 @@ from fiqa.core.types import EmbeddingStore, QualityTable, Status
 
 logger = logging.getLogger(__name__)
 
-LABELERS: Registry["Labeler"] = Registry("labeller")
+LABELERS: Registry[Labeler] = Registry("labeller")
 """Every labelling method by name; see :func:`create_labeler` and :func:`list_labelers`."""
 
 #: Rows per block when the base class scans the vectors (bounded memory for memory-mapped input).
@@ -48,7 +48,7 @@ _SCAN_ROWS = 8192
 _UNIT_NORM_TOLERANCE = 1e-3
 
 
-def register_labeler(cls: type["Labeler"]) -> type["Labeler"]:
+def register_labeler(cls: type[Labeler]) -> type[Labeler]:
     """Class decorator: register a :class:`Labeler` subclass under its ``name``."""
     if not cls.name:
         raise TypeError(f"{cls.__name__} must set the class attribute 'name' before it is registered")
@@ -56,7 +56,7 @@ def register_labeler(cls: type["Labeler"]) -> type["Labeler"]:
     return cls
 
 
-def create_labeler(name: str, **params: Any) -> "Labeler":
+def create_labeler(name: str, **params: Any) -> Labeler:
     """Create the labeller registered as ``name`` with keyword parameters ``params``.
 
     Raises
@@ -214,7 +214,7 @@ class Labeler(ABC):
 
     # ---- fitting ----------------------------------------------------------------------------------------------------
     def fit(self, vectors: np.ndarray, identities: np.ndarray, *, sample_id: np.ndarray | None = None,
-            norms: np.ndarray | None = None, captures: np.ndarray | None = None) -> "Labeler":
+            norms: np.ndarray | None = None, captures: np.ndarray | None = None) -> Labeler:
         """Compute pseudo quality labels.
 
         Parameters

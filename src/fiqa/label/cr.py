@@ -97,7 +97,7 @@ def _tensor_from_checkpoint(path: Path, key: str | None) -> np.ndarray:
         return checkpoint.detach().float().numpy()
     if not isinstance(checkpoint, dict):
         raise ModelFileError(f"{path}: checkpoint holds a {type(checkpoint).__name__}, not a tensor or a dict")
-    found = {k: v for k, v in _flat_tensors(checkpoint)}
+    found = dict(_flat_tensors(checkpoint))
     if key is None or key not in found:
         matrices = [k for k, v in found.items() if v.ndim == 2]
         what = "a 'centres_key' is needed" if key is None else f"no tensor under key {key!r}"

@@ -33,10 +33,11 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Mapping
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from fiqa.core.errors import ModelFileError, UnknownNameError
 from fiqa.embed.quality_model import quality_model_from_bytes

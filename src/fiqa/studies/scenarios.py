@@ -203,9 +203,9 @@ def build_scenarios(lfw_dir: str | Path, *, n_cases: int = 2, burst_size: int = 
     raw = np.asarray(embedder.embed(crops), dtype=np.float32)
     norms = np.linalg.norm(raw, axis=1).astype(np.float32)
     columns = list(zip(*[r[1:] for r in rows]))
-    params = dict(n_cases=n_cases, burst_size=burst_size, n_poor=n_poor, burst_kind=burst_kind,
-                  burst_severity=burst_severity, n_background=n_background,
-                  images_per_identity=images_per_identity, seed=seed, lfw_dir=str(root))
+    params = {"n_cases": n_cases, "burst_size": burst_size, "n_poor": n_poor, "burst_kind": burst_kind,
+                  "burst_severity": burst_severity, "n_background": n_background,
+                  "images_per_identity": images_per_identity, "seed": seed, "lfw_dir": str(root)}
     meta = provenance(**params)
     meta["embedder"] = embedder.describe() if hasattr(embedder, "describe") else repr(embedder)
     return ScenarioSet(vectors=raw / norms[:, None], norms=norms,

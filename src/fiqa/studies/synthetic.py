@@ -123,9 +123,9 @@ def make_embeddings(n_samples: int, dim: int, n_identities: int, *, spread: floa
                                     noise_low)
     if len(quality_beta) != 2 or min(quality_beta) <= 0:
         raise InvalidParameterError("make_embeddings", "quality_beta", "two positive floats", quality_beta)
-    params = dict(n_samples=n_samples, dim=dim, n_identities=n_identities, spread=spread,
-                  min_class_size=min_class_size, noise_low=noise_low, noise_high=noise_high,
-                  quality_beta=list(quality_beta), norm_range=list(norm_range), random_state=random_state)
+    params = {"n_samples": n_samples, "dim": dim, "n_identities": n_identities, "spread": spread,
+                  "min_class_size": min_class_size, "noise_low": noise_low, "noise_high": noise_high,
+                  "quality_beta": list(quality_beta), "norm_range": list(norm_range), "random_state": random_state}
     sizes = class_sizes(n_samples, n_identities, spread=spread, min_class_size=min_class_size,
                         random_state=random_state)
     rng = np.random.default_rng([random_state, 1])

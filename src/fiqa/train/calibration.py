@@ -54,7 +54,7 @@ class QuantileCalibration:
         return {"kind": "quantile", "raw_knots": self.raw_knots.tolist(), "quality_knots": self.quality_knots.tolist()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "QuantileCalibration":
+    def from_dict(cls, data: dict[str, Any]) -> QuantileCalibration:
         return cls(np.asarray(data["raw_knots"], float), np.asarray(data["quality_knots"], float))
 
 

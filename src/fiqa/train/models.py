@@ -12,8 +12,8 @@ Every model maps its input to one raw score per sample, on the 0-100 training-ta
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
