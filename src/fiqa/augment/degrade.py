@@ -2,7 +2,8 @@
 
 Each degradation maps a severity in ``[0, 1]`` to a fixed physical parameter (stated in :data:`DEGRADATIONS`):
 ``0`` returns the crop unchanged, ``1`` is the strongest setting. They build controlled experiments where the true
-ordering of quality is known (``fiqa.studies.scenarios``). Randomness (noise, occluder position) comes from an explicit seed.
+ordering of quality is known (``fiqa.studies.scenarios``). Randomness (noise, occluder position) comes from an
+explicit seed.
 
 Example
 -------
@@ -41,12 +42,19 @@ def _downsample(crop: np.ndarray, severity: float, rng: np.random.Generator) -> 
     return cv2.resize(reduced, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+def _decoded(encoded: np.ndarray) -> np.ndarray:
+    image = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    if image is None:  # pragma: no cover - OpenCV decodes what it has just encoded
+        raise RuntimeError("OpenCV failed to decode an image it encoded")
+    return image
+
+
 def _jpeg(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     quality = int(round(95 - 90 * severity))  # 95 .. 5
     ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
         raise RuntimeError("OpenCV failed to JPEG-encode a crop")
-    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    return _decoded(encoded)
 
 
 def _noise(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
@@ -114,7 +122,7 @@ def _webp(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.nda
     ok, encoded = cv2.imencode(".webp", crop, [cv2.IMWRITE_WEBP_QUALITY, max(1, quality)])
     if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
         raise RuntimeError("OpenCV failed to WebP-encode a crop")
-    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    return _decoded(encoded)
 
 
 def _dark_sensor(crop: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import Literal, overload
 
 import numpy as np
 
@@ -18,6 +19,12 @@ class InvalidParameterError(FIQAError, ValueError):
         self.owner, self.name, self.expected, self.got = owner, name, expected, got
 
 
+@overload
+def check_int(owner: str, name: str, value: object, minimum: int | None = None, *,
+              allow_none: Literal[False] = False) -> int: ...
+@overload
+def check_int(owner: str, name: str, value: object, minimum: int | None = None, *,
+              allow_none: bool) -> int | None: ...
 def check_int(owner: str, name: str, value: object, minimum: int | None = None, *,
               allow_none: bool = False) -> int | None:
     """Return ``value`` as an int, or raise :class:`InvalidParameterError` naming ``owner`` and ``name``.
@@ -33,15 +40,13 @@ def check_int(owner: str, name: str, value: object, minimum: int | None = None, 
 
 
 def check_fraction(owner: str, name: str, value: object, *, low_open: bool, high_open: bool) -> float:
-    """``value`` as a float in (0, 1), [0, 1], (0, 1] or [0, 1) as the flags say, or an :class:`InvalidParameterError`."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(float(value))
-    if ok:
-        v = float(value)
-        ok = (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)
-    if not ok:
+    """``value`` as a float in (0, 1), [0, 1], (0, 1] or [0, 1) as the flags say, else an
+    :class:`InvalidParameterError`."""
+    v = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else np.nan
+    if not (np.isfinite(v) and (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)):
         interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
         raise InvalidParameterError(owner, name, f"a float in {interval}", value)
-    return float(value)
+    return v
 
 
 def check_scores(owner: str, name: str, values: object) -> np.ndarray:

@@ -98,8 +98,8 @@ class EmbeddingStore:
         Stores written by ``fiqa.augment.copies``: the ``sample_id`` of the sample a row was derived from, ``-1`` for
         original rows. None for stores without derived rows' columns.
     recipe : ndarray of shape (N,), object (str), or None
-        Stores written by ``fiqa.augment.copies``: the JSON ``fiqa.augment.copies.Recipe`` that turns the parent's image into
-        the row's crop, ``""`` for original rows. None for stores without derived rows' columns.
+        Stores written by ``fiqa.augment``: the JSON ``fiqa.augment.Recipe`` that turns the parent's image into the
+        row's crop, ``""`` for original rows. None for stores without derived rows' columns.
     """
 
     root: Path
@@ -182,7 +182,7 @@ class QualityTable:
         sorted_ids = self.sample_id[order]
         pos = np.searchsorted(sorted_ids, sample_id)
         pos = np.clip(pos, 0, max(len(sorted_ids) - 1, 0))
-        found = (len(sorted_ids) > 0) & (sorted_ids[pos] == sample_id) if len(sorted_ids) else np.zeros(len(sample_id), bool)
+        found = (sorted_ids[pos] == sample_id) if len(sorted_ids) else np.zeros(len(sample_id), bool)
         out = np.full(len(sample_id), np.nan)
         out[found] = self.score[order[pos[found]]]
         return out

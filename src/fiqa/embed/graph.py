@@ -61,14 +61,17 @@ def _attributes(node: onnx.NodeProto) -> dict:
 
 def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray | None]) -> np.ndarray:
     attributes = _attributes(node)
+    data, parameter = inputs[0], inputs[1]
+    if data is None or parameter is None:
+        raise ValueError(f"cannot fold {node.op_type} without its first two inputs")
     if node.op_type == "DequantizeLinear":
-        return dequantize_blocked(inputs[0], inputs[1], inputs[2] if len(inputs) > 2 else None,
+        return dequantize_blocked(data, parameter, inputs[2] if len(inputs) > 2 else None,
                                   axis=int(attributes.get("axis", 1)), block_size=int(attributes.get("block_size", 0)))
     if node.op_type == "Reshape":
-        shape = [int(s) for s in inputs[1]]
+        shape = [int(s) for s in parameter]
         if not attributes.get("allowzero", 0):
-            shape = [inputs[0].shape[i] if s == 0 else s for i, s in enumerate(shape)]
-        return inputs[0].reshape(shape)
+            shape = [data.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+        return data.reshape(shape)
     raise ValueError(f"cannot fold {node.op_type}")
 
 

@@ -152,9 +152,9 @@ class OnnxEmbedder(Embedder):
 class SFaceEmbedder(OnnxEmbedder):
     """SFace (OpenCV Zoo, 128-D) in onnxruntime, batched, with its int8 block-quantised weights folded to float32.
 
-    The verified file from ``fiqa.io.model_files.model_path("sface")`` is converted by ``fiqa.embed.graph.fold_constants``
-    (dequantised weights as float32 initialisers, the dangling graph inputs dropped, a dynamic batch axis) and
-    cached in memory per process, keyed by the file's SHA-256. Preprocessing is ``SFACE_SPEC``, the same as
+    The verified file from ``fiqa.io.model_files.model_path("sface")`` is converted by
+    ``fiqa.embed.graph.fold_constants`` (dequantised weights as float32 initialisers, the dangling graph inputs
+    dropped, a dynamic batch axis) and cached in memory per process, keyed by the file's SHA-256. Preprocessing is ``SFACE_SPEC``, the same as
     OpenCV's ``FaceRecognizerSF``.
 
     Parameters

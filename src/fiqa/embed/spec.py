@@ -22,12 +22,12 @@ def _triple(name: str, value: object, *, positive: bool) -> tuple[float, float, 
     values = (value,) * 3 if isinstance(value, (int, float)) and not isinstance(value, bool) else value
     expected = "a number or 3 numbers" + (" > 0" if positive else "")
     try:
-        floats = tuple(float(v) for v in values)  # type: ignore[union-attr]
+        floats = tuple(float(v) for v in values)  # type: ignore[attr-defined]  # anything else raises TypeError
     except (TypeError, ValueError):
         raise InvalidParameterError(_OWNER, name, expected, value) from None
     if len(floats) != 3 or not all(np.isfinite(floats)) or (positive and min(floats) <= 0):
         raise InvalidParameterError(_OWNER, name, expected, value)
-    return floats  # type: ignore[return-value]
+    return floats[0], floats[1], floats[2]
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,10 @@ class PreprocessSpec:
     layout: str = "NCHW"
 
     def __post_init__(self) -> None:
-        size = self.input_size
-        size = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+        given: Any = self.input_size
+        given = (given, given) if isinstance(given, int) and not isinstance(given, bool) else given
         try:
-            size = tuple(size)  # type: ignore[arg-type]
+            size = tuple(given)
         except TypeError:
             raise InvalidParameterError(_OWNER, "input_size", "an int >= 1 or (height, width) ints >= 1",
                                         self.input_size) from None
@@ -116,7 +116,8 @@ class PreprocessSpec:
         if unknown:
             raise InvalidParameterError(_OWNER, "spec", "keys among input_size, mean, std, channel_order, layout",
                                         unknown)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**fields)
 
     @classmethod
     def from_file(cls, path: str | Path) -> PreprocessSpec:

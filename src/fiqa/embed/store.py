@@ -283,7 +283,7 @@ class PartialStore:
         except (OSError, ValueError, KeyError) as exc:
             raise StoreError(f"{path}: chunk file is unreadable ({exc}); delete it and rerun to redo it") from None
 
-    def new_build(self, n: int, dim: int) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray]:
+    def new_build(self, n: int, dim: int) -> tuple[Path, np.memmap, np.memmap, np.memmap]:
         """An empty ``store`` folder inside the partial folder with writable ``vectors.npy`` (n, dim),
         ``norms.npy`` (n,) and ``landmarks.npy`` (n, 5, 2) memory maps, float32: what a finished store is built in."""
         build = self.root / "store"
@@ -330,14 +330,14 @@ class PartialStore:
             return
         path = self.out.with_name(self.out.name + ".lock")
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")
+        handle = open(path, "a+")  # noqa: SIM115 - held open while the run owns the output (the flock lives with it)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             raise StoreError(f"{self.out}: another fiqa run is writing this output right now ({path} is locked); "
                              f"wait for it to finish, or choose another output") from None
-        self._lock_file = handle
+        self._lock_file: Any = handle
 
     def _unlock(self) -> None:
         handle = getattr(self, "_lock_file", None)

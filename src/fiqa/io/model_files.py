@@ -65,7 +65,7 @@ def _distribution_file(filename: str) -> Path:
         ) from None
     for entry in distribution.files or ():
         if entry.name == filename:
-            return Path(distribution.locate_file(entry))
+            return Path(str(distribution.locate_file(entry)))
     raise ModelFileError(
         f"Model file {filename!r} is not listed in the installed {_DISTRIBUTION!r} "
         f"{distribution.version} distribution; install {_DISTRIBUTION}==1.1.1 or set ${MODEL_DIR_ENV}."

@@ -24,7 +24,7 @@ import glob
 import logging
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,9 +69,9 @@ class DataSource:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description for metadata."""
-        codes = self.samples.identity_codes()[1] if len(self.samples) else []
+        names = {str(name) for name in self.samples.identity} - {""}
         return {"kind": self.kind, "spec": self.spec, "n_samples": len(self.samples),
-                "n_identities": int(sum(1 for name in codes if name != "")), **dict(self.details)}
+                "n_identities": len(names), **dict(self.details)}
 
 
 def open_source(spec: str | os.PathLike | DataSource, *, kind: str | None = None) -> DataSource:
@@ -99,7 +99,8 @@ def open_source(spec: str | os.PathLike | DataSource, *, kind: str | None = None
     text = os.fspath(spec)
     if kind is None:
         kind = _detect_kind(text)
-    opener = {"folder": folder_source, "list": list_source, "recordio": recordio_source, "images": images_source}
+    opener: dict[str, Callable[[str], DataSource]] = {
+        "folder": folder_source, "list": list_source, "recordio": recordio_source, "images": images_source}
     source = opener[kind](text)
     logger.info("opened %s source %s: %d samples", source.kind, source.spec, len(source.samples))
     return source
@@ -131,11 +132,11 @@ def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _scan(folder: str | os.PathLike) -> list[os.DirEntry]:
+def _scan(folder: str | Path) -> list[os.DirEntry]:
     """The entries of a folder sorted by name; a folder that cannot be listed is a clear error, never a traceback
     and never silently empty."""
     try:
-        with os.scandir(folder) as entries:
+        with os.scandir(os.fspath(folder)) as entries:
             return sorted(entries, key=lambda entry: entry.name)
     except OSError as exc:
         raise DataSourceError(f"{os.fspath(folder)}: cannot list this folder ({exc.strerror or exc}); its images "
@@ -186,7 +187,9 @@ def folder_source(root: str | os.PathLike) -> DataSource:
     ``root``. Identity folders without images contribute nothing (logged). No image at all is an error.
     """
     root = _existing_dir(os.fspath(root))
-    locations, identities, skipped, empty = [], [], 0, []
+    locations: list[str] = []
+    identities: list[str] = []
+    skipped, empty = 0, []
     for child in _scan(root):
         if not _is_dir(child):
             skipped += 1

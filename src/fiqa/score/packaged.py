@@ -86,6 +86,10 @@ def _number(value: object, low: float, high: float) -> bool:
             and low <= value <= high)
 
 
+def _type_names(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+
+
 def validate_card(card: object, where: str = "<card>") -> dict[str, Any]:
     """Check a card against the schema above; returns it as a dict.
 
@@ -98,7 +102,7 @@ def validate_card(card: object, where: str = "<card>") -> dict[str, Any]:
     if not isinstance(card, Mapping):
         raise ModelFileError(f"{where}: a model card is a JSON object, not {type(card).__name__}")
     problems = [f"{key!r} missing" for key in CARD_KEYS if key not in card]
-    problems += [f"{key!r} must be a {kind.__name__}, not {type(card[key]).__name__}"
+    problems += [f"{key!r} must be a {_type_names(kind)}, not {type(card[key]).__name__}"
                  for key, kind in CARD_KEYS.items() if key in card and not isinstance(card[key], kind)]
     if not problems:
         digest = card["sha256"]

@@ -42,7 +42,8 @@ class QuantileCalibration:
         return np.interp(np.asarray(raw, float), self.raw_knots, self.quality_knots)
 
     def segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """``(starts, widths, slopes, base)`` of shape (K-1,) each: ``q = base + sum slopes * clip(r - starts, 0, widths)``.
+        """``(starts, widths, slopes, base)`` of shape (K-1,) each:
+        ``q = base + sum slopes * clip(r - starts, 0, widths)``.
 
         This sum-of-ramps form needs no branching, so PyTorch and ONNX evaluate it with elementwise ops.
         """
@@ -86,7 +87,8 @@ def fit_quantile_calibration(raw_scores: np.ndarray, labels: np.ndarray, n_knots
     if len(labels) < 2 or high <= low or np.ptp(raw_scores) == 0:
         raise NoUsableSamplesError(
             "Cannot calibrate: need at least 2 finite training predictions and labels, neither all equal "
-            f"(got {len(labels)} pairs, label range [{low}, {high}], raw range {np.ptp(raw_scores) if len(raw_scores) else 0})")
+            f"(got {len(labels)} pairs, label range [{low}, {high}], "
+            f"raw range {np.ptp(raw_scores) if len(raw_scores) else 0})")
     probabilities = np.linspace(0.0, 1.0, n_knots)
     raw_knots = np.quantile(raw_scores, probabilities)
     quality_knots = 100.0 * (np.quantile(labels, probabilities) - low) / (high - low)
