@@ -1,0 +1,266 @@
+"""Training-free quality methods: published measures that need no labels and no training, computed per image from
+the recogniser itself, behind one registry beside the labellers (so the evaluation can set them against fiqa's
+trained models on the same comparisons).
+
+``ser-fiq``
+    SER-FIQ (Terhörst et al., CVPR 2020): the robustness of a face's embedding to dropout at the embedding layer.
+    The recogniser's trunk runs once; only its last layer (dropout -> fully connected -> batch norm, SFace's own
+    ``dropout5 -> pre_fc1 -> fc1``) is sampled ``n_samples`` times with seeded dropout masks, and the quality is
+    ``2 * sigmoid(-(2 / m**2) * sum_{i<j} ||e_i - e_j||)`` over the ``m`` L2-normalised embeddings. The official code
+    runs the whole network ``m`` times (2-3 s per image); here the cost is one trunk pass plus ``m`` small
+    matrix products.
+``flip-consistency``
+    Cosine similarity of the embeddings of a face and of its mirror image (the flip part of FaceQAN's
+    perturbation consistency): a face the recogniser reads consistently scores near 1.
+``norm``
+    Norm of the raw (not normalised) embedding: MagFace's principle, which SFace shows too.
+
+>>> method = create_quality_method("ser-fiq", n_samples=100, random_state=0)   # doctest: +SKIP
+>>> method.score_crops(crops)                                 # crops: (B, 112, 112, 3) uint8 BGR  # doctest: +SKIP
+>>> table = score_store_with(method, store)                   # a QualityTable like a model's scores  # doctest: +SKIP
+
+Higher is better for every method.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+from tqdm.auto import tqdm
+
+from fiqa.core.errors import InvalidParameterError, ModelFileError, check_int
+from fiqa.core.provenance import provenance
+from fiqa.core.registry import Registry
+from fiqa.core.types import EmbeddingStore, QualityTable, Status
+from fiqa.embed.graph import fold_constants
+from fiqa.embed.onnx_runtime import SFACE_SPEC, session_options
+from fiqa.io.model_files import MODEL_FILES, model_path
+
+__all__ = [
+    "QUALITY_METHODS",
+    "SERFIQ",
+    "EmbeddingNorm",
+    "FlipConsistency",
+    "create_quality_method",
+    "list_quality_methods",
+    "score_store_with",
+]
+
+# SFace's last layers: the trunk ends in ``bn1`` (B, 1024, 7, 7); dropout5 -> flatten -> pre_fc1 (Gemm) -> fc1 (BN)
+_TRUNK_OUTPUT, _DROPOUT, _GEMM, _EMBEDDING_BN = "bn1", "dropout5", "pre_fc1", "fc1"
+
+
+class _SFaceTail:
+    """SFace split at its embedding layer: an onnxruntime session from crops to the trunk output ``bn1`` and the
+    raw embedding ``fc1``, and the last layer (Gemm + batch norm) as numpy arrays so it can be run with dropout."""
+
+    def __init__(self, threads: int | None) -> None:
+        graph, self.weight, self.bias, self.bn, self.dropout_ratio = _tail_parts()
+        self._session = ort.InferenceSession(graph, session_options(threads), providers=["CPUExecutionProvider"])
+
+    def trunk(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(features, embeddings)``: the flattened trunk output (B, 50176) and the raw embedding (B, 128)."""
+        mapped, embedding = self._session.run([_TRUNK_OUTPUT, _EMBEDDING_BN], {"data": SFACE_SPEC.apply(crops)})
+        return mapped.reshape(len(crops), -1), embedding
+
+    def last_layer(self, features: np.ndarray) -> np.ndarray:
+        """The raw embedding of flattened trunk outputs (..., 50176) -> (..., 128): Gemm then batch norm."""
+        gamma, beta, mean, variance, epsilon = self.bn
+        return ((features @ self.weight.T + self.bias) - mean) * (gamma / np.sqrt(variance + epsilon)) + beta
+
+
+@lru_cache(maxsize=1)
+def _tail_parts() -> tuple[bytes, np.ndarray, np.ndarray, tuple, float]:
+    """The trunk graph and SFace's last-layer weights (seconds: the graph is folded once per process)."""
+    path = model_path("sface")
+    folded = fold_constants(onnx.load(str(path)), batch_name="batch")
+    nodes = {node.name: node for node in folded.graph.node}
+    if not {_DROPOUT, _GEMM, _EMBEDDING_BN} <= set(nodes):
+        raise ModelFileError(f"{path}: not the SFace graph fiqa knows (no {_DROPOUT}/{_GEMM}/{_EMBEDDING_BN} nodes)")
+    constants = {init.name: numpy_helper.to_array(init) for init in folded.graph.initializer}
+    gemm, norm = nodes[_GEMM], nodes[_EMBEDDING_BN]
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in gemm.attribute}
+    weight = constants[gemm.input[1]].astype(np.float32)
+    weight = weight if attributes.get("transB", 0) else weight.T  # as (out, in)
+    bias = constants[gemm.input[2]].astype(np.float32)
+    epsilon = next((a.f for a in norm.attribute if a.name == "epsilon"), 1e-5)
+    bn = (*(constants[name].astype(np.float32) for name in norm.input[1:5]), np.float32(epsilon))
+    ratio_name = nodes[_DROPOUT].input[1] if len(nodes[_DROPOUT].input) > 1 else ""
+    ratio = float(constants[ratio_name]) if ratio_name in constants else 0.5
+    del folded.graph.output[:]
+    folded.graph.output.extend([
+        onnx.helper.make_tensor_value_info(_TRUNK_OUTPUT, onnx.TensorProto.FLOAT, ["batch", weight.shape[1]
+                                                                                   // 49, 7, 7]),
+        onnx.helper.make_tensor_value_info(_EMBEDDING_BN, onnx.TensorProto.FLOAT, ["batch", weight.shape[0]])])
+    trunk = onnx.utils.Extractor(folded).extract_model(["data"], [_TRUNK_OUTPUT, _EMBEDDING_BN])
+    return trunk.SerializeToString(), weight, bias, bn, ratio
+
+
+class _Method:
+    """Shared parts: parameters, the SFace split, batching."""
+
+    name = ""
+
+    def __init__(self, *, batch_size: int = 32, threads: int | None = None) -> None:
+        self.batch_size = check_int(type(self).__name__, "batch_size", batch_size, 1)
+        self.threads = check_int(type(self).__name__, "threads", threads, 1, allow_none=True)
+        self._tail: _SFaceTail | None = None
+
+    @property
+    def tail(self) -> _SFaceTail:
+        if self._tail is None:
+            self._tail = _SFaceTail(self.threads)
+        return self._tail
+
+    def params(self) -> dict[str, Any]:
+        return {"batch_size": self.batch_size, "threads": self.threads}
+
+    def score_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Quality of aligned crops (B, 112, 112, 3) uint8 BGR: ndarray (B,), float64, higher is better."""
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[1:] != (112, 112, 3) or crops.dtype != np.uint8:
+            raise InvalidParameterError(f"{type(self).__name__}.score_crops", "crops",
+                                        "a (B, 112, 112, 3) uint8 array", f"{crops.dtype} array of shape {crops.shape}")
+        if len(crops) == 0:
+            return np.zeros(0)
+        return np.concatenate([self._score(crops[start:start + self.batch_size])
+                               for start in range(0, len(crops), self.batch_size)])
+
+    def _score(self, crops: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class SERFIQ(_Method):
+    """SER-FIQ on SFace: stochastic embeddings from dropout at the embedding layer, trunk run once.
+
+    Parameters
+    ----------
+    n_samples : int >= 2, default=100
+        Stochastic embeddings per face (the paper's m).
+    dropout : float in (0, 1) or None
+        Dropout rate; None takes the recogniser's own (SFace's ``dropout5``).
+    random_state : int >= 0, default=0
+        Seeds the dropout masks; face ``i`` of a call always gets the same masks, so a score does not depend on
+        the batch a face came in.
+    batch_size, threads : see :class:`EmbeddingNorm`.
+    """
+
+    name = "ser-fiq"
+
+    def __init__(self, *, n_samples: int = 100, dropout: float | None = None, random_state: int = 0,
+                 batch_size: int = 32, threads: int | None = None) -> None:
+        super().__init__(batch_size=batch_size, threads=threads)
+        self.n_samples = check_int("SERFIQ", "n_samples", n_samples, 2)
+        if dropout is not None and not (isinstance(dropout, float) and 0 < dropout < 1):
+            raise InvalidParameterError("SERFIQ", "dropout", "a float in (0, 1) or None", dropout)
+        self.dropout = dropout
+        self.random_state = check_int("SERFIQ", "random_state", random_state, 0)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "n_samples": self.n_samples, "dropout": self.dropout,
+                "random_state": self.random_state}
+
+    def _score(self, crops: np.ndarray) -> np.ndarray:
+        features, _ = self.tail.trunk(crops)
+        rate = self.dropout if self.dropout is not None else self.tail.dropout_ratio
+        # the masks depend only on the seed, not on the face: the same m dropout patterns for every face, as
+        # the official code draws them per forward pass; reproducible whatever the batch
+        masks = np.random.default_rng(self.random_state).random((self.n_samples, features.shape[1])) >= rate
+        scale = np.float32(1.0 / (1.0 - rate))
+        scores = np.empty(len(crops))
+        for i, face in enumerate(features):
+            embeddings = self.tail.last_layer(masks * (face * scale))
+            embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+            scores[i] = _serfiq_quality(embeddings)
+        return scores
+
+
+def _serfiq_quality(embeddings: np.ndarray) -> float:
+    """``2 * sigmoid(-(2 / m**2) * sum_{i<j} ||e_i - e_j||)`` of m unit embeddings (m, d)."""
+    m = len(embeddings)
+    gram = np.clip(embeddings.astype(np.float64) @ embeddings.T.astype(np.float64), -1.0, 1.0)
+    distances = np.sqrt(np.maximum(2.0 - 2.0 * gram[np.triu_indices(m, k=1)], 0.0))
+    return float(2.0 / (1.0 + np.exp(2.0 * distances.sum() / m ** 2)))
+
+
+class FlipConsistency(_Method):
+    """Cosine similarity between the embeddings of a face and of its mirror image."""
+
+    name = "flip-consistency"
+
+    def _score(self, crops: np.ndarray) -> np.ndarray:
+        _, embedding = self.tail.trunk(crops)
+        _, mirrored = self.tail.trunk(np.ascontiguousarray(crops[:, :, ::-1]))
+        a = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
+        b = mirrored / np.maximum(np.linalg.norm(mirrored, axis=1, keepdims=True), 1e-12)
+        return np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64))
+
+
+class EmbeddingNorm(_Method):
+    """Norm of the raw (not normalised) SFace embedding.
+
+    Parameters
+    ----------
+    batch_size : int >= 1, default=32
+        Faces per recogniser call.
+    threads : int or None
+        onnxruntime intra-op threads (None: all cores).
+    """
+
+    name = "norm"
+
+    def _score(self, crops: np.ndarray) -> np.ndarray:
+        _, embedding = self.tail.trunk(crops)
+        return np.linalg.norm(embedding.astype(np.float64), axis=1)
+
+
+QUALITY_METHODS: Registry[_Method] = Registry("training-free quality method")
+QUALITY_METHODS.register("ser-fiq", "SER-FIQ: embedding robustness to dropout at the embedding layer")(SERFIQ)
+QUALITY_METHODS.register("flip-consistency", "cosine of the embeddings of a face and its mirror image")(
+    FlipConsistency)
+QUALITY_METHODS.register("norm", "norm of the raw embedding (MagFace's principle)")(EmbeddingNorm)
+
+
+def create_quality_method(name: str, **params: Any) -> _Method:
+    """A training-free quality method by name (``list_quality_methods()``); unknown names get suggestions."""
+    return QUALITY_METHODS.create(name, **params)
+
+
+def list_quality_methods() -> list[str]:
+    return QUALITY_METHODS.names()
+
+
+def score_store_with(method: _Method, store: EmbeddingStore, *, rows: np.ndarray | None = None,
+                     progress: bool = True) -> QualityTable:
+    """A training-free method's quality of store samples, from their stored landmarks (derived copies from their
+    recipe), as a :class:`~fiqa.core.types.QualityTable` aligned with ``store.samples.sample_id`` (or ``rows``);
+    samples that are not ok keep the store's status and reason and a NaN score. Only SFace stores are accepted:
+    the methods read SFace's own layers."""
+    from fiqa.augment.crops import load_crops
+    from fiqa.embed.store import store_fingerprint
+
+    backend = store.meta.get("embedder", {})
+    if backend.get("model_sha256") not in (None, MODEL_FILES["sface"].sha256):
+        raise InvalidParameterError("score_store_with", "store", "a store embedded with SFace",
+                                    f"a store embedded with {backend.get('backend')!r}")
+    selected = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if selected.ndim != 1 or (len(selected) and (selected.min() < 0 or selected.max() >= len(store))):
+        raise InvalidParameterError("score_store_with", "rows", f"row indices in [0, {len(store)})",
+                                    selected[:5].tolist())
+    quality = np.full(len(store), np.nan)
+    ok_rows = selected[store.ok[selected]]
+    step = method.batch_size
+    for start in tqdm(range(0, len(ok_rows), step), desc=method.name, unit="batch", disable=not progress):
+        batch = ok_rows[start:start + step]
+        quality[batch] = method.score_crops(load_crops(store, batch))
+    status, reason = store.status.copy(), store.reason.copy()
+    bad = ok_rows[~np.isfinite(quality[ok_rows])]
+    status[bad], reason[bad] = Status.INVALID_SCORE.value, f"{method.name} gave a non-finite value"
+    return QualityTable(store.samples.sample_id[selected].astype(np.int64), quality[selected], status[selected],
+                        reason[selected], {"identity": store.samples.identity[selected].copy()},
+                        {"method": method.name, "store": str(store.root), "store_sha256": store_fingerprint(store),
+                         **provenance(**method.params())})
