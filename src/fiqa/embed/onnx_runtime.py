@@ -154,8 +154,8 @@ class SFaceEmbedder(OnnxEmbedder):
 
     The verified file from ``fiqa.io.model_files.model_path("sface")`` is converted by
     ``fiqa.embed.graph.fold_constants`` (dequantised weights as float32 initialisers, the dangling graph inputs
-    dropped, a dynamic batch axis) and cached in memory per process, keyed by the file's SHA-256. Preprocessing is ``SFACE_SPEC``, the same as
-    OpenCV's ``FaceRecognizerSF``.
+    dropped, a dynamic batch axis) and cached in memory per process, keyed by the file's SHA-256. Preprocessing is
+    ``SFACE_SPEC``, the same as OpenCV's ``FaceRecognizerSF``.
 
     Parameters
     ----------

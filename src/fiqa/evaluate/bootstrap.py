@@ -34,7 +34,6 @@ whose cumulative sums give every resample's curve at once; only the comparisons 
 from __future__ import annotations
 
 import logging
-import numbers
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -371,8 +370,7 @@ def bootstrap_pauc(mated_similarities: SimilarityScores, mated_qualities: Mappin
     scores = check_scores(owner, "mated_similarities", mated_similarities)
     limit = check_fraction(owner, "discard_limit", discard_limit, low_open=True, high_open=False)
     n_bootstrap = check_int(owner, "n_bootstrap", n_bootstrap, 1)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise InvalidParameterError(owner, "seed", "an int", seed)
+    seed = check_int(owner, "seed", seed)
     n = len(scores)
     if n == 0:
         raise InvalidParameterError(owner, "mated_similarities", "a non-empty array", "0 comparisons")
@@ -395,23 +393,45 @@ def bootstrap_pauc(mated_similarities: SimilarityScores, mated_qualities: Mappin
     errors = scores < threshold
     cluster_sizes = np.bincount(codes, minlength=n_clusters)
     cluster_errors = np.bincount(codes[errors], minlength=n_clusters)
-
-    rng = np.random.default_rng(int(seed))
-    draws = np.stack([rng.integers(0, n_clusters, size=n_clusters) for _ in range(n_bootstrap)])
-    offsets = n_clusters * np.arange(n_bootstrap, dtype=np.int64)[:, None]
-    counts = np.bincount((draws + offsets).ravel(), minlength=n_bootstrap * n_clusters)
-    counts = counts.reshape(n_bootstrap, n_clusters)
-    del draws
+    counts = _cluster_counts(n_clusters, n_bootstrap, int(seed))
     totals, error_totals = counts @ cluster_sizes, counts @ cluster_errors
     if int(totals.max()) < 2**31 - 1:  # narrower weights gather and add faster; no partial sum exceeds the total
         counts = counts.astype(np.int32)
     best_replicates = np.array([_theoretical_best_area(int(t), int(e), limit)
                                 for t, e in zip(totals, error_totals)])
-
-    block = max(1, _BLOCK_ELEMENTS // max(1, min(n, int(np.ceil(n * 1.5 * limit)) + 32)))
-    blocks = [slice(start, min(start + block, n_bootstrap)) for start in range(0, n_bootstrap, block)]
     if progress is None:
         progress = n * n_bootstrap * len(qualities) > 2e9
+    point, replicates = _replicate_paucs(scores, qualities, threshold, codes, counts, totals, error_totals, limit,
+                                         progress)
+    return PAUCBootstrap(methods=tuple(qualities), pauc=point,
+                         best_pauc=_theoretical_best_area(n, int(errors.sum()), limit), replicates=replicates,
+                         best_replicates=best_replicates, n_clusters=n_clusters, threshold=float(threshold),
+                         discard_limit=limit, seed=int(seed))
+
+
+def _cluster_counts(n_clusters: int, n_bootstrap: int, seed: int) -> np.ndarray:
+    """How often each cluster is drawn in each resample; shape (n_bootstrap, n_clusters), int64. Resample ``b`` is
+    the ``b``-th ``rng.integers(0, n_clusters, size=n_clusters)`` of ``numpy.random.default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    draws = np.stack([rng.integers(0, n_clusters, size=n_clusters) for _ in range(n_bootstrap)])
+    offsets = n_clusters * np.arange(n_bootstrap, dtype=np.int64)[:, None]
+    counts = np.bincount((draws + offsets).ravel(), minlength=n_bootstrap * n_clusters)
+    return counts.reshape(n_bootstrap, n_clusters)
+
+
+def _replicate_paucs(scores: np.ndarray, qualities: Mapping[str, np.ndarray], threshold: float, codes: np.ndarray,
+                     counts: np.ndarray, totals: np.ndarray, error_totals: np.ndarray, limit: float,
+                     progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each method's pAUC on all comparisons, shape (M,), and in each resample, shape (B, M).
+
+    ``codes`` are the comparisons' cluster codes (n,); ``counts`` the clusters' multiplicities per resample (B, C);
+    ``totals`` and ``error_totals`` each resample's weighted comparison and error counts (B,). Resamples are taken
+    in blocks of :data:`_BLOCK_ELEMENTS` weights, one method after the other.
+    """
+    n, n_bootstrap = len(scores), len(counts)
+    errors = scores < threshold
+    block = max(1, _BLOCK_ELEMENTS // max(1, min(n, int(np.ceil(n * 1.5 * limit)) + 32)))
+    blocks = [slice(start, min(start + block, n_bootstrap)) for start in range(0, n_bootstrap, block)]
     replicates = np.empty((n_bootstrap, len(qualities)))
     point = np.empty(len(qualities))
     with tqdm(total=len(blocks) * len(qualities), desc="bootstrap", unit="block", leave=False,
@@ -428,7 +448,4 @@ def bootstrap_pauc(mated_similarities: SimilarityScores, mated_qualities: Mappin
                 replicates[rows, column] = _block_paucs(counts[rows], sorted_clusters, starts, error_positions,
                                                         totals[rows], error_totals[rows], limit)
                 bar.update()
-    return PAUCBootstrap(methods=tuple(qualities), pauc=point,
-                         best_pauc=_theoretical_best_area(n, int(errors.sum()), limit), replicates=replicates,
-                         best_replicates=best_replicates, n_clusters=n_clusters, threshold=float(threshold),
-                         discard_limit=limit, seed=int(seed))
+    return point, replicates

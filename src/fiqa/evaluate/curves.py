@@ -23,8 +23,9 @@ tie group. A caller that prefers to leave them out filters them before (see :fun
 Each curve records how many comparisons had a missing pair quality.
 
 This module holds the curve primitives; :func:`fiqa.evaluate.edc.compute_edc` runs them over several quality
-columns with one fixed threshold and adds bootstrap intervals (:mod:`fiqa.evaluate.bootstrap`). It is the fast core (1,000,000 comparisons x 5 quality columns in well under a second per column): no
-Python loop runs over comparisons.
+columns with one fixed threshold and adds bootstrap intervals (:mod:`fiqa.evaluate.bootstrap`). It is the fast
+core (1,000,000 comparisons x 5 quality columns in well under a second per column): no Python loop runs over
+comparisons.
 """
 from __future__ import annotations
 

@@ -151,15 +151,55 @@ def compute_edc(mated_similarities: SimilarityScores, mated_qualities: Mapping[s
     n_bootstrap = check_int(owner, "n_bootstrap", n_bootstrap, 0)
     check_int(owner, "seed", seed)
     mated = check_scores(owner, "mated_similarities", mated_similarities)
-    if mated_clusters is not None:
-        mated_clusters = np.asarray(mated_clusters)
-        if mated_clusters.shape != mated.shape or mated_clusters.dtype.kind not in "iu":
-            raise InvalidParameterError(owner, "mated_clusters", f"an int array of shape {mated.shape}",
-                                        f"{mated_clusters.dtype} array of shape {mated_clusters.shape}")
-    elif n_bootstrap > 0:
-        raise InvalidParameterError(owner, "mated_clusters", "identity clusters of the mated comparisons when "
-                                    "n_bootstrap > 0 (see fiqa.evaluate.bootstrap.identity_clusters)", None)
+    mated_clusters = _check_clusters(owner, mated_clusters, mated.shape, n_bootstrap)
     nonmated = check_scores(owner, "nonmated_similarities", nonmated_similarities)
+    mated_q, nonmated_q = _check_qualities(owner, mated_qualities, nonmated_qualities, mated.shape, nonmated.shape)
+    n_excluded = (0, 0)
+    if missing == "exclude":
+        keep_mated, keep_nonmated = _has_all_qualities(mated_q), _has_all_qualities(nonmated_q)
+        n_excluded = (int((~keep_mated).sum()), int((~keep_nonmated).sum()))
+        mated, mated_q = mated[keep_mated], {k: v[keep_mated] for k, v in mated_q.items()}
+        nonmated, nonmated_q = nonmated[keep_nonmated], {k: v[keep_nonmated] for k, v in nonmated_q.items()}
+        mated_clusters = None if mated_clusters is None else mated_clusters[keep_mated]
+        if n_excluded[0] or n_excluded[1]:
+            logger.info("excluded %d mated and %d non-mated comparisons lacking a quality", *n_excluded)
+    threshold = _fixed_threshold(owner, mated, nonmated, fmr, start_fnmr)
+    fnmr_curves = {name: edc_curve(mated, q, threshold, "fnmr") for name, q in mated_q.items()}
+    fmr_curves = {name: edc_curve(nonmated, q, threshold, "fmr") for name, q in nonmated_q.items()}
+    bootstrap = None
+    if mated_clusters is not None and n_bootstrap > 0:  # _check_clusters requires clusters when n_bootstrap > 0
+        bootstrap = bootstrap_pauc(mated, mated_q, threshold, mated_clusters, discard_limit=discard_limit,
+                                   n_bootstrap=n_bootstrap, seed=seed)
+    return EDCResult(fnmr_curves=fnmr_curves, fmr_curves=fmr_curves, threshold=threshold,
+                     start_fnmr=float(np.mean(mated < threshold)),
+                     start_fmr=float(np.mean(nonmated >= threshold)), n_mated=len(mated), n_nonmated=len(nonmated),
+                     n_excluded_mated=n_excluded[0], n_excluded_nonmated=n_excluded[1],
+                     params={"fmr": None if start_fnmr is not None else fmr, "start_fnmr_target": start_fnmr,
+                             "discard_limit": discard_limit, "missing": missing, "n_bootstrap": n_bootstrap,
+                             "seed": int(seed)},
+                     bootstrap=bootstrap)
+
+
+def _check_clusters(owner: str, mated_clusters: np.ndarray | None, shape: tuple[int, ...],
+                    n_bootstrap: int) -> np.ndarray | None:
+    """``mated_clusters`` as an int array of the mated comparisons' ``shape``; required when ``n_bootstrap > 0``."""
+    if mated_clusters is None:
+        if n_bootstrap > 0:
+            raise InvalidParameterError(owner, "mated_clusters", "identity clusters of the mated comparisons when "
+                                        "n_bootstrap > 0 (see fiqa.evaluate.bootstrap.identity_clusters)", None)
+        return None
+    clusters = np.asarray(mated_clusters)
+    if clusters.shape != shape or clusters.dtype.kind not in "iu":
+        raise InvalidParameterError(owner, "mated_clusters", f"an int array of shape {shape}",
+                                    f"{clusters.dtype} array of shape {clusters.shape}")
+    return clusters
+
+
+def _check_qualities(owner: str, mated_qualities: Mapping[str, QualityScores],
+                     nonmated_qualities: Mapping[str, QualityScores], mated_shape: tuple[int, ...],
+                     nonmated_shape: tuple[int, ...]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Both quality mappings as float64 arrays: the same non-empty list of methods, each column of the shape of
+    its comparisons."""
     if not mated_qualities:
         raise InvalidParameterError(owner, "mated_qualities", "a non-empty mapping of method to qualities", {})
     if list(mated_qualities) != list(nonmated_qualities):
@@ -167,40 +207,26 @@ def compute_edc(mated_similarities: SimilarityScores, mated_qualities: Mapping[s
                                     list(nonmated_qualities))
     mated_q = {name: np.asarray(q, dtype=np.float64) for name, q in mated_qualities.items()}
     nonmated_q = {name: np.asarray(q, dtype=np.float64) for name, q in nonmated_qualities.items()}
-    for label, sims, columns in (("mated_qualities", mated, mated_q), ("nonmated_qualities", nonmated, nonmated_q)):
+    for label, shape, columns in (("mated_qualities", mated_shape, mated_q),
+                                  ("nonmated_qualities", nonmated_shape, nonmated_q)):
         for name, q in columns.items():
-            if q.shape != sims.shape:
-                raise InvalidParameterError(owner, label, f"arrays of shape {sims.shape}",
+            if q.shape != shape:
+                raise InvalidParameterError(owner, label, f"arrays of shape {shape}",
                                             f"shape {q.shape} for method {name!r}")
-    n_excluded = [0, 0]
-    if missing == "exclude":
-        keep_mated = ~np.any([np.isnan(q) for q in mated_q.values()], axis=0)
-        keep_nonmated = ~np.any([np.isnan(q) for q in nonmated_q.values()], axis=0)
-        n_excluded = [int((~keep_mated).sum()), int((~keep_nonmated).sum())]
-        mated, nonmated = mated[keep_mated], nonmated[keep_nonmated]
-        if mated_clusters is not None:
-            mated_clusters = mated_clusters[keep_mated]
-        mated_q = {k: v[keep_mated] for k, v in mated_q.items()}
-        nonmated_q = {k: v[keep_nonmated] for k, v in nonmated_q.items()}
-        if n_excluded[0] or n_excluded[1]:
-            logger.info("excluded %d mated and %d non-mated comparisons lacking a quality", *n_excluded)
+    return mated_q, nonmated_q
+
+
+def _fixed_threshold(owner: str, mated: np.ndarray, nonmated: np.ndarray, fmr: float,
+                     start_fnmr: float | None) -> float:
+    """The threshold fixed once on all used comparisons: at ``start_fnmr`` on the mated ones when given, else at
+    ``fmr`` on the non-mated ones. Both sets must be non-empty."""
     if len(mated) == 0 or len(nonmated) == 0:
         raise InvalidParameterError(owner, "mated_similarities/nonmated_similarities",
                                     "non-empty after excluding comparisons without a quality",
                                     f"{len(mated)} mated and {len(nonmated)} non-mated comparisons")
-    threshold = threshold_at_fnmr(mated, start_fnmr) if start_fnmr is not None else threshold_at_fmr(nonmated, fmr)
-    fnmr_curves = {name: edc_curve(mated, q, threshold, "fnmr") for name, q in mated_q.items()}
-    fmr_curves = {name: edc_curve(nonmated, q, threshold, "fmr") for name, q in nonmated_q.items()}
-    bootstrap = None
-    if n_bootstrap > 0:
+    return threshold_at_fnmr(mated, start_fnmr) if start_fnmr is not None else threshold_at_fmr(nonmated, fmr)
 
-        bootstrap = bootstrap_pauc(mated, mated_q, threshold, mated_clusters, discard_limit=discard_limit,
-                                   n_bootstrap=n_bootstrap, seed=seed)
-    return EDCResult(fnmr_curves=fnmr_curves, fmr_curves=fmr_curves, threshold=threshold,
-                     start_fnmr=float(np.mean(mated < threshold)), start_fmr=float(np.mean(nonmated >= threshold)),
-                     n_mated=len(mated), n_nonmated=len(nonmated), n_excluded_mated=n_excluded[0],
-                     n_excluded_nonmated=n_excluded[1],
-                     params={"fmr": None if start_fnmr is not None else fmr, "start_fnmr_target": start_fnmr,
-                             "discard_limit": discard_limit, "missing": missing, "n_bootstrap": n_bootstrap,
-                             "seed": int(seed)},
-                     bootstrap=bootstrap)
+
+def _has_all_qualities(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Which comparisons have a quality (not NaN) from every method; shape (n,), bool."""
+    return ~np.any([np.isnan(q) for q in columns.values()], axis=0)

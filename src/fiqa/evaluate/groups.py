@@ -118,37 +118,24 @@ def group_breakdown(evaluation: Evaluation, groups: Mapping[int, Hashable], *, r
     owner = "group_breakdown"
     quantile = check_fraction(owner, "reject_quantile", reject_quantile, low_open=True, high_open=True)
     edc = evaluation.edc
-    n_bootstrap = check_int(owner, "n_bootstrap", edc.params.get("n_bootstrap", 0) if n_bootstrap is None
+    n_resamples = check_int(owner, "n_bootstrap", edc.params.get("n_bootstrap", 0) if n_bootstrap is None
                             else n_bootstrap, 0)
-    seed = check_int(owner, "seed", evaluation.meta.get("seed", 0) if seed is None else seed)
-    if not isinstance(groups, Mapping):
-        raise InvalidParameterError(owner, "groups", "a mapping of sample id to group label", type(groups).__name__)
-    sample_id = evaluation.sample_id
-    labels = np.array([groups.get(int(s)) for s in sample_id], dtype=object)
-    known = _known(labels)
-    if not known.any():
-        raise InvalidParameterError(owner, "groups", "a group label for some of the compared samples",
-                                    f"none for the {len(sample_id)} compared samples")
-    names, codes = np.unique(labels[known].astype(str), return_inverse=True)
-    group_of = np.full(len(sample_id), -1, np.int64)
-    group_of[known] = codes.reshape(-1)
+    resample_seed = check_int(owner, "seed", edc.params.get("seed", 0) if seed is None else seed)
+    names, group_of = _group_codes(owner, evaluation.sample_id, groups)
 
     methods = tuple(evaluation.qualities)
     limit = float(edc.params["discard_limit"])
     comparisons = evaluation.comparisons
     mated_rows = np.flatnonzero(comparisons.mated)
-    pos_a = np.searchsorted(sample_id, comparisons.sample_a[mated_rows])
-    pos_b = np.searchsorted(sample_id, comparisons.sample_b[mated_rows])
+    pos_a = np.searchsorted(evaluation.sample_id, comparisons.sample_a[mated_rows])
+    pos_b = np.searchsorted(evaluation.sample_id, comparisons.sample_b[mated_rows])
     similarities = comparisons.similarity[mated_rows]
     pair_qualities = {m: pair_quality(q[pos_a], q[pos_b]) for m, q in evaluation.qualities.items()}
     usable = np.ones(len(mated_rows), bool)
     if edc.params.get("missing") == "exclude":  # the comparisons the EDC left out
         usable = ~np.any([np.isnan(q) for q in pair_qualities.values()], axis=0)
     clusters = evaluation.mated_clusters if evaluation.mated_clusters is not None else identity_clusters(comparisons)
-
-    thresholds = np.array([np.quantile(q[~np.isnan(q)], quantile) if np.any(~np.isnan(q)) else np.nan
-                           for q in evaluation.qualities.values()])
-    rejected = np.stack([np.isnan(q) | (q < t) for q, t in zip(evaluation.qualities.values(), thresholds)], axis=1)
+    thresholds, rejected = _rejections(evaluation.qualities, quantile)
 
     n_groups, n_methods = len(names), len(methods)
     shape = (n_groups, n_methods)
@@ -169,11 +156,35 @@ def group_breakdown(evaluation: Evaluation, groups: Mapping[int, Hashable], *, r
         n_identities[g] = len(np.unique(clusters[inside]))
         start_fnmr[g] = float(np.mean(scores < edc.threshold))
         fnmr_pauc[g] = [pauc(edc_curve(scores, q, edc.threshold, "fnmr"), limit) for q in qualities.values()]
-        if n_bootstrap:
+        if n_resamples:
             resampled = bootstrap_pauc(scores, qualities, edc.threshold, clusters[inside], discard_limit=limit,
-                                       n_bootstrap=n_bootstrap, seed=seed)
+                                       n_bootstrap=n_resamples, seed=resample_seed)
             ci_low[g], ci_high[g] = np.array([resampled.interval(m) for m in methods]).T
     return GroupBreakdown(tuple(str(n) for n in names), methods, n_samples, n_mated, n_identities, start_fnmr,
                           fnmr_pauc, ci_low, ci_high, reject_rate, thresholds, float(edc.threshold), quantile,
-                          {"discard_limit": limit, "n_bootstrap": n_bootstrap, "seed": seed,
+                          {"discard_limit": limit, "n_bootstrap": n_resamples, "seed": resample_seed,
                            "n_ungrouped_samples": int((group_of < 0).sum())})
+
+
+def _group_codes(owner: str, sample_id: np.ndarray, groups: Mapping[int, Hashable]) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted group names (as text) and each compared sample's group code, shape (S,), int64, -1 for none."""
+    if not isinstance(groups, Mapping):
+        raise InvalidParameterError(owner, "groups", "a mapping of sample id to group label", type(groups).__name__)
+    labels = np.array([groups.get(int(s)) for s in sample_id], dtype=object)
+    known = _known(labels)
+    if not known.any():
+        raise InvalidParameterError(owner, "groups", "a group label for some of the compared samples",
+                                    f"none for the {len(sample_id)} compared samples")
+    names, codes = np.unique(labels[known].astype(str), return_inverse=True)
+    group_of = np.full(len(sample_id), -1, np.int64)
+    group_of[known] = codes.reshape(-1)
+    return names, group_of
+
+
+def _rejections(qualities: Mapping[str, np.ndarray], quantile: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each method's reject threshold (the ``quantile`` quantile of its known qualities; NaN without any), shape
+    (M,), and which samples it rejects (below the threshold or no quality), shape (S, M), bool."""
+    thresholds = np.array([np.quantile(q[~np.isnan(q)], quantile) if np.any(~np.isnan(q)) else np.nan
+                           for q in qualities.values()])
+    rejected = np.stack([np.isnan(q) | (q < t) for q, t in zip(qualities.values(), thresholds)], axis=1)
+    return thresholds, rejected

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,8 +177,7 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
     owner = "sample_comparisons"
     max_mated = check_int(owner, "max_mated", max_mated, 1)
     n_nonmated = check_int(owner, "n_nonmated", n_nonmated, 1)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise InvalidParameterError(owner, "seed", "an int", seed)
+    seed = check_int(owner, "seed", seed)
     usable = store.ok & (store.samples.identity.astype(str) != "")
     if sample_mask is not None:
         sample_mask = np.asarray(sample_mask)

@@ -18,7 +18,7 @@ import html
 import io
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,9 @@ import numpy as np
 from fiqa.core.atomic import write_json, write_text
 from fiqa.core.errors import FIQAError, InvalidParameterError
 from fiqa.core.types import EmbeddingStore
-from fiqa.evaluate.bootstrap import paired_pauc_difference
+from fiqa.evaluate.bootstrap import PAUCBootstrap, paired_pauc_difference
 from fiqa.evaluate.curves import EDCCurve, theoretical_best
+from fiqa.evaluate.erc import LegacyERCResult
 from fiqa.evaluate.run import RANDOM_METHOD, Evaluation
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def _figure_png(figure) -> bytes:
 def _styles(methods: Sequence[str]) -> dict[str, dict[str, Any]]:
     import matplotlib
 
-    colours = matplotlib.colormaps["tab10"].colors
+    colours = matplotlib.color_sequences["tab10"]  # the colours of the "tab10" colormap
     styles, index = {}, 0
     for method in methods:
         if method == RANDOM_METHOD:
@@ -94,8 +95,8 @@ def _plot_edc(curves: dict[str, EDCCurve], rows: Sequence[dict[str, Any]], kind:
     visible = [curve.error_rates[curve.discard_fractions <= x_max].max() for curve in curves.values()]
     axes.set_ylim(0, 1.15 * max(max(visible), first.start_error, 1e-6))
     axes.set_xlabel("fraction of comparisons discarded (lowest pair quality first)")
-    label = "FNMR of the remaining mated comparisons" if kind == "fnmr" else "FMR of the remaining non-mated comparisons"
-    axes.set_ylabel(label)
+    axes.set_ylabel("FNMR of the remaining mated comparisons" if kind == "fnmr"
+                    else "FMR of the remaining non-mated comparisons")
     axes.set_title(f"{kind.upper()}-EDC at a fixed threshold of {first.threshold:.4f} (lower is better)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -104,13 +105,12 @@ def _plot_edc(curves: dict[str, EDCCurve], rows: Sequence[dict[str, Any]], kind:
     return png
 
 
-def _plot_legacy(evaluation: Evaluation) -> bytes:
+def _plot_legacy(erc: LegacyERCResult) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    erc = evaluation.legacy_erc
     fmrs = erc.params["fmrs"]
     styles = _styles(list(erc.fnmr))
     figure, axes = plt.subplots(1, len(fmrs), figsize=(4.2 * len(fmrs), 3.8), squeeze=False)
@@ -228,9 +228,27 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
         raise InvalidParameterError("write_report", "gallery_size", "an int >= 1", gallery_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    rows = evaluation.edc.table()
+    summary, versus_random = _edc_summary(evaluation, rows)
+    fnmr_png, fmr_png = _write_edc_files(out, evaluation, rows, summary, versus_random)
+    limit = float(evaluation.edc.params["discard_limit"])
+    table_html = _result_table(rows, versus_random, limit)
+    facts_html = _facts(evaluation)
+    legacy_html = _write_legacy_erc(out, evaluation.legacy_erc)
+    page = _page(title, limit, table_html=table_html, facts_html=facts_html, fnmr_png=fnmr_png, fmr_png=fmr_png,
+                 galleries_html=_galleries(evaluation, store, gallery_size), legacy_html=legacy_html,
+                 provenance={"summary": summary, "meta": evaluation.meta})
+    path = out / "report.html"
+    write_text(path, page)
+    logger.info("report written to %s", path)
+    return path
+
+
+def _edc_summary(evaluation: Evaluation,
+                 rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The ``summary`` of edc.json, and per method (random floor aside) the paired pAUC difference to the floor
+    with its interval (empty without a bootstrap)."""
     edc = evaluation.edc
-    limit = float(edc.params["discard_limit"])
-    rows = edc.table()
     summary = {
         "protocol": "ISO/IEC 29794-1:2024 EDC: pair quality = min of the two samples, threshold fixed once, "
                     "tied qualities discarded together, stepwise pAUC",
@@ -239,7 +257,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
         "n_excluded_nonmated": edc.n_excluded_nonmated, "n_samples": int(len(evaluation.sample_id)),
         **edc.params,
     }
-    versus_random = {}
+    versus_random: dict[str, dict[str, Any]] = {}
     if edc.bootstrap is not None:
         summary["n_identity_clusters"] = edc.bootstrap.n_clusters
         for row in rows:
@@ -247,6 +265,14 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
                 difference, low, high = paired_pauc_difference(edc.bootstrap, row["method"], RANDOM_METHOD)
                 versus_random[row["method"]] = {"difference": difference, "ci_low": low, "ci_high": high,
                                                 "beats_random": high < 0}
+    return summary, versus_random
+
+
+def _write_edc_files(out: Path, evaluation: Evaluation, rows: Sequence[dict[str, Any]], summary: dict[str, Any],
+                     versus_random: dict[str, dict[str, Any]]) -> tuple[bytes, bytes]:
+    """Write edc.csv, edc.json, edc_fnmr.png and edc_fmr.png; return the two plots (FNMR, FMR) as PNG bytes."""
+    edc = evaluation.edc
+    limit = float(edc.params["discard_limit"])
     _write_csv(out / "edc.csv", rows, EDC_COLUMNS)
     write_json(out / "edc.json", {"rows": rows, "summary": summary, "pauc_minus_random": versus_random,
                                   "meta": evaluation.meta})
@@ -254,7 +280,11 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
     fmr_png = _plot_edc(edc.fmr_curves, rows, "fmr", limit)
     (out / "edc_fnmr.png").write_bytes(fnmr_png)
     (out / "edc_fmr.png").write_bytes(fmr_png)
+    return fnmr_png, fmr_png
 
+
+def _result_table(rows: Sequence[dict[str, Any]], versus_random: dict[str, dict[str, Any]], limit: float) -> str:
+    """The page's EDC table: one row per method in the order of ``rows`` (best first), the random floor marked."""
     random_pauc = next(row["fnmr_pauc"] for row in rows if row["method"] == RANDOM_METHOD)
     body_rows = []
     for rank, row in enumerate(rows, start=1):
@@ -272,22 +302,41 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
         body_rows.append(f"<tr class='{css}'><td class=name>{rank}</td><td class=name>{_fmt(row['method'])}</td>"
                          + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     pct = f"{limit:.0%}"
-    table_html = (
+    return (
         "<table><thead><tr><th class=name>#</th><th class=name>method</th>"
         f"<th>FNMR pAUC [95% CI]<br>(0 &ndash; {pct})</th><th>pAUC &minus; best [95% CI]</th>"
         "<th>vs random<br>(pAUC ratio)</th><th>beats random?<br>pAUC &minus; random [95% CI]</th>"
         f"<th>FNMR after<br>{pct} discarded</th><th>FMR pAUC</th><th>pairs without quality<br>mated / non-mated</th>"
         "</tr></thead><tbody>" + "".join(body_rows) + "</tbody></table>")
-    comparisons_meta = evaluation.comparisons.meta
+
+
+def _comparisons_origin(comparisons_meta: Mapping[str, Any]) -> str:
+    """Where the comparisons came from: sampled from a store (seed and counts) or read from a pairs file."""
     if comparisons_meta.get("origin") == "sampled":
-        origin = (f"sampled from the store with seed {comparisons_meta.get('seed')}: "
-                  f"{comparisons_meta.get('n_mated'):,} of {comparisons_meta.get('n_mated_available'):,} mated "
-                  f"pairs, {comparisons_meta.get('n_nonmated'):,} of {comparisons_meta.get('n_nonmated_available'):,}"
-                  f" non-mated pairs")
-    else:
-        origin = (f"from {html.escape(str(comparisons_meta.get('origin')))} "
-                  f"({comparisons_meta.get('n_skipped', 0)} pairs skipped: "
-                  "a sample had no embedding)")
+        return (f"sampled from the store with seed {comparisons_meta.get('seed')}: "
+                f"{comparisons_meta.get('n_mated'):,} of {comparisons_meta.get('n_mated_available'):,} mated "
+                f"pairs, {comparisons_meta.get('n_nonmated'):,} of {comparisons_meta.get('n_nonmated_available'):,}"
+                f" non-mated pairs")
+    return (f"from {html.escape(str(comparisons_meta.get('origin')))} "
+            f"({comparisons_meta.get('n_skipped', 0)} pairs skipped: "
+            "a sample had no embedding)")
+
+
+def _interval_text(bootstrap: PAUCBootstrap | None) -> str:
+    """How the 95 % intervals were computed, or that they were not."""
+    if bootstrap is None:
+        return "not computed (n_bootstrap = 0)"
+    return (f"percentile bootstrap over identities: {bootstrap.n_bootstrap:,} resamples of the "
+            f"{bootstrap.n_clusters:,} identities of the mated comparisons (seed "
+            f"{bootstrap.seed}), each identity's mated comparisons kept together; the threshold "
+            "stays fixed and the non-mated comparisons are not resampled, so FMR pAUCs have no "
+            "interval. Differences to random are paired: both methods on the same resamples")
+
+
+def _facts(evaluation: Evaluation) -> str:
+    """The page's list of facts under the table (comparisons, threshold, pair quality, intervals, split) as HTML."""
+    edc = evaluation.edc
+    limit = float(edc.params["discard_limit"])
     threshold_rule = (f"FMR {edc.params['fmr']:g} on the non-mated comparisons" if edc.params["fmr"] is not None
                       else f"a starting FNMR of {edc.params['start_fnmr_target']:g}")
     restriction = evaluation.meta.get("identity_filter")
@@ -297,57 +346,56 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
                     "exclude": f"comparisons where any method lacks a quality are left out for all methods "
                                f"({edc.n_excluded_mated:,} mated, {edc.n_excluded_nonmated:,} non-mated)"}[
         edc.params["missing"]]
-    if edc.bootstrap is None:
-        interval_text = "not computed (n_bootstrap = 0)"
-    else:
-        interval_text = (f"percentile bootstrap over identities: {edc.bootstrap.n_bootstrap:,} resamples of the "
-                         f"{edc.bootstrap.n_clusters:,} identities of the mated comparisons (seed "
-                         f"{edc.bootstrap.seed}), each identity's mated comparisons kept together; the threshold "
-                         "stays fixed and the non-mated comparisons are not resampled, so FMR pAUCs have no "
-                         "interval. Differences to random are paired: both methods on the same resamples")
     facts = [
         ("comparisons used", f"{edc.n_mated:,} mated, {edc.n_nonmated:,} non-mated "
                              f"({len(evaluation.sample_id):,} samples)"),
-        ("comparisons from", origin),
+        ("comparisons from", _comparisons_origin(evaluation.comparisons.meta)),
         ("comparison score", "cosine similarity of the embeddings; match when similarity &ge; threshold"),
         ("threshold", f"{edc.threshold:.4f}, fixed once at {threshold_rule}: "
                       f"FMR {edc.start_fmr:.2e}, starting FNMR {edc.start_fnmr:.4f}"),
         ("pair quality", "minimum of the two samples' qualities; tied qualities are discarded together"),
-        ("pAUC limit", f"{limit:g} ({pct} of the comparisons discarded)"),
-        ("95% intervals", interval_text),
+        ("pAUC limit", f"{limit:g} ({limit:.0%} of the comparisons discarded)"),
+        ("95% intervals", _interval_text(edc.bootstrap)),
         ("missing qualities", missing_text),
         ("identities", split_text),
     ]
-    facts_html = "".join(f"<dt>{html.escape(k)}</dt><dd>{v}</dd>" for k, v in facts)
+    return "".join(f"<dt>{html.escape(k)}</dt><dd>{v}</dd>" for k, v in facts)
 
-    legacy_html = ""
-    if evaluation.legacy_erc is None:  # a report folder re-used without the legacy ERC keeps no stale files
+
+def _write_legacy_erc(out: Path, erc: LegacyERCResult | None) -> str:
+    """Write legacy_erc.csv, .json and .png and return the page's legacy section; without a legacy ERC, remove
+    those files (a report folder re-used without it keeps no stale files) and return ``""``."""
+    if erc is None:
         for name in ("legacy_erc.csv", "legacy_erc.json", "legacy_erc.png"):
             (out / name).unlink(missing_ok=True)
-    else:
-        erc = evaluation.legacy_erc
-        erc_rows = erc.table()
-        keys = [f"auc_fmr_{fmr:g}" for fmr in erc.params["fmrs"]]
-        _write_csv(out / "legacy_erc.csv", erc_rows, ["method", *keys])
-        write_json(out / "legacy_erc.json", {"rows": erc_rows, "params": erc.params,
-                                              "discard_fractions": erc.discard_fractions,
-                                              "fnmr": {m: {f"{f:g}": v for f, v in c.items()}
-                                                       for m, c in erc.fnmr.items()}})
-        legacy_png = _plot_legacy(evaluation)
-        (out / "legacy_erc.png").write_bytes(legacy_png)
-        head = "".join(f"<th>AUC at FMR {fmr:g}</th>" for fmr in erc.params["fmrs"])
-        body = "".join("<tr><td class=name>" + _fmt(row["method"]) + "</td>" + "".join(f"<td>{_fmt(row[k])}</td>" for k in keys)
-                       + "</tr>" for row in erc_rows)
-        legacy_html = (
-            "<section class=legacy><h2>Legacy ERC (research-code protocol; not comparable with the EDC)</h2>"
-            "<p>For comparison with published numbers only (CR-FIQA, MagFace evaluation scripts): mated and "
-            "non-mated comparisons are pooled and discarded together on a fixed grid 0&ndash;95%, the threshold "
-            "is <b>recomputed at every discard level</b> for each FMR, and the area is the trapezoid over "
-            "[0, 0.95]. Lower is better. n/a: a level left no non-mated comparison to set a threshold.</p>"
-            f"<table><thead><tr><th class=name>method</th>{head}</tr></thead><tbody>{body}</tbody></table>"
-            f"{_img(legacy_png, 'legacy ERC curves')}</section>")
+        return ""
+    erc_rows = erc.table()
+    keys = [f"auc_fmr_{fmr:g}" for fmr in erc.params["fmrs"]]
+    _write_csv(out / "legacy_erc.csv", erc_rows, ["method", *keys])
+    write_json(out / "legacy_erc.json", {"rows": erc_rows, "params": erc.params,
+                                          "discard_fractions": erc.discard_fractions,
+                                          "fnmr": {m: {f"{f:g}": v for f, v in c.items()}
+                                                   for m, c in erc.fnmr.items()}})
+    legacy_png = _plot_legacy(erc)
+    (out / "legacy_erc.png").write_bytes(legacy_png)
+    head = "".join(f"<th>AUC at FMR {fmr:g}</th>" for fmr in erc.params["fmrs"])
+    body = "".join("<tr><td class=name>" + _fmt(row["method"]) + "</td>"
+                   + "".join(f"<td>{_fmt(row[k])}</td>" for k in keys) + "</tr>" for row in erc_rows)
+    return (
+        "<section class=legacy><h2>Legacy ERC (research-code protocol; not comparable with the EDC)</h2>"
+        "<p>For comparison with published numbers only (CR-FIQA, MagFace evaluation scripts): mated and "
+        "non-mated comparisons are pooled and discarded together on a fixed grid 0&ndash;95%, the threshold "
+        "is <b>recomputed at every discard level</b> for each FMR, and the area is the trapezoid over "
+        "[0, 0.95]. Lower is better. n/a: a level left no non-mated comparison to set a threshold.</p>"
+        f"<table><thead><tr><th class=name>method</th>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"{_img(legacy_png, 'legacy ERC curves')}</section>")
 
-    page = f"""<!DOCTYPE html>
+
+def _page(title: str, limit: float, *, table_html: str, facts_html: str, fnmr_png: bytes, fmr_png: bytes,
+          galleries_html: str, legacy_html: str, provenance: dict[str, Any]) -> str:
+    """The self-contained HTML page around the sections."""
+    pct = f"{limit:.0%}"
+    return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
@@ -371,14 +419,10 @@ A missing quality: the method gave no value for one of the two samples.</p>
 <h2>Faces with the lowest and highest quality</h2>
 <p class=note>Per method, among the compared samples: aligned 112&times;112 crops, with the quality value and the
 identity. Good methods put blurred, occluded, dark or profile faces on the left strip.</p>
-{_galleries(evaluation, store, gallery_size)}
+{galleries_html}
 {legacy_html}
 <h2>Parameters and provenance</h2>
-<details><summary>show</summary><pre>{html.escape(json.dumps({"summary": summary, "meta": evaluation.meta},
-                                                         indent=2, sort_keys=True, default=str))}</pre></details>
+<details><summary>show</summary><pre>{html.escape(json.dumps(provenance, indent=2, sort_keys=True,
+                                                         default=str))}</pre></details>
 </body></html>
 """
-    path = out / "report.html"
-    write_text(path, page)
-    logger.info("report written to %s", path)
-    return path

@@ -3,7 +3,6 @@ identities, plus the legacy ERC apart."""
 from __future__ import annotations
 
 import logging
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,8 +93,7 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
     Evaluation
     """
     owner = "evaluate_quality"
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise InvalidParameterError(owner, "seed", "an int", seed)
+    seed = check_int(owner, "seed", seed)
     n_bootstrap = check_int(owner, "n_bootstrap", n_bootstrap, 0)
     names = [table.method for table in tables]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -103,19 +101,7 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
         raise InvalidParameterError(owner, "tables", "tables with distinct method names (set meta['method'])",
                                     f"method name(s) {duplicates} more than once")
     sample_id = np.unique(np.concatenate([comparisons.sample_a, comparisons.sample_b]))
-    qualities = {table.method: table.aligned_to(sample_id) for table in tables}
-    if RANDOM_METHOD in qualities:
-        logger.info("the table named %r is used as the random floor", RANDOM_METHOD)
-    else:
-        qualities[RANDOM_METHOD] = np.random.default_rng(int(seed)).uniform(size=len(sample_id))
-    for name, values in qualities.items():
-        n_missing = int(np.isnan(values).sum())
-        if n_missing == len(values):
-            raise InvalidParameterError(owner, "tables", "tables that cover some compared samples",
-                                        f"method {name!r} has no quality for any of the {len(values)} samples")
-        if n_missing:
-            logger.warning("method %r lacks a quality for %d of %d compared samples (missing=%r)", name,
-                           n_missing, len(values), missing)
+    qualities = _sample_qualities(owner, tables, sample_id, int(seed), missing)
     pos_a = np.searchsorted(sample_id, comparisons.sample_a)
     pos_b = np.searchsorted(sample_id, comparisons.sample_b)
     pairs = {name: pair_quality(values[pos_a], values[pos_b]) for name, values in qualities.items()}
@@ -137,13 +123,40 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
         "resampled": "identities (clusters of mated comparisons); the threshold stays fixed, non-mated "
                      "comparisons are not resampled"}
     meta["comparisons"] = dict(comparisons.meta)
-    meta["methods"] = {table.method: {k: table.meta.get(k) for k in ("method", "params", "seed", "source", "input")
-                                      if k in table.meta} for table in tables}
-    meta["methods"].setdefault(RANDOM_METHOD, {"method": RANDOM_METHOD, "seed": int(seed),
-                                               "note": "uniform random quality per sample: the floor"})
+    meta["methods"] = _methods_meta(tables, int(seed))
     meta["missing_quality_samples"] = {name: int(np.isnan(v).sum()) for name, v in qualities.items()}
     meta["identity_filter"] = dict(identity_filter) if identity_filter is not None else None
     return Evaluation(edc, erc, comparisons, sample_id, qualities, meta, clusters)
+
+
+def _sample_qualities(owner: str, tables: Sequence[QualityTable], sample_id: np.ndarray, seed: int,
+                      missing: MissingPolicy) -> dict[str, np.ndarray]:
+    """Each table's quality of the compared samples ``sample_id`` (NaN where it has none), plus the random floor
+    (uniform, seeded) unless a table is named after it; a table without any of them is an error."""
+    qualities = {table.method: table.aligned_to(sample_id) for table in tables}
+    if RANDOM_METHOD in qualities:
+        logger.info("the table named %r is used as the random floor", RANDOM_METHOD)
+    else:
+        qualities[RANDOM_METHOD] = np.random.default_rng(seed).uniform(size=len(sample_id))
+    for name, values in qualities.items():
+        n_missing = int(np.isnan(values).sum())
+        if n_missing == len(values):
+            raise InvalidParameterError(owner, "tables", "tables that cover some compared samples",
+                                        f"method {name!r} has no quality for any of the {len(values)} samples")
+        if n_missing:
+            logger.warning("method %r lacks a quality for %d of %d compared samples (missing=%r)", name,
+                           n_missing, len(values), missing)
+    return qualities
+
+
+def _methods_meta(tables: Sequence[QualityTable], seed: int) -> dict[str, dict[str, Any]]:
+    """Per method, where its qualities came from (each table's method, params, seed, source, input), and the
+    random floor's entry when no table served as it."""
+    methods = {table.method: {k: table.meta.get(k) for k in ("method", "params", "seed", "source", "input")
+                              if k in table.meta} for table in tables}
+    methods.setdefault(RANDOM_METHOD, {"method": RANDOM_METHOD, "seed": seed,
+                                       "note": "uniform random quality per sample: the floor"})
+    return methods
 
 
 def _n_labelled(sample_id: np.ndarray, label_sources: Sequence[Any]) -> int:
