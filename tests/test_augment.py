@@ -28,8 +28,9 @@ from fiqa.augment.crops import load_crops
 from fiqa.cli import main
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreError
 from fiqa.detect import ARCFACE_TEMPLATE, warp_to_template
+from fiqa.detect.pipeline import resize_aligned
 from fiqa.embed.extract import embed_source
-from fiqa.embed.store import open_store, partial_path, resize_aligned
+from fiqa.embed.store import open_store, partial_path
 from fiqa.io import read_image
 
 

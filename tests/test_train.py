@@ -80,7 +80,8 @@ def test_piecewise_linear_layer_equals_numpy_interpolation():
 
 
 def test_train_config_validates_with_parameter_names():
-    with pytest.raises(InvalidParameterError, match=r"The 'epochs' parameter of TrainConfig must be an int >= 1\. Got 0"):
+    with pytest.raises(InvalidParameterError,
+                       match=r"The 'epochs' parameter of TrainConfig must be an int >= 1\. Got 0"):
         TrainConfig(epochs=0)
     with pytest.raises(InvalidParameterError, match="'huber_delta'"):
         TrainConfig(huber_delta=-1.0)

@@ -26,8 +26,9 @@ import logging
 import math
 import numbers
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -50,9 +51,11 @@ from fiqa.detect.align import (
     estimate_similarity,
     warp_to_template,
 )
-from fiqa.embed.extract import (  # the extraction's batching and read-ahead pool
+from fiqa.detect.pipeline import resize_aligned
+from fiqa.embed.extract import (  # the extraction's batching, read-ahead pool and resume bookkeeping
     BatchEmbedding,
-    _ordered_map,
+    ordered_map,
+    pending_chunks,
 )
 from fiqa.embed.store import (
     STORE_FORMAT,
@@ -61,7 +64,6 @@ from fiqa.embed.store import (
     check_out_path,
     normalise_rows,
     open_store,
-    resize_aligned,
     status_counts,
     store_fingerprint,
 )
@@ -88,6 +90,9 @@ PIVOT = tuple(float(v) for v in ARCFACE_TEMPLATE.mean(axis=0))
 """Centre of the geometric jitter in crop pixels: the centroid of the ArcFace template (the middle of the face)."""
 
 _COPY_BLOCK = 1 << 16  # original rows copied per step (bounded memory)
+
+_DerivedCrop = tuple[np.ndarray | None, str, str]
+"""One derived row as a worker thread hands it over: ``(crop or None, status, reason)``."""
 
 
 # --------------------------------------------------------------------------------------------------- recipes
@@ -170,7 +175,7 @@ class Recipe:
 
     def jitter_matrix(self) -> np.ndarray:
         """The jitter as a (2, 3) float64 affine map from aligned-crop pixels to jittered-crop pixels."""
-        matrix = cv2.getRotationMatrix2D(PIVOT, self.angle, self.scale)
+        matrix = np.asarray(cv2.getRotationMatrix2D(PIVOT, self.angle, self.scale), dtype=np.float64)
         matrix[:, 2] += (self.dx, self.dy)
         return matrix
 
@@ -226,11 +231,11 @@ class JitterRange:
         owner = "JitterRange"
         for name in ("max_shift", "max_angle"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < math.inf:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < math.inf:
                 raise InvalidParameterError(owner, name, "a finite number >= 0", value)
         low_high = tuple(self.scale) if isinstance(self.scale, (tuple, list)) else ()
         if len(low_high) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in low_high) \
-                or not 0.0 < low_high[0] <= low_high[1] < math.inf:
+                or not 0.0 < float(low_high[0]) <= float(low_high[1]) < math.inf:
             raise InvalidParameterError(owner, "scale", "a pair (low, high) with 0 < low <= high", self.scale)
         object.__setattr__(self, "scale", (float(low_high[0]), float(low_high[1])))
         if isinstance(self.flip_probability, bool) or not isinstance(self.flip_probability, numbers.Real) \
@@ -515,24 +520,92 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
     StoreError
         ``store`` is already augmented, ``out`` is ``store``, or ``out`` holds a run with other settings.
     """
-    owner = "augment_store"
-    copies = check_int(owner, "copies", copies, 1)
-    seed = check_int(owner, "seed", seed, 0)
-    batch_size = check_int(owner, "batch_size", batch_size, 1)
-    chunk_size = check_int(owner, "chunk_size", chunk_size, 1)
-    n_workers = check_int(owner, "n_workers", n_workers, 0, allow_none=True)
-    n_workers = (os.cpu_count() or 1) if n_workers is None else n_workers
-    kinds = _resolve_kinds(kinds, owner)
-    severity = _resolve_severity(severity, owner)
-    jitter = _resolve_geometry(geometry, owner)
-    clean_fraction = _fraction(clean_fraction, "clean_fraction", owner)
-    combined_fraction = _fraction(combined_fraction, "combined_fraction", owner)
-    if clean_fraction + combined_fraction > 1.0 + 1e-12:
-        raise InvalidParameterError(owner, "combined_fraction", f"<= 1 - clean_fraction = {1 - clean_fraction:g}",
-                                    combined_fraction)
-    if not isinstance(keep_originals, (bool, np.bool_)):
-        raise InvalidParameterError(owner, "keep_originals", "a bool", keep_originals)
+    settings = _AugmentSettings.check(
+        copies=copies, seed=seed, kinds=kinds, severity=severity, geometry=geometry, clean_fraction=clean_fraction,
+        combined_fraction=combined_fraction, keep_originals=keep_originals, batch_size=batch_size,
+        chunk_size=chunk_size, n_workers=n_workers)
+    parent, out = _open_parent(store, out)
+    selected, parents, skipped = _choose_parents(parent, rows)
+    embedder = _parent_embedder(parent, embedder)
+    parent_ids = parent.samples.sample_id[parents].astype(np.int64)
+    partial = PartialStore(out, _plan(parent, parent_ids, settings, embedder))
+    existing = partial.finished(resume=resume)
+    if existing is not None:
+        return existing
+    partial.start(resume=resume)
 
+    recipes = settings.recipes(parent_ids)
+    n_chunks = math.ceil(len(recipes) / settings.chunk_size)
+    spans = pending_chunks(partial, n_chunks, settings.chunk_size, len(recipes))
+    limits = _read_limits(parent)
+    table, _ = read_table(parent.root / "samples.parquet")
+    _derive_chunks(partial, spans, parent, parents, recipes, table["detection_score"], embedder, settings,
+                   limits=limits, progress=progress)
+    return _finish(partial, parent, table, parents, parent_ids, recipes, n_chunks, settings.keep_originals, embedder,
+                   settings.run_info(skipped=skipped, n_selected=len(selected), limits=limits))
+
+
+@dataclass(frozen=True)
+class _AugmentSettings:
+    """The checked settings of one :func:`augment_store` run (how recipes are drawn, and how work is batched)."""
+
+    copies: int
+    seed: int
+    kinds: tuple[str, ...]
+    severity: tuple[float, float]
+    jitter: JitterRange | None
+    clean_fraction: float
+    combined_fraction: float
+    keep_originals: bool
+    batch_size: int
+    chunk_size: int
+    n_workers: int
+
+    @classmethod
+    def check(cls, *, copies: Any, seed: Any, kinds: Any, severity: Any, geometry: Any, clean_fraction: Any,
+              combined_fraction: Any, keep_originals: Any, batch_size: Any, chunk_size: Any,
+              n_workers: Any) -> _AugmentSettings:
+        """Validate every setting, naming the first bad one (``InvalidParameterError``)."""
+        owner = "augment_store"
+        copies = check_int(owner, "copies", copies, 1)
+        seed = check_int(owner, "seed", seed, 0)
+        batch_size = check_int(owner, "batch_size", batch_size, 1)
+        chunk_size = check_int(owner, "chunk_size", chunk_size, 1)
+        n_workers = check_int(owner, "n_workers", n_workers, 0, allow_none=True)
+        n_workers = (os.cpu_count() or 1) if n_workers is None else n_workers
+        kinds = _resolve_kinds(kinds, owner)
+        severity = _resolve_severity(severity, owner)
+        jitter = _resolve_geometry(geometry, owner)
+        clean_fraction = _fraction(clean_fraction, "clean_fraction", owner)
+        combined_fraction = _fraction(combined_fraction, "combined_fraction", owner)
+        if clean_fraction + combined_fraction > 1.0 + 1e-12:
+            raise InvalidParameterError(owner, "combined_fraction", f"<= 1 - clean_fraction = {1 - clean_fraction:g}",
+                                        combined_fraction)
+        if not isinstance(keep_originals, (bool, np.bool_)):
+            raise InvalidParameterError(owner, "keep_originals", "a bool", keep_originals)
+        return cls(copies, seed, kinds, severity, jitter, clean_fraction, combined_fraction, bool(keep_originals),
+                   batch_size, chunk_size, n_workers)
+
+    def recipe_params(self) -> dict[str, Any]:
+        """How the recipes are drawn, as recorded in the plan and the metadata."""
+        return {"copies": self.copies, "seed": self.seed, "kinds": list(self.kinds), "severity": list(self.severity),
+                "geometry": None if self.jitter is None else self.jitter.to_dict(),
+                "clean_fraction": self.clean_fraction, "combined_fraction": self.combined_fraction}
+
+    def run_info(self, *, skipped: Mapping[str, int], n_selected: int, limits: Mapping[str, int]) -> dict[str, Any]:
+        """What :func:`_finish` records about the run besides the stores."""
+        return {"recipe": self.recipe_params(), "skipped": skipped, "n_selected": int(n_selected), "limits": limits,
+                "batch_size": self.batch_size, "chunk_size": self.chunk_size, "n_workers": self.n_workers}
+
+    def recipes(self, parent_ids: np.ndarray) -> list[Recipe]:
+        """The recipes of every copy of every parent, parent-major (see :func:`sample_recipes`)."""
+        return sample_recipes(parent_ids, self.copies, self.seed, kinds=self.kinds, severity=self.severity,
+                              geometry=self.jitter or False, clean_fraction=self.clean_fraction,
+                              combined_fraction=self.combined_fraction)
+
+
+def _open_parent(store: EmbeddingStore | str | os.PathLike, out: str | os.PathLike) -> tuple[EmbeddingStore, Path]:
+    """The store to augment and the output path, refusing an output onto itself and an augmented parent."""
     parent = open_store(store.root if isinstance(store, EmbeddingStore) else store)
     out = check_out_path(out)
     if out == parent.root:
@@ -540,48 +613,57 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
     if parent.derived.any():
         raise StoreError(f"{parent.root}: already holds {int(parent.derived.sum()):,} derived rows; augment the "
                          f"store it was made from instead (meta.json 'augmentation.parent.path')")
+    return parent, out
+
+
+def _choose_parents(parent: EmbeddingStore, rows: Any) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """``(selected rows, parent rows, status counts of the selected rows that cannot be parents)``.
+
+    A parent is a selected ``ok`` row with landmarks (any ``ok`` row of a pre-aligned store).
+    """
+    selected = _selected_rows(rows, len(parent), "augment_store")
     aligned = bool(parent.meta.get("aligned", False))
-    selected = _selected_rows(rows, len(parent), owner)
     usable = parent.ok[selected] & (aligned | ~np.isnan(parent.landmarks[selected]).any(axis=(1, 2)))
     parents = selected[usable]
     skipped = status_counts(np.asarray(parent.status[selected[~usable]], dtype=object))
     if not len(parents):
         raise NoUsableSamplesError(f"{parent.root}: none of the {len(selected):,} selected rows can be a parent "
                                    f"(statuses: {skipped or 'no rows selected'}); augmentation needs ok samples")
+    return selected, parents, skipped
+
+
+def _parent_embedder(parent: EmbeddingStore, embedder: Any) -> Any:
+    """The given embedder once checked against the store's backend, or that backend re-created."""
     if embedder is None:
-        embedder = embedder_for_store(parent)
-    else:
-        _check_same_embedder(parent, embedder)
+        return embedder_for_store(parent)
+    _check_same_embedder(parent, embedder)
+    return embedder
 
-    parent_ids = parent.samples.sample_id[parents].astype(np.int64)
-    recipe_params = {"copies": copies, "seed": seed, "kinds": list(kinds), "severity": list(severity),
-                     "geometry": None if jitter is None else jitter.to_dict(), "clean_fraction": clean_fraction,
-                     "combined_fraction": combined_fraction}
-    plan = {"store_format": STORE_FORMAT, "stage": "augment", "parent_sha256": store_fingerprint(parent),
-            "parents_sha256": hashlib.sha256(parent_ids.tobytes()).hexdigest(), "n_parents": int(len(parents)),
-            **recipe_params, "keep_originals": bool(keep_originals), "embedder": embedder.describe(),
-            "batch_size": batch_size, "chunk_size": chunk_size}
-    partial = PartialStore(out, plan)
-    existing = partial.finished(resume=resume)
-    if existing is not None:
-        return existing
-    partial.start(resume=resume)
 
-    recipes = sample_recipes(parent_ids, copies, seed, kinds=kinds, severity=severity, geometry=jitter or False,
-                             clean_fraction=clean_fraction, combined_fraction=combined_fraction)
-    n_derived = len(recipes)
-    n_chunks = math.ceil(n_derived / chunk_size)
-    done = set(partial.done(n_chunks))
-    pending = [number for number in range(n_chunks) if number not in done]
-    if done:
-        logger.info("resuming %s: %d of %d chunks already done", out, len(done), n_chunks)
+def _plan(parent: EmbeddingStore, parent_ids: np.ndarray, settings: _AugmentSettings,
+          embedder: Any) -> dict[str, Any]:
+    """What a resumed run must agree on: the parent store, the parents, the recipes and the embedder."""
+    return {"store_format": STORE_FORMAT, "stage": "augment", "parent_sha256": store_fingerprint(parent),
+            "parents_sha256": hashlib.sha256(parent_ids.tobytes()).hexdigest(), "n_parents": int(len(parent_ids)),
+            **settings.recipe_params(), "keep_originals": settings.keep_originals, "embedder": embedder.describe(),
+            "batch_size": settings.batch_size, "chunk_size": settings.chunk_size}
 
+
+def _read_limits(parent: EmbeddingStore) -> dict[str, int]:
+    """The image size limits the parent store was extracted with (parent images are read again with them)."""
     params = parent.meta.get("params", {})
-    limits = {"max_pixels": int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
-              "min_side": int(params.get("min_side", DEFAULT_MIN_SIDE))}
-    table, _ = read_table(parent.root / "samples.parquet")
+    return {"max_pixels": int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
+            "min_side": int(params.get("min_side", DEFAULT_MIN_SIDE))}
 
-    def prepare(segment: tuple[int, int, int]) -> list[tuple[np.ndarray | None, str, str]]:
+
+def _derive_chunks(partial: PartialStore, spans: list[tuple[int, int, int]], parent: EmbeddingStore,
+                   parents: np.ndarray, recipes: list[Recipe], detection_score: np.ndarray, embedder: Any,
+                   settings: _AugmentSettings, *, limits: Mapping[str, int], progress: bool) -> None:
+    """Make the derived crops of ``spans`` in worker threads, embed them in row order and write each chunk."""
+    aligned = bool(parent.meta.get("aligned", False))
+    copies, batch_size, n_workers = settings.copies, settings.batch_size, settings.n_workers
+
+    def prepare(segment: tuple[int, int, int]) -> list[_DerivedCrop]:
         """Crops of derived rows ``lo..hi-1``, all copies of the parent at position ``position``."""
         position, lo, hi = segment
         row = int(parents[position])
@@ -592,24 +674,18 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
         landmarks = None if aligned else np.asarray(parent.landmarks[row])
         return [(apply_recipe(image, landmarks, recipes[j]), Status.OK.value, "") for j in range(lo, hi)]
 
-    spans = [(number, number * chunk_size, min(n_derived, (number + 1) * chunk_size)) for number in pending]
+    n_derived = len(recipes)
     segments = [segment for _, start, stop in spans for segment in _segments(start, stop, copies)]
-
     with tqdm(total=n_derived, initial=n_derived - sum(stop - start for _, start, stop in spans), unit="img",
               desc="augment", disable=not progress) as bar, \
-            _ordered_map(prepare, segments, n_workers, window=max(2 * batch_size, 8 * max(n_workers, 1))) as results:
+            ordered_map(prepare, segments, n_workers, window=max(2 * batch_size, 8 * max(n_workers, 1))) as results:
         for number, start, stop in spans:
             raw, status, reason = _embed_chunk(start, stop, results, embedder, batch_size, bar)
-            position = np.arange(start, stop) // copies
-            rows_of_chunk = parents[position]
+            rows_of_chunk = parents[np.arange(start, stop) // copies]
             partial.write_chunk(number, Chunk(start, stop, raw, status, reason,
                                               np.asarray(parent.landmarks[rows_of_chunk], np.float32),
                                               parent.n_faces[rows_of_chunk].astype(np.int32),
-                                              table["detection_score"][rows_of_chunk].astype(np.float32)))
-
-    return _finish(partial, parent, table, parents, parent_ids, recipes, n_chunks, keep_originals, embedder,
-                   {"recipe": recipe_params, "skipped": skipped, "n_selected": int(len(selected)),
-                    "limits": limits, "batch_size": batch_size, "chunk_size": chunk_size, "n_workers": n_workers})
+                                              detection_score[rows_of_chunk].astype(np.float32)))
 
 
 def _selected_rows(rows: Any, n: int, owner: str) -> np.ndarray:
@@ -640,14 +716,14 @@ def _segments(start: int, stop: int, copies: int) -> Iterable[tuple[int, int, in
         lo = hi
 
 
-def _embed_chunk(start: int, stop: int, results: Iterable, embedder: Any, batch_size: int,
+def _embed_chunk(start: int, stop: int, results: Iterator[list[_DerivedCrop]], embedder: Any, batch_size: int,
                  bar: tqdm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Embed derived rows ``start..stop-1`` in batches formed in row order (so a resumed run is identical)."""
     batches = BatchEmbedding(embedder, stop - start, batch_size)
     row = 0
     while row < stop - start:
         for crop, row_status, row_reason in next(results):
-            if row_status != Status.OK.value:
+            if crop is None:
                 batches.status[row], batches.reason[row] = row_status, row_reason
             else:
                 batches.add(row, crop)

@@ -11,7 +11,8 @@ from fiqa.augment.copies import Recipe, apply_recipe
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import EmbeddingStore
 from fiqa.detect import warp_to_template
-from fiqa.embed.store import CROP_SIZE, resize_aligned
+from fiqa.detect.pipeline import resize_aligned
+from fiqa.embed.store import CROP_SIZE
 from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, read_image
 
 __all__ = ["load_crops"]

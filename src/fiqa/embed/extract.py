@@ -1,10 +1,11 @@
 """Resumable extraction: data source -> decode -> detect + align -> embed -> embedding store.
 
-Decoding and detection run in a thread pool (OpenCV and onnxruntime release the GIL) while the calling thread
-embeds batches, so both cores stay busy. Samples are processed in fixed chunks; each finished chunk is written
-atomically to ``<out>.partial/``. Kill the process at any moment and call again with the same arguments: finished
-chunks are kept, the rest is computed, and nothing is lost or duplicated. Batches are formed in sample order
-inside each chunk, so an interrupted-and-resumed run gives bit-for-bit the same store as an uninterrupted one.
+Decoding and detection (:class:`fiqa.detect.pipeline.FacePipeline`) run in a thread pool (OpenCV and onnxruntime
+release the GIL) while the calling thread embeds batches, so both cores stay busy. Samples are processed in fixed
+chunks; each finished chunk is written atomically to ``<out>.partial/``. Kill the process at any moment and call
+again with the same arguments: finished chunks are kept, the rest is computed, and nothing is lost or duplicated.
+Batches are formed in sample order inside each chunk, so an interrupted-and-resumed run gives bit-for-bit the same
+store as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -14,38 +15,35 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from fiqa.core.errors import FIQAError, InvalidParameterError, NoUsableSamplesError
 from fiqa.core.provenance import provenance
-from fiqa.core.types import EmbeddingStore, Status
+from fiqa.core.types import EmbeddingStore, SampleTable, Status
+from fiqa.detect import FaceAligner
+from fiqa.detect.pipeline import FaceCrop, FacePipeline
 from fiqa.embed.store import (
     CROP_SIZE,
     STORE_FORMAT,
     Chunk,
     PartialStore,
     check_out_path,
-    resize_aligned,
     samples_fingerprint,
     status_counts,
 )
-from fiqa.io.image import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MIN_SIDE,
-    ImageReadError,
-    check_limits,
-    read_image,
-)
+from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_limits
 from fiqa.io.sources import DataSource, open_source
 
 logger = logging.getLogger(__name__)
 
 ON_ERROR = ("record", "raise")
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 
 class SampleFailedError(FIQAError):
@@ -79,18 +77,6 @@ def embed_checked(embedder: Any, crops: np.ndarray, dim: int) -> tuple[np.ndarra
     norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
     norms[~np.isfinite(vectors).all(axis=1)] = np.nan
     return vectors, norms
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """One sample after decoding and alignment (a worker thread's result)."""
-
-    crop: np.ndarray | None
-    status: Status
-    reason: str
-    landmarks: np.ndarray | None
-    n_faces: int
-    detection_score: float
 
 
 def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike, *, backend: Any = "sface",
@@ -144,6 +130,39 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     NoUsableSamplesError
         When not one sample could be embedded (the store is still written, so the reasons can be inspected).
     """
+    n_workers = _check_params(batch_size, chunk_size, n_workers, on_error, max_pixels, min_side)
+    out = check_out_path(out)
+    source = open_source(source)
+    samples = source.samples
+    embedder = _resolve_embedder(backend, backend_params)
+    pipeline = _face_pipeline(aligned, policy, score_threshold, max_pixels, min_side)
+    alignment = _describe_alignment(pipeline)
+    partial = PartialStore(out, {
+        "store_format": STORE_FORMAT, "n_samples": len(samples), "samples_sha256": samples_fingerprint(samples),
+        "embedder": embedder.describe(), "alignment": alignment, "batch_size": int(batch_size),
+        "chunk_size": int(chunk_size), "max_pixels": int(max_pixels), "min_side": int(min_side)})
+    existing = partial.finished(resume=resume)
+    if existing is not None:
+        return existing
+    partial.start(resume=resume)
+
+    n_chunks = max(1, math.ceil(len(samples) / chunk_size))
+    spans = pending_chunks(partial, n_chunks, chunk_size, len(samples))
+    _embed_spans(partial, spans, samples, pipeline, embedder, batch_size=batch_size, on_error=on_error,
+                 n_workers=n_workers, progress=progress)
+    meta = {"store_format": STORE_FORMAT, "dim": int(embedder.dim), "aligned": bool(pipeline.aligner is None),
+            "backend": embedder.describe(), "preprocessing": _spec_dict(embedder), "alignment": alignment,
+            "source": source.describe(), "n_samples": len(samples), "plan": partial.plan,
+            **provenance(backend=getattr(embedder, "name", type(embedder).__name__), aligned=bool(aligned),
+                         batch_size=int(batch_size), chunk_size=int(chunk_size), policy=policy,
+                         score_threshold=float(score_threshold), on_error=on_error, max_pixels=int(max_pixels),
+                         min_side=int(min_side), n_workers=n_workers)}
+    return _finish(partial, samples, n_chunks, int(embedder.dim), meta)
+
+
+def _check_params(batch_size: int, chunk_size: int, n_workers: int | None, on_error: str, max_pixels: int,
+                  min_side: int) -> int:
+    """Validate the numeric settings of :func:`embed_source`; return the number of decode threads to use."""
     owner = "embed_source"
     for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -154,57 +173,57 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     if on_error not in ON_ERROR:
         raise InvalidParameterError(owner, "on_error", f"one of {ON_ERROR}", on_error)
     check_limits(max_pixels, min_side, owner)
-    n_workers = (os.cpu_count() or 1) if n_workers is None else int(n_workers)
-    out = check_out_path(out)
+    return (os.cpu_count() or 1) if n_workers is None else int(n_workers)
 
-    source = open_source(source)
-    samples = source.samples
-    embedder = _resolve_embedder(backend, backend_params)
-    aligner = None
-    if not aligned:
-        from fiqa.detect import FaceAligner
 
-        aligner = FaceAligner(policy=policy, score_threshold=score_threshold)
-    alignment = {"aligned_input": True} if aligner is None else {"aligned_input": False, **aligner.describe()}
-    plan = {"store_format": STORE_FORMAT, "n_samples": len(samples), "samples_sha256": samples_fingerprint(samples),
-            "embedder": embedder.describe(), "alignment": alignment, "batch_size": int(batch_size),
-            "chunk_size": int(chunk_size), "max_pixels": int(max_pixels), "min_side": int(min_side)}
-    partial = PartialStore(out, plan)
+def _face_pipeline(aligned: bool, policy: str, score_threshold: float, max_pixels: int,
+                   min_side: int) -> FacePipeline:
+    """The read/detect/align pipeline: detection by YuNet unless the images are ``aligned`` crops."""
+    aligner = None if aligned else FaceAligner(policy=policy, score_threshold=score_threshold)
+    return FacePipeline(aligner, max_pixels=max_pixels, min_side=min_side)
 
-    existing = partial.finished(resume=resume)
-    if existing is not None:
-        return existing
-    partial.start(resume=resume)
 
-    n_chunks = max(1, math.ceil(len(samples) / chunk_size))
+def _describe_alignment(pipeline: FacePipeline) -> dict[str, Any]:
+    """How the crops are aligned, as recorded in the plan and the store's metadata."""
+    if pipeline.aligner is None:
+        return {"aligned_input": True}
+    return {"aligned_input": False, **pipeline.aligner.describe()}
+
+
+def pending_chunks(partial: PartialStore, n_chunks: int, chunk_size: int,
+                   n_rows: int) -> list[tuple[int, int, int]]:
+    """``(chunk number, start, stop)`` of the chunks of ``n_rows`` rows that a previous run left unfinished."""
     done = set(partial.done(n_chunks))
-    pending = [number for number in range(n_chunks) if number not in done]
     if done:
-        logger.info("resuming %s: %d of %d chunks already done", out, len(done), n_chunks)
+        logger.info("resuming %s: %d of %d chunks already done", partial.out, len(done), n_chunks)
+    return [(number, number * chunk_size, min(n_rows, (number + 1) * chunk_size))
+            for number in range(n_chunks) if number not in done]
 
-    def prepare(index: int) -> _Prepared:
-        return _prepare(str(samples.location[index]), aligner, max_pixels, min_side)
 
-    spans = [(number, number * chunk_size, min(len(samples), (number + 1) * chunk_size)) for number in pending]
+def _embed_spans(partial: PartialStore, spans: list[tuple[int, int, int]], samples: SampleTable,
+                 pipeline: FacePipeline, embedder: Any, *, batch_size: int, on_error: str, n_workers: int,
+                 progress: bool) -> None:
+    """Prepare the samples of ``spans`` in worker threads, embed them in order and write each chunk."""
+    def prepare(index: int) -> FaceCrop:
+        return pipeline.process(str(samples.location[index]))
+
     order = [index for _, start, stop in spans for index in range(start, stop)]
     n_done = len(samples) - len(order)
     with tqdm(total=len(samples), initial=n_done, unit="img", desc="embed", disable=not progress) as bar, \
-            _ordered_map(prepare, order, n_workers, window=max(2 * batch_size, 8 * max(n_workers, 1))) as results:
+            ordered_map(prepare, order, n_workers, window=max(2 * batch_size, 8 * max(n_workers, 1))) as results:
         for number, start, stop in spans:
             chunk = _run_chunk(start, stop, results, embedder, batch_size, samples, on_error, bar)
             partial.write_chunk(number, chunk)
 
+
+def _finish(partial: PartialStore, samples: SampleTable, n_chunks: int, dim: int,
+            meta: dict[str, Any]) -> EmbeddingStore:
+    """Count the statuses, install the store, and refuse a store in which not one sample is usable."""
     status = np.concatenate([partial.read_chunk(number).status for number in range(n_chunks)]) \
         if len(samples) else np.empty(0, object)
     counts = status_counts(status)
-    meta = {"store_format": STORE_FORMAT, "dim": int(embedder.dim), "aligned": bool(aligner is None),
-            "backend": embedder.describe(), "preprocessing": _spec_dict(embedder), "alignment": alignment,
-            "source": source.describe(), "counts": counts, "n_samples": len(samples), "plan": partial.plan,
-            **provenance(backend=getattr(embedder, "name", type(embedder).__name__), aligned=bool(aligned),
-                         batch_size=int(batch_size), chunk_size=int(chunk_size), policy=policy,
-                         score_threshold=float(score_threshold), on_error=on_error, max_pixels=int(max_pixels),
-                         min_side=int(min_side), n_workers=n_workers)}
-    store = partial.finish(samples, n_chunks, int(embedder.dim), meta)
+    store = partial.finish(samples, n_chunks, dim, {**meta, "counts": counts})
+    out = partial.out
     logger.info("wrote %s: %s", out, ", ".join(f"{k} {v}" for k, v in counts.items()))
     if counts.get(Status.OK.value, 0) == 0:
         raise NoUsableSamplesError(f"{out}: not one of {len(samples)} samples could be embedded "
@@ -236,22 +255,8 @@ def _spec_dict(embedder: Any) -> dict[str, Any]:
     return spec.to_dict() if hasattr(spec, "to_dict") else dict(vars(spec))
 
 
-def _prepare(location: str, aligner: Any, max_pixels: int, min_side: int) -> _Prepared:
-    """Decode and align one image; failures become a status and a reason."""
-    try:
-        image = read_image(location, max_pixels=max_pixels, min_side=min_side)
-    except ImageReadError as exc:
-        return _Prepared(None, exc.status, exc.reason, None, -1, math.nan)  # detection never ran
-    if aligner is None:
-        return _Prepared(resize_aligned(image), Status.OK, "", None, -1, math.nan)
-    result = aligner.align(image)
-    if result.crop is None:
-        return _Prepared(None, Status.NO_FACE, "the detector found no face", None, 0, math.nan)
-    return _Prepared(result.crop, Status.OK, "", result.landmarks, int(result.n_faces), float(result.score))
-
-
-def _run_chunk(start: int, stop: int, results: Iterator[_Prepared], embedder: Any, batch_size: int, samples,
-               on_error: str, bar: tqdm) -> Chunk:
+def _run_chunk(start: int, stop: int, results: Iterator[FaceCrop], embedder: Any, batch_size: int,
+               samples: SampleTable, on_error: str, bar: tqdm) -> Chunk:
     """Consume the prepared samples ``start..stop-1`` in order, embed the crops in batches, return the chunk."""
     n = stop - start
     batches = BatchEmbedding(embedder, n, batch_size, on_fail=lambda row, why, text: _raise_if(
@@ -260,15 +265,15 @@ def _run_chunk(start: int, stop: int, results: Iterator[_Prepared], embedder: An
     n_faces = np.zeros(n, np.int32)
     detection_score = np.full(n, np.nan, np.float32)
     for row in range(n):
-        prepared = next(results)
-        n_faces[row] = prepared.n_faces
-        detection_score[row] = prepared.detection_score
-        if prepared.landmarks is not None:
-            landmarks[row] = prepared.landmarks
-        if prepared.status is not Status.OK:
-            batches.fail(row, prepared.status, prepared.reason)
+        face = next(results)
+        n_faces[row] = face.n_faces
+        detection_score[row] = face.detection_score
+        if face.landmarks is not None:
+            landmarks[row] = face.landmarks
+        if face.crop is None:
+            batches.fail(row, face.status, face.reason)
         else:
-            batches.add(row, prepared.crop)
+            batches.add(row, face.crop)
         bar.update(1)
     batches.flush()
     return Chunk(start, stop, batches.raw, batches.status, batches.reason, landmarks, n_faces, detection_score)
@@ -298,7 +303,8 @@ class BatchEmbedding:
     status, reason : ndarray of shape (n,), object (str)
     """
 
-    def __init__(self, embedder: Any, n: int, batch_size: int, *, on_fail: Callable | None = None) -> None:
+    def __init__(self, embedder: Any, n: int, batch_size: int, *,
+                 on_fail: Callable[[int, Status, str], None] | None = None) -> None:
         self.embedder, self.dim = embedder, int(embedder.dim)
         self.raw = np.full((n, self.dim), np.nan, np.float32)
         self.status = np.full(n, Status.OK.value, dtype=object)
@@ -330,33 +336,34 @@ class BatchEmbedding:
         self._rows.clear()
 
 
-class _ordered_map:
+class ordered_map(Generic[_Item, _Result]):
     """``map(function, items)`` in order, computed ahead by ``n_workers`` threads (at most ``window`` pending).
 
     A context manager: leaving it cancels the work not yet started. ``n_workers == 0`` computes lazily in the
     calling thread.
     """
 
-    def __init__(self, function: Callable[[int], _Prepared], items: list[int], n_workers: int, window: int) -> None:
+    def __init__(self, function: Callable[[_Item], _Result], items: list[_Item], n_workers: int,
+                 window: int) -> None:
         self.function, self.items, self.n_workers, self.window = function, items, n_workers, window
         self.pool = ThreadPoolExecutor(n_workers, thread_name_prefix="fiqa-decode") if n_workers > 0 else None
 
-    def __enter__(self) -> Iterator[_Prepared]:
+    def __enter__(self) -> Iterator[_Result]:
         if self.pool is None:
             return (self.function(item) for item in self.items)
-        return self._iterate()
+        return self._iterate(self.pool)
 
-    def _iterate(self) -> Iterator[_Prepared]:
+    def _iterate(self, pool: ThreadPoolExecutor) -> Iterator[_Result]:
         items = iter(self.items)
-        pending: deque[Future] = deque()
+        pending: deque[Future[_Result]] = deque()
         for item in items:
-            pending.append(self.pool.submit(self.function, item))
+            pending.append(pool.submit(self.function, item))
             if len(pending) >= self.window:
                 break
         while pending:
             result = pending.popleft().result()
             for item in items:
-                pending.append(self.pool.submit(self.function, item))
+                pending.append(pool.submit(self.function, item))
                 break
             yield result
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from fiqa.core.atomic import atomic_path, read_json, write_json
@@ -141,12 +140,18 @@ def store_fingerprint(store: EmbeddingStore) -> str:
     return digest.hexdigest()
 
 
-def check_table_matches(store: EmbeddingStore, table: Any, what: str) -> None:
+def check_table_matches(store: EmbeddingStore, table: Any, what: str, *, force: bool = False) -> None:
     """Refuse a quality table that was not computed on ``store`` before joining it by ``sample_id``.
 
     A table that records its store (``meta["store_sha256"]``) must name this one; a table that carries image
     locations (a ``location`` column, e.g. scores) must give the store's location for every sample id it shares
     with the store, and share at least one.
+
+    Parameters
+    ----------
+    force : bool, default=False
+        Accept a table that records another store's fingerprint (e.g. the same images embedded again with other
+        settings), with a logged warning. Image locations that differ are refused all the same.
 
     Raises
     ------
@@ -155,8 +160,11 @@ def check_table_matches(store: EmbeddingStore, table: Any, what: str) -> None:
     """
     recorded = table.meta.get("store_sha256")
     if recorded is not None and recorded != store_fingerprint(store):
-        raise StoreError(f"{what}: computed on another store ({table.meta.get('store', 'unknown')}), not on "
-                         f"{store.root}; joining by sample_id would mix up images")
+        message = (f"{what}: computed on another store ({table.meta.get('store', 'unknown')}), not on "
+                   f"{store.root}; joining by sample_id would mix up images")
+        if not force:
+            raise StoreError(message + " (force=True / --force if the samples are the same)")
+        logger.warning("%s; used anyway (force=True): sample ids are joined as they are", message)
     locations = table.columns.get("location")
     if locations is None:
         return
@@ -167,14 +175,6 @@ def check_table_matches(store: EmbeddingStore, table: Any, what: str) -> None:
         example = f" (sample {wrong[0][0]} is {wrong[0][1]!r} there)" if wrong else ""
         raise StoreError(f"{what}: its images are not the images of {store.root}{example}; score the store "
                          f"itself (Scorer.score_store) to evaluate or train on it")
-
-
-def resize_aligned(image: np.ndarray) -> np.ndarray:
-    """A pre-aligned face as a ``(112, 112, 3) uint8`` crop (resized when its size differs)."""
-    if image.shape[:2] == (CROP_SIZE, CROP_SIZE):
-        return image
-    shrink = min(image.shape[:2]) > CROP_SIZE
-    return cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ from tqdm.auto import tqdm
 from fiqa.core.errors import FIQAError, InvalidParameterError, ModelFileError
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
+from fiqa.detect import FaceAligner
+from fiqa.detect.pipeline import FacePipeline, ImageInput, image_name
 from fiqa.embed.onnx_runtime import session_options
 from fiqa.embed.quality_model import OUTPUT_NAMES, quality_model_from_bytes
 from fiqa.embed.spec import PreprocessSpec
-from fiqa.io.image import ImageReadError, read_image
 from fiqa.score.packaged import (
     DEFAULT_MODEL,
     list_models,
@@ -104,7 +105,7 @@ class Scorer:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(f"{self.model_name}: ONNX Runtime cannot run this quality model ({first})") from None
         self._input_name = self._session.get_inputs()[0].name
-        self._aligner = None
+        self._pipelines: dict[bool, FacePipeline] = {}
 
     def score_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Quality of aligned crops.
@@ -132,36 +133,23 @@ class Scorer:
             return np.zeros(0), np.zeros(0)
         return np.concatenate(quality), np.concatenate(raw)
 
-    def _crop(self, image: Any, aligned: bool) -> tuple[np.ndarray, int, float]:
-        """(crop, n_faces, detector score) of one image (a location or a BGR array); raises FIQAError."""
-        if isinstance(image, np.ndarray):
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ImageReadError("<array>", Status.NOT_AN_IMAGE,
-                                     f"expected an (H, W, 3) uint8 BGR array, got {image.dtype} {image.shape}")
-            pixels = image
-        else:
-            pixels = read_image(os.fspath(image))
-        if aligned:
-            from fiqa.embed.store import resize_aligned
+    def _pipeline(self, aligned: bool) -> FacePipeline:
+        """The read/detect/align pipeline for aligned crops or for photos (YuNet is loaded on first use)."""
+        pipeline = self._pipelines.get(aligned)
+        if pipeline is None:
+            aligner = None if aligned else FaceAligner(policy=self.policy, score_threshold=self.score_threshold)
+            pipeline = self._pipelines[aligned] = FacePipeline(aligner)
+        return pipeline
 
-            return resize_aligned(pixels), -1, float("nan")
-        if self._aligner is None:
-            from fiqa.detect import FaceAligner
-
-            self._aligner = FaceAligner(policy=self.policy, score_threshold=self.score_threshold)
-        alignment = self._aligner.align(pixels)
-        if alignment.crop is None:
-            raise _NoFace(alignment.n_faces)
-        return alignment.crop, alignment.n_faces, float(alignment.score)
-
-    def score(self, images: Sequence[Any], *, aligned: bool = False, on_error: str = "record",
+    def score(self, images: Sequence[ImageInput], *, aligned: bool = False, on_error: str = "record",
               progress: bool = True) -> QualityTable:
         """Score images, detecting and aligning faces unless ``aligned``.
 
         Parameters
         ----------
-        images : sequence of str, path or ndarray (H, W, 3) uint8 BGR
-            Locations (anything :func:`fiqa.io.read_image` reads) or decoded images.
+        images : sequence of str, path, bytes or ndarray (H, W, 3) uint8 BGR
+            Locations (anything :func:`fiqa.io.read_image` reads), encoded image bytes, or decoded images; each goes
+            through :class:`fiqa.detect.pipeline.FacePipeline`.
         aligned : bool
             The images are aligned face crops (resized to 112x112 when needed); no detection.
         on_error : {"record", "raise"}
@@ -183,23 +171,19 @@ class Scorer:
         status = np.full(n, Status.OK.value, dtype=object)
         reason = np.full(n, "", dtype=object)
         n_faces, face_score = np.full(n, -1, np.int32), np.full(n, np.nan)
-        locations = np.array([f"<array {i}>" if isinstance(im, np.ndarray) else os.fspath(im)
-                              for i, im in enumerate(images)], dtype=object)
+        locations = np.array([image_name(image, i) for i, image in enumerate(images)], dtype=object)
+        pipeline = self._pipeline(aligned)
         bar = tqdm(total=n, desc="score", unit="img", disable=not progress)
         for start in range(0, n, self.batch_size):
             rows, crops = [], []
             for i in range(start, min(n, start + self.batch_size)):
-                try:
-                    crop, n_faces[i], face_score[i] = self._crop(images[i], aligned)
-                except _NoFace as exc:
-                    n_faces[i] = exc.n_faces
-                    status[i], reason[i] = Status.NO_FACE.value, str(exc)
-                except ImageReadError as exc:
-                    status[i], reason[i] = exc.status.value, exc.reason
-                else:
+                face = pipeline.process(images[i])
+                n_faces[i], face_score[i] = face.n_faces, face.detection_score
+                if face.crop is not None:
                     rows.append(i)
-                    crops.append(crop)
+                    crops.append(face.crop)
                     continue
+                status[i], reason[i] = face.status.value, face.reason
                 if on_error == "raise":
                     raise FIQAError(f"{locations[i]}: {reason[i]}")
             if rows:
@@ -272,12 +256,6 @@ class Scorer:
                 "model_shape": self.meta.get("shape"),
                 **provenance(aligned=aligned, batch_size=self.batch_size, policy=self.policy,
                              score_threshold=self.score_threshold)}
-
-
-class _NoFace(FIQAError):
-    def __init__(self, n_faces: int) -> None:
-        super().__init__(f"no face found (detector returned {n_faces} face(s) above the score threshold)")
-        self.n_faces = int(n_faces)
 
 
 def create_scorer(model: str | os.PathLike | None = None, **params: Any) -> Scorer:

@@ -42,7 +42,7 @@ class Targets:
 
 
 def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_fraction: float = 0.2,
-                 seed: int = 0) -> Targets:
+                 seed: int = 0, force: bool = False) -> Targets:
     """Join ``labels`` to ``store`` by ``sample_id`` and split the identities into train and validation.
 
     Samples whose embedding failed, whose label is not ok, or that the labels table lacks are left out.
@@ -55,6 +55,8 @@ def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_frac
     validation_fraction : float in (0, 1)
         Fraction of identities held out for validation and early stopping.
     seed : int
+    force : bool, default=False
+        Accept labels that record another store's fingerprint (:func:`fiqa.embed.store.check_table_matches`).
 
     Returns
     -------
@@ -65,7 +67,7 @@ def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_frac
         raise InvalidParameterError("make_targets", "validation_fraction", "a float in (0, 1)", validation_fraction)
     from fiqa.embed.store import check_table_matches
 
-    check_table_matches(store, labels, f"labels {labels.meta.get('method', '')!r}".strip())
+    check_table_matches(store, labels, f"labels {labels.meta.get('method', '')!r}".strip(), force=force)
     ok_labels = QualityTable(labels.sample_id[labels.ok], labels.score[labels.ok], labels.status[labels.ok],
                              labels.reason[labels.ok])
     values = ok_labels.aligned_to(store.samples.sample_id)

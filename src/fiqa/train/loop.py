@@ -124,8 +124,8 @@ def _save_checkpoint(state: dict[str, Any], path: Path) -> None:
         torch.save(state, tmp)
 
 
-def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: TrainConfig, out_dir: str | Path,
-        *, resume: bool = True, extra_state: dict[str, Any] | None = None) -> TrainResult:
+def fit(model: nn.Module, train_set: TensorPairs, validation_set: TensorPairs, config: TrainConfig,
+        out_dir: str | Path, *, resume: bool = True, extra_state: dict[str, Any] | None = None) -> TrainResult:
     """Train ``model`` in place; on return it holds the weights of the best validation epoch.
 
     Parameters
@@ -155,12 +155,93 @@ def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: T
         out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
         else torch.device("cpu")
-    if hasattr(model, "init_output_bias"):  # overwritten by the checkpoint when resuming
-        model.init_output_bias(float(np.mean(np.asarray(train_set.targets))))
+    init_output_bias = getattr(model, "init_output_bias", None)
+    if callable(init_output_bias):  # overwritten by the checkpoint when resuming
+        init_output_bias(float(np.mean(np.asarray(train_set.targets))))
     model.to(device)
     torch.manual_seed(config.seed + rank)
+    sampler, loader, optimizer, scheduler = _optimisation(model, train_set, config, rank, world_size)
 
-    sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed)
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    progress = _Progress(TrainResult())
+    if resume and checkpoint_path.exists():
+        progress = _resume(checkpoint_path, device, model, optimizer, scheduler, config, extra_state)
+    trained = DistributedDataParallel(model) if dist.is_initialized() else model
+    epochs = tqdm(range(progress.epoch, config.epochs), desc="train", unit="epoch", disable=rank != 0,
+                  initial=progress.epoch, total=config.epochs)
+    for epoch in epochs:
+        if progress.result.stopped_early:
+            break
+        sampler.set_epoch(epoch)
+        losses = _train_epoch(trained, loader, optimizer, scheduler, config, device, f"epoch {epoch + 1}", rank)
+        if dist.is_initialized():  # BatchNorm statistics drift apart per rank: use rank 0's, so all ranks agree
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
+        validation_loss, spearman, pearson = _validate(model, validation_set, config)
+        progress.record(model, epoch + 1, float(np.mean(losses)), validation_loss, spearman, pearson,
+                        optimizer.param_groups[0]["lr"], config.patience)
+        epochs.set_postfix(train=f"{np.mean(losses):.2f}", val=f"{validation_loss:.2f}", rho=f"{spearman:.3f}")
+        logger.info("epoch %d: train loss %.3f, validation loss %.3f, Spearman %.3f, Pearson %.3f",
+                    epoch + 1, np.mean(losses), validation_loss, spearman, pearson)
+        if rank == 0:
+            _save_checkpoint(progress.checkpoint(model, optimizer, scheduler, config, extra_state), checkpoint_path)
+    if progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
+    if rank == 0:
+        write_json(out_dir / "history.json", asdict(progress.result))
+        plot_history(progress.result, out_dir / "training.png")
+    return progress.result
+
+
+@dataclass
+class _Progress:
+    """Where a training run stands after ``epoch`` finished epochs (what a checkpoint keeps besides the optimiser).
+
+    ``best_state`` holds the best epoch's weights; ``waited`` counts the epochs since the validation loss last
+    improved.
+    """
+
+    result: TrainResult
+    epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    waited: int = 0
+
+    def record(self, model: nn.Module, epoch: int, train_loss: float, validation_loss: float, spearman: float,
+               pearson: float, learning_rate: float, patience: int) -> None:
+        """Add finished epoch ``epoch`` (1-based) to the history; keep the weights when they are the best so far."""
+        result = self.result
+        result.history.append({"epoch": epoch, "train_loss": train_loss, "validation_loss": validation_loss,
+                               "spearman": spearman, "pearson": pearson, "learning_rate": learning_rate})
+        self.epoch = epoch
+        if validation_loss < result.best_validation_loss:
+            result.best_validation_loss, result.best_epoch = validation_loss, epoch
+            result.spearman, result.pearson = spearman, pearson
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.waited = 0
+        else:
+            self.waited += 1
+            result.stopped_early = self.waited >= patience
+
+    def checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, config: TrainConfig,
+                   extra_state: dict[str, Any] | None) -> dict[str, Any]:
+        """All state of the run: resuming from it reaches the same final weights."""
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "epoch": self.epoch, "best_model": self.best_state,
+            "waited": self.waited, "result": asdict(self.result), "config": asdict(config),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "extra": dict(extra_state or {}),
+        }
+
+
+def _optimisation(model: nn.Module, train_set: TensorPairs, config: TrainConfig, rank: int,
+                  world_size: int) -> tuple[DistributedSampler, DataLoader, torch.optim.Optimizer,
+                                            torch.optim.lr_scheduler.LambdaLR]:
+    """This rank's sampler and loader of ``train_set``, AdamW, and the warm-up-then-cosine schedule per step."""
+    sampler: DistributedSampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True,
+                                                     seed=config.seed)
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
                         drop_last=len(train_set) // world_size > config.batch_size)
     steps_per_epoch = max(1, len(loader))
@@ -169,89 +250,62 @@ def fit(model: nn.Module, train_set: Dataset, validation_set: Dataset, config: T
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _lr_factor(step, warmup_steps, total_steps))
+    return sampler, loader, optimizer, scheduler
 
-    result, start_epoch, best_state, waited = TrainResult(), 0, None, 0
-    checkpoint_path = out_dir / CHECKPOINT_NAME
-    if resume and checkpoint_path.exists():
-        try:  # tensors and plain data only: a crafted checkpoint must never run code
-            checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        except Exception as exc:  # torch raises several unrelated types for a bad or hostile file
-            raise StoreError(f"{checkpoint_path}: not a fiqa training checkpoint ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}); delete it or pass resume=False "
-                             f"to start again") from None
-        saved_extra, extra = checkpoint.get("extra", {}), dict(extra_state or {})
-        if saved_extra != extra:
-            changed = sorted(k for k in set(saved_extra) | set(extra) if saved_extra.get(k) != extra.get(k))
-            raise StoreError(f"{checkpoint_path}: checkpoint was written for other training data or another model "
-                             f"(differs in: {', '.join(changed)}); pass resume=False to start again")
-        if checkpoint.get("config") != asdict(config):
-            changed = sorted(k for k, v in asdict(config).items() if checkpoint.get("config", {}).get(k) != v)
-            raise StoreError(f"{checkpoint_path}: checkpoint was written with a different configuration "
-                             f"(differs in: {', '.join(changed)}); pass resume=False to start again")
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        if torch.cuda.is_available() and checkpoint["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-        start_epoch, best_state, waited = checkpoint["epoch"], checkpoint["best_model"], checkpoint["waited"]
-        result = TrainResult(**checkpoint["result"])
-        logger.info("resumed from %s after epoch %d", checkpoint_path, start_epoch)
 
-    trained = DistributedDataParallel(model) if dist.is_initialized() else model
-    epochs = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=rank != 0,
-                  initial=start_epoch, total=config.epochs)
-    for epoch in epochs:
-        if result.stopped_early:
-            break
-        sampler.set_epoch(epoch)
-        trained.train()
-        losses = []
-        for inputs, targets in tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
-                                    disable=rank != 0):
-            loss = huber_loss(trained(inputs.to(device)), targets.to(device), config.huber_delta)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-        if dist.is_initialized():  # BatchNorm statistics drift apart per rank: use rank 0's, so all ranks agree
-            for buffer in model.buffers():
-                dist.broadcast(buffer, src=0)
-        predictions = predict(model, validation_set)
-        val_targets = np.asarray(validation_set.targets, np.float64)
-        validation_loss = huber_loss(torch.from_numpy(predictions), torch.from_numpy(val_targets),
-                                     config.huber_delta).item()
-        spearman, pearson = _correlations(predictions, val_targets)
-        result.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                               "validation_loss": validation_loss, "spearman": spearman, "pearson": pearson,
-                               "learning_rate": optimizer.param_groups[0]["lr"]})
-        if validation_loss < result.best_validation_loss:
-            result.best_validation_loss, result.best_epoch = validation_loss, epoch + 1
-            result.spearman, result.pearson = spearman, pearson
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            waited = 0
-        else:
-            waited += 1
-            result.stopped_early = waited >= config.patience
-        epochs.set_postfix(train=f"{np.mean(losses):.2f}", val=f"{validation_loss:.2f}", rho=f"{spearman:.3f}")
-        logger.info("epoch %d: train loss %.3f, validation loss %.3f, Spearman %.3f, Pearson %.3f",
-                    epoch + 1, np.mean(losses), validation_loss, spearman, pearson)
-        if rank == 0:
-            _save_checkpoint({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_model": best_state,
-                "waited": waited, "result": asdict(result), "config": asdict(config),
-                "rng": {"torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-                "extra": dict(extra_state or {}),
-            }, checkpoint_path)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if rank == 0:
-        write_json(out_dir / "history.json", asdict(result))
-        plot_history(result, out_dir / "training.png")
-    return result
+def _resume(checkpoint_path: Path, device: torch.device, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler, config: TrainConfig,
+            extra_state: dict[str, Any] | None) -> _Progress:
+    """Restore model, optimiser, scheduler and RNG from a checkpoint written for the same data and config."""
+    try:  # tensors and plain data only: a crafted checkpoint must never run code
+        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for a bad or hostile file
+        raise StoreError(f"{checkpoint_path}: not a fiqa training checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); delete it or pass resume=False "
+                         f"to start again") from None
+    saved_extra, extra = checkpoint.get("extra", {}), dict(extra_state or {})
+    if saved_extra != extra:
+        changed = sorted(k for k in set(saved_extra) | set(extra) if saved_extra.get(k) != extra.get(k))
+        raise StoreError(f"{checkpoint_path}: checkpoint was written for other training data or another model "
+                         f"(differs in: {', '.join(changed)}); pass resume=False to start again")
+    if checkpoint.get("config") != asdict(config):
+        changed = sorted(k for k, v in asdict(config).items() if checkpoint.get("config", {}).get(k) != v)
+        raise StoreError(f"{checkpoint_path}: checkpoint was written with a different configuration "
+                         f"(differs in: {', '.join(changed)}); pass resume=False to start again")
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    if torch.cuda.is_available() and checkpoint["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    logger.info("resumed from %s after epoch %d", checkpoint_path, checkpoint["epoch"])
+    return _Progress(TrainResult(**checkpoint["result"]), checkpoint["epoch"], checkpoint["best_model"],
+                     checkpoint["waited"])
+
+
+def _train_epoch(trained: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, config: TrainConfig, device: torch.device,
+                 description: str, rank: int) -> list[float]:
+    """One pass over this rank's shard: a Huber-loss step (and a scheduler step) per batch; the batch losses."""
+    trained.train()
+    losses = []
+    for inputs, targets in tqdm(loader, desc=description, unit="batch", leave=False, disable=rank != 0):
+        loss = huber_loss(trained(inputs.to(device)), targets.to(device), config.huber_delta)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _validate(model: nn.Module, validation_set: TensorPairs, config: TrainConfig) -> tuple[float, float, float]:
+    """``(Huber loss, Spearman, Pearson)`` of the model's predictions on the whole validation set."""
+    predictions = predict(model, validation_set)
+    targets = np.asarray(validation_set.targets, np.float64)
+    loss = huber_loss(torch.from_numpy(predictions), torch.from_numpy(targets), config.huber_delta).item()
+    spearman, pearson = _correlations(predictions, targets)
+    return loss, spearman, pearson
 
 
 def plot_history(result: TrainResult, path: str | Path) -> Path:
@@ -274,7 +328,7 @@ def plot_history(result: TrainResult, path: str | Path) -> Path:
     if result.best_epoch:
         loss_axis.axvline(result.best_epoch, color="grey", linestyle=":", label=f"best epoch {result.best_epoch}")
     handles = loss_axis.get_legend_handles_labels()[0] + rho_axis.get_legend_handles_labels()[0]
-    loss_axis.legend(handles, [h.get_label() for h in handles], loc="upper right", fontsize="small")
+    loss_axis.legend(handles, [str(h.get_label()) for h in handles], loc="upper right", fontsize="small")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

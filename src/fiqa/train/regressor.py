@@ -19,7 +19,7 @@ from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.embed.features import SFACE_TAPS, FeatureSpec
 from fiqa.io.table import load_quality
 from fiqa.train.calibration import QuantileCalibration, fit_quantile_calibration
-from fiqa.train.data import make_targets
+from fiqa.train.data import Targets, make_targets
 from fiqa.train.export import export_onnx
 from fiqa.train.features import cached_features
 from fiqa.train.loop import (
@@ -70,7 +70,7 @@ class _CropInputs:
         return SFACE_TAPS.spec.apply(load_crops(self.store, np.array([row])))[0]
 
 
-def _fingerprint(store: EmbeddingStore, targets: Any) -> str:
+def _fingerprint(store: EmbeddingStore, targets: Targets) -> str:
     """SHA-256 of what training reads: the rows' sample ids and locations, their targets and the split."""
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(store.samples.sample_id[targets.rows], np.int64).tobytes())
@@ -91,7 +91,8 @@ def _describe(params: Mapping[str, Any]) -> dict[str, Any]:
 def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | str | Path, out_dir: str | Path, *,
                     shape: str = "head", model_params: Mapping[str, Any] | None = None,
                     config: TrainConfig | None = None, validation_fraction: float = 0.2,
-                    feature_cache_dir: str | Path | None = None, resume: bool = True) -> TrainedModel:
+                    feature_cache_dir: str | Path | None = None, resume: bool = True,
+                    force: bool = False) -> TrainedModel:
     """Train a Huber-loss quality regressor on ``labels`` and export it as ``<out_dir>/model.onnx``.
 
     Parameters
@@ -114,12 +115,14 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
         Where the feature heads cache quality features (default ``<store>/features``).
     resume : bool
         Continue from ``<out_dir>/checkpoint.pt`` when it exists.
+    force : bool, default=False
+        Train on labels that record another store's fingerprint, with a logged warning
+        (:func:`fiqa.embed.store.check_table_matches`); refused otherwise.
 
     Returns
     -------
     TrainedModel
     """
-    from fiqa.augment.crops import load_crops
     from fiqa.embed.store import open_store
 
     config = config if config is not None else TrainConfig()
@@ -129,22 +132,13 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     store = store if isinstance(store, EmbeddingStore) else open_store(store)
     labels = labels if isinstance(labels, QualityTable) else load_quality(labels)
     out_dir = Path(out_dir)
-    targets = make_targets(store, labels, validation_fraction=validation_fraction, seed=config.seed)
+    targets = make_targets(store, labels, validation_fraction=validation_fraction, seed=config.seed, force=force)
     logger.info("training %s on %d samples (%d train, %d validation) of %s labels", shape, len(targets.rows),
                 len(targets.train), len(targets.validation), labels.method)
 
     params = dict(model_params or {})
-    rank, world_size = distributed_context()
-    if shape in FEATURE_HEADS:
-        spec = params.setdefault("spec", SFACE_TAPS)
-        if rank == 0:  # one process fills the cache; the others wait, then only read it
-            cached_features(store, targets.rows, spec=spec, cache_dir=feature_cache_dir)
-        if world_size > 1:
-            torch.distributed.barrier()
-        inputs: Any = cached_features(store, targets.rows, spec=spec, cache_dir=feature_cache_dir,
-                                      progress=False)
-    else:
-        inputs = _CropInputs(store)
+    rank, _ = distributed_context()
+    inputs = _network_inputs(store, targets.rows, shape, params, feature_cache_dir)
     torch.manual_seed(config.seed)
     regressor = regressor_class(**params)
     train_set = TensorPairs(inputs, targets.rows[targets.train], targets.targets[targets.train])
@@ -161,15 +155,41 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
                 "n_train": int(len(targets.train)), "n_validation": int(len(targets.validation)),
                 "split": targets.split.describe(), "config": asdict(config), "store": str(store.root),
                 "model_params": _describe(params)}
-    model = CalibratedRegressor(regressor, calibration)
-    check_crops = load_crops(store, targets.rows[targets.train][:4])
-    model_path = export_onnx(model, out_dir / MODEL_NAME, shape=shape, check_crops=check_crops,
-                             spec=params.get("spec", SFACE_TAPS), metadata={
-        "label_method": labels.method, "label_range": list(targets.label_range),
-        "calibration": calibration.to_dict(), "training": training})
-    save_split(targets.split, out_dir / "split.json")
-    write_json(out_dir / "metrics.json", {**training, "label_method": labels.method,
-                                          **provenance(shape=shape, validation_fraction=validation_fraction)})
+    model_path = _write_model(regressor, calibration, store, targets, labels.method, out_dir, shape=shape,
+                              spec=params.get("spec", SFACE_TAPS), training=training,
+                              validation_fraction=validation_fraction)
     logger.info("validation Spearman %.3f, Pearson %.3f (best epoch %d); model written to %s",
                 result.spearman, result.pearson, result.best_epoch, model_path)
     return TrainedModel(model_path, out_dir, result, calibration)
+
+
+def _network_inputs(store: EmbeddingStore, rows: np.ndarray, shape: str, params: dict[str, Any],
+                    feature_cache_dir: str | Path | None) -> Any:
+    """What the regressor reads per store row: cached quality features for a feature head (``params["spec"]``
+    defaults to SFACE_TAPS), preprocessed crops for a full network."""
+    if shape not in FEATURE_HEADS:
+        return _CropInputs(store)
+    rank, world_size = distributed_context()
+    spec = params.setdefault("spec", SFACE_TAPS)
+    if rank == 0:  # one process fills the cache; the others wait, then only read it
+        cached_features(store, rows, spec=spec, cache_dir=feature_cache_dir)
+    if world_size > 1:
+        torch.distributed.barrier()
+    return cached_features(store, rows, spec=spec, cache_dir=feature_cache_dir, progress=False)
+
+
+def _write_model(regressor: torch.nn.Module, calibration: QuantileCalibration, store: EmbeddingStore,
+                 targets: Targets, label_method: str, out_dir: Path, *, shape: str, spec: FeatureSpec,
+                 training: dict[str, Any], validation_fraction: float) -> Path:
+    """Export the calibrated model to ONNX (checked on a few training crops); write the split and the metrics."""
+    from fiqa.augment.crops import load_crops
+
+    model = CalibratedRegressor(regressor, calibration)
+    check_crops = load_crops(store, targets.rows[targets.train][:4])
+    model_path = export_onnx(model, out_dir / MODEL_NAME, shape=shape, check_crops=check_crops, spec=spec, metadata={
+        "label_method": label_method, "label_range": list(targets.label_range),
+        "calibration": calibration.to_dict(), "training": training})
+    save_split(targets.split, out_dir / "split.json")
+    write_json(out_dir / "metrics.json", {**training, "label_method": label_method,
+                                          **provenance(shape=shape, validation_fraction=validation_fraction)})
+    return model_path

@@ -1,0 +1,170 @@
+"""One image in, one aligned face crop out: read -> decode -> detect -> align, every failure a status and a reason.
+
+Extraction (:func:`fiqa.embed.extract.embed_source`) and scoring (:class:`fiqa.score.Scorer`) both send their
+images through :class:`FacePipeline`, so one photo gives the same crop, landmarks, status and reason wherever it
+goes. An image may be a location (a file path or a RecordIO ``"<path>.rec#<key>"``), its encoded bytes (e.g. the
+body of an HTTP request) or an already decoded BGR array.
+
+>>> pipeline = FacePipeline(FaceAligner())                 # FacePipeline(None) for pre-aligned crops
+>>> face = pipeline.process("photo.jpg")                    # doctest: +SKIP
+>>> face.status, face.crop.shape, face.n_faces             # doctest: +SKIP
+(<Status.OK: 'ok'>, (112, 112, 3), 1)
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.types import Status
+from fiqa.detect.align import CROP_SIZE
+from fiqa.detect.yunet import FaceAligner
+from fiqa.io.image import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    ImageReadError,
+    check_limits,
+    decode_image,
+    read_image,
+)
+
+__all__ = ["NO_FACE_REASON", "FaceCrop", "FacePipeline", "ImageInput", "image_name", "resize_aligned"]
+
+ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
+"""What :meth:`FacePipeline.process` takes: a location, encoded image bytes, or an ``(H, W, 3) uint8`` BGR array."""
+
+NO_FACE_REASON = "the detector found no face"
+"""The reason recorded with :attr:`Status.NO_FACE <fiqa.core.types.Status.NO_FACE>`."""
+
+_ENCODED = (bytes, bytearray, memoryview)
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """What :meth:`FacePipeline.process` made of one image.
+
+    Attributes
+    ----------
+    crop : ndarray of shape (112, 112, 3), uint8, or None
+        The aligned face (BGR); None unless ``status`` is ``Status.OK``.
+    status : Status
+        ``OK``, a read failure (``UNREADABLE``, ``NOT_AN_IMAGE``, ``TOO_LARGE``, ``TOO_SMALL``) or ``NO_FACE``.
+    reason : str
+        Why the image has no crop (as :class:`fiqa.io.image.ImageReadError` or :data:`NO_FACE_REASON` word it);
+        ``""`` when ok.
+    n_faces : int
+        Faces the detector found above its threshold; -1 when detection never ran (pre-aligned input, or an image
+        that could not be read).
+    detection_score : float
+        The detector's confidence in the chosen face; NaN when no face was detected.
+    landmarks : ndarray of shape (5, 2), float32, or None
+        The chosen face's landmarks in source-image pixels (ARCFACE_TEMPLATE order); None unless detected.
+    """
+
+    crop: np.ndarray | None
+    status: Status
+    reason: str = ""
+    n_faces: int = -1
+    detection_score: float = math.nan
+    landmarks: np.ndarray | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when there is a crop."""
+        return self.status is Status.OK
+
+
+def resize_aligned(image: np.ndarray) -> np.ndarray:
+    """A pre-aligned face as a ``(112, 112, 3) uint8`` crop (resized when its size differs)."""
+    if image.shape[:2] == (CROP_SIZE, CROP_SIZE):
+        return image
+    shrink = min(image.shape[:2]) > CROP_SIZE
+    return cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def image_name(image: ImageInput, index: int | None = None) -> str:
+    """How an image is named in tables and errors: its location, or ``"<array i>"`` / ``"<bytes i>"``."""
+    suffix = "" if index is None else f" {index}"
+    if isinstance(image, np.ndarray):
+        return f"<array{suffix}>"
+    if isinstance(image, _ENCODED):
+        return f"<bytes{suffix}>"
+    return os.fsdecode(image)
+
+
+class FacePipeline:
+    """Read, decode, detect and align one image at a time; a failure is a :class:`FaceCrop` with a status.
+
+    Parameters
+    ----------
+    aligner : FaceAligner or None
+        Detects the faces and aligns the chosen one (its ``policy`` and ``score_threshold`` decide). None: the
+        images are already aligned face crops, resized to 112x112 when needed; no detection.
+    max_pixels, min_side : int >= 1
+        Size limits for images that are decoded here (locations and bytes), see :func:`fiqa.io.read_image`. An
+        array is taken as it is: it has been decoded already.
+
+    Notes
+    -----
+    Holds no per-image state; one pipeline may be shared by threads (as :class:`FaceAligner` may).
+    """
+
+    def __init__(self, aligner: FaceAligner | None, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 min_side: int = DEFAULT_MIN_SIDE) -> None:
+        check_limits(max_pixels, min_side, "FacePipeline")
+        if aligner is not None and not callable(getattr(aligner, "align", None)):
+            raise InvalidParameterError("FacePipeline", "aligner", "a FaceAligner or None", type(aligner).__name__)
+        self.aligner = aligner
+        self.max_pixels, self.min_side = int(max_pixels), int(min_side)
+
+    def read(self, image: ImageInput) -> np.ndarray:
+        """The image as an ``(H, W, 3) uint8`` BGR array.
+
+        Raises
+        ------
+        ImageReadError
+            With the status and reason of :func:`fiqa.io.read_image`; ``NOT_AN_IMAGE`` for an array of another
+            shape or dtype.
+        InvalidParameterError
+            ``image`` is none of the accepted types.
+        """
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ImageReadError("<array>", Status.NOT_AN_IMAGE,
+                                     f"expected an (H, W, 3) uint8 BGR array, got {image.dtype} {image.shape}")
+            return image
+        if isinstance(image, _ENCODED):
+            return decode_image(bytes(image), "<bytes>", max_pixels=self.max_pixels, min_side=self.min_side)
+        if isinstance(image, (str, os.PathLike)):
+            return read_image(image, max_pixels=self.max_pixels, min_side=self.min_side)
+        raise InvalidParameterError("FacePipeline", "image", "a location, encoded image bytes or an (H, W, 3) uint8 "
+                                    "array", type(image).__name__)
+
+    def process(self, image: ImageInput) -> FaceCrop:
+        """One image to its aligned face crop, or to the status and reason why there is none.
+
+        Parameters
+        ----------
+        image : str, path, bytes or ndarray of shape (H, W, 3), uint8, BGR
+            A location (anything :func:`fiqa.io.read_image` reads), encoded image bytes (any format OpenCV
+            decodes), or a decoded image.
+
+        Returns
+        -------
+        FaceCrop
+        """
+        try:
+            pixels = self.read(image)
+        except ImageReadError as exc:
+            return FaceCrop(None, exc.status, exc.reason)  # detection never ran
+        if self.aligner is None:
+            return FaceCrop(resize_aligned(pixels), Status.OK)
+        alignment = self.aligner.align(pixels)
+        if alignment.crop is None:
+            return FaceCrop(None, Status.NO_FACE, NO_FACE_REASON, n_faces=int(alignment.n_faces))
+        return FaceCrop(alignment.crop, Status.OK, n_faces=int(alignment.n_faces),
+                        detection_score=float(alignment.score), landmarks=alignment.landmarks)
