@@ -138,3 +138,13 @@ def test_check_int_accepts_ints_and_names_the_bad_parameter():
             check_int("X", "n", bad, 1)
     with pytest.raises(InvalidParameterError, match="must be an int >= 1 or None"):
         check_int("X", "threads", 0, 1, allow_none=True)
+
+
+def test_locate_ids_joins_by_sample_id_in_any_order():
+    from fiqa.core.types import locate_ids
+
+    rows, found = locate_ids(np.array([30, 10, 20]), np.array([20, 40, 30, 10, 5]))
+    assert found.tolist() == [True, False, True, True, False]
+    assert rows[found].tolist() == [2, 0, 1]
+    rows, found = locate_ids(np.array([], np.int64), np.array([1, 2]))
+    assert found.tolist() == [False, False]

@@ -7,13 +7,76 @@ Conventions everywhere in fiqa:
 """
 from __future__ import annotations
 
+import importlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+ESCAPED_TEXT = {b"fiqa_encoding": b"utf-8/surrogateescape"}
+"""Arrow field metadata of a text column stored as bytes because some string in it is not valid Unicode (a file name
+that is not valid UTF-8 comes from the operating system with surrogate escapes, PEP 383)."""
+META_KEY = b"fiqa.meta"
+"""Arrow schema metadata key of a table's metadata (JSON) in :meth:`QualityTable.to_arrow`."""
+
+
+def arrow_table(columns: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> pa.Table:
+    """Equal-length 1-D columns as a ``pyarrow.Table``; ``meta`` (JSON-able) goes into the schema metadata.
+
+    Object columns become strings, or bytes marked :data:`ESCAPED_TEXT` when some string is not valid Unicode,
+    so every file name round-trips (``fiqa.io.table.read_table`` decodes them back).
+    """
+    import pyarrow as pa
+
+    fields, arrays = [], []
+    for name, values in columns.items():
+        values = np.asarray(values)
+        field_meta = None
+        if values.dtype == object:
+            strings = values.astype(str).tolist()
+            try:
+                array = pa.array(strings, type=pa.string())
+            except (UnicodeEncodeError, pa.ArrowInvalid):
+                array = pa.array([v.encode("utf-8", "surrogateescape") for v in strings], type=pa.binary())
+                field_meta = ESCAPED_TEXT
+        else:
+            array = pa.array(values)
+        fields.append(pa.field(name, array.type, metadata=field_meta))
+        arrays.append(array)
+    schema_meta = None
+    if meta is not None:
+        from fiqa.core.atomic import to_jsonable
+
+        schema_meta = {META_KEY: json.dumps(to_jsonable(dict(meta)), sort_keys=True).encode()}
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=schema_meta))
+
+
+def pandas_frame(columns: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> Any:
+    """Columns as a ``pandas.DataFrame`` (strings stay Python strings), ``attrs`` in ``DataFrame.attrs``.
+
+    Raises
+    ------
+    ImportError
+        When pandas is not installed, saying how to install it (fiqa itself does not need it).
+    """
+    try:
+        pandas = importlib.import_module("pandas")
+    except ImportError:
+        raise ImportError("to_pandas() needs pandas, which fiqa does not install: pip install pandas "
+                          "(or use to_arrow(), which needs nothing more)") from None
+    # object columns stay Python strings (pandas >= 3 would make Arrow strings, which refuse a file name that is not
+    # valid Unicode)
+    frame = pandas.DataFrame({name: pandas.Series(values, dtype=object if values.dtype == object else None)
+                              for name, values in ((n, np.asarray(v)) for n, v in columns.items())})
+    frame.attrs.update(attrs)
+    return frame
 
 
 class Status(StrEnum):
@@ -70,6 +133,25 @@ class SampleTable:
 
     def subset(self, index: np.ndarray) -> SampleTable:
         return SampleTable(self.sample_id[index], self.location[index], self.identity[index], self.source)
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        return {"sample_id": np.asarray(self.sample_id, dtype=np.int64), "location": self.location,
+                "identity": self.identity}
+
+    def to_arrow(self) -> pa.Table:
+        """The samples as a ``pyarrow.Table``: columns ``sample_id`` (int64), ``location``, ``identity`` (string;
+        bytes marked :data:`ESCAPED_TEXT` when a name is not valid Unicode), ``source`` in the schema metadata."""
+        return arrow_table(self._columns(), {"source": self.source})
+
+    def to_pandas(self) -> Any:
+        """The samples as a ``pandas.DataFrame`` (columns as :meth:`to_arrow`; ``attrs["source"]``).
+
+        Raises
+        ------
+        ImportError
+            When pandas is not installed (``pip install pandas``).
+        """
+        return pandas_frame(self._columns(), {"source": self.source})
 
 
 @dataclass(frozen=True)
@@ -172,20 +254,57 @@ class QualityTable:
     def method(self) -> str:
         return str(self.meta.get("method", "unnamed"))
 
+    def all_columns(self) -> dict[str, np.ndarray]:
+        """``sample_id``, ``score``, ``status``, ``reason``, then :attr:`columns`: the columns of the table on disk."""
+        return {"sample_id": self.sample_id, "score": self.score, "status": self.status, "reason": self.reason,
+                **self.columns}
+
+    def to_arrow(self) -> pa.Table:
+        """The table as a ``pyarrow.Table`` (columns as :meth:`all_columns`; text as strings, or bytes marked
+        :data:`ESCAPED_TEXT` when a value is not valid Unicode); :attr:`meta` as JSON under the schema metadata key
+        :data:`META_KEY`."""
+        return arrow_table(self.all_columns(), self.meta)
+
+    def to_pandas(self) -> Any:
+        """The table as a ``pandas.DataFrame`` (columns as :meth:`all_columns`, NaN scores where not ok), with
+        :attr:`meta` in ``DataFrame.attrs``.
+
+        Raises
+        ------
+        ImportError
+            When pandas is not installed (``pip install pandas``).
+        """
+        return pandas_frame(self.all_columns(), dict(self.meta))
+
     @property
     def ok(self) -> np.ndarray:
         return self.status == Status.OK.value
 
     def aligned_to(self, sample_id: np.ndarray) -> np.ndarray:
         """Scores re-ordered to ``sample_id`` (shape (M,), float64); NaN for samples this table lacks."""
-        order = np.argsort(self.sample_id, kind="stable")
-        sorted_ids = self.sample_id[order]
-        pos = np.searchsorted(sorted_ids, sample_id)
-        pos = np.clip(pos, 0, max(len(sorted_ids) - 1, 0))
-        found = (sorted_ids[pos] == sample_id) if len(sorted_ids) else np.zeros(len(sample_id), bool)
+        rows, found = locate_ids(self.sample_id, sample_id)
         out = np.full(len(sample_id), np.nan)
-        out[found] = self.score[order[pos[found]]]
+        out[found] = self.score[rows[found]]
         return out
+
+
+def locate_ids(sample_id: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one ``sample_id`` join: where each of ``wanted`` (shape (M,)) is in ``sample_id`` (shape (N,), unique,
+    any order).
+
+    Returns
+    -------
+    rows : ndarray of shape (M,), int64
+        Index into ``sample_id``; meaningless where not ``found``.
+    found : ndarray of shape (M,), bool
+    """
+    sample_id, wanted = np.asarray(sample_id), np.asarray(wanted)
+    if len(sample_id) == 0:
+        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+    order = np.argsort(sample_id, kind="stable")
+    position = np.clip(np.searchsorted(sample_id, wanted, sorter=order), 0, len(sample_id) - 1)
+    rows = order[position].astype(np.int64)
+    return rows, sample_id[rows] == wanted
 
 
 PathLike = str | Path

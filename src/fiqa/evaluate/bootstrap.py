@@ -49,6 +49,7 @@ from fiqa.core.errors import (
     check_int,
     check_scores,
 )
+from fiqa.core.types import locate_ids
 from fiqa.evaluate.curves import (
     EDCCurve,
     ErrorType,
@@ -295,8 +296,7 @@ def identity_clusters(comparisons, identities: Mapping[int, Hashable] | Any = No
     for ids, labels in _label_sources(identities):
         known = _known(labels)
         ids, labels = ids[known], labels[known].astype(str)
-        pos = np.clip(np.searchsorted(sample_id, ids), 0, max(len(sample_id) - 1, 0))
-        found = sample_id[pos] == ids if len(sample_id) else np.zeros(len(ids), bool)
+        pos, found = locate_ids(sample_id, ids)
         names, codes = np.unique(labels[found], return_inverse=True)
         rows.append(pos[found])
         cols.append(n_nodes + codes.astype(np.int64))

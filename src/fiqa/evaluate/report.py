@@ -26,7 +26,7 @@ import numpy as np
 
 from fiqa.core.atomic import write_json, write_text
 from fiqa.core.errors import FIQAError, InvalidParameterError
-from fiqa.core.types import EmbeddingStore
+from fiqa.core.types import EmbeddingStore, locate_ids
 from fiqa.evaluate.bootstrap import PAUCBootstrap, paired_pauc_difference
 from fiqa.evaluate.curves import EDCCurve, theoretical_best
 from fiqa.evaluate.erc import LegacyERCResult
@@ -139,7 +139,6 @@ def _galleries(evaluation: Evaluation, store: EmbeddingStore | None, gallery_siz
         return "<p class=note>No embedding store was given, so no face galleries are shown.</p>"
     import cv2
 
-    order = np.argsort(store.samples.sample_id, kind="stable")
     parts = []
     for method, values in evaluation.qualities.items():
         if method == RANDOM_METHOD:
@@ -150,7 +149,7 @@ def _galleries(evaluation: Evaluation, store: EmbeddingStore | None, gallery_siz
         sections = []
         for title, picks in (("lowest quality", ranked[:k]), ("highest quality", ranked[::-1][:k])):
             ids = evaluation.sample_id[picks]
-            rows = order[np.searchsorted(store.samples.sample_id, ids, sorter=order)]
+            rows = locate_ids(store.samples.sample_id, ids)[0]
             try:
                 from fiqa.augment.crops import load_crops
 
