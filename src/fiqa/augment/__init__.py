@@ -7,23 +7,23 @@
 from __future__ import annotations
 
 from fiqa.augment.copies import (
-                                 DEFAULT_KINDS,
-                                 HELD_OUT_EFFECTS,
-                                 Degradation,
-                                 JitterRange,
-                                 Recipe,
-                                 apply_recipe,
-                                 augment_store,
-                                 degraded_store,
-                                 embedder_for_store,
-                                 sample_recipes,
+    DEFAULT_KINDS,
+    HELD_OUT_EFFECTS,
+    Degradation,
+    JitterRange,
+    Recipe,
+    apply_recipe,
+    augment_store,
+    degraded_store,
+    embedder_for_store,
+    sample_recipes,
 )
 from fiqa.augment.crops import load_crops
 from fiqa.augment.degrade import (
-                                 DEGRADATIONS,
-                                 EVALUATION_DEGRADATIONS,
-                                 degrade,
-                                 degrade_batch,
+    DEGRADATIONS,
+    EVALUATION_DEGRADATIONS,
+    degrade,
+    degrade_batch,
 )
 
 __all__ = ["DEFAULT_KINDS", "DEGRADATIONS", "EVALUATION_DEGRADATIONS", "HELD_OUT_EFFECTS", "Degradation",

@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 from fiqa.detect.align import (
-           ARCFACE_TEMPLATE,
-           CROP_SIZE,
-           estimate_similarity,
-           warp_to_template,
+    ARCFACE_TEMPLATE,
+    CROP_SIZE,
+    estimate_similarity,
+    warp_to_template,
 )
 from fiqa.detect.yunet import POLICIES, Alignment, FaceAligner
 

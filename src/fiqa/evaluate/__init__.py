@@ -13,26 +13,26 @@ Higher quality is better everywhere; lower pAUC is better. The usual path::
 """
 from fiqa.core.comparisons import threshold_at_fmr, threshold_at_fnmr
 from fiqa.core.identities import (
-                  IdentitySplit,
-                  load_split,
-                  read_identity_list,
-                  save_split,
-                  split_identities,
+    IdentitySplit,
+    load_split,
+    read_identity_list,
+    save_split,
+    split_identities,
 )
 from fiqa.evaluate.bootstrap import (
-                  PAUCBootstrap,
-                  bootstrap_pauc,
-                  identity_clusters,
-                  paired_pauc_difference,
-                  weighted_edc_curve,
+    PAUCBootstrap,
+    bootstrap_pauc,
+    identity_clusters,
+    paired_pauc_difference,
+    weighted_edc_curve,
 )
 from fiqa.evaluate.curves import (
-                  EDCCurve,
-                  edc_curve,
-                  pair_quality,
-                  pauc,
-                  theoretical_best,
-                  theoretical_best_pauc,
+    EDCCurve,
+    edc_curve,
+    pair_quality,
+    pauc,
+    theoretical_best,
+    theoretical_best_pauc,
 )
 from fiqa.evaluate.edc import EDCResult, compute_edc
 from fiqa.evaluate.erc import LegacyERCResult, compute_legacy_erc

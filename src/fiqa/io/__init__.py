@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from fiqa.io.image import (
-           DEFAULT_MAX_PIXELS,
-           DEFAULT_MIN_SIDE,
-           ImageReadError,
-           read_image,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    ImageReadError,
+    read_image,
 )
 from fiqa.io.sources import KINDS, DataSource, open_source
 

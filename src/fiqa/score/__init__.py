@@ -5,17 +5,17 @@ models; :mod:`fiqa.embed.quality_model` is the model-file contract training writ
 from __future__ import annotations
 
 from fiqa.embed.quality_model import (
-           INPUT_NAME,
-           OUTPUT_NAMES,
-           load_quality_model,
-           read_metadata,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    load_quality_model,
+    read_metadata,
 )
 from fiqa.score.packaged import (
-           DEFAULT_MODEL,
-           format_card,
-           list_models,
-           load_model_folder,
-           model_card,
+    DEFAULT_MODEL,
+    format_card,
+    list_models,
+    load_model_folder,
+    model_card,
 )
 from fiqa.score.scorer import Scorer, create_scorer
 
