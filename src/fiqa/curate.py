@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from fiqa.core.atomic import write_json
-from fiqa.core.errors import InvalidParameterError
+from fiqa.core.errors import InvalidParameterError, check_int
 from fiqa.core.provenance import provenance
 from fiqa.core.types import QualityTable, Status
 from fiqa.io.table import write_table
@@ -135,62 +135,95 @@ def curate(labels: QualityTable, *, cluster_column: str | None = "auto", attribu
     -------
     Curation
     """
-    owner = "curate"
-    for name, value, minimum in (("n_strata", n_strata, 1), ("per_stratum", per_stratum, 1),
-                                 ("random_state", random_state, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise InvalidParameterError(owner, name, f"an int >= {minimum}", value)
-    n_rows = len(labels)
+    n_strata = check_int("curate", "n_strata", n_strata, 1)
+    per_stratum = check_int("curate", "per_stratum", per_stratum, 1)
+    random_state = check_int("curate", "random_state", random_state, 0)
     identity = _column(labels, "identity")
     if identity is None:
-        raise InvalidParameterError(owner, "labels", "a labels table with an 'identity' column",
+        raise InvalidParameterError("curate", "labels", "a labels table with an 'identity' column",
                                     f"columns {sorted(labels.columns)}")
     identity = identity.astype(str).astype(object)
     if cluster_column == "auto":
         cluster_column = default_cluster_column(labels)
+    attributes = dict(attributes or {})
+    group_name = _group_names(labels, identity, cluster_column, attributes)
+
+    quality = np.where(labels.ok, labels.score, np.nan).astype(np.float64)
+    candidate = np.isfinite(quality)
+    names = STRATUM_NAMES.get(n_strata, tuple(f"stratum_{k}" for k in range(n_strata)))
+    _, group = np.unique(group_name, return_inverse=True)
+    group = group.reshape(-1)
+    rows = np.flatnonzero(candidate)
+    stratum_index = _stratum_index(labels.sample_id, quality, group, rows, n_strata)
+    stratum = np.full(len(labels), "", dtype=object)
+    stratum[rows] = np.asarray(names, dtype=object)[stratum_index[rows]]
+    kept = _draw(_column(labels, "burst"), group * n_strata + np.maximum(stratum_index, 0), rows,
+                 per_stratum=per_stratum, random_state=random_state)
+    reason = _reasons(labels, candidate, group, group_name, stratum, kept, per_stratum=per_stratum)
+
+    location = _column(labels, "location")
+    location = np.full(len(labels), "", dtype=object) if location is None else location.astype(str).astype(object)
+    report = _report(labels, identity, group_name, stratum, kept, candidate, cluster_column, attributes, names)
+    report.update(provenance(cluster_column=cluster_column, attributes=sorted(attributes), n_strata=n_strata,
+                             per_stratum=per_stratum, random_state=random_state,
+                             label_method=labels.method))
+    logger.info("curate: kept %d of %d candidates in %d groups", int(kept.sum()), int(candidate.sum()),
+                report["n_groups"])
+    return Curation(labels.sample_id.astype(np.int64), location, identity, group_name, stratum, quality, kept,
+                    reason, report)
+
+
+def _group_names(labels: QualityTable, identity: np.ndarray, cluster_column: str | None,
+                 attributes: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Each row's group: its identity, cluster id at ``cluster_column`` and attribute values joined by ``/``."""
+    n_rows = len(labels)
     parts = [identity]
     if cluster_column is not None:
         values = _column(labels, cluster_column)
         if values is None:
-            raise InvalidParameterError(owner, "cluster_column", f"a column of the labels table "
+            raise InvalidParameterError("curate", "cluster_column", f"a column of the labels table "
                                         f"({', '.join(sorted(labels.columns))})", cluster_column)
         parts.append(values.astype(str))
-    attributes = dict(attributes or {})
     for name, values in attributes.items():
         values = np.asarray(values)
         if values.shape != (n_rows,):
-            raise InvalidParameterError(owner, "attributes", f"columns of length {n_rows} (one per labels row)",
+            raise InvalidParameterError("curate", "attributes", f"columns of length {n_rows} (one per labels row)",
                                         f"{name!r} of shape {values.shape}")
         parts.append(values.astype(str))
     group_name = parts[0].astype(str)
     for part in parts[1:]:
         group_name = np.char.add(np.char.add(group_name, "/"), part)
-    group_name = group_name.astype(object)
+    return group_name.astype(object)
 
-    quality = np.where(labels.ok, labels.score, np.nan).astype(np.float64)
-    candidate = np.isfinite(quality)
-    names = STRATUM_NAMES.get(n_strata, tuple(f"stratum_{k}" for k in range(n_strata)))
-    stratum = np.full(n_rows, "", dtype=object)
-    stratum_index = np.full(n_rows, -1, np.int64)
-    _, group = np.unique(group_name, return_inverse=True)
-    group = group.reshape(-1)
-    rows = np.flatnonzero(candidate)
-    # rank inside each group, best first (ties by sample_id): sort by (group, -quality, sample_id)
-    order = rows[np.lexsort((labels.sample_id[rows], -quality[rows], group[rows]))]
+
+def _stratum_index(sample_id: np.ndarray, quality: np.ndarray, group: np.ndarray, rows: np.ndarray,
+                   n_strata: int) -> np.ndarray:
+    """The quality band (0 = best) of each candidate row ``rows`` inside its group; -1 for the other rows.
+
+    Rows are ranked inside each group best first (ties by sample id) and cut into ``n_strata`` equal rank bands.
+    """
+    # sort by (group, -quality, sample_id)
+    order = rows[np.lexsort((sample_id[rows], -quality[rows], group[rows]))]
     sorted_group = group[order]
     starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_group)) + 1])
     sizes = np.diff(np.concatenate([starts, [len(order)]]))
     rank = np.arange(len(order)) - np.repeat(starts, sizes)
-    band = (rank * n_strata) // np.repeat(sizes, sizes)
-    stratum_index[order] = band
-    stratum[order] = np.asarray(names, dtype=object)[band]
+    stratum_index = np.full(len(quality), -1, np.int64)
+    stratum_index[order] = (rank * n_strata) // np.repeat(sizes, sizes)
+    return stratum_index
 
-    # draw: a random key per row, bursts visited in a random order, each burst's first draw before any second
+
+def _draw(burst: np.ndarray | None, cell: np.ndarray, rows: np.ndarray, *, per_stratum: int,
+          random_state: int) -> np.ndarray:
+    """Which rows are kept: up to ``per_stratum`` of the candidate ``rows`` of every (group, stratum) ``cell``.
+
+    A random key per row, bursts visited in a random order, each burst's first draw before any second (rows
+    without a ``burst`` column are each their own burst).
+    """
+    n_rows = len(cell)
     rng = np.random.default_rng(random_state)
-    burst = _column(labels, "burst")
     burst = np.arange(n_rows) if burst is None else burst.astype(np.int64)
     key = rng.random(n_rows)
-    cell = group * n_strata + np.maximum(stratum_index, 0)
     within_burst = np.empty(n_rows, np.int64)
     by_burst = rows[np.lexsort((key[rows], burst[rows], cell[rows]))]
     cell_burst = cell[by_burst] * (int(burst.max()) + 1 if n_rows else 1) + burst[by_burst]
@@ -205,27 +238,23 @@ def curate(labels: QualityTable, *, cluster_column: str | None = "auto", attribu
     position = np.arange(len(draw)) - np.repeat(cell_start, cell_sizes)
     kept = np.zeros(n_rows, bool)
     kept[draw[position < per_stratum]] = True
+    return kept
 
-    group_size = np.bincount(group[rows], minlength=int(group.max()) + 1 if n_rows else 0)
+
+def _reasons(labels: QualityTable, candidate: np.ndarray, group: np.ndarray, group_name: np.ndarray,
+             stratum: np.ndarray, kept: np.ndarray, *, per_stratum: int) -> np.ndarray:
+    """Why each row was kept or not."""
+    n_rows = len(labels)
+    group_size = np.bincount(group[candidate], minlength=int(group.max()) + 1 if n_rows else 0)
     reason = np.empty(n_rows, dtype=object)
     for i in np.flatnonzero(~candidate):
         reason[i] = f"not a candidate: status {labels.status[i]}" + (f" ({labels.reason[i]})" if labels.reason[i]
                                                                      else "")
-    for i in rows:
+    for i in np.flatnonzero(candidate):
         where = f"{stratum[i]} stratum of group {group_name[i]} ({group_size[group[i]]} labelled)"
         reason[i] = (f"kept: drawn from the {where}" if kept[i]
                      else f"not drawn: the {where} already gave per_stratum={per_stratum}")
-
-    location = _column(labels, "location")
-    location = np.full(n_rows, "", dtype=object) if location is None else location.astype(str).astype(object)
-    report = _report(labels, identity, group_name, stratum, kept, candidate, cluster_column, attributes, names)
-    report.update(provenance(cluster_column=cluster_column, attributes=sorted(attributes), n_strata=n_strata,
-                             per_stratum=per_stratum, random_state=random_state,
-                             label_method=labels.method))
-    logger.info("curate: kept %d of %d candidates in %d groups", int(kept.sum()), int(candidate.sum()),
-                report["n_groups"])
-    return Curation(labels.sample_id.astype(np.int64), location, identity, group_name, stratum, quality, kept,
-                    reason, report)
+    return reason
 
 
 def _report(labels: QualityTable, identity, group_name, stratum, kept, candidate, cluster_column, attributes,
@@ -306,8 +335,7 @@ def flywheel(labels: QualityTable, retrain: Callable[[QualityTable, int], Qualit
         One per round; the next round's quality keeps the first table's columns (identity, clusters) and takes
         the scores (NaN where the model gave none) and statuses from ``retrain``.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-        raise InvalidParameterError("flywheel", "rounds", "an int >= 1", rounds)
+    rounds = check_int("flywheel", "rounds", rounds, 1)
     history = []
     current = labels
     for round_index in range(int(rounds)):

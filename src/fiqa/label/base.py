@@ -198,7 +198,7 @@ class Labeler(ABC):
 
     def _check_float(self, name: str, value: Any, *, low: float, high: float, low_open: bool = False,
                      high_open: bool = False) -> float:
-        ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and np.isfinite(value)
+        ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and np.isfinite(float(value))
         if ok:
             ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
         if not ok:

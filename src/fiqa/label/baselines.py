@@ -56,6 +56,7 @@ class NormLabeler(Labeler):
         return 1
 
     def _label(self, data: LabelInput, rng: np.random.Generator) -> LabelResult:
+        assert data.norms is not None  # fit() rejects a call without norms (requires_norms)
         return LabelResult(data.norms.astype(np.float64))
 
 

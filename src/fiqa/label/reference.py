@@ -30,8 +30,8 @@ the samples that have evidence) and adds a small tie-break. Without norms the pr
 
 Algorithm, for usable samples ``x_i`` (unit vectors) of identity ``y(i)`` in burst ``b(i)``:
 
-- ``t`` = the threshold at ``fmr`` (the evaluation's rule) of ``x_a . x_b`` over ``n_threshold_pairs`` random pairs of different
-  identities (the only random choice, seeded by ``random_state``);
+- ``t`` = the threshold at ``fmr`` (the evaluation's rule) of ``x_a . x_b`` over ``n_threshold_pairs`` random pairs of
+  different identities (the only random choice, seeded by ``random_state``);
 - anchor ``a_i = log(norm_i / median norm)`` (0 when norms are not given);
 - evidence ``e_i = sum_B max_{j in B} sigmoid((x_i . x_j - t) / width)`` over the bursts ``B`` of ``y(i)`` other
   than ``b(i)``, and ``W_i`` the number of those bursts (the match rate is ``e_i / W_i``);
@@ -157,7 +157,7 @@ class ReferenceConsensusLabeler(Labeler):
         self.threshold_ = threshold
 
         use_norms = data.norms is not None
-        if use_norms:
+        if data.norms is not None:
             log_norm = np.log(np.maximum(data.norms.astype(np.float64), np.finfo(np.float32).tiny))
             anchor = log_norm - np.median(log_norm)
         else:

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from fiqa.augment.degrade import DEGRADATIONS, degrade
-from fiqa.core.errors import DataSourceError, InvalidParameterError
+from fiqa.core.errors import DataSourceError, InvalidParameterError, check_fraction, check_int
 from fiqa.core.provenance import provenance
 
 logger = logging.getLogger(__name__)
@@ -77,10 +77,14 @@ class ScenarioSet:
 def _jitter(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A near-duplicate shot: shift by up to 2 pixels and change brightness by up to 3 %."""
     dx, dy = rng.integers(-2, 3, size=2)
-    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    matrix = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
     shifted = cv2.warpAffine(crop, matrix, (crop.shape[1], crop.shape[0]), borderMode=cv2.BORDER_REFLECT101)
     gain = 1.0 + rng.uniform(-0.03, 0.03)
     return np.clip(np.rint(shifted.astype(np.float32) * gain), 0, 255).astype(np.uint8)
+
+
+_Row = tuple[np.ndarray, str, float, str, str, str, str]
+"""One scenario sample: (aligned crop, identity, severity, degradation kind, role, case, source photo)."""
 
 
 def build_scenarios(lfw_dir: str | Path, *, n_cases: int = 2, burst_size: int = 8, n_poor: int = 8,
@@ -113,25 +117,9 @@ def build_scenarios(lfw_dir: str | Path, *, n_cases: int = 2, burst_size: int = 
     -------
     ScenarioSet
     """
-    owner = "build_scenarios"
-    for name, value, minimum in (("n_cases", n_cases, 1), ("burst_size", burst_size, 2), ("n_poor", n_poor, 2),
-                                 ("n_background", n_background, 0), ("images_per_identity", images_per_identity, 2),
-                                 ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise InvalidParameterError(owner, name, f"an int >= {minimum}", value)
-    if burst_kind not in DEGRADATIONS:
-        raise InvalidParameterError(owner, "burst_kind", f"one of {sorted(DEGRADATIONS)}", burst_kind)
-    if isinstance(burst_severity, bool) or not isinstance(burst_severity, (int, float)) or not 0 < burst_severity <= 1:
-        raise InvalidParameterError(owner, "burst_severity", "a float in (0, 1]", burst_severity)
+    _check_params(n_cases, burst_size, n_poor, burst_kind, burst_severity, n_background, images_per_identity, seed)
     root = Path(lfw_dir)
-    if not root.is_dir():
-        raise DataSourceError(f"{root}: face folder does not exist")
-    people = {p.name: sorted(p.glob("*.jpg")) for p in sorted(root.iterdir()) if p.is_dir()}
-    multi = sorted(name for name, files in people.items() if len(files) >= 2)
-    needed = 3 * n_cases + n_background
-    if len(multi) < needed:
-        raise DataSourceError(f"{root}: needs {needed} people with at least 2 photos, found {len(multi)}")
-
+    photos = _people_with_photos(root, 3 * n_cases + n_background)
     if embedder is None:
         from fiqa.embed import create_embedder
         embedder = create_embedder("sface")
@@ -140,72 +128,133 @@ def build_scenarios(lfw_dir: str | Path, *, n_cases: int = 2, burst_size: int = 
         aligner = FaceAligner()
 
     rng = np.random.default_rng(seed)
-    chosen = [multi[i] for i in rng.permutation(len(multi))]
+    people = _People(root, photos, aligner, rng)
     kinds = sorted(DEGRADATIONS)
+    rows: list[_Row] = []
+    for index in range(n_cases):
+        rows += _consistent_burst(people, rng, index, burst_size)
+        rows += _degraded_burst(people, rng, index, burst_size, burst_kind, burst_severity)
+        rows += _good_among_poor(people, rng, index, n_poor, kinds[index % len(kinds)])
+    for _ in range(n_background):
+        rows += _background(people, rng, images_per_identity, kinds)
 
-    def aligned(path: Path) -> np.ndarray | None:
+    params = {"n_cases": n_cases, "burst_size": burst_size, "n_poor": n_poor, "burst_kind": burst_kind,
+              "burst_severity": burst_severity, "n_background": n_background,
+              "images_per_identity": images_per_identity, "seed": seed, "lfw_dir": str(root)}
+    return _embed_rows(rows, embedder, params)
+
+
+def _check_params(n_cases: int, burst_size: int, n_poor: int, burst_kind: str, burst_severity: float,
+                  n_background: int, images_per_identity: int, seed: int) -> None:
+    owner = "build_scenarios"
+    for name, value, minimum in (("n_cases", n_cases, 1), ("burst_size", burst_size, 2), ("n_poor", n_poor, 2),
+                                 ("n_background", n_background, 0), ("images_per_identity", images_per_identity, 2),
+                                 ("seed", seed, 0)):
+        check_int(owner, name, value, minimum)
+    if burst_kind not in DEGRADATIONS:
+        raise InvalidParameterError(owner, "burst_kind", f"one of {sorted(DEGRADATIONS)}", burst_kind)
+    check_fraction(owner, "burst_severity", burst_severity, low_open=True, high_open=False)
+
+
+def _people_with_photos(root: Path, needed: int) -> dict[str, list[Path]]:
+    """Each person's JPEGs in a folder-per-person face set, checked to hold ``needed`` people with >= 2 photos."""
+    if not root.is_dir():
+        raise DataSourceError(f"{root}: face folder does not exist")
+    photos = {p.name: sorted(p.glob("*.jpg")) for p in sorted(root.iterdir()) if p.is_dir()}
+    multi = sum(len(files) >= 2 for files in photos.values())
+    if multi < needed:
+        raise DataSourceError(f"{root}: needs {needed} people with at least 2 photos, found {multi}")
+    return photos
+
+
+class _People:
+    """The people with at least 2 photos (``photos``: name -> JPEGs), handed out in a seeded random order."""
+
+    def __init__(self, root: Path, photos: dict[str, list[Path]], aligner: Any, rng: np.random.Generator) -> None:
+        self.root = root
+        self.photos = photos
+        self.aligner = aligner
+        multi = sorted(name for name, files in photos.items() if len(files) >= 2)
+        self.chosen = [multi[i] for i in rng.permutation(len(multi))]
+        self.cursor = 0
+
+    def _aligned(self, path: Path) -> np.ndarray | None:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise DataSourceError(f"{path}: cannot be read as an image")
-        result = aligner.align(image)
-        return result.crop
+        return self.aligner.align(image).crop
 
-    rows: list[tuple[np.ndarray, str, float, str, str, str, str]] = []
-    cursor = 0
-
-    def next_person(count: int) -> tuple[str, list[tuple[Path, np.ndarray]]]:
-        nonlocal cursor
-        while cursor < len(chosen):
-            name = chosen[cursor]
-            cursor += 1
+    def next_person(self, count: int) -> tuple[str, list[tuple[Path, np.ndarray]]]:
+        """The next person with at least two detectable faces among their first ``max(count, 2)`` photos: their
+        name and (photo, aligned crop) of each detected one."""
+        while self.cursor < len(self.chosen):
+            name = self.chosen[self.cursor]
+            self.cursor += 1
             crops = []
-            for path in people[name][:max(count, 2)]:
-                crop = aligned(path)
+            for path in self.photos[name][:max(count, 2)]:
+                crop = self._aligned(path)
                 if crop is not None:
                     crops.append((path, crop))
             if len(crops) >= 2:
                 return name, crops
-        raise DataSourceError(f"{root}: ran out of people with two detectable faces")
+        raise DataSourceError(f"{self.root}: ran out of people with two detectable faces")
 
-    for index in range(n_cases):
-        name, crops = next_person(2)
-        path, crop = crops[0]
-        for _ in range(burst_size):
-            rows.append((_jitter(crop, rng), f"A{index}:{name}", 0.0, "", "consistent", f"A{index}", str(path)))
-        name, crops = next_person(2)
-        path, crop = crops[0]
-        burst_seed = int(rng.integers(2**31))
-        for _ in range(burst_size):  # equally degraded: same kind, severity and noise/occluder draw
-            shot = degrade(_jitter(crop, rng), burst_kind, burst_severity, seed=burst_seed)
-            rows.append((shot, f"B{index}:{name}", float(burst_severity), burst_kind, "burst", f"B{index}",
-                         str(path)))
-        name, crops = next_person(2)
-        (good_path, good), (poor_path, poor) = crops[0], crops[1]
-        rows.append((good, f"C{index}:{name}", 0.0, "", "good", f"C{index}", str(good_path)))
-        kind = kinds[index % len(kinds)]
-        poor_seed = int(rng.integers(2**31))
-        for severity in np.linspace(0.6, 0.9, n_poor):
-            shot = degrade(_jitter(poor, rng), kind, float(severity), seed=poor_seed)
-            rows.append((shot, f"C{index}:{name}", float(severity), kind, "poor", f"C{index}", str(poor_path)))
-    for _ in range(n_background):
-        name, crops = next_person(images_per_identity)
-        for path, crop in crops:
-            if rng.random() < 0.5:
-                kind = kinds[int(rng.integers(len(kinds)))]
-                severity = float(rng.uniform(0.2, 1.0))
-                crop = degrade(crop, kind, severity, seed=int(rng.integers(2**31)))
-            else:
-                kind, severity = "", 0.0
-            rows.append((crop, name, severity, kind, "background", "", str(path)))
 
-    crops = np.stack([r[0] for r in rows])
-    logger.info("build_scenarios: embedding %d crops", len(crops))
-    raw = np.asarray(embedder.embed(crops), dtype=np.float32)
+def _consistent_burst(people: _People, rng: np.random.Generator, index: int, burst_size: int) -> list[_Row]:
+    """Case ``A<index>``: ``burst_size`` near-identical clean shots of one photo."""
+    name, crops = people.next_person(2)
+    path, crop = crops[0]
+    return [(_jitter(crop, rng), f"A{index}:{name}", 0.0, "", "consistent", f"A{index}", str(path))
+            for _ in range(burst_size)]
+
+
+def _degraded_burst(people: _People, rng: np.random.Generator, index: int, burst_size: int, burst_kind: str,
+                    burst_severity: float) -> list[_Row]:
+    """Case ``B<index>``: ``burst_size`` near-identical shots of one photo, all equally degraded (same kind,
+    severity and noise/occluder draw)."""
+    name, crops = people.next_person(2)
+    path, crop = crops[0]
+    burst_seed = int(rng.integers(2**31))
+    return [(degrade(_jitter(crop, rng), burst_kind, burst_severity, seed=burst_seed), f"B{index}:{name}",
+             float(burst_severity), burst_kind, "burst", f"B{index}", str(path)) for _ in range(burst_size)]
+
+
+def _good_among_poor(people: _People, rng: np.random.Generator, index: int, n_poor: int, kind: str) -> list[_Row]:
+    """Case ``C<index>``: one clean photo, then ``n_poor`` mutually similar shots of another photo of the same
+    person degraded by ``kind`` at severities spread over [0.6, 0.9]."""
+    name, crops = people.next_person(2)
+    (good_path, good), (poor_path, poor) = crops[0], crops[1]
+    rows: list[_Row] = [(good, f"C{index}:{name}", 0.0, "", "good", f"C{index}", str(good_path))]
+    poor_seed = int(rng.integers(2**31))
+    for severity in np.linspace(0.6, 0.9, n_poor):
+        shot = degrade(_jitter(poor, rng), kind, float(severity), seed=poor_seed)
+        rows.append((shot, f"C{index}:{name}", float(severity), kind, "poor", f"C{index}", str(poor_path)))
+    return rows
+
+
+def _background(people: _People, rng: np.random.Generator, images_per_identity: int,
+                kinds: list[str]) -> list[_Row]:
+    """One background person's photos, each degraded with probability 1/2 (random kind and severity in [0.2, 1])."""
+    name, crops = people.next_person(images_per_identity)
+    rows: list[_Row] = []
+    for path, crop in crops:
+        if rng.random() < 0.5:
+            kind = kinds[int(rng.integers(len(kinds)))]
+            severity = float(rng.uniform(0.2, 1.0))
+            crop = degrade(crop, kind, severity, seed=int(rng.integers(2**31)))
+        else:
+            kind, severity = "", 0.0
+        rows.append((crop, name, severity, kind, "background", "", str(path)))
+    return rows
+
+
+def _embed_rows(rows: list[_Row], embedder: Any, params: dict[str, Any]) -> ScenarioSet:
+    """Embed the rows' crops and assemble the :class:`ScenarioSet`."""
+    images = np.stack([r[0] for r in rows])
+    logger.info("build_scenarios: embedding %d crops", len(images))
+    raw = np.asarray(embedder.embed(images), dtype=np.float32)
     norms = np.linalg.norm(raw, axis=1).astype(np.float32)
     columns = list(zip(*[r[1:] for r in rows]))
-    params = {"n_cases": n_cases, "burst_size": burst_size, "n_poor": n_poor, "burst_kind": burst_kind,
-                  "burst_severity": burst_severity, "n_background": n_background,
-                  "images_per_identity": images_per_identity, "seed": seed, "lfw_dir": str(root)}
     meta = provenance(**params)
     meta["embedder"] = embedder.describe() if hasattr(embedder, "describe") else repr(embedder)
     return ScenarioSet(vectors=raw / norms[:, None], norms=norms,

@@ -136,6 +136,7 @@ def make_embeddings(n_samples: int, dim: int, n_identities: int, *, spread: floa
     sigma = (noise_high - (noise_high - noise_low) * quality).astype(np.float32)
     norms = ((norm_range[0] + (norm_range[1] - norm_range[0]) * quality)
              * rng.lognormal(0.0, 0.05, size=n_samples)).astype(np.float32)
+    vectors: np.ndarray
     if out is None:
         vectors = np.empty((n_samples, dim), dtype=np.float32)
     else:
@@ -149,7 +150,7 @@ def make_embeddings(n_samples: int, dim: int, n_identities: int, *, spread: floa
         block += centres[identities[start:stop]]
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         vectors[start:stop] = block
-    if out is not None:
+    if isinstance(vectors, np.memmap):
         vectors.flush()
     logger.info("synthetic embeddings: %d x %d, %d identities", n_samples, dim, n_identities)
     return SyntheticEmbeddings(vectors, identities, quality, norms, centres, params)

@@ -50,7 +50,9 @@ def _torch_to_onnx(model: CalibratedRegressor, example: torch.Tensor, input_name
     model.eval()
     with warnings.catch_warnings():  # the TorchScript exporter warns that it is deprecated; it needs no extra deps
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset, input_names=[input_name],
+        # the stubs say path-only; the TorchScript exporter (dynamo=False) also writes to a binary file object
+        torch.onnx.export(model, (example,), buffer,  # type: ignore[arg-type]
+                          dynamo=False, opset_version=opset, input_names=[input_name],
                           output_names=list(OUTPUT_NAMES),
                           dynamic_axes={name: {0: "batch"} for name in (input_name, *OUTPUT_NAMES)})
     return onnx.load_from_string(buffer.getvalue())

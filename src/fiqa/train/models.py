@@ -44,6 +44,8 @@ def _columns(owner: str, spec: FeatureSpec, names: Sequence[str] | None) -> list
 class _FeatureHead(nn.Module):
     """Selected feature columns -> BatchNorm -> dropout -> Linear -> PReLU -> Linear -> 1 (+ log-norm path)."""
 
+    columns: torch.Tensor  # a buffer (register_buffer)
+
     def __init__(self, owner: str, *, spec: FeatureSpec, columns: Sequence[str] | None, hidden: int,
                  dropout: float, norm_path: bool) -> None:
         super().__init__()
@@ -205,7 +207,9 @@ class MobileFaceNetRegressor(nn.Module):
     @torch.no_grad()
     def init_output_bias(self, value: float) -> None:
         """Start predicting ``value`` (the mean target), so training does not spend epochs moving the offset."""
-        self.head[-1].bias.fill_(value)
+        output = self.head[-1]
+        assert isinstance(output, nn.Linear)  # built in __init__
+        output.bias.fill_(value)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone((images - 127.5) / 128.0)).squeeze(1)
@@ -228,6 +232,10 @@ def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 class PiecewiseLinear(nn.Module):
     """The calibration map of a :class:`QuantileCalibration` as a PyTorch layer: (B,) raw -> (B,) quality."""
+
+    starts: torch.Tensor  # buffers (register_buffer)
+    widths: torch.Tensor
+    slopes: torch.Tensor
 
     def __init__(self, calibration: QuantileCalibration) -> None:
         super().__init__()

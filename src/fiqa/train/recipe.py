@@ -118,6 +118,7 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = np.flatnonzero(store.ok) if rows is None else np.asarray(rows, dtype=np.int64)
+    feature_cache = None if feature_cache_dir is None else Path(feature_cache_dir)
     seed = recipe.config.seed
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -153,10 +154,10 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
 
     keep = np.flatnonzero(source.ok & np.isin(source.samples.sample_id, labels.sample_id[labels.ok]))
     if recipe.shape in FEATURE_HEADS:
-        cached_features(source, keep, cache_dir=feature_cache_dir, progress=progress)
+        cached_features(source, keep, cache_dir=feature_cache, progress=progress)
     lap("features")
     trained = train_regressor(source, labels, out / "model", shape=recipe.shape, config=recipe.config,
-                              feature_cache_dir=feature_cache_dir)
+                              feature_cache_dir=feature_cache)
     lap("train and export")
     write_json(out / "recipe.json", {"recipe": recipe.to_dict(), "store": str(store.root), "n_rows": int(len(rows)),
                                      "n_labelled": int(labels.ok.sum()), "seconds": timings,
