@@ -144,3 +144,14 @@ def test_label_store_keeps_store_failures(small):
     alone = create_labeler("sdd", n_repeats=2, random_state=1).fit(
         small.vectors[usable], small.identities.astype(str)[usable]).labels_
     np.testing.assert_array_equal(part.score[1:], alone.score)
+
+
+def test_rescale_to_100_by_hand():
+    from fiqa.label.base import rescale_to_100
+
+    np.testing.assert_allclose(rescale_to_100(np.array([2.0, 4.0, 3.0])), [0.0, 100.0, 50.0])
+    # min and max over the chosen entries only; others may fall outside 0..100
+    np.testing.assert_allclose(rescale_to_100(np.array([2.0, 4.0, 6.0]), np.array([True, True, False])),
+                               [0.0, 100.0, 200.0])
+    np.testing.assert_allclose(rescale_to_100(np.array([[1.0, 1.0], [0.0, 2.0]])), [[50.0, 50.0], [0.0, 100.0]])
+    np.testing.assert_allclose(rescale_to_100(np.array([np.nan, 1.0, 3.0]))[1:], [0.0, 100.0])

@@ -410,6 +410,29 @@ class Labeler(ABC):
         return QualityTable(sample_id, score, status, reason, columns, meta)
 
 
+def rescale_to_100(values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """Min-max rescaling to 0..100 along the last axis, with the minimum and maximum taken over the ``where``
+    entries (default all; NaN ignored): ``100 * (v - min) / (max - min)``. A constant row becomes 50 everywhere
+    (nothing says better or worse). The one rescaling every labeller uses.
+
+    Parameters
+    ----------
+    values : ndarray of shape (..., n), float
+    where : ndarray of shape (n,), bool, optional
+
+    Returns
+    -------
+    ndarray of the same shape, float64
+    """
+    values = np.asarray(values, dtype=np.float64)
+    chosen = values if where is None else values[..., where]
+    low = np.nanmin(chosen, axis=-1, keepdims=True)
+    high = np.nanmax(chosen, axis=-1, keepdims=True)
+    span = high - low
+    safe = np.where(span > 0, span, 1.0)
+    return np.where(span > 0, 100.0 * (values - low) / safe, 50.0)
+
+
 def class_sums(vectors: np.ndarray, codes: np.ndarray, n_classes: int, *,
                block_rows: int = _SCAN_ROWS) -> np.ndarray:
     """Sum of the vectors of each class, read in blocks (works on memory-mapped input).

@@ -65,7 +65,7 @@ from fiqa.core.comparisons import (
     threshold_at_fmr,
 )
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
-from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler
+from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler, rescale_to_100
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class ReferenceConsensusLabeler(Labeler):
         for level, ids in enumerate(clusters[1:], start=1):
             columns[f"cluster_{level}"] = ids
         derived = {"threshold": threshold, "prior_intercept": coefficients[0], "prior_slope": coefficients[1]}
-        return LabelResult(_minmax(quality, data.labelled), columns, meta={"derived": derived})
+        return LabelResult(rescale_to_100(quality, data.labelled), columns, meta={"derived": derived})
 
 
 def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple[float, ...], *,
@@ -349,9 +349,3 @@ def _fit_prior(evidence: np.ndarray, outside: np.ndarray, anchor: np.ndarray, la
         design = np.column_stack([np.ones(int(has.sum())), anchor[has]]) * np.sqrt(weight)[:, None]
         intercept, slope = (float(c) for c in np.linalg.lstsq(design, rate * np.sqrt(weight), rcond=None)[0])
     return np.clip(intercept + slope * anchor, 0.0, 1.0), (intercept, slope)
-
-
-def _minmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    low, high = values[mask].min(), values[mask].max()
-    span = high - low
-    return np.full(len(values), 50.0) if span == 0 else 100.0 * (values - low) / span

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import Status
-from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler
+from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler, rescale_to_100
 
 logger = logging.getLogger(__name__)
 
@@ -346,10 +346,7 @@ class SDDLabeler(Labeler):
             mean_positive[draw.rows] = pos_mean
             mean_negative[draw.rows] = neg_mean
         labelled = data.labelled
-        low = np.nanmin(raw[:, labelled], axis=1, keepdims=True)
-        high = np.nanmax(raw[:, labelled], axis=1, keepdims=True)
-        span = np.where(high > low, high - low, 1.0)
-        score = (100.0 * (raw - low) / span).mean(axis=0)
+        score = rescale_to_100(raw, labelled).mean(axis=0)
         columns = {"mean_positive": mean_positive, "mean_negative": mean_negative,
                    "w1": raw.mean(axis=0)}
         status = reason = None
@@ -368,9 +365,8 @@ class SDDLabeler(Labeler):
         trimmed, kept = order[:n_trim], order[n_trim:]
         status[trimmed] = Status.TRIMMED.value
         reason[trimmed] = f"among the top trim_top={self.trim_top} fraction of labels"
-        low, high = score[kept].min(), score[kept].max()
         rescaled = np.full(len(score), np.nan)
-        rescaled[kept] = 100.0 * (score[kept] - low) / (high - low if high > low else 1.0)
+        rescaled[kept] = rescale_to_100(score[kept])
         return rescaled, status, reason
 
     def _score_block(self, vectors: np.ndarray, draw: _BlockDraw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
