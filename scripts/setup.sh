@@ -9,7 +9,8 @@ fi
 stamp=.venv/.fiqa-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  # The CPU build of torch first: an open range would otherwise pull a multi-GB CUDA build.
+  # The CPU build of torch first: the `train` extra inside `dev` asks for torch>=2.2, and an open range with no
+  # torch installed would pull a multi-GB CUDA build. (The base install, `pip install .`, needs no torch.)
   .venv/bin/python -m pip install -q "torch==2.13.0"
   .venv/bin/python -m pip install -q -e ".[dev]"
   touch "$stamp"

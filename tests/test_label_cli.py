@@ -40,7 +40,7 @@ def test_bad_method_and_parameter_fail_with_a_message(lfw_store, tmp_path):
     result = runner.invoke(main, ["label", str(lfw_store.root), "-m", "sdd-refind", "--out", str(tmp_path / "x")])
     assert result.exit_code == 1 and "Did you mean 'sdd-refined'" in result.output
     result = runner.invoke(main, ["label", str(lfw_store.root), "-m", "sdd", "-p", "n_repeats=0",
-                                  "--out", str(tmp_path / "x")])
+                                  "--out", str(tmp_path / "x.parquet")])
     assert result.exit_code == 1 and "'n_repeats' parameter of SDDLabeler must be an int >= 1. Got 0" in result.output
     result = runner.invoke(main, ["label", str(lfw_store.root), "-m", "sdd", "-p", "n_repeats", "--out", "x"])
     assert result.exit_code == 2 and "expected KEY=VALUE" in result.output

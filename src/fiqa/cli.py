@@ -1,41 +1,76 @@
-"""The ``fiqa`` command: one subcommand per pipeline stage. Thin: parses arguments, calls the API."""
+"""The ``fiqa`` command: one subcommand per pipeline stage. Thin: parses arguments, calls the API.
+
+Every subcommand also accepts ``-v``, ``-q`` and ``--no-progress`` (added here, at registration), so they work
+before or after its name. Exit status: see :data:`fiqa.commands._common.EXIT_CODES`.
+"""
 from __future__ import annotations
 
+import contextlib
 import importlib
-import logging
 import pkgutil
 
 import click
 
 from fiqa import __version__
+from fiqa.commands._common import EXIT_CODES, TORCH_HINT, progress, progress_bars_off, shared_options
 from fiqa.core.errors import FIQAError
 
 
 class _Group(click.Group):
-    """Turns FIQAError into a one-line "Error: ..." message and exit status 1 instead of a traceback."""
+    """Turns FIQAError into a one-line "Error: ..." message and exit status 1 instead of a traceback, and so a
+    missing PyTorch (only training needs it) into the command that installs it."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except FIQAError as exc:
             raise click.ClickException(str(exc)) from exc
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "torch":
+                raise
+            raise click.ClickException(f"this needs PyTorch, which is not installed: {TORCH_HINT}") from exc
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _invoke_quietly(command: click.Command) -> None:
+    """Wrap ``command``'s callback so that progress bars stay off when the user asked (``-q``, ``--no-progress``,
+    ``TQDM_DISABLE``), also in stages that take no ``progress`` argument."""
+    callback = command.callback
+    if callback is None:
+        return
+
+    def run(*args, **kwargs):
+        with progress_bars_off() if not progress() else contextlib.nullcontext():
+            return callback(*args, **kwargs)
+
+    run.__doc__, run.__name__ = callback.__doc__, callback.__name__
+    command.callback = run
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="fiqa")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def main(verbose: int) -> None:
-    """Face image quality assessment: embed, label, train, score, evaluate."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+def main() -> None:
+    """Face image quality assessment: embed, label, train, score, evaluate.
+
+    `fiqa score photo.jpg` needs nothing else: it scores with the shipped model. Only `fiqa train` (and `demo`,
+    `build-model`, `curate --rounds`) need PyTorch: pip install 'fiqa[train]'.
+    """
 
 
 def _register_commands() -> None:
-    """Every module fiqa.commands.<name> exposes one click command called ``command``."""
+    """Every module fiqa.commands.<name> (not starting with "_") exposes one click command called ``command``; each
+    gets the shared options and the exit-status epilog."""
     from fiqa import commands
 
+    main.params.extend(shared_options())
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
-        main.add_command(importlib.import_module(f"fiqa.commands.{info.name}").command)
+        if info.name.startswith("_"):
+            continue
+        command = importlib.import_module(f"fiqa.commands.{info.name}").command
+        names = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        command.params.extend(option for option in shared_options() if not names & set(option.opts))
+        command.epilog = command.epilog or EXIT_CODES
+        _invoke_quietly(command)
+        main.add_command(command)
 
 
 _register_commands()

@@ -1,17 +1,19 @@
 """``fiqa augment STORE --out STORE2 --copies K``: add degraded copies of a store's faces, embedded, to a new store."""
 from __future__ import annotations
 
+from typing import Literal
+
 import click
 
-from fiqa.augment.degrade import DEGRADATIONS
+from fiqa.commands._common import LazyDefault, info, out_option, progress
 
 
 @click.command("augment")
 @click.argument("store", type=click.Path(file_okay=False))
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="The store folder to write.")
+@out_option("The store folder to write.", type=click.Path(file_okay=False))
 @click.option("--copies", type=int, default=2, show_default=True, help="Degraded copies per parent sample.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the recipes.")
-@click.option("--kinds", default=",".join(DEGRADATIONS), show_default=True,
+@click.option("--kinds", default=LazyDefault("fiqa.augment.degrade", "DEGRADATIONS", ",".join), show_default=True,
               help="Degradations to draw from, comma-separated.")
 @click.option("--severity-min", type=float, default=0.2, show_default=True, help="Lowest severity, in [0, 1].")
 @click.option("--severity-max", type=float, default=1.0, show_default=True, help="Highest severity, in [0, 1].")
@@ -35,7 +37,8 @@ from fiqa.augment.degrade import DEGRADATIONS
 @click.option("--workers", type=int, default=None, help="Decode/warp threads [default: CPU count].")
 def command(store: str, out: str, copies: int, seed: int, kinds: str, severity_min: float, severity_max: float,
             clean_fraction: float, combined_fraction: float, geometry: bool, originals: bool, rows_from: str | None,
-            part: str, batch_size: int, chunk_size: int, resume: bool, workers: int | None) -> None:
+            part: Literal["train", "test"], batch_size: int, chunk_size: int, resume: bool,
+            workers: int | None) -> None:
     """Add --copies degraded copies of each usable sample of STORE (blur, down-sampling, JPEG, noise, low light,
     occlusion, misalignment), embedded with STORE's backend, to a new store at --out."""
     import numpy as np
@@ -56,11 +59,14 @@ def command(store: str, out: str, copies: int, seed: int, kinds: str, severity_m
     result = augment_store(parent, out, copies=copies, seed=seed, kinds=kinds, severity=(severity_min, severity_max),
                            geometry=geometry, clean_fraction=clean_fraction, combined_fraction=combined_fraction,
                            keep_originals=originals, rows=rows, batch_size=batch_size, chunk_size=chunk_size,
-                           resume=resume, n_workers=workers)
-    info = result.meta["augmentation"]
-    click.echo(f"{result.root}: {info['n_originals']:,} original and {info['n_derived']:,} derived samples "
-               f"({info['n_parents']:,} parents x {info['copies']} copies)")
-    for status, count in info["derived_counts"].items():
-        click.echo(f"  derived {status:<16}{count:>10,d}")
-    for status, count in info["skipped_parents"].items():
-        click.echo(f"  no copies, {status:<13}{count:>10,d}")
+                           resume=resume, n_workers=workers, progress=progress())
+    summary = result.meta["augmentation"]
+    info(f"{result.root}: {summary['n_originals']:,} original and {summary['n_derived']:,} derived samples "
+         f"({summary['n_parents']:,} parents x {summary['copies']} copies)")
+    for status, count in summary["derived_counts"].items():
+        info(f"  derived {status:<16}{count:>10,d}")
+    for status, count in summary["skipped_parents"].items():
+        info(f"  no copies, {status:<13}{count:>10,d}")
+    if summary["n_derived"] and not summary["derived_counts"].get("ok"):  # recorded with reasons, none usable
+        click.echo("no copy could be embedded", err=True)
+        raise SystemExit(1)

@@ -1,15 +1,22 @@
-"""``fiqa curate LABELS --out CURATED.parquet [--store STORE --rounds K]``: a stratified seed set and the flywheel."""
+"""``fiqa curate LABELS -o CURATED.parquet [--store STORE --rounds K]``: a stratified seed set and the flywheel."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
+
+from fiqa.commands._common import info, out_option, require_torch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _read_attributes(path: str, sample_id: np.ndarray) -> dict[str, np.ndarray]:
     """Columns of a CSV with a ``sample_id`` column, aligned with ``sample_id`` ("" where a sample is absent)."""
     import csv
+
+    import numpy as np
 
     from fiqa.core.errors import DataSourceError
 
@@ -28,8 +35,8 @@ def _read_attributes(path: str, sample_id: np.ndarray) -> dict[str, np.ndarray]:
 
 @click.command("curate")
 @click.argument("labels", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Curated list to write (Parquet + .json sidecar), with <stem>.report.json / .report.md.")
+@out_option("Curated list to write (Parquet + .json sidecar), with <stem>.report.json / .report.md.",
+            dest="out_path", type=click.Path(dir_okay=False))
 @click.option("--cluster-column", default="auto", show_default=True,
               help="Labels column that groups samples inside an identity ('auto': the coarsest cluster_<k>; "
                    "'none': identity only).")
@@ -45,15 +52,19 @@ def _read_attributes(path: str, sample_id: np.ndarray) -> dict[str, np.ndarray]:
 @click.option("--epochs", type=int, default=10, show_default=True, help="Regressor epochs per flywheel round.")
 def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str | None, n_strata: int,
             per_stratum: int, seed: int, rounds: int, store_path: str | None, epochs: int) -> None:
-    """Keep a stratified seed set of LABELS: every cluster, high / middle / low quality, near-duplicates once."""
+    """Keep a stratified seed set of LABELS: every cluster, high / middle / low quality, near-duplicates once.
+
+    --rounds needs PyTorch: pip install 'fiqa[train]'.
+    """
     from fiqa.curate import curate, flywheel
     from fiqa.io.table import check_output, load_quality
 
     check_output(out_path, [labels, *([store_path] if store_path else [])])
     table = load_quality(labels)
-    params = {"cluster_column": None if cluster_column == "none" else cluster_column, "n_strata": n_strata,
-              "per_stratum": per_stratum, "random_state": seed,
-              "attributes": _read_attributes(attributes_csv, table.sample_id) if attributes_csv else None}
+    params: dict[str, Any] = {
+        "cluster_column": None if cluster_column == "none" else cluster_column, "n_strata": n_strata,
+        "per_stratum": per_stratum, "random_state": seed,
+        "attributes": _read_attributes(attributes_csv, table.sample_id) if attributes_csv else None}
     if rounds < 0:
         raise click.BadParameter("must be >= 0", param_hint="'--rounds'")
     if rounds == 0:
@@ -61,6 +72,7 @@ def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str
     else:
         if store_path is None:
             raise click.UsageError("--rounds needs --store (the regressor trains on the store's crops)")
+        require_torch("fiqa curate --rounds")
         from fiqa.embed.store import open_store
         from fiqa.score import create_scorer
         from fiqa.train import TrainConfig, train_regressor
@@ -77,7 +89,7 @@ def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str
         for index, step in enumerate(history, start=1):
             step.curation.save(out_dir / f"round-{index}" / "curated.parquet")
         curation = curate(history[-1].quality, **params)
-        click.echo(f"{rounds} flywheel round(s); models and per-round lists under {out_dir}")
+        info(f"{rounds} flywheel round(s); models and per-round lists under {out_dir}")
     table_path, json_path, md_path = curation.save(out_path)
-    click.echo(f"kept {int(curation.kept.sum()):,} of {curation.report['n_candidates']:,} labelled samples "
-               f"in {curation.report['n_groups']:,} groups -> {table_path} ({md_path.name}, {json_path.name})")
+    info(f"kept {int(curation.kept.sum()):,} of {curation.report['n_candidates']:,} labelled samples "
+         f"in {curation.report['n_groups']:,} groups -> {table_path} ({md_path.name}, {json_path.name})")

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import click
-import numpy as np
+
+from fiqa.commands._common import info, out_option, progress, require_torch
 
 
 @click.command("demo")
 @click.argument("lfw", required=False, type=click.Path(file_okay=False))
-@click.option("--out", "out_dir", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
-              help="Output folder; a re-run reuses the finished stages.")
+@out_option("Output folder; a re-run reuses the finished stages.", required=False, dest="out_dir",
+            default="runs/demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--labeller", "labellers", multiple=True,
               help="Labelling method evaluated on each test set (repeat for several; default: "
                    "fiqa.demo.DEFAULT_LABELLERS, i.e. sdd, sdd-refined, cr and reference-consensus).")
@@ -33,23 +34,27 @@ def command(lfw, out_dir, labellers, baselines, test_fraction, min_images, max_i
     beside the labels (sdd, sdd-refined, cr, reference-consensus) and the baselines on the other half, natural and
     with capture effects no training recipe draws.
 
-    LFW is the folder given, else $FIQA_LFW, else ../shared/data/lfw-dev beside the project.
+    LFW is the folder given, else $FIQA_LFW, else ../shared/data/lfw-dev beside the project. Needs PyTorch:
+    pip install 'fiqa[train]'.
     """
+    require_torch("fiqa demo")
+    import numpy as np
+
     from fiqa.demo import DEFAULT_BASELINES, DEFAULT_LABELLERS, run_demo
 
     result = run_demo(lfw, out_dir, labellers=labellers or DEFAULT_LABELLERS,
                       baselines=baselines or DEFAULT_BASELINES, test_fraction=test_fraction, min_images=min_images,
                       max_identities=max_identities, max_images_per_identity=max_images_per_identity, epochs=epochs,
                       max_mated_per_identity=max_mated_per_identity, n_bootstrap=n_bootstrap, seed=seed,
-                      download=download)
+                      download=download, progress=progress())
     width = max(len(row["method"]) for row in result.summary)
     for set_name in ("natural", "degraded"):
-        click.echo(f"\nEDC on held-apart identities, {set_name} (FMR 1e-3, FNMR pAUC up to 0.20; lower is better):")
-        click.echo(f"  {'method':<{width}}  {'pAUC':>10}  {'95% interval':>21}  {'Spearman vs labels':>18}")
+        info(f"\nEDC on held-apart identities, {set_name} (FMR 1e-3, FNMR pAUC up to 0.20; lower is better):")
+        info(f"  {'method':<{width}}  {'pAUC':>10}  {'95% interval':>21}  {'Spearman vs labels':>18}")
         for row in (r for r in result.summary if r["set"] == set_name):
             rho = row["spearman_with_test_labels"]
             interval = "" if not np.isfinite(row.get("pauc_ci_low", np.nan)) else \
                 f"[{row['pauc_ci_low']:.3g}, {row['pauc_ci_high']:.3g}]"
-            click.echo(f"  {row['method']:<{width}}  {row['fnmr_pauc']:>10.3g}  {interval:>21}  "
-                       f"{'' if rho is None else format(rho, '.3f'):>18}")
-    click.echo(f"\nReports: {result.report.resolve()}\n         {result.degraded_report.resolve()}")
+            info(f"  {row['method']:<{width}}  {row['fnmr_pauc']:>10.3g}  {interval:>21}  "
+                 f"{'' if rho is None else format(rho, '.3f'):>18}")
+    info(f"\nReports: {result.report.resolve()}\n         {result.degraded_report.resolve()}")

@@ -5,14 +5,16 @@ import collections
 
 import click
 
-from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
-from fiqa.io.sources import KINDS
+from fiqa.commands._common import LazyDefault, info, out_option, progress
+
+SOURCE_KINDS = ("folder", "list", "recordio", "images")
+"""fiqa.io.sources.KINDS, spelled out so that ``fiqa --help`` need not import OpenCV (a test keeps them equal)."""
 
 
 @click.command("embed")
 @click.argument("source")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="The store folder to write.")
-@click.option("--kind", type=click.Choice(KINDS), default=None,
+@out_option("The store folder to write.", type=click.Path(file_okay=False))
+@click.option("--kind", type=click.Choice(SOURCE_KINDS), default=None,
               help="Source kind; detected from the path when omitted.")
 @click.option("--backend", default="sface", show_default=True, help="Recognition backend (registry name).")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -29,9 +31,11 @@ from fiqa.io.sources import KINDS
 @click.option("--policy", type=click.Choice(["largest", "central"]), default="largest", show_default=True,
               help="Which face to keep when an image has several.")
 @click.option("--score-threshold", type=float, default=0.7, show_default=True, help="Face detector confidence.")
-@click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,
+@click.option("--max-pixels", type=int, default=LazyDefault("fiqa.io.image", "DEFAULT_MAX_PIXELS"),
+              show_default=True,
               help="Refuse larger images (decompression-bomb guard).")
-@click.option("--min-side", type=int, default=DEFAULT_MIN_SIDE, show_default=True,
+@click.option("--min-side", type=int, default=LazyDefault("fiqa.io.image", "DEFAULT_MIN_SIDE"),
+              show_default=True,
               help="Refuse images whose shorter side is smaller.")
 @click.option("--workers", type=int, default=None, help="Decode/detect threads [default: CPU count].")
 def command(source: str, out: str, kind: str | None, backend: str, model: str | None, spec: str | None,
@@ -45,12 +49,12 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
     store = embed_source(open_source(source, kind=kind), out, backend=backend, backend_params=backend_params,
                          aligned=aligned, batch_size=batch_size, chunk_size=chunk_size, resume=resume,
                          policy=policy, score_threshold=score_threshold, on_error=on_error,
-                         max_pixels=max_pixels, min_side=min_side, n_workers=workers)
-    click.echo(f"{store.root}: {len(store)} samples, {store.dim}-D {store.meta['backend'].get('backend', backend)}")
+                         max_pixels=max_pixels, min_side=min_side, n_workers=workers, progress=progress())
+    info(f"{store.root}: {len(store)} samples, {store.dim}-D {store.meta['backend'].get('backend', backend)}")
     for status, count in store.meta["counts"].items():
-        click.echo(f"  {status:<16}{count:>10,d}")
+        info(f"  {status:<16}{count:>10,d}")
     failed = collections.Counter(f"{s}: {r}" for s, r in zip(store.status, store.reason) if s != "ok")
     if failed:
-        click.echo("most common failures:")
+        info("most common failures:")
         for text, count in failed.most_common(5):
-            click.echo(f"  {count:>8,d}  {text}")
+            info(f"  {count:>8,d}  {text}")

@@ -1,10 +1,13 @@
-"""``fiqa evaluate STORE --scores TABLE [--scores TABLE ...] --out REPORT_DIR``: EDC report of quality tables."""
+"""``fiqa evaluate STORE --scores TABLE [--scores TABLE ...] -o REPORT_DIR``: EDC report of quality tables."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Literal
 
 import click
+
+from fiqa.commands._common import info, out_option
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +21,7 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
 
     names = store.samples.identity.astype(str)
     mask = np.ones(len(store), bool)
-    described = {}
+    described: dict[str, Any] = {}
     parts = []
     if identities_from:
         allowed = read_identity_list(identities_from, "test")
@@ -44,8 +47,8 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
 @click.option("--scores", "score_paths", multiple=True, required=True, type=click.Path(dir_okay=False),
               help="A labels or scores table (Parquet from 'fiqa label' / 'fiqa score'); repeat for several. "
                    "'random' is always added as the floor.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Report folder (report.html, edc.csv/json, PNG plots, legacy_erc.*).")
+@out_option("Report folder (report.html, edc.csv/json, PNG plots, legacy_erc.*).", dest="out_dir",
+            type=click.Path(file_okay=False))
 @click.option("--fmr", type=float, default=1e-3, show_default=True,
               help="Fix the threshold where the non-mated comparisons reach this FMR.")
 @click.option("--start-fnmr", type=float, default=None,
@@ -72,12 +75,18 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
 @click.option("--n-bootstrap", type=int, default=1000, show_default=True,
               help="Identity resamples for the 95% intervals of the FNMR pAUCs (threshold fixed; seeded by --seed); "
                    "0 disables them.")
+@click.option("--force", is_flag=True,
+              help="Evaluate tables that record another store's fingerprint (e.g. the same images embedded again); "
+                   "warns. Tables whose image locations differ are refused all the same.")
 def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, start_fnmr: float | None,
             discard_limit: float, pairs_path: str | None, max_mated: int, max_mated_per_identity: int | None,
             n_nonmated: int, seed: int,
-            identities_from: str | None, exclude_identities: str | None, missing: str, legacy_erc: bool,
-            gallery_size: int, n_bootstrap: int) -> None:
+            identities_from: str | None, exclude_identities: str | None, missing: Literal["lowest", "exclude"],
+            legacy_erc: bool,
+            gallery_size: int, n_bootstrap: int, force: bool) -> None:
     """Error-versus-Discard (EDC) evaluation of quality tables on the comparisons of STORE."""
+    import numpy as np
+
     from fiqa.embed.store import check_table_matches, open_store
     from fiqa.evaluate.pairs import read_pairs, sample_comparisons
     from fiqa.evaluate.report import write_report
@@ -87,7 +96,7 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
     opened = open_store(store)
     tables = [load_quality(path) for path in score_paths]
     for path, table in zip(score_paths, tables):  # joined by sample_id: they must be tables of this store
-        check_table_matches(opened, table, path)
+        check_table_matches(opened, table, path, force=force)
     mask, identity_filter = _identity_filter(opened, identities_from, exclude_identities)
     if pairs_path:
         comparisons = read_pairs(pairs_path, opened)
@@ -95,7 +104,8 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
             row_of = {int(sample_id): row for row, sample_id in enumerate(opened.samples.sample_id)}
             keep = [mask[row_of[int(a)]] and mask[row_of[int(b)]]
                     for a, b in zip(comparisons.sample_a, comparisons.sample_b)]
-            comparisons = comparisons.subset(keep, n_outside_identities=int(len(keep) - sum(keep)))
+            comparisons = comparisons.subset(np.asarray(keep, dtype=bool),
+                                             n_outside_identities=int(len(keep) - sum(keep)))
     else:
         comparisons = sample_comparisons(opened, max_mated=max_mated, n_nonmated=n_nonmated, seed=seed,
                                          sample_mask=mask, max_mated_per_identity=max_mated_per_identity)
@@ -105,12 +115,12 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
     page = write_report(evaluation, out_dir, store=opened, gallery_size=gallery_size)
     rows = evaluation.edc.table()
     width = max(len(row["method"]) for row in rows)
-    click.echo(f"EDC at a threshold of {evaluation.edc.threshold:.4f} ({evaluation.edc.n_mated:,} mated, "
-               f"{evaluation.edc.n_nonmated:,} non-mated comparisons); FNMR pAUC up to {discard_limit:g}, "
-               f"lower is better{' (95% bootstrap intervals over identities)' if n_bootstrap else ''}:")
+    info(f"EDC at a threshold of {evaluation.edc.threshold:.4f} ({evaluation.edc.n_mated:,} mated, "
+         f"{evaluation.edc.n_nonmated:,} non-mated comparisons); FNMR pAUC up to {discard_limit:g}, "
+         f"lower is better{' (95% bootstrap intervals over identities)' if n_bootstrap else ''}:")
     for row in rows:
         interval = f"[{row['pauc_ci_low']:.3g}, {row['pauc_ci_high']:.3g}]" if n_bootstrap else ""
-        click.echo(f"  {row['method']:<{width}}  pAUC {row['fnmr_pauc']:<10.3g}{interval:<20} minus best "
-                   f"{row['fnmr_pauc_minus_best']:<10.3g} FNMR after {discard_limit:g} discarded "
-                   f"{row['fnmr_at_limit']:.3g}")
-    click.echo(f"report: {page}")
+        info(f"  {row['method']:<{width}}  pAUC {row['fnmr_pauc']:<10.3g}{interval:<20} minus best "
+             f"{row['fnmr_pauc_minus_best']:<10.3g} FNMR after {discard_limit:g} discarded "
+             f"{row['fnmr_at_limit']:.3g}")
+    info(f"report: {page}")

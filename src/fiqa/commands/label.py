@@ -1,10 +1,14 @@
-"""``fiqa label STORE --method NAME --out LABELS.parquet``: pseudo quality labels of an embedding store."""
+"""``fiqa label STORE --method NAME -o LABELS.parquet``: pseudo quality labels of an embedding store."""
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import re
 
 import click
+
+from fiqa.commands._common import TABLE_OUT_HELP, check_table_out, info, note, out_option
 
 logger = logging.getLogger(__name__)
 
@@ -29,39 +33,93 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
     return params
 
 
+def _documented_params(cls: type) -> dict[str, str]:
+    """``{name: description}`` from the numpydoc "Parameters" sections of ``cls`` and its bases (nearest first); the
+    type line where a parameter has no description."""
+    found: dict[str, str] = {}
+    for klass in cls.__mro__:
+        doc = inspect.cleandoc(klass.__doc__ or "")
+        section = re.search(r"^Parameters\n-+\n(.*?)(?:^\S[^\n]*\n-+\n|\Z)", doc, re.M | re.S)
+        if not section:
+            continue
+        name: str | None = None
+        kind, lines = "", list[str]()
+        for line in [*section.group(1).splitlines(), "end : "]:
+            header = re.match(r"^(\w+) :(.*)$", line)
+            if header:
+                if name is not None and name not in found:
+                    text = re.sub(r":\w+:`~?([^`]*)`", r"\1", " ".join(lines) or kind.split(",")[0])
+                    found[name] = re.sub(r"\s+", " ", text).replace("``", "").strip()
+                name, kind, lines = header.group(1), header.group(2), []
+            elif line.strip():
+                lines.append(line.strip())
+    return found
+
+
+def describe_labelers(width: int = 120) -> list[str]:
+    """The lines of ``fiqa label --list``: per method its summary, its parameters sorted, then each parameter with
+    its default (what ``-p`` overrides) and meaning, wrapped to ``width`` columns."""
+    import textwrap
+
+    from fiqa.label import LABELERS, list_labelers
+
+    lines = []
+    for name in list_labelers():
+        factory = LABELERS.get(name)
+        params = [p for p in inspect.signature(factory).parameters.values()
+                  if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "random_state"]
+        meanings = _documented_params(factory) if isinstance(factory, type) else {}
+        lines.append(f"{name:22s} {LABELERS.summary(name)}")
+        lines.append(f"{'':22s} parameters: {', '.join(sorted(p.name for p in params)) or '(none)'}")
+        for param in params:
+            default = "(required)" if param.default is inspect.Parameter.empty else repr(param.default)
+            head = f"{'':25s}{param.name} = {default}".ljust(57)
+            lines.extend(textwrap.wrap(meanings.get(param.name, ""), width, initial_indent=head + " ",
+                                       subsequent_indent=" " * 58) or [head.rstrip()])
+    lines.append("")
+    lines.append("Set a parameter with -p NAME=VALUE (read as JSON: -p signed=true -p n_repeats=6); --seed sets "
+                 "random_state.")
+    return lines
+
+
 @click.command("label")
 @click.argument("store", required=False, type=click.Path(file_okay=False))
 @click.option("--method", "-m", default=None, help="Labelling method (see --list).")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
-              help="Labels table to write (Parquet, with a .json metadata sidecar).")
+@out_option("Labels table to write. " + TABLE_OUT_HELP, required=False, dest="out_path",
+            type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--param", "-p", "param_pairs", multiple=True, metavar="KEY=VALUE",
               help="A method parameter, e.g. -p n_repeats=12 -p signed=true; repeat for several.")
 @click.option("--seed", type=int, default=0, show_default=True, help="random_state of the method.")
-@click.option("--list", "list_methods", is_flag=True, help="List the labelling methods and their parameters.")
+@click.option("--list", "list_methods", is_flag=True,
+              help="List the labelling methods, their parameters, defaults and meaning.")
 def command(store: str | None, method: str | None, out_path: str | None, param_pairs: tuple[str, ...], seed: int,
             list_methods: bool) -> None:
-    """Compute pseudo quality labels (sdd, cr, baselines, ...) for the usable samples of STORE."""
-    from fiqa.io.table import check_output, save_quality
-    from fiqa.label import LABELERS, create_labeler, label_store, list_labelers
+    """Compute pseudo quality labels (sdd, cr, baselines, ...) for the usable samples of STORE.
 
+    Columns of the table: sample_id, score (the label, higher is better; NaN unless ok), status, reason, identity,
+    then the method's components (e.g. mean_positive, w1 for sdd; ccs, nnccs for cr).
+    """
     if list_methods:
-        for name in list_labelers():
-            factory = LABELERS.get(name)
-            params = ", ".join(p for p in factory.param_names() if p != "random_state")
-            click.echo(f"{name:22s} {LABELERS.summary(name)}")
-            click.echo(f"{'':22s} parameters: {params or '(none)'}")
+        for line in describe_labelers():
+            click.echo(line)
         return
-    missing = [hint for hint, value in (("STORE", store), ("--method", method), ("--out", out_path)) if not value]
-    if missing:
+    if not (store and method and out_path):
+        missing = [hint for hint, value in (("STORE", store), ("--method", method), ("--out", out_path)) if not value]
         raise click.UsageError(f"missing {', '.join(missing)} (or use --list)")
     from fiqa.embed.store import open_store
+    from fiqa.io.table import STDOUT, write_quality
+    from fiqa.label import create_labeler, label_store
 
     params = parse_params(param_pairs)
     if "random_state" in params:
         raise click.BadParameter("use --seed instead of -p random_state=...", param_hint="'--param'")
     labeler = create_labeler(method, random_state=seed, **params)
-    check_output(out_path, [store])  # before the work: never into the store, never over an input
+    check_table_out(out_path, [store])  # before the work: never into the store, never over an input
     table = label_store(open_store(store), labeler)
-    path = save_quality(table, out_path)
+    path = write_quality(table, out_path)
     counts = ", ".join(f"{k} {v:,}" for k, v in table.meta["status_counts"].items())
-    click.echo(f"{labeler.name}: {int(table.ok.sum()):,} of {len(table):,} samples labelled ({counts}) -> {path}")
+    summary = f"{labeler.name}: {int(table.ok.sum()):,} of {len(table):,} samples labelled ({counts})"
+    if out_path == STDOUT:
+        note(summary)
+    else:
+        info(f"{summary} -> {path}")

@@ -5,9 +5,6 @@ import json
 
 import click
 
-from fiqa.score import format_card, list_models, model_card
-from fiqa.score.packaged import model_folder
-
 
 @click.command("models")
 @click.argument("name", required=False)
@@ -15,6 +12,9 @@ from fiqa.score.packaged import model_folder
 def command(name: str | None, as_json: bool) -> None:
     """List the shipped quality models; with NAME, print its card: training data, labeller, recipe, figures and
     the reject-threshold table (score threshold -> fraction rejected -> FNMR)."""
+    from fiqa.score import format_card, list_models, model_card
+    from fiqa.score.packaged import model_folder
+
     if name is not None:
         card = model_card(name)
         click.echo(json.dumps(card, indent=2) if as_json else format_card(card))

@@ -1,16 +1,9 @@
-"""``fiqa score PATHS... [--model NAME_OR_PATH] [--out SCORES.parquet]``: quality of images."""
+"""``fiqa score PATHS... [--model NAME_OR_PATH] [-o SCORES.parquet|.csv|.jsonl|-]``: quality of images."""
 from __future__ import annotations
 
-import collections
-import math
-import os
-
 import click
-import numpy as np
 
-from fiqa.io import open_source
-from fiqa.io.table import check_output, save_quality
-from fiqa.score import create_scorer
+from fiqa.commands._common import TABLE_OUT_HELP, check_table_out, info, note, out_option, progress
 
 
 @click.command("score")
@@ -18,21 +11,34 @@ from fiqa.score import create_scorer
 @click.option("--model", "model", default=None, metavar="NAME_OR_PATH",
               help="A shipped model (`fiqa models`), a model folder with a card.json, or an ONNX model written by "
                    "`fiqa train`. Default: the shipped 'default' model.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False),
-              help="Scores table (.parquet). Without it, one line per image goes to stdout: path, score, status "
-                   "(tab-separated; score 'nan' when the status is not ok).")
+@out_option("Scores table to write. " + TABLE_OUT_HELP + " Without it, one line per image goes to stdout: path, "
+            "score, status (tab-separated; score 'nan' when the status is not ok).", required=False,
+            dest="out_path", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--aligned", is_flag=True, help="The images are aligned 112x112 face crops: skip detection.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Faces per model call.")
 @click.option("--on-error", type=click.Choice(["record", "raise"]), default="record", show_default=True,
               help="record: unreadable images and images without a face get a status and no score.")
 def command(paths: tuple[str, ...], model: str | None, out_path: str | None, aligned: bool, batch_size: int,
             on_error: str) -> None:
-    """Score image files, folders (recursive) or glob patterns PATHS (quality 0-100, higher is better)."""
+    """Score image files, folders (recursive) or glob patterns PATHS (quality 0-100, higher is better).
+
+    Columns of the table: sample_id, score (0-100, NaN unless ok), status, reason, raw_score (the model's output
+    before calibration), location, n_faces, face_score (detector confidence).
+    """
+    import collections
+    import math
+
+    import numpy as np
+
+    from fiqa.io import open_source
+    from fiqa.io.table import STDOUT, write_quality
+    from fiqa.score import create_scorer
+
     scorer = create_scorer(model, batch_size=batch_size)  # first: a wrong model name fails before any image is read
     locations = [loc for path in paths for loc in open_source(path, kind="images").samples.location]
-    if out_path is not None:  # before any work: the output must not replace an input image or folder
-        check_output(out_path, [p for p in paths if os.path.exists(p)])  # and never an existing non-table file
-    table = scorer.score(locations, aligned=aligned, on_error=on_error)
+    if out_path is not None:  # before any work: a known format, never over an input image or folder, or a non-table
+        check_table_out(out_path, paths)
+    table = scorer.score(locations, aligned=aligned, on_error=on_error, progress=progress())
     counts = collections.Counter(table.status.tolist())
     scored = table.score[table.ok]
     summary = (f"{len(table)} images: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
@@ -40,11 +46,14 @@ def command(paths: tuple[str, ...], model: str | None, out_path: str | None, ali
     if out_path is None:
         for location, score, status in zip(table.columns["location"], table.score, table.status):
             click.echo(f"{location}\t{'nan' if math.isnan(score) else f'{score:.1f}'}\t{status}")
-        click.echo(summary, err=True)
+        note(summary)
+    elif out_path == STDOUT:
+        write_quality(table, out_path)
+        note(summary)
     else:
-        save_quality(table, out_path)
-        click.echo(summary)
-        click.echo(f"scores: {out_path}")
+        write_quality(table, out_path)
+        info(summary)
+        info(f"scores: {out_path}")
     if not table.ok.any():  # every image is recorded with its reason, but nothing could be scored
         click.echo("nothing could be scored", err=True)
         raise SystemExit(1)

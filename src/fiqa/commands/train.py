@@ -1,15 +1,16 @@
-"""``fiqa train STORE LABELS --out MODEL_DIR``: train a quality regressor and export it to ONNX."""
+"""``fiqa train STORE LABELS -o MODEL_DIR``: train a quality regressor and export it to ONNX."""
 from __future__ import annotations
 
 import click
 
+from fiqa.commands._common import info, out_option, require_torch
 from fiqa.train.config import SHAPES, TrainConfig
 
 
 @click.command("train")
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @click.argument("labels", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
+@out_option("Model folder to write.", dest="out_dir", type=click.Path(file_okay=False))
 @click.option("--shape", type=click.Choice(SHAPES), default="head", show_default=True,
               help="head: small head on SFace's pooled last stage (CPU); taps: the same on every stage and the "
                    "embedding's norm; mobilefacenet: full network.")
@@ -25,21 +26,29 @@ from fiqa.train.config import SHAPES, TrainConfig
 @click.option("--backbone-checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
               help="mobilefacenet only: start from this backbone state_dict.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--no-resume", is_flag=True, help="Start again even if MODEL_DIR holds a checkpoint.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue from the checkpoint in --out, or start over.")
+@click.option("--force", is_flag=True,
+              help="Train even on labels that record another store's fingerprint (e.g. the same images embedded "
+                   "again); warns. Labels whose image locations differ are refused all the same.")
 def command(store: str, labels: str, out_dir: str, shape: str, epochs: int, batch_size: int, learning_rate: float,
             weight_decay: float, huber_delta: float, patience: int, validation_fraction: float,
-            backbone_checkpoint: str | None, seed: int, no_resume: bool) -> None:
-    """Train a Huber-loss regressor on LABELS of STORE; write MODEL_DIR/model.onnx and training plots."""
+            backbone_checkpoint: str | None, seed: int, resume: bool, force: bool) -> None:
+    """Train a Huber-loss regressor on LABELS of STORE; write MODEL_DIR/model.onnx and training plots.
+
+    Needs PyTorch: pip install 'fiqa[train]'.
+    """
+    require_torch("fiqa train")
     from fiqa.train import train_regressor
 
     config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                          weight_decay=weight_decay, huber_delta=huber_delta, patience=patience, seed=seed)
     params = {"backbone_checkpoint": backbone_checkpoint} if backbone_checkpoint else None
     trained = train_regressor(store, labels, out_dir, shape=shape, model_params=params, config=config,
-                              validation_fraction=validation_fraction, resume=not no_resume)
+                              validation_fraction=validation_fraction, resume=resume, force=force)
     result = trained.result
-    click.echo(f"validation Spearman {result.spearman:.3f}, Pearson {result.pearson:.3f} "
-               f"(best epoch {result.best_epoch} of {len(result.history)})")
+    info(f"validation Spearman {result.spearman:.3f}, Pearson {result.pearson:.3f} "
+         f"(best epoch {result.best_epoch} of {len(result.history)})")
     if trained.model_path is not None:
-        click.echo(f"model: {trained.model_path}")
-        click.echo(f"plot:  {trained.out_dir / 'training.png'}")
+        info(f"model: {trained.model_path}")
+        info(f"plot:  {trained.out_dir / 'training.png'}")

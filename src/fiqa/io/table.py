@@ -1,4 +1,5 @@
-"""The one on-disk table format: Parquet, with a JSON sidecar (``<file>.json``) holding the metadata.
+"""The one on-disk table format: Parquet, with a JSON sidecar (``<file>.json``) holding the metadata; quality
+tables can also be exported as CSV or JSON lines (:func:`write_quality`, the format from the file's extension).
 
 Writes are atomic (:mod:`fiqa.core.atomic`), so an interrupted run never leaves half a table.
 A text column holding a string that is not valid Unicode (a file name that is not valid UTF-8 comes from the
@@ -7,19 +8,23 @@ marked in its field metadata; :func:`read_table` gives back the same strings, so
 """
 from __future__ import annotations
 
+import csv
+import io
+import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fiqa.core.atomic import atomic_path, read_json, write_json
-from fiqa.core.errors import StoreError
+from fiqa.core.errors import InvalidParameterError, StoreError
 from fiqa.core.provenance import file_sha256
-from fiqa.core.types import QualityTable
+from fiqa.core.types import ESCAPED_TEXT, QualityTable, arrow_table
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -27,18 +32,11 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-_ESCAPED = {b"fiqa_encoding": b"utf-8/surrogateescape"}
 TABLE_DIGEST = "table_sha256"
 """Sidecar key holding the SHA-256 of the Parquet file it describes (removed from the metadata on reading)."""
-
-
-def _text_array(values: np.ndarray) -> tuple[pa.Array, dict[bytes, bytes] | None]:
-    """A string column, or a binary one marked :data:`_ESCAPED` when some string is not valid Unicode."""
-    strings = values.astype(str).tolist()
-    try:
-        return pa.array(strings, type=pa.string()), None
-    except (UnicodeEncodeError, pa.ArrowInvalid):
-        return pa.array([v.encode("utf-8", "surrogateescape") for v in strings], type=pa.binary()), _ESCAPED
+TABLE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
+"""File extension -> format of :func:`write_quality`; ``"-"`` (standard output) is CSV."""
+STDOUT = "-"
 
 
 def check_output(path: str | Path, inputs: Sequence[str | os.PathLike] = ()) -> Path:
@@ -70,13 +68,7 @@ def write_table(path: str | Path, columns: Mapping[str, np.ndarray], meta: Mappi
     :func:`check_output` refuses."""
     path = check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fields, arrays = [], []
-    for name, values in columns.items():
-        values = np.asarray(values)
-        array, field_meta = _text_array(values) if values.dtype == object else (pa.array(values), None)
-        fields.append(pa.field(name, array.type, metadata=field_meta))
-        arrays.append(array)
-    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    table = arrow_table(columns)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
         # the sidecar names the table it belongs to: a kill between the two renames is detected on reading
@@ -98,7 +90,7 @@ def read_table(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]
         name, column = field.name, table.column(field.name)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             columns[name] = np.asarray(column.to_pylist(), dtype=object)
-        elif pa.types.is_binary(column.type) and (field.metadata or {}).get(b"fiqa_encoding") == _ESCAPED[
+        elif pa.types.is_binary(column.type) and (field.metadata or {}).get(b"fiqa_encoding") == ESCAPED_TEXT[
                 b"fiqa_encoding"]:
             columns[name] = np.asarray([v.decode("utf-8", "surrogateescape") for v in column.to_pylist()],
                                        dtype=object)
@@ -116,10 +108,88 @@ _CORE = ("sample_id", "score", "status", "reason")
 
 
 def save_quality(table: QualityTable, path: str | Path) -> Path:
-    """Save a :class:`QualityTable` (labels or model scores)."""
-    columns = {"sample_id": table.sample_id, "score": table.score, "status": table.status, "reason": table.reason}
-    columns.update(table.columns)
-    return write_table(path, columns, table.meta)
+    """Save a :class:`QualityTable` (labels or model scores) as Parquet with its sidecar."""
+    return write_table(path, table.all_columns(), table.meta)
+
+
+def table_format(path: str | os.PathLike) -> str:
+    """``"parquet"``, ``"csv"`` or ``"jsonl"`` from the extension of ``path`` (``"-"``: CSV on standard output).
+
+    Raises
+    ------
+    InvalidParameterError
+        For any other extension, naming the ones accepted.
+    """
+    if str(path) == STDOUT:
+        return "csv"
+    found = TABLE_FORMATS.get(Path(path).suffix.lower())
+    if found is None:
+        raise InvalidParameterError("write_quality", "path", f"a file name ending in {', '.join(TABLE_FORMATS)} "
+                                    f"(or '{STDOUT}' for CSV on standard output)", str(path))
+    return found
+
+
+def _cell(value: Any) -> Any:
+    """A JSON value: numpy scalars as Python ones, NaN and infinities as None."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_quality_text(table: QualityTable, stream: IO[str], fmt: str) -> None:
+    """Write ``table`` as CSV (header row; NaN as an empty cell) or JSON lines (one object per row; NaN as null)
+    to a text stream, columns as :meth:`QualityTable.all_columns`."""
+    columns = table.all_columns()
+    names = list(columns)
+    rows = zip(*(np.asarray(values).tolist() for values in columns.values()))
+    if fmt == "csv":
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(names)
+        for row in rows:
+            writer.writerow(["" if v is None else v for v in map(_cell, row)])
+    elif fmt == "jsonl":
+        for row in rows:
+            stream.write(json.dumps(dict(zip(names, map(_cell, row))), ensure_ascii=False) + "\n")
+    else:
+        raise InvalidParameterError("write_quality_text", "fmt", "'csv' or 'jsonl'", fmt)
+
+
+def write_quality(table: QualityTable, path: str | os.PathLike, stdout: IO[str] | None = None) -> Path | None:
+    """Write ``table`` in the format of ``path``'s extension (:func:`table_format`): Parquet (:func:`save_quality`),
+    CSV or JSON lines, each atomically with the same JSON sidecar; ``"-"`` writes CSV to ``stdout`` (default
+    ``sys.stdout``) and returns None.
+
+    File names that are not valid UTF-8 are written back as their original bytes (``surrogateescape``).
+    """
+    fmt = table_format(path)
+    if str(path) == STDOUT:
+        if stdout is None:
+            import sys
+
+            stdout = sys.stdout
+        buffer = getattr(stdout, "buffer", None)
+        if buffer is None:  # a plain text stream (io.StringIO): strings go in as they are
+            write_quality_text(table, stdout, fmt)
+            return None
+        stdout.flush()  # bytes, like the files: a file name that is not valid UTF-8 comes out as its own bytes
+        wrapper = io.TextIOWrapper(buffer, encoding="utf-8", errors="surrogateescape", newline="")
+        try:
+            write_quality_text(table, wrapper, fmt)
+            wrapper.flush()
+        finally:
+            wrapper.detach()  # leave the standard output open
+        return None
+    if fmt == "parquet":
+        return save_quality(table, Path(path))
+    target = check_output(Path(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    write_quality_text(table, text, fmt)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(text.getvalue().encode("utf-8", "surrogateescape"))
+        write_json(sidecar_path(target), {**table.meta, TABLE_DIGEST: file_sha256(tmp)})
+    return target
 
 
 def load_quality(path: str | Path) -> QualityTable:

@@ -1,0 +1,169 @@
+"""What every ``fiqa`` command shares: ``-v``/``-q``/``--no-progress`` (accepted before or after the subcommand),
+output that honours them, table outputs whose format comes from the extension, and lazy help defaults.
+
+Only click and the standard library are imported here: ``fiqa --help`` loads every command module.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.util
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import click
+
+_VERBOSE, _QUIET, _NO_PROGRESS = "fiqa.verbose", "fiqa.quiet", "fiqa.no_progress"
+_FALSE_WORDS = {"", "0", "false", "no", "off"}
+TORCH_HINT = "pip install 'fiqa[train]'"
+
+EXIT_CODES = """\b
+Exit status, every command:
+  0  every input was processed, or recorded with a status and a reason
+  1  nothing could be processed, or the command stopped on an error
+     (printed as one "Error: ..." line)
+  2  usage error: unknown option, missing or malformed argument"""
+
+
+def _meta() -> dict[str, Any]:
+    """``click.Context.meta`` of the running command (shared by the group and the subcommand); empty outside one."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta if ctx is not None else {}
+
+
+def _configure_logging() -> None:
+    """The log level from every ``-v`` seen so far: warnings, then info (-v), then debug (-vv)."""
+    verbose = _meta().get(_VERBOSE, 0)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.WARNING - 10 * min(verbose, 2))
+
+
+def _count_verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    if value:
+        ctx.meta[_VERBOSE] = ctx.meta.get(_VERBOSE, 0) + value
+    _configure_logging()
+
+
+def _set_flag(key: str) -> Callable[[click.Context, click.Parameter, bool], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.meta[key] = True
+    return callback
+
+
+def shared_options() -> list[click.Option]:
+    """``-v``, ``-q`` and ``--no-progress`` as fresh parameters (one set per command, and one for the group): a
+    flag given before the subcommand and one given after it both count."""
+    return [
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_count_verbose,
+                     help="More log output (-v info, -vv debug); before or after the command."),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_flag(_QUIET),
+                     help="Only results, warnings and errors: no summary lines, no progress bars."),
+        click.Option(["--no-progress"], is_flag=True, expose_value=False, callback=_set_flag(_NO_PROGRESS),
+                     help="No progress bars (also when TQDM_DISABLE is set)."),
+    ]
+
+
+def quiet() -> bool:
+    return bool(_meta().get(_QUIET))
+
+
+def progress() -> bool:
+    """Whether to draw progress bars: not with ``-q``, ``--no-progress``, or ``TQDM_DISABLE`` set (to anything but
+    an empty string, 0, false, no or off)."""
+    env = os.environ.get("TQDM_DISABLE")
+    disabled_by_env = env is not None and env.strip().lower() not in _FALSE_WORDS
+    return not (quiet() or _meta().get(_NO_PROGRESS) or disabled_by_env)
+
+
+@contextlib.contextmanager
+def progress_bars_off() -> Iterator[None]:
+    """Disable every tqdm bar started inside the block.
+
+    tqdm applies ``TQDM_DISABLE`` only as the default of ``disable=``, and fiqa's stages pass ``disable=``
+    explicitly (``disable=not progress``, ``disable=n_blocks < 8``), which overrides the environment. Commands pass
+    ``progress=False`` where a stage takes it; this catches the bars of stages that take no such argument (the
+    labellers' block loops, pair sampling, the training loop). Restored when the block ends.
+    """
+    from tqdm import std
+
+    original = std.tqdm.__init__
+
+    @functools.wraps(original)
+    def disabled(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        original(self, *args, **kwargs)
+
+    std.tqdm.__init__ = disabled
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = original
+
+
+def info(message: str) -> None:
+    """A summary line on stdout, unless ``-q``."""
+    if not quiet():
+        click.echo(message)
+
+
+def note(message: str) -> None:
+    """A summary line on stderr (when stdout carries the results), unless ``-q``."""
+    if not quiet():
+        click.echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, also under ``-q``."""
+    click.echo(f"Warning: {message}", err=True)
+
+
+def require_torch(what: str) -> None:
+    """Stop with a one-line error naming the ``train`` extra when PyTorch is not installed (exit status 1).
+
+    Called before any work, so that a command never embeds for minutes and then fails on the import.
+    """
+    if importlib.util.find_spec("torch") is None:
+        raise click.ClickException(f"{what} needs PyTorch, which is not installed: {TORCH_HINT}")
+
+
+def out_option(help_text: str, *, required: bool = True, dest: str = "out", **kwargs: Any) -> Callable:
+    """``-o/--out``, the same on every command that writes."""
+    return click.option("-o", "--out", dest, required=required, help=help_text, **kwargs)
+
+
+TABLE_OUT_HELP = ("Format from the extension: .parquet (with a .json sidecar; what later stages read), .csv or "
+                  ".jsonl; '-' writes CSV to stdout.")
+
+
+def check_table_out(out: str, inputs: Sequence[str] = ()) -> None:
+    """Before any work: not over an input, into a store, or over a file that is not a fiqa table (exit status 1,
+    naming what it would overwrite), and a known table extension (else a usage error, exit status 2)."""
+    from fiqa.core.errors import InvalidParameterError
+    from fiqa.io.table import STDOUT, check_output, table_format
+
+    if out != STDOUT:
+        check_output(out, [p for p in inputs if os.path.exists(p)])
+    try:
+        table_format(out)
+    except InvalidParameterError as exc:
+        raise click.BadParameter(f"{out!r} is not {exc.expected}", param_hint="'-o' / '--out'") from None
+
+
+class LazyDefault:
+    """A default read from a library constant only when needed (running the command or showing its own help), so
+    that ``fiqa --help`` imports no heavy module: ``LazyDefault("fiqa.io.image", "DEFAULT_MAX_PIXELS")``;
+    ``convert`` turns the constant into the option's value (``",".join`` for a list of names)."""
+
+    def __init__(self, module: str, name: str, convert: Callable[[Any], Any] | None = None) -> None:
+        self.module, self.name, self.convert = module, name, convert
+
+    def __call__(self) -> Any:
+        value = getattr(importlib.import_module(self.module), self.name)
+        return value if self.convert is None else self.convert(value)
+
+    def __str__(self) -> str:  # what click prints as "[default: ...]"
+        return str(self())
