@@ -70,7 +70,7 @@ def main() -> None:
 
     rates: dict[str, list[float]] = {name: [] for name in configs}
     matmul: dict[int, list[float]] = {1: [], 2: []}
-    for name, (kind, threads, batch, embedder) in configs.items():  # warm-up
+    for _kind, threads, batch, embedder in configs.values():  # warm-up
         cv2.setNumThreads(threads)
         embedder.embed(crops[:batch])
     for _ in range(args.repeats):
@@ -113,7 +113,7 @@ def main() -> None:
         f"| configuration | faces/s (median of {args.repeats}) | x OpenCV same threads | fraction of roofline |",
         "|---|---:|---:|---:|",
     ]
-    for name, (kind, threads, batch, _) in configs.items():
+    for name, (_kind, threads, _batch, _) in configs.items():
         rate = float(np.median(rates[name]))
         roofline = gflops[threads] * 1e9 / flops
         lines.append(f"| {name} | {rate:.1f} | {rate / opencv_rate[threads]:.2f} | {rate / roofline:.2f} |")

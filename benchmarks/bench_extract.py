@@ -98,7 +98,8 @@ def main() -> None:
         "",
         "| step | items | median s | per second |",
         "|---|---:|---:|---:|",
-        *[f"| {name} | {items} | {seconds:.2f} | {items / seconds:.1f} {unit}/s |" for name, items, seconds, unit in rows],
+        *[f"| {name} | {items} | {seconds:.2f} | {items / seconds:.1f} {unit}/s |"
+          for name, items, seconds, unit in rows],
         "",
         f"Overlap speed-up (no overlap / overlapped): {t_serial / t_overlap:.2f}x. "
         f"Ideal pipeline bound (the slower stage alone): "

@@ -5,10 +5,10 @@
 Reuses a finished ``fiqa demo`` folder (its store, ``split.json`` and per-half ``reference-consensus`` labels).
 
 1. **Data.** The training half gets ``--copies`` augmented copies per face (``fiqa.augment.copies``: jittered alignment,
-   mirror, 0-2 of the training degradations of ``fiqa.augment.degrade.DEGRADATIONS``), embedded and labelled together with
-   the originals (``reference-consensus``; a photo and its copies are one capture, so a copy is judged by the
+   mirror, 0-2 of the training degradations of ``fiqa.augment.DEGRADATIONS``), embedded and labelled together with the
+   originals (``reference-consensus``; a photo and its copies are one capture, so a copy is judged by the
    person's other photos). Evaluation sets use capture effects that no training recipe draws
-   (``fiqa.augment.copies.degraded_store``, ``fiqa.augment.degrade.EVALUATION_DEGRADATIONS``: motion blur, nearest-neighbour low
+   (``fiqa.augment.degraded_store``, ``fiqa.augment.EVALUATION_DEGRADATIONS``: motion blur, nearest-neighbour low
    resolution, WebP, an under-exposed noisy sensor, sunglasses or a face mask): a *degraded* set where each face
    gets one effect at severity 0.2-0.9 or stays clean (25 %), and one set per effect.
 2. **Selection, on training identities only.** Each candidate recipe is trained 4 times, each time on 3/4 of the
@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     breakdown = group_breakdown(evaluations["natural"], groups, reject_quantile=0.1).table()
 
     lines = ["# Quality-model recipes: selection on training identities, one test on held-apart identities", "",
-             *machine_header(), "", f"Command: `python -m studies.study_quality_model --demo {args.demo} --out {args.out}` "
+             *machine_header(), "",
+             f"Command: `python -m studies.study_quality_model --demo {args.demo} --out {args.out}` "
              f"({(time.perf_counter() - started) / 60:.1f} min). Labeller `{LABELLER}`; FNMR pAUC at FMR 1e-3, "
              "discard <= 0.20; gain = (norm - model) / (norm - labels).", "",
              f"## Selection: out-of-fold on the training half ({args.folds} identity folds)", "",

@@ -173,7 +173,8 @@ def write_placeholder_default(folder: str | Path, lfw_dir: str | Path, work_dir:
     quality = create_scorer(folder / "head.onnx").score_store(store, progress=False)
     thresholds, evaluation = threshold_table(store, quality)
     evaluation = {"note": "PLACEHOLDER model, not trained: these figures measure the log-norm baseline",
-                  "data": "LFW-dev, first 250 people with >= 2 photos (at most 6 each), the most central face of each photo", **evaluation}
+                  "data": "LFW-dev, first 250 people with >= 2 photos (at most 6 each), the most central face of each "
+                          "photo", **evaluation}
     return write_card(
         folder, version="0.0.0-placeholder", evaluation=evaluation, thresholds=thresholds,
         training_data={"name": "none (placeholder); the trained default will use LFW-dev (deep-funneled LFW, "

@@ -120,7 +120,8 @@ def test_public_api_names_resolve_and_import_is_light():
         fiqa.nope  # noqa: B018
     # ``import fiqa`` alone must not pull in the heavy back ends
     code = "import sys, fiqa; print(sorted(m for m in ('torch', 'onnxruntime', 'cv2') if m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_check_int_accepts_ints_and_names_the_bad_parameter():

@@ -11,9 +11,9 @@ from fiqa.augment.degrade import (
     degrade,
     degrade_batch,
 )
+from fiqa.core.errors import InvalidParameterError
 
 ALL_KINDS = sorted({**DEGRADATIONS, **EVALUATION_DEGRADATIONS})
-from fiqa.core.errors import InvalidParameterError
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""ONNX export: one graph, dynamic batch, checker-valid, ONNX Runtime equals PyTorch within 1e-4 (relative), metadata."""
+"""ONNX export: one graph, dynamic batch, checker-valid, ONNX Runtime equals PyTorch within 1e-4 (relative),
+metadata."""
 from __future__ import annotations
 
 import numpy as np

@@ -22,7 +22,8 @@ def _scenario(seed: int = 0):
     centres = _unit(rng.normal(size=(10, dim)))
     rows, ids, norms, role = [], [], [], []
     off = _unit(rng.normal(size=(1, dim)))[0]
-    rows.append(centres[0] + 0.3 * _unit(rng.normal(size=(1, dim)))[0]); ids.append(0); norms.append(12); role.append("good")
+    rows.append(centres[0] + 0.3 * _unit(rng.normal(size=(1, dim)))[0])
+    ids.append(0); norms.append(12); role.append("good")
     poor_base = centres[0] + 1.2 * off
     for _ in range(6):
         rows.append(poor_base + 0.05 * rng.normal(size=dim)); ids.append(0); norms.append(7); role.append("poor")

@@ -55,8 +55,9 @@ class RecordIOWriter:
 
     def __init__(self, rec_path: str | os.PathLike) -> None:
         self.rec_path = Path(rec_path)
-        self._rec = open(self.rec_path, "wb")
-        self._idx = open(self.rec_path.with_suffix(".idx"), "w", encoding="ascii")
+        # held open across write() calls and closed by close() / the context manager
+        self._rec = open(self.rec_path, "wb")  # noqa: SIM115
+        self._idx = open(self.rec_path.with_suffix(".idx"), "w", encoding="ascii")  # noqa: SIM115
 
     def write(self, key: int, content: bytes) -> None:
         """Append one record under integer ``key``."""
