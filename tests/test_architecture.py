@@ -23,7 +23,7 @@ STAGES = (
     ("score", ("fiqa.score",)),
     ("evaluate", ("fiqa.evaluate",)),
     ("curate", ("fiqa.curate",)),
-    ("top", ("fiqa.studies", "fiqa.demo", "fiqa.release", "fiqa.commands", "fiqa.cli")),
+    ("top", ("fiqa.serve", "fiqa.studies", "fiqa.demo", "fiqa.release", "fiqa.commands", "fiqa.cli")),
 )
 
 
@@ -31,9 +31,9 @@ def stage_of(module: str) -> int:
     best = None
     for rank, (_, prefixes) in enumerate(STAGES):
         for prefix in prefixes:
-            if module == prefix or module.startswith(prefix + "."):
-                if best is None or len(prefix) > best[1]:
-                    best = (rank, len(prefix))
+            inside = module == prefix or module.startswith(prefix + ".")
+            if inside and (best is None or len(prefix) > best[1]):
+                best = (rank, len(prefix))
     assert best is not None, f"{module} belongs to no stage; add it to STAGES"
     return best[0]
 
