@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+from typing import Any
 
 import click
 
@@ -37,19 +38,40 @@ SOURCE_KINDS = ("folder", "list", "recordio", "images")
 @click.option("--min-side", type=int, default=LazyDefault("fiqa.io.image", "DEFAULT_MIN_SIDE"),
               show_default=True,
               help="Refuse images whose shorter side is smaller.")
-@click.option("--workers", type=int, default=None, help="Decode/detect threads [default: CPU count].")
+@click.option("--workers", type=int, default=None,
+              help="Decode/detect threads (--engine local) or Ray workers (--engine ray) [default: CPU count].")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: Ray Data actor pools (pip install 'fiqa[ray]'), on a Ray instance "
+                   "started for this run or on --ray-address. Same store either way (docs/scale.md).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="With --engine ray: a running Ray cluster ('auto', 'host:6379', 'ray://host:10001').")
 def command(source: str, out: str, kind: str | None, backend: str, model: str | None, spec: str | None,
             aligned: bool, batch_size: int, chunk_size: int, resume: bool, on_error: str, policy: str,
-            score_threshold: float, max_pixels: int, min_side: int, workers: int | None) -> None:
+            score_threshold: float, max_pixels: int, min_side: int, workers: int | None, engine: str,
+            ray_address: str | None) -> None:
     """Embed every image of SOURCE (folder per identity, list file, train.rec, or images) into a store."""
-    from fiqa.embed.extract import embed_source
+    from collections.abc import Callable
+
     from fiqa.io import open_source
 
+    if ray_address is not None and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
+    run: Callable[..., Any]
+    if engine == "ray":
+        import functools
+
+        from fiqa.embed.ray_engine import embed_source_ray
+
+        run = functools.partial(embed_source_ray, ray_address=ray_address)
+    else:
+        from fiqa.embed.extract import embed_source
+
+        run = embed_source
     backend_params = {name: value for name, value in (("model", model), ("spec", spec)) if value is not None}
-    store = embed_source(open_source(source, kind=kind), out, backend=backend, backend_params=backend_params,
-                         aligned=aligned, batch_size=batch_size, chunk_size=chunk_size, resume=resume,
-                         policy=policy, score_threshold=score_threshold, on_error=on_error,
-                         max_pixels=max_pixels, min_side=min_side, n_workers=workers, progress=progress())
+    store = run(open_source(source, kind=kind), out, backend=backend, backend_params=backend_params,
+                aligned=aligned, batch_size=batch_size, chunk_size=chunk_size, resume=resume, policy=policy,
+                score_threshold=score_threshold, on_error=on_error, max_pixels=max_pixels, min_side=min_side,
+                n_workers=workers, progress=progress())
     info(f"{store.root}: {len(store)} samples, {store.dim}-D {store.meta['backend'].get('backend', backend)}")
     for status, count in store.meta["counts"].items():
         info(f"  {status:<16}{count:>10,d}")

@@ -18,8 +18,13 @@ from fiqa.commands._common import TABLE_OUT_HELP, check_table_out, info, note, o
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Faces per model call.")
 @click.option("--on-error", type=click.Choice(["record", "raise"]), default="record", show_default=True,
               help="record: unreadable images and images without a face get a status and no score.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: Ray Data actor pools (pip install 'fiqa[ray]'), on a Ray instance "
+                   "started for this run or on --ray-address. Same scores either way (docs/scale.md).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="With --engine ray: a running Ray cluster ('auto', 'host:6379', 'ray://host:10001').")
 def command(paths: tuple[str, ...], model: str | None, out_path: str | None, aligned: bool, batch_size: int,
-            on_error: str) -> None:
+            on_error: str, engine: str, ray_address: str | None) -> None:
     """Score image files, folders (recursive) or glob patterns PATHS (quality 0-100, higher is better).
 
     Columns of the table: sample_id, score (0-100, NaN unless ok), status, reason, raw_score (the model's output
@@ -34,11 +39,19 @@ def command(paths: tuple[str, ...], model: str | None, out_path: str | None, ali
     from fiqa.io.table import STDOUT, write_quality
     from fiqa.score import create_scorer
 
+    if ray_address is not None and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
     scorer = create_scorer(model, batch_size=batch_size)  # first: a wrong model name fails before any image is read
     locations = [loc for path in paths for loc in open_source(path, kind="images").samples.location]
     if out_path is not None:  # before any work: a known format, never over an input image or folder, or a non-table
         check_table_out(out_path, paths)
-    table = scorer.score(locations, aligned=aligned, on_error=on_error, progress=progress())
+    if engine == "ray":
+        from fiqa.score.ray_scoring import score_images_ray
+
+        table = score_images_ray(locations, model, aligned=aligned, on_error=on_error, batch_size=batch_size,
+                                 ray_address=ray_address, progress=progress())
+    else:
+        table = scorer.score(locations, aligned=aligned, on_error=on_error, progress=progress())
     counts = collections.Counter(table.status.tolist())
     scored = table.score[table.ok]
     summary = (f"{len(table)} images: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))

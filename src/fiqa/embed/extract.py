@@ -136,11 +136,8 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     samples = source.samples
     embedder = _resolve_embedder(backend, backend_params)
     pipeline = _face_pipeline(aligned, policy, score_threshold, max_pixels, min_side)
-    alignment = _describe_alignment(pipeline)
-    partial = PartialStore(out, {
-        "store_format": STORE_FORMAT, "n_samples": len(samples), "samples_sha256": samples_fingerprint(samples),
-        "embedder": embedder.describe(), "alignment": alignment, "batch_size": int(batch_size),
-        "chunk_size": int(chunk_size), "max_pixels": int(max_pixels), "min_side": int(min_side)})
+    partial = PartialStore(out, extraction_plan(samples, embedder, pipeline, batch_size=batch_size,
+                                                chunk_size=chunk_size, max_pixels=max_pixels, min_side=min_side))
     existing = partial.finished(resume=resume)
     if existing is not None:
         return existing
@@ -150,14 +147,31 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     spans = pending_chunks(partial, n_chunks, chunk_size, len(samples))
     _embed_spans(partial, spans, samples, pipeline, embedder, batch_size=batch_size, on_error=on_error,
                  n_workers=n_workers, progress=progress)
-    meta = {"store_format": STORE_FORMAT, "dim": int(embedder.dim), "aligned": bool(pipeline.aligner is None),
-            "backend": embedder.describe(), "preprocessing": _spec_dict(embedder), "alignment": alignment,
-            "source": source.describe(), "n_samples": len(samples), "plan": partial.plan,
-            **provenance(backend=getattr(embedder, "name", type(embedder).__name__), aligned=bool(aligned),
-                         batch_size=int(batch_size), chunk_size=int(chunk_size), policy=policy,
-                         score_threshold=float(score_threshold), on_error=on_error, max_pixels=int(max_pixels),
-                         min_side=int(min_side), n_workers=n_workers)}
+    meta = store_meta(source, embedder, pipeline, partial, {
+        "backend": getattr(embedder, "name", type(embedder).__name__), "aligned": bool(aligned),
+        "batch_size": int(batch_size), "chunk_size": int(chunk_size), "policy": policy,
+        "score_threshold": float(score_threshold), "on_error": on_error, "max_pixels": int(max_pixels),
+        "min_side": int(min_side), "n_workers": n_workers})
     return _finish(partial, samples, n_chunks, int(embedder.dim), meta)
+
+
+def extraction_plan(samples: SampleTable, embedder: Any, pipeline: FacePipeline, *, batch_size: int,
+                    chunk_size: int, max_pixels: int, min_side: int) -> dict[str, Any]:
+    """What determines an extraction's result (``plan.json`` of :class:`fiqa.embed.store.PartialStore`, ``plan`` in
+    the store's metadata): a run resumes only the chunks of an identical plan, whichever engine wrote them."""
+    return {"store_format": STORE_FORMAT, "n_samples": len(samples), "samples_sha256": samples_fingerprint(samples),
+            "embedder": embedder.describe(), "alignment": _describe_alignment(pipeline), "batch_size": int(batch_size),
+            "chunk_size": int(chunk_size), "max_pixels": int(max_pixels), "min_side": int(min_side)}
+
+
+def store_meta(source: DataSource, embedder: Any, pipeline: FacePipeline, partial: PartialStore,
+               params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``meta.json`` of a store (before the status counts): backend, preprocessing, alignment, source, plan and
+    the provenance of ``params`` (the call's settings)."""
+    return {"store_format": STORE_FORMAT, "dim": int(embedder.dim), "aligned": bool(pipeline.aligner is None),
+            "backend": embedder.describe(), "preprocessing": _spec_dict(embedder),
+            "alignment": _describe_alignment(pipeline), "source": source.describe(),
+            "n_samples": len(source.samples), "plan": partial.plan, **provenance(**params)}
 
 
 def _check_params(batch_size: int, chunk_size: int, n_workers: int | None, on_error: str, max_pixels: int,
