@@ -23,7 +23,7 @@ STAGES = (
     ("score", ("fiqa.score",)),
     ("evaluate", ("fiqa.evaluate",)),
     ("curate", ("fiqa.curate",)),
-    ("top", ("fiqa.serve", "fiqa.studies", "fiqa.demo", "fiqa.release", "fiqa.commands", "fiqa.cli")),
+    ("top", ("fiqa.serve", "fiqa.studies", "fiqa.demo", "fiqa.release", "fiqa.commands", "fiqa.cli", "fiqa.__main__")),
 )
 
 

@@ -225,3 +225,15 @@ def test_a_file_name_that_is_not_utf8_is_stored_and_read_back(lfw_dir, tmp_path)
     from fiqa.io.table import load_quality, save_quality
     assert load_quality(save_quality(table, tmp_path / "scores.parquet")).columns["location"][0] == str(
         person / bad_name)
+
+
+def test_features_need_the_sface_backend(tmp_path):
+    write_crops(tmp_path / "data", 3)
+    with pytest.raises(InvalidParameterError, match="'features' parameter of embed_source must be False unless"):
+        embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), aligned=True, features=True,
+                     progress=False)
+    assert not (tmp_path / "store").exists() and not partial_path(tmp_path / "store").exists()
+    store = embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), aligned=True,
+                         features=False, progress=False)
+    assert "features" not in store.meta and "features" not in store.meta["plan"]
+    assert not (store.root / "features.npy").exists()

@@ -15,7 +15,7 @@ from fiqa.core.comparisons import sample_nonmated_pairs
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreError
 from fiqa.core.types import SampleTable
 from fiqa.detect import ARCFACE_TEMPLATE
-from fiqa.embed.store import Chunk, PartialStore, open_store, partial_path
+from fiqa.embed.store import Chunk, PartialStore, open_features, open_store, partial_path
 from fiqa.evaluate.verify import verification_summary
 
 
@@ -257,3 +257,23 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_holds_it(t
     first._unlock()  # what install() does once the store is in place (or the process ending does)
     second.start(resume=True)
     second._unlock()
+
+
+def test_partial_store_refuses_chunks_without_the_promised_features(tmp_path):
+    samples = SampleTable(np.arange(3), np.array(["/a", "/b", "/c"], object), np.array(["x", "x", "y"], object),
+                          "list")
+    partial = PartialStore(tmp_path / "store", {"test": True})
+    partial.start(resume=False)
+    raw = np.eye(3, 4, dtype=np.float32)
+    ok = np.array(["ok"] * 3, object)
+    partial.write_chunk(0, Chunk(0, 3, raw, ok, np.array([""] * 3, object), np.zeros((3, 5, 2), np.float32),
+                                 np.ones(3, np.int32), np.ones(3, np.float32)))
+    meta = {"store_format": 1, "dim": 4, "source": {"kind": "list"}, "counts": {}, "features": {"dim": 6}}
+    with pytest.raises(StoreError, match="chunk-0000000.npz: chunk holds no features of 6 columns"):
+        partial.finish(samples, 1, 4, meta)
+    values = np.arange(18, dtype=np.float16).reshape(3, 6)
+    partial.write_chunk(0, Chunk(0, 3, raw, ok, np.array([""] * 3, object), np.zeros((3, 5, 2), np.float32),
+                                 np.ones(3, np.int32), np.ones(3, np.float32), values))
+    assert partial.read_chunk(0).features.dtype == np.float16
+    store = partial.finish(samples, 1, 4, meta)
+    np.testing.assert_array_equal(open_features(store)[0], values)

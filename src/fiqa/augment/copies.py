@@ -29,7 +29,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -63,6 +63,7 @@ from fiqa.embed.store import (
     PartialStore,
     check_out_path,
     normalise_rows,
+    open_features,
     open_store,
     status_counts,
     store_fingerprint,
@@ -74,6 +75,9 @@ from fiqa.io.image import (
     read_image,
 )
 from fiqa.io.table import read_table, write_table
+
+if TYPE_CHECKING:
+    from fiqa.embed.features import FeatureEmbedder
 
 __all__ = ["DEFAULT_KINDS", "HELD_OUT_EFFECTS", "Degradation", "JitterRange", "Recipe", "apply_recipe",
            "augment_store", "degraded_store", "embedder_for_store", "sample_recipes"]
@@ -511,7 +515,9 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
         Rows: the originals (``parent_id == -1``, ``recipe == ""``), then for each parent in row order its copies
         (``parent_id`` = the parent's ``sample_id``; same identity, location and landmarks; the JSON recipe). A
         derived crop whose embedding is NaN, infinite or zero has status ``invalid_vector``; one whose image
-        cannot be read any more has the read error's status. No row is dropped.
+        cannot be read any more has the read error's status. No row is dropped. When ``store`` holds feature
+        columns (``fiqa embed --features``), so does this store: the originals' copied, the copies' computed in
+        the same run as their embeddings (:class:`fiqa.embed.features.FeatureEmbedder`).
 
     Raises
     ------
@@ -527,8 +533,9 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
     parent, out = _open_parent(store, out)
     selected, parents, skipped = _choose_parents(parent, rows)
     embedder = _parent_embedder(parent, embedder)
+    features = _feature_embedder(parent, embedder)
     parent_ids = parent.samples.sample_id[parents].astype(np.int64)
-    partial = PartialStore(out, _plan(parent, parent_ids, settings, embedder))
+    partial = PartialStore(out, _plan(parent, parent_ids, settings, embedder, features))
     existing = partial.finished(resume=resume)
     if existing is not None:
         return existing
@@ -540,7 +547,7 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
     limits = _read_limits(parent)
     table, _ = read_table(parent.root / "samples.parquet")
     _derive_chunks(partial, spans, parent, parents, recipes, table["detection_score"], embedder, settings,
-                   limits=limits, progress=progress)
+                   limits=limits, progress=progress, features=features)
     return _finish(partial, parent, table, parents, parent_ids, recipes, n_chunks, settings.keep_originals, embedder,
                    settings.run_info(skipped=skipped, n_selected=len(selected), limits=limits))
 
@@ -640,13 +647,26 @@ def _parent_embedder(parent: EmbeddingStore, embedder: Any) -> Any:
     return embedder
 
 
-def _plan(parent: EmbeddingStore, parent_ids: np.ndarray, settings: _AugmentSettings,
-          embedder: Any) -> dict[str, Any]:
-    """What a resumed run must agree on: the parent store, the parents, the recipes and the embedder."""
-    return {"store_format": STORE_FORMAT, "stage": "augment", "parent_sha256": store_fingerprint(parent),
+def _feature_embedder(parent: EmbeddingStore, embedder: Any) -> FeatureEmbedder | None:
+    """A :class:`fiqa.embed.features.FeatureEmbedder` computing the parent store's feature columns with
+    ``embedder``, or None when the parent holds none."""
+    if open_features(parent) is None:
+        return None
+    from fiqa.embed.features import FeatureEmbedder, FeatureSpec
+
+    info = parent.meta["features"]
+    return FeatureEmbedder(embedder, spec=FeatureSpec.from_dict(info["spec"]), columns=list(info["columns"]))
+
+
+def _plan(parent: EmbeddingStore, parent_ids: np.ndarray, settings: _AugmentSettings, embedder: Any,
+          features: FeatureEmbedder | None) -> dict[str, Any]:
+    """What a resumed run must agree on: the parent store, the parents, the recipes, the embedder and the feature
+    columns (when the parent has any)."""
+    plan = {"store_format": STORE_FORMAT, "stage": "augment", "parent_sha256": store_fingerprint(parent),
             "parents_sha256": hashlib.sha256(parent_ids.tobytes()).hexdigest(), "n_parents": int(len(parent_ids)),
             **settings.recipe_params(), "keep_originals": settings.keep_originals, "embedder": embedder.describe(),
             "batch_size": settings.batch_size, "chunk_size": settings.chunk_size}
+    return plan if features is None else {**plan, "features": features.describe()}
 
 
 def _read_limits(parent: EmbeddingStore) -> dict[str, int]:
@@ -658,7 +678,8 @@ def _read_limits(parent: EmbeddingStore) -> dict[str, int]:
 
 def _derive_chunks(partial: PartialStore, spans: list[tuple[int, int, int]], parent: EmbeddingStore,
                    parents: np.ndarray, recipes: list[Recipe], detection_score: np.ndarray, embedder: Any,
-                   settings: _AugmentSettings, *, limits: Mapping[str, int], progress: bool) -> None:
+                   settings: _AugmentSettings, *, limits: Mapping[str, int], progress: bool,
+                   features: FeatureEmbedder | None = None) -> None:
     """Make the derived crops of ``spans`` in worker threads, embed them in row order and write each chunk."""
     aligned = bool(parent.meta.get("aligned", False))
     copies, batch_size, n_workers = settings.copies, settings.batch_size, settings.n_workers
@@ -680,12 +701,12 @@ def _derive_chunks(partial: PartialStore, spans: list[tuple[int, int, int]], par
               desc="augment", disable=not progress) as bar, \
             ordered_map(prepare, segments, n_workers, window=max(2 * batch_size, 8 * max(n_workers, 1))) as results:
         for number, start, stop in spans:
-            raw, status, reason = _embed_chunk(start, stop, results, embedder, batch_size, bar)
+            batches = _embed_chunk(start, stop, results, embedder, batch_size, bar, features)
             rows_of_chunk = parents[np.arange(start, stop) // copies]
-            partial.write_chunk(number, Chunk(start, stop, raw, status, reason,
+            partial.write_chunk(number, Chunk(start, stop, batches.raw, batches.status, batches.reason,
                                               np.asarray(parent.landmarks[rows_of_chunk], np.float32),
                                               parent.n_faces[rows_of_chunk].astype(np.int32),
-                                              detection_score[rows_of_chunk].astype(np.float32)))
+                                              detection_score[rows_of_chunk].astype(np.float32), batches.features))
 
 
 def _selected_rows(rows: Any, n: int, owner: str) -> np.ndarray:
@@ -717,9 +738,10 @@ def _segments(start: int, stop: int, copies: int) -> Iterable[tuple[int, int, in
 
 
 def _embed_chunk(start: int, stop: int, results: Iterator[list[_DerivedCrop]], embedder: Any, batch_size: int,
-                 bar: tqdm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Embed derived rows ``start..stop-1`` in batches formed in row order (so a resumed run is identical)."""
-    batches = BatchEmbedding(embedder, stop - start, batch_size)
+                 bar: tqdm, features: FeatureEmbedder | None = None) -> BatchEmbedding:
+    """Embed derived rows ``start..stop-1`` in batches formed in row order (so a resumed run is identical); with
+    ``features`` (a FeatureEmbedder), their feature columns from the same run."""
+    batches = BatchEmbedding(embedder, stop - start, batch_size, features=features)
     row = 0
     while row < stop - start:
         for crop, row_status, row_reason in next(results):
@@ -730,7 +752,7 @@ def _embed_chunk(start: int, stop: int, results: Iterator[list[_DerivedCrop]], e
             row += 1
             bar.update(1)
     batches.flush()
-    return batches.raw, batches.status, batches.reason
+    return batches
 
 
 def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, np.ndarray], parents: np.ndarray,
@@ -742,9 +764,13 @@ def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, n
     n_derived = len(recipes)
     n, dim = n_originals + n_derived, parent.dim
     build, vectors, norms, landmarks = partial.new_build(n, dim)
+    parent_features = open_features(parent) if "features" in partial.plan else None
+    features = None if parent_features is None else partial.new_features(build, n, parent_features[0].shape[1])
     for begin in range(0, n_originals, _COPY_BLOCK):
         span = slice(begin, min(n_originals, begin + _COPY_BLOCK))
         vectors[span], norms[span], landmarks[span] = parent.vectors[span], parent.norms[span], parent.landmarks[span]
+        if features is not None and parent_features is not None:
+            features[span] = parent_features[0][span]
     status = np.empty(n_derived, dtype=object)
     reason = np.empty(n_derived, dtype=object)
     for number in range(n_chunks):
@@ -753,9 +779,12 @@ def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, n
         vectors[span], norms[span] = normalise_rows(chunk.raw)
         landmarks[span] = chunk.landmarks
         status[chunk.start:chunk.stop], reason[chunk.start:chunk.stop] = chunk.status, chunk.reason
-    for array in (vectors, norms, landmarks):
-        array.flush()
-    del vectors, norms, landmarks
+        if features is not None:
+            features[span] = partial.chunk_features(number, chunk, features.shape[1])
+    for array in (vectors, norms, landmarks, features):
+        if array is not None:
+            array.flush()
+    del vectors, norms, landmarks, features
 
     source_rows = parents[np.arange(n_derived) // copies]
     first_id = int(parent.samples.sample_id.max()) + 1 if keep_originals and len(parent) else 0
@@ -783,6 +812,7 @@ def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, n
         "backend": embedder.describe(), "preprocessing": parent.meta.get("preprocessing", {}),
         "alignment": parent.meta.get("alignment", {}), "source": parent.meta.get("source", {}),
         "counts": counts, "n_samples": n, "plan": partial.plan,
+        **({"features": partial.plan["features"]} if "features" in partial.plan else {}),
         "augmentation": {
             "parent": {"path": str(parent.root), "sha256": partial.plan["parent_sha256"],
                        "n_samples": len(parent), "counts": parent.meta.get("counts", {}),

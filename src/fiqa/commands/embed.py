@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 from typing import Any
 
 import click
@@ -45,34 +46,44 @@ SOURCE_KINDS = ("folder", "list", "recordio", "images")
                    "started for this run or on --ray-address. Same store either way (docs/scale.md).")
 @click.option("--ray-address", default=None, metavar="ADDR",
               help="With --engine ray: a running Ray cluster ('auto', 'host:6379', 'ray://host:10001').")
+@click.option("--features/--no-features", default=None,
+              help="Also store the default quality head's input, from the same SFace run (float16, 2 KiB per "
+                   "image), so that 'fiqa train' needs no second SFace pass. [default: on with --backend sface "
+                   "and --engine local, unless resuming a run made without; else off]")
 def command(source: str, out: str, kind: str | None, backend: str, model: str | None, spec: str | None,
             aligned: bool, batch_size: int, chunk_size: int, resume: bool, on_error: str, policy: str,
             score_threshold: float, max_pixels: int, min_side: int, workers: int | None, engine: str,
-            ray_address: str | None) -> None:
+            ray_address: str | None, features: bool | None) -> None:
     """Embed every image of SOURCE (folder per identity, list file, train.rec, or images) into a store."""
+    import functools
     from collections.abc import Callable
 
     from fiqa.io import open_source
 
     if ray_address is not None and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
+    if features and engine == "ray":
+        raise click.UsageError("--features needs --engine local (the Ray engine stores embeddings only)")
+    if features and backend != "sface":
+        raise click.UsageError("--features needs --backend sface (the features are SFace's pooled maps)")
     run: Callable[..., Any]
     if engine == "ray":
-        import functools
-
         from fiqa.embed.ray_engine import embed_source_ray
 
         run = functools.partial(embed_source_ray, ray_address=ray_address)
     else:
         from fiqa.embed.extract import embed_source
 
-        run = embed_source
+        run = functools.partial(embed_source, features=_features_default(out, backend, resume) if features is None
+                                else features)
     backend_params = {name: value for name, value in (("model", model), ("spec", spec)) if value is not None}
     store = run(open_source(source, kind=kind), out, backend=backend, backend_params=backend_params,
                 aligned=aligned, batch_size=batch_size, chunk_size=chunk_size, resume=resume, policy=policy,
                 score_threshold=score_threshold, on_error=on_error, max_pixels=max_pixels, min_side=min_side,
                 n_workers=workers, progress=progress())
     info(f"{store.root}: {len(store)} samples, {store.dim}-D {store.meta['backend'].get('backend', backend)}")
+    if store.meta.get("features"):
+        info(f"  with {store.meta['features']['dim']:,d} feature values per image (float16, features.npy)")
     for status, count in store.meta["counts"].items():
         info(f"  {status:<16}{count:>10,d}")
     failed = collections.Counter(f"{s}: {r}" for s, r in zip(store.status, store.reason) if s != "ok")
@@ -80,3 +91,20 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
         info("most common failures:")
         for text, count in failed.most_common(5):
             info(f"  {count:>8,d}  {text}")
+
+
+def _features_default(out: str, backend: str, resume: bool) -> bool:
+    """``--features`` when neither flag is given: on for SFace, except that a run resuming (or finding complete) a
+    store made without features keeps making it without, rather than refusing its plan."""
+    if backend != "sface":
+        return False
+    if resume:
+        from fiqa.core.atomic import read_json
+        from fiqa.embed.store import is_store, partial_path
+
+        plan_file = partial_path(out) / "plan.json"
+        if plan_file.is_file():
+            return "features" in read_json(plan_file)
+        if is_store(out):
+            return "features" in (read_json(Path(out) / "meta.json").get("plan") or {})
+    return True

@@ -6,6 +6,10 @@ chunks; each finished chunk is written atomically to ``<out>.partial/``. Kill th
 again with the same arguments: finished chunks are kept, the rest is computed, and nothing is lost or duplicated.
 Batches are formed in sample order inside each chunk, so an interrupted-and-resumed run gives bit-for-bit the same
 store as an uninterrupted one.
+
+With ``features=True`` (SFace only) the same run also stores the recogniser's feature columns that the default quality
+head reads (:class:`fiqa.embed.features.FeatureEmbedder`: one session, the embedding and the pooled maps), so training
+needs no second pass over the images (:mod:`fiqa.train.features`).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -37,6 +41,9 @@ from fiqa.embed.store import (
 )
 from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_limits
 from fiqa.io.sources import DataSource, open_source
+
+if TYPE_CHECKING:
+    from fiqa.embed.features import FeatureEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +77,13 @@ def embed_checked(embedder: Any, crops: np.ndarray, dim: int) -> tuple[np.ndarra
     FIQAError
         When the embedder returns another shape than (B, dim).
     """
-    vectors = np.asarray(embedder.embed(crops), dtype=np.float32)
+    return check_vectors(embedder, embedder.embed(crops), crops, dim)
+
+
+def check_vectors(embedder: Any, vectors: Any, crops: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``vectors`` (what ``embedder`` returned for ``crops``) as float32 (B, dim) with their norms, as
+    :func:`embed_checked` returns them."""
+    vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.shape != (len(crops), dim):
         raise FIQAError(f"embedder {getattr(embedder, 'name', embedder)!r} returned shape {vectors.shape} for "
                         f"{len(crops)} crops, expected ({len(crops)}, {dim})")
@@ -83,7 +96,7 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
                  backend_params: Mapping[str, Any] | None = None, aligned: bool = False, batch_size: int = 64,
                  chunk_size: int = 1024, resume: bool = True, policy: str = "largest",
                  score_threshold: float = 0.7, on_error: str = "record", max_pixels: int = DEFAULT_MAX_PIXELS,
-                 min_side: int = DEFAULT_MIN_SIDE, n_workers: int | None = None,
+                 min_side: int = DEFAULT_MIN_SIDE, n_workers: int | None = None, features: bool = False,
                  progress: bool = True) -> EmbeddingStore:
     """Embed every image of a data source into an embedding store at ``out``.
 
@@ -118,12 +131,18 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
         Image size limits, see :func:`fiqa.io.read_image`.
     n_workers : int >= 0, optional
         Decode/detect threads; default ``os.cpu_count()``. 0 decodes in the calling thread (no overlap).
+    features : bool, default False
+        Also store the input of the default quality head, computed in the same SFace run as the embeddings
+        (:class:`fiqa.embed.features.FeatureEmbedder`, columns :data:`fiqa.embed.features.STORE_COLUMNS`):
+        ``features.npy``, (N, 1024) float16, 2 KiB per image; training then reads it instead of running SFace a
+        second time. Needs the ``sface`` backend. ``fiqa embed`` turns it on for SFace stores.
     progress : bool, default True
         Show a progress bar.
 
     Returns
     -------
     EmbeddingStore
+        With ``features``, ``meta["features"]`` describes ``features.npy`` (:func:`fiqa.embed.store.open_features`).
 
     Raises
     ------
@@ -135,9 +154,12 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     source = open_source(source)
     samples = source.samples
     embedder = _resolve_embedder(backend, backend_params)
+    tapped = feature_embedder(embedder, features, "embed_source")
+    described = None if tapped is None else tapped.describe()
     pipeline = _face_pipeline(aligned, policy, score_threshold, max_pixels, min_side)
     partial = PartialStore(out, extraction_plan(samples, embedder, pipeline, batch_size=batch_size,
-                                                chunk_size=chunk_size, max_pixels=max_pixels, min_side=min_side))
+                                                chunk_size=chunk_size, max_pixels=max_pixels, min_side=min_side,
+                                                features=described))
     existing = partial.finished(resume=resume)
     if existing is not None:
         return existing
@@ -146,32 +168,54 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     n_chunks = max(1, math.ceil(len(samples) / chunk_size))
     spans = pending_chunks(partial, n_chunks, chunk_size, len(samples))
     _embed_spans(partial, spans, samples, pipeline, embedder, batch_size=batch_size, on_error=on_error,
-                 n_workers=n_workers, progress=progress)
+                 n_workers=n_workers, progress=progress, features=tapped)
     meta = store_meta(source, embedder, pipeline, partial, {
         "backend": getattr(embedder, "name", type(embedder).__name__), "aligned": bool(aligned),
         "batch_size": int(batch_size), "chunk_size": int(chunk_size), "policy": policy,
         "score_threshold": float(score_threshold), "on_error": on_error, "max_pixels": int(max_pixels),
-        "min_side": int(min_side), "n_workers": n_workers})
+        "min_side": int(min_side), "n_workers": n_workers, "features": tapped is not None}, features=described)
     return _finish(partial, samples, n_chunks, int(embedder.dim), meta)
 
 
+def feature_embedder(embedder: Any, features: object, owner: str) -> FeatureEmbedder | None:
+    """With ``features``, the :class:`fiqa.embed.features.FeatureEmbedder` over ``embedder`` (which must be SFace);
+    None without."""
+    if not isinstance(features, (bool, np.bool_)):
+        raise InvalidParameterError(owner, "features", "a bool", features)
+    if not features:
+        return None
+    from fiqa.embed.features import FeatureEmbedder
+    from fiqa.embed.onnx_runtime import SFaceEmbedder
+
+    if not isinstance(embedder, SFaceEmbedder):
+        raise InvalidParameterError(owner, "features", "False unless the backend is 'sface' (the features are "
+                                    "SFace's pooled maps)", f"True with backend {getattr(embedder, 'name', '?')!r}")
+    return FeatureEmbedder(embedder)
+
+
 def extraction_plan(samples: SampleTable, embedder: Any, pipeline: FacePipeline, *, batch_size: int,
-                    chunk_size: int, max_pixels: int, min_side: int) -> dict[str, Any]:
+                    chunk_size: int, max_pixels: int, min_side: int,
+                    features: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What determines an extraction's result (``plan.json`` of :class:`fiqa.embed.store.PartialStore`, ``plan`` in
-    the store's metadata): a run resumes only the chunks of an identical plan, whichever engine wrote them."""
-    return {"store_format": STORE_FORMAT, "n_samples": len(samples), "samples_sha256": samples_fingerprint(samples),
+    the store's metadata): a run resumes only the chunks of an identical plan, whichever engine wrote them.
+
+    ``features`` (:meth:`fiqa.embed.features.FeatureEmbedder.describe`) is recorded only when the chunks hold
+    features, so the plan of an extraction without them is the same as before they existed."""
+    plan = {"store_format": STORE_FORMAT, "n_samples": len(samples), "samples_sha256": samples_fingerprint(samples),
             "embedder": embedder.describe(), "alignment": _describe_alignment(pipeline), "batch_size": int(batch_size),
             "chunk_size": int(chunk_size), "max_pixels": int(max_pixels), "min_side": int(min_side)}
+    return plan if features is None else {**plan, "features": dict(features)}
 
 
 def store_meta(source: DataSource, embedder: Any, pipeline: FacePipeline, partial: PartialStore,
-               params: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``meta.json`` of a store (before the status counts): backend, preprocessing, alignment, source, plan and
-    the provenance of ``params`` (the call's settings)."""
+               params: Mapping[str, Any], *, features: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``meta.json`` of a store (before the status counts): backend, preprocessing, alignment, source, plan,
+    the stored features' description when there are any, and the provenance of ``params`` (the call's settings)."""
+    extra = {} if features is None else {"features": dict(features)}
     return {"store_format": STORE_FORMAT, "dim": int(embedder.dim), "aligned": bool(pipeline.aligner is None),
             "backend": embedder.describe(), "preprocessing": _spec_dict(embedder),
             "alignment": _describe_alignment(pipeline), "source": source.describe(),
-            "n_samples": len(source.samples), "plan": partial.plan, **provenance(**params)}
+            "n_samples": len(source.samples), "plan": partial.plan, **extra, **provenance(**params)}
 
 
 def _check_params(batch_size: int, chunk_size: int, n_workers: int | None, on_error: str, max_pixels: int,
@@ -216,7 +260,7 @@ def pending_chunks(partial: PartialStore, n_chunks: int, chunk_size: int,
 
 def _embed_spans(partial: PartialStore, spans: list[tuple[int, int, int]], samples: SampleTable,
                  pipeline: FacePipeline, embedder: Any, *, batch_size: int, on_error: str, n_workers: int,
-                 progress: bool) -> None:
+                 progress: bool, features: FeatureEmbedder | None = None) -> None:
     """Prepare the samples of ``spans`` in worker threads, embed them in order and write each chunk."""
     def prepare(index: int) -> FaceCrop:
         return pipeline.process(str(samples.location[index]))
@@ -226,7 +270,7 @@ def _embed_spans(partial: PartialStore, spans: list[tuple[int, int, int]], sampl
     with tqdm(total=len(samples), initial=n_done, unit="img", desc="embed", disable=not progress) as bar, \
             ordered_map(prepare, order, n_workers, window=max(2 * batch_size, 8 * max(n_workers, 1))) as results:
         for number, start, stop in spans:
-            chunk = _run_chunk(start, stop, results, embedder, batch_size, samples, on_error, bar)
+            chunk = _run_chunk(start, stop, results, embedder, batch_size, samples, on_error, bar, features)
             partial.write_chunk(number, chunk)
 
 
@@ -270,11 +314,11 @@ def _spec_dict(embedder: Any) -> dict[str, Any]:
 
 
 def _run_chunk(start: int, stop: int, results: Iterator[FaceCrop], embedder: Any, batch_size: int,
-               samples: SampleTable, on_error: str, bar: tqdm) -> Chunk:
+               samples: SampleTable, on_error: str, bar: tqdm, features: FeatureEmbedder | None = None) -> Chunk:
     """Consume the prepared samples ``start..stop-1`` in order, embed the crops in batches, return the chunk."""
     n = stop - start
     batches = BatchEmbedding(embedder, n, batch_size, on_fail=lambda row, why, text: _raise_if(
-        on_error, samples.location[start + row], why, text))
+        on_error, samples.location[start + row], why, text), features=features)
     landmarks = np.full((n, 5, 2), np.nan, np.float32)
     n_faces = np.zeros(n, np.int32)
     detection_score = np.full(n, np.nan, np.float32)
@@ -290,7 +334,8 @@ def _run_chunk(start: int, stop: int, results: Iterator[FaceCrop], embedder: Any
             batches.add(row, face.crop)
         bar.update(1)
     batches.flush()
-    return Chunk(start, stop, batches.raw, batches.status, batches.reason, landmarks, n_faces, detection_score)
+    return Chunk(start, stop, batches.raw, batches.status, batches.reason, landmarks, n_faces, detection_score,
+                 batches.features)
 
 
 def _raise_if(on_error: str, location: str, why: Status, text: str) -> None:
@@ -309,17 +354,24 @@ class BatchEmbedding:
     batch_size : int
     on_fail : callable (row, Status, reason) -> None, optional
         Called before a row is recorded as failed (it may raise, e.g. for ``on_error="raise"``).
+    features : FeatureEmbedder, optional
+        Embed with it instead (the same vectors as ``embedder``'s) and keep its feature columns too.
 
     Attributes
     ----------
     raw : ndarray of shape (n, dim), float32
         Raw embeddings; NaN rows where the sample failed.
     status, reason : ndarray of shape (n,), object (str)
+    features : ndarray of shape (n, features.width), float16, or None
+        The feature columns (with ``features``); NaN rows where the sample failed.
     """
 
     def __init__(self, embedder: Any, n: int, batch_size: int, *,
-                 on_fail: Callable[[int, Status, str], None] | None = None) -> None:
+                 on_fail: Callable[[int, Status, str], None] | None = None,
+                 features: FeatureEmbedder | None = None) -> None:
         self.embedder, self.dim = embedder, int(embedder.dim)
+        self._tapped = features
+        self.features = None if features is None else np.full((n, features.width), np.nan, np.float16)
         self.raw = np.full((n, self.dim), np.nan, np.float32)
         self.status = np.full(n, Status.OK.value, dtype=object)
         self.reason = np.full(n, "", dtype=object)
@@ -341,10 +393,18 @@ class BatchEmbedding:
     def flush(self) -> None:
         if not self._rows:
             return
-        vectors, norms = embed_checked(self.embedder, self._crops[:len(self._rows)], self.dim)
-        for row, vector, norm in zip(self._rows, vectors, norms):
+        crops = self._crops[:len(self._rows)]
+        if self._tapped is None:
+            vectors, norms = embed_checked(self.embedder, crops, self.dim)
+            pooled = None
+        else:
+            raw, pooled = self._tapped(crops)
+            vectors, norms = check_vectors(self.embedder, raw, crops, self.dim)
+        for position, (row, vector, norm) in enumerate(zip(self._rows, vectors, norms)):
             if norm > 0.0:
                 self.raw[row] = vector
+                if pooled is not None and self.features is not None:
+                    self.features[row] = pooled[position]
             else:
                 self.fail(row, Status.INVALID_VECTOR, f"the embedding is {'zero' if norm == 0 else 'not finite'}")
         self._rows.clear()

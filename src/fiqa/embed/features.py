@@ -12,6 +12,11 @@ flat vector per face, ``features`` (batch, dim):
 The same graph serves training (features are computed once per store and cached, float16, a few KiB per face:
 :mod:`fiqa.train.features`) and scoring (:func:`compose` joins it with a trained head into one ONNX graph, from
 an aligned face to ``quality``). Nothing here imports PyTorch.
+
+:class:`FeatureEmbedder` gives the embedding pass some of these columns for free: SFace's own graph with the pooling
+nodes of the chosen columns added as a second output, so one run yields the embedding (byte for byte the
+embedder's) and the features that ``fiqa embed --features`` stores beside it (``features.npy``, float16; by
+default :data:`STORE_COLUMNS`, what the default head reads).
 """
 from __future__ import annotations
 
@@ -26,10 +31,11 @@ import onnxruntime as ort
 from onnx import compose as onnx_compose
 from onnx import helper
 
-from fiqa.core.errors import ModelFileError
+from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.embed.graph import fold_constants
-from fiqa.embed.onnx_runtime import SFACE_SPEC, session_options
+from fiqa.embed.onnx_runtime import SFACE_SPEC, SFaceEmbedder, _folded_model_bytes, session_options
 from fiqa.embed.spec import PreprocessSpec
+from fiqa.embed.store import FEATURES_FILE
 from fiqa.io.model_files import MODEL_FILES, model_path
 
 FEATURES_NAME = "features"
@@ -110,12 +116,23 @@ SFACE_TAPS = FeatureSpec(
 """SFace: four stages (56x56, 28x28, 14x14 and 7x7 maps after their PReLU) and the 128-D raw embedding."""
 
 
-def _pool_nodes(tap: str) -> tuple[list[onnx.NodeProto], list[str]]:
-    """Nodes computing mean and std over H x W of ``tap`` (B, C, H, W) as (B, C) tensors."""
+STORE_COLUMNS: tuple[str, ...] = (f"{SFACE_TAPS.taps[-1][0]}/mean",)
+"""The feature columns an embedding pass stores by default: SFace's last stage (1024 x 7 x 7) averaged over its
+positions, the whole input of the default head (:class:`fiqa.train.models.QualityHead`); 1,024 float16 values,
+2 KiB per face."""
+
+
+def _mean_nodes(tap: str) -> tuple[list[onnx.NodeProto], str]:
+    """The node computing the mean over H x W of ``tap`` (B, C, H, W) as a (B, C) tensor, and its output."""
+    mean = f"{tap}/gap"
+    return [helper.make_node("ReduceMean", [tap, "fiqa/axes_hw"], [mean], keepdims=0)], mean
+
+
+def _std_nodes(tap: str) -> tuple[list[onnx.NodeProto], str]:
+    """Nodes computing the standard deviation over H x W of ``tap`` from its mean (:func:`_mean_nodes`)."""
     mean, square, mean_square = f"{tap}/gap", f"{tap}/sq", f"{tap}/gap_sq"
     variance, clipped, std = f"{tap}/var", f"{tap}/var_pos", f"{tap}/std"
     nodes = [
-        helper.make_node("ReduceMean", [tap, "fiqa/axes_hw"], [mean], keepdims=0),
         helper.make_node("Mul", [tap, tap], [square]),
         helper.make_node("ReduceMean", [square, "fiqa/axes_hw"], [mean_square], keepdims=0),
         helper.make_node("Mul", [mean, mean], [f"{tap}/gap2"]),
@@ -123,36 +140,59 @@ def _pool_nodes(tap: str) -> tuple[list[onnx.NodeProto], list[str]]:
         helper.make_node("Max", [variance, "fiqa/zero"], [clipped]),
         helper.make_node("Sqrt", [clipped], [std]),
     ]
-    return nodes, [mean, std]
+    return nodes, std
+
+
+def _pool_nodes(tap: str) -> tuple[list[onnx.NodeProto], list[str]]:
+    """Nodes computing mean and std over H x W of ``tap`` (B, C, H, W) as (B, C) tensors."""
+    mean_nodes, mean = _mean_nodes(tap)
+    std_nodes, std = _std_nodes(tap)
+    return mean_nodes + std_nodes, [mean, std]
+
+
+def _log_norm_nodes(embedding: str) -> tuple[list[onnx.NodeProto], str]:
+    """Nodes computing the log L2 norm of the raw embedding (B, d) as a (B, 1) tensor, and its output."""
+    nodes = [helper.make_node("Mul", [embedding, embedding], ["fiqa/emb_sq"]),
+             helper.make_node("ReduceSum", ["fiqa/emb_sq", "fiqa/axis_1"], ["fiqa/emb_norm2"], keepdims=1),
+             helper.make_node("Max", ["fiqa/emb_norm2", "fiqa/tiny"], ["fiqa/emb_norm2_pos"]),
+             helper.make_node("Log", ["fiqa/emb_norm2_pos"], ["fiqa/emb_log_norm2"]),
+             helper.make_node("Mul", ["fiqa/emb_log_norm2", "fiqa/half"], ["fiqa/emb_log_norm"])]
+    return nodes, "fiqa/emb_log_norm"
+
+
+def _constants() -> list[onnx.TensorProto]:
+    """The constant inputs of the pooling and log-norm nodes."""
+    return [helper.make_tensor("fiqa/axes_hw", onnx.TensorProto.INT64, [2], [2, 3]),
+            helper.make_tensor("fiqa/axis_1", onnx.TensorProto.INT64, [1], [1]),
+            helper.make_tensor("fiqa/zero", onnx.TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("fiqa/half", onnx.TensorProto.FLOAT, [], [0.5]),
+            helper.make_tensor("fiqa/tiny", onnx.TensorProto.FLOAT, [], [1e-30])]
+
+
+def _check_graph(model: onnx.ModelProto, spec: FeatureSpec) -> None:
+    """Refuse a recogniser graph without the spec's tensors or with an opset before 18."""
+    produced = {output for node in model.graph.node for output in node.output}
+    missing = [name for name, _ in (*spec.taps, spec.embedding) if name not in produced]
+    if missing:
+        raise ModelFileError(f"{model_path(spec.recogniser)}: no tensor(s) {missing} in the graph")
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < 18:  # ReduceMean takes its axes as an input from opset 18 on
+        raise ModelFileError(f"{model_path(spec.recogniser)}: opset {opset} < 18 is not supported")
 
 
 def _build_feature_graph(spec: FeatureSpec) -> onnx.ModelProto:
     full = fold_constants(onnx.load(model_path(spec.recogniser)), batch_name="batch")
     graph = full.graph
-    produced = {output for node in graph.node for output in node.output}
-    missing = [name for name, _ in (*spec.taps, spec.embedding) if name not in produced]
-    if missing:
-        raise ModelFileError(f"{model_path(spec.recogniser)}: no tensor(s) {missing} in the graph")
-    opset = next(o.version for o in full.opset_import if o.domain in ("", "ai.onnx"))
-    if opset < 18:  # ReduceMean takes its axes as an input from opset 18 on
-        raise ModelFileError(f"{model_path(spec.recogniser)}: opset {opset} < 18 is not supported")
+    _check_graph(full, spec)
     nodes, parts = list(graph.node), []
     for tap, _ in spec.taps:
         pooled_nodes, outputs = _pool_nodes(tap)
         nodes += pooled_nodes
         parts += outputs
     embedding = spec.embedding[0]
-    nodes += [helper.make_node("Mul", [embedding, embedding], ["fiqa/emb_sq"]),
-              helper.make_node("ReduceSum", ["fiqa/emb_sq", "fiqa/axis_1"], ["fiqa/emb_norm2"], keepdims=1),
-              helper.make_node("Max", ["fiqa/emb_norm2", "fiqa/tiny"], ["fiqa/emb_norm2_pos"]),
-              helper.make_node("Log", ["fiqa/emb_norm2_pos"], ["fiqa/emb_log_norm2"]),
-              helper.make_node("Mul", ["fiqa/emb_log_norm2", "fiqa/half"], ["fiqa/emb_log_norm"]),
-              helper.make_node("Concat", [*parts, embedding, "fiqa/emb_log_norm"], [FEATURES_NAME], axis=1)]
-    constants = [helper.make_tensor("fiqa/axes_hw", onnx.TensorProto.INT64, [2], [2, 3]),
-                 helper.make_tensor("fiqa/axis_1", onnx.TensorProto.INT64, [1], [1]),
-                 helper.make_tensor("fiqa/zero", onnx.TensorProto.FLOAT, [], [0.0]),
-                 helper.make_tensor("fiqa/half", onnx.TensorProto.FLOAT, [], [0.5]),
-                 helper.make_tensor("fiqa/tiny", onnx.TensorProto.FLOAT, [], [1e-30])]
+    norm_nodes, log_norm = _log_norm_nodes(embedding)
+    nodes += [*norm_nodes, helper.make_node("Concat", [*parts, embedding, log_norm], [FEATURES_NAME], axis=1)]
+    constants = _constants()
     output = helper.make_tensor_value_info(FEATURES_NAME, onnx.TensorProto.FLOAT, ["batch", spec.dim])
     inputs = [value for value in graph.input if value.name == spec.input_name]
     model = helper.make_model(
@@ -193,6 +233,146 @@ class FeatureExtractor:
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         """Features of ``crops`` (B, 112, 112, 3) uint8 BGR: ndarray (B, dim), float32."""
         return self._session.run([FEATURES_NAME], {self.spec.input_name: self.spec.spec.apply(crops)})[0]
+
+
+def column_indices(spec: FeatureSpec, columns: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Positions in ``spec``'s feature vector of the named column groups (names of ``spec.layout()``), in order.
+
+    Returns
+    -------
+    ndarray of shape (k,), int64
+    """
+    layout = {name: (start, stop) for name, start, stop in spec.layout()}
+    return np.array([i for name in columns for i in range(*layout[name])], np.int64)
+
+
+def _check_columns(owner: str, spec: FeatureSpec, columns: object) -> tuple[str, ...]:
+    """``columns`` as a tuple of distinct names of ``spec.layout()`` in layout order, or InvalidParameterError."""
+    order = [name for name, _, _ in spec.layout()]
+    names = [columns] if isinstance(columns, str) else list(columns) if isinstance(columns, (list, tuple)) else None
+    if not names or any(name not in order for name in names) or len(set(names)) != len(names):
+        raise InvalidParameterError(owner, "columns", f"distinct names among {order}", columns)
+    return tuple(sorted(names, key=order.index))
+
+
+def _column_nodes(spec: FeatureSpec, columns: tuple[str, ...]) -> tuple[list[onnx.NodeProto], list[str]]:
+    """Nodes computing the column groups ``columns`` (in layout order) from the recogniser's tensors."""
+    nodes: list[onnx.NodeProto] = []
+    parts: list[str] = []
+    averaged: set[str] = set()
+    embedding = spec.embedding[0]
+    for name in columns:
+        if name == embedding:
+            parts.append(embedding)
+        elif name == f"{embedding}/log_norm":
+            norm_nodes, log_norm = _log_norm_nodes(embedding)
+            nodes += norm_nodes
+            parts.append(log_norm)
+        else:  # "<tap>/mean" or "<tap>/std"; the std needs the mean
+            tap, statistic = name.rsplit("/", 1)
+            mean_nodes, mean = _mean_nodes(tap)
+            if tap not in averaged:
+                nodes += mean_nodes
+                averaged.add(tap)
+            if statistic == "mean":
+                parts.append(mean)
+            else:
+                std_nodes, std = _std_nodes(tap)
+                nodes += std_nodes
+                parts.append(std)
+    return nodes, parts
+
+
+STORE_FEATURES_NAME = "fiqa/store_features"
+"""Name of the second output of :class:`FeatureEmbedder`'s graph."""
+
+
+@lru_cache(maxsize=2)
+def _embedding_graph_bytes(model_file: str, sha256: str, spec: FeatureSpec, columns: tuple[str, ...]) -> bytes:
+    """The embedder's folded graph, unchanged, with a second output: the column groups ``columns`` (batch, k)."""
+    model = onnx.load_from_string(_folded_model_bytes(model_file, sha256))
+    _check_graph(model, spec)
+    nodes, parts = _column_nodes(spec, columns)
+    width = len(column_indices(spec, columns))
+    graph = model.graph
+    graph.node.extend([*nodes, helper.make_node("Concat", parts, [STORE_FEATURES_NAME], axis=1)])
+    graph.initializer.extend(_constants())
+    graph.output.append(helper.make_tensor_value_info(STORE_FEATURES_NAME, onnx.TensorProto.FLOAT, ["batch", width]))
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+class FeatureEmbedder:
+    """An SFace embedder that also gives feature columns, from the same run: one session, two outputs.
+
+    The graph is the embedder's own (the same folded file, the same session options), so the embeddings are the
+    embedder's byte for byte; the pooling nodes of ``columns`` read its intermediate maps and add a second output.
+    The column values are those of :func:`feature_graph` (the same nodes on the same tensors).
+
+    Parameters
+    ----------
+    embedder : SFaceEmbedder
+        The recogniser of ``spec`` (``fiqa.embed.create_embedder("sface")``).
+    spec : FeatureSpec, default SFACE_TAPS
+    columns : sequence of str, default STORE_COLUMNS
+        Column groups to compute (names of ``spec.layout()``); kept in layout order.
+
+    Attributes
+    ----------
+    columns : tuple of str
+    index : ndarray of shape (k,), int64
+        Positions of the computed values in ``spec``'s full feature vector (:func:`column_indices`).
+    width : int
+        ``k``, values per face.
+    """
+
+    def __init__(self, embedder: object, *, spec: FeatureSpec = SFACE_TAPS,
+                 columns: tuple[str, ...] | list[str] = STORE_COLUMNS) -> None:
+        owner = "FeatureEmbedder"
+        if not isinstance(embedder, SFaceEmbedder) or spec.recogniser != embedder.name:
+            raise InvalidParameterError(owner, "embedder", f"an SFaceEmbedder (the feature specification's "
+                                        f"recogniser {spec.recogniser!r})",
+                                        getattr(embedder, "name", type(embedder).__name__))
+        self.embedder, self.spec = embedder, spec
+        self.columns = _check_columns(owner, spec, columns)
+        self.index = column_indices(spec, self.columns)
+        self.width = len(self.index)
+        graph = _embedding_graph_bytes(str(embedder.model_path), spec.sha256, spec, self.columns)
+        self._session = ort.InferenceSession(graph, session_options(embedder.threads, embedder.optimization),
+                                             providers=["CPUExecutionProvider"])
+        self._input = spec.input_name
+        self._outputs = [embedder._output_name, STORE_FEATURES_NAME]
+        self._chunk = int(embedder.batch_size)
+
+    @property
+    def name(self) -> str:
+        return str(self.embedder.name)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embedder.dim)
+
+    def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Embed aligned crops (B, 112, 112, 3) uint8 BGR in the embedder's batches.
+
+        Returns
+        -------
+        vectors : ndarray of shape (B, d), float32
+            What ``embedder.embed(crops)`` returns (raw, not normalised).
+        features : ndarray of shape (B, width), float32
+        """
+        vectors, features = [], []
+        for start in range(0, len(crops), self._chunk):
+            tensor = self.embedder.spec.apply(crops[start:start + self._chunk])
+            embedded, pooled = self._session.run(self._outputs, {self._input: tensor})
+            vectors.append(np.asarray(embedded, np.float32).reshape(len(tensor), -1))
+            features.append(np.asarray(pooled, np.float32))
+        return np.concatenate(vectors), np.concatenate(features)
+
+    def describe(self) -> dict[str, Any]:
+        """What a store records about its features (``meta.json`` ``features``)."""
+        return {"file": FEATURES_FILE, "dtype": "float16", "columns": list(self.columns), "dim": self.width,
+                "spec": self.spec.to_dict()}
 
 
 def compose(head: onnx.ModelProto, spec: FeatureSpec = SFACE_TAPS) -> onnx.ModelProto:

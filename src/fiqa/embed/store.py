@@ -7,6 +7,11 @@ Layout (``STORE_FORMAT`` 1)::
     <store>/vectors.npy         (N, d) float32, L2-normalised, NaN rows where status != "ok"; memory-mapped
     <store>/norms.npy           (N,) float32, the raw embedding norm; NaN where status != "ok"
     <store>/landmarks.npy       (N, 5, 2) float32, five landmarks in source-image pixels; NaN where none
+    <store>/features.npy        optional: (N, k) float16, feature columns of the recogniser computed in the same
+                                run as the embeddings (``fiqa embed --features``); NaN rows where status != "ok";
+                                memory-mapped. ``meta.json`` ``features`` says which: ``columns`` (names of the
+                                layout of the :class:`fiqa.embed.features.FeatureSpec` ``spec``), ``dim`` (k),
+                                ``dtype``, ``file``. Read with :func:`open_features`.
 
 Stores written by :func:`fiqa.augment.copies.augment_store` have two more columns in ``samples.parquet``: ``parent_id``
 (int64, the ``sample_id`` a derived row was made from, -1 for original rows) and ``recipe`` (the JSON
@@ -39,6 +44,7 @@ logger = logging.getLogger(__name__)
 STORE_FORMAT = 1
 CROP_SIZE = 112
 _ARRAYS = ("vectors.npy", "norms.npy", "landmarks.npy")
+FEATURES_FILE = "features.npy"
 _TABLE_COLUMNS = ("sample_id", "location", "identity", "status", "reason", "n_faces", "detection_score")
 _DERIVED_COLUMNS = ("parent_id", "recipe")
 
@@ -98,6 +104,8 @@ def open_store(path: str | os.PathLike) -> EmbeddingStore:
         if array.shape != shape or array.dtype != np.float32:
             raise StoreError(f"{root / name}: expected float32 of shape {shape}, found {array.dtype} "
                              f"{array.shape}")
+    if meta.get("features"):
+        _load_features(root, meta, n)
     samples = SampleTable(columns["sample_id"].astype(np.int64), columns["location"], columns["identity"],
                           str(meta.get("source", {}).get("kind", "")))
     if not np.array_equal(samples.sample_id, np.arange(n)):
@@ -115,6 +123,43 @@ def open_store(path: str | os.PathLike) -> EmbeddingStore:
                           vectors=vectors, norms=norms, landmarks=landmarks,
                           n_faces=columns["n_faces"].astype(np.int32), meta=meta, parent_id=parent_id,
                           recipe=recipe)
+
+
+def _load_features(root: Path, meta: Mapping[str, Any], n: int) -> np.ndarray:
+    """The store's ``features.npy``, memory-mapped read-only, checked against ``meta["features"]``."""
+    info = meta["features"]
+    path = root / FEATURES_FILE
+    try:
+        width = int(info["dim"])
+        features = np.load(path, mmap_mode="r")
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        raise StoreError(f"{root}: meta.json records features but {path.name} cannot be read ({exc!r}); rebuild "
+                         f"the store, or remove 'features' from meta.json and {path.name} to use it without") from None
+    if features.shape != (n, width) or features.dtype != np.float16:
+        raise StoreError(f"{path}: expected float16 of shape {(n, width)}, found {features.dtype} {features.shape}")
+    return features
+
+
+def open_features(store: EmbeddingStore) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The feature columns a store holds beside its embeddings, or None when it holds none.
+
+    Returns
+    -------
+    features : ndarray of shape (N, k), float16, memory-mapped read-only
+        Row ``i`` belongs to store row ``i``; NaN where the sample is not ok.
+    info : dict
+        ``meta.json`` ``features``: ``columns``, ``dim`` (k), ``dtype``, ``file`` and ``spec`` (a
+        :meth:`fiqa.embed.features.FeatureSpec.to_dict`).
+
+    Raises
+    ------
+    StoreError
+        When ``meta.json`` records features that are missing or of another shape.
+    """
+    info = store.meta.get("features")
+    if not info:
+        return None
+    return _load_features(Path(store.root), store.meta, len(store)), dict(info)
 
 
 def samples_fingerprint(samples: SampleTable) -> str:
@@ -189,6 +234,8 @@ class Chunk:
     landmarks : ndarray of shape (n, 5, 2), float32
     n_faces : ndarray of shape (n,), int32
     detection_score : ndarray of shape (n,), float32
+    features : ndarray of shape (n, k), float16, or None
+        Feature columns (when the extraction stores them); NaN rows where ``status != "ok"``.
     """
 
     start: int
@@ -199,6 +246,7 @@ class Chunk:
     landmarks: np.ndarray
     n_faces: np.ndarray
     detection_score: np.ndarray
+    features: np.ndarray | None = None
 
 
 class PartialStore:
@@ -268,10 +316,14 @@ class PartialStore:
     def write_chunk(self, number: int, chunk: Chunk) -> None:
         """Write one chunk atomically (a killed process leaves either the whole chunk or nothing)."""
         path = self.chunk_path(number)
+        arrays: dict[str, Any] = {
+            "start": chunk.start, "stop": chunk.stop, "raw": chunk.raw, "status": chunk.status.astype(str),
+            "reason": chunk.reason.astype(str), "landmarks": chunk.landmarks, "n_faces": chunk.n_faces,
+            "detection_score": chunk.detection_score}
+        if chunk.features is not None:
+            arrays["features"] = chunk.features
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, start=chunk.start, stop=chunk.stop, raw=chunk.raw, status=chunk.status.astype(str),
-                     reason=chunk.reason.astype(str), landmarks=chunk.landmarks, n_faces=chunk.n_faces,
-                     detection_score=chunk.detection_score)
+            np.savez(handle, **arrays)
 
     def read_chunk(self, number: int) -> Chunk:
         path = self.chunk_path(number)
@@ -279,7 +331,7 @@ class PartialStore:
             with np.load(path, allow_pickle=False) as data:
                 return Chunk(int(data["start"]), int(data["stop"]), data["raw"], data["status"].astype(object),
                              data["reason"].astype(object), data["landmarks"], data["n_faces"],
-                             data["detection_score"])
+                             data["detection_score"], data["features"] if "features" in data.files else None)
         except (OSError, ValueError, KeyError) as exc:
             raise StoreError(f"{path}: chunk file is unreadable ({exc}); delete it and rerun to redo it") from None
 
@@ -295,13 +347,28 @@ class PartialStore:
         landmarks = np.lib.format.open_memmap(build / "landmarks.npy", mode="w+", dtype=np.float32, shape=(n, 5, 2))
         return build, vectors, norms, landmarks
 
+    def new_features(self, build: Path, n: int, width: int) -> np.memmap:
+        """A writable ``features.npy`` (n, width) float16 memory map in the store folder ``build`` (zeros: the
+        caller writes every row)."""
+        return np.lib.format.open_memmap(build / FEATURES_FILE, mode="w+", dtype=np.float16, shape=(n, width))
+
+    def chunk_features(self, number: int, chunk: Chunk, width: int) -> np.ndarray:
+        """The features of a chunk of an extraction that stores ``width`` columns, or StoreError."""
+        if chunk.features is None or chunk.features.shape != (chunk.stop - chunk.start, width):
+            found = "none" if chunk.features is None else f"shape {chunk.features.shape}"
+            raise StoreError(f"{self.chunk_path(number)}: chunk holds no features of {width} columns ({found}); "
+                             f"delete it and rerun to redo it")
+        return chunk.features
+
     def finish(self, samples: SampleTable, n_chunks: int, dim: int, meta: Mapping[str, Any]) -> EmbeddingStore:
         """Assemble the chunks into the final store, move it into place atomically, remove the partial folder.
 
-        The vectors are L2-normalised here from the raw chunk vectors; memory stays bounded by one chunk.
+        The vectors are L2-normalised here from the raw chunk vectors; memory stays bounded by one chunk. When
+        ``meta["features"]`` is set, every chunk must hold that many feature columns; they become ``features.npy``.
         """
         n = len(samples)
         build, vectors, norms, landmarks = self.new_build(n, dim)
+        features = self.new_features(build, n, int(meta["features"]["dim"])) if meta.get("features") else None
         status = np.empty(n, dtype=object)
         reason = np.empty(n, dtype=object)
         n_faces = np.empty(n, dtype=np.int32)
@@ -313,9 +380,12 @@ class PartialStore:
             landmarks[span] = chunk.landmarks
             status[span], reason[span] = chunk.status, chunk.reason
             n_faces[span], detection_score[span] = chunk.n_faces, chunk.detection_score
-        for array in (vectors, norms, landmarks):
-            array.flush()
-        del vectors, norms, landmarks
+            if features is not None:
+                features[span] = self.chunk_features(number, chunk, features.shape[1])
+        for array in (vectors, norms, landmarks, features):
+            if array is not None:
+                array.flush()
+        del vectors, norms, landmarks, features
         write_table(build / "samples.parquet",
                     {"sample_id": samples.sample_id, "location": samples.location, "identity": samples.identity,
                      "status": status, "reason": reason, "n_faces": n_faces, "detection_score": detection_score},

@@ -8,7 +8,9 @@ training identities; ``studies/results/quality_model.md``):
    recogniser;
 2. ``reference-consensus`` labels on the originals and copies together, a photo and its copies being one capture
    (a copy is judged by its match evidence against the person's *other* photos, never by its own parent);
-3. the pooled head on SFace's last stage (:class:`fiqa.train.models.QualityHead`) trained on them with Huber loss.
+3. the pooled head on SFace's last stage (:class:`fiqa.train.models.QualityHead`) trained on them with Huber loss,
+   from the features stored with the embeddings when the store has them (``fiqa embed --features``; the copies get
+   theirs in step 1), else from a feature cache filled by a second SFace pass.
    The study compared it with the ``taps`` head (every stage and the embedding's norm), with and without
    augmentation, out of fold on training identities: augmentation with the pooled head had the best summed gain
    over the norm on natural and degraded faces.
@@ -33,7 +35,7 @@ from fiqa.core.types import EmbeddingStore
 from fiqa.io.table import load_quality, save_quality
 from fiqa.train.loop import TrainConfig
 from fiqa.train.models import FEATURE_HEADS
-from fiqa.train.regressor import TrainedModel, train_regressor
+from fiqa.train.regressor import TrainedModel, input_columns, train_regressor
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +97,10 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     store : EmbeddingStore or path
         An embedding store of faces with identities (``fiqa embed``).
     out_dir : path
-        ``augmented/`` (the store with copies), ``labels.parquet``, ``features/`` (unless
-        ``feature_cache_dir``), ``model/`` (``model.onnx``, ``head.onnx``, training files) and ``recipe.json``
-        (the recipe, counts, versions, and the seconds each stage took).
+        ``augmented/`` (the store with copies), ``labels.parquet``, a feature cache (unless
+        ``feature_cache_dir``, and only when the store holds no features of its own), ``model/`` (``model.onnx``,
+        ``head.onnx``, training files) and ``recipe.json`` (the recipe, counts, versions, and the seconds each stage
+        took).
     recipe : ModelRecipe
     rows : array-like of int, optional
         The store rows to train on (e.g. one side of an identity split); default every ok row.
@@ -150,11 +153,12 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     lap("label")
     logger.info("recipe: %d labelled samples (%d copies per face) from %s", int(labels.ok.sum()), recipe.copies,
                 store.root)
-    from fiqa.train.features import cached_features
+    from fiqa.train.features import feature_inputs
 
     keep = np.flatnonzero(source.ok & np.isin(source.samples.sample_id, labels.sample_id[labels.ok]))
-    if recipe.shape in FEATURE_HEADS:
-        cached_features(source, keep, cache_dir=feature_cache, progress=progress)
+    if recipe.shape in FEATURE_HEADS:  # the store's own features when it has them, else the cache filled once
+        feature_inputs(source, keep, columns=input_columns(recipe.shape), cache_dir=feature_cache,
+                       progress=progress)
     lap("features")
     trained = train_regressor(source, labels, out / "model", shape=recipe.shape, config=recipe.config,
                               feature_cache_dir=feature_cache)

@@ -21,7 +21,7 @@ from fiqa.io.table import load_quality
 from fiqa.train.calibration import QuantileCalibration, fit_quantile_calibration
 from fiqa.train.data import Targets, make_targets
 from fiqa.train.export import export_onnx
-from fiqa.train.features import cached_features
+from fiqa.train.features import StoreFeatureInputs, cached_features, store_features
 from fiqa.train.loop import (
     TensorPairs,
     TrainConfig,
@@ -112,7 +112,8 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     validation_fraction : float in (0, 1)
         Fraction of the identities held out for validation / early stopping.
     feature_cache_dir : path, optional
-        Where the feature heads cache quality features (default ``<store>/features``).
+        Where the feature heads cache quality features (default ``<store>/features``). Not used when the store
+        holds the columns the head reads (``fiqa embed --features``): those are read from the store.
     resume : bool
         Continue from ``<out_dir>/checkpoint.pt`` when it exists.
     force : bool, default=False
@@ -138,9 +139,12 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
 
     params = dict(model_params or {})
     rank, _ = distributed_context()
-    inputs = _network_inputs(store, targets.rows, shape, params, feature_cache_dir)
+    if shape in FEATURE_HEADS:
+        params.setdefault("spec", SFACE_TAPS)
     torch.manual_seed(config.seed)
     regressor = regressor_class(**params)
+    columns = _read_columns(regressor, params["spec"]) if shape in FEATURE_HEADS else None
+    inputs = _network_inputs(store, targets.rows, shape, params, columns, feature_cache_dir)
     train_set = TensorPairs(inputs, targets.rows[targets.train], targets.targets[targets.train])
     validation_set = TensorPairs(inputs, targets.rows[targets.validation], targets.targets[targets.validation])
     result = fit(regressor, train_set, validation_set, config, out_dir, resume=resume,
@@ -154,7 +158,7 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
                 "validation_pearson": result.pearson, "best_validation_loss": result.best_validation_loss,
                 "n_train": int(len(targets.train)), "n_validation": int(len(targets.validation)),
                 "split": targets.split.describe(), "config": asdict(config), "store": str(store.root),
-                "model_params": _describe(params)}
+                "model_params": _describe(params), "inputs": _inputs_source(inputs)}
     model_path = _write_model(regressor, calibration, store, targets, labels.method, out_dir, shape=shape,
                               spec=params.get("spec", SFACE_TAPS), training=training,
                               validation_fraction=validation_fraction)
@@ -163,19 +167,58 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     return TrainedModel(model_path, out_dir, result, calibration)
 
 
+def input_columns(shape: str, model_params: Mapping[str, Any] | None = None) -> np.ndarray | None:
+    """Positions of the quality feature vector that the regressor ``shape`` made with ``model_params`` reads.
+
+    Returns
+    -------
+    ndarray of shape (k,), int64, or None
+        None for a full network (it reads crops). The global random state is left as it was.
+    """
+    if shape not in FEATURE_HEADS:
+        return None
+    params = dict(model_params or {})
+    with torch.random.fork_rng(devices=[]):
+        return _read_columns(REGRESSORS.get(shape)(**params), params.get("spec", SFACE_TAPS))
+
+
+def _read_columns(regressor: torch.nn.Module, spec: FeatureSpec) -> np.ndarray | None:
+    """The feature positions a feature head on ``spec`` reads (its ``columns``, and the log norm with a norm
+    path)."""
+    columns = getattr(regressor, "columns", None)
+    if not isinstance(columns, torch.Tensor):
+        return None
+    index = columns.numpy().astype(np.int64)
+    if getattr(regressor, "norm_path", False):
+        index = np.union1d(index, [spec.dim - 1])
+    return index
+
+
 def _network_inputs(store: EmbeddingStore, rows: np.ndarray, shape: str, params: dict[str, Any],
-                    feature_cache_dir: str | Path | None) -> Any:
-    """What the regressor reads per store row: cached quality features for a feature head (``params["spec"]``
-    defaults to SFACE_TAPS), preprocessed crops for a full network."""
+                    columns: np.ndarray | None, feature_cache_dir: str | Path | None) -> Any:
+    """What the regressor reads per store row: for a feature head (``params["spec"]``), the store's own features
+    when they hold ``columns`` (no second recogniser pass), else cached quality features; preprocessed crops for a
+    full network."""
     if shape not in FEATURE_HEADS:
         return _CropInputs(store)
+    spec = params["spec"]
+    stored = store_features(store, spec, columns)
+    if stored is not None:
+        logger.info("reading the features stored in %s: no second %s pass", store.root, spec.recogniser)
+        return stored
     rank, world_size = distributed_context()
-    spec = params.setdefault("spec", SFACE_TAPS)
     if rank == 0:  # one process fills the cache; the others wait, then only read it
         cached_features(store, rows, spec=spec, cache_dir=feature_cache_dir)
     if world_size > 1:
         torch.distributed.barrier()
     return cached_features(store, rows, spec=spec, cache_dir=feature_cache_dir, progress=False)
+
+
+def _inputs_source(inputs: Any) -> str:
+    """Where the regressor's inputs came from, as ``metrics.json`` records it."""
+    if isinstance(inputs, StoreFeatureInputs):
+        return "store features"
+    return "crops" if isinstance(inputs, _CropInputs) else "feature cache"
 
 
 def _write_model(regressor: torch.nn.Module, calibration: QuantileCalibration, store: EmbeddingStore,
