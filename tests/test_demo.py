@@ -1,6 +1,7 @@
 """The end-to-end demo on a small real LFW-dev subset (runs in CI)."""
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -24,12 +25,26 @@ def demo_run(lfw_dir, tmp_path_factory):
 def test_demo_reports_every_method_on_held_apart_identities(demo_run):
     out, result = demo_run
     expected = {"sdd", "sdd-refined", "cr", "reference-consensus", "mean-positive", "norm", "random",
-                "model:plain head", "model:default"}
+                "model:plain head", "model:default", "ser-fiq", "flip-consistency"}
     for set_name in ("natural", "degraded"):
         assert {row["method"] for row in result.summary if row["set"] == set_name} == expected
     page = result.report.read_text(encoding="utf-8")
     assert "model:default" in page and "identities of the held-apart half" in page
-    assert "model:default" in result.degraded_report.read_text(encoding="utf-8")
+    degraded_page = result.degraded_report.read_text(encoding="utf-8")
+    assert "model:default" in degraded_page and "Per group: degradation" in degraded_page
+    # the training-free methods are scored per image on the same pairs, their cost per image recorded
+    demo = json.loads((out / "demo.json").read_text())["params"]
+    assert demo["training_free"] == ["ser-fiq", "flip-consistency", "norm"] and demo["serfiq_samples"] == 100
+    for row in result.summary:
+        cost = row["seconds_per_image"]
+        timed = row["method"].startswith("model:") or row["method"] in ("ser-fiq", "flip-consistency", "norm")
+        assert (cost is not None and 0 < cost < 60) if timed else cost is None, row["method"]
+    serfiq = load_quality(out / "scores" / "ser-fiq.test.parquet")
+    assert serfiq.meta["params"]["n_samples"] == 100 and serfiq.meta["params"]["random_state"] == 1
+    assert np.all((serfiq.score[serfiq.ok] > 0) & (serfiq.score[serfiq.ok] < 1))
+    with open(out / "report-degraded" / "edc.csv", encoding="utf-8") as handle:
+        groups = {row["group"] for row in csv.DictReader(handle)}
+    assert "all" in groups and any(group.startswith("degradation=") for group in groups)
     split = json.loads((out / "split.json").read_text())
     test_identities = set(split["test"]) if "test" in split else None
     for name in ("plain-head", "default"):

@@ -85,13 +85,15 @@ def test_report_files_and_html_structure(toy, tmp_path):
     page = write_report(evaluation, tmp_path / "report")
     out = tmp_path / "report"
     for name in ("report.html", "edc.csv", "edc.json", "edc_fnmr.png", "edc_fmr.png", "legacy_erc.csv",
-                 "legacy_erc.json", "legacy_erc.png"):
+                 "legacy_erc.json", "legacy_erc.png", "distributions.png", "spearman.png", "spearman.csv",
+                 "edc_curves.csv", "edc_bands.csv"):
         assert (out / name).is_file(), name
-    for name in ("edc_fnmr.png", "edc_fmr.png", "legacy_erc.png"):
+    for name in ("edc_fnmr.png", "edc_fmr.png", "legacy_erc.png", "distributions.png", "spearman.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(out / "edc.csv", encoding="utf-8") as handle:
         csv_rows = list(csv.DictReader(handle))
     assert [r["method"] for r in csv_rows] == ["good", RANDOM_METHOD, "inverted"]  # sorted, best first
+    assert {r["group"] for r in csv_rows} == {"all"} and csv_rows[0]["kind"] == "label"
     table = evaluation.edc.table()
     assert [float(r["fnmr_pauc"]) for r in csv_rows] == [row["fnmr_pauc"] for row in table]
     data = json.loads((out / "edc.json").read_text())
@@ -100,9 +102,11 @@ def test_report_files_and_html_structure(toy, tmp_path):
     text = page.read_text(encoding="utf-8")
     order = [text.index(f"<td class=name>{m}</td>") for m in ("good", RANDOM_METHOD, "inverted")]
     assert order == sorted(order)  # table rows in the sorted order
-    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', text)) == 3  # FNMR, FMR, legacy
+    # FNMR and FMR panels, distributions, Spearman matrix, legacy
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', text)) == 5
     assert "lower is better" in text and f"{comparisons.n_mated:,} mated" in text
     assert "Legacy ERC" in text and text.index("Legacy ERC") > text.index("FNMR-EDC")
+    assert "Rank agreement between methods" in text and "Quality distributions" in text
     assert "No embedding store was given" in text
     legacy = json.loads((out / "legacy_erc.json").read_text())
     assert {row["method"] for row in legacy["rows"]} == {"good", "inverted", RANDOM_METHOD}
@@ -137,6 +141,8 @@ def test_fiqa_evaluate_on_lfw_store(lfw_store, tmp_path):
     assert summary["n_nonmated"] == 5000
     text = (out / "report.html").read_text(encoding="utf-8")
     assert len(re.findall(r'src="data:image/jpeg;base64,', text)) == 2 * 3  # one method: lowest + highest strip
+    # each face is captioned with its image file name (the full location on hover)
+    assert len(re.findall(r"<span class=file title='/[^']+\.jpg'>[^<]+_\d{4}\.jpg</span>", text)) == 2 * 3
 
     split = split_identities(lfw_store.samples.identity, test_fraction=0.5, seed=0)
     split_path = save_split(split, tmp_path / "split.json")
@@ -184,3 +190,53 @@ def test_a_report_folder_reused_without_the_legacy_erc_keeps_no_stale_legacy_fil
     write_report(evaluate_quality(comparisons, tables, seed=0, n_bootstrap=0, legacy_erc=False), tmp_path / "r")
     assert not any((tmp_path / "r").glob("legacy_erc.*"))
     assert (tmp_path / "r" / "edc.csv").exists()
+
+
+def test_curve_points_spearman_and_further_fmr_are_exported(tmp_path):
+    """On 12,000 non-mated comparisons FMR 1e-4 is resolvable: its pAUCs sit beside the main ones; the exported
+    curve points are the curves' own steps, the Spearman matrix scipy's."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(2)
+    n = 400
+    quality = rng.uniform(size=n)
+    identity = np.arange(n) // 8
+    a, b = np.triu_indices(n, k=1)
+    mated = identity[a] == identity[b]
+    pick = np.flatnonzero(mated | (rng.uniform(size=len(a)) < 0.16))
+    a, b, mated = a[pick], b[pick], mated[pick]
+    similarity = np.where(mated, 0.3 + 0.6 * np.minimum(quality[a], quality[b]) + rng.normal(0, 0.1, len(a)),
+                          rng.normal(0.0, 0.1, len(a)))
+    comparisons = Comparisons(a, b, mated, similarity, {"origin": "sampled", "seed": 0, "n_mated": int(mated.sum()),
+                              "n_mated_available": int(mated.sum()), "n_nonmated": int((~mated).sum()),
+                              "n_nonmated_available": n * (n - 1) // 2})
+    noisy = np.round(quality + rng.normal(0, 0.2, n), 2)  # ties
+    tables = [quality_table(np.arange(n), quality, "good"), quality_table(np.arange(n), noisy, "noisy")]
+    evaluation = evaluate_quality(comparisons, tables, n_bootstrap=50, legacy_erc=False)
+    assert list(evaluation.more_edc) == [1e-4]
+    write_report(evaluation, tmp_path)
+    with open(tmp_path / "edc.csv", encoding="utf-8") as handle:
+        rows = {r["method"]: r for r in csv.DictReader(handle)}
+    strict = {row["method"]: row for row in evaluation.more_edc[1e-4].table()}
+    for method in ("good", "noisy", RANDOM_METHOD):
+        assert float(rows[method]["fnmr_pauc_at_fmr_0.0001"]) == strict[method]["fnmr_pauc"]
+        assert float(rows[method]["pauc_ci_low_at_fmr_0.0001"]) == strict[method]["pauc_ci_low"]
+    with open(tmp_path / "edc_curves.csv", encoding="utf-8") as handle:
+        points = list(csv.DictReader(handle))
+    mine = [p for p in points if p["method"] == "noisy" and p["error_type"] == "fnmr" and p["fmr_target"] == "0.001"]
+    curve = evaluation.edc.fnmr_curves["noisy"]
+    shown = curve.discard_fractions <= 0.5
+    assert len(mine) in (int(shown.sum()), int(shown.sum()) + 1)  # every step up to the plotted range
+    np.testing.assert_array_equal([float(p["discard_fraction"]) for p in mine],
+                                  curve.discard_fractions[:len(mine)])
+    np.testing.assert_array_equal([int(p["error_count"]) for p in mine], curve.error_counts[:len(mine)])
+    assert {p["fmr_target"] for p in points} == {"0.001", "0.0001"}
+    with open(tmp_path / "spearman.csv", encoding="utf-8") as handle:
+        pairs = {(r["method_a"], r["method_b"]): float(r["spearman"]) for r in csv.DictReader(handle)}
+    assert pairs["good", "noisy"] == pytest.approx(spearmanr(quality, noisy).statistic, abs=1e-12)
+    assert pairs["good", "good"] == pytest.approx(1.0)
+    with open(tmp_path / "edc_bands.csv", encoding="utf-8") as handle:
+        bands = [r for r in csv.DictReader(handle) if r["method"] == "good" and r["fmr_target"] == "0.001"]
+    assert len(bands) == 200 and all(float(r["fnmr_low"]) <= float(r["fnmr_high"]) for r in bands)
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "FNMR pAUC [95% CI]<br>at FMR 0.0001" in text and "class=swatch" in text

@@ -96,3 +96,12 @@ def test_registry_and_parameters_fail_clearly():
         create_quality_method("ser-fiq", n_samples=1)
     with pytest.raises(InvalidParameterError, match="crops"):
         create_quality_method("norm").score_crops(np.zeros((2, 64, 64, 3), np.uint8))
+
+
+def test_store_scoring_refuses_a_store_of_another_recogniser(lfw_store, tmp_path):
+    from dataclasses import replace
+
+    other = replace(lfw_store, meta={**lfw_store.meta, "backend": {**lfw_store.meta["backend"], "backend": "dlib",
+                                                                     "model_sha256": "0" * 64}})
+    with pytest.raises(InvalidParameterError, match="SFace"):
+        score_store_with(create_quality_method("norm"), other, rows=np.arange(3), progress=False)

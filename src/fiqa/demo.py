@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import tarfile
+import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -34,7 +35,15 @@ LFW_URL = "http://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz"
 """The deep-funneled LFW archive on the LFW web site (used only with ``download=True``)."""
 
 DEFAULT_LABELLERS = ("sdd", "sdd-refined", "cr", "reference-consensus")
-DEFAULT_BASELINES = ("mean-positive", "norm")
+DEFAULT_BASELINES = ("mean-positive",)
+DEFAULT_TRAINING_FREE = ("ser-fiq", "flip-consistency", "norm")
+"""Training-free published methods (:mod:`fiqa.score.training_free`) scored per image on each test set. ``norm`` is
+the raw SFace embedding norm, the value the ``norm`` labeller reads from the store: a name given as a labeller or
+baseline too is evaluated once, as a label."""
+
+DEFAULT_SERFIQ_SAMPLES = 100
+"""SER-FIQ's stochastic embeddings per face in the demo (the paper's m = 100): with the trunk run once, about two
+SFace passes per image on one CPU thread."""
 
 
 DEFAULT_LFW = Path("..") / "shared" / "data" / "lfw-dev"
@@ -99,14 +108,32 @@ class DemoResult:
     degraded_report : Path
         The HTML report of the same faces with held-out capture effects (:func:`fiqa.augment.copies.degraded_store`).
     summary : list of dict
-        One row per set ("natural", "degraded") and method: FNMR pAUC with its 95 % interval, and for models the
-        Spearman correlation with that set's labels.
+        One row per set ("natural", "degraded") and method: FNMR pAUC with its 95 % interval, for models the
+        Spearman correlation with that set's labels, and for models and training-free methods the wall-clock
+        ``seconds_per_image`` of scoring the set (crop loading included; None for labels).
     """
 
     out_dir: Path
     report: Path
     degraded_report: Path
     summary: list[dict]
+
+
+@dataclass(frozen=True)
+class _Methods:
+    """What each test set is evaluated with: methods computed as labels (labellers and baselines), training-free
+    methods scored per image (those not already among the labels), and SER-FIQ's sample count."""
+
+    labels: tuple[str, ...]
+    training_free: tuple[str, ...]
+    serfiq_samples: int
+
+    @classmethod
+    def of(cls, labellers: Sequence[str], baselines: Sequence[str], training_free: Sequence[str],
+           serfiq_samples: int) -> _Methods:
+        labels = (*labellers, *baselines)
+        return cls(labels, tuple(name for name in training_free if name not in labels),
+                   check_int("run_demo", "serfiq_samples", serfiq_samples, 2))
 
 
 def _select_samples(lfw: Path, out_dir: Path, *, min_images: int, max_identities: int | None,
@@ -171,8 +198,27 @@ def _model_scores(model_path: Path, name: str, store: EmbeddingStore, rows: np.n
 
     if path.exists():
         return load_quality(path)
+    started = time.perf_counter()
     table = create_scorer(model_path).score_store(store, rows=rows, progress=progress)
-    table = replace(table, meta={**table.meta, "method": f"model:{name}"})
+    table = replace(table, meta={**table.meta, "method": f"model:{name}",
+                                 "seconds_per_image": (time.perf_counter() - started) / max(len(rows), 1)})
+    save_quality(table, path)
+    return table
+
+
+def _training_free_scores(name: str, store: EmbeddingStore, rows: np.ndarray, path: Path, *, serfiq_samples: int,
+                          seed: int, progress: bool) -> QualityTable:
+    """A training-free method's scores of ``rows`` (:func:`fiqa.score.training_free.score_store_with`, crops from
+    the stored landmarks), cached at ``path``, with the wall-clock ``seconds_per_image`` in its meta."""
+    from fiqa.score.training_free import create_quality_method, score_store_with
+
+    if path.exists():
+        return load_quality(path)
+    params = {"n_samples": serfiq_samples, "random_state": seed} if name == "ser-fiq" else {}
+    started = time.perf_counter()
+    table = score_store_with(create_quality_method(name, **params), store, rows=rows, progress=progress)
+    table = replace(table, meta={**table.meta, "seconds_per_image": (time.perf_counter() - started)
+                                 / max(len(rows), 1), "n_images_timed": len(rows)})
     save_quality(table, path)
     return table
 
@@ -188,7 +234,8 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
              test_fraction: float = 0.5, min_images: int = 2, max_identities: int | None = None,
              max_images_per_identity: int | None = None, epochs: int = 30, max_mated_per_identity: int | None = 50,
              n_nonmated: int = 1_000_000, n_bootstrap: int = 1000, seed: int = 0, download: bool = False,
-             progress: bool = True) -> DemoResult:
+             progress: bool = True, training_free: Sequence[str] = DEFAULT_TRAINING_FREE,
+             serfiq_samples: int = DEFAULT_SERFIQ_SAMPLES) -> DemoResult:
     """Run the whole pipeline on LFW and write two HTML reports (natural and degraded held-apart faces).
 
     1. embed the people with at least ``min_images`` photos (YuNet, the central face, 5-point alignment, SFace);
@@ -198,8 +245,10 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     4. make a degraded copy of the test half with capture effects no training recipe draws
        (:func:`fiqa.augment.copies.degraded_store`);
     5. on the natural and on the degraded test half: label it with every labeller and baseline (labels see the
-       person's other photos: an upper bound for a single-image model), score it with both models, and evaluate
-       every table on that half's comparisons, with 95 % bootstrap intervals over identities.
+       person's other photos: an upper bound for a single-image model), score it with both models and the
+       training-free methods (timed per image), and evaluate every table on that half's comparisons at FMR 1e-3
+       and 1e-4, with 95 % bootstrap intervals over identities; the degraded report is broken down by
+       degradation kind.
 
     Parameters
     ----------
@@ -231,8 +280,14 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
         Download LFW when it is not found locally.
     progress : bool
         Show progress bars.
+    training_free : sequence of str
+        Training-free methods (``fiqa.score.training_free.list_quality_methods()``) scored per image on each test
+        set; names already given as labellers or baselines are left out.
+    serfiq_samples : int >= 2
+        SER-FIQ's stochastic embeddings per face (seeded by ``seed``).
     """
     min_images = check_int("run_demo", "min_images", min_images, 2)
+    methods = _Methods.of(labellers, baselines, training_free, serfiq_samples)
     lfw_path = locate_lfw(lfw, download=download)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -240,7 +295,8 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
                 "test_fraction": test_fraction, "min_images": min_images, "max_identities": max_identities,
                 "max_images_per_identity": max_images_per_identity, "epochs": epochs,
                 "max_mated_per_identity": max_mated_per_identity, "n_nonmated": n_nonmated,
-                "n_bootstrap": n_bootstrap, "seed": seed}
+                "n_bootstrap": n_bootstrap, "seed": seed, "training_free": list(methods.training_free),
+                "serfiq_samples": methods.serfiq_samples}
     write_json(out / "demo.json", provenance(**settings))
 
     store, split, train_rows, test_rows = embed_and_split(
@@ -249,20 +305,28 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     logger.info("demo: %d training and %d test images", len(train_rows), len(test_rows))
     models = _train_models(store, out, train_rows, epochs=epochs, seed=seed, progress=progress)
     degraded = _degraded_test_half(store, out / "test-degraded", test_rows, seed=seed, progress=progress)
+    test_sets = {"natural": (store, test_rows), "degraded": (degraded, np.flatnonzero(degraded.ok))}
+    reports, summary = _evaluate_test_sets(test_sets, split, models, out, methods, settings, progress=progress)
+    return DemoResult(out, Path(reports["natural"]), Path(reports["degraded"]), summary)
 
+
+def _evaluate_test_sets(test_sets: dict[str, tuple[EmbeddingStore, np.ndarray]], split: IdentitySplit,
+                        models: dict[str, Path], out: Path, methods: _Methods, settings: dict[str, Any], *,
+                        progress: bool) -> tuple[dict[str, Path], list[dict]]:
+    """Evaluate every test set (:func:`_evaluate_test_set`); write ``summary.json``; return the reports by set
+    and the summary rows."""
     n_test = len(split.identities("test"))
     held_apart = {**split.describe(), "description": f"only the {n_test:,} identities of the held-apart half of "
                   f"split.json (never labelled for training, never trained on)"}
     summary, reports = [], {}
-    for set_name, set_store, rows in (("natural", store, test_rows),
-                                      ("degraded", degraded, np.flatnonzero(degraded.ok))):
+    for set_name, (set_store, rows) in test_sets.items():
         reports[set_name], set_summary = _evaluate_test_set(
-            set_name, set_store, rows, models, out, methods=(*labellers, *baselines), held_apart=held_apart,
-            max_mated_per_identity=max_mated_per_identity, n_nonmated=n_nonmated, n_bootstrap=n_bootstrap,
-            seed=seed, progress=progress)
+            set_name, set_store, rows, models, out, methods=methods, held_apart=held_apart,
+            max_mated_per_identity=settings["max_mated_per_identity"], n_nonmated=settings["n_nonmated"],
+            n_bootstrap=settings["n_bootstrap"], seed=settings["seed"], progress=progress)
         summary += set_summary
     write_json(out / "summary.json", {"rows": summary, **provenance(**settings)})
-    return DemoResult(out, Path(reports["natural"]), Path(reports["degraded"]), summary)
+    return reports, summary
 
 
 def embed_and_split(lfw: Path, out: Path, *, min_images: int, max_identities: int | None,
@@ -327,13 +391,15 @@ def _degraded_test_half(store: EmbeddingStore, path: Path, test_rows: np.ndarray
 
 
 def _test_set_tables(set_store: EmbeddingStore, rows: np.ndarray, models: dict[str, Path], out: Path, suffix: str,
-                     *, methods: Sequence[str], seed: int,
+                     *, methods: _Methods, seed: int,
                      progress: bool) -> tuple[list[QualityTable], dict[str, float]]:
-    """Every method's labels and every model's scores of one test set (cached under ``out``), and each model's
-    Spearman correlation with the set's ``reference-consensus`` labels (when they are among ``methods``)."""
+    """Every method's labels, every model's and training-free method's scores of one test set (cached under
+    ``out``), and each model's Spearman correlation with the set's ``reference-consensus`` labels (when they are
+    among the labels)."""
     tables = [label_rows(set_store, rows, method, seed, out / "labels" / f"{method}.{suffix}.parquet")
-              for method in methods]
-    reference = tables[list(methods).index("reference-consensus")] if "reference-consensus" in methods else None
+              for method in methods.labels]
+    reference = (tables[list(methods.labels).index("reference-consensus")] if "reference-consensus" in methods.labels
+                 else None)
     spearman: dict[str, float] = {}
     for name, model_path in models.items():
         scores = _model_scores(model_path, name, set_store, rows,
@@ -341,17 +407,21 @@ def _test_set_tables(set_store: EmbeddingStore, rows: np.ndarray, models: dict[s
         tables.append(scores)
         if reference is not None:
             spearman[f"model:{name}"] = _spearman(scores, reference)
+    tables += [_training_free_scores(name, set_store, rows, out / "scores" / f"{name}.{suffix}.parquet",
+                                     serfiq_samples=methods.serfiq_samples, seed=seed, progress=progress)
+               for name in methods.training_free]
     return tables, spearman
 
 
 def _evaluate_test_set(set_name: str, set_store: EmbeddingStore, rows: np.ndarray, models: dict[str, Path],
-                       out: Path, *, methods: Sequence[str], held_apart: dict, max_mated_per_identity: int | None,
+                       out: Path, *, methods: _Methods, held_apart: dict, max_mated_per_identity: int | None,
                        n_nonmated: int, n_bootstrap: int, seed: int, progress: bool) -> tuple[Path, list[dict]]:
     """Label, score and evaluate one test set (``"natural"`` or ``"degraded"``) on its own comparisons.
 
     Returns the HTML report and the set's summary rows (one per method).
     """
     from fiqa.evaluate import evaluate_quality, sample_comparisons
+    from fiqa.evaluate.groups import group_labels
     from fiqa.evaluate.report import write_report
 
     suffix = "test" if set_name == "natural" else "test-degraded"
@@ -362,9 +432,17 @@ def _evaluate_test_set(set_name: str, set_store: EmbeddingStore, rows: np.ndarra
     comparisons = sample_comparisons(set_store, n_nonmated=n_nonmated, seed=seed, sample_mask=mask,
                                      max_mated_per_identity=max_mated_per_identity)
     evaluation = evaluate_quality(comparisons, tables, seed=seed, n_bootstrap=n_bootstrap,
-                                  identities=set_store.samples, identity_filter={**held_apart, "set": set_name})
+                                  identities=set_store.samples, identity_filter={**held_apart, "set": set_name},
+                                  store=set_store)
+    # the degraded copies record their capture effect: the report breaks the evaluation down by it
+    groups = group_labels("degradation", store=set_store) if set_store.recipe is not None else None
     report = write_report(evaluation, out / ("report" if set_name == "natural" else "report-degraded"),
-                          store=set_store)
-    summary = [{"set": set_name, **row, "spearman_with_test_labels": spearman.get(row["method"])}
+                          store=set_store, groups=groups, group_by="degradation")
+    cost = {table.method: table.meta.get("seconds_per_image") for table in tables}
+    more = {row["method"]: row for row in evaluation.more_edc[1e-4].table()} if 1e-4 in evaluation.more_edc else {}
+    summary = [{"set": set_name, **row, "spearman_with_test_labels": spearman.get(row["method"]),
+                "seconds_per_image": cost.get(row["method"]),
+                **{f"{k}_at_fmr_1e-4": more[row["method"]][k] for k in ("fnmr_pauc", "pauc_ci_low", "pauc_ci_high")
+                   if row["method"] in more}}
                for row in evaluation.edc.table()]
     return report, summary

@@ -15,7 +15,12 @@ from fiqa.commands._common import info, out_option, progress, require_torch
                    "fiqa.demo.DEFAULT_LABELLERS, i.e. sdd, sdd-refined, cr and reference-consensus).")
 @click.option("--baseline", "baselines", multiple=True,
               help="Method evaluated as labels only (repeat for several; default: fiqa.demo.DEFAULT_BASELINES, i.e. "
-                   "mean-positive and norm; random is always added).")
+                   "mean-positive; random is always added).")
+@click.option("--training-free", "training_free", multiple=True,
+              help="Training-free method scored per image and timed on each test set (repeat for several; default: "
+                   "fiqa.demo.DEFAULT_TRAINING_FREE, i.e. ser-fiq, flip-consistency and norm).")
+@click.option("--serfiq-samples", type=int, default=100, show_default=True,
+              help="SER-FIQ's stochastic embeddings per face.")
 @click.option("--test-fraction", type=float, default=0.5, show_default=True,
               help="Fraction of identities held apart from labelling-for-training and training.")
 @click.option("--min-images", type=int, default=2, show_default=True, help="Leave out people with fewer photos.")
@@ -28,11 +33,13 @@ from fiqa.commands._common import info, out_option, progress, require_torch
               help="Identity resamples for the 95 % pAUC intervals (0: none).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--download", is_flag=True, help="Download LFW when it is not found locally.")
-def command(lfw, out_dir, labellers, baselines, test_fraction, min_images, max_identities, max_images_per_identity,
-            epochs, max_mated_per_identity, n_bootstrap, seed, download) -> None:
+def command(lfw, out_dir, labellers, baselines, training_free, serfiq_samples, test_fraction, min_images,
+            max_identities, max_images_per_identity, epochs, max_mated_per_identity, n_bootstrap, seed,
+            download) -> None:
     """Embed LFW, train the default quality model and v0.1's plain head on half the identities, and evaluate both
-    beside the labels (sdd, sdd-refined, cr, reference-consensus) and the baselines on the other half, natural and
-    with capture effects no training recipe draws.
+    beside the labels (sdd, sdd-refined, cr, reference-consensus), the baselines and the training-free methods
+    (ser-fiq, flip-consistency, norm; timed per image) on the other half, natural and with capture effects no
+    training recipe draws.
 
     LFW is the folder given, else $FIQA_LFW, else ../shared/data/lfw-dev beside the project. Needs PyTorch:
     pip install 'fiqa[train]'.
@@ -40,21 +47,24 @@ def command(lfw, out_dir, labellers, baselines, test_fraction, min_images, max_i
     require_torch("fiqa demo")
     import numpy as np
 
-    from fiqa.demo import DEFAULT_BASELINES, DEFAULT_LABELLERS, run_demo
+    from fiqa.demo import DEFAULT_BASELINES, DEFAULT_LABELLERS, DEFAULT_TRAINING_FREE, run_demo
 
     result = run_demo(lfw, out_dir, labellers=labellers or DEFAULT_LABELLERS,
-                      baselines=baselines or DEFAULT_BASELINES, test_fraction=test_fraction, min_images=min_images,
+                      baselines=baselines or DEFAULT_BASELINES, training_free=training_free or DEFAULT_TRAINING_FREE,
+                      serfiq_samples=serfiq_samples, test_fraction=test_fraction, min_images=min_images,
                       max_identities=max_identities, max_images_per_identity=max_images_per_identity, epochs=epochs,
                       max_mated_per_identity=max_mated_per_identity, n_bootstrap=n_bootstrap, seed=seed,
                       download=download, progress=progress())
     width = max(len(row["method"]) for row in result.summary)
     for set_name in ("natural", "degraded"):
         info(f"\nEDC on held-apart identities, {set_name} (FMR 1e-3, FNMR pAUC up to 0.20; lower is better):")
-        info(f"  {'method':<{width}}  {'pAUC':>10}  {'95% interval':>21}  {'Spearman vs labels':>18}")
+        info(f"  {'method':<{width}}  {'pAUC':>10}  {'95% interval':>21}  {'Spearman vs labels':>18}  "
+             f"{'ms per image':>12}")
         for row in (r for r in result.summary if r["set"] == set_name):
-            rho = row["spearman_with_test_labels"]
+            rho, cost = row["spearman_with_test_labels"], row.get("seconds_per_image")
             interval = "" if not np.isfinite(row.get("pauc_ci_low", np.nan)) else \
                 f"[{row['pauc_ci_low']:.3g}, {row['pauc_ci_high']:.3g}]"
+            cost_text = "" if cost is None else format(cost * 1e3, ".1f")
             info(f"  {row['method']:<{width}}  {row['fnmr_pauc']:>10.3g}  {interval:>21}  "
-                 f"{'' if rho is None else format(rho, '.3f'):>18}")
+                 f"{'' if rho is None else format(rho, '.3f'):>18}  {cost_text:>12}")
     info(f"\nReports: {result.report.resolve()}\n         {result.degraded_report.resolve()}")

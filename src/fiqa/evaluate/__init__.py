@@ -5,9 +5,15 @@ Higher quality is better everywhere; lower pAUC is better. The usual path::
     comparisons = sample_comparisons(store, seed=0)               # or read_pairs("pairs.txt", store)
     evaluation = evaluate_quality(comparisons, [labels, scores])  # EDC (+ legacy ERC apart), random floor added,
                                                                   # 95 % bootstrap intervals over identities
-    write_report(evaluation, "report/", store=store)              # report.html, edc.csv/json, PNG plots
+    write_report(evaluation, "report/", store=store)              # report.html, edc.csv/json, curves, PNG plots
     paired_pauc_difference(evaluation.edc, "model", "random")     # (difference, low, high): does it beat random?
-    group_breakdown(evaluation, {sample_id: "female", ...})       # pAUC, starting FNMR, reject rate per group
+    group_breakdown(evaluation, {sample_id: "female", ...})       # pAUC, starting FNMR, reject rates per group
+
+Across recognisers and groups::
+
+    evaluation = evaluate_quality(comparisons, tables, store=sface, comparison_store=dlib)  # dlib's scores
+    groups = group_labels("gender", store=sface, groups_file="../shared/data/lfw-gender")  # or a column
+    write_report(evaluation, "report/", store=sface, groups=groups, group_by="gender")
 
 ``compute_edc`` is the numpy core for arrays of similarities and pair qualities.
 """
@@ -19,6 +25,7 @@ from fiqa.core.identities import (
     save_split,
     split_identities,
 )
+from fiqa.evaluate.bands import EDCBands, edc_bands
 from fiqa.evaluate.bootstrap import (
     PAUCBootstrap,
     bootstrap_pauc,
@@ -36,40 +43,48 @@ from fiqa.evaluate.curves import (
 )
 from fiqa.evaluate.edc import EDCResult, compute_edc
 from fiqa.evaluate.erc import LegacyERCResult, compute_legacy_erc
-from fiqa.evaluate.groups import GroupBreakdown, group_breakdown
+from fiqa.evaluate.groups import GroupBreakdown, group_breakdown, group_labels, read_groups_file
 from fiqa.evaluate.pairs import Comparisons, read_pairs, sample_comparisons
+from fiqa.evaluate.recognisers import ok_in_both, rescore_comparisons
 from fiqa.evaluate.report import write_report
-from fiqa.evaluate.run import Evaluation, evaluate_quality
+from fiqa.evaluate.run import Evaluation, evaluate_quality, method_kind
 
 __all__ = [
-                  "Comparisons",
-                  "EDCCurve",
-                  "EDCResult",
-                  "Evaluation",
-                  "GroupBreakdown",
-                  "IdentitySplit",
-                  "LegacyERCResult",
-                  "PAUCBootstrap",
-                  "bootstrap_pauc",
-                  "compute_edc",
-                  "compute_legacy_erc",
-                  "edc_curve",
-                  "evaluate_quality",
-                  "group_breakdown",
-                  "identity_clusters",
-                  "load_split",
-                  "pair_quality",
-                  "paired_pauc_difference",
-                  "pauc",
-                  "read_identity_list",
-                  "read_pairs",
-                  "sample_comparisons",
-                  "save_split",
-                  "split_identities",
-                  "theoretical_best",
-                  "theoretical_best_pauc",
-                  "threshold_at_fmr",
-                  "threshold_at_fnmr",
-                  "weighted_edc_curve",
-                  "write_report",
+    "Comparisons",
+    "EDCBands",
+    "EDCCurve",
+    "EDCResult",
+    "Evaluation",
+    "GroupBreakdown",
+    "IdentitySplit",
+    "LegacyERCResult",
+    "PAUCBootstrap",
+    "bootstrap_pauc",
+    "compute_edc",
+    "compute_legacy_erc",
+    "edc_bands",
+    "edc_curve",
+    "evaluate_quality",
+    "group_breakdown",
+    "group_labels",
+    "identity_clusters",
+    "load_split",
+    "method_kind",
+    "ok_in_both",
+    "pair_quality",
+    "paired_pauc_difference",
+    "pauc",
+    "read_groups_file",
+    "read_identity_list",
+    "read_pairs",
+    "rescore_comparisons",
+    "sample_comparisons",
+    "save_split",
+    "split_identities",
+    "theoretical_best",
+    "theoretical_best_pauc",
+    "threshold_at_fmr",
+    "threshold_at_fnmr",
+    "weighted_edc_curve",
+    "write_report",
 ]

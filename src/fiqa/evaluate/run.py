@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from fiqa.core.errors import InvalidParameterError, check_int
+from fiqa.core.errors import InvalidParameterError, check_fraction, check_int
 from fiqa.core.provenance import provenance
-from fiqa.core.types import QualityTable, SampleTable
+from fiqa.core.types import EmbeddingStore, QualityTable, SampleTable
 from fiqa.evaluate.bootstrap import _known, _label_sources, identity_clusters
 from fiqa.evaluate.curves import MissingPolicy, pair_quality
 from fiqa.evaluate.edc import EDCResult, compute_edc
@@ -22,6 +22,26 @@ logger = logging.getLogger(__name__)
 
 RANDOM_METHOD = "random"
 """Name of the floor every evaluation adds: a seeded uniform random quality per sample."""
+
+METHOD_KINDS = ("label", "model", "baseline")
+"""How a report groups methods into panels: pseudo-labels (they see the person's other photos), trained models (one
+image each) and baselines (training-free published measures, simple statistics and the random floor)."""
+
+BASELINE_METHODS = frozenset({RANDOM_METHOD, "norm", "mean-positive", "ser-fiq", "flip-consistency",
+                              "noise-consistency"})
+"""Method names that are baselines unless a table's ``meta["kind"]`` says otherwise."""
+
+
+def method_kind(name: str, meta: Mapping[str, Any] | None = None) -> str:
+    """``"label"``, ``"model"`` or ``"baseline"`` (:data:`METHOD_KINDS`) of a method: a table's ``meta["kind"]``
+    when it is one of them; ``"model"`` for scores of a model (``model:`` names, a ``model_sha256``); ``"baseline"``
+    for :data:`BASELINE_METHODS`; ``"label"`` otherwise."""
+    meta = meta or {}
+    if meta.get("kind") in METHOD_KINDS:
+        return str(meta["kind"])
+    if name.startswith("model:") or "model_sha256" in meta:
+        return "model"
+    return "baseline" if name in BASELINE_METHODS else "label"
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,9 @@ class Evaluation:
     mated_clusters : ndarray of shape (n_mated,), int64, or None
         Identity cluster of each mated comparison, in their order in ``comparisons``
         (:func:`~fiqa.evaluate.bootstrap.identity_clusters`); :func:`evaluate_quality` always sets it.
+    more_edc : dict of float to EDCResult
+        EDCs of the same comparisons at the thresholds of further target FMRs (``more_fmrs``), with their own
+        bootstrap intervals.
     """
 
     edc: EDCResult
@@ -54,13 +77,39 @@ class Evaluation:
     qualities: dict[str, np.ndarray]
     meta: dict[str, Any] = field(default_factory=dict)
     mated_clusters: np.ndarray | None = None
+    more_edc: dict[float, EDCResult] = field(default_factory=dict)
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """Each method's kind (:func:`method_kind`), from the tables' meta recorded in ``meta["methods"]``."""
+        recorded = self.meta.get("methods", {})
+        return {name: method_kind(name, recorded.get(name)) for name in self.qualities}
+
+    @property
+    def edcs(self) -> dict[float | None, EDCResult]:
+        """The main EDC (keyed by its target FMR, None when the threshold was fixed by a starting FNMR), then the
+        further ones."""
+        edcs: dict[float | None, EDCResult] = {self.edc.params.get("fmr"): self.edc}
+        for target, result in self.more_edc.items():
+            edcs[target] = result
+        return edcs
+
+    def edc_at(self, fmr: float) -> EDCResult:
+        """The EDC at the threshold of target FMR ``fmr`` (the main one or one of ``more_edc``)."""
+        for target, result in self.edcs.items():
+            if target is not None and np.isclose(target, fmr, rtol=1e-9, atol=0):
+                return result
+        raise InvalidParameterError("Evaluation.edc_at", "fmr", f"one of {[t for t in self.edcs if t is not None]}",
+                                    fmr)
 
 
 def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *, fmr: float = 1e-3,
                      start_fnmr: float | None = None, discard_limit: float = 0.2, missing: MissingPolicy = "lowest",
                      seed: int = 0, legacy_erc: bool = True,
                      identity_filter: Mapping[str, Any] | None = None, n_bootstrap: int = 1000,
-                     identities: Mapping[int, Any] | SampleTable | Sequence[Any] | None = None) -> Evaluation:
+                     identities: Mapping[int, Any] | SampleTable | Sequence[Any] | None = None,
+                     more_fmrs: Sequence[float] = (1e-4,), store: EmbeddingStore | None = None,
+                     comparison_store: EmbeddingStore | None = None) -> Evaluation:
     """EDCs of several quality tables on one set of comparisons, with a random-quality floor added.
 
     Parameters
@@ -87,6 +136,16 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
         Identity labels that define the resampled clusters (e.g. ``store.samples``). The ``identity`` columns of
         ``tables`` are used too; samples without any label are clustered through their mated comparisons alone
         (see :func:`~fiqa.evaluate.bootstrap.identity_clusters`).
+    more_fmrs : sequence of float in (0, 1)
+        Further target FMRs whose thresholds give further EDCs (``Evaluation.more_edc``, with intervals); one the
+        non-mated comparisons cannot resolve (fewer than ``1 / fmr`` of them) is skipped, with a log message.
+    store : EmbeddingStore, optional
+        The store of the comparisons' sample ids (and the tables): named in the report; needed with
+        ``comparison_store``.
+    comparison_store : EmbeddingStore, optional
+        Another recogniser's store of the same images: the comparison scores are taken from its embeddings
+        (:func:`~fiqa.evaluate.recognisers.rescore_comparisons`: images matched by location, refused when a compared
+        image is missing, pairs with an image that failed there left out and counted); qualities from ``tables``.
 
     Returns
     -------
@@ -95,38 +154,91 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
     owner = "evaluate_quality"
     seed = check_int(owner, "seed", seed)
     n_bootstrap = check_int(owner, "n_bootstrap", n_bootstrap, 0)
+    _check_names(owner, tables)
+    comparisons, recognisers = _comparison_scores(owner, comparisons, store, comparison_store)
+    sample_id = np.unique(np.concatenate([comparisons.sample_a, comparisons.sample_b]))
+    qualities = _sample_qualities(owner, tables, sample_id, int(seed), missing)
+    pairs = _pair_qualities(comparisons, sample_id, qualities)
+    mated = comparisons.mated
+    label_sources = [identities, *(table for table in tables if "identity" in table.columns)]
+    clusters = identity_clusters(comparisons, label_sources)
+
+    def edc_at(target: float, fnmr_target: float | None) -> EDCResult:
+        return compute_edc(comparisons.similarity[mated], {k: v[mated] for k, v in pairs.items()},
+                           comparisons.similarity[~mated], {k: v[~mated] for k, v in pairs.items()},
+                           fmr=target, start_fnmr=fnmr_target, discard_limit=discard_limit, missing=missing,
+                           mated_clusters=clusters, n_bootstrap=n_bootstrap, seed=int(seed))
+
+    edc = edc_at(fmr, start_fnmr)
+    targets = _more_targets(owner, more_fmrs, None if start_fnmr is not None else fmr, edc.n_nonmated)
+    more_edc = {target: edc_at(target, None) for target in targets}
+    erc = compute_legacy_erc(comparisons.similarity, mated, pairs) if legacy_erc else None
+    meta = provenance(fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit, missing=missing, seed=int(seed),
+                      legacy_erc=legacy_erc, n_bootstrap=n_bootstrap, more_fmrs=list(targets))
+    meta["recognisers"] = recognisers
+    meta["bootstrap"] = _bootstrap_meta(n_bootstrap, int(seed), clusters, _n_labelled(sample_id, label_sources),
+                                        len(sample_id))
+    meta["comparisons"] = dict(comparisons.meta)
+    meta["methods"] = _methods_meta(tables, int(seed))
+    meta["missing_quality_samples"] = {name: int(np.isnan(v).sum()) for name, v in qualities.items()}
+    meta["identity_filter"] = dict(identity_filter) if identity_filter is not None else None
+    return Evaluation(edc, erc, comparisons, sample_id, qualities, meta, clusters, more_edc)
+
+
+def _check_names(owner: str, tables: Sequence[QualityTable]) -> None:
     names = [table.method for table in tables]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise InvalidParameterError(owner, "tables", "tables with distinct method names (set meta['method'])",
                                     f"method name(s) {duplicates} more than once")
-    sample_id = np.unique(np.concatenate([comparisons.sample_a, comparisons.sample_b]))
-    qualities = _sample_qualities(owner, tables, sample_id, int(seed), missing)
+
+
+def _pair_qualities(comparisons: Comparisons, sample_id: np.ndarray,
+                    qualities: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each method's pair quality of every comparison (the minimum of its two samples'), shape (n,)."""
     pos_a = np.searchsorted(sample_id, comparisons.sample_a)
     pos_b = np.searchsorted(sample_id, comparisons.sample_b)
-    pairs = {name: pair_quality(values[pos_a], values[pos_b]) for name, values in qualities.items()}
-    mated = comparisons.mated
-    label_sources = [identities, *(table for table in tables if "identity" in table.columns)]
-    clusters = identity_clusters(comparisons, label_sources)
-    n_labelled = _n_labelled(sample_id, label_sources)
-    edc = compute_edc(comparisons.similarity[mated], {k: v[mated] for k, v in pairs.items()},
-                      comparisons.similarity[~mated], {k: v[~mated] for k, v in pairs.items()},
-                      fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit, missing=missing,
-                      mated_clusters=clusters, n_bootstrap=n_bootstrap, seed=int(seed))
-    erc = compute_legacy_erc(comparisons.similarity, mated, pairs) if legacy_erc else None
-    meta = provenance(fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit, missing=missing, seed=int(seed),
-                      legacy_erc=legacy_erc, n_bootstrap=n_bootstrap)
-    meta["bootstrap"] = {
-        "n_bootstrap": n_bootstrap, "seed": int(seed), "confidence": 0.95, "interval": "percentile",
-        "n_identity_clusters": int(clusters.max()) + 1 if len(clusters) else 0,
-        "n_samples_with_identity_label": n_labelled, "n_samples": int(len(sample_id)),
-        "resampled": "identities (clusters of mated comparisons); the threshold stays fixed, non-mated "
-                     "comparisons are not resampled"}
-    meta["comparisons"] = dict(comparisons.meta)
-    meta["methods"] = _methods_meta(tables, int(seed))
-    meta["missing_quality_samples"] = {name: int(np.isnan(v).sum()) for name, v in qualities.items()}
-    meta["identity_filter"] = dict(identity_filter) if identity_filter is not None else None
-    return Evaluation(edc, erc, comparisons, sample_id, qualities, meta, clusters)
+    return {name: pair_quality(values[pos_a], values[pos_b]) for name, values in qualities.items()}
+
+
+def _bootstrap_meta(n_bootstrap: int, seed: int, clusters: np.ndarray, n_labelled: int,
+                    n_samples: int) -> dict[str, Any]:
+    return {"n_bootstrap": n_bootstrap, "seed": seed, "confidence": 0.95, "interval": "percentile",
+            "n_identity_clusters": int(clusters.max()) + 1 if len(clusters) else 0,
+            "n_samples_with_identity_label": n_labelled, "n_samples": int(n_samples),
+            "resampled": "identities (clusters of mated comparisons); the threshold stays fixed, non-mated "
+                         "comparisons are not resampled"}
+
+
+def _comparison_scores(owner: str, comparisons: Comparisons, store: EmbeddingStore | None,
+                       comparison_store: EmbeddingStore | None) -> tuple[Comparisons, dict[str, Any]]:
+    """The comparisons to evaluate (re-scored by ``comparison_store`` when given) and what the report says about
+    the recognisers: ``comparison`` (whose scores) and ``quality`` (whose store the tables are of)."""
+    from fiqa.evaluate.recognisers import describe_recogniser, rescore_comparisons
+
+    if comparison_store is None:
+        described = describe_recogniser(store) if store is not None else None
+        return comparisons, {"comparison": described, "quality": described}
+    if store is None:
+        raise InvalidParameterError(owner, "store", "the store whose sample ids the comparisons use when a "
+                                    "comparison_store is given", None)
+    rescored = rescore_comparisons(comparisons, store, comparison_store)
+    return rescored, {"comparison": rescored.meta["recogniser"], "quality": rescored.meta["quality_recogniser"],
+                      "rescored": rescored.meta["rescored"]}
+
+
+def _more_targets(owner: str, more_fmrs: Sequence[float], main_fmr: float | None, n_nonmated: int) -> list[float]:
+    """The further target FMRs that differ from the main one and that ``n_nonmated`` comparisons can resolve."""
+    targets = []
+    for value in more_fmrs:
+        target = check_fraction(owner, "more_fmrs", value, low_open=True, high_open=True)
+        if (main_fmr is not None and np.isclose(target, main_fmr, rtol=1e-9, atol=0)) or target in targets:
+            continue
+        if target * n_nonmated < 1 - 1e-9:
+            logger.info("FMR %g skipped: %d non-mated comparisons cannot resolve it", target, n_nonmated)
+            continue
+        targets.append(target)
+    return targets
 
 
 def _sample_qualities(owner: str, tables: Sequence[QualityTable], sample_id: np.ndarray, seed: int,
@@ -152,10 +264,13 @@ def _sample_qualities(owner: str, tables: Sequence[QualityTable], sample_id: np.
 def _methods_meta(tables: Sequence[QualityTable], seed: int) -> dict[str, dict[str, Any]]:
     """Per method, where its qualities came from (each table's method, params, seed, source, input), and the
     random floor's entry when no table served as it."""
-    methods = {table.method: {k: table.meta.get(k) for k in ("method", "params", "seed", "source", "input")
+    methods = {table.method: {k: table.meta.get(k) for k in ("method", "params", "seed", "source", "input", "kind",
+                                                             "model_sha256", "store")
                               if k in table.meta} for table in tables}
     methods.setdefault(RANDOM_METHOD, {"method": RANDOM_METHOD, "seed": seed,
                                        "note": "uniform random quality per sample: the floor"})
+    for name, described in methods.items():
+        described["kind"] = method_kind(name, described)
     return methods
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from fiqa.core.errors import InvalidParameterError, ModelFileError, check_int
@@ -170,12 +171,15 @@ class SERFIQ(_Method):
         # the masks depend only on the seed, not on the face: the same m dropout patterns for every face, as
         # the official code draws them per forward pass; reproducible whatever the batch
         masks = np.random.default_rng(self.random_state).random((self.n_samples, features.shape[1])) >= rate
-        scale = np.float32(1.0 / (1.0 - rate))
+        kept = masks.astype(np.float32) * np.float32(1.0 / (1.0 - rate))
         scores = np.empty(len(crops))
-        for i, face in enumerate(features):
-            embeddings = self.tail.last_layer(masks * (face * scale))
-            embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-            scores[i] = _serfiq_quality(embeddings)
+        # one face per product, BLAS on one thread: measured fastest here (49 ms of CPU per face with the trunk,
+        # against 181 ms with every BLAS thread on such small products and 60-69 ms with faces stacked)
+        with threadpool_limits(1, user_api="blas"):
+            for i, face in enumerate(features):
+                embeddings = self.tail.last_layer(kept * face)
+                embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+                scores[i] = _serfiq_quality(embeddings)
         return scores
 
 
@@ -243,8 +247,8 @@ def score_store_with(method: _Method, store: EmbeddingStore, *, rows: np.ndarray
     from fiqa.augment.crops import load_crops
     from fiqa.embed.store import store_fingerprint
 
-    backend = store.meta.get("embedder", {})
-    if backend.get("model_sha256") not in (None, MODEL_FILES["sface"].sha256):
+    backend = store.meta.get("backend", {})
+    if backend.get("model_sha256") != MODEL_FILES["sface"].sha256:
         raise InvalidParameterError("score_store_with", "store", "a store embedded with SFace",
                                     f"a store embedded with {backend.get('backend')!r}")
     selected = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
