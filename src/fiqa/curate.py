@@ -33,7 +33,7 @@ import numpy as np
 from fiqa.core.atomic import write_json
 from fiqa.core.errors import InvalidParameterError, check_int
 from fiqa.core.provenance import provenance
-from fiqa.core.types import QualityTable, Status
+from fiqa.core.types import QualityTable, Status, locate_ids
 from fiqa.io.table import write_table
 
 logger = logging.getLogger(__name__)
@@ -341,11 +341,7 @@ def flywheel(labels: QualityTable, retrain: Callable[[QualityTable, int], Qualit
     for round_index in range(int(rounds)):
         curation = curate(current, **curate_params)
         scored = retrain(curation.labels(current), round_index)
-        order = np.argsort(scored.sample_id, kind="stable")
-        position = np.searchsorted(scored.sample_id[order], current.sample_id)
-        position = np.clip(position, 0, len(order) - 1)
-        found = scored.sample_id[order][position] == current.sample_id
-        source = order[position]
+        source, found = locate_ids(scored.sample_id, current.sample_id)
         score = np.where(found, scored.score[source], np.nan)
         status = np.where(found, scored.status[source], Status.NOT_LABELLED.value).astype(object)
         reason = np.where(found, scored.reason[source], "not scored by the retrained model").astype(object)

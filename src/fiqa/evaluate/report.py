@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from fiqa.core.atomic import write_json, write_text
-from fiqa.core.errors import FIQAError, InvalidParameterError
+from fiqa.core.errors import FIQAError, check_int
 from fiqa.core.types import EmbeddingStore, locate_ids
 from fiqa.evaluate.bands import EDCBands, evaluation_bands
 from fiqa.evaluate.bootstrap import PAUCBootstrap, paired_pauc_difference
@@ -119,8 +119,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
     Path
         The HTML page.
     """
-    if isinstance(gallery_size, bool) or not isinstance(gallery_size, int) or gallery_size < 1:
-        raise InvalidParameterError("write_report", "gallery_size", "an int >= 1", gallery_size)
+    gallery_size = check_int("write_report", "gallery_size", gallery_size, 1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     limit = float(evaluation.edc.params["discard_limit"])
