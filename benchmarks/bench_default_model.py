@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="fiqa-default-model-"))
     lfw = locate_lfw(args.lfw)
-    source = _select_samples(lfw, work, min_images=2, max_identities=None, max_images_per_identity=None, seed=0)
+    source = _select_samples(lfw, work, min_images=2, max_identities=None, max_images_per_identity=None, random_state=0)
     started = time.perf_counter()
     store = embed_source(source, work / "store", policy="central", progress=False)
     embed_seconds = time.perf_counter() - started

@@ -57,9 +57,9 @@ def measured_fit(name: str, data, **params) -> dict:
             "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
-def per_sample_sdd(vectors: np.ndarray, identities: np.ndarray, m: int, repeats: int, seed: int) -> np.ndarray:
+def per_sample_sdd(vectors: np.ndarray, identities: np.ndarray, m: int, repeats: int, random_state: int) -> np.ndarray:
     """The official approach: a Python loop over images, fresh index draws per image, scipy's W1."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     members = {c: np.flatnonzero(identities == c) for c in np.unique(identities)}
     n = len(vectors)
     raw = np.full((repeats, n), np.nan)
@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--no-cr", action="store_true")
     parser.add_argument("--cr-rows", type=int, default=20480,
                         help="Rows of the timed nearest-centre search (the full N takes 2 N C d flops).")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--random-state", "--seed", type=int, default=0)
     args = parser.parse_args()
     emit = Report()
     n, dim = args.n, args.dim
@@ -160,9 +160,9 @@ def main() -> None:
     for size in sizes:
         data = None
         start = time.perf_counter()
-        data = make_embeddings(size, dim, size // IMAGES_PER_IDENTITY, min_class_size=2, random_state=args.seed)
+        data = make_embeddings(size, dim, size // IMAGES_PER_IDENTITY, min_class_size=2, random_state=args.random_state)
         generate = time.perf_counter() - start
-        result = measured_fit("sdd", data, random_state=args.seed)
+        result = measured_fit("sdd", data, random_state=args.random_state)
         sdd_rows.append((size, size // IMAGES_PER_IDENTITY, data.vectors.nbytes, generate, result))
         print(f"sdd N={size}: {result['seconds']:.1f} s", flush=True)
 
@@ -188,11 +188,11 @@ def main() -> None:
     del data
 
     loop_data = make_embeddings(args.loop_n, dim, args.loop_n // IMAGES_PER_IDENTITY, min_class_size=2,
-                                random_state=args.seed)
+                                random_state=args.random_state)
     start = time.perf_counter()
-    loop_scores = per_sample_sdd(loop_data.vectors, loop_data.identities, 24, 12, args.seed)
+    loop_scores = per_sample_sdd(loop_data.vectors, loop_data.identities, 24, 12, args.random_state)
     loop_seconds = time.perf_counter() - start
-    vectorised = measured_fit("sdd", loop_data, random_state=args.seed)
+    vectorised = measured_fit("sdd", loop_data, random_state=args.random_state)
     rho = scipy.stats.spearmanr(loop_scores, vectorised["labels"].score).statistic
     emit(f"## Per-sample loop (official approach) vs vectorised sdd, N = {args.loop_n:,}")
     emit()

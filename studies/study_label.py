@@ -52,7 +52,7 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--store")
     source.add_argument("--npz")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--random-state", "--seed", type=int, default=0)
     parser.add_argument("--synthetic-n", type=int, nargs="*", default=[2_000, 20_000, 200_000])
     args = parser.parse_args()
     emit = Report()
@@ -61,14 +61,14 @@ def main() -> None:
     for name in list_labelers():  # methods added by others are studied too
         if name not in {v[0] for v in variants.values()}:
             variants[name] = (name, {})
-    def run(name: str, params: dict, seed: int):
-        labeler = create_labeler(name, random_state=seed, **params)
+    def run(name: str, params: dict, random_state: int):
+        labeler = create_labeler(name, random_state=random_state, **params)
         if store is not None:
             return label_store(store, labeler)
         vectors, identities, norms = arrays
         return labeler.fit(vectors, identities, norms=norms).labels_
 
-    tables = {label: run(name, params, args.seed) for label, (name, params) in variants.items()}
+    tables = {label: run(name, params, args.random_state) for label, (name, params) in variants.items()}
     source = args.store or args.npz
     n_rows = len(next(iter(tables.values())))
     emit(f"# Label study on `{source}` ({n_rows:,} samples)")
@@ -107,8 +107,8 @@ def main() -> None:
          "Spearman(mean-positive, true quality) | std of mean negative / std of mean positive |")
     emit("|---:|---:|---:|---:|---:|---:|")
     for n in args.synthetic_n:
-        data = make_embeddings(n, 512, n // 50, min_class_size=2, random_state=args.seed)
-        sdd = create_labeler("sdd", random_state=args.seed).fit(data.vectors, data.identities).labels_
+        data = make_embeddings(n, 512, n // 50, min_class_size=2, random_state=args.random_state)
+        sdd = create_labeler("sdd", random_state=args.random_state).fit(data.vectors, data.identities).labels_
         positive = create_labeler("mean-positive").fit(data.vectors, data.identities).labels_
         rho = scipy.stats.spearmanr(sdd.score, positive.score).statistic
         spread = np.std(sdd.columns["mean_negative"]) / np.std(sdd.columns["mean_positive"])

@@ -100,9 +100,9 @@ def _predict(head_path: Path, store: EmbeddingStore, rows: np.ndarray, name: str
 
 
 def _pauc(store: EmbeddingStore, mask: np.ndarray, tables: list[QualityTable], n_bootstrap: int = 0):
-    comparisons = sample_comparisons(store, n_nonmated=300_000 if n_bootstrap == 0 else 1_000_000, seed=0,
+    comparisons = sample_comparisons(store, n_nonmated=300_000 if n_bootstrap == 0 else 1_000_000, random_state=0,
                                      sample_mask=mask, max_mated_per_identity=50)
-    evaluation = evaluate_quality(comparisons, tables, seed=0, legacy_erc=False, n_bootstrap=n_bootstrap,
+    evaluation = evaluate_quality(comparisons, tables, random_state=0, legacy_erc=False, n_bootstrap=n_bootstrap,
                                   identities=store.samples)
     return evaluation, {row["method"]: row for row in evaluation.edc.table()}
 
@@ -137,16 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     # 1. data
     _log("augmenting the training half")
     augmented = _store(out / "train-augmented", lambda: augment_store(
-        store, out / "train-augmented", copies=args.copies, seed=0, rows=train_rows, progress=False))
+        store, out / "train-augmented", copies=args.copies, random_state=0, rows=train_rows, progress=False))
     aug_identity = augmented.samples.identity.astype(str)
     aug_train = np.flatnonzero(augmented.ok & split.mask(aug_identity, "train"))
     _log("degraded evaluation sets")
     train_degraded = _store(out / "train-degraded", lambda: degraded_store(
-        store, out / "train-degraded", rows=train_rows, seed=101, progress=False))
+        store, out / "train-degraded", rows=train_rows, random_state=101, progress=False))
     test_degraded = _store(out / "test-degraded", lambda: degraded_store(
-        store, out / "test-degraded", rows=test_rows, seed=202, progress=False))
+        store, out / "test-degraded", rows=test_rows, random_state=202, progress=False))
     per_kind = {kind: _store(out / f"test-{kind}", lambda kind=kind: degraded_store(
-        store, out / f"test-{kind}", rows=test_rows, kinds=(kind,), seed=303, progress=False))
+        store, out / f"test-{kind}", rows=test_rows, kinds=(kind,), random_state=303, progress=False))
         for kind in EVALUATION_DEGRADATIONS}
 
     _log("labels")
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 keep_ids = source.samples.sample_id[~np.isin(source.samples.identity.astype(str), list(held))]
                 fold_labels = _restrict(labels, keep_ids)
                 train_regressor(source, fold_labels, model_dir, shape=shape, resume=False,
-                                config=TrainConfig(epochs=args.epochs, seed=0), feature_cache_dir=cache)
+                                config=TrainConfig(epochs=args.epochs, random_state=0), feature_cache_dir=cache)
             nat_rows = train_rows[np.isin(identity[train_rows], list(held))]
             natural_scores.append(_predict(model_dir / "head.onnx", store, nat_rows, name, cache))
             deg_identity = train_degraded.samples.identity.astype(str)
@@ -206,13 +206,21 @@ def main(argv: list[str] | None = None) -> int:
     for name, (shape, use_aug) in finals.items():
         model_dir = out / "final" / f"{shape}-{'aug' if use_aug else 'nat'}"
         if not (model_dir / "head.onnx").exists():
-            train_regressor(augmented if use_aug else store, augmented_labels if use_aug else natural_labels,
-                            model_dir, shape=shape, resume=False, config=TrainConfig(epochs=args.epochs, seed=0),
-                            feature_cache_dir=cache)
+            train_regressor(
+                augmented if use_aug else store,
+                augmented_labels if use_aug else natural_labels,
+                model_dir,
+                shape=shape,
+                resume=False,
+                config=TrainConfig(epochs=args.epochs, random_state=0),
+                feature_cache_dir=cache,
+            )
         heads[name] = model_dir / "head.onnx"
-    test_sets = {"natural": (store, test_rows, test_labels), "degraded": (test_degraded, None,
-                                                                          deg_label["test-degraded"]),
-                 **{kind: (s, None, deg_label[f"test-{kind}"]) for kind, s in per_kind.items()}}
+    test_sets = {
+        "natural": (store, test_rows, test_labels),
+        "degraded": (test_degraded, None, deg_label["test-degraded"]),
+        **{kind: (s, None, deg_label[f"test-{kind}"]) for kind, s in per_kind.items()},
+    }
     results: dict[str, dict] = {}
     evaluations = {}
     for set_name, (s, rows, labels) in test_sets.items():
@@ -220,11 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         mask = np.zeros(len(s), bool)
         mask[rows] = True
         tables = [_predict(path, s, rows, name, cache) for name, path in heads.items()]
-        evaluation, table = _pauc(s, mask, [*tables, _restrict(labels, s.samples.sample_id[rows]),
-                                            _norm_table(s, rows)], n_bootstrap=1000)
+        evaluation, table = _pauc(
+            s, mask, [*tables, _restrict(labels, s.samples.sample_id[rows]), _norm_table(s, rows)], n_bootstrap=1000
+        )
         evaluations[set_name] = evaluation
-        results[set_name] = {m: {k: table[m][k] for k in ("fnmr_pauc", "pauc_ci_low", "pauc_ci_high")}
-                             for m in table}
+        results[set_name] = {m: {k: table[m][k] for k in ("fnmr_pauc", "pauc_ci_low", "pauc_ci_high")} for m in table}
         for name in heads:
             results[set_name][name]["gain"] = _gain(table, name)
         results[set_name]["start_fnmr"] = evaluation.edc.start_fnmr
@@ -234,41 +242,80 @@ def main(argv: list[str] | None = None) -> int:
     for group, filename in (("female", "female_names.txt"), ("male", "male_names.txt")):
         for line in (args.gender / filename).read_text().split():
             gender[line.strip()] = group
-    groups = {int(sid): gender.get(Path(loc).name) for sid, loc in zip(store.samples.sample_id,
-                                                                       store.samples.location)}
+    groups = {int(sid): gender.get(Path(loc).name) for sid, loc in zip(store.samples.sample_id, store.samples.location)}
     breakdown = group_breakdown(evaluations["natural"], groups, reject_quantile=0.1).table()
 
-    lines = ["# Quality-model recipes: selection on training identities, one test on held-apart identities", "",
-             *machine_header(), "",
-             f"Command: `python -m studies.study_quality_model --demo {args.demo} --out {args.out}` "
-             f"({(time.perf_counter() - started) / 60:.1f} min). Labeller `{LABELLER}`; FNMR pAUC at FMR 1e-3, "
-             "discard <= 0.20; gain = (norm - model) / (norm - labels).", "",
-             f"## Selection: out-of-fold on the training half ({args.folds} identity folds)", "",
-             "| recipe | natural pAUC | natural gain | degraded pAUC | degraded gain |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "# Quality-model recipes: selection on training identities, one test on held-apart identities",
+        "",
+        *machine_header(),
+        "",
+        f"Command: `python -m studies.study_quality_model --demo {args.demo} --out {args.out}` "
+        f"({(time.perf_counter() - started) / 60:.1f} min). Labeller `{LABELLER}`; FNMR pAUC at FMR 1e-3, "
+        "discard <= 0.20; gain = (norm - model) / (norm - labels).",
+        "",
+        f"## Selection: out-of-fold on the training half ({args.folds} identity folds)",
+        "",
+        "| recipe | natural pAUC | natural gain | degraded pAUC | degraded gain |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, row in selection.items():
-        lines.append(f"| {name}{' (chosen)' if name == chosen else ''} | {row['natural']:.3g} | "
-                     f"{row['natural_gain']:+.2f} | {row['degraded']:.3g} | {row['degraded_gain']:+.2f} |")
+        lines.append(
+            f"| {name}{' (chosen)' if name == chosen else ''} | {row['natural']:.3g} | "
+            f"{row['natural_gain']:+.2f} | {row['degraded']:.3g} | {row['degraded_gain']:+.2f} |"
+        )
     first = next(iter(selection.values()))
-    lines += ["", f"norm: natural {first['natural_norm']:.3g}, degraded {first['degraded_norm']:.3g}; labels: "
-              f"natural {first['natural_labels']:.3g}, degraded {first['degraded_labels']:.3g}.", "",
-              "## Test: held-apart half (once)", "",
-              "| set | start FNMR | " + " | ".join(f"{m} pAUC [95% CI]" for m in [*heads, "norm", LABELLER]) +
-              " | " + " | ".join(f"{m} gain" for m in heads) + " |",
-              "|---|---:|" + "---:|" * (len(heads) * 2 + 2)]
+    lines += [
+        "",
+        f"norm: natural {first['natural_norm']:.3g}, degraded {first['degraded_norm']:.3g}; labels: "
+        f"natural {first['natural_labels']:.3g}, degraded {first['degraded_labels']:.3g}.",
+        "",
+        "## Test: held-apart half (once)",
+        "",
+        "| set | start FNMR | "
+        + " | ".join(f"{m} pAUC [95% CI]" for m in [*heads, "norm", LABELLER])
+        + " | "
+        + " | ".join(f"{m} gain" for m in heads)
+        + " |",
+        "|---|---:|" + "---:|" * (len(heads) * 2 + 2),
+    ]
     for set_name, row in results.items():
-        cells = [f"{row[m]['fnmr_pauc']:.3g} [{row[m]['pauc_ci_low']:.3g}, {row[m]['pauc_ci_high']:.3g}]"
-                 for m in [*heads, "norm", LABELLER]]
-        lines.append(f"| {set_name} | {row['start_fnmr']:.4f} | " + " | ".join(cells) + " | "
-                     + " | ".join(f"{row[m]['gain']:+.2f}" for m in heads) + " |")
-    lines += ["", "## Per gender, natural held-apart half", "",
-              "| group | method | reject rate at the 10 % quantile | start FNMR | pAUC [95% CI] |",
-              "|---|---|---:|---:|---:|"]
+        cells = [
+            f"{row[m]['fnmr_pauc']:.3g} [{row[m]['pauc_ci_low']:.3g}, {row[m]['pauc_ci_high']:.3g}]"
+            for m in [*heads, "norm", LABELLER]
+        ]
+        lines.append(
+            f"| {set_name} | {row['start_fnmr']:.4f} | "
+            + " | ".join(cells)
+            + " | "
+            + " | ".join(f"{row[m]['gain']:+.2f}" for m in heads)
+            + " |"
+        )
+    lines += [
+        "",
+        "## Per gender, natural held-apart half",
+        "",
+        "| group | method | reject rate at the 10 % quantile | start FNMR | pAUC [95% CI] |",
+        "|---|---|---:|---:|---:|",
+    ]
     for row in breakdown:
-        lines.append(f"| {row['group']} | {row['method']} | {row['reject_rate']:.3f} | {row['start_fnmr']:.4f} | "
-                     f"{row['fnmr_pauc']:.3g} [{row['pauc_ci_low']:.3g}, {row['pauc_ci_high']:.3g}] |")
-    (out / "results.json").write_text(json.dumps({"selection": selection, "chosen": chosen, "test": results,
-                                                  "gender": breakdown, **provenance(**vars(args))}, indent=1,
-                                                 default=str))
+        lines.append(
+            f"| {row['group']} | {row['method']} | {row['reject_rate']:.3f} | {row['start_fnmr']:.4f} | "
+            f"{row['fnmr_pauc']:.3g} [{row['pauc_ci_low']:.3g}, {row['pauc_ci_high']:.3g}] |"
+        )
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "selection": selection,
+                "chosen": chosen,
+                "test": results,
+                "gender": breakdown,
+                **provenance(**vars(args)),
+            },
+            indent=1,
+            default=str,
+        )
+    )
     emit("\n".join(lines) + "\n", results_path("quality_model.md", RESULTS))
     return 0
 

@@ -149,7 +149,7 @@ def _gender_groups(store: EmbeddingStore, folder: Path) -> dict[int, str] | None
 
 def _evaluate(store: EmbeddingStore, tables: list[QualityTable], comparisons, identity_filter: dict,
               comparison_store: EmbeddingStore | None) -> Evaluation:
-    return evaluate_quality(comparisons, tables, seed=0, n_bootstrap=1000, identities=store.samples,
+    return evaluate_quality(comparisons, tables, random_state=0, n_bootstrap=1000, identities=store.samples,
                             identity_filter=identity_filter, legacy_erc=False, store=store,
                             comparison_store=comparison_store, more_fmrs=FMRS[1:])
 
@@ -240,10 +240,10 @@ def _cost_section(report: MarkdownReport, costs: dict[str, float], checks: dict[
            "image.")
     report()
     report(f"Reproducibility on those crops: the same seed twice, max |difference| "
-           f"{checks['max |diff| same seed']:.3g}; in batches of 7 instead of 32, "
+           f"{checks['max |diff| same random_state']:.3g}; in batches of 7 instead of 32, "
            f"{checks['max |diff| batch size 7']:.3g}; seed 1 against seed 0, Spearman "
-           f"{checks['spearman seed 0 vs seed 1']:.4f} (median |difference| "
-           f"{checks['median |diff| seed 0 vs seed 1']:.2g}); m = {m // 2} against m = {m}, Spearman "
+           f"{checks['spearman random_state 0 vs random_state 1']:.4f} (median |difference| "
+           f"{checks['median |diff| random_state 0 vs random_state 1']:.2g}); m = {m // 2} against m = {m}, Spearman "
            f"{checks['spearman m vs m/2']:.4f}.")
     report()
 
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     mask[test_rows] = True
     mask &= ok_in_both(store, dlib)
     _log(f"comparisons of {int(mask.sum())} images ok in both stores")
-    comparisons = sample_comparisons(store, n_nonmated=1_000_000, seed=0, sample_mask=mask,
+    comparisons = sample_comparisons(store, n_nonmated=1_000_000, random_state=0, sample_mask=mask,
                                      max_mated_per_identity=50)
     held_apart = {**split.describe(), "description": f"the held-apart half of {args.demo / 'split.json'}, images ok "
                   "in both the SFace and the dlib store"}

@@ -83,7 +83,7 @@ def placeholder_head(spec: FeatureSpec = SFACE_TAPS) -> onnx.ModelProto:
 
 def threshold_table(store: EmbeddingStore, quality: QualityTable, *, fmr: float = 1e-3,
                     reject_fractions: Sequence[float] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3),
-                    n_nonmated: int = 200_000, max_mated_per_identity: int = 50, seed: int = 0,
+                    n_nonmated: int = 200_000, max_mated_per_identity: int = 50, random_state: int = 0,
                     sample_mask: np.ndarray | None = None) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """The card's reject-threshold table on a store of held-apart identities.
 
@@ -101,7 +101,7 @@ def threshold_table(store: EmbeddingStore, quality: QualityTable, *, fmr: float 
         Counts, the comparison threshold and the FNMR-EDC pAUC (discard up to 20 %) of the model and of random.
     """
     used = store.ok if sample_mask is None else store.ok & np.asarray(sample_mask, bool)
-    comparisons = sample_comparisons(store, n_nonmated=n_nonmated, seed=seed, sample_mask=used,
+    comparisons = sample_comparisons(store, n_nonmated=n_nonmated, random_state=random_state, sample_mask=used,
                                      max_mated_per_identity=max_mated_per_identity)
     mated = comparisons.mated
     threshold = threshold_at_fmr(comparisons.similarity[~mated], fmr)
@@ -114,7 +114,7 @@ def threshold_table(store: EmbeddingStore, quality: QualityTable, *, fmr: float 
         kept = mated_quality >= score
         rows.append({"score": score, "rejected_fraction": float(np.mean(image_quality < score)),
                      "fnmr": float(np.mean(mated_similarity[kept] < threshold)) if kept.any() else 0.0})
-    random = QualityTable(store.samples.sample_id, np.random.default_rng(seed).random(len(store)),
+    random = QualityTable(store.samples.sample_id, np.random.default_rng(random_state).random(len(store)),
                           store.status, store.reason)
     random_pair = pair_quality(random.aligned_to(comparisons.sample_a), random.aligned_to(comparisons.sample_b))
     edc = compute_edc(mated_similarity, {"model": mated_quality, "random": random_pair[mated]},
@@ -125,7 +125,7 @@ def threshold_table(store: EmbeddingStore, quality: QualityTable, *, fmr: float 
                   "n_mated": int(mated.sum()), "n_nonmated": int((~mated).sum()), "fmr": fmr,
                   "comparison_threshold": float(threshold), "start_fnmr": float(edc.start_fnmr),
                   "fnmr_pauc_20": {name: float(pauc(curve, 0.2)) for name, curve in edc.fnmr_curves.items()},
-                  "max_mated_per_identity": max_mated_per_identity, "seed": seed}
+                  "max_mated_per_identity": max_mated_per_identity, "random_state": random_state}
     return rows, evaluation
 
 

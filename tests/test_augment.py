@@ -132,17 +132,17 @@ def test_recipe_json_round_trip_is_stable():
 
 
 def test_sample_recipes_are_deterministic_per_parent_and_copy():
-    recipes = sample_recipes(10, 3, seed=4)
+    recipes = sample_recipes(10, 3, random_state=4)
     assert len(recipes) == 30
-    assert recipes == sample_recipes(np.arange(10), 3, seed=4)
-    assert recipes != sample_recipes(10, 3, seed=5)
+    assert recipes == sample_recipes(np.arange(10), 3, random_state=4)
+    assert recipes != sample_recipes(10, 3, random_state=5)
     # A parent's recipes depend on its key, not on the other parents or their order.
-    assert sample_recipes([7, 2], 3, seed=4) == recipes[21:24] + recipes[6:9]
-    assert sample_recipes([123456789], 1, seed=4) == sample_recipes([5, 123456789], 1, seed=4)[1:]
+    assert sample_recipes([7, 2], 3, random_state=4) == recipes[21:24] + recipes[6:9]
+    assert sample_recipes([123456789], 1, random_state=4) == sample_recipes([5, 123456789], 1, random_state=4)[1:]
 
 
 def test_sample_recipes_follow_the_fractions_and_spread_severities():
-    recipes = sample_recipes(1500, 2, seed=0, severity=(0.3, 0.9), clean_fraction=0.2, combined_fraction=0.3)
+    recipes = sample_recipes(1500, 2, random_state=0, severity=(0.3, 0.9), clean_fraction=0.2, combined_fraction=0.3)
     n_steps = np.array([len(r.degradations) for r in recipes])
     assert abs(np.mean(n_steps == 0) - 0.2) < 0.03 and abs(np.mean(n_steps == 2) - 0.3) < 0.03
     two = [r for r in recipes if len(r.degradations) == 2]
@@ -157,10 +157,12 @@ def test_sample_recipes_follow_the_fractions_and_spread_severities():
     scale = np.array([r.scale for r in recipes])
     assert np.abs(dx).max() <= 6 and scale.min() >= 0.85 and scale.max() <= 1.15 and dx.std() > 2
     assert 0.4 < np.mean([r.flip for r in recipes]) < 0.6
-    flat = sample_recipes(50, 2, seed=0, geometry=False, kinds=["blur"], clean_fraction=0.0, combined_fraction=0.5)
+    flat = sample_recipes(50, 2, random_state=0, geometry=False, kinds=["blur"], clean_fraction=0.0,
+                          combined_fraction=0.5)
     assert all(r.identity_geometry and len(r.degradations) == 1 and r.degradations[0].kind == "blur" for r in flat)
-    still = sample_recipes(50, 1, seed=0, geometry=JitterRange(max_shift=0, scale=(1, 1), max_angle=0,
-                                                               flip_probability=0))
+    still = sample_recipes(
+        50, 1, random_state=0, geometry=JitterRange(max_shift=0, scale=(1, 1), max_angle=0, flip_probability=0)
+    )
     assert all(r.identity_geometry for r in still)
     with pytest.raises(InvalidParameterError, match="'kinds' parameter of sample_recipes"):
         sample_recipes(2, 1, kinds=["blur", "fog"])
@@ -180,8 +182,9 @@ def test_identity_recipe_reproduces_the_parents_crop():
     flipped = apply_recipe(image, landmarks, Recipe(flip=True))
     np.testing.assert_array_equal(flipped, warp_to_template(image, landmarks)[:, ::-1])
     blurred = apply_recipe(image, landmarks, Recipe(degradations=(("blur", 0.5, 0),)))
-    np.testing.assert_array_equal(blurred, cv2.GaussianBlur(warp_to_template(image, landmarks), (0, 0), 2.0,
-                                                            borderType=cv2.BORDER_REFLECT101))
+    np.testing.assert_array_equal(
+        blurred, cv2.GaussianBlur(warp_to_template(image, landmarks), (0, 0), 2.0, borderType=cv2.BORDER_REFLECT101)
+    )
     with pytest.raises(InvalidParameterError, match="'image_bgr' parameter of apply_recipe"):
         apply_recipe(image.astype(np.float32), landmarks, Recipe())
 
@@ -195,7 +198,7 @@ def test_jitter_moves_the_landmarks_where_the_recipe_says(flip):
     yy, xx = np.mgrid[0:320, 0:320]
     image = np.zeros((320, 320), np.float64)
     for x, y in landmarks:
-        image += 250 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 3.0 ** 2))
+        image += 250 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 3.0**2))
     image = np.repeat(np.clip(image, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
     recipe = Recipe(dx=4.0, dy=-3.0, scale=1.1, angle=9.0, flip=flip)
     crop = apply_recipe(image, landmarks, recipe)[..., 0].astype(np.float64)
@@ -208,15 +211,24 @@ def test_jitter_moves_the_landmarks_where_the_recipe_says(flip):
         centre = ((weights * xx[window]).sum() / weights.sum(), (weights * yy[window]).sum() / weights.sum())
         np.testing.assert_allclose(centre, (x, y), atol=0.35)
     # The rotation turns about the face centre: it stays where it was.
-    np.testing.assert_allclose(cv2.transform(np.array([[PIVOT]]), Recipe(angle=30, scale=0.9).jitter_matrix())[0, 0],
-                               PIVOT, atol=1e-9)
+    np.testing.assert_allclose(
+        cv2.transform(np.array([[PIVOT]]), Recipe(angle=30, scale=0.9).jitter_matrix())[0, 0], PIVOT, atol=1e-9
+    )
 
 
 # ------------------------------------------------------------------------------------------------- the store
 def test_augmented_store_of_aligned_faces(aligned_store, tmp_path):
     assert aligned_store.parent_id is None and aligned_store.recipe is None and not aligned_store.derived.any()
-    store = augment_store(aligned_store, tmp_path / "aug", copies=3, seed=1, embedder=GridEmbedder(),
-                          batch_size=4, chunk_size=5, progress=False)
+    store = augment_store(
+        aligned_store,
+        tmp_path / "aug",
+        copies=3,
+        random_state=1,
+        embedder=GridEmbedder(),
+        batch_size=4,
+        chunk_size=5,
+        progress=False,
+    )
     n_parents = int(aligned_store.ok.sum())
     assert n_parents == 7 and len(store) == 8 + 3 * 7
     assert store.samples.sample_id.tolist() == list(range(len(store)))
@@ -242,15 +254,24 @@ def test_augmented_store_of_aligned_faces(aligned_store, tmp_path):
     np.testing.assert_array_equal(load_crops(store, np.arange(3)), load_crops(aligned_store, np.arange(3)))
     info = store.meta["augmentation"]
     assert info["parent"]["path"] == str(aligned_store.root) and info["n_derived"] == 21
-    assert info["skipped_parents"] == {"not_an_image": 1} and info["copies"] == 3 and info["seed"] == 1
+    assert info["skipped_parents"] == {"not_an_image": 1} and info["copies"] == 3 and info["random_state"] == 1
     assert store.meta["source"] == aligned_store.meta["source"] and "versions" in store.meta
     assert not partial_path(tmp_path / "aug").exists()
 
 
 def test_invalid_embeddings_of_copies_are_recorded_not_dropped(aligned_store, tmp_path):
     darkest = GridEmbedder(zero_below=40.0)
-    store = augment_store(aligned_store, tmp_path / "aug", copies=2, kinds=["low_light"], severity=(1.0, 1.0),
-                          clean_fraction=0.0, combined_fraction=0.0, embedder=darkest, progress=False)
+    store = augment_store(
+        aligned_store,
+        tmp_path / "aug",
+        copies=2,
+        kinds=["low_light"],
+        severity=(1.0, 1.0),
+        clean_fraction=0.0,
+        combined_fraction=0.0,
+        embedder=darkest,
+        progress=False,
+    )
     assert len(store) == 8 + 14
     assert set(store.status[8:]) == {"invalid_vector"}
     assert all("zero" in reason for reason in store.reason[8:])
@@ -260,8 +281,15 @@ def test_invalid_embeddings_of_copies_are_recorded_not_dropped(aligned_store, tm
 
 def test_no_originals_and_rows_restrict_the_parents(aligned_store, tmp_path):
     rows = np.flatnonzero(np.isin(aligned_store.samples.identity, ["person_00", "person_03"]))
-    store = augment_store(aligned_store, tmp_path / "aug", copies=2, keep_originals=False, rows=rows,
-                          embedder=GridEmbedder(), progress=False)
+    store = augment_store(
+        aligned_store,
+        tmp_path / "aug",
+        copies=2,
+        keep_originals=False,
+        rows=rows,
+        embedder=GridEmbedder(),
+        progress=False,
+    )
     # person_03's second image is not an image: it gets no copies.
     assert len(store) == 3 * 2 and store.derived.all()
     assert store.samples.sample_id.tolist() == list(range(6))
@@ -271,8 +299,9 @@ def test_no_originals_and_rows_restrict_the_parents(aligned_store, tmp_path):
     by_parent = {(p, r) for p, r in zip(full.parent_id, full.recipe) if p >= 0}
     assert {(p, r) for p, r in zip(store.parent_id, store.recipe)} <= by_parent  # same recipes per parent
     mask = np.isin(aligned_store.samples.identity, ["person_01"])
-    assert augment_store(aligned_store, tmp_path / "mask", rows=mask, copies=1, embedder=GridEmbedder(),
-                         progress=False).parent_id[8:].tolist() == [2, 3]
+    assert augment_store(
+        aligned_store, tmp_path / "mask", rows=mask, copies=1, embedder=GridEmbedder(), progress=False
+    ).parent_id[8:].tolist() == [2, 3]
     with pytest.raises(NoUsableSamplesError, match="none of the 1 selected rows can be a parent"):
         augment_store(aligned_store, tmp_path / "none", rows=[7], embedder=GridEmbedder(), progress=False)
     with pytest.raises(InvalidParameterError, match="'rows' parameter of augment_store"):
@@ -281,15 +310,16 @@ def test_no_originals_and_rows_restrict_the_parents(aligned_store, tmp_path):
 
 def test_same_seed_same_store_other_seed_other_store_chunking_irrelevant(aligned_store, tmp_path):
     def run(name, **kwargs):
-        return augment_store(aligned_store, tmp_path / name, copies=2, embedder=GridEmbedder(), progress=False,
-                             **kwargs)
+        return augment_store(
+            aligned_store, tmp_path / name, copies=2, embedder=GridEmbedder(), progress=False, **kwargs
+        )
 
-    first, again = run("a", seed=3), run("b", seed=3)
+    first, again = run("a", random_state=3), run("b", random_state=3)
     assert store_bytes(first.root) == store_bytes(again.root)
-    other = run("c", seed=4)
+    other = run("c", random_state=4)
     assert other.recipe.tolist() != first.recipe.tolist()
     assert not np.array_equal(other.vectors[8:], first.vectors[8:])
-    chunked = run("d", seed=3, chunk_size=3, batch_size=2, n_workers=0)
+    chunked = run("d", random_state=3, chunk_size=3, batch_size=2, n_workers=0)
     assert chunked.recipe.tolist() == first.recipe.tolist()
     np.testing.assert_array_equal(chunked.vectors, first.vectors)
 
@@ -297,7 +327,7 @@ def test_same_seed_same_store_other_seed_other_store_chunking_irrelevant(aligned
 @pytest.mark.lfw
 def test_detected_faces_interrupt_and_resume_give_the_same_store(lfw_grid_store, tmp_path):
     assert lfw_grid_store.ok.all() and len(lfw_grid_store) == 9
-    settings = {"copies": 2, "seed": 2, "batch_size": 2, "chunk_size": 4, "progress": False}
+    settings = {"copies": 2, "random_state": 2, "batch_size": 2, "chunk_size": 4, "progress": False}
     whole = augment_store(lfw_grid_store, tmp_path / "whole", embedder=GridEmbedder(), **settings)
 
     with pytest.raises(RuntimeError, match="interrupted on purpose"):
@@ -306,15 +336,16 @@ def test_detected_faces_interrupt_and_resume_give_the_same_store(lfw_grid_store,
     assert sorted(p.name for p in partial_path(tmp_path / "resumed").glob("chunk-*")) == ["chunk-0000000.npz"]
     with pytest.raises(StoreError, match=r"interrupted .*'fiqa augment'"):
         open_store(tmp_path / "resumed")
-    with pytest.raises(StoreError, match=r"different settings .*differs in: seed\)"):
-        augment_store(lfw_grid_store, tmp_path / "resumed", embedder=GridEmbedder(), **{**settings, "seed": 9})
+    with pytest.raises(StoreError, match=r"different settings .*differs in: random_state\)"):
+        augment_store(lfw_grid_store, tmp_path / "resumed", embedder=GridEmbedder(), **{**settings, "random_state": 9})
     finishing = GridEmbedder()
     resumed = augment_store(lfw_grid_store, tmp_path / "resumed", embedder=finishing, **settings)
     assert finishing.crops_seen == 18 - 4  # the first chunk was kept
     assert store_bytes(resumed.root) == store_bytes(whole.root)
     drop = {"created_utc", "argv"}
-    assert {k: v for k, v in resumed.meta.items() if k not in drop} == \
-        {k: v for k, v in whole.meta.items() if k not in drop}
+    assert {k: v for k, v in resumed.meta.items() if k not in drop} == {
+        k: v for k, v in whole.meta.items() if k not in drop
+    }
 
     # Derived rows keep their parent's landmarks and identity; load_crops applies the recipe to the source.
     rows = np.arange(9, 27)
@@ -336,8 +367,9 @@ def test_refusals(lfw_grid_store, tmp_path):
     assert counting.crops_seen == 0 and store_bytes(again.root) == store_bytes(done.root)
     with pytest.raises(StoreError, match=r"finished store made with different settings .*differs in: copies\)"):
         augment_store(lfw_grid_store, tmp_path / "aug", copies=2, embedder=GridEmbedder(), progress=False)
-    replaced = augment_store(lfw_grid_store, tmp_path / "aug", copies=2, embedder=GridEmbedder(), resume=False,
-                             progress=False)
+    replaced = augment_store(
+        lfw_grid_store, tmp_path / "aug", copies=2, embedder=GridEmbedder(), resume=False, progress=False
+    )
     assert len(replaced) == 9 + 18
     with pytest.raises(StoreError, match="already holds 18 derived rows"):
         augment_store(replaced, tmp_path / "twice", embedder=GridEmbedder(), progress=False)
@@ -360,11 +392,31 @@ def test_sface_store_through_the_command(lfw_list, tmp_path):
     parent = embed_source(lfw_list, tmp_path / "parent", backend="sface", progress=False)
     split = tmp_path / "split.json"
     train = sorted(set(parent.samples.identity))[:2]
-    split.write_text(json.dumps({"train": train, "test": sorted(set(parent.samples.identity))[2:], "seed": 0,
-                                 "test_fraction": 0.3}))
-    result = CliRunner().invoke(main, ["augment", str(parent.root), "--out", str(tmp_path / "aug"), "--copies", "1",
-                                       "--no-geometry", "--clean-fraction", "1", "--combined-fraction", "0",
-                                       "--rows-from", str(split), "--part", "train"])
+    split.write_text(
+        json.dumps(
+            {"train": train, "test": sorted(set(parent.samples.identity))[2:], "random_state": 0, "test_fraction": 0.3}
+        )
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "augment",
+            str(parent.root),
+            "--out",
+            str(tmp_path / "aug"),
+            "--copies",
+            "1",
+            "--no-geometry",
+            "--clean-fraction",
+            "1",
+            "--combined-fraction",
+            "0",
+            "--rows-from",
+            str(split),
+            "--part",
+            "train",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "9 original and 6 derived samples (6 parents x 1 copies)" in result.output
     store = open_store(tmp_path / "aug")
@@ -375,8 +427,21 @@ def test_sface_store_through_the_command(lfw_list, tmp_path):
     np.testing.assert_allclose(store.vectors[9:], parent.vectors[parents], atol=1e-5)
     assert (store.vectors[9:] @ parent.vectors[parents].T).diagonal().min() > 0.9999
 
-    degraded = CliRunner().invoke(main, ["augment", str(parent.root), "--out", str(tmp_path / "blur"),
-                                         "--copies", "2", "--kinds", "blur", "--severity-min", "1"])
+    degraded = CliRunner().invoke(
+        main,
+        [
+            "augment",
+            str(parent.root),
+            "--out",
+            str(tmp_path / "blur"),
+            "--copies",
+            "2",
+            "--kinds",
+            "blur",
+            "--severity-min",
+            "1",
+        ],
+    )
     assert degraded.exit_code == 0, degraded.output
     blurred = open_store(tmp_path / "blur")
     similarity = (blurred.vectors[9:] * parent.vectors[blurred.parent_id[9:]]).sum(axis=1)

@@ -39,9 +39,9 @@ def tied_data(rng, n):
 # --- (a) the weighted EDC ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("error_type", ["fnmr", "fmr"])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_weighted_edc_with_unit_weights_is_the_unweighted_edc_exactly(error_type, seed):
-    similarities, qualities = tied_data(np.random.default_rng(seed), 500)
+@pytest.mark.parametrize("random_state", [0, 1, 2])
+def test_weighted_edc_with_unit_weights_is_the_unweighted_edc_exactly(error_type, random_state):
+    similarities, qualities = tied_data(np.random.default_rng(random_state), 500)
     expected = edc_curve(similarities, qualities, 0.4, error_type)
     weighted = weighted_edc_curve(similarities, qualities, 0.4, np.ones(500, np.int64), error_type)
     for name in ("discard_fractions", "error_rates", "discard_counts", "error_counts"):
@@ -73,10 +73,10 @@ def test_weighted_edc_rejects_bad_weights_by_name():
 
 # --- (b) the vectorised bootstrap against explicitly built resamples ----------------------------------------------
 
-def brute_force(similarities, qualities, threshold, clusters, limit, n_bootstrap, seed):
+def brute_force(similarities, qualities, threshold, clusters, limit, n_bootstrap, random_state):
     """Resample b = the b-th rng.integers(0, C, size=C); the comparisons of each drawn identity are copied in."""
     names, codes = np.unique(clusters, return_inverse=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     paucs, best = np.empty((n_bootstrap, len(qualities))), np.empty(n_bootstrap)
     for b in range(n_bootstrap):
         drawn = rng.integers(0, len(names), size=len(names))
@@ -95,7 +95,9 @@ def test_bootstrap_equals_a_loop_over_explicit_resamples(limit):
     similarities, tied = tied_data(rng, n)
     qualities = {"tied": tied, "distinct": rng.uniform(size=n)}
     clusters = rng.integers(0, 9, n) * 10 + 5  # any integer codes, unequal cluster sizes
-    result = bootstrap_pauc(similarities, qualities, 0.4, clusters, discard_limit=limit, n_bootstrap=60, seed=11)
+    result = bootstrap_pauc(
+        similarities, qualities, 0.4, clusters, discard_limit=limit, n_bootstrap=60, random_state=11
+    )
     paucs, best = brute_force(similarities, qualities, 0.4, clusters, limit, 60, 11)
     np.testing.assert_allclose(result.replicates, paucs, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(result.best_replicates, best, rtol=1e-12, atol=1e-15)
@@ -118,25 +120,37 @@ def test_evaluate_quality_intervals_resample_identities_at_the_fixed_threshold()
     quality = np.round(rng.uniform(size=len(sample_id)), 1)
     a, b = np.triu_indices(len(sample_id), k=1)
     mated = identity[a] == identity[b]
-    similarity = np.where(mated, 0.3 + 0.5 * np.minimum(quality[a], quality[b]) + rng.normal(0, 0.15, len(a)),
-                          rng.normal(0, 0.1, len(a)))
+    similarity = np.where(
+        mated, 0.3 + 0.5 * np.minimum(quality[a], quality[b]) + rng.normal(0, 0.15, len(a)), rng.normal(0, 0.1, len(a))
+    )
     # person00's mated pairs listed sparsely, (0, 1) and (2, 3) only: its label keeps it one identity
     sparse = mated & (identity[a] == "person00") & ~(((a == 0) & (b == 1)) | ((a == 2) & (b == 3)))
     comparisons = Comparisons(sample_id[a[~sparse]], sample_id[b[~sparse]], mated[~sparse], similarity[~sparse], {})
     assert identity_clusters(comparisons).max() + 1 == n_identities + 1  # without labels: person00 falls apart
     table = quality_table(sample_id, quality, "q", identity)
-    evaluation = evaluate_quality(comparisons, [table], n_bootstrap=80, seed=9, legacy_erc=False)
+    evaluation = evaluate_quality(comparisons, [table], n_bootstrap=80, random_state=9, legacy_erc=False)
     assert evaluation.meta["bootstrap"]["n_identity_clusters"] == n_identities
     row = next(r for r in evaluation.edc.table() if r["method"] == "q")
     m = comparisons.mated
     pair_q = np.minimum(quality[comparisons.sample_a - 100], quality[comparisons.sample_b - 100])[m]
-    paucs, best = brute_force(comparisons.similarity[m], {"q": pair_q}, evaluation.edc.threshold,
-                              identity[comparisons.sample_a[m] - 100], 0.2, 80, 9)
-    np.testing.assert_allclose([row["pauc_ci_low"], row["pauc_ci_high"]], np.percentile(paucs[:, 0], [2.5, 97.5]),
-                               rtol=1e-9)
-    np.testing.assert_allclose([row["pauc_minus_best_ci_low"], row["pauc_minus_best_ci_high"]],
-                               np.percentile(paucs[:, 0] - best, [2.5, 97.5]), rtol=1e-9)
-    again = evaluate_quality(comparisons, [table], n_bootstrap=80, seed=9, legacy_erc=False)
+    paucs, best = brute_force(
+        comparisons.similarity[m],
+        {"q": pair_q},
+        evaluation.edc.threshold,
+        identity[comparisons.sample_a[m] - 100],
+        0.2,
+        80,
+        9,
+    )
+    np.testing.assert_allclose(
+        [row["pauc_ci_low"], row["pauc_ci_high"]], np.percentile(paucs[:, 0], [2.5, 97.5]), rtol=1e-9
+    )
+    np.testing.assert_allclose(
+        [row["pauc_minus_best_ci_low"], row["pauc_minus_best_ci_high"]],
+        np.percentile(paucs[:, 0] - best, [2.5, 97.5]),
+        rtol=1e-9,
+    )
+    again = evaluate_quality(comparisons, [table], n_bootstrap=80, random_state=9, legacy_erc=False)
     np.testing.assert_array_equal(again.edc.bootstrap.replicates, evaluation.edc.bootstrap.replicates)
     off = evaluate_quality(comparisons, [table], n_bootstrap=0, legacy_erc=False)
     assert off.edc.bootstrap is None and np.isnan(off.edc.table()[0]["pauc_ci_low"])
@@ -146,8 +160,9 @@ def test_evaluate_quality_intervals_resample_identities_at_the_fixed_threshold()
 
 def test_identity_clusters_from_mated_pairs_and_from_labels():
     # samples 1-2-3 linked by mated pairs, 4-5 mated, 6-7 mated but (by label) the same identity as 4-5
-    comparisons = Comparisons(np.array([1, 2, 4, 6, 1]), np.array([2, 3, 5, 7, 4]),
-                              np.array([True, True, True, True, False]), np.zeros(5), {})
+    comparisons = Comparisons(
+        np.array([1, 2, 4, 6, 1]), np.array([2, 3, 5, 7, 4]), np.array([True, True, True, True, False]), np.zeros(5), {}
+    )
     np.testing.assert_array_equal(identity_clusters(comparisons), [0, 0, 1, 2])
     labels = {4: "x", 6: "x", 1: "", 3: None}
     np.testing.assert_array_equal(identity_clusters(comparisons, labels), [0, 0, 1, 1])
@@ -161,8 +176,9 @@ def test_compute_edc_needs_clusters_for_a_bootstrap():
     with pytest.raises(InvalidParameterError, match="'n_bootstrap'"):
         compute_edc([0.1, 0.9], {"q": [1.0, 2.0]}, [0.0, 0.2], {"q": [1.0, 2.0]}, n_bootstrap=-1)
     with pytest.raises(InvalidParameterError, match="'mated_clusters'"):
-        compute_edc([0.1, 0.9], {"q": [1.0, 2.0]}, [0.0, 0.2], {"q": [1.0, 2.0]}, mated_clusters=[0.5, 1.5],
-                    n_bootstrap=10)
+        compute_edc(
+            [0.1, 0.9], {"q": [1.0, 2.0]}, [0.0, 0.2], {"q": [1.0, 2.0]}, mated_clusters=[0.5, 1.5], n_bootstrap=10
+        )
 
 
 # --- (c) coverage on a generative model ---------------------------------------------------------------------------
@@ -195,12 +211,26 @@ def test_identity_intervals_cover_the_population_pauc():
     covered, naive_covered, repetitions = 0, 0, 150
     for repetition in range(repetitions):
         similarity, quality, identity = draw_mated(rng, 200)
-        low, high = bootstrap_pauc(similarity, {"q": quality}, threshold, identity, discard_limit=limit,
-                                   n_bootstrap=300, seed=repetition).interval("q")
+        low, high = bootstrap_pauc(
+            similarity,
+            {"q": quality},
+            threshold,
+            identity,
+            discard_limit=limit,
+            n_bootstrap=300,
+            random_state=repetition,
+        ).interval("q")
         covered += low <= population <= high
         # resampling single comparisons ignores that an identity's comparisons move together
-        low, high = bootstrap_pauc(similarity, {"q": quality}, threshold, np.arange(len(similarity)),
-                                   discard_limit=limit, n_bootstrap=300, seed=repetition).interval("q")
+        low, high = bootstrap_pauc(
+            similarity,
+            {"q": quality},
+            threshold,
+            np.arange(len(similarity)),
+            discard_limit=limit,
+            n_bootstrap=300,
+            random_state=repetition,
+        ).interval("q")
         naive_covered += low <= population <= high
     assert covered / repetitions >= 0.88, covered
     assert naive_covered / repetitions <= 0.85, naive_covered
@@ -208,12 +238,25 @@ def test_identity_intervals_cover_the_population_pauc():
 
 # --- (d) per-group breakdown --------------------------------------------------------------------------------------
 
+
 def test_group_breakdown_on_a_hand_computed_case():
     #            sample:  0    1    2    3    4    5    6    7    8    9    10      11
     quality = np.array([1.0, 2.0, 5.0, 6.0, 7.0, 3.0, 4.0, 8.0, 9.0, 10.0, np.nan, 5.5])
     identity = ["a", "a", "a", "b", "b", "c", "c", "c", "d", "d", "d", "a"]
-    groups = {0: "A", 1: "A", 2: "A", 3: "A", 4: "A", 5: "B", 6: "B", 7: "B", 8: "B", 9: "B", 10: "B",
-              99: "A"}  # sample 11 is in no group; 99 was never compared
+    groups = {
+        0: "A",
+        1: "A",
+        2: "A",
+        3: "A",
+        4: "A",
+        5: "B",
+        6: "B",
+        7: "B",
+        8: "B",
+        9: "B",
+        10: "B",
+        99: "A",
+    }  # sample 11 is in no group; 99 was never compared
     # mated (A): (0,1) (0,2) (1,2) of a, (3,4) of b; (B): (5,6) (6,7) of c, (8,9) (8,10) of d; (2,11) in no group
     a = np.array([0, 0, 1, 3, 5, 6, 8, 8, 2, 0, 3, 5, 9])
     b = np.array([1, 2, 2, 4, 6, 7, 9, 10, 11, 5, 8, 11, 11])
@@ -244,7 +287,7 @@ def test_group_breakdown_on_a_hand_computed_case():
     assert rows["A", "q"]["fnmr_pauc"] == pytest.approx(0.1)
     assert rows["B", "q"]["fnmr_pauc"] == pytest.approx(0.05)
     assert np.isnan(rows["A", "q"]["pauc_ci_low"])
-    with_intervals = group_breakdown(evaluation, groups, n_bootstrap=50, seed=1)
+    with_intervals = group_breakdown(evaluation, groups, n_bootstrap=50, random_state=1)
     for r in with_intervals.table():
         assert r["pauc_ci_low"] <= r["fnmr_pauc"] <= r["pauc_ci_high"] or r["method"] == RANDOM_METHOD
     with pytest.raises(InvalidParameterError, match="'groups'"):
@@ -254,6 +297,7 @@ def test_group_breakdown_on_a_hand_computed_case():
 
 
 # --- the report -----------------------------------------------------------------------------------------------
+
 
 def test_report_writes_the_intervals(tmp_path):
     import csv
@@ -269,14 +313,26 @@ def test_report_writes_the_intervals(tmp_path):
     mated = identity[a] == identity[b]
     pick = np.flatnonzero(mated | (rng.uniform(size=len(a)) < 0.05))
     a, b, mated = a[pick], b[pick], mated[pick]
-    similarity = np.where(mated, 0.3 + 0.6 * np.minimum(quality[a], quality[b]) + rng.normal(0, 0.1, len(a)),
-                          rng.normal(0.0, 0.1, len(a)))
-    comparisons = Comparisons(a, b, mated, similarity, {"origin": "sampled", "seed": 0, "n_mated": int(mated.sum()),
-                                                        "n_mated_available": int(mated.sum()),
-                                                        "n_nonmated": int((~mated).sum()),
-                                                        "n_nonmated_available": int((~mated).sum())})
-    evaluation = evaluate_quality(comparisons, [quality_table(np.arange(n), quality, "good")], n_bootstrap=200,
-                                  legacy_erc=False)
+    similarity = np.where(
+        mated, 0.3 + 0.6 * np.minimum(quality[a], quality[b]) + rng.normal(0, 0.1, len(a)), rng.normal(0.0, 0.1, len(a))
+    )
+    comparisons = Comparisons(
+        a,
+        b,
+        mated,
+        similarity,
+        {
+            "origin": "sampled",
+            "random_state": 0,
+            "n_mated": int(mated.sum()),
+            "n_mated_available": int(mated.sum()),
+            "n_nonmated": int((~mated).sum()),
+            "n_nonmated_available": int((~mated).sum()),
+        },
+    )
+    evaluation = evaluate_quality(
+        comparisons, [quality_table(np.arange(n), quality, "good")], n_bootstrap=200, legacy_erc=False
+    )
     page = write_report(evaluation, tmp_path)
     with open(tmp_path / "edc.csv", encoding="utf-8") as handle:
         rows = {row["method"]: row for row in csv.DictReader(handle)}
@@ -287,8 +343,9 @@ def test_report_writes_the_intervals(tmp_path):
     # the two intervals overlap, yet the paired difference (same resamples) lies below 0 as a whole
     versus = json.loads((tmp_path / "edc.json").read_text())["pauc_minus_random"]["good"]
     assert versus["beats_random"] and versus["ci_high"] < 0
-    assert versus["difference"] == pytest.approx(float(rows["good"]["fnmr_pauc"])
-                                                 - float(rows[RANDOM_METHOD]["fnmr_pauc"]))
+    assert versus["difference"] == pytest.approx(
+        float(rows["good"]["fnmr_pauc"]) - float(rows[RANDOM_METHOD]["fnmr_pauc"])
+    )
     text = page.read_text(encoding="utf-8")
     assert "FNMR pAUC [95% CI]" in text and "beats random?" in text and "<b>yes</b>" in text
     assert "percentile bootstrap over identities: 200 resamples of the 60 identities" in text

@@ -28,7 +28,7 @@ def _table() -> QualityTable:
                         np.array(["", "no face found", ""], dtype=object),
                         {"location": np.array(["a,b.jpg", NOT_UTF8, 'say "x".png'], dtype=object),
                          "n_faces": np.array([1, 0, 2], np.int32)},
-                        {"method": "unit", "params": {"k": 2}, "seed": np.int64(5)})
+                        {"method": "unit", "params": {"k": 2}, "random_state": np.int64(5)})
 
 
 def _csv_rows(data: bytes) -> list[dict[str, str]]:
@@ -116,7 +116,7 @@ def test_to_arrow_is_the_table_on_disk(tmp_path):
     assert arrow.schema.field("sample_id").type == pa.int64() and arrow.schema.field("score").type == pa.float64()
     assert arrow.schema.field("status").type == pa.string() and arrow.schema.field("n_faces").type == pa.int32()
     assert arrow.column("score").to_pylist()[0] == 71.25 and math.isnan(arrow.column("score").to_pylist()[1])
-    assert json.loads(arrow.schema.metadata[META_KEY]) == {"method": "unit", "params": {"k": 2}, "seed": 5}
+    assert json.loads(arrow.schema.metadata[META_KEY]) == {"method": "unit", "params": {"k": 2}, "random_state": 5}
     # the location column holds a name that is not valid Unicode: bytes, marked, exactly as the Parquet file
     assert arrow.schema.field("location").type == pa.binary()
     assert arrow.column("location").to_pylist()[1] == b"caf\xe9.jpg"

@@ -100,8 +100,8 @@ def test_sample_table_identity_codes_round_trip():
 
 
 def test_provenance_records_params_and_versions(tmp_path):
-    block = provenance(seed=3)
-    assert block["params"] == {"seed": 3}
+    block = provenance(random_state=3)
+    assert block["params"] == {"random_state": 3}
     assert {"python", "numpy"} <= set(block["versions"])
     f = tmp_path / "f.bin"
     f.write_bytes(b"abc")

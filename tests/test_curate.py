@@ -61,8 +61,8 @@ def test_proportions_with_more_per_stratum_and_grouping_by_identity_only():
 def test_bursts_give_one_sample_before_any_gives_a_second():
     # one group of 9 in one stratum; a burst of 6 near-duplicates and 3 singleton bursts; keep 4
     table = _table(np.linspace(0, 1, 9), ["a"] * 9, burst=np.array([0, 0, 0, 0, 0, 0, 1, 2, 3]))
-    for seed in range(5):
-        result = curate(table, cluster_column=None, n_strata=1, per_stratum=4, random_state=seed)
+    for random_state in range(5):
+        result = curate(table, cluster_column=None, n_strata=1, per_stratum=4, random_state=random_state)
         kept_bursts = table.columns["burst"][result.kept]
         assert sorted(kept_bursts) == [0, 1, 2, 3]
 

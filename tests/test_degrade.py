@@ -27,7 +27,7 @@ def face_like() -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_zero_severity_is_identity_and_copies(face_like, kind):
-    out = degrade(face_like, kind, 0.0, seed=3)
+    out = degrade(face_like, kind, 0.0, random_state=3)
     assert out is not face_like
     np.testing.assert_array_equal(out, face_like)
 
@@ -35,7 +35,9 @@ def test_zero_severity_is_identity_and_copies(face_like, kind):
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_harm_grows_with_severity(face_like, kind):
     before = face_like.copy()
-    errors = [np.abs(degrade(face_like, kind, s, seed=1).astype(float) - face_like).mean() for s in (0.25, 0.5, 1.0)]
+    errors = [
+        np.abs(degrade(face_like, kind, s, random_state=1).astype(float) - face_like).mean() for s in (0.25, 0.5, 1.0)
+    ]
     assert 0 < errors[0] < errors[1] < errors[2]
     np.testing.assert_array_equal(face_like, before)  # input untouched
 
@@ -47,32 +49,43 @@ def test_physical_parameters_match_their_description(face_like):
     white = np.full((8, 8, 3), 255, np.uint8)
     assert (degrade(white, "low_light", 1.0) == 51).all()
     # occlusion at severity 1 blacks out round(112 * sqrt(0.5)) ** 2 = 79 ** 2 pixels
-    occluded = degrade(np.full((112, 112, 3), 200, np.uint8), "occlusion", 1.0, seed=5)
+    occluded = degrade(np.full((112, 112, 3), 200, np.uint8), "occlusion", 1.0, random_state=5)
     assert int((occluded[..., 0] == 0).sum()) == 79 * 79
     # down-sampling at severity 1 goes through 14x14 pixels: the result has no detail finer than 8 px
     small = degrade(face_like, "downsample", 1.0)
-    through_14 = cv2.resize(cv2.resize(small, (14, 14), interpolation=cv2.INTER_AREA), (112, 112),
-                            interpolation=cv2.INTER_LINEAR)
+    through_14 = cv2.resize(
+        cv2.resize(small, (14, 14), interpolation=cv2.INTER_AREA), (112, 112), interpolation=cv2.INTER_LINEAR
+    )
     assert np.abs(small.astype(float) - through_14).mean() < np.abs(face_like.astype(float) - through_14).mean()
 
 
 @pytest.mark.parametrize("kind", ["noise", "occlusion", "motion_blur", "dark_sensor"])
 def test_random_kinds_reproduce_with_a_seed(face_like, kind):
-    np.testing.assert_array_equal(degrade(face_like, kind, 0.7, seed=11), degrade(face_like, kind, 0.7, seed=11))
-    assert not np.array_equal(degrade(face_like, kind, 0.7, seed=11), degrade(face_like, kind, 0.7, seed=12))
+    np.testing.assert_array_equal(
+        degrade(face_like, kind, 0.7, random_state=11), degrade(face_like, kind, 0.7, random_state=11)
+    )
+    assert not np.array_equal(
+        degrade(face_like, kind, 0.7, random_state=11), degrade(face_like, kind, 0.7, random_state=12)
+    )
 
 
 def test_batch_matches_per_crop_and_uses_independent_streams(face_like):
     crops = np.stack([face_like, face_like, face_like])
-    out = degrade_batch(crops, "noise", np.array([0.0, 0.5, 0.5]), seed=4)
+    out = degrade_batch(crops, "noise", np.array([0.0, 0.5, 0.5]), random_state=4)
     np.testing.assert_array_equal(out[0], face_like)
     assert not np.array_equal(out[1], out[2])  # same severity, different noise draws
-    np.testing.assert_array_equal(out, degrade_batch(crops, "noise", np.array([0.0, 0.5, 0.5]), seed=4))
+    np.testing.assert_array_equal(out, degrade_batch(crops, "noise", np.array([0.0, 0.5, 0.5]), random_state=4))
 
 
-@pytest.mark.parametrize(("kind", "severity", "name"), [
-    ("blurr", 0.5, "kind"), ("blur", 1.5, "severity"), ("blur", -0.1, "severity"), ("blur", True, "severity"),
-])
+@pytest.mark.parametrize(
+    ("kind", "severity", "name"),
+    [
+        ("blurr", 0.5, "kind"),
+        ("blur", 1.5, "severity"),
+        ("blur", -0.1, "severity"),
+        ("blur", True, "severity"),
+    ],
+)
 def test_bad_parameters_are_named(face_like, kind, severity, name):
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of degrade"):
         degrade(face_like, kind, severity)
@@ -93,9 +106,9 @@ def test_evaluation_kinds_are_held_out_of_the_training_kinds():
 def test_evaluation_kinds_match_their_description(face_like):
     # motion blur of length 1 + 14 * 0 is the identity; at severity 1 a flat image stays flat (kernel sums to 1)
     flat = np.full((112, 112, 3), 90, np.uint8)
-    np.testing.assert_array_equal(degrade(flat, "motion_blur", 1.0, seed=0), flat)
+    np.testing.assert_array_equal(degrade(flat, "motion_blur", 1.0, random_state=0), flat)
     # the face mask at severity 1 covers rows from round(112 * 0.55) = 62 down, columns 11 .. 100
-    masked = [degrade(face_like, "accessory", 1.0, seed=s) for s in range(8)]
+    masked = [degrade(face_like, "accessory", 1.0, random_state=s) for s in range(8)]
     masks = [m for m in masked if (m[62:, 11:100] == (235, 225, 200)).all()]
     glasses = [m for m in masked if (m[36:67, 13:98] == 20).all()]  # centre row 52, half-height 16
     assert masks and glasses and len(masks) + len(glasses) == 8

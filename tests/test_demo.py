@@ -18,7 +18,7 @@ from fiqa.io.table import load_quality
 def demo_run(lfw_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     result = run_demo(lfw_dir, out, min_images=10, max_identities=12, max_images_per_identity=12, epochs=2,
-                      n_nonmated=20_000, seed=1, progress=False)
+                      n_nonmated=20_000, random_state=1, progress=False)
     return out, result
 
 
@@ -72,7 +72,7 @@ def test_demo_rerun_reuses_finished_stages(demo_run, lfw_dir):
     out, first = demo_run
     before = {p: p.stat().st_mtime_ns for p in (out / "labels").glob("*.parquet")}
     again = run_demo(lfw_dir, out, min_images=10, max_identities=12, max_images_per_identity=12, epochs=2,
-                     n_nonmated=20_000, seed=1, progress=False)
+                     n_nonmated=20_000, random_state=1, progress=False)
     assert {p: p.stat().st_mtime_ns for p in (out / "labels").glob("*.parquet")} == before
     assert [r["method"] for r in again.summary] == [r["method"] for r in first.summary]
     np.testing.assert_allclose([r["fnmr_pauc"] for r in again.summary], [r["fnmr_pauc"] for r in first.summary])

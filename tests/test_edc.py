@@ -154,9 +154,9 @@ def test_threshold_at_fnmr_reaches_the_target():
 # --- independent reference on random data ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("error_type", ["fnmr", "fmr"])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matches_loop_reference_on_random_data(error_type, seed):
-    rng = np.random.default_rng(seed)
+@pytest.mark.parametrize("random_state", [0, 1, 2])
+def test_matches_loop_reference_on_random_data(error_type, random_state):
+    rng = np.random.default_rng(random_state)
     n = 300
     similarities = rng.normal(size=n)
     qualities = np.round(rng.uniform(0, 5, n), 1)  # about 50 levels: many ties
@@ -207,8 +207,8 @@ def test_random_quality_gives_a_flat_edc_within_binomial_noise():
 
 # --- several columns, one threshold -----------------------------------------------------------------------------
 
-def _toy_comparisons(seed=0, n=2000, m=20000):
-    rng = np.random.default_rng(seed)
+def _toy_comparisons(random_state=0, n=2000, m=20000):
+    rng = np.random.default_rng(random_state)
     quality = rng.uniform(size=n)
     mated = rng.normal(0.6, 0.15, n) + 0.3 * (quality - 0.5)  # quality predicts mated similarity
     nonmated = rng.normal(0.05, 0.1, m)

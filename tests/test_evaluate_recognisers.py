@@ -57,7 +57,7 @@ def two_stores(tmp_path):
 
 def test_rescored_comparisons_take_the_other_recogniser_s_similarities(two_stores):
     first, second, vectors_b = two_stores
-    comparisons = sample_comparisons(first, n_nonmated=500, seed=0)
+    comparisons = sample_comparisons(first, n_nonmated=500, random_state=0)
     rescored = rescore_comparisons(comparisons, first, second)
     np.testing.assert_array_equal(rescored.sample_a, comparisons.sample_a)
     np.testing.assert_array_equal(rescored.mated, comparisons.mated)
@@ -83,7 +83,7 @@ def test_rescored_comparisons_take_the_other_recogniser_s_similarities(two_store
 
 def test_the_report_names_both_recognisers(two_stores, tmp_path):
     first, second, _ = two_stores
-    comparisons = sample_comparisons(first, n_nonmated=500, seed=0)
+    comparisons = sample_comparisons(first, n_nonmated=500, random_state=0)
     table = quality_table(first.samples.sample_id, np.arange(60.0), "q")
     evaluation = evaluate_quality(comparisons, [table], store=first, comparison_store=second, n_bootstrap=0,
                                   legacy_erc=False)
@@ -95,7 +95,7 @@ def test_the_report_names_both_recognisers(two_stores, tmp_path):
 
 def test_mismatched_images_are_refused_naming_both_stores(two_stores, tmp_path):
     first, second, _ = two_stores
-    comparisons = sample_comparisons(first, n_nonmated=500, seed=0)
+    comparisons = sample_comparisons(first, n_nonmated=500, random_state=0)
     locations = first.samples.location.copy()
     locations[7] = "/elsewhere/p1/p1_0007.jpg"
     moved = make_store(tmp_path / "moved", locations, first.samples.identity, np.nan_to_num(second.vectors[:60]))
@@ -120,7 +120,7 @@ def test_an_image_that_failed_in_the_other_store_leaves_its_pairs_out(two_stores
     status[59 - 4] = "no_face"  # sample 4 of the first store
     failing = make_store(tmp_path / "c", second.samples.location, second.samples.identity,
                          np.nan_to_num(second.vectors, nan=1.0), status=status)
-    comparisons = sample_comparisons(first, n_nonmated=500, seed=0)
+    comparisons = sample_comparisons(first, n_nonmated=500, random_state=0)
     uses_4 = (comparisons.sample_a == 4) | (comparisons.sample_b == 4)
     rescored = rescore_comparisons(comparisons, first, failing)
     assert len(rescored) == len(comparisons) - int(uses_4.sum()) and not np.any(rescored.sample_a == 4)
@@ -132,7 +132,7 @@ def test_an_image_that_failed_in_the_other_store_leaves_its_pairs_out(two_stores
     # sampling from the images ok in both stores leaves nothing out: the same pairs for both recognisers
     mask = ok_in_both(first, failing)
     assert mask.sum() == 59 and not mask[4]
-    both = sample_comparisons(first, n_nonmated=500, seed=0, sample_mask=mask)
+    both = sample_comparisons(first, n_nonmated=500, random_state=0, sample_mask=mask)
     assert rescore_comparisons(both, first, failing).meta["rescored"]["n_pairs_left_out"] == 0
     table = quality_table(first.samples.sample_id, np.arange(60.0), "q")
     evaluation = evaluate_quality(comparisons, [table], store=first, comparison_store=failing, n_bootstrap=0,
@@ -181,18 +181,18 @@ def test_further_operating_points_and_method_kinds():
     assert method_kind("norm", {"kind": "label"}) == "label"
 
 
-@pytest.mark.parametrize("seed", [0, 4])
-def test_bands_are_percentiles_of_the_resampled_curves(seed):
-    rng = np.random.default_rng(seed)
+@pytest.mark.parametrize("random_state", [0, 4])
+def test_bands_are_percentiles_of_the_resampled_curves(random_state):
+    rng = np.random.default_rng(random_state)
     n = 60
     similarities = rng.normal(0.5, 0.3, n)
     qualities = {"tied": np.round(rng.uniform(size=n), 1), "distinct": rng.uniform(size=n)}
     qualities["tied"][rng.uniform(size=n) < 0.1] = np.nan
     clusters = rng.integers(0, 11, n)
     grid = np.linspace(0, 0.6, 25)
-    bands = edc_bands(similarities, qualities, 0.4, clusters, grid, n_bootstrap=40, seed=seed)
+    bands = edc_bands(similarities, qualities, 0.4, clusters, grid, n_bootstrap=40, random_state=random_state)
     codes = np.unique(clusters, return_inverse=True)[1]
-    counts = _cluster_counts(int(codes.max()) + 1, 40, seed)  # the resamples of bootstrap_pauc
+    counts = _cluster_counts(int(codes.max()) + 1, 40, random_state)  # the resamples of bootstrap_pauc
     for method, quality in qualities.items():
         curves = np.array([weighted_edc_curve(similarities, quality, 0.4, counts[b][codes]).error_at(grid)
                            for b in range(40)])

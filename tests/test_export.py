@@ -25,8 +25,8 @@ def _calibration():
     return fit_quantile_calibration(rng.normal(50, 10, 400), rng.uniform(0, 100, 400), n_knots=33)
 
 
-def _crops(n=5, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, size=(n, 112, 112, 3), dtype=np.uint8)
+def _crops(n=5, random_state=0):
+    return np.random.default_rng(random_state).integers(0, 256, size=(n, 112, 112, 3), dtype=np.uint8)
 
 
 @pytest.mark.parametrize("shape", ["taps", "head", "mobilefacenet"])

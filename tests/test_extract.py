@@ -47,9 +47,9 @@ class PixelEmbedder:
         return {"backend": self.name, "dim": self.dim}
 
 
-def write_crops(folder: Path, n: int, seed: int = 0) -> list[Path]:
+def write_crops(folder: Path, n: int, random_state: int = 0) -> list[Path]:
     """``n`` random 112x112 PNG crops in ``folder/person_<k>/`` (3 per identity)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     paths = []
     for i in range(n):
         path = folder / f"person_{i // 3:03d}" / f"{i:04d}.png"

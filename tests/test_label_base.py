@@ -46,7 +46,7 @@ def test_every_labeller_produces_a_complete_reproducible_table(name, small):
     assert np.isfinite(table.score[ok]).all() and np.isnan(table.score[~ok]).all()
     assert (table.reason[ok] == "").all() and (table.reason[~ok] != "").all()
     np.testing.assert_array_equal(table.columns["identity"], identities)
-    assert table.meta["method"] == name and table.meta["seed"] == 4
+    assert table.meta["method"] == name and table.meta["random_state"] == 4
     assert table.meta["params"]["random_state"] == 4 and "numpy" in table.meta["versions"]
     np.testing.assert_array_equal(table.score, again.score)
 

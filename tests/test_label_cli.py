@@ -27,7 +27,7 @@ def test_label_a_store_writes_the_same_table_as_the_api(lfw_store, tmp_path):
     np.testing.assert_array_equal(saved.sample_id, lfw_store.samples.sample_id)
     np.testing.assert_array_equal(saved.score, expected.score)
     np.testing.assert_array_equal(saved.status, expected.status)
-    assert saved.meta["method"] == "sdd" and saved.meta["seed"] == 7
+    assert saved.meta["method"] == "sdd" and saved.meta["random_state"] == 7
     assert saved.meta["params"]["n_repeats"] == 3 and saved.meta["params"]["signed"] is True
     # the LFW subset has 60 singletons: they get no SDD label, with a reason
     singleton = saved.status == "singleton"

@@ -23,13 +23,13 @@ from fiqa.evaluate.pairs import _pair_from_index, read_pairs, sample_comparisons
 
 def test_split_is_disjoint_complete_and_seeded():
     identity = np.array([f"person_{i % 37}" for i in range(500)], dtype=object)
-    split = split_identities(identity, test_fraction=0.3, seed=4)
+    split = split_identities(identity, test_fraction=0.3, random_state=4)
     assert len(split.test) == round(0.3 * 37) and len(split.train) == 37 - len(split.test)
     assert not set(split.train) & set(split.test)
     assert set(split.train) | set(split.test) == set(identity)
-    again = split_identities(identity[::-1], test_fraction=0.3, seed=4)  # order of samples does not matter
+    again = split_identities(identity[::-1], test_fraction=0.3, random_state=4)  # order of samples does not matter
     np.testing.assert_array_equal(split.test, again.test)
-    other = split_identities(identity, test_fraction=0.3, seed=5)
+    other = split_identities(identity, test_fraction=0.3, random_state=5)
     assert set(other.test) != set(split.test)
     train_mask, test_mask = split.mask(identity, "train"), split.mask(identity, "test")
     assert np.all(train_mask ^ test_mask)
@@ -37,13 +37,13 @@ def test_split_is_disjoint_complete_and_seeded():
 
 
 def test_split_keeps_one_identity_on_each_side_and_skips_unnamed():
-    split = split_identities(np.array(["a", "b", "", ""]), test_fraction=0.01, seed=0)
+    split = split_identities(np.array(["a", "b", "", ""]), test_fraction=0.01, random_state=0)
     assert len(split.test) == 1 and len(split.train) == 1 and "" not in set(split.train) | set(split.test)
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"test_fraction": 1.0}, "'test_fraction'.*open interval"), ({"test_fraction": 0}, "'test_fraction'"),
-    ({"seed": 1.5}, "'seed'"),
+    ({"random_state": 1.5}, "'random_state'"),
 ])
 def test_split_rejects_bad_parameters(kwargs, match):
     with pytest.raises(InvalidParameterError, match=match):
@@ -61,7 +61,7 @@ def test_overlapping_split_is_refused():
 
 
 def test_split_round_trips_and_identity_lists_read_both_formats(tmp_path):
-    split = split_identities(np.array(list("abcdefgh")), test_fraction=0.25, seed=1)
+    split = split_identities(np.array(list("abcdefgh")), test_fraction=0.25, random_state=1)
     path = save_split(split, tmp_path / "split.json")
     loaded = load_split(path)
     np.testing.assert_array_equal(loaded.train, split.train)
@@ -83,12 +83,12 @@ def test_identity_list_errors_name_the_file(tmp_path):
 
 # --- comparisons ------------------------------------------------------------------------------------------------
 
-def make_store(identity, ok=None, seed=0, dim=8, locations=None):
+def make_store(identity, ok=None, random_state=0, dim=8, locations=None):
     """An in-memory store: random unit vectors, ids 100.. (not row numbers, to catch id/row mix-ups)."""
     identity = np.asarray(identity, dtype=object)
     n = len(identity)
     ok = np.ones(n, bool) if ok is None else np.asarray(ok)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     vectors = rng.normal(size=(n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors[~ok] = np.nan
@@ -124,12 +124,12 @@ def test_all_pairs_when_below_the_limits():
     ok = np.ones(12, bool)
     ok[1] = False
     store = make_store(identity, ok)
-    comparisons = sample_comparisons(store, max_mated=1000, n_nonmated=1000, seed=0)
+    comparisons = sample_comparisons(store, max_mated=1000, n_nonmated=1000, random_state=0)
     assert as_set(comparisons, True) == brute_force_pairs(store, True)  # 3 + 3 + 1 pairs
     assert as_set(comparisons, False) == brute_force_pairs(store, False)
     assert comparisons.n_mated == 7 and comparisons.meta["n_mated_available"] == 7
     total = len(brute_force_pairs(store, False))
-    most = sample_comparisons(store, max_mated=3, n_nonmated=total - 3, seed=1)  # enumerate-and-subsample path
+    most = sample_comparisons(store, max_mated=3, n_nonmated=total - 3, random_state=1)  # enumerate-and-subsample path
     assert as_set(most, False) < brute_force_pairs(store, False) and most.n_nonmated == total - 3
     assert as_set(most, True) < brute_force_pairs(store, True) and most.n_mated == 3
     rows_a, rows_b = comparisons.sample_a - 100, comparisons.sample_b - 100
@@ -140,13 +140,13 @@ def test_all_pairs_when_below_the_limits():
 def test_sampled_pairs_are_distinct_valid_seeded_and_uniform():
     identity = ["big"] * 40 + [f"p{i // 5}" for i in range(200)]  # 780 + 40 * 10 = 1180 mated pairs
     store = make_store(identity)
-    comparisons = sample_comparisons(store, max_mated=500, n_nonmated=3000, seed=7)
+    comparisons = sample_comparisons(store, max_mated=500, n_nonmated=3000, random_state=7)
     mated, nonmated = as_set(comparisons, True), as_set(comparisons, False)
     assert len(mated) == 500 == comparisons.n_mated and len(nonmated) == 3000 == comparisons.n_nonmated
     assert mated <= brute_force_pairs(store, True) and nonmated <= brute_force_pairs(store, False)
-    again = sample_comparisons(store, max_mated=500, n_nonmated=3000, seed=7)
+    again = sample_comparisons(store, max_mated=500, n_nonmated=3000, random_state=7)
     np.testing.assert_array_equal(again.sample_a, comparisons.sample_a)
-    assert as_set(sample_comparisons(store, max_mated=500, n_nonmated=3000, seed=8), True) != mated
+    assert as_set(sample_comparisons(store, max_mated=500, n_nonmated=3000, random_state=8), True) != mated
     # a uniform sample of pairs takes ~780/1180 of its pairs from the big class (hypergeometric std < 11)
     from_big = sum(1 for a, _ in mated if a < 140)
     assert abs(from_big - 500 * 780 / 1180) <= 4 * np.sqrt(500 * (780 / 1180) * (400 / 1180))
@@ -155,16 +155,17 @@ def test_sampled_pairs_are_distinct_valid_seeded_and_uniform():
 def test_per_identity_cap_limits_large_identities_only():
     identity = ["big"] * 40 + [f"p{i // 5}" for i in range(200)]  # big: 780 pairs; 40 identities of 10 pairs
     store = make_store(identity)
-    capped = sample_comparisons(store, n_nonmated=100, seed=3, max_mated_per_identity=25)
+    capped = sample_comparisons(store, n_nonmated=100, random_state=3, max_mated_per_identity=25)
     mated = as_set(capped, True)
     assert mated <= brute_force_pairs(store, True)
     from_big = {pair for pair in mated if pair[0] < 140}
     assert len(from_big) == 25 and len(mated) == 25 + 40 * 10  # small identities keep all their pairs
     assert capped.meta["max_mated_per_identity"] == 25
-    again = sample_comparisons(store, n_nonmated=100, seed=3, max_mated_per_identity=25)
+    again = sample_comparisons(store, n_nonmated=100, random_state=3, max_mated_per_identity=25)
     np.testing.assert_array_equal(again.sample_a, capped.sample_a)
     # the global limit still applies after the cap
-    assert sample_comparisons(store, max_mated=100, n_nonmated=100, seed=3, max_mated_per_identity=25).n_mated == 100
+    comparisons = sample_comparisons(store, max_mated=100, n_nonmated=100, random_state=3, max_mated_per_identity=25)
+    assert comparisons.n_mated == 100
     with pytest.raises(InvalidParameterError, match="max_mated_per_identity"):
         sample_comparisons(store, max_mated_per_identity=0)
 
@@ -173,7 +174,7 @@ def test_sample_mask_restricts_to_the_given_samples():
     identity = np.array([f"p{i // 4}" for i in range(40)], dtype=object)
     store = make_store(identity)
     mask = np.isin(identity, ["p0", "p1", "p2"])
-    comparisons = sample_comparisons(store, n_nonmated=10_000, seed=0, sample_mask=mask)
+    comparisons = sample_comparisons(store, n_nonmated=10_000, random_state=0, sample_mask=mask)
     used = set(comparisons.sample_a.tolist()) | set(comparisons.sample_b.tolist())
     assert used == set((np.flatnonzero(mask) + 100).tolist())
     assert comparisons.n_mated == 18 and comparisons.n_nonmated == 12 * 11 // 2 - 18
@@ -191,8 +192,13 @@ def test_sample_comparisons_rejects_bad_parameters():
 
 def test_read_lfw_pairs_file(tmp_path):
     identity = ["Ann"] * 3 + ["Bob"] * 2
-    locations = ["/d/Ann/Ann_0001.jpg", "/d/Ann/Ann_0002.jpg", "/d/Ann/Ann_0003.jpg", "/d/Bob/Bob_0001.jpg",
-                 "/d/Bob/Bob_0002.jpg"]
+    locations = [
+        "/d/Ann/Ann_0001.jpg",
+        "/d/Ann/Ann_0002.jpg",
+        "/d/Ann/Ann_0003.jpg",
+        "/d/Bob/Bob_0001.jpg",
+        "/d/Bob/Bob_0002.jpg",
+    ]
     ok = np.array([True, True, False, True, True])
     store = make_store(identity, ok, locations=locations)
     pairs = tmp_path / "pairs.txt"

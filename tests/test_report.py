@@ -40,7 +40,7 @@ def toy():
     a, b, mated = a[pick], b[pick], mated[pick]
     similarity = np.where(mated, 0.3 + 0.6 * np.minimum(quality[a], quality[b]) + rng.normal(0, 0.1, len(a)),
                           rng.normal(0.0, 0.1, len(a)))
-    comparisons = Comparisons(a + 1000, b + 1000, mated, similarity, {"origin": "sampled", "seed": 0,
+    comparisons = Comparisons(a + 1000, b + 1000, mated, similarity, {"origin": "sampled", "random_state": 0,
                               "n_mated": int(mated.sum()), "n_mated_available": int(mated.sum()),
                               "n_nonmated": int((~mated).sum()), "n_nonmated_available": n * (n - 1) // 2})
     return comparisons, np.arange(n) + 1000, quality
@@ -52,17 +52,17 @@ def test_evaluate_joins_on_sample_id_and_adds_a_seeded_random_floor(toy):
     partial = quality.copy()
     partial[:50] = np.nan
     tables = [quality_table(ids[shuffled], quality[shuffled], "good"), quality_table(ids, partial, "partial")]
-    evaluation = evaluate_quality(comparisons, tables, seed=3)
+    evaluation = evaluate_quality(comparisons, tables, random_state=3)
     assert evaluation.edc.methods == ["good", "partial", RANDOM_METHOD]
     np.testing.assert_array_equal(evaluation.qualities["good"], quality)  # the shuffled table was re-ordered
     assert evaluation.meta["missing_quality_samples"] == {"good": 0, "partial": 50, "random": 0}
     rows = {row["method"]: row for row in evaluation.edc.table()}
     assert rows["good"]["fnmr_pauc"] < rows[RANDOM_METHOD]["fnmr_pauc"]
-    again = evaluate_quality(comparisons, tables, seed=3)
+    again = evaluate_quality(comparisons, tables, random_state=3)
     np.testing.assert_array_equal(again.qualities[RANDOM_METHOD], evaluation.qualities[RANDOM_METHOD])
     # the pair quality is the minimum: recompute the FNMR pAUC of "good" by hand
     q = quality[comparisons.sample_a - 1000], quality[comparisons.sample_b - 1000]
-    manual = evaluate_quality(comparisons, [], seed=3)  # only the floor: same threshold, same comparisons
+    manual = evaluate_quality(comparisons, [], random_state=3)  # only the floor: same threshold, same comparisons
     assert manual.edc.threshold == evaluation.edc.threshold
     curve = edc_curve(comparisons.similarity[comparisons.mated], np.minimum(*q)[comparisons.mated],
                       evaluation.edc.threshold)
@@ -81,7 +81,7 @@ def test_evaluate_rejects_clashing_method_names_and_takes_a_given_random_floor(t
 def test_report_files_and_html_structure(toy, tmp_path):
     comparisons, ids, quality = toy
     evaluation = evaluate_quality(comparisons, [quality_table(ids, quality, "good"),
-                                                quality_table(ids, 1 - quality, "inverted")], seed=0)
+                                                quality_table(ids, 1 - quality, "inverted")], random_state=0)
     page = write_report(evaluation, tmp_path / "report")
     out = tmp_path / "report"
     for name in ("report.html", "edc.csv", "edc.json", "edc_fnmr.png", "edc_fmr.png", "legacy_erc.csv",
@@ -144,7 +144,7 @@ def test_fiqa_evaluate_on_lfw_store(lfw_store, tmp_path):
     # each face is captioned with its image file name (the full location on hover)
     assert len(re.findall(r"<span class=file title='/[^']+\.jpg'>[^<]+_\d{4}\.jpg</span>", text)) == 2 * 3
 
-    split = split_identities(lfw_store.samples.identity, test_fraction=0.5, seed=0)
+    split = split_identities(lfw_store.samples.identity, test_fraction=0.5, random_state=0)
     split_path = save_split(split, tmp_path / "split.json")
     held_out = tmp_path / "held_out"
     result = CliRunner().invoke(main, ["evaluate", str(lfw_store.root), "--scores", str(table_path), "--out",
@@ -175,7 +175,7 @@ def test_a_pairs_file_name_is_escaped_in_the_report(toy, tmp_path):
     hostile = '<script>alert("x")</script>.txt'
     from_file = Comparisons(comparisons.sample_a, comparisons.sample_b, comparisons.mated, comparisons.similarity,
                             {"origin": hostile, "n_skipped": 0})
-    evaluation = evaluate_quality(from_file, [quality_table(ids, quality, "good")], seed=0, legacy_erc=False,
+    evaluation = evaluate_quality(from_file, [quality_table(ids, quality, "good")], random_state=0, legacy_erc=False,
                                   n_bootstrap=0)
     page = write_report(evaluation, tmp_path / "report").read_text(encoding="utf-8")
     assert "<script>alert" not in page and "&lt;script&gt;alert" in page
@@ -185,9 +185,9 @@ def test_a_report_folder_reused_without_the_legacy_erc_keeps_no_stale_legacy_fil
     # hostile case R07
     comparisons, ids, quality = toy
     tables = [quality_table(ids, quality, "good")]
-    write_report(evaluate_quality(comparisons, tables, seed=0, n_bootstrap=0), tmp_path / "r")
+    write_report(evaluate_quality(comparisons, tables, random_state=0, n_bootstrap=0), tmp_path / "r")
     assert (tmp_path / "r" / "legacy_erc.csv").exists()
-    write_report(evaluate_quality(comparisons, tables, seed=0, n_bootstrap=0, legacy_erc=False), tmp_path / "r")
+    write_report(evaluate_quality(comparisons, tables, random_state=0, n_bootstrap=0, legacy_erc=False), tmp_path / "r")
     assert not any((tmp_path / "r").glob("legacy_erc.*"))
     assert (tmp_path / "r" / "edc.csv").exists()
 
@@ -207,9 +207,20 @@ def test_curve_points_spearman_and_further_fmr_are_exported(tmp_path):
     a, b, mated = a[pick], b[pick], mated[pick]
     similarity = np.where(mated, 0.3 + 0.6 * np.minimum(quality[a], quality[b]) + rng.normal(0, 0.1, len(a)),
                           rng.normal(0.0, 0.1, len(a)))
-    comparisons = Comparisons(a, b, mated, similarity, {"origin": "sampled", "seed": 0, "n_mated": int(mated.sum()),
-                              "n_mated_available": int(mated.sum()), "n_nonmated": int((~mated).sum()),
-                              "n_nonmated_available": n * (n - 1) // 2})
+    comparisons = Comparisons(
+        a,
+        b,
+        mated,
+        similarity,
+        {
+            "origin": "sampled",
+            "random_state": 0,
+            "n_mated": int(mated.sum()),
+            "n_mated_available": int(mated.sum()),
+            "n_nonmated": int((~mated).sum()),
+            "n_nonmated_available": n * (n - 1) // 2,
+        },
+    )
     noisy = np.round(quality + rng.normal(0, 0.2, n), 2)  # ties
     tables = [quality_table(np.arange(n), quality, "good"), quality_table(np.arange(n), noisy, "noisy")]
     evaluation = evaluate_quality(comparisons, tables, n_bootstrap=50, legacy_erc=False)
@@ -227,9 +238,8 @@ def test_curve_points_spearman_and_further_fmr_are_exported(tmp_path):
     curve = evaluation.edc.fnmr_curves["noisy"]
     shown = curve.discard_fractions <= 0.5
     assert len(mine) in (int(shown.sum()), int(shown.sum()) + 1)  # every step up to the plotted range
-    np.testing.assert_array_equal([float(p["discard_fraction"]) for p in mine],
-                                  curve.discard_fractions[:len(mine)])
-    np.testing.assert_array_equal([int(p["error_count"]) for p in mine], curve.error_counts[:len(mine)])
+    np.testing.assert_array_equal([float(p["discard_fraction"]) for p in mine], curve.discard_fractions[: len(mine)])
+    np.testing.assert_array_equal([int(p["error_count"]) for p in mine], curve.error_counts[: len(mine)])
     assert {p["fmr_target"] for p in points} == {"0.001", "0.0001"}
     with open(tmp_path / "spearman.csv", encoding="utf-8") as handle:
         pairs = {(r["method_a"], r["method_b"]): float(r["spearman"]) for r in csv.DictReader(handle)}

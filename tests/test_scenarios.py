@@ -12,7 +12,7 @@ from fiqa.studies.scenarios import ScenarioSet, build_scenarios, scenario_metric
 @pytest.fixture(scope="module")
 def scenarios(lfw_dir) -> ScenarioSet:
     return build_scenarios(lfw_dir, n_cases=1, burst_size=5, n_poor=5, n_background=12, images_per_identity=3,
-                           seed=3)
+                           random_state=3)
 
 
 @pytest.mark.lfw
@@ -30,7 +30,7 @@ def test_structure_and_known_severity(scenarios):
     assert (burst @ burst.T).min() > 0.85
     # degradation lowers SFace's raw norm: the burst's norm is below the clean burst's
     assert np.median(s.norms[s.role == "burst"]) < np.median(s.norms[s.role == "consistent"])
-    assert s.meta["params"]["seed"] == 3 and s.meta["embedder"]["backend"] == "sface"
+    assert s.meta["params"]["random_state"] == 3 and s.meta["embedder"]["backend"] == "sface"
 
 
 @pytest.mark.lfw

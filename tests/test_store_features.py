@@ -227,7 +227,7 @@ def labels(stores, tmp_path_factory):
 def test_training_from_store_features_equals_training_from_the_cache(stores, labels, tmp_path, monkeypatch):
     _, store = stores
     plain = without_features(store, tmp_path / "plain")
-    config = TrainConfig(epochs=3, batch_size=8, seed=1)
+    config = TrainConfig(epochs=3, batch_size=8, random_state=1)
     from_cache = train_regressor(plain, labels, tmp_path / "cache_model", config=config, validation_fraction=0.3)
     assert any((plain.root / "features").glob("*.npy"))  # the second SFace pass ran and filled the cache
 
@@ -255,7 +255,7 @@ def test_training_from_store_features_equals_training_from_the_cache(stores, lab
 def test_augmented_copies_get_their_features_in_the_same_run(stores, tmp_path):
     plain, store = stores
     parents = np.flatnonzero(store.ok)[:4]
-    augmented = augment_store(store, tmp_path / "aug", copies=2, seed=3, rows=parents, progress=False)
+    augmented = augment_store(store, tmp_path / "aug", copies=2, random_state=3, rows=parents, progress=False)
     features, info = open_features(augmented)
     assert info == store.meta["features"] and augmented.meta["plan"]["features"] == info
     n = len(store)
@@ -264,7 +264,7 @@ def test_augmented_copies_get_their_features_in_the_same_run(stores, tmp_path):
     assert len(derived) == 8 and augmented.ok[derived].all()
     assert_same_float16(features[derived], expected_features(augmented, derived)[:, LAST_MEAN])
     # the copies embed as they would without features
-    same = augment_store(plain, tmp_path / "aug_plain", copies=2, seed=3, rows=parents, progress=False)
+    same = augment_store(plain, tmp_path / "aug_plain", copies=2, random_state=3, rows=parents, progress=False)
     assert open_features(same) is None
     np.testing.assert_array_equal(augmented.vectors[derived], same.vectors[derived])
 

@@ -88,8 +88,8 @@ def test_train_config_validates_with_parameter_names():
     assert list_regressors() == ["head", "mobilefacenet", "taps"] == list(SHAPES)
 
 
-def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
+def _synthetic(n: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(random_state)
     features = rng.normal(size=(n, SMALL.dim)).astype(np.float32)
     # a function of the stage's channel means: the only columns the plain head reads
     targets = (50 + 30 * features[:, 0] - 24 * features[:, 2]).astype(np.float32)
@@ -98,18 +98,20 @@ def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _run(out_dir, config, resume=True):
     features, targets = _synthetic(160, 0)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.random_state)
     model = QualityHead(spec=SMALL, hidden=8, dropout=0.2)
     result = fit(model, TensorPairs(features, np.arange(120), targets[:120]),
                  TensorPairs(features, np.arange(120, 160), targets[120:]), config, out_dir, resume=resume)
     return model, result
 
 
-CONFIG = TrainConfig(epochs=5, batch_size=16, learning_rate=1e-2, patience=10, seed=3)
+CONFIG = TrainConfig(epochs=5, batch_size=16, learning_rate=1e-2, patience=10, random_state=3)
 
 
 def test_training_learns_a_synthetic_target(tmp_path):
-    _model, result = _run(tmp_path, TrainConfig(epochs=15, batch_size=16, learning_rate=3e-2, patience=15, seed=3))
+    _model, result = _run(
+        tmp_path, TrainConfig(epochs=15, batch_size=16, learning_rate=3e-2, patience=15, random_state=3)
+    )
     assert result.spearman > 0.8
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert (tmp_path / "training.png").stat().st_size > 0 and (tmp_path / "history.json").exists()
@@ -141,10 +143,10 @@ def test_resume_after_interruption_reaches_the_same_final_weights(tmp_path, monk
 
 
 def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path):
-    _run(tmp_path, TrainConfig(epochs=1, batch_size=16, seed=3))
+    _run(tmp_path, TrainConfig(epochs=1, batch_size=16, random_state=3))
     with pytest.raises(StoreError, match="differs in: epochs"):
-        _run(tmp_path, TrainConfig(epochs=2, batch_size=16, seed=3))
-    _run(tmp_path, TrainConfig(epochs=2, batch_size=16, seed=3), resume=False)
+        _run(tmp_path, TrainConfig(epochs=2, batch_size=16, random_state=3))
+    _run(tmp_path, TrainConfig(epochs=2, batch_size=16, random_state=3), resume=False)
 
 
 def test_ddp_code_path_with_one_gloo_process_equals_plain_training(tmp_path, monkeypatch):
@@ -204,9 +206,11 @@ def test_a_crafted_checkpoint_is_refused_without_running_code(tmp_path):
 def test_resume_refuses_a_checkpoint_of_other_training_data(tmp_path):
     # hostile case R06: a checkpoint trained on other labels must not be continued silently
     features, targets = _synthetic(160, 0)
-    train, validation = TensorPairs(features, np.arange(120), targets[:120]), \
-        TensorPairs(features, np.arange(120, 160), targets[120:])
-    config = TrainConfig(epochs=1, batch_size=16, seed=3)
+    train, validation = (
+        TensorPairs(features, np.arange(120), targets[:120]),
+        TensorPairs(features, np.arange(120, 160), targets[120:]),
+    )
+    config = TrainConfig(epochs=1, batch_size=16, random_state=3)
     fit(QualityHead(spec=SMALL, hidden=8), train, validation, config, tmp_path, extra_state={"data_sha256": "a"})
     with pytest.raises(StoreError, match="differs in: data_sha256"):
         fit(QualityHead(spec=SMALL, hidden=8), train, validation, config, tmp_path, extra_state={"data_sha256": "b"})

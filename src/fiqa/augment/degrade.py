@@ -175,7 +175,8 @@ def _check_crops(crops: np.ndarray, owner: str, ndim: int) -> None:
                                     f"{crops.dtype} array of shape {crops.shape}")
 
 
-def degrade(crop: np.ndarray, kind: str, severity: float, *, seed: int | np.random.Generator | None = 0) -> np.ndarray:
+def degrade(crop: np.ndarray, kind: str, severity: float, *,
+            random_state: int | np.random.Generator | None = 0) -> np.ndarray:
     """Degrade one crop.
 
     Parameters
@@ -199,10 +200,10 @@ def degrade(crop: np.ndarray, kind: str, severity: float, *, seed: int | np.rand
     if severity == 0.0:
         return np.array(crop, copy=True)
     op, _ = _ALL[kind]
-    return op(np.ascontiguousarray(crop), severity, np.random.default_rng(seed))
+    return op(np.ascontiguousarray(crop), severity, np.random.default_rng(random_state))
 
 
-def degrade_batch(crops: np.ndarray, kind: str, severity: float | np.ndarray, *, seed: int = 0) -> np.ndarray:
+def degrade_batch(crops: np.ndarray, kind: str, severity: float | np.ndarray, *, random_state: int = 0) -> np.ndarray:
     """Degrade a batch of crops, each with its own severity and an independent seeded random stream.
 
     Parameters
@@ -223,8 +224,8 @@ def degrade_batch(crops: np.ndarray, kind: str, severity: float | np.ndarray, *,
     severities = np.broadcast_to(np.asarray(severity, dtype=np.float64), (len(crops),))
     for value in severities:
         _check(kind, float(value), "degrade_batch")
-    children = np.random.SeedSequence(seed).spawn(len(crops))
+    children = np.random.SeedSequence(random_state).spawn(len(crops))
     out = np.empty_like(crops)
     for index, (crop, value, child) in enumerate(zip(crops, severities, children)):
-        out[index] = degrade(crop, kind, float(value), seed=np.random.default_rng(child))
+        out[index] = degrade(crop, kind, float(value), random_state=np.random.default_rng(child))
     return out

@@ -12,7 +12,7 @@ from fiqa.commands._common import LazyDefault, info, out_option, progress
 @click.argument("store", type=click.Path(file_okay=False))
 @out_option("The store folder to write.", type=click.Path(file_okay=False))
 @click.option("--copies", type=int, default=2, show_default=True, help="Degraded copies per parent sample.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the recipes.")
+@click.option("--random-state", "--seed", type=int, default=0, show_default=True, help="Seed of the recipes.")
 @click.option("--kinds", default=LazyDefault("fiqa.augment.degrade", "DEGRADATIONS", ",".join), show_default=True,
               help="Degradations to draw from, comma-separated.")
 @click.option("--severity-min", type=float, default=0.2, show_default=True, help="Lowest severity, in [0, 1].")
@@ -35,7 +35,7 @@ from fiqa.commands._common import LazyDefault, info, out_option, progress
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue an interrupted run into --out, or start over.")
 @click.option("--workers", type=int, default=None, help="Decode/warp threads [default: CPU count].")
-def command(store: str, out: str, copies: int, seed: int, kinds: str, severity_min: float, severity_max: float,
+def command(store: str, out: str, copies: int, random_state: int, kinds: str, severity_min: float, severity_max: float,
             clean_fraction: float, combined_fraction: float, geometry: bool, originals: bool, rows_from: str | None,
             part: Literal["train", "test"], batch_size: int, chunk_size: int, resume: bool,
             workers: int | None) -> None:
@@ -56,13 +56,29 @@ def command(store: str, out: str, copies: int, seed: int, kinds: str, severity_m
         if not rows.any():
             raise click.BadParameter(f"none of the {len(names):,} identities of {rows_from} ({part}) is in {store}",
                                      param_hint="'--rows-from'")
-    result = augment_store(parent, out, copies=copies, seed=seed, kinds=kinds, severity=(severity_min, severity_max),
-                           geometry=geometry, clean_fraction=clean_fraction, combined_fraction=combined_fraction,
-                           keep_originals=originals, rows=rows, batch_size=batch_size, chunk_size=chunk_size,
-                           resume=resume, n_workers=workers, progress=progress())
+    result = augment_store(
+        parent,
+        out,
+        copies=copies,
+        random_state=random_state,
+        kinds=kinds,
+        severity=(severity_min, severity_max),
+        geometry=geometry,
+        clean_fraction=clean_fraction,
+        combined_fraction=combined_fraction,
+        keep_originals=originals,
+        rows=rows,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        resume=resume,
+        n_workers=workers,
+        progress=progress(),
+    )
     summary = result.meta["augmentation"]
-    info(f"{result.root}: {summary['n_originals']:,} original and {summary['n_derived']:,} derived samples "
-         f"({summary['n_parents']:,} parents x {summary['copies']} copies)")
+    info(
+        f"{result.root}: {summary['n_originals']:,} original and {summary['n_derived']:,} derived samples "
+        f"({summary['n_parents']:,} parents x {summary['copies']} copies)"
+    )
     for status, count in summary["derived_counts"].items():
         info(f"  derived {status:<16}{count:>10,d}")
     for status, count in summary["skipped_parents"].items():

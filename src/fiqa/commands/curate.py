@@ -44,14 +44,14 @@ def _read_attributes(path: str, sample_id: np.ndarray) -> dict[str, np.ndarray]:
               help="CSV with a sample_id column; its other columns split the groups further.")
 @click.option("--strata", "n_strata", type=int, default=3, show_default=True, help="Quality bands per group.")
 @click.option("--per-stratum", type=int, default=1, show_default=True, help="Samples kept per group and band.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--random-state", "--seed", type=int, default=0, show_default=True)
 @click.option("--rounds", type=int, default=0, show_default=True,
               help="Flywheel rounds: retrain the regressor on the curated seed (needs --store) and re-score.")
 @click.option("--store", "store_path", type=click.Path(exists=True, file_okay=False), default=None,
               help="The embedding store of LABELS (for --rounds).")
 @click.option("--epochs", type=int, default=10, show_default=True, help="Regressor epochs per flywheel round.")
 def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str | None, n_strata: int,
-            per_stratum: int, seed: int, rounds: int, store_path: str | None, epochs: int) -> None:
+            per_stratum: int, random_state: int, rounds: int, store_path: str | None, epochs: int) -> None:
     """Keep a stratified seed set of LABELS: every cluster, high / middle / low quality, near-duplicates once.
 
     --rounds needs PyTorch: pip install 'fiqa[train]'.
@@ -63,7 +63,7 @@ def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str
     table = load_quality(labels)
     params: dict[str, Any] = {
         "cluster_column": None if cluster_column == "none" else cluster_column, "n_strata": n_strata,
-        "per_stratum": per_stratum, "random_state": seed,
+        "per_stratum": per_stratum, "random_state": random_state,
         "attributes": _read_attributes(attributes_csv, table.sample_id) if attributes_csv else None}
     if rounds < 0:
         raise click.BadParameter("must be >= 0", param_hint="'--rounds'")
@@ -82,7 +82,7 @@ def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str
 
         def retrain(seed_labels, round_index):
             trained = train_regressor(store, seed_labels, out_dir / f"round-{round_index + 1}",
-                                      config=TrainConfig(epochs=epochs, seed=seed))
+                                      config=TrainConfig(epochs=epochs, random_state=random_state))
             return create_scorer(trained.model_path).score_store(store, progress=False)
 
         history = flywheel(table, retrain, rounds=rounds, **params)

@@ -31,10 +31,10 @@ from fiqa.commands._common import info, out_option, progress, require_torch
               help="Cap on mated comparisons per identity in the evaluation.")
 @click.option("--n-bootstrap", type=int, default=1000, show_default=True,
               help="Identity resamples for the 95 % pAUC intervals (0: none).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--random-state", "--seed", type=int, default=0, show_default=True)
 @click.option("--download", is_flag=True, help="Download LFW when it is not found locally.")
 def command(lfw, out_dir, labellers, baselines, training_free, serfiq_samples, test_fraction, min_images,
-            max_identities, max_images_per_identity, epochs, max_mated_per_identity, n_bootstrap, seed,
+            max_identities, max_images_per_identity, epochs, max_mated_per_identity, n_bootstrap, random_state,
             download) -> None:
     """Embed LFW, train the default quality model and v0.1's plain head on half the identities, and evaluate both
     beside the labels (sdd, sdd-refined, cr, reference-consensus), the baselines and the training-free methods
@@ -53,7 +53,7 @@ def command(lfw, out_dir, labellers, baselines, training_free, serfiq_samples, t
                       baselines=baselines or DEFAULT_BASELINES, training_free=training_free or DEFAULT_TRAINING_FREE,
                       serfiq_samples=serfiq_samples, test_fraction=test_fraction, min_images=min_images,
                       max_identities=max_identities, max_images_per_identity=max_images_per_identity, epochs=epochs,
-                      max_mated_per_identity=max_mated_per_identity, n_bootstrap=n_bootstrap, seed=seed,
+                      max_mated_per_identity=max_mated_per_identity, n_bootstrap=n_bootstrap, random_state=random_state,
                       download=download, progress=progress())
     width = max(len(row["method"]) for row in result.summary)
     for set_name in ("natural", "degraded"):

@@ -89,11 +89,17 @@ def describe_labelers(width: int = 120) -> list[str]:
             type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--param", "-p", "param_pairs", multiple=True, metavar="KEY=VALUE",
               help="A method parameter, e.g. -p n_repeats=12 -p signed=true; repeat for several.")
-@click.option("--seed", type=int, default=0, show_default=True, help="random_state of the method.")
+@click.option("--random-state", "--seed", type=int, default=0, show_default=True, help="random_state of the method.")
 @click.option("--list", "list_methods", is_flag=True,
               help="List the labelling methods, their parameters, defaults and meaning.")
-def command(store: str | None, method: str | None, out_path: str | None, param_pairs: tuple[str, ...], seed: int,
-            list_methods: bool) -> None:
+def command(
+    store: str | None,
+    method: str | None,
+    out_path: str | None,
+    param_pairs: tuple[str, ...],
+    random_state: int,
+    list_methods: bool,
+) -> None:
     """Compute pseudo quality labels (sdd, cr, baselines, ...) for the usable samples of STORE.
 
     Columns of the table: sample_id, score (the label, higher is better; NaN unless ok), status, reason, identity,
@@ -113,7 +119,7 @@ def command(store: str | None, method: str | None, out_path: str | None, param_p
     params = parse_params(param_pairs)
     if "random_state" in params:
         raise click.BadParameter("use --seed instead of -p random_state=...", param_hint="'--param'")
-    labeler = create_labeler(method, random_state=seed, **params)
+    labeler = create_labeler(method, random_state=random_state, **params)
     check_table_out(out_path, [store])  # before the work: never into the store, never over an input
     table = label_store(open_store(store), labeler)
     path = write_quality(table, out_path)

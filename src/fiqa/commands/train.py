@@ -25,7 +25,7 @@ from fiqa.train.config import SHAPES, TrainConfig
               help="Fraction of identities held out for validation.")
 @click.option("--backbone-checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
               help="mobilefacenet only: start from this backbone state_dict.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--random-state", "--seed", type=int, default=0, show_default=True)
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from the checkpoint in --out, or start over.")
 @click.option("--force", is_flag=True,
@@ -33,7 +33,7 @@ from fiqa.train.config import SHAPES, TrainConfig
                    "again); warns. Labels whose image locations differ are refused all the same.")
 def command(store: str, labels: str, out_dir: str, shape: str, epochs: int, batch_size: int, learning_rate: float,
             weight_decay: float, huber_delta: float, patience: int, validation_fraction: float,
-            backbone_checkpoint: str | None, seed: int, resume: bool, force: bool) -> None:
+            backbone_checkpoint: str | None, random_state: int, resume: bool, force: bool) -> None:
     """Train a Huber-loss regressor on LABELS of STORE; write MODEL_DIR/model.onnx and training plots.
 
     Needs PyTorch: pip install 'fiqa[train]'.
@@ -41,14 +41,32 @@ def command(store: str, labels: str, out_dir: str, shape: str, epochs: int, batc
     require_torch("fiqa train")
     from fiqa.train import train_regressor
 
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                         weight_decay=weight_decay, huber_delta=huber_delta, patience=patience, seed=seed)
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        huber_delta=huber_delta,
+        patience=patience,
+        random_state=random_state,
+    )
     params = {"backbone_checkpoint": backbone_checkpoint} if backbone_checkpoint else None
-    trained = train_regressor(store, labels, out_dir, shape=shape, model_params=params, config=config,
-                              validation_fraction=validation_fraction, resume=resume, force=force)
+    trained = train_regressor(
+        store,
+        labels,
+        out_dir,
+        shape=shape,
+        model_params=params,
+        config=config,
+        validation_fraction=validation_fraction,
+        resume=resume,
+        force=force,
+    )
     result = trained.result
-    info(f"validation Spearman {result.spearman:.3f}, Pearson {result.pearson:.3f} "
-         f"(best epoch {result.best_epoch} of {len(result.history)})")
+    info(
+        f"validation Spearman {result.spearman:.3f}, Pearson {result.pearson:.3f} "
+        f"(best epoch {result.best_epoch} of {len(result.history)})"
+    )
     if trained.model_path is not None:
         info(f"model: {trained.model_path}")
         info(f"plot:  {trained.out_dir / 'training.png'}")

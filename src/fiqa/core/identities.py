@@ -43,7 +43,7 @@ class IdentitySplit:
 
     train: np.ndarray
     test: np.ndarray
-    seed: int | None = None
+    random_state: int | None = None
     test_fraction: float | None = None
 
     def __post_init__(self) -> None:
@@ -66,10 +66,10 @@ class IdentitySplit:
         """A JSON-able block for an artifact's metadata: counts, seed, fraction and a digest of both sets."""
         digest = hashlib.sha256(json.dumps([self.train.tolist(), self.test.tolist()]).encode()).hexdigest()
         return {"n_train_identities": int(len(self.train)), "n_test_identities": int(len(self.test)),
-                "seed": self.seed, "test_fraction": self.test_fraction, "sha256": digest}
+                "random_state": self.random_state, "test_fraction": self.test_fraction, "sha256": digest}
 
 
-def split_identities(identity: np.ndarray, *, test_fraction: float = 0.5, seed: int = 0) -> IdentitySplit:
+def split_identities(identity: np.ndarray, *, test_fraction: float = 0.5, random_state: int = 0) -> IdentitySplit:
     """Draw a seeded split of the distinct identities into train and test.
 
     Parameters
@@ -90,25 +90,25 @@ def split_identities(identity: np.ndarray, *, test_fraction: float = 0.5, seed: 
             or not 0.0 < float(test_fraction) < 1.0:
         raise InvalidParameterError("split_identities", "test_fraction", "a float in the open interval (0, 1)",
                                     test_fraction)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise InvalidParameterError("split_identities", "seed", "an int", seed)
+    if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral):
+        raise InvalidParameterError("split_identities", "random_state", "an int", random_state)
     names = np.unique(np.asarray(identity).astype(str))
     names = names[names != ""]
     if len(names) < 2:
         raise InvalidParameterError("split_identities", "identity", "an array with at least 2 distinct identities",
                                     f"{len(names)} distinct identities")
     n_test = int(np.clip(round(float(test_fraction) * len(names)), 1, len(names) - 1))
-    order = np.random.default_rng(int(seed)).permutation(len(names))
+    order = np.random.default_rng(int(random_state)).permutation(len(names))
     test = np.sort(names[order[:n_test]]).astype(object)
     train = np.sort(names[order[n_test:]]).astype(object)
-    return IdentitySplit(train, test, int(seed), float(test_fraction))
+    return IdentitySplit(train, test, int(random_state), float(test_fraction))
 
 
 def save_split(split: IdentitySplit, path: str | Path) -> Path:
     """Write a split as JSON (``{"train": [...], "test": [...], "seed": ..., "test_fraction": ...}``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"train": split.train.tolist(), "test": split.test.tolist(), "seed": split.seed,
+    write_json(path, {"train": split.train.tolist(), "test": split.test.tolist(), "random_state": split.random_state,
                       "test_fraction": split.test_fraction})
     return path
 
@@ -126,7 +126,7 @@ def load_split(path: str | Path) -> IdentitySplit:
         raise StoreError(f"{path}: not a split file, expected JSON with lists 'train' and 'test'")
     try:
         return IdentitySplit(np.asarray(data["train"], dtype=object), np.asarray(data["test"], dtype=object),
-                             data.get("seed"), data.get("test_fraction"))
+                             data.get("random_state"), data.get("test_fraction"))
     except ValueError as exc:
         raise StoreError(f"{path}: {exc}") from None
 

@@ -44,11 +44,11 @@ class EDCBands:
     high: dict[str, np.ndarray]
     n_bootstrap: int
     confidence: float
-    seed: int
+    random_state: int
 
 
 def edc_bands(mated_similarities: SimilarityScores, mated_qualities: Mapping[str, QualityScores], threshold: float,
-              clusters: np.ndarray, grid: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0,
+              clusters: np.ndarray, grid: np.ndarray, *, n_bootstrap: int = 1000, random_state: int = 0,
               confidence: float = 0.95) -> EDCBands:
     """Pointwise percentile bands of each method's FNMR-EDC over identity resamples (see the module docstring).
 
@@ -75,7 +75,7 @@ def edc_bands(mated_similarities: SimilarityScores, mated_qualities: Mapping[str
     owner = "edc_bands"
     scores = check_scores(owner, "mated_similarities", mated_similarities)
     n_bootstrap = check_int(owner, "n_bootstrap", n_bootstrap, 1)
-    seed = check_int(owner, "seed", seed)
+    random_state = check_int(owner, "random_state", random_state)
     confidence = check_fraction(owner, "confidence", confidence, low_open=True, high_open=True)
     points = np.asarray(grid, dtype=np.float64)
     if points.ndim != 1 or not len(points) or np.any((points < 0) | (points >= 1)):
@@ -85,7 +85,7 @@ def edc_bands(mated_similarities: SimilarityScores, mated_qualities: Mapping[str
         raise InvalidParameterError(owner, "clusters", f"a non-empty int array of shape {scores.shape}",
                                     f"{clusters.dtype} array of shape {clusters.shape}")
     codes = np.unique(clusters, return_inverse=True)[1].reshape(-1)
-    counts = _cluster_counts(int(codes.max()) + 1, n_bootstrap, seed)
+    counts = _cluster_counts(int(codes.max()) + 1, n_bootstrap, random_state)
     errors = scores < threshold
     tail = 50.0 * (1.0 - confidence)
     low, high = {}, {}
@@ -96,7 +96,7 @@ def edc_bands(mated_similarities: SimilarityScores, mated_qualities: Mapping[str
                                         f"shape {quality.shape} for method {method!r}")
         rates = _resampled_rates(quality, errors, codes, counts, points)
         low[method], high[method] = np.nanpercentile(rates, [tail, 100.0 - tail], axis=0)
-    return EDCBands(points, low, high, n_bootstrap, confidence, seed)
+    return EDCBands(points, low, high, n_bootstrap, confidence, random_state)
 
 
 def _resampled_rates(quality: np.ndarray, errors: np.ndarray, codes: np.ndarray, counts: np.ndarray,
@@ -147,4 +147,4 @@ def evaluation_bands(evaluation: Evaluation, edc: EDCResult, grid: np.ndarray, *
         return None
     return edc_bands(comparisons.similarity[rows][usable], {m: q[usable] for m, q in pairs.items()}, edc.threshold,
                      evaluation.mated_clusters[usable], grid, n_bootstrap=min(n_bootstrap, max_resamples),
-                     seed=int(edc.params.get("seed", 0)))
+                     random_state=int(edc.params.get("random_state", 0)))

@@ -101,7 +101,7 @@ class PAUCBootstrap:
     n_clusters: int
     threshold: float
     discard_limit: float
-    seed: int
+    random_state: int
 
     @property
     def n_bootstrap(self) -> int:
@@ -342,7 +342,7 @@ def _block_paucs(counts: np.ndarray, sorted_clusters: np.ndarray, starts: np.nda
 
 def bootstrap_pauc(mated_similarities: SimilarityScores, mated_qualities: Mapping[str, QualityScores],
                    threshold: float, clusters: np.ndarray, *, discard_limit: float = 0.2, n_bootstrap: int = 1000,
-                   seed: int = 0, progress: bool | None = None) -> PAUCBootstrap:
+                   random_state: int = 0, progress: bool | None = None) -> PAUCBootstrap:
     """FNMR-EDC pAUCs of several methods on ``n_bootstrap`` identity resamples at a fixed threshold.
 
     Parameters
@@ -370,7 +370,7 @@ def bootstrap_pauc(mated_similarities: SimilarityScores, mated_qualities: Mappin
     scores = check_scores(owner, "mated_similarities", mated_similarities)
     limit = check_fraction(owner, "discard_limit", discard_limit, low_open=True, high_open=False)
     n_bootstrap = check_int(owner, "n_bootstrap", n_bootstrap, 1)
-    seed = check_int(owner, "seed", seed)
+    random_state = check_int(owner, "random_state", random_state)
     n = len(scores)
     if n == 0:
         raise InvalidParameterError(owner, "mated_similarities", "a non-empty array", "0 comparisons")
@@ -393,7 +393,7 @@ def bootstrap_pauc(mated_similarities: SimilarityScores, mated_qualities: Mappin
     errors = scores < threshold
     cluster_sizes = np.bincount(codes, minlength=n_clusters)
     cluster_errors = np.bincount(codes[errors], minlength=n_clusters)
-    counts = _cluster_counts(n_clusters, n_bootstrap, int(seed))
+    counts = _cluster_counts(n_clusters, n_bootstrap, int(random_state))
     totals, error_totals = counts @ cluster_sizes, counts @ cluster_errors
     if int(totals.max()) < 2**31 - 1:  # narrower weights gather and add faster; no partial sum exceeds the total
         counts = counts.astype(np.int32)
@@ -406,13 +406,13 @@ def bootstrap_pauc(mated_similarities: SimilarityScores, mated_qualities: Mappin
     return PAUCBootstrap(methods=tuple(qualities), pauc=point,
                          best_pauc=_theoretical_best_area(n, int(errors.sum()), limit), replicates=replicates,
                          best_replicates=best_replicates, n_clusters=n_clusters, threshold=float(threshold),
-                         discard_limit=limit, seed=int(seed))
+                         discard_limit=limit, random_state=int(random_state))
 
 
-def _cluster_counts(n_clusters: int, n_bootstrap: int, seed: int) -> np.ndarray:
+def _cluster_counts(n_clusters: int, n_bootstrap: int, random_state: int) -> np.ndarray:
     """How often each cluster is drawn in each resample; shape (n_bootstrap, n_clusters), int64. Resample ``b`` is
     the ``b``-th ``rng.integers(0, n_clusters, size=n_clusters)`` of ``numpy.random.default_rng(seed)``."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     draws = np.stack([rng.integers(0, n_clusters, size=n_clusters) for _ in range(n_bootstrap)])
     offsets = n_clusters * np.arange(n_bootstrap, dtype=np.int64)[:, None]
     counts = np.bincount((draws + offsets).ravel(), minlength=n_bootstrap * n_clusters)

@@ -106,7 +106,7 @@ def compute_edc(mated_similarities: SimilarityScores, mated_qualities: Mapping[s
                 nonmated_similarities: SimilarityScores, nonmated_qualities: Mapping[str, QualityScores], *,
                 fmr: float = 1e-3, start_fnmr: float | None = None, discard_limit: float = 0.2,
                 missing: MissingPolicy = "lowest", mated_clusters: np.ndarray | None = None, n_bootstrap: int = 0,
-                seed: int = 0) -> EDCResult:
+                random_state: int = 0) -> EDCResult:
     """FNMR- and FMR-EDCs of any number of quality columns with one threshold fixed on all comparisons.
 
     Parameters
@@ -149,7 +149,7 @@ def compute_edc(mated_similarities: SimilarityScores, mated_qualities: Mapping[s
     if missing not in ("lowest", "exclude"):
         raise InvalidParameterError(owner, "missing", "'lowest' or 'exclude'", missing)
     n_bootstrap = check_int(owner, "n_bootstrap", n_bootstrap, 0)
-    check_int(owner, "seed", seed)
+    check_int(owner, "random_state", random_state)
     mated = check_scores(owner, "mated_similarities", mated_similarities)
     mated_clusters = _check_clusters(owner, mated_clusters, mated.shape, n_bootstrap)
     nonmated = check_scores(owner, "nonmated_similarities", nonmated_similarities)
@@ -169,14 +169,14 @@ def compute_edc(mated_similarities: SimilarityScores, mated_qualities: Mapping[s
     bootstrap = None
     if mated_clusters is not None and n_bootstrap > 0:  # _check_clusters requires clusters when n_bootstrap > 0
         bootstrap = bootstrap_pauc(mated, mated_q, threshold, mated_clusters, discard_limit=discard_limit,
-                                   n_bootstrap=n_bootstrap, seed=seed)
+                                   n_bootstrap=n_bootstrap, random_state=random_state)
     return EDCResult(fnmr_curves=fnmr_curves, fmr_curves=fmr_curves, threshold=threshold,
                      start_fnmr=float(np.mean(mated < threshold)),
                      start_fmr=float(np.mean(nonmated >= threshold)), n_mated=len(mated), n_nonmated=len(nonmated),
                      n_excluded_mated=n_excluded[0], n_excluded_nonmated=n_excluded[1],
                      params={"fmr": None if start_fnmr is not None else fmr, "start_fnmr_target": start_fnmr,
                              "discard_limit": discard_limit, "missing": missing, "n_bootstrap": n_bootstrap,
-                             "seed": int(seed)},
+                             "random_state": int(random_state)},
                      bootstrap=bootstrap)
 
 

@@ -149,7 +149,7 @@ def _mated_pairs(codes: np.ndarray, rows: np.ndarray, max_mated: int, rng: np.ra
 
 
 def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_nonmated: int = 1_000_000,
-                       seed: int = 0, sample_mask: np.ndarray | None = None,
+                       random_state: int = 0, sample_mask: np.ndarray | None = None,
                        max_mated_per_identity: int | None = None) -> Comparisons:
     """Mated and non-mated comparisons of the ok samples of a store.
 
@@ -177,7 +177,7 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
     owner = "sample_comparisons"
     max_mated = check_int(owner, "max_mated", max_mated, 1)
     n_nonmated = check_int(owner, "n_nonmated", n_nonmated, 1)
-    seed = check_int(owner, "seed", seed)
+    random_state = check_int(owner, "random_state", random_state)
     usable = store.ok & (store.samples.identity.astype(str) != "")
     if sample_mask is not None:
         sample_mask = np.asarray(sample_mask)
@@ -189,7 +189,7 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
     codes = identity_codes(store.samples.identity[rows])[1]
     if max_mated_per_identity is not None:
         max_mated_per_identity = check_int(owner, "max_mated_per_identity", max_mated_per_identity, 1)
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(int(random_state))
     mated_a, mated_b, mated_total = _mated_pairs(codes, rows, max_mated, rng, max_mated_per_identity)
     nonmated_total = count_nonmated_pairs(codes)
     nonmated_a = nonmated_b = rows[:0]
@@ -202,7 +202,7 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
                                     f"non-mated pairs")
     rows_a, rows_b = np.concatenate([mated_a, nonmated_a]), np.concatenate([mated_b, nonmated_b])
     ids = store.samples.sample_id
-    meta = {"origin": "sampled", "seed": int(seed), "max_mated": max_mated,
+    meta = {"origin": "sampled", "random_state": int(random_state), "max_mated": max_mated,
             "max_mated_per_identity": max_mated_per_identity, "n_nonmated_requested": n_nonmated,
             "n_usable_samples": int(len(rows)), "n_mated_available": mated_total,
             "n_nonmated_available": nonmated_total, "n_mated": int(len(mated_a)),

@@ -365,7 +365,7 @@ def _spearman_note(evaluation: Evaluation) -> str:
 def _comparisons_origin(comparisons_meta: Mapping[str, Any]) -> str:
     """Where the comparisons came from: sampled from a store (seed and counts) or read from a pairs file."""
     if comparisons_meta.get("origin") == "sampled":
-        return (f"sampled from the store with seed {comparisons_meta.get('seed')}: "
+        return (f"sampled from the store with seed {comparisons_meta.get('random_state')}: "
                 f"{comparisons_meta.get('n_mated'):,} of {comparisons_meta.get('n_mated_available'):,} mated "
                 f"pairs, {comparisons_meta.get('n_nonmated'):,} of {comparisons_meta.get('n_nonmated_available'):,}"
                 f" non-mated pairs")
@@ -380,7 +380,7 @@ def _interval_text(bootstrap: PAUCBootstrap | None) -> str:
         return "not computed (n_bootstrap = 0)"
     return (f"percentile bootstrap over identities: {bootstrap.n_bootstrap:,} resamples of the "
             f"{bootstrap.n_clusters:,} identities of the mated comparisons (seed "
-            f"{bootstrap.seed}), each identity's mated comparisons kept together; the threshold "
+            f"{bootstrap.random_state}), each identity's mated comparisons kept together; the threshold "
             "stays fixed and the non-mated comparisons are not resampled, so FMR pAUCs have no "
             "interval. Differences to random are paired: both methods on the same resamples")
 

@@ -252,10 +252,10 @@ class Labeler(ABC):
         reason = np.full(n_rows, "", dtype=object)
         usable = self._mark_invalid_vectors(vectors, norms, status, reason)
 
-        seed = self.random_state
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
-        rng = np.random.default_rng(seed)
+        random_state = self.random_state
+        if random_state is None:
+            random_state = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
+        rng = np.random.default_rng(random_state)
 
         usable_index = np.flatnonzero(usable)
         names, codes = np.unique(identities[usable_index], return_inverse=True)
@@ -275,8 +275,8 @@ class Labeler(ABC):
                           None if captures is None else captures[usable_index].astype(np.int64))
         logger.info("%s: labelling %d of %d rows (%d identities)", owner, int(labelled.sum()), n_rows, len(names))
         result = self._label(data, rng)
-        self.labels_ = self._assemble(result, data, usable_index, identities, sample_id, status, reason, seed)
-        self.seed_ = seed
+        self.labels_ = self._assemble(result, data, usable_index, identities, sample_id, status, reason, random_state)
+        self.seed_ = random_state
         return self
 
     @abstractmethod
@@ -376,7 +376,7 @@ class Labeler(ABC):
                                f"min_class_size={minimum}")
 
     def _assemble(self, result: LabelResult, data: LabelInput, usable_index, identities, sample_id, status, reason,
-                  seed) -> QualityTable:
+                  random_state) -> QualityTable:
         n_rows = len(identities)
         n_usable = len(usable_index)
         owner = type(self).__name__
@@ -405,7 +405,7 @@ class Labeler(ABC):
         params = {key: (f"<array of shape {value.shape} and dtype {value.dtype}>" if isinstance(value, np.ndarray)
                         else str(value) if not isinstance(value, (int, float, str, bool, type(None))) else value)
                   for key, value in self.get_params().items()}
-        meta = {"method": self.name, "params": params, "seed": int(seed), "versions": versions(),
+        meta = {"method": self.name, "params": params, "random_state": int(random_state), "versions": versions(),
                 "n_rows": n_rows, "n_identities": int(data.n_identities), "status_counts": counts, **result.meta}
         return QualityTable(sample_id, score, status, reason, columns, meta)
 

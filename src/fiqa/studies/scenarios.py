@@ -89,7 +89,7 @@ _Row = tuple[np.ndarray, str, float, str, str, str, str]
 
 def build_scenarios(lfw_dir: str | Path, *, n_cases: int = 2, burst_size: int = 8, n_poor: int = 8,
                     burst_kind: str = "blur", burst_severity: float = 0.8, n_background: int = 30,
-                    images_per_identity: int = 4, seed: int = 0, embedder: Any = None,
+                    images_per_identity: int = 4, random_state: int = 0, embedder: Any = None,
                     aligner: Any = None) -> ScenarioSet:
     """Build scenarios A, B, C (``n_cases`` of each) and the background from a folder-per-person face set.
 
@@ -117,17 +117,21 @@ def build_scenarios(lfw_dir: str | Path, *, n_cases: int = 2, burst_size: int = 
     -------
     ScenarioSet
     """
-    _check_params(n_cases, burst_size, n_poor, burst_kind, burst_severity, n_background, images_per_identity, seed)
+    _check_params(
+        n_cases, burst_size, n_poor, burst_kind, burst_severity, n_background, images_per_identity, random_state
+    )
     root = Path(lfw_dir)
     photos = _people_with_photos(root, 3 * n_cases + n_background)
     if embedder is None:
         from fiqa.embed import create_embedder
+
         embedder = create_embedder("sface")
     if aligner is None:
         from fiqa.detect import FaceAligner
+
         aligner = FaceAligner()
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     people = _People(root, photos, aligner, rng)
     kinds = sorted(DEGRADATIONS)
     rows: list[_Row] = []
@@ -138,18 +142,39 @@ def build_scenarios(lfw_dir: str | Path, *, n_cases: int = 2, burst_size: int = 
     for _ in range(n_background):
         rows += _background(people, rng, images_per_identity, kinds)
 
-    params = {"n_cases": n_cases, "burst_size": burst_size, "n_poor": n_poor, "burst_kind": burst_kind,
-              "burst_severity": burst_severity, "n_background": n_background,
-              "images_per_identity": images_per_identity, "seed": seed, "lfw_dir": str(root)}
+    params = {
+        "n_cases": n_cases,
+        "burst_size": burst_size,
+        "n_poor": n_poor,
+        "burst_kind": burst_kind,
+        "burst_severity": burst_severity,
+        "n_background": n_background,
+        "images_per_identity": images_per_identity,
+        "random_state": random_state,
+        "lfw_dir": str(root),
+    }
     return _embed_rows(rows, embedder, params)
 
 
-def _check_params(n_cases: int, burst_size: int, n_poor: int, burst_kind: str, burst_severity: float,
-                  n_background: int, images_per_identity: int, seed: int) -> None:
+def _check_params(
+    n_cases: int,
+    burst_size: int,
+    n_poor: int,
+    burst_kind: str,
+    burst_severity: float,
+    n_background: int,
+    images_per_identity: int,
+    random_state: int,
+) -> None:
     owner = "build_scenarios"
-    for name, value, minimum in (("n_cases", n_cases, 1), ("burst_size", burst_size, 2), ("n_poor", n_poor, 2),
-                                 ("n_background", n_background, 0), ("images_per_identity", images_per_identity, 2),
-                                 ("seed", seed, 0)):
+    for name, value, minimum in (
+        ("n_cases", n_cases, 1),
+        ("burst_size", burst_size, 2),
+        ("n_poor", n_poor, 2),
+        ("n_background", n_background, 0),
+        ("images_per_identity", images_per_identity, 2),
+        ("random_state", random_state, 0),
+    ):
         check_int(owner, name, value, minimum)
     if burst_kind not in DEGRADATIONS:
         raise InvalidParameterError(owner, "burst_kind", f"one of {sorted(DEGRADATIONS)}", burst_kind)
@@ -191,7 +216,7 @@ class _People:
             name = self.chosen[self.cursor]
             self.cursor += 1
             crops = []
-            for path in self.photos[name][:max(count, 2)]:
+            for path in self.photos[name][: max(count, 2)]:
                 crop = self._aligned(path)
                 if crop is not None:
                     crops.append((path, crop))
@@ -204,19 +229,32 @@ def _consistent_burst(people: _People, rng: np.random.Generator, index: int, bur
     """Case ``A<index>``: ``burst_size`` near-identical clean shots of one photo."""
     name, crops = people.next_person(2)
     path, crop = crops[0]
-    return [(_jitter(crop, rng), f"A{index}:{name}", 0.0, "", "consistent", f"A{index}", str(path))
-            for _ in range(burst_size)]
+    return [
+        (_jitter(crop, rng), f"A{index}:{name}", 0.0, "", "consistent", f"A{index}", str(path))
+        for _ in range(burst_size)
+    ]
 
 
-def _degraded_burst(people: _People, rng: np.random.Generator, index: int, burst_size: int, burst_kind: str,
-                    burst_severity: float) -> list[_Row]:
+def _degraded_burst(
+    people: _People, rng: np.random.Generator, index: int, burst_size: int, burst_kind: str, burst_severity: float
+) -> list[_Row]:
     """Case ``B<index>``: ``burst_size`` near-identical shots of one photo, all equally degraded (same kind,
     severity and noise/occluder draw)."""
     name, crops = people.next_person(2)
     path, crop = crops[0]
     burst_seed = int(rng.integers(2**31))
-    return [(degrade(_jitter(crop, rng), burst_kind, burst_severity, seed=burst_seed), f"B{index}:{name}",
-             float(burst_severity), burst_kind, "burst", f"B{index}", str(path)) for _ in range(burst_size)]
+    return [
+        (
+            degrade(_jitter(crop, rng), burst_kind, burst_severity, random_state=burst_seed),
+            f"B{index}:{name}",
+            float(burst_severity),
+            burst_kind,
+            "burst",
+            f"B{index}",
+            str(path),
+        )
+        for _ in range(burst_size)
+    ]
 
 
 def _good_among_poor(people: _People, rng: np.random.Generator, index: int, n_poor: int, kind: str) -> list[_Row]:
@@ -227,13 +265,12 @@ def _good_among_poor(people: _People, rng: np.random.Generator, index: int, n_po
     rows: list[_Row] = [(good, f"C{index}:{name}", 0.0, "", "good", f"C{index}", str(good_path))]
     poor_seed = int(rng.integers(2**31))
     for severity in np.linspace(0.6, 0.9, n_poor):
-        shot = degrade(_jitter(poor, rng), kind, float(severity), seed=poor_seed)
+        shot = degrade(_jitter(poor, rng), kind, float(severity), random_state=poor_seed)
         rows.append((shot, f"C{index}:{name}", float(severity), kind, "poor", f"C{index}", str(poor_path)))
     return rows
 
 
-def _background(people: _People, rng: np.random.Generator, images_per_identity: int,
-                kinds: list[str]) -> list[_Row]:
+def _background(people: _People, rng: np.random.Generator, images_per_identity: int, kinds: list[str]) -> list[_Row]:
     """One background person's photos, each degraded with probability 1/2 (random kind and severity in [0.2, 1])."""
     name, crops = people.next_person(images_per_identity)
     rows: list[_Row] = []
@@ -241,7 +278,7 @@ def _background(people: _People, rng: np.random.Generator, images_per_identity: 
         if rng.random() < 0.5:
             kind = kinds[int(rng.integers(len(kinds)))]
             severity = float(rng.uniform(0.2, 1.0))
-            crop = degrade(crop, kind, severity, seed=int(rng.integers(2**31)))
+            crop = degrade(crop, kind, severity, random_state=int(rng.integers(2**31)))
         else:
             kind, severity = "", 0.0
         rows.append((crop, name, severity, kind, "background", "", str(path)))
@@ -257,11 +294,17 @@ def _embed_rows(rows: list[_Row], embedder: Any, params: dict[str, Any]) -> Scen
     columns = list(zip(*[r[1:] for r in rows]))
     meta = provenance(**params)
     meta["embedder"] = embedder.describe() if hasattr(embedder, "describe") else repr(embedder)
-    return ScenarioSet(vectors=raw / norms[:, None], norms=norms,
-                       identities=np.asarray(columns[0], dtype=object),
-                       severity=np.asarray(columns[1], dtype=np.float64), kind=np.asarray(columns[2], dtype=object),
-                       role=np.asarray(columns[3], dtype=object), case=np.asarray(columns[4], dtype=object),
-                       location=np.asarray(columns[5], dtype=object), meta=meta)
+    return ScenarioSet(
+        vectors=raw / norms[:, None],
+        norms=norms,
+        identities=np.asarray(columns[0], dtype=object),
+        severity=np.asarray(columns[1], dtype=np.float64),
+        kind=np.asarray(columns[2], dtype=object),
+        role=np.asarray(columns[3], dtype=object),
+        case=np.asarray(columns[4], dtype=object),
+        location=np.asarray(columns[5], dtype=object),
+        meta=meta,
+    )
 
 
 def scenario_metrics(scores: np.ndarray, scenarios: ScenarioSet) -> dict[str, float]:
@@ -284,8 +327,9 @@ def scenario_metrics(scores: np.ndarray, scenarios: ScenarioSet) -> dict[str, fl
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(scenarios),):
-        raise InvalidParameterError("scenario_metrics", "scores", f"an array of shape ({len(scenarios)},)",
-                                    f"shape {scores.shape}")
+        raise InvalidParameterError(
+            "scenario_metrics", "scores", f"an array of shape ({len(scenarios)},)", f"shape {scores.shape}"
+        )
     valid = np.isfinite(scores)
     ranked = np.full(len(scores), np.nan)
     order = np.argsort(np.argsort(scores[valid], kind="stable"), kind="stable")

@@ -45,7 +45,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     huber_delta: float = 5.0
     patience: int = 5
-    seed: int = 0
+    random_state: int = 0
     num_workers: int = 0
 
     def __post_init__(self) -> None:
@@ -67,5 +67,5 @@ class TrainConfig:
         check("warmup_epochs", is_real(self.warmup_epochs) and self.warmup_epochs >= 0, "a float >= 0")
         check("huber_delta", is_real(self.huber_delta) and self.huber_delta > 0, "a float > 0")
         check("patience", is_int(self.patience) and self.patience >= 1, "an int >= 1")
-        check("seed", is_int(self.seed), "an int")
+        check("random_state", is_int(self.random_state), "an int")
         check("num_workers", is_int(self.num_workers) and self.num_workers >= 0, "an int >= 0")

@@ -42,7 +42,7 @@ class Targets:
 
 
 def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_fraction: float = 0.2,
-                 seed: int = 0, force: bool = False) -> Targets:
+                 random_state: int = 0, force: bool = False) -> Targets:
     """Join ``labels`` to ``store`` by ``sample_id`` and split the identities into train and validation.
 
     Samples whose embedding failed, whose label is not ok, or that the labels table lacks are left out.
@@ -78,7 +78,7 @@ def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_frac
             f"Only {len(rows)} samples of store {store.root} have both an ok embedding and an ok label "
             f"from {labels.method!r}; training needs at least 4 (check that the labels were computed on this store)")
     identity = store.samples.identity[rows].astype(str).astype(object)
-    split = split_identities(identity, test_fraction=validation_fraction, seed=seed)
+    split = split_identities(identity, test_fraction=validation_fraction, random_state=random_state)
     label_values = values[rows]
     low, high = float(label_values.min()), float(label_values.max())
     if high <= low:

@@ -159,7 +159,7 @@ def fit(model: nn.Module, train_set: TensorPairs, validation_set: TensorPairs, c
     if callable(init_output_bias):  # overwritten by the checkpoint when resuming
         init_output_bias(float(np.mean(np.asarray(train_set.targets))))
     model.to(device)
-    torch.manual_seed(config.seed + rank)
+    torch.manual_seed(config.random_state + rank)
     sampler, loader, optimizer, scheduler = _optimisation(model, train_set, config, rank, world_size)
 
     checkpoint_path = out_dir / CHECKPOINT_NAME
@@ -241,7 +241,7 @@ def _optimisation(model: nn.Module, train_set: TensorPairs, config: TrainConfig,
                                             torch.optim.lr_scheduler.LambdaLR]:
     """This rank's sampler and loader of ``train_set``, AdamW, and the warm-up-then-cosine schedule per step."""
     sampler: DistributedSampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True,
-                                                     seed=config.seed)
+                                                     seed=config.random_state)
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
                         drop_last=len(train_set) // world_size > config.batch_size)
     steps_per_epoch = max(1, len(loader))

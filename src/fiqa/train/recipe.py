@@ -122,7 +122,7 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     out.mkdir(parents=True, exist_ok=True)
     rows = np.flatnonzero(store.ok) if rows is None else np.asarray(rows, dtype=np.int64)
     feature_cache = None if feature_cache_dir is None else Path(feature_cache_dir)
-    seed = recipe.config.seed
+    random_state = recipe.config.random_state
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -136,7 +136,7 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     if recipe.copies:
         augmented_path = out / "augmented"
         source = open_store(augmented_path) if is_store(augmented_path) else augment_store(
-            store, augmented_path, copies=recipe.copies, seed=seed, severity=recipe.severity,
+            store, augmented_path, copies=recipe.copies, random_state=random_state, severity=recipe.severity,
             geometry=recipe.geometry, clean_fraction=recipe.clean_fraction,
             combined_fraction=recipe.combined_fraction, rows=rows, progress=progress)
         parents = np.asarray(source.parent_id)
@@ -147,7 +147,7 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     if label_path.exists():
         labels = load_quality(label_path)
     else:
-        labels = label_store(source, create_labeler(recipe.labeller, random_state=seed),
+        labels = label_store(source, create_labeler(recipe.labeller, random_state=random_state),
                              rows=np.flatnonzero(source.ok & np.isin(source.samples.sample_id, train_ids)))
         save_quality(labels, label_path)
     lap("label")
