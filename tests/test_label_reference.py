@@ -13,11 +13,11 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _scenario(seed: int = 0):
+def _scenario(random_state: int = 0):
     """Identity 0: one good image near the true centre plus 6 near-identical poor shots far from it (scenario C).
     Identity 1: a tight burst of 6 poor shots and nothing else (scenario B). Identities 2..9: 4 clean images each.
     Poor shots have raw norm 7, clean ones 12 (as SFace behaves under degradation)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     dim = 32
     centres = _unit(rng.normal(size=(10, dim)))
     rows, ids, norms, role = [], [], [], []
@@ -134,10 +134,10 @@ def _direct(vectors, ids, norms, labels, threshold, width, k, norm_weight):
     return 100 * (quality - quality.min()) / (quality.max() - quality.min())
 
 
-@pytest.mark.parametrize("seed", [1, 3])
-def test_score_equals_a_direct_per_sample_computation(seed):
-    vectors, ids, norms, _ = _scenario(seed)
-    norms = norms * np.random.default_rng(seed).uniform(0.8, 1.2, len(norms)).astype(np.float32)
+@pytest.mark.parametrize("random_state", [1, 3])
+def test_score_equals_a_direct_per_sample_computation(random_state):
+    vectors, ids, norms, _ = _scenario(random_state)
+    norms = norms * np.random.default_rng(random_state).uniform(0.8, 1.2, len(norms)).astype(np.float32)
     labeler = create_labeler("reference-consensus", width=0.07, prior_strength=0.8, norm_weight=0.3).fit(
         vectors, ids, norms=norms)
     expected = _direct(vectors, ids, norms, labeler.labels_, labeler.threshold_, 0.07, 0.8, 0.3)

@@ -100,8 +100,8 @@ def test_each_draw_is_uniform():
     # from a pool of 4 shared with its block: every candidate must come up equally often
     identities = np.repeat([0, 1, 2], [4, 6, 10])
     hits_pos, hits_neg = np.zeros(20), np.zeros(20)
-    for seed in range(40):
-        labeler = SDDLabeler(n_positives=2, n_negatives=3, pool_size=4, n_repeats=50, random_state=seed)
+    for random_state in range(40):
+        labeler = SDDLabeler(n_positives=2, n_negatives=3, pool_size=4, n_repeats=50, random_state=random_state)
         positive, negative = labeler.sample_indices(identities)
         np.add.at(hits_pos, positive[:, 0].ravel(), 1)
         np.add.at(hits_neg, negative[:, 0].ravel(), 1)

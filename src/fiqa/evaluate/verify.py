@@ -43,7 +43,7 @@ class VerificationSummary:
     mean_genuine: float
     mean_impostor: float
     roc_auc: float
-    seed: int
+    random_state: int
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +53,7 @@ class VerificationSummary:
         rows = [("samples (ok, with identity)", f"{self.n_samples:,d}"),
                 ("identities", f"{self.n_identities:,d}"),
                 ("genuine pairs (all)", f"{self.n_genuine_pairs:,d}"),
-                (f"impostor pairs (seed {self.seed})", f"{self.n_impostor_pairs:,d}"),
+                (f"impostor pairs (seed {self.random_state})", f"{self.n_impostor_pairs:,d}"),
                 ("mean genuine cosine", f"{self.mean_genuine:.4f}"),
                 ("mean impostor cosine", f"{self.mean_impostor:.4f}"),
                 ("ROC AUC", f"{self.roc_auc:.5f}")]
@@ -87,7 +87,7 @@ def genuine_similarities(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 
 def verification_summary(store: EmbeddingStore, *, n_impostor_pairs: int = 200_000,
-                         seed: int = 0) -> VerificationSummary:
+                         random_state: int = 0) -> VerificationSummary:
     """Mean genuine and impostor cosine similarity and the ROC AUC of mated vs non-mated pairs.
 
     Parameters
@@ -101,7 +101,7 @@ def verification_summary(store: EmbeddingStore, *, n_impostor_pairs: int = 200_0
     """
     owner = "verification_summary"
     n_impostor_pairs = check_int(owner, "n_impostor_pairs", n_impostor_pairs, 1)
-    seed = check_int(owner, "seed", seed, 0)
+    random_state = check_int(owner, "random_state", random_state, 0)
     usable = np.flatnonzero(store.ok & (store.samples.identity.astype(str) != ""))
     if len(usable) == 0:
         raise NoUsableSamplesError(f"{store.root}: no sample with status ok and an identity; verification needs "
@@ -118,11 +118,11 @@ def verification_summary(store: EmbeddingStore, *, n_impostor_pairs: int = 200_0
         raise NoUsableSamplesError(f"{store.root}: no identity has two usable samples, so there are no mated pairs")
     if len(names) < 2:
         raise NoUsableSamplesError(f"{store.root}: only one identity, so there are no non-mated pairs")
-    first, second = sample_nonmated_pairs(codes, n_impostor_pairs, np.random.default_rng(seed))
+    first, second = sample_nonmated_pairs(codes, n_impostor_pairs, np.random.default_rng(random_state))
     impostor = np.einsum("ij,ij->i", vectors[first], vectors[second])
     labels = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
     auc = float(roc_auc_score(labels, np.concatenate([genuine, impostor])))
     return VerificationSummary(n_samples=len(usable), n_identities=len(names), n_genuine_pairs=len(genuine),
                                n_impostor_pairs=len(impostor), mean_genuine=float(np.mean(genuine, dtype=np.float64)),
                                mean_impostor=float(np.mean(impostor, dtype=np.float64)),
-                               roc_auc=auc, seed=int(seed))
+                               roc_auc=auc, random_state=int(random_state))

@@ -292,7 +292,7 @@ class SDDLabeler(Labeler):
 
     def _block_rngs(self, rng: np.random.Generator, n_blocks: int) -> list[np.random.Generator]:
         seeds = rng.integers(0, 2**63 - 1, size=n_blocks, dtype=np.int64)
-        return [np.random.default_rng(int(seed)) for seed in seeds]
+        return [np.random.default_rng(int(random_state)) for random_state in seeds]
 
     def sample_indices(self, identities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The positives and negatives :meth:`fit` draws for these identities (every vector usable).
