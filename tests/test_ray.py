@@ -64,7 +64,7 @@ def test_scores_equal_the_in_process_scorer(samples):
     assert (table.status[:N_GOOD] == "ok").all() and set(table.status[N_GOOD:]) == set(BROKEN.values())
     np.testing.assert_allclose(table.score, expected.score, rtol=0, atol=1e-6)
     assert sorted(table.columns) == sorted(expected.columns)
-    for name in ("raw_score", "face_score"):
+    for name in ("raw_score", "detection_score"):
         np.testing.assert_allclose(table.columns[name], expected.columns[name], rtol=0, atol=1e-6)
     for name in ("location", "n_faces"):
         np.testing.assert_array_equal(table.columns[name], expected.columns[name])

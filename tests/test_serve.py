@@ -141,7 +141,7 @@ def encode(image: np.ndarray, ext: str = ".png") -> bytes:
 
 
 BLANK = encode(np.full((200, 200, 3), 127, np.uint8))
-NO_IMAGE_FIELDS = {"score": None, "n_faces": None, "face_score": None, "box": None}
+NO_IMAGE_FIELDS = {"score": None, "n_faces": None, "detection_score": None, "box": None}
 
 
 @pytest.mark.lfw
@@ -153,7 +153,7 @@ def test_a_face_photo_gets_the_in_process_score_with_its_face(server, photos, in
     assert body["status"] == "ok" and body["reason"] == ""
     assert 0 <= body["score"] <= 100
     assert body["score"] == pytest.approx(in_process[0], abs=1e-4)
-    assert body["n_faces"] >= 1 and 0.7 <= body["face_score"] <= 1
+    assert body["n_faces"] >= 1 and 0.7 <= body["detection_score"] <= 1
     x, y, width, height = body["box"]  # the aligned crop's square mapped back: a square box for a similarity map
     assert width == pytest.approx(height, abs=0.02) and 60 < width < 250  # LFW photos are 250x250
     assert x < 125 < x + width and y < 125 < y + height  # LFW centres the face

@@ -28,7 +28,7 @@ def command(paths: tuple[str, ...], model: str | None, out_path: str | None, ali
     """Score image files, folders (recursive) or glob patterns PATHS (quality 0-100, higher is better).
 
     Columns of the table: sample_id, score (0-100, NaN unless ok), status, reason, raw_score (the model's output
-    before calibration), location, n_faces, face_score (detector confidence).
+    before calibration), location, n_faces, detection_score (detector confidence).
     """
     import collections
     import math

@@ -85,7 +85,7 @@ def score_images_ray(images: Sequence[str | os.PathLike], model: str | os.PathLi
     -------
     QualityTable
         Row ``i`` is ``images[i]``: ``score``, ``status``, ``reason`` and the columns ``raw_score``, ``location``,
-        ``n_faces``, ``face_score`` of :meth:`Scorer.score`; ``meta["params"]["engine"] == "ray"``.
+        ``n_faces``, ``detection_score`` of :meth:`Scorer.score`; ``meta["params"]["engine"] == "ray"``.
     """
     owner = "score_images_ray"
     if on_error not in ON_ERROR:
@@ -127,7 +127,7 @@ def score_images_ray(images: Sequence[str | os.PathLike], model: str | os.PathLi
                       "threads": threads}
     return QualityTable(np.arange(n, dtype=np.int64), columns["quality"], columns["status"], columns["reason"],
                         {"raw_score": columns["raw_score"], "location": locations, "n_faces": columns["n_faces"],
-                         "face_score": columns["detection_score"]}, meta)
+                         "detection_score": columns["detection_score"]}, meta)
 
 
 def _portable(model: str | os.PathLike | None) -> str | None:

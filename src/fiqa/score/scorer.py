@@ -162,7 +162,7 @@ class Scorer:
         -------
         QualityTable
             Row ``i`` is ``images[i]`` (``sample_id = i``); ``score`` is the calibrated 0-100 quality; columns
-            ``raw_score``, ``location``, ``n_faces`` (-1 when aligned), ``face_score`` (detector confidence).
+            ``raw_score``, ``location``, ``n_faces`` (-1 when aligned), ``detection_score`` (detector confidence).
         """
         if on_error not in ON_ERROR:
             raise InvalidParameterError("Scorer.score", "on_error", f"one of {ON_ERROR}", on_error)
@@ -170,7 +170,7 @@ class Scorer:
         quality, raw = np.full(n, np.nan), np.full(n, np.nan)
         status = np.full(n, Status.OK.value, dtype=object)
         reason = np.full(n, "", dtype=object)
-        n_faces, face_score = np.full(n, -1, np.int32), np.full(n, np.nan)
+        n_faces, detection_score = np.full(n, -1, np.int32), np.full(n, np.nan)
         locations = np.array([image_name(image, i) for i, image in enumerate(images)], dtype=object)
         pipeline = self._pipeline(aligned)
         bar = tqdm(total=n, desc="score", unit="img", disable=not progress)
@@ -178,7 +178,7 @@ class Scorer:
             rows, crops = [], []
             for i in range(start, min(n, start + self.batch_size)):
                 face = pipeline.process(images[i])
-                n_faces[i], face_score[i] = face.n_faces, face.detection_score
+                n_faces[i], detection_score[i] = face.n_faces, face.detection_score
                 if face.crop is not None:
                     rows.append(i)
                     crops.append(face.crop)
@@ -195,7 +195,8 @@ class Scorer:
             bar.update(min(n, start + self.batch_size) - start)
         bar.close()
         return QualityTable(np.arange(n, dtype=np.int64), quality, status, reason,
-                            {"raw_score": raw, "location": locations, "n_faces": n_faces, "face_score": face_score},
+                            {"raw_score": raw, "location": locations, "n_faces": n_faces,
+                             "detection_score": detection_score},
                             self._table_meta(aligned=aligned))
 
     def score_store(self, store: EmbeddingStore, *, rows: np.ndarray | None = None,

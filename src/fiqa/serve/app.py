@@ -70,11 +70,11 @@ class _DecodeTimeout(Exception):
 def _result(status: str, reason: str, face: FaceCrop | None = None, score: float | None = None) -> dict[str, Any]:
     """One image's JSON result; fields without a value are null (JSON has no NaN)."""
     body: dict[str, Any] = {"score": score, "status": status, "reason": reason, "n_faces": None,
-                            "face_score": None, "box": None}
+                            "detection_score": None, "box": None}
     if face is not None and face.n_faces >= 0:  # detection ran
         body["n_faces"] = face.n_faces
         if face.landmarks is not None:
-            body["face_score"] = face.detection_score
+            body["detection_score"] = face.detection_score
             body["box"] = [round(value, 2) for value in crop_box(face.landmarks)]
     return body
 
