@@ -165,7 +165,7 @@ def test_renamed_options_keep_their_old_names(lfw_store):
     for name in ("--n-nonmated", "--impostor-pairs"):
         result = CliRunner().invoke(main, ["verify", str(lfw_store.root), name, "2000", "--json"])
         assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)["n_impostor_pairs"] == 2000
+        assert json.loads(result.stdout)["n_nonmated_pairs"] == 2000
 
 
 @pytest.fixture()

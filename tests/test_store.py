@@ -112,11 +112,11 @@ def test_verification_summary_matches_brute_force(tmp_path):
     store = build_store(tmp_path / "s", vectors, identities, status=status)
     summary = verification_summary(store)
     normalised = vectors[:10] / np.linalg.norm(vectors[:10], axis=1, keepdims=True)
-    mean_genuine, mean_impostor, auc, n_genuine, n_impostor = _reference_summary(normalised, identities[:10])
-    assert (summary.n_genuine_pairs, summary.n_impostor_pairs) == (n_genuine, n_impostor) == (10, 35)
+    mean_genuine, mean_nonmated, auc, n_genuine, n_impostor = _reference_summary(normalised, identities[:10])
+    assert (summary.n_genuine_pairs, summary.n_nonmated_pairs) == (n_genuine, n_impostor) == (10, 35)
     assert summary.n_samples == 10 and summary.n_identities == 4
     assert summary.mean_genuine == pytest.approx(mean_genuine, abs=1e-6)
-    assert summary.mean_impostor == pytest.approx(mean_impostor, abs=1e-6)
+    assert summary.mean_nonmated == pytest.approx(mean_nonmated, abs=1e-6)
     assert summary.roc_auc == pytest.approx(auc, abs=1e-9)
     assert "ROC AUC" in summary.format()
 
@@ -149,8 +149,8 @@ def test_verification_needs_identities_and_pairs(tmp_path):
         verification_summary(build_store(tmp_path / "b", [[1, 0], [0, 1]], ["x", "y"]))
     with pytest.raises(NoUsableSamplesError, match="only one identity"):
         verification_summary(build_store(tmp_path / "c", [[1, 0], [0, 1]], ["x", "x"]))
-    with pytest.raises(InvalidParameterError, match="'n_impostor_pairs' parameter of verification_summary"):
-        verification_summary(build_store(tmp_path / "d", [[1, 0], [0, 1]], ["x", "y"]), n_impostor_pairs=0)
+    with pytest.raises(InvalidParameterError, match="'n_nonmated' parameter of verification_summary"):
+        verification_summary(build_store(tmp_path / "d", [[1, 0], [0, 1]], ["x", "y"]), n_nonmated=0)
 
 
 def test_verify_command(tmp_path):
@@ -158,7 +158,7 @@ def test_verify_command(tmp_path):
     result = CliRunner().invoke(main, ["verify", str(store.root), "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
-    assert figures["roc_auc"] == 1.0 and figures["n_genuine_pairs"] == 2 and figures["n_impostor_pairs"] == 4
+    assert figures["roc_auc"] == 1.0 and figures["n_genuine_pairs"] == 2 and figures["n_nonmated_pairs"] == 4
     missing = CliRunner().invoke(main, ["verify", str(tmp_path / "none")])
     assert missing.exit_code == 1 and "embedding store does not exist" in missing.output
 

@@ -1,4 +1,4 @@
-"""``fiqa verify STORE``: mean genuine / impostor cosine similarity and ROC AUC of an embedding store."""
+"""``fiqa verify STORE``: mean genuine / non-mated cosine similarity and ROC AUC of an embedding store."""
 from __future__ import annotations
 
 import json
@@ -19,5 +19,5 @@ def command(store: str, n_nonmated: int, random_state: int, as_json: bool) -> No
     from fiqa.embed.store import open_store
     from fiqa.evaluate.verify import verification_summary
 
-    summary = verification_summary(open_store(store), n_impostor_pairs=n_nonmated, random_state=random_state)
+    summary = verification_summary(open_store(store), n_nonmated=n_nonmated, random_state=random_state)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else summary.format())

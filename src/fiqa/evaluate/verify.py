@@ -1,7 +1,7 @@
 """Verification sanity figures of an embedding store: mated vs non-mated cosine similarity and ROC AUC.
 
 A quick check that the embeddings carry identity: on LFW with SFace the mean genuine (mated) cosine similarity is
-about 0.67, the mean impostor (non-mated) similarity about 0.08, and the ROC AUC above 0.99.
+about 0.67, the mean non-mated similarity about 0.08, and the ROC AUC above 0.99.
 """
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ class VerificationSummary:
         Usable samples (status ok, with an identity) and their identities.
     n_genuine_pairs : int
         Every mated pair (two samples of one identity).
-    n_impostor_pairs : int
-        Non-mated pairs: all of them when there are at most ``n_impostor_pairs`` requested, else a seeded
+    n_nonmated_pairs : int
+        Non-mated pairs: all of them when there are at most ``n_nonmated_pairs`` requested, else a seeded
         uniform sample of distinct pairs.
-    mean_genuine, mean_impostor : float
+    mean_genuine, mean_nonmated : float
         Mean cosine similarity of mated and of non-mated pairs.
     roc_auc : float
         Area under the ROC curve separating mated from non-mated pairs by similarity.
@@ -39,9 +39,9 @@ class VerificationSummary:
     n_samples: int
     n_identities: int
     n_genuine_pairs: int
-    n_impostor_pairs: int
+    n_nonmated_pairs: int
     mean_genuine: float
-    mean_impostor: float
+    mean_nonmated: float
     roc_auc: float
     random_state: int
 
@@ -53,9 +53,9 @@ class VerificationSummary:
         rows = [("samples (ok, with identity)", f"{self.n_samples:,d}"),
                 ("identities", f"{self.n_identities:,d}"),
                 ("genuine pairs (all)", f"{self.n_genuine_pairs:,d}"),
-                (f"impostor pairs (seed {self.random_state})", f"{self.n_impostor_pairs:,d}"),
+                (f"non-mated pairs (seed {self.random_state})", f"{self.n_nonmated_pairs:,d}"),
                 ("mean genuine cosine", f"{self.mean_genuine:.4f}"),
-                ("mean impostor cosine", f"{self.mean_impostor:.4f}"),
+                ("mean non-mated cosine", f"{self.mean_nonmated:.4f}"),
                 ("ROC AUC", f"{self.roc_auc:.5f}")]
         return "\n".join(f"{label:<30}{value:>12}" for label, value in rows)
 
@@ -86,21 +86,21 @@ def genuine_similarities(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32) if parts else np.empty(0, np.float32)
 
 
-def verification_summary(store: EmbeddingStore, *, n_impostor_pairs: int = 200_000,
+def verification_summary(store: EmbeddingStore, *, n_nonmated: int = 200_000,
                          random_state: int = 0) -> VerificationSummary:
-    """Mean genuine and impostor cosine similarity and the ROC AUC of mated vs non-mated pairs.
+    """Mean genuine and non-mated cosine similarity and the ROC AUC of mated vs non-mated pairs.
 
     Parameters
     ----------
     store : EmbeddingStore
         Only samples with status ok and a non-empty identity are used.
-    n_impostor_pairs : int >= 1, default 200_000
+    n_nonmated : int >= 1, default 200_000
         How many non-mated pairs to sample (all are used when there are fewer).
     seed : int, default 0
         Seed of the non-mated pair sample.
     """
     owner = "verification_summary"
-    n_impostor_pairs = check_int(owner, "n_impostor_pairs", n_impostor_pairs, 1)
+    n_nonmated = check_int(owner, "n_nonmated", n_nonmated, 1)
     random_state = check_int(owner, "random_state", random_state, 0)
     usable = np.flatnonzero(store.ok & (store.samples.identity.astype(str) != ""))
     if len(usable) == 0:
@@ -118,11 +118,11 @@ def verification_summary(store: EmbeddingStore, *, n_impostor_pairs: int = 200_0
         raise NoUsableSamplesError(f"{store.root}: no identity has two usable samples, so there are no mated pairs")
     if len(names) < 2:
         raise NoUsableSamplesError(f"{store.root}: only one identity, so there are no non-mated pairs")
-    first, second = sample_nonmated_pairs(codes, n_impostor_pairs, np.random.default_rng(random_state))
-    impostor = np.einsum("ij,ij->i", vectors[first], vectors[second])
-    labels = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
-    auc = float(roc_auc_score(labels, np.concatenate([genuine, impostor])))
+    first, second = sample_nonmated_pairs(codes, n_nonmated, np.random.default_rng(random_state))
+    nonmated = np.einsum("ij,ij->i", vectors[first], vectors[second])
+    labels = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(nonmated), bool)])
+    auc = float(roc_auc_score(labels, np.concatenate([genuine, nonmated])))
     return VerificationSummary(n_samples=len(usable), n_identities=len(names), n_genuine_pairs=len(genuine),
-                               n_impostor_pairs=len(impostor), mean_genuine=float(np.mean(genuine, dtype=np.float64)),
-                               mean_impostor=float(np.mean(impostor, dtype=np.float64)),
+                               n_nonmated_pairs=len(nonmated), mean_genuine=float(np.mean(genuine, dtype=np.float64)),
+                               mean_nonmated=float(np.mean(nonmated, dtype=np.float64)),
                                roc_auc=auc, random_state=int(random_state))

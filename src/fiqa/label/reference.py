@@ -18,7 +18,7 @@ quality in the unit EDC measures (the chance of a false non-match at a real thre
 3. *The wrong statistic.* SDD's Wasserstein distance and CR's ratio average similarities; a face fails in use
    when a comparison falls below the system's threshold. The positive evidence here is a smoothed *match rate*:
    the mean of ``sigmoid((s_ij - t) / width)`` over the outside references ``j``, where ``t`` is the similarity at which
-   uniformly drawn impostor pairs of the same data reach the false-match rate ``fmr`` (informative negatives
+   uniformly drawn non-mated pairs of the same data reach the false-match rate ``fmr`` (informative negatives
    enter through ``t``: the threshold a deployment would use on this data, not a fixed number).
 
 Consistency alone cannot break scenario (B) of the seed, or the tie in (C): a burst that is the whole class has no
@@ -69,7 +69,7 @@ from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler, 
 
 logger = logging.getLogger(__name__)
 
-#: Rows per block read from the vectors (clustering, evidence, impostor pairs).
+#: Rows per block read from the vectors (clustering, evidence, non-mated pairs).
 _BLOCK_ROWS = 65536
 
 
@@ -88,7 +88,7 @@ class ReferenceConsensusLabeler(Labeler):
         Coarser levels (sessions, appearance modes), reported as the columns ``cluster_1, cluster_2, ...`` for
         stratified curation (``fiqa.curate``); each must be below ``burst_threshold``.
     fmr : float in (0, 1), default=1e-3
-        False-match rate that sets the operating threshold ``t`` from random impostor pairs.
+        False-match rate that sets the operating threshold ``t`` from random non-mated pairs.
     width : float > 0, default=0.05
         Width of the logistic step around ``t`` in cosine units (0 would be the hard match indicator).
     norm_weight : float >= 0, default=0.2
@@ -97,9 +97,9 @@ class ReferenceConsensusLabeler(Labeler):
     prior_strength : float > 0, default=0.5
         Pseudo-count of the prior ``p0``, in outside bursts.
     n_threshold_pairs : int >= 1000, default=200_000
-        Random impostor pairs drawn to estimate ``t``.
+        Random non-mated pairs drawn to estimate ``t``.
     random_state : int or None, default=0
-        Seed of the impostor-pair draw.
+        Seed of the non-mated pair draw.
 
     Attributes
     ----------
@@ -153,7 +153,7 @@ class ReferenceConsensusLabeler(Labeler):
         burst = clusters[0]
         burst_size = np.bincount(burst)[burst]
         n_references = np.bincount(codes, minlength=data.n_identities)[codes] - burst_size
-        threshold = impostor_threshold(vectors, codes, float(self.fmr), int(self.n_threshold_pairs), rng)
+        threshold = nonmated_threshold(vectors, codes, float(self.fmr), int(self.n_threshold_pairs), rng)
         self.threshold_ = threshold
 
         use_norms = data.norms is not None
@@ -309,19 +309,19 @@ def match_evidence(vectors: np.ndarray, codes: np.ndarray, burst: np.ndarray, th
     return evidence, outside
 
 
-def impostor_threshold(vectors: np.ndarray, codes: np.ndarray, fmr: float, n_pairs: int,
+def nonmated_threshold(vectors: np.ndarray, codes: np.ndarray, fmr: float, n_pairs: int,
                        rng: np.random.Generator) -> float:
     """The threshold at ``fmr`` (:func:`fiqa.evaluate.edc.threshold_at_fmr`, the evaluation's own rule) of the
     similarities of ``n_pairs`` uniformly random pairs of different identities.
 
     Pairs are drawn with replacement (rows uniform, same-identity draws rejected), so a data set with fewer
-    distinct impostor pairs than ``n_pairs`` is still sampled uniformly. Raises :class:`NoUsableSamplesError`
+    distinct non-mated pairs than ``n_pairs`` is still sampled uniformly. Raises :class:`NoUsableSamplesError`
     when every usable row has the same identity.
     """
     n_rows = len(codes)
     if n_rows < 2 or np.all(codes == codes[0]):
         raise NoUsableSamplesError("reference-consensus needs at least two identities to set its operating "
-                                   "threshold from impostor pairs; all usable samples share one identity")
+                                   "threshold from non-mated pairs; all usable samples share one identity")
     first, second = sample_nonmated_pairs(codes, n_pairs, rng, distinct=False)
     similarity = np.empty(n_pairs, np.float32)
     for start in range(0, n_pairs, _BLOCK_ROWS):
