@@ -29,12 +29,39 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of ``path`` (``.<name>.tmp<pid>...``) left by processes that no longer run (a
+    ``kill -9`` during a write); those of running processes are kept. Returns the files removed."""
+    path = Path(path)
+    prefix = f".{path.name}.tmp"
+    removed = []
+    if path.parent.is_dir():
+        for sibling in path.parent.iterdir():
+            if sibling.name.startswith(prefix):
+                pid = sibling.name[len(prefix):].split(".")[0]
+                if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                    sibling.unlink(missing_ok=True)
+                    removed.append(sibling)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """A temporary path beside ``path``; when the block ends without an exception it is synced and renamed to
     ``path`` (then the folder is synced), otherwise removed. ``suffix`` ends the temporary name (e.g. ``".npy"``
     for writers that append one)."""
     path = Path(path)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
     try:
         yield tmp

@@ -12,20 +12,27 @@ A trained quality model is an ONNX file in one of two forms, both with the same 
     the recogniser file's SHA-256, so a head of a few hundred KiB ships without the recogniser's weights.
 
 Outputs: ``quality`` (batch,), calibrated 0..100 (higher is better), and ``raw_score`` (batch,), the regressor's
-uncalibrated output. ``metadata_props`` hold JSON strings: ``fiqa_version``, ``preprocess``, ``label_method``,
-``calibration``, ``training``, and for a head ``features``; training may add more (``shape``, ``recogniser``,
-``label_range``). Nothing here imports PyTorch.
+uncalibrated output, both float32. ``metadata_props`` hold JSON strings: ``fiqa_version``, ``preprocess``,
+``label_method``, ``calibration``, ``training``, and for a head ``features``; training may add more (``shape``,
+``recogniser``, ``label_range``). Nothing here imports PyTorch.
+
+Before a model is used, its metadata is checked against its graph (:func:`check_signature`): the input is float32
+of shape (batch, 3, H, W) as its ``preprocess`` entry says (a full graph) or (batch, ``FeatureSpec.dim``) as its
+``features`` entry says (a head), with a free batch axis, and both outputs are float32 (batch,). A file that only
+claims to be a quality model fails here with a :class:`~fiqa.core.errors.ModelFileError` naming it, not later
+inside ONNX Runtime.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from fiqa.core.errors import ModelFileError
+from fiqa.core.errors import FIQAError, ModelFileError
 from fiqa.embed.spec import PreprocessSpec
 
 INPUT_NAME = "data"
@@ -89,6 +96,80 @@ def model_form(model: onnx.ModelProto, where: str = "<model>") -> str:
                          f"{FEATURES_NAME!r} (a head); this one has {inputs}")
 
 
+def preprocess_spec(meta: Mapping[str, Any], where: str = "<model>") -> PreprocessSpec:
+    """The :class:`~fiqa.embed.spec.PreprocessSpec` of a model's ``preprocess`` metadata entry.
+
+    Raises
+    ------
+    fiqa.core.errors.ModelFileError
+        The entry is missing or malformed (the message names ``where``).
+    """
+    values = meta.get("preprocess")
+    if not isinstance(values, Mapping):
+        raise ModelFileError(f"{where}: its 'preprocess' metadata must be a JSON object of PreprocessSpec fields; "
+                             f"it is {values!r}")
+    try:
+        return PreprocessSpec.from_dict(values)
+    except (FIQAError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{where}: its 'preprocess' metadata is malformed ({exc})") from None
+
+
+def _describe(value: onnx.ValueInfoProto) -> str:
+    """``float32 (batch, 3, 112, 112)``-like text of a graph input or output, as declared."""
+    if not value.type.HasField("tensor_type"):
+        return f"a {value.type.WhichOneof('value') or 'untyped'} value"
+    tensor = value.type.tensor_type
+    try:
+        kind = onnx.TensorProto.DataType.Name(tensor.elem_type).lower() if tensor.elem_type else "untyped"
+    except ValueError:
+        kind = f"element type {tensor.elem_type}"
+    kind = {"float": "float32", "double": "float64"}.get(kind, kind)
+    if not tensor.HasField("shape"):
+        return f"{kind} of undeclared shape"
+    dims = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
+    return f"{kind} ({', '.join(dims)}{',' if len(dims) == 1 else ''})"
+
+
+def _check_value(value: onnx.ValueInfoProto, role: str, sizes: Sequence[int], where: str) -> None:
+    """``value`` must be a float32 tensor of shape (batch, *sizes): a free batch axis (symbolic or unknown) and
+    the other axes equal to ``sizes`` where the graph fixes them."""
+    expected = f"float32 ({', '.join(['batch', *(str(size) for size in sizes)])}{',' if not sizes else ''})"
+    tensor = value.type.tensor_type
+    wrong = not value.type.HasField("tensor_type") or tensor.elem_type != onnx.TensorProto.FLOAT \
+        or not tensor.HasField("shape") or len(tensor.shape.dim) != 1 + len(sizes)
+    if not wrong:
+        batch, *rest = tensor.shape.dim
+        wrong = batch.HasField("dim_value") or any(d.HasField("dim_value") and d.dim_value != size
+                                                   for d, size in zip(rest, sizes))
+    if wrong:
+        raise ModelFileError(f"{where}: its {role} {value.name!r} is {_describe(value)}; a quality model needs "
+                             f"{expected} (a free batch axis)")
+
+
+def check_signature(model: onnx.ModelProto, input_sizes: Sequence[int], where: str = "<model>") -> None:
+    """Check a quality model's graph inputs and outputs against what its metadata promises.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        A full graph or a head (see :func:`model_form`).
+    input_sizes : sequence of int
+        The input's shape without the batch axis: ``PreprocessSpec.input_shape`` of its ``preprocess`` entry
+        (a full graph), or ``(FeatureSpec.dim,)`` of its ``features`` entry (a head).
+
+    Raises
+    ------
+    fiqa.core.errors.ModelFileError
+        The input is not float32 (batch, *input_sizes), an output is not float32 (batch,), or the batch axis is
+        fixed (the message names ``where``, the tensor and both shapes).
+    """
+    form = model_form(model, where)
+    _check_value(model.graph.input[0], f"input ({form} graph)", tuple(input_sizes), where)
+    outputs = {value.name: value for value in model.graph.output}
+    for name in OUTPUT_NAMES:
+        _check_value(outputs[name], "output", (), where)
+
+
 @lru_cache(maxsize=2)
 def _composed(head_bytes: bytes, where: str) -> bytes:
     """The full graph of a head (seconds: the recogniser graph is rebuilt and merged); cached per head."""
@@ -98,13 +179,17 @@ def _composed(head_bytes: bytes, where: str) -> bytes:
     meta = model_metadata(head, where)
     if "features" not in meta:
         raise ModelFileError(f"{where}: a quality head needs a 'features' metadata entry (FeatureSpec.to_dict())")
+    if not isinstance(meta["features"], Mapping):
+        raise ModelFileError(f"{where}: its 'features' metadata must be a JSON object (FeatureSpec.to_dict()); it "
+                             f"is {meta['features']!r}")
     try:
         spec = FeatureSpec.from_dict(meta["features"])
     except ModelFileError as exc:
         raise ModelFileError(f"{where}: {exc}") from None
-    if PreprocessSpec.from_dict(meta["preprocess"]) != spec.spec:
+    if preprocess_spec(meta, where) != spec.spec:
         raise ModelFileError(f"{where}: its 'preprocess' metadata {meta['preprocess']} differs from its "
                              f"recogniser's preprocessing {spec.spec.to_dict()}")
+    check_signature(head, (spec.dim,), where)
     try:
         return compose(head, spec).SerializeToString()
     except ModelFileError as exc:
@@ -115,7 +200,14 @@ def quality_model_from_bytes(data: bytes, where: str = "<model>") -> tuple[bytes
     """:func:`load_quality_model` on the bytes of a model file; ``where`` names it in error messages."""
     model = _parse(data, where)
     meta = model_metadata(model, where)
+    spec = preprocess_spec(meta, where)
     if model_form(model, where) == "full":
+        check_signature(model, spec.input_shape, where)
+        try:  # types and shapes inside the graph agree with what it declares (strict shape inference)
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as exc:  # onnx raises ValidationError, InferenceError and others
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"{where}: not a valid ONNX graph ({first})") from None
         return data, meta
     return _composed(data, where), meta
 
@@ -139,7 +231,8 @@ def load_quality_model(path: str | Path) -> tuple[bytes, dict[str, Any]]:
     Raises
     ------
     fiqa.core.errors.ModelFileError
-        The file is missing, not ONNX, not a fiqa quality model, or its recogniser file is missing or differs
-        from the one it was trained on (the message names the file).
+        The file is missing, not ONNX, not a fiqa quality model, its graph's inputs or outputs differ from what
+        its metadata promises (:func:`check_signature`), or its recogniser file is missing or differs from the one
+        it was trained on (the message names the file).
     """
     return quality_model_from_bytes(_read(path), str(path))

@@ -100,6 +100,8 @@ def read_bytes(location: str) -> bytes:
         raise ImageReadError(location, Status.UNREADABLE, "permission denied") from None
     except OSError as exc:
         raise ImageReadError(location, Status.UNREADABLE, f"cannot read file ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL byte in the path
+        raise ImageReadError(location, Status.UNREADABLE, "the path holds a NUL byte") from None
 
 
 def split_record_location(location: str) -> tuple[str | None, int]:
@@ -261,5 +263,5 @@ def read_record_payload(rec_path: str, key: int, location: str) -> bytes:
         raise ImageReadError(location, Status.UNREADABLE, f"record {key} is not in the index") from None
     except DataSourceError as exc:
         raise ImageReadError(location, Status.UNREADABLE, str(exc)) from None
-    except (OSError, struct.error) as exc:
+    except (OSError, struct.error, ValueError) as exc:
         raise ImageReadError(location, Status.UNREADABLE, f"cannot read record {key} ({exc})") from None

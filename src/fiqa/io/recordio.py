@@ -36,9 +36,13 @@ def pack_record(labels: float | Iterable[float], payload: bytes, record_id: int 
 
 def unpack_record(content: bytes) -> tuple[np.ndarray, bytes]:
     """``(labels, payload)`` of a record's content; ``labels`` is float32 of shape (max(flag, 1),)."""
+    if len(content) < _IR_HEADER.size:
+        raise ValueError(f"a record of {len(content)} bytes is shorter than its {_IR_HEADER.size}-byte header")
     flag, label, _, _ = _IR_HEADER.unpack_from(content)
     offset = _IR_HEADER.size
     if flag > 0:
+        if len(content) < offset + 4 * flag:
+            raise ValueError(f"the record announces {flag} labels but holds {(len(content) - offset) // 4}")
         labels = np.frombuffer(content, dtype="<f4", count=flag, offset=offset).astype(np.float32)
         return labels, content[offset + 4 * flag:]
     return np.array([label], dtype=np.float32), content[offset:]
@@ -133,6 +137,7 @@ class RecordIOReader:
         if not idx_path.is_file():
             raise DataSourceError(f"{idx_path}: RecordIO index is missing (expected beside {self.rec_path.name})")
         self.offsets: dict[int, int] = {}
+        size = self.rec_path.stat().st_size
         with open(idx_path, encoding="ascii", errors="replace") as handle:
             for number, line in enumerate(handle, start=1):
                 fields = line.split()
@@ -140,6 +145,9 @@ class RecordIOReader:
                     continue
                 if len(fields) != 2 or not fields[0].isdigit() or not fields[1].isdigit():
                     raise DataSourceError(f"{idx_path}, line {number}: expected '<key>\\t<offset>', got {line!r}")
+                if int(fields[1]) >= size:
+                    raise DataSourceError(f"{idx_path}, line {number}: offset {fields[1]} is past the end of "
+                                          f"{self.rec_path.name} ({size} bytes)")
                 self.offsets[int(fields[0])] = int(fields[1])
         self.signature = _signature(self.rec_path)
         self.size = self.rec_path.stat().st_size
@@ -177,10 +185,13 @@ class RecordIOReader:
             raise DataSourceError(f"{self.rec_path}: record {key} at byte {offset} has no valid RecordIO header")
         cflag, length = struct.unpack_from("<I", head, 4)[0] >> 29, struct.unpack_from("<I", head, 4)[0] & _LENGTH_MASK
         flag = _IR_HEADER.unpack_from(head, 8)[0]
-        if cflag != 0 or length < _IR_HEADER.size + 4 * flag:  # rare: split record, or labels not in first part
-            return unpack_record(self.read(key))[0]
-        content = head[8:] + os.pread(self._fd, 4 * flag, offset + 8 + _IR_HEADER.size)
-        return unpack_record(content)[0]
+        try:
+            if cflag != 0 or length < _IR_HEADER.size + 4 * flag:  # rare: split record, or labels not in first part
+                return unpack_record(self.read(key))[0]
+            content = head[8:] + os.pread(self._fd, 4 * flag, offset + 8 + _IR_HEADER.size)
+            return unpack_record(content)[0]
+        except ValueError as exc:
+            raise DataSourceError(f"{self.rec_path}: record {key}: {exc}") from None
 
     def close(self) -> None:
         os.close(self._fd)
@@ -197,6 +208,7 @@ def cached_reader(rec_path: str) -> RecordIOReader:
         reader = _readers.get(key)
         if reader is None or reader.signature != _signature(reader.rec_path):
             if reader is not None:
+                del _readers[key]  # before re-opening, which may fail: never closed twice
                 reader.close()
             reader = _readers[key] = RecordIOReader(key)
         return reader

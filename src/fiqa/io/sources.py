@@ -230,11 +230,13 @@ def list_source(path: str | os.PathLike, *, delimiter: str | None = None) -> Dat
             raise DataSourceError(f"{path}: unknown list file extension {path.suffix!r}; use .csv (comma) or .tsv "
                                   f"(tab), or pass a delimiter")
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             rows = [(number, row) for number, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1)
                     if row and any(cell.strip() for cell in row)]
     except UnicodeDecodeError as exc:
         raise DataSourceError(f"{path}: list file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise DataSourceError(f"{path}: not a readable list file ({exc})") from None
     if rows and rows[0][1][0].strip().lower() in {"path", "location", "file", "image"}:
         rows = rows[1:]
     if not rows:
@@ -288,10 +290,13 @@ def recordio_source(spec: str | os.PathLike) -> DataSource:
     reader = cached_reader(str(rec_path))
     try:
         header0 = unpack_record(reader.read(0))[0] if 0 in reader.offsets else None
-    except struct.error:
-        raise DataSourceError(f"{reader.rec_path}: record 0 is too short for a RecordIO image header") from None
+    except (struct.error, ValueError) as exc:
+        raise DataSourceError(f"{reader.rec_path}: record 0 is not a RecordIO header ({exc})") from None
     details: dict[str, Any] = {"rec_path": str(reader.rec_path)}
     if header0 is not None and len(header0) >= 2 and header0[0] >= 1:
+        if not (np.isfinite(header0[:2]).all() and header0[0] <= len(reader.offsets) + 1):
+            raise DataSourceError(f"{reader.rec_path}: header record 0 announces images 1..{header0[0]:g} but the "
+                                  f"index holds {len(reader.offsets)} records")
         first_identity, end_identity = int(header0[0]), int(header0[1])
         keys = list(range(1, first_identity))
         missing = [k for k in keys if k not in reader.offsets]
@@ -303,9 +308,10 @@ def recordio_source(spec: str | os.PathLike) -> DataSource:
         keys = reader.keys()
     if not keys:
         raise DataSourceError(f"{reader.rec_path}: RecordIO file holds no image records")
-    try:
-        identities = [str(int(reader.read_labels(key)[0])) for key in keys]
-    except struct.error:
-        raise DataSourceError(f"{reader.rec_path}: a record is too short for an image header") from None
+    labels = np.array([reader.read_labels(key)[0] for key in keys], dtype=np.float64)
+    if not np.isfinite(labels).all():
+        bad = keys[int(np.flatnonzero(~np.isfinite(labels))[0])]
+        raise DataSourceError(f"{reader.rec_path}: record {bad} has identity label {labels[keys.index(bad)]}")
+    identities = [str(int(label)) for label in labels]
     locations = [f"{reader.rec_path}{RECORD_SEPARATOR}{key}" for key in keys]
     return DataSource("recordio", str(reader.rec_path), _table(locations, identities, "recordio"), details)
