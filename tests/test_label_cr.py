@@ -107,3 +107,47 @@ def test_centre_errors_name_the_problem(tmp_path: Path):
         load_centres(tmp_path / "w.txt")
     with pytest.raises(ModelFileError, match="centre row 1 is all zeros"):
         load_centres(np.array([[1.0, 0], [0, 0]]))
+
+
+@pytest.mark.parametrize("leave_one_out", [False, True])
+def test_approximate_nearest_centre_finds_the_exact_one(leave_one_out):
+    # the recall floor stated in fiqa.label.cr: misses need a rounding error beyond 6 sigma, so none here
+    data = make_embeddings(3000, 64, 400, min_class_size=2, random_state=11)
+    exact = create_labeler("cr", leave_one_out=leave_one_out).fit(data.vectors, data.identities).labels_
+    # small blocks: the own class falls in every position of the centre blocks, and rows span several blocks
+    approximate = create_labeler("cr", leave_one_out=leave_one_out, nearest="approximate", block_rows=97,
+                                 centre_block=37).fit(data.vectors, data.identities).labels_
+    np.testing.assert_allclose(approximate.columns["nnccs"], exact.columns["nnccs"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(approximate.score, exact.score, rtol=0, atol=1e-6)
+    assert approximate.meta["params"]["nearest"] == "approximate"
+
+
+def test_approximate_search_resolves_near_ties_below_the_int8_step():
+    # centres in pairs 1e-4 apart (far below the int8 step of ~0.01 here): the screening cannot order a pair,
+    # so both must stay candidates and the exact re-rank must pick the nearer one
+    from fiqa.label.cr import approximate_nearest_other
+
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(60, 32)).astype(np.float32)
+    twins = base + 1e-4 * rng.normal(size=base.shape).astype(np.float32)
+    centres = np.concatenate([base, twins])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    vectors = rng.normal(size=(500, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    own = rng.integers(0, len(centres), size=500)
+    found = approximate_nearest_other(vectors, centres, own, block_rows=64, centre_block=50)
+    similarity = vectors.astype(np.float64) @ centres.T.astype(np.float64)
+    similarity[np.arange(500), own] = -np.inf
+    np.testing.assert_allclose(found, similarity.max(axis=1), rtol=0, atol=1e-6)
+    # with classifier centres through the labeller: the same answer as the exact search
+    identities = rng.integers(0, len(centres), size=500)
+    exact = create_labeler("cr", centres=centres).fit(vectors, identities).labels_
+    approximate = create_labeler("cr", centres=centres, nearest="approximate").fit(vectors, identities).labels_
+    np.testing.assert_allclose(approximate.columns["nnccs"], exact.columns["nnccs"], rtol=0, atol=1e-6)
+
+
+def test_nearest_must_be_exact_or_approximate():
+    data = make_embeddings(120, 8, 10, random_state=9)
+    with pytest.raises(InvalidParameterError, match="'nearest' parameter of CRLabeler must be one of 'exact', "
+                                                    "'approximate'. Got 'hnsw'"):
+        create_labeler("cr", nearest="hnsw").fit(data.vectors, data.identities)

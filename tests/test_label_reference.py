@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fiqa.core.comparisons import count_nonmated_pairs, identity_blocks, nonmated_pair_at, sample_nonmated_pairs
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
 from fiqa.label import create_labeler, list_labelers
 from fiqa.label.reference import cluster_identities, join_captures, match_evidence
@@ -217,3 +218,70 @@ def test_a_photos_own_copies_are_never_its_evidence():
     assert joined.columns["n_references"][0] == 1 and plain.columns["n_references"][0] == 2
     with pytest.raises(InvalidParameterError, match="captures"):
         create_labeler("reference-consensus").fit(vectors, identities, captures=np.zeros(3, np.int64))
+
+
+def _one_large_identity(random_state: int = 7):
+    rng = np.random.default_rng(random_state)
+    centres = _unit(rng.normal(size=(5, 16)))
+    codes = np.repeat(np.arange(5), [240, 9, 1, 30, 20])
+    vectors = _unit(centres[codes] + rng.normal(scale=0.4, size=(len(codes), 16)))
+    order = rng.permutation(len(codes))
+    return vectors[order], codes[order]
+
+
+def test_clusters_of_an_identity_in_bands_equal_one_pass():
+    vectors, codes = _one_large_identity()
+    thresholds = (0.85, 0.7, 0.5)
+    whole = cluster_identities(vectors, codes, thresholds)
+    # 240^2 elements > 1000: that identity is clustered a few rows at a time, merging components as it goes
+    banded = cluster_identities(vectors, codes, thresholds, max_gram=1000, block_rows=50)
+    for level in range(3):
+        np.testing.assert_array_equal(banded[level], whole[level])
+    assert len(np.unique(whole[0][codes == 0])) > 5  # the fine level does split the large identity
+
+
+def test_evidence_and_labels_in_bands_equal_one_pass(monkeypatch):
+    vectors, codes = _one_large_identity(8)
+    bursts = cluster_identities(vectors, codes, (0.8,))[0]
+    whole = match_evidence(vectors, codes, bursts, 0.3, 0.05)
+    banded = match_evidence(vectors, codes, bursts, 0.3, 0.05, max_gram=1000)
+    np.testing.assert_allclose(banded[0], whole[0], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(banded[1], whole[1])
+    norms = np.random.default_rng(0).uniform(5, 15, len(codes)).astype(np.float32)
+    unbanded = create_labeler("reference-consensus", n_threshold_pairs=5000).fit(vectors, codes, norms=norms)
+    monkeypatch.setattr("fiqa.label.reference.MAX_GRAM", 1000)
+    labels = create_labeler("reference-consensus", n_threshold_pairs=5000).fit(vectors, codes, norms=norms).labels_
+    np.testing.assert_allclose(labels.score, unbanded.labels_.score, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(labels.columns["burst"], unbanded.labels_.columns["burst"])
+
+
+def test_identity_blocks_bound_the_gram_elements():
+    codes = np.repeat(np.arange(6), [3, 40, 5, 5, 12, 3])
+    vectors = np.zeros((len(codes), 4), np.float32)
+    seen = []
+    for rows, starts, block_vectors in identity_blocks(vectors, codes, 1000, "test", max_gram=200):
+        sizes = np.diff(starts)
+        assert len(sizes) == 1 or (sizes**2).sum() <= 200
+        assert block_vectors.shape == (len(rows), 4) and (np.diff(codes[rows]) >= 0).all()
+        seen.append(sizes.tolist())
+    assert seen == [[3], [40], [5, 5, 12], [3]]  # greedy in identity order; 40 alone (1600 > 200); 203 > 200
+
+
+def test_nonmated_pairs_are_enumerated_by_rank_without_listing_them():
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        n = int(rng.integers(2, 50))
+        codes = rng.integers(0, int(rng.integers(2, 6)), n).astype(np.int64)
+        if (codes == codes[0]).all():
+            continue
+        a, b = np.triu_indices(n, k=1)
+        keep = codes[a] != codes[b]
+        first, second = nonmated_pair_at(codes, np.arange(count_nonmated_pairs(codes)))
+        np.testing.assert_array_equal(first, a[keep])
+        np.testing.assert_array_equal(second, b[keep])
+        # the sampler's enumeration path (few non-mated pairs): the draw the full listing gave, pair for pair
+        n_pairs = max(1, int(keep.sum()) // 2 + 1)
+        expected = np.sort(np.random.default_rng(9).choice(np.flatnonzero(keep), size=n_pairs, replace=False))
+        got = sample_nonmated_pairs(codes, n_pairs, np.random.default_rng(9))
+        np.testing.assert_array_equal(got[0], a[expected])
+        np.testing.assert_array_equal(got[1], b[expected])

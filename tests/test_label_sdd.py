@@ -148,3 +148,27 @@ def test_refined_preset_and_small_classes_still_serve_as_negatives():
     _, negative = refined.sample_indices(data.identities)
     drawn = np.unique(negative[negative >= 0])
     assert np.isin(np.flatnonzero(small), drawn).any()
+
+
+def test_an_identity_too_large_for_a_gram_matrix_labels_blockwise_like_the_reference(monkeypatch):
+    # one identity holds 400 of 410 images: pools walk past their end into the rest of the data, and with a Gram
+    # budget of 64 elements the positives and the negatives come from gathered dot products instead
+    sizes = np.array([400, 3, 3, 2, 2])
+    data = make_embeddings(410, 16, 5, sizes=sizes, random_state=6)
+    params = {"n_repeats": 3, "n_positives": 6, "n_negatives": 5, "pool_size": 8, "block_rows": 64}
+    whole = create_labeler("sdd", random_state=2, **params).fit(data.vectors, data.identities).labels_
+    monkeypatch.setattr("fiqa.label.sdd._MAX_GRAM", 64)
+    labeler = create_labeler("sdd", random_state=2, **params)
+    blockwise = labeler.fit(data.vectors, data.identities).labels_
+    raw, labelled, score = _reference(data.vectors, data.identities, labeler)
+    assert labelled.all()
+    np.testing.assert_allclose(blockwise.columns["w1"], raw.mean(axis=0), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(blockwise.score, score, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(blockwise.score, whole.score, rtol=0, atol=1e-4)
+    _, negative = labeler.sample_indices(data.identities)
+    for i in (0, 399, 405):  # a big-identity image and two small-identity ones: valid draws of the stated sizes
+        for k in range(3):
+            neg = negative[k, i][negative[k, i] >= 0]
+            n_others = 410 - sizes[data.identities[i]]
+            assert len(neg) == min(5, n_others) == len(set(neg))
+            assert (data.identities[neg] != data.identities[i]).all()

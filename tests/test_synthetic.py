@@ -45,3 +45,16 @@ def test_quality_sets_similarity_to_the_centre_and_the_norm():
     assert scipy.stats.spearmanr(data.norms, data.quality).statistic > 0.9
     impostor = np.einsum("ij,ij->i", data.vectors, data.centres[(data.identities + 1) % 20])
     assert abs(impostor.mean()) < 0.03 and impostor.std() < 2 / np.sqrt(256)
+
+
+def test_explicit_sizes_and_blockwise_file_output(tmp_path: Path):
+    sizes = np.array([5, 1, 12, 2])
+    data = make_embeddings(20, 8, 4, sizes=sizes, random_state=4)
+    np.testing.assert_array_equal(np.bincount(data.identities), sizes)
+    # written block by block with plain writes (more than one block of 65,536 rows), then mapped read-only
+    big = make_embeddings(70_000, 4, 7, random_state=5, out=tmp_path / "v.npy")
+    assert isinstance(big.vectors, np.memmap) and not big.vectors.flags.writeable
+    np.testing.assert_array_equal(big.vectors, make_embeddings(70_000, 4, 7, random_state=5).vectors)
+    with pytest.raises(InvalidParameterError, match="'sizes' parameter of make_embeddings must be 4 ints >= 1 "
+                                                    "summing to n_samples \\(21\\)"):
+        make_embeddings(21, 8, 4, sizes=sizes)

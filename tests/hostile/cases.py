@@ -128,10 +128,10 @@ CASES: dict[str, tuple[str, str]] = {
     "P06": (NOTE, "demo download: only with --download, safe tar extraction"),
     # 9. O(N^2) paths (notes)
     "O01": (NOTE, "verify genuine similarities: O(sum k^2)"),
-    "O02": (NOTE, "verify impostor pairs with a dominant identity"),
+    "O02": (GOOD, "verify non-mated pairs with a dominant identity: linear (drawn by rank)"),
     "O03": (NOTE, "evaluate mated pairs: O(sum k^2) indices"),
-    "O04": (NOTE, "evaluate non-mated pairs with a dominant identity"),
-    "O05": (NOTE, "sdd per-identity Gram"),
+    "O04": (GOOD, "evaluate non-mated pairs with a dominant identity: linear (drawn by rank)"),
+    "O05": (NOTE, "sdd per-identity Gram: quadratic up to MAX_GRAM elements a block, then banded"),
     "O06": (NOTE, "sdd negatives with a dominant identity"),
     "O07": (NOTE, "reference-consensus clustering and evidence"),
     # 10. other error paths

@@ -120,12 +120,11 @@ def sample_nonmated_pairs(codes: np.ndarray, n_pairs: int, rng: np.random.Genera
             second_parts.append(second[keep])
             found += int(keep.sum())
         return np.concatenate(first_parts)[:n_pairs], np.concatenate(second_parts)[:n_pairs]
-    if count_nonmated_pairs(codes) <= 2 * n_pairs:
-        a, b = np.triu_indices(n, k=1)
-        keep = np.flatnonzero(codes[a] != codes[b])
-        if len(keep) > n_pairs:
-            keep = np.sort(rng.choice(keep, size=n_pairs, replace=False))
-        return a[keep].astype(np.int64), b[keep].astype(np.int64)
+    total = count_nonmated_pairs(codes)
+    if total <= 2 * n_pairs:
+        # every non-mated pair has a rank in (first, second) order; draw ranks, never listing the n^2 / 2 pairs
+        ranks = np.sort(rng.choice(total, size=n_pairs, replace=False)) if total > n_pairs else np.arange(total)
+        return nonmated_pair_at(codes, ranks)
     keys = np.empty(0, np.int64)
     while len(keys) < n_pairs:
         need = n_pairs - len(keys)
@@ -140,19 +139,77 @@ def sample_nonmated_pairs(codes: np.ndarray, n_pairs: int, rng: np.random.Genera
     return keys // n, keys % n
 
 
-def identity_blocks(vectors: np.ndarray, codes: np.ndarray, block_rows: int, desc: str
-                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def nonmated_pair_at(codes: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The non-mated pairs of the given ranks, in the order of all pairs ``(i, j)``, ``i < j``, with
+    ``codes[i] != codes[j]``, sorted by ``i`` then ``j`` (rank 0 is the first such pair). ``O(n + len(ranks))``
+    memory: the pairs are never listed.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n,), int64
+    ranks : ndarray of shape (m,), int64
+        Each in ``0 .. count_nonmated_pairs(codes) - 1``.
+
+    Returns
+    -------
+    first, second : ndarray of shape (m,), int64
+    """
+    n = len(codes)
+    ranks = np.asarray(ranks, np.int64)
+    order = np.argsort(codes, kind="stable")  # by identity, then row
+    sorted_codes = codes[order]
+    group_start = np.searchsorted(sorted_codes, sorted_codes, side="left")
+    group_size = np.searchsorted(sorted_codes, sorted_codes, side="right") - group_start
+    position = np.empty(n, np.int64)  # each row's place among the rows of its identity
+    position[order] = np.arange(n) - group_start
+    size = np.empty(n, np.int64)
+    size[order] = group_size
+    rows = np.arange(n, dtype=np.int64)
+    partners = (n - 1 - rows) - (size - 1 - position)  # rows after i of another identity
+    ends = np.cumsum(partners)
+    first = np.searchsorted(ends, ranks, side="right")
+    k = ranks - (ends[first] - partners[first])
+    # the second row is the T-th row (0-based) of another identity than first's, T = (rows of other identities
+    # before first) + k; with own rows o_0 < o_1 < ..., o_m - m other rows precede o_m, so it lies at
+    # T + #{m : o_m - m <= T}, found by one search over every identity's (o_m - m) at once
+    target = first - position[first] + k
+    before = order - (np.arange(n) - group_start)  # o_m - m along each identity's rows
+    keys = sorted_codes.astype(np.int64) * (n + 1) + before
+    own_code = codes[first].astype(np.int64)
+    own_start = np.searchsorted(sorted_codes, own_code, side="left")
+    skipped = np.searchsorted(keys, own_code * (n + 1) + target, side="right") - own_start
+    return first.astype(np.int64), (target + skipped).astype(np.int64)
+
+
+#: Default bound on the Gram matrix elements one block of identities may need (``sum n_y^2``): 8M float32, 32 MB.
+MAX_GRAM = 1 << 23
+
+
+def identity_blocks(vectors: np.ndarray, codes: np.ndarray, block_rows: int, desc: str, *,
+                    max_gram: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Whole identities, many at a time: ``(rows, starts, block_vectors)`` per block of about ``block_rows`` rows.
 
     ``rows`` are the block's row indices sorted by identity, ``starts`` the offsets of each identity inside the
     block (``len = identities + 1``) and ``block_vectors`` the float32 rows in that order, read from ``vectors``
-    in storage order (fast for memory-mapped input). An identity larger than ``block_rows`` is a block by itself.
+    in storage order (fast for memory-mapped input). Blocks are cut greedily, in identity order, so that they hold
+    at most ``block_rows`` rows and (when ``max_gram`` is given) identities whose Gram matrices have at most
+    ``max_gram`` elements together (``sum n_y^2``); an identity beyond either bound is a block by itself, and a
+    caller that would square it must work on it in tiles (:func:`gram_row_tiles`).
     """
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
     class_start = np.concatenate([[0], np.flatnonzero(np.diff(sorted_codes)) + 1, [len(order)]])
-    bucket = class_start[:-1] // block_rows
-    block_first = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [len(bucket)]])
+    sizes = np.diff(class_start).tolist()
+    gram_limit = np.inf if max_gram is None else max_gram
+    block_first = [0]
+    rows_in = gram_in = 0
+    for index, size in enumerate(sizes):
+        if index > block_first[-1] and (rows_in + size > block_rows or gram_in + size * size > gram_limit):
+            block_first.append(index)
+            rows_in = gram_in = 0
+        rows_in += size
+        gram_in += size * size
+    block_first.append(len(sizes))
     n_blocks = len(block_first) - 1
     for block in tqdm(range(n_blocks), desc=desc, unit="block", disable=n_blocks < 4, leave=False):
         starts = class_start[block_first[block]:block_first[block + 1] + 1]
@@ -161,3 +218,19 @@ def identity_blocks(vectors: np.ndarray, codes: np.ndarray, block_rows: int, des
         block_vectors = np.empty((len(rows), vectors.shape[1]), np.float32)
         block_vectors[storage] = np.asarray(vectors[rows[storage]], np.float32)
         yield rows, starts - starts[0], block_vectors
+
+
+def gram_row_tiles(members: np.ndarray, max_gram: int, *, upper: bool = False
+                   ) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """The Gram matrix ``members @ members.T`` of one identity, a band of rows at a time: ``(first, stop, column,
+    tile)`` with ``tile = members[first:stop] @ members[column:].T``, float32, at most about ``max_gram`` elements.
+
+    ``upper=True`` gives only the columns from ``first`` on (``column = first``: the diagonal and upper triangle,
+    half the products), else every column (``column = 0``). Memory ``O(max_gram)`` whatever the identity's size.
+    """
+    n = len(members)
+    band = max(1, max_gram // max(n, 1))
+    for first in range(0, n, band):
+        stop = min(first + band, n)
+        column = first if upper else 0
+        yield first, stop, column, members[first:stop] @ members[column:].T

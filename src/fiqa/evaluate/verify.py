@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from fiqa.core.comparisons import identity_codes, sample_nonmated_pairs
+from fiqa.core.comparisons import MAX_GRAM, gram_row_tiles, identity_codes, sample_nonmated_pairs
 from fiqa.core.errors import NoUsableSamplesError, check_int
 from fiqa.core.types import EmbeddingStore
 
@@ -66,6 +66,10 @@ logger = logging.getLogger(__name__)
 def genuine_similarities(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Cosine similarity of every mated pair.
 
+    Each identity's pairs come from its Gram matrix, computed a band of rows at a time when it would have more than
+    :data:`fiqa.core.comparisons.MAX_GRAM` elements, so the memory beyond the result is bounded whatever an
+    identity's size (the result itself holds ``k (k - 1) / 2`` values per identity of ``k``).
+
     Parameters
     ----------
     vectors : ndarray of shape (n, d), float32, L2-normalised
@@ -75,15 +79,29 @@ def genuine_similarities(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray of shape (sum over identities of k (k - 1) / 2,), float32
+        Identity by identity (in code order), each identity's pairs ``(i, j)``, ``i < j``, row by row.
     """
     order = np.argsort(codes, kind="stable")
     boundaries = np.flatnonzero(np.diff(codes[order])) + 1
-    parts = []
-    for members in np.split(order, boundaries):
-        if len(members) >= 2:
-            block = vectors[members] @ vectors[members].T
-            parts.append(block[np.triu_indices(len(members), k=1)])
-    return np.concatenate(parts).astype(np.float32) if parts else np.empty(0, np.float32)
+    groups = np.split(order, boundaries)
+    sizes = np.array([len(members) for members in groups], np.int64)
+    out = np.empty(int(np.sum(sizes * (sizes - 1) // 2)), np.float32)
+    offset = 0
+    for members in groups:
+        k = len(members)
+        if k < 2:
+            continue
+        member_vectors = vectors[members]
+        if k * k <= MAX_GRAM:
+            values = (member_vectors @ member_vectors.T)[np.triu_indices(k, k=1)]
+            out[offset:offset + len(values)] = values
+            offset += len(values)
+            continue
+        for first, stop, column, tile in gram_row_tiles(member_vectors, MAX_GRAM, upper=True):
+            values = tile[np.arange(column, k)[None, :] > np.arange(first, stop)[:, None]]
+            out[offset:offset + len(values)] = values
+            offset += len(values)
+    return out
 
 
 def verification_summary(store: EmbeddingStore, *, n_nonmated: int = 200_000,
@@ -119,10 +137,10 @@ def verification_summary(store: EmbeddingStore, *, n_nonmated: int = 200_000,
     if len(names) < 2:
         raise NoUsableSamplesError(f"{store.root}: only one identity, so there are no non-mated pairs")
     first, second = sample_nonmated_pairs(codes, n_nonmated, np.random.default_rng(random_state))
-    nonmated = np.einsum("ij,ij->i", vectors[first], vectors[second])
-    labels = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(nonmated), bool)])
-    auc = float(roc_auc_score(labels, np.concatenate([genuine, nonmated])))
+    impostor = np.einsum("ij,ij->i", vectors[first], vectors[second])
+    labels = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
+    auc = float(roc_auc_score(labels, np.concatenate([genuine, impostor])))
     return VerificationSummary(n_samples=len(usable), n_identities=len(names), n_genuine_pairs=len(genuine),
-                               n_nonmated_pairs=len(nonmated), mean_genuine=float(np.mean(genuine, dtype=np.float64)),
-                               mean_nonmated=float(np.mean(nonmated, dtype=np.float64)),
+                               n_nonmated_pairs=len(impostor), mean_genuine=float(np.mean(genuine, dtype=np.float64)),
+                               mean_nonmated=float(np.mean(impostor, dtype=np.float64)),
                                roc_auc=auc, random_state=int(random_state))

@@ -45,9 +45,11 @@ Algorithm, for usable samples ``x_i`` (unit vectors) of identity ``y(i)`` in bur
 Complexity (``N`` samples, ``C`` identities of sizes ``n_y``, dimension ``d``, ``P = n_threshold_pairs``,
 ``m`` the mean class size): ``O(sum_y n_y^2 d)`` for the clustering and again for the evidence (one small Gram
 matrix per identity, recomputed rather than stored), plus ``O(P d)`` for the threshold: ``O(N m d + P d)``, the
-same class as SDD-FIQA's ``O(N (m + n) K d)``. Memory is ``O(N)`` plus one block of vectors and the largest
-identity's ``n_y^2`` Gram matrix; the vectors are read in blocks (memory-mapped input works). Measured:
-``benchmarks/bench_new_labeller.py``.
+same class as SDD-FIQA's ``O(N (m + n) K d)``. Memory is ``O(N)`` plus one block of vectors and a bounded part of
+the Gram matrices (:data:`fiqa.core.comparisons.MAX_GRAM` elements): small identities are batched, and an identity
+whose Gram matrix would be larger is worked on in bands of rows (clustering merges the components band by band),
+so one identity of 50,000 images labels within 2 GB; the vectors are read in blocks (memory-mapped input works).
+Measured: ``benchmarks/bench_new_labeller.py``, ``benchmarks/bench_ms1m_scale.py``.
 """
 from __future__ import annotations
 
@@ -60,6 +62,8 @@ from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
 from fiqa.core.comparisons import (
+    MAX_GRAM,
+    gram_row_tiles,
     identity_blocks,
     sample_nonmated_pairs,
     threshold_at_fmr,
@@ -181,7 +185,7 @@ class ReferenceConsensusLabeler(Labeler):
 
 
 def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple[float, ...], *,
-                       block_rows: int = _BLOCK_ROWS) -> list[np.ndarray]:
+                       block_rows: int = _BLOCK_ROWS, max_gram: int | None = None) -> list[np.ndarray]:
     """Single-linkage clustering on cosine similarity inside each identity, at several thresholds, batched.
 
     At threshold ``t`` the clusters are the connected components of the graph that joins two images of one
@@ -192,7 +196,9 @@ def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple
     Identities are processed many at a time (blocks of about ``block_rows`` rows cut at identity boundaries):
     per block, one Gram matrix per identity (small products, one BLAS thread), the pairs above the lowest
     threshold found with one vectorised scan, and one ``connected_components`` call per threshold over the whole
-    block. Cost ``O(sum_y n_y^2 d)`` time and ``O(block_rows * max_y n_y)`` memory.
+    block. An identity whose Gram matrix has more than ``max_gram`` elements is clustered alone, a band of rows
+    of its Gram matrix at a time, merging components as it goes (the same partition). Cost ``O(sum_y n_y^2 d)``
+    time and ``O(block_rows + max_gram)`` memory.
 
     Parameters
     ----------
@@ -204,6 +210,8 @@ def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple
         Cosine similarities.
     block_rows : int, default=65536
         Rows per block.
+    max_gram : int, optional
+        Gram matrix elements per block (bounds the memory); default :data:`fiqa.core.comparisons.MAX_GRAM`.
 
     Returns
     -------
@@ -211,38 +219,80 @@ def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple
         One array per threshold: cluster ids, unique across identities, ``0 .. n_clusters - 1``, numbered in
         order of identity code; a cluster never spans two identities.
     """
-    lowest = min(thresholds)
+    max_gram = MAX_GRAM if max_gram is None else max_gram
     out = [np.empty(len(codes), np.int64) for _ in thresholds]
     next_id = np.zeros(len(thresholds), np.int64)
-    for rows, starts, block_vectors in identity_blocks(vectors, codes, block_rows, "clustering identities"):
+    for rows, starts, block_vectors in identity_blocks(vectors, codes, block_rows, "clustering identities",
+                                                       max_gram=max_gram):
         sizes = np.diff(starts)
-        n_block = len(rows)
-        gram_offset = np.concatenate([[0], np.cumsum(sizes.astype(np.int64) ** 2)])
-        gram = np.empty(gram_offset[-1], np.float32)
-        with threadpool_limits(1, user_api="blas"):  # many small products: threads only add overhead
-            for index in np.flatnonzero(sizes > 1):
-                members = block_vectors[starts[index]:starts[index + 1]]
-                np.matmul(members, members.T,
-                          out=gram[gram_offset[index]:gram_offset[index + 1]].reshape(sizes[index], sizes[index]))
-        flat = np.flatnonzero(gram >= lowest)
-        owner = np.searchsorted(gram_offset, flat, side="right") - 1
-        local = flat - gram_offset[owner]
-        first = local // sizes[owner] + starts[owner]
-        second = local % sizes[owner] + starts[owner]
-        upper = first < second
-        first, second, similarity = first[upper], second[upper], gram[flat[upper]]
-        for level, threshold in enumerate(thresholds):
-            keep = similarity >= threshold
-            graph = sparse.coo_matrix((np.ones(int(keep.sum()), np.int8), (first[keep], second[keep])),
-                                      shape=(n_block, n_block)).tocsr()
-            n_components, labels = connected_components(graph, directed=False)
+        if len(sizes) == 1 and sizes[0] ** 2 > max_gram:
+            labels = _cluster_one_identity(block_vectors, thresholds, max_gram)
+        else:
+            labels = _cluster_block(block_vectors, starts, thresholds)
+        for level, components in enumerate(labels):
             # number clusters in order of first appearance, so ids grow with the identity code
-            _, first_seen, labels = np.unique(labels, return_index=True, return_inverse=True)
+            _, first_seen, inverse = np.unique(components, return_index=True, return_inverse=True)
             rank = np.empty(len(first_seen), np.int64)
             rank[np.argsort(first_seen, kind="stable")] = np.arange(len(first_seen))
-            out[level][rows] = next_id[level] + rank[labels.reshape(-1)]
-            next_id[level] += n_components
+            out[level][rows] = next_id[level] + rank[inverse.reshape(-1)]
+            next_id[level] += len(first_seen)
     return out
+
+
+def _cluster_block(block_vectors: np.ndarray, starts: np.ndarray, thresholds: tuple[float, ...]
+                   ) -> list[np.ndarray]:
+    """Connected components per threshold of a block of whole identities (one small Gram matrix each)."""
+    lowest = min(thresholds)
+    sizes = np.diff(starts)
+    n_block = len(block_vectors)
+    gram_offset = np.concatenate([[0], np.cumsum(sizes.astype(np.int64) ** 2)])
+    gram = np.empty(gram_offset[-1], np.float32)
+    with threadpool_limits(1, user_api="blas"):  # many small products: threads only add overhead
+        for index in np.flatnonzero(sizes > 1):
+            members = block_vectors[starts[index]:starts[index + 1]]
+            np.matmul(members, members.T,
+                      out=gram[gram_offset[index]:gram_offset[index + 1]].reshape(sizes[index], sizes[index]))
+    flat = np.flatnonzero(gram >= lowest)
+    owner = np.searchsorted(gram_offset, flat, side="right") - 1
+    local = flat - gram_offset[owner]
+    first = local // sizes[owner] + starts[owner]
+    second = local % sizes[owner] + starts[owner]
+    upper = first < second
+    first, second, similarity = first[upper], second[upper], gram[flat[upper]]
+    labels = []
+    for threshold in thresholds:
+        keep = similarity >= threshold
+        graph = sparse.coo_matrix((np.ones(int(keep.sum()), np.int8), (first[keep], second[keep])),
+                                  shape=(n_block, n_block)).tocsr()
+        labels.append(connected_components(graph, directed=False)[1])
+    return labels
+
+
+def _cluster_one_identity(members: np.ndarray, thresholds: tuple[float, ...], max_gram: int) -> list[np.ndarray]:
+    """Connected components per threshold of one large identity, its Gram matrix a band of rows at a time.
+
+    Each level keeps a component id per image; a band's pairs above the threshold that join two different
+    components merge them (connected components of the graph of components). The result is the same partition as
+    one pass over the whole Gram matrix, in ``O(max_gram + n)`` memory.
+    """
+    n = len(members)
+    lowest = min(thresholds)
+    labels = [np.arange(n) for _ in thresholds]
+    for first_row, _, column, tile in gram_row_tiles(members, max_gram, upper=True):
+        flat = np.flatnonzero(tile >= lowest)
+        first = flat // tile.shape[1] + first_row
+        second = flat % tile.shape[1] + column
+        upper = first < second
+        first, second, similarity = first[upper], second[upper], tile.ravel()[flat[upper]]
+        for level, threshold in enumerate(thresholds):
+            keep = similarity >= threshold
+            a, b = labels[level][first[keep]], labels[level][second[keep]]
+            joins = a != b
+            if not joins.any():
+                continue
+            graph = sparse.coo_matrix((np.ones(int(joins.sum()), np.int8), (a[joins], b[joins])), shape=(n, n))
+            labels[level] = connected_components(graph.tocsr(), directed=False)[1][labels[level]]
+    return labels
 
 
 def join_captures(clusters: np.ndarray, captures: np.ndarray) -> np.ndarray:
@@ -278,19 +328,25 @@ def join_captures(clusters: np.ndarray, captures: np.ndarray) -> np.ndarray:
 
 
 def match_evidence(vectors: np.ndarray, codes: np.ndarray, burst: np.ndarray, threshold: float, width: float, *,
-                   block_rows: int = _BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+                   block_rows: int = _BLOCK_ROWS, max_gram: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Smoothed match counts against the other bursts of each sample's identity, each burst counting once.
 
     Returns ``(evidence, outside)``, both of shape (n,), float64: ``evidence_i = sum_B max_{j in B}
     sigmoid((x_i . x_j - threshold) / width)`` over the bursts ``B`` of ``i``'s identity other than its own
     (a burst is represented by its best-matching shot), and ``outside_i`` the number of those bursts. One Gram
-    matrix per identity, ``O(sum_y n_y^2 d)``; ``burst`` ids must not span identities.
+    matrix per identity, ``O(sum_y n_y^2 d)``, in bands of rows of at most about ``max_gram`` elements (memory
+    ``O(max_gram)`` whatever the identity's size; default :data:`fiqa.core.comparisons.MAX_GRAM`); ``burst`` ids
+    must not span identities.
     """
+    max_gram = MAX_GRAM if max_gram is None else max_gram
     evidence = np.zeros(len(codes))
     outside = np.zeros(len(codes))
-    for rows, starts, block_vectors in identity_blocks(vectors, codes, block_rows, "match evidence"):
+    step_at = np.float32(threshold)
+    step_width = np.float32(width)
+    for rows, starts, block_vectors in identity_blocks(vectors, codes, block_rows, "match evidence",
+                                                       max_gram=max_gram):
         sizes = np.diff(starts)
-        with threadpool_limits(1, user_api="blas"):
+        with threadpool_limits(1 if len(sizes) > 1 else None, user_api="blas"):
             for index in np.flatnonzero(sizes > 1):
                 span = slice(starts[index], starts[index + 1])
                 by_burst = np.argsort(burst[rows[span]], kind="stable")
@@ -300,11 +356,12 @@ def match_evidence(vectors: np.ndarray, codes: np.ndarray, burst: np.ndarray, th
                 first = np.flatnonzero(np.r_[True, members_burst[1:] != members_burst[:-1]])
                 if len(first) == 1:
                     continue  # one burst: no outside reference
-                step = expit((members @ members.T - np.float32(threshold)) / np.float32(width))
-                best = np.maximum.reduceat(step, first, axis=1)  # (members, bursts): best shot of each burst
                 own = np.searchsorted(first, np.arange(len(members_rows)), side="right") - 1
-                best[np.arange(len(members_rows)), own] = 0.0
-                evidence[members_rows] = best.sum(axis=1)
+                for band_first, band_stop, _, tile in gram_row_tiles(members, max(max_gram, len(members))):
+                    step = expit((tile - step_at) / step_width)
+                    best = np.maximum.reduceat(step, first, axis=1)  # (band, bursts): best shot of each burst
+                    best[np.arange(band_stop - band_first), own[band_first:band_stop]] = 0.0
+                    evidence[members_rows[band_first:band_stop]] = best.sum(axis=1)
                 outside[members_rows] = len(first) - 1
     return evidence, outside
 

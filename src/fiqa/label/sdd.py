@@ -41,6 +41,12 @@ over the merged steps of both quantile functions, see :func:`wasserstein_sorted`
 the same size pair at once.
 :meth:`SDDLabeler.sample_indices` returns the exact indices a fit draws, for checking against a per-sample
 implementation.
+
+Memory is bounded per block whatever an identity's size: an identity whose Gram matrix would exceed
+:data:`fiqa.core.comparisons.MAX_GRAM` elements gets its positives' similarities as gathered dot products (``K m``
+per image instead of ``n``), the negatives' walk never lists more than the pool per image, and a pool that had to
+grow into the rest of the data (an identity holding most of it) is compared by gathered dot products too; one
+identity of 50,000 images labels within 2 GB (``benchmarks/bench_ms1m_scale.py``).
 """
 from __future__ import annotations
 
@@ -52,11 +58,17 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from fiqa.core.comparisons import MAX_GRAM
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import Status
 from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler, rescale_to_100
 
 logger = logging.getLogger(__name__)
+
+#: Largest Gram matrix (elements) computed at once: an identity with ``n^2`` above it gets its positives' similarities
+#: as gathered dot products, and a block whose negative pool would need a larger product gets its negatives the
+#: same way (in row tiles of about this many floats), so memory stays bounded whatever an identity's size.
+_MAX_GRAM = MAX_GRAM
 
 
 @dataclass(frozen=True)
@@ -264,8 +276,10 @@ class SDDLabeler(Labeler):
         slow = np.flatnonzero((own_in_pool > 0) | (neg_count < k_neg))
         if len(slow) == 0:
             return pool, columns
-        # rows whose walk meets images of their own identity (or that have fewer than n_negatives others)
+        # rows whose walk meets images of their own identity (or that have fewer than n_negatives others); the
+        # number of others in the pool and of negatives needed depend only on the identity
         short = pool_len - own_in_pool[slow] < neg_count[slow]
+        extension_others: dict[int, np.ndarray] = {}
         if short.any():
             revealed = np.zeros(n_total, dtype=bool)
             revealed[pool] = True
@@ -273,20 +287,26 @@ class SDDLabeler(Labeler):
             extension = rest[rng.permutation(len(rest))]
             extension_codes = codes[extension]
             needed = 0
-            for row in slow[short]:
-                missing = neg_count[row] - (pool_len - own_in_pool[row])
-                others = np.flatnonzero(extension_codes != row_code[row])
+            short_codes, first_row = np.unique(row_code[slow[short]], return_index=True)
+            for code, row in zip(short_codes.tolist(), slow[short][first_row]):
+                missing = int(neg_count[row] - (pool_len - own_in_pool[row]))
+                others = np.flatnonzero(extension_codes != code)[:missing]
+                extension_others[code] = others
                 needed = max(needed, int(others[missing - 1]) + 1)
             pool = np.concatenate([pool, extension[:needed]])
-        walk = np.concatenate([(offset[slow, None] + np.arange(pool_len)[None, :]) % pool_len,
-                               np.broadcast_to(np.arange(pool_len, len(pool)), (len(slow), len(pool) - pool_len))],
-                              axis=1)
-        other = codes[pool][walk] != row_code[slow, None]
+        # the pool part of each walk: (rows, pool_size), bounded whatever the identity's size
+        walk = (offset[slow, None] + np.arange(pool_len)[None, :]) % pool_len
+        other = codes[pool[:pool_len]][walk] != row_code[slow, None]
         rank = np.cumsum(other, axis=1)
         take = other & (rank <= neg_count[slow, None])
         hit_row, hit_col = np.nonzero(take)
         slow_columns = np.zeros((len(slow), k_neg), dtype=np.int32)
         slow_columns[hit_row, rank[hit_row, hit_col] - 1] = walk[hit_row, hit_col]
+        # short rows continue, after all the pool's others, with the first others of the extension
+        for code, others in extension_others.items():
+            rows = np.flatnonzero(short & (row_code[slow] == code))
+            found = pool_len - int(own_in_pool[slow[rows[0]]])
+            slow_columns[rows, found:found + len(others)] = pool_len + others
         columns[slow] = slow_columns
         return pool, columns
 
@@ -346,7 +366,10 @@ class SDDLabeler(Labeler):
             mean_positive[draw.rows] = pos_mean
             mean_negative[draw.rows] = neg_mean
         labelled = data.labelled
-        score = rescale_to_100(raw, labelled).mean(axis=0)
+        score = np.zeros(n_rows)
+        for repeat in range(self.n_repeats):  # one repetition at a time: no (K, N) temporaries beside ``raw``
+            score += rescale_to_100(raw[repeat], labelled)
+        score /= self.n_repeats
         columns = {"mean_positive": mean_positive, "mean_negative": mean_negative,
                    "w1": raw.mean(axis=0)}
         status = reason = None
@@ -374,11 +397,14 @@ class SDDLabeler(Labeler):
         block_vectors = np.asarray(vectors[draw.rows], dtype=np.float32)
         n_block = len(draw.rows)
         sizes = np.diff(draw.class_start)
+        big = sizes.astype(np.int64) ** 2 > _MAX_GRAM  # no Gram matrix: gathered dot products instead
         # positives: one Gram matrix per identity, stored flat
-        gram_offset = np.concatenate([[0], np.cumsum(sizes.astype(np.int64) ** 2)])
+        gram_offset = np.concatenate([[0], np.cumsum(np.where(big, 0, sizes).astype(np.int64) ** 2)])
         gram = np.empty(gram_offset[-1], dtype=np.float32)
         with threadpool_limits(1, user_api="blas"):  # many small products: threads only add overhead
             for index, (start, stop) in enumerate(zip(draw.class_start[:-1], draw.class_start[1:])):
+                if big[index]:
+                    continue
                 members = block_vectors[start:stop]
                 np.matmul(members, members.T, out=gram[gram_offset[index]:gram_offset[index + 1]].reshape(
                     stop - start, stop - start))
@@ -387,10 +413,15 @@ class SDDLabeler(Labeler):
         row_start = draw.class_start[:-1][local_class]
         # gram index of (i, j), i and j block positions of one identity: row_base[i] + j
         row_base = gram_offset[:-1][local_class] + (np.arange(n_block) - row_start) * row_size - row_start
-        # negatives: the block against every repetition's pool at once
-        pool_similarity = block_vectors @ np.asarray(vectors[draw.pool], dtype=np.float32).T
-        neg_base = np.arange(n_block, dtype=np.int64) * pool_similarity.shape[1]
-        pool_similarity = pool_similarity.ravel()
+        gathered = np.flatnonzero(big[local_class])
+        from_gram = np.flatnonzero(~big[local_class]) if len(gathered) else None
+        # negatives: the block against every repetition's pool at once, unless the pool grew into the rest of a
+        # data set that one identity dominates (then gathered dot products)
+        pool_similarity = None
+        if n_block * len(draw.pool) <= max(_MAX_GRAM, n_block * self.n_repeats * self.pool_size):
+            pool_similarity = block_vectors @ np.asarray(vectors[draw.pool], dtype=np.float32).T
+            neg_base = np.arange(n_block, dtype=np.int64) * pool_similarity.shape[1]
+            pool_similarity = pool_similarity.ravel()
 
         groups = self._size_groups(draw.pos_count, draw.neg_count)
         pos_pad = np.arange(self.n_positives)[None, :] >= draw.pos_count[:, None]
@@ -400,8 +431,20 @@ class SDDLabeler(Labeler):
         pos_mean = np.zeros(n_block)
         neg_mean = np.zeros(n_block)
         for repeat in range(n_repeats):
-            positive = self._sorted_sample(gram[row_base[:, None] + draw.positive[repeat]], pos_pad)
-            negative = self._sorted_sample(pool_similarity[neg_base[:, None] + draw.negative[repeat]], neg_pad)
+            if from_gram is None:
+                positive = gram[row_base[:, None] + draw.positive[repeat]]
+            else:
+                positive = np.empty((n_block, self.n_positives), np.float32)
+                positive[from_gram] = gram[row_base[from_gram, None] + draw.positive[repeat][from_gram]]
+                positive[gathered] = _gathered_dots(block_vectors, gathered, block_vectors,
+                                                    draw.positive[repeat][gathered])
+            positive = self._sorted_sample(positive, pos_pad)
+            if pool_similarity is not None:
+                negative = pool_similarity[neg_base[:, None] + draw.negative[repeat]]
+            else:
+                negative = _gathered_dots(block_vectors, np.arange(n_block), vectors,
+                                          draw.pool[draw.negative[repeat]])
+            negative = self._sorted_sample(negative, neg_pad)
             pos_avg = _padded_mean(positive, pos_pad, draw.pos_count)
             neg_avg = _padded_mean(negative, neg_pad, draw.neg_count)
             if groups is None:
@@ -430,6 +473,19 @@ class SDDLabeler(Labeler):
         if (key == k_pos * (k_neg + 1) + k_neg).all():
             return None
         return [(np.flatnonzero(key == value), *divmod(int(value), k_neg + 1)) for value in np.unique(key)]
+
+
+def _gathered_dots(left: np.ndarray, rows: np.ndarray, right: np.ndarray, partners: np.ndarray) -> np.ndarray:
+    """``left[rows[i]] . right[partners[i, j]]``, float32 (len(rows), k), in row tiles of about ``_MAX_GRAM`` floats
+    (``right`` may be memory-mapped)."""
+    out = np.empty(partners.shape, np.float32)
+    dim = left.shape[1]
+    tile = max(1, _MAX_GRAM // max(partners.shape[1] * dim, 1))
+    for start in range(0, len(rows), tile):
+        stop = min(start + tile, len(rows))
+        others = np.asarray(right[partners[start:stop].ravel()], np.float32).reshape(stop - start, -1, dim)
+        out[start:stop] = np.matmul(others, left[rows[start:stop], :, None])[:, :, 0]
+    return out
 
 
 def _padded_mean(sample: np.ndarray, pad: np.ndarray, count: np.ndarray) -> np.ndarray:

@@ -13,11 +13,16 @@ MagFace-style recognisers.
 
 Class sizes follow a long-tailed MS1MV2-like spread: every identity has at least ``min_class_size`` images and
 the rest are shared out in proportion to log-normal weights (MS1MV2: 5.8M images of 85.7K identities, a median
-near 70 and a tail of a few hundred).
+near 70 and a tail of a few hundred); explicit ``sizes`` give any other shape (e.g. one identity of 50,000 images).
+
+With ``out`` the vectors are written to a ``.npy`` file block by block with plain file writes (no writable memory
+map), so generating an MS1MV2-size set (5.8M x 512, 11.9 GB) holds only one block of vectors, the per-row arrays
+(identity, quality, norm: 20 bytes a row) and the centres in memory; the file is then opened read-only memory-mapped.
 """
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,8 +94,8 @@ def class_sizes(n_samples: int, n_identities: int, *, spread: float = 0.6, min_c
 
 def make_embeddings(n_samples: int, dim: int, n_identities: int, *, spread: float = 0.6, min_class_size: int = 1,
                     noise_low: float = 0.5, noise_high: float = 2.5, quality_beta: tuple[float, float] = (2.0, 2.0),
-                    norm_range: tuple[float, float] = (10.0, 30.0), out: str | None = None,
-                    random_state: int = 0) -> SyntheticEmbeddings:
+                    norm_range: tuple[float, float] = (10.0, 30.0), out: str | os.PathLike | None = None,
+                    sizes: np.ndarray | None = None, random_state: int = 0) -> SyntheticEmbeddings:
     """Generate a seeded synthetic embedding set with identity structure and a known quality.
 
     Parameters
@@ -109,7 +114,10 @@ def make_embeddings(n_samples: int, dim: int, n_identities: int, *, spread: floa
     norm_range : (float, float), default=(10, 30)
         Raw norm at quality 0 and 1.
     out : path, optional
-        Write the vectors into a float32 ``np.memmap`` file there instead of memory.
+        Write the vectors to this ``.npy`` file in blocks (bounded memory) and return them read-only memory-mapped.
+    sizes : ndarray of shape (n_identities,), int, optional
+        Explicit class sizes (each >= 1, summing to ``n_samples``) instead of :func:`class_sizes`; ``spread`` and
+        ``min_class_size`` are then unused.
     random_state : int, default=0
 
     Returns
@@ -126,8 +134,17 @@ def make_embeddings(n_samples: int, dim: int, n_identities: int, *, spread: floa
     params = {"n_samples": n_samples, "dim": dim, "n_identities": n_identities, "spread": spread,
                   "min_class_size": min_class_size, "noise_low": noise_low, "noise_high": noise_high,
                   "quality_beta": list(quality_beta), "norm_range": list(norm_range), "random_state": random_state}
-    sizes = class_sizes(n_samples, n_identities, spread=spread, min_class_size=min_class_size,
-                        random_state=random_state)
+    if sizes is None:
+        sizes = class_sizes(n_samples, n_identities, spread=spread, min_class_size=min_class_size,
+                            random_state=random_state)
+    else:
+        sizes = np.asarray(sizes)
+        if (sizes.shape != (n_identities,) or sizes.dtype.kind not in "iu" or sizes.min(initial=1) < 1
+                or int(sizes.sum()) != n_samples):
+            raise InvalidParameterError("make_embeddings", "sizes", f"{n_identities} ints >= 1 summing to n_samples "
+                                        f"({n_samples})", f"an array of shape {sizes.shape} summing to {sizes.sum()}")
+        sizes = sizes.astype(np.int64)
+        params["sizes"] = "explicit"
     rng = np.random.default_rng([random_state, 1])
     identities = rng.permutation(np.repeat(np.arange(n_identities, dtype=np.int64), sizes))
     quality = rng.beta(*quality_beta, size=n_samples)
@@ -136,22 +153,32 @@ def make_embeddings(n_samples: int, dim: int, n_identities: int, *, spread: floa
     sigma = (noise_high - (noise_high - noise_low) * quality).astype(np.float32)
     norms = ((norm_range[0] + (norm_range[1] - norm_range[0]) * quality)
              * rng.lognormal(0.0, 0.05, size=n_samples)).astype(np.float32)
+    scale = np.float32(1.0 / np.sqrt(dim))
+
+    def blocks():
+        for start in tqdm(range(0, n_samples, _BLOCK_ROWS), desc="synthetic", unit="block", leave=False,
+                          disable=n_samples < 8 * _BLOCK_ROWS):
+            stop = min(start + _BLOCK_ROWS, n_samples)
+            block = rng.standard_normal((stop - start, dim), dtype=np.float32)
+            block *= (sigma[start:stop] * scale)[:, None]
+            block += centres[identities[start:stop]]
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+            yield start, stop, block
+
     vectors: np.ndarray
     if out is None:
         vectors = np.empty((n_samples, dim), dtype=np.float32)
+        for start, stop, block in blocks():
+            vectors[start:stop] = block
     else:
-        vectors = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n_samples, dim))
-    scale = np.float32(1.0 / np.sqrt(dim))
-    for start in tqdm(range(0, n_samples, _BLOCK_ROWS), desc="synthetic", unit="block", leave=False,
-                      disable=n_samples < 8 * _BLOCK_ROWS):
-        stop = min(start + _BLOCK_ROWS, n_samples)
-        block = rng.standard_normal((stop - start, dim), dtype=np.float32)
-        block *= (sigma[start:stop] * scale)[:, None]
-        block += centres[identities[start:stop]]
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
-        vectors[start:stop] = block
-    if isinstance(vectors, np.memmap):
-        vectors.flush()
+        header = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n_samples, dim))
+        offset = header.offset
+        del header  # the file now has its header and its size; the blocks go in with plain writes
+        with open(out, "r+b") as file:
+            file.seek(offset)
+            for _, _, block in blocks():
+                file.write(block.tobytes())
+        vectors = np.load(out, mmap_mode="r")
     logger.info("synthetic embeddings: %d x %d, %d identities", n_samples, dim, n_identities)
     return SyntheticEmbeddings(vectors, identities, quality, norms, centres, params)
 
