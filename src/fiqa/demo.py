@@ -298,71 +298,41 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
                 "n_bootstrap": n_bootstrap, "random_state": random_state, "training_free": list(methods.training_free),
                 "serfiq_samples": methods.serfiq_samples}
     write_json(out / "demo.json", provenance(**settings))
-
     store, split, train_rows, test_rows = embed_and_split(
         lfw_path, out, min_images=min_images, max_identities=max_identities,
         max_images_per_identity=max_images_per_identity, test_fraction=test_fraction, random_state=random_state,
         progress=progress)
     logger.info("demo: %d training and %d test images", len(train_rows), len(test_rows))
     models = _train_models(store, out, train_rows, epochs=epochs, random_state=random_state, progress=progress)
-    degraded = _degraded_test_half(
-        store, out / "test-degraded", test_rows, random_state=random_state, progress=progress
-    )
+    degraded = _degraded_test_half(store, out / "test-degraded", test_rows, random_state=random_state,
+                                   progress=progress)
     test_sets = {"natural": (store, test_rows), "degraded": (degraded, np.flatnonzero(degraded.ok))}
     reports, summary = _evaluate_test_sets(test_sets, split, models, out, methods, settings, progress=progress)
     return DemoResult(out, Path(reports["natural"]), Path(reports["degraded"]), summary)
 
 
-def _evaluate_test_sets(
-    test_sets: dict[str, tuple[EmbeddingStore, np.ndarray]],
-    split: IdentitySplit,
-    models: dict[str, Path],
-    out: Path,
-    methods: _Methods,
-    settings: dict[str, Any],
-    *,
-    progress: bool,
-) -> tuple[dict[str, Path], list[dict]]:
+def _evaluate_test_sets(test_sets: dict[str, tuple[EmbeddingStore, np.ndarray]], split: IdentitySplit,
+                        models: dict[str, Path], out: Path, methods: _Methods, settings: dict[str, Any], *,
+                        progress: bool) -> tuple[dict[str, Path], list[dict]]:
     """Evaluate every test set (:func:`_evaluate_test_set`); write ``summary.json``; return the reports by set
     and the summary rows."""
     n_test = len(split.identities("test"))
-    held_apart = {
-        **split.describe(),
-        "description": f"only the {n_test:,} identities of the held-apart half of "
-        f"split.json (never labelled for training, never trained on)",
-    }
+    held_apart = {**split.describe(), "description": f"only the {n_test:,} identities of the held-apart half of "
+                  f"split.json (never labelled for training, never trained on)"}
     summary, reports = [], {}
     for set_name, (set_store, rows) in test_sets.items():
         reports[set_name], set_summary = _evaluate_test_set(
-            set_name,
-            set_store,
-            rows,
-            models,
-            out,
-            methods=methods,
-            held_apart=held_apart,
-            max_mated_per_identity=settings["max_mated_per_identity"],
-            n_nonmated=settings["n_nonmated"],
-            n_bootstrap=settings["n_bootstrap"],
-            random_state=settings["random_state"],
-            progress=progress,
-        )
+            set_name, set_store, rows, models, out, methods=methods, held_apart=held_apart,
+            max_mated_per_identity=settings["max_mated_per_identity"], n_nonmated=settings["n_nonmated"],
+            n_bootstrap=settings["n_bootstrap"], random_state=settings["random_state"], progress=progress)
         summary += set_summary
     write_json(out / "summary.json", {"rows": summary, **provenance(**settings)})
     return reports, summary
 
 
-def embed_and_split(
-    lfw: Path,
-    out: Path,
-    *,
-    min_images: int,
-    max_identities: int | None,
-    max_images_per_identity: int | None,
-    test_fraction: float,
-    random_state: int,
-    progress: bool,
-) -> tuple[EmbeddingStore, IdentitySplit, np.ndarray, np.ndarray]:
+def embed_and_split(lfw: Path, out: Path, *, min_images: int, max_identities: int | None,
+                    max_images_per_identity: int | None, test_fraction: float, random_state: int,
+                    progress: bool) -> tuple[EmbeddingStore, IdentitySplit, np.ndarray, np.ndarray]:
     """Embed the selected LFW people into ``out/store`` and split their identities (``out/split.json``).
 
     Returns
@@ -376,14 +346,8 @@ def embed_and_split(
     from fiqa.embed.extract import embed_source
     from fiqa.evaluate import save_split, split_identities
 
-    source = _select_samples(
-        lfw,
-        out,
-        min_images=min_images,
-        max_identities=max_identities,
-        max_images_per_identity=max_images_per_identity,
-        random_state=random_state,
-    )
+    source = _select_samples(lfw, out, min_images=min_images, max_identities=max_identities,
+                             max_images_per_identity=max_images_per_identity, random_state=random_state)
     # LFW photos are centred on the person they are labelled with; other faces in the frame are bystanders.
     # Keeping the central face instead of the largest lifts LFW-dev's verification ROC AUC from 0.9944 to 0.9993.
     store = embed_source(source, out / "store", policy="central", progress=progress)
@@ -402,33 +366,22 @@ def exported_model(trained: TrainedModel) -> Path:
     return trained.model_path
 
 
-def _train_models(
-    store: EmbeddingStore, out: Path, train_rows: np.ndarray, *, epochs: int, random_state: int, progress: bool
-) -> dict[str, Path]:
+def _train_models(store: EmbeddingStore, out: Path, train_rows: np.ndarray, *, epochs: int, random_state: int,
+                  progress: bool) -> dict[str, Path]:
     """The two models (v0.1's plain head and the default recipe), trained on ``train_rows`` only, by name."""
     from fiqa.train import TrainConfig
     from fiqa.train.recipe import DEFAULT_RECIPE, PLAIN_RECIPE, train_recipe
 
     config = TrainConfig(epochs=epochs, random_state=random_state)
     recipes = {"plain head": replace(PLAIN_RECIPE, config=config), "default": replace(DEFAULT_RECIPE, config=config)}
-    return {
-        name: exported_model(
-            train_recipe(
-                store,
-                out / "models" / name.replace(" ", "-"),
-                recipe=recipe,
-                rows=train_rows,
-                feature_cache_dir=out / "features",
-                progress=progress,
-            )
-        )
-        for name, recipe in recipes.items()
-    }
+    return {name: exported_model(train_recipe(store, out / "models" / name.replace(" ", "-"), recipe=recipe,
+                                              rows=train_rows, feature_cache_dir=out / "features",
+                                              progress=progress))
+            for name, recipe in recipes.items()}
 
 
-def _degraded_test_half(
-    store: EmbeddingStore, path: Path, test_rows: np.ndarray, *, random_state: int, progress: bool
-) -> EmbeddingStore:
+def _degraded_test_half(store: EmbeddingStore, path: Path, test_rows: np.ndarray, *, random_state: int,
+                        progress: bool) -> EmbeddingStore:
     """A copy of the test rows with capture effects no training recipe draws, kept at ``path`` and reused."""
     from fiqa.augment.copies import degraded_store
     from fiqa.embed.store import is_store, open_store
@@ -438,65 +391,33 @@ def _degraded_test_half(
     return degraded_store(store, path, rows=test_rows, random_state=random_state + 202, progress=progress)
 
 
-def _test_set_tables(
-    set_store: EmbeddingStore,
-    rows: np.ndarray,
-    models: dict[str, Path],
-    out: Path,
-    suffix: str,
-    *,
-    methods: _Methods,
-    random_state: int,
-    progress: bool,
-) -> tuple[list[QualityTable], dict[str, float]]:
+def _test_set_tables(set_store: EmbeddingStore, rows: np.ndarray, models: dict[str, Path], out: Path, suffix: str,
+                     *, methods: _Methods, random_state: int,
+                     progress: bool) -> tuple[list[QualityTable], dict[str, float]]:
     """Every method's labels, every model's and training-free method's scores of one test set (cached under
     ``out``), and each model's Spearman correlation with the set's ``reference-consensus`` labels (when they are
     among the labels)."""
-    tables = [
-        label_rows(set_store, rows, method, random_state, out / "labels" / f"{method}.{suffix}.parquet")
-        for method in methods.labels
-    ]
-    reference = (
-        tables[list(methods.labels).index("reference-consensus")] if "reference-consensus" in methods.labels else None
-    )
+    tables = [label_rows(set_store, rows, method, random_state, out / "labels" / f"{method}.{suffix}.parquet")
+              for method in methods.labels]
+    reference = (tables[list(methods.labels).index("reference-consensus")] if "reference-consensus" in methods.labels
+                 else None)
     spearman: dict[str, float] = {}
     for name, model_path in models.items():
-        scores = _model_scores(
-            model_path, name, set_store, rows, out / "scores" / f"{name.replace(' ', '-')}.{suffix}.parquet", progress
-        )
+        scores = _model_scores(model_path, name, set_store, rows,
+                               out / "scores" / f"{name.replace(' ', '-')}.{suffix}.parquet", progress)
         tables.append(scores)
         if reference is not None:
             spearman[f"model:{name}"] = _spearman(scores, reference)
-    tables += [
-        _training_free_scores(
-            name,
-            set_store,
-            rows,
-            out / "scores" / f"{name}.{suffix}.parquet",
-            serfiq_samples=methods.serfiq_samples,
-            random_state=random_state,
-            progress=progress,
-        )
-        for name in methods.training_free
-    ]
+    tables += [_training_free_scores(name, set_store, rows, out / "scores" / f"{name}.{suffix}.parquet",
+                                     serfiq_samples=methods.serfiq_samples, random_state=random_state,
+                                     progress=progress)
+               for name in methods.training_free]
     return tables, spearman
 
 
-def _evaluate_test_set(
-    set_name: str,
-    set_store: EmbeddingStore,
-    rows: np.ndarray,
-    models: dict[str, Path],
-    out: Path,
-    *,
-    methods: _Methods,
-    held_apart: dict,
-    max_mated_per_identity: int | None,
-    n_nonmated: int,
-    n_bootstrap: int,
-    random_state: int,
-    progress: bool,
-) -> tuple[Path, list[dict]]:
+def _evaluate_test_set(set_name: str, set_store: EmbeddingStore, rows: np.ndarray, models: dict[str, Path],
+                       out: Path, *, methods: _Methods, held_apart: dict, max_mated_per_identity: int | None,
+                       n_nonmated: int, n_bootstrap: int, random_state: int, progress: bool) -> tuple[Path, list[dict]]:
     """Label, score and evaluate one test set (``"natural"`` or ``"degraded"``) on its own comparisons.
 
     Returns the HTML report and the set's summary rows (one per method).
@@ -506,50 +427,25 @@ def _evaluate_test_set(
     from fiqa.evaluate.report import write_report
 
     suffix = "test" if set_name == "natural" else "test-degraded"
-    tables, spearman = _test_set_tables(
-        set_store, rows, models, out, suffix, methods=methods, random_state=random_state, progress=progress
-    )
+    tables, spearman = _test_set_tables(set_store, rows, models, out, suffix, methods=methods,
+                                        random_state=random_state,
+                                        progress=progress)
     mask = np.zeros(len(set_store), bool)
     mask[rows] = True
-    comparisons = sample_comparisons(
-        set_store,
-        n_nonmated=n_nonmated,
-        random_state=random_state,
-        sample_mask=mask,
-        max_mated_per_identity=max_mated_per_identity,
-    )
-    evaluation = evaluate_quality(
-        comparisons,
-        tables,
-        random_state=random_state,
-        n_bootstrap=n_bootstrap,
-        identities=set_store.samples,
-        identity_filter={**held_apart, "set": set_name},
-        store=set_store,
-    )
+    comparisons = sample_comparisons(set_store, n_nonmated=n_nonmated, random_state=random_state, sample_mask=mask,
+                                     max_mated_per_identity=max_mated_per_identity)
+    evaluation = evaluate_quality(comparisons, tables, random_state=random_state, n_bootstrap=n_bootstrap,
+                                  identities=set_store.samples, identity_filter={**held_apart, "set": set_name},
+                                  store=set_store)
     # the degraded copies record their capture effect: the report breaks the evaluation down by it
     groups = group_labels("degradation", store=set_store) if set_store.recipe is not None else None
-    report = write_report(
-        evaluation,
-        out / ("report" if set_name == "natural" else "report-degraded"),
-        store=set_store,
-        groups=groups,
-        group_by="degradation",
-    )
+    report = write_report(evaluation, out / ("report" if set_name == "natural" else "report-degraded"),
+                          store=set_store, groups=groups, group_by="degradation")
     cost = {table.method: table.meta.get("seconds_per_image") for table in tables}
     more = {row["method"]: row for row in evaluation.more_edc[1e-4].table()} if 1e-4 in evaluation.more_edc else {}
-    summary = [
-        {
-            "set": set_name,
-            **row,
-            "spearman_with_test_labels": spearman.get(row["method"]),
-            "seconds_per_image": cost.get(row["method"]),
-            **{
-                f"{k}_at_fmr_1e-4": more[row["method"]][k]
-                for k in ("fnmr_pauc", "pauc_ci_low", "pauc_ci_high")
-                if row["method"] in more
-            },
-        }
-        for row in evaluation.edc.table()
-    ]
+    summary = [{"set": set_name, **row, "spearman_with_test_labels": spearman.get(row["method"]),
+                "seconds_per_image": cost.get(row["method"]),
+                **{f"{k}_at_fmr_1e-4": more[row["method"]][k] for k in ("fnmr_pauc", "pauc_ci_low", "pauc_ci_high")
+                   if row["method"] in more}}
+               for row in evaluation.edc.table()]
     return report, summary

@@ -527,59 +527,27 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
         ``store`` is already augmented, ``out`` is ``store``, or ``out`` holds a run with other settings.
     """
     settings = _AugmentSettings.check(
-        copies=copies,
-        random_state=random_state,
-        kinds=kinds,
-        severity=severity,
-        geometry=geometry,
-        clean_fraction=clean_fraction,
-        combined_fraction=combined_fraction,
-        keep_originals=keep_originals,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-        n_workers=n_workers,
-    )
+        copies=copies, random_state=random_state, kinds=kinds, severity=severity, geometry=geometry,
+        clean_fraction=clean_fraction, combined_fraction=combined_fraction, keep_originals=keep_originals,
+        batch_size=batch_size, chunk_size=chunk_size, n_workers=n_workers)
     parent, out = _open_parent(store, out)
     selected, parents, skipped = _choose_parents(parent, rows)
     embedder = _parent_embedder(parent, embedder)
     features = _feature_embedder(parent, embedder)
     parent_ids = parent.samples.sample_id[parents].astype(np.int64)
     partial = PartialStore(out, _plan(parent, parent_ids, settings, embedder, features))
-    existing = partial.finished(resume=resume)
-    if existing is not None:
+    if (existing := partial.finished(resume=resume)) is not None:
         return existing
     partial.start(resume=resume)
-
     recipes = settings.recipes(parent_ids)
     n_chunks = math.ceil(len(recipes) / settings.chunk_size)
     spans = pending_chunks(partial, n_chunks, settings.chunk_size, len(recipes))
     limits = _read_limits(parent)
     table, _ = read_table(parent.root / "samples.parquet")
-    _derive_chunks(
-        partial,
-        spans,
-        parent,
-        parents,
-        recipes,
-        table["detection_score"],
-        embedder,
-        settings,
-        limits=limits,
-        progress=progress,
-        features=features,
-    )
-    return _finish(
-        partial,
-        parent,
-        table,
-        parents,
-        parent_ids,
-        recipes,
-        n_chunks,
-        settings.keep_originals,
-        embedder,
-        settings.run_info(skipped=skipped, n_selected=len(selected), limits=limits),
-    )
+    _derive_chunks(partial, spans, parent, parents, recipes, table["detection_score"], embedder, settings,
+                   limits=limits, progress=progress, features=features)
+    return _finish(partial, parent, table, parents, parent_ids, recipes, n_chunks, settings.keep_originals, embedder,
+                   settings.run_info(skipped=skipped, n_selected=len(selected), limits=limits))
 
 
 @dataclass(frozen=True)
@@ -599,21 +567,9 @@ class _AugmentSettings:
     n_workers: int
 
     @classmethod
-    def check(
-        cls,
-        *,
-        copies: Any,
-        random_state: Any,
-        kinds: Any,
-        severity: Any,
-        geometry: Any,
-        clean_fraction: Any,
-        combined_fraction: Any,
-        keep_originals: Any,
-        batch_size: Any,
-        chunk_size: Any,
-        n_workers: Any,
-    ) -> _AugmentSettings:
+    def check(cls, *, copies: Any, random_state: Any, kinds: Any, severity: Any, geometry: Any, clean_fraction: Any,
+              combined_fraction: Any, keep_originals: Any, batch_size: Any, chunk_size: Any,
+              n_workers: Any) -> _AugmentSettings:
         """Validate every setting, naming the first bad one (``InvalidParameterError``)."""
         owner = "augment_store"
         copies = check_int(owner, "copies", copies, 1)
@@ -628,61 +584,31 @@ class _AugmentSettings:
         clean_fraction = _fraction(clean_fraction, "clean_fraction", owner)
         combined_fraction = _fraction(combined_fraction, "combined_fraction", owner)
         if clean_fraction + combined_fraction > 1.0 + 1e-12:
-            raise InvalidParameterError(
-                owner, "combined_fraction", f"<= 1 - clean_fraction = {1 - clean_fraction:g}", combined_fraction
-            )
+            raise InvalidParameterError(owner, "combined_fraction", f"<= 1 - clean_fraction = {1 - clean_fraction:g}",
+                                        combined_fraction)
         if not isinstance(keep_originals, (bool, np.bool_)):
             raise InvalidParameterError(owner, "keep_originals", "a bool", keep_originals)
-        return cls(
-            copies,
-            random_state,
-            kinds,
-            severity,
-            jitter,
-            clean_fraction,
-            combined_fraction,
-            bool(keep_originals),
-            batch_size,
-            chunk_size,
-            n_workers,
-        )
+        return cls(copies, random_state, kinds, severity, jitter, clean_fraction, combined_fraction,
+                   bool(keep_originals),
+                   batch_size, chunk_size, n_workers)
 
     def recipe_params(self) -> dict[str, Any]:
         """How the recipes are drawn, as recorded in the plan and the metadata."""
-        return {
-            "copies": self.copies,
-            "random_state": self.random_state,
-            "kinds": list(self.kinds),
-            "severity": list(self.severity),
-            "geometry": None if self.jitter is None else self.jitter.to_dict(),
-            "clean_fraction": self.clean_fraction,
-            "combined_fraction": self.combined_fraction,
-        }
+        return {"copies": self.copies, "random_state": self.random_state, "kinds": list(self.kinds),
+                "severity": list(self.severity),
+                "geometry": None if self.jitter is None else self.jitter.to_dict(),
+                "clean_fraction": self.clean_fraction, "combined_fraction": self.combined_fraction}
 
     def run_info(self, *, skipped: Mapping[str, int], n_selected: int, limits: Mapping[str, int]) -> dict[str, Any]:
         """What :func:`_finish` records about the run besides the stores."""
-        return {
-            "recipe": self.recipe_params(),
-            "skipped": skipped,
-            "n_selected": int(n_selected),
-            "limits": limits,
-            "batch_size": self.batch_size,
-            "chunk_size": self.chunk_size,
-            "n_workers": self.n_workers,
-        }
+        return {"recipe": self.recipe_params(), "skipped": skipped, "n_selected": int(n_selected), "limits": limits,
+                "batch_size": self.batch_size, "chunk_size": self.chunk_size, "n_workers": self.n_workers}
 
     def recipes(self, parent_ids: np.ndarray) -> list[Recipe]:
         """The recipes of every copy of every parent, parent-major (see :func:`sample_recipes`)."""
-        return sample_recipes(
-            parent_ids,
-            self.copies,
-            self.random_state,
-            kinds=self.kinds,
-            severity=self.severity,
-            geometry=self.jitter or False,
-            clean_fraction=self.clean_fraction,
-            combined_fraction=self.combined_fraction,
-        )
+        return sample_recipes(parent_ids, self.copies, self.random_state, kinds=self.kinds, severity=self.severity,
+                              geometry=self.jitter or False, clean_fraction=self.clean_fraction,
+                              combined_fraction=self.combined_fraction)
 
 
 def _open_parent(store: EmbeddingStore | str | os.PathLike, out: str | os.PathLike) -> tuple[EmbeddingStore, Path]:
@@ -692,10 +618,8 @@ def _open_parent(store: EmbeddingStore | str | os.PathLike, out: str | os.PathLi
     if out == parent.root:
         raise StoreError(f"{out}: the output store cannot be the store it is derived from; choose another --out")
     if parent.derived.any():
-        raise StoreError(
-            f"{parent.root}: already holds {int(parent.derived.sum()):,} derived rows; augment the "
-            f"store it was made from instead (meta.json 'augmentation.parent.path')"
-        )
+        raise StoreError(f"{parent.root}: already holds {int(parent.derived.sum()):,} derived rows; augment the "
+                         f"store it was made from instead (meta.json 'augmentation.parent.path')")
     return parent, out
 
 
@@ -710,10 +634,8 @@ def _choose_parents(parent: EmbeddingStore, rows: Any) -> tuple[np.ndarray, np.n
     parents = selected[usable]
     skipped = status_counts(np.asarray(parent.status[selected[~usable]], dtype=object))
     if not len(parents):
-        raise NoUsableSamplesError(
-            f"{parent.root}: none of the {len(selected):,} selected rows can be a parent "
-            f"(statuses: {skipped or 'no rows selected'}); augmentation needs ok samples"
-        )
+        raise NoUsableSamplesError(f"{parent.root}: none of the {len(selected):,} selected rows can be a parent "
+                                   f"(statuses: {skipped or 'no rows selected'}); augmentation needs ok samples")
     return selected, parents, skipped
 
 
@@ -736,53 +658,28 @@ def _feature_embedder(parent: EmbeddingStore, embedder: Any) -> FeatureEmbedder 
     return FeatureEmbedder(embedder, spec=FeatureSpec.from_dict(info["spec"]), columns=list(info["columns"]))
 
 
-def _plan(
-    parent: EmbeddingStore,
-    parent_ids: np.ndarray,
-    settings: _AugmentSettings,
-    embedder: Any,
-    features: FeatureEmbedder | None,
-) -> dict[str, Any]:
+def _plan(parent: EmbeddingStore, parent_ids: np.ndarray, settings: _AugmentSettings, embedder: Any,
+          features: FeatureEmbedder | None) -> dict[str, Any]:
     """What a resumed run must agree on: the parent store, the parents, the recipes, the embedder and the feature
     columns (when the parent has any)."""
-    plan = {
-        "store_format": STORE_FORMAT,
-        "stage": "augment",
-        "parent_sha256": store_fingerprint(parent),
-        "parents_sha256": hashlib.sha256(parent_ids.tobytes()).hexdigest(),
-        "n_parents": int(len(parent_ids)),
-        **settings.recipe_params(),
-        "keep_originals": settings.keep_originals,
-        "embedder": embedder.describe(),
-        "batch_size": settings.batch_size,
-        "chunk_size": settings.chunk_size,
-    }
+    plan = {"store_format": STORE_FORMAT, "stage": "augment", "parent_sha256": store_fingerprint(parent),
+            "parents_sha256": hashlib.sha256(parent_ids.tobytes()).hexdigest(), "n_parents": int(len(parent_ids)),
+            **settings.recipe_params(), "keep_originals": settings.keep_originals, "embedder": embedder.describe(),
+            "batch_size": settings.batch_size, "chunk_size": settings.chunk_size}
     return plan if features is None else {**plan, "features": features.describe()}
 
 
 def _read_limits(parent: EmbeddingStore) -> dict[str, int]:
     """The image size limits the parent store was extracted with (parent images are read again with them)."""
     params = parent.meta.get("params", {})
-    return {
-        "max_pixels": int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
-        "min_side": int(params.get("min_side", DEFAULT_MIN_SIDE)),
-    }
+    return {"max_pixels": int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
+            "min_side": int(params.get("min_side", DEFAULT_MIN_SIDE))}
 
 
-def _derive_chunks(
-    partial: PartialStore,
-    spans: list[tuple[int, int, int]],
-    parent: EmbeddingStore,
-    parents: np.ndarray,
-    recipes: list[Recipe],
-    detection_score: np.ndarray,
-    embedder: Any,
-    settings: _AugmentSettings,
-    *,
-    limits: Mapping[str, int],
-    progress: bool,
-    features: FeatureEmbedder | None = None,
-) -> None:
+def _derive_chunks(partial: PartialStore, spans: list[tuple[int, int, int]], parent: EmbeddingStore,
+                   parents: np.ndarray, recipes: list[Recipe], detection_score: np.ndarray, embedder: Any,
+                   settings: _AugmentSettings, *, limits: Mapping[str, int], progress: bool,
+                   features: FeatureEmbedder | None = None) -> None:
     """Make the derived crops of ``spans`` in worker threads, embed them in row order and write each chunk."""
     aligned = bool(parent.meta.get("aligned", False))
     copies, batch_size, n_workers = settings.copies, settings.batch_size, settings.n_workers
@@ -800,33 +697,16 @@ def _derive_chunks(
 
     n_derived = len(recipes)
     segments = [segment for _, start, stop in spans for segment in _segments(start, stop, copies)]
-    with (
-        tqdm(
-            total=n_derived,
-            initial=n_derived - sum(stop - start for _, start, stop in spans),
-            unit="img",
-            desc="augment",
-            disable=not progress,
-        ) as bar,
-        ordered_map(prepare, segments, n_workers, window=max(2 * batch_size, 8 * max(n_workers, 1))) as results,
-    ):
+    with tqdm(total=n_derived, initial=n_derived - sum(stop - start for _, start, stop in spans), unit="img",
+              desc="augment", disable=not progress) as bar, \
+            ordered_map(prepare, segments, n_workers, window=max(2 * batch_size, 8 * max(n_workers, 1))) as results:
         for number, start, stop in spans:
             batches = _embed_chunk(start, stop, results, embedder, batch_size, bar, features)
             rows_of_chunk = parents[np.arange(start, stop) // copies]
-            partial.write_chunk(
-                number,
-                Chunk(
-                    start,
-                    stop,
-                    batches.raw,
-                    batches.status,
-                    batches.reason,
-                    np.asarray(parent.landmarks[rows_of_chunk], np.float32),
-                    parent.n_faces[rows_of_chunk].astype(np.int32),
-                    detection_score[rows_of_chunk].astype(np.float32),
-                    batches.features,
-                ),
-            )
+            partial.write_chunk(number, Chunk(start, stop, batches.raw, batches.status, batches.reason,
+                                              np.asarray(parent.landmarks[rows_of_chunk], np.float32),
+                                              parent.n_faces[rows_of_chunk].astype(np.int32),
+                                              detection_score[rows_of_chunk].astype(np.float32), batches.features))
 
 
 def _selected_rows(rows: Any, n: int, owner: str) -> np.ndarray:
@@ -857,15 +737,8 @@ def _segments(start: int, stop: int, copies: int) -> Iterable[tuple[int, int, in
         lo = hi
 
 
-def _embed_chunk(
-    start: int,
-    stop: int,
-    results: Iterator[list[_DerivedCrop]],
-    embedder: Any,
-    batch_size: int,
-    bar: tqdm,
-    features: FeatureEmbedder | None = None,
-) -> BatchEmbedding:
+def _embed_chunk(start: int, stop: int, results: Iterator[list[_DerivedCrop]], embedder: Any, batch_size: int,
+                 bar: tqdm, features: FeatureEmbedder | None = None) -> BatchEmbedding:
     """Embed derived rows ``start..stop-1`` in batches formed in row order (so a resumed run is identical); with
     ``features`` (a FeatureEmbedder), their feature columns from the same run."""
     batches = BatchEmbedding(embedder, stop - start, batch_size, features=features)
@@ -882,18 +755,9 @@ def _embed_chunk(
     return batches
 
 
-def _finish(
-    partial: PartialStore,
-    parent: EmbeddingStore,
-    table: Mapping[str, np.ndarray],
-    parents: np.ndarray,
-    parent_ids: np.ndarray,
-    recipes: list[Recipe],
-    n_chunks: int,
-    keep_originals: bool,
-    embedder: Any,
-    info: Mapping[str, Any],
-) -> EmbeddingStore:
+def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, np.ndarray], parents: np.ndarray,
+            parent_ids: np.ndarray, recipes: list[Recipe], n_chunks: int, keep_originals: bool, embedder: Any,
+            info: Mapping[str, Any]) -> EmbeddingStore:
     """Assemble originals and derived chunks into the final store and move it into place."""
     copies = int(info["recipe"]["copies"])
     n_originals = len(parent) if keep_originals else 0
@@ -914,7 +778,7 @@ def _finish(
         span = slice(n_originals + chunk.start, n_originals + chunk.stop)
         vectors[span], norms[span] = normalise_rows(chunk.raw)
         landmarks[span] = chunk.landmarks
-        status[chunk.start : chunk.stop], reason[chunk.start : chunk.stop] = chunk.status, chunk.reason
+        status[chunk.start:chunk.stop], reason[chunk.start:chunk.stop] = chunk.status, chunk.reason
         if features is not None:
             features[span] = partial.chunk_features(number, chunk, features.shape[1])
     for array in (vectors, norms, landmarks, features):
@@ -926,110 +790,62 @@ def _finish(
     first_id = int(parent.samples.sample_id.max()) + 1 if keep_originals and len(parent) else 0
     head = slice(0, n_originals)
     columns = {
-        "sample_id": np.concatenate(
-            [parent.samples.sample_id[head].astype(np.int64), first_id + np.arange(n_derived, dtype=np.int64)]
-        ),
+        "sample_id": np.concatenate([parent.samples.sample_id[head].astype(np.int64),
+                                     first_id + np.arange(n_derived, dtype=np.int64)]),
         "location": np.concatenate([parent.samples.location[head], parent.samples.location[source_rows]]),
         "identity": np.concatenate([parent.samples.identity[head], parent.samples.identity[source_rows]]),
         "status": np.concatenate([parent.status[head], status]),
         "reason": np.concatenate([parent.reason[head], reason]),
         "n_faces": np.concatenate([parent.n_faces[head], parent.n_faces[source_rows]]).astype(np.int32),
-        "detection_score": np.concatenate(
-            [table["detection_score"][head], table["detection_score"][source_rows]]
-        ).astype(np.float32),
+        "detection_score": np.concatenate([table["detection_score"][head],
+                                           table["detection_score"][source_rows]]).astype(np.float32),
         "parent_id": np.concatenate([np.full(n_originals, -1, np.int64), np.repeat(parent_ids, copies)]),
         "recipe": np.asarray([""] * n_originals + [recipe.to_json() for recipe in recipes], dtype=object),
     }
-    write_table(
-        build / "samples.parquet",
-        columns,
-        {
-            "store_format": STORE_FORMAT,
-            "description": "samples of an augmented embedding store; parent_id "
-            "and recipe describe derived rows; see meta.json",
-        },
-    )
+    write_table(build / "samples.parquet", columns,
+                {"store_format": STORE_FORMAT, "description": "samples of an augmented embedding store; parent_id "
+                 "and recipe describe derived rows; see meta.json"})
     counts = status_counts(columns["status"])
     derived_counts = status_counts(status)
     meta = {
-        "store_format": STORE_FORMAT,
-        "dim": dim,
-        "aligned": bool(parent.meta.get("aligned", False)),
-        "backend": embedder.describe(),
-        "preprocessing": parent.meta.get("preprocessing", {}),
-        "alignment": parent.meta.get("alignment", {}),
-        "source": parent.meta.get("source", {}),
-        "counts": counts,
-        "n_samples": n,
-        "plan": partial.plan,
+        "store_format": STORE_FORMAT, "dim": dim, "aligned": bool(parent.meta.get("aligned", False)),
+        "backend": embedder.describe(), "preprocessing": parent.meta.get("preprocessing", {}),
+        "alignment": parent.meta.get("alignment", {}), "source": parent.meta.get("source", {}),
+        "counts": counts, "n_samples": n, "plan": partial.plan,
         **({"features": partial.plan["features"]} if "features" in partial.plan else {}),
         "augmentation": {
-            "parent": {
-                "path": str(parent.root),
-                "sha256": partial.plan["parent_sha256"],
-                "n_samples": len(parent),
-                "counts": parent.meta.get("counts", {}),
-                "plan": parent.meta.get("plan", {}),
-                "created_utc": parent.meta.get("created_utc"),
-                "versions": parent.meta.get("versions", {}),
-            },
-            **info["recipe"],
-            "keep_originals": bool(keep_originals),
-            "n_originals": n_originals,
-            "n_derived": n_derived,
-            "n_parents": int(len(parents)),
-            "n_selected_rows": info["n_selected"],
-            "skipped_parents": info["skipped"],
-            "derived_counts": derived_counts,
-            "degradations": {
-                kind: {**DEGRADATIONS, **EVALUATION_DEGRADATIONS}[kind][1] for kind in info["recipe"]["kinds"]
-            },
+            "parent": {"path": str(parent.root), "sha256": partial.plan["parent_sha256"],
+                       "n_samples": len(parent), "counts": parent.meta.get("counts", {}),
+                       "plan": parent.meta.get("plan", {}), "created_utc": parent.meta.get("created_utc"),
+                       "versions": parent.meta.get("versions", {})},
+            **info["recipe"], "keep_originals": bool(keep_originals), "n_originals": n_originals,
+            "n_derived": n_derived, "n_parents": int(len(parents)), "n_selected_rows": info["n_selected"],
+            "skipped_parents": info["skipped"], "derived_counts": derived_counts,
+            "degradations": {kind: {**DEGRADATIONS, **EVALUATION_DEGRADATIONS}[kind][1]
+                             for kind in info["recipe"]["kinds"]},
             "jitter_pivot": list(PIVOT),
         },
-        **provenance(
-            stage="augment",
-            **info["recipe"],
-            keep_originals=bool(keep_originals),
-            batch_size=info["batch_size"],
-            chunk_size=info["chunk_size"],
-            n_workers=info["n_workers"],
-            **info["limits"],
-        ),
+        **provenance(stage="augment", **info["recipe"], keep_originals=bool(keep_originals),
+                     batch_size=info["batch_size"], chunk_size=info["chunk_size"], n_workers=info["n_workers"],
+                     **info["limits"]),
     }
     write_json(build / "meta.json", meta)
     store = partial.install(build)
-    logger.info(
-        "wrote %s: %d originals, %d derived (%s)",
-        store.root,
-        n_originals,
-        n_derived,
-        ", ".join(f"{k} {v}" for k, v in derived_counts.items()),
-    )
+    logger.info("wrote %s: %d originals, %d derived (%s)", store.root, n_originals, n_derived,
+                ", ".join(f"{k} {v}" for k, v in derived_counts.items()))
     return store
 
 
 HELD_OUT_EFFECTS: dict[str, Any] = {
-    "copies": 1,
-    "keep_originals": False,
-    "kinds": tuple(EVALUATION_DEGRADATIONS),
-    "geometry": False,
-    "clean_fraction": 0.25,
-    "combined_fraction": 0.0,
-    "severity": (0.2, 0.9),
-}
+    "copies": 1, "keep_originals": False, "kinds": tuple(EVALUATION_DEGRADATIONS), "geometry": False,
+    "clean_fraction": 0.25, "combined_fraction": 0.0, "severity": (0.2, 0.9)}
 """An evaluation set of captures gone wrong in ways no training recipe draws: each face replaced by one copy with
 one effect of :data:`fiqa.augment.degrade.EVALUATION_DEGRADATIONS` at a severity in [0.2, 0.9], a quarter left clean."""
 
 
-def degraded_store(
-    store: EmbeddingStore | str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    rows: np.ndarray | Sequence[int] | None = None,
-    kinds: Iterable[str] | None = None,
-    random_state: int = 202,
-    progress: bool = True,
-) -> EmbeddingStore:
+def degraded_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathLike, *,
+                   rows: np.ndarray | Sequence[int] | None = None, kinds: Iterable[str] | None = None,
+                   random_state: int = 202, progress: bool = True) -> EmbeddingStore:
     """A held-out degraded evaluation set of ``store``'s ``rows`` (:data:`HELD_OUT_EFFECTS`), resumable.
 
     Parameters

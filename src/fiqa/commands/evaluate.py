@@ -62,117 +62,48 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
               help="At most this many mated pairs per identity (seeded), so large identities do not dominate FNMR.")
 @click.option("--n-nonmated", type=int, default=1_000_000, show_default=True,
               help="Seeded sample of distinct non-mated pairs.")
-@click.option(
-    "--random-state",
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Seed of pair sampling and the random floor.",
-)
-@click.option(
-    "--identities-from",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Evaluate only these identities: a text file (one per line) or a split JSON (its 'test' part).",
-)
-@click.option(
-    "--exclude-identities",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Leave out these identities: a text file or a split JSON (its 'train' part).",
-)
-@click.option(
-    "--missing",
-    type=click.Choice(["lowest", "exclude"]),
-    default="lowest",
-    show_default=True,
-    help="Samples without a quality: rank them lowest, or leave out their pairs for every method.",
-)
-@click.option(
-    "--legacy-erc/--no-legacy-erc",
-    default=True,
-    show_default=True,
-    help="Also write the legacy ERC (threshold recomputed per discard level), kept apart from the EDC.",
-)
+@click.option("--random-state", "--seed", type=int, default=0, show_default=True,
+              help="Seed of pair sampling and the random floor.")
+@click.option("--identities-from", type=click.Path(dir_okay=False), default=None,
+              help="Evaluate only these identities: a text file (one per line) or a split JSON (its 'test' part).")
+@click.option("--exclude-identities", type=click.Path(dir_okay=False), default=None,
+              help="Leave out these identities: a text file or a split JSON (its 'train' part).")
+@click.option("--missing", type=click.Choice(["lowest", "exclude"]), default="lowest", show_default=True,
+              help="Samples without a quality: rank them lowest, or leave out their pairs for every method.")
+@click.option("--legacy-erc/--no-legacy-erc", default=True, show_default=True,
+              help="Also write the legacy ERC (threshold recomputed per discard level), kept apart from the EDC.")
 @click.option("--gallery-size", type=int, default=8, show_default=True, help="Faces per gallery strip.")
-@click.option(
-    "--n-bootstrap",
-    type=int,
-    default=1000,
-    show_default=True,
-    help="Identity resamples for the 95% intervals of the FNMR pAUCs (threshold fixed; seeded by --seed); "
-    "0 disables them.",
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Evaluate tables that record another store's fingerprint (e.g. the same images embedded again); "
-    "warns. Tables whose image locations differ are refused all the same.",
-)
-@click.option(
-    "--comparison-store",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Take the comparison scores from this store: the same images embedded by another recogniser "
-    "(matched by location; refused when a compared image is missing there; pairs with an image "
-    "that failed there are left out and counted). The --scores tables stay tables of STORE.",
-)
-@click.option(
-    "--more-fmr",
-    "more_fmrs",
-    type=float,
-    multiple=True,
-    help="A further target FMR whose threshold gives a further EDC beside --fmr (repeat for several; "
-    "default 1e-4; skipped when the non-mated comparisons cannot resolve it).",
-)
-@click.option(
-    "--group-by",
-    default=None,
-    help="Break the evaluation down by this column: identity, location, file, degradation (of degraded "
-    "copies), a column of a --scores table, or the group column of --groups-file.",
-)
-@click.option(
-    "--groups-file",
-    type=click.Path(exists=True),
-    default=None,
-    help="Groups from a side table: a CSV with a sample_id, location or file column and the --group-by "
-    "column, or a folder of <group>_names.txt lists of image file names (e.g. "
-    "../shared/data/lfw-gender).",
-)
-@click.option(
-    "--reject-quantile",
-    "reject_quantiles",
-    type=float,
-    multiple=True,
-    help="Quality quantile at which per-group reject rates and the FNMR after rejection are reported "
-    "(repeat for several; default 0.05, 0.1 and 0.2).",
-)
-def command(
-    store: str,
-    score_paths: tuple[str, ...],
-    out_dir: str,
-    fmr: float,
-    start_fnmr: float | None,
-    discard_limit: float,
-    pairs_path: str | None,
-    max_mated: int,
-    max_mated_per_identity: int | None,
-    n_nonmated: int,
-    random_state: int,
-    identities_from: str | None,
-    exclude_identities: str | None,
-    missing: Literal["lowest", "exclude"],
-    legacy_erc: bool,
-    gallery_size: int,
-    n_bootstrap: int,
-    force: bool,
-    comparison_store: str | None,
-    more_fmrs: tuple[float, ...],
-    group_by: str | None,
-    groups_file: str | None,
-    reject_quantiles: tuple[float, ...],
-) -> None:
+@click.option("--n-bootstrap", type=int, default=1000, show_default=True,
+              help="Identity resamples for the 95% intervals of the FNMR pAUCs (threshold fixed; seeded by --seed); "
+                   "0 disables them.")
+@click.option("--force", is_flag=True,
+              help="Evaluate tables that record another store's fingerprint (e.g. the same images embedded again); "
+                   "warns. Tables whose image locations differ are refused all the same.")
+@click.option("--comparison-store", type=click.Path(file_okay=False), default=None,
+              help="Take the comparison scores from this store: the same images embedded by another recogniser "
+                   "(matched by location; refused when a compared image is missing there; pairs with an image "
+                   "that failed there are left out and counted). The --scores tables stay tables of STORE.")
+@click.option("--more-fmr", "more_fmrs", type=float, multiple=True,
+              help="A further target FMR whose threshold gives a further EDC beside --fmr (repeat for several; "
+                   "default 1e-4; skipped when the non-mated comparisons cannot resolve it).")
+@click.option("--group-by", default=None,
+              help="Break the evaluation down by this column: identity, location, file, degradation (of degraded "
+                   "copies), a column of a --scores table, or the group column of --groups-file.")
+@click.option("--groups-file", type=click.Path(exists=True), default=None,
+              help="Groups from a side table: a CSV with a sample_id, location or file column and the --group-by "
+                   "column, or a folder of <group>_names.txt lists of image file names (e.g. "
+                   "../shared/data/lfw-gender).")
+@click.option("--reject-quantile", "reject_quantiles", type=float, multiple=True,
+              help="Quality quantile at which per-group reject rates and the FNMR after rejection are reported "
+                   "(repeat for several; default 0.05, 0.1 and 0.2).")
+def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, start_fnmr: float | None,
+            discard_limit: float, pairs_path: str | None, max_mated: int, max_mated_per_identity: int | None,
+            n_nonmated: int, random_state: int,
+            identities_from: str | None, exclude_identities: str | None, missing: Literal["lowest", "exclude"],
+            legacy_erc: bool,
+            gallery_size: int, n_bootstrap: int, force: bool, comparison_store: str | None,
+            more_fmrs: tuple[float, ...], group_by: str | None, groups_file: str | None,
+            reject_quantiles: tuple[float, ...]) -> None:
     """Error-versus-Discard (EDC) evaluation of quality tables on the comparisons of STORE."""
     import numpy as np
 
@@ -192,71 +123,38 @@ def command(
         comparisons = read_pairs(pairs_path, opened)
         if mask is not None:
             row_of = {int(sample_id): row for row, sample_id in enumerate(opened.samples.sample_id)}
-            keep = [
-                mask[row_of[int(a)]] and mask[row_of[int(b)]]
-                for a, b in zip(comparisons.sample_a, comparisons.sample_b)
-            ]
-            comparisons = comparisons.subset(
-                np.asarray(keep, dtype=bool), n_outside_identities=int(len(keep) - sum(keep))
-            )
+            keep = [mask[row_of[int(a)]] and mask[row_of[int(b)]]
+                    for a, b in zip(comparisons.sample_a, comparisons.sample_b)]
+            comparisons = comparisons.subset(np.asarray(keep, dtype=bool),
+                                             n_outside_identities=int(len(keep) - sum(keep)))
     else:
-        comparisons = sample_comparisons(
-            opened,
-            max_mated=max_mated,
-            n_nonmated=n_nonmated,
-            random_state=random_state,
-            sample_mask=mask,
-            max_mated_per_identity=max_mated_per_identity,
-        )
+        comparisons = sample_comparisons(opened, max_mated=max_mated, n_nonmated=n_nonmated, random_state=random_state,
+                                         sample_mask=mask, max_mated_per_identity=max_mated_per_identity)
     if groups_file and not group_by:
         raise click.UsageError("--groups-file needs --group-by (the group column; any name for a folder of lists)")
     groups = group_labels(group_by, store=opened, tables=tables, groups_file=groups_file) if group_by else None
     other = open_store(comparison_store) if comparison_store else None
-    evaluation = evaluate_quality(
-        comparisons,
-        tables,
-        fmr=fmr,
-        start_fnmr=start_fnmr,
-        discard_limit=discard_limit,
-        missing=missing,
-        random_state=random_state,
-        legacy_erc=legacy_erc,
-        identity_filter=identity_filter,
-        n_bootstrap=n_bootstrap,
-        identities=opened.samples,
-        more_fmrs=more_fmrs or (1e-4,),
-        store=opened,
-        comparison_store=other,
-    )
-    page = write_report(
-        evaluation,
-        out_dir,
-        store=opened,
-        gallery_size=gallery_size,
-        groups=groups,
-        group_by=group_by or "group",
-        reject_quantiles=reject_quantiles or (0.05, 0.1, 0.2),
-    )
+    evaluation = evaluate_quality(comparisons, tables, fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit,
+                                  missing=missing, random_state=random_state, legacy_erc=legacy_erc,
+                                  identity_filter=identity_filter,
+                                  n_bootstrap=n_bootstrap, identities=opened.samples,
+                                  more_fmrs=more_fmrs or (1e-4,), store=opened, comparison_store=other)
+    page = write_report(evaluation, out_dir, store=opened, gallery_size=gallery_size, groups=groups,
+                        group_by=group_by or "group", reject_quantiles=reject_quantiles or (0.05, 0.1, 0.2))
     recognisers = evaluation.meta["recognisers"]
     if other is not None:
         left_out = recognisers["rescored"]["n_pairs_left_out"]
-        info(
-            f"comparison scores: {recognisers['comparison']['backend']} ({comparison_store}); quality tables of "
-            f"{recognisers['quality']['backend']} ({store}); {left_out:,} pairs left out (an image failed in "
-            f"{comparison_store})"
-        )
+        info(f"comparison scores: {recognisers['comparison']['backend']} ({comparison_store}); quality tables of "
+             f"{recognisers['quality']['backend']} ({store}); {left_out:,} pairs left out (an image failed in "
+             f"{comparison_store})")
     rows = evaluation.edc.table()
     width = max(len(row["method"]) for row in rows)
-    info(
-        f"EDC at a threshold of {evaluation.edc.threshold:.4f} ({evaluation.edc.n_mated:,} mated, "
-        f"{evaluation.edc.n_nonmated:,} non-mated comparisons); FNMR pAUC up to {discard_limit:g}, "
-        f"lower is better{' (95% bootstrap intervals over identities)' if n_bootstrap else ''}:"
-    )
+    info(f"EDC at a threshold of {evaluation.edc.threshold:.4f} ({evaluation.edc.n_mated:,} mated, "
+         f"{evaluation.edc.n_nonmated:,} non-mated comparisons); FNMR pAUC up to {discard_limit:g}, "
+         f"lower is better{' (95% bootstrap intervals over identities)' if n_bootstrap else ''}:")
     for row in rows:
         interval = f"[{row['pauc_ci_low']:.3g}, {row['pauc_ci_high']:.3g}]" if n_bootstrap else ""
-        info(
-            f"  {row['method']:<{width}}  pAUC {row['fnmr_pauc']:<10.3g}{interval:<20} minus best "
-            f"{row['fnmr_pauc_minus_best']:<10.3g} FNMR after {discard_limit:g} discarded "
-            f"{row['fnmr_at_limit']:.3g}"
-        )
+        info(f"  {row['method']:<{width}}  pAUC {row['fnmr_pauc']:<10.3g}{interval:<20} minus best "
+             f"{row['fnmr_pauc_minus_best']:<10.3g} FNMR after {discard_limit:g} discarded "
+             f"{row['fnmr_at_limit']:.3g}")
     info(f"report: {page}")

@@ -157,14 +157,12 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     tapped = feature_embedder(embedder, features, "embed_source")
     described = None if tapped is None else tapped.describe()
     pipeline = _face_pipeline(aligned, policy, score_threshold, max_pixels, min_side)
-    partial = PartialStore(out, extraction_plan(samples, embedder, pipeline, batch_size=batch_size,
-                                                chunk_size=chunk_size, max_pixels=max_pixels, min_side=min_side,
-                                                features=described))
-    existing = partial.finished(resume=resume)
-    if existing is not None:
+    plan = extraction_plan(samples, embedder, pipeline, batch_size=batch_size, chunk_size=chunk_size,
+                           max_pixels=max_pixels, min_side=min_side, features=described)
+    partial = PartialStore(out, plan)
+    if (existing := partial.finished(resume=resume)) is not None:
         return existing
     partial.start(resume=resume)
-
     n_chunks = max(1, math.ceil(len(samples) / chunk_size))
     spans = pending_chunks(partial, n_chunks, chunk_size, len(samples))
     _embed_spans(partial, spans, samples, pipeline, embedder, batch_size=batch_size, on_error=on_error,

@@ -214,17 +214,15 @@ def group_breakdown(evaluation: Evaluation, groups: Mapping[int, Hashable], *,
     edc = evaluation.edc if fmr is None else evaluation.edc_at(fmr)
     n_resamples = check_int(owner, "n_bootstrap", edc.params.get("n_bootstrap", 0) if n_bootstrap is None
                             else n_bootstrap, 0)
-    resample_seed = check_int(owner, "random_state",
-                              edc.params.get("random_state", 0) if random_state is None else random_state)
+    resample_seed = check_int(owner, "random_state", edc.params.get("random_state",
+                                                                    0) if random_state is None else random_state)
     names, group_of = _group_codes(owner, evaluation.sample_id, groups)
     methods = tuple(evaluation.qualities)
     prepared = _prepare(evaluation, edc)
     thresholds, rejected = _rejections(evaluation.qualities, quantiles)
     shape = (len(names), len(methods))
-    out = {
-        key: np.full(shape, np.nan)
-        for key in ("fnmr_pauc", "pauc_ci_low", "pauc_ci_high", "fnmr_pauc_minus_best", "fnmr_at_limit", "fmr_pauc")
-    }
+    out = {key: np.full(shape, np.nan) for key in ("fnmr_pauc", "pauc_ci_low", "pauc_ci_high",
+                                                   "fnmr_pauc_minus_best", "fnmr_at_limit", "fmr_pauc")}
     counts = {key: np.zeros(len(names), np.int64) for key in ("n_samples", "n_mated", "n_nonmated", "n_identities")}
     start = {key: np.full(len(names), np.nan) for key in ("start_fnmr", "start_fmr")}
     reject_rates = np.full((*shape, len(quantiles)), np.nan)
@@ -234,54 +232,21 @@ def group_breakdown(evaluation: Evaluation, groups: Mapping[int, Hashable], *,
         members = group_of == g
         counts["n_samples"][g] = int(members.sum())
         reject_rates[g] = rejected[members].mean(axis=0)
-        curves[str(name)] = _group_edc(
-            g, group_of, prepared, edc, rejected, out, counts, start, after_reject, n_resamples, resample_seed
-        )
-    params = {
-        "discard_limit": float(edc.params["discard_limit"]),
-        "n_bootstrap": n_resamples,
-        "random_state": resample_seed,
-        "n_ungrouped_samples": int((group_of < 0).sum()),
-        "fmr": edc.params.get("fmr"),
-    }
-    return GroupBreakdown(
-        tuple(str(n) for n in names),
-        methods,
-        counts["n_samples"],
-        counts["n_mated"],
-        counts["n_nonmated"],
-        counts["n_identities"],
-        start["start_fnmr"],
-        start["start_fmr"],
-        out["fnmr_pauc"],
-        out["pauc_ci_low"],
-        out["pauc_ci_high"],
-        out["fnmr_pauc_minus_best"],
-        out["fnmr_at_limit"],
-        out["fmr_pauc"],
-        quantiles,
-        reject_rates,
-        after_reject,
-        thresholds,
-        curves,
-        float(edc.threshold),
-        params,
-    )
+        curves[str(name)] = _group_edc(g, group_of, prepared, edc, rejected, out, counts, start, after_reject,
+                                       n_resamples, resample_seed)
+    params = {"discard_limit": float(edc.params["discard_limit"]), "n_bootstrap": n_resamples,
+              "random_state": resample_seed,
+              "n_ungrouped_samples": int((group_of < 0).sum()), "fmr": edc.params.get("fmr")}
+    return GroupBreakdown(tuple(str(n) for n in names), methods, counts["n_samples"], counts["n_mated"],
+                          counts["n_nonmated"], counts["n_identities"], start["start_fnmr"], start["start_fmr"],
+                          out["fnmr_pauc"], out["pauc_ci_low"], out["pauc_ci_high"], out["fnmr_pauc_minus_best"],
+                          out["fnmr_at_limit"], out["fmr_pauc"], quantiles, reject_rates, after_reject, thresholds,
+                          curves, float(edc.threshold), params)
 
 
-def _group_edc(
-    g: int,
-    group_of: np.ndarray,
-    prepared: _Prepared,
-    edc: EDCResult,
-    rejected: np.ndarray,
-    out: dict[str, np.ndarray],
-    counts: dict[str, np.ndarray],
-    start: dict[str, np.ndarray],
-    after_reject: np.ndarray,
-    n_resamples: int,
-    random_state: int,
-) -> dict[str, EDCCurve]:
+def _group_edc(g: int, group_of: np.ndarray, prepared: _Prepared, edc: EDCResult, rejected: np.ndarray,
+               out: dict[str, np.ndarray], counts: dict[str, np.ndarray], start: dict[str, np.ndarray],
+               after_reject: np.ndarray, n_resamples: int, random_state: int) -> dict[str, EDCCurve]:
     """Fill group ``g``'s entries of ``out``, ``counts``, ``start`` and ``after_reject``; return its FNMR-EDCs."""
     limit = float(edc.params["discard_limit"])
     methods = list(prepared.mated_pairs)
@@ -291,9 +256,8 @@ def _group_edc(
     if inside.any():
         scores = prepared.nonmated_scores[inside]
         start["start_fmr"][g] = float(np.mean(scores >= edc.threshold))
-        out["fmr_pauc"][g] = [
-            pauc(edc_curve(scores, prepared.nonmated_pairs[m][inside], edc.threshold, "fmr"), limit) for m in methods
-        ]
+        out["fmr_pauc"][g] = [pauc(edc_curve(scores, prepared.nonmated_pairs[m][inside], edc.threshold, "fmr"), limit)
+                              for m in methods]
     side_a, side_b = prepared.mated_sides
     inside = (group_of[side_a] == g) & (group_of[side_b] == g)
     counts["n_mated"][g] = int(inside.sum())
@@ -312,15 +276,8 @@ def _group_edc(
     n_passed = passed.sum(axis=0)
     after_reject[g] = np.where(n_passed > 0, (passed & failed).sum(axis=0) / np.maximum(n_passed, 1), np.nan)
     if n_resamples:
-        resampled = bootstrap_pauc(
-            scores,
-            qualities,
-            edc.threshold,
-            prepared.clusters[inside],
-            discard_limit=limit,
-            n_bootstrap=n_resamples,
-            random_state=random_state,
-        )
+        resampled = bootstrap_pauc(scores, qualities, edc.threshold, prepared.clusters[inside], discard_limit=limit,
+                                   n_bootstrap=n_resamples, random_state=random_state)
         out["pauc_ci_low"][g], out["pauc_ci_high"][g] = np.array([resampled.interval(m) for m in methods]).T
     return curves
 
@@ -339,12 +296,8 @@ def _group_codes(owner: str, sample_id: np.ndarray, groups: Mapping[int, Hashabl
     labels = np.array([groups.get(int(s)) for s in sample_id], dtype=object)
     known = _known(labels)
     if not known.any():
-        raise InvalidParameterError(
-            owner,
-            "groups",
-            "a group label for some of the compared samples",
-            f"none for the {len(sample_id)} compared samples",
-        )
+        raise InvalidParameterError(owner, "groups", "a group label for some of the compared samples",
+                                    f"none for the {len(sample_id)} compared samples")
     names, codes = np.unique(labels[known].astype(str), return_inverse=True)
     group_of = np.full(len(sample_id), -1, np.int64)
     group_of[known] = codes.reshape(-1)
@@ -354,28 +307,18 @@ def _group_codes(owner: str, sample_id: np.ndarray, groups: Mapping[int, Hashabl
 def _rejections(qualities: Mapping[str, np.ndarray], quantiles: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Each method's reject threshold at each quantile (of its known qualities; NaN without any), shape (M, Q), and
     which samples it rejects (below the threshold or no quality), shape (S, M, Q), bool."""
-    thresholds = np.array(
-        [
-            np.quantile(q[~np.isnan(q)], quantiles) if np.any(~np.isnan(q)) else np.full(len(quantiles), np.nan)
-            for q in qualities.values()
-        ]
-    ).reshape(len(qualities), len(quantiles))
-    rejected = np.stack(
-        [np.isnan(q)[:, None] | (q[:, None] < t[None, :]) for q, t in zip(qualities.values(), thresholds)], axis=1
-    )
+    thresholds = np.array([np.quantile(q[~np.isnan(q)], quantiles) if np.any(~np.isnan(q))
+                           else np.full(len(quantiles), np.nan) for q in qualities.values()]).reshape(
+        len(qualities), len(quantiles))
+    rejected = np.stack([np.isnan(q)[:, None] | (q[:, None] < t[None, :])
+                         for q, t in zip(qualities.values(), thresholds)], axis=1)
     return thresholds, rejected
 
 
 # --- where groups come from ---------------------------------------------------------------------------------------
 
-
-def group_labels(
-    column: str,
-    *,
-    store: EmbeddingStore | None = None,
-    tables: Sequence[QualityTable] = (),
-    groups_file: str | Path | None = None,
-) -> dict[int, str]:
+def group_labels(column: str, *, store: EmbeddingStore | None = None, tables: Sequence[QualityTable] = (),
+                 groups_file: str | Path | None = None) -> dict[int, str]:
     """Group label of each sample id, from a column of the store, of a quality table, or of a side file.
 
     Parameters
@@ -405,24 +348,17 @@ def group_labels(
     else:
         table = next((t for t in tables if column in t.columns), None)
         if table is None:
-            available = sorted(
-                {*(STORE_COLUMNS if store is not None else ()), *(name for t in tables for name in t.columns)}
-            )
-            raise InvalidParameterError(
-                owner, "column", f"a column of the store or the tables ({available}) or of a groups file", column
-            )
-        labels = dict(
-            zip(table.sample_id.astype(np.int64).tolist(), (_as_label(value) for value in table.columns[column]))
-        )
+            available = sorted({*(STORE_COLUMNS if store is not None else ()),
+                                *(name for t in tables for name in t.columns)})
+            raise InvalidParameterError(owner, "column", f"a column of the store or the tables ({available}) "
+                                        "or of a groups file", column)
+        labels = dict(zip(table.sample_id.astype(np.int64).tolist(),
+                          (_as_label(value) for value in table.columns[column])))
     labels = {sample: label for sample, label in labels.items() if label}
     n_groups = len(set(labels.values()))
     if n_groups > MAX_GROUPS:
-        raise InvalidParameterError(
-            owner,
-            "column",
-            f"a column with at most {MAX_GROUPS} distinct values (bin a numeric column first)",
-            f"{column!r} with {n_groups} distinct values",
-        )
+        raise InvalidParameterError(owner, "column", f"a column with at most {MAX_GROUPS} distinct values (bin a "
+                                    "numeric column first)", f"{column!r} with {n_groups} distinct values")
     return labels
 
 
@@ -507,7 +443,7 @@ def _name_lists(folder: Path) -> dict[str, str]:
         raise DataSourceError(f"{folder}: no *.txt name lists (one file per group, one image name a line)")
     groups: dict[str, set[str]] = {}
     for file in files:
-        group = file.stem[: -len("_names")] if file.stem.endswith("_names") else file.stem
+        group = file.stem[:-len("_names")] if file.stem.endswith("_names") else file.stem
         names = {line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()}
         groups.setdefault(group, set()).update(names)
     seen: dict[str, str] = {}
@@ -518,7 +454,8 @@ def _name_lists(folder: Path) -> dict[str, str]:
                 clashes.add(name)
             seen[name] = group
     if clashes:
-        logger.warning("%s: %d names are listed in more than one group; they are left unlabelled", folder, len(clashes))
+        logger.warning("%s: %d names are listed in more than one group; they are left unlabelled", folder,
+                       len(clashes))
     return {name: group for name, group in seen.items() if name not in clashes}
 
 
@@ -528,12 +465,9 @@ def _groups_csv(path: Path, column: str) -> tuple[dict[str, str], str]:
         fields = list(reader.fieldnames or [])
         key = next((k for k in ("sample_id", "location", "file") if k in fields), None)
         others = [f for f in fields if f != key]
-        value = (
-            column if column in fields else "group" if "group" in fields else (others[0] if len(others) == 1 else None)
-        )
+        value = column if column in fields else "group" if "group" in fields else (
+            others[0] if len(others) == 1 else None)
         if key is None or value is None or value == key:
-            raise DataSourceError(
-                f"{path}: a groups CSV needs a key column (sample_id, location or file) and the "
-                f"group column {column!r} (or 'group'); found the columns {fields}"
-            )
+            raise DataSourceError(f"{path}: a groups CSV needs a key column (sample_id, location or file) and the "
+                                  f"group column {column!r} (or 'group'); found the columns {fields}")
         return {str(row[key]).strip(): str(row[value] or "").strip() for row in reader}, key

@@ -173,20 +173,12 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
     targets = _more_targets(owner, more_fmrs, None if start_fnmr is not None else fmr, edc.n_nonmated)
     more_edc = {target: edc_at(target, None) for target in targets}
     erc = compute_legacy_erc(comparisons.similarity, mated, pairs) if legacy_erc else None
-    meta = provenance(
-        fmr=fmr,
-        start_fnmr=start_fnmr,
-        discard_limit=discard_limit,
-        missing=missing,
-        random_state=int(random_state),
-        legacy_erc=legacy_erc,
-        n_bootstrap=n_bootstrap,
-        more_fmrs=list(targets),
-    )
+    meta = provenance(fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit, missing=missing,
+                      random_state=int(random_state), legacy_erc=legacy_erc, n_bootstrap=n_bootstrap,
+                      more_fmrs=list(targets))
     meta["recognisers"] = recognisers
-    meta["bootstrap"] = _bootstrap_meta(
-        n_bootstrap, int(random_state), clusters, _n_labelled(sample_id, label_sources), len(sample_id)
-    )
+    meta["bootstrap"] = _bootstrap_meta(n_bootstrap, int(random_state), clusters, _n_labelled(sample_id, label_sources),
+                                        len(sample_id))
     meta["comparisons"] = dict(comparisons.meta)
     meta["methods"] = _methods_meta(tables, int(random_state))
     meta["missing_quality_samples"] = {name: int(np.isnan(v).sum()) for name, v in qualities.items()}
@@ -198,42 +190,29 @@ def _check_names(owner: str, tables: Sequence[QualityTable]) -> None:
     names = [table.method for table in tables]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise InvalidParameterError(
-            owner,
-            "tables",
-            "tables with distinct method names (set meta['method'])",
-            f"method name(s) {duplicates} more than once",
-        )
+        raise InvalidParameterError(owner, "tables", "tables with distinct method names (set meta['method'])",
+                                    f"method name(s) {duplicates} more than once")
 
 
-def _pair_qualities(
-    comparisons: Comparisons, sample_id: np.ndarray, qualities: Mapping[str, np.ndarray]
-) -> dict[str, np.ndarray]:
+def _pair_qualities(comparisons: Comparisons, sample_id: np.ndarray,
+                    qualities: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each method's pair quality of every comparison (the minimum of its two samples'), shape (n,)."""
     pos_a = np.searchsorted(sample_id, comparisons.sample_a)
     pos_b = np.searchsorted(sample_id, comparisons.sample_b)
     return {name: pair_quality(values[pos_a], values[pos_b]) for name, values in qualities.items()}
 
 
-def _bootstrap_meta(
-    n_bootstrap: int, random_state: int, clusters: np.ndarray, n_labelled: int, n_samples: int
-) -> dict[str, Any]:
-    return {
-        "n_bootstrap": n_bootstrap,
-        "random_state": random_state,
-        "confidence": 0.95,
-        "interval": "percentile",
-        "n_identity_clusters": int(clusters.max()) + 1 if len(clusters) else 0,
-        "n_samples_with_identity_label": n_labelled,
-        "n_samples": int(n_samples),
-        "resampled": "identities (clusters of mated comparisons); the threshold stays fixed, non-mated "
-        "comparisons are not resampled",
-    }
+def _bootstrap_meta(n_bootstrap: int, random_state: int, clusters: np.ndarray, n_labelled: int,
+                    n_samples: int) -> dict[str, Any]:
+    return {"n_bootstrap": n_bootstrap, "random_state": random_state, "confidence": 0.95, "interval": "percentile",
+            "n_identity_clusters": int(clusters.max()) + 1 if len(clusters) else 0,
+            "n_samples_with_identity_label": n_labelled, "n_samples": int(n_samples),
+            "resampled": "identities (clusters of mated comparisons); the threshold stays fixed, non-mated "
+                         "comparisons are not resampled"}
 
 
-def _comparison_scores(
-    owner: str, comparisons: Comparisons, store: EmbeddingStore | None, comparison_store: EmbeddingStore | None
-) -> tuple[Comparisons, dict[str, Any]]:
+def _comparison_scores(owner: str, comparisons: Comparisons, store: EmbeddingStore | None,
+                       comparison_store: EmbeddingStore | None) -> tuple[Comparisons, dict[str, Any]]:
     """The comparisons to evaluate (re-scored by ``comparison_store`` when given) and what the report says about
     the recognisers: ``comparison`` (whose scores) and ``quality`` (whose store the tables are of)."""
     from fiqa.evaluate.recognisers import describe_recogniser, rescore_comparisons
@@ -242,15 +221,11 @@ def _comparison_scores(
         described = describe_recogniser(store) if store is not None else None
         return comparisons, {"comparison": described, "quality": described}
     if store is None:
-        raise InvalidParameterError(
-            owner, "store", "the store whose sample ids the comparisons use when a comparison_store is given", None
-        )
+        raise InvalidParameterError(owner, "store", "the store whose sample ids the comparisons use when a "
+                                    "comparison_store is given", None)
     rescored = rescore_comparisons(comparisons, store, comparison_store)
-    return rescored, {
-        "comparison": rescored.meta["recogniser"],
-        "quality": rescored.meta["quality_recogniser"],
-        "rescored": rescored.meta["rescored"],
-    }
+    return rescored, {"comparison": rescored.meta["recogniser"], "quality": rescored.meta["quality_recogniser"],
+                      "rescored": rescored.meta["rescored"]}
 
 
 def _more_targets(owner: str, more_fmrs: Sequence[float], main_fmr: float | None, n_nonmated: int) -> list[float]:
@@ -267,9 +242,8 @@ def _more_targets(owner: str, more_fmrs: Sequence[float], main_fmr: float | None
     return targets
 
 
-def _sample_qualities(
-    owner: str, tables: Sequence[QualityTable], sample_id: np.ndarray, random_state: int, missing: MissingPolicy
-) -> dict[str, np.ndarray]:
+def _sample_qualities(owner: str, tables: Sequence[QualityTable], sample_id: np.ndarray, random_state: int,
+                      missing: MissingPolicy) -> dict[str, np.ndarray]:
     """Each table's quality of the compared samples ``sample_id`` (NaN where it has none), plus the random floor
     (uniform, seeded) unless a table is named after it; a table without any of them is an error."""
     qualities = {table.method: table.aligned_to(sample_id) for table in tables}
@@ -280,38 +254,23 @@ def _sample_qualities(
     for name, values in qualities.items():
         n_missing = int(np.isnan(values).sum())
         if n_missing == len(values):
-            raise InvalidParameterError(
-                owner,
-                "tables",
-                "tables that cover some compared samples",
-                f"method {name!r} has no quality for any of the {len(values)} samples",
-            )
+            raise InvalidParameterError(owner, "tables", "tables that cover some compared samples",
+                                        f"method {name!r} has no quality for any of the {len(values)} samples")
         if n_missing:
-            logger.warning(
-                "method %r lacks a quality for %d of %d compared samples (missing=%r)",
-                name,
-                n_missing,
-                len(values),
-                missing,
-            )
+            logger.warning("method %r lacks a quality for %d of %d compared samples (missing=%r)", name,
+                           n_missing, len(values), missing)
     return qualities
 
 
 def _methods_meta(tables: Sequence[QualityTable], random_state: int) -> dict[str, dict[str, Any]]:
     """Per method, where its qualities came from (each table's method, params, seed, source, input), and the
     random floor's entry when no table served as it."""
-    methods = {
-        table.method: {
-            k: table.meta.get(k)
-            for k in ("method", "params", "random_state", "source", "input", "kind", "model_sha256", "store")
-            if k in table.meta
-        }
-        for table in tables
-    }
-    methods.setdefault(
-        RANDOM_METHOD,
-        {"method": RANDOM_METHOD, "random_state": random_state, "note": "uniform random quality per sample: the floor"},
-    )
+    methods = {table.method: {k: table.meta.get(k) for k in ("method", "params", "random_state", "source", "input",
+                                                             "kind",
+                                                             "model_sha256", "store")
+                              if k in table.meta} for table in tables}
+    methods.setdefault(RANDOM_METHOD, {"method": RANDOM_METHOD, "random_state": random_state,
+                                       "note": "uniform random quality per sample: the floor"})
     for name, described in methods.items():
         described["kind"] = method_kind(name, described)
     return methods

@@ -135,14 +135,8 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     out_dir = Path(out_dir)
     targets = make_targets(store, labels, validation_fraction=validation_fraction, random_state=config.random_state,
                            force=force)
-    logger.info(
-        "training %s on %d samples (%d train, %d validation) of %s labels",
-        shape,
-        len(targets.rows),
-        len(targets.train),
-        len(targets.validation),
-        labels.method,
-    )
+    logger.info("training %s on %d samples (%d train, %d validation) of %s labels", shape, len(targets.rows),
+                len(targets.train), len(targets.validation), labels.method)
 
     params = dict(model_params or {})
     rank, _ = distributed_context()
@@ -154,51 +148,23 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     inputs = _network_inputs(store, targets.rows, shape, params, columns, feature_cache_dir)
     train_set = TensorPairs(inputs, targets.rows[targets.train], targets.targets[targets.train])
     validation_set = TensorPairs(inputs, targets.rows[targets.validation], targets.targets[targets.validation])
-    result = fit(
-        regressor,
-        train_set,
-        validation_set,
-        config,
-        out_dir,
-        resume=resume,
-        extra_state={"shape": shape, "model_params": _describe(params), "data_sha256": _fingerprint(store, targets)},
-    )
+    result = fit(regressor, train_set, validation_set, config, out_dir, resume=resume,
+                 extra_state={"shape": shape, "model_params": _describe(params),
+                              "data_sha256": _fingerprint(store, targets)})
 
     calibration = fit_quantile_calibration(predict(regressor, train_set), targets.labels[targets.train])
     if rank != 0:
         return TrainedModel(None, out_dir, result, calibration)
-    training = {
-        "best_epoch": result.best_epoch,
-        "validation_spearman": result.spearman,
-        "validation_pearson": result.pearson,
-        "best_validation_loss": result.best_validation_loss,
-        "n_train": int(len(targets.train)),
-        "n_validation": int(len(targets.validation)),
-        "split": targets.split.describe(),
-        "config": asdict(config),
-        "store": str(store.root),
-        "model_params": _describe(params),
-        "inputs": _inputs_source(inputs),
-    }
-    model_path = _write_model(
-        regressor,
-        calibration,
-        store,
-        targets,
-        labels.method,
-        out_dir,
-        shape=shape,
-        spec=params.get("spec", SFACE_TAPS),
-        training=training,
-        validation_fraction=validation_fraction,
-    )
-    logger.info(
-        "validation Spearman %.3f, Pearson %.3f (best epoch %d); model written to %s",
-        result.spearman,
-        result.pearson,
-        result.best_epoch,
-        model_path,
-    )
+    training = {"best_epoch": result.best_epoch, "validation_spearman": result.spearman,
+                "validation_pearson": result.pearson, "best_validation_loss": result.best_validation_loss,
+                "n_train": int(len(targets.train)), "n_validation": int(len(targets.validation)),
+                "split": targets.split.describe(), "config": asdict(config), "store": str(store.root),
+                "model_params": _describe(params), "inputs": _inputs_source(inputs)}
+    model_path = _write_model(regressor, calibration, store, targets, labels.method, out_dir, shape=shape,
+                              spec=params.get("spec", SFACE_TAPS), training=training,
+                              validation_fraction=validation_fraction)
+    logger.info("validation Spearman %.3f, Pearson %.3f (best epoch %d); model written to %s",
+                result.spearman, result.pearson, result.best_epoch, model_path)
     return TrainedModel(model_path, out_dir, result, calibration)
 
 
@@ -229,14 +195,8 @@ def _read_columns(regressor: torch.nn.Module, spec: FeatureSpec) -> np.ndarray |
     return index
 
 
-def _network_inputs(
-    store: EmbeddingStore,
-    rows: np.ndarray,
-    shape: str,
-    params: dict[str, Any],
-    columns: np.ndarray | None,
-    feature_cache_dir: str | Path | None,
-) -> Any:
+def _network_inputs(store: EmbeddingStore, rows: np.ndarray, shape: str, params: dict[str, Any],
+                    columns: np.ndarray | None, feature_cache_dir: str | Path | None) -> Any:
     """What the regressor reads per store row: for a feature head (``params["spec"]``), the store's own features
     when they hold ``columns`` (no second recogniser pass), else cached quality features; preprocessed crops for a
     full network."""
@@ -262,40 +222,18 @@ def _inputs_source(inputs: Any) -> str:
     return "crops" if isinstance(inputs, _CropInputs) else "feature cache"
 
 
-def _write_model(
-    regressor: torch.nn.Module,
-    calibration: QuantileCalibration,
-    store: EmbeddingStore,
-    targets: Targets,
-    label_method: str,
-    out_dir: Path,
-    *,
-    shape: str,
-    spec: FeatureSpec,
-    training: dict[str, Any],
-    validation_fraction: float,
-) -> Path:
+def _write_model(regressor: torch.nn.Module, calibration: QuantileCalibration, store: EmbeddingStore,
+                 targets: Targets, label_method: str, out_dir: Path, *, shape: str, spec: FeatureSpec,
+                 training: dict[str, Any], validation_fraction: float) -> Path:
     """Export the calibrated model to ONNX (checked on a few training crops); write the split and the metrics."""
     from fiqa.augment.crops import load_crops
 
     model = CalibratedRegressor(regressor, calibration)
     check_crops = load_crops(store, targets.rows[targets.train][:4])
-    model_path = export_onnx(
-        model,
-        out_dir / MODEL_NAME,
-        shape=shape,
-        check_crops=check_crops,
-        spec=spec,
-        metadata={
-            "label_method": label_method,
-            "label_range": list(targets.label_range),
-            "calibration": calibration.to_dict(),
-            "training": training,
-        },
-    )
+    model_path = export_onnx(model, out_dir / MODEL_NAME, shape=shape, check_crops=check_crops, spec=spec, metadata={
+        "label_method": label_method, "label_range": list(targets.label_range),
+        "calibration": calibration.to_dict(), "training": training})
     save_split(targets.split, out_dir / "split.json")
-    write_json(
-        out_dir / "metrics.json",
-        {**training, "label_method": label_method, **provenance(shape=shape, validation_fraction=validation_fraction)},
-    )
+    write_json(out_dir / "metrics.json", {**training, "label_method": label_method,
+                                          **provenance(shape=shape, validation_fraction=validation_fraction)})
     return model_path
