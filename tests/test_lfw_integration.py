@@ -34,7 +34,7 @@ def test_lfw_subset_store(lfw_store):
 def test_lfw_verification_figures(lfw_store):
     summary = verification_summary(lfw_store)
     assert summary.roc_auc > 0.99
-    assert 0.55 < summary.mean_genuine < 0.8
+    assert 0.55 < summary.mean_mated < 0.8
     assert -0.05 < summary.mean_nonmated < 0.2
     assert summary.n_identities == 30 + (lfw_store.ok[-60:]).sum()
 

@@ -113,9 +113,9 @@ def test_verification_summary_matches_brute_force(tmp_path):
     summary = verification_summary(store)
     normalised = vectors[:10] / np.linalg.norm(vectors[:10], axis=1, keepdims=True)
     mean_genuine, mean_nonmated, auc, n_genuine, n_impostor = _reference_summary(normalised, identities[:10])
-    assert (summary.n_genuine_pairs, summary.n_nonmated_pairs) == (n_genuine, n_impostor) == (10, 35)
+    assert (summary.n_mated_pairs, summary.n_nonmated_pairs) == (n_genuine, n_impostor) == (10, 35)
     assert summary.n_samples == 10 and summary.n_identities == 4
-    assert summary.mean_genuine == pytest.approx(mean_genuine, abs=1e-6)
+    assert summary.mean_mated == pytest.approx(mean_genuine, abs=1e-6)
     assert summary.mean_nonmated == pytest.approx(mean_nonmated, abs=1e-6)
     assert summary.roc_auc == pytest.approx(auc, abs=1e-9)
     assert "ROC AUC" in summary.format()
@@ -158,7 +158,7 @@ def test_verify_command(tmp_path):
     result = CliRunner().invoke(main, ["verify", str(store.root), "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
-    assert figures["roc_auc"] == 1.0 and figures["n_genuine_pairs"] == 2 and figures["n_nonmated_pairs"] == 4
+    assert figures["roc_auc"] == 1.0 and figures["n_mated_pairs"] == 2 and figures["n_nonmated_pairs"] == 4
     missing = CliRunner().invoke(main, ["verify", str(tmp_path / "none")])
     assert missing.exit_code == 1 and "embedding store does not exist" in missing.output
 

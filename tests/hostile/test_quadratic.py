@@ -80,14 +80,14 @@ def _all_nonmated(store: EmbeddingStore, pairs) -> None:
     assert len(first) == 20 * (len(store) - 20) + small and (codes[first] != codes[second]).all()
 
 
-def test_O01_verify_genuine_similarities(stores, record_property):
-    from fiqa.evaluate.verify import genuine_similarities
+def test_O01_verify_mated_similarities(stores, record_property):
+    from fiqa.evaluate.verify import mated_similarities
 
     def check(store, similarities):
         k = len(store) - 20
         assert similarities.shape == (k * (k - 1) // 2 + 4 * 10,) and np.isfinite(similarities).all()
 
-    _grows_quadratically(stores, lambda s: genuine_similarities(np.asarray(s.vectors), _codes(s)), check,
+    _grows_quadratically(stores, lambda s: mated_similarities(np.asarray(s.vectors), _codes(s)), check,
                          record_property)
 
 

@@ -62,7 +62,6 @@ from fiqa.embed.store import (
     Chunk,
     PartialStore,
     check_out_path,
-    normalise_rows,
     open_features,
     open_store,
     status_counts,
@@ -763,28 +762,17 @@ def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, n
     n_originals = len(parent) if keep_originals else 0
     n_derived = len(recipes)
     n, dim = n_originals + n_derived, parent.dim
-    build, vectors, norms, landmarks = partial.new_build(n, dim)
     parent_features = open_features(parent) if "features" in partial.plan else None
-    features = None if parent_features is None else partial.new_features(build, n, parent_features[0].shape[1])
+    build = partial.new_build(n, dim, None if parent_features is None else parent_features[0].shape[1])
     for begin in range(0, n_originals, _COPY_BLOCK):
         span = slice(begin, min(n_originals, begin + _COPY_BLOCK))
-        vectors[span], norms[span], landmarks[span] = parent.vectors[span], parent.norms[span], parent.landmarks[span]
-        if features is not None and parent_features is not None:
-            features[span] = parent_features[0][span]
-    status = np.empty(n_derived, dtype=object)
-    reason = np.empty(n_derived, dtype=object)
-    for number in range(n_chunks):
-        chunk = partial.read_chunk(number)
-        span = slice(n_originals + chunk.start, n_originals + chunk.stop)
-        vectors[span], norms[span] = normalise_rows(chunk.raw)
-        landmarks[span] = chunk.landmarks
-        status[chunk.start:chunk.stop], reason[chunk.start:chunk.stop] = chunk.status, chunk.reason
-        if features is not None:
-            features[span] = partial.chunk_features(number, chunk, features.shape[1])
-    for array in (vectors, norms, landmarks, features):
-        if array is not None:
-            array.flush()
-    del vectors, norms, landmarks, features
+        build.vectors[span], build.norms[span] = parent.vectors[span], parent.norms[span]
+        build.landmarks[span] = parent.landmarks[span]
+        if build.features is not None and parent_features is not None:
+            build.features[span] = parent_features[0][span]
+    derived = partial.fill(build, n_chunks, offset=n_originals)
+    status, reason = derived["status"], derived["reason"]
+    build.flush()
 
     source_rows = parents[np.arange(n_derived) // copies]
     first_id = int(parent.samples.sample_id.max()) + 1 if keep_originals and len(parent) else 0
@@ -802,7 +790,7 @@ def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, n
         "parent_id": np.concatenate([np.full(n_originals, -1, np.int64), np.repeat(parent_ids, copies)]),
         "recipe": np.asarray([""] * n_originals + [recipe.to_json() for recipe in recipes], dtype=object),
     }
-    write_table(build / "samples.parquet", columns,
+    write_table(build.root / "samples.parquet", columns,
                 {"store_format": STORE_FORMAT, "description": "samples of an augmented embedding store; parent_id "
                  "and recipe describe derived rows; see meta.json"})
     counts = status_counts(columns["status"])
@@ -829,8 +817,8 @@ def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, n
                      batch_size=info["batch_size"], chunk_size=info["chunk_size"], n_workers=info["n_workers"],
                      **info["limits"]),
     }
-    write_json(build / "meta.json", meta)
-    store = partial.install(build)
+    write_json(build.root / "meta.json", meta)
+    store = partial.install(build.root)
     logger.info("wrote %s: %d originals, %d derived (%s)", store.root, n_originals, n_derived,
                 ", ".join(f"{k} {v}" for k, v in derived_counts.items()))
     return store

@@ -23,18 +23,15 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
     mask = np.ones(len(store), bool)
     described: dict[str, Any] = {}
     parts = []
-    if identities_from:
-        allowed = read_identity_list(identities_from, "test")
-        mask &= np.isin(names, allowed.astype(str))
-        described["identities_from"] = {"path": str(identities_from), "sha256": file_sha256(identities_from),
-                                        "n_identities": int(len(allowed))}
-        parts.append(f"only the {len(allowed):,} identities listed in {Path(identities_from).name}")
-    if exclude_identities:
-        excluded = read_identity_list(exclude_identities, "train")
-        mask &= ~np.isin(names, excluded.astype(str))
-        described["exclude_identities"] = {"path": str(exclude_identities), "sha256": file_sha256(exclude_identities),
-                                           "n_identities": int(len(excluded))}
-        parts.append(f"without the {len(excluded):,} identities listed in {Path(exclude_identities).name}")
+    options: tuple[tuple[str, str | None, Literal["train", "test"], bool], ...] = (
+        ("identities_from", identities_from, "test", True), ("exclude_identities", exclude_identities, "train", False))
+    for option, path, part, keep in options:
+        if not path:
+            continue
+        listed = read_identity_list(path, part)
+        mask &= np.isin(names, listed.astype(str)) == keep
+        described[option] = {"path": str(path), "sha256": file_sha256(path), "n_identities": int(len(listed))}
+        parts.append(f"{'only' if keep else 'without'} the {len(listed):,} identities listed in {Path(path).name}")
     if not described:
         return None, None
     n_left = len(np.unique(names[mask & store.ok]))

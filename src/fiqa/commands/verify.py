@@ -1,4 +1,4 @@
-"""``fiqa verify STORE``: mean genuine / non-mated cosine similarity and ROC AUC of an embedding store."""
+"""``fiqa verify STORE``: mean mated / non-mated cosine similarity and ROC AUC of an embedding store."""
 from __future__ import annotations
 
 import json

@@ -19,7 +19,6 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
@@ -37,7 +36,6 @@ from fiqa.embed.store import (
     PartialStore,
     check_out_path,
     samples_fingerprint,
-    status_counts,
 )
 from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_limits
 from fiqa.io.sources import DataSource, open_source
@@ -124,18 +122,16 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     policy, score_threshold
         Passed to :class:`fiqa.detect.FaceAligner` (which face to keep when several; detector confidence).
     on_error : {"record", "raise"}, default "record"
-        ``"record"``: a sample that fails (unreadable, not an image, too large/small, no face, invalid vector)
-        keeps its row with a status and reason. ``"raise"``: stop at the first failure with
-        :class:`SampleFailedError` (finished chunks are kept for resuming).
+        ``"record"``: a failed sample (unreadable, not an image, too large/small, no face, invalid vector) keeps
+        its row with a status and reason. ``"raise"``: stop at the first failure (:class:`SampleFailedError`).
     max_pixels, min_side : int
         Image size limits, see :func:`fiqa.io.read_image`.
     n_workers : int >= 0, optional
         Decode/detect threads; default ``os.cpu_count()``. 0 decodes in the calling thread (no overlap).
     features : bool, default False
-        Also store the input of the default quality head, computed in the same SFace run as the embeddings
-        (:class:`fiqa.embed.features.FeatureEmbedder`, columns :data:`fiqa.embed.features.STORE_COLUMNS`):
-        ``features.npy``, (N, 1024) float16, 2 KiB per image; training then reads it instead of running SFace a
-        second time. Needs the ``sface`` backend. ``fiqa embed`` turns it on for SFace stores.
+        Also store the default quality head's input from the same SFace run (``features.npy``, (N, 1024) float16,
+        2 KiB per image; :class:`fiqa.embed.features.FeatureEmbedder`), which training then reads instead of a
+        second SFace pass. Needs the ``sface`` backend; ``fiqa embed`` turns it on for SFace stores.
     progress : bool, default True
         Show a progress bar.
 
@@ -274,17 +270,14 @@ def _embed_spans(partial: PartialStore, spans: list[tuple[int, int, int]], sampl
 
 def _finish(partial: PartialStore, samples: SampleTable, n_chunks: int, dim: int,
             meta: dict[str, Any]) -> EmbeddingStore:
-    """Count the statuses, install the store, and refuse a store in which not one sample is usable."""
-    status = np.concatenate([partial.read_chunk(number).status for number in range(n_chunks)]) \
-        if len(samples) else np.empty(0, object)
-    counts = status_counts(status)
-    store = partial.finish(samples, n_chunks, dim, {**meta, "counts": counts})
-    out = partial.out
-    logger.info("wrote %s: %s", out, ", ".join(f"{k} {v}" for k, v in counts.items()))
+    """Install the store, and refuse a store in which not one sample is usable."""
+    store = partial.finish(samples, n_chunks, dim, meta)
+    counts = store.meta["counts"]
+    logger.info("wrote %s: %s", store.root, ", ".join(f"{k} {v}" for k, v in counts.items()))
     if counts.get(Status.OK.value, 0) == 0:
-        raise NoUsableSamplesError(f"{out}: not one of {len(samples)} samples could be embedded "
+        raise NoUsableSamplesError(f"{store.root}: not one of {len(samples)} samples could be embedded "
                                    f"({', '.join(f'{k} {v}' for k, v in counts.items())}); see the 'status' and "
-                                   f"'reason' columns of {Path(out) / 'samples.parquet'}")
+                                   f"'reason' columns of {store.root / 'samples.parquet'}")
     return store
 
 

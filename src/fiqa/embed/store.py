@@ -249,6 +249,23 @@ class Chunk:
     features: np.ndarray | None = None
 
 
+@dataclass
+class StoreBuild:
+    """The arrays of a store being built (:meth:`PartialStore.new_build`), writable memory maps in ``root``."""
+
+    root: Path
+    vectors: np.memmap
+    norms: np.memmap
+    landmarks: np.memmap
+    features: np.memmap | None
+
+    def flush(self) -> None:
+        """Write every array to disk (before the store is installed)."""
+        for array in (self.vectors, self.norms, self.landmarks, self.features):
+            if array is not None:
+                array.flush()
+
+
 class PartialStore:
     """The ``<store>.partial`` folder of an extraction in progress: its plan and its finished chunks.
 
@@ -335,24 +352,40 @@ class PartialStore:
         except (OSError, ValueError, KeyError) as exc:
             raise StoreError(f"{path}: chunk file is unreadable ({exc}); delete it and rerun to redo it") from None
 
-    def new_build(self, n: int, dim: int) -> tuple[Path, np.memmap, np.memmap, np.memmap]:
-        """An empty ``store`` folder inside the partial folder with writable ``vectors.npy`` (n, dim),
-        ``norms.npy`` (n,) and ``landmarks.npy`` (n, 5, 2) memory maps, float32: what a finished store is built in."""
+    def new_build(self, n: int, dim: int, feature_width: int | None = None) -> StoreBuild:
+        """An empty ``store`` folder inside the partial folder with writable memory maps of its arrays: what a
+        finished store is built in."""
         build = self.root / "store"
         if build.exists():
             shutil.rmtree(build)
         build.mkdir()
-        vectors = np.lib.format.open_memmap(build / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, dim))
-        norms = np.lib.format.open_memmap(build / "norms.npy", mode="w+", dtype=np.float32, shape=(n,))
-        landmarks = np.lib.format.open_memmap(build / "landmarks.npy", mode="w+", dtype=np.float32, shape=(n, 5, 2))
-        return build, vectors, norms, landmarks
 
-    def new_features(self, build: Path, n: int, width: int) -> np.memmap:
-        """A writable ``features.npy`` (n, width) float16 memory map in the store folder ``build`` (zeros: the
-        caller writes every row)."""
-        return np.lib.format.open_memmap(build / FEATURES_FILE, mode="w+", dtype=np.float16, shape=(n, width))
+        def array(name: str, dtype: type, shape: tuple[int, ...]) -> np.memmap:
+            return np.lib.format.open_memmap(build / name, mode="w+", dtype=dtype, shape=shape)
 
-    def chunk_features(self, number: int, chunk: Chunk, width: int) -> np.ndarray:
+        features = None if feature_width is None else array(FEATURES_FILE, np.float16, (n, feature_width))
+        return StoreBuild(build, array("vectors.npy", np.float32, (n, dim)), array("norms.npy", np.float32, (n,)),
+                          array("landmarks.npy", np.float32, (n, 5, 2)), features)
+
+    def fill(self, build: StoreBuild, n_chunks: int, offset: int = 0) -> dict[str, np.ndarray]:
+        """Write the chunks' L2-normalised vectors, norms, landmarks (and features) into ``build`` from row
+        ``offset`` on, one chunk in memory at a time; return their per-row columns (``status``, ``reason``,
+        ``n_faces``, ``detection_score``) in chunk order."""
+        n = len(build.vectors) - offset
+        columns = {"status": np.empty(n, dtype=object), "reason": np.empty(n, dtype=object),
+                   "n_faces": np.empty(n, dtype=np.int32), "detection_score": np.empty(n, dtype=np.float32)}
+        for number in range(n_chunks):
+            chunk = self.read_chunk(number)
+            rows, span = slice(chunk.start, chunk.stop), slice(offset + chunk.start, offset + chunk.stop)
+            build.vectors[span], build.norms[span] = normalise_rows(chunk.raw)
+            build.landmarks[span] = chunk.landmarks
+            columns["status"][rows], columns["reason"][rows] = chunk.status, chunk.reason
+            columns["n_faces"][rows], columns["detection_score"][rows] = chunk.n_faces, chunk.detection_score
+            if build.features is not None:
+                build.features[span] = self._chunk_features(number, chunk, build.features.shape[1])
+        return columns
+
+    def _chunk_features(self, number: int, chunk: Chunk, width: int) -> np.ndarray:
         """The features of a chunk of an extraction that stores ``width`` columns, or StoreError."""
         if chunk.features is None or chunk.features.shape != (chunk.stop - chunk.start, width):
             found = "none" if chunk.features is None else f"shape {chunk.features.shape}"
@@ -365,33 +398,17 @@ class PartialStore:
 
         The vectors are L2-normalised here from the raw chunk vectors; memory stays bounded by one chunk. When
         ``meta["features"]`` is set, every chunk must hold that many feature columns; they become ``features.npy``.
+        ``meta["counts"]`` is set to the status counts.
         """
-        n = len(samples)
-        build, vectors, norms, landmarks = self.new_build(n, dim)
-        features = self.new_features(build, n, int(meta["features"]["dim"])) if meta.get("features") else None
-        status = np.empty(n, dtype=object)
-        reason = np.empty(n, dtype=object)
-        n_faces = np.empty(n, dtype=np.int32)
-        detection_score = np.empty(n, dtype=np.float32)
-        for number in range(n_chunks):
-            chunk = self.read_chunk(number)
-            span = slice(chunk.start, chunk.stop)
-            vectors[span], norms[span] = normalise_rows(chunk.raw)
-            landmarks[span] = chunk.landmarks
-            status[span], reason[span] = chunk.status, chunk.reason
-            n_faces[span], detection_score[span] = chunk.n_faces, chunk.detection_score
-            if features is not None:
-                features[span] = self.chunk_features(number, chunk, features.shape[1])
-        for array in (vectors, norms, landmarks, features):
-            if array is not None:
-                array.flush()
-        del vectors, norms, landmarks, features
-        write_table(build / "samples.parquet",
+        build = self.new_build(len(samples), dim, int(meta["features"]["dim"]) if meta.get("features") else None)
+        columns = self.fill(build, n_chunks)
+        build.flush()
+        write_table(build.root / "samples.parquet",
                     {"sample_id": samples.sample_id, "location": samples.location, "identity": samples.identity,
-                     "status": status, "reason": reason, "n_faces": n_faces, "detection_score": detection_score},
+                     **columns},
                     {"store_format": STORE_FORMAT, "description": "samples of an embedding store; see meta.json"})
-        write_json(build / "meta.json", meta)
-        return self.install(build)
+        write_json(build.root / "meta.json", {**meta, "counts": status_counts(columns["status"])})
+        return self.install(build.root)
 
     def _lock(self) -> None:
         import fcntl

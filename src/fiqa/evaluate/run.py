@@ -121,7 +121,7 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
         A table named ``"random"`` (e.g. the ``random`` labeller's) serves as the floor; otherwise one is drawn.
     fmr, start_fnmr, discard_limit, missing
         See :func:`~fiqa.evaluate.edc.compute_edc`.
-    seed : int
+    random_state : int
         Seed of the drawn random floor (uniform qualities for the sorted distinct sample ids) and of the bootstrap.
     legacy_erc : bool
         Also compute the legacy ERC (reported separately).
@@ -176,13 +176,12 @@ def evaluate_quality(comparisons: Comparisons, tables: Sequence[QualityTable], *
     meta = provenance(fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit, missing=missing,
                       random_state=int(random_state), legacy_erc=legacy_erc, n_bootstrap=n_bootstrap,
                       more_fmrs=list(targets))
-    meta["recognisers"] = recognisers
-    meta["bootstrap"] = _bootstrap_meta(n_bootstrap, int(random_state), clusters, _n_labelled(sample_id, label_sources),
-                                        len(sample_id))
-    meta["comparisons"] = dict(comparisons.meta)
-    meta["methods"] = _methods_meta(tables, int(random_state))
-    meta["missing_quality_samples"] = {name: int(np.isnan(v).sum()) for name, v in qualities.items()}
-    meta["identity_filter"] = dict(identity_filter) if identity_filter is not None else None
+    meta.update(recognisers=recognisers, comparisons=dict(comparisons.meta),
+                bootstrap=_bootstrap_meta(n_bootstrap, int(random_state), clusters,
+                                          _n_labelled(sample_id, label_sources), len(sample_id)),
+                methods=_methods_meta(tables, int(random_state)),
+                missing_quality_samples={name: int(np.isnan(v).sum()) for name, v in qualities.items()},
+                identity_filter=dict(identity_filter) if identity_filter is not None else None)
     return Evaluation(edc, erc, comparisons, sample_id, qualities, meta, clusters, more_edc)
 
 

@@ -1,6 +1,6 @@
 """Verification sanity figures of an embedding store: mated vs non-mated cosine similarity and ROC AUC.
 
-A quick check that the embeddings carry identity: on LFW with SFace the mean genuine (mated) cosine similarity is
+A quick check that the embeddings carry identity: on LFW with SFace the mean mated cosine similarity is
 about 0.67, the mean non-mated similarity about 0.08, and the ROC AUC above 0.99.
 """
 from __future__ import annotations
@@ -24,12 +24,12 @@ class VerificationSummary:
     ----------
     n_samples, n_identities : int
         Usable samples (status ok, with an identity) and their identities.
-    n_genuine_pairs : int
+    n_mated_pairs : int
         Every mated pair (two samples of one identity).
     n_nonmated_pairs : int
         Non-mated pairs: all of them when there are at most ``n_nonmated_pairs`` requested, else a seeded
         uniform sample of distinct pairs.
-    mean_genuine, mean_nonmated : float
+    mean_mated, mean_nonmated : float
         Mean cosine similarity of mated and of non-mated pairs.
     roc_auc : float
         Area under the ROC curve separating mated from non-mated pairs by similarity.
@@ -38,9 +38,9 @@ class VerificationSummary:
 
     n_samples: int
     n_identities: int
-    n_genuine_pairs: int
+    n_mated_pairs: int
     n_nonmated_pairs: int
-    mean_genuine: float
+    mean_mated: float
     mean_nonmated: float
     roc_auc: float
     random_state: int
@@ -52,9 +52,9 @@ class VerificationSummary:
         """A small human-readable table."""
         rows = [("samples (ok, with identity)", f"{self.n_samples:,d}"),
                 ("identities", f"{self.n_identities:,d}"),
-                ("genuine pairs (all)", f"{self.n_genuine_pairs:,d}"),
+                ("mated pairs (all)", f"{self.n_mated_pairs:,d}"),
                 (f"non-mated pairs (seed {self.random_state})", f"{self.n_nonmated_pairs:,d}"),
-                ("mean genuine cosine", f"{self.mean_genuine:.4f}"),
+                ("mean mated cosine", f"{self.mean_mated:.4f}"),
                 ("mean non-mated cosine", f"{self.mean_nonmated:.4f}"),
                 ("ROC AUC", f"{self.roc_auc:.5f}")]
         return "\n".join(f"{label:<30}{value:>12}" for label, value in rows)
@@ -63,7 +63,7 @@ class VerificationSummary:
 logger = logging.getLogger(__name__)
 
 
-def genuine_similarities(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def mated_similarities(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Cosine similarity of every mated pair.
 
     Each identity's pairs come from its Gram matrix, computed a band of rows at a time when it would have more than
@@ -106,7 +106,7 @@ def genuine_similarities(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 def verification_summary(store: EmbeddingStore, *, n_nonmated: int = 200_000,
                          random_state: int = 0) -> VerificationSummary:
-    """Mean genuine and non-mated cosine similarity and the ROC AUC of mated vs non-mated pairs.
+    """Mean mated and non-mated cosine similarity and the ROC AUC of mated vs non-mated pairs.
 
     Parameters
     ----------
@@ -131,16 +131,16 @@ def verification_summary(store: EmbeddingStore, *, n_nonmated: int = 200_000,
                        store.root, int((~finite).sum()), usable[~finite][:5].tolist())
         usable, vectors = usable[finite], vectors[finite]
     names, codes = identity_codes(store.samples.identity[usable])
-    genuine = genuine_similarities(vectors, codes)
-    if len(genuine) == 0:
+    mated = mated_similarities(vectors, codes)
+    if len(mated) == 0:
         raise NoUsableSamplesError(f"{store.root}: no identity has two usable samples, so there are no mated pairs")
     if len(names) < 2:
         raise NoUsableSamplesError(f"{store.root}: only one identity, so there are no non-mated pairs")
     first, second = sample_nonmated_pairs(codes, n_nonmated, np.random.default_rng(random_state))
-    impostor = np.einsum("ij,ij->i", vectors[first], vectors[second])
-    labels = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
-    auc = float(roc_auc_score(labels, np.concatenate([genuine, impostor])))
-    return VerificationSummary(n_samples=len(usable), n_identities=len(names), n_genuine_pairs=len(genuine),
-                               n_nonmated_pairs=len(impostor), mean_genuine=float(np.mean(genuine, dtype=np.float64)),
-                               mean_nonmated=float(np.mean(impostor, dtype=np.float64)),
+    nonmated = np.einsum("ij,ij->i", vectors[first], vectors[second])
+    labels = np.concatenate([np.ones(len(mated), bool), np.zeros(len(nonmated), bool)])
+    auc = float(roc_auc_score(labels, np.concatenate([mated, nonmated])))
+    return VerificationSummary(n_samples=len(usable), n_identities=len(names), n_mated_pairs=len(mated),
+                               n_nonmated_pairs=len(nonmated), mean_mated=float(np.mean(mated, dtype=np.float64)),
+                               mean_nonmated=float(np.mean(nonmated, dtype=np.float64)),
                                roc_auc=auc, random_state=int(random_state))

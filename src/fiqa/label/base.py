@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from fiqa.core.comparisons import identity_codes
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, check_int
 from fiqa.core.provenance import versions
 from fiqa.core.registry import Registry
@@ -258,12 +259,11 @@ class Labeler(ABC):
         rng = np.random.default_rng(random_state)
 
         usable_index = np.flatnonzero(usable)
-        names, codes = np.unique(identities[usable_index], return_inverse=True)
-        codes = codes.astype(np.int64).reshape(-1)
+        names, codes = identity_codes(identities[usable_index])
         counts = np.bincount(codes, minlength=len(names))
         minimum = self._min_class_size()
         labelled = counts[codes] >= minimum
-        self._mark_small_classes(usable_index, names, codes, counts, minimum, status, reason)
+        self._mark_small_classes(usable_index, identities, codes, counts, minimum, status, reason)
         if not labelled.any():
             raise NoUsableSamplesError(
                 f"{owner}: no identity has at least {minimum} usable samples "
@@ -361,7 +361,7 @@ class Labeler(ABC):
             logger.warning("%s: %d of %d rows have an invalid embedding", type(self).__name__, n_invalid, n_rows)
         return usable
 
-    def _mark_small_classes(self, usable_index, names, codes, counts, minimum, status, reason) -> None:
+    def _mark_small_classes(self, usable_index, identities, codes, counts, minimum, status, reason) -> None:
         small = counts[codes] < minimum
         if not small.any():
             return
@@ -369,10 +369,10 @@ class Labeler(ABC):
             count = counts[code]
             if count == 1:
                 status[row] = Status.SINGLETON.value
-                reason[row] = f"only usable sample of identity {_name(names[code])}: no positives to compare with"
+                reason[row] = f"only usable sample of identity {_name(identities[row])}: no positives to compare with"
             else:
                 status[row] = Status.SMALL_CLASS.value
-                reason[row] = (f"identity {_name(names[code])} has {count} usable samples, fewer than "
+                reason[row] = (f"identity {_name(identities[row])} has {count} usable samples, fewer than "
                                f"min_class_size={minimum}")
 
     def _assemble(self, result: LabelResult, data: LabelInput, usable_index, identities, sample_id, status, reason,

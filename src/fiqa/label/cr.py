@@ -32,6 +32,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -317,7 +318,7 @@ def approximate_nearest_other(vectors: np.ndarray, centres: np.ndarray, own: np.
     -------
     ndarray of shape (n,), float64
     """
-    n_centres, dim = centres.shape
+    n_centres = len(centres)
     centre_step = float(np.abs(centres).max()) / 127.0
     quantised = np.rint(centres / np.float32(centre_step)).astype(np.int8)
     n_chunks = -(-n_centres // centre_block)
@@ -334,26 +335,14 @@ def approximate_nearest_other(vectors: np.ndarray, centres: np.ndarray, own: np.
 
     def blocks():
         for start in range(0, len(own), block_rows):
-            stop = min(start + block_rows, len(own))
-            block = np.asarray(vectors[start:stop], dtype=np.float32)
-            row_step = np.abs(block).max(axis=1).astype(np.float64) / 127.0
-            row_step[row_step == 0] = 1.0
-            codes = (np.rint(block / row_step[:, None].astype(np.float32)) + 128).astype(np.uint8)
-            sigma = np.sqrt((centre_step**2 + row_step**2) / 12.0 + dim * (centre_step * row_step) ** 2 / 144.0)
-            margin = np.ceil(2.0 * z * sigma / (centre_step * row_step)).astype(np.int64) + 1
-            state = _ScreenedBlock(start, block, own[start:stop], codes, margin)
+            state = _ScreenedBlock.quantise(start, vectors[start:start + block_rows], own[start:start + block_rows],
+                                            centre_step, z)
             for index in range(len(sessions)):
                 yield state, index
 
     def multiply(task: tuple[_ScreenedBlock, int], buffer: np.ndarray) -> np.ndarray:
         state, index = task
-        first, last, session = sessions[index]
-        out = buffer[:len(state.codes) * (last - first)].reshape(len(state.codes), last - first)
-        binding = session.io_binding()
-        binding.bind_cpu_input("A", state.codes)
-        binding.bind_output("Y", "cpu", 0, np.int32, out.shape, out.ctypes.data)
-        session.run_with_iobinding(binding)
-        return out
+        return _multiply(sessions[index], state.codes, buffer)
 
     n_blocks = -(-len(own) // block_rows)
     tasks = blocks()
@@ -392,6 +381,19 @@ class _ScreenedBlock:
     def __post_init__(self) -> None:
         self.best = np.full(len(self.block), _INT32_MIN, np.int64)
 
+    @classmethod
+    def quantise(cls, start: int, vectors: np.ndarray, own: np.ndarray, centre_step: float,
+                 z: float) -> _ScreenedBlock:
+        """The block's uint8 codes (own step per row, zero point 128) and its band of ``2 z sigma`` in code units."""
+        block = np.asarray(vectors, dtype=np.float32)
+        row_step = np.abs(block).max(axis=1).astype(np.float64) / 127.0
+        row_step[row_step == 0] = 1.0
+        codes = (np.rint(block / row_step[:, None].astype(np.float32)) + 128).astype(np.uint8)
+        dim = block.shape[1]
+        sigma = np.sqrt((centre_step**2 + row_step**2) / 12.0 + dim * (centre_step * row_step) ** 2 / 144.0)
+        margin = np.ceil(2.0 * z * sigma / (centre_step * row_step)).astype(np.int64) + 1
+        return cls(start, block, own, codes, margin)
+
     def scan(self, out: np.ndarray, first: int, last: int, above: np.ndarray) -> None:
         """Keep the centres ``first .. last - 1`` whose screened product is within the band of the best so far."""
         inside = np.flatnonzero((self.own >= first) & (self.own < last))
@@ -412,6 +414,17 @@ class _ScreenedBlock:
         best = np.full(len(self.block), -np.inf)
         np.maximum.at(best, rows, similarity)
         return best
+
+
+def _multiply(session: tuple[int, int, Any], codes: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    """``codes`` times the session's block of centres, into the front of ``buffer`` (no allocation)."""
+    first, last, run = session
+    out = buffer[:len(codes) * (last - first)].reshape(len(codes), last - first)
+    binding = run.io_binding()
+    binding.bind_cpu_input("A", codes)
+    binding.bind_output("Y", "cpu", 0, np.int32, out.shape, out.ctypes.data)
+    run.run_with_iobinding(binding)
+    return out
 
 
 def _matmul_integer_session(centre_codes: np.ndarray):

@@ -58,7 +58,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from fiqa.core.comparisons import MAX_GRAM
+from fiqa.core.comparisons import MAX_GRAM, identity_codes
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import Status
 from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler, rescale_to_100
@@ -331,8 +331,7 @@ class SDDLabeler(Labeler):
         self._validate_params()
         if self.random_state is None:
             raise InvalidParameterError(type(self).__name__, "random_state", "an int to reproduce the draws", None)
-        names, codes = np.unique(np.asarray(identities), return_inverse=True)
-        codes = codes.reshape(-1).astype(np.int64)
+        names, codes = identity_codes(identities)
         counts = np.bincount(codes, minlength=len(names))
         labelled = counts[codes] >= self.min_class_size
         rng = np.random.default_rng(self.random_state)

@@ -7,7 +7,7 @@ quality ``q_i`` in [0, 1] and the embedding
     sigma(q) = noise_high - (noise_high - noise_low) * q,
 
 so ``cos(x_i, mu_c) ~ 1 / sqrt(1 + sigma(q_i)^2)``: higher quality, closer to the centre. The defaults give a
-mean genuine cosine near 0.5 and impostor cosines near 0 (spread ``1 / sqrt(d)``). The raw norm
+mean mated cosine near 0.5 and non-mated cosines near 0 (spread ``1 / sqrt(d)``). The raw norm
 ``norms_i = norm_low + (norm_high - norm_low) * q_i`` (times log-normal noise) follows the quality, as in
 MagFace-style recognisers.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,18 +133,13 @@ def make_embeddings(n_samples: int, dim: int, n_identities: int, *, spread: floa
     if len(quality_beta) != 2 or min(quality_beta) <= 0:
         raise InvalidParameterError("make_embeddings", "quality_beta", "two positive floats", quality_beta)
     params = {"n_samples": n_samples, "dim": dim, "n_identities": n_identities, "spread": spread,
-                  "min_class_size": min_class_size, "noise_low": noise_low, "noise_high": noise_high,
-                  "quality_beta": list(quality_beta), "norm_range": list(norm_range), "random_state": random_state}
+              "min_class_size": min_class_size, "noise_low": noise_low, "noise_high": noise_high,
+              "quality_beta": list(quality_beta), "norm_range": list(norm_range), "random_state": random_state}
     if sizes is None:
         sizes = class_sizes(n_samples, n_identities, spread=spread, min_class_size=min_class_size,
                             random_state=random_state)
     else:
-        sizes = np.asarray(sizes)
-        if (sizes.shape != (n_identities,) or sizes.dtype.kind not in "iu" or sizes.min(initial=1) < 1
-                or int(sizes.sum()) != n_samples):
-            raise InvalidParameterError("make_embeddings", "sizes", f"{n_identities} ints >= 1 summing to n_samples "
-                                        f"({n_samples})", f"an array of shape {sizes.shape} summing to {sizes.sum()}")
-        sizes = sizes.astype(np.int64)
+        sizes = _explicit_sizes(sizes, n_samples, n_identities)
         params["sizes"] = "explicit"
     rng = np.random.default_rng([random_state, 1])
     identities = rng.permutation(np.repeat(np.arange(n_identities, dtype=np.int64), sizes))
@@ -165,21 +161,35 @@ def make_embeddings(n_samples: int, dim: int, n_identities: int, *, spread: floa
             block /= np.linalg.norm(block, axis=1, keepdims=True)
             yield start, stop, block
 
-    vectors: np.ndarray
-    if out is None:
-        vectors = np.empty((n_samples, dim), dtype=np.float32)
-        for start, stop, block in blocks():
-            vectors[start:stop] = block
-    else:
-        header = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n_samples, dim))
-        offset = header.offset
-        del header  # the file now has its header and its size; the blocks go in with plain writes
-        with open(out, "r+b") as file:
-            file.seek(offset)
-            for _, _, block in blocks():
-                file.write(block.tobytes())
-        vectors = np.load(out, mmap_mode="r")
+    vectors = _collect(blocks(), out, n_samples, dim)
     logger.info("synthetic embeddings: %d x %d, %d identities", n_samples, dim, n_identities)
     return SyntheticEmbeddings(vectors, identities, quality, norms, centres, params)
+
+
+def _explicit_sizes(sizes: np.ndarray, n_samples: int, n_identities: int) -> np.ndarray:
+    sizes = np.asarray(sizes)
+    if (sizes.shape != (n_identities,) or sizes.dtype.kind not in "iu" or sizes.min(initial=1) < 1
+            or int(sizes.sum()) != n_samples):
+        raise InvalidParameterError("make_embeddings", "sizes", f"{n_identities} ints >= 1 summing to n_samples "
+                                    f"({n_samples})", f"an array of shape {sizes.shape} summing to {sizes.sum()}")
+    return sizes.astype(np.int64)
+
+
+def _collect(blocks: Iterator[tuple[int, int, np.ndarray]], out: str | os.PathLike | None, n_samples: int,
+             dim: int) -> np.ndarray:
+    """The blocks in one array, or written to the ``.npy`` file ``out`` and returned memory-mapped."""
+    if out is None:
+        vectors = np.empty((n_samples, dim), dtype=np.float32)
+        for start, stop, block in blocks:
+            vectors[start:stop] = block
+        return vectors
+    header = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n_samples, dim))
+    offset = header.offset
+    del header  # the file now has its header and its size; the blocks go in with plain writes
+    with open(out, "r+b") as file:
+        file.seek(offset)
+        for _, _, block in blocks:
+            file.write(block.tobytes())
+    return np.load(out, mmap_mode="r")
 
 
