@@ -151,3 +151,28 @@ def test_nearest_must_be_exact_or_approximate():
     with pytest.raises(InvalidParameterError, match="'nearest' parameter of CRLabeler must be one of 'exact', "
                                                     "'approximate'. Got 'hnsw'"):
         create_labeler("cr", nearest="hnsw").fit(data.vectors, data.identities)
+
+
+@pytest.mark.parametrize("trial", range(12))
+def test_approximate_search_equals_exact_across_block_and_group_edges(trial):
+    # centre counts that are and are not multiples of the screening group, blocks of 1 row or 1 centre, vectors
+    # whose own centre is the last one (the one the padding repeats), near-twin centres
+    from fiqa.label.cr import SCREEN_GROUP, approximate_nearest_other
+
+    rng = np.random.default_rng(100 + trial)
+    n_centres = int(rng.choice([2, SCREEN_GROUP - 1, SCREEN_GROUP, SCREEN_GROUP + 1, 3 * SCREEN_GROUP + 5, 257]))
+    dim, n = int(rng.integers(2, 48)), int(rng.integers(1, 400))
+    centres = rng.normal(size=(n_centres, dim)).astype(np.float32)
+    if trial % 2:
+        half = n_centres // 2
+        centres[half:2 * half] = centres[:half] + 1e-4 * rng.normal(size=(half, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    own = rng.integers(0, n_centres, size=n)
+    own[::3] = n_centres - 1
+    vectors = centres[own] + rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    found = approximate_nearest_other(vectors, centres, own, block_rows=int(rng.integers(1, 200)),
+                                      centre_block=int(rng.integers(1, 300)))
+    similarity = vectors @ centres.T
+    similarity[np.arange(n), own] = -np.inf
+    np.testing.assert_allclose(found, similarity.max(axis=1), rtol=0, atol=1e-6)

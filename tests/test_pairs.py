@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fiqa.core.comparisons import pair_from_index
 from fiqa.core.errors import DataSourceError, InvalidParameterError, StoreError
 from fiqa.core.identities import (
     IdentitySplit,
@@ -17,7 +18,7 @@ from fiqa.core.identities import (
     split_identities,
 )
 from fiqa.core.types import EmbeddingStore, SampleTable
-from fiqa.evaluate.pairs import _pair_from_index, read_pairs, sample_comparisons
+from fiqa.evaluate.pairs import read_pairs, sample_comparisons
 
 # --- split by identity ------------------------------------------------------------------------------------------
 
@@ -114,7 +115,7 @@ def as_set(comparisons, mated):
 
 def test_pair_index_inversion_round_trips_including_huge_indices():
     index = np.concatenate([np.arange(20000), 2 ** 52 + np.arange(-5, 5), [2 ** 61]])
-    j, i = _pair_from_index(index)
+    j, i = pair_from_index(index)
     assert np.all((j >= 0) & (j < i))
     np.testing.assert_array_equal(i * (i - 1) // 2 + j, index)
 
@@ -226,3 +227,23 @@ def test_read_csv_pairs_file(tmp_path):
     path.write_text("a,b\n1,2\n", encoding="utf-8")
     with pytest.raises(DataSourceError, match="header columns sample_a,sample_b,mated"):
         read_pairs(path, store)
+
+
+def test_mated_pair_sample_draws_ranks_without_listing_every_pair():
+    from fiqa.core.comparisons import sample_mated_pairs
+
+    codes = np.array([2, 0, 2, 1, 0, 2, 2, 1, 3, 0], np.int64)
+    every = {(a, b) for a, b in combinations(range(len(codes)), 2) if codes[a] == codes[b]}  # 3 + 1 + 6 pairs
+    first, second, total = sample_mated_pairs(codes, 100, np.random.default_rng(0))
+    assert total == len(every) == 10 and set(zip(first.tolist(), second.tolist())) == every
+    first, second, total = sample_mated_pairs(codes, 4, np.random.default_rng(0))
+    drawn = set(zip(first.tolist(), second.tolist()))
+    assert total == 10 and len(drawn) == 4 and drawn <= every and (first < second).all()
+    # the same draw as choosing ranks from the listed pairs (what the code did before), so results are unchanged
+    listed = np.random.default_rng(0).choice(np.arange(10), size=4, replace=False)
+    assert np.array_equal(np.sort(listed), np.sort(np.random.default_rng(0).choice(10, size=4, replace=False)))
+    # one identity of 200,000 samples has ~2e10 pairs: a sample of 1,000 must not list them
+    huge = np.zeros(200_000, np.int64)
+    first, second, total = sample_mated_pairs(huge, 1000, np.random.default_rng(1))
+    assert total == 200_000 * 199_999 // 2 and len(set(zip(first.tolist(), second.tolist()))) == 1000
+    assert (first < second).all() and second.max() < 200_000

@@ -16,7 +16,7 @@ import pytest
 from conftest import lfw_subset
 from fiqa.core.errors import InvalidParameterError
 from fiqa.embed.extract import SampleFailedError, embed_source
-from fiqa.embed.store import partial_path
+from fiqa.embed.store import open_features, partial_path
 
 if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
     import ray  # under CI a missing Ray is an error, not a skip
@@ -82,9 +82,10 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def stores(samples, ray_cluster, tmp_path_factory):
-    """The same list embedded in-process (1 onnxruntime thread, as each Ray worker runs) and on Ray (2 workers)."""
+    """The same list embedded in-process (1 onnxruntime thread, as each Ray worker runs) and on Ray (2 workers),
+    both with the head's features."""
     folder = tmp_path_factory.mktemp("ray_stores")
-    common = {"chunk_size": CHUNK, "batch_size": 8, "progress": False}
+    common = {"chunk_size": CHUNK, "batch_size": 8, "features": True, "progress": False}
     local = embed_source(samples, folder / "local", backend_params={"threads": 1}, **common)
     on_ray = embed_source_ray(samples, folder / "ray", n_workers=2, threads=1, **common)
     return local, on_ray
@@ -101,6 +102,11 @@ def test_ray_store_is_the_local_store(stores):
     np.testing.assert_allclose(on_ray.vectors, local.vectors, rtol=0, atol=1e-6)  # NaN rows must match too
     np.testing.assert_allclose(on_ray.norms, local.norms, rtol=1e-6, atol=0)
     np.testing.assert_array_equal(on_ray.landmarks, local.landmarks)
+    ray_features, local_features = open_features(on_ray), open_features(local)
+    assert ray_features is not None and local_features is not None and ray_features[1] == local_features[1]
+    assert ray_features[0].shape == (len(local), 1024) and ray_features[0].dtype == np.float16
+    np.testing.assert_allclose(ray_features[0].astype(np.float32), local_features[0].astype(np.float32), rtol=1e-3,
+                               atol=1e-3)  # float16 values of the same run: NaN rows must match too
     assert on_ray.meta["plan"] == local.meta["plan"]  # so either engine resumes the other's chunks
     assert on_ray.meta["counts"] == local.meta["counts"] == {"ok": N_GOOD, "not_an_image": 2, "unreadable": 1,
                                                              "no_face": 1}

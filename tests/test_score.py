@@ -106,3 +106,26 @@ def test_score_command_exits_non_zero_when_nothing_could_be_scored(model_path, t
     (tmp_path / "junk.jpg").write_bytes(b"junk")
     result = CliRunner().invoke(main, ["score", str(tmp_path / "junk.jpg"), "--model", str(model_path)])
     assert result.exit_code == 1 and "nothing could be scored" in result.output
+
+
+def test_device_is_checked_before_any_image_is_read(tmp_path):
+    import onnxruntime as ort
+
+    from fiqa.embed.onnx_runtime import check_device, inference_session
+
+    with pytest.raises(InvalidParameterError, match="device"):
+        create_scorer(device="gpu")
+    assert create_scorer(device="cpu").device == "cpu"
+    if "CUDAExecutionProvider" in ort.get_available_providers():  # a GPU build: CUDA first, the CPU behind it
+        assert check_device("test", "cuda") == "cuda"
+        assert create_scorer(device="cuda")._session.get_providers()[0] == "CUDAExecutionProvider"
+        return
+    with pytest.raises(InvalidParameterError, match=r"CUDAExecutionProvider.*fiqa\[cuda\]"):
+        check_device("test", "cuda")
+    with pytest.raises(InvalidParameterError, match="CUDAExecutionProvider"):
+        inference_session(b"", device="cuda")
+    # the command stops on the device, not on the missing photo it would read next
+    result = CliRunner().invoke(main, ["score", str(tmp_path / "missing.jpg"), "--device", "cuda"])
+    assert result.exit_code != 0 and "CUDAExecutionProvider" in result.output and "missing.jpg" not in result.output
+    result = CliRunner().invoke(main, ["score", str(tmp_path / "x.jpg"), "--device", "cuda", "--engine", "ray"])
+    assert result.exit_code == 2 and "--device cuda needs --engine local" in result.output

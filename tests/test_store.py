@@ -118,7 +118,15 @@ def test_verification_summary_matches_brute_force(tmp_path):
     assert summary.mean_mated == pytest.approx(mean_genuine, abs=1e-6)
     assert summary.mean_nonmated == pytest.approx(mean_nonmated, abs=1e-6)
     assert summary.roc_auc == pytest.approx(auc, abs=1e-9)
-    assert "ROC AUC" in summary.format()
+    assert "ROC AUC" in summary.format() and "mated pairs (all)" in summary.format()
+    # beyond max_mated: a seeded sample of that many mated pairs, drawn from all ten
+    sampled = verification_summary(store, max_mated=4)
+    assert (sampled.n_mated_pairs, sampled.n_mated_available, sampled.n_nonmated_pairs) == (4, 10, 35)
+    assert "mated pairs (of 10)" in sampled.format() and sampled == verification_summary(store, max_mated=4)
+    mated = sorted(float(np.dot(normalised[i], normalised[j])) for i, j in itertools.combinations(range(10), 2)
+                   if identities[i] == identities[j])
+    # the sampled mean is the mean of 4 of the 10 mated similarities: between the 4 lowest and the 4 highest
+    assert np.mean(mated[:4]) - 1e-6 <= sampled.mean_mated <= np.mean(mated[-4:]) + 1e-6
 
 
 def test_nonmated_sample_is_seeded_distinct_and_non_mated():

@@ -17,7 +17,7 @@ from fiqa.train import (
     loop,
 )
 from fiqa.train.config import SHAPES
-from fiqa.train.loop import TensorPairs, fit
+from fiqa.train.loop import TensorPairs, batch_loader, fit, predict, training_device
 from fiqa.train.models import PiecewiseLinear, QualityHead, TapsHead
 
 # a small feature layout: one 4-channel stage (mean 0..3, std 4..7), a 2-D embedding (8, 9), its log norm (10)
@@ -214,3 +214,43 @@ def test_resume_refuses_a_checkpoint_of_other_training_data(tmp_path):
     fit(QualityHead(spec=SMALL, hidden=8), train, validation, config, tmp_path, extra_state={"data_sha256": "a"})
     with pytest.raises(StoreError, match="differs in: data_sha256"):
         fit(QualityHead(spec=SMALL, hidden=8), train, validation, config, tmp_path, extra_state={"data_sha256": "b"})
+
+
+def test_tensor_pairs_read_each_batch_in_one_read_equal_to_item_by_item(tmp_path):
+    rng = np.random.default_rng(4)
+    path = tmp_path / "features.npy"
+    written = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(50, 6))
+    written[:] = rng.normal(size=(50, 6))
+    written.flush()
+    del written
+    inputs = np.load(path, mmap_mode="r")
+    rows = rng.permutation(50)[:30]
+    data = TensorPairs(inputs, rows, rng.uniform(0, 100, 30))
+    positions = [5, 0, 29, 5, 17]  # unsorted rows, one twice
+    x, y = data[positions]
+    assert x.dtype == torch.float32 and x.shape == (5, 6) and y.shape == (5,)
+    for k, position in enumerate(positions):
+        one_x, one_y = data[position]
+        assert torch.equal(x[k], one_x) and float(y[k]) == float(one_y)
+    np.testing.assert_array_equal(x.numpy(), np.asarray(inputs[rows[positions]], np.float32))
+    # the loader hands out whole batches in order; the model sees the same rows as item-by-item loading
+    batches = list(batch_loader(data, None, 7))
+    assert [len(b[0]) for b in batches] == [7, 7, 7, 7, 2]
+    np.testing.assert_array_equal(torch.cat([b[0] for b in batches]).numpy(),
+                                  np.asarray(inputs[rows], np.float32))
+    model = torch.nn.Sequential(torch.nn.Linear(6, 1), torch.nn.Flatten(0))
+    with torch.no_grad():
+        expected = model(torch.from_numpy(np.asarray(inputs[rows], np.float32))).double().numpy()
+    np.testing.assert_allclose(predict(model, data, batch_size=4), expected, rtol=1e-6)
+
+
+def test_training_device_is_explicit_and_cuda_needs_cuda():
+    assert training_device("cpu") == torch.device("cpu")
+    assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InvalidParameterError, match="device"):
+        training_device("gpu")
+    if torch.cuda.is_available():
+        assert training_device("cuda").type == "cuda"
+    else:
+        with pytest.raises(InvalidParameterError, match=r"no CUDA GPU.*fiqa\[cuda\]"):
+            training_device("cuda")

@@ -177,7 +177,7 @@ def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, random_stat
         Store rows with ok embeddings.
     method : str
         A registered labeller (``fiqa.label.list_labelers()``), created with ``random_state=seed``.
-    seed : int
+    random_state : int
     path : Path
         Parquet file of the labels (written atomically).
     """
@@ -274,7 +274,7 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
         Non-mated comparisons sampled for the threshold (FMR 1e-3 needs many).
     n_bootstrap : int >= 0
         Identity resamples for the pAUC intervals.
-    seed : int
+    random_state : int
         Seeds the subset, the split, augmentation, the labellers, training and pair sampling.
     download : bool
         Download LFW when it is not found locally.

@@ -90,7 +90,7 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
         LFW folder (see :func:`fiqa.demo.locate_lfw`).
     out_dir : path
         Store, models, evaluation and package; reused on a re-run.
-    seed : int
+    random_state : int
     epochs : int >= 1
     version : str, optional
         The model's version in its card (default: fiqa's version).

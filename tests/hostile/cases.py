@@ -127,9 +127,9 @@ CASES: dict[str, tuple[str, str]] = {
     "P05": (GOOD, "no pickle/eval/exec/yaml.load/shell in src or scripts"),
     "P06": (NOTE, "demo download: only with --download, safe tar extraction"),
     # 9. O(N^2) paths (notes)
-    "O01": (NOTE, "verify mated similarities: O(sum k^2)"),
+    "O01": (GOOD, "verify mated pairs with a dominant identity: linear (all up to --max-mated, then drawn by rank)"),
     "O02": (GOOD, "verify non-mated pairs with a dominant identity: linear (drawn by rank)"),
-    "O03": (NOTE, "evaluate mated pairs: O(sum k^2) indices"),
+    "O03": (GOOD, "evaluate mated pairs with a dominant identity: linear (drawn by rank)"),
     "O04": (GOOD, "evaluate non-mated pairs with a dominant identity: linear (drawn by rank)"),
     "O05": (NOTE, "sdd per-identity Gram: quadratic up to MAX_GRAM elements a block, then banded"),
     "O06": (NOTE, "sdd negatives with a dominant identity"),

@@ -300,7 +300,7 @@ def sample_recipes(parents: int | Sequence[int] | np.ndarray, copies: int, rando
         Parent keys (their ``sample_id``), or ``n`` for keys ``0..n-1``.
     copies : int >= 1
         Recipes per parent.
-    seed : int >= 0
+    random_state : int >= 0
     kinds : iterable of str, optional
         Degradations to draw from (uniformly); default every kind of :data:`fiqa.augment.degrade.DEGRADATIONS`.
     severity : (float, float), default (0.2, 1.0)
@@ -484,7 +484,7 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
         The store folder to write; it appears only when complete (see :mod:`fiqa.embed.store`).
     copies : int >= 1, default 2
         Derived rows per parent.
-    seed : int >= 0, default 0
+    random_state : int >= 0, default 0
     kinds, severity, geometry, clean_fraction, combined_fraction
         How recipes are drawn, see :func:`sample_recipes`.
     keep_originals : bool, default True
@@ -844,7 +844,7 @@ def degraded_store(store: EmbeddingStore | str | os.PathLike, out: str | os.Path
         The faces to degrade (e.g. the test half of an identity split); default every ok row.
     kinds : iterable of str, optional
         Restrict the effects (e.g. one kind, for a per-effect table: then no face is left clean).
-    seed : int
+    random_state : int
     progress : bool
 
     Returns

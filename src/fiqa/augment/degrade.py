@@ -187,7 +187,7 @@ def degrade(crop: np.ndarray, kind: str, severity: float, *,
         A key of :data:`DEGRADATIONS` or :data:`EVALUATION_DEGRADATIONS`.
     severity : float in [0, 1]
         0 returns an unchanged copy; 1 is the strongest setting.
-    seed : int, Generator or None
+    random_state : int, Generator or None
         Randomness for ``noise`` and ``occlusion`` (``numpy.random.default_rng(seed)``).
 
     Returns
@@ -213,7 +213,7 @@ def degrade_batch(crops: np.ndarray, kind: str, severity: float | np.ndarray, *,
         A key of :data:`DEGRADATIONS` or :data:`EVALUATION_DEGRADATIONS`.
     severity : float or ndarray of shape (B,)
         One severity for all crops, or one per crop, each in [0, 1].
-    seed : int
+    random_state : int
         Crop ``b`` uses the ``b``-th child of ``numpy.random.SeedSequence(seed)``.
 
     Returns

@@ -135,6 +135,13 @@ def out_option(help_text: str, *, required: bool = True, dest: str = "out", **kw
     return click.option("-o", "--out", dest, required=required, help=help_text, **kwargs)
 
 
+def device_option(what: str) -> Callable:
+    """``--device cpu|cuda``, the same on every command that runs a network."""
+    return click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                        help=f"Where {what} runs; cuda needs the GPU build of onnxruntime and torch "
+                             f"(pip install 'fiqa[cuda]').")
+
+
 TABLE_OUT_HELP = ("Format from the extension: .parquet (with a .json sidecar; what later stages read), .csv or "
                   ".jsonl; '-' writes CSV to stdout.")
 

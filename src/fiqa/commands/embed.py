@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from fiqa.commands._common import LazyDefault, info, out_option, progress
+from fiqa.commands._common import LazyDefault, device_option, info, out_option, progress
 
 SOURCE_KINDS = ("folder", "list", "recordio", "images")
 """fiqa.io.sources.KINDS, spelled out so that ``fiqa --help`` need not import OpenCV (a test keeps them equal)."""
@@ -48,12 +48,13 @@ SOURCE_KINDS = ("folder", "list", "recordio", "images")
               help="With --engine ray: a running Ray cluster ('auto', 'host:6379', 'ray://host:10001').")
 @click.option("--features/--no-features", default=None,
               help="Also store the default quality head's input, from the same SFace run (float16, 2 KiB per "
-                   "image), so that 'fiqa train' needs no second SFace pass. [default: on with --backend sface "
-                   "and --engine local, unless resuming a run made without; else off]")
+                   "image), so that 'fiqa train' needs no second SFace pass. [default: on with --backend sface, "
+                   "unless resuming a run made without; else off]")
+@device_option("the recognition network (onnxruntime backends)")
 def command(source: str, out: str, kind: str | None, backend: str, model: str | None, spec: str | None,
             aligned: bool, batch_size: int, chunk_size: int, resume: bool, on_error: str, policy: str,
             score_threshold: float, max_pixels: int, min_side: int, workers: int | None, engine: str,
-            ray_address: str | None, features: bool | None) -> None:
+            ray_address: str | None, features: bool | None, device: str) -> None:
     """Embed every image of SOURCE (folder per identity, list file, train.rec, or images) into a store."""
     import functools
     from collections.abc import Callable
@@ -62,8 +63,8 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
 
     if ray_address is not None and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
-    if features and engine == "ray":
-        raise click.UsageError("--features needs --engine local (the Ray engine stores embeddings only)")
+    if device != "cpu" and engine == "ray":
+        raise click.UsageError("--device cuda needs --engine local (Ray workers are scheduled on CPUs)")
     if features and backend != "sface":
         raise click.UsageError("--features needs --backend sface (the features are SFace's pooled maps)")
     run: Callable[..., Any]
@@ -74,9 +75,11 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
     else:
         from fiqa.embed.extract import embed_source
 
-        run = functools.partial(embed_source, features=_features_default(out, backend, resume) if features is None
-                                else features)
+        run = embed_source
+    run = functools.partial(run, features=_features_default(out, backend, resume) if features is None else features)
     backend_params = {name: value for name, value in (("model", model), ("spec", spec)) if value is not None}
+    if device != "cpu":  # only the onnxruntime backends take a device; the others refuse it by name
+        backend_params["device"] = device
     store = run(open_source(source, kind=kind), out, backend=backend, backend_params=backend_params,
                 aligned=aligned, batch_size=batch_size, chunk_size=chunk_size, resume=resume, policy=policy,
                 score_threshold=score_threshold, on_error=on_error, max_pixels=max_pixels, min_side=min_side,

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import click
 
-from fiqa.commands._common import TABLE_OUT_HELP, check_table_out, info, note, out_option, progress
+from fiqa.commands._common import (
+    TABLE_OUT_HELP,
+    check_table_out,
+    device_option,
+    info,
+    note,
+    out_option,
+    progress,
+)
 
 
 @click.command("score")
@@ -23,8 +31,9 @@ from fiqa.commands._common import TABLE_OUT_HELP, check_table_out, info, note, o
                    "started for this run or on --ray-address. Same scores either way (docs/scale.md).")
 @click.option("--ray-address", default=None, metavar="ADDR",
               help="With --engine ray: a running Ray cluster ('auto', 'host:6379', 'ray://host:10001').")
+@device_option("the quality model")
 def command(paths: tuple[str, ...], model: str | None, out_path: str | None, aligned: bool, batch_size: int,
-            on_error: str, engine: str, ray_address: str | None) -> None:
+            on_error: str, engine: str, ray_address: str | None, device: str) -> None:
     """Score image files, folders (recursive) or glob patterns PATHS (quality 0-100, higher is better).
 
     Columns of the table: sample_id, score (0-100, NaN unless ok), status, reason, raw_score (the model's output
@@ -41,7 +50,10 @@ def command(paths: tuple[str, ...], model: str | None, out_path: str | None, ali
 
     if ray_address is not None and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
-    scorer = create_scorer(model, batch_size=batch_size)  # first: a wrong model name fails before any image is read
+    if device != "cpu" and engine == "ray":
+        raise click.UsageError("--device cuda needs --engine local (Ray workers are scheduled on CPUs)")
+    # first: a wrong model name (or a device this install cannot run) fails before any image is read
+    scorer = create_scorer(model, batch_size=batch_size, device=device)
     locations = [loc for path in paths for loc in open_source(path, kind="images").samples.location]
     if out_path is not None:  # before any work: a known format, never over an input image or folder, or a non-table
         check_table_out(out_path, paths)

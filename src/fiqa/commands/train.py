@@ -31,9 +31,12 @@ from fiqa.train.config import SHAPES, TrainConfig
 @click.option("--force", is_flag=True,
               help="Train even on labels that record another store's fingerprint (e.g. the same images embedded "
                    "again); warns. Labels whose image locations differ are refused all the same.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where torch trains: auto takes the GPU when CUDA is available; cuda needs a CUDA build of torch "
+                   "(pip install 'fiqa[cuda]').")
 def command(store: str, labels: str, out_dir: str, shape: str, epochs: int, batch_size: int, learning_rate: float,
             weight_decay: float, huber_delta: float, patience: int, validation_fraction: float,
-            backbone_checkpoint: str | None, random_state: int, resume: bool, force: bool) -> None:
+            backbone_checkpoint: str | None, random_state: int, resume: bool, force: bool, device: str) -> None:
     """Train a Huber-loss regressor on LABELS of STORE; write MODEL_DIR/model.onnx and training plots.
 
     Needs PyTorch: pip install 'fiqa[train]'.
@@ -61,6 +64,7 @@ def command(store: str, labels: str, out_dir: str, shape: str, epochs: int, batc
         validation_fraction=validation_fraction,
         resume=resume,
         force=force,
+        device=device,
     )
     result = trained.result
     info(

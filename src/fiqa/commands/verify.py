@@ -9,15 +9,16 @@ import click
 @click.command("verify")
 @click.argument("store", type=click.Path(file_okay=False))
 @click.option("--n-nonmated", "--impostor-pairs", "n_nonmated", type=int, default=200_000, show_default=True,
-              help="Non-mated pairs to sample (all mated pairs are used); --impostor-pairs is the old name.")
-@click.option(
-    "--random-state", "--seed", type=int, default=0, show_default=True, help="Seed of the non-mated pair sample."
-)
+              help="Non-mated pairs to sample; --impostor-pairs is the old name.")
+@click.option("--max-mated", type=int, default=1_000_000, show_default=True,
+              help="Use all mated pairs up to this many, else a seeded sample of this size.")
+@click.option("--random-state", "--seed", type=int, default=0, show_default=True, help="Seed of the pair samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def command(store: str, n_nonmated: int, random_state: int, as_json: bool) -> None:
+def command(store: str, n_nonmated: int, max_mated: int, random_state: int, as_json: bool) -> None:
     """Print verification sanity figures of STORE (expect ROC AUC > 0.99 for a good recogniser)."""
     from fiqa.embed.store import open_store
     from fiqa.evaluate.verify import verification_summary
 
-    summary = verification_summary(open_store(store), n_nonmated=n_nonmated, random_state=random_state)
+    summary = verification_summary(open_store(store), n_nonmated=n_nonmated, max_mated=max_mated,
+                                   random_state=random_state)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else summary.format())

@@ -1,5 +1,6 @@
 """Rules about comparisons and identities that several stages share: the decision threshold at a target FMR (the
-labellers and the evaluation use the same one), non-mated pair sampling, identity codes and identity blocks.
+labellers and the evaluation use the same one), mated and non-mated pair sampling, identity codes and identity
+blocks.
 numpy only."""
 from __future__ import annotations
 
@@ -77,6 +78,62 @@ def identity_codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``0 .. k - 1`` with ``names[codes] == labels``."""
     names, codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)
     return names, codes.astype(np.int64).reshape(-1)
+
+
+def pair_from_index(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Invert the enumeration ``p = i (i - 1) / 2 + j`` of pairs ``0 <= j < i``: returns ``(j, i)``."""
+    index = index.astype(np.int64)
+    i = ((1 + np.sqrt(1 + 8 * index.astype(np.float64))) // 2).astype(np.int64)
+    # float rounding can be off by one for huge indices: correct with exact integer checks
+    i -= (i * (i - 1) // 2 > index).astype(np.int64)
+    i += ((i + 1) * i // 2 <= index).astype(np.int64)
+    return index - i * (i - 1) // 2, i
+
+
+def sample_mated_pairs(codes: np.ndarray, max_pairs: int, rng: np.random.Generator, *,
+                       max_per_identity: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Every mated row pair, or ``max_pairs`` of them drawn uniformly without replacement, never listing them all.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n,), int64
+        Identity code of each row (:func:`identity_codes`).
+    max_pairs : int >= 1
+    rng : numpy.random.Generator
+    max_per_identity : int >= 1, optional
+        An identity with more mated pairs than this contributes a uniform sample of this many (drawn first), so a
+        few large identities cannot dominate.
+
+    Returns
+    -------
+    first, second : ndarray of shape (m,), int64
+        Row pairs, ``first < second``, in the order of the pairs' ranks (identity by identity).
+    total : int
+        Mated pairs there are.
+    """
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    _groups, starts, sizes = np.unique(sorted_codes, return_index=True, return_counts=True)
+    pair_counts = sizes.astype(np.int64) * (sizes - 1) // 2
+    offsets = np.concatenate(([0], np.cumsum(pair_counts)))
+    total = int(offsets[-1])
+    if total == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), 0
+    if max_per_identity is not None and np.any(pair_counts > max_per_identity):
+        parts = [np.arange(offsets[g], offsets[g + 1]) if count <= max_per_identity
+                 else offsets[g] + np.sort(rng.choice(count, size=max_per_identity, replace=False))
+                 for g, count in enumerate(pair_counts)]
+        chosen = np.concatenate(parts)
+        if len(chosen) > max_pairs:
+            chosen = np.sort(rng.choice(chosen, size=max_pairs, replace=False))
+    elif total > max_pairs:  # the same draw as from np.arange(total), without listing every mated pair
+        chosen = np.sort(rng.choice(total, size=max_pairs, replace=False)).astype(np.int64)
+    else:
+        chosen = np.arange(total, dtype=np.int64)
+    group = np.searchsorted(offsets, chosen, side="right") - 1
+    local_j, local_i = pair_from_index(chosen - offsets[group])
+    first, second = order[starts[group] + local_j], order[starts[group] + local_i]
+    return np.minimum(first, second), np.maximum(first, second), total
 
 
 def count_nonmated_pairs(codes: np.ndarray) -> int:

@@ -35,7 +35,7 @@ class IdentitySplit:
     ----------
     train, test : ndarray of shape (n_train,) and (n_test,), object (str)
         Sorted identity names; no name is in both.
-    seed : int or None
+    random_state : int or None
         The seed the split was drawn with (None for a split read from plain identity lists).
     test_fraction : float or None
         The requested fraction of identities in ``test``.
@@ -79,7 +79,7 @@ def split_identities(identity: np.ndarray, *, test_fraction: float = 0.5, random
     test_fraction : float in (0, 1)
         Fraction of the distinct identities that go to ``test`` (rounded to the nearest count, and at least one
         identity on each side).
-    seed : int
+    random_state : int
         Seed of ``numpy.random.default_rng``; the same identities and seed always give the same split.
 
     Returns

@@ -27,13 +27,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import compose as onnx_compose
 from onnx import helper
 
 from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.embed.graph import fold_constants
-from fiqa.embed.onnx_runtime import SFACE_SPEC, SFaceEmbedder, _folded_model_bytes, session_options
+from fiqa.embed.onnx_runtime import SFACE_SPEC, SFaceEmbedder, _folded_model_bytes, inference_session
 from fiqa.embed.spec import PreprocessSpec
 from fiqa.embed.store import FEATURES_FILE
 from fiqa.io.model_files import MODEL_FILES, model_path
@@ -223,12 +222,12 @@ class FeatureExtractor:
     spec : FeatureSpec
     threads : int or None
         onnxruntime intra-op threads (None: its default, all cores).
+    device : {"cpu", "cuda"}, default="cpu"
     """
 
-    def __init__(self, spec: FeatureSpec = SFACE_TAPS, *, threads: int | None = None) -> None:
+    def __init__(self, spec: FeatureSpec = SFACE_TAPS, *, threads: int | None = None, device: str = "cpu") -> None:
         self.spec = spec
-        self._session = ort.InferenceSession(_feature_graph_bytes(spec), session_options(threads),
-                                             providers=["CPUExecutionProvider"])
+        self._session = inference_session(_feature_graph_bytes(spec), threads=threads, device=device)
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         """Features of ``crops`` (B, 112, 112, 3) uint8 BGR: ndarray (B, dim), float32."""
@@ -338,8 +337,8 @@ class FeatureEmbedder:
         self.index = column_indices(spec, self.columns)
         self.width = len(self.index)
         graph = _embedding_graph_bytes(str(embedder.model_path), spec.sha256, spec, self.columns)
-        self._session = ort.InferenceSession(graph, session_options(embedder.threads, embedder.optimization),
-                                             providers=["CPUExecutionProvider"])
+        self._session = inference_session(graph, threads=embedder.threads, optimization=embedder.optimization,
+                                          device=embedder.device)
         self._input = spec.input_name
         self._outputs = [embedder._output_name, STORE_FEATURES_NAME]
         self._chunk = int(embedder.batch_size)

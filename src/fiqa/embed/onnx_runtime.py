@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from fiqa.core.errors import ModelFileError, check_int
+from fiqa.core.errors import InvalidParameterError, ModelFileError, check_int
 from fiqa.core.provenance import file_sha256
 from fiqa.embed.base import Embedder
 from fiqa.embed.graph import fold_constants
@@ -49,6 +49,31 @@ def session_options(threads: int | None, optimization: str = "all") -> ort.Sessi
     return options
 
 
+#: Devices the onnxruntime sessions and training accept, and the execution providers of each (in order).
+DEVICES = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider")}
+
+
+def check_device(owner: str, device: object) -> str:
+    """``device`` if it is one of :data:`DEVICES` and this onnxruntime build can run it, else an
+    InvalidParameterError that says what to install."""
+    if not isinstance(device, str) or device not in DEVICES:
+        raise InvalidParameterError(owner, "device", f"one of {sorted(DEVICES)}", device)
+    missing = [name for name in DEVICES[device] if name not in ort.get_available_providers()]
+    if missing:
+        raise InvalidParameterError(owner, "device", f"a device this onnxruntime can run ({missing[0]} is not in "
+                                    f"{ort.get_available_providers()}; for 'cuda' install the GPU build: pip "
+                                    f"install 'fiqa[cuda]', which brings onnxruntime-gpu)", device)
+    return device
+
+
+def inference_session(model: str | bytes, *, threads: int | None = None, optimization: str = "all",
+                      device: str = "cpu") -> ort.InferenceSession:
+    """The one way fiqa opens an onnxruntime session: :func:`session_options` and the execution providers of
+    ``device`` (checked by :func:`check_device`; ``cuda`` falls back to the CPU for operators CUDA lacks)."""
+    return ort.InferenceSession(model, session_options(threads, optimization),
+                                providers=list(DEVICES[check_device("onnxruntime session", device)]))
+
+
 def _static_dim(dim: Any) -> int | None:
     return int(dim) if isinstance(dim, (int, np.integer)) and dim > 0 else None
 
@@ -69,6 +94,8 @@ class OnnxEmbedder(Embedder):
         onnxruntime intra-op threads (None: onnxruntime's default, one per physical core).
     optimization : {"all", "extended", "basic", "none"}, default="all"
         onnxruntime graph optimisation level.
+    device : {"cpu", "cuda"}, default="cpu"
+        Where onnxruntime runs the network (``cuda`` needs ``fiqa[cuda]``, see :func:`check_device`).
 
     Raises
     ------
@@ -79,7 +106,7 @@ class OnnxEmbedder(Embedder):
     name = "onnx"
 
     def __init__(self, model: str | Path, *, spec: object, batch_size: int = 64, threads: int | None = None,
-                 optimization: str = "all") -> None:
+                 optimization: str = "all", device: str = "cpu") -> None:
         owner = f"the {self.name!r} embedder"
         self.spec = resolve_spec(spec, owner)
         self.batch_size = check_int(owner, "batch_size", batch_size, 1)
@@ -90,6 +117,7 @@ class OnnxEmbedder(Embedder):
             raise InvalidParameterError(owner, "optimization", "one of 'all', 'extended', 'basic', 'none'",
                                         optimization)
         self.optimization = optimization
+        self.device = check_device(owner, device)
         self.model_path = Path(model)
         if not self.model_path.is_file():
             raise ModelFileError(f"ONNX model file {str(self.model_path)!r} does not exist.")
@@ -102,8 +130,8 @@ class OnnxEmbedder(Embedder):
     def _start(self, model_bytes: bytes) -> None:
         where = str(self.model_path)
         try:
-            self._session = ort.InferenceSession(model_bytes, session_options(self.threads, self.optimization),
-                                                 providers=["CPUExecutionProvider"])
+            self._session = inference_session(model_bytes, threads=self.threads, optimization=self.optimization,
+                                              device=self.device)
         except Exception as exc:  # onnxruntime raises several private exception types
             raise ModelFileError(f"onnxruntime cannot load {where!r} as an ONNX model: {exc}") from None
         inputs = self._session.get_inputs()
@@ -146,7 +174,8 @@ class OnnxEmbedder(Embedder):
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "runtime": "onnxruntime", "model_path": str(self.model_path),
                 "model_sha256": self.model_sha256, "dim": self.dim, "spec": self.spec.to_dict(),
-                "batch_size": self.batch_size, "threads": self.threads, "optimization": self.optimization}
+                "batch_size": self.batch_size, "threads": self.threads, "optimization": self.optimization,
+                "device": self.device}
 
 
 class SFaceEmbedder(OnnxEmbedder):
@@ -159,14 +188,15 @@ class SFaceEmbedder(OnnxEmbedder):
 
     Parameters
     ----------
-    batch_size, threads, optimization
+    batch_size, threads, optimization, device
         As for ``OnnxEmbedder``.
     """
 
     name = "sface"
 
-    def __init__(self, *, batch_size: int = 64, threads: int | None = None, optimization: str = "all") -> None:
-        super().__init__(model_path("sface"), spec=SFACE_SPEC, batch_size=batch_size, threads=threads,
+    def __init__(self, *, batch_size: int = 64, threads: int | None = None, optimization: str = "all",
+                 device: str = "cpu") -> None:
+        super().__init__(model_path("sface"), spec=SFACE_SPEC, batch_size=batch_size, threads=threads, device=device,
                          optimization=optimization)
 
     def _model_bytes(self) -> bytes:

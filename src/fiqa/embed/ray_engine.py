@@ -45,6 +45,7 @@ from fiqa.embed.extract import (
     _finish,
     _resolve_embedder,
     extraction_plan,
+    feature_embedder,
     pending_chunks,
     store_meta,
 )
@@ -149,29 +150,35 @@ def faces_to_columns(rows: np.ndarray, faces: Sequence[FaceCrop]) -> dict[str, n
 
 class EmbedStage:
     """Ray Data stage: :class:`FaceStage` batches in, raw embeddings out (``crop`` dropped, ``raw`` (k, d) float32
-    added, NaN where there is no vector); one embedder per actor, made when the actor starts.
+    added, NaN where there is no vector; with ``features``, also ``features`` (k, width) float16 from the same SFace
+    run, :class:`fiqa.embed.features.FeatureEmbedder`); one embedder per actor, made when the actor starts.
 
     Crops are embedded in row order in batches of at most ``batch_size`` by
     :class:`fiqa.embed.extract.BatchEmbedding`, which also turns a zero or non-finite vector into
     ``invalid_vector``, as the local engine does.
     """
 
-    def __init__(self, *, backend: str, params: Mapping[str, Any], batch_size: int) -> None:
+    def __init__(self, *, backend: str, params: Mapping[str, Any], batch_size: int, features: bool = False) -> None:
         self.embedder = _resolve_embedder(backend, params)
+        self.tapped = feature_embedder(self.embedder, features, "EmbedStage")
         self.batch_size = int(batch_size)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["row"])
-        embedded = BatchEmbedding(self.embedder, n, self.batch_size)
+        embedded = BatchEmbedding(self.embedder, n, self.batch_size, features=self.tapped)
         for i in range(n):
             if batch["has_crop"][i]:
                 embedded.add(i, batch["crop"][i])
             else:
                 embedded.fail(i, Status(str(batch["status"][i])), str(batch["reason"][i]))
         embedded.flush()
-        return {"row": np.asarray(batch["row"], np.int64), "raw": embedded.raw, "status": embedded.status,
-                "reason": embedded.reason, "n_faces": batch["n_faces"], "detection_score": batch["detection_score"],
-                "landmarks": batch["landmarks"]}
+        out: dict[str, np.ndarray] = {
+            "row": np.asarray(batch["row"], np.int64), "raw": embedded.raw, "status": embedded.status,
+            "reason": embedded.reason, "n_faces": batch["n_faces"], "detection_score": batch["detection_score"],
+            "landmarks": batch["landmarks"]}
+        if embedded.features is not None:
+            out["features"] = embedded.features
+        return out
 
 
 def run_stages(ray: Any, locations: Sequence[str] | np.ndarray, rows: np.ndarray, stages: Sequence[Stage], *,
@@ -255,10 +262,12 @@ def embed_source_ray(source: str | os.PathLike | DataSource, out: str | os.PathL
                      chunk_size: int = 1024, resume: bool = True, policy: str = "largest",
                      score_threshold: float = 0.7, on_error: str = "record", max_pixels: int = DEFAULT_MAX_PIXELS,
                      min_side: int = DEFAULT_MIN_SIDE, ray_address: str | None = None, n_workers: int | None = None,
-                     threads: int = 1, num_cpus: int | None = None, progress: bool = True) -> EmbeddingStore:
+                     threads: int = 1, num_cpus: int | None = None, features: bool = False,
+                     progress: bool = True) -> EmbeddingStore:
     """Embed every image of a data source into an embedding store at ``out``, on Ray.
 
-    The arguments up to ``min_side`` are those of :func:`fiqa.embed.extract.embed_source`, with two differences:
+    The arguments up to ``min_side`` and ``features`` are those of :func:`fiqa.embed.extract.embed_source`, with two
+    differences:
     ``backend`` must be a registered name (an embedder object holds an ONNX session, which cannot travel to the
     workers; each worker makes its own from ``backend`` and ``backend_params``), and ``chunk_size`` is also the
     shard that is redone after a kill (the default 1024 suits large sets; a few hundred gives finer resumption).
@@ -297,21 +306,39 @@ def embed_source_ray(source: str | os.PathLike | DataSource, out: str | os.PathL
     source = open_source(source)
     samples = source.samples
     embedder = _resolve_embedder(backend, params)  # the plan's description and dim; each worker makes its own
+    tapped = feature_embedder(embedder, features, owner)
+    described = None if tapped is None else tapped.describe()
     pipeline = _face_pipeline(aligned, policy, score_threshold, max_pixels, min_side)
     partial = PartialStore(out, extraction_plan(samples, embedder, pipeline, batch_size=batch_size,
-                                                chunk_size=chunk_size, max_pixels=max_pixels, min_side=min_side))
+                                                chunk_size=chunk_size, max_pixels=max_pixels, min_side=min_side,
+                                                features=described))
     existing = partial.finished(resume=resume)
     if existing is not None:
         return existing
     partial.start(resume=resume)
     n_chunks = max(1, math.ceil(len(samples) / chunk_size))
     spans = pending_chunks(partial, n_chunks, chunk_size, len(samples))
-    shards = ShardWriter(partial, spans, chunk_size, int(embedder.dim))
+    shards = ShardWriter(partial, spans, chunk_size, int(embedder.dim), None if tapped is None else tapped.width)
     todo = np.array([row for _, start, stop in spans for row in range(start, stop)], np.int64)
     face = {"aligned": bool(aligned), "policy": policy, "score_threshold": float(score_threshold),
             "max_pixels": int(max_pixels), "min_side": int(min_side), "threads": threads}
-    embed = {"backend": backend, "params": params, "batch_size": int(batch_size)}
+    embed = {"backend": backend, "params": params, "batch_size": int(batch_size), "features": tapped is not None}
     stages: list[Stage] = [(FaceStage, face, None), (EmbedStage, embed, batch_size)]
+    workers = _embed_rows(samples, todo, stages, shards, ray_address=ray_address, num_cpus=num_cpus,
+                          n_workers=n_workers, threads=threads, on_error=on_error, progress=progress)
+    settings = {"engine": "ray", "backend": backend, "aligned": bool(aligned), "batch_size": int(batch_size),
+                "chunk_size": int(chunk_size), "policy": policy, "score_threshold": float(score_threshold),
+                "on_error": on_error, "max_pixels": int(max_pixels), "min_side": int(min_side),
+                "ray_address": ray_address, "n_workers": workers, "threads": threads, "features": tapped is not None}
+    meta = store_meta(source, embedder, pipeline, partial, settings, features=described)
+    return _finish(partial, samples, n_chunks, int(embedder.dim), meta)
+
+
+def _embed_rows(samples: SampleTable, todo: np.ndarray, stages: Sequence[Stage], shards: ShardWriter, *,
+                ray_address: str | None, num_cpus: int | None, n_workers: int | None, threads: int, on_error: str,
+                progress: bool) -> int | None:
+    """Run the rows ``todo`` through the stages on Ray into ``shards``; check every chunk came back. Returns the
+    workers per stage (``n_workers`` when there was nothing to do)."""
     workers = n_workers
     if len(todo):
         with ray_session(ray_address, num_cpus=num_cpus) as ray, \
@@ -323,12 +350,7 @@ def embed_source_ray(source: str | os.PathLike | DataSource, out: str | os.PathL
                 shards.add(batch)
                 bar.update(len(batch["row"]))
     shards.check_complete()
-    meta = store_meta(source, embedder, pipeline, partial, {
-        "engine": "ray", "backend": backend, "aligned": bool(aligned), "batch_size": int(batch_size),
-        "chunk_size": int(chunk_size), "policy": policy, "score_threshold": float(score_threshold),
-        "on_error": on_error, "max_pixels": int(max_pixels), "min_side": int(min_side), "ray_address": ray_address,
-        "n_workers": workers, "threads": threads})
-    return _finish(partial, samples, n_chunks, int(embedder.dim), meta)
+    return workers
 
 
 def worker_backend_params(backend: object, backend_params: Mapping[str, Any] | None,
@@ -368,11 +390,13 @@ class ShardWriter:
     spans : list of (chunk number, start, stop)
         The chunks to gather (:func:`fiqa.embed.extract.pending_chunks`); empty ones are written at once.
     chunk_size, dim : int
+    feature_width : int, optional
+        Feature columns per row (batches then carry ``features``), written into each chunk.
     """
 
     def __init__(self, partial: PartialStore, spans: Sequence[tuple[int, int, int]], chunk_size: int,
-                 dim: int) -> None:
-        self.partial, self.chunk_size, self.dim = partial, chunk_size, dim
+                 dim: int, feature_width: int | None = None) -> None:
+        self.partial, self.chunk_size, self.dim, self.feature_width = partial, chunk_size, dim, feature_width
         self.spans = {number: (start, stop) for number, start, stop in spans}
         self.open: dict[int, tuple[Chunk, np.ndarray]] = {}
         for number, (start, stop) in list(self.spans.items()):
@@ -381,9 +405,10 @@ class ShardWriter:
 
     def _empty(self, start: int, stop: int) -> Chunk:
         n = stop - start
+        features = None if self.feature_width is None else np.full((n, self.feature_width), np.nan, np.float16)
         return Chunk(start, stop, np.full((n, self.dim), np.nan, np.float32), np.full(n, "", dtype=object),
                      np.full(n, "", dtype=object), np.full((n, 5, 2), np.nan, np.float32), np.zeros(n, np.int32),
-                     np.full(n, np.nan, np.float32))
+                     np.full(n, np.nan, np.float32), features)
 
     def add(self, batch: Mapping[str, np.ndarray]) -> None:
         """Place the rows of one result batch; write the chunks they complete."""
@@ -401,6 +426,8 @@ class ShardWriter:
             chunk.status[local] = [str(value) for value in batch["status"][take]]
             chunk.reason[local] = [str(value) for value in batch["reason"][take]]
             chunk.n_faces[local], chunk.detection_score[local] = batch["n_faces"][take], batch["detection_score"][take]
+            if chunk.features is not None:
+                chunk.features[local] = batch["features"][take]
             seen[local] = True
             if seen.all():
                 del self.open[number]

@@ -36,7 +36,7 @@ class EDCBands:
         Per method, the lower and upper percentile of the resampled FNMR at each grid point.
     n_bootstrap : int
     confidence : float
-    seed : int
+    random_state : int
     """
 
     grid: np.ndarray
@@ -65,7 +65,7 @@ def edc_bands(mated_similarities: SimilarityScores, mated_qualities: Mapping[str
         Discard fractions at which the bands are read.
     n_bootstrap : int >= 1
         Resamples: resample ``b`` is the ``b``-th of :func:`~fiqa.evaluate.bootstrap.bootstrap_pauc` with this seed.
-    seed : int
+    random_state : int
     confidence : float in (0, 1)
 
     Returns

@@ -90,7 +90,7 @@ class PAUCBootstrap:
     threshold : float
         The fixed threshold (match when similarity >= threshold).
     discard_limit : float
-    seed : int
+    random_state : int
     """
 
     methods: tuple[str, ...]
@@ -357,7 +357,7 @@ def bootstrap_pauc(mated_similarities: SimilarityScores, mated_qualities: Mappin
     discard_limit : float in (0, 1]
     n_bootstrap : int >= 1
         Resamples (B).
-    seed : int
+    random_state : int
         Seed of ``numpy.random.default_rng``; resample ``b`` is the ``b``-th ``rng.integers(0, C, size=C)``.
     progress : bool, optional
         Show a progress bar; by default only when the work is large.

@@ -134,7 +134,7 @@ def compute_edc(mated_similarities: SimilarityScores, mated_qualities: Mapping[s
     n_bootstrap : int >= 0
         Identity resamples for the intervals of the FNMR pAUCs (``result.bootstrap``); 0 computes none. The
         threshold stays the one fixed here on the full set.
-    seed : int
+    random_state : int
         Seed of the resampling (``numpy.random.default_rng``).
 
     Returns

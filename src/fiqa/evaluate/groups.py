@@ -199,7 +199,7 @@ def group_breakdown(evaluation: Evaluation, groups: Mapping[int, Hashable], *,
         Global quality quantile(s) below which a sample counts as rejected; the first is the main one.
     n_bootstrap : int >= 0, optional
         Identity resamples per group; the evaluation's by default, 0 for no intervals.
-    seed : int, optional
+    random_state : int, optional
         Seed of the resampling; the evaluation's by default. Every group uses it.
     fmr : float, optional
         Use the threshold of the evaluation's EDC at this target FMR (``evaluation.edc_at(fmr)``); the main EDC's

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from fiqa.core.comparisons import (
     count_nonmated_pairs,
     identity_codes,
+    sample_mated_pairs,
     sample_nonmated_pairs,
 )
 from fiqa.core.errors import DataSourceError, InvalidParameterError, check_int
@@ -109,45 +110,6 @@ def cosine_similarities(vectors: np.ndarray, rows_a: np.ndarray, rows_b: np.ndar
     return out
 
 
-def _pair_from_index(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Invert the enumeration ``p = i (i - 1) / 2 + j`` of pairs ``0 <= j < i``: returns ``(j, i)``."""
-    index = index.astype(np.int64)
-    i = ((1 + np.sqrt(1 + 8 * index.astype(np.float64))) // 2).astype(np.int64)
-    # float rounding can be off by one for huge indices: correct with exact integer checks
-    i -= (i * (i - 1) // 2 > index).astype(np.int64)
-    i += ((i + 1) * i // 2 <= index).astype(np.int64)
-    return index - i * (i - 1) // 2, i
-
-
-def _mated_pairs(codes: np.ndarray, rows: np.ndarray, max_mated: int, rng: np.random.Generator,
-                 max_per_identity: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-    """All mated row pairs, or ``max_mated`` of them drawn uniformly without replacement.
-
-    With ``max_per_identity``, an identity with more mated pairs than that contributes a uniform sample of that
-    many (drawn first), so a few large identities cannot dominate the FNMR.
-    """
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    _groups, starts, sizes = np.unique(sorted_codes, return_index=True, return_counts=True)
-    pair_counts = sizes.astype(np.int64) * (sizes - 1) // 2
-    offsets = np.concatenate(([0], np.cumsum(pair_counts)))
-    total = int(offsets[-1])
-    if total == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64), 0
-    chosen = np.arange(total, dtype=np.int64)
-    if max_per_identity is not None and np.any(pair_counts > max_per_identity):
-        parts = [np.arange(offsets[g], offsets[g + 1]) if count <= max_per_identity
-                 else offsets[g] + np.sort(rng.choice(count, size=max_per_identity, replace=False))
-                 for g, count in enumerate(pair_counts)]
-        chosen = np.concatenate(parts)
-    if len(chosen) > max_mated:
-        chosen = np.sort(rng.choice(chosen, size=max_mated, replace=False))
-    group = np.searchsorted(offsets, chosen, side="right") - 1
-    local_j, local_i = _pair_from_index(chosen - offsets[group])
-    first, second = rows[order[starts[group] + local_j]], rows[order[starts[group] + local_i]]
-    return np.minimum(first, second), np.maximum(first, second), total
-
-
 def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_nonmated: int = 1_000_000,
                        random_state: int = 0, sample_mask: np.ndarray | None = None,
                        max_mated_per_identity: int | None = None) -> Comparisons:
@@ -160,7 +122,7 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
         All mated pairs are used when there are at most this many; otherwise a seeded uniform sample of this size.
     n_nonmated : int >= 1
         Size of the seeded uniform sample of distinct non-mated pairs (all of them when fewer exist).
-    seed : int
+    random_state : int
         Seed of ``numpy.random.default_rng``.
     sample_mask : ndarray of shape (N,), bool, optional
         Restrict to these samples (e.g. the test identities of an :class:`~fiqa.core.identities.IdentitySplit`).
@@ -190,7 +152,9 @@ def sample_comparisons(store: EmbeddingStore, *, max_mated: int = 200_000, n_non
     if max_mated_per_identity is not None:
         max_mated_per_identity = check_int(owner, "max_mated_per_identity", max_mated_per_identity, 1)
     rng = np.random.default_rng(int(random_state))
-    mated_a, mated_b, mated_total = _mated_pairs(codes, rows, max_mated, rng, max_mated_per_identity)
+    first, second, mated_total = sample_mated_pairs(codes, max_mated, rng,
+                                                    max_per_identity=max_mated_per_identity)
+    mated_a, mated_b = rows[first], rows[second]
     nonmated_total = count_nonmated_pairs(codes)
     nonmated_a = nonmated_b = rows[:0]
     if nonmated_total:

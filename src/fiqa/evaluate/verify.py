@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from fiqa.core.comparisons import MAX_GRAM, gram_row_tiles, identity_codes, sample_nonmated_pairs
+from fiqa.core.comparisons import identity_codes, sample_mated_pairs, sample_nonmated_pairs
 from fiqa.core.errors import NoUsableSamplesError, check_int
 from fiqa.core.types import EmbeddingStore
 
@@ -24,8 +24,9 @@ class VerificationSummary:
     ----------
     n_samples, n_identities : int
         Usable samples (status ok, with an identity) and their identities.
-    n_mated_pairs : int
-        Every mated pair (two samples of one identity).
+    n_mated_pairs, n_mated_available : int
+        Mated pairs (two samples of one identity) compared, and how many there are: all of them when there are at
+        most ``max_mated``, else a seeded uniform sample.
     n_nonmated_pairs : int
         Non-mated pairs: all of them when there are at most ``n_nonmated_pairs`` requested, else a seeded
         uniform sample of distinct pairs.
@@ -33,12 +34,13 @@ class VerificationSummary:
         Mean cosine similarity of mated and of non-mated pairs.
     roc_auc : float
         Area under the ROC curve separating mated from non-mated pairs by similarity.
-    seed : int
+    random_state : int
     """
 
     n_samples: int
     n_identities: int
     n_mated_pairs: int
+    n_mated_available: int
     n_nonmated_pairs: int
     mean_mated: float
     mean_nonmated: float
@@ -52,7 +54,8 @@ class VerificationSummary:
         """A small human-readable table."""
         rows = [("samples (ok, with identity)", f"{self.n_samples:,d}"),
                 ("identities", f"{self.n_identities:,d}"),
-                ("mated pairs (all)", f"{self.n_mated_pairs:,d}"),
+                ("mated pairs" + (" (all)" if self.n_mated_pairs == self.n_mated_available else
+                                  f" (of {self.n_mated_available:,d})"), f"{self.n_mated_pairs:,d}"),
                 (f"non-mated pairs (seed {self.random_state})", f"{self.n_nonmated_pairs:,d}"),
                 ("mean mated cosine", f"{self.mean_mated:.4f}"),
                 ("mean non-mated cosine", f"{self.mean_nonmated:.4f}"),
@@ -63,48 +66,18 @@ class VerificationSummary:
 logger = logging.getLogger(__name__)
 
 
-def mated_similarities(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Cosine similarity of every mated pair.
-
-    Each identity's pairs come from its Gram matrix, computed a band of rows at a time when it would have more than
-    :data:`fiqa.core.comparisons.MAX_GRAM` elements, so the memory beyond the result is bounded whatever an
-    identity's size (the result itself holds ``k (k - 1) / 2`` values per identity of ``k``).
-
-    Parameters
-    ----------
-    vectors : ndarray of shape (n, d), float32, L2-normalised
-    codes : ndarray of shape (n,), int
-        Identity code of each row.
-
-    Returns
-    -------
-    ndarray of shape (sum over identities of k (k - 1) / 2,), float32
-        Identity by identity (in code order), each identity's pairs ``(i, j)``, ``i < j``, row by row.
-    """
-    order = np.argsort(codes, kind="stable")
-    boundaries = np.flatnonzero(np.diff(codes[order])) + 1
-    groups = np.split(order, boundaries)
-    sizes = np.array([len(members) for members in groups], np.int64)
-    out = np.empty(int(np.sum(sizes * (sizes - 1) // 2)), np.float32)
-    offset = 0
-    for members in groups:
-        k = len(members)
-        if k < 2:
-            continue
-        member_vectors = vectors[members]
-        if k * k <= MAX_GRAM:
-            values = (member_vectors @ member_vectors.T)[np.triu_indices(k, k=1)]
-            out[offset:offset + len(values)] = values
-            offset += len(values)
-            continue
-        for first, stop, column, tile in gram_row_tiles(member_vectors, MAX_GRAM, upper=True):
-            values = tile[np.arange(column, k)[None, :] > np.arange(first, stop)[:, None]]
-            out[offset:offset + len(values)] = values
-            offset += len(values)
+def pair_similarities(vectors: np.ndarray, first: np.ndarray, second: np.ndarray,
+                      block: int = 1 << 18) -> np.ndarray:
+    """Cosine similarity of the row pairs ``(first[k], second[k])`` of unit ``vectors``, a block of pairs at a time
+    (memory bounded by ``block`` pairs beyond the result): (m,) float32."""
+    out = np.empty(len(first), np.float32)
+    for start in range(0, len(first), block):
+        stop = start + block
+        out[start:stop] = np.einsum("ij,ij->i", vectors[first[start:stop]], vectors[second[start:stop]])
     return out
 
 
-def verification_summary(store: EmbeddingStore, *, n_nonmated: int = 200_000,
+def verification_summary(store: EmbeddingStore, *, n_nonmated: int = 200_000, max_mated: int = 1_000_000,
                          random_state: int = 0) -> VerificationSummary:
     """Mean mated and non-mated cosine similarity and the ROC AUC of mated vs non-mated pairs.
 
@@ -114,11 +87,15 @@ def verification_summary(store: EmbeddingStore, *, n_nonmated: int = 200_000,
         Only samples with status ok and a non-empty identity are used.
     n_nonmated : int >= 1, default 200_000
         How many non-mated pairs to sample (all are used when there are fewer).
-    seed : int, default 0
-        Seed of the non-mated pair sample.
+    max_mated : int >= 1, default 1_000_000
+        Every mated pair when there are at most this many, else a seeded uniform sample of this size (drawn by
+        rank, :func:`fiqa.core.comparisons.sample_mated_pairs`: memory stays linear whatever an identity's size).
+    random_state : int, default 0
+        Seed of the pair samples.
     """
     owner = "verification_summary"
     n_nonmated = check_int(owner, "n_nonmated", n_nonmated, 1)
+    max_mated = check_int(owner, "max_mated", max_mated, 1)
     random_state = check_int(owner, "random_state", random_state, 0)
     usable = np.flatnonzero(store.ok & (store.samples.identity.astype(str) != ""))
     if len(usable) == 0:
@@ -131,16 +108,19 @@ def verification_summary(store: EmbeddingStore, *, n_nonmated: int = 200_000,
                        store.root, int((~finite).sum()), usable[~finite][:5].tolist())
         usable, vectors = usable[finite], vectors[finite]
     names, codes = identity_codes(store.samples.identity[usable])
-    mated = mated_similarities(vectors, codes)
-    if len(mated) == 0:
+    rng = np.random.default_rng(random_state)
+    first, second, n_available = sample_mated_pairs(codes, max_mated, rng)
+    if n_available == 0:
         raise NoUsableSamplesError(f"{store.root}: no identity has two usable samples, so there are no mated pairs")
+    mated = pair_similarities(vectors, first, second)
     if len(names) < 2:
         raise NoUsableSamplesError(f"{store.root}: only one identity, so there are no non-mated pairs")
-    first, second = sample_nonmated_pairs(codes, n_nonmated, np.random.default_rng(random_state))
-    nonmated = np.einsum("ij,ij->i", vectors[first], vectors[second])
+    first, second = sample_nonmated_pairs(codes, n_nonmated, rng)
+    nonmated = pair_similarities(vectors, first, second)
     labels = np.concatenate([np.ones(len(mated), bool), np.zeros(len(nonmated), bool)])
     auc = float(roc_auc_score(labels, np.concatenate([mated, nonmated])))
     return VerificationSummary(n_samples=len(usable), n_identities=len(names), n_mated_pairs=len(mated),
-                               n_nonmated_pairs=len(nonmated), mean_mated=float(np.mean(mated, dtype=np.float64)),
-                               mean_nonmated=float(np.mean(nonmated, dtype=np.float64)),
-                               roc_auc=auc, random_state=int(random_state))
+                               n_mated_available=n_available, n_nonmated_pairs=len(nonmated),
+                               mean_mated=float(np.mean(mated, dtype=np.float64)),
+                               mean_nonmated=float(np.mean(nonmated, dtype=np.float64)), roc_auc=auc,
+                               random_state=int(random_state))

@@ -17,10 +17,11 @@ centres (float32 GEMMs), the own class is masked, and a running maximum is kept;
 MS1MV2 (5.8M images, 85.7K identities) on 2 cores.
 
 ``nearest="approximate"`` screens every centre with int8 products and re-ranks the few candidates exactly
-(:func:`approximate_nearest_other`): still brute force, at about a third of the CPU time (uint8 x int8 GEMMs with
-int32 accumulation, onnxruntime's ``MatMulInteger``, VNNI on x86; onnxruntime is already a dependency), with a
+(:func:`approximate_nearest_other`): still brute force, at a fraction of the CPU time (uint8 x int8 GEMMs with
+int32 accumulation, onnxruntime's ``MatMulInteger``, VNNI on x86; onnxruntime is already a dependency; the same
+graph keeps only the best product of each group of 64 centres, so Python scans 64 times fewer numbers), with a
 candidate band of ``z = 6`` standard deviations of the quantisation error on each side, so the exact nearest other
-centre is missed only when a rounding error exceeds 6 sigma; recall measured at MS1MV2 size in
+centre is missed only when a rounding error exceeds 6 sigma; time and recall measured at MS1MV2 size in
 ``benchmarks/results/ms1m_scale.md``. ANN indexes were measured first and lose here: on 85,742 centres spread
 uniformly over the sphere in d = 512 (the synthetic MS1MV2 set: no low-dimensional structure for an index to
 exploit), faiss HNSW (M = 32, efSearch = 512) found the exact nearest other centre for 77% of 20,000 rows at 6x the
@@ -29,7 +30,6 @@ CPU time of the exact GEMMs (its build not counted), and IVF (1024 lists, 128 of
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,13 +147,12 @@ class CRLabeler(Labeler):
     eps : float, default=1e-9
     nearest : {"exact", "approximate"}, default="exact"
         How the nearest other centre (NNCCS) is found: float32 GEMMs against every centre, or int8 screening
-        with an exact re-rank of the candidates (:func:`approximate_nearest_other`; about a third of the CPU
-        time; its NNCCS is the exact similarity of the centre it finds, and that centre was the exact nearest for
-        every one of 20,000 sampled rows at MS1MV2 size, ``benchmarks/results/ms1m_scale.md``).
+        with an exact re-rank of the candidate groups (:func:`approximate_nearest_other`; its NNCCS is the exact
+        similarity of the centre it finds; recall and time at MS1MV2 size in ``benchmarks/results/ms1m_scale.md``).
     block_rows : int, default=2048
-        Images per GEMM block.
+        Images per GEMM block of the exact search (the approximate one has its own blocks).
     centre_block : int, default=16384
-        Centres per GEMM block (bounds memory at ``block_rows * centre_block`` floats).
+        Centres per GEMM block of the exact search (bounds memory at ``block_rows * centre_block`` floats).
     random_state : int or None, default=0
         Unused (the method is deterministic); recorded for uniformity.
     """
@@ -261,8 +260,7 @@ class CRLabeler(Labeler):
                                         "nearest other class)", f"{n_centres} identity")
         centres = np.ascontiguousarray(centres, dtype=np.float32)
         if self.nearest == "approximate":
-            return approximate_nearest_other(vectors, centres, own, block_rows=self.block_rows,
-                                             centre_block=self.centre_block)
+            return approximate_nearest_other(vectors, centres, own)
         best = np.full(len(own), -np.inf, dtype=np.float32)
         n_chunks = -(-n_centres // self.centre_block)
         chunk = -(-n_centres // n_chunks)  # equal chunks of at most centre_block centres
@@ -284,23 +282,29 @@ class CRLabeler(Labeler):
 
 #: Half-width of the candidate band of the approximate search, in standard deviations of the quantisation error.
 APPROXIMATE_Z = 6.0
+#: Centres per group of the approximate search: onnxruntime hands back each group's largest screened product.
+SCREEN_GROUP = 64
+#: Rows whose candidates are re-ranked together (one small GEMM per candidate group and batch).
+_RERANK_ROWS = 65536
 _INT32_MIN = np.iinfo(np.int32).min
 
 
-def approximate_nearest_other(vectors: np.ndarray, centres: np.ndarray, own: np.ndarray, *, block_rows: int = 2048,
-                              centre_block: int = 16384, z: float = APPROXIMATE_Z) -> np.ndarray:
-    """``max_{j != own[i]} vectors[i] . centres[j]`` by int8 screening and an exact re-rank of the candidates.
+def approximate_nearest_other(vectors: np.ndarray, centres: np.ndarray, own: np.ndarray, *, block_rows: int = 512,
+                              centre_block: int = 32768, z: float = APPROXIMATE_Z) -> np.ndarray:
+    """``max_{j != own[i]} vectors[i] . centres[j]`` by int8 screening of groups of centres and an exact re-rank.
 
     The centres are quantised to int8 with one step ``a = max|C| / 127``, each vector to uint8 (zero point 128) with
     its own step ``b_i = max|x_i| / 127``; one ``MatMulInteger`` per block of vectors and of centres (onnxruntime,
-    int32 accumulation) gives ``s~_ij = a b_i sum_t q(x_i)_t q(c_j)_t``. For unit vectors the rounding errors give
-    ``s~_ij - x_i . c_j`` a standard deviation ``sigma_i = sqrt((a^2 + b_i^2) / 12 + d a^2 b_i^2 / 144)``. Every
-    centre other than the own one whose ``s~_ij`` lies within ``2 z sigma_i`` of the row's best ``s~`` is a
-    candidate, and the answer is the largest exact (float64) similarity among the candidates. The exact nearest
-    other centre ``j*`` is a candidate whenever both its error and that of the screening's best are below
-    ``z sigma_i`` (``s~_j* >= s_j* - z sigma >= s_best - z sigma >= s~_best - 2 z sigma``), so a miss needs a
-    rounding error beyond ``z`` standard deviations; the value returned is always a true similarity, never above
-    the exact answer.
+    int32 accumulation) gives ``s~_ij = a b_i sum_t q(x_i)_t q(c_j)_t``, and the same graph reduces it to the largest
+    ``s~`` of each group of :data:`SCREEN_GROUP` consecutive centres ``G_ig`` (so Python sees 64 times fewer
+    numbers). For unit vectors the rounding errors give ``s~_ij - x_i . c_j`` a standard deviation
+    ``sigma_i = sqrt((a^2 + b_i^2) / 12 + d a^2 b_i^2 / 144)``. Candidates are the group of the own centre and every
+    other group whose ``G_ig`` lies within ``2 z sigma_i`` of the row's best ``G`` outside its own group; the answer
+    is the largest exact (float64) similarity over the candidate groups' centres, the own one excluded. The exact
+    nearest other centre ``j*`` is in a candidate group whenever both its error and that of the screening's best
+    ``b`` are below ``z sigma_i`` (``G_g* >= s~_j* >= s_j* - z sigma >= s_b - z sigma >= s~_b - 2 z sigma``), so a
+    miss needs a rounding error beyond ``z`` standard deviations; the value returned is always a true similarity,
+    never above the exact answer.
 
     Parameters
     ----------
@@ -310,8 +314,10 @@ def approximate_nearest_other(vectors: np.ndarray, centres: np.ndarray, own: np.
         Unit rows; ``C >= 2``.
     own : ndarray of shape (n,), int
         The centre to exclude for each vector.
-    block_rows, centre_block : int
-        Vectors and centres per product (memory ``block_rows * centre_block`` int32).
+    block_rows, centre_block : int, default=512, 32768
+        Vectors and centres per product (memory about ``block_rows * centre_block`` int32; 512 rows ran the
+        screening graph about 5 % faster than 2,048 on this project's AVX-512 VNNI machine,
+        ``benchmarks/results/int8_screen.md``).
     z : float, default=6.0
 
     Returns
@@ -322,56 +328,57 @@ def approximate_nearest_other(vectors: np.ndarray, centres: np.ndarray, own: np.
     centre_step = float(np.abs(centres).max()) / 127.0
     quantised = np.rint(centres / np.float32(centre_step)).astype(np.int8)
     n_chunks = -(-n_centres // centre_block)
-    chunk = -(-n_centres // n_chunks)
-    # one session per block of centres, holding it as a constant (onnxruntime packs it for the GEMM once)
-    sessions = [(first, min(first + chunk, n_centres), _matmul_integer_session(quantised[first:first + chunk].T))
-                for first in range(0, n_centres, chunk)]
+    per_chunk = -(-n_centres // n_chunks)
+    chunk = -(-per_chunk // SCREEN_GROUP) * SCREEN_GROUP  # about equal chunks of whole groups
+    screens = [_GroupScreen.build(quantised, first, min(first + chunk, n_centres))
+               for first in range(0, n_centres, chunk)]
     del quantised
-    # two product buffers, reused (no page faults): onnxruntime fills one (in a worker thread, without the GIL)
-    # while this thread scans the other, so the scan overlaps the next product
-    buffers = [np.empty(block_rows * chunk, np.int32) for _ in range(2)]
-    above = np.empty(block_rows * chunk, bool)
-    best_similarity = np.empty(len(own))
-
-    def blocks():
-        for start in range(0, len(own), block_rows):
+    best = np.empty(len(own))
+    rerank_rows = max(block_rows, _RERANK_ROWS // block_rows * block_rows)
+    n_batches = -(-len(own) // rerank_rows)
+    for begin in tqdm(range(0, len(own), rerank_rows), desc="cr (approximate)", unit="batch", leave=False,
+                      disable=n_batches < 8):
+        found = []
+        for start in range(begin, min(begin + rerank_rows, len(own)), block_rows):
             state = _ScreenedBlock.quantise(start, vectors[start:start + block_rows], own[start:start + block_rows],
                                             centre_step, z)
-            for index in range(len(sessions)):
-                yield state, index
+            for screen in screens:
+                state.scan(screen)
+            found.append(state.candidates())
+        rows, group_first = (np.concatenate(parts) for parts in zip(*found))
+        stop = min(begin + rerank_rows, len(own))
+        best[begin:stop] = _rerank(np.asarray(vectors[begin:stop], dtype=np.float32), centres, own[begin:stop],
+                                   rows - begin, group_first)
+    return best
 
-    def multiply(task: tuple[_ScreenedBlock, int], buffer: np.ndarray) -> np.ndarray:
-        state, index = task
-        return _multiply(sessions[index], state.codes, buffer)
 
-    n_blocks = -(-len(own) // block_rows)
-    tasks = blocks()
-    progress = tqdm(total=n_blocks, desc="cr (approximate)", unit="block", leave=False, disable=n_blocks < 8)
-    with ThreadPoolExecutor(max_workers=1) as worker, progress:
-        task = next(tasks, None)
-        pending = worker.submit(multiply, task, buffers[0]) if task is not None else None
-        turn = 0
-        while task is not None and pending is not None:
-            following = next(tasks, None)  # reads and quantises the next block while the product runs
-            out = pending.result()
-            turn ^= 1
-            pending = worker.submit(multiply, following, buffers[turn]) if following is not None else None
-            state, index = task
-            first, last, _ = sessions[index]
-            state.scan(out, first, last, above)
-            if index == len(sessions) - 1:
-                best_similarity[state.start:state.start + len(state.block)] = state.rerank(centres)
-                progress.update()
-            task = following
-    return best_similarity
+@dataclass
+class _GroupScreen:
+    """One block of centres ``first .. last - 1`` of :func:`approximate_nearest_other` and its onnxruntime session
+    (the int8 centres held as a constant, padded to whole groups with copies of the last centre)."""
+
+    first: int
+    last: int
+    session: Any
+
+    @classmethod
+    def build(cls, quantised: np.ndarray, first: int, last: int) -> _GroupScreen:
+        codes = quantised[first:last]
+        padding = -len(codes) % SCREEN_GROUP
+        if padding:  # copies of the last centre: they only repeat its product inside its own group
+            codes = np.concatenate([codes, np.repeat(codes[-1:], padding, axis=0)])
+        return cls(first, last, _screen_session(codes.T))
+
+    def maxima(self, codes: np.ndarray) -> np.ndarray:
+        """The largest screened product of each group for uint8 ``codes`` (m, d): (m, n_groups) int32."""
+        return self.session.run(None, {"A": codes})[0]
 
 
 @dataclass
 class _ScreenedBlock:
-    """One block of vectors in :func:`approximate_nearest_other`: its int8 codes, candidate band, and candidates."""
+    """One block of vectors in :func:`approximate_nearest_other`: its uint8 codes, candidate band and groups."""
 
     start: int
-    block: np.ndarray
     own: np.ndarray
     codes: np.ndarray
     margin: np.ndarray
@@ -379,7 +386,7 @@ class _ScreenedBlock:
     found: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.best = np.full(len(self.block), _INT32_MIN, np.int64)
+        self.best = np.full(len(self.own), _INT32_MIN, np.int64)
 
     @classmethod
     def quantise(cls, start: int, vectors: np.ndarray, own: np.ndarray, centre_step: float,
@@ -392,57 +399,68 @@ class _ScreenedBlock:
         dim = block.shape[1]
         sigma = np.sqrt((centre_step**2 + row_step**2) / 12.0 + dim * (centre_step * row_step) ** 2 / 144.0)
         margin = np.ceil(2.0 * z * sigma / (centre_step * row_step)).astype(np.int64) + 1
-        return cls(start, block, own, codes, margin)
+        return cls(start, np.asarray(own, dtype=np.int64), codes, margin)
 
-    def scan(self, out: np.ndarray, first: int, last: int, above: np.ndarray) -> None:
-        """Keep the centres ``first .. last - 1`` whose screened product is within the band of the best so far."""
-        inside = np.flatnonzero((self.own >= first) & (self.own < last))
-        out[inside, self.own[inside] - first] = _INT32_MIN
-        np.maximum(self.best, out.max(axis=1), out=self.best)
+    def scan(self, screen: _GroupScreen) -> None:
+        """Keep the groups of ``screen`` within the band of the best other group so far (not the own group)."""
+        maxima = screen.maxima(self.codes)
+        inside = np.flatnonzero((self.own >= screen.first) & (self.own < screen.last))
+        maxima[inside, (self.own[inside] - screen.first) // SCREEN_GROUP] = _INT32_MIN
+        np.maximum(self.best, maxima.max(axis=1), out=self.best)
         floor = np.clip(self.best - self.margin, _INT32_MIN + 1, None).astype(np.int32)
-        mask = above[:out.size].reshape(out.shape)
-        np.greater_equal(out, floor[:, None], out=mask)
-        rows, columns = np.divmod(np.flatnonzero(mask), out.shape[1])
-        self.found.append((rows, columns + first, out[rows, columns]))
+        rows, groups = np.nonzero(maxima >= floor[:, None])
+        self.found.append((rows, screen.first + groups * SCREEN_GROUP, maxima[rows, groups]))
 
-    def rerank(self, centres: np.ndarray) -> np.ndarray:
-        """The largest exact similarity among the candidates within the band of the final best, per row."""
-        rows, columns, values = (np.concatenate(parts) for parts in zip(*self.found))
+    def candidates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (absolute) and first centres of the candidate groups: those within the band of the final best,
+        and each row's own group."""
+        rows, group_first, values = (np.concatenate(parts) for parts in zip(*self.found))
         keep = values >= self.best[rows] - self.margin[rows]
-        rows, columns = rows[keep], columns[keep]
-        similarity = np.einsum("ij,ij->i", self.block[rows].astype(np.float64), centres[columns])
-        best = np.full(len(self.block), -np.inf)
-        np.maximum.at(best, rows, similarity)
-        return best
+        own_rows = np.arange(len(self.own))
+        own_first = self.own - self.own % SCREEN_GROUP  # chunks are whole groups, so groups align globally
+        return (self.start + np.concatenate([rows[keep], own_rows]),
+                np.concatenate([group_first[keep], own_first]))
 
 
-def _multiply(session: tuple[int, int, Any], codes: np.ndarray, buffer: np.ndarray) -> np.ndarray:
-    """``codes`` times the session's block of centres, into the front of ``buffer`` (no allocation)."""
-    first, last, run = session
-    out = buffer[:len(codes) * (last - first)].reshape(len(codes), last - first)
-    binding = run.io_binding()
-    binding.bind_cpu_input("A", codes)
-    binding.bind_output("Y", "cpu", 0, np.int32, out.shape, out.ctypes.data)
-    run.run_with_iobinding(binding)
-    return out
+def _rerank(block: np.ndarray, centres: np.ndarray, own: np.ndarray, rows: np.ndarray,
+            group_first: np.ndarray) -> np.ndarray:
+    """The largest exact similarity of each row of ``block`` over the centres of its candidate groups (rows
+    ``rows``, groups starting at ``group_first``), its own centre excluded; one GEMM per group."""
+    pairs = np.unique(np.stack([group_first, rows], axis=1), axis=0)  # a row's own group may also be a candidate
+    best = np.full(len(block), -np.inf)
+    bounds = np.flatnonzero(np.diff(pairs[:, 0])) + 1
+    for part in np.split(pairs, bounds):
+        first = int(part[0, 0])
+        last = min(first + SCREEN_GROUP, len(centres))
+        members = part[:, 1]
+        similarity = block[members] @ centres[first:last].T  # float32, as the exact search
+        mine = np.flatnonzero((own[members] >= first) & (own[members] < last))
+        similarity[mine, own[members][mine] - first] = -np.inf
+        best[members] = np.maximum(best[members], similarity.max(axis=1))
+    return best
 
 
-def _matmul_integer_session(centre_codes: np.ndarray):
-    """An onnxruntime session computing ``MatMulInteger(A, B, 128)``: uint8 rows ``A`` (m, d) with zero point 128
-    times the constant int8 ``B = centre_codes`` (d, k), int32 out."""
+def _screen_session(centre_codes: np.ndarray):
+    """An onnxruntime session computing ``MatMulInteger(A, B, 128)`` for uint8 rows ``A`` (m, d) with zero point 128
+    and the constant int8 ``B = centre_codes`` (d, k), k a multiple of :data:`SCREEN_GROUP`, then the largest of
+    each group of :data:`SCREEN_GROUP` columns: (m, k / SCREEN_GROUP) int32."""
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
 
-    dim = centre_codes.shape[0]
+    dim, width = centre_codes.shape
     inputs = [helper.make_tensor_value_info("A", TensorProto.UINT8, [None, dim])]
-    output = helper.make_tensor_value_info("Y", TensorProto.INT32, [None, centre_codes.shape[1]])
+    output = helper.make_tensor_value_info("G", TensorProto.INT32, [None, width // SCREEN_GROUP])
     constants = [helper.make_tensor("a_zero_point", TensorProto.UINT8, [], [128]),
-                 numpy_helper.from_array(np.ascontiguousarray(centre_codes), "B")]
-    node = helper.make_node("MatMulInteger", ["A", "B", "a_zero_point"], ["Y"])
-    graph = helper.make_graph([node], "int8_screen", inputs, [output], initializer=constants)
+                 numpy_helper.from_array(np.ascontiguousarray(centre_codes), "B"),
+                 numpy_helper.from_array(np.array([0, width // SCREEN_GROUP, SCREEN_GROUP], np.int64), "groups")]
+    nodes = [helper.make_node("MatMulInteger", ["A", "B", "a_zero_point"], ["Y"]),
+             helper.make_node("Reshape", ["Y", "groups"], ["R"]),
+             helper.make_node("ReduceMax", ["R"], ["G"], axes=[2], keepdims=0)]
+    graph = helper.make_graph(nodes, "int8_group_screen", inputs, [output], initializer=constants)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy waiting between products
+    # one session per block of centres: idle sessions' threads must not spin while the next one multiplies
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from tqdm.auto import tqdm
 
 from fiqa.core.errors import FIQAError, InvalidParameterError, ModelFileError
@@ -17,7 +16,7 @@ from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
 from fiqa.detect import FaceAligner
 from fiqa.detect.pipeline import FacePipeline, ImageInput, image_name
-from fiqa.embed.onnx_runtime import session_options
+from fiqa.embed.onnx_runtime import check_device, inference_session
 from fiqa.embed.quality_model import OUTPUT_NAMES, quality_model_from_bytes
 from fiqa.embed.spec import PreprocessSpec
 from fiqa.score.packaged import (
@@ -73,6 +72,8 @@ class Scorer:
         onnxruntime intra-op threads (None: all cores).
     policy, score_threshold
         Face selection for raw photos, as in :class:`fiqa.detect.FaceAligner`.
+    device : {"cpu", "cuda"}, default="cpu"
+        Where onnxruntime runs the model (``cuda`` needs ``fiqa[cuda]``); detection stays on the CPU.
 
     Attributes
     ----------
@@ -89,18 +90,18 @@ class Scorer:
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, batch_size: int = 64, threads: int | None = None,
-                 policy: str = "largest", score_threshold: float = 0.7) -> None:
+                 policy: str = "largest", score_threshold: float = 0.7, device: str = "cpu") -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InvalidParameterError("Scorer", "batch_size", "an int >= 1", batch_size)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
                                     or threads < 1):
             raise InvalidParameterError("Scorer", "threads", "None or an int >= 1", threads)
+        self.device = check_device("Scorer", device)
         graph, self.meta, self.card, self.model_name, self.model_path, self.model_sha256 = _load(model)
         self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])
         self.batch_size, self.policy, self.score_threshold = int(batch_size), policy, score_threshold
         try:
-            self._session = ort.InferenceSession(graph, session_options(threads),
-                                                 providers=["CPUExecutionProvider"])
+            self._session = inference_session(graph, threads=threads, device=self.device)
         except Exception as exc:  # onnxruntime raises its own exception types for graphs it cannot run
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(f"{self.model_name}: ONNX Runtime cannot run this quality model ({first})") from None

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import numpy_helper
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
@@ -38,7 +37,7 @@ from fiqa.core.provenance import provenance
 from fiqa.core.registry import Registry
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
 from fiqa.embed.graph import fold_constants
-from fiqa.embed.onnx_runtime import SFACE_SPEC, session_options
+from fiqa.embed.onnx_runtime import SFACE_SPEC, check_device, inference_session
 from fiqa.io.model_files import MODEL_FILES, model_path
 
 __all__ = [
@@ -59,9 +58,9 @@ class _SFaceTail:
     """SFace split at its embedding layer: an onnxruntime session from crops to the trunk output ``bn1`` and the
     raw embedding ``fc1``, and the last layer (Gemm + batch norm) as numpy arrays so it can be run with dropout."""
 
-    def __init__(self, threads: int | None) -> None:
+    def __init__(self, threads: int | None, device: str = "cpu") -> None:
         graph, self.weight, self.bias, self.bn, self.dropout_ratio = _tail_parts()
-        self._session = ort.InferenceSession(graph, session_options(threads), providers=["CPUExecutionProvider"])
+        self._session = inference_session(graph, threads=threads, device=device)
 
     def trunk(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(features, embeddings)``: the flattened trunk output (B, 50176) and the raw embedding (B, 128)."""
@@ -106,19 +105,20 @@ class _Method:
 
     name = ""
 
-    def __init__(self, *, batch_size: int = 32, threads: int | None = None) -> None:
+    def __init__(self, *, batch_size: int = 32, threads: int | None = None, device: str = "cpu") -> None:
         self.batch_size = check_int(type(self).__name__, "batch_size", batch_size, 1)
         self.threads = check_int(type(self).__name__, "threads", threads, 1, allow_none=True)
+        self.device = check_device(type(self).__name__, device)
         self._tail: _SFaceTail | None = None
 
     @property
     def tail(self) -> _SFaceTail:
         if self._tail is None:
-            self._tail = _SFaceTail(self.threads)
+            self._tail = _SFaceTail(self.threads, self.device)
         return self._tail
 
     def params(self) -> dict[str, Any]:
-        return {"batch_size": self.batch_size, "threads": self.threads}
+        return {"batch_size": self.batch_size, "threads": self.threads, "device": self.device}
 
     def score_crops(self, crops: np.ndarray) -> np.ndarray:
         """Quality of aligned crops (B, 112, 112, 3) uint8 BGR: ndarray (B,), float64, higher is better."""
@@ -147,14 +147,14 @@ class SERFIQ(_Method):
     random_state : int >= 0, default=0
         Seeds the dropout masks; face ``i`` of a call always gets the same masks, so a score does not depend on
         the batch a face came in.
-    batch_size, threads : see :class:`EmbeddingNorm`.
+    batch_size, threads, device : see :class:`EmbeddingNorm`.
     """
 
     name = "ser-fiq"
 
     def __init__(self, *, n_samples: int = 100, dropout: float | None = None, random_state: int = 0,
-                 batch_size: int = 32, threads: int | None = None) -> None:
-        super().__init__(batch_size=batch_size, threads=threads)
+                 batch_size: int = 32, threads: int | None = None, device: str = "cpu") -> None:
+        super().__init__(batch_size=batch_size, threads=threads, device=device)
         self.n_samples = check_int("SERFIQ", "n_samples", n_samples, 2)
         if dropout is not None and not (isinstance(dropout, float) and 0 < dropout < 1):
             raise InvalidParameterError("SERFIQ", "dropout", "a float in (0, 1) or None", dropout)
@@ -213,6 +213,8 @@ class EmbeddingNorm(_Method):
         Faces per recogniser call.
     threads : int or None
         onnxruntime intra-op threads (None: all cores).
+    device : {"cpu", "cuda"}, default="cpu"
+        Where onnxruntime runs SFace (``cuda`` needs ``fiqa[cuda]``).
     """
 
     name = "norm"

@@ -108,7 +108,7 @@ def build_scenarios(lfw_dir: str | Path, *, n_cases: int = 2, burst_size: int = 
         Severity of the B bursts; C's poor shots take severities in [0.6, 0.9].
     n_background, images_per_identity : int
         Background identities (each with at least 2 photos) and the most photos used per identity.
-    seed : int
+    random_state : int
         Every random choice (people, jitter, degradations).
     embedder, aligner : optional
         A ``fiqa.embed`` embedder (default ``create_embedder("sface")``) and a ``fiqa.detect.FaceAligner``.

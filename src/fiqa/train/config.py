@@ -32,7 +32,7 @@ class TrainConfig:
         Huber delta in label points on the 0-100 target scale (see :mod:`fiqa.train.losses`).
     patience : int >= 1
         Stop after this many epochs without a lower validation loss.
-    seed : int
+    random_state : int
         Seeds initialisation, shuffling and dropout.
     num_workers : int >= 0
         DataLoader worker processes.

@@ -54,7 +54,7 @@ def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_frac
         Labels of any method and scale (higher is better).
     validation_fraction : float in (0, 1)
         Fraction of identities held out for validation and early stopping.
-    seed : int
+    random_state : int
     force : bool, default=False
         Accept labels that record another store's fingerprint (:func:`fiqa.embed.store.check_table_matches`).
 

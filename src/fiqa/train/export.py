@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
 from fiqa import __version__
@@ -35,6 +34,7 @@ from fiqa.embed.features import (
     compose,
     feature_graph,
 )
+from fiqa.embed.onnx_runtime import inference_session
 from fiqa.embed.quality_model import INPUT_NAME, OUTPUT_NAMES
 from fiqa.train.models import FEATURE_HEADS, CalibratedRegressor
 
@@ -129,6 +129,6 @@ def parity_error(model: CalibratedRegressor, path: str | Path, crops: np.ndarray
     tensor = spec.spec.apply(crops)
     torch_input = FeatureExtractor(spec)(crops) if shape in FEATURE_HEADS else tensor
     expected = [t.numpy() for t in model(torch.from_numpy(torch_input))]
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = inference_session(str(path))
     got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: tensor})
     return float(max(np.max(np.abs(e - g) / np.maximum(1.0, np.abs(e))) for e, g in zip(expected, got)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,11 @@ import torch.distributed as dist
 from scipy import stats
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 from tqdm.auto import tqdm
 
 from fiqa.core.atomic import atomic_path, write_json
-from fiqa.core.errors import StoreError
+from fiqa.core.errors import InvalidParameterError, StoreError
 from fiqa.train.config import TrainConfig
 from fiqa.train.losses import huber_loss
 
@@ -61,12 +62,16 @@ class TrainResult:
 
 
 class TensorPairs(Dataset):
-    """``(input, target)`` pairs from an indexable array of inputs (e.g. a memory-mapped feature cache).
+    """``(input, target)`` pairs from an indexable array of inputs (e.g. a memory-mapped feature file).
+
+    Indexed with a list of positions (the loaders here pass one per batch, :func:`batch_loader`) it reads the whole
+    batch in one sorted fancy index of ``inputs``, so a memory-mapped file is read in row order rather than one row
+    at a time.
 
     Parameters
     ----------
     inputs : array-like of shape (N, ...)
-        Converted to float32 per item.
+        Converted to float32 when read.
     rows : ndarray of shape (n,), int
         Which rows of ``inputs`` this dataset holds.
     targets : ndarray of shape (n,), float32
@@ -80,9 +85,38 @@ class TensorPairs(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = np.asarray(self.inputs[self.rows[item]], dtype=np.float32)
-        return torch.from_numpy(x), torch.tensor(self.targets[item])
+    def __getitem__(self, item: int | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if np.ndim(item) == 0:
+            x = np.asarray(self.inputs[self.rows[item]], dtype=np.float32)
+            return torch.from_numpy(x), torch.tensor(self.targets[item])
+        positions = np.asarray(item, dtype=np.int64)
+        rows = self.rows[positions]
+        order = np.argsort(rows, kind="stable")
+        batch = np.asarray(self.inputs[rows[order]], dtype=np.float32)
+        x = np.empty_like(batch)
+        x[order] = batch
+        return torch.from_numpy(x), torch.from_numpy(self.targets[positions])
+
+
+def batch_loader(dataset: TensorPairs, sampler: Sampler | None, batch_size: int, *, drop_last: bool = False,
+                 num_workers: int = 0) -> DataLoader:
+    """A loader that hands ``dataset`` one list of positions per batch (in ``sampler``'s order, sequential by
+    default), so each batch is one read."""
+    batches = BatchSampler(sampler if sampler is not None else SequentialSampler(dataset), batch_size, drop_last)
+    return DataLoader(dataset, batch_size=None, sampler=batches, num_workers=num_workers)
+
+
+def training_device(device: str = "auto") -> torch.device:
+    """The torch device to train on: ``"auto"`` takes this process's GPU (``LOCAL_RANK``) when CUDA is available,
+    else the CPU; ``"cuda"`` without CUDA is refused (InvalidParameterError, naming what to install)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise InvalidParameterError("fit", "device", "one of 'auto', 'cpu', 'cuda'", device)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError("fit", "device", f"a device this torch can use (torch {torch.__version__} sees "
+                                    f"no CUDA GPU; install a CUDA build of torch: pip install 'fiqa[cuda]')", device)
+    if device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def distributed_context() -> tuple[int, int]:
@@ -103,12 +137,13 @@ def _lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 256) -> np.ndarray:
+def predict(model: nn.Module, dataset: TensorPairs, *, batch_size: int = 256) -> np.ndarray:
     """Raw predictions of ``model`` (in eval mode) on ``dataset``: ndarray of shape (len(dataset),), float64."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    outputs = [model(x.to(device)).double().cpu() for x, _ in DataLoader(dataset, batch_size=batch_size)]
+    with torch.no_grad():
+        outputs = [model(x.to(device)).double().cpu() for x, _ in batch_loader(dataset, None, batch_size)]
     model.train(was_training)
     return torch.cat(outputs).numpy() if outputs else np.zeros(0)
 
@@ -125,7 +160,8 @@ def _save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 
 def fit(model: nn.Module, train_set: TensorPairs, validation_set: TensorPairs, config: TrainConfig,
-        out_dir: str | Path, *, resume: bool = True, extra_state: dict[str, Any] | None = None) -> TrainResult:
+        out_dir: str | Path, *, resume: bool = True, extra_state: dict[str, Any] | None = None,
+        device: str = "auto") -> TrainResult:
     """Train ``model`` in place; on return it holds the weights of the best validation epoch.
 
     Parameters
@@ -144,6 +180,8 @@ def fit(model: nn.Module, train_set: TensorPairs, validation_set: TensorPairs, c
     extra_state : dict, optional
         JSON-able facts stored in the checkpoint (e.g. the model shape, its parameters, a fingerprint of the
         training data); resuming a checkpoint whose facts differ is refused, naming them.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        See :func:`training_device`. A checkpoint resumes on any device.
 
     Returns
     -------
@@ -153,19 +191,18 @@ def fit(model: nn.Module, train_set: TensorPairs, validation_set: TensorPairs, c
     rank, world_size = distributed_context()
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
-        else torch.device("cpu")
+    where = training_device(device)
     init_output_bias = getattr(model, "init_output_bias", None)
     if callable(init_output_bias):  # overwritten by the checkpoint when resuming
         init_output_bias(float(np.mean(np.asarray(train_set.targets))))
-    model.to(device)
+    model.to(where)
     torch.manual_seed(config.random_state + rank)
     sampler, loader, optimizer, scheduler = _optimisation(model, train_set, config, rank, world_size)
 
     checkpoint_path = out_dir / CHECKPOINT_NAME
     progress = _Progress(TrainResult())
     if resume and checkpoint_path.exists():
-        progress = _resume(checkpoint_path, device, model, optimizer, scheduler, config, extra_state)
+        progress = _resume(checkpoint_path, where, model, optimizer, scheduler, config, extra_state)
     trained = DistributedDataParallel(model) if dist.is_initialized() else model
     epochs = tqdm(range(progress.epoch, config.epochs), desc="train", unit="epoch", disable=rank != 0,
                   initial=progress.epoch, total=config.epochs)
@@ -173,7 +210,7 @@ def fit(model: nn.Module, train_set: TensorPairs, validation_set: TensorPairs, c
         if progress.result.stopped_early:
             break
         sampler.set_epoch(epoch)
-        losses = _train_epoch(trained, loader, optimizer, scheduler, config, device, f"epoch {epoch + 1}", rank)
+        losses = _train_epoch(trained, loader, optimizer, scheduler, config, where, f"epoch {epoch + 1}", rank)
         if dist.is_initialized():  # BatchNorm statistics drift apart per rank: use rank 0's, so all ranks agree
             for buffer in model.buffers():
                 dist.broadcast(buffer, src=0)
@@ -242,8 +279,8 @@ def _optimisation(model: nn.Module, train_set: TensorPairs, config: TrainConfig,
     """This rank's sampler and loader of ``train_set``, AdamW, and the warm-up-then-cosine schedule per step."""
     sampler: DistributedSampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True,
                                                      seed=config.random_state)
-    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
-                        drop_last=len(train_set) // world_size > config.batch_size)
+    loader = batch_loader(train_set, sampler, config.batch_size, num_workers=config.num_workers,
+                          drop_last=len(train_set) // world_size > config.batch_size)
     steps_per_epoch = max(1, len(loader))
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))

@@ -91,8 +91,8 @@ def _describe(params: Mapping[str, Any]) -> dict[str, Any]:
 def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | str | Path, out_dir: str | Path, *,
                     shape: str = "head", model_params: Mapping[str, Any] | None = None,
                     config: TrainConfig | None = None, validation_fraction: float = 0.2,
-                    feature_cache_dir: str | Path | None = None, resume: bool = True,
-                    force: bool = False) -> TrainedModel:
+                    feature_cache_dir: str | Path | None = None, resume: bool = True, force: bool = False,
+                    device: str = "auto") -> TrainedModel:
     """Train a Huber-loss quality regressor on ``labels`` and export it as ``<out_dir>/model.onnx``.
 
     Parameters
@@ -119,6 +119,8 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     force : bool, default=False
         Train on labels that record another store's fingerprint, with a logged warning
         (:func:`fiqa.embed.store.check_table_matches`); refused otherwise.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Where torch trains (:func:`fiqa.train.loop.training_device`); the exported ONNX file is the same.
 
     Returns
     -------
@@ -148,7 +150,7 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     inputs = _network_inputs(store, targets.rows, shape, params, columns, feature_cache_dir)
     train_set = TensorPairs(inputs, targets.rows[targets.train], targets.targets[targets.train])
     validation_set = TensorPairs(inputs, targets.rows[targets.validation], targets.targets[targets.validation])
-    result = fit(regressor, train_set, validation_set, config, out_dir, resume=resume,
+    result = fit(regressor, train_set, validation_set, config, out_dir, resume=resume, device=device,
                  extra_state={"shape": shape, "model_params": _describe(params),
                               "data_sha256": _fingerprint(store, targets)})
 
