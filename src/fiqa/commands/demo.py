@@ -10,9 +10,10 @@ from fiqa.commands._common import info, out_option, progress, require_torch
 @click.argument("lfw", required=False, type=click.Path(file_okay=False))
 @out_option("Output folder; a re-run reuses the finished stages.", required=False, dest="out_dir",
             default="runs/demo", show_default=True, type=click.Path(file_okay=False))
-@click.option("--labeller", "labellers", multiple=True,
-              help="Labelling method evaluated on each test set (repeat for several; default: "
-                   "fiqa.demo.DEFAULT_LABELLERS, i.e. sdd, sdd-refined, cr and reference-consensus).")
+@click.option("--method", "--labeller", "labellers", multiple=True,
+              help="Labelling method evaluated on each test set, as in 'fiqa label --method' (repeat for several; "
+                   "default: fiqa.demo.DEFAULT_LABELLERS, i.e. sdd, sdd-refined, cr and reference-consensus; "
+                   "--labeller is the old name).")
 @click.option("--baseline", "baselines", multiple=True,
               help="Method evaluated as labels only (repeat for several; default: fiqa.demo.DEFAULT_BASELINES, i.e. "
                    "mean-positive; random is always added).")
