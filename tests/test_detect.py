@@ -178,3 +178,21 @@ def test_large_images_are_detected_downscaled_and_landmarks_rescaled(lfw_pairs):
     eye_distance = np.linalg.norm(np.diff(downscaled.landmarks[:2], axis=0))
     reference_eye_distance = np.linalg.norm(np.diff(reference.landmarks[:2], axis=0))
     assert abs(eye_distance / reference_eye_distance - factor) < 0.15 * factor
+
+
+@pytest.mark.lfw
+def test_tiny_images_detect_the_same_in_every_run(lfw_pairs):
+    # OpenCV's YuNet read unwritten memory for sides <= 32 px (the same 20x20 photo gave different detections from
+    # run to run); padded with black to 64 px they are the same in every run, at the same coordinates
+    import fiqa.detect.yunet as yunet
+
+    photos = [cv2.imread(str(files[0])) for _, files in lfw_pairs[:3]]
+    for side in (16, 20, 31, 32):
+        for photo in photos:
+            tiny = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA)
+            runs = [FaceAligner().detect(tiny) for _ in range(5)]
+            assert all(np.array_equal(run, runs[0]) for run in runs[1:]), side
+            padded = np.zeros((64, 64, 3), np.uint8)
+            padded[:side, :side] = tiny
+            np.testing.assert_array_equal(runs[0], FaceAligner().detect(padded))
+    assert yunet._TINY_SIDE == 32  # images from 33 px up are detected as they are

@@ -40,6 +40,12 @@ class Alignment:
     score: float
 
 
+#: YuNet in OpenCV gives run-to-run different detections for an image with a side of 32 pixels or less (it reads
+#: memory it never wrote); such an image is padded with black to this size (measured deterministic; from 33 pixels
+#: up the detections were the same in every run, so larger images are left as they are).
+_TINY_SIDE, _PADDED_SIDE = 32, 64
+
+
 class FaceAligner:
     """Detect faces with YuNet, pick one by a documented policy, and align it to the ArcFace template.
 
@@ -123,13 +129,16 @@ class FaceAligner:
             small = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
         else:
             small = image_bgr
+        if min(small.shape[:2]) <= _TINY_SIDE:  # black at the bottom and right: no coordinate moves
+            small = cv2.copyMakeBorder(small, 0, max(0, _PADDED_SIDE - small.shape[0]), 0,
+                                       max(0, _PADDED_SIDE - small.shape[1]), cv2.BORDER_CONSTANT, value=(0, 0, 0))
         detector = self._detector()
         detector.setInputSize((small.shape[1], small.shape[0]))
         _, faces = detector.detect(np.ascontiguousarray(small))
         if faces is None or len(faces) == 0:
             return np.zeros((0, 15), np.float32)
         faces = np.asarray(faces, dtype=np.float32).copy()
-        if scale < 1.0:
+        if scale < 1.0:  # (tiny images are never scaled, so padding and scaling do not meet)
             # Map detection coordinates back to the full image (sx, sy exact per axis after rounding).
             sx, sy = width / small.shape[1], height / small.shape[0]
             faces[:, 0:14:2] *= sx
