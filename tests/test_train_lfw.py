@@ -58,3 +58,19 @@ def test_train_command_end_to_end_on_lfw(lfw_store, tmp_path):
     np.testing.assert_allclose(features[row].astype(np.float32), expected, rtol=2e-3, atol=2e-3)
     # the log-norm column equals the store's own norm
     assert features[row, -1] == pytest.approx(np.log(lfw_store.norms[row]), abs=5e-3)
+
+
+def test_full_network_inputs_read_a_batch_as_its_rows(lfw_store):
+    # TensorPairs hands the inputs one array of rows per batch: the full network's crops must come back per row
+    import torch
+
+    from fiqa.train.loop import TensorPairs
+    from fiqa.train.regressor import _CropInputs
+
+    ok = np.flatnonzero(lfw_store.ok)[:4]
+    inputs = _CropInputs(lfw_store)
+    data = TensorPairs(inputs, ok, np.arange(4, dtype=np.float32))
+    x, y = data[[3, 0, 2]]
+    assert x.shape == (3, 3, 112, 112) and y.tolist() == [3.0, 0.0, 2.0]
+    for k, position in enumerate([3, 0, 2]):
+        assert torch.equal(x[k], torch.from_numpy(inputs[int(ok[position])]))

@@ -59,15 +59,17 @@ class TrainedModel:
 
 
 class _CropInputs:
-    """Lazy network inputs for a full-network regressor: row -> preprocessed crop (3, 112, 112) float32."""
+    """Lazy network inputs for a full-network regressor: a row -> its preprocessed crop (3, 112, 112) float32; an
+    array of rows (a batch, :class:`fiqa.train.loop.TensorPairs`) -> their crops (k, 3, 112, 112)."""
 
     def __init__(self, store: EmbeddingStore) -> None:
         self.store = store
 
-    def __getitem__(self, row: int) -> np.ndarray:
+    def __getitem__(self, rows: int | np.ndarray) -> np.ndarray:
         from fiqa.augment.crops import load_crops
 
-        return SFACE_TAPS.spec.apply(load_crops(self.store, np.array([row])))[0]
+        crops = SFACE_TAPS.spec.apply(load_crops(self.store, np.atleast_1d(np.asarray(rows, np.int64))))
+        return crops[0] if np.ndim(rows) == 0 else crops
 
 
 def _fingerprint(store: EmbeddingStore, targets: Targets) -> str:
