@@ -135,6 +135,28 @@ def out_option(help_text: str, *, required: bool = True, dest: str = "out", **kw
     return click.option("-o", "--out", dest, required=required, help=help_text, **kwargs)
 
 
+def engine_options(what: str) -> Callable:
+    """``--engine local|ray`` and ``--ray-address``, the same on every command that can run on Ray (``what``: what
+    either engine writes); :func:`check_engine` checks them together."""
+    def decorate(function: Callable) -> Callable:
+        function = click.option("--ray-address", default=None, metavar="ADDR",
+                                help="With --engine ray: a running Ray cluster ('auto', 'host:6379', "
+                                     "'ray://host:10001').")(function)
+        return click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                            help="local: this process; ray: Ray Data actor pools (pip install 'fiqa[ray]'), on a Ray "
+                                 f"instance started for this run or on --ray-address. Same {what} either way "
+                                 "(docs/scale.md).")(function)
+    return decorate
+
+
+def check_engine(engine: str, ray_address: str | None, device: str) -> None:
+    """Refuse (click usage error, exit status 2) ``--ray-address`` without ``--engine ray``, and a GPU with it."""
+    if ray_address is not None and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
+    if device != "cpu" and engine == "ray":
+        raise click.UsageError("--device cuda needs --engine local (Ray workers are scheduled on CPUs)")
+
+
 def device_option(what: str) -> Callable:
     """``--device cpu|cuda``, the same on every command that runs a network."""
     return click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,

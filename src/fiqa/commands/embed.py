@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from fiqa.commands._common import LazyDefault, device_option, info, out_option, progress
+from fiqa.commands._common import (
+    LazyDefault,
+    check_engine,
+    device_option,
+    engine_options,
+    info,
+    out_option,
+    progress,
+)
 
 SOURCE_KINDS = ("folder", "list", "recordio", "images")
 """fiqa.io.sources.KINDS, spelled out so that ``fiqa --help`` need not import OpenCV (a test keeps them equal)."""
@@ -42,11 +50,7 @@ SOURCE_KINDS = ("folder", "list", "recordio", "images")
               help="Refuse images whose shorter side is smaller.")
 @click.option("--workers", type=int, default=None,
               help="Decode/detect threads (--engine local) or Ray workers (--engine ray) [default: CPU count].")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this process; ray: Ray Data actor pools (pip install 'fiqa[ray]'), on a Ray instance "
-                   "started for this run or on --ray-address. Same store either way (docs/scale.md).")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="With --engine ray: a running Ray cluster ('auto', 'host:6379', 'ray://host:10001').")
+@engine_options("store")
 @click.option("--features/--no-features", default=None,
               help="Also store the default quality head's input, from the same SFace run (float16, 2 KiB per "
                    "image), so that 'fiqa train' needs no second SFace pass. [default: on with --backend sface, "
@@ -62,10 +66,7 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
 
     from fiqa.io import open_source
 
-    if ray_address is not None and engine != "ray":
-        raise click.UsageError("--ray-address needs --engine ray")
-    if device != "cpu" and engine == "ray":
-        raise click.UsageError("--device cuda needs --engine local (Ray workers are scheduled on CPUs)")
+    check_engine(engine, ray_address, device)
     if features and backend != "sface":
         raise click.UsageError("--features needs --backend sface (the features are SFace's pooled maps)")
     run: Callable[..., Any]

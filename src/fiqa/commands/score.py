@@ -5,8 +5,10 @@ import click
 
 from fiqa.commands._common import (
     TABLE_OUT_HELP,
+    check_engine,
     check_table_out,
     device_option,
+    engine_options,
     info,
     note,
     out_option,
@@ -26,11 +28,7 @@ from fiqa.commands._common import (
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Faces per model call.")
 @click.option("--on-error", type=click.Choice(["record", "raise"]), default="record", show_default=True,
               help="record: unreadable images and images without a face get a status and no score.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this process; ray: Ray Data actor pools (pip install 'fiqa[ray]'), on a Ray instance "
-                   "started for this run or on --ray-address. Same scores either way (docs/scale.md).")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="With --engine ray: a running Ray cluster ('auto', 'host:6379', 'ray://host:10001').")
+@engine_options("scores")
 @device_option("the quality model")
 def command(paths: tuple[str, ...], model: str | None, out_path: str | None, aligned: bool, batch_size: int,
             on_error: str, engine: str, ray_address: str | None, device: str) -> None:
@@ -48,10 +46,7 @@ def command(paths: tuple[str, ...], model: str | None, out_path: str | None, ali
     from fiqa.io.table import STDOUT, write_quality
     from fiqa.score import create_scorer
 
-    if ray_address is not None and engine != "ray":
-        raise click.UsageError("--ray-address needs --engine ray")
-    if device != "cpu" and engine == "ray":
-        raise click.UsageError("--device cuda needs --engine local (Ray workers are scheduled on CPUs)")
+    check_engine(engine, ray_address, device)
     # first: a wrong model name (or a device this install cannot run) fails before any image is read
     scorer = create_scorer(model, batch_size=batch_size, device=device)
     locations = [loc for path in paths for loc in open_source(path, kind="images").samples.location]

@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from fiqa.core.comparisons import identity_codes, sample_mated_pairs, sample_nonmated_pairs
 from fiqa.core.errors import NoUsableSamplesError, check_int
 from fiqa.core.types import EmbeddingStore
+from fiqa.evaluate.pairs import cosine_similarities
 
 
 @dataclass(frozen=True)
@@ -66,17 +67,6 @@ class VerificationSummary:
 logger = logging.getLogger(__name__)
 
 
-def pair_similarities(vectors: np.ndarray, first: np.ndarray, second: np.ndarray,
-                      block: int = 1 << 18) -> np.ndarray:
-    """Cosine similarity of the row pairs ``(first[k], second[k])`` of unit ``vectors``, a block of pairs at a time
-    (memory bounded by ``block`` pairs beyond the result): (m,) float32."""
-    out = np.empty(len(first), np.float32)
-    for start in range(0, len(first), block):
-        stop = start + block
-        out[start:stop] = np.einsum("ij,ij->i", vectors[first[start:stop]], vectors[second[start:stop]])
-    return out
-
-
 def verification_summary(store: EmbeddingStore, *, n_nonmated: int = 200_000, max_mated: int = 1_000_000,
                          random_state: int = 0) -> VerificationSummary:
     """Mean mated and non-mated cosine similarity and the ROC AUC of mated vs non-mated pairs.
@@ -112,11 +102,11 @@ def verification_summary(store: EmbeddingStore, *, n_nonmated: int = 200_000, ma
     first, second, n_available = sample_mated_pairs(codes, max_mated, rng)
     if n_available == 0:
         raise NoUsableSamplesError(f"{store.root}: no identity has two usable samples, so there are no mated pairs")
-    mated = pair_similarities(vectors, first, second)
+    mated = cosine_similarities(vectors, first, second)
     if len(names) < 2:
         raise NoUsableSamplesError(f"{store.root}: only one identity, so there are no non-mated pairs")
     first, second = sample_nonmated_pairs(codes, n_nonmated, rng)
-    nonmated = pair_similarities(vectors, first, second)
+    nonmated = cosine_similarities(vectors, first, second)
     labels = np.concatenate([np.ones(len(mated), bool), np.zeros(len(nonmated), bool)])
     auc = float(roc_auc_score(labels, np.concatenate([mated, nonmated])))
     return VerificationSummary(n_samples=len(usable), n_identities=len(names), n_mated_pairs=len(mated),
