@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from comparisons_tools import toy_comparisons
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import QualityTable
 from fiqa.evaluate.bootstrap import (
@@ -309,27 +310,7 @@ def test_report_writes_the_intervals(tmp_path):
     n, per_identity = 300, 5
     quality = rng.uniform(size=n)
     identity = np.arange(n) // per_identity
-    a, b = np.triu_indices(n, k=1)
-    mated = identity[a] == identity[b]
-    pick = np.flatnonzero(mated | (rng.uniform(size=len(a)) < 0.05))
-    a, b, mated = a[pick], b[pick], mated[pick]
-    similarity = np.where(
-        mated, 0.3 + 0.6 * np.minimum(quality[a], quality[b]) + rng.normal(0, 0.1, len(a)), rng.normal(0.0, 0.1, len(a))
-    )
-    comparisons = Comparisons(
-        a,
-        b,
-        mated,
-        similarity,
-        {
-            "origin": "sampled",
-            "random_state": 0,
-            "n_mated": int(mated.sum()),
-            "n_mated_available": int(mated.sum()),
-            "n_nonmated": int((~mated).sum()),
-            "n_nonmated_available": int((~mated).sum()),
-        },
-    )
+    comparisons = toy_comparisons(rng, quality, identity, 0.05)
     evaluation = evaluate_quality(
         comparisons, [quality_table(np.arange(n), quality, "good")], n_bootstrap=200, legacy_erc=False
     )

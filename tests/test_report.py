@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from comparisons_tools import toy_comparisons
 from fiqa.cli import main
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.identities import save_split, split_identities
@@ -34,15 +35,7 @@ def toy():
     n = 600
     quality = rng.uniform(size=n)
     identity = np.arange(n) // 10
-    a, b = np.triu_indices(n, k=1)
-    mated = identity[a] == identity[b]
-    pick = np.flatnonzero(mated | (rng.uniform(size=len(a)) < 0.05))
-    a, b, mated = a[pick], b[pick], mated[pick]
-    similarity = np.where(mated, 0.3 + 0.6 * np.minimum(quality[a], quality[b]) + rng.normal(0, 0.1, len(a)),
-                          rng.normal(0.0, 0.1, len(a)))
-    comparisons = Comparisons(a + 1000, b + 1000, mated, similarity, {"origin": "sampled", "random_state": 0,
-                              "n_mated": int(mated.sum()), "n_mated_available": int(mated.sum()),
-                              "n_nonmated": int((~mated).sum()), "n_nonmated_available": n * (n - 1) // 2})
+    comparisons = toy_comparisons(rng, quality, identity, 0.05, offset=1000, n_nonmated_available=n * (n - 1) // 2)
     return comparisons, np.arange(n) + 1000, quality
 
 
@@ -201,26 +194,7 @@ def test_curve_points_spearman_and_further_fmr_are_exported(tmp_path):
     n = 400
     quality = rng.uniform(size=n)
     identity = np.arange(n) // 8
-    a, b = np.triu_indices(n, k=1)
-    mated = identity[a] == identity[b]
-    pick = np.flatnonzero(mated | (rng.uniform(size=len(a)) < 0.16))
-    a, b, mated = a[pick], b[pick], mated[pick]
-    similarity = np.where(mated, 0.3 + 0.6 * np.minimum(quality[a], quality[b]) + rng.normal(0, 0.1, len(a)),
-                          rng.normal(0.0, 0.1, len(a)))
-    comparisons = Comparisons(
-        a,
-        b,
-        mated,
-        similarity,
-        {
-            "origin": "sampled",
-            "random_state": 0,
-            "n_mated": int(mated.sum()),
-            "n_mated_available": int(mated.sum()),
-            "n_nonmated": int((~mated).sum()),
-            "n_nonmated_available": n * (n - 1) // 2,
-        },
-    )
+    comparisons = toy_comparisons(rng, quality, identity, 0.16, n_nonmated_available=n * (n - 1) // 2)
     noisy = np.round(quality + rng.normal(0, 0.2, n), 2)  # ties
     tables = [quality_table(np.arange(n), quality, "good"), quality_table(np.arange(n), noisy, "noisy")]
     evaluation = evaluate_quality(comparisons, tables, n_bootstrap=50, legacy_erc=False)
