@@ -315,12 +315,7 @@ def make_non_utf8_name(lfw: Path, root: Path) -> Path:
 
 def make_symlink_loops(lfw: Path, root: Path) -> Path:
     """``root/symA``: ``A`` with 2 photos and ``loop1.jpg -> loop2.jpg -> loop1.jpg``; ``B`` with 2 photos."""
-    folder = root / "symA"
-    (folder / "A").mkdir(parents=True)
-    (folder / "B").mkdir()
-    for number in (1, 2):
-        shutil.copy(photo(lfw, "Yao_Ming", number), folder / "A")
-        shutil.copy(photo(lfw, "Celine_Dion", number), folder / "B")
+    folder = make_two_people(lfw, root, "symA")
     os.symlink("loop2.jpg", folder / "A" / "loop1.jpg")
     os.symlink("loop1.jpg", folder / "A" / "loop2.jpg")
     return folder
@@ -328,12 +323,7 @@ def make_symlink_loops(lfw: Path, root: Path) -> Path:
 
 def make_dir_loops(lfw: Path, root: Path) -> Path:
     """``root/symB``: ``A`` and ``B`` with 2 photos each, ``B/dirloop -> ..`` and ``C_dirloop -> ../symB``."""
-    folder = root / "symB"
-    (folder / "A").mkdir(parents=True)
-    (folder / "B").mkdir()
-    for number in (1, 2):
-        shutil.copy(photo(lfw, "Yao_Ming", number), folder / "A")
-        shutil.copy(photo(lfw, "Celine_Dion", number), folder / "B")
+    folder = make_two_people(lfw, root, "symB")
     os.symlink("..", folder / "B" / "dirloop")
     os.symlink("../symB", folder / "C_dirloop")
     return folder
