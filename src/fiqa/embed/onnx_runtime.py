@@ -32,10 +32,13 @@ def _folded_model_bytes(path: str, sha256: str) -> bytes:
     return fold_constants(onnx.load(path)).SerializeToString()
 
 
-def session_options(threads: int | None, optimization: str = "all") -> ort.SessionOptions:
+def session_options(threads: int | None, optimization: str = "all", *, spinning: bool = True) -> ort.SessionOptions:
     """ONNX Runtime options of every fiqa session: ``threads`` intra-op threads (None: all cores), one inter-op
-    thread, the graph optimisation level, warnings silenced."""
+    thread, the graph optimisation level, warnings silenced; ``spinning=False`` lets idle intra-op threads sleep
+    (for many sessions taking turns, whose idle threads would otherwise spin while another one computes)."""
     options = ort.SessionOptions()
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
@@ -67,10 +70,10 @@ def check_device(owner: str, device: object) -> str:
 
 
 def inference_session(model: str | bytes, *, threads: int | None = None, optimization: str = "all",
-                      device: str = "cpu") -> ort.InferenceSession:
+                      device: str = "cpu", spinning: bool = True) -> ort.InferenceSession:
     """The one way fiqa opens an onnxruntime session: :func:`session_options` and the execution providers of
     ``device`` (checked by :func:`check_device`; ``cuda`` falls back to the CPU for operators CUDA lacks)."""
-    return ort.InferenceSession(model, session_options(threads, optimization),
+    return ort.InferenceSession(model, session_options(threads, optimization, spinning=spinning),
                                 providers=list(DEVICES[check_device("onnxruntime session", device)]))
 
 

@@ -444,8 +444,9 @@ def _screen_session(centre_codes: np.ndarray):
     """An onnxruntime session computing ``MatMulInteger(A, B, 128)`` for uint8 rows ``A`` (m, d) with zero point 128
     and the constant int8 ``B = centre_codes`` (d, k), k a multiple of :data:`SCREEN_GROUP`, then the largest of
     each group of :data:`SCREEN_GROUP` columns: (m, k / SCREEN_GROUP) int32."""
-    import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
+
+    from fiqa.embed.onnx_runtime import inference_session
 
     dim, width = centre_codes.shape
     inputs = [helper.make_tensor_value_info("A", TensorProto.UINT8, [None, dim])]
@@ -459,8 +460,5 @@ def _screen_session(centre_codes: np.ndarray):
     graph = helper.make_graph(nodes, "int8_group_screen", inputs, [output], initializer=constants)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
     # one session per block of centres: idle sessions' threads must not spin while the next one multiplies
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return inference_session(model.SerializeToString(), spinning=False)
