@@ -142,8 +142,7 @@ def predict(model: nn.Module, dataset: TensorPairs, *, batch_size: int = 256) ->
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    with torch.no_grad():
-        outputs = [model(x.to(device)).double().cpu() for x, _ in batch_loader(dataset, None, batch_size)]
+    outputs = [model(x.to(device)).double().cpu() for x, _ in batch_loader(dataset, None, batch_size)]
     model.train(was_training)
     return torch.cat(outputs).numpy() if outputs else np.zeros(0)
 
