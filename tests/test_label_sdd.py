@@ -157,7 +157,7 @@ def test_an_identity_too_large_for_a_gram_matrix_labels_blockwise_like_the_refer
     data = make_embeddings(410, 16, 5, sizes=sizes, random_state=6)
     params = {"n_repeats": 3, "n_positives": 6, "n_negatives": 5, "pool_size": 8, "block_rows": 64}
     whole = create_labeler("sdd", random_state=2, **params).fit(data.vectors, data.identities).labels_
-    monkeypatch.setattr("fiqa.label.sdd._MAX_GRAM", 64)
+    monkeypatch.setattr("fiqa.label.sdd.MAX_GRAM", 64)
     labeler = create_labeler("sdd", random_state=2, **params)
     blockwise = labeler.fit(data.vectors, data.identities).labels_
     raw, labelled, score = _reference(data.vectors, data.identities, labeler)

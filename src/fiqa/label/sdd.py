@@ -65,11 +65,6 @@ from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler, 
 
 logger = logging.getLogger(__name__)
 
-#: Largest Gram matrix (elements) computed at once: an identity with ``n^2`` above it gets its positives' similarities
-#: as gathered dot products, and a block whose negative pool would need a larger product gets its negatives the
-#: same way (in row tiles of about this many floats), so memory stays bounded whatever an identity's size.
-_MAX_GRAM = MAX_GRAM
-
 
 @dataclass(frozen=True)
 class _Groups:
@@ -396,7 +391,7 @@ class SDDLabeler(Labeler):
         block_vectors = np.asarray(vectors[draw.rows], dtype=np.float32)
         n_block = len(draw.rows)
         sizes = np.diff(draw.class_start)
-        big = sizes.astype(np.int64) ** 2 > _MAX_GRAM  # no Gram matrix: gathered dot products instead
+        big = sizes.astype(np.int64) ** 2 > MAX_GRAM  # no Gram matrix: gathered dot products instead
         # positives: one Gram matrix per identity, stored flat
         gram_offset = np.concatenate([[0], np.cumsum(np.where(big, 0, sizes).astype(np.int64) ** 2)])
         gram = np.empty(gram_offset[-1], dtype=np.float32)
@@ -417,7 +412,7 @@ class SDDLabeler(Labeler):
         # negatives: the block against every repetition's pool at once, unless the pool grew into the rest of a
         # data set that one identity dominates (then gathered dot products)
         pool_similarity = None
-        if n_block * len(draw.pool) <= max(_MAX_GRAM, n_block * self.n_repeats * self.pool_size):
+        if n_block * len(draw.pool) <= max(MAX_GRAM, n_block * self.n_repeats * self.pool_size):
             pool_similarity = block_vectors @ np.asarray(vectors[draw.pool], dtype=np.float32).T
             neg_base = np.arange(n_block, dtype=np.int64) * pool_similarity.shape[1]
             pool_similarity = pool_similarity.ravel()
@@ -475,11 +470,11 @@ class SDDLabeler(Labeler):
 
 
 def _gathered_dots(left: np.ndarray, rows: np.ndarray, right: np.ndarray, partners: np.ndarray) -> np.ndarray:
-    """``left[rows[i]] . right[partners[i, j]]``, float32 (len(rows), k), in row tiles of about ``_MAX_GRAM`` floats
+    """``left[rows[i]] . right[partners[i, j]]``, float32 (len(rows), k), in row tiles of about ``MAX_GRAM`` floats
     (``right`` may be memory-mapped)."""
     out = np.empty(partners.shape, np.float32)
     dim = left.shape[1]
-    tile = max(1, _MAX_GRAM // max(partners.shape[1] * dim, 1))
+    tile = max(1, MAX_GRAM // max(partners.shape[1] * dim, 1))
     for start in range(0, len(rows), tile):
         stop = min(start + tile, len(rows))
         others = np.asarray(right[partners[start:stop].ravel()], np.float32).reshape(stop - start, -1, dim)
