@@ -32,6 +32,7 @@ the demo (``max_mated_per_identity=50``).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -117,22 +118,38 @@ def crossfit(store: EmbeddingStore, rows: np.ndarray, model_scores: list[Quality
     norm = _table(store, rows, np.asarray(store.norms, np.float64)[rows], "norm")
     mask = np.zeros(len(store), bool)
     mask[kept] = True
-    row_of = {int(sample): row for row, sample in enumerate(store.samples.sample_id)}
+    by_id = np.argsort(store.samples.sample_id)
+
+    def side_of(sample_id: np.ndarray) -> np.ndarray:
+        return side[by_id[np.searchsorted(store.samples.sample_id[by_id], sample_id)]]
 
     def across(comparisons) -> np.ndarray:
-        side_a = side[[row_of[int(s)] for s in comparisons.sample_a]]
-        side_b = side[[row_of[int(s)] for s in comparisons.sample_b]]
-        return ~comparisons.mated | (side_a != side_b)
+        keep = ~comparisons.mated
+        mated = np.flatnonzero(comparisons.mated)
+        keep[mated] = side_of(comparisons.sample_a[mated]) != side_of(comparisons.sample_b[mated])
+        return keep
     return _edc(store, mask, [crossed, in_sample, norm, *model_scores], n_bootstrap=1000, keep=across)
 
 
 # 2. single-image recipes ----------------------------------------------------------------------------------------------
 
+@functools.cache
+def _sface() -> onnx.ModelProto:
+    """SFace with its weights dequantised (:func:`fiqa.embed.graph.fold_constants`), read once."""
+    return fold_constants(onnx.load(model_path("sface")))
+
+
+@functools.cache
+def _maps_session():
+    graph = onnx.ModelProto()
+    graph.CopyFrom(_sface())
+    graph.graph.output.append(helper.make_tensor_value_info("conv_13_relu", TensorProto.FLOAT, None))
+    return inference_session(graph.SerializeToString())
+
+
 def _maps(store: EmbeddingStore, rows: np.ndarray) -> np.ndarray:
     """SFace's conv_13 output (float16) of ``rows``, from crops re-made from the source images."""
-    graph = fold_constants(onnx.load(model_path("sface")))
-    graph.graph.output.append(helper.make_tensor_value_info("conv_13_relu", TensorProto.FLOAT, None))
-    session = inference_session(graph.SerializeToString())
+    session = _maps_session()
     out = np.zeros((len(rows), *MAP), np.float16)
     for start in range(0, len(rows), 64):
         crops = load_crops(store, rows[start:start + 64])  # BGR; SFace takes RGB 0-255
@@ -147,7 +164,7 @@ class _LastBlock(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         weights = {init.name: torch.tensor(numpy_helper.to_array(init)).float()
-                   for init in fold_constants(onnx.load(model_path("sface"))).graph.initializer}
+                   for init in _sface().graph.initializer}
 
         def norm(prefix: str, eps: float, one_d: bool = False) -> nn.Module:
             layer = (nn.BatchNorm1d if one_d else nn.BatchNorm2d)(len(weights[f"{prefix}_gamma"]), eps=eps)
@@ -190,12 +207,14 @@ class _Head(nn.Module):
         return self.mlp(torch.cat([pooled, log_norm], 1)).squeeze(1)
 
 
-def _fit_head(maps: np.ndarray, y: np.ndarray, evaluate: list[np.ndarray], *, spatial: bool, fine_tune: bool,
-              epochs: int, stages: dict[int, tuple] | None = None) -> list[np.ndarray]:
-    """Huber regression of standardised labels; the last block frozen (``stages``: its outputs, precomputed) or
-    fine-tuned at a tenth of the head's learning rate, its batch norms kept at SFace's statistics."""
+def _fit_head(train: tuple[np.ndarray, ...], y: np.ndarray, evaluate: list[tuple[np.ndarray, ...]], *,
+              spatial: bool, fine_tune: bool, epochs: int) -> list[np.ndarray]:
+    """Huber regression of standardised labels. Inputs are ``(maps,)`` (SFace's conv_13 output) when the last block
+    is fine-tuned, at a tenth of the head's learning rate with its batch norms kept at SFace's statistics; else
+    ``(stage, log_norm)``, the frozen block's outputs (:func:`_stage_outputs`)."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
+    # the block is built in both modes: it draws from torch's generator first, so both heads start alike
     block, head = _LastBlock().eval(), _Head(spatial)
     for parameter in block.parameters():
         parameter.requires_grad = fine_tune
@@ -205,23 +224,21 @@ def _fit_head(maps: np.ndarray, y: np.ndarray, evaluate: list[np.ndarray], *, sp
     optimiser = torch.optim.AdamW(groups, weight_decay=1e-4)
     target = torch.tensor((y - y.mean()) / y.std()).float()
 
-    def forward(source: np.ndarray, index: np.ndarray, which: int) -> torch.Tensor:
-        if not fine_tune and stages is not None:
-            stage, log_norm = stages[which]
-            return head(torch.from_numpy(stage[index].astype(np.float32)), torch.from_numpy(log_norm[index]))
-        return head(*block(torch.from_numpy(source[index].astype(np.float32))))
+    def forward(inputs: tuple[np.ndarray, ...], index: np.ndarray) -> torch.Tensor:
+        tensors = [torch.from_numpy(values[index].astype(np.float32)) for values in inputs]
+        return head(*block(*tensors)) if fine_tune else head(*tensors)
     for _ in range(epochs):
         head.train()
-        for batch in np.array_split(rng.permutation(len(maps)), max(1, len(maps) // 64)):
+        for batch in np.array_split(rng.permutation(len(y)), max(1, len(y) // 64)):
             batch = np.sort(batch)
-            loss = nn.functional.huber_loss(forward(maps, batch, 0), target[batch])
+            loss = nn.functional.huber_loss(forward(train, batch), target[batch])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
     head.eval()
     with torch.no_grad():
-        return [np.concatenate([forward(source, np.arange(s, min(s + 256, len(source))), which + 1).numpy()
-                                for s in range(0, len(source), 256)]) for which, source in enumerate(evaluate)]
+        return [np.concatenate([forward(inputs, np.arange(s, min(s + 256, len(inputs[0])))).numpy()
+                                for s in range(0, len(inputs[0]), 256)]) for inputs in evaluate]
 
 
 def _stage_outputs(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -324,14 +341,14 @@ def recipes(args: argparse.Namespace, store: EmbeddingStore, split) -> tuple[dic
         index = {name: np.flatnonzero(np.isin(data[name]["identity"], held)) for name in ("natural", "degraded")}
         evaluate = [{key: value[index[name]] for key, value in data[name].items()} for name in ("natural", "degraded")]
         fold_scores = _free_and_linear(train, evaluate)
-        stages = {i: (part["stage"], part["stage_log_norm"]) for i, part in enumerate([train, *evaluate])}
         for label, spatial, fine_tune in [("head on the pooled last stage", False, False),
                                           ("head on the spatial last stage", True, False),
                                           ("last SFace block fine-tuned + pooled head", False, True)]:
+            keys = ("maps",) if fine_tune else ("stage", "stage_log_norm")
             started = time.perf_counter()
-            fold_scores[label] = _fit_head(train["maps"], train["y"], [e["maps"] for e in evaluate], spatial=spatial,
-                                           fine_tune=fine_tune, epochs=args.fine_tune_epochs if fine_tune else 20,
-                                           stages=stages)
+            fold_scores[label] = _fit_head(tuple(train[k] for k in keys), train["y"],
+                                           [tuple(e[k] for k in keys) for e in evaluate], spatial=spatial,
+                                           fine_tune=fine_tune, epochs=args.fine_tune_epochs if fine_tune else 20)
             _log(f"fold {fold}: {label} {time.perf_counter() - started:.0f} s")
         fold_scores["pooled head + norm, z-averaged"] = [
             _z(head) + _z(norm)
