@@ -13,6 +13,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # registered here, not in pyproject.toml, next to the rule it serves: scripts/test.sh runs the tests marked
+    # ``numerics`` a second time under other BLAS and onnxruntime thread settings (docs/numerics.md)
+    config.addinivalue_line("markers", "numerics: compares two computations of the same numbers within a rounding "
+                                       "bound; run again by scripts/test.sh under a second BLAS/threading setting")
+
+
 def _lfw_path() -> Path:
     return Path(os.environ.get("FIQA_LFW") or ROOT.parent / "shared" / "data" / "lfw-dev")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,27 @@ def _folded_model_bytes(path: str, sha256: str) -> bytes:
     return fold_constants(onnx.load(path)).SerializeToString()
 
 
+#: Environment variable giving the intra-op thread count of sessions opened with ``threads=None`` (unset: all
+#: cores). scripts/test.sh sets it to run the numerical tests under a second threading setting (docs/numerics.md).
+THREADS_ENV = "FIQA_ORT_THREADS"
+
+
+def _default_threads() -> int | None:
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidParameterError("onnxruntime session", THREADS_ENV, "an int >= 1 (or unset)", value)
+    return int(value)
+
+
 def session_options(threads: int | None, optimization: str = "all", *, spinning: bool = True) -> ort.SessionOptions:
-    """ONNX Runtime options of every fiqa session: ``threads`` intra-op threads (None: all cores), one inter-op
-    thread, the graph optimisation level, warnings silenced; ``spinning=False`` lets idle intra-op threads sleep
-    (for many sessions taking turns, whose idle threads would otherwise spin while another one computes)."""
+    """ONNX Runtime options of every fiqa session: ``threads`` intra-op threads (None: ``$FIQA_ORT_THREADS`` when
+    set, else all cores), one inter-op thread, the graph optimisation level, warnings silenced; ``spinning=False``
+    lets idle intra-op threads sleep (for many sessions taking turns, whose idle threads would otherwise spin while
+    another one computes)."""
     options = ort.SessionOptions()
+    threads = _default_threads() if threads is None else threads
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
