@@ -8,6 +8,7 @@ from fiqa.core.comparisons import count_nonmated_pairs, identity_blocks, nonmate
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
 from fiqa.label import create_labeler, list_labelers
 from fiqa.label.reference import cluster_identities, join_captures, match_evidence
+from tolerances import U32, U64, two_paths
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -240,19 +241,61 @@ def test_clusters_of_an_identity_in_bands_equal_one_pass():
     assert len(np.unique(whole[0][codes == 0])) > 5  # the fine level does split the large identity
 
 
+def _evidence_bound(evidence, outside, threshold, width, dim):
+    """How far two computations of :func:`match_evidence` may be apart per sample, from rounding alone.
+
+    Each term ``sigmoid((s - t) / width)``: the similarity ``s`` is a float32 dot product of ``dim`` terms of two
+    unit vectors (their absolute values sum to <= 1), blocked differently in the two paths: ``2 gamma_dim``;
+    ``(s - t) / width`` rounds twice more in float32 (``2 u (1 + |t|) / width`` per path); the sigmoid's slope is at
+    most 1/4 and its float32 result rounds once (``u`` per path). The ``outside`` terms are then summed in float32:
+    ``gamma_outside * evidence`` per path.
+    """
+    per_term = (two_paths(dim) + 2 * 2 * U32 * (1 + abs(threshold)) / width) / 4 / width + 2 * U32
+    return outside * per_term + two_paths(np.maximum(outside, 1).astype(int), evidence)
+
+
+def _score_bound(evidence_bound, outside, anchor, labelled, quality, prior_strength):
+    """How far ``reference-consensus`` scores may move when its evidence moves by ``evidence_bound``: the prior is
+    a weighted least-squares fit of ``evidence / outside`` on ``anchor``, a linear map ``H`` (its hat matrix) of
+    those rates, so it moves by at most ``|H| (evidence_bound / outside)``; the positive evidence
+    ``(e + k p0) / (W + k)`` by ``(de + k dp0) / (W + k)``; the 0-100 rescale by ``100 / range`` times that, plus
+    the same for its minimum and maximum (three times the largest move). The float64 steps round by ~1e-16."""
+    has = labelled & (outside > 0)
+    weight = outside[has]
+    design = np.column_stack([np.ones(int(has.sum())), anchor[has]])
+    hat = np.column_stack([np.ones(len(anchor)), anchor]) @ np.linalg.solve(design.T @ (design * weight[:, None]),
+                                                                              (design * weight[:, None]).T)
+    prior_move = np.abs(hat) @ (evidence_bound[has] / weight)
+    positive_move = (evidence_bound + prior_strength * prior_move) / (outside + prior_strength)
+    return 3 * 100 / np.ptp(quality[labelled]) * positive_move[labelled].max() + two_paths(10, 100, U64)
+
+
+@pytest.mark.numerics
 def test_evidence_and_labels_in_bands_equal_one_pass(monkeypatch):
     vectors, codes = _one_large_identity(8)
     bursts = cluster_identities(vectors, codes, (0.8,))[0]
     whole = match_evidence(vectors, codes, bursts, 0.3, 0.05)
     banded = match_evidence(vectors, codes, bursts, 0.3, 0.05, max_gram=1000)
-    np.testing.assert_allclose(banded[0], whole[0], rtol=0, atol=1e-5)
     np.testing.assert_array_equal(banded[1], whole[1])
+    # the two paths block the Gram matrix differently (other BLAS kernels): equal within rounding, not bit-equal
+    bound = _evidence_bound(whole[0], whole[1], 0.3, 0.05, vectors.shape[1])
+    assert np.all(np.abs(banded[0] - whole[0]) <= bound)
+    assert bound.max() < 0.1  # a missed or doubled burst that matches moves the evidence by about 1
     norms = np.random.default_rng(0).uniform(5, 15, len(codes)).astype(np.float32)
     unbanded = create_labeler("reference-consensus", n_threshold_pairs=5000).fit(vectors, codes, norms=norms)
     monkeypatch.setattr("fiqa.label.reference.MAX_GRAM", 1000)
     labels = create_labeler("reference-consensus", n_threshold_pairs=5000).fit(vectors, codes, norms=norms).labels_
-    np.testing.assert_allclose(labels.score, unbanded.labels_.score, rtol=0, atol=1e-4)
     np.testing.assert_array_equal(labels.columns["burst"], unbanded.labels_.columns["burst"])
+    columns = unbanded.labels_.columns
+    threshold = unbanded.threshold_
+    assert labels.meta["derived"]["threshold"] == threshold  # same non-mated pairs, same einsum: bit-equal
+    evidence, outside = match_evidence(vectors, codes, columns["burst"], threshold, 0.05)
+    evidence_bound = _evidence_bound(evidence, outside, threshold, 0.05, vectors.shape[1])
+    quality = columns["positive"] + 0.2 * columns["anchor"]  # the default norm_weight
+    labelled = np.isfinite(unbanded.labels_.score)
+    allowed = _score_bound(evidence_bound, outside, columns["anchor"], labelled, quality, 0.5)
+    assert allowed < 0.1  # a wrong band (a burst missed) moves scores by points
+    np.testing.assert_allclose(labels.score, unbanded.labels_.score, rtol=0, atol=allowed)
 
 
 def test_identity_blocks_bound_the_gram_elements():
