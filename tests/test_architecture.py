@@ -17,6 +17,7 @@ STAGES = (
     ("io", ("fiqa.io",)),
     ("detect", ("fiqa.detect",)),
     ("embed", ("fiqa.embed",)),
+    ("components", ("fiqa.components",)),
     ("augment", ("fiqa.augment",)),
     ("label", ("fiqa.label",)),
     ("train", ("fiqa.train",)),

@@ -28,14 +28,22 @@ from fiqa.commands._common import (
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Faces per model call.")
 @click.option("--on-error", type=click.Choice(["record", "raise"]), default="record", show_default=True,
               help="record: unreadable images and images without a face get a status and no score.")
+@click.option("--components", is_flag=True,
+              help="Also measure each face's quality components (`fiqa components`) and advise: columns <name> "
+                   "(0-100), <name>_raw, components_reason and advice (codes; stdout shows them as a 4th column).")
+@click.option("--advice-profile", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="A TOML advice profile (thresholds on the components' raw values). Default: the shipped "
+                   "'enrolment' profile (`fiqa components --profile` prints it).")
 @engine_options("scores")
 @device_option("the quality model")
 def command(paths: tuple[str, ...], model: str | None, out_path: str | None, aligned: bool, batch_size: int,
-            on_error: str, engine: str, ray_address: str | None, device: str) -> None:
+            on_error: str, components: bool, advice_profile: str | None, engine: str, ray_address: str | None,
+            device: str) -> None:
     """Score image files, folders (recursive) or glob patterns PATHS (quality 0-100, higher is better).
 
     Columns of the table: sample_id, score (0-100, NaN unless ok), status, reason, raw_score (the model's output
-    before calibration), location, n_faces, detection_score (detector confidence).
+    before calibration), location, n_faces, detection_score (detector confidence); with --components, two columns
+    per component, components_reason and advice.
     """
     import collections
     import math
@@ -47,6 +55,15 @@ def command(paths: tuple[str, ...], model: str | None, out_path: str | None, ali
     from fiqa.score import create_scorer
 
     check_engine(engine, ray_address, device)
+    if advice_profile is not None and not components:
+        raise click.UsageError("--advice-profile needs --components")
+    if components and engine == "ray":
+        raise click.UsageError("--components runs on the local engine only (leave out --engine ray)")
+    profile = None
+    if components:
+        from fiqa.components import load_profile
+
+        profile = load_profile(advice_profile)  # a bad profile fails before any image is read
     # first: a wrong model name (or a device this install cannot run) fails before any image is read
     scorer = create_scorer(model, batch_size=batch_size, device=device)
     locations = [loc for path in paths for loc in open_source(path, kind="images").samples.location]
@@ -58,14 +75,17 @@ def command(paths: tuple[str, ...], model: str | None, out_path: str | None, ali
         table = score_images_ray(locations, model, aligned=aligned, on_error=on_error, batch_size=batch_size,
                                  ray_address=ray_address, progress=progress())
     else:
-        table = scorer.score(locations, aligned=aligned, on_error=on_error, progress=progress())
+        table = scorer.score(locations, aligned=aligned, on_error=on_error, progress=progress(),
+                             components=components, advice_profile=profile)
     counts = collections.Counter(table.status.tolist())
     scored = table.score[table.ok]
     summary = (f"{len(table)} images: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                + (f", median quality {np.median(scored):.1f}" if len(scored) else ""))
     if out_path is None:
-        for location, score, status in zip(table.columns["location"], table.score, table.status):
-            click.echo(f"{location}\t{'nan' if math.isnan(score) else f'{score:.1f}'}\t{status}")
+        advice = table.columns["advice"] if components else None
+        for i, (location, score, status) in enumerate(zip(table.columns["location"], table.score, table.status)):
+            extra = f"\t{advice[i] or '-'}" if advice is not None else ""
+            click.echo(f"{location}\t{'nan' if math.isnan(score) else f'{score:.1f}'}\t{status}{extra}")
         note(summary)
     elif out_path == STDOUT:
         write_quality(table, out_path)

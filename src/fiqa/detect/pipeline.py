@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -42,6 +42,22 @@ NO_FACE_REASON = "the detector found no face"
 
 _ENCODED = (bytes, bytearray, memoryview)
 
+REGION_SIDE = 256
+"""Largest side of :attr:`FaceCrop.region` in source pixels."""
+
+
+def _face_region(pixels: np.ndarray, box: np.ndarray) -> tuple[np.ndarray | None, tuple[int, int]]:
+    """Luminance of the face box (clipped to the image, at most REGION_SIDE a side around its centre)."""
+    height, width = pixels.shape[:2]
+    cx, cy = float(box[0] + box[2] / 2), float(box[1] + box[3] / 2)
+    half_w, half_h = min(float(box[2]), REGION_SIDE) / 2, min(float(box[3]), REGION_SIDE) / 2
+    x0, x1 = max(0, int(round(cx - half_w))), min(width, int(round(cx + half_w)))
+    y0, y1 = max(0, int(round(cy - half_h))), min(height, int(round(cy + half_h)))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None, (0, 0)
+    patch = pixels[y0:y1, x0:x1].astype(np.float32)
+    return 0.114 * patch[..., 0] + 0.587 * patch[..., 1] + 0.299 * patch[..., 2], (x0, y0)
+
 
 @dataclass(frozen=True)
 class FaceCrop:
@@ -63,6 +79,18 @@ class FaceCrop:
         The detector's confidence in the chosen face; NaN when no face was detected.
     landmarks : ndarray of shape (5, 2), float32, or None
         The chosen face's landmarks in source-image pixels (ARCFACE_TEMPLATE order); None unless detected.
+    image_size : (height, width) or None
+        The source image's size; None when it could not be read.
+    box : ndarray of shape (4,), float32, or None
+        The chosen face's detector box ``x, y, w, h`` in source pixels; None unless detected.
+    other_boxes : ndarray of shape (k, 4), float32
+        The boxes of the other faces the detector found.
+    region : ndarray of shape (h, w), float32, or None
+        Luminance of the face's box in the source image at its own pixel grid (at most
+        :data:`REGION_SIDE` pixels a side, centred on the box), where a block codec left its grid; None unless
+        detected.
+    region_origin : (x, y)
+        Position of ``region[0, 0]`` in the source image.
     """
 
     crop: np.ndarray | None
@@ -71,6 +99,11 @@ class FaceCrop:
     n_faces: int = -1
     detection_score: float = math.nan
     landmarks: np.ndarray | None = None
+    image_size: tuple[int, int] | None = None
+    box: np.ndarray | None = None
+    other_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    region: np.ndarray | None = None
+    region_origin: tuple[int, int] = (0, 0)
 
     @property
     def ok(self) -> bool:
@@ -161,10 +194,13 @@ class FacePipeline:
             pixels = self.read(image)
         except ImageReadError as exc:
             return FaceCrop(None, exc.status, exc.reason)  # detection never ran
+        size = (int(pixels.shape[0]), int(pixels.shape[1]))
         if self.aligner is None:
-            return FaceCrop(resize_aligned(pixels), Status.OK)
+            return FaceCrop(resize_aligned(pixels), Status.OK, image_size=size)
         alignment = self.aligner.align(pixels)
-        if alignment.crop is None:
-            return FaceCrop(None, Status.NO_FACE, NO_FACE_REASON, n_faces=int(alignment.n_faces))
+        if alignment.crop is None or alignment.box is None:
+            return FaceCrop(None, Status.NO_FACE, NO_FACE_REASON, n_faces=int(alignment.n_faces), image_size=size)
+        region, origin = _face_region(pixels, alignment.box)
         return FaceCrop(alignment.crop, Status.OK, n_faces=int(alignment.n_faces),
-                        detection_score=float(alignment.score), landmarks=alignment.landmarks)
+                        detection_score=float(alignment.score), landmarks=alignment.landmarks, image_size=size,
+                        box=alignment.box, other_boxes=alignment.other_boxes, region=region, region_origin=origin)

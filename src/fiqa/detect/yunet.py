@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -32,12 +32,18 @@ class Alignment:
         How many faces the detector found above its score threshold.
     score : float
         Detector confidence of the chosen face in [0, 1]; NaN when no face.
+    box : ndarray of shape (4,), float32, or None
+        The chosen face's box ``x, y, w, h`` in source-image pixels; None when no face.
+    other_boxes : ndarray of shape (k, 4), float32
+        The boxes of the other faces found.
     """
 
     crop: np.ndarray | None
     landmarks: np.ndarray | None
     n_faces: int
     score: float
+    box: np.ndarray | None = None
+    other_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
 
 #: YuNet in OpenCV gives run-to-run different detections for an image with a side of 32 pixels or less (it reads
@@ -167,7 +173,9 @@ class FaceAligner:
         faces = self.detect(image_bgr)
         if len(faces) == 0:
             return Alignment(crop=None, landmarks=None, n_faces=0, score=math.nan)
-        chosen = faces[self._choose(faces, *image_bgr.shape[:2])]
+        index = self._choose(faces, *image_bgr.shape[:2])
+        chosen = faces[index]
         landmarks = chosen[4:14].reshape(5, 2).astype(np.float32)
         crop = warp_to_template(image_bgr, landmarks)
-        return Alignment(crop=crop, landmarks=landmarks, n_faces=len(faces), score=float(chosen[14]))
+        return Alignment(crop=crop, landmarks=landmarks, n_faces=len(faces), score=float(chosen[14]),
+                         box=chosen[:4].copy(), other_boxes=np.delete(faces, index, axis=0)[:, :4].copy())

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from fiqa.components import AdviceProfile, ComponentTable, advise, compute_components, describe_components, load_profile
 from fiqa.core.errors import FIQAError, InvalidParameterError, ModelFileError
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
 from fiqa.detect import FaceAligner
-from fiqa.detect.pipeline import FacePipeline, ImageInput, image_name
+from fiqa.detect.pipeline import FaceCrop, FacePipeline, ImageInput, image_name
 from fiqa.embed.onnx_runtime import check_device, inference_session
 from fiqa.embed.quality_model import OUTPUT_NAMES, quality_model_from_bytes
 from fiqa.embed.spec import PreprocessSpec
@@ -143,7 +144,8 @@ class Scorer:
         return pipeline
 
     def score(self, images: Sequence[ImageInput], *, aligned: bool = False, on_error: str = "record",
-              progress: bool = True) -> QualityTable:
+              progress: bool = True, components: bool = False,
+              advice_profile: AdviceProfile | str | os.PathLike | None = None) -> QualityTable:
         """Score images, detecting and aligning faces unless ``aligned``.
 
         Parameters
@@ -158,12 +160,19 @@ class Scorer:
             reason, and the rest are scored; ``"raise"``: the first such image raises.
         progress : bool
             Show a progress bar.
+        components : bool
+            Also measure the quality components (:mod:`fiqa.components`) of each face and advise: two columns per
+            component, ``<name>`` (0-100) and ``<name>_raw`` (units in ``meta["components"]``), then
+            ``components_reason`` and ``advice`` (codes joined by ``;``; texts in ``fiqa.components.ADVICE``).
+        advice_profile : AdviceProfile, path or None
+            Thresholds for the advice (None: the shipped ``enrolment`` profile); only with ``components``.
 
         Returns
         -------
         QualityTable
             Row ``i`` is ``images[i]`` (``sample_id = i``); ``score`` is the calibrated 0-100 quality; columns
-            ``raw_score``, ``location``, ``n_faces`` (-1 when aligned), ``detection_score`` (detector confidence).
+            ``raw_score``, ``location``, ``n_faces`` (-1 when aligned), ``detection_score`` (detector confidence),
+            and the components' columns when asked.
         """
         if on_error not in ON_ERROR:
             raise InvalidParameterError("Scorer.score", "on_error", f"one of {ON_ERROR}", on_error)
@@ -174,19 +183,25 @@ class Scorer:
         n_faces, detection_score = np.full(n, -1, np.int32), np.full(n, np.nan)
         locations = np.array([image_name(image, i) for i, image in enumerate(images)], dtype=object)
         pipeline = self._pipeline(aligned)
+        profile = _profile(advice_profile) if components else None
+        measured: list[ComponentTable] = []
         bar = tqdm(total=n, desc="score", unit="img", disable=not progress)
         for start in range(0, n, self.batch_size):
-            rows, crops = [], []
+            rows, crops, faces = [], [], []
             for i in range(start, min(n, start + self.batch_size)):
                 face = pipeline.process(images[i])
                 n_faces[i], detection_score[i] = face.n_faces, face.detection_score
                 if face.crop is not None:
                     rows.append(i)
                     crops.append(face.crop)
+                    faces.append(face)
                     continue
                 status[i], reason[i] = face.status.value, face.reason
                 if on_error == "raise":
                     raise FIQAError(f"{locations[i]}: {reason[i]}")
+            if components:
+                measured.append(_batch_components(crops, faces, rows, reason[start:start + self.batch_size],
+                                                  start))
             if rows:
                 quality[rows], raw[rows] = self.score_crops(np.stack(crops))
                 self._flag_non_finite(np.asarray(rows), quality, status, reason)
@@ -195,10 +210,16 @@ class Scorer:
                     raise FIQAError(f"{locations[first]}: {reason[first]}")
             bar.update(min(n, start + self.batch_size) - start)
         bar.close()
-        return QualityTable(np.arange(n, dtype=np.int64), quality, status, reason,
-                            {"raw_score": raw, "location": locations, "n_faces": n_faces,
-                             "detection_score": detection_score},
-                            self._table_meta(aligned=aligned))
+        columns: dict[str, np.ndarray] = {"raw_score": raw, "location": locations, "n_faces": n_faces,
+                                          "detection_score": detection_score}
+        meta = self._table_meta(aligned=aligned)
+        if profile is not None:
+            table = ComponentTable.concatenate(measured)
+            codes = advise(table, profile)
+            columns.update(table.columns())
+            columns["advice"] = np.array([";".join(c) for c in codes], dtype=object)
+            meta.update(components=describe_components(), advice_profile=profile.to_dict())
+        return QualityTable(np.arange(n, dtype=np.int64), quality, status, reason, columns, meta)
 
     def score_store(self, store: EmbeddingStore, *, rows: np.ndarray | None = None,
                     progress: bool = True) -> QualityTable:
@@ -258,6 +279,23 @@ class Scorer:
                 "model_shape": self.meta.get("shape"),
                 **provenance(aligned=aligned, batch_size=self.batch_size, policy=self.policy,
                              score_threshold=self.score_threshold)}
+
+
+def _profile(value: AdviceProfile | str | os.PathLike | None) -> AdviceProfile:
+    return value if isinstance(value, AdviceProfile) else load_profile(value)
+
+
+def _batch_components(crops: list[np.ndarray], faces: list[FaceCrop], rows: list[int], reasons: np.ndarray,
+                      start: int) -> ComponentTable:
+    """The components of one batch's images in order: measured for the faces, NaN with the image's own reason
+    for the images without one."""
+    n = len(reasons)
+    found = compute_components(np.stack(crops), faces) if crops else ComponentTable.missing(0, [])
+    missing = ComponentTable.missing(n, [f"no face to measure ({r})" for r in reasons])
+    local = np.asarray(rows, dtype=np.int64) - start
+    raw, scalar, why = missing.raw.copy(), missing.scalar.copy(), missing.reason.copy()
+    raw[local], scalar[local], why[local] = found.raw, found.scalar, found.reason
+    return ComponentTable(missing.names, raw, scalar, why)
 
 
 def create_scorer(model: str | os.PathLike | None = None, **params: Any) -> Scorer:

@@ -1,0 +1,148 @@
+"""Subject pose and geometry components, from the detector's five landmarks and boxes in the source photo.
+
+- ``head_pose_yaw``, ``head_pose_pitch``, ``head_pose_roll`` (degrees): a weak-perspective fit of a generic 3-D
+  face (:data:`FACE_MODEL_MM`, the five landmarks of an average adult face in millimetres) to the five landmarks:
+  the least-squares 2x3 projection, made a scaled rotation by its singular value decomposition, then Euler angles
+  ``R = Rz(roll) Ry(yaw) Rx(pitch)``. Yaw > 0: the nose points to the photo's right; pitch > 0: the face looks
+  up; roll > 0: the eye line turns clockwise on the screen (the subject's head leans to the photo's right).
+  Roll is exact for an in-plane rotation; yaw and pitch rest on the model's nose depth (20 mm before the eyes)
+  and one nose landmark, so their scale is approximate (see docs/components.md for what is and is not measured).
+- ``inter_eye_distance``: pixels between the two eye landmarks in the source photo (ISO/IEC 29794-5).
+- ``head_size``: the head's height (crown to chin, :data:`HEAD_MM` on the fitted scale) over the photo's height.
+- ``crop_left``, ``crop_right``, ``margin_above``, ``margin_below``: the room between the head region (crown to
+  chin, ear to ear, turned with the roll) and each border of the photo, in frontal inter-eye distances (63 mm on
+  the fitted scale); negative where the head leaves the photo.
+- ``single_face_present``: the largest other detected face's box height over the chosen face's (0: no other face).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["FACE_MODEL_MM", "GEOMETRY_COMPONENTS", "HEAD_MM", "POSE_COMPONENTS", "FaceGeometry", "fit_pose",
+           "geometry_values"]
+
+POSE_COMPONENTS = ("head_pose_yaw", "head_pose_pitch", "head_pose_roll")
+GEOMETRY_COMPONENTS = ("inter_eye_distance", "head_size", "crop_left", "crop_right", "margin_above", "margin_below",
+                       "single_face_present")
+
+FACE_MODEL_MM = np.array([
+    [-31.5, 0.0, 0.0],   # eye on the photo's left (the subject's right eye)
+    [31.5, 0.0, 0.0],    # eye on the photo's right
+    [0.0, 36.0, 20.0],   # nose tip
+    [-27.0, 63.0, 0.0],  # mouth corner on the photo's left
+    [27.0, 63.0, 0.0],   # mouth corner on the photo's right
+])
+"""x to the photo's right, y down, z towards the camera; eyes 63 mm apart (the adult mean interpupillary
+distance); nose and mouth corners where YuNet puts them on a face (the medians over 300 LFW-dev faces of training
+identities, eye distance normalised: nose 35.7 mm and mouth corners 63 mm below the eyes, mouth 54 mm wide; YuNet
+places the mouth corners higher than the ArcFace template's 72.8 mm), the nose tip 20 mm in front of the eyes and
+mouth corners."""
+FACE_MODEL_MM.setflags(write=False)
+
+HEAD_MM = (-120.0, 115.0, 75.0)
+"""Head region around the eyes' midpoint, in the model's millimetres: crown above (y), chin below (y), half-width."""
+_EYE_DISTANCE_MM = 63.0
+_MODEL_CENTRED = FACE_MODEL_MM - FACE_MODEL_MM.mean(axis=0)
+_MODEL_PINV = np.linalg.pinv(_MODEL_CENTRED)
+
+
+@dataclass(frozen=True)
+class FaceGeometry:
+    """Where the chosen face is in its source photo (what :class:`fiqa.detect.pipeline.FacePipeline` found).
+
+    Attributes
+    ----------
+    landmarks : ndarray of shape (5, 2), float, or None
+        ARCFACE_TEMPLATE order, source pixels; None for a pre-aligned crop (no geometry then).
+    image_size : (height, width) or None
+    box : ndarray of shape (4,), float, or None
+        The chosen face's detector box ``x, y, w, h``.
+    other_boxes : ndarray of shape (k, 4), float
+        Every other detected face's box.
+    """
+
+    landmarks: np.ndarray | None = None
+    image_size: tuple[int, int] | None = None
+    box: np.ndarray | None = None
+    other_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+
+
+def fit_pose(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    """Weak-perspective fit of :data:`FACE_MODEL_MM` to five landmarks.
+
+    Parameters
+    ----------
+    landmarks : ndarray of shape (5, 2)
+        Source pixels, ARCFACE_TEMPLATE order.
+
+    Returns
+    -------
+    yaw, pitch, roll : float
+        Degrees (signs as in the module docstring).
+    scale : float
+        Pixels per millimetre of the fitted face.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)
+    projection = (_MODEL_PINV @ (points - points.mean(axis=0))).T  # (2, 3): points ~ model @ projection.T
+    u, singular, vt = np.linalg.svd(projection, full_matrices=False)
+    rows = u @ vt
+    rotation = np.vstack([rows, np.cross(rows[0], rows[1])])
+    yaw = math.degrees(math.asin(float(np.clip(-rotation[2, 0], -1.0, 1.0))))
+    pitch = math.degrees(math.atan2(rotation[2, 1], rotation[2, 2]))
+    roll = math.degrees(math.atan2(rotation[1, 0], rotation[0, 0]))
+    return yaw, pitch, roll, float(singular.mean())
+
+
+def geometry_values(geometry: FaceGeometry) -> tuple[dict[str, float], str]:
+    """Raw values of :data:`POSE_COMPONENTS` and :data:`GEOMETRY_COMPONENTS` for one face.
+
+    Returns
+    -------
+    values : dict of str to float
+        NaN for every name when the geometry cannot be measured.
+    reason : str
+        Why not (``""`` when measured).
+    """
+    names = (*POSE_COMPONENTS, *GEOMETRY_COMPONENTS)
+    missing = dict.fromkeys(names, math.nan)
+    if geometry.landmarks is None or geometry.image_size is None:
+        return missing, "no landmarks (a pre-aligned crop has no source photo)"
+    points = np.asarray(geometry.landmarks, dtype=np.float64)
+    if points.shape != (5, 2) or not np.all(np.isfinite(points)):
+        return missing, "the landmarks are not five finite points"
+    eye_vector = points[1] - points[0]
+    eye_distance = float(np.hypot(*eye_vector))
+    if eye_distance < 1.0:
+        return missing, "the eye landmarks coincide"
+    yaw, pitch, roll, scale = fit_pose(points)
+    if not scale > 0:
+        return missing, "the landmarks do not fit a face"
+    height, width = geometry.image_size
+    along = np.array([math.cos(math.radians(roll)), math.sin(math.radians(roll))])
+    down = np.array([-along[1], along[0]])
+    centre = (points[0] + points[1]) / 2.0
+    top, bottom, half = (value * scale for value in HEAD_MM)
+    corners = np.array([centre + a * along + b * down for a in (-half, half) for b in (top, bottom)])
+    unit = _EYE_DISTANCE_MM * scale
+    values = {
+        "head_pose_yaw": yaw, "head_pose_pitch": pitch, "head_pose_roll": roll,
+        "inter_eye_distance": eye_distance,
+        "head_size": (bottom - top) / height,
+        "crop_left": float(corners[:, 0].min()) / unit,
+        "crop_right": (width - float(corners[:, 0].max())) / unit,
+        "margin_above": float(corners[:, 1].min()) / unit,
+        "margin_below": (height - float(corners[:, 1].max())) / unit,
+        "single_face_present": _second_face(geometry),
+    }
+    return values, ""
+
+
+def _second_face(geometry: FaceGeometry) -> float:
+    if len(geometry.other_boxes) == 0:
+        return 0.0
+    if geometry.box is None or not geometry.box[3] > 0:
+        return math.nan
+    return float(np.max(np.asarray(geometry.other_boxes)[:, 3]) / geometry.box[3])

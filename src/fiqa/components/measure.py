@@ -1,0 +1,217 @@
+"""Measure every component of a batch of faces: :func:`compute_components` -> :class:`ComponentTable`."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fiqa.components.base import Band, Component, Falling, Rising
+from fiqa.components.capture import CAPTURE_COMPONENTS, capture_values, luminance
+from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, FaceGeometry, geometry_values
+from fiqa.components.occlusion import OCCLUSION_COMPONENTS, occlusion_values
+from fiqa.core.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from fiqa.detect.pipeline import FaceCrop
+
+__all__ = ["COMPONENTS", "ComponentTable", "compute_components", "describe_components"]
+
+_C = Component
+COMPONENTS: dict[str, Component] = {c.name: c for c in (
+    # capture: image statistics on the aligned crop (fiqa.components.capture)
+    _C("sharpness", "capture", "pixels (blur of the edges, 112-pixel crop)",
+       "how far the face's edges are spread by defocus, motion or too few pixels", Falling(2.5, 0.5), "Sharpness"),
+    _C("compression_artifacts", "capture", "ratio (step across block edges / step elsewhere; 1 = none)",
+       "block edges left by JPEG, WebP or video codecs", Falling(1.5, 0.12), "Compression artifacts"),
+    _C("noise", "capture", "grey levels (standard deviation of luminance noise)",
+       "sensor or added noise on the face", Falling(8.0, 2.0)),
+    _C("under_exposure", "capture", "fraction of the face darker than 10 % of full scale",
+       "near-black parts of the face", Falling(0.25, 0.06), "Under-exposure prevention"),
+    _C("over_exposure", "capture", "fraction of the face brighter than 97 % of full scale",
+       "clipped white parts of the face", Falling(0.10, 0.03), "Over-exposure prevention"),
+    _C("dynamic_range", "capture", "fraction of full scale (5th to 95th percentile of the face's smoothed luminance)",
+       "the tonal range the face spans", Rising(0.15, 0.04), "Dynamic range"),
+    _C("illumination_uniformity", "capture", "stops (largest log2 ratio of left/right or top/bottom light)",
+       "light falling unevenly on the face", Falling(1.0, 0.25), "Illumination uniformity"),
+    _C("luminance_mean", "capture", "fraction of full scale (mean luminance of the face)",
+       "how bright the face is", Band(0.2, 0.8, 0.05), "Luminance mean"),
+    # subject: pose from the landmarks (fiqa.components.geometry), occlusion from the crop (occlusion)
+    _C("head_pose_yaw", "subject", "degrees (> 0: nose to the photo's right)", "the head turned left or right",
+       Falling(20.0, 5.0, absolute=True), "Head pose yaw"),
+    _C("head_pose_pitch", "subject", "degrees (> 0: looking up)", "the head tilted up or down",
+       Falling(20.0, 5.0, absolute=True), "Head pose pitch"),
+    _C("head_pose_roll", "subject", "degrees (> 0: eye line clockwise on the screen)",
+       "the head leaning to one shoulder", Falling(15.0, 4.0, absolute=True), "Head pose roll"),
+    _C("eyes_visible", "subject", "fraction of the eye regions visible",
+       "eyes hidden by sunglasses, hair or a hand", Rising(0.7, 0.08), "Eyes visible"),
+    _C("mouth_occlusion", "subject", "fraction of the mouth region occluded", "a mask or a hand over the mouth",
+       Falling(0.3, 0.08), "Mouth occlusion prevention"),
+    _C("face_occlusion", "subject", "fraction of the inner face occluded", "anything in front of the face",
+       Falling(0.2, 0.06), "Face occlusion prevention"),
+    # geometry in the source photo (fiqa.components.geometry)
+    _C("inter_eye_distance", "geometry", "pixels between the eye centres in the photo",
+       "how many pixels the face has", Rising(60.0, 12.0), "Inter-eye distance"),
+    _C("head_size", "geometry", "fraction of the photo's height (crown to chin)",
+       "how much of the photo the head fills", Band(0.3, 0.95, 0.05), "Head size"),
+    _C("crop_left", "geometry", "inter-eye distances between the head and the photo's left border (< 0: cut off)",
+       "the head leaving the photo on the left", Rising(0.0, 0.1), "Leftward crop of the face image"),
+    _C("crop_right", "geometry", "inter-eye distances between the head and the photo's right border (< 0: cut off)",
+       "the head leaving the photo on the right", Rising(0.0, 0.1), "Rightward crop of the face image"),
+    _C("margin_above", "geometry", "inter-eye distances between the crown and the photo's top (< 0: cut off)",
+       "the head leaving the photo at the top", Rising(0.0, 0.1), "Margin above of the face image"),
+    _C("margin_below", "geometry", "inter-eye distances between the chin and the photo's bottom (< 0: cut off)",
+       "the head leaving the photo at the bottom", Rising(0.0, 0.1), "Margin below of the face image"),
+    _C("single_face_present", "geometry", "ratio (largest other face's height / this face's; 0 = alone)",
+       "another face in the photo", Falling(0.5, 0.1), "Single face present"),
+)}
+assert set(COMPONENTS) == {*CAPTURE_COMPONENTS, *POSE_COMPONENTS, *OCCLUSION_COMPONENTS, *GEOMETRY_COMPONENTS}
+
+_CROP_COMPONENTS = (*CAPTURE_COMPONENTS, *OCCLUSION_COMPONENTS)
+_GEOMETRY = (*POSE_COMPONENTS, *GEOMETRY_COMPONENTS)
+_FLAT_STD = 0.5  # grey levels: a face region this flat holds no face to measure
+_FLAT_REASON = "the face region is flat (one grey level): nothing to measure"
+
+
+@dataclass(frozen=True)
+class ComponentTable:
+    """Components of B faces.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Column order (keys of :data:`COMPONENTS`).
+    raw : ndarray of shape (B, K), float64
+        Raw values in each component's unit (:data:`COMPONENTS`); NaN where not measured.
+    scalar : ndarray of shape (B, K), float64
+        0-100, higher is better; NaN where not measured.
+    reason : ndarray of shape (B, K), object (str)
+        Why a value is NaN; ``""`` where measured.
+    """
+
+    names: tuple[str, ...]
+    raw: np.ndarray
+    scalar: np.ndarray
+    reason: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def column(self, name: str, *, raw: bool = False) -> np.ndarray:
+        """One component's values (shape (B,))."""
+        if name not in self.names:
+            raise InvalidParameterError("ComponentTable.column", "name", f"one of {list(self.names)}", name)
+        return (self.raw if raw else self.scalar)[:, self.names.index(name)]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Table columns: ``<name>`` (0-100), ``<name>_raw``, then ``components_reason`` ("name: why; ...")."""
+        out: dict[str, np.ndarray] = {}
+        for k, name in enumerate(self.names):
+            out[name] = self.scalar[:, k]
+            out[f"{name}_raw"] = self.raw[:, k]
+        out["components_reason"] = np.array(["; ".join(f"{n}: {r}" for n, r in zip(self.names, row) if r)
+                                             for row in self.reason], dtype=object)
+        return out
+
+    def row(self, index: int) -> dict[str, dict[str, Any]]:
+        """One face's components as JSON-able dicts ``{name: {value, raw, unit, reason}}``."""
+        out = {}
+        for k, name in enumerate(self.names):
+            value, raw = float(self.scalar[index, k]), float(self.raw[index, k])
+            out[name] = {"value": None if math.isnan(value) else round(value, 2),
+                         "raw": None if math.isnan(raw) else raw if math.isfinite(raw) else str(raw),
+                         "unit": COMPONENTS[name].unit, **({"reason": self.reason[index, k]}
+                                                           if self.reason[index, k] else {})}
+        return out
+
+    @staticmethod
+    def concatenate(tables: Sequence[ComponentTable]) -> ComponentTable:
+        names = tables[0].names if tables else tuple(COMPONENTS)
+        if not tables:
+            return ComponentTable(names, np.zeros((0, len(names))), np.zeros((0, len(names))),
+                                  np.zeros((0, len(names)), dtype=object))
+        return ComponentTable(names, np.concatenate([t.raw for t in tables]),
+                              np.concatenate([t.scalar for t in tables]),
+                              np.concatenate([t.reason for t in tables]))
+
+    @staticmethod
+    def missing(n: int, reasons: Sequence[str]) -> ComponentTable:
+        """``n`` faces with nothing measured, each for its own reason."""
+        names = tuple(COMPONENTS)
+        reason = np.empty((n, len(names)), dtype=object)
+        reason[:] = np.asarray(reasons, dtype=object)[:, None] if n else reason
+        return ComponentTable(names, np.full((n, len(names)), math.nan), np.full((n, len(names)), math.nan), reason)
+
+
+def describe_components() -> dict[str, dict[str, str]]:
+    """Every component's group, unit, meaning, mapping and ISO/IEC 29794-5 name (for sidecars and ``GET /model``)."""
+    return {name: component.describe() for name, component in COMPONENTS.items()}
+
+
+def _check_crops(crops: object) -> np.ndarray:
+    array = np.asarray(crops)
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1:] != (112, 112, 3):
+        raise InvalidParameterError("compute_components", "crops", "a (B, 112, 112, 3) uint8 array",
+                                    f"{array.dtype} array of shape {array.shape}")
+    return array
+
+
+def _geometry(face: FaceCrop | None) -> FaceGeometry:
+    if face is None:
+        return FaceGeometry()
+    return FaceGeometry(face.landmarks, face.image_size, face.box, face.other_boxes)
+
+
+def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | None = None) -> ComponentTable:
+    """Every component of B aligned faces.
+
+    Parameters
+    ----------
+    crops : ndarray of shape (B, 112, 112, 3), uint8, BGR
+        Faces aligned on the ArcFace template.
+    faces : sequence of B FaceCrop (or None), optional
+        What detection found for each face (:class:`fiqa.detect.pipeline.FaceCrop`): landmarks, boxes and the
+        photo's size for the pose and geometry components, the face region at the photo's pixel grid for
+        ``compression_artifacts``. Without it (pre-aligned crops) pose and geometry are NaN with a reason.
+
+    Returns
+    -------
+    ComponentTable
+        Rows in the order of ``crops``.
+    """
+    crops = _check_crops(crops)
+    n = len(crops)
+    if faces is not None and len(faces) != n:
+        raise InvalidParameterError("compute_components", "faces", f"a sequence of {n} faces (one per crop)",
+                                    f"{len(faces)} faces")
+    names = tuple(COMPONENTS)
+    raw = np.full((n, len(names)), math.nan)
+    reason = np.full((n, len(names)), "", dtype=object)
+    occlusion = occlusion_values(crops) if n else {}
+    for i in range(n):
+        face = faces[i] if faces is not None else None
+        values, why = geometry_values(_geometry(face))
+        flat = float(luminance(crops[i]).std()) < _FLAT_STD
+        if not flat:
+            values.update({name: float(occlusion[name][i]) for name in OCCLUSION_COMPONENTS})
+            region = None if face is None else face.region
+            values.update(capture_values(crops[i], region, (0, 0) if face is None else face.region_origin))
+        for k, name in enumerate(names):
+            raw[i, k] = values.get(name, math.nan)
+            if math.isnan(raw[i, k]):
+                reason[i, k] = (_FLAT_REASON if flat and name in _CROP_COMPONENTS
+                                else why or "not measurable" if name in _GEOMETRY
+                                else _CROP_REASONS.get(name, "not measurable on this crop"))
+    scalar = np.column_stack([COMPONENTS[name].scalar(raw[:, k]) for k, name in enumerate(names)]) if n \
+        else np.zeros((0, len(names)))
+    return ComponentTable(names, raw, scalar, reason)
+
+
+_CROP_REASONS: Mapping[str, str] = {
+    "sharpness": "the face holds no edges to measure blur on",
+    "compression_artifacts": "the face region is smaller than two 8-pixel blocks or flat",
+    "illumination_uniformity": "one side of the face is black",
+    **dict.fromkeys(OCCLUSION_COMPONENTS, "the occlusion model could not assess this crop"),
+}
