@@ -17,7 +17,7 @@ import numpy as np
 
 from fiqa.core.numerics import U16, U32, U64, gamma
 
-__all__ = ["U16", "U32", "U64", "cosine_bound", "dot_bound", "float32_ulps", "gamma", "two_paths"]
+__all__ = ["U16", "U32", "U64", "assert_within", "cosine_bound", "dot_bound", "float32_ulps", "gamma", "two_paths"]
 
 
 def dot_bound(n: int, magnitude: float | np.ndarray = 1.0, u: float = U32) -> float | np.ndarray:
@@ -41,3 +41,21 @@ def float32_ulps(values: float | np.ndarray, count: int = 1) -> float | np.ndarr
     """``count`` float32 units in the last place of ``|values|`` (the spacing of float32 numbers there): the
     tolerance of a float32 result that is correctly rounded in each path but may be rounded once more in one."""
     return count * np.spacing(np.abs(np.asarray(values, np.float32))).astype(np.float64)
+
+
+def assert_within(actual: object, desired: object, bound: object, what: str = "values") -> None:
+    """``|actual - desired| <= bound`` elementwise (``bound`` may differ per element; NaN must meet NaN), with a
+    message naming the worst element and its bound."""
+    actual_values, desired_values = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
+    shape = np.broadcast_shapes(actual_values.shape, desired_values.shape)
+    actual_values, desired_values = np.broadcast_to(actual_values, shape), np.broadcast_to(desired_values, shape)
+    bounds = np.broadcast_to(np.asarray(bound, np.float64), shape)
+    difference = np.abs(actual_values - desired_values)
+    both_nan = np.isnan(actual_values) & np.isnan(desired_values)
+    bad = ~(both_nan | (difference <= bounds))
+    if bad.any():
+        excess = np.where(bad, np.nan_to_num(difference - bounds, nan=np.inf), -np.inf)
+        worst = np.unravel_index(int(np.argmax(excess)), shape)
+        raise AssertionError(f"{int(bad.sum())} of {bad.size} {what} differ by more than their bound; worst at "
+                             f"{tuple(int(i) for i in worst)}: {actual_values[worst]!r} vs {desired_values[worst]!r}, "
+                             f"difference {difference[worst]:.3g}, bound {bounds[worst]:.3g}")
