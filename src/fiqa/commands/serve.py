@@ -58,9 +58,12 @@ def _option(*names: str, envvar: str, **kwargs):
          help="onnxruntime threads of the model. Default: the cores left after the decode threads (at least 1).")
 @_option("--graceful-timeout", envvar="GRACEFUL_TIMEOUT", type=click.IntRange(min=0), default=30,
          help="On SIGINT/SIGTERM, seconds in-flight requests may take to finish.")
+@_option("--advice-profile", envvar="ADVICE_PROFILE", type=click.Path(dir_okay=False), default=None,
+         show_default=False, metavar="FILE",
+         help="Advice profile for POST /score?components=true (default: the shipped 'enrolment' profile).")
 def command(model: str | None, host: str, port: int, max_body_mb: float, max_pixels: int, decode_timeout: float,
             body_timeout: float, max_pending: int, max_parts: int, batch_size: int, batch_wait_ms: float,
-            decode_threads: int, threads: int | None, graceful_timeout: int) -> None:
+            decode_threads: int, threads: int | None, graceful_timeout: int, advice_profile: str | None) -> None:
     """Serve a quality model over HTTP: POST /score (image bytes, or a multipart form of images), GET /health,
     GET /model. Stops on SIGINT/SIGTERM after the requests in progress are answered. API: docs/serve.md."""
     from fiqa.serve.config import MIB, Limits, Workers
@@ -80,4 +83,4 @@ def command(model: str | None, host: str, port: int, max_body_mb: float, max_pix
         click.echo(f"fiqa serve: listening on {url} (POST {url}/score; Ctrl+C to stop)")
 
     run(model, host=host, port=port, limits=limits, workers=workers, threads=threads,
-        graceful_timeout=graceful_timeout, on_ready=ready)
+        graceful_timeout=graceful_timeout, on_ready=ready, advice_profile=advice_profile)

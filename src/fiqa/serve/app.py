@@ -1,5 +1,6 @@
 """The HTTP API of ``fiqa serve`` as an ASGI application (Starlette): ``POST /score``, ``GET /health``,
-``GET /model``. See ``docs/serve.md`` for the API, its status codes and its limits.
+``GET /model``. See ``docs/serve.md`` for the API, its status codes and its limits. ``POST /score?components=true``
+adds each face's quality components and advice (:mod:`fiqa.components`), as ``fiqa score --components`` does.
 
 Every response is JSON. An image's result says what became of that image (``status`` and ``reason``, a ``score``
 when ``status`` is ``"ok"``); a request that cannot be taken gets ``{"status": ..., "reason": ...}`` and a 4xx/5xx
@@ -24,6 +25,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fiqa.components import (
+    ADVICE,
+    AdviceProfile,
+    ComponentTable,
+    advise,
+    compute_components,
+    describe_components,
+    load_profile,
+)
 from fiqa.core.types import Status
 from fiqa.detect.pipeline import FaceCrop
 from fiqa.score import Scorer
@@ -67,8 +77,11 @@ class _DecodeTimeout(Exception):
     pass
 
 
-def _result(status: str, reason: str, face: FaceCrop | None = None, score: float | None = None) -> dict[str, Any]:
-    """One image's JSON result; fields without a value are null (JSON has no NaN)."""
+def _result(status: str, reason: str, face: FaceCrop | None = None, score: float | None = None,
+            components: tuple[ComponentTable, AdviceProfile] | None = None) -> dict[str, Any]:
+    """One image's JSON result; fields without a value are null (JSON has no NaN). With ``components`` (asked for
+    by the request): ``components`` ({name: {value, raw, unit[, reason]}}) and ``advice`` ([{code, text}]), both
+    null when there is no face to measure."""
     body: dict[str, Any] = {"score": score, "status": status, "reason": reason, "n_faces": None,
                             "detection_score": None, "box": None}
     if face is not None and face.n_faces >= 0:  # detection ran
@@ -76,6 +89,12 @@ def _result(status: str, reason: str, face: FaceCrop | None = None, score: float
         if face.landmarks is not None:
             body["detection_score"] = face.detection_score
             body["box"] = [round(value, 2) for value in crop_box(face.landmarks)]
+    if components is not None:
+        table, profile = components
+        measured = len(table) == 1
+        body["components"] = table.row(0) if measured else None
+        body["advice"] = [{"code": code, "text": ADVICE[code]} for code in advise(table, profile)[0]] \
+            if measured else None
     return body
 
 
@@ -90,8 +109,10 @@ class Service:
     workers : Workers
     """
 
-    def __init__(self, scorer: Scorer, limits: Limits, workers: Workers) -> None:
+    def __init__(self, scorer: Scorer, limits: Limits, workers: Workers,
+                 advice_profile: AdviceProfile | None = None) -> None:
         self.scorer, self.limits, self.workers = scorer, limits, workers
+        self.advice_profile = advice_profile or load_profile()
         self.pipeline = pipeline_for(scorer.policy, scorer.score_threshold, limits)
         self.batcher = Batcher(scorer, batch_size=workers.batch_size, batch_wait=workers.batch_wait)
         self.pool: ThreadPoolExecutor | None = None
@@ -154,7 +175,7 @@ class Service:
                                                   f"{self.limits.body_timeout:g} s to arrive") from None
         return b"".join(chunks)
 
-    async def _face(self, data: bytes) -> FaceCrop:
+    async def _face(self, data: bytes, components: bool) -> tuple[FaceCrop, ComponentTable | None]:
         """``FacePipeline.process(data)`` in the decode pool, abandoned after ``decode_timeout`` seconds of work (timed
         from when a pool thread starts it, not while it waits for one)."""
         assert self.pool is not None, "Service.start() was not called"
@@ -170,9 +191,12 @@ class Service:
             if not expired.done():
                 timers.append(loop.call_later(self.limits.decode_timeout, expire))
 
-        def job() -> FaceCrop:
+        def job() -> tuple[FaceCrop, ComponentTable | None]:
             loop.call_soon_threadsafe(arm)
-            return self.pipeline.process(data)
+            face = self.pipeline.process(data)
+            if not components or face.crop is None:
+                return face, None
+            return face, compute_components(face.crop[None], [face])
 
         work = loop.run_in_executor(self.pool, job)
         racing: set[asyncio.Future[Any]] = {work, expired}
@@ -187,21 +211,24 @@ class Service:
         work.add_done_callback(_discard)  # it runs on; its result (or error) is not wanted any more
         raise _DecodeTimeout
 
-    async def score_image(self, data: bytes) -> dict[str, Any]:
-        """The JSON result of one encoded image."""
+    async def score_image(self, data: bytes, components: bool = False) -> dict[str, Any]:
+        """The JSON result of one encoded image (with its components and advice when asked)."""
+        none = (ComponentTable.missing(0, []), self.advice_profile) if components else None
         if not data:
-            return _result(Status.NOT_AN_IMAGE.value, "the image is empty (0 bytes)")
+            return _result(Status.NOT_AN_IMAGE.value, "the image is empty (0 bytes)", components=none)
         try:
-            face = await self._face(data)
+            face, table = await self._face(data, components)
         except _DecodeTimeout:
             return _result(DECODE_TIMEOUT, f"decoding and face detection took longer than decode_timeout="
-                                           f"{self.limits.decode_timeout:g} s")
+                                           f"{self.limits.decode_timeout:g} s", components=none)
+        measured = (table, self.advice_profile) if table is not None else none
         if face.crop is None:
-            return _result(face.status.value, face.reason, face)
+            return _result(face.status.value, face.reason, face, components=measured)
         quality, _raw = await asyncio.wrap_future(self.batcher.submit(face.crop))
         if not math.isfinite(quality):
-            return _result(Status.INVALID_SCORE.value, "the model returned a non-finite quality", face)
-        return _result(Status.OK.value, "", face, quality)
+            return _result(Status.INVALID_SCORE.value, "the model returned a non-finite quality", face,
+                           components=measured)
+        return _result(Status.OK.value, "", face, quality, components=measured)
 
     def model_name(self) -> str:
         """The model's registered name (its card's), or its file name: never a path on the server."""
@@ -219,8 +246,19 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").partition(";")[0].strip().lower()
 
 
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
+
+
+def _wants_components(request: Request) -> bool:
+    value = request.query_params.get("components", "0").strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ServeError(400, "bad_request", f"components={value!r}: use components=true or components=false")
+    return value in _TRUE
+
+
 async def score(request: Request) -> Response:
     service: Service = request.app.state.service
+    components = _wants_components(request)
     media = _media_type(request)
     is_form = media == FORM_MEDIA_TYPE
     if not is_form and not any(media.startswith(kind) for kind in IMAGE_MEDIA_TYPES):
@@ -235,7 +273,7 @@ async def score(request: Request) -> Response:
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening
         if not is_form:
-            result = await service.score_image(body)
+            result = await service.score_image(body, components)
             return JSONResponse(result, status_code=HTTP_STATUS[result["status"]])
         try:
             parts = split_form(body, request.headers["content-type"], service.limits.max_parts)
@@ -243,7 +281,7 @@ async def score(request: Request) -> Response:
             raise ServeError(413, "too_many_parts", str(exc)) from None
         except FormError as exc:
             raise ServeError(400, "bad_request", str(exc)) from None
-        results = await asyncio.gather(*(service.score_image(part.data) for part in parts))
+        results = await asyncio.gather(*(service.score_image(part.data, components) for part in parts))
         return JSONResponse({"results": [{"name": part.name, "filename": part.filename, **result}
                                          for part, result in zip(parts, results)]})
     finally:
@@ -264,7 +302,8 @@ async def model(request: Request) -> Response:
     service: Service = request.app.state.service
     scorer = service.scorer
     return JSONResponse({"name": service.model_name(), "sha256": scorer.model_sha256, "card": scorer.card,
-                         "metadata": scorer.meta})
+                         "metadata": scorer.meta, "components": describe_components(), "advice": ADVICE,
+                         "advice_profile": service.advice_profile.to_dict()})
 
 
 async def _serve_error(request: Request, exc: Exception) -> Response:
@@ -288,7 +327,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
                         status_code=500)
 
 
-def create_app(scorer: Scorer, *, limits: Limits | None = None, workers: Workers | None = None) -> Starlette:
+def create_app(scorer: Scorer, *, limits: Limits | None = None, workers: Workers | None = None,
+               advice_profile: AdviceProfile | None = None) -> Starlette:
     """The ASGI application of ``fiqa serve``; run it with any ASGI server (:func:`fiqa.serve.run` uses uvicorn).
 
     Parameters
@@ -300,13 +340,15 @@ def create_app(scorer: Scorer, *, limits: Limits | None = None, workers: Workers
         What one request may be (default :class:`Limits()`).
     workers : Workers, optional
         Decode threads and batching (default :class:`Workers()`).
+    advice_profile : AdviceProfile, optional
+        Thresholds for the advice of ``POST /score?components=true`` (default: the shipped ``enrolment`` profile).
 
     Returns
     -------
     starlette.applications.Starlette
         ``app.state.service`` is the :class:`Service`.
     """
-    service = Service(scorer, limits or Limits(), workers or Workers())
+    service = Service(scorer, limits or Limits(), workers or Workers(), advice_profile)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -10,6 +10,7 @@ from types import FrameType
 
 import uvicorn
 
+from fiqa.components import load_profile
 from fiqa.core.errors import FIQAError, InvalidParameterError, check_int
 from fiqa.score import create_scorer
 from fiqa.serve.app import create_app
@@ -60,7 +61,8 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 def run(model: str | os.PathLike | None = None, *, host: str = "127.0.0.1", port: int = 8000,
         limits: Limits | None = None, workers: Workers | None = None, threads: int | None = None,
-        graceful_timeout: int = 30, on_ready: Callable[[str], None] | None = None) -> None:
+        graceful_timeout: int = 30, on_ready: Callable[[str], None] | None = None,
+        advice_profile: str | os.PathLike | None = None) -> None:
     """Load a quality model and serve it over HTTP until SIGINT or SIGTERM.
 
     Parameters
@@ -78,14 +80,17 @@ def run(model: str | os.PathLike | None = None, *, host: str = "127.0.0.1", port
         On a stop signal, how long in-flight requests may take to finish before the server closes them.
     on_ready : callable, optional
         Called with the service's URL once the model is loaded (connections from then on wait and are served).
+    advice_profile : path, optional
+        The advice profile of ``POST /score?components=true`` (default: the shipped ``enrolment`` profile).
     """
     workers = workers or Workers()
+    profile = load_profile(advice_profile)  # a bad profile fails before the port is taken
     sock = listen(host, port)  # first: a taken port fails before the model loads
     previous = {sig: signal.signal(sig, _exit_cleanly) for sig in STOP_SIGNALS}
     try:
         scorer = create_scorer(model, batch_size=workers.batch_size,
                                threads=inference_threads(workers) if threads is None else threads)
-        app = create_app(scorer, limits=limits, workers=workers)
+        app = create_app(scorer, limits=limits, workers=workers, advice_profile=profile)
         config = uvicorn.Config(app, http="h11", loop="asyncio", lifespan="on", log_config=None,
                                 timeout_graceful_shutdown=graceful_timeout, timeout_keep_alive=5, server_header=False)
         server = uvicorn.Server(config)
