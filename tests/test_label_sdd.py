@@ -9,6 +9,7 @@ from fiqa.core.types import Status
 from fiqa.label import create_labeler
 from fiqa.label.sdd import SDDLabeler, wasserstein_sorted
 from fiqa.studies.synthetic import make_embeddings
+from tolerances import U64, dot_bound, two_paths
 
 
 def _hand_case():
@@ -23,14 +24,18 @@ def test_hand_computed_small_classes_use_every_other_image():
     # every class has <= 24 others and <= 24 images of other identities: the draws are the whole data, so
     # raw W1 = a1 0.6, a2 0.2, a3 0.4, b1 0.8 (one positive 0.8 against three 0s), b2 mean(|0.8 - {0, .48, -.48}|)
     table = create_labeler("sdd", random_state=0).fit(vectors, identities).labels_
-    np.testing.assert_allclose(table.columns["w1"], [0.6, 0.2, 0.4, 0.8, 0.8], atol=1e-7)
-    np.testing.assert_allclose(table.score, [200 / 3, 0.0, 100 / 3, 100.0, 100.0], atol=1e-5)
-    np.testing.assert_allclose(table.columns["mean_positive"], [0.6, 0.16, 0.16, 0.8, 0.8], atol=1e-7)
-    np.testing.assert_allclose(table.columns["mean_negative"], [0.0, 0.24, -0.24, 0.0, 0.0], atol=1e-7)
+    # float32: inputs 0.6, 0.8 round (u), 3-term similarities (gamma_3), means of <= 4 of them (gamma_4 of <= 2):
+    # within gamma_9 of 2 of the decimal values; scores: 100 / (0.8 - 0.2) times 3 such moves (value, min, max)
+    w1_bound = dot_bound(9, 2.0)
+    np.testing.assert_allclose(table.columns["w1"], [0.6, 0.2, 0.4, 0.8, 0.8], rtol=0, atol=w1_bound)
+    np.testing.assert_allclose(table.score, [200 / 3, 0.0, 100 / 3, 100.0, 100.0], rtol=0,
+                               atol=3 * 100 / 0.6 * w1_bound)
+    np.testing.assert_allclose(table.columns["mean_positive"], [0.6, 0.16, 0.16, 0.8, 0.8], rtol=0, atol=w1_bound)
+    np.testing.assert_allclose(table.columns["mean_negative"], [0.0, 0.24, -0.24, 0.0, 0.0], rtol=0, atol=w1_bound)
     # signed: a2's positives (mean 0.16) sit below its negatives (0.24): -0.2
     signed = create_labeler("sdd", signed=True).fit(vectors, identities).labels_
-    np.testing.assert_allclose(signed.columns["w1"], [0.6, -0.2, 0.4, 0.8, 0.8], atol=1e-7)
-    np.testing.assert_allclose(signed.score, [80.0, 0.0, 60.0, 100.0, 100.0], atol=1e-5)
+    np.testing.assert_allclose(signed.columns["w1"], [0.6, -0.2, 0.4, 0.8, 0.8], rtol=0, atol=w1_bound)
+    np.testing.assert_allclose(signed.score, [80.0, 0.0, 60.0, 100.0, 100.0], rtol=0, atol=3 * 100 / 1.0 * w1_bound)
 
 
 def test_wasserstein_sorted_matches_scipy_for_equal_and_unequal_sizes_with_ties():
@@ -39,7 +44,8 @@ def test_wasserstein_sorted_matches_scipy_for_equal_and_unequal_sizes_with_ties(
         u = np.sort(rng.integers(0, 5, (30, p)) / 4.0, axis=1)  # many ties
         v = np.sort(rng.normal(size=(30, q)), axis=1)
         expected = [scipy.stats.wasserstein_distance(a, b) for a, b in zip(u, v)]
-        np.testing.assert_allclose(wasserstein_sorted(u, v), expected, rtol=0, atol=1e-12)
+        # float64 both ways, sums of at most p + q = 48 terms of size <= 4 (values in [-4, 4]): gamma_48(u64) * 8
+        np.testing.assert_allclose(wasserstein_sorted(u, v), expected, rtol=0, atol=two_paths(48, 8.0, U64))
 
 
 def _reference(vectors, identities, labeler: SDDLabeler):
@@ -62,6 +68,23 @@ def _reference(vectors, identities, labeler: SDDLabeler):
     return raw, labelled, (100 * (raw - low) / (high - low)).mean(axis=0)
 
 
+def _w1_bound(labeler: SDDLabeler, dim: int) -> float:
+    """The labeller's W1 (float32 similarities) against the float64 reference's. W1 of two samples moves by at
+    most the largest move of any of their values (it is 1-Lipschitz in each sorted value, weights summing to 1),
+    and each float32 similarity of unit vectors is within gamma_dim (+ u for its storage) of the exact one; the
+    weighted sum of at most n_positives + n_negatives terms (|terms| <= 2) rounds by gamma_n of 2, and so does the
+    mean over repeats."""
+    n = labeler.n_positives + labeler.n_negatives + labeler.n_repeats
+    return float(2 * dot_bound(dim + 1) + two_paths(n, 2.0))
+
+
+def _score_bound(raw: np.ndarray, labelled: np.ndarray, w1_bound: float) -> float:
+    """``100 (w1 - low) / (high - low)`` per repeat moves by at most ``100 / (high - low)`` times the moves of
+    ``w1``, ``low`` and ``high`` (3 times the bound), plus a few float64 roundings."""
+    spread = np.ptp(raw[:, labelled], axis=1).min()
+    return float(3 * 100 * w1_bound / spread + two_paths(8, 100.0, U64))
+
+
 @pytest.mark.parametrize("params", [
     {"n_repeats": 3},
     {"n_repeats": 3, "signed": True},
@@ -69,15 +92,17 @@ def _reference(vectors, identities, labeler: SDDLabeler):
     {"n_repeats": 2, "n_positives": 5, "n_negatives": 7, "pool_size": 9, "block_rows": 17},
     {"n_repeats": 2, "n_positives": 30, "n_negatives": 10, "pool_size": 10, "min_class_size": 3},
 ])
+@pytest.mark.numerics
 def test_vectorised_equals_per_sample_scipy_on_the_same_draws(params):
     data = make_embeddings(300, 16, 14, spread=0.8, random_state=3)
     labeler = create_labeler("sdd", random_state=11, **params)
     table = labeler.fit(data.vectors, data.identities).labels_
     raw, labelled, score = _reference(data.vectors, data.identities, labeler)
     assert (table.ok == labelled).all()
-    np.testing.assert_allclose(table.columns["w1"][labelled], raw.mean(axis=0)[labelled], rtol=0, atol=1e-6)
-    # float32 similarities (error ~1e-7) scaled by 100 / (max - min)
-    np.testing.assert_allclose(table.score[labelled], score[labelled], rtol=0, atol=1e-4)
+    bound = _w1_bound(labeler, data.vectors.shape[1])
+    np.testing.assert_allclose(table.columns["w1"][labelled], raw.mean(axis=0)[labelled], rtol=0, atol=bound)
+    np.testing.assert_allclose(table.score[labelled], score[labelled], rtol=0,
+                               atol=_score_bound(raw, labelled, bound))
 
 
 def test_draws_are_valid_and_sized_as_specified():
@@ -150,6 +175,7 @@ def test_refined_preset_and_small_classes_still_serve_as_negatives():
     assert np.isin(np.flatnonzero(small), drawn).any()
 
 
+@pytest.mark.numerics
 def test_an_identity_too_large_for_a_gram_matrix_labels_blockwise_like_the_reference(monkeypatch):
     # one identity holds 400 of 410 images: pools walk past their end into the rest of the data, and with a Gram
     # budget of 64 elements the positives and the negatives come from gathered dot products instead
@@ -162,9 +188,11 @@ def test_an_identity_too_large_for_a_gram_matrix_labels_blockwise_like_the_refer
     blockwise = labeler.fit(data.vectors, data.identities).labels_
     raw, labelled, score = _reference(data.vectors, data.identities, labeler)
     assert labelled.all()
-    np.testing.assert_allclose(blockwise.columns["w1"], raw.mean(axis=0), rtol=0, atol=1e-6)
-    np.testing.assert_allclose(blockwise.score, score, rtol=0, atol=1e-4)
-    np.testing.assert_allclose(blockwise.score, whole.score, rtol=0, atol=1e-4)
+    bound = _w1_bound(labeler, data.vectors.shape[1])
+    np.testing.assert_allclose(blockwise.columns["w1"], raw.mean(axis=0), rtol=0, atol=bound)
+    np.testing.assert_allclose(blockwise.score, score, rtol=0, atol=_score_bound(raw, labelled, bound))
+    # blockwise (gathered dot products) vs Gram matrices: each within the reference's bound, so twice it apart
+    np.testing.assert_allclose(blockwise.score, whole.score, rtol=0, atol=2 * _score_bound(raw, labelled, bound))
     _, negative = labeler.sample_indices(data.identities)
     for i in (0, 399, 405):  # a big-identity image and two small-identity ones: valid draws of the stated sizes
         for k in range(3):
