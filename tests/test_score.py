@@ -14,6 +14,7 @@ from fiqa.io.table import load_quality
 from fiqa.score import create_scorer
 from fiqa.train import export_onnx, fit_quantile_calibration
 from fiqa.train.models import CalibratedRegressor, QualityHead
+from tolerances import SAME_GRAPH_SCORE
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,7 @@ def test_bad_inputs_get_per_image_status_and_the_rest_is_scored(model_path, phot
         create_scorer(model_path).score(images, on_error="skip")
 
 
+@pytest.mark.numerics
 def test_photo_scores_equal_scores_of_their_aligned_crops(model_path, photos):
     aligner = FaceAligner()
     crops = np.stack([aligner.align(cv2.imread(p)).crop for p in photos])
@@ -56,9 +58,10 @@ def test_photo_scores_equal_scores_of_their_aligned_crops(model_path, photos):
     from_photos = scorer.score(photos, progress=False)
     from_arrays = scorer.score(list(crops), aligned=True, progress=False)
     quality, raw = scorer.score_crops(crops)
-    np.testing.assert_allclose(from_photos.score, quality, atol=1e-5)
-    np.testing.assert_allclose(from_arrays.score, quality, atol=1e-5)
-    np.testing.assert_allclose(from_photos.columns["raw_score"], raw, atol=1e-5)
+    # one graph on the same crops in other batches (3 vs all at once)
+    np.testing.assert_allclose(from_photos.score, quality, rtol=0, atol=SAME_GRAPH_SCORE)
+    np.testing.assert_allclose(from_arrays.score, quality, rtol=0, atol=SAME_GRAPH_SCORE)
+    np.testing.assert_allclose(from_photos.columns["raw_score"], raw, rtol=0, atol=SAME_GRAPH_SCORE)
     assert from_arrays.columns["n_faces"].tolist() == [-1] * len(photos)
 
 

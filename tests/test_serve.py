@@ -28,6 +28,7 @@ from click.testing import CliRunner
 from fiqa.cli import main as cli_main
 from fiqa.core.errors import InvalidParameterError
 from fiqa.serve import Limits, Workers
+from tolerances import SAME_GRAPH_SCORE
 
 CLI = "import sys; from fiqa.cli import main; sys.exit(main())"
 STARTUP_SECONDS = 120
@@ -152,7 +153,7 @@ def test_a_face_photo_gets_the_in_process_score_with_its_face(server, photos, in
     body = response.json()
     assert body["status"] == "ok" and body["reason"] == ""
     assert 0 <= body["score"] <= 100
-    assert body["score"] == pytest.approx(in_process[0], abs=1e-4)
+    assert body["score"] == pytest.approx(in_process[0], abs=SAME_GRAPH_SCORE)
     assert body["n_faces"] >= 1 and 0.7 <= body["detection_score"] <= 1
     x, y, width, height = body["box"]  # the aligned crop's square mapped back: a square box for a similarity map
     assert width == pytest.approx(height, abs=0.02) and 60 < width < 250  # LFW photos are 250x250
@@ -222,7 +223,7 @@ def test_a_60_mb_body_gets_413_and_the_server_stays_healthy(server, photos, in_p
     assert streamed.status_code == 413 and streamed.json()["status"] == "body_too_large"
     assert server.health()["status"] == "ok"
     after = post_image(server.url, photos[0].read_bytes())
-    assert after.status_code == 200 and after.json()["score"] == pytest.approx(in_process[0], abs=1e-4)
+    assert after.status_code == 200 and after.json()["score"] == pytest.approx(in_process[0], abs=SAME_GRAPH_SCORE)
 
 
 def _raw_response(url: str, head: bytes, body_chunks: Iterator[bytes]) -> bytes:
@@ -266,7 +267,7 @@ def test_a_multipart_form_gets_one_named_result_per_part(server, photos, in_proc
     assert [(r["name"], r["filename"], r["status"]) for r in results] == [
         ("first", "a.jpg", "ok"), ("second", "b.jpg", "ok"), ("blank", "blank.png", "no_face"),
         ("junk", "junk.bin", "not_an_image")]
-    assert [r["score"] for r in results[:2]] == pytest.approx(in_process[1:3], abs=1e-4)
+    assert [r["score"] for r in results[:2]] == pytest.approx(in_process[1:3], abs=SAME_GRAPH_SCORE)
     assert results[2]["score"] is None and results[3]["score"] is None
 
 
@@ -283,7 +284,7 @@ def test_16_concurrent_requests_equal_the_in_process_scores(server, photos, in_p
     responses = asyncio.run(send_all())
     assert [r.status_code for r in responses] == [200] * 16
     assert [r.json()["status"] for r in responses] == ["ok"] * 16
-    assert [r.json()["score"] for r in responses] == pytest.approx(in_process, abs=1e-4)
+    assert [r.json()["score"] for r in responses] == pytest.approx(in_process, abs=SAME_GRAPH_SCORE)
     after = server.health()
     crops, batches = (after["crops_scored"] - before["crops_scored"],
                       after["batches"] - before["batches"])
@@ -380,7 +381,7 @@ def test_terminate_finishes_the_request_in_flight_then_exits_0(tmp_path, photos,
             release.set()
             response = held.result(timeout=60)
         assert response.status_code == 200
-        assert response.json()["score"] == pytest.approx(in_process[3], abs=1e-4)
+        assert response.json()["score"] == pytest.approx(in_process[3], abs=SAME_GRAPH_SCORE)
         started = time.monotonic()
         assert running.process.wait(timeout=30) == 0
         assert time.monotonic() - started < 10

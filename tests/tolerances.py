@@ -17,7 +17,8 @@ import numpy as np
 
 from fiqa.core.numerics import U16, U32, U64, gamma
 
-__all__ = ["U16", "U32", "U64", "assert_within", "cosine_bound", "dot_bound", "float32_ulps", "gamma", "two_paths"]
+__all__ = ["SAME_GRAPH_SCORE", "U16", "U32", "U64", "assert_within", "cosine_bound", "dot_bound", "float32_ulps",
+           "gamma", "two_paths"]
 
 
 def dot_bound(n: int, magnitude: float | np.ndarray = 1.0, u: float = U32) -> float | np.ndarray:
@@ -59,3 +60,9 @@ def assert_within(actual: object, desired: object, bound: object, what: str = "v
         raise AssertionError(f"{int(bad.sum())} of {bad.size} {what} differ by more than their bound; worst at "
                              f"{tuple(int(i) for i in worst)}: {actual_values[worst]!r} vs {desired_values[worst]!r}, "
                              f"difference {difference[worst]:.3g}, bound {bounds[worst]:.3g}")
+
+
+#: Two onnxruntime runs of one graph on the same crops in other batches, processes or thread counts: bit-identical
+#: as measured (its CPU kernels split work over output elements, never over a sum; docs/numerics.md), allowed
+#: 4 float32 ulps of a 0-100 score (3.1e-5) in case a kernel of another CPU splits a sum after all.
+SAME_GRAPH_SCORE = 4 * float(np.spacing(np.float32(100.0)))
