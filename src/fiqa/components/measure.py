@@ -22,10 +22,11 @@ __all__ = ["COMPONENTS", "ComponentTable", "compute_components", "describe_compo
 _C = Component
 COMPONENTS: dict[str, Component] = {c.name: c for c in (
     # capture: image statistics on the aligned crop (fiqa.components.capture)
-    _C("sharpness", "capture", "pixels (blur of the edges, 112-pixel crop)",
-       "how far the face's edges are spread by defocus, motion or too few pixels", Falling(2.5, 0.5), "Sharpness"),
-    _C("compression_artifacts", "capture", "ratio (step across block edges / step elsewhere; 1 = none)",
-       "block edges left by JPEG, WebP or video codecs", Falling(1.5, 0.12), "Compression artifacts"),
+    _C("sharpness", "capture", "edge-blur index (112-pixel crop; a step blurred by 1 px reads 2.3, by 4 px 6.0)",
+       "how far the face's edges are spread by defocus, motion or too few pixels", Falling(3.0, 0.5), "Sharpness"),
+    _C("compression_artifacts", "capture", "block-grid contrast (|step across block edges / step elsewhere - 1|; 0 = "
+       "none)", "block edges left (JPEG) or smoothed (WebP, H.264) by codecs", Falling(0.4, 0.1),
+       "Compression artifacts"),
     _C("noise", "capture", "grey levels (standard deviation of luminance noise)",
        "sensor or added noise on the face", Falling(8.0, 2.0)),
     _C("under_exposure", "capture", "fraction of the face darker than 10 % of full scale",
@@ -34,7 +35,7 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
        "clipped white parts of the face", Falling(0.10, 0.03), "Over-exposure prevention"),
     _C("dynamic_range", "capture", "fraction of full scale (5th to 95th percentile of the face's smoothed luminance)",
        "the tonal range the face spans", Rising(0.15, 0.04), "Dynamic range"),
-    _C("illumination_uniformity", "capture", "stops (largest log2 ratio of left/right or top/bottom light)",
+    _C("illumination_uniformity", "capture", "stops (left/right or top/bottom light difference)",
        "light falling unevenly on the face", Falling(1.0, 0.25), "Illumination uniformity"),
     _C("luminance_mean", "capture", "fraction of full scale (mean luminance of the face)",
        "how bright the face is", Band(0.2, 0.8, 0.05), "Luminance mean"),

@@ -1,0 +1,274 @@
+"""Quality components: each against a hand-computed case, a plain reference or an exact transform; the advice
+profile read strictly; the CLI, the Python API and the HTTP service agree."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fiqa.components import (
+    ADVICE,
+    COMPONENTS,
+    FaceGeometry,
+    ProfileError,
+    advise,
+    compute_components,
+    fit_pose,
+    load_profile,
+)
+from fiqa.components.capture import blockiness, capture_values, face_mask
+from fiqa.components.geometry import FACE_MODEL_MM, geometry_values
+from fiqa.detect.align import ARCFACE_TEMPLATE
+
+
+def _textured(seed: int = 0) -> np.ndarray:
+    """A mid-grey crop with smooth random texture (no block grid, no clipping)."""
+    rng = np.random.default_rng(seed)
+    field = cv2.GaussianBlur(rng.normal(0, 1, (112, 112)).astype(np.float32), (0, 0), 2.0)
+    grey = np.clip(128 + 40 * field / field.std(), 0, 255).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def test_exposure_statistics_equal_hand_counts():
+    crop = np.full((112, 112, 3), 128, np.uint8)
+    mask = face_mask()
+    crop[:56][mask[:56]] = 10      # top half of the face near black (luminance 10 < 25.5)
+    crop[56:][mask[56:]] = 250     # bottom half clipped white (250 > 247.35)
+    values = capture_values(crop)
+    top = mask[:56].sum() / mask.sum()
+    assert values["under_exposure"] == pytest.approx(top)
+    assert values["over_exposure"] == pytest.approx(1 - top)
+    assert values["luminance_mean"] == pytest.approx((10 * top + 250 * (1 - top)) / 255, rel=1e-6)
+
+
+def test_noise_estimate_recovers_added_white_noise():
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur(_textured(1), (0, 0), 1.0)
+    for sigma in (4.0, 8.0, 16.0):  # the same noise in each channel: luminance noise sigma is sigma
+        noise = rng.normal(0, sigma, (112, 112, 1))
+        noisy = np.clip(np.rint(base + noise), 0, 255).astype(np.uint8)
+        # MAD of ~2,000 Haar coefficients: relative standard error ~ 1.1 / sqrt(2000) = 2.5 %; plus the texture's
+        # own small diagonal detail: within 10 %
+        assert capture_values(noisy)["noise"] == pytest.approx(sigma, rel=0.10)
+
+
+def _energy_ratio_index(y: np.ndarray) -> float:
+    """Plain reference: Gaussian-derivative energies at scales 1 and 3 along x over the face, by explicit 2-D
+    convolution with float64 kernels (scipy), then the documented index."""
+    from scipy.ndimage import correlate
+
+    energies = []
+    for sigma in (1.0, 3.0):
+        t = np.arange(-int(math.ceil(4 * sigma)), int(math.ceil(4 * sigma)) + 1)
+        g = np.exp(-t ** 2 / (2 * sigma ** 2))
+        g /= g.sum()
+        kernel = np.outer(g, -t / sigma ** 2 * g)
+        energies.append(np.mean(correlate(y.astype(np.float64), kernel, mode="mirror")[face_mask()] ** 2))
+    ratio = energies[0] / energies[1]
+    return math.sqrt((9 - ratio) / (ratio - 1))
+
+
+def test_sharpness_index_of_a_blurred_step_edge():
+    # A vertical step edge blurred by a Gaussian of b pixels: the index rises with b and equals the plain
+    # reference (float32 filtering against float64: well within 1e-3 on an index of a few units).
+    x = np.arange(112)
+    previous = 0.0
+    for b in (0.5, 1.5, 2.5, 4.0):
+        edge = 60 + 120 * 0.5 * (1 + np.vectorize(math.erf)((x - 55.5) / (b * math.sqrt(2))))
+        crop = np.clip(np.rint(np.repeat(np.repeat(edge[None, :], 112, axis=0)[:, :, None], 3, axis=2)), 0,
+                       255).astype(np.uint8)
+        index = capture_values(crop)["sharpness"]
+        assert index == pytest.approx(_energy_ratio_index(crop[..., 0]), abs=1e-3)
+        assert index > previous
+        previous = index
+
+
+def test_motion_blur_is_read_in_its_direction():
+    crop = _textured(2)
+    kernel = np.zeros((9, 9), np.float32)
+    kernel[4, :] = 1 / 9  # horizontal motion of 9 pixels
+    moved = cv2.filter2D(crop, -1, kernel, borderType=cv2.BORDER_REFLECT101)
+    assert capture_values(moved)["sharpness"] > capture_values(crop)["sharpness"] + 0.5
+
+
+def test_blockiness_sees_a_grid_and_its_absence():
+    smooth = cv2.GaussianBlur(np.random.default_rng(3).normal(128, 30, (112, 112)).astype(np.float32), (0, 0), 3)
+    assert blockiness(smooth) < 0.1
+    blocky = smooth.copy()
+    for start in range(0, 112, 8):  # 8x8 blocks replaced by their means: steps only on the grid
+        for top in range(0, 112, 8):
+            blocky[top:top + 8, start:start + 8] = blocky[top:top + 8, start:start + 8].mean()
+    assert blockiness(blocky) > 10
+    # the same blocks seen from a photo whose region starts 3 pixels into the grid: only the right origin finds them
+    assert blockiness(blocky[3:, 3:], (3, 3)) > 10 and blockiness(blocky[3:, 3:], (0, 0)) < blockiness(blocky)
+
+
+def test_jpeg_raises_compression_artifacts():
+    crop = _textured(4)
+    values = []
+    for quality in (95, 40, 10):
+        _, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        values.append(capture_values(cv2.imdecode(encoded, cv2.IMREAD_COLOR))["compression_artifacts"])
+    assert values[0] < values[1] < values[2]
+
+
+def test_illumination_uniformity_is_the_difference_in_stops():
+    crop = np.full((112, 112, 3), 200, np.uint8)
+    linear = ((200 / 255 + 0.055) / 1.055) ** 2.4
+    half = ((linear / 4 * 1.055) ** (1 / 2.4) - 0.055 / 1.055)  # sRGB of a quarter of the light
+    crop[:, :56] = int(round(255 * (1.055 * (linear / 4) ** (1 / 2.4) - 0.055)))
+    assert half > 0
+    value = capture_values(crop)["illumination_uniformity"]
+    assert value == pytest.approx(2.0, abs=0.02)  # two stops, up to the 8-bit rounding of the darker half
+
+
+@pytest.mark.parametrize("yaw, pitch, roll", [(0, 0, 0), (25, 0, 0), (0, 15, 0), (0, 0, -30), (-35, 10, 20)])
+def test_pose_fit_recovers_a_projected_model(yaw, pitch, roll):
+    y, p, r = map(math.radians, (yaw, pitch, roll))
+    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    points = (FACE_MODEL_MM @ (rz @ ry @ rx).T)[:, :2] * 1.7 + [300, 200]
+    got = fit_pose(points)
+    np.testing.assert_allclose(got[:3], [yaw, pitch, roll], atol=1e-6)  # exact data: float64 rounding only
+    assert got[3] == pytest.approx(1.7)
+
+
+def test_pose_signs_and_mirror():
+    points = (FACE_MODEL_MM @ np.array([[math.cos(0.3), 0, math.sin(0.3)], [0, 1, 0],
+                                        [-math.sin(0.3), 0, math.cos(0.3)]]).T)[:, :2] + 100
+    yaw = fit_pose(points)[0]
+    assert yaw > 0 and points[2, 0] > points[:2, 0].mean()  # the nose moved to the photo's right
+    mirrored = points.copy()
+    mirrored[:, 0] = 500 - mirrored[:, 0]
+    mirrored = mirrored[[1, 0, 2, 4, 3]]  # a detector lists the photo's left eye first again
+    assert fit_pose(mirrored)[0] == pytest.approx(-yaw, abs=1e-9)
+
+
+def test_geometry_margins_sizes_and_second_face():
+    points = ARCFACE_TEMPLATE.astype(np.float64) * 2 + [200, 150]  # a frontal face, eyes 70.5 px apart
+    geometry = FaceGeometry(points, (500, 500), np.array([210, 140, 200, 230.0]), np.zeros((0, 4)))
+    values, reason = geometry_values(geometry)
+    assert reason == ""
+    assert values["inter_eye_distance"] == pytest.approx(np.hypot(*(points[1] - points[0])))
+    assert all(values[m] > 0 for m in ("crop_left", "crop_right", "margin_above", "margin_below"))
+    assert values["single_face_present"] == 0.0
+    cut = FaceGeometry(points, (500, int(points[1, 0] + 20)), geometry.box, np.zeros((0, 4)))
+    cut_values, _ = geometry_values(cut)
+    assert cut_values["crop_right"] < 0 and cut_values["crop_left"] == pytest.approx(values["crop_left"])
+    crowd = FaceGeometry(points, (500, 500), geometry.box, np.array([[10, 10, 100, 184.0]]))
+    assert geometry_values(crowd)[0]["single_face_present"] == pytest.approx(0.8)
+
+
+def test_geometry_without_landmarks_is_nan_with_a_reason():
+    values, reason = geometry_values(FaceGeometry())
+    assert all(math.isnan(v) for v in values.values()) and "no landmarks" in reason
+    nan_points = np.full((5, 2), np.nan)
+    values, reason = geometry_values(FaceGeometry(nan_points, (100, 100)))
+    assert all(math.isnan(v) for v in values.values()) and "finite" in reason
+
+
+def test_grey_crop_gets_nan_and_reasons_not_zeros():
+    table = compute_components(np.full((1, 112, 112, 3), 128, np.uint8))
+    assert np.isnan(table.raw).all() and np.isnan(table.scalar).all()
+    assert all(table.reason[0]), "every NaN carries a reason"
+    assert "flat" in table.reason[0, table.names.index("sharpness")]
+    assert "no landmarks" in table.reason[0, table.names.index("head_pose_yaw")]
+
+
+def test_component_scalars_follow_their_documented_mapping():
+    raw = np.array([-10.0, 0.0, 0.5, 1.0, 50.0, np.nan, np.inf])
+    for component in COMPONENTS.values():
+        scalar = component.scalar(raw)
+        assert np.isnan(scalar[5]) and np.all((scalar[~np.isnan(raw)] >= 0) & (scalar[~np.isnan(raw)] <= 100))
+    assert COMPONENTS["sharpness"].scalar(np.array([3.0]))[0] == pytest.approx(50.0)  # its centre
+    assert COMPONENTS["inter_eye_distance"].scalar(np.array([60.0]))[0] == pytest.approx(50.0)
+    assert COMPONENTS["head_pose_yaw"].scalar(np.array([-20.0, 20.0])).tolist() == pytest.approx([50.0, 50.0])
+
+
+def test_profile_is_read_strictly(tmp_path):
+    assert load_profile().name == "enrolment"
+    cases = {
+        "unknown component": '[[rule]]\nadvice = "too_dark"\ncomponent = "brightness"\nmin = 0.2\n',
+        "unknown advice code": '[[rule]]\nadvice = "smile"\ncomponent = "luminance_mean"\nmin = 0.2\n',
+        "must be a finite number": '[[rule]]\nadvice = "too_dark"\ncomponent = "luminance_mean"\nmin = "low"\n',
+        "unknown key": '[[rule]]\nadvice = "too_dark"\ncomponent = "luminance_mean"\nminimum = 0.2\n',
+        "give 'min' or 'max'": '[[rule]]\nadvice = "too_dark"\ncomponent = "luminance_mean"\n',
+        "is above 'max'": '[[rule]]\nadvice = "too_dark"\ncomponent = "luminance_mean"\nmin = 0.9\nmax = 0.1\n',
+        "not a valid TOML": '[[rule]\n',
+        "at least one": 'name = "empty"\n',
+    }
+    for expected, text in cases.items():
+        path = tmp_path / "profile.toml"
+        path.write_text(text)
+        with pytest.raises(ProfileError, match=expected) as caught:
+            load_profile(path)
+        assert str(path) in str(caught.value)
+    nan_path = tmp_path / "nan.toml"
+    nan_path.write_text('[[rule]]\nadvice = "too_dark"\ncomponent = "luminance_mean"\nmin = nan\n')
+    with pytest.raises(ProfileError, match="finite"):
+        load_profile(nan_path)
+
+
+def test_advice_fires_on_raw_thresholds(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('[[rule]]\nadvice = "too_dark"\ncomponent = "luminance_mean"\nmin = 0.3\n'
+                    '[[rule]]\nadvice = "too_dark"\ncomponent = "under_exposure"\nmax = 0.1\n')
+    dark = np.full((1, 112, 112, 3), 20, np.uint8)
+    dark += np.random.default_rng(0).integers(0, 6, dark.shape, dtype=np.uint8)
+    bright = _textured(5)[None]
+    codes = advise(compute_components(np.concatenate([dark, bright])), load_profile(path))
+    assert codes == [["too_dark"], []]  # each code once, though both rules fire for the dark face
+    assert all(code in ADVICE for code in load_profile().to_dict()["rules"][0].values() if code in ADVICE)
+
+
+@pytest.mark.lfw
+def test_score_components_cli_api_and_serve_agree(lfw_dir, tmp_path):
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from fiqa.cli import main
+    from fiqa.io.table import load_quality
+    from fiqa.score import create_scorer
+    from fiqa.serve.app import create_app
+
+    photos = sorted(p for p in lfw_dir.glob("*/*.jpg"))[:3]
+    scorer = create_scorer()
+    table = scorer.score([str(p) for p in photos], components=True, progress=False)
+    assert table.ok.all()
+    out = tmp_path / "scores.parquet"
+    result = CliRunner().invoke(main, ["score", *map(str, photos), "--components", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    from_cli = load_quality(out)
+    for name in COMPONENTS:
+        np.testing.assert_array_equal(from_cli.columns[name], table.columns[name])  # same code, same bytes
+        np.testing.assert_array_equal(from_cli.columns[f"{name}_raw"], table.columns[f"{name}_raw"])
+    assert list(from_cli.columns["advice"]) == list(table.columns["advice"])
+    assert from_cli.meta["components"]["sharpness"]["unit"] == COMPONENTS["sharpness"].unit
+    with TestClient(create_app(scorer)) as client:
+        for i, photo in enumerate(photos):
+            body = client.post("/score?components=true", content=photo.read_bytes(),
+                               headers={"content-type": "image/jpeg"}).json()
+            for name in COMPONENTS:
+                raw = table.columns[f"{name}_raw"][i]
+                assert body["components"][name]["raw"] == (None if math.isnan(raw) else pytest.approx(raw, abs=0))
+            assert [a["code"] for a in body["advice"]] == [c for c in table.columns["advice"][i].split(";") if c]
+        listed = client.get("/model").json()
+        assert set(listed["components"]) == set(COMPONENTS) and listed["advice"] == ADVICE
+
+
+@pytest.mark.lfw
+def test_components_on_photos_without_a_face_or_too_small(tmp_path):
+    from fiqa.score import create_scorer
+
+    grey, tiny = tmp_path / "grey.png", tmp_path / "tiny.png"
+    cv2.imwrite(str(grey), np.full((200, 200, 3), 128, np.uint8))
+    cv2.imwrite(str(tiny), np.full((1, 50, 3), 128, np.uint8))
+    table = create_scorer().score([str(grey), str(tiny)], components=True, progress=False)
+    for name in COMPONENTS:
+        assert np.isnan(table.columns[name]).all() and np.isnan(table.columns[f"{name}_raw"]).all()
+    assert all(reason for reason in table.columns["components_reason"])
+    assert list(table.columns["advice"]) == ["", ""]
