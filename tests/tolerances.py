@@ -17,8 +17,8 @@ import numpy as np
 
 from fiqa.core.numerics import U16, U32, U64, gamma
 
-__all__ = ["SAME_GRAPH_SCORE", "U16", "U32", "U64", "assert_within", "cosine_bound", "dot_bound", "float32_ulps",
-           "gamma", "two_paths"]
+__all__ = ["SAME_GRAPH_SCORE", "U16", "U32", "U64", "UNIT_NORM", "UNIT_VECTOR_PATHS", "assert_within", "cosine_bound",
+           "dot_bound", "float32_ulps", "gamma", "two_paths"]
 
 
 def dot_bound(n: int, magnitude: float | np.ndarray = 1.0, u: float = U32) -> float | np.ndarray:
@@ -66,3 +66,11 @@ def assert_within(actual: object, desired: object, bound: object, what: str = "v
 #: as measured (its CPU kernels split work over output elements, never over a sum; docs/numerics.md), allowed
 #: 4 float32 ulps of a 0-100 score (3.1e-5) in case a kernel of another CPU splits a sum after all.
 SAME_GRAPH_SCORE = 4 * float(np.spacing(np.float32(100.0)))
+
+
+#: A vector normalised in float32 (its norm: a sum of at most 512 squares, then a square root and a division) has
+#: each component within gamma_515 of the exact unit vector's (components <= 1); two such computations of the same
+#: vector (other batches, other summation orders) are within twice that, 6.1e-5.
+UNIT_VECTOR_PATHS = float(2 * gamma(515))
+#: The norm of a float32 unit vector (as above) computed again in float32: within gamma_515 + gamma_514 of 1.
+UNIT_NORM = float(gamma(515) + gamma(514))
