@@ -7,6 +7,7 @@ import pytest
 from fiqa.core.errors import InvalidParameterError
 from fiqa.label import create_labeler
 from fiqa.studies.scenarios import ScenarioSet, build_scenarios, scenario_metrics
+from tolerances import UNIT_NORM
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def scenarios(lfw_dir) -> ScenarioSet:
 def test_structure_and_known_severity(scenarios):
     s = scenarios
     assert s.vectors.shape == (len(s), 128) and s.vectors.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(s.vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(s.vectors, axis=1), 1.0, rtol=0, atol=UNIT_NORM)
     counts = {role: int((s.role == role).sum()) for role in ("consistent", "burst", "good", "poor")}
     assert counts == {"consistent": 5, "burst": 5, "good": 1, "poor": 5}
     assert (s.severity[s.role == "burst"] == 0.8).all() and (s.kind[s.role == "burst"] == "blur").all()

@@ -9,12 +9,13 @@ import scipy.stats
 
 from fiqa.core.errors import InvalidParameterError
 from fiqa.studies.synthetic import class_sizes, make_embeddings
+from tolerances import UNIT_NORM
 
 
 def test_shapes_units_and_seeding(tmp_path: Path):
     data = make_embeddings(1000, 24, 40, random_state=1)
     assert data.vectors.shape == (1000, 24) and data.vectors.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(data.vectors, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(data.vectors, axis=1), 1.0, rtol=0, atol=UNIT_NORM)
     assert data.identities.shape == (1000,) and set(np.unique(data.identities)) == set(range(40))
     assert data.quality.min() >= 0 and data.quality.max() <= 1
     assert data.norms.dtype == np.float32 and data.centres.shape == (40, 24)
