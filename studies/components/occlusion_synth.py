@@ -1,0 +1,227 @@
+"""Synthetic occluders with exact coverage masks, and capture nuisances that occlude nothing.
+
+The occlusion model of ``fiqa.components.occlusion`` learns from these. Occluders are deliberately generic (no one
+accessory is imitated): shapes (rectangles, rotated rectangles, ellipses, polygons, bands of any height at any
+height, hand-like blobs, covers entering from a frame edge, the black rectangle of
+``fiqa.augment.degrade.DEGRADATIONS["occlusion"]``) filled with uniform colours from the whole colour range (dark,
+light, saturated, skin tones of this or another face), colour gradients, noise and stripe textures, and patches cut
+from other training photos (background, hair, clothes). The nuisances, labelled "not occluded", are alignment
+jitter, brightness, contrast and illumination gradients, and the training degradations of
+``fiqa.augment.degrade.DEGRADATIONS`` (blur, downsample, jpeg, noise, low_light); the evaluation degradations are never
+drawn here.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from fiqa.augment.degrade import DEGRADATIONS, degrade
+
+SIZE = 112
+CAPTURE_KINDS = ("blur", "downsample", "jpeg", "noise", "low_light")
+SHAPES = ("rectangle", "rotated_rectangle", "ellipse", "polygon", "band", "hand", "edge_cover", "blob",
+          "black_rectangle")
+FILLS = ("uniform", "dark", "light", "skin", "gradient", "noise_texture", "stripes", "photo_patch")
+
+assert set(CAPTURE_KINDS) < set(DEGRADATIONS)
+
+
+def _centre(rng: np.random.Generator) -> tuple[float, float]:
+    """An occluder centre: near the eyes, near the mouth, or anywhere on the crop."""
+    draw = rng.random()
+    if draw < 0.3:
+        return float(rng.uniform(20, 92)), float(rng.normal(52, 8))
+    if draw < 0.55:
+        return float(rng.uniform(25, 87)), float(rng.normal(92, 10))
+    return float(rng.uniform(0, SIZE)), float(rng.uniform(0, SIZE))
+
+
+def _shape_mask(shape: str, rng: np.random.Generator) -> np.ndarray:
+    """A (112, 112) uint8 mask (255 inside, anti-aliased edges) of one occluder shape."""
+    # drawn at 4x with 2 fractional bits, then area-reduced: smooth, exact-coverage edges
+    scale = 4
+    big = np.zeros((SIZE * scale, SIZE * scale), np.uint8)
+    cx, cy = _centre(rng)
+
+    def pts(points: np.ndarray) -> np.ndarray:
+        return np.round(points * scale).astype(np.int32)
+
+    def ellipse(centre: np.ndarray, full_axes: np.ndarray, angle: float) -> None:
+        box = ((float(centre[0] * scale), float(centre[1] * scale)),
+               (float(full_axes[0] * scale), float(full_axes[1] * scale)), float(angle))
+        cv2.ellipse(big, box, 255, -1)
+
+    if shape == "rectangle":
+        w, h = rng.uniform(8, 80), rng.uniform(8, 60)
+        corners = np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx + w / 2, cy + h / 2],
+                            [cx - w / 2, cy + h / 2]])
+        cv2.fillPoly(big, [pts(corners)], 255)
+    elif shape == "rotated_rectangle":
+        w, h, angle = rng.uniform(8, 90), rng.uniform(6, 50), rng.uniform(0, 180)
+        box = cv2.boxPoints(((cx, cy), (w, h), angle))
+        cv2.fillPoly(big, [pts(box)], 255)
+    elif shape == "ellipse":
+        axes = (rng.uniform(5, 45), rng.uniform(4, 35))
+        ellipse(np.array([cx, cy]), 2 * np.array(axes), rng.uniform(0, 180))
+    elif shape == "polygon":
+        radius = rng.uniform(8, 45)
+        points = np.array([cx, cy]) + rng.uniform(-radius, radius, (int(rng.integers(3, 9)), 2))
+        cv2.fillPoly(big, [pts(cv2.convexHull(points.astype(np.float32)).reshape(-1, 2))], 255)
+    elif shape == "band":
+        height = rng.uniform(4, 50)
+        top = rng.uniform(-10, SIZE) if rng.random() < 0.5 else cy - height / 2
+        left, right = (0.0, float(SIZE)) if rng.random() < 0.5 else sorted(rng.uniform(0, SIZE, 2))
+        right = max(right, left + 20)
+        angle = rng.normal(0, 6)
+        box = cv2.boxPoints((((left + right) / 2, top + height / 2), (right - left, height), angle))
+        cv2.fillPoly(big, [pts(box)], 255)
+    elif shape == "hand":
+        size = rng.uniform(14, 34)
+        rotation = rng.uniform(0, 2 * np.pi)
+        palm = np.array([cx, cy])
+        ellipse(palm, np.array([size * 1.6, size * 2.0]), np.degrees(rotation))
+        for finger in range(int(rng.integers(3, 6))):
+            direction = rotation + np.pi / 2 + (finger - 2) * rng.uniform(0.15, 0.35)
+            length = size * rng.uniform(0.9, 1.6)
+            tip = palm + (size * 0.8 + length / 2) * np.array([np.cos(direction), np.sin(direction)])
+            ellipse(tip, np.array([length, size * 0.35]), np.degrees(direction))
+    elif shape == "edge_cover":
+        side = int(rng.integers(0, 4))
+        depth = rng.uniform(10, 60)
+        corners = {0: [(0, 0), (depth, 0), (depth + rng.uniform(-20, 20), SIZE), (0, SIZE)],
+                   1: [(SIZE, 0), (SIZE - depth, 0), (SIZE - depth + rng.uniform(-20, 20), SIZE), (SIZE, SIZE)],
+                   2: [(0, SIZE), (0, SIZE - depth), (SIZE, SIZE - depth + rng.uniform(-20, 20)), (SIZE, SIZE)],
+                   3: [(0, 0), (0, depth), (SIZE, depth + rng.uniform(-20, 20)), (SIZE, 0)]}[side]
+        cv2.fillPoly(big, [pts(np.array(corners, dtype=np.float64))], 255)
+    elif shape == "blob":
+        for _ in range(int(rng.integers(2, 5))):
+            centre = np.array([cx, cy]) + rng.normal(0, 10, 2)
+            ellipse(centre, rng.uniform(8, 40, 2), rng.uniform(0, 180))
+    elif shape == "black_rectangle":  # the geometry of DEGRADATIONS["occlusion"]
+        area = 0.5 * rng.uniform(0.02, 1.0)
+        side = int(round(SIZE * np.sqrt(area)))
+        top, left = int(rng.integers(0, SIZE - side + 1)), int(rng.integers(0, SIZE - side + 1))
+        big[top * scale:(top + side) * scale, left * scale:(left + side) * scale] = 255
+    else:  # pragma: no cover - SHAPES lists every branch
+        raise ValueError(shape)
+    return cv2.resize(big, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+
+
+def _random_colour(rng: np.random.Generator, value: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(0, 255), rng.uniform(*value) * 255]]], np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR).reshape(3).astype(np.float32)
+
+
+def _fill(kind: str, crop: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A (112, 112, 3) float32 BGR texture to paint through a mask."""
+    if kind == "uniform":
+        texture = np.broadcast_to(_random_colour(rng), (SIZE, SIZE, 3)).astype(np.float32)
+    elif kind == "dark":
+        texture = np.broadcast_to(_random_colour(rng, (0.0, 0.2)), (SIZE, SIZE, 3)).astype(np.float32)
+    elif kind == "light":
+        texture = np.broadcast_to(_random_colour(rng, (0.8, 1.0)), (SIZE, SIZE, 3)).astype(np.float32)
+    elif kind == "skin":  # the skin tone of this face or of another one, scaled
+        source = crop if rng.random() < 0.5 else other
+        colour = np.median(source[60:90, 35:77].reshape(-1, 3), axis=0).astype(np.float32)
+        colour = np.clip(colour * rng.uniform(0.7, 1.3) + rng.normal(0, 8, 3), 0, 255)
+        texture = np.broadcast_to(colour, (SIZE, SIZE, 3)).astype(np.float32)
+    elif kind == "gradient":
+        first, second = _random_colour(rng), _random_colour(rng)
+        angle = rng.uniform(0, 2 * np.pi)
+        ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+        ramp = (np.cos(angle) * xs + np.sin(angle) * ys)
+        ramp = (ramp - ramp.min()) / (np.ptp(ramp) + 1e-6)
+        texture = first + ramp[..., None] * (second - first)
+    elif kind == "noise_texture":
+        noise = rng.normal(0, 1, (SIZE, SIZE)).astype(np.float32)
+        noise = cv2.GaussianBlur(noise, (0, 0), rng.uniform(0.5, 6))
+        noise = (noise - noise.min()) / (np.ptp(noise) + 1e-6)
+        first, second = _random_colour(rng), _random_colour(rng)
+        texture = first + noise[..., None] * (second - first)
+    elif kind == "stripes":
+        period, angle = rng.uniform(3, 20), rng.uniform(0, np.pi)
+        ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+        wave = 0.5 + 0.5 * np.sin(2 * np.pi * (np.cos(angle) * xs + np.sin(angle) * ys) / period)
+        first, second = _random_colour(rng), _random_colour(rng)
+        texture = first + wave[..., None].astype(np.float32) * (second - first)
+    elif kind == "photo_patch":  # background, hair or clothes of another photo, magnified
+        side = int(rng.integers(16, 48))
+        region = rng.random()
+        if region < 0.4:
+            top, left = int(rng.integers(0, 24)), int(rng.integers(0, SIZE - side))
+        elif region < 0.8:
+            top = int(rng.integers(0, SIZE - side))
+            left = int(rng.integers(0, 12)) if rng.random() < 0.5 else int(rng.integers(SIZE - side - 12, SIZE - side))
+        else:
+            top, left = int(rng.integers(0, SIZE - side)), int(rng.integers(0, SIZE - side))
+        patch = other[top:top + side, left:left + side]
+        texture = cv2.resize(patch, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    else:  # pragma: no cover - FILLS lists every branch
+        raise ValueError(kind)
+    if rng.random() < 0.5:  # shading across the occluder
+        angle = rng.uniform(0, 2 * np.pi)
+        ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+        ramp = (np.cos(angle) * xs + np.sin(angle) * ys) / SIZE
+        texture = texture * (1.0 + rng.uniform(-0.3, 0.3) * ramp)[..., None]
+    return texture
+
+
+def _jitter(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    angle = float(np.clip(rng.normal(0, 3), -8, 8))
+    scale = float(np.clip(rng.normal(1, 0.03), 0.92, 1.08))
+    matrix = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), angle, scale)
+    matrix[:, 2] += np.clip(rng.normal(0, 1.5, 2), -4, 4)
+    return cv2.warpAffine(crop, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+
+
+def _photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = image.astype(np.float32)
+    if rng.random() < 0.5:
+        mean = out.mean()
+        out = (out - mean) * rng.uniform(0.6, 1.4) + mean + rng.uniform(-40, 40)
+    if rng.random() < 0.4:  # light from one side
+        angle = rng.uniform(0, 2 * np.pi)
+        ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+        ramp = (np.cos(angle) * (xs - SIZE / 2) + np.sin(angle) * (ys - SIZE / 2)) / SIZE
+        out = out * (1.0 + rng.uniform(0.2, 1.2) * ramp)[..., None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def synthesise(crop: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One training sample from one aligned crop.
+
+    Parameters
+    ----------
+    crop : ndarray (112, 112, 3), uint8
+        The face.
+    other : ndarray (112, 112, 3), uint8
+        Another training photo (source of skin tones and photo patches).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    image : ndarray (112, 112, 3), uint8
+    coverage : ndarray (112, 112), float32 in [0, 1]
+        The fraction of each pixel covered by an occluder (0 everywhere when none was painted).
+    """
+    image = _jitter(crop, rng) if rng.random() < 0.7 else crop.copy()
+    coverage = np.zeros((SIZE, SIZE), np.float32)
+    n_occluders = int(rng.choice(4, p=[0.3, 0.42, 0.18, 0.10]))
+    canvas = image.astype(np.float32)
+    for _ in range(n_occluders):
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        alpha = _shape_mask(shape, rng).astype(np.float32) / 255.0
+        fill = "dark" if shape == "black_rectangle" else FILLS[int(rng.integers(len(FILLS)))]
+        texture = np.zeros((SIZE, SIZE, 3), np.float32) if shape == "black_rectangle" \
+            else _fill(fill, crop, other, rng)
+        opacity = 1.0 if rng.random() < 0.8 else float(rng.uniform(0.85, 1.0))
+        canvas = canvas * (1.0 - opacity * alpha[..., None]) + texture * (opacity * alpha[..., None])
+        coverage = np.maximum(coverage, alpha)
+    image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    if rng.random() < 0.6:
+        image = _photometric(image, rng)
+    draw = rng.random()
+    n_capture = 0 if draw < 0.35 else (1 if draw < 0.8 else 2)
+    for kind in rng.choice(CAPTURE_KINDS, size=n_capture, replace=False):
+        image = degrade(image, str(kind), float(rng.uniform(0.05, 1.0)), random_state=rng)
+    return image, coverage

@@ -1,0 +1,154 @@
+"""The occlusion components (fiqa.components.occlusion) on real LFW-dev faces with painted occluders.
+
+Expectations come from the painted geometry: an opaque rectangle over both eyes hides the eye zones and leaves the
+mouth free; a rectangle over the mouth hides the mouth and leaves the eyes visible; a flat grey crop shows no face.
+The faces are photos of identities the model was never trained on (the test half of the identity split over the
+person folders, seed 0, as the training script draws it).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fiqa.components import occlusion
+from fiqa.components.occlusion import OCCLUSION_COMPONENTS, load_occlusion_model, occlusion_values
+from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.core.identities import split_identities
+
+N_FACES = 6
+
+
+@pytest.fixture(scope="module")
+def faces(lfw_dir: Path) -> np.ndarray:
+    """(6, 112, 112, 3) uint8 crops of test identities, aligned by fiqa's pipeline."""
+    from fiqa.detect import FaceAligner
+    from fiqa.detect.pipeline import FacePipeline
+
+    people = sorted(p.name for p in lfw_dir.iterdir() if p.is_dir())
+    test = split_identities(np.array(people), test_fraction=0.5, random_state=0).test
+    pipeline = FacePipeline(FaceAligner())
+    crops = []
+    for person in test:
+        for photo in sorted((lfw_dir / person).glob("*.jpg"))[:1]:
+            face = pipeline.process(photo)
+            if face.crop is not None:
+                crops.append(face.crop)
+        if len(crops) == N_FACES:
+            break
+    return np.stack(crops)
+
+
+def _paint(crops: np.ndarray, rows: slice, cols: slice, colour: tuple[int, int, int]) -> np.ndarray:
+    out = crops.copy()
+    out[:, rows, cols] = colour
+    return out
+
+
+def test_contract_shapes_dtypes_and_range() -> None:
+    crops = np.random.default_rng(0).integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
+    values = occlusion_values(crops)
+    assert tuple(values) == OCCLUSION_COMPONENTS
+    for value in values.values():
+        assert value.shape == (3,) and value.dtype == np.float64
+        assert np.all((value >= 0) & (value <= 1))
+
+
+def test_empty_batch() -> None:
+    values = occlusion_values(np.zeros((0, 112, 112, 3), np.uint8))
+    assert all(value.shape == (0,) and value.dtype == np.float64 for value in values.values())
+
+
+def test_flat_grey_crop_is_not_assessable() -> None:
+    grey = np.full((1, 112, 112, 3), 128, np.uint8)
+    noisy = np.random.default_rng(1).integers(0, 256, (1, 112, 112, 3), dtype=np.uint8)
+    values = occlusion_values(np.concatenate([grey, noisy]))
+    for value in values.values():
+        assert np.isnan(value[0]) and np.isfinite(value[1])
+
+
+@pytest.mark.parametrize("crops", [np.zeros((2, 112, 112, 3), np.float32), np.zeros((2, 64, 64, 3), np.uint8),
+                                   np.zeros((112, 112, 3), np.uint8)])
+def test_bad_input_is_refused(crops: np.ndarray) -> None:
+    with pytest.raises(InvalidParameterError, match="crops"):
+        occlusion_values(crops)
+
+
+@pytest.mark.lfw
+def test_clean_faces_are_unoccluded(faces: np.ndarray) -> None:
+    values = occlusion_values(faces)
+    assert np.median(values["eyes_visible"]) >= 0.95
+    assert np.median(values["mouth_occlusion"]) <= 0.05
+    assert np.median(values["face_occlusion"]) <= 0.05
+
+
+@pytest.mark.lfw
+@pytest.mark.parametrize("colour", [(30, 30, 30), (120, 160, 200), (200, 120, 40)])  # dark, skin-like, blue
+def test_cover_over_both_eyes(faces: np.ndarray, colour: tuple[int, int, int]) -> None:
+    # rows 38-66 and columns 16-96 contain both eye zones (eyes at (38.3, 51.7) and (73.5, 51.5))
+    covered = occlusion_values(_paint(faces, slice(38, 66), slice(16, 96), colour))
+    clean = occlusion_values(faces)
+    assert np.all(covered["eyes_visible"] <= 0.25)
+    assert np.all(covered["mouth_occlusion"] <= 0.1)
+    # the cover hides about a fifth of the inner face; the estimate rises accordingly
+    assert np.all(covered["face_occlusion"] - clean["face_occlusion"] >= 0.1)
+
+
+@pytest.mark.lfw
+@pytest.mark.parametrize("colour", [(40, 40, 40), (150, 180, 220), (220, 220, 220)])  # dark, skin-like, white mask
+def test_cover_over_the_mouth(faces: np.ndarray, colour: tuple[int, int, int]) -> None:
+    # rows 78-108, columns 26-86: the mouth corners are at (41.5, 92.4) and (70.7, 92.2)
+    covered = occlusion_values(_paint(faces, slice(78, 108), slice(26, 86), colour))
+    assert np.all(covered["mouth_occlusion"] >= 0.7)
+    assert np.all(covered["eyes_visible"] >= 0.85)
+
+
+@pytest.mark.lfw
+def test_larger_cover_hides_more_of_the_face(faces: np.ndarray) -> None:
+    estimates = [np.median(occlusion_values(_paint(faces, slice(112 - height, 112), slice(0, 112),
+                                                   (90, 140, 60)))["face_occlusion"]) for height in (20, 40, 60)]
+    assert estimates[0] < estimates[1] < estimates[2]
+
+
+@pytest.mark.lfw
+def test_blur_is_not_occlusion(faces: np.ndarray) -> None:
+    import cv2
+
+    blurred = np.stack([cv2.GaussianBlur(face, (0, 0), 1.5) for face in faces])
+    values = occlusion_values(blurred)
+    assert np.median(values["face_occlusion"]) <= 0.05
+
+
+def test_card_describes_the_shipped_weights() -> None:
+    card = json.loads(occlusion.CARD_FILE.read_text(encoding="utf-8"))
+    assert card["file"] == occlusion.WEIGHTS_FILE.name
+    assert occlusion.WEIGHTS_FILE.stat().st_size <= 2 * 1024 * 1024
+    for key in ("training_data", "command", "parameters", "random_state", "validation", "sha256"):
+        assert key in card
+    assert "LFW-dev" in card["training_data"]["dataset"]
+    load_occlusion_model()  # the shipped pair matches
+
+
+def test_modified_weights_are_refused(tmp_path: Path) -> None:
+    weights, card = tmp_path / "occlusion.npz", tmp_path / "occlusion.json"
+    shutil.copy(occlusion.WEIGHTS_FILE, weights)
+    shutil.copy(occlusion.CARD_FILE, card)
+    load_occlusion_model(weights, card)
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        load_occlusion_model(weights, card)
+
+
+def test_missing_or_unreadable_card_is_refused(tmp_path: Path) -> None:
+    weights, card = tmp_path / "occlusion.npz", tmp_path / "occlusion.json"
+    shutil.copy(occlusion.WEIGHTS_FILE, weights)
+    with pytest.raises(ModelFileError, match="missing"):
+        load_occlusion_model(weights, card)
+    card.write_text("{}", encoding="utf-8")
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_occlusion_model(weights, card)
