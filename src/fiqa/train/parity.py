@@ -20,9 +20,9 @@ checked face from the model's own weights and activations (a first-order running
    ``2 e_raw``), plus the rounding of its own sum of ``K`` ramps (``2 gamma_{K+1}`` of its terms, and ``2 u |r - s_k|``
    per ramp start for ``r - s_k``).
 
-A graph that is wrong (a changed weight, a missing layer, swapped input channels) moves scores by far more than
-these bounds, which are of the order of 1e-4 score points on a trained head (docs/numerics.md); tests/test_export.py
-shows each of the three caught.
+The bounds are worst cases (every rounding error taken with the same sign), so an honest export stays far inside
+them; a wrong graph (a changed weight, a missing layer, swapped input channels) moves scores by more, and
+tests/test_export.py shows each of the three refused. docs/numerics.md gives measured figures.
 """
 from __future__ import annotations
 
