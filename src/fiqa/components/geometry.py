@@ -1,5 +1,8 @@
 """Subject pose and geometry components, from the detector's five landmarks and boxes in the source photo.
 
+The landmarks are first refined (:func:`refine_landmarks`): detected again on an upright, standard-sized view of
+the face and on its mirror image, averaged, twice.
+
 - ``head_pose_yaw``, ``head_pose_pitch``, ``head_pose_roll`` (degrees): a weak-perspective fit of a generic 3-D
   face (:data:`FACE_MODEL_MM`, the five landmarks of an average adult face in millimetres) to the five landmarks:
   the least-squares 2x3 projection, made a scaled rotation by its singular value decomposition, then Euler angles
@@ -17,12 +20,17 @@
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
+from fiqa.detect import FaceAligner
+from fiqa.detect.pipeline import face_context
+
 __all__ = ["FACE_MODEL_MM", "GEOMETRY_COMPONENTS", "HEAD_MM", "POSE_COMPONENTS", "FaceGeometry", "fit_pose",
-           "geometry_values"]
+           "geometry_values", "refine_landmarks"]
 
 POSE_COMPONENTS = ("head_pose_yaw", "head_pose_pitch", "head_pose_roll")
 GEOMETRY_COMPONENTS = ("inter_eye_distance", "head_size", "crop_left", "crop_right", "margin_above", "margin_below",
@@ -62,12 +70,74 @@ class FaceGeometry:
         The chosen face's detector box ``x, y, w, h``.
     other_boxes : ndarray of shape (k, 4), float
         Every other detected face's box.
+    context, context_to_source : ndarray or None
+        The upright view of the face and its map to the photo (:attr:`fiqa.detect.pipeline.FaceCrop.context`);
+        when given, the landmarks are refined on it first (:func:`refine_landmarks`).
     """
 
     landmarks: np.ndarray | None = None
     image_size: tuple[int, int] | None = None
     box: np.ndarray | None = None
     other_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    context: np.ndarray | None = None
+    context_to_source: np.ndarray | None = None
+
+
+_DETECTOR: dict[str, FaceAligner] = {}
+_DETECTOR_LOCK = threading.Lock()
+_PASSES = 2
+_MIRROR_ORDER = [1, 0, 2, 4, 3]  # the photo's left eye / mouth corner is listed first again after a flip
+
+
+def _detector() -> FaceAligner:
+    with _DETECTOR_LOCK:
+        if "yunet" not in _DETECTOR:
+            _DETECTOR["yunet"] = FaceAligner(score_threshold=0.5)
+        return _DETECTOR["yunet"]
+
+
+def _central_landmarks(image: np.ndarray) -> np.ndarray | None:
+    faces = _detector().detect(image)
+    if len(faces) == 0:
+        return None
+    points = faces[:, 4:14].reshape(-1, 5, 2).astype(np.float64)
+    centre = np.array([image.shape[1], image.shape[0]], dtype=np.float64) / 2
+    return points[int(np.argmin(((points.mean(axis=1) - centre) ** 2).sum(axis=1)))]
+
+
+def _mirror_averaged(image: np.ndarray) -> np.ndarray | None:
+    """The mean of the landmarks found on ``image`` and, mapped back, on its mirror image: one detector's
+    left-right bias cancels, so a mirrored photo gives mirrored landmarks."""
+    direct = _central_landmarks(image)
+    flipped = _central_landmarks(cv2.flip(image, 1))
+    if direct is None or flipped is None:
+        return None
+    flipped = flipped[_MIRROR_ORDER]
+    flipped[:, 0] = image.shape[1] - 1 - flipped[:, 0]
+    return (direct + flipped) / 2
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray) -> np.ndarray | None:
+    """Landmarks re-detected on the face's upright view and its mirror image, averaged; twice (the second time on
+    the view re-centred, re-scaled and turned upright by the first result). Source pixels; None when the detector
+    finds no face there.
+
+    YuNet's landmarks carry a left-right bias and lag behind in-plane rotation; detecting on an upright, standard-
+    sized view and its mirror takes out most of both (docs/components.md, the study's figures).
+    """
+    points = _mirror_averaged(context)
+    if points is None:
+        return None
+    upright, to_context = face_context(context, points) if _PASSES > 1 else (None, None)
+    if upright is not None and to_context is not None:
+        again = _mirror_averaged(upright)
+        if again is not None:
+            points = _apply(to_context, again)
+    return _apply(context_to_source, points)
 
 
 def fit_pose(landmarks: np.ndarray) -> tuple[float, float, float, float]:
@@ -111,6 +181,9 @@ def geometry_values(geometry: FaceGeometry) -> tuple[dict[str, float], str]:
     if geometry.landmarks is None or geometry.image_size is None:
         return missing, "no landmarks (a pre-aligned crop has no source photo)"
     points = np.asarray(geometry.landmarks, dtype=np.float64)
+    if geometry.context is not None and geometry.context_to_source is not None:
+        refined = refine_landmarks(geometry.context, geometry.context_to_source)
+        points = points if refined is None else refined
     if points.shape != (5, 2) or not np.all(np.isfinite(points)):
         return missing, "the landmarks are not five finite points"
     eye_vector = points[1] - points[0]

@@ -162,7 +162,8 @@ def _check_crops(crops: object) -> np.ndarray:
 def _geometry(face: FaceCrop | None) -> FaceGeometry:
     if face is None:
         return FaceGeometry()
-    return FaceGeometry(face.landmarks, face.image_size, face.box, face.other_boxes)
+    return FaceGeometry(face.landmarks, face.image_size, face.box, face.other_boxes, face.context,
+                        face.context_to_source)
 
 
 def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | None = None) -> ComponentTable:

@@ -44,6 +44,24 @@ _ENCODED = (bytes, bytearray, memoryview)
 
 REGION_SIDE = 256
 """Largest side of :attr:`FaceCrop.region` in source pixels."""
+CONTEXT_SIDE, CONTEXT_EYES = 160, 40.0
+"""Side of :attr:`FaceCrop.context` and the distance between the eyes in it, in pixels."""
+
+
+def face_context(pixels: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The upright, scaled view of a face around its landmarks (:attr:`FaceCrop.context`) and its map back."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    eyes = points[1] - points[0]
+    distance = float(np.hypot(*eyes))
+    if not np.all(np.isfinite(points)) or distance < 1.0:
+        return None, None
+    angle = math.degrees(math.atan2(eyes[1], eyes[0]))
+    centre = points.mean(axis=0)
+    to_context = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, CONTEXT_EYES / distance)
+    to_context[:, 2] += CONTEXT_SIDE / 2 - centre
+    context = cv2.warpAffine(pixels, to_context, (CONTEXT_SIDE, CONTEXT_SIDE), flags=cv2.INTER_AREA
+                             if distance > CONTEXT_EYES else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return context, cv2.invertAffineTransform(to_context)
 
 
 def _face_region(pixels: np.ndarray, box: np.ndarray) -> tuple[np.ndarray | None, tuple[int, int]]:
@@ -91,6 +109,12 @@ class FaceCrop:
         detected.
     region_origin : (x, y)
         Position of ``region[0, 0]`` in the source image.
+    context : ndarray of shape (CONTEXT_SIDE, CONTEXT_SIDE, 3), uint8, BGR, or None
+        The face and its surroundings, upright (turned by the eye line's angle) and scaled so the eyes are
+        :data:`CONTEXT_EYES` pixels apart, centred on the landmarks' centre: what the components re-detect on to
+        refine the landmarks. None unless detected.
+    context_to_source : ndarray of shape (2, 3), float64, or None
+        Maps ``context`` pixel coordinates to source pixels.
     """
 
     crop: np.ndarray | None
@@ -104,6 +128,8 @@ class FaceCrop:
     other_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     region: np.ndarray | None = None
     region_origin: tuple[int, int] = (0, 0)
+    context: np.ndarray | None = None
+    context_to_source: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -201,6 +227,9 @@ class FacePipeline:
         if alignment.crop is None or alignment.box is None:
             return FaceCrop(None, Status.NO_FACE, NO_FACE_REASON, n_faces=int(alignment.n_faces), image_size=size)
         region, origin = _face_region(pixels, alignment.box)
+        context, to_source = face_context(pixels, alignment.landmarks) if alignment.landmarks is not None \
+            else (None, None)
         return FaceCrop(alignment.crop, Status.OK, n_faces=int(alignment.n_faces),
                         detection_score=float(alignment.score), landmarks=alignment.landmarks, image_size=size,
-                        box=alignment.box, other_boxes=alignment.other_boxes, region=region, region_origin=origin)
+                        box=alignment.box, other_boxes=alignment.other_boxes, region=region, region_origin=origin,
+                        context=context, context_to_source=to_source)

@@ -1,0 +1,66 @@
+"""What ``--components`` adds to scoring photos: ``Scorer.score(photos)`` against ``Scorer.score(photos,
+components=True)`` on the same LFW-dev photos (decode, detect, align, score; the components measured from the
+same crops, landmarks and face regions), one scorer, runs paired and alternated so machine load affects both alike.
+Reports the median time per face of each, the median of the per-pair ratios, and the components' own time on the
+crops alone. Prints a Markdown table and writes ``benchmarks/results/components.md``.
+
+Run: ``.venv/bin/python benchmarks/bench_components.py [--photos 200] [--pairs 7]``
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import emit, machine_header, results_path
+from fiqa.components import compute_components
+from fiqa.detect import FaceAligner
+from fiqa.detect.pipeline import FacePipeline
+from fiqa.score import create_scorer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lfw", type=Path, default=REPO.parent / "shared" / "data" / "lfw-dev")
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--pairs", type=int, default=7)
+    args = parser.parse_args()
+    photos = [str(p) for p in sorted(args.lfw.glob("*/*.jpg"))[:args.photos]]
+    scorer = create_scorer(batch_size=64)
+    scorer.score(photos[:8], components=True, progress=False)  # warm up: YuNet, the occlusion model
+    plain, with_components, ratios = [], [], []
+    for pair in range(args.pairs):
+        order = (False, True) if pair % 2 == 0 else (True, False)
+        times = {}
+        for components in order:
+            start = time.perf_counter()
+            scorer.score(photos, components=components, progress=False)
+            times[components] = (time.perf_counter() - start) / len(photos)
+        plain.append(times[False])
+        with_components.append(times[True])
+        ratios.append(times[True] / times[False])
+    pipeline = FacePipeline(FaceAligner())
+    faces = [f for f in (pipeline.process(p) for p in photos) if f.ok]
+    crops = np.stack([f.crop for f in faces])
+    alone = []
+    for _ in range(args.pairs):
+        start = time.perf_counter()
+        compute_components(crops, faces)
+        alone.append((time.perf_counter() - start) / len(faces))
+    lines = ["# Components: cost beside scoring", "", *machine_header(), "",
+             f"{len(photos)} LFW-dev photos (250x250 JPEG), default model, batch 64, {args.pairs} alternated pairs.",
+             "", "| what | median ms per face |", "|---|---:|",
+             f"| score | {1000 * np.median(plain):.2f} |",
+             f"| score + components | {1000 * np.median(with_components):.2f} |",
+             f"| components alone (crops, landmarks, regions given) | {1000 * np.median(alone):.2f} |", "",
+             f"Median of per-pair ratios (score + components) / score: **{np.median(ratios):.3f}** "
+             f"(min {min(ratios):.3f}, max {max(ratios):.3f}); the bar is 1.25.", ""]
+    emit("\n".join(lines), results_path("components"))
+
+
+if __name__ == "__main__":
+    main()
