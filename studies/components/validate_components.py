@@ -88,9 +88,9 @@ CROP_COMPONENTS = [n for n, c in COMPONENTS.items() if c.group == "capture"] + \
     ["eyes_visible", "mouth_occlusion", "face_occlusion"]
 
 
-def held_apart_photos(lfw: Path, n: int, random_state: int) -> list[Path]:
+def held_apart_photos(lfw: Path, n: int, random_state: int, part: str = "test") -> list[Path]:
     names = np.array(sorted(p.name for p in lfw.iterdir() if p.is_dir()))
-    test = split_identities(names, test_fraction=0.5, random_state=random_state).test
+    test = split_identities(names, test_fraction=0.5, random_state=random_state).identities(part)
     rng = np.random.default_rng(random_state)
     return [sorted((lfw / name).glob("*.jpg"))[0] for name in rng.permutation(test)[:n]]
 
@@ -332,10 +332,12 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=60, help="held-apart photos for sections 2 and 3")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--sections", default="123", help="which sections to run (default all: 123)")
+    parser.add_argument("--part", choices=("test", "train"), default="test",
+                        help="identities: the held-apart half (reported) or the training half (for choosing settings)")
     parser.add_argument("--out", type=Path, default=REPO / "studies" / "results" / "components_validity.md")
     args = parser.parse_args()
     started = time.time()
-    photos = held_apart_photos(args.lfw, args.faces, args.random_state)
+    photos = held_apart_photos(args.lfw, args.faces, args.random_state, args.part)
     pipeline = FacePipeline(FaceAligner())
     crops = np.stack([f.crop for f in (pipeline.process(p) for p in photos) if f.ok])
     lines = ["# Quality components: validity on held-apart LFW-dev identities", "",

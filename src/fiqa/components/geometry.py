@@ -85,6 +85,8 @@ class FaceGeometry:
 
 _DETECTOR: dict[str, FaceAligner] = {}
 _DETECTOR_LOCK = threading.Lock()
+# two passes and a 128-pixel view with the eyes 32 pixels apart: chosen on training identities
+# (studies/components/validate_components.py --part train --sections 2)
 _PASSES = 2
 _MIRROR_ORDER = [1, 0, 2, 4, 3]  # the photo's left eye / mouth corner is listed first again after a flip
 
