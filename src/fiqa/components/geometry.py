@@ -85,9 +85,9 @@ class FaceGeometry:
 
 _DETECTOR: dict[str, FaceAligner] = {}
 _DETECTOR_LOCK = threading.Lock()
-# two passes and a 128-pixel view with the eyes 32 pixels apart: chosen on training identities
-# (studies/components/validate_components.py --part train --sections 2)
-_PASSES = 2
+# a 128-pixel view with the eyes 32 pixels apart, two passes, then secant passes while the eye line reads more than
+# 0.5 degrees off level (at most 6): chosen on training identities (validate_components.py --part train --sections 2)
+_SETTLED, _MAX_PASSES = 0.5, 6
 _MIRROR_ORDER = [1, 0, 2, 4, 3]  # the photo's left eye / mouth corner is listed first again after a flip
 
 
@@ -98,24 +98,28 @@ def _detector() -> FaceAligner:
         return _DETECTOR["yunet"]
 
 
-def _central_landmarks(image: np.ndarray) -> np.ndarray | None:
-    faces = _detector().detect(image)
-    if len(faces) == 0:
-        return None
+def _nearest(faces: np.ndarray, centre: tuple[float, float], low: float, high: float) -> np.ndarray | None:
+    """The landmarks of the face whose landmarks' centre lies in ``[low, high)`` horizontally, nearest ``centre``."""
     points = faces[:, 4:14].reshape(-1, 5, 2).astype(np.float64)
-    centre = np.array([image.shape[1], image.shape[0]], dtype=np.float64) / 2
-    return points[int(np.argmin(((points.mean(axis=1) - centre) ** 2).sum(axis=1)))]
+    middle = points.mean(axis=1)
+    inside = (middle[:, 0] >= low) & (middle[:, 0] < high)
+    if not inside.any():
+        return None
+    distance = ((middle - np.asarray(centre)) ** 2).sum(axis=1)
+    return points[int(np.argmin(np.where(inside, distance, np.inf)))]
 
 
 def _mirror_averaged(image: np.ndarray) -> np.ndarray | None:
-    """The mean of the landmarks found on ``image`` and, mapped back, on its mirror image: one detector's
-    left-right bias cancels, so a mirrored photo gives mirrored landmarks."""
-    direct = _central_landmarks(image)
-    flipped = _central_landmarks(cv2.flip(image, 1))
+    """The mean of the landmarks found on ``image`` and, mapped back, on its mirror image (one detection on the
+    two side by side): one detector's left-right bias cancels, so a mirrored photo gives mirrored landmarks."""
+    height, width = image.shape[:2]
+    faces = _detector().detect(np.hstack([image, cv2.flip(image, 1)]))
+    direct = _nearest(faces, (width / 2, height / 2), 0, width)
+    flipped = _nearest(faces, (1.5 * width, height / 2), width, 2 * width)
     if direct is None or flipped is None:
         return None
     flipped = flipped[_MIRROR_ORDER]
-    flipped[:, 0] = image.shape[1] - 1 - flipped[:, 0]
+    flipped[:, 0] = 2 * width - 1 - flipped[:, 0]
     return (direct + flipped) / 2
 
 
@@ -123,22 +127,42 @@ def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray) -> np.ndarray | None:
-    """Landmarks re-detected on the face's upright view and its mirror image, averaged; twice (the second time on
-    the view re-centred, re-scaled and turned upright by the first result). Source pixels; None when the detector
-    finds no face there.
+def _eye_angle(points: np.ndarray) -> float:
+    return math.degrees(math.atan2(points[1, 1] - points[0, 1], points[1, 0] - points[0, 0]))
 
-    YuNet's landmarks carry a left-right bias and lag behind in-plane rotation; detecting on an upright, standard-
-    sized view and its mirror takes out most of both (docs/components.md, the study's figures).
+
+def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray) -> np.ndarray | None:
+    """Landmarks re-detected on the face's upright view and its mirror image, averaged; then again on views of the
+    face turned by a search for the angle at which the detector sees a level eye line. Source pixels; None when
+    the detector finds no face there.
+
+    YuNet's landmarks carry a left-right bias, which the mirror average cancels, and follow only part of an
+    in-plane turn (on a face turned by 20 degrees they may read 6): the angle ``t`` that levels the eye line in the
+    view is found by secant steps on ``g(t)``, the eye line's angle the detector reports in the view turned by
+    ``t`` (its slope, the part of a turn the detector follows, estimated from the last two passes and kept in
+    [0.2, 1]). Two passes at least (the second on the view re-centred and re-scaled by the first); more while
+    ``|g|`` exceeds :data:`_SETTLED` degrees, at most :data:`_MAX_PASSES` (docs/components.md, the study's
+    figures).
     """
     points = _mirror_averaged(context)
     if points is None:
         return None
-    upright, to_context = face_context(context, points) if _PASSES > 1 else (None, None)
-    if upright is not None and to_context is not None:
-        again = _mirror_averaged(upright)
-        if again is not None:
-            points = _apply(to_context, again)
+    angle = _eye_angle(points)
+    seen: list[tuple[float, float]] = []
+    for _ in range(2, _MAX_PASSES + 1):
+        view, to_context = face_context(context, points, angle)
+        found = _mirror_averaged(view) if view is not None else None
+        if found is None or to_context is None:
+            break
+        level = _eye_angle(found)
+        points = _apply(to_context, found)
+        seen.append((angle, level))
+        if abs(level) <= _SETTLED:
+            break
+        follows = 1.0
+        if len(seen) >= 2 and abs(seen[-1][0] - seen[-2][0]) > 0.5:
+            follows = float(np.clip((seen[-1][1] - seen[-2][1]) / (seen[-2][0] - seen[-1][0]), 0.2, 1.0))
+        angle += level / follows
     return _apply(context_to_source, points)
 
 

@@ -48,14 +48,16 @@ CONTEXT_SIDE, CONTEXT_EYES = 128, 32.0
 """Side of :attr:`FaceCrop.context` and the distance between the eyes in it, in pixels."""
 
 
-def face_context(pixels: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The upright, scaled view of a face around its landmarks (:attr:`FaceCrop.context`) and its map back."""
+def face_context(pixels: np.ndarray, landmarks: np.ndarray,
+                 angle: float | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The upright, scaled view of a face around its landmarks (:attr:`FaceCrop.context`) and its map back;
+    ``angle`` (degrees, clockwise on the screen) is the turn taken off, by default the eye line's."""
     points = np.asarray(landmarks, dtype=np.float64)
     eyes = points[1] - points[0]
     distance = float(np.hypot(*eyes))
     if not np.all(np.isfinite(points)) or distance < 1.0:
         return None, None
-    angle = math.degrees(math.atan2(eyes[1], eyes[0]))
+    angle = math.degrees(math.atan2(eyes[1], eyes[0])) if angle is None else float(angle)
     centre = points.mean(axis=0)
     to_context = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, CONTEXT_EYES / distance)
     to_context[:, 2] += CONTEXT_SIDE / 2 - centre
