@@ -106,6 +106,25 @@ def test_cover_over_the_mouth(faces: np.ndarray, colour: tuple[int, int, int]) -
     assert np.all(covered["eyes_visible"] >= 0.85)
 
 
+def _inner_face_fraction(rows: slice, cols: slice) -> float:
+    """Fraction of the documented inner-face ellipse (centre (56, 68), semi-axes 36 x 42 pixels) inside a
+    rectangle, counted on pixel centres (a plain reference, independent of the module's own masks)."""
+    ys, xs = np.mgrid[0:112, 0:112]
+    inside = ((xs - 56.0) / 36.0) ** 2 + ((ys - 68.0) / 42.0) ** 2 <= 1.0
+    covered = np.zeros((112, 112), bool)
+    covered[rows, cols] = True
+    return float((inside & covered).sum() / inside.sum())
+
+
+@pytest.mark.lfw
+@pytest.mark.parametrize("rows, cols", [(slice(38, 66), slice(16, 96)), (slice(78, 108), slice(26, 86)),
+                                        (slice(60, 112), slice(0, 56))])
+def test_face_occlusion_measures_the_painted_area(faces: np.ndarray, rows: slice, cols: slice) -> None:
+    expected = _inner_face_fraction(rows, cols)
+    measured = occlusion_values(_paint(faces, rows, cols, (70, 90, 160)))["face_occlusion"]
+    assert np.all(np.abs(measured - expected) <= 0.08), (expected, measured)
+
+
 @pytest.mark.lfw
 def test_larger_cover_hides_more_of_the_face(faces: np.ndarray) -> None:
     estimates = [np.median(occlusion_values(_paint(faces, slice(112 - height, 112), slice(0, 112),

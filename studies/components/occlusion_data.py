@@ -97,6 +97,14 @@ def load_aligned(lfw: str | Path = DEFAULT_LFW, *, cache_dir: str | Path | None 
     return faces
 
 
+def tuning_identities(train_identities: np.ndarray, random_state: int, fraction: float = 0.15) -> np.ndarray:
+    """A seeded ``fraction`` of the train identities kept out of the fit, to choose settings on (with the training
+    degradations only); the test identities stay untouched until the final validation."""
+    names = np.sort(np.asarray(train_identities).astype(str))
+    rng = np.random.default_rng([random_state, 15])
+    return np.sort(rng.choice(names, size=max(1, round(fraction * len(names))), replace=False))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW, help="LFW-dev folder (one sub-folder per person)")

@@ -221,7 +221,8 @@ def synthesise(crop: np.ndarray, other: np.ndarray, rng: np.random.Generator) ->
     if rng.random() < 0.6:
         image = _photometric(image, rng)
     draw = rng.random()
-    n_capture = 0 if draw < 0.35 else (1 if draw < 0.8 else 2)
+    n_capture = 0 if draw < 0.25 else (1 if draw < 0.75 else 2)
     for kind in rng.choice(CAPTURE_KINDS, size=n_capture, replace=False):
-        image = degrade(image, str(kind), float(rng.uniform(0.05, 1.0)), random_state=rng)
+        # severities skewed high (sqrt of a uniform draw): strong capture effects are where occlusion is confused
+        image = degrade(image, str(kind), float(np.sqrt(rng.uniform(0.0025, 1.0))), random_state=rng)
     return image, coverage

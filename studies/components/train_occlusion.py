@@ -4,11 +4,14 @@
 
 Writes ``src/fiqa/components/models/occlusion.npz`` and ``occlusion.json`` (``--out`` to write elsewhere). The same
 seed on the same data recomputes the same weights file, byte for byte (single-threaded PyTorch, fixed zip entry
-times); ``--check`` trains twice and compares. About 5 minutes on 2 cores.
+times, one thread); ``--check`` trains a second time into a temporary folder and compares the bytes. About 5 minutes
+on 2 cores (needs ~4 GB of memory), twice that with ``--check``.
 
 1. Every LFW-dev photo is aligned with fiqa's own pipeline (cached under the temporary folder,
    ``studies/components/occlusion_data.py``); the person folders are split 50/50 into train and test identities
    (``fiqa.core.identities.split_identities``, ``--random-state``). Only train identities are trained on.
+   A seeded 15 % of the train identities is kept out of the fit, to choose settings on
+   (``validate_occlusion.py --part tuning``, training degradations only).
 2. Each training face gives ``--variants`` synthetic samples (``studies/components/occlusion_synth.py``): generic
    occluders painted with exact coverage masks, plus capture nuisances labelled as not occluded (alignment jitter,
    photometric changes, and ``fiqa.augment.degrade.DEGRADATIONS`` only; no evaluation degradation is drawn).
@@ -29,11 +32,12 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from studies.components.occlusion_data import DEFAULT_LFW, ROOT, load_aligned
+from studies.components.occlusion_data import DEFAULT_LFW, ROOT, load_aligned, tuning_identities
 from studies.components.occlusion_synth import synthesise
 
 from fiqa.components.occlusion import (
     GRID,
+    SUB,
     OcclusionModel,
     cell_features,
     load_occlusion_model,
@@ -64,8 +68,11 @@ def synthetic_set(crops: np.ndarray, variants: int, random_state: int) -> tuple[
 
 
 def cell_targets(coverage: np.ndarray) -> np.ndarray:
-    """Covered fraction of each cell: (N, 112, 112) -> (N, 196) float32."""
-    return coverage.reshape(len(coverage), GRID, 8, GRID, 8).mean(axis=(2, 4)).reshape(len(coverage), -1)
+    """Covered fraction of each cell's quadrants: (N, 112, 112) -> (N, 196, 4) float32 (the order of
+    ``OcclusionModel.coverage``)."""
+    step = 112 // (GRID * SUB)
+    fine = coverage.reshape(len(coverage), GRID, SUB, step, GRID, SUB, step).mean(axis=(3, 6))
+    return fine.transpose(0, 1, 3, 2, 4).reshape(len(coverage), GRID * GRID, SUB * SUB).astype(np.float32)
 
 
 def fit(features: np.ndarray, targets: np.ndarray, *, hidden: tuple[int, int], epochs: int, batch_size: int,
@@ -81,14 +88,14 @@ def fit(features: np.ndarray, targets: np.ndarray, *, hidden: tuple[int, int], e
     mean = flat.mean(axis=0, dtype=np.float64).astype(np.float32)
     scale = (flat.std(axis=0, dtype=np.float64) + 1e-3).astype(np.float32)
     inputs = torch.from_numpy((flat - mean) / scale)
-    labels = torch.from_numpy(targets.reshape(-1).astype(np.float32))
+    labels = torch.from_numpy(targets.reshape(-1, targets.shape[-1]).astype(np.float32))
     cells = torch.arange(n_cells).repeat(n_images)
 
     layer1 = torch.nn.Linear(n_features, hidden[0])
     position = torch.nn.Embedding(n_cells, hidden[0])
     torch.nn.init.zeros_(position.weight)
     layer2 = torch.nn.Linear(hidden[0], hidden[1])
-    layer3 = torch.nn.Linear(hidden[1], 1)
+    layer3 = torch.nn.Linear(hidden[1], targets.shape[-1])
     modules = torch.nn.ModuleList([layer1, position, layer2, layer3])
     optimiser = torch.optim.AdamW(modules.parameters(), lr=learning_rate, weight_decay=weight_decay)
     steps_per_epoch = (len(labels) + batch_size - 1) // batch_size
@@ -101,7 +108,7 @@ def fit(features: np.ndarray, targets: np.ndarray, *, hidden: tuple[int, int], e
         for start in range(0, len(labels), batch_size):
             batch = order[start:start + batch_size]
             hidden1 = torch.relu(layer1(inputs[batch]) + position(cells[batch]))
-            logits = layer3(torch.relu(layer2(hidden1))).squeeze(1)
+            logits = layer3(torch.relu(layer2(hidden1)))
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[batch])
             optimiser.zero_grad()
             loss.backward()
@@ -115,7 +122,7 @@ def fit(features: np.ndarray, targets: np.ndarray, *, hidden: tuple[int, int], e
 
     return {"mean": mean, "scale": scale, "w1": array(layer1.weight.T), "position": array(position.weight),
             "b1": array(layer1.bias), "w2": array(layer2.weight.T), "b2": array(layer2.bias),
-            "w3": array(layer3.weight[0]), "b3": array(layer3.bias[0])}
+            "w3": array(layer3.weight.T), "b3": array(layer3.bias)}
 
 
 def write_weights(arrays: dict[str, np.ndarray], path: Path) -> None:
@@ -156,10 +163,12 @@ def train(lfw: Path, out: Path, *, random_state: int, variants: int, hidden: tup
           batch_size: int, learning_rate: float, weight_decay: float, n_validation: int) -> Path:
     faces = load_aligned(lfw)
     split = split_identities(faces.all_identities, test_fraction=0.5, random_state=random_state)
-    train_crops = faces.crops[split.mask(faces.identities, "train")]
+    tuning = tuning_identities(split.train, random_state)
+    fitted = split.mask(faces.identities, "train") & ~np.isin(faces.identities, tuning)
+    train_crops = faces.crops[fitted]
     test_crops = faces.crops[split.mask(faces.identities, "test")]
-    logger.info("%d training faces (%d identities), %d test faces", len(train_crops), len(split.train),
-                len(test_crops))
+    logger.info("%d training faces (%d identities; %d more identities kept for tuning), %d test faces",
+                len(train_crops), len(split.train) - len(tuning), len(tuning), len(test_crops))
     images, coverage = synthetic_set(train_crops, variants, random_state)
     features = np.concatenate([cell_features(images[start:start + 512])[0] for start in range(0, len(images), 512)])
     targets = cell_targets(coverage)
@@ -181,13 +190,17 @@ def train(lfw: Path, out: Path, *, random_state: int, variants: int, hidden: tup
         "size_bytes": weights.stat().st_size,
         "model": ("per-cell occluder coverage on the aligned 112x112 crop: 14 x 14 cells of 8 x 8 pixels, "
                   f"{features.shape[-1]} features per cell (fiqa.components.occlusion.cell_features), a perceptron "
-                  f"{features.shape[-1]} -> {hidden[0]} (+ per-cell offset) -> {hidden[1]} -> 1, sigmoid"),
+                  f"{features.shape[-1]} -> {hidden[0]} (+ per-cell offset) -> {hidden[1]} -> 4 (the cell's "
+                  "4x4-pixel quadrants), sigmoid"),
         "training_data": {
             "dataset": "LFW-dev (Labeled Faces in the Wild, development photos; one folder per person)",
             "alignment": "fiqa.detect.pipeline.FacePipeline(FaceAligner()) onto the ArcFace 112x112 template",
             "n_photos_aligned": len(faces.crops), "n_photos_without_face": faces.n_no_face,
             "identity_split": split.describe(),
             "trained_on": f"{len(train_crops)} faces of the train identities, {variants} synthetic samples each",
+            "tuning_identities": f"{len(tuning)} train identities kept out of the fit "
+                                 "(studies/components/occlusion_data.py tuning_identities), to choose settings on "
+                                 "with the training degradations",
             "occluders": "studies/components/occlusion_synth.py (generic shapes, colours, textures, photo patches)",
             "nuisances_labelled_not_occluded": "alignment jitter, brightness/contrast, illumination gradients, "
                                                "fiqa.augment.degrade.DEGRADATIONS blur, downsample, jpeg, noise, "
@@ -197,7 +210,7 @@ def train(lfw: Path, out: Path, *, random_state: int, variants: int, hidden: tup
         "command": f"python -m studies.components.train_occlusion --random-state {random_state}",
         "parameters": {"variants": variants, "hidden": list(hidden), "epochs": epochs, "batch_size": batch_size,
                        "learning_rate": learning_rate, "weight_decay": weight_decay, "loss": "binary cross-entropy "
-                       "on each cell's covered fraction", "optimiser": "AdamW, one-cycle schedule",
+                       "on each quadrant's covered fraction", "optimiser": "AdamW, one-cycle schedule",
                        "threads": 1, "occluded_pixel": "interpolated coverage > 0.5"},
         "random_state": random_state,
         "versions": versions(),
@@ -220,9 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW, help="LFW-dev folder (one sub-folder per person)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for occlusion.npz and occlusion.json")
     parser.add_argument("--random-state", type=int, default=0, help="seed of the split, the samples and the fit")
-    parser.add_argument("--variants", type=int, default=3, help="synthetic samples per training face")
-    parser.add_argument("--hidden", type=int, nargs=2, default=(48, 24), help="widths of the two hidden layers")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--variants", type=int, default=8, help="synthetic samples per training face")
+    parser.add_argument("--hidden", type=int, nargs=2, default=(96, 48), help="widths of the two hidden layers")
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)

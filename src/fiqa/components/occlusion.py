@@ -2,11 +2,12 @@
 
 A small learned model looks at the aligned 112x112 crop (ArcFace template) as a grid of 14 x 14 cells of 8 x 8
 pixels. Each cell is described by cheap statistics (mean CIE L*a*b* colour, luminance spread, gradient energy and a
-6-bin gradient-orientation histogram, each also relative to the face's own median, and the same averaged over the
-cell's 3 x 3 and 5 x 5 neighbourhoods); a two-layer perceptron with a learned per-position offset predicts the
-fraction of the cell covered by an occluder. The cell map is interpolated bilinearly to the pixels, a pixel counts
-as occluded where the interpolated coverage exceeds 1/2, and each component is the occluded (or visible) fraction
-of a fixed region of the template:
+6-bin gradient-orientation histogram, each also relative to the face's own median; the colour and gradient energy of
+its four 4 x 4 quadrants relative to the cell's; and the cell values averaged over its 3 x 3 and 5 x 5
+neighbourhoods); a two-layer perceptron with a learned per-position offset predicts the fraction of each quadrant
+covered by an occluder. The 28 x 28 quadrant map is interpolated bilinearly to the pixels, a pixel counts as
+occluded where the interpolated coverage exceeds 1/2, and each component is the occluded (or visible) fraction of a
+fixed region of the template:
 
 - ``eyes_visible``: the two eye zones, ellipses centred on the template's eye landmarks with semi-axes
   0.35 x 0.25 of the inter-eye distance (eyelids, the eye corners and the lower eyebrow); 1 = both fully visible;
@@ -54,8 +55,11 @@ N_ORIENTATIONS = 6
 """Unsigned gradient-orientation bins of a cell's histogram."""
 MIN_FACE_SPREAD = 2.0
 """Below this standard deviation of L* (uint8 Lab scale) over the inner face, a crop is flat: it cannot be assessed."""
-N_FEATURES = 3 * 16 + 5
-"""Features per cell: 16 own values, their means over the 3 x 3 and 5 x 5 neighbourhoods, 5 face-wide values."""
+SUB = 2
+"""Each cell predicts the coverage of its SUB x SUB quadrants (4 x 4 pixels): a 28 x 28 coverage map."""
+N_FEATURES = 16 + 16 + 2 * 16 + 5
+"""Features per cell: 16 own values, 16 of its quadrants, the own values' means over the 3 x 3 and 5 x 5
+neighbourhoods, 5 face-wide values."""
 OCCLUDED_COVERAGE = 0.5
 """A pixel is occluded where the interpolated cell coverage exceeds this."""
 
@@ -104,10 +108,18 @@ def _check_crops(crops: object, owner: str) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _pool(values: np.ndarray) -> np.ndarray:
-    """(B, 112, 112) -> (B, 14, 14) cell means."""
-    batch = values.shape[0]
-    return values.reshape(batch, GRID, CELL, GRID, CELL).mean(axis=(2, 4))
+def _pool(values: np.ndarray, size: int = CELL) -> np.ndarray:
+    """(B, 112, 112) -> (B, 112 / size, 112 / size) means over size x size blocks."""
+    batch, cells = values.shape[0], CROP_SIZE // size
+    return values.reshape(batch, cells, size, cells, size).mean(axis=(2, 4))
+
+
+def _quadrants(values: np.ndarray) -> np.ndarray:
+    """(B, 112, 112) -> (B, 14, 14, 4): means of each cell's four 4x4 quadrants (top-left, top-right, bottom-left,
+    bottom-right)."""
+    fine = _pool(values, CELL // SUB)
+    batch = fine.shape[0]
+    return fine.reshape(batch, GRID, SUB, GRID, SUB).transpose(0, 1, 3, 2, 4).reshape(batch, GRID, GRID, SUB * SUB)
 
 
 def _neighbourhood_mean(maps: np.ndarray, radius: int) -> np.ndarray:
@@ -172,9 +184,16 @@ def cell_features(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         np.log((energy + 1.0) / (face_energy + 1.0)), np.log((spread + 1.0) / (face_spread + 1.0)),
         (mean_l - face_l) / 64.0, (mean_a - face_a) / 16.0, (mean_b - face_b) / 16.0,
     ], axis=-1).astype(np.float32)
+    # where inside the cell things change: quadrant means relative to the cell's
+    quadrant = np.concatenate([
+        (_quadrants(lightness) - mean_l[..., None]) / 32.0,
+        (_quadrants(lab[..., 1]) - mean_a[..., None]) / 16.0,
+        (_quadrants(lab[..., 2]) - mean_b[..., None]) / 16.0,
+        np.log((_quadrants(magnitude) + 1.0) / (energy[..., None] + 1.0)),
+    ], axis=-1).astype(np.float32)
     face_wide = np.stack([np.log1p(face_energy), np.log1p(face_spread), face_l / 255.0,
                           (face_a - 128.0) / 32.0, (face_b - 128.0) / 32.0], axis=-1).astype(np.float32)
-    features = np.concatenate([own, _neighbourhood_mean(own, 1), _neighbourhood_mean(own, 2),
+    features = np.concatenate([own, quadrant, _neighbourhood_mean(own, 1), _neighbourhood_mean(own, 2),
                                np.broadcast_to(face_wide, (batch, GRID, GRID, face_wide.shape[-1]))], axis=-1)
     face_l_values = lightness[:, _FACE_PIXELS]
     assessable = face_l_values.std(axis=1) >= MIN_FACE_SPREAD
@@ -192,7 +211,8 @@ class OcclusionModel:
         Feature standardisation.
     w1 : ndarray (F, H1); position : ndarray (196, H1); b1 : ndarray (H1,)
     w2 : ndarray (H1, H2); b2 : ndarray (H2,)
-    w3 : ndarray (H2,); b3 : ndarray of shape ()
+    w3 : ndarray (H2, 4); b3 : ndarray (4,)
+        One output per quadrant of the cell (top-left, top-right, bottom-left, bottom-right).
     """
 
     mean: np.ndarray
@@ -208,7 +228,8 @@ class OcclusionModel:
     ARRAYS = ("mean", "scale", "w1", "position", "b1", "w2", "b2", "w3", "b3")
 
     def coverage(self, features: np.ndarray) -> np.ndarray:
-        """Predicted covered fraction of each cell: features (B, 196, F) -> (B, 196) float32 in [0, 1]."""
+        """Predicted covered fraction of each cell's quadrants: features (B, 196, F) -> (B, 196, 4) float32 in
+        [0, 1]."""
         standard = (features - self.mean) / self.scale
         hidden = np.maximum(standard @ self.w1 + self.position + self.b1, 0.0)
         hidden = np.maximum(hidden @ self.w2 + self.b2, 0.0)
@@ -244,7 +265,8 @@ def load_occlusion_model(weights: str | Path = WEIGHTS_FILE, card: str | Path = 
         arrays = {name: np.asarray(data[name], dtype=np.float32) for name in OcclusionModel.ARRAYS}
     n_features, hidden = arrays["w1"].shape
     if (arrays["position"].shape != (GRID * GRID, hidden) or arrays["mean"].shape != (n_features,)
-            or arrays["w2"].shape[0] != hidden or arrays["w3"].shape != (arrays["w2"].shape[1],)):
+            or arrays["w2"].shape[0] != hidden or arrays["w3"].shape != (arrays["w2"].shape[1], SUB * SUB)
+            or n_features != N_FEATURES):
         raise ModelFileError(f"Occlusion model file {str(weights)!r} has inconsistent array shapes.")
     return OcclusionModel(**arrays)
 
@@ -261,12 +283,13 @@ def _default_model() -> OcclusionModel:
 
 
 def _interpolation() -> np.ndarray:
-    """(112, 14) matrix of bilinear weights from cell centres to pixel centres (edge cells extended)."""
-    centres = (np.arange(CROP_SIZE) + 0.5) / CELL - 0.5
-    low = np.clip(np.floor(centres).astype(int), 0, GRID - 1)
-    high = np.clip(low + 1, 0, GRID - 1)
+    """(112, 28) matrix of bilinear weights from quadrant centres to pixel centres (edge quadrants extended)."""
+    step, fine = CELL // SUB, GRID * SUB
+    centres = (np.arange(CROP_SIZE) + 0.5) / step - 0.5
+    low = np.clip(np.floor(centres).astype(int), 0, fine - 1)
+    high = np.clip(low + 1, 0, fine - 1)
     weight_high = np.clip(centres - low, 0.0, 1.0)
-    matrix = np.zeros((CROP_SIZE, GRID))
+    matrix = np.zeros((CROP_SIZE, fine))
     np.add.at(matrix, (np.arange(CROP_SIZE), low), 1.0 - weight_high)
     np.add.at(matrix, (np.arange(CROP_SIZE), high), weight_high)
     return matrix.astype(np.float32)
@@ -281,12 +304,13 @@ def coverage_maps(crops: np.ndarray, model: OcclusionModel | None = None) -> tup
     Returns
     -------
     coverage : ndarray of shape (B, 112, 112), float32 in [0, 1]
-        The cell predictions interpolated bilinearly to the pixels.
+        The quadrant predictions (a 28 x 28 map) interpolated bilinearly to the pixels.
     assessable : ndarray of shape (B,), bool
     """
     features, assessable = cell_features(crops)
     model = model or _default_model()
-    cells = model.coverage(features).reshape(-1, GRID, GRID)
+    quadrants = model.coverage(features).reshape(-1, GRID, GRID, SUB, SUB)
+    cells = quadrants.transpose(0, 1, 3, 2, 4).reshape(-1, GRID * SUB, GRID * SUB)
     coverage = np.einsum("ij,bjk,lk->bil", _UPSAMPLE, cells, _UPSAMPLE, optimize=True)
     return coverage.astype(np.float32), assessable
 
