@@ -40,10 +40,10 @@ from fiqa.core.types import EmbeddingStore, SampleTable
 from fiqa.embed import create_embedder
 from fiqa.embed.extract import embed_source
 from fiqa.embed.features import SFACE_TAPS, FeatureEmbedder
-from fiqa.embed.store import open_features, open_store
 from fiqa.io import DataSource, open_source
 from fiqa.io.table import save_quality
 from fiqa.label import create_labeler, label_store
+from fiqa.store import open_features, open_store
 from fiqa.train.config import TrainConfig
 from fiqa.train.regressor import train_regressor
 

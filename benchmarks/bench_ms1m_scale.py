@@ -186,7 +186,7 @@ class _FeatureStore:
 
     def __init__(self, root: Path, n: int) -> None:
         from fiqa.embed.features import SFACE_TAPS, STORE_COLUMNS
-        from fiqa.embed.store import FEATURES_FILE, read_jsonable
+        from fiqa.store import FEATURES_FILE, read_jsonable
 
         self.root, self._n = root, n
         self.meta = {"features": {"file": FEATURES_FILE, "dtype": "float16", "columns": list(STORE_COLUMNS),

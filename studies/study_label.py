@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def load_input(args):
     if args.store:
-        from fiqa.embed.store import open_store
+        from fiqa.store import open_store
 
         store = open_store(args.store)
         return store, None

@@ -25,10 +25,10 @@ import numpy as np
 from benchmarks._common import emit, machine_header, results_path
 
 from fiqa.core.errors import FIQAError
-from fiqa.embed.store import open_store
 from fiqa.evaluate import load_split, sample_comparisons
 from fiqa.evaluate.edc import EDCResult, compute_edc
 from fiqa.label import create_labeler
+from fiqa.store import open_store
 from fiqa.studies.scenarios import ScenarioSet, build_scenarios, scenario_metrics
 
 ROOT = Path(__file__).resolve().parents[1]

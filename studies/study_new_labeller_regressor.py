@@ -28,10 +28,10 @@ from fiqa.augment.crops import load_crops
 from fiqa.core.provenance import provenance
 from fiqa.core.types import QualityTable
 from fiqa.demo import label_rows
-from fiqa.embed.store import open_store
 from fiqa.evaluate import evaluate_quality, load_split, sample_comparisons
 from fiqa.io.table import load_quality, save_quality
 from fiqa.score import create_scorer
+from fiqa.store import open_store
 from fiqa.train import TrainConfig, train_regressor
 
 NEW = "reference-consensus"

@@ -39,11 +39,11 @@ from fiqa.augment.copies import augment_store, degraded_store
 from fiqa.augment.degrade import EVALUATION_DEGRADATIONS
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
-from fiqa.embed.store import is_store, open_store
 from fiqa.evaluate import evaluate_quality, load_split, sample_comparisons
 from fiqa.evaluate.groups import group_breakdown
 from fiqa.io.table import load_quality, save_quality
 from fiqa.label import create_labeler, label_store
+from fiqa.store import is_store, open_store
 from fiqa.train import TrainConfig, train_regressor
 from fiqa.train.features import cached_features
 

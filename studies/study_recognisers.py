@@ -46,7 +46,6 @@ from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.embed import create_embedder
 from fiqa.embed.extract import embed_source
-from fiqa.embed.store import open_store
 from fiqa.evaluate import evaluate_quality, load_split, sample_comparisons
 from fiqa.evaluate.groups import group_breakdown, read_groups_file
 from fiqa.evaluate.recognisers import ok_in_both
@@ -54,6 +53,7 @@ from fiqa.evaluate.report import write_report
 from fiqa.evaluate.run import Evaluation
 from fiqa.io.table import load_quality, save_quality
 from fiqa.score.training_free import create_quality_method, score_store_with
+from fiqa.store import open_store
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LABELS = ("sdd", "sdd-refined", "cr", "reference-consensus", "mean-positive")

@@ -53,11 +53,11 @@ from fiqa.augment.crops import load_crops
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
 from fiqa.embed.graph import fold_constants
 from fiqa.embed.onnx_runtime import inference_session
-from fiqa.embed.store import is_store, open_store
 from fiqa.evaluate import evaluate_quality, load_split, sample_comparisons
 from fiqa.io.model_files import model_path
 from fiqa.io.table import load_quality, save_quality
 from fiqa.label import create_labeler, label_store
+from fiqa.store import is_store, open_store
 from fiqa.train.features import cached_features
 
 LABELLER = "reference-consensus"

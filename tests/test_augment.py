@@ -30,8 +30,8 @@ from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreE
 from fiqa.detect import ARCFACE_TEMPLATE, warp_to_template
 from fiqa.detect.pipeline import resize_aligned
 from fiqa.embed.extract import embed_source
-from fiqa.embed.store import open_store, partial_path
 from fiqa.io import read_image
+from fiqa.store import open_store, partial_path
 from tolerances import UNIT_VECTOR_PATHS
 
 

@@ -184,7 +184,7 @@ def test_evaluate_refuses_another_stores_table_unless_forced(lfw_store, forged_l
     refused = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "r1")])
     assert refused.exit_code == 1 and "computed on another store" in refused.output and "--force" in refused.output
     assert not (tmp_path / "r1").exists()
-    with caplog.at_level(logging.WARNING, logger="fiqa.embed.store"):
+    with caplog.at_level(logging.WARNING, logger="fiqa.store"):
         forced = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "r2"), "--force"])
     assert forced.exit_code == 0, forced.output
     assert (tmp_path / "r2" / "report.html").is_file()
@@ -201,7 +201,7 @@ def test_train_refuses_another_stores_labels_and_force_reaches_the_library(lfw_s
     labels = load_quality(forged_labels)
     with pytest.raises(StoreError, match="another store"):
         make_targets(lfw_store, labels)
-    with caplog.at_level(logging.WARNING, logger="fiqa.embed.store"):
+    with caplog.at_level(logging.WARNING, logger="fiqa.store"):
         targets = make_targets(lfw_store, labels, force=True)
     assert len(targets.rows) == int(np.isfinite(labels.aligned_to(lfw_store.samples.sample_id)).sum())
     assert any("used anyway" in record.getMessage() for record in caplog.records)

@@ -149,3 +149,34 @@ def test_locate_ids_joins_by_sample_id_in_any_order():
     assert rows[found].tolist() == [2, 0, 1]
     rows, found = locate_ids(np.array([], np.int64), np.array([1, 2]))
     assert found.tolist() == [False, False]
+
+
+def test_lazy_exports_resolve_on_access_and_refuse_modules_outside_fiqa():
+    import fiqa.io
+    import fiqa.serve
+    import fiqa.train
+    from fiqa.core.lazy import lazy_exports
+
+    for package in (fiqa, fiqa.io, fiqa.serve, fiqa.train):
+        assert dir(package) == sorted(package.__all__)
+        for name in package.__all__:
+            assert getattr(package, name) is not None, f"{package.__name__}.{name}"
+        with pytest.raises(AttributeError, match=f"module '{package.__name__}' has no attribute 'nope'"):
+            package.nope  # noqa: B018
+    with pytest.raises(ValueError, match="fiqa modules only, not from os"):
+        lazy_exports("fiqa.somewhere", {"path": "os", "read_image": "fiqa.io.image"})
+
+
+def test_read_table_gives_numbers_of_every_width_across_row_groups(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {"i8": pa.array([1, -2, 3, -4, 5], pa.int8()), "u16": pa.array([1, 2, 3, 4, 65535], pa.uint16()),
+               "f16": pa.array(np.array([0.5, 1.5, np.nan, 2.5, -1.0], np.float16)),
+               "f64": pa.array([0.1, 0.2, 0.3, 0.4, 0.5]), "with_null": pa.array([1, None, 3, 4, 5], pa.int32())}
+    pq.write_table(pa.table(columns), tmp_path / "t.parquet", row_group_size=2)  # three row groups
+    back, _ = read_table(tmp_path / "t.parquet")
+    for name, column in columns.items():
+        expected = column.to_numpy(zero_copy_only=False)
+        assert back[name].dtype == expected.dtype, name
+        np.testing.assert_array_equal(back[name], expected)

@@ -18,7 +18,7 @@ import pytest
 
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreError
 from fiqa.embed.extract import SampleFailedError, embed_source
-from fiqa.embed.store import open_store, partial_path
+from fiqa.store import open_store, partial_path
 from tolerances import UNIT_NORM, UNIT_VECTOR_PATHS, dot_bound
 
 

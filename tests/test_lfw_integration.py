@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from fiqa.augment.crops import load_crops
 from fiqa.cli import main
 from fiqa.embed import create_embedder
-from fiqa.embed.store import open_store
 from fiqa.evaluate.verify import verification_summary
+from fiqa.store import open_store
 from tolerances import UNIT_NORM
 
 pytestmark = pytest.mark.lfw

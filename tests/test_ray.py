@@ -16,7 +16,7 @@ import pytest
 from conftest import lfw_subset
 from fiqa.core.errors import InvalidParameterError
 from fiqa.embed.extract import SampleFailedError, embed_source
-from fiqa.embed.store import open_features, partial_path
+from fiqa.store import open_features, partial_path
 
 if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
     import ray  # under CI a missing Ray is an error, not a skip

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -15,8 +17,8 @@ from fiqa.core.comparisons import sample_nonmated_pairs
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreError
 from fiqa.core.types import SampleTable
 from fiqa.detect import ARCFACE_TEMPLATE
-from fiqa.embed.store import Chunk, PartialStore, open_features, open_store, partial_path
 from fiqa.evaluate.verify import verification_summary
+from fiqa.store import Chunk, PartialStore, open_features, open_store, partial_path
 from tolerances import dot_bound, two_paths
 
 
@@ -65,6 +67,53 @@ def test_open_store_errors(tmp_path):
     (tmp_path / "t" / "meta.json").write_text(json.dumps({**meta, "store_format": 99}))
     with pytest.raises(StoreError, match="unsupported store format 99"):
         open_store(tmp_path / "t")
+
+
+HEAVY_MODULES = ("onnxruntime", "onnx", "cv2", "torch")
+
+# Runs in a fresh interpreter: the clock starts before ``import fiqa.store`` and stops once the store is opened and
+# every part of it read (vectors, norms, samples, features); it reports which of the modules named after the store
+# path it loaded.
+_OPEN_AND_READ = """
+import time
+start = time.perf_counter()
+import json, sys
+import fiqa.store
+import numpy as np
+store = fiqa.store.open_store(sys.argv[1])
+features, info = fiqa.store.open_features(store)
+read = [float(np.nansum(array, dtype=np.float64)) for array in (store.vectors, store.norms, features)]
+read += [len(set(store.samples.location)), len(set(store.samples.identity)), int(store.ok.sum())]
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "read": read, "columns": info["columns"],
+                  "memory_mapped": [isinstance(a, np.memmap) for a in (store.vectors, store.norms, features)],
+                  "heavy": [name for name in sys.argv[2:] if name in sys.modules]}))
+"""
+
+
+def test_opening_and_reading_a_store_is_light(tmp_path):
+    rng = np.random.default_rng(0)
+    store = build_store(tmp_path / "s", rng.normal(size=(6, 8)), ["a", "a", "b", "b", "c", "c"],
+                        status=["ok"] * 5 + ["no_face"])
+    features = np.where(store.ok[:, None], rng.normal(size=(6, 3)), np.nan).astype(np.float16)
+    np.save(tmp_path / "s" / "features.npy", features)
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    meta["features"] = {"columns": ["f0", "f1", "f2"], "dim": 3, "dtype": "float16", "file": "features.npy"}
+    (tmp_path / "s" / "meta.json").write_text(json.dumps(meta))
+    # Best of three fresh interpreters: one run can be stalled by other work on a shared machine, which says nothing
+    # about what the import loads. 0.3 s is a generous bound: importing numpy and pyarrow (the two libraries a store
+    # needs) takes about 0.15 s of it on an idle core, fiqa's own modules and the reading a few hundredths; what it
+    # catches is a heavy import: onnxruntime and onnx took a further second before the store had its own package,
+    # pandas (pulled in by pyarrow's dataset reader and to_numpy) 0.3 to 0.5 s.
+    runs = [json.loads(subprocess.run([sys.executable, "-c", _OPEN_AND_READ, str(tmp_path / "s"), *HEAVY_MODULES],
+                                      capture_output=True, text=True, check=True).stdout) for _ in range(3)]
+    for run in runs:
+        assert run["heavy"] == []
+        assert run["memory_mapped"] == [True, True, True] and run["columns"] == ["f0", "f1", "f2"]
+        # the same bytes summed the same way in both processes
+        assert run["read"] == [float(np.nansum(array, dtype=np.float64)) for array in (store.vectors, store.norms,
+                                                                                      features)] + [6, 3, 5]
+    assert min(run["seconds"] for run in runs) <= 0.3, [run["seconds"] for run in runs]
 
 
 def test_load_crops_warps_with_stored_landmarks(tmp_path):
@@ -194,8 +243,8 @@ def test_tables_of_another_store_are_refused_before_joining(tmp_path):
     # hostile cases R11/R12: labels or scores joined by sample_id alone landed on another store's images
     from fiqa.core.errors import StoreError
     from fiqa.core.types import QualityTable
-    from fiqa.embed.store import check_table_matches
     from fiqa.label import create_labeler, label_store
+    from fiqa.store import check_table_matches
     from fiqa.train.data import make_targets
 
     rng = np.random.default_rng(0)

@@ -30,9 +30,9 @@ from fiqa.embed.features import (
     FeatureExtractor,
     column_indices,
 )
-from fiqa.embed.store import open_features, open_store, partial_path
 from fiqa.io.table import save_quality
 from fiqa.label import create_labeler, label_store
+from fiqa.store import open_features, open_store, partial_path
 from fiqa.train.config import TrainConfig
 from fiqa.train.features import StoreFeatureInputs, feature_inputs, store_features
 from fiqa.train.models import QualityHead

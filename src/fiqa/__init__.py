@@ -11,18 +11,16 @@ The public API is small; each name is imported lazily (``import fiqa`` does not 
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 __version__ = "0.1.0"
 
 from fiqa.core.errors import FIQAError
+from fiqa.core.lazy import lazy_exports
 from fiqa.core.types import EmbeddingStore, QualityTable, SampleTable, Status
 
-_LAZY = {
-    "open_source": "fiqa.io",
-    "read_image": "fiqa.io",
-    "open_store": "fiqa.embed.store",
+_EXPORTS = {
+    "open_source": "fiqa.io.sources",
+    "read_image": "fiqa.io.image",
+    "open_store": "fiqa.store",
     "embed_source": "fiqa.embed.extract",
     "create_embedder": "fiqa.embed",
     "list_embedders": "fiqa.embed",
@@ -43,14 +41,6 @@ _LAZY = {
     "load_quality": "fiqa.io.table",
 }
 
-__all__ = ["__version__", "FIQAError", "EmbeddingStore", "QualityTable", "SampleTable", "Status", *_LAZY]
+__all__ = ["__version__", "FIQAError", "EmbeddingStore", "QualityTable", "SampleTable", "Status", *_EXPORTS]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fiqa' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -384,7 +384,7 @@ def _degraded_test_half(store: EmbeddingStore, path: Path, test_rows: np.ndarray
                         progress: bool) -> EmbeddingStore:
     """A copy of the test rows with capture effects no training recipe draws, kept at ``path`` and reused."""
     from fiqa.augment.copies import degraded_store
-    from fiqa.embed.store import is_store, open_store
+    from fiqa.store import is_store, open_store
 
     if is_store(path):
         return open_store(path)

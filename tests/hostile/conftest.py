@@ -107,7 +107,7 @@ def bad_dir(lfw: Path, work: Path) -> Path:
 @pytest.fixture(scope="session")
 def bad_store(bad_dir: Path, work: Path):
     """The store of ``bad_dir`` (one ``fiqa embed`` run, as in 0.1.0: E01-E20) and the run itself."""
-    from fiqa.embed.store import open_store
+    from fiqa.store import open_store
 
     out = work / "out" / "bad_store"
     run = cli("embed", bad_dir, "--out", out, "--batch-size", "8")

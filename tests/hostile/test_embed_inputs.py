@@ -124,7 +124,7 @@ def test_E17_big_tiff(bad_rows, record_property):
 
 @pytest.mark.slow
 def test_E18_tiff_bomb_bounded_memory(tiff_bomb, work, record_property):
-    from fiqa.embed.store import open_store
+    from fiqa.store import open_store
 
     out = work / "out" / "e18_tiffbomb"
     run = process("embed", tiff_bomb, "--out", out, "--workers", "0", measure_rss=True, timeout=300)
@@ -147,7 +147,7 @@ def test_E20_five_faces(bad_rows, record_property):
 
 
 def _store_files(out: Path) -> dict[str, str]:
-    from fiqa.embed.store import open_store
+    from fiqa.store import open_store
 
     store = open_store(out)
     return {str(location): str(status) for location, status in zip(store.samples.location, store.status)}
@@ -196,7 +196,7 @@ def _loop_rows(found: dict[str, str], source: Path) -> dict[str, str]:
 
 
 def test_E24_symlink_loop_folder_kind(symlink_loops, work, record_property):
-    from fiqa.embed.store import open_store
+    from fiqa.store import open_store
 
     source = symlink_loops
     out = work / "out" / "symA_folder"
@@ -313,7 +313,7 @@ def test_E35_unreadable_file(unprivileged_runs, work, record_property):
         found = {Path(k).name: v for k, v in _store_files(work / "out" / "perm" / key).items()}
         observed.append(f"{key}: {found.get('Celine_Dion_0001.jpg')}")
         assert found.pop("Celine_Dion_0001.jpg") == "unreadable" and sorted(found.values()) == ["ok"] * 3
-    from fiqa.embed.store import open_store
+    from fiqa.store import open_store
 
     store = open_store(work / "out" / "perm" / "E35_folder")
     reasons = [r for s, r in zip(store.status, store.reason) if s == "unreadable"]

@@ -80,7 +80,7 @@ def test_X02_identities_from_a_list_source(lfw, work, record_property):
 
 
 def test_X03_payload_in_the_pairs_path(xss_folder, work, record_property):
-    from fiqa.embed.store import open_store
+    from fiqa.store import open_store
 
     store, labels = xss_folder
     opened = open_store(store)

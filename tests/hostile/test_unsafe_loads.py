@@ -117,10 +117,39 @@ def _constructed_with_constants(class_name: str) -> bool:
                                and isinstance(call.args[0].value, str) for call in calls)
 
 
-def _import_module_safe(call: ast.Call, tree: ast.Module, owner: str | None) -> bool:
+def _constant_dict(node: ast.AST | None, tree: ast.Module) -> bool:
+    """``node`` is a dict literal of string constants, or a name bound at module level to one."""
+    if isinstance(node, ast.Name):
+        for statement in tree.body:
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target] \
+                if isinstance(statement, ast.AnnAssign) else []
+            if any(isinstance(t, ast.Name) and t.id == node.id for t in targets):
+                return _constant_dict(statement.value, tree)
+        return False
+    return isinstance(node, ast.Dict) and all(isinstance(v, ast.Constant) and isinstance(v.value, str)
+                                              for v in node.values)
+
+
+LAZY = ROOT / "src" / "fiqa" / "core" / "lazy.py"
+
+
+def _lazy_exports_of_constants() -> bool:
+    """Every ``lazy_exports(__name__, exports)`` call in the sources passes ``exports`` as a dict of string constants
+    (``fiqa.core.lazy`` imports the module names it is given, and refuses any outside fiqa)."""
+    calls = []
+    for path in SOURCES:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        calls += [(call, tree) for call, name in _calls(path) if name.split(".")[-1] == "lazy_exports"]
+    return bool(calls) and all(len(call.args) == 2 and _constant_dict(call.args[1], tree) for call, tree in calls)
+
+
+def _import_module_safe(call: ast.Call, tree: ast.Module, owner: str | None, path: Path) -> bool:
     """``importlib.import_module`` of a fixed module name: a string constant, an f-string that starts with
-    ``fiqa.`` or ``{__name__}.``, a lookup in a module-level dict of string constants, or ``self.<attribute>`` of a
-    class every construction of which passes a string constant."""
+    ``fiqa.`` or ``{__name__}.``, a lookup in a module-level dict of string constants, ``self.<attribute>`` of a
+    class every construction of which passes a string constant, or the lazy-export helper's lookup in the dicts of
+    string constants every package hands it."""
+    if path == LAZY:
+        return _lazy_exports_of_constants()
     argument = call.args[0] if call.args else None
     if isinstance(argument, ast.Constant):
         return isinstance(argument.value, str)
@@ -130,12 +159,7 @@ def _import_module_safe(call: ast.Call, tree: ast.Module, owner: str | None) -> 
             return str(head.value).startswith("fiqa.")
         return isinstance(head, ast.FormattedValue) and _dotted(head.value) == "__name__"
     if isinstance(argument, ast.Subscript) and isinstance(argument.value, ast.Name):
-        for node in tree.body:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
-                if isinstance(node, ast.AnnAssign) else []
-            if any(isinstance(t, ast.Name) and t.id == argument.value.id for t in targets) \
-                    and isinstance(node.value, ast.Dict):
-                return all(isinstance(v, ast.Constant) and isinstance(v.value, str) for v in node.value.values)
+        return _constant_dict(argument.value, tree)
     if isinstance(argument, ast.Attribute) and _dotted(argument.value) == "self" and owner is not None:
         return _constructed_with_constants(owner)
     return False
@@ -170,7 +194,7 @@ def test_P05_no_code_from_data(record_property):
                 found.append(f"{_where(path, node)} calls {name}")
             if name in ("importlib.import_module", "import_module"):
                 imports += 1
-                if not _import_module_safe(node, tree, owners.get(node)):
+                if not _import_module_safe(node, tree, owners.get(node), path):
                     found.append(f"{_where(path, node)} imports a module named by data")
     record_property("observed", f"{len(SOURCES)} Python files in src/ and scripts/: {found or 'nothing found'}; "
                                 f"{imports} import_module calls, all of fixed module names")

@@ -8,7 +8,7 @@ Each derived row is described by a :class:`Recipe`: a geometric jitter (shift, s
 with the similarity transform that aligns the *source* image onto the ArcFace template (so the jittered crop is
 cut from the source, not from the 112x112 crop), then zero, one or two degradations of :data:`fiqa.augment.degrade.
 DEGRADATIONS` in order. Recipes are drawn per (seed, parent sample_id, copy index), so a parent's copies never
-depend on which other parents were selected or on the chunking. ``fiqa.embed.store.load_crops`` re-creates a derived
+depend on which other parents were selected or on the chunking. ``fiqa.augment.crops.load_crops`` re-creates a derived
 row's crop from its parent's image and its recipe, so every later stage sees the degraded crop.
 
 Example
@@ -57,7 +57,14 @@ from fiqa.embed.extract import (  # the extraction's batching, read-ahead pool a
     ordered_map,
     pending_chunks,
 )
-from fiqa.embed.store import (
+from fiqa.io.image import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    ImageReadError,
+    read_image,
+)
+from fiqa.io.table import read_table, write_table
+from fiqa.store import (
     STORE_FORMAT,
     Chunk,
     PartialStore,
@@ -67,13 +74,6 @@ from fiqa.embed.store import (
     status_counts,
     store_fingerprint,
 )
-from fiqa.io.image import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MIN_SIDE,
-    ImageReadError,
-    read_image,
-)
-from fiqa.io.table import read_table, write_table
 
 if TYPE_CHECKING:
     from fiqa.embed.features import FeatureEmbedder
@@ -481,7 +481,7 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
     store : EmbeddingStore or path
         A finished embedding store (``fiqa embed``), not itself an augmented one.
     out : str or path
-        The store folder to write; it appears only when complete (see :mod:`fiqa.embed.store`).
+        The store folder to write; it appears only when complete (see :mod:`fiqa.store`).
     copies : int >= 1, default 2
         Derived rows per parent.
     random_state : int >= 0, default 0

@@ -10,9 +10,8 @@ import numpy as np
 from fiqa.augment.copies import Recipe, apply_recipe
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import EmbeddingStore
-from fiqa.detect import warp_to_template
+from fiqa.detect import CROP_SIZE, warp_to_template
 from fiqa.detect.pipeline import resize_aligned
-from fiqa.embed.store import CROP_SIZE
 from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, read_image
 
 __all__ = ["load_crops"]

@@ -44,7 +44,7 @@ def command(store: str, out: str, copies: int, random_state: int, kinds: str, se
     import numpy as np
 
     from fiqa.augment.copies import augment_store
-    from fiqa.embed.store import open_store
+    from fiqa.store import open_store
 
     parent = open_store(store)
     rows = None

@@ -73,8 +73,8 @@ def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str
         if store_path is None:
             raise click.UsageError("--rounds needs --store (the regressor trains on the store's crops)")
         require_torch("fiqa curate --rounds")
-        from fiqa.embed.store import open_store
         from fiqa.score import create_scorer
+        from fiqa.store import open_store
         from fiqa.train import TrainConfig, train_regressor
 
         store = open_store(store_path)

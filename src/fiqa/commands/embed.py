@@ -105,7 +105,7 @@ def _features_default(out: str, backend: str, resume: bool) -> bool:
         return False
     if resume:
         from fiqa.core.atomic import read_json
-        from fiqa.embed.store import is_store, partial_path
+        from fiqa.store import is_store, partial_path
 
         plan_file = partial_path(out) / "plan.json"
         if plan_file.is_file():

@@ -104,12 +104,12 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
     """Error-versus-Discard (EDC) evaluation of quality tables on the comparisons of STORE."""
     import numpy as np
 
-    from fiqa.embed.store import check_table_matches, open_store
     from fiqa.evaluate.groups import group_labels
     from fiqa.evaluate.pairs import read_pairs, sample_comparisons
     from fiqa.evaluate.report import write_report
     from fiqa.evaluate.run import evaluate_quality
     from fiqa.io.table import load_quality
+    from fiqa.store import check_table_matches, open_store
 
     opened = open_store(store)
     tables = [load_quality(path) for path in score_paths]

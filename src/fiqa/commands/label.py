@@ -112,9 +112,9 @@ def command(
     if not (store and method and out_path):
         missing = [hint for hint, value in (("STORE", store), ("--method", method), ("--out", out_path)) if not value]
         raise click.UsageError(f"missing {', '.join(missing)} (or use --list)")
-    from fiqa.embed.store import open_store
     from fiqa.io.table import STDOUT, write_quality
     from fiqa.label import create_labeler, label_store
+    from fiqa.store import open_store
 
     params = parse_params(param_pairs)
     if "random_state" in params:

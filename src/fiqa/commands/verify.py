@@ -16,8 +16,8 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def command(store: str, n_nonmated: int, max_mated: int, random_state: int, as_json: bool) -> None:
     """Print verification sanity figures of STORE (expect ROC AUC > 0.99 for a good recogniser)."""
-    from fiqa.embed.store import open_store
     from fiqa.evaluate.verify import verification_summary
+    from fiqa.store import open_store
 
     summary = verification_summary(open_store(store), n_nonmated=n_nonmated, max_mated=max_mated,
                                    random_state=random_state)

@@ -156,7 +156,7 @@ class SampleTable:
 
 @dataclass(frozen=True)
 class EmbeddingStore:
-    """An opened embedding store (see ``fiqa.embed.store``): every sample of a source with its embedding.
+    """An opened embedding store (see ``fiqa.store``): every sample of a source with its embedding.
 
     Attributes
     ----------

@@ -28,17 +28,17 @@ from fiqa.core.errors import FIQAError, InvalidParameterError, NoUsableSamplesEr
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, SampleTable, Status
 from fiqa.detect import FaceAligner
+from fiqa.detect.align import CROP_SIZE
 from fiqa.detect.pipeline import FaceCrop, FacePipeline
-from fiqa.embed.store import (
-    CROP_SIZE,
+from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_limits
+from fiqa.io.sources import DataSource, open_source
+from fiqa.store import (
     STORE_FORMAT,
     Chunk,
     PartialStore,
     check_out_path,
     samples_fingerprint,
 )
-from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_limits
-from fiqa.io.sources import DataSource, open_source
 
 if TYPE_CHECKING:
     from fiqa.embed.features import FeatureEmbedder
@@ -103,7 +103,7 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     source : str, path or DataSource
         Anything :func:`fiqa.io.open_source` accepts.
     out : str or path
-        The store folder to write (see :mod:`fiqa.embed.store`). It appears only when complete.
+        The store folder to write (see :mod:`fiqa.store`). It appears only when complete.
     backend : str or Embedder, default "sface"
         A registered backend name (``fiqa.embed.list_embedders()``) or an embedder object with ``name``,
         ``dim``, ``embed(crops) -> (B, d) float32`` and ``describe() -> dict``.
@@ -138,7 +138,7 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     Returns
     -------
     EmbeddingStore
-        With ``features``, ``meta["features"]`` describes ``features.npy`` (:func:`fiqa.embed.store.open_features`).
+        With ``features``, ``meta["features"]`` describes ``features.npy`` (:func:`fiqa.store.open_features`).
 
     Raises
     ------
@@ -190,7 +190,7 @@ def feature_embedder(embedder: Any, features: object, owner: str) -> FeatureEmbe
 def extraction_plan(samples: SampleTable, embedder: Any, pipeline: FacePipeline, *, batch_size: int,
                     chunk_size: int, max_pixels: int, min_side: int,
                     features: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What determines an extraction's result (``plan.json`` of :class:`fiqa.embed.store.PartialStore`, ``plan`` in
+    """What determines an extraction's result (``plan.json`` of :class:`fiqa.store.PartialStore`, ``plan`` in
     the store's metadata): a run resumes only the chunks of an identical plan, whichever engine wrote them.
 
     ``features`` (:meth:`fiqa.embed.features.FeatureEmbedder.describe`) is recorded only when the chunks hold

@@ -34,8 +34,8 @@ from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.embed.graph import fold_constants
 from fiqa.embed.onnx_runtime import SFACE_SPEC, SFaceEmbedder, _folded_model_bytes, inference_session
 from fiqa.embed.spec import PreprocessSpec
-from fiqa.embed.store import FEATURES_FILE
 from fiqa.io.model_files import MODEL_FILES, model_path
+from fiqa.store import FEATURES_FILE
 
 FEATURES_NAME = "features"
 """Name of the feature graph's output and of a head's input."""

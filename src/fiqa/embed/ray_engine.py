@@ -10,7 +10,7 @@ actor pool whose actors load their models once::
       -> EmbedStage actors  embed batches of crops             (one embedder, its ONNX session, per actor)
       -> driver             rows gathered per chunk; a complete chunk is written as one shard (PartialStore)
 
-The shards are the chunk files of :class:`fiqa.embed.store.PartialStore`: a killed run, rerun with the same
+The shards are the chunk files of :class:`fiqa.store.PartialStore`: a killed run, rerun with the same
 arguments, redoes only the chunks that have no file yet, and the local engine can resume what this one left (and
 the other way round) when the plans match (same backend parameters, thread count included). Only the driver writes:
 the workers need to read the images (a shared file system on a cluster), never the output folder.
@@ -49,9 +49,9 @@ from fiqa.embed.extract import (
     pending_chunks,
     store_meta,
 )
-from fiqa.embed.store import Chunk, PartialStore, check_out_path
 from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from fiqa.io.sources import DataSource, open_source
+from fiqa.store import Chunk, PartialStore, check_out_path
 
 __all__ = ["STAGES", "EmbedStage", "FaceStage", "ShardWriter", "Stage", "check_engine_params", "embed_source_ray",
            "faces_to_columns", "import_ray", "ray_session", "resolve_workers", "run_stages", "worker_backend_params"]

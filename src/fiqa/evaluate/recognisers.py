@@ -47,7 +47,7 @@ _EXAMPLES = 3
 
 def describe_recogniser(store: EmbeddingStore) -> dict[str, Any]:
     """What a report says about the recogniser of a store: backend name, model, store folder and fingerprint."""
-    from fiqa.embed.store import store_fingerprint
+    from fiqa.store import store_fingerprint
 
     # stores written by extraction describe their embedder under "backend", augmented copies under "embedder"
     described = store.meta.get("backend") or store.meta.get("embedder") or {}

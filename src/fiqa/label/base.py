@@ -528,7 +528,7 @@ def label_store(store: EmbeddingStore, labeler: Labeler, *, rows: np.ndarray | N
         One row per store sample (or per ``rows``), in store order; ``meta["store"]`` names the store folder and
         ``meta["store_sha256"]`` its fingerprint.
     """
-    from fiqa.embed.store import store_fingerprint
+    from fiqa.store import store_fingerprint
 
     selected = np.arange(len(store)) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
     if len(selected) and (selected[0] < 0 or selected[-1] >= len(store)):

@@ -240,7 +240,7 @@ class Scorer:
             store's status and reason, and NaN scores.
         """
         from fiqa.augment.crops import load_crops
-        from fiqa.embed.store import store_fingerprint
+        from fiqa.store import store_fingerprint
 
         selected = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
         if selected.ndim != 1 or (len(selected) and (selected.min() < 0 or selected.max() >= len(store))):

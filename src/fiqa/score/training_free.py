@@ -247,7 +247,7 @@ def score_store_with(method: _Method, store: EmbeddingStore, *, rows: np.ndarray
     samples that are not ok keep the store's status and reason and a NaN score. Only SFace stores are accepted:
     the methods read SFace's own layers."""
     from fiqa.augment.crops import load_crops
-    from fiqa.embed.store import store_fingerprint
+    from fiqa.store import store_fingerprint
 
     backend = store.meta.get("backend", {})
     if backend.get("model_sha256") != MODEL_FILES["sface"].sha256:

@@ -10,21 +10,12 @@ imported lazily, so the settings are usable without the web stack installed.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from fiqa.core.lazy import lazy_exports
 from fiqa.serve.config import Limits, Workers
 
-_LAZY = {"create_app": "fiqa.serve.app", "HTTP_STATUS": "fiqa.serve.app", "run": "fiqa.serve.server"}
+_EXPORTS = {"create_app": "fiqa.serve.app", "HTTP_STATUS": "fiqa.serve.app", "run": "fiqa.serve.server"}
 
 __all__ = ["HTTP_STATUS", "Limits", "Workers", "create_app", "run"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fiqa.serve' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

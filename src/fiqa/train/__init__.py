@@ -9,10 +9,9 @@ models and export do.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fiqa.core.lazy import lazy_exports
 
-_LAZY = {
+_EXPORTS = {
     "QuantileCalibration": "fiqa.train.calibration",
     "fit_quantile_calibration": "fiqa.train.calibration",
     "TrainConfig": "fiqa.train.config",
@@ -27,7 +26,7 @@ _LAZY = {
     "train_recipe": "fiqa.train.recipe",
 }
 
-__all__ = [*_LAZY, "list_regressors"]
+__all__ = [*_EXPORTS, "list_regressors"]
 
 
 def list_regressors() -> list[str]:
@@ -37,11 +36,4 @@ def list_regressors() -> list[str]:
     return REGRESSORS.names()
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fiqa.train' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

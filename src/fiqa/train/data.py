@@ -56,7 +56,7 @@ def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_frac
         Fraction of identities held out for validation and early stopping.
     random_state : int
     force : bool, default=False
-        Accept labels that record another store's fingerprint (:func:`fiqa.embed.store.check_table_matches`).
+        Accept labels that record another store's fingerprint (:func:`fiqa.store.check_table_matches`).
 
     Returns
     -------
@@ -65,7 +65,7 @@ def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_frac
     if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) \
             or not 0.0 < validation_fraction < 1.0:
         raise InvalidParameterError("make_targets", "validation_fraction", "a float in (0, 1)", validation_fraction)
-    from fiqa.embed.store import check_table_matches
+    from fiqa.store import check_table_matches
 
     check_table_matches(store, labels, f"labels {labels.meta.get('method', '')!r}".strip(), force=force)
     ok_labels = QualityTable(labels.sample_id[labels.ok], labels.score[labels.ok], labels.status[labels.ok],

@@ -33,7 +33,7 @@ from fiqa.core.errors import InvalidParameterError, StoreError, check_int
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore
 from fiqa.embed.features import SFACE_TAPS, FeatureExtractor, FeatureSpec, column_indices
-from fiqa.embed.store import FEATURES_FILE, open_features, read_jsonable
+from fiqa.store import FEATURES_FILE, open_features, read_jsonable
 
 logger = logging.getLogger(__name__)
 

@@ -112,8 +112,8 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     TrainedModel
     """
     from fiqa.augment.copies import augment_store
-    from fiqa.embed.store import is_store, open_store
     from fiqa.label import create_labeler, label_store
+    from fiqa.store import is_store, open_store
 
     if not isinstance(recipe, ModelRecipe):
         raise InvalidParameterError("train_recipe", "recipe", "a ModelRecipe", recipe)

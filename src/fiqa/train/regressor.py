@@ -120,7 +120,7 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
         Continue from ``<out_dir>/checkpoint.pt`` when it exists.
     force : bool, default=False
         Train on labels that record another store's fingerprint, with a logged warning
-        (:func:`fiqa.embed.store.check_table_matches`); refused otherwise.
+        (:func:`fiqa.store.check_table_matches`); refused otherwise.
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where torch trains (:func:`fiqa.train.loop.training_device`); the exported ONNX file is the same.
 
@@ -128,7 +128,7 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     -------
     TrainedModel
     """
-    from fiqa.embed.store import open_store
+    from fiqa.store import open_store
 
     config = config if config is not None else TrainConfig()
     if not isinstance(config, TrainConfig):
