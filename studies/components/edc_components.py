@@ -52,12 +52,7 @@ from fiqa.augment.crops import load_crops
 from fiqa.core.provenance import versions
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
 from fiqa.demo import embed_and_split, label_rows, locate_lfw
-from fiqa.detect.pipeline import FaceCrop
-
-try:  # the store's reader lives in fiqa.store (fiqa.embed.store before the store package was split out)
-    from fiqa.store import is_store, open_store, store_fingerprint
-except ImportError:
-    from fiqa.embed.store import is_store, open_store, store_fingerprint
+from fiqa.store import is_store, open_store, store_fingerprint
 
 logger = logging.getLogger("studies.components.edc_components")
 
@@ -98,30 +93,11 @@ def _components_key(store: EmbeddingStore, rows: np.ndarray) -> dict:
             "components_sha256": digest.hexdigest(), "versions": versions()}
 
 
-def _faces(store: EmbeddingStore, rows: np.ndarray,
-           sizes: dict[str, tuple[int, int] | None]) -> list[FaceCrop]:
-    """Per row, what :func:`fiqa.components.compute_components` reads of a detected face: the stored landmarks, the
-    photo's size from its header (cached by location), no boxes and no face region (the store keeps none)."""
-    from fiqa.io.image import ImageReadError, header_size, read_bytes
-
-    faces = []
-    for row in rows:
-        location = str(store.samples.location[row])
-        if location not in sizes:
-            try:
-                sizes[location] = header_size(read_bytes(location), location)
-            except ImageReadError:
-                sizes[location] = None
-        faces.append(FaceCrop(None, Status.OK, n_faces=int(store.n_faces[row]),
-                              landmarks=np.asarray(store.landmarks[row], np.float32), image_size=sizes[location]))
-    return faces
-
-
 def measure(store: EmbeddingStore, rows: np.ndarray, cache: Path) -> dict[str, np.ndarray]:
-    """Components (``scalar``, ``raw`` (k, K), ``reason``, ``names``) and the shipped model's scores (``model``)
-    of ``rows``, from one pass over their crops; cached at ``cache`` under :func:`_components_key`."""
-    from fiqa.components import compute_components
-    from fiqa.components.measure import ComponentTable
+    """Components (``scalar``, ``raw`` (k, K), ``reason``, ``names``; as ``fiqa evaluate --components`` measures
+    them, :func:`fiqa.evaluate.components.component_tables`) and the shipped model's scores (``model``) of
+    ``rows``; cached at ``cache`` under :func:`_components_key`."""
+    from fiqa.evaluate.components import component_tables
     from fiqa.score import create_scorer
 
     key = _components_key(store, rows)
@@ -130,22 +106,14 @@ def measure(store: EmbeddingStore, rows: np.ndarray, cache: Path) -> dict[str, n
             if json.loads(str(stored["key"])) == key:
                 return {name: stored[name] for name in stored.files if name != "key"}
         logger.info("%s: made from other inputs; measuring again", cache)
+    tables = component_tables(store, rows)
+    names = [t.meta["component"] for t in tables]
     scorer = create_scorer("default")
-    tables, model = [], []
-    sizes: dict[str, tuple[int, int] | None] = {}
-    for start in tqdm(range(0, len(rows), BATCH), desc=f"components {cache.stem}", unit="batch"):
-        batch = rows[start:start + BATCH]
-        crops = load_crops(store, batch)
-        tables.append(compute_components(crops, _faces(store, batch, sizes)))
-        model.append(scorer.score_crops(crops)[0])
-    table = ComponentTable.concatenate(tables)
-    raw, scalar, reason = table.raw, table.scalar, table.reason.copy()
-    single = table.names.index("single_face_present")
-    several = store.n_faces[rows] > 1
-    raw[several, single] = scalar[several, single] = math.nan
-    reason[several, single] = ("the detector found several faces and the store keeps no box of the others: the "
-                               "other face's size is unknown")
-    result = {"names": np.asarray(table.names), "raw": raw, "scalar": scalar, "reason": reason.astype(str),
+    model = [scorer.score_crops(load_crops(store, rows[start:start + BATCH]))[0]
+             for start in tqdm(range(0, len(rows), BATCH), desc=f"model {cache.stem}", unit="batch")]
+    result = {"names": np.asarray(names), "scalar": np.column_stack([t.score for t in tables]),
+              "raw": np.column_stack([t.columns[f"{name}_raw"] for name, t in zip(names, tables)]),
+              "reason": np.column_stack([t.reason for t in tables]).astype(str),
               "model": np.concatenate(model) if model else np.zeros(0)}
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".partial.npz")

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import click
 
-from fiqa.commands._common import info, out_option
+from fiqa.commands._common import info, out_option, progress
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,10 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
 @click.option("--reject-quantile", "reject_quantiles", type=float, multiple=True,
               help="Quality quantile at which per-group reject rates and the FNMR after rejection are reported "
                    "(repeat for several; default 0.05, 0.1 and 0.2).")
+@click.option("--components", "with_components", is_flag=True,
+              help="Also evaluate each quality component (`fiqa components`) of the compared faces, measured from "
+                   "STORE's crops and landmarks: one EDC row per component, to see which factor predicts "
+                   "recognition failure on this data (none is a unified quality).")
 def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, start_fnmr: float | None,
             discard_limit: float, pairs_path: str | None, max_mated: int, max_mated_per_identity: int | None,
             n_nonmated: int, random_state: int,
@@ -100,7 +104,7 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
             legacy_erc: bool,
             gallery_size: int, n_bootstrap: int, force: bool, comparison_store: str | None,
             more_fmrs: tuple[float, ...], group_by: str | None, groups_file: str | None,
-            reject_quantiles: tuple[float, ...]) -> None:
+            reject_quantiles: tuple[float, ...], with_components: bool) -> None:
     """Error-versus-Discard (EDC) evaluation of quality tables on the comparisons of STORE."""
     import numpy as np
 
@@ -127,6 +131,12 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
     else:
         comparisons = sample_comparisons(opened, max_mated=max_mated, n_nonmated=n_nonmated, random_state=random_state,
                                          sample_mask=mask, max_mated_per_identity=max_mated_per_identity)
+    if with_components:
+        from fiqa.evaluate.components import component_tables
+
+        compared = np.unique(np.concatenate([comparisons.sample_a, comparisons.sample_b]))
+        tables += component_tables(opened, np.flatnonzero(np.isin(opened.samples.sample_id, compared)),
+                                   progress=progress())
     if groups_file and not group_by:
         raise click.UsageError("--groups-file needs --group-by (the group column; any name for a folder of lists)")
     groups = group_labels(group_by, store=opened, tables=tables, groups_file=groups_file) if group_by else None

@@ -20,7 +20,8 @@ from fiqa.evaluate.groups import GroupBreakdown
 from fiqa.evaluate.run import METHOD_KINDS, RANDOM_METHOD
 
 KIND_TITLES = {"label": "labels (see the person's other photos)", "model": "models (one image each)",
-               "baseline": "baselines (training-free, statistics, random floor)"}
+               "baseline": "baselines (training-free, statistics, random floor)",
+               "component": "quality components (one factor each, not a unified quality)"}
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
             "#393b79", "#e7298a", "#66a61e", "#a6761d", "#7570b3", "#d95f02", "#1b9e77", "#843c39", "#5254a3")

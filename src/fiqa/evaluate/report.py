@@ -37,6 +37,7 @@ from fiqa.core.errors import FIQAError, check_int
 from fiqa.core.types import EmbeddingStore, locate_ids
 from fiqa.evaluate.bands import EDCBands, evaluation_bands
 from fiqa.evaluate.bootstrap import PAUCBootstrap, paired_pauc_difference
+from fiqa.evaluate.components import COMPONENT_PREFIX
 from fiqa.evaluate.erc import LegacyERCResult
 from fiqa.evaluate.exports import (
     BAND_COLUMNS,
@@ -144,6 +145,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
         "spearman": _spearman_note(evaluation),
         "groups": "" if breakdown is None else _groups_html(breakdown, group_by, styles, figures),
         "galleries": _galleries(evaluation, store, gallery_size, styles),
+        "components": _components_by_kind(evaluation, store),
         "legacy": _write_legacy_erc(out, evaluation.legacy_erc, styles),
     }
     page = _page(title, limit, sections, provenance={"summary": summary, "meta": evaluation.meta})
@@ -229,7 +231,8 @@ tr.floor td{color:#666;font-style:italic}tr.best td{font-weight:600}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.4em;vertical-align:-.1em}
 dl.facts{display:grid;grid-template-columns:max-content auto;gap:.2em 1.2em;font-size:.93em}dl.facts dt{color:#555}
 dl.facts dd{margin:0}.note{color:#666;font-size:.9em}.legacy{background:#fff8ec;border:1px solid #f0d8a8;
-padding:.2em 1em 1em;margin-top:1.6em}.gallery h3{margin:.8em 0 .2em}.strip{display:flex;flex-wrap:wrap;gap:6px;
+padding:.2em 1em 1em;margin-top:1.6em}
+.why{display:block;color:#a33}.gallery h3{margin:.8em 0 .2em}.strip{display:flex;flex-wrap:wrap;gap:6px;
 align-items:flex-start}.strip h4{width:100%;margin:.4em 0 .1em;font-weight:500;color:#444}figure{margin:0;width:104px;
 text-align:center;font-size:.72em}figure img{width:96px;height:96px;border-radius:3px}figcaption span{color:#777;
 word-break:break-all}figcaption .file{color:#445;display:block}.ci{color:#555;white-space:nowrap}
@@ -466,16 +469,60 @@ def _caption(store: EmbeddingStore, row: int, value: float) -> str:
     """A gallery face's caption: its quality, identity and image file name (with the degradation of a copy)."""
     identity = str(store.samples.identity[row])
     location = str(store.samples.location[row]).split("#", 1)[0]
-    recipe = "" if store.recipe is None else str(store.recipe[row])
-    kinds = ""
-    if recipe:
-        try:
-            kinds = " + ".join(str(d.get("kind")) for d in json.loads(recipe).get("degradations", [])) or "copy"
-        except (ValueError, AttributeError):
-            kinds = "copy"
-    file_name = Path(location).name + (f" ({kinds})" if kinds else "")
+    kinds = _kind_of(store, row)
+    file_name = Path(location).name + (f" ({kinds})" if kinds != "natural" else "")
     return (f"{_fmt(float(value))}<br><span>{html.escape(identity)}</span>"
             f"<span class=file title='{html.escape(location)}'>{html.escape(file_name)}</span>")
+
+
+_WHY_BELOW, _WHY_COUNT = 50.0, 2  # a gallery face's reasons: its (at most 2) components scoring below 50
+
+
+def _component_values(evaluation: Evaluation) -> dict[str, np.ndarray]:
+    """The evaluated components' 0-100 scalars by component name (``component:<name>`` methods)."""
+    return {method[len(COMPONENT_PREFIX):]: values for method, values in evaluation.qualities.items()
+            if method.startswith(COMPONENT_PREFIX)}
+
+
+def _why(components: Mapping[str, np.ndarray], index: int) -> str:
+    """Why a face is poor, from its components: the lowest ones below 50, worst first (``""`` when none)."""
+    scored = sorted((float(v[index]), name) for name, v in components.items() if np.isfinite(v[index]))
+    worst = [f"{name} {value:.0f}" for value, name in scored[:_WHY_COUNT] if value < _WHY_BELOW]
+    return f"<span class=why>{html.escape(', '.join(worst))}</span>" if worst else ""
+
+
+def _kind_of(store: EmbeddingStore, row: int) -> str:
+    """A store row's capture condition: its copy's degradation kinds, or ``natural``."""
+    recipe = "" if store.recipe is None else str(store.recipe[row])
+    if not recipe:
+        return "natural"
+    try:
+        return " + ".join(str(d.get("kind")) for d in json.loads(recipe).get("degradations", [])) or "copy"
+    except (ValueError, AttributeError):
+        return "copy"
+
+
+def _components_by_kind(evaluation: Evaluation, store: EmbeddingStore | None) -> str:
+    """The median 0-100 scalar of every component per capture condition of the evaluated faces (natural, or a
+    degraded copy's kinds): which factor each degradation moves."""
+    components = _component_values(evaluation)
+    if not components or store is None:
+        return ""
+    rows, found = locate_ids(store.samples.sample_id, evaluation.sample_id)
+    kinds = np.array([_kind_of(store, int(row)) if ok else "" for row, ok in zip(rows, found)], dtype=object)
+    names = sorted(set(kinds) - {""})
+    head = "".join(f"<th>{html.escape(k)} (n={int((kinds == k).sum())})</th>" for k in names)
+    body = []
+    for component, values in components.items():
+        cells = []
+        for kind in names:
+            chosen = values[(kinds == kind) & np.isfinite(values)]
+            cells.append(f"<td>{np.median(chosen):.0f}</td>" if len(chosen) else "<td>&ndash;</td>")
+        body.append(f"<tr><td>{html.escape(component)}</td>{''.join(cells)}</tr>")
+    return ("<h2>Quality components by capture condition</h2><p class=note>Median 0-100 value of each component "
+            "(higher is better) over the evaluated faces of each condition: which factor each degradation moves. "
+            "A component is one factor, never a unified quality.</p>"
+            f"<div class=wide><table><tr><th>component</th>{head}</tr>{''.join(body)}</table></div>")
 
 
 def _galleries(evaluation: Evaluation, store: EmbeddingStore | None, gallery_size: int,
@@ -487,6 +534,7 @@ def _galleries(evaluation: Evaluation, store: EmbeddingStore | None, gallery_siz
     from fiqa.augment.crops import load_crops
 
     parts = []
+    components = _component_values(evaluation)
     for method, values in evaluation.qualities.items():
         if method == RANDOM_METHOD:
             continue
@@ -505,8 +553,9 @@ def _galleries(evaluation: Evaluation, store: EmbeddingStore | None, gallery_siz
             for crop, row, pick in zip(crops, rows, picks):
                 _ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 88])
                 alt = str(store.samples.identity[row])
+                why = _why(components, int(pick)) if title == "lowest quality" else ""
                 cells.append(f"<figure>{_img(jpeg.tobytes(), alt, 'image/jpeg')}<figcaption>"
-                             f"{_caption(store, int(row), values[pick])}</figcaption></figure>")
+                             f"{_caption(store, int(row), values[pick])}{why}</figcaption></figure>")
             sections.append(f"<div class=strip><h4>{title}</h4>{''.join(cells)}</div>")
         parts.append(f"<div class=gallery><h3>{_swatch(method, styles)}</h3>{''.join(sections)}</div>")
     return "".join(parts)
@@ -579,9 +628,11 @@ fail at the main threshold (false non-matches). A useful measure puts them at th
 {sections["spearman"]}
 {_img(figures["spearman.png"], "Spearman matrix")}
 {sections["groups"]}
+{sections["components"]}
 <h2>Faces with the lowest and highest quality</h2>
 <p class=note>Per method, among the compared samples: aligned 112&times;112 crops, with the quality value, the
-identity and the image file (hover for the full path). Good methods put blurred, occluded, dark or profile faces on
+identity and the image file (hover for the full path); with components evaluated, each lowest-quality face also
+shows its worst components below 50 (why it is poor). Good methods put blurred, occluded, dark or profile faces on
 the left strip.</p>
 {sections["galleries"]}
 {sections["legacy"]}

@@ -23,9 +23,10 @@ logger = logging.getLogger(__name__)
 RANDOM_METHOD = "random"
 """Name of the floor every evaluation adds: a seeded uniform random quality per sample."""
 
-METHOD_KINDS = ("label", "model", "baseline")
+METHOD_KINDS = ("label", "model", "baseline", "component")
 """How a report groups methods into panels: pseudo-labels (they see the person's other photos), trained models (one
-image each) and baselines (training-free published measures, simple statistics and the random floor)."""
+image each), baselines (training-free published measures, simple statistics and the random floor) and quality
+components (one capture or subject factor each, :mod:`fiqa.evaluate.components`; none is a unified quality)."""
 
 BASELINE_METHODS = frozenset({RANDOM_METHOD, "norm", "mean-positive", "ser-fiq", "flip-consistency",
                               "noise-consistency"})
@@ -33,9 +34,9 @@ BASELINE_METHODS = frozenset({RANDOM_METHOD, "norm", "mean-positive", "ser-fiq",
 
 
 def method_kind(name: str, meta: Mapping[str, Any] | None = None) -> str:
-    """``"label"``, ``"model"`` or ``"baseline"`` (:data:`METHOD_KINDS`) of a method: a table's ``meta["kind"]``
-    when it is one of them; ``"model"`` for scores of a model (``model:`` names, a ``model_sha256``); ``"baseline"``
-    for :data:`BASELINE_METHODS`; ``"label"`` otherwise."""
+    """``"label"``, ``"model"``, ``"baseline"`` or ``"component"`` (:data:`METHOD_KINDS`) of a method: a table's
+    ``meta["kind"]`` when it is one of them; ``"model"`` for scores of a model (``model:`` names, a
+    ``model_sha256``); ``"baseline"`` for :data:`BASELINE_METHODS`; ``"label"`` otherwise."""
     meta = meta or {}
     if meta.get("kind") in METHOD_KINDS:
         return str(meta["kind"])

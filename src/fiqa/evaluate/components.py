@@ -1,0 +1,136 @@
+"""The quality components of a store's faces as quality tables: one EDC per component on the evaluated data.
+
+Each component (:data:`fiqa.components.COMPONENTS`) is one capture or subject factor, never a unified quality; its EDC
+says whether that factor alone finds the comparisons that fail on this data ("which factor predicts recognition
+failure here"). ``fiqa evaluate --components`` adds these tables beside the ``--scores`` tables::
+
+    tables += component_tables(store, rows)      # QualityTable per component, named "component:<name>"
+
+Faces are measured from the store's own aligned crops (:func:`fiqa.augment.crops.load_crops`: a degraded copy is
+re-created from its recipe) and, for stores of detected faces, the stored five landmarks with the photo's size read
+from its header. A store keeps neither the detector's boxes nor the face region at the photo's pixel grid, so:
+``single_face_present`` is 0 where the detector found one face and not measured where it found several (the other
+face's size is unknown); ``compression_artifacts`` is measured on the crop's grid; a derived copy has its parent
+photo's geometry. Pre-aligned stores have no pose or geometry (NaN, with the reason).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fiqa.core.errors import InvalidParameterError, check_int
+from fiqa.core.types import EmbeddingStore, QualityTable, Status
+
+__all__ = ["COMPONENT_PREFIX", "NOT_MEASURED", "component_tables", "store_faces"]
+
+COMPONENT_PREFIX = "component:"
+"""Method names of component tables: ``component:<name>``."""
+NOT_MEASURED = "not_measured"
+"""Status of a face a component could not measure (its reason says why); EDC ranks it lowest, or leaves its pairs
+out under ``missing="exclude"``."""
+_SEVERAL_FACES = ("the detector found several faces and the store keeps no box of the others: the other face's size "
+                  "is unknown")
+
+
+def store_faces(store: EmbeddingStore, rows: Sequence[int] | np.ndarray,
+                sizes: dict[str, tuple[int, int] | None] | None = None) -> list | None:
+    """What :func:`fiqa.components.compute_components` reads of each detected face of ``rows``: the stored landmarks
+    and the photo's ``(height, width)`` from its header (no boxes, no face region: the store keeps none).
+
+    Parameters
+    ----------
+    store : EmbeddingStore
+    rows : array-like of shape (k,), int
+        Rows with landmarks.
+    sizes : dict, optional
+        Photo sizes by location, filled as they are read (pass one dict across batches to read each photo once).
+
+    Returns
+    -------
+    list of k :class:`fiqa.detect.pipeline.FaceCrop`, or None
+        None for a pre-aligned store (no source photo: pose and geometry are not measurable).
+    """
+    from fiqa.detect.pipeline import FaceCrop
+    from fiqa.io.image import ImageReadError, header_size, read_bytes
+
+    if store.meta.get("aligned", False):
+        return None
+    sizes = {} if sizes is None else sizes
+    faces = []
+    for row in np.asarray(rows, dtype=np.int64):
+        location = str(store.samples.location[row])
+        if location not in sizes:
+            try:
+                sizes[location] = header_size(read_bytes(location), location)
+            except ImageReadError:
+                sizes[location] = None
+        faces.append(FaceCrop(None, Status.OK, n_faces=int(store.n_faces[row]),
+                              landmarks=np.asarray(store.landmarks[row], np.float32), image_size=sizes[location]))
+    return faces
+
+
+def component_tables(store: EmbeddingStore, rows: Sequence[int] | np.ndarray | None = None, *,
+                     batch_size: int = 64, progress: bool = True) -> list[QualityTable]:
+    """One quality table per component of the ok faces of ``rows``.
+
+    Parameters
+    ----------
+    store : EmbeddingStore
+    rows : array-like of shape (k,), int, optional
+        Store rows to measure (e.g. those the comparisons use); default every row. Rows that are not ok get NaN
+        with the store's status and reason.
+    batch_size : int >= 1
+        Crops loaded and measured at a time.
+    progress : bool
+
+    Returns
+    -------
+    list of QualityTable
+        In :data:`fiqa.components.COMPONENTS` order, each named ``component:<name>``: the 0-100 scalar (higher is
+        better) of the rows, with ``status`` :data:`NOT_MEASURED` and the component's reason where it has no value;
+        columns ``<name>_raw`` (the raw value, unit in ``meta["unit"]``) and ``identity``.
+    """
+    from fiqa.augment.crops import load_crops
+    from fiqa.components import COMPONENTS, ComponentTable, compute_components
+
+    batch_size = check_int("component_tables", "batch_size", batch_size, 1)
+    selected = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if selected.ndim != 1 or (len(selected) and (selected.min() < 0 or selected.max() >= len(store))):
+        raise InvalidParameterError("component_tables", "rows", f"row indices in [0, {len(store)})",
+                                    selected[:5].tolist())
+    ok = selected[store.ok[selected]]
+    names = tuple(COMPONENTS)
+    sizes: dict[str, tuple[int, int] | None] = {}
+    measured = []
+    for start in tqdm(range(0, len(ok), batch_size), desc="components", unit="batch", disable=not progress):
+        batch = ok[start:start + batch_size]
+        measured.append(compute_components(load_crops(store, batch), store_faces(store, batch, sizes)))
+    table = ComponentTable.concatenate(measured)
+    n = len(selected)
+    raw, scalar = np.full((n, len(names)), math.nan), np.full((n, len(names)), math.nan)
+    reason = np.empty((n, len(names)), dtype=object)
+    reason[:] = store.reason[selected][:, None]
+    position = np.flatnonzero(store.ok[selected])  # where each measured face sits among the selected rows
+    raw[position], scalar[position], reason[position] = table.raw, table.scalar, table.reason
+    if not store.meta.get("aligned", False):
+        several = store.ok[selected] & (store.n_faces[selected] > 1)
+        single = names.index("single_face_present")
+        raw[several, single] = scalar[several, single] = math.nan
+        reason[several, single] = _SEVERAL_FACES
+    base_status = store.status[selected].astype(object)
+    sample_id = store.samples.sample_id[selected].astype(np.int64)
+    identity = store.samples.identity[selected].copy()
+    tables = []
+    for k, name in enumerate(names):
+        has = np.isfinite(scalar[:, k])
+        status = np.where(has, Status.OK.value, np.where(base_status == Status.OK.value, NOT_MEASURED, base_status))
+        tables.append(QualityTable(
+            sample_id, np.where(has, scalar[:, k], math.nan), status.astype(object),
+            np.where(has, "", reason[:, k]).astype(object), {f"{name}_raw": raw[:, k], "identity": identity},
+            {"method": f"{COMPONENT_PREFIX}{name}", "kind": "component", "component": name,
+             "unit": COMPONENTS[name].unit, "mapping": COMPONENTS[name].mapping.describe(),
+             "source": "fiqa.components", "store": str(store.root)}))
+    return tables

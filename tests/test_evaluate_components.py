@@ -1,0 +1,81 @@
+"""Quality components as quality tables (fiqa.evaluate.components) and ``fiqa evaluate --components``: one EDC row
+per component, measured from the store's own crops and landmarks, next to the --scores tables."""
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+from click.testing import CliRunner
+
+from fiqa.cli import main
+from fiqa.components import COMPONENTS, compute_components
+from fiqa.core.types import Status
+from fiqa.evaluate.components import COMPONENT_PREFIX, NOT_MEASURED, component_tables, store_faces
+from fiqa.io.table import save_quality
+
+
+def test_component_tables_are_the_components_of_the_store_faces(lfw_store):
+    from fiqa.augment.crops import load_crops
+
+    rows = np.flatnonzero(lfw_store.ok)[:24]
+    tables = component_tables(lfw_store, rows, batch_size=10, progress=False)
+    assert [t.method for t in tables] == [f"{COMPONENT_PREFIX}{name}" for name in COMPONENTS]
+    expected = compute_components(load_crops(lfw_store, rows), store_faces(lfw_store, rows))
+    several = lfw_store.n_faces[rows] > 1
+    for k, (name, table) in enumerate(zip(COMPONENTS, tables)):
+        assert table.meta["kind"] == "component" and table.meta["unit"] == COMPONENTS[name].unit
+        np.testing.assert_array_equal(table.sample_id, lfw_store.samples.sample_id[rows])
+        want = expected.scalar[:, k].copy()
+        if name == "single_face_present":
+            want[several] = math.nan
+        np.testing.assert_allclose(table.score, want, equal_nan=True)
+        measured = np.isfinite(table.score)
+        assert np.all((table.score[measured] >= 0) & (table.score[measured] <= 100))
+        assert np.all(table.status[measured] == Status.OK.value)
+        assert np.all(table.status[~measured] == NOT_MEASURED) and all(table.reason[~measured])
+    # geometry from the stored landmarks: inter-eye distance in the photo's pixels
+    eyes = lfw_store.landmarks[rows]
+    np.testing.assert_allclose(tables[list(COMPONENTS).index("inter_eye_distance")].columns["inter_eye_distance_raw"],
+                               np.hypot(*(eyes[:, 1] - eyes[:, 0]).T), rtol=1e-5)
+    single = tables[list(COMPONENTS).index("single_face_present")]
+    assert all("several faces" in reason for reason in single.reason[several])
+    assert np.all(single.score[~several] > 99)  # one detected face: alone
+
+
+def test_rows_that_are_not_ok_keep_the_store_status_and_reason(lfw_store):
+    import dataclasses
+
+    broken = dataclasses.replace(lfw_store, status=lfw_store.status.copy(), reason=lfw_store.reason.copy())
+    broken.status[1], broken.reason[1] = Status.NO_FACE.value, "no face found"
+    tables = component_tables(broken, [0, 1], progress=False)
+    for table in tables:
+        assert table.status[1] == Status.NO_FACE.value and table.reason[1] == "no face found"
+        assert math.isnan(table.score[1])
+
+
+def _edc_methods(folder) -> dict[str, str]:
+    with open(folder / "edc.csv", encoding="utf-8") as handle:
+        return {row["method"]: row["kind"] for row in csv.DictReader(handle) if row["group"] == "all"}
+
+
+def test_evaluate_components_adds_one_edc_row_per_component(lfw_store, tmp_path):
+    from fiqa.label import create_labeler, label_store
+
+    norm = save_quality(label_store(lfw_store, create_labeler("norm")), tmp_path / "norm.parquet")
+    args = ["evaluate", str(lfw_store.root), "--scores", str(norm), "--n-nonmated", "5000", "--n-bootstrap", "0",
+            "--no-legacy-erc", "-q"]
+    plain = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    assert set(_edc_methods(tmp_path / "plain")) == {"norm", "random"}
+    result = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "with"), "--components"])
+    assert result.exit_code == 0, result.output
+    methods = _edc_methods(tmp_path / "with")
+    assert set(methods) == {"norm", "random", *(f"{COMPONENT_PREFIX}{name}" for name in COMPONENTS)}
+    assert {kind for method, kind in methods.items() if method.startswith(COMPONENT_PREFIX)} == {"component"}
+    assert methods["norm"] == "baseline"
+    page = (tmp_path / "with" / "report.html").read_text(encoding="utf-8")
+    plain_page = (tmp_path / "plain" / "report.html").read_text(encoding="utf-8")
+    assert "Quality components by capture condition" in page and "Quality components by" not in plain_page
+    # LFW-dev's faces are small (about 44 px between the eyes): the lowest-quality faces say so beside the photo
+    assert "<span class=why>inter_eye_distance" in page and "<span class=why>" not in plain_page
