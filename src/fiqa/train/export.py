@@ -105,6 +105,8 @@ def export_onnx(model: CalibratedRegressor, path: str | Path, *, shape: str, met
     if check_crops is not None:
         report = check_parity(model, path, check_crops, shape=shape, spec=spec)
         logger.info("ONNX parity on %d crops: largest quality difference %.2e points (rounding allows %.2e to "
-                    "%.2e per face), Spearman %.4f", len(check_crops), report.max_quality_difference,
-                    float(np.min(report.quality_bound)), float(np.max(report.quality_bound)), report.spearman)
+                    "%.2e per face), raw score %.2e (allows %.2e to %.2e), Spearman %.4f", len(check_crops),
+                    report.max_quality_difference, float(np.min(report.quality_bound)),
+                    float(np.max(report.quality_bound)), float(np.max(np.abs(report.raw_onnx - report.raw_torch))),
+                    float(np.min(report.raw_bound)), float(np.max(report.raw_bound)), report.spearman)
     return path
