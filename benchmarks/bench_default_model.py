@@ -2,7 +2,7 @@
 
     python benchmarks/bench_default_model.py [--lfw ../shared/data/lfw-dev] [--work DIR]
 
-What ``fiqa build-model`` does to make the shipped model (:func:`fiqa.train.recipe.train_recipe` with
+What ``scripts/build_model.py`` does to make the shipped model (:func:`fiqa.train.recipe.train_recipe` with
 ``DEFAULT_RECIPE`` on every face of the people with >= 2 photos), in a fresh working folder: embedding (not part
 of training, reported apart), then the recipe's stages as ``recipe.json`` records them: augmentation (decode,
 jitter, degrade and embed the copies), labelling, feature extraction, the training loop with export. One run;
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ from fiqa.train.recipe import DEFAULT_RECIPE, train_recipe
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lfw", default=None)
+    parser.add_argument("--lfw", default=os.environ.get("FIQA_LFW") or "../shared/data/lfw-dev")
     parser.add_argument("--work", type=Path, default=None, help="Working folder (default: a temporary one).")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="fiqa-default-model-"))

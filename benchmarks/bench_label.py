@@ -29,8 +29,8 @@ import numpy as np
 import scipy.stats
 
 from _common import Report, machine_header, median_seconds, results_path, seconds
+from fiqa.datasets import make_embeddings
 from fiqa.label import create_labeler
-from fiqa.studies.synthetic import make_embeddings
 
 IMAGES_PER_IDENTITY = 50          # 1M / 20K
 MS1MV2 = (5_800_000, 85_742)      # images, identities

@@ -3,7 +3,7 @@
 
 Steps, each in a child process of its own (so that its peak resident set is its own), bounded by ``--timeout``:
 
-1. ``generate``: :func:`fiqa.studies.synthetic.make_embeddings` writes the vectors to ``ROOT/vectors.npy`` block by
+1. ``generate``: :func:`fiqa.datasets.make_embeddings` writes the vectors to ``ROOT/vectors.npy`` block by
    block (skewed MS1MV2-like class sizes: log-normal spread 0.6, at least 2 images) plus identities, norms and the
    true quality; kept and reused by later runs with the same parameters (its row is then the recorded one);
 2. ``sdd``, ``reference-consensus`` (with the raw norms), ``cr`` with ``nearest="approximate"``: ``create_labeler(
@@ -58,7 +58,7 @@ def _data(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def child_generate(root: Path, args: argparse.Namespace) -> dict:
-    from fiqa.studies.synthetic import make_embeddings
+    from fiqa.datasets import make_embeddings
 
     data = make_embeddings(args.n, args.dim, args.identities, spread=0.6, min_class_size=2,
                            out=root / "vectors.npy", random_state=args.random_state)
@@ -227,8 +227,8 @@ def child_head_epoch(root: Path, args: argparse.Namespace) -> dict:
 
 
 def child_big(name: str, args: argparse.Namespace) -> dict:
+    from fiqa.datasets import make_embeddings
     from fiqa.label import create_labeler
-    from fiqa.studies.synthetic import make_embeddings
 
     big, n_others, other_size = BIG
     sizes = np.array([big] + [other_size] * n_others)

@@ -14,8 +14,8 @@ import argparse
 import numpy as np
 
 from _common import emit, machine_header, median_seconds, results_path
+from fiqa.datasets import make_embeddings
 from fiqa.label import create_labeler, list_labelers
-from fiqa.studies.synthetic import make_embeddings
 
 
 def main() -> None:

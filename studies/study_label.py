@@ -16,8 +16,8 @@ import numpy as np
 import scipy.stats
 from benchmarks._common import Report, results_path
 
+from fiqa.datasets import make_embeddings
 from fiqa.label import create_labeler, label_store, list_labelers
-from fiqa.studies.synthetic import make_embeddings
 
 VARIANTS = {  # report name -> (registry name, parameters)
     "sdd": ("sdd", {}),

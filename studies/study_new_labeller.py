@@ -3,7 +3,7 @@
     python -m studies.study_new_labeller --demo runs/demo
 
 Part 1 builds the seed's scenarios (A, B, C; one C case per degradation kind) from LFW-dev faces with
-``fiqa.studies.scenarios`` and SFace, and reports the issue's numbers per labeller plus the good image's rank in every C
+``studies.scenarios`` and SFace, and reports the issue's numbers per labeller plus the good image's rank in every C
 case. Part 2 reuses a finished ``fiqa demo`` folder (its SFace store and identity split): reference-consensus'
 ``norm_weight`` and ``prior_strength`` are chosen on the demo's *training* half only (lowest EDC pAUC), then
 every labeller labels the held-apart *test* half and EDC pAUC (FNMR at FMR 1e-3, discard <= 0.20) is computed on
@@ -23,13 +23,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from benchmarks._common import emit, machine_header, results_path
+from studies.scenarios import ScenarioSet, build_scenarios, scenario_metrics
 
 from fiqa.core.errors import FIQAError
 from fiqa.evaluate import load_split, sample_comparisons
 from fiqa.evaluate.edc import EDCResult, compute_edc
 from fiqa.label import create_labeler
 from fiqa.store import open_store
-from fiqa.studies.scenarios import ScenarioSet, build_scenarios, scenario_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = "reference-consensus"

@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 STAGES = (
     # the root package only hands on names (imported lazily by string) and holds __version__: core level
     ("core", ("fiqa.core", "fiqa")),
+    ("datasets", ("fiqa.datasets",)),
     ("io", ("fiqa.io",)),
     ("store", ("fiqa.store",)),
     ("detect", ("fiqa.detect",)),
@@ -25,8 +26,12 @@ STAGES = (
     ("score", ("fiqa.score",)),
     ("evaluate", ("fiqa.evaluate",)),
     ("curate", ("fiqa.curate",)),
-    ("top", ("fiqa.serve", "fiqa.studies", "fiqa.demo", "fiqa.release", "fiqa.commands", "fiqa.cli", "fiqa.__main__")),
+    ("top", ("fiqa.serve", "fiqa.demo", "fiqa.commands", "fiqa.cli", "fiqa.__main__")),
 )
+
+FORBIDDEN = ("fiqa.studies", "fiqa.release")
+"""The package holds what users run: research code lives in the top-level ``studies/`` folder and maintainer code
+(rebuilding the shipped model) in ``scripts/``, never inside ``src/fiqa``."""
 
 
 def stage_of(module: str) -> int:
@@ -63,6 +68,13 @@ def fiqa_imports(path: Path) -> set[str]:
 
 MODULES = {module_name(path): path for path in SRC.rglob("*.py")}
 GRAPH = {name: fiqa_imports(path) - {name} for name, path in MODULES.items()}
+
+
+def test_no_research_or_release_module_inside_the_package():
+    inside = sorted(name for name in MODULES for prefix in FORBIDDEN
+                    if name == prefix or name.startswith(prefix + "."))
+    assert inside == []
+    assert not [prefix for prefix in FORBIDDEN for _, prefixes in STAGES if prefix in prefixes]
 
 
 def test_every_import_points_to_the_same_or_an_earlier_stage():

@@ -3,20 +3,19 @@ rule, ``label --list``, option names kept across commands, and --force on the co
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tqdm.auto import tqdm
 
 from fiqa.cli import main
-from fiqa.commands._common import progress_bars_off
+from fiqa.core.progress import progress_bars, progress_enabled, tqdm
 from fiqa.io.table import load_quality, save_quality
 
 BAR = "img/s"  # the scorer's progress bar unit, as tqdm draws it
@@ -39,7 +38,7 @@ def test_every_command_takes_the_shared_options_and_out_has_a_short_form():
         assert {"-v", "--verbose", "-q", "--quiet", "--no-progress"} <= options, name
         assert ("--out" in options) == ("-o" in options), name
         assert "Exit status" in (command.epilog or ""), name
-    writers = {"augment", "build-model", "curate", "demo", "embed", "evaluate", "label", "score", "train"}
+    writers = {"augment", "curate", "demo", "embed", "evaluate", "label", "score", "train"}
     assert {name for name, command in main.commands.items() if "--out" in _options(command)} >= writers
 
 
@@ -82,15 +81,32 @@ def test_progress_bars_follow_the_flags_and_tqdm_disable(photo, tmp_path, monkey
     assert (BAR in result.stderr) == drawn
 
 
-def test_progress_bars_off_silences_stages_that_pass_disable_explicitly(capsys):
+def test_one_progress_switch_silences_stages_that_pass_disable_explicitly(capsys, monkeypatch):
     # what TQDM_DISABLE alone cannot do: tqdm applies it only as the default of disable=, and the labellers' block
-    # loops pass disable= themselves
-    with progress_bars_off():
+    # loops pass disable= themselves; every library bar consults the switch instead
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert progress_enabled()
+    with progress_bars(False):
+        assert not progress_enabled()
         assert tqdm(range(3), disable=False, desc="inside").disable
+        with progress_bars(True):
+            assert progress_enabled()
+        assert not progress_enabled()
     bar = tqdm(range(3), disable=False, desc="after")
     assert not bar.disable
     bar.close()
+    assert tqdm(range(3), disable=True).disable  # a stage may still hide a bar it finds pointless
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert not progress_enabled()
     assert "inside" not in capsys.readouterr().err
+
+
+def test_the_library_has_no_other_progress_bar():
+    # every bar is fiqa.core.progress.tqdm: no module imports tqdm itself (the one switch would miss its bars)
+    src = Path(__file__).resolve().parents[1] / "src" / "fiqa"
+    direct = [str(path.relative_to(src)) for path in src.rglob("*.py") if path.name != "progress.py"
+              and re.search(r"^\s*(from tqdm[.\w]* import|import tqdm)", path.read_text(encoding="utf-8"), re.M)]
+    assert direct == []
 
 
 def test_exit_status_rule(photo, tmp_path):
@@ -127,7 +143,7 @@ def test_label_list_shows_each_parameter_with_its_default_and_meaning():
     assert "ratio = 'paper' CCS / (NNCCS + 1 + eps) or CCS / NNCCS." in text["cr"]
     assert "cluster_thresholds = (0.6, 0.4) Coarser levels" in text["reference-consensus"]
     assert blocks["norm"] == ["parameters: (none)"]
-    assert "random_state =" not in result.stdout and "--seed sets random_state" in result.stdout
+    assert "random_state =" not in result.stdout and "the seed is --random-state" in result.stdout
 
 
 def test_choices_and_lazy_defaults_are_the_library_values():
@@ -155,17 +171,6 @@ def test_help_loads_no_heavy_module():
              f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
-
-
-def test_renamed_options_keep_their_old_names(lfw_store):
-    assert {"--n-nonmated", "--impostor-pairs"} <= _options(main.commands["verify"])
-    assert {"--n-nonmated"} <= _options(main.commands["evaluate"])
-    assert {"--resume", "--no-resume"} <= _options(main.commands["train"])
-    assert {"--model-version", "--version"} <= _options(main.commands["build-model"])
-    for name in ("--n-nonmated", "--impostor-pairs"):
-        result = CliRunner().invoke(main, ["verify", str(lfw_store.root), name, "2000", "--json"])
-        assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)["n_nonmated_pairs"] == 2000
 
 
 @pytest.fixture()

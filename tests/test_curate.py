@@ -121,7 +121,7 @@ def test_cli_writes_the_list_and_reports(tmp_path):
                                                           for i in range(19)) + "\n", encoding="utf-8")
     out = tmp_path / "curated.parquet"
     result = CliRunner().invoke(cli_main, ["curate", str(labels), "--out", str(out), "--attributes",
-                                           str(attributes), "--seed", "3"])
+                                           str(attributes), "--random-state", "3"])
     assert result.exit_code == 0, result.output
     columns, meta = read_table(out)
     assert list(columns)[:7] == ["sample_id", "location", "identity", "cluster", "stratum", "quality", "kept"]

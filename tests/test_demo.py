@@ -84,3 +84,8 @@ def test_missing_lfw_is_a_clear_error(tmp_path, monkeypatch):
         locate_lfw(tmp_path / "nowhere")
     result = CliRunner().invoke(main, ["demo", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "LFW folder does not exist" in result.output
+    with pytest.raises(DataSourceError, match=r"nowhere \(from FIQA_LFW\): LFW folder does not exist"):
+        locate_lfw()
+    monkeypatch.delenv("FIQA_LFW")  # the package assumes no location: no folder given is an error, not a guess
+    with pytest.raises(DataSourceError, match="no LFW folder given: pass one .* or set FIQA_LFW"):
+        locate_lfw()

@@ -13,8 +13,8 @@ from fiqa.core.errors import (
     UnknownNameError,
 )
 from fiqa.core.types import EmbeddingStore, SampleTable, Status
+from fiqa.datasets import make_embeddings
 from fiqa.label import create_labeler, label_store, list_labelers
-from fiqa.studies.synthetic import make_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,8 @@ def test_parameter_and_input_errors_are_clear(small):
     with pytest.raises(InvalidParameterError, match=r"^The 'n_positives' parameter of SDDLabeler must be an int "
                                                     r">= 1\. Got 0 instead\.$"):
         create_labeler("sdd", n_positives=0).fit(small.vectors, small.identities)
-    with pytest.raises(InvalidParameterError, match="'n_pairs' parameter of SDDLabeler must be one of the "
-                                                    "parameters block_rows, min_class_size"):
+    with pytest.raises(InvalidParameterError, match=r"^The 'n_pairs' parameter is not a parameter of SDDLabeler \(the "
+                                                    r"'sdd' labeller\)\. Its parameters: block_rows, min_class_size"):
         create_labeler("sdd", n_pairs=3)
     with pytest.raises(UnknownNameError, match="Did you mean 'sdd'"):
         create_labeler("sdf")

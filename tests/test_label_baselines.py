@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
+from fiqa.datasets import make_embeddings
 from fiqa.label import create_labeler
-from fiqa.studies.synthetic import make_embeddings
 
 
 def test_mean_positive_is_the_mean_similarity_to_the_other_images_of_the_identity():

@@ -20,7 +20,7 @@ def test_list_names_every_method():
 def test_label_a_store_writes_the_same_table_as_the_api(lfw_store, tmp_path):
     out = tmp_path / "labels.parquet"
     result = CliRunner().invoke(main, ["label", str(lfw_store.root), "--method", "sdd", "-p", "n_repeats=3",
-                                       "-p", "signed=true", "--seed", "7", "--out", str(out)])
+                                       "-p", "signed=true", "--random-state", "7", "--out", str(out)])
     assert result.exit_code == 0, result.output
     saved = load_quality(out)
     expected = label_store(lfw_store, create_labeler("sdd", n_repeats=3, signed=True, random_state=7))

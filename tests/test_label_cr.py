@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.datasets import make_embeddings
 from fiqa.label import create_labeler
 from fiqa.label.cr import load_centres
-from fiqa.studies.synthetic import make_embeddings
 from tolerances import U32, assert_within, cosine_bound, dot_bound
 
 CLASSIFIER = 3.0 * np.array([[1, 0], [0, 1], [-1, 0]], dtype=np.float32)  # rows normalised by the labeller

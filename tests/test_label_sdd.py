@@ -6,9 +6,9 @@ import pytest
 import scipy.stats
 
 from fiqa.core.types import Status
+from fiqa.datasets import make_embeddings
 from fiqa.label import create_labeler
 from fiqa.label.sdd import SDDLabeler, wasserstein_sorted
-from fiqa.studies.synthetic import make_embeddings
 from tolerances import U64, dot_bound, two_paths
 
 

@@ -54,7 +54,6 @@ def _without_torch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("command", [
     ["train", "store", "labels.parquet", "-o", "model"],
     ["demo", "lfw", "-o", "out"],
-    ["build-model", "lfw", "-o", "out"],
 ])
 def test_training_without_torch_names_the_extra(tmp_path, command):
     (tmp_path / "store").mkdir()

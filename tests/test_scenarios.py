@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from studies.scenarios import ScenarioSet, build_scenarios, scenario_metrics
 
 from fiqa.core.errors import InvalidParameterError
 from fiqa.label import create_labeler
-from fiqa.studies.scenarios import ScenarioSet, build_scenarios, scenario_metrics
 from tolerances import UNIT_NORM
 
 

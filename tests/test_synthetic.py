@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 
 from fiqa.core.errors import InvalidParameterError
-from fiqa.studies.synthetic import class_sizes, make_embeddings
+from fiqa.datasets import class_sizes, make_embeddings
 from tolerances import UNIT_NORM
 
 

@@ -5,14 +5,13 @@ before or after its name. Exit status: see :data:`fiqa.commands._common.EXIT_COD
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import pkgutil
 
 import click
 
 from fiqa import __version__
-from fiqa.commands._common import EXIT_CODES, TORCH_HINT, progress, progress_bars_off, shared_options
+from fiqa.commands._common import EXIT_CODES, TORCH_HINT, progress, shared_options
 from fiqa.core.errors import FIQAError
 
 
@@ -32,14 +31,17 @@ class _Group(click.Group):
 
 
 def _invoke_quietly(command: click.Command) -> None:
-    """Wrap ``command``'s callback so that progress bars stay off when the user asked (``-q``, ``--no-progress``,
-    ``TQDM_DISABLE``), also in stages that take no ``progress`` argument."""
+    """Wrap ``command``'s callback so that it runs under the library's one progress switch, set from ``-q``,
+    ``--no-progress`` and ``TQDM_DISABLE`` (:func:`fiqa.core.progress.progress_bars`): every bar of every stage
+    follows it, also in stages that take no ``progress`` argument."""
     callback = command.callback
     if callback is None:
         return
 
     def run(*args, **kwargs):
-        with progress_bars_off() if not progress() else contextlib.nullcontext():
+        from fiqa.core.progress import progress_bars  # here, not at the top: ``fiqa --help`` loads no tqdm
+
+        with progress_bars(progress()):
             return callback(*args, **kwargs)
 
     run.__doc__, run.__name__ = callback.__doc__, callback.__name__
@@ -52,7 +54,7 @@ def main() -> None:
     """Face image quality assessment: embed, label, train, score, evaluate.
 
     `fiqa score photo.jpg` needs nothing else: it scores with the shipped model. Only `fiqa train` (and `demo`,
-    `build-model`, `curate --rounds`) need PyTorch: pip install 'fiqa[train]'.
+    `curate --rounds`) need PyTorch: pip install 'fiqa[train]'.
     """
 
 

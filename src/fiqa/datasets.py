@@ -1,4 +1,13 @@
-"""Synthetic face embeddings with identity structure and a known quality, for tests and benchmarks.
+"""Synthetic data sets: face embeddings with identity structure and a known quality, for tests and benchmarks.
+
+Like scikit-learn's ``make_blobs``: :func:`make_embeddings` draws a seeded set of L2-normalised embeddings whose
+identities and per-sample quality are known, so a labeller, a quality model or an evaluation can be checked against
+the truth without a recogniser or a face data set; :func:`class_sizes` draws the long-tailed class sizes it uses.
+
+    >>> from fiqa.datasets import make_embeddings
+    >>> data = make_embeddings(1000, 64, 50, random_state=0)
+    >>> data.vectors.shape, data.identities.shape, data.quality.shape
+    ((1000, 64), (1000,), (1000,))
 
 Model: identity ``c`` has a random unit centre ``mu_c`` in R^d. Sample ``i`` of identity ``c`` has a true
 quality ``q_i`` in [0, 1] and the embedding
@@ -27,11 +36,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fiqa.core.errors import InvalidParameterError, check_int
+from fiqa.core.progress import tqdm
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["SyntheticEmbeddings", "class_sizes", "make_embeddings"]
 
 _BLOCK_ROWS = 65536
 

@@ -1,16 +1,15 @@
 """The end-to-end demo: LFW -> embeddings -> pseudo-labels -> regressors -> EDC on held-apart identities.
 
 Every stage is the public API a user would call; the demo only wires them together and records what it did.
-Each stage's output is kept under the output folder and reused on a re-run with the same settings, so an
-interrupted demo resumes where it stopped.
+Each stage's output is kept under the output folder with the key of what made it (:mod:`fiqa.core.cache`: input
+fingerprints, parameters, versions) and reused on a re-run only when the key is the same, so an interrupted demo
+resumes where it stopped and a re-run with other settings (another ``random_state``) recomputes what they change.
 """
 from __future__ import annotations
 
 import logging
 import os
-import tarfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,19 +19,18 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from fiqa.core.atomic import write_json
+from fiqa.core.cache import artifact_key, cached, fingerprint
 from fiqa.core.errors import DataSourceError, FIQAError, check_int
-from fiqa.core.provenance import provenance
+from fiqa.core.provenance import file_sha256, provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.io.table import load_quality, save_quality
+from fiqa.store import is_store, open_store, store_fingerprint
 
 if TYPE_CHECKING:
     from fiqa.core.identities import IdentitySplit
     from fiqa.train.regressor import TrainedModel
 
 logger = logging.getLogger(__name__)
-
-LFW_URL = "http://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz"
-"""The deep-funneled LFW archive on the LFW web site (used only with ``download=True``)."""
 
 DEFAULT_LABELLERS = ("sdd", "sdd-refined", "cr", "reference-consensus")
 DEFAULT_BASELINES = ("mean-positive",)
@@ -46,54 +44,28 @@ DEFAULT_SERFIQ_SAMPLES = 100
 SFace passes per image on one CPU thread."""
 
 
-DEFAULT_LFW = Path("..") / "shared" / "data" / "lfw-dev"
-"""Where the demo looks for LFW when neither a folder nor ``$FIQA_LFW`` is given, relative to the working directory
-(a checkout of fiqa with the shared data beside it)."""
+LFW_ENV = "FIQA_LFW"
+"""The environment variable naming the LFW folder when none is given."""
 
 
-def locate_lfw(path: str | os.PathLike | None = None, *, download: bool = False,
-               cache_dir: str | os.PathLike | None = None) -> Path:
-    """Find an LFW folder (one sub-folder per person).
+def locate_lfw(path: str | os.PathLike | None = None) -> Path:
+    """The LFW folder (one sub-folder per person): ``path``, else ``$FIQA_LFW``.
 
-    Looks at ``path``, then ``$FIQA_LFW``, then :data:`DEFAULT_LFW` (relative to the working directory), then the
-    download cache; with ``download=True`` fetches and unpacks :data:`LFW_URL` into ``cache_dir`` when none is found.
+    The package assumes no location and downloads nothing: ``scripts/demo.sh`` sets ``FIQA_LFW`` to the checkout's
+    shared data when it is unset.
 
     Raises
     ------
     DataSourceError
-        When no LFW folder is found (the message lists where it looked and how to provide one).
+        When neither is given, or the folder does not exist (the message says how to provide one).
     """
-    cache = Path(cache_dir or Path.home() / ".cache" / "fiqa")
-    candidates = [Path(p) for p in (path, os.environ.get("FIQA_LFW")) if p]
-    if path is not None:
-        if not Path(path).is_dir():
-            raise DataSourceError(f"{path}: LFW folder does not exist (expected one sub-folder per person)")
-        return Path(path)
-    candidates += [DEFAULT_LFW, cache / "lfw-deepfunneled"]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    if download:
-        return _download_lfw(cache)
-    looked = ", ".join(str(c) for c in candidates)
-    raise DataSourceError(f"LFW not found (looked in: {looked}). Pass a folder, set FIQA_LFW, or use --download "
-                          "where the network allows it")
-
-
-def _download_lfw(cache: Path) -> Path:
-    cache.mkdir(parents=True, exist_ok=True)
-    archive = cache / "lfw-deepfunneled.tgz"
-    logger.warning("downloading %s to %s", LFW_URL, archive)
-    partial = archive.with_name(archive.name + ".part")
-    try:
-        urllib.request.urlretrieve(LFW_URL, partial)
-    except OSError as exc:
-        raise DataSourceError(f"could not download LFW from {LFW_URL} ({exc}); download it by hand and pass the "
-                              "unpacked folder") from None
-    os.replace(partial, archive)
-    with tarfile.open(archive) as tar:
-        tar.extractall(cache, filter="data")
-    return cache / "lfw-deepfunneled"
+    given = path if path is not None else os.environ.get(LFW_ENV) or None
+    if given is None:
+        raise DataSourceError(f"no LFW folder given: pass one (one sub-folder per person) or set {LFW_ENV}")
+    if not Path(given).is_dir():
+        where = "" if path is not None else f" (from {LFW_ENV})"
+        raise DataSourceError(f"{given}{where}: LFW folder does not exist (expected one sub-folder per person)")
+    return Path(given)
 
 
 @dataclass(frozen=True)
@@ -166,9 +138,17 @@ def _select_samples(lfw: Path, out_dir: Path, *, min_images: int, max_identities
     return list_path
 
 
+def _table_key(step: str, store: EmbeddingStore, rows: np.ndarray, **params: Any) -> dict[str, Any]:
+    """The cache key of a table computed on ``rows`` of ``store``: the store's and the rows' fingerprints and
+    ``params``."""
+    return artifact_key(step=step, store_sha256=store_fingerprint(store), rows_sha256=fingerprint(
+        np.asarray(rows, dtype=np.int64)), **params)
+
+
 def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, random_state: int, path: Path) -> QualityTable:
     """Labels of ``method`` computed on the store rows ``rows`` only (e.g. one side of an identity split), cached
-    at ``path``: an existing table there is loaded instead of recomputed.
+    at ``path``: the table there is reused only when it was made from the same store, rows, method and
+    ``random_state`` (and package versions; :func:`fiqa.core.cache.cached`), else recomputed.
 
     Parameters
     ----------
@@ -183,27 +163,31 @@ def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, random_stat
     """
     from fiqa.label import create_labeler, label_store
 
-    if path.exists():
-        return load_quality(path)
-    table = label_store(store, create_labeler(method, random_state=random_state), rows=rows)
-    save_quality(table, path)
-    return table
+    def compute() -> QualityTable:
+        table = label_store(store, create_labeler(method, random_state=random_state), rows=rows)
+        save_quality(table, path)
+        return table
+
+    key = _table_key("labels", store, rows, method=method, random_state=random_state)
+    return cached(path, key, compute, load_quality)
 
 
 def _model_scores(model_path: Path, name: str, store: EmbeddingStore, rows: np.ndarray, path: Path,
                   progress: bool) -> QualityTable:
     """Scores of ``rows`` of ``store`` by an exported model (the scorer's own path, from the stored landmarks and
-    recipes), cached at ``path``."""
+    recipes), cached at ``path`` under the model file's fingerprint."""
     from fiqa.score import create_scorer
 
-    if path.exists():
-        return load_quality(path)
-    started = time.perf_counter()
-    table = create_scorer(model_path).score_store(store, rows=rows, progress=progress)
-    table = replace(table, meta={**table.meta, "method": f"model:{name}",
-                                 "seconds_per_image": (time.perf_counter() - started) / max(len(rows), 1)})
-    save_quality(table, path)
-    return table
+    def compute() -> QualityTable:
+        started = time.perf_counter()
+        table = create_scorer(model_path).score_store(store, rows=rows, progress=progress)
+        table = replace(table, meta={**table.meta, "method": f"model:{name}",
+                                     "seconds_per_image": (time.perf_counter() - started) / max(len(rows), 1)})
+        save_quality(table, path)
+        return table
+
+    key = _table_key("model scores", store, rows, name=name, model_sha256=file_sha256(model_path))
+    return cached(path, key, compute, load_quality)
 
 
 def _training_free_scores(name: str, store: EmbeddingStore, rows: np.ndarray, path: Path, *, serfiq_samples: int,
@@ -212,15 +196,18 @@ def _training_free_scores(name: str, store: EmbeddingStore, rows: np.ndarray, pa
     the stored landmarks), cached at ``path``, with the wall-clock ``seconds_per_image`` in its meta."""
     from fiqa.score.training_free import create_quality_method, score_store_with
 
-    if path.exists():
-        return load_quality(path)
     params = {"n_samples": serfiq_samples, "random_state": random_state} if name == "ser-fiq" else {}
-    started = time.perf_counter()
-    table = score_store_with(create_quality_method(name, **params), store, rows=rows, progress=progress)
-    table = replace(table, meta={**table.meta, "seconds_per_image": (time.perf_counter() - started)
-                                 / max(len(rows), 1), "n_images_timed": len(rows)})
-    save_quality(table, path)
-    return table
+
+    def compute() -> QualityTable:
+        started = time.perf_counter()
+        table = score_store_with(create_quality_method(name, **params), store, rows=rows, progress=progress)
+        table = replace(table, meta={**table.meta, "seconds_per_image": (time.perf_counter() - started)
+                                     / max(len(rows), 1), "n_images_timed": len(rows)})
+        save_quality(table, path)
+        return table
+
+    return cached(path, _table_key("training-free scores", store, rows, name=name, params=params), compute,
+                  load_quality)
 
 
 def _spearman(scores: QualityTable, labels: QualityTable) -> float:
@@ -233,7 +220,7 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
              labellers: Sequence[str] = DEFAULT_LABELLERS, baselines: Sequence[str] = DEFAULT_BASELINES,
              test_fraction: float = 0.5, min_images: int = 2, max_identities: int | None = None,
              max_images_per_identity: int | None = None, epochs: int = 30, max_mated_per_identity: int | None = 50,
-             n_nonmated: int = 1_000_000, n_bootstrap: int = 1000, random_state: int = 0, download: bool = False,
+             n_nonmated: int = 1_000_000, n_bootstrap: int = 1000, random_state: int = 0,
              progress: bool = True, training_free: Sequence[str] = DEFAULT_TRAINING_FREE,
              serfiq_samples: int = DEFAULT_SERFIQ_SAMPLES) -> DemoResult:
     """Run the whole pipeline on LFW and write two HTML reports (natural and degraded held-apart faces).
@@ -276,8 +263,6 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
         Identity resamples for the pAUC intervals.
     random_state : int
         Seeds the subset, the split, augmentation, the labellers, training and pair sampling.
-    download : bool
-        Download LFW when it is not found locally.
     progress : bool
         Show progress bars.
     training_free : sequence of str
@@ -288,7 +273,7 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     """
     min_images = check_int("run_demo", "min_images", min_images, 2)
     methods = _Methods.of(labellers, baselines, training_free, serfiq_samples)
-    lfw_path = locate_lfw(lfw, download=download)
+    lfw_path = locate_lfw(lfw)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"lfw": str(lfw_path), "labellers": list(labellers), "baselines": list(baselines),
@@ -350,7 +335,11 @@ def embed_and_split(lfw: Path, out: Path, *, min_images: int, max_identities: in
                              max_images_per_identity=max_images_per_identity, random_state=random_state)
     # LFW photos are centred on the person they are labelled with; other faces in the frame are bystanders.
     # Keeping the central face instead of the largest lifts LFW-dev's verification ROC AUC from 0.9944 to 0.9993.
-    store = embed_source(source, out / "store", policy="central", progress=progress)
+    path = out / "store"
+    key = artifact_key(step="store", samples_sha256=file_sha256(source), backend="sface", policy="central")
+    # a finished store made by other settings is replaced; an interrupted one is resumed by the same plan only
+    store = cached(path, key, lambda: embed_source(source, path, policy="central", resume=not is_store(path),
+                                                   progress=progress), open_store)
     identity = store.samples.identity.astype(str)
     split = split_identities(identity[store.ok], test_fraction=test_fraction, random_state=random_state)
     save_split(split, out / "split.json")
@@ -382,13 +371,14 @@ def _train_models(store: EmbeddingStore, out: Path, train_rows: np.ndarray, *, e
 
 def _degraded_test_half(store: EmbeddingStore, path: Path, test_rows: np.ndarray, *, random_state: int,
                         progress: bool) -> EmbeddingStore:
-    """A copy of the test rows with capture effects no training recipe draws, kept at ``path`` and reused."""
+    """A copy of the test rows with capture effects no training recipe draws, kept at ``path`` and reused when
+    made from the same store, rows and seed."""
     from fiqa.augment.copies import degraded_store
-    from fiqa.store import is_store, open_store
 
-    if is_store(path):
-        return open_store(path)
-    return degraded_store(store, path, rows=test_rows, random_state=random_state + 202, progress=progress)
+    seed = random_state + 202
+    key = _table_key("degraded test half", store, test_rows, random_state=seed)
+    return cached(path, key, lambda: degraded_store(store, path, rows=test_rows, random_state=seed,
+                                                    resume=not is_store(path), progress=progress), open_store)
 
 
 def _test_set_tables(set_store: EmbeddingStore, rows: np.ndarray, models: dict[str, Path], out: Path, suffix: str,

@@ -125,7 +125,7 @@ CASES: dict[str, tuple[str, str]] = {
     "P03": (GOOD, "backbone checkpoint: torch.load weights_only=True"),
     "P04": (GOOD, "np.load never allows pickles"),
     "P05": (GOOD, "no pickle/eval/exec/yaml.load/shell in src or scripts"),
-    "P06": (NOTE, "demo download: only with --download, safe tar extraction"),
+    "P06": (GOOD, "no download or archive extraction in src or scripts (the demo reads a local LFW folder)"),
     # 9. O(N^2) paths (notes)
     "O01": (GOOD, "verify mated pairs with a dominant identity: linear (all up to --max-mated, then drawn by rank)"),
     "O02": (GOOD, "verify non-mated pairs with a dominant identity: linear (drawn by rank)"),

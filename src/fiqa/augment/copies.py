@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from fiqa.augment.degrade import DEGRADATIONS, EVALUATION_DEGRADATIONS, degrade
 from fiqa.core.atomic import write_json
@@ -43,6 +42,7 @@ from fiqa.core.errors import (
     StoreError,
     check_int,
 )
+from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, Status
 from fiqa.detect.align import (
@@ -833,7 +833,7 @@ one effect of :data:`fiqa.augment.degrade.EVALUATION_DEGRADATIONS` at a severity
 
 def degraded_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathLike, *,
                    rows: np.ndarray | Sequence[int] | None = None, kinds: Iterable[str] | None = None,
-                   random_state: int = 202, progress: bool = True) -> EmbeddingStore:
+                   random_state: int = 202, resume: bool = True, progress: bool = True) -> EmbeddingStore:
     """A held-out degraded evaluation set of ``store``'s ``rows`` (:data:`HELD_OUT_EFFECTS`), resumable.
 
     Parameters
@@ -845,6 +845,9 @@ def degraded_store(store: EmbeddingStore | str | os.PathLike, out: str | os.Path
     kinds : iterable of str, optional
         Restrict the effects (e.g. one kind, for a per-effect table: then no face is left clean).
     random_state : int
+    resume : bool, default True
+        As in :func:`augment_store`: reuse a finished or interrupted set made with the same settings (refusing one
+        made with others); False replaces it.
     progress : bool
 
     Returns
@@ -855,4 +858,5 @@ def degraded_store(store: EmbeddingStore | str | os.PathLike, out: str | os.Path
     settings = dict(HELD_OUT_EFFECTS)
     if kinds is not None:
         settings.update(kinds=tuple(kinds), clean_fraction=0.0)
-    return augment_store(store, out, rows=rows, random_state=random_state, progress=progress, **settings)
+    return augment_store(store, out, rows=rows, random_state=random_state, resume=resume, progress=progress,
+                         **settings)

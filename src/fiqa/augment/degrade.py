@@ -2,7 +2,7 @@
 
 Each degradation maps a severity in ``[0, 1]`` to a fixed physical parameter (stated in :data:`DEGRADATIONS`):
 ``0`` returns the crop unchanged, ``1`` is the strongest setting. They build controlled experiments where the true
-ordering of quality is known (``fiqa.studies.scenarios``). Randomness (noise, occluder position) comes from an
+ordering of quality is known (``studies.scenarios``). Randomness (noise, occluder position) comes from an
 explicit seed.
 
 Example

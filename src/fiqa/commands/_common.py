@@ -5,13 +5,11 @@ Only click and the standard library are imported here: ``fiqa --help`` loads eve
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import importlib
 import importlib.util
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -73,35 +71,11 @@ def quiet() -> bool:
 
 def progress() -> bool:
     """Whether to draw progress bars: not with ``-q``, ``--no-progress``, or ``TQDM_DISABLE`` set (to anything but
-    an empty string, 0, false, no or off)."""
+    an empty string, 0, false, no or off). The command sets the library's switch from it once
+    (:func:`fiqa.core.progress.progress_bars`, in ``fiqa.cli``)."""
     env = os.environ.get("TQDM_DISABLE")
     disabled_by_env = env is not None and env.strip().lower() not in _FALSE_WORDS
     return not (quiet() or _meta().get(_NO_PROGRESS) or disabled_by_env)
-
-
-@contextlib.contextmanager
-def progress_bars_off() -> Iterator[None]:
-    """Disable every tqdm bar started inside the block.
-
-    tqdm applies ``TQDM_DISABLE`` only as the default of ``disable=``, and fiqa's stages pass ``disable=``
-    explicitly (``disable=not progress``, ``disable=n_blocks < 8``), which overrides the environment. Commands pass
-    ``progress=False`` where a stage takes it; this catches the bars of stages that take no such argument (the
-    labellers' block loops, pair sampling, the training loop). Restored when the block ends.
-    """
-    from tqdm import std
-
-    original = std.tqdm.__init__
-
-    @functools.wraps(original)
-    def disabled(self: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs["disable"] = True
-        original(self, *args, **kwargs)
-
-    std.tqdm.__init__ = disabled
-    try:
-        yield
-    finally:
-        std.tqdm.__init__ = original
 
 
 def info(message: str) -> None:

@@ -12,7 +12,7 @@ from fiqa.commands._common import LazyDefault, info, out_option, progress
 @click.argument("store", type=click.Path(file_okay=False))
 @out_option("The store folder to write.", type=click.Path(file_okay=False))
 @click.option("--copies", type=int, default=2, show_default=True, help="Degraded copies per parent sample.")
-@click.option("--random-state", "--seed", type=int, default=0, show_default=True, help="Seed of the recipes.")
+@click.option("--random-state", type=int, default=0, show_default=True, help="Seed of the recipes.")
 @click.option("--kinds", default=LazyDefault("fiqa.augment.degrade", "DEGRADATIONS", ",".join), show_default=True,
               help="Degradations to draw from, comma-separated.")
 @click.option("--severity-min", type=float, default=0.2, show_default=True, help="Lowest severity, in [0, 1].")

@@ -44,7 +44,7 @@ def _read_attributes(path: str, sample_id: np.ndarray) -> dict[str, np.ndarray]:
               help="CSV with a sample_id column; its other columns split the groups further.")
 @click.option("--strata", "n_strata", type=int, default=3, show_default=True, help="Quality bands per group.")
 @click.option("--per-stratum", type=int, default=1, show_default=True, help="Samples kept per group and band.")
-@click.option("--random-state", "--seed", type=int, default=0, show_default=True)
+@click.option("--random-state", type=int, default=0, show_default=True)
 @click.option("--rounds", type=int, default=0, show_default=True,
               help="Flywheel rounds: retrain the regressor on the curated seed (needs --store) and re-score.")
 @click.option("--store", "store_path", type=click.Path(exists=True, file_okay=False), default=None,

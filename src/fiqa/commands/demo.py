@@ -10,10 +10,9 @@ from fiqa.commands._common import info, out_option, progress, require_torch
 @click.argument("lfw", required=False, type=click.Path(file_okay=False))
 @out_option("Output folder; a re-run reuses the finished stages.", required=False, dest="out_dir",
             default="runs/demo", show_default=True, type=click.Path(file_okay=False))
-@click.option("--method", "--labeller", "labellers", multiple=True,
+@click.option("--method", "labellers", multiple=True,
               help="Labelling method evaluated on each test set, as in 'fiqa label --method' (repeat for several; "
-                   "default: fiqa.demo.DEFAULT_LABELLERS, i.e. sdd, sdd-refined, cr and reference-consensus; "
-                   "--labeller is the old name).")
+                   "default: fiqa.demo.DEFAULT_LABELLERS, i.e. sdd, sdd-refined, cr and reference-consensus).")
 @click.option("--baseline", "baselines", multiple=True,
               help="Method evaluated as labels only (repeat for several; default: fiqa.demo.DEFAULT_BASELINES, i.e. "
                    "mean-positive; random is always added).")
@@ -32,18 +31,16 @@ from fiqa.commands._common import info, out_option, progress, require_torch
               help="Cap on mated comparisons per identity in the evaluation.")
 @click.option("--n-bootstrap", type=int, default=1000, show_default=True,
               help="Identity resamples for the 95 % pAUC intervals (0: none).")
-@click.option("--random-state", "--seed", type=int, default=0, show_default=True)
-@click.option("--download", is_flag=True, help="Download LFW when it is not found locally.")
+@click.option("--random-state", type=int, default=0, show_default=True)
 def command(lfw, out_dir, labellers, baselines, training_free, serfiq_samples, test_fraction, min_images,
-            max_identities, max_images_per_identity, epochs, max_mated_per_identity, n_bootstrap, random_state,
-            download) -> None:
+            max_identities, max_images_per_identity, epochs, max_mated_per_identity, n_bootstrap, random_state) -> None:
     """Embed LFW, train the default quality model and v0.1's plain head on half the identities, and evaluate both
     beside the labels (sdd, sdd-refined, cr, reference-consensus), the baselines and the training-free methods
     (ser-fiq, flip-consistency, norm; timed per image) on the other half, natural and with capture effects no
     training recipe draws.
 
-    LFW is the folder given, else $FIQA_LFW, else ../shared/data/lfw-dev beside the project. Needs PyTorch:
-    pip install 'fiqa[train]'.
+    LFW is the folder given, else $FIQA_LFW (scripts/demo.sh sets it to the checkout's shared data). Needs
+    PyTorch: pip install 'fiqa[train]'.
     """
     require_torch("fiqa demo")
     import numpy as np
@@ -55,7 +52,7 @@ def command(lfw, out_dir, labellers, baselines, training_free, serfiq_samples, t
                       serfiq_samples=serfiq_samples, test_fraction=test_fraction, min_images=min_images,
                       max_identities=max_identities, max_images_per_identity=max_images_per_identity, epochs=epochs,
                       max_mated_per_identity=max_mated_per_identity, n_bootstrap=n_bootstrap, random_state=random_state,
-                      download=download, progress=progress())
+                      progress=progress())
     width = max(len(row["method"]) for row in result.summary)
     for set_name in ("natural", "degraded"):
         info(f"\nEDC on held-apart identities, {set_name} (FMR 1e-3, FNMR pAUC up to 0.20; lower is better):")

@@ -27,9 +27,8 @@ SOURCE_KINDS = ("folder", "list", "recordio", "images")
 @click.option("--kind", type=click.Choice(SOURCE_KINDS), default=None,
               help="Source kind; detected from the path when omitted.")
 @click.option("--backend", default="sface", show_default=True, help="Recognition backend (registry name).")
-@click.option("--recogniser-model", "--model", "model", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="The recognition network's ONNX file, for --backend onnx ('--model' names a quality model in "
-                   "'fiqa score'; here it is kept as the old name).")
+@click.option("--recogniser-model", "model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The recognition network's ONNX file, for --backend onnx.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Preprocessing spec (JSON/TOML: input size, mean, std, channel order), for --backend onnx.")
 @click.option("--aligned", is_flag=True, help="Input images are already aligned 112x112 crops: skip detection.")

@@ -59,7 +59,7 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
               help="At most this many mated pairs per identity (seeded), so large identities do not dominate FNMR.")
 @click.option("--n-nonmated", type=int, default=1_000_000, show_default=True,
               help="Seeded sample of distinct non-mated pairs.")
-@click.option("--random-state", "--seed", type=int, default=0, show_default=True,
+@click.option("--random-state", type=int, default=0, show_default=True,
               help="Seed of pair sampling and the random floor.")
 @click.option("--identities-from", type=click.Path(dir_okay=False), default=None,
               help="Evaluate only these identities: a text file (one per line) or a split JSON (its 'test' part).")
@@ -71,8 +71,8 @@ def _identity_filter(store, identities_from: str | None, exclude_identities: str
               help="Also write the legacy ERC (threshold recomputed per discard level), kept apart from the EDC.")
 @click.option("--gallery-size", type=int, default=8, show_default=True, help="Faces per gallery strip.")
 @click.option("--n-bootstrap", type=int, default=1000, show_default=True,
-              help="Identity resamples for the 95% intervals of the FNMR pAUCs (threshold fixed; seeded by --seed); "
-                   "0 disables them.")
+              help="Identity resamples for the 95% intervals of the FNMR pAUCs (threshold fixed; seeded by "
+                   "--random-state); 0 disables them.")
 @click.option("--force", is_flag=True,
               help="Evaluate tables that record another store's fingerprint (e.g. the same images embedded again); "
                    "warns. Tables whose image locations differ are refused all the same.")

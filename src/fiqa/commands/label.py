@@ -77,8 +77,8 @@ def describe_labelers(width: int = 120) -> list[str]:
             lines.extend(textwrap.wrap(meanings.get(param.name, ""), width, initial_indent=head + " ",
                                        subsequent_indent=" " * 58) or [head.rstrip()])
     lines.append("")
-    lines.append("Set a parameter with -p NAME=VALUE (read as JSON: -p signed=true -p n_repeats=6); --seed sets "
-                 "random_state.")
+    lines.append("Set a parameter with -p NAME=VALUE (read as JSON: -p signed=true -p n_repeats=6); the seed is "
+                 "--random-state.")
     return lines
 
 
@@ -89,7 +89,7 @@ def describe_labelers(width: int = 120) -> list[str]:
             type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--param", "-p", "param_pairs", multiple=True, metavar="KEY=VALUE",
               help="A method parameter, e.g. -p n_repeats=12 -p signed=true; repeat for several.")
-@click.option("--random-state", "--seed", type=int, default=0, show_default=True, help="random_state of the method.")
+@click.option("--random-state", type=int, default=0, show_default=True, help="random_state of the method.")
 @click.option("--list", "list_methods", is_flag=True,
               help="List the labelling methods, their parameters, defaults and meaning.")
 def command(
@@ -118,7 +118,7 @@ def command(
 
     params = parse_params(param_pairs)
     if "random_state" in params:
-        raise click.BadParameter("use --seed instead of -p random_state=...", param_hint="'--param'")
+        raise click.BadParameter("use --random-state instead of -p random_state=...", param_hint="'--param'")
     labeler = create_labeler(method, random_state=random_state, **params)
     check_table_out(out_path, [store])  # before the work: never into the store, never over an input
     table = label_store(open_store(store), labeler)

@@ -25,7 +25,7 @@ from fiqa.train.config import SHAPES, TrainConfig
               help="Fraction of identities held out for validation.")
 @click.option("--backbone-checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
               help="mobilefacenet only: start from this backbone state_dict.")
-@click.option("--random-state", "--seed", type=int, default=0, show_default=True)
+@click.option("--random-state", type=int, default=0, show_default=True)
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from the checkpoint in --out, or start over.")
 @click.option("--force", is_flag=True,

@@ -8,11 +8,11 @@ import click
 
 @click.command("verify")
 @click.argument("store", type=click.Path(file_okay=False))
-@click.option("--n-nonmated", "--impostor-pairs", "n_nonmated", type=int, default=200_000, show_default=True,
-              help="Non-mated pairs to sample; --impostor-pairs is the old name.")
+@click.option("--n-nonmated", "n_nonmated", type=int, default=200_000, show_default=True,
+              help="Non-mated pairs to sample.")
 @click.option("--max-mated", type=int, default=1_000_000, show_default=True,
               help="Use all mated pairs up to this many, else a seeded sample of this size.")
-@click.option("--random-state", "--seed", type=int, default=0, show_default=True, help="Seed of the pair samples.")
+@click.option("--random-state", type=int, default=0, show_default=True, help="Seed of the pair samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def command(store: str, n_nonmated: int, max_mated: int, random_state: int, as_json: bool) -> None:
     """Print verification sanity figures of STORE (expect ROC AUC > 0.99 for a good recogniser)."""

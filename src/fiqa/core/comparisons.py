@@ -8,9 +8,9 @@ import logging
 from collections.abc import Iterator
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fiqa.core.errors import InvalidParameterError, check_fraction, check_scores
+from fiqa.core.progress import tqdm
 
 logger = logging.getLogger(__name__)
 

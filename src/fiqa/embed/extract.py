@@ -22,9 +22,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fiqa.core.errors import FIQAError, InvalidParameterError, NoUsableSamplesError
+from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, SampleTable, Status
 from fiqa.detect import FaceAligner

@@ -32,9 +32,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fiqa.core.errors import FIQAError, InvalidParameterError, check_int
+from fiqa.core.progress import tqdm
 from fiqa.core.types import EmbeddingStore, SampleTable, Status
 from fiqa.detect.pipeline import CROP_SIZE, FaceCrop, FacePipeline
 from fiqa.embed.extract import (

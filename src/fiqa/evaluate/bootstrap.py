@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from tqdm.auto import tqdm
 
 from fiqa.core.errors import (
     InvalidParameterError,
@@ -49,6 +48,7 @@ from fiqa.core.errors import (
     check_int,
     check_scores,
 )
+from fiqa.core.progress import tqdm
 from fiqa.core.types import locate_ids
 from fiqa.evaluate.curves import (
     EDCCurve,

@@ -19,9 +19,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fiqa.core.errors import InvalidParameterError, check_int
+from fiqa.core.progress import tqdm
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
 
 __all__ = ["COMPONENT_PREFIX", "NOT_MEASURED", "component_tables", "store_faces"]

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fiqa.core.comparisons import (
     count_nonmated_pairs,
@@ -31,6 +30,7 @@ from fiqa.core.comparisons import (
     sample_nonmated_pairs,
 )
 from fiqa.core.errors import DataSourceError, InvalidParameterError, check_int
+from fiqa.core.progress import tqdm
 from fiqa.core.types import EmbeddingStore
 
 logger = logging.getLogger(__name__)

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.core.progress import tqdm
 from fiqa.label.base import (
     Labeler,
     LabelInput,

@@ -56,10 +56,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from fiqa.core.comparisons import MAX_GRAM, identity_codes
 from fiqa.core.errors import InvalidParameterError
+from fiqa.core.progress import tqdm
 from fiqa.core.types import Status
 from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler, rescale_to_100
 

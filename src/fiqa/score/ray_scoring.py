@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fiqa.core.errors import FIQAError, InvalidParameterError
+from fiqa.core.progress import tqdm
 from fiqa.core.types import QualityTable, Status
 from fiqa.detect.pipeline import image_name
 from fiqa.embed.ray_engine import (

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fiqa.components import AdviceProfile, ComponentTable, advise, compute_components, describe_components, load_profile
 from fiqa.core.errors import FIQAError, InvalidParameterError, ModelFileError
+from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
 from fiqa.detect import FaceAligner

@@ -30,9 +30,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from fiqa.core.errors import InvalidParameterError, ModelFileError, check_int
+from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
 from fiqa.core.registry import Registry
 from fiqa.core.types import EmbeddingStore, QualityTable, Status

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from fiqa.core.atomic import atomic_path, read_json, write_json
 from fiqa.core.errors import InvalidParameterError, StoreError, check_int
+from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore
 from fiqa.embed.features import SFACE_TAPS, FeatureExtractor, FeatureSpec, column_indices

@@ -25,10 +25,10 @@ from scipy import stats
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
-from tqdm.auto import tqdm
 
 from fiqa.core.atomic import atomic_path, write_json
 from fiqa.core.errors import InvalidParameterError, StoreError
+from fiqa.core.progress import tqdm
 from fiqa.train.config import TrainConfig
 from fiqa.train.losses import huber_loss
 

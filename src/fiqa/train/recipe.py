@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from fiqa.core.atomic import write_json
+from fiqa.core.cache import artifact_key, cached, fingerprint, read_key, record_key
 from fiqa.core.errors import InvalidParameterError, check_int
-from fiqa.core.provenance import provenance
+from fiqa.core.provenance import file_sha256, provenance
 from fiqa.core.types import EmbeddingStore
 from fiqa.io.table import load_quality, save_quality
 from fiqa.train.loop import TrainConfig
@@ -59,7 +60,7 @@ class ModelRecipe:
     geometry : bool
         Jitter the alignment (shift, scale, rotation) and mirror.
     config : TrainConfig
-        Optimisation settings; its ``seed`` also seeds augmentation and labelling.
+        Optimisation settings; its ``random_state`` also seeds augmentation and labelling.
     """
 
     labeller: str = "reference-consensus"
@@ -92,6 +93,10 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
                  feature_cache_dir: str | os.PathLike | None = None, progress: bool = True) -> TrainedModel:
     """Augment, label and train by ``recipe``; everything lands in ``out_dir`` and is reused on a re-run.
 
+    Each stage's output records the key of what made it (:mod:`fiqa.core.cache`: the store's and the rows'
+    fingerprints, the recipe, the versions) and is reused only under the same key: a re-run with another
+    ``random_state`` (or other rows, or another store) augments, labels and trains again.
+
     Parameters
     ----------
     store : EmbeddingStore or path
@@ -113,7 +118,7 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     """
     from fiqa.augment.copies import augment_store
     from fiqa.label import create_labeler, label_store
-    from fiqa.store import is_store, open_store
+    from fiqa.store import is_store, open_store, store_fingerprint
 
     if not isinstance(recipe, ModelRecipe):
         raise InvalidParameterError("train_recipe", "recipe", "a ModelRecipe", recipe)
@@ -135,21 +140,30 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     train_ids = store.samples.sample_id[rows]
     if recipe.copies:
         augmented_path = out / "augmented"
-        source = open_store(augmented_path) if is_store(augmented_path) else augment_store(
+        augment_key = artifact_key(step="augment", store_sha256=store_fingerprint(store), rows_sha256=fingerprint(rows),
+                                   copies=recipe.copies, severity=recipe.severity, geometry=recipe.geometry,
+                                   clean_fraction=recipe.clean_fraction, combined_fraction=recipe.combined_fraction,
+                                   random_state=random_state)
+        source = cached(augmented_path, augment_key, lambda: augment_store(
             store, augmented_path, copies=recipe.copies, random_state=random_state, severity=recipe.severity,
             geometry=recipe.geometry, clean_fraction=recipe.clean_fraction,
-            combined_fraction=recipe.combined_fraction, rows=rows, progress=progress)
+            combined_fraction=recipe.combined_fraction, rows=rows, resume=not is_store(augmented_path),
+            progress=progress), open_store)
         parents = np.asarray(source.parent_id)
         train_ids = source.samples.sample_id[np.isin(source.samples.sample_id, train_ids) | np.isin(parents,
                                                                                                    train_ids)]
     lap("augment")
     label_path = out / "labels.parquet"
-    if label_path.exists():
-        labels = load_quality(label_path)
-    else:
-        labels = label_store(source, create_labeler(recipe.labeller, random_state=random_state),
-                             rows=np.flatnonzero(source.ok & np.isin(source.samples.sample_id, train_ids)))
-        save_quality(labels, label_path)
+    label_rows = np.flatnonzero(source.ok & np.isin(source.samples.sample_id, train_ids))
+
+    def compute_labels():
+        table = label_store(source, create_labeler(recipe.labeller, random_state=random_state), rows=label_rows)
+        save_quality(table, label_path)
+        return table
+
+    label_key = artifact_key(step="labels", store_sha256=store_fingerprint(source),
+                             rows_sha256=fingerprint(label_rows), method=recipe.labeller, random_state=random_state)
+    labels = cached(label_path, label_key, compute_labels, load_quality)
     lap("label")
     logger.info("recipe: %d labelled samples (%d copies per face) from %s", int(labels.ok.sum()), recipe.copies,
                 store.root)
@@ -160,8 +174,16 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
         feature_inputs(source, keep, columns=input_columns(recipe.shape), cache_dir=feature_cache,
                        progress=progress)
     lap("features")
-    trained = train_regressor(source, labels, out / "model", shape=recipe.shape, config=recipe.config,
-                              feature_cache_dir=feature_cache)
+    # a checkpoint is resumed only when it was made from these labels and settings; else training starts over (the
+    # key is recorded first: the folder then holds this run, finished or interrupted, and a re-run resumes it)
+    model_dir = out / "model"
+    model_key = artifact_key(step="train", store_sha256=store_fingerprint(source),
+                             labels_sha256=file_sha256(label_path), shape=recipe.shape, config=asdict(recipe.config))
+    resume = read_key(model_dir) == model_key
+    if not resume:
+        record_key(model_dir, model_key)
+    trained = train_regressor(source, labels, model_dir, shape=recipe.shape, config=recipe.config,
+                              feature_cache_dir=feature_cache, resume=resume)
     lap("train and export")
     write_json(out / "recipe.json", {"recipe": recipe.to_dict(), "store": str(store.root), "n_rows": int(len(rows)),
                                      "n_labelled": int(labels.ok.sum()), "seconds": timings,

@@ -5,11 +5,11 @@ import itertools
 
 import numpy as np
 import pytest
+from scripts.build_model import reject_table
 
 from fiqa.core.types import QualityTable, Status
 from fiqa.evaluate import evaluate_quality
 from fiqa.evaluate.pairs import Comparisons
-from fiqa.release import reject_table
 
 
 def test_reject_table_counts_rejected_images_and_fnmr_of_the_pairs_kept():

@@ -1,17 +1,21 @@
-"""Rebuild the shipped default model from LFW, reproducibly, with the card that tells users what it is worth.
+"""Maintainer script: rebuild the shipped default model from LFW, reproducibly, with the card that tells users what
+it is worth. Not part of the package (users score with the model; only a maintainer rebuilds it).
 
-    fiqa build-model [LFW] --out runs/default-model [--install]
+    .venv/bin/python scripts/build_model.py [LFW] --out runs/default-model [--install]   (LFW: else $FIQA_LFW)
 
-1. embed the people of LFW with at least two photos (as ``fiqa demo`` does: YuNet, the central face, SFace);
+1. embed the people of LFW with at least two photos (as ``fiqa demo`` does: YuNet, the central face, SFace;
+   :func:`fiqa.demo.embed_and_split`);
 2. **measure**: split the identities in two halves (seeded), train by the recipe on one half, score the other
    (held apart from labelling and training) and evaluate: FNMR pAUC with 95 % intervals beside the norm and the
    labels, and the reject-threshold table (score threshold -> fraction rejected -> FNMR of what is kept);
 3. **ship**: train by the same recipe on every identity (no figure can be measured on faces the shipped model
    has seen, so the card's figures are those of step 2, and it says so);
 4. write ``head.onnx`` (the small trained part) and ``card.json`` into ``<out>/package``; ``--install`` copies them
-   into ``fiqa/score/default`` (a source checkout) so that ``fiqa score`` and ``create_scorer()`` use them.
+   into ``src/fiqa/score/default`` of this source tree (never into an installed package), so that ``fiqa score``
+   and ``create_scorer()`` use them once committed.
 
-Every stage is cached under ``--out`` and reused on a re-run; every random choice is seeded by ``seed``.
+Every stage is cached under ``--out`` and reused on a re-run; every random choice is seeded by ``random_state``.
+Needs PyTorch (``pip install '.[train]'``).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
 import numpy as np
 
 from fiqa.core.atomic import write_json
@@ -35,6 +40,9 @@ if TYPE_CHECKING:
     from fiqa.train.regressor import TrainedModel
 
 logger = logging.getLogger(__name__)
+
+SOURCE_MODEL_DIR = Path(__file__).resolve().parents[1] / "src" / "fiqa" / "score" / "default"
+"""Where ``--install`` copies the package: the shipped model's folder in this source tree."""
 
 REJECT_FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.10, 0.15, 0.20, 0.30, 0.50)
 """The card's table puts a reject threshold at each of these quantiles of the evaluated scores."""
@@ -87,7 +95,7 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
     Parameters
     ----------
     lfw : path, optional
-        LFW folder (see :func:`fiqa.demo.locate_lfw`).
+        LFW folder (see :func:`fiqa.demo.locate_lfw`: else ``$FIQA_LFW``).
     out_dir : path
         Store, models, evaluation and package; reused on a re-run.
     random_state : int
@@ -95,7 +103,7 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
     version : str, optional
         The model's version in its card (default: fiqa's version).
     install : bool
-        Copy the package into ``fiqa/score/default`` of this source tree.
+        Copy the package into ``src/fiqa/score/default`` of this source tree (:data:`SOURCE_MODEL_DIR`).
     progress : bool
     """
     from fiqa.demo import embed_and_split, exported_model, locate_lfw
@@ -149,10 +157,9 @@ def build_default_model(lfw: str | os.PathLike | None = None, out_dir: str | os.
         provenance(lfw=str(lfw_path), random_state=random_state, epochs=epochs, recipe=recipe.to_dict()),
     )
     if install:
-        target = Path(__file__).resolve().parent / "score" / "default"
         for name in (head.name, CARD_NAME):
-            shutil.copyfile(package / name, target / name)
-        logger.info("installed the default model into %s", target)
+            shutil.copyfile(package / name, SOURCE_MODEL_DIR / name)
+        logger.info("installed the default model into %s", SOURCE_MODEL_DIR)
     return package
 
 
@@ -246,7 +253,7 @@ def _model_card(
         "label_method": recipe.labeller,
         "recipe": {
             **recipe.to_dict(),
-            "rebuild": "fiqa build-model LFW --out DIR (fiqa.release)",
+            "rebuild": "python scripts/build_model.py LFW --out DIR (a source checkout)",
             "training": {k: v for k, v in asdict(full.result).items() if k != "history"},
         },
         "versions": versions(),
@@ -278,3 +285,34 @@ def _model_card(
             "your own captures before relying on it."
         ),
     }
+
+
+@click.command()
+@click.argument("lfw", required=False, type=click.Path(file_okay=False))
+@click.option("-o", "--out", "out_dir", default="runs/default-model", show_default=True,
+              type=click.Path(file_okay=False), help="Working folder; a re-run reuses the finished stages.")
+@click.option("--epochs", type=int, default=30, show_default=True, help="Maximum epochs per model.")
+@click.option("--random-state", type=int, default=0, show_default=True,
+              help="Seed of the split, augmentation and training.")
+@click.option("--model-version", default=None, help="The model's version in its card (default: fiqa's version).")
+@click.option("--install", is_flag=True, help="Copy head.onnx and card.json into src/fiqa/score/default.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def main(lfw: str | None, out_dir: str, epochs: int, random_state: int, model_version: str | None, install: bool,
+         quiet: bool) -> None:
+    """Embed LFW (people with >= 2 photos), measure the default recipe on held-apart identities, train it on
+    everyone, and write the model with its card (figures and the reject-threshold table) to OUT/package."""
+    from fiqa.core.progress import progress_bars
+    from fiqa.score import format_card
+    from fiqa.score.packaged import load_model_folder
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with progress_bars(not quiet):
+        package = build_default_model(lfw, out_dir, random_state=random_state, epochs=epochs, version=model_version,
+                                      install=install, progress=not quiet)
+    _, _, card = load_model_folder(package)
+    click.echo(format_card(card))
+    click.echo(f"\npackage: {package.resolve()}" + (f"  (installed into {SOURCE_MODEL_DIR})" if install else ""))
+
+
+if __name__ == "__main__":
+    main()
