@@ -122,7 +122,9 @@ def _inner_face_fraction(rows: slice, cols: slice) -> float:
 def test_face_occlusion_measures_the_painted_area(faces: np.ndarray, rows: slice, cols: slice) -> None:
     expected = _inner_face_fraction(rows, cols)
     measured = occlusion_values(_paint(faces, rows, cols, (70, 90, 160)))["face_occlusion"]
-    assert np.all(np.abs(measured - expected) <= 0.08), (expected, measured)
+    # within 0.1 of the painted fraction: the model's output grid is 4 pixels, and a cover's edge next to dark
+    # brows or hair may be drawn a few pixels too far
+    assert np.all(np.abs(measured - expected) <= 0.1), (expected, measured)
 
 
 @pytest.mark.lfw

@@ -62,6 +62,11 @@ NOTES = """## What was decided on what
   (about -0.86). The measured value can only approach that ceiling; meeting -0.8 needs the band's edge placed to a
   pixel or two at severities 0.1-0.3. A zone stretched from the brows to the cheekbones would keep falling up to
   severity 1 and pass easily, but it would be shaped after the held-out band, so it was not done.
+- **The one off-diagonal miss, mask x eyes_visible** (|rho| just above 0.3 in the final run; -0.28 for the
+  previous weights trained the same way with a float32-rounding difference in the features). At severity 1 the mask's
+  top edge is at row 62, under 2 pixels below the eye zones' lower edge (row 60.4); the 4-pixel output grid draws a
+  few occluded pixels inside the zones (mean eyes_visible 0.994 at severity 0, 0.986 at 1). That is adjacency, not
+  confusion: the eyes stay >= 98 % visible on average. Not tuned away (that would need the held-out mask's geometry).
 - **Used the held-out table once:** the first version (one output per 8 x 8 cell, committed as e19178d) gave
   eyes_visible rho -0.695; its table of means showed the eye zones reported hidden at severity 0.1 where 20 % are
   still visible (the cell predictions smear the band's edges). That observation is why the model now predicts the
@@ -69,8 +74,14 @@ NOTES = """## What was decided on what
 - **Chosen on training kinds only** (`--part tuning`: 15 % of the *train* identities, kept out of the fit, swept
   with `DEGRADATIONS` only, and synthetic occluders on the same faces): the training set size (8 samples per
   face), the capacity (96 and 48 hidden units), the share and strength of capture effects in training (75 % of the
-  samples, severities skewed high), and the pixel threshold (0.5 kept: 0.6 and 0.7 lowered the rho of the training
-  kinds by < 0.05 and raised the synthetic mean absolute error by 15-45 %).
+  samples, severities skewed high), and the pixel threshold. On the tuning faces the training kinds' rho for
+  face_occlusion was 0.27-0.41 with 3 samples per face and 48/24 units, 0.15-0.34 with 6 samples and 96/48 units,
+  and 0.12-0.31 with 8 samples, 96/48 units and severities skewed high (jpeg at 0.31 the highest): the last was
+  kept. Thresholds 0.6 and 0.7 instead of 0.5 lowered those rho
+  by up to 0.06 and 0.12 but raised the mean absolute error on synthetic occluders by 13-19 % and 37-50 %: 0.5 (the
+  natural "more covered than not") was kept.
+- **Reproducibility:** the training command recomputes the weights byte for byte (`--check` trains a second time
+  and compares); checked for the shipped file by two separate runs of the command (same SHA-256).
 """
 
 
@@ -186,7 +197,7 @@ def validate(lfw: Path, *, n_faces: int, random_state: int, part: str = "test",
 def _verdict(factor: str, name: str, value: float) -> str:
     bar = BARS.get((factor, name))
     if bar is None:
-        if factor in OWN_FACTOR or factor == "occlusion":
+        if factor == "occlusion":  # an occluder of the training kinds: every component may follow it
             return ""
         return "" if np.isfinite(value) and abs(value) <= 0.3 else (" (fails)" if np.isfinite(value) else "")
     ok = value <= -0.8 if bar.startswith("<=") else value >= 0.8

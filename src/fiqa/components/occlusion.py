@@ -109,9 +109,15 @@ def _check_crops(crops: object, owner: str) -> np.ndarray:
 
 
 def _pool(values: np.ndarray, size: int = CELL) -> np.ndarray:
-    """(B, 112, 112) -> (B, 112 / size, 112 / size) means over size x size blocks."""
+    """(B, 112, 112[, C]) float32 -> (B, 112 / size, 112 / size[, C]) means over size x size blocks.
+
+    The crops are stacked one above the other and area-resized by an integer factor: every block lies inside one
+    crop, so this is the exact block mean (OpenCV's fast path, several times faster than a NumPy reduction).
+    """
     batch, cells = values.shape[0], CROP_SIZE // size
-    return values.reshape(batch, cells, size, cells, size).mean(axis=(2, 4))
+    stacked = np.ascontiguousarray(values, dtype=np.float32).reshape(batch * CROP_SIZE, CROP_SIZE, *values.shape[3:])
+    pooled = cv2.resize(stacked, (cells, batch * cells), interpolation=cv2.INTER_AREA)
+    return pooled.reshape(batch, cells, cells, *values.shape[3:])
 
 
 def _quadrants(values: np.ndarray) -> np.ndarray:
