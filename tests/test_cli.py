@@ -126,26 +126,6 @@ def test_exit_status_rule(photo, tmp_path):
     assert not (tmp_path / "s.txt").exists()
 
 
-def test_label_list_shows_each_parameter_with_its_default_and_meaning():
-    result = CliRunner().invoke(main, ["label", "--list"])
-    assert result.exit_code == 0
-    blocks: dict[str, list[str]] = {}
-    for line in result.stdout.splitlines():
-        if line and not line[0].isspace():
-            blocks[line.split()[0]] = []
-        elif line.strip() and blocks:
-            blocks[list(blocks)[-1]].append(line.strip())
-    text = {name: re.sub(r"\s+", " ", " ".join(lines)) for name, lines in blocks.items()}
-    sdd, refined = text["sdd"], text["sdd-refined"]
-    assert "n_repeats = 12 Repetitions K; each is min-max normalised to [0, 100] before averaging." in sdd
-    assert "min_class_size = 2 " in sdd and "trim_top = 0.0 " in sdd
-    assert "min_class_size = 10 " in refined and "trim_top = 0.05 Fraction of the highest labels to drop" in refined
-    assert "ratio = 'paper' CCS / (NNCCS + 1 + eps) or CCS / NNCCS." in text["cr"]
-    assert "cluster_thresholds = (0.6, 0.4) Coarser levels" in text["reference-consensus"]
-    assert blocks["norm"] == ["parameters: (none)"]
-    assert "random_state =" not in result.stdout and "the seed is --random-state" in result.stdout
-
-
 def test_choices_and_lazy_defaults_are_the_library_values():
     from fiqa.augment.degrade import DEGRADATIONS
     from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE

@@ -6,9 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from fiqa.core.errors import StoreError, UnknownNameError
+from fiqa.core.errors import StoreError
 from fiqa.core.provenance import file_sha256, provenance
-from fiqa.core.registry import Registry
 from fiqa.core.types import QualityTable, SampleTable
 from fiqa.io.table import (
     load_quality,
@@ -17,25 +16,6 @@ from fiqa.io.table import (
     sidecar_path,
     write_table,
 )
-
-
-def test_registry_creates_registered_factories_and_suggests_close_names():
-    registry: Registry[dict] = Registry("widget")
-
-    @registry.register("sdd-refined")
-    def make(**params):
-        """Refined widget."""
-        return dict(params)
-
-    assert registry.create("sdd-refined", a=1) == {"a": 1}
-    assert registry.names() == ["sdd-refined"]
-    assert registry.summary("sdd-refined") == "Refined widget."
-    with pytest.raises(UnknownNameError, match=r"Unknown widget 'sdd-refine'\. Did you mean 'sdd-refined'\?"):
-        registry.get("sdd-refine")
-    with pytest.raises(UnknownNameError, match="Available: sdd-refined"):
-        registry.get("zzz")
-    with pytest.raises(ValueError, match="registered twice"):
-        registry.register("sdd-refined")(make)
 
 
 def test_table_round_trip_keeps_types_and_metadata(tmp_path):

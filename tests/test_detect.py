@@ -93,7 +93,7 @@ def test_warp_rejects_bad_input():
 
 @pytest.mark.parametrize("params, message", [
     ({"policy": "biggest"}, "'policy' parameter of FaceAligner must be one of"),
-    ({"score_threshold": 1.5}, "'score_threshold'.*open interval"),
+    ({"score_threshold": 1.5}, r"'score_threshold'.*a float in \(0, 1\)"),
     ({"max_side": 10}, "'max_side'.*int >= 32"),
 ])
 def test_aligner_validates_parameters(params, message):

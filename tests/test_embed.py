@@ -306,8 +306,8 @@ def test_unknown_backend_suggests_names():
     assert set(EMBEDDERS.names()) == {"sface", "sface-opencv", "onnx", "dlib"}
 
 
-@pytest.mark.parametrize("params, message", [({"batch_size": 0}, "'batch_size' parameter of the 'sface' embedder "
-                                                                  "must be an int >= 1. Got 0 instead."),
+@pytest.mark.parametrize("params, message", [({"batch_size": 0}, "'batch_size' parameter of SFaceEmbedder must be "
+                                                                  "an int >= 1. Got 0 instead."),
                                              ({"threads": 1.5}, "'threads'.*int >= 1 or None")])
 def test_sface_validates_parameters(params, message):
     with pytest.raises(InvalidParameterError, match=message):

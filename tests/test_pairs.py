@@ -44,7 +44,7 @@ def test_split_keeps_one_identity_on_each_side_and_skips_unnamed():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"test_fraction": 1.0}, "'test_fraction'.*open interval"), ({"test_fraction": 0}, "'test_fraction'"),
+    ({"test_fraction": 1.0}, r"'test_fraction'.*a float in \(0, 1\)"), ({"test_fraction": 0}, "'test_fraction'"),
     ({"random_state": 1.5}, "'random_state'"),
 ])
 def test_split_rejects_bad_parameters(kwargs, match):

@@ -20,7 +20,6 @@ Example
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -42,6 +41,7 @@ from fiqa.core.errors import (
     StoreError,
     check_int,
 )
+from fiqa.core.params import Boolean, Interval, Options, validate
 from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, Status
@@ -108,12 +108,9 @@ class Degradation:
     random_state: int
 
     def __post_init__(self) -> None:
-        if self.kind not in _KNOWN_KINDS:
-            raise InvalidParameterError("Degradation", "kind", f"one of {sorted(_KNOWN_KINDS)}", self.kind)
-        if isinstance(self.severity, bool) or not isinstance(self.severity, numbers.Real) \
-                or not 0.0 <= float(self.severity) <= 1.0:
-            raise InvalidParameterError("Degradation", "severity", "a real number in [0, 1]", self.severity)
-        check_int("Degradation", "random_state", self.random_state, 0)
+        validate("Degradation", {"kind": self.kind, "severity": self.severity, "random_state": self.random_state},
+                 {"kind": [Options(sorted(_KNOWN_KINDS))], "severity": [Interval(float, 0, 1, closed="both")],
+                  "random_state": [Interval(int, 0, None, closed="left")]})
         object.__setattr__(self, "severity", float(self.severity))
         object.__setattr__(self, "random_state", int(self.random_state))
 
@@ -148,15 +145,12 @@ class Recipe:
     degradations: tuple[Degradation, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        finite = [Interval(float, None, None)]
+        validate("Recipe", {"dx": self.dx, "dy": self.dy, "scale": self.scale, "angle": self.angle, "flip": self.flip},
+                 {"dx": finite, "dy": finite, "scale": [Interval(float, 0, None, closed="neither")], "angle": finite,
+                  "flip": [Boolean()]})
         for name in ("dx", "dy", "scale", "angle"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise InvalidParameterError("Recipe", name, "a finite real number", value)
-            object.__setattr__(self, name, float(value))
-        if self.scale <= 0:
-            raise InvalidParameterError("Recipe", "scale", "a number > 0", self.scale)
-        if not isinstance(self.flip, (bool, np.bool_)):
-            raise InvalidParameterError("Recipe", "flip", "a bool", self.flip)
+            object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "flip", bool(self.flip))
         steps = []
         for step in self.degradations:
@@ -232,18 +226,16 @@ class JitterRange:
 
     def __post_init__(self) -> None:
         owner = "JitterRange"
-        for name in ("max_shift", "max_angle"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < math.inf:
-                raise InvalidParameterError(owner, name, "a finite number >= 0", value)
+        validate(owner, {"max_shift": self.max_shift, "max_angle": self.max_angle,
+                         "flip_probability": self.flip_probability},
+                 {"max_shift": [Interval(float, 0, None, closed="left")],
+                  "max_angle": [Interval(float, 0, None, closed="left")],
+                  "flip_probability": [Interval(float, 0, 1, closed="both")]})
         low_high = tuple(self.scale) if isinstance(self.scale, (tuple, list)) else ()
         if len(low_high) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in low_high) \
                 or not 0.0 < float(low_high[0]) <= float(low_high[1]) < math.inf:
             raise InvalidParameterError(owner, "scale", "a pair (low, high) with 0 < low <= high", self.scale)
         object.__setattr__(self, "scale", (float(low_high[0]), float(low_high[1])))
-        if isinstance(self.flip_probability, bool) or not isinstance(self.flip_probability, numbers.Real) \
-                or not 0.0 <= self.flip_probability <= 1.0:
-            raise InvalidParameterError(owner, "flip_probability", "a number in [0, 1]", self.flip_probability)
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_shift": float(self.max_shift), "scale": list(self.scale), "max_angle": float(self.max_angle),
@@ -280,9 +272,8 @@ def _resolve_severity(severity: Sequence[float], owner: str) -> tuple[float, flo
 
 
 def _fraction(value: object, name: str, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
-        raise InvalidParameterError(owner, name, "a number in [0, 1]", value)
-    return float(value)
+    validate(owner, {name: value}, {name: [Interval(float, 0, 1, closed="both")]})
+    return float(value)  # type: ignore[arg-type]
 
 
 def sample_recipes(parents: int | Sequence[int] | np.ndarray, copies: int, random_state: int = 0, *,
@@ -436,7 +427,7 @@ def embedder_for_store(store: EmbeddingStore) -> Any:
         raise StoreError(f"{store.root}: meta.json does not name the backend the store was embedded with; pass "
                          f"the embedder object as embedder=")
     names = {"model": "model_path"}  # constructor parameter -> describe() key
-    accepted = inspect.signature(EMBEDDERS.get(name)).parameters
+    accepted = EMBEDDERS.entry(name).params
     params = {param: described[names.get(param, param)] for param in accepted
               if names.get(param, param) in described}
     embedder = create_embedder(name, **params)

@@ -16,13 +16,13 @@ Example
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 
 import cv2
 import numpy as np
 
 from fiqa.core.errors import InvalidParameterError
+from fiqa.core.params import Interval, validate
 
 __all__ = ["DEGRADATIONS", "EVALUATION_DEGRADATIONS", "degrade", "degrade_batch"]
 
@@ -162,9 +162,8 @@ _ALL = {**DEGRADATIONS, **EVALUATION_DEGRADATIONS}
 def _check(kind: str, severity: object, owner: str) -> float:
     if kind not in _ALL:
         raise InvalidParameterError(owner, "kind", f"one of {sorted(_ALL)}", kind)
-    if isinstance(severity, bool) or not isinstance(severity, numbers.Real) or not 0.0 <= float(severity) <= 1.0:
-        raise InvalidParameterError(owner, "severity", "a real number in [0, 1]", severity)
-    return float(severity)
+    validate(owner, {"severity": severity}, {"severity": [Interval(float, 0, 1, closed="both")]})
+    return float(severity)  # type: ignore[arg-type]
 
 
 def _check_crops(crops: np.ndarray, owner: str, ndim: int) -> None:

@@ -1,10 +1,8 @@
 """``fiqa label STORE --method NAME -o LABELS.parquet``: pseudo quality labels of an embedding store."""
 from __future__ import annotations
 
-import inspect
 import json
 import logging
-import re
 
 import click
 
@@ -33,49 +31,26 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
     return params
 
 
-def _documented_params(cls: type) -> dict[str, str]:
-    """``{name: description}`` from the numpydoc "Parameters" sections of ``cls`` and its bases (nearest first); the
-    type line where a parameter has no description."""
-    found: dict[str, str] = {}
-    for klass in cls.__mro__:
-        doc = inspect.cleandoc(klass.__doc__ or "")
-        section = re.search(r"^Parameters\n-+\n(.*?)(?:^\S[^\n]*\n-+\n|\Z)", doc, re.M | re.S)
-        if not section:
-            continue
-        name: str | None = None
-        kind, lines = "", list[str]()
-        for line in [*section.group(1).splitlines(), "end : "]:
-            header = re.match(r"^(\w+) :(.*)$", line)
-            if header:
-                if name is not None and name not in found:
-                    text = re.sub(r":\w+:`~?([^`]*)`", r"\1", " ".join(lines) or kind.split(",")[0])
-                    found[name] = re.sub(r"\s+", " ", text).replace("``", "").strip()
-                name, kind, lines = header.group(1), header.group(2), []
-            elif line.strip():
-                lines.append(line.strip())
-    return found
-
-
 def describe_labelers(width: int = 120) -> list[str]:
-    """The lines of ``fiqa label --list``: per method its summary, its parameters sorted, then each parameter with
-    its default (what ``-p`` overrides) and meaning, wrapped to ``width`` columns."""
+    """The lines of ``fiqa label --list``, from the registry's metadata: per method its summary and reference, its
+    parameters sorted, then each parameter with its default (what ``-p`` overrides) and meaning, wrapped to
+    ``width`` columns."""
     import textwrap
 
-    from fiqa.label import LABELERS, list_labelers
+    from fiqa.core.params import describe
+    from fiqa.label import LABELERS
 
     lines = []
-    for name in list_labelers():
-        factory = LABELERS.get(name)
-        params = [p for p in inspect.signature(factory).parameters.values()
-                  if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "random_state"]
-        meanings = _documented_params(factory) if isinstance(factory, type) else {}
-        lines.append(f"{name:22s} {LABELERS.summary(name)}")
-        lines.append(f"{'':22s} parameters: {', '.join(sorted(p.name for p in params)) or '(none)'}")
-        for param in params:
-            default = "(required)" if param.default is inspect.Parameter.empty else repr(param.default)
-            head = f"{'':25s}{param.name} = {default}".ljust(57)
-            lines.extend(textwrap.wrap(meanings.get(param.name, ""), width, initial_indent=head + " ",
-                                       subsequent_indent=" " * 58) or [head.rstrip()])
+    for entry in LABELERS.entries():
+        params = {name: param for name, param in entry.params.items() if name != "random_state"}
+        lines.append(f"{entry.name:22s} {entry.summary}")
+        if entry.reference:
+            lines.append(f"{'':22s} reference: {entry.reference}")
+        lines.append(f"{'':22s} parameters: {', '.join(sorted(params)) or '(none)'}")
+        for name, param in params.items():
+            head = f"{'':25s}{name} = {param.default!r}".ljust(57)
+            text = f"{param.meaning} Must be {describe(param.constraints)}."
+            lines.extend(textwrap.wrap(text, width, initial_indent=head + " ", subsequent_indent=" " * 58))
     lines.append("")
     lines.append("Set a parameter with -p NAME=VALUE (read as JSON: -p signed=true -p n_repeats=6); the seed is "
                  "--random-state.")

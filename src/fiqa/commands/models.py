@@ -12,8 +12,8 @@ import click
 def command(name: str | None, as_json: bool) -> None:
     """List the shipped quality models; with NAME, print its card: training data, labeller, recipe, figures and
     the reject-threshold table (score threshold -> fraction rejected -> FNMR)."""
-    from fiqa.score import format_card, list_models, model_card
-    from fiqa.score.packaged import model_folder
+    from fiqa.score import format_card, model_card
+    from fiqa.score.packaged import MODELS, model_folder
 
     if name is not None:
         card = model_card(name)
@@ -22,7 +22,8 @@ def command(name: str | None, as_json: bool) -> None:
     if as_json:
         raise click.UsageError("--json needs a model NAME")
     rows = [("name", "version", "size", "labeller", "training data")]
-    for model in list_models():
+    for entry in MODELS.entries():
+        model = entry.name
         card = model_card(model)
         size = len(model_folder(model).joinpath(card["file"]).read_bytes())
         recogniser = card["recogniser"].get("name", "its recogniser")
@@ -31,4 +32,6 @@ def command(name: str | None, as_json: bool) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    for entry in MODELS.entries():
+        click.echo(f"{entry.name}: {entry.summary}")
     click.echo("`fiqa models NAME` prints a model's card, with the reject-threshold table.")

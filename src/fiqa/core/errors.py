@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from typing import Literal, overload
 
 import numpy as np
@@ -14,9 +15,22 @@ class FIQAError(Exception):
 class InvalidParameterError(FIQAError, ValueError):
     """A parameter has a value outside its documented domain."""
 
-    def __init__(self, owner: str, name: str, expected: str, got: object) -> None:
-        super().__init__(f"The {name!r} parameter of {owner} must be {expected}. Got {got!r} instead.")
+    def __init__(self, owner: str, name: str, expected: str, got: object, *, message: str | None = None) -> None:
+        super().__init__(message or f"The {name!r} parameter of {owner} must be {expected}. Got {got!r} instead.")
         self.owner, self.name, self.expected, self.got = owner, name, expected, got
+
+    @classmethod
+    def unknown(cls, owner: str, name: str, accepted: Sequence[str], got: object) -> InvalidParameterError:
+        """The error for a parameter ``owner`` does not have ("The 'bogus' parameter is not a parameter of ...")."""
+        return cls(owner, name, f"one of its parameters ({', '.join(accepted) or 'none'})", got,
+                   message=f"The {name!r} parameter is not a parameter of {owner}. Its parameters: "
+                           f"{', '.join(accepted) or '(none)'}.")
+
+    @classmethod
+    def missing(cls, owner: str, name: str) -> InvalidParameterError:
+        """The error for a required parameter left out ("The 'model' parameter of ... must be given ...")."""
+        return cls(owner, name, "given (it has no default)", None,
+                   message=f"The {name!r} parameter of {owner} must be given (it has no default).")
 
 
 @overload
@@ -29,7 +43,9 @@ def check_int(owner: str, name: str, value: object, minimum: int | None = None, 
               allow_none: bool = False) -> int | None:
     """Return ``value`` as an int, or raise :class:`InvalidParameterError` naming ``owner`` and ``name``.
 
-    Accepts Python and numpy integers (not bools) ``>= minimum``; ``None`` too when ``allow_none``.
+    Accepts Python and numpy integers (not bools) ``>= minimum``; ``None`` too when ``allow_none``. The one-value
+    shorthand of ``fiqa.core.params.validate`` with ``Interval(int, minimum, None, closed="left")`` (same wording;
+    it stays here because :mod:`fiqa.core.params` builds on this module).
     """
     if value is None and allow_none:
         return None

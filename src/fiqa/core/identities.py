@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +22,7 @@ import numpy as np
 
 from fiqa.core.atomic import write_json
 from fiqa.core.errors import InvalidParameterError, StoreError
+from fiqa.core.params import Interval, validate
 
 Part = Literal["train", "test"]
 
@@ -86,12 +86,8 @@ def split_identities(identity: np.ndarray, *, test_fraction: float = 0.5, random
     -------
     IdentitySplit
     """
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real) \
-            or not 0.0 < float(test_fraction) < 1.0:
-        raise InvalidParameterError("split_identities", "test_fraction", "a float in the open interval (0, 1)",
-                                    test_fraction)
-    if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral):
-        raise InvalidParameterError("split_identities", "random_state", "an int", random_state)
+    validate("split_identities", {"test_fraction": test_fraction, "random_state": random_state},
+             {"test_fraction": [Interval(float, 0, 1, closed="neither")], "random_state": [Interval(int, None, None)]})
     names = np.unique(np.asarray(identity).astype(str))
     names = names[names != ""]
     if len(names) < 2:

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.core.params import Interval, Options, validate
 from fiqa.detect.align import warp_to_template
 from fiqa.io.model_files import model_path
 
@@ -76,14 +77,11 @@ class FaceAligner:
 
     def __init__(self, *, policy: str = "largest", score_threshold: float = 0.7, nms_threshold: float = 0.3,
                  max_side: int = 640) -> None:
-        owner = "FaceAligner"
-        if policy not in POLICIES:
-            raise InvalidParameterError(owner, "policy", f"one of {POLICIES}", policy)
-        for name, value in (("score_threshold", score_threshold), ("nms_threshold", nms_threshold)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-                raise InvalidParameterError(owner, name, "a float in the open interval (0, 1)", value)
-        if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 32:
-            raise InvalidParameterError(owner, "max_side", "an int >= 32", max_side)
+        threshold = [Interval(float, 0, 1, closed="neither")]
+        validate("FaceAligner", {"policy": policy, "score_threshold": score_threshold, "nms_threshold": nms_threshold,
+                                 "max_side": max_side},
+                 {"policy": [Options(POLICIES)], "score_threshold": threshold, "nms_threshold": threshold,
+                  "max_side": [Interval(int, 32, None, closed="left")]})
         self.policy = policy
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)

@@ -26,10 +26,16 @@ from fiqa.embed.spec import PreprocessSpec
 DEFAULT_EMBEDDER = "sface"
 
 EMBEDDERS: Registry[Embedder] = Registry("embedder")
-EMBEDDERS.register("sface", "SFace (128-D) in onnxruntime, batched, int8 weights folded to float32")(SFaceEmbedder)
-EMBEDDERS.register("sface-opencv", "SFace through OpenCV FaceRecognizerSF, one crop per call")(OpenCVSFaceEmbedder)
-EMBEDDERS.register("onnx", "any ArcFace-style ONNX model given by path and an explicit spec")(OnnxEmbedder)
-EMBEDDERS.register("dlib", "dlib ResNet (128-D), optional extra fiqa[dlib]")(DlibEmbedder)
+EMBEDDERS.register("sface", SFaceEmbedder, summary="SFace (128-D) in onnxruntime, batched, int8 weights folded to "
+                   "float32", reference="Zhong et al., SFace, IEEE TIP 2021; OpenCV Zoo", dim=128,
+                   needs=("the sface model file",))
+EMBEDDERS.register("sface-opencv", OpenCVSFaceEmbedder, summary="SFace through OpenCV FaceRecognizerSF, one crop per "
+                   "call (the reference sface is checked against)", reference="OpenCV Zoo", dim=128,
+                   needs=("the sface model file",))
+EMBEDDERS.register("onnx", OnnxEmbedder, summary="Any ArcFace-style ONNX model given by path and an explicit "
+                   "preprocessing spec", dim=None, needs=())
+EMBEDDERS.register("dlib", DlibEmbedder, summary="dlib ResNet (128-D), an independent second recogniser",
+                   reference="dlib (King, JMLR 2009)", dim=128, needs=("the optional extra fiqa[dlib]",))
 
 
 def create_embedder(name: str = DEFAULT_EMBEDDER, **params: object) -> Embedder:

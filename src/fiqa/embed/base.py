@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from fiqa.core.errors import InvalidParameterError
+from fiqa.core.params import Param
 from fiqa.detect import CROP_SIZE
 from fiqa.embed.spec import PreprocessSpec
 
@@ -27,6 +28,8 @@ class Embedder(ABC):
     name: str
     dim: int
     spec: PreprocessSpec
+    #: The keyword parameters of ``__init__`` (default, constraints, meaning), checked by ``create_embedder``.
+    param_specs: ClassVar[dict[str, Param]] = {}
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """Embed aligned crops.

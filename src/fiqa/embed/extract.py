@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 
 from fiqa.core.errors import FIQAError, InvalidParameterError, NoUsableSamplesError
+from fiqa.core.params import Interval, Options, validate
 from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, SampleTable, Status
@@ -216,14 +217,10 @@ def _check_params(batch_size: int, chunk_size: int, n_workers: int | None, on_er
                   min_side: int) -> int:
     """Validate the numeric settings of :func:`embed_source`; return the number of decode threads to use."""
     owner = "embed_source"
-    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InvalidParameterError(owner, name, "an int >= 1", value)
-    if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer))
-                                  or n_workers < 0):
-        raise InvalidParameterError(owner, "n_workers", "an int >= 0 or None", n_workers)
-    if on_error not in ON_ERROR:
-        raise InvalidParameterError(owner, "on_error", f"one of {ON_ERROR}", on_error)
+    positive = [Interval(int, 1, None, closed="left")]
+    validate(owner, {"batch_size": batch_size, "chunk_size": chunk_size, "n_workers": n_workers, "on_error": on_error},
+             {"batch_size": positive, "chunk_size": positive, "on_error": [Options(ON_ERROR)],
+              "n_workers": [Interval(int, 0, None, closed="left"), None]})
     check_limits(max_pixels, min_side, owner)
     return (os.cpu_count() or 1) if n_workers is None else int(n_workers)
 

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-from fiqa.core.errors import InvalidParameterError, ModelFileError, check_int
+from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.core.params import REQUIRED, InstanceOf, Interval, Options, Param, PathLike, validate
 from fiqa.core.provenance import file_sha256
 from fiqa.embed.base import Embedder
 from fiqa.embed.graph import fold_constants
@@ -124,18 +126,27 @@ class OnnxEmbedder(Embedder):
     """
 
     name = "onnx"
+    param_specs: ClassVar[dict[str, Param]] = {
+        "model": Param(REQUIRED, [PathLike()], "The ONNX file of the recognition network."),
+        "spec": Param(REQUIRED, [InstanceOf(PreprocessSpec), InstanceOf(Mapping, "a mapping"), PathLike()],
+                      "The preprocessing (a PreprocessSpec, a mapping, or a .json/.toml file); never guessed."),
+        "batch_size": Param(64, [Interval(int, 1, None, closed="left")], "Crops per onnxruntime call."),
+        "threads": Param(None, [Interval(int, 1, None, closed="left"), None],
+                         "onnxruntime intra-op threads (None: one per physical core)."),
+        "optimization": Param("all", [Options(("all", "extended", "basic", "none"))],
+                              "onnxruntime graph optimisation level."),
+        "device": Param("cpu", [Options(tuple(DEVICES))], "Where onnxruntime runs the network (cuda needs "
+                        "fiqa[cuda])."),
+    }
 
     def __init__(self, model: str | Path, *, spec: object, batch_size: int = 64, threads: int | None = None,
                  optimization: str = "all", device: str = "cpu") -> None:
-        owner = f"the {self.name!r} embedder"
+        owner = type(self).__name__
+        validate(owner, {"model": model, "spec": spec, "batch_size": batch_size, "threads": threads,
+                         "optimization": optimization, "device": device}, OnnxEmbedder.param_specs)
         self.spec = resolve_spec(spec, owner)
-        self.batch_size = check_int(owner, "batch_size", batch_size, 1)
-        self.threads = check_int(owner, "threads", threads, 1, allow_none=True)
-        if optimization not in ("all", "extended", "basic", "none"):
-            from fiqa.core.errors import InvalidParameterError
-
-            raise InvalidParameterError(owner, "optimization", "one of 'all', 'extended', 'basic', 'none'",
-                                        optimization)
+        self.batch_size = int(batch_size)
+        self.threads = None if threads is None else int(threads)
         self.optimization = optimization
         self.device = check_device(owner, device)
         self.model_path = Path(model)
@@ -213,6 +224,8 @@ class SFaceEmbedder(OnnxEmbedder):
     """
 
     name = "sface"
+    param_specs: ClassVar[dict[str, Param]] = {name: param for name, param in OnnxEmbedder.param_specs.items()
+                                              if name not in ("model", "spec")}
 
     def __init__(self, *, batch_size: int = 64, threads: int | None = None, optimization: str = "all",
                  device: str = "cpu") -> None:

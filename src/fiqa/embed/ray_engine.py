@@ -23,7 +23,6 @@ Ray is an optional dependency (``pip install 'fiqa[ray]'``); this module imports
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -364,7 +363,7 @@ def worker_backend_params(backend: object, backend_params: Mapping[str, Any] | N
     from fiqa.embed import EMBEDDERS
 
     params = dict(backend_params or {})
-    if "threads" not in params and "threads" in inspect.signature(EMBEDDERS.get(backend)).parameters:
+    if "threads" not in params and "threads" in EMBEDDERS.entry(backend).params:
         params["threads"] = threads
     return params
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
 from fiqa.core.errors import FIQAError, ModelFileError
+from fiqa.core.params import Interval, Param, validate
 from fiqa.core.provenance import file_sha256
 from fiqa.embed.base import Embedder
 from fiqa.embed.onnx_runtime import SFACE_SPEC
@@ -66,11 +67,12 @@ class DlibEmbedder(Embedder):
 
     name = "dlib"
     spec = DLIB_SPEC
+    param_specs: ClassVar[dict[str, Param]] = {"num_jitters": Param(0, [Interval(int, 0, None, closed="left")],
+                                       "dlib's test-time jittering (0: none).")}
 
     def __init__(self, *, num_jitters: int = 0) -> None:
-        from fiqa.core.errors import check_int
-
-        self.num_jitters = check_int("the 'dlib' embedder", "num_jitters", num_jitters, 0)
+        validate("DlibEmbedder", {"num_jitters": num_jitters}, self.param_specs)
+        self.num_jitters = int(num_jitters)
         try:
             import dlib
             import face_recognition_models

@@ -19,7 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fiqa.core.errors import DataSourceError, FIQAError, InvalidParameterError
+from fiqa.core.errors import DataSourceError, FIQAError
+from fiqa.core.params import Interval, validate
 from fiqa.core.types import Status
 from fiqa.io import recordio
 
@@ -51,10 +52,8 @@ class ImageReadError(FIQAError):
 
 def check_limits(max_pixels: int, min_side: int, owner: str = "read_image") -> None:
     """Validate the size limits shared by :func:`read_image` and the extraction."""
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
-        raise InvalidParameterError(owner, "max_pixels", "an int >= 1", max_pixels)
-    if isinstance(min_side, bool) or not isinstance(min_side, (int, np.integer)) or min_side < 1:
-        raise InvalidParameterError(owner, "min_side", "an int >= 1", min_side)
+    positive = [Interval(int, 1, None, closed="left")]
+    validate(owner, {"max_pixels": max_pixels, "min_side": min_side}, {"max_pixels": positive, "min_side": positive})
 
 
 def read_image(location: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -14,16 +14,16 @@ The base class does the work every method shares, once:
 - assembles the table (score, status, reason, the method's component columns, and metadata with the method name,
   parameters, seed and package versions).
 
-A method subclasses :class:`Labeler`, sets ``name``, implements :meth:`Labeler._label` on clean input
-(a :class:`LabelInput`) and registers itself with :func:`register_labeler`. Every module in ``fiqa.label`` is
-imported by the package, so a new file registers its method without further edits.
+A method subclasses :class:`Labeler`, sets ``name``, declares its parameters in ``param_specs`` (default,
+constraints and meaning of each, :class:`fiqa.core.params.Param`), implements :meth:`Labeler._label` on clean input
+(a :class:`LabelInput`) and registers itself with ``LABELERS.register(name, cls, summary=..., reference=...)`` at
+the end of its module; ``fiqa.label`` imports every method module.
 
 Usable rows that are not labelled (singletons, small classes) stay available to a method as *other identities*
 (negatives, competing centres): they are real people, only their own label is undefined.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import numbers
 from abc import ABC, abstractmethod
@@ -33,7 +33,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fiqa.core.comparisons import identity_codes
-from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, check_int
+from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
+from fiqa.core.params import Interval, Param, validate
 from fiqa.core.provenance import versions
 from fiqa.core.registry import Registry
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
@@ -51,14 +52,6 @@ _SCAN_ROWS = 8192
 _UNIT_NORM_TOLERANCE = 1e-3
 
 
-def register_labeler(cls: type[Labeler]) -> type[Labeler]:
-    """Class decorator: register a :class:`Labeler` subclass under its ``name``."""
-    if not cls.name:
-        raise TypeError(f"{cls.__name__} must set the class attribute 'name' before it is registered")
-    LABELERS.register(cls.name)(cls)
-    return cls
-
-
 def create_labeler(name: str, **params: Any) -> Labeler:
     """Create the labeller registered as ``name`` with keyword parameters ``params``.
 
@@ -67,17 +60,10 @@ def create_labeler(name: str, **params: Any) -> Labeler:
     fiqa.core.errors.UnknownNameError
         ``name`` is not registered (the message suggests close names).
     fiqa.core.errors.InvalidParameterError
-        A parameter the method does not have, or (at ``fit``) a value outside its domain.
+        A parameter the method does not have, or a value outside its declared constraints (checked here, and
+        again at ``fit`` for values set after construction).
     """
-    cls = LABELERS.get(name)
-    accepted = cls.param_names() if isinstance(cls, type) and issubclass(cls, Labeler) else None
-    if accepted is not None:
-        for key in params:
-            if key not in accepted:
-                raise InvalidParameterError(
-                    getattr(cls, "__name__", name), key, f"one of the parameters {', '.join(accepted)}",
-                    params[key])
-    return cls(**params)
+    return LABELERS.create(name, **params)
 
 
 def list_labelers() -> list[str]:
@@ -168,6 +154,12 @@ class Labeler(ABC):
     name: ClassVar[str] = ""
     #: Whether :meth:`fit` needs the raw embedding norms.
     requires_norms: ClassVar[bool] = False
+    #: Every keyword parameter of ``__init__``: default, constraints, meaning (checked by ``create_labeler`` and
+    #: :meth:`fit`; ``fiqa label --list`` prints it).
+    param_specs: ClassVar[dict[str, Param]] = {
+        "random_state": Param(0, [Interval(int, 0, None, closed="left"), None],
+                              "Seed of every random draw (None: fresh entropy, recorded in the labels' metadata)."),
+    }
 
     def __init__(self, *, random_state: int | None = 0) -> None:
         self.random_state = random_state
@@ -175,9 +167,8 @@ class Labeler(ABC):
     # ---- parameters (scikit-learn conventions) ------------------------------------------------------------------
     @classmethod
     def param_names(cls) -> list[str]:
-        """Keyword-only parameters of ``__init__``, sorted."""
-        signature = inspect.signature(cls.__init__)
-        return sorted(p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        """The declared parameters (``param_specs``, the keyword-only parameters of ``__init__``), sorted."""
+        return sorted(cls.param_specs)
 
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters and their values."""
@@ -188,32 +179,13 @@ class Labeler(ABC):
         return f"{type(self).__name__}({params})"
 
     def _validate_params(self) -> None:
-        """Check every parameter; subclasses extend it (call ``super()._validate_params()``)."""
-        if self.random_state is not None:
-            self._check_int("random_state", self.random_state, minimum=0)
+        """Check every parameter against ``param_specs``; subclasses add the checks that tie parameters together
+        (call ``super()._validate_params()`` first)."""
+        validate(type(self).__name__, self.get_params(), self.param_specs)
 
     def _min_class_size(self) -> int:
         """Fewest usable samples an identity needs for its samples to be labelled (2 = at least one positive)."""
         return 2
-
-    def _check_int(self, name: str, value: Any, *, minimum: int | None = None) -> int:
-        return check_int(type(self).__name__, name, value, minimum)
-
-    def _check_float(self, name: str, value: Any, *, low: float, high: float, low_open: bool = False,
-                     high_open: bool = False) -> float:
-        ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and np.isfinite(float(value))
-        if ok:
-            ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-        if not ok:
-            left, right = "(" if low_open else "[", ")" if high_open else "]"
-            raise InvalidParameterError(type(self).__name__, name, f"a float in the range {left}{low}, {high}{right}",
-                                        value)
-        return float(value)
-
-    def _check_choice(self, name: str, value: Any, choices: tuple) -> Any:
-        if value not in choices:
-            raise InvalidParameterError(type(self).__name__, name, f"one of {', '.join(map(repr, choices))}", value)
-        return value
 
     # ---- fitting ----------------------------------------------------------------------------------------------------
     def fit(self, vectors: np.ndarray, identities: np.ndarray, *, sample_id: np.ndarray | None = None,

@@ -4,16 +4,15 @@ from __future__ import annotations
 import numpy as np
 
 from fiqa.label.base import (
+    LABELERS,
     Labeler,
     LabelInput,
     LabelResult,
     class_sums,
-    register_labeler,
     rowwise_dot,
 )
 
 
-@register_labeler
 class MeanPositiveLabeler(Labeler):
     """Mean cosine similarity of an image to every other image of its identity.
 
@@ -37,7 +36,6 @@ class MeanPositiveLabeler(Labeler):
         return LabelResult(score, {"mean_positive": score})
 
 
-@register_labeler
 class NormLabeler(Labeler):
     """The raw embedding norm before normalisation (MagFace-style recognisers encode quality in it).
 
@@ -60,7 +58,6 @@ class NormLabeler(Labeler):
         return LabelResult(data.norms.astype(np.float64))
 
 
-@register_labeler
 class RandomLabeler(Labeler):
     """Uniform random labels in [0, 100): the floor every method must beat.
 
@@ -77,3 +74,12 @@ class RandomLabeler(Labeler):
 
     def _label(self, data: LabelInput, rng: np.random.Generator) -> LabelResult:
         return LabelResult(100.0 * rng.random(len(data.codes)))
+
+
+LABELERS.register("mean-positive", MeanPositiveLabeler,
+                  summary="Mean cosine similarity of an image to every other image of its identity (baseline)")
+LABELERS.register("norm", NormLabeler, needs=("norms",),
+                  summary="The raw embedding norm before normalisation (MagFace-style recognisers encode quality in "
+                          "it)")
+LABELERS.register("random", RandomLabeler, summary="Uniform random labels in [0, 100): the floor every method must "
+                                                   "beat")

@@ -32,18 +32,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.core.params import Boolean, InstanceOf, Interval, Options, Param, PathLike
 from fiqa.core.progress import tqdm
 from fiqa.label.base import (
+    LABELERS,
     Labeler,
     LabelInput,
     LabelResult,
     class_sums,
-    register_labeler,
     rowwise_dot,
 )
 
@@ -129,7 +130,6 @@ def _flat_tensors(tree: dict, depth: int = 0):
             yield from _flat_tensors(v, depth + 1)
 
 
-@register_labeler
 class CRLabeler(Labeler):
     """CR-FIQA certainty ratio: own-class similarity over nearest-other-class similarity.
 
@@ -158,6 +158,24 @@ class CRLabeler(Labeler):
     """
 
     name = "cr"
+    param_specs: ClassVar[dict[str, Param]] = {
+        **Labeler.param_specs,
+        "centres": Param(None, [PathLike(), InstanceOf(np.ndarray, "an array of shape (C, d)"), None],
+                         "Classifier weight matrix (.npy or PyTorch checkpoint); identities must then be 0 .. C-1. "
+                         "Default: class means of the embeddings."),
+        "centres_key": Param(None, [InstanceOf(str), None], "Key of the matrix in a PyTorch checkpoint."),
+        "leave_one_out": Param(False, [Boolean()], "With class means: leave each image out of its own centre."),
+        "ratio": Param("paper", [Options(("paper", "official"))], "CCS / (NNCCS + 1 + eps) or CCS / NNCCS."),
+        "eps": Param(1e-9, [Interval(float, 0, 1, closed="both")], "The eps of the paper's ratio."),
+        "nearest": Param("exact", [Options(("exact", "approximate"))],
+                         "How the nearest other centre is found: float32 GEMMs against every centre, or int8 "
+                         "screening with an exact re-rank of the candidates."),
+        "block_rows": Param(2048, [Interval(int, 1, None, closed="left")],
+                            "Images per GEMM block of the exact search."),
+        "centre_block": Param(16384, [Interval(int, 1, None, closed="left")],
+                              "Centres per GEMM block of the exact search (memory: block_rows * centre_block "
+                              "floats)."),
+    }
 
     def __init__(self, *, centres: str | Path | np.ndarray | None = None, centres_key: str | None = None,
                  leave_one_out: bool = False, ratio: str = "paper", eps: float = 1e-9, nearest: str = "exact",
@@ -174,19 +192,10 @@ class CRLabeler(Labeler):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        if self.centres is not None and not isinstance(self.centres, (str, Path, np.ndarray)):
-            raise InvalidParameterError(type(self).__name__, "centres", "a path or an array of shape (C, d)",
-                                        type(self.centres).__name__)
-        self._check_choice("leave_one_out", self.leave_one_out, (True, False))
         if self.leave_one_out and self.centres is not None:
             raise InvalidParameterError(type(self).__name__, "leave_one_out",
                                         "False when classifier centres are given (they hold no image to leave out)",
                                         self.leave_one_out)
-        self._check_choice("ratio", self.ratio, ("paper", "official"))
-        self._check_float("eps", self.eps, low=0.0, high=1.0)
-        self._check_choice("nearest", self.nearest, ("exact", "approximate"))
-        self._check_int("block_rows", self.block_rows, minimum=1)
-        self._check_int("centre_block", self.centre_block, minimum=1)
 
     def _min_class_size(self) -> int:
         return 1 if self.centres is not None else 2
@@ -462,3 +471,7 @@ def _screen_session(centre_codes: np.ndarray):
     model.ir_version = 8
     # one session per block of centres: idle sessions' threads must not spin while the next one multiplies
     return inference_session(model.SerializeToString(), spinning=False)
+
+
+LABELERS.register("cr", CRLabeler, reference="Boutros et al., CR-FIQA, CVPR 2023",
+                  summary="CR-FIQA certainty ratio: own-class similarity over nearest-other-class similarity")

@@ -54,6 +54,7 @@ Measured: ``benchmarks/bench_new_labeller.py``, ``benchmarks/bench_ms1m_scale.py
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 import numpy as np
 from scipy import sparse
@@ -69,7 +70,8 @@ from fiqa.core.comparisons import (
     threshold_at_fmr,
 )
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
-from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler, rescale_to_100
+from fiqa.core.params import InstanceOf, Interval, Param
+from fiqa.label.base import LABELERS, Labeler, LabelInput, LabelResult, rescale_to_100
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,6 @@ logger = logging.getLogger(__name__)
 _BLOCK_ROWS = 65536
 
 
-@register_labeler
 class ReferenceConsensusLabeler(Labeler):
     """Smoothed match rate against references outside a sample's burst, at the data's own operating threshold.
 
@@ -117,6 +118,25 @@ class ReferenceConsensusLabeler(Labeler):
     """
 
     name = "reference-consensus"
+    param_specs: ClassVar[dict[str, Param]] = {
+        **Labeler.param_specs,
+        "burst_threshold": Param(0.8, [Interval(float, 0, 1, closed="neither")],
+                                 "Images of one identity joined by a chain of pairs with cosine similarity at least "
+                                 "this are one burst (near-duplicates of one capture; single linkage)."),
+        "cluster_thresholds": Param((0.6, 0.4), [InstanceOf((tuple, list), "a tuple of floats")],
+                                    "Coarser levels (sessions, appearance modes), reported as the columns cluster_1, "
+                                    "cluster_2, ...; each must be below burst_threshold."),
+        "fmr": Param(1e-3, [Interval(float, 0, 1, closed="neither")],
+                     "False-match rate that sets the operating threshold t from random non-mated pairs."),
+        "width": Param(0.05, [Interval(float, 0, None, closed="neither")],
+                       "Width of the logistic step around t in cosine units (0 would be the hard match indicator)."),
+        "norm_weight": Param(0.2, [Interval(float, 0, None, closed="left")],
+                             "Weight of the absolute anchor log(norm / median norm) added to the positive evidence."),
+        "prior_strength": Param(0.5, [Interval(float, 0, None, closed="neither")],
+                                "Pseudo-count of the prior p0, in outside bursts."),
+        "n_threshold_pairs": Param(200_000, [Interval(int, 1000, None, closed="left")],
+                                   "Random non-mated pairs drawn to estimate t."),
+    }
 
     def __init__(self, *, burst_threshold: float = 0.8, cluster_thresholds: tuple[float, ...] = (0.6, 0.4),
                  fmr: float = 1e-3, width: float = 0.05, norm_weight: float = 0.2, prior_strength: float = 0.5,
@@ -132,19 +152,12 @@ class ReferenceConsensusLabeler(Labeler):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        burst = self._check_float("burst_threshold", self.burst_threshold, low=0.0, high=1.0, low_open=True,
-                                  high_open=True)
+        burst = float(self.burst_threshold)
         levels = self.cluster_thresholds
         if not isinstance(levels, (tuple, list)) or not all(
                 not isinstance(t, bool) and isinstance(t, (int, float)) and -1.0 < t < burst for t in levels):
             raise InvalidParameterError(type(self).__name__, "cluster_thresholds",
                                         f"a tuple of floats in (-1, burst_threshold={burst})", levels)
-        self._check_float("fmr", self.fmr, low=0.0, high=1.0, low_open=True, high_open=True)
-        self._check_float("width", self.width, low=0.0, high=np.inf, low_open=True, high_open=True)
-        self._check_float("norm_weight", self.norm_weight, low=0.0, high=np.inf, high_open=True)
-        self._check_float("prior_strength", self.prior_strength, low=0.0, high=np.inf, low_open=True,
-                          high_open=True)
-        self._check_int("n_threshold_pairs", self.n_threshold_pairs, minimum=1000)
 
     # ---- the method -------------------------------------------------------------------------------------------
     def _label(self, data: LabelInput, rng: np.random.Generator) -> LabelResult:
@@ -406,3 +419,8 @@ def _fit_prior(evidence: np.ndarray, outside: np.ndarray, anchor: np.ndarray, la
         design = np.column_stack([np.ones(int(has.sum())), anchor[has]]) * np.sqrt(weight)[:, None]
         intercept, slope = (float(c) for c in np.linalg.lstsq(design, rate * np.sqrt(weight), rcond=None)[0])
     return np.clip(intercept + slope * anchor, 0.0, 1.0), (intercept, slope)
+
+
+LABELERS.register("reference-consensus", ReferenceConsensusLabeler, reference="fiqa (docs/new-labeller.md)",
+                  summary="Smoothed match rate against references outside a sample's burst, at the data's own "
+                          "operating threshold")

@@ -52,16 +52,18 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fiqa.core.comparisons import MAX_GRAM, identity_codes
 from fiqa.core.errors import InvalidParameterError
+from fiqa.core.params import Boolean, Interval, Param
 from fiqa.core.progress import tqdm
 from fiqa.core.types import Status
-from fiqa.label.base import Labeler, LabelInput, LabelResult, register_labeler, rescale_to_100
+from fiqa.label.base import LABELERS, Labeler, LabelInput, LabelResult, rescale_to_100
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +139,6 @@ def _quantile_steps(p: int, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return u_column, v_column, np.diff(breaks) / (p * q)
 
 
-@register_labeler
 class SDDLabeler(Labeler):
     """SDD-FIQA: Wasserstein distance between positive and negative similarity samples.
 
@@ -166,6 +167,25 @@ class SDDLabeler(Labeler):
     """
 
     name = "sdd"
+    param_specs: ClassVar[dict[str, Param]] = {
+        **Labeler.param_specs,
+        "n_positives": Param(24, [Interval(int, 1, None, closed="left")],
+                             "Positives per image and repetition (m in the paper)."),
+        "n_negatives": Param(24, [Interval(int, 1, None, closed="left")], "Negatives per image and repetition."),
+        "n_repeats": Param(12, [Interval(int, 1, None, closed="left")],
+                           "Repetitions K; each is min-max normalised to [0, 100] before averaging."),
+        "signed": Param(False, [Boolean()], "Multiply W1 by the sign of mean(positives) - mean(negatives)."),
+        "min_class_size": Param(2, [Interval(int, 2, None, closed="left")],
+                                "Identities with fewer usable images are not labelled (small_class; a single image "
+                                "is a singleton); their images still serve as negatives."),
+        "trim_top": Param(0.0, [Interval(float, 0, 1, closed="left")],
+                          "Fraction of the highest labels to drop (trimmed); the rest are min-max rescaled to "
+                          "[0, 100]."),
+        "pool_size": Param(32, [Interval(int, 1, None, closed="left")],
+                           "Images in each block's shared negative pool (>= n_negatives)."),
+        "block_rows": Param(4096, [Interval(int, 1, None, closed="left")],
+                            "Images per block (blocks end at identity boundaries); bounds the memory in use."),
+    }
 
     def __init__(self, *, n_positives: int = 24, n_negatives: int = 24, n_repeats: int = 12, signed: bool = False,
                  min_class_size: int = 2, trim_top: float = 0.0, pool_size: int = 32, block_rows: int = 4096,
@@ -182,17 +202,9 @@ class SDDLabeler(Labeler):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        self._check_int("n_positives", self.n_positives, minimum=1)
-        self._check_int("n_negatives", self.n_negatives, minimum=1)
-        self._check_int("n_repeats", self.n_repeats, minimum=1)
-        self._check_choice("signed", self.signed, (True, False))
-        self._check_int("min_class_size", self.min_class_size, minimum=2)
-        self._check_float("trim_top", self.trim_top, low=0.0, high=1.0, high_open=True)
-        self._check_int("block_rows", self.block_rows, minimum=1)
-        pool = self._check_int("pool_size", self.pool_size, minimum=1)
-        if pool < self.n_negatives:
+        if self.pool_size < self.n_negatives:
             raise InvalidParameterError(type(self).__name__, "pool_size",
-                                        f"an int >= n_negatives ({self.n_negatives})", pool)
+                                        f"an int >= n_negatives ({self.n_negatives})", self.pool_size)
 
     def _min_class_size(self) -> int:
         return int(self.min_class_size)
@@ -489,11 +501,15 @@ def _padded_mean(sample: np.ndarray, pad: np.ndarray, count: np.ndarray) -> np.n
     return np.where(pad, 0.0, sample).sum(axis=1, dtype=np.float64) / count
 
 
-@register_labeler
 class SDDRefinedLabeler(SDDLabeler):
     """SDD-FIQA with the seed author's refinements: identities with >= 10 images, top 5% dropped."""
 
     name = "sdd-refined"
+    param_specs: ClassVar[dict[str, Param]] = {
+        **SDDLabeler.param_specs,
+        "min_class_size": replace(SDDLabeler.param_specs["min_class_size"], default=10),
+        "trim_top": replace(SDDLabeler.param_specs["trim_top"], default=0.05),
+    }
 
     def __init__(self, *, n_positives: int = 24, n_negatives: int = 24, n_repeats: int = 12, signed: bool = False,
                  min_class_size: int = 10, trim_top: float = 0.05, pool_size: int = 32, block_rows: int = 4096,
@@ -501,3 +517,9 @@ class SDDRefinedLabeler(SDDLabeler):
         super().__init__(n_positives=n_positives, n_negatives=n_negatives, n_repeats=n_repeats, signed=signed,
                          min_class_size=min_class_size, trim_top=trim_top, pool_size=pool_size,
                          block_rows=block_rows, random_state=random_state)
+
+
+LABELERS.register("sdd", SDDLabeler, reference="Ou et al., SDD-FIQA, CVPR 2021",
+                  summary="SDD-FIQA: Wasserstein distance between positive and negative similarity samples")
+LABELERS.register("sdd-refined", SDDRefinedLabeler, reference="Ou et al., SDD-FIQA, CVPR 2021; the seed's refinements",
+                  summary="SDD-FIQA with the seed author's refinements: identities with >= 10 images, top 5% dropped")

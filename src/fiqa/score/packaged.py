@@ -28,27 +28,25 @@ Card schema (``card.json``, one JSON object)::
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
 import os
 from collections.abc import Mapping
+from functools import partial
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from fiqa.core.errors import ModelFileError, UnknownNameError
+from fiqa.core.errors import ModelFileError
+from fiqa.core.registry import Registry
 from fiqa.embed.quality_model import quality_model_from_bytes
 
 CARD_NAME = "card.json"
 """File name of a model card inside a model folder."""
 DEFAULT_MODEL = "default"
 """Name of the model used when none is given."""
-
-_PACKAGED: dict[str, str] = {DEFAULT_MODEL: "default"}
-"""Registered name -> folder inside the ``fiqa.score`` package."""
 
 CARD_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "version": str, "file": str, "sha256": str, "recogniser": dict, "training_data": dict,
@@ -59,22 +57,14 @@ CARD_KEYS: dict[str, type | tuple[type, ...]] = {
 
 
 def list_models() -> list[str]:
-    """Names of the quality models shipped with fiqa (``create_scorer(name)``, ``fiqa score --model NAME``)."""
-    return sorted(_PACKAGED)
-
-
-def _check_name(name: object) -> str:
-    if not isinstance(name, str) or name not in _PACKAGED:
-        close = difflib.get_close_matches(str(name), list_models(), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownNameError(f"Unknown quality model {name!r}.{hint} Available: {', '.join(list_models())}. "
-                               f"A model file or folder is given by its path.")
-    return name
+    """Names of the quality models shipped with fiqa (``create_scorer(name)``, ``fiqa score --model NAME``); each
+    entry's metadata is ``MODELS.entry(name)``, its card :func:`model_card`."""
+    return MODELS.names()
 
 
 def model_folder(name: str) -> Traversable:
-    """The package folder of a shipped model (its card and model file)."""
-    return resources.files(__package__).joinpath(_PACKAGED[_check_name(name)])
+    """The package folder of a shipped model (its card and model file); an unknown name fails with suggestions."""
+    return resources.files(__package__).joinpath(MODELS.entry(name).fields["folder"])
 
 
 def _where(folder: Traversable | Path, filename: str) -> str:
@@ -181,8 +171,17 @@ def load_model_folder(folder: str | Path | Traversable) -> tuple[bytes, dict[str
 
 
 def load_packaged_model(name: str = DEFAULT_MODEL) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
-    """:func:`load_model_folder` of a shipped model."""
-    return load_model_folder(model_folder(name))
+    """:func:`load_model_folder` of a shipped model (``MODELS.create(name)``)."""
+    return MODELS.create(name)
+
+
+MODELS: Registry[tuple[bytes, dict[str, Any], dict[str, Any]]] = Registry("quality model")
+"""The shipped quality models: ``create(name)`` loads one as :func:`load_model_folder` does; ``fields["folder"]``
+is its folder inside this package. A model file or folder of one's own is given to ``create_scorer`` by its path."""
+MODELS.register(DEFAULT_MODEL, partial(load_model_folder, resources.files(__package__).joinpath("default")),
+                summary="A small head on SFace's last feature map, trained on reference-consensus labels of LFW-dev "
+                        "identities (its card: fiqa models default)",
+                folder="default", recogniser="sface", higher_is_better=True, score_range=(0.0, 100.0))
 
 
 def format_card(card: Mapping[str, Any]) -> str:

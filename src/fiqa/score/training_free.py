@@ -24,20 +24,21 @@ Higher is better for every method.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 from threadpoolctl import threadpool_limits
 
-from fiqa.core.errors import InvalidParameterError, ModelFileError, check_int
+from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.core.params import Interval, Options, Param, validate
 from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
 from fiqa.core.registry import Registry
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
 from fiqa.embed.graph import fold_constants
-from fiqa.embed.onnx_runtime import SFACE_SPEC, check_device, inference_session
+from fiqa.embed.onnx_runtime import DEVICES, SFACE_SPEC, check_device, inference_session
 from fiqa.io.model_files import MODEL_FILES, model_path
 
 __all__ = [
@@ -104,10 +105,19 @@ class _Method:
     """Shared parts: parameters, the SFace split, batching."""
 
     name = ""
+    #: The keyword parameters of ``__init__`` (default, constraints, meaning), checked by ``create_quality_method``.
+    param_specs: ClassVar[dict[str, Param]] = {
+        "batch_size": Param(32, [Interval(int, 1, None, closed="left")], "Faces per recogniser call."),
+        "threads": Param(None, [Interval(int, 1, None, closed="left"), None],
+                         "onnxruntime intra-op threads (None: all cores)."),
+        "device": Param("cpu", [Options(tuple(DEVICES))], "Where onnxruntime runs SFace (cuda needs fiqa[cuda])."),
+    }
 
     def __init__(self, *, batch_size: int = 32, threads: int | None = None, device: str = "cpu") -> None:
-        self.batch_size = check_int(type(self).__name__, "batch_size", batch_size, 1)
-        self.threads = check_int(type(self).__name__, "threads", threads, 1, allow_none=True)
+        validate(type(self).__name__, {"batch_size": batch_size, "threads": threads, "device": device},
+                 _Method.param_specs)
+        self.batch_size = int(batch_size)
+        self.threads = None if threads is None else int(threads)
         self.device = check_device(type(self).__name__, device)
         self._tail: _SFaceTail | None = None
 
@@ -151,15 +161,24 @@ class SERFIQ(_Method):
     """
 
     name = "ser-fiq"
+    param_specs: ClassVar[dict[str, Param]] = {
+        **_Method.param_specs,
+        "n_samples": Param(100, [Interval(int, 2, None, closed="left")],
+                           "Stochastic embeddings per face (the paper's m)."),
+        "dropout": Param(None, [Interval(float, 0, 1, closed="neither"), None],
+                         "Dropout rate; None takes the recogniser's own (SFace's dropout5)."),
+        "random_state": Param(0, [Interval(int, 0, None, closed="left")],
+                              "Seeds the dropout masks (the same masks for every face, whatever its batch)."),
+    }
 
     def __init__(self, *, n_samples: int = 100, dropout: float | None = None, random_state: int = 0,
                  batch_size: int = 32, threads: int | None = None, device: str = "cpu") -> None:
         super().__init__(batch_size=batch_size, threads=threads, device=device)
-        self.n_samples = check_int("SERFIQ", "n_samples", n_samples, 2)
-        if dropout is not None and not (isinstance(dropout, float) and 0 < dropout < 1):
-            raise InvalidParameterError("SERFIQ", "dropout", "a float in (0, 1) or None", dropout)
-        self.dropout = dropout
-        self.random_state = check_int("SERFIQ", "random_state", random_state, 0)
+        validate("SERFIQ", {"n_samples": n_samples, "dropout": dropout, "random_state": random_state},
+                 self.param_specs)
+        self.n_samples = int(n_samples)
+        self.dropout = None if dropout is None else float(dropout)
+        self.random_state = int(random_state)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "n_samples": self.n_samples, "dropout": self.dropout,
@@ -225,18 +244,26 @@ class EmbeddingNorm(_Method):
 
 
 QUALITY_METHODS: Registry[_Method] = Registry("training-free quality method")
-QUALITY_METHODS.register("ser-fiq", "SER-FIQ: embedding robustness to dropout at the embedding layer")(SERFIQ)
-QUALITY_METHODS.register("flip-consistency", "cosine of the embeddings of a face and its mirror image")(
-    FlipConsistency)
-QUALITY_METHODS.register("norm", "norm of the raw embedding (MagFace's principle)")(EmbeddingNorm)
+QUALITY_METHODS.register("ser-fiq", SERFIQ, summary="SER-FIQ: embedding robustness to dropout at the embedding layer",
+                         reference="Terhörst et al., SER-FIQ, CVPR 2020", higher_is_better=True,
+                         needs=("an SFace store",))
+QUALITY_METHODS.register("flip-consistency", FlipConsistency,
+                         summary="Cosine of the embeddings of a face and of its mirror image",
+                         reference="the flip part of FaceQAN (Babnik et al., IJCB 2022)", higher_is_better=True,
+                         needs=("an SFace store",))
+QUALITY_METHODS.register("norm", EmbeddingNorm, summary="Norm of the raw (not normalised) SFace embedding",
+                         reference="MagFace's principle (Meng et al., CVPR 2021)", higher_is_better=True,
+                         needs=("an SFace store",))
 
 
 def create_quality_method(name: str, **params: Any) -> _Method:
-    """A training-free quality method by name (``list_quality_methods()``); unknown names get suggestions."""
+    """A training-free quality method by name (``list_quality_methods()``), its parameters checked against the
+    declared ones first; unknown names get suggestions."""
     return QUALITY_METHODS.create(name, **params)
 
 
 def list_quality_methods() -> list[str]:
+    """Names of the training-free quality methods, sorted (metadata: ``QUALITY_METHODS.entry(name)``)."""
     return QUALITY_METHODS.names()
 
 

@@ -1,12 +1,9 @@
 """Optimisation settings of the training loop (numpy only: the CLI reads the defaults without loading PyTorch)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
-
-from fiqa.core.errors import InvalidParameterError
+from fiqa.core.params import Interval, validate
 
 SHAPES = ("head", "mobilefacenet", "taps")
 """Regressor shapes (``fiqa.train.list_regressors()``; a test keeps the two equal)."""
@@ -49,23 +46,14 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        def check(name: str, ok: bool, expected: str) -> None:
-            if not ok:
-                raise InvalidParameterError("TrainConfig", name, expected, getattr(self, name))
+        validate("TrainConfig", {name: getattr(self, name) for name in _CONSTRAINTS}, _CONSTRAINTS)
 
-        def is_int(value: object) -> bool:
-            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
-        def is_real(value: object) -> bool:
-            return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
-                and math.isfinite(value)
-
-        check("epochs", is_int(self.epochs) and self.epochs >= 1, "an int >= 1")
-        check("batch_size", is_int(self.batch_size) and self.batch_size >= 1, "an int >= 1")
-        check("learning_rate", is_real(self.learning_rate) and self.learning_rate > 0, "a float > 0")
-        check("weight_decay", is_real(self.weight_decay) and self.weight_decay >= 0, "a float >= 0")
-        check("warmup_epochs", is_real(self.warmup_epochs) and self.warmup_epochs >= 0, "a float >= 0")
-        check("huber_delta", is_real(self.huber_delta) and self.huber_delta > 0, "a float > 0")
-        check("patience", is_int(self.patience) and self.patience >= 1, "an int >= 1")
-        check("random_state", is_int(self.random_state), "an int")
-        check("num_workers", is_int(self.num_workers) and self.num_workers >= 0, "an int >= 0")
+_AT_LEAST_ONE = [Interval(int, 1, None, closed="left")]
+_POSITIVE = [Interval(float, 0, None, closed="neither")]
+_NON_NEGATIVE = [Interval(float, 0, None, closed="left")]
+_CONSTRAINTS = {"epochs": _AT_LEAST_ONE, "batch_size": _AT_LEAST_ONE, "learning_rate": _POSITIVE,
+                "weight_decay": _NON_NEGATIVE, "warmup_epochs": _NON_NEGATIVE, "huber_delta": _POSITIVE,
+                "patience": _AT_LEAST_ONE, "random_state": [Interval(int, None, None)],
+                "num_workers": [Interval(int, 0, None, closed="left")]}
+"""The constraints of every :class:`TrainConfig` field, checked on creation."""

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
+from fiqa.core.errors import NoUsableSamplesError
 from fiqa.core.identities import IdentitySplit, split_identities
+from fiqa.core.params import Interval, validate
 from fiqa.core.types import EmbeddingStore, QualityTable
 
 
@@ -62,9 +63,8 @@ def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_frac
     -------
     Targets
     """
-    if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) \
-            or not 0.0 < validation_fraction < 1.0:
-        raise InvalidParameterError("make_targets", "validation_fraction", "a float in (0, 1)", validation_fraction)
+    validate("make_targets", {"validation_fraction": validation_fraction},
+             {"validation_fraction": [Interval(float, 0, 1, closed="neither")]})
     from fiqa.store import check_table_matches
 
     check_table_matches(store, labels, f"labels {labels.meta.get('method', '')!r}".strip(), force=force)

@@ -13,23 +13,24 @@ Every model maps its input to one raw score per sample, on the 0-100 training-ta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from fiqa.core.errors import InvalidParameterError, ModelFileError, check_int
+from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.core.params import InstanceOf, Interval, Param, PathLike, validate
 from fiqa.core.registry import Registry
 from fiqa.embed.features import SFACE_TAPS, FeatureSpec
 from fiqa.train.calibration import QuantileCalibration
 
 REGRESSORS: Registry[nn.Module] = Registry("regressor shape")
 
-
-def _check_dropout(owner: str, value: object) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
-        raise InvalidParameterError(owner, "dropout", "a float in [0, 1)", value)
-    return float(value)
+_HIDDEN = Param(128, [Interval(int, 1, None, closed="left")], "Hidden units of the MLP.")
+_DROPOUT = Param(0.5, [Interval(float, 0, 1, closed="left")], "Dropout before the MLP.")
+_SPEC = Param(SFACE_TAPS, [InstanceOf(FeatureSpec)], "The recogniser features the input holds.")
 
 
 def _columns(owner: str, spec: FeatureSpec, names: Sequence[str] | None) -> list[int]:
@@ -49,12 +50,13 @@ class _FeatureHead(nn.Module):
     def __init__(self, owner: str, *, spec: FeatureSpec, columns: Sequence[str] | None, hidden: int,
                  dropout: float, norm_path: bool) -> None:
         super().__init__()
-        hidden = check_int(owner, "hidden", hidden, 1)
+        validate(owner, {"spec": spec, "hidden": hidden, "dropout": dropout}, {"spec": _SPEC, "hidden": _HIDDEN,
+                                                                               "dropout": _DROPOUT})
         self.spec = spec
         index = _columns(owner, spec, columns)
         self.register_buffer("columns", torch.as_tensor(index, dtype=torch.long))
         self.norm = nn.BatchNorm1d(len(index))
-        self.dropout = nn.Dropout(_check_dropout(owner, dropout))
+        self.dropout = nn.Dropout(float(dropout))
         self.hidden = nn.Linear(len(index), hidden)
         self.activation = nn.PReLU(hidden)
         self.output = nn.Linear(hidden, 1)
@@ -76,7 +78,6 @@ class _FeatureHead(nn.Module):
         return out
 
 
-@REGRESSORS.register("head", "Small head on the pooled last SFace feature map; CPU-friendly (default)")
 class QualityHead(_FeatureHead):
     """The mean of SFace's last feature map over its 7 x 7 positions -> BatchNorm -> dropout -> PReLU MLP.
 
@@ -94,14 +95,14 @@ class QualityHead(_FeatureHead):
     Input: float32 tensor (B, spec.dim); output: float32 tensor (B,) raw scores.
     """
 
+    param_specs: ClassVar[dict[str, Param]] = {"spec": _SPEC, "hidden": _HIDDEN, "dropout": _DROPOUT}
+
     def __init__(self, *, spec: FeatureSpec = SFACE_TAPS, hidden: int = 128, dropout: float = 0.5) -> None:
         last = spec.taps[-1][0]
         super().__init__("QualityHead", spec=spec, columns=[f"{last}/mean"], hidden=hidden, dropout=dropout,
                          norm_path=False)
 
 
-@REGRESSORS.register("taps", "Head on every recogniser stage (mean and spread) and the raw embedding, plus its "
-                             "log norm as a linear path")
 class TapsHead(_FeatureHead):
     """All quality features -> BatchNorm -> dropout -> PReLU MLP, plus a linear path on the embedding's log norm.
 
@@ -121,13 +122,17 @@ class TapsHead(_FeatureHead):
     Input: float32 tensor (B, spec.dim); output: float32 tensor (B,) raw scores.
     """
 
+    param_specs: ClassVar[dict[str, Param]] = {
+        "spec": _SPEC, "hidden": _HIDDEN, "dropout": _DROPOUT,
+        "columns": Param(None, [InstanceOf((list, tuple), "a sequence of feature group names"), None],
+                         "Feature groups to read (names of spec.layout()); None: all."),
+    }
+
     def __init__(self, *, spec: FeatureSpec = SFACE_TAPS, hidden: int = 128, dropout: float = 0.5,
                  columns: Sequence[str] | None = None) -> None:
         super().__init__("TapsHead", spec=spec, columns=columns, hidden=hidden, dropout=dropout, norm_path=True)
 
 
-FEATURE_HEADS = ("head", "taps")
-"""Regressor shapes that read the cached quality features instead of crops."""
 
 
 class _ConvBlock(nn.Sequential):
@@ -178,7 +183,6 @@ class MobileFaceNet(nn.Module):
         return self.layers(x)
 
 
-@REGRESSORS.register("mobilefacenet", "Full MobileFaceNet regressor on aligned crops, from scratch or a checkpoint")
 class MobileFaceNetRegressor(nn.Module):
     """MobileFaceNet backbone -> PReLU -> Dropout -> Linear -> 1, on aligned crops.
 
@@ -193,16 +197,23 @@ class MobileFaceNetRegressor(nn.Module):
     ``(x - 127.5) / 128``. Output: float32 tensor (B,) raw scores.
     """
 
+    param_specs: ClassVar[dict[str, Param]] = {
+        "embedding_size": Param(128, [Interval(int, 1, None, closed="left")], "Width of the backbone's output."),
+        "dropout": replace(_DROPOUT, default=0.2),
+        "backbone_checkpoint": Param(None, [PathLike(), None],
+                                     "A PyTorch state_dict of MobileFaceNet to start from (None: from scratch)."),
+    }
+
     def __init__(self, *, embedding_size: int = 128, dropout: float = 0.2,
                  backbone_checkpoint: str | Path | None = None) -> None:
         super().__init__()
-        embedding_size = check_int("MobileFaceNetRegressor", "embedding_size", embedding_size, 1)
+        validate("MobileFaceNetRegressor", {"embedding_size": embedding_size, "dropout": dropout,
+                                            "backbone_checkpoint": backbone_checkpoint}, self.param_specs)
+        embedding_size = int(embedding_size)
         self.backbone = MobileFaceNet(embedding_size)
         if backbone_checkpoint is not None:
             self.backbone.load_state_dict(_load_state_dict(backbone_checkpoint))
-        self.head = nn.Sequential(nn.PReLU(embedding_size),
-                                  nn.Dropout(_check_dropout("MobileFaceNetRegressor", dropout)),
-                                  nn.Linear(embedding_size, 1))
+        self.head = nn.Sequential(nn.PReLU(embedding_size), nn.Dropout(float(dropout)), nn.Linear(embedding_size, 1))
 
     @torch.no_grad()
     def init_output_bias(self, value: float) -> None:
@@ -228,6 +239,19 @@ def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ModelFileError(f"{path}: expected a state_dict (a mapping of parameter names to tensors)")
     return state
+
+
+REGRESSORS.register("head", QualityHead, input="features",
+                    summary="Small head on the pooled last SFace feature map; CPU-friendly (default)")
+REGRESSORS.register("taps", TapsHead, input="features",
+                    summary="Head on every recogniser stage (mean and spread) and the raw embedding, plus its log "
+                            "norm as a linear path")
+REGRESSORS.register("mobilefacenet", MobileFaceNetRegressor, input="crops",
+                    reference="Chen et al., MobileFaceNets, CCBR 2018",
+                    summary="Full MobileFaceNet regressor on aligned crops, from scratch or a checkpoint")
+
+FEATURE_HEADS = tuple(entry.name for entry in REGRESSORS.entries() if entry.fields["input"] == "features")
+"""Regressor shapes that read the cached quality features instead of crops (their ``input`` metadata)."""
 
 
 class PiecewiseLinear(nn.Module):

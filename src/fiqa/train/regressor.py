@@ -133,7 +133,7 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     config = config if config is not None else TrainConfig()
     if not isinstance(config, TrainConfig):
         raise InvalidParameterError("train_regressor", "config", "a TrainConfig", config)
-    regressor_class = REGRESSORS.get(shape)
+    REGRESSORS.entry(shape)  # an unknown shape fails here, with suggestions, before any data is read
     store = store if isinstance(store, EmbeddingStore) else open_store(store)
     labels = labels if isinstance(labels, QualityTable) else load_quality(labels)
     out_dir = Path(out_dir)
@@ -147,7 +147,7 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     if shape in FEATURE_HEADS:
         params.setdefault("spec", SFACE_TAPS)
     torch.manual_seed(config.random_state)
-    regressor = regressor_class(**params)
+    regressor = REGRESSORS.create(shape, **params)
     columns = _read_columns(regressor, params["spec"]) if shape in FEATURE_HEADS else None
     inputs = _network_inputs(store, targets.rows, shape, params, columns, feature_cache_dir)
     train_set = TensorPairs(inputs, targets.rows[targets.train], targets.targets[targets.train])
@@ -184,7 +184,7 @@ def input_columns(shape: str, model_params: Mapping[str, Any] | None = None) -> 
         return None
     params = dict(model_params or {})
     with torch.random.fork_rng(devices=[]):
-        return _read_columns(REGRESSORS.get(shape)(**params), params.get("spec", SFACE_TAPS))
+        return _read_columns(REGRESSORS.create(shape, **params), params.get("spec", SFACE_TAPS))
 
 
 def _read_columns(regressor: torch.nn.Module, spec: FeatureSpec) -> np.ndarray | None:
