@@ -23,6 +23,7 @@ from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import Status
 from fiqa.detect.align import CROP_SIZE
 from fiqa.detect.yunet import FaceAligner
+from fiqa.io.decoder import DEFAULT_DECODE_TIMEOUT
 from fiqa.io.image import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
@@ -168,6 +169,9 @@ class FacePipeline:
     max_pixels, min_side : int >= 1
         Size limits for images that are decoded here (locations and bytes), see :func:`fiqa.io.read_image`. An
         array is taken as it is: it has been decoded already.
+    decode_timeout : float > 0, seconds
+        Longest decode of one image; the decoding worker is killed after it and the image refused
+        (:mod:`fiqa.io.decoder`).
 
     Notes
     -----
@@ -175,8 +179,9 @@ class FacePipeline:
     """
 
     def __init__(self, aligner: FaceAligner | None, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 min_side: int = DEFAULT_MIN_SIDE) -> None:
+                 min_side: int = DEFAULT_MIN_SIDE, decode_timeout: float = DEFAULT_DECODE_TIMEOUT) -> None:
         check_limits(max_pixels, min_side, "FacePipeline")
+        self.decode_timeout = float(decode_timeout)
         if aligner is not None and not callable(getattr(aligner, "align", None)):
             raise InvalidParameterError("FacePipeline", "aligner", "a FaceAligner or None", type(aligner).__name__)
         self.aligner = aligner
@@ -199,7 +204,8 @@ class FacePipeline:
                                      f"expected an (H, W, 3) uint8 BGR array, got {image.dtype} {image.shape}")
             return image
         if isinstance(image, _ENCODED):
-            return decode_image(bytes(image), "<bytes>", max_pixels=self.max_pixels, min_side=self.min_side)
+            return decode_image(bytes(image), "<bytes>", max_pixels=self.max_pixels, min_side=self.min_side,
+                                timeout=self.decode_timeout)
         if isinstance(image, (str, os.PathLike)):
             return read_image(image, max_pixels=self.max_pixels, min_side=self.min_side)
         raise InvalidParameterError("FacePipeline", "image", "a location, encoded image bytes or an (H, W, 3) uint8 "

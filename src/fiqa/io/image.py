@@ -6,23 +6,24 @@ All images come back as ``(H, W, 3) uint8`` BGR arrays, whatever they were on di
   CMYK JPEGs are converted to BGR (all by OpenCV's ``IMREAD_COLOR``);
 - the EXIF orientation of a JPEG is applied (OpenCV does so unless ``IMREAD_IGNORE_ORIENTATION`` is given);
 - files are read as bytes and decoded in memory, so non-ASCII paths work on every platform;
-- the pixel count is read from the file header *before* decoding (JPEG, PNG, GIF, BMP, WebP, TIFF and BigTIFF,
-  PNM), so a decompression bomb is refused without allocating its pixels. Other formats are checked after
-  decoding, bounded by OpenCV's own limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, 2**30 by default).
+- every image passes the admission gate (:mod:`fiqa.io.admit`): regular files only, read with a byte limit, the
+  format identified from the content against an allow-list (JPEG, PNG, BMP, WebP, TIFF, PNM, GIF), the pixel count
+  read from the header *before* decoding, and decoding in a worker process whose memory and time are bounded and
+  whose OpenCV refuses, from its own header parse, more than ``max_pixels`` (:mod:`fiqa.io.decoder`).
 """
 from __future__ import annotations
 
 import os
 import struct
-from pathlib import Path
 
-import cv2
 import numpy as np
 
 from fiqa.core.errors import DataSourceError, FIQAError
 from fiqa.core.params import Interval, validate
 from fiqa.core.types import Status
 from fiqa.io import recordio
+from fiqa.io.admit import DEFAULT_MAX_BYTES, AdmissionError, identify_format, read_file
+from fiqa.io.decoder import DEFAULT_DECODE_TIMEOUT, decode_bytes
 
 #: Default decompression-bomb guard: images with more pixels are refused (TOO_LARGE).
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -84,23 +85,19 @@ def read_image(location: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIX
     return decode_image(read_bytes(location), location, max_pixels=max_pixels, min_side=min_side)
 
 
-def read_bytes(location: str) -> bytes:
-    """The encoded bytes at ``location`` (a file, or a RecordIO record); ``ImageReadError`` when unreadable."""
+def read_bytes(location: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The encoded bytes at ``location`` (a file, or a RecordIO record); ``ImageReadError`` when unreadable, not a
+    regular file, or longer than ``max_bytes`` (checked before reading, :func:`fiqa.io.admit.read_file`)."""
     rec_path, key = split_record_location(location)
     if rec_path is not None:
-        return read_record_payload(rec_path, key, location)
-    try:
-        return Path(location).read_bytes()
-    except FileNotFoundError:
-        raise ImageReadError(location, Status.UNREADABLE, "file does not exist") from None
-    except IsADirectoryError:
-        raise ImageReadError(location, Status.UNREADABLE, "is a directory, not an image file") from None
-    except PermissionError:
-        raise ImageReadError(location, Status.UNREADABLE, "permission denied") from None
-    except OSError as exc:
-        raise ImageReadError(location, Status.UNREADABLE, f"cannot read file ({exc.strerror or exc})") from None
-    except ValueError:  # a NUL byte in the path
-        raise ImageReadError(location, Status.UNREADABLE, "the path holds a NUL byte") from None
+        payload = read_record_payload(rec_path, key, location)
+        if len(payload) > max_bytes:
+            raise ImageReadError(location, Status.TOO_LARGE, f"{len(payload)} bytes exceeds max_bytes={max_bytes}")
+        return payload
+    try:  # the gate: a regular file (no FIFO, device, /dev/zero behind a symlink), at most max_bytes of it
+        return read_file(location, max_bytes)
+    except AdmissionError as exc:
+        raise ImageReadError(location, exc.status, exc.reason) from None
 
 
 def split_record_location(location: str) -> tuple[str | None, int]:
@@ -112,14 +109,23 @@ def split_record_location(location: str) -> tuple[str | None, int]:
 
 
 def decode_image(data: bytes, location: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 min_side: int = DEFAULT_MIN_SIDE) -> np.ndarray:
-    """Decode encoded image bytes to ``(H, W, 3) uint8`` BGR; ``location`` only names the image in errors."""
-    if len(data) == 0:
-        raise ImageReadError(location, Status.NOT_AN_IMAGE, "empty file")
+                 min_side: int = DEFAULT_MIN_SIDE, timeout: float = DEFAULT_DECODE_TIMEOUT) -> np.ndarray:
+    """Decode encoded image bytes to ``(H, W, 3) uint8`` BGR; ``location`` only names the image in errors.
+
+    The bytes pass the admission gate: the format from the content against the allow-list, the size from the
+    header, then decoding in a bounded worker that is killed after ``timeout`` seconds (:mod:`fiqa.io.decoder`).
+    """
+    try:
+        identify_format(data)
+    except AdmissionError as exc:
+        raise ImageReadError(location, exc.status, exc.reason) from None
     size = header_size(data, location)
     if size is not None:
         _check_size(size, location, max_pixels, min_side)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = decode_bytes(data, max_pixels, timeout)
+    except AdmissionError as exc:
+        raise ImageReadError(location, exc.status, exc.reason) from None
     if image is None:
         what = "corrupt or truncated image data" if size is not None else "not a decodable image"
         raise ImageReadError(location, Status.NOT_AN_IMAGE, what)
@@ -161,6 +167,9 @@ def header_size(data: bytes, location: str = "<bytes>") -> tuple[int, int] | Non
             width, height = struct.unpack("<HH", data[6:10])
             return height, width
         if data[:2] == b"BM" and len(data) >= 26:
+            if struct.unpack("<I", data[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER: unsigned 16-bit sides
+                width, height = struct.unpack("<HH", data[18:22])
+                return height, width
             width, height = struct.unpack("<ii", data[18:26])
             return abs(height), abs(width)
         if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -220,8 +229,9 @@ def _tiff_size(data: bytes, location: str) -> tuple[int, int]:
             formats = {3: "H", 4: "I", 16: "Q"}
             if kind not in formats:
                 raise ImageReadError(location, Status.NOT_AN_IMAGE, f"corrupt TIFF (tag {tag} of type {kind})")
-            found[tag] = struct.unpack(order + formats[kind],
-                                       entry[value_at:value_at + struct.calcsize(formats[kind])])[0]
+            # libtiff ignores every repetition of a tag after its first entry: so does this reader
+            found.setdefault(tag, struct.unpack(order + formats[kind],
+                                                entry[value_at:value_at + struct.calcsize(formats[kind])])[0])
     if 256 not in found or 257 not in found:
         raise ImageReadError(location, Status.NOT_AN_IMAGE, "corrupt TIFF (no image width and length)")
     return found[257], found[256]

@@ -14,7 +14,7 @@ def pipeline_for(policy: str, score_threshold: float, limits: Limits) -> FacePip
     """The face pipeline of a scorer's selection settings (``Scorer.policy``, ``Scorer.score_threshold``) and the
     service's ``max_pixels`` / ``min_side``; one may be shared by threads."""
     return FacePipeline(FaceAligner(policy=policy, score_threshold=score_threshold), max_pixels=limits.max_pixels,
-                        min_side=limits.min_side)
+                        min_side=limits.min_side, decode_timeout=limits.decode_timeout)
 
 
 _CORNERS = np.array([[0, 0], [CROP_SIZE, 0], [CROP_SIZE, CROP_SIZE], [0, CROP_SIZE]], dtype=np.float64)
