@@ -131,6 +131,31 @@ def _per_face_rho(severity: np.ndarray, face: np.ndarray, values: np.ndarray) ->
     return float(np.median(rhos)) if rhos else math.nan
 
 
+OFF_DIAGONAL_NOTES = """Off-diagonal cells above 0.3, and why:
+
+- `noise` falls with every effect that removes fine variation or light: motion blur, low resolution, WebP, haze,
+  under-exposure and the flat accessories (the same pixels carry less noise; the direction is "less noise", never a
+  false alarm).
+- Light: darkening lowers `luminance_mean` and `dynamic_range` and raises `under_exposure` (`dark_sensor` at severity
+  above 0.83 is under-exposed too: it re-brightens only up to 4x); brightening does the opposite and clips
+  (`over_exposure`); haze adds veiling light (brighter, less range, smaller left/right differences); `side_light`
+  takes light away (`luminance_mean` falls). Each is what the component measures.
+- The accessories are physical: the sunglasses band is near-black (its pixels are under-exposed pixels; the top half
+  darkens, so `illumination_uniformity` rises), the mask is bright (`luminance_mean`, `illumination_uniformity`).
+- Not justified, and left visible: `compression_artifacts` rises with the accessories (their straight horizontal
+  edge lands on pixel rows; on a block-grid row it reads as a block edge); the occlusion components read clipped
+  white (over-exposure) and veiled low-contrast faces (haze) as covered; `sharpness` falls a little with clipping
+  and the sunglasses band (hard edges).
+
+Own factors not met: `low_resolution` is read by `sharpness` face by face (median rho 0.81) but not across faces
+(0.44: nearest-neighbour pixelation keeps hard pixel-block edges, which read as sharp); `webp` is not seen by
+`compression_artifacts` (VP8's in-loop filter smooths its block edges more as the quality falls, so the grid
+contrast peaks at mild compression; the measure was designed before this study and not changed after it);
+`side_light` is read face by face (median 0.71) but LFW-dev's faces are lit unevenly before any degradation, as much
+as the effect adds, so the pooled rho is 0.24.
+"""
+
+
 def validity_section(crops: np.ndarray) -> list[str]:
     table = degraded_table(crops)
     names = list(COMPONENTS)
@@ -160,6 +185,7 @@ def validity_section(crops: np.ndarray) -> list[str]:
     for factor, name, sign, rho, per_face in own_rows:
         lines.append(f"| {factor} | {name} | {'rises' if sign > 0 else 'falls'} | {rho:+.3f} | "
                      f"{'yes' if sign * rho >= 0.8 else 'NO'} | {per_face:+.3f} |")
+    lines += ["", OFF_DIAGONAL_NOTES]
     return lines
 
 
