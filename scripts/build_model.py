@@ -178,13 +178,13 @@ def _evaluate_half_model(
     from fiqa.demo import exported_model
     from fiqa.evaluate import evaluate_quality, sample_comparisons
     from fiqa.label import create_labeler, label_store
-    from fiqa.score import create_scorer
+    from fiqa.score import create_scorer, score_store
     from fiqa.train.recipe import train_recipe
 
     half = train_recipe(
         store, out / "half", recipe=recipe, rows=train_rows, feature_cache_dir=out / "features", progress=progress
     )
-    scores = create_scorer(exported_model(half)).score_store(store, rows=test_rows, progress=progress)
+    scores = score_store(create_scorer(exported_model(half)), store, rows=test_rows, progress=progress)
     scores = replace(scores, meta={**scores.meta, "method": "model:default"})
     tables = [scores]
     tables += [

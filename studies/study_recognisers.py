@@ -52,7 +52,8 @@ from fiqa.evaluate.recognisers import ok_in_both
 from fiqa.evaluate.report import write_report
 from fiqa.evaluate.run import Evaluation
 from fiqa.io.table import load_quality, save_quality
-from fiqa.score.training_free import create_quality_method, score_store_with
+from fiqa.score import score_store
+from fiqa.score.training_free import create_quality_method
 from fiqa.store import open_store
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -92,7 +93,7 @@ def _training_free(store: EmbeddingStore, rows: np.ndarray, out: Path, serfiq_sa
             params = {"n_samples": serfiq_samples, "random_state": 0} if name == "ser-fiq" else {}
             method = create_quality_method(name, threads=threads, **params)
             started = time.perf_counter()
-            table = score_store_with(method, store, rows=rows, progress=False)
+            table = score_store(method, store, rows=rows, progress=False)
             timing[name] = (time.perf_counter() - started) / len(rows)
             save_quality(table, path)
             timing_path.write_text(json.dumps(timing, indent=1))
@@ -219,7 +220,7 @@ def _method_table(report: MarkdownReport, evaluations: dict[str, Evaluation]) ->
 def _cost_section(report: MarkdownReport, costs: dict[str, float], checks: dict[str, float], m: int) -> None:
     report("## Cost per image and SER-FIQ's reproducibility")
     report()
-    report("Whole held-apart half through `score_store_with` (crop loading from the source images included, "
+    report("Whole held-apart half through `score_store` (crop loading from the source images included, "
            "wall clock, all threads, shared machine):")
     report()
     report("| method | ms per image |")

@@ -159,7 +159,7 @@ def placeholder_subset(lfw_dir: Path, *, n_identities: int = 250, max_images: in
 def write_placeholder_default(folder: str | Path, lfw_dir: str | Path, work_dir: str | Path) -> dict[str, Any]:
     """Write the placeholder ``head.onnx`` and its ``card.json`` (thresholds measured on an LFW-dev subset)."""
     from fiqa.embed.extract import embed_source
-    from fiqa.score import create_scorer
+    from fiqa.score import create_scorer, score_store
 
     folder, work_dir = Path(folder), Path(work_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -170,7 +170,7 @@ def write_placeholder_default(folder: str | Path, lfw_dir: str | Path, work_dir:
         "path,identity\n" + "".join(f"{Path(p).resolve()},{i}\n" for p, i in subset), encoding="utf-8")
     store = embed_source(work_dir / "subset.csv", work_dir / "store", backend="sface", policy="central",
                          progress=False)
-    quality = create_scorer(folder / "head.onnx").score_store(store, progress=False)
+    quality = score_store(create_scorer(folder / "head.onnx"), store, progress=False)
     thresholds, evaluation = threshold_table(store, quality)
     evaluation = {"note": "PLACEHOLDER model, not trained: these figures measure the log-norm baseline",
                   "data": "LFW-dev, first 250 people with >= 2 photos (at most 6 each), the most central face of each "

@@ -12,7 +12,7 @@ from fiqa.cli import main
 from fiqa.embed.features import SFACE_TAPS, FeatureExtractor
 from fiqa.io.table import save_quality
 from fiqa.label import create_labeler, label_store
-from fiqa.score import create_scorer
+from fiqa.score import create_scorer, score_store
 from fiqa.train import read_metadata
 from fiqa.train.features import cached_features
 from tolerances import U16, U32, two_paths
@@ -39,7 +39,7 @@ def test_train_command_end_to_end_on_lfw(lfw_store, tmp_path):
     assert meta["label_method"] == labels.method and meta["training"]["n_train"] > 0
     assert len(json.loads((out / "history.json").read_text())["history"]) == 2
 
-    scores = create_scorer(out / "model.onnx").score_store(lfw_store, progress=False)
+    scores = score_store(create_scorer(out / "model.onnx"), lfw_store, progress=False)
     assert np.array_equal(scores.ok, lfw_store.ok)
     assert np.all((scores.score[scores.ok] >= 0) & (scores.score[scores.ok] <= 100))
     assert np.ptp(scores.score[scores.ok]) > 0

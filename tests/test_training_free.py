@@ -11,12 +11,12 @@ import pytest
 from fiqa.augment.crops import load_crops
 from fiqa.core.errors import InvalidParameterError, UnknownNameError
 from fiqa.embed import create_embedder
+from fiqa.score import score_store
 from fiqa.score.training_free import (
     _serfiq_quality,
     _SFaceTail,
     create_quality_method,
     list_quality_methods,
-    score_store_with,
 )
 from tolerances import assert_within, cosine_bound, two_paths
 
@@ -92,7 +92,7 @@ def test_norm_is_the_raw_embedding_norm(crops):
 
 def test_store_scores_are_aligned_and_record_their_origin(lfw_store):
     rows = np.arange(12)
-    table = score_store_with(create_quality_method("norm"), lfw_store, rows=rows, progress=False)
+    table = score_store(create_quality_method("norm"), lfw_store, rows=rows, progress=False)
     np.testing.assert_array_equal(table.sample_id, lfw_store.samples.sample_id[rows])
     ok = lfw_store.ok[rows]
     assert np.isfinite(table.score[ok]).all() and np.isnan(table.score[~ok]).all()
@@ -117,4 +117,4 @@ def test_store_scoring_refuses_a_store_of_another_recogniser(lfw_store, tmp_path
     other = replace(lfw_store, meta={**lfw_store.meta, "backend": {**lfw_store.meta["backend"], "backend": "dlib",
                                                                      "model_sha256": "0" * 64}})
     with pytest.raises(InvalidParameterError, match="SFace"):
-        score_store_with(create_quality_method("norm"), other, rows=np.arange(3), progress=False)
+        score_store(create_quality_method("norm"), other, rows=np.arange(3), progress=False)

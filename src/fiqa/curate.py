@@ -324,7 +324,7 @@ def flywheel(labels: QualityTable, retrain: Callable[[QualityTable, int], Qualit
     retrain : callable ``(curated_labels, round) -> QualityTable``
         Trains a regressor on the curated seed's labels and returns its scores for *all* samples (matched on
         ``sample_id``); ``fiqa curate --rounds`` passes :func:`fiqa.train.train_regressor` followed by
-        ``Scorer.score_store``.
+        ``fiqa.score.score_store``.
     rounds : int >= 1
     **curate_params
         Passed to :func:`curate` every round (the seed is the same, so changes come from the quality only).

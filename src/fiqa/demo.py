@@ -176,11 +176,11 @@ def _model_scores(model_path: Path, name: str, store: EmbeddingStore, rows: np.n
                   progress: bool) -> QualityTable:
     """Scores of ``rows`` of ``store`` by an exported model (the scorer's own path, from the stored landmarks and
     recipes), cached at ``path`` under the model file's fingerprint."""
-    from fiqa.score import create_scorer
+    from fiqa.score import create_scorer, score_store
 
     def compute() -> QualityTable:
         started = time.perf_counter()
-        table = create_scorer(model_path).score_store(store, rows=rows, progress=progress)
+        table = score_store(create_scorer(model_path), store, rows=rows, progress=progress)
         table = replace(table, meta={**table.meta, "method": f"model:{name}",
                                      "seconds_per_image": (time.perf_counter() - started) / max(len(rows), 1)})
         save_quality(table, path)
@@ -192,15 +192,16 @@ def _model_scores(model_path: Path, name: str, store: EmbeddingStore, rows: np.n
 
 def _training_free_scores(name: str, store: EmbeddingStore, rows: np.ndarray, path: Path, *, serfiq_samples: int,
                           random_state: int, progress: bool) -> QualityTable:
-    """A training-free method's scores of ``rows`` (:func:`fiqa.score.training_free.score_store_with`, crops from
+    """A training-free method's scores of ``rows`` (:func:`fiqa.score.score_store`, crops from
     the stored landmarks), cached at ``path``, with the wall-clock ``seconds_per_image`` in its meta."""
-    from fiqa.score.training_free import create_quality_method, score_store_with
+    from fiqa.score import score_store
+    from fiqa.score.training_free import create_quality_method
 
     params = {"n_samples": serfiq_samples, "random_state": random_state} if name == "ser-fiq" else {}
 
     def compute() -> QualityTable:
         started = time.perf_counter()
-        table = score_store_with(create_quality_method(name, **params), store, rows=rows, progress=progress)
+        table = score_store(create_quality_method(name, **params), store, rows=rows, progress=progress)
         table = replace(table, meta={**table.meta, "seconds_per_image": (time.perf_counter() - started)
                                      / max(len(rows), 1), "n_images_timed": len(rows)})
         save_quality(table, path)

@@ -73,7 +73,7 @@ def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str
         if store_path is None:
             raise click.UsageError("--rounds needs --store (the regressor trains on the store's crops)")
         require_torch("fiqa curate --rounds")
-        from fiqa.score import create_scorer
+        from fiqa.score import create_scorer, score_store
         from fiqa.store import open_store
         from fiqa.train import TrainConfig, train_regressor
 
@@ -83,7 +83,7 @@ def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str
         def retrain(seed_labels, round_index):
             trained = train_regressor(store, seed_labels, out_dir / f"round-{round_index + 1}",
                                       config=TrainConfig(epochs=epochs, random_state=random_state))
-            return create_scorer(trained.model_path).score_store(store, progress=False)
+            return score_store(create_scorer(trained.model_path), store, progress=False)
 
         history = flywheel(table, retrain, rounds=rounds, **params)
         for index, step in enumerate(history, start=1):

@@ -30,6 +30,7 @@ from fiqa.embed.ray_engine import (
     run_stages,
 )
 from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from fiqa.score.method import flag_non_finite
 from fiqa.score.scorer import ON_ERROR, Scorer
 
 __all__ = ["ScoreStage", "score_images_ray"]
@@ -53,7 +54,7 @@ class ScoreStage:
         rows = np.flatnonzero(np.asarray(batch["has_crop"], bool))
         if len(rows):
             quality[rows], raw[rows] = self.scorer.score_crops(np.ascontiguousarray(batch["crop"][rows]))
-            self.scorer._flag_non_finite(rows, quality, status, reason)
+            flag_non_finite(self.scorer, rows, quality, status, reason)
         return {"row": np.asarray(batch["row"], np.int64), "quality": quality, "raw_score": raw, "status": status,
                 "reason": reason, "n_faces": batch["n_faces"], "detection_score": batch["detection_score"]}
 
@@ -122,7 +123,7 @@ def score_images_ray(images: Sequence[str | os.PathLike], model: str | os.PathLi
                 bar.update(len(rows))
     if not seen.all():
         raise FIQAError(f"Ray returned no result for {int((~seen).sum())} of {n} images; rerun the call")
-    meta = scorer._table_meta(aligned=aligned)
+    meta = scorer.table_meta(aligned=aligned)
     meta["params"] = {**meta["params"], "engine": "ray", "ray_address": ray_address, "n_workers": workers,
                       "threads": threads}
     return QualityTable(np.arange(n, dtype=np.int64), columns["quality"], columns["status"], columns["reason"],

@@ -10,16 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from fiqa.components import AdviceProfile, ComponentTable, advise, compute_components, describe_components, load_profile
-from fiqa.core.errors import FIQAError, InvalidParameterError, ModelFileError
-from fiqa.core.progress import tqdm
+from fiqa.components import AdviceProfile
+from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.core.provenance import provenance
-from fiqa.core.types import EmbeddingStore, QualityTable, Status
+from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.detect import FaceAligner
-from fiqa.detect.pipeline import FaceCrop, FacePipeline, ImageInput, image_name
+from fiqa.detect.pipeline import FacePipeline, ImageInput
 from fiqa.embed.onnx_runtime import check_device, inference_session
 from fiqa.embed.quality_model import OUTPUT_NAMES, quality_model_from_bytes
 from fiqa.embed.spec import PreprocessSpec
+from fiqa.score.method import ON_ERROR, score_images
 from fiqa.score.packaged import (
     DEFAULT_MODEL,
     list_models,
@@ -30,8 +30,7 @@ from fiqa.score.packaged import (
 
 logger = logging.getLogger(__name__)
 
-ON_ERROR = ("record", "raise")
-CROP_SIZE = 112
+__all__ = ["ON_ERROR", "Scorer", "create_scorer"]
 
 
 def _load(model: str | os.PathLike | None) -> tuple[bytes, dict[str, Any], dict[str, Any] | None, str, Path | None,
@@ -174,128 +173,37 @@ class Scorer:
             ``raw_score``, ``location``, ``n_faces`` (-1 when aligned), ``detection_score`` (detector confidence),
             and the components' columns when asked.
         """
-        if on_error not in ON_ERROR:
-            raise InvalidParameterError("Scorer.score", "on_error", f"one of {ON_ERROR}", on_error)
-        n = len(images)
-        quality, raw = np.full(n, np.nan), np.full(n, np.nan)
-        status = np.full(n, Status.OK.value, dtype=object)
-        reason = np.full(n, "", dtype=object)
-        n_faces, detection_score = np.full(n, -1, np.int32), np.full(n, np.nan)
-        locations = np.array([image_name(image, i) for i, image in enumerate(images)], dtype=object)
-        pipeline = self._pipeline(aligned)
-        profile = _profile(advice_profile) if components else None
-        measured: list[ComponentTable] = []
-        bar = tqdm(total=n, desc="score", unit="img", disable=not progress)
-        for start in range(0, n, self.batch_size):
-            rows, crops, faces = [], [], []
-            for i in range(start, min(n, start + self.batch_size)):
-                face = pipeline.process(images[i])
-                n_faces[i], detection_score[i] = face.n_faces, face.detection_score
-                if face.crop is not None:
-                    rows.append(i)
-                    crops.append(face.crop)
-                    faces.append(face)
-                    continue
-                status[i], reason[i] = face.status.value, face.reason
-                if on_error == "raise":
-                    raise FIQAError(f"{locations[i]}: {reason[i]}")
-            if components:
-                measured.append(_batch_components(crops, faces, rows, reason[start:start + self.batch_size],
-                                                  start))
-            if rows:
-                quality[rows], raw[rows] = self.score_crops(np.stack(crops))
-                self._flag_non_finite(np.asarray(rows), quality, status, reason)
-                if on_error == "raise" and (status[rows] != Status.OK.value).any():
-                    first = rows[int(np.argmax(status[rows] != Status.OK.value))]
-                    raise FIQAError(f"{locations[first]}: {reason[first]}")
-            bar.update(min(n, start + self.batch_size) - start)
-        bar.close()
-        columns: dict[str, np.ndarray] = {"raw_score": raw, "location": locations, "n_faces": n_faces,
-                                          "detection_score": detection_score}
-        meta = self._table_meta(aligned=aligned)
-        if profile is not None:
-            table = ComponentTable.concatenate(measured)
-            codes = advise(table, profile)
-            columns.update(table.columns())
-            columns["advice"] = np.array([";".join(c) for c in codes], dtype=object)
-            meta.update(components=describe_components(), advice_profile=profile.to_dict())
-        return QualityTable(np.arange(n, dtype=np.int64), quality, status, reason, columns, meta)
+        return score_images(self, images, self._pipeline(aligned), on_error=on_error, progress=progress,
+                            components=components, advice_profile=advice_profile, settings={"aligned": aligned})
 
-    def score_store(self, store: EmbeddingStore, *, rows: np.ndarray | None = None,
-                    progress: bool = True) -> QualityTable:
-        """Score the ok samples of an embedding store from its stored landmarks (no new detection); augmented
-        copies (``fiqa.augment.copies``) are re-created from their recipe.
+    # the QualityMethod protocol (fiqa.score.method): what score_store and score_images need
+    input = "crops"
+    extra_columns: tuple[str, ...] = ("raw_score",)
 
-        Parameters
-        ----------
-        store : EmbeddingStore
-        rows : ndarray of shape (k,), int, optional
-            Only these store rows (e.g. one side of an identity split); default every ok row.
-        progress : bool
+    @property
+    def name(self) -> str:
+        return self.model_name
 
-        Returns
-        -------
-        QualityTable
-            Aligned with ``store.samples.sample_id`` (every row, or ``rows``); samples that are not ok keep the
-            store's status and reason, and NaN scores.
-        """
-        from fiqa.augment.crops import load_crops
-        from fiqa.store import store_fingerprint
+    @property
+    def non_finite_reason(self) -> str:
+        return f"the model {self.model_name} returned a non-finite quality (its weights may be corrupt)"
 
-        selected = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
-        if selected.ndim != 1 or (len(selected) and (selected.min() < 0 or selected.max() >= len(store))):
-            raise InvalidParameterError("Scorer.score_store", "rows", f"row indices in [0, {len(store)})",
-                                        selected[:5].tolist())
-        full = np.full(len(store), np.nan)
-        quality, raw = full.copy(), full.copy()
-        rows = selected[store.ok[selected]]
-        for start in tqdm(range(0, len(rows), self.batch_size), desc="score", unit="batch", disable=not progress):
-            batch = rows[start:start + self.batch_size]
-            quality[batch], raw[batch] = self.score_crops(load_crops(store, batch))
-        status, reason = store.status.copy(), store.reason.copy()
-        self._flag_non_finite(rows, quality, status, reason)
-        return QualityTable(store.samples.sample_id[selected].astype(np.int64), quality[selected],
-                            status[selected], reason[selected],
-                            {"raw_score": raw[selected], "identity": store.samples.identity[selected].copy(),
-                             "location": store.samples.location[selected].copy()},
-                            {**self._table_meta(aligned=None), "store": str(store.root),
-                             "store_sha256": store_fingerprint(store)})
+    def check_store(self, store: EmbeddingStore) -> None:
+        """Any store with crops can be scored: the model runs its own recogniser on them."""
 
-    def _flag_non_finite(self, rows: np.ndarray, quality: np.ndarray, status: np.ndarray,
-                         reason: np.ndarray) -> None:
-        """A NaN or infinite quality is never reported as ok: such rows get ``invalid_score`` and a NaN score."""
-        bad = rows[~np.isfinite(quality[rows])]
-        if len(bad):
-            quality[bad] = np.nan
-            status[bad] = Status.INVALID_SCORE.value
-            reason[bad] = (f"the model {self.model_name} returned a non-finite quality (its weights may be "
-                           f"corrupt)")
-            logger.warning("%s: %d non-finite quality score(s)", self.model_name, len(bad))
+    def score_batch(self, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(quality, {"raw_score": raw})`` of aligned crops (:meth:`score_crops`)."""
+        quality, raw = self.score_crops(inputs)
+        return quality, {"raw_score": raw}
 
-    def _table_meta(self, *, aligned: bool | None) -> dict[str, Any]:
+    def table_meta(self, *, aligned: bool | None = None, **settings: Any) -> dict[str, Any]:
+        """The metadata of this model's tables: the model, its card version, its label method and provenance."""
         card = {"model_card_version": self.card["version"]} if self.card is not None else {}
         return {"method": f"model:{self.meta.get('label_method', 'unknown')}", "model": self.model_name,
                 "model_sha256": self.model_sha256, **card, "label_method": self.meta.get("label_method"),
                 "model_shape": self.meta.get("shape"),
                 **provenance(aligned=aligned, batch_size=self.batch_size, policy=self.policy,
-                             score_threshold=self.score_threshold)}
-
-
-def _profile(value: AdviceProfile | str | os.PathLike | None) -> AdviceProfile:
-    return value if isinstance(value, AdviceProfile) else load_profile(value)
-
-
-def _batch_components(crops: list[np.ndarray], faces: list[FaceCrop], rows: list[int], reasons: np.ndarray,
-                      start: int) -> ComponentTable:
-    """The components of one batch's images in order: measured for the faces, NaN with the image's own reason
-    for the images without one."""
-    n = len(reasons)
-    found = compute_components(np.stack(crops), faces) if crops else ComponentTable.missing(0, [])
-    missing = ComponentTable.missing(n, [f"no face to measure ({r})" for r in reasons])
-    local = np.asarray(rows, dtype=np.int64) - start
-    raw, scalar, why = missing.raw.copy(), missing.scalar.copy(), missing.reason.copy()
-    raw[local], scalar[local], why[local] = found.raw, found.scalar, found.reason
-    return ComponentTable(missing.names, raw, scalar, why)
+                             score_threshold=self.score_threshold, **settings)}
 
 
 def create_scorer(model: str | os.PathLike | None = None, **params: Any) -> Scorer:

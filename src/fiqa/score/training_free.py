@@ -17,7 +17,10 @@ trained models on the same comparisons).
 
 >>> method = create_quality_method("ser-fiq", n_samples=100, random_state=0)   # doctest: +SKIP
 >>> method.score_crops(crops)                                 # crops: (B, 112, 112, 3) uint8 BGR  # doctest: +SKIP
->>> table = score_store_with(method, store)                   # a QualityTable like a model's scores  # doctest: +SKIP
+>>> table = score_store(method, store)                        # a QualityTable like a model's scores  # doctest: +SKIP
+
+Every method implements :class:`fiqa.score.method.QualityMethod` and is scored by the one
+:func:`fiqa.score.method.score_store` / :func:`fiqa.score.method.score_images` path, as the learned models are.
 
 Higher is better for every method.
 """
@@ -33,10 +36,9 @@ from threadpoolctl import threadpool_limits
 
 from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.core.params import Interval, Options, Param, validate
-from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
 from fiqa.core.registry import Registry
-from fiqa.core.types import EmbeddingStore, QualityTable, Status
+from fiqa.core.types import EmbeddingStore
 from fiqa.embed.graph import fold_constants
 from fiqa.embed.onnx_runtime import DEVICES, SFACE_SPEC, check_device, inference_session
 from fiqa.io.model_files import MODEL_FILES, model_path
@@ -48,7 +50,6 @@ __all__ = [
     "FlipConsistency",
     "create_quality_method",
     "list_quality_methods",
-    "score_store_with",
 ]
 
 # SFace's last layers: the trunk ends in ``bn1`` (B, 1024, 7, 7); dropout5 -> flatten -> pre_fc1 (Gemm) -> fc1 (BN)
@@ -129,6 +130,30 @@ class _Method:
 
     def params(self) -> dict[str, Any]:
         return {"batch_size": self.batch_size, "threads": self.threads, "device": self.device}
+
+    # the QualityMethod protocol (fiqa.score.method): what score_store and score_images need
+    input = "crops"
+    extra_columns: tuple[str, ...] = ()
+
+    @property
+    def non_finite_reason(self) -> str:
+        return f"{self.name} gave a non-finite value"
+
+    def check_store(self, store: EmbeddingStore) -> None:
+        """Only SFace stores: the methods read SFace's own layers, so the crops must be SFace's."""
+        backend = store.meta.get("backend", {})
+        if backend.get("model_sha256") != MODEL_FILES["sface"].sha256:
+            raise InvalidParameterError(f"{type(self).__name__} ({self.name!r})", "store",
+                                        "a store embedded with SFace",
+                                        f"a store embedded with {backend.get('backend')!r}")
+
+    def score_batch(self, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(quality, {})`` of aligned crops (:meth:`score_crops`)."""
+        return self.score_crops(inputs), {}
+
+    def table_meta(self, **settings: Any) -> dict[str, Any]:
+        """``method`` (the registered name) and provenance: the method's parameters and the scoring settings."""
+        return {"method": self.name, **provenance(**self.params(), **settings)}
 
     def score_crops(self, crops: np.ndarray) -> np.ndarray:
         """Quality of aligned crops (B, 112, 112, 3) uint8 BGR: ndarray (B,), float64, higher is better."""
@@ -265,35 +290,3 @@ def create_quality_method(name: str, **params: Any) -> _Method:
 def list_quality_methods() -> list[str]:
     """Names of the training-free quality methods, sorted (metadata: ``QUALITY_METHODS.entry(name)``)."""
     return QUALITY_METHODS.names()
-
-
-def score_store_with(method: _Method, store: EmbeddingStore, *, rows: np.ndarray | None = None,
-                     progress: bool = True) -> QualityTable:
-    """A training-free method's quality of store samples, from their stored landmarks (derived copies from their
-    recipe), as a :class:`~fiqa.core.types.QualityTable` aligned with ``store.samples.sample_id`` (or ``rows``);
-    samples that are not ok keep the store's status and reason and a NaN score. Only SFace stores are accepted:
-    the methods read SFace's own layers."""
-    from fiqa.augment.crops import load_crops
-    from fiqa.store import store_fingerprint
-
-    backend = store.meta.get("backend", {})
-    if backend.get("model_sha256") != MODEL_FILES["sface"].sha256:
-        raise InvalidParameterError("score_store_with", "store", "a store embedded with SFace",
-                                    f"a store embedded with {backend.get('backend')!r}")
-    selected = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
-    if selected.ndim != 1 or (len(selected) and (selected.min() < 0 or selected.max() >= len(store))):
-        raise InvalidParameterError("score_store_with", "rows", f"row indices in [0, {len(store)})",
-                                    selected[:5].tolist())
-    quality = np.full(len(store), np.nan)
-    ok_rows = selected[store.ok[selected]]
-    step = method.batch_size
-    for start in tqdm(range(0, len(ok_rows), step), desc=method.name, unit="batch", disable=not progress):
-        batch = ok_rows[start:start + step]
-        quality[batch] = method.score_crops(load_crops(store, batch))
-    status, reason = store.status.copy(), store.reason.copy()
-    bad = ok_rows[~np.isfinite(quality[ok_rows])]
-    status[bad], reason[bad] = Status.INVALID_SCORE.value, f"{method.name} gave a non-finite value"
-    return QualityTable(store.samples.sample_id[selected].astype(np.int64), quality[selected], status[selected],
-                        reason[selected], {"identity": store.samples.identity[selected].copy()},
-                        {"method": method.name, "store": str(store.root), "store_sha256": store_fingerprint(store),
-                         **provenance(**method.params())})

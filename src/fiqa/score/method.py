@@ -1,0 +1,300 @@
+"""One scoring path for every quality method: the :class:`QualityMethod` protocol, :func:`score_store` (the faces of
+an embedding store) and :func:`score_images` (photos or aligned crops).
+
+A quality method says what it reads (:attr:`QualityMethod.input`: aligned crops, the store's feature columns, its
+embeddings or their norms) and scores one batch of it; the row checks, the batch loop, reading the batch, the
+non-finite check (such a row gets ``invalid_score`` and a reason, never ``ok``) and the table are written once,
+here. The learned models (:class:`fiqa.score.Scorer`) and the training-free methods
+(:mod:`fiqa.score.training_free`) implement the protocol::
+
+    >>> from fiqa.score import create_scorer, score_store           # doctest: +SKIP
+    >>> table = score_store(create_scorer(), store)                  # doctest: +SKIP
+    >>> table = score_store(create_quality_method("ser-fiq"), store, rows=test_rows)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from fiqa.core.errors import FIQAError, InvalidParameterError
+from fiqa.core.progress import tqdm
+from fiqa.core.types import EmbeddingStore, QualityTable, Status
+
+if TYPE_CHECKING:
+    from fiqa.components import AdviceProfile, ComponentTable
+    from fiqa.detect.pipeline import FaceCrop, FacePipeline, ImageInput
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["INPUTS", "ON_ERROR", "QualityMethod", "flag_non_finite", "score_images", "score_store"]
+
+ON_ERROR = ("record", "raise")
+
+
+def _store_features(store: EmbeddingStore, rows: np.ndarray) -> np.ndarray:
+    from fiqa.store import open_features
+
+    opened = open_features(store)
+    if opened is None:
+        raise InvalidParameterError("score_store", "store", "a store with stored features (fiqa embed --features)",
+                                    str(store.root))
+    return np.asarray(opened[0][rows], np.float32)
+
+
+def _store_crops(store: EmbeddingStore, rows: np.ndarray) -> np.ndarray:
+    from fiqa.augment.crops import load_crops
+
+    return load_crops(store, rows)
+
+
+INPUTS: Mapping[str, Callable[[EmbeddingStore, np.ndarray], np.ndarray]] = {
+    "crops": _store_crops,
+    "features": _store_features,
+    "vectors": lambda store, rows: np.asarray(store.vectors[rows], np.float32),
+    "norms": lambda store, rows: np.asarray(store.norms[rows], np.float32),
+}
+"""What a method can read, and how :func:`score_store` reads it for store rows: ``crops`` (B, 112, 112, 3) uint8 BGR
+re-created from the source images (:func:`fiqa.augment.crops.load_crops`); ``features`` (B, k) float32, the store's
+feature columns; ``vectors`` (B, d) float32, the raw embeddings; ``norms`` (B,) float32, their norms. Only
+``crops`` methods can score photos."""
+
+
+@runtime_checkable
+class QualityMethod(Protocol):
+    """What :func:`score_store` and :func:`score_images` need of a quality method.
+
+    Attributes
+    ----------
+    name : str
+        How progress bars and messages name it.
+    input : str
+        What :meth:`score_batch` reads, a key of :data:`INPUTS`.
+    batch_size : int
+        Faces per :meth:`score_batch` call unless the caller gives another.
+    non_finite_reason : str
+        The reason recorded for a face whose quality is NaN or infinite.
+    extra_columns : tuple of str
+        Further float64 columns :meth:`score_batch` gives (``raw_score`` for a model); NaN where not scored.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def input(self) -> str: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def non_finite_reason(self) -> str: ...
+
+    @property
+    def extra_columns(self) -> tuple[str, ...]: ...
+
+    def check_store(self, store: EmbeddingStore) -> None:
+        """Refuse a store this method cannot score (e.g. embedded by another recogniser than it reads)."""
+
+    def score_batch(self, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Quality of one batch (higher is better): ``(quality (B,) float64, further columns of B values)``."""
+
+    def table_meta(self, **settings: Any) -> dict[str, Any]:
+        """The table's metadata (``method``, ``params``, versions); ``settings`` are the scoring settings
+        (``aligned``, ``policy``, ...) to record with the method's own parameters."""
+
+
+def flag_non_finite(method: QualityMethod, rows: np.ndarray, quality: np.ndarray, status: np.ndarray,
+                    reason: np.ndarray) -> None:
+    """A NaN or infinite quality is never reported as ok: such ``rows`` get ``invalid_score``, the method's
+    reason and a NaN quality (in place)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    bad = rows[~np.isfinite(quality[rows])]
+    if len(bad):
+        quality[bad] = np.nan
+        status[bad] = Status.INVALID_SCORE.value
+        reason[bad] = method.non_finite_reason
+        logger.warning("%s: %d non-finite quality score(s)", method.name, len(bad))
+
+
+def _batch_size(method: QualityMethod, batch_size: int | None, owner: str) -> int:
+    if batch_size is None:
+        return int(method.batch_size)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InvalidParameterError(owner, "batch_size", "None or an int >= 1", batch_size)
+    return int(batch_size)
+
+
+def _extra(method: QualityMethod, n: int) -> dict[str, np.ndarray]:
+    """The method's further columns, NaN until scored."""
+    return {key: np.full(n, np.nan) for key in method.extra_columns}
+
+
+def score_store(method: QualityMethod, store: EmbeddingStore, rows: np.ndarray | None = None, *,
+                batch_size: int | None = None, progress: bool = True) -> QualityTable:
+    """Score the ok samples of an embedding store with any quality method (no new detection).
+
+    Parameters
+    ----------
+    method : QualityMethod
+        A learned model (:func:`fiqa.score.create_scorer`) or a training-free method
+        (:func:`fiqa.score.training_free.create_quality_method`); it reads what its ``input`` names: crops
+        re-created from the stored landmarks (augmented copies from their recipe), stored features, embeddings or
+        norms.
+    store : EmbeddingStore
+    rows : ndarray of shape (k,), int, optional
+        Only these store rows (e.g. one side of an identity split); default every row.
+    batch_size : int >= 1, optional
+        Faces per batch (default the method's own).
+    progress : bool
+
+    Returns
+    -------
+    QualityTable
+        Aligned with ``store.samples.sample_id`` (every row, or ``rows``): the method's quality and its further
+        columns (``raw_score`` for a model), ``identity`` and ``location``; samples that are not ok keep the store's
+        status and reason and a NaN quality; a non-finite quality gives ``invalid_score``. ``meta`` records the
+        method, the store and the store's fingerprint.
+    """
+    from fiqa.store import store_fingerprint
+
+    if method.input not in INPUTS:
+        raise InvalidParameterError("score_store", "method", f"a method whose input is one of {sorted(INPUTS)}",
+                                    method.input)
+    step = _batch_size(method, batch_size, "score_store")
+    method.check_store(store)
+    selected = np.arange(len(store)) if rows is None else np.asarray(rows)
+    if selected.ndim != 1 or (len(selected) and (not np.issubdtype(selected.dtype, np.integer)
+                                                 or selected.min() < 0 or selected.max() >= len(store))):
+        raise InvalidParameterError("score_store", "rows", f"row indices in [0, {len(store)})",
+                                    selected[:5].tolist())
+    selected = selected.astype(np.int64)
+    read = INPUTS[method.input]
+    quality = np.full(len(store), np.nan)
+    extra = _extra(method, len(store))
+    ok_rows = selected[store.ok[selected]]
+    for start in tqdm(range(0, len(ok_rows), step), desc=method.name, unit="batch", disable=not progress):
+        batch = ok_rows[start:start + step]
+        quality[batch], columns = method.score_batch(read(store, batch))
+        for key in extra:
+            extra[key][batch] = columns[key]
+    status, reason = store.status.copy(), store.reason.copy()
+    flag_non_finite(method, ok_rows, quality, status, reason)
+    columns = {key: values[selected] for key, values in extra.items()}
+    columns.update(identity=store.samples.identity[selected].copy(), location=store.samples.location[selected].copy())
+    return QualityTable(store.samples.sample_id[selected].astype(np.int64), quality[selected], status[selected],
+                        reason[selected], columns,
+                        {**method.table_meta(), "store": str(store.root), "store_sha256": store_fingerprint(store)})
+
+
+def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: FacePipeline, *,
+                 batch_size: int | None = None, on_error: str = "record", progress: bool = True,
+                 components: bool = False, advice_profile: AdviceProfile | str | os.PathLike | None = None,
+                 settings: Mapping[str, Any] | None = None) -> QualityTable:
+    """Score photos (or aligned crops) with a method that reads crops: one batch of images is read, detected,
+    aligned and scored at a time; each decoded image is released once its face is cropped, so memory holds at
+    most one batch of crops whatever the number of images.
+
+    Parameters
+    ----------
+    method : QualityMethod
+        Its ``input`` must be ``"crops"``.
+    images : sequence of str, path, bytes or ndarray (H, W, 3) uint8 BGR
+        As :meth:`fiqa.score.Scorer.score` takes them.
+    pipeline : FacePipeline
+        Reads, detects and aligns (no detection for aligned crops).
+    batch_size : int >= 1, optional
+        Images per batch (default the method's own).
+    on_error : {"record", "raise"}
+    progress : bool
+    components : bool
+        Also measure each face's quality components and advise (see :meth:`fiqa.score.Scorer.score`).
+    advice_profile : AdviceProfile, path or None
+    settings : mapping, optional
+        Scoring settings recorded in the table's metadata (``aligned``, ``policy``, ...).
+
+    Returns
+    -------
+    QualityTable
+        Row ``i`` is ``images[i]`` (``sample_id = i``); the method's further columns, then ``location``,
+        ``n_faces`` (-1 when aligned) and ``detection_score``, and the components' columns when asked.
+    """
+    from fiqa.detect.pipeline import image_name
+
+    if on_error not in ON_ERROR:
+        raise InvalidParameterError("score_images", "on_error", f"one of {ON_ERROR}", on_error)
+    if method.input != "crops":
+        raise InvalidParameterError("score_images", "method", "a method that reads aligned crops (photos have no "
+                                    "stored features, embeddings or norms; score a store instead)", method.name)
+    step = _batch_size(method, batch_size, "score_images")
+    profile = None
+    if components:
+        from fiqa.components import AdviceProfile, load_profile
+
+        profile = advice_profile if isinstance(advice_profile, AdviceProfile) else load_profile(advice_profile)
+    n = len(images)
+    quality = np.full(n, np.nan)
+    status = np.full(n, Status.OK.value, dtype=object)
+    reason = np.full(n, "", dtype=object)
+    n_faces, detection_score = np.full(n, -1, np.int32), np.full(n, np.nan)
+    locations = np.array([image_name(image, i) for i, image in enumerate(images)], dtype=object)
+    extra = _extra(method, n)
+    measured: list[ComponentTable] = []
+    bar = tqdm(total=n, desc=method.name, unit="img", disable=not progress)
+    for start in range(0, n, step):
+        rows, crops, faces = [], [], []
+        for i in range(start, min(n, start + step)):
+            face = pipeline.process(images[i])  # the decoded image lives only inside this call
+            n_faces[i], detection_score[i] = face.n_faces, face.detection_score
+            if face.crop is not None:
+                rows.append(i)
+                crops.append(face.crop)
+                faces.append(face)
+                continue
+            status[i], reason[i] = face.status.value, face.reason
+            if on_error == "raise":
+                raise FIQAError(f"{locations[i]}: {reason[i]}")
+        if components:
+            measured.append(_batch_components(crops, faces, rows, reason[start:start + step], start))
+        if rows:
+            batch = np.asarray(rows, dtype=np.int64)
+            quality[batch], columns = method.score_batch(np.stack(crops))
+            for key in extra:
+                extra[key][batch] = columns[key]
+            flag_non_finite(method, batch, quality, status, reason)
+            if on_error == "raise" and (status[batch] != Status.OK.value).any():
+                first = batch[int(np.argmax(status[batch] != Status.OK.value))]
+                raise FIQAError(f"{locations[first]}: {reason[first]}")
+        del crops, faces
+        bar.update(min(n, start + step) - start)
+    bar.close()
+    table_columns: dict[str, np.ndarray] = {**extra, "location": locations, "n_faces": n_faces,
+                                            "detection_score": detection_score}
+    meta = method.table_meta(**dict(settings or {}))
+    if profile is not None:
+        from fiqa.components import ComponentTable, advise, describe_components
+
+        table = ComponentTable.concatenate(measured)
+        codes = advise(table, profile)
+        table_columns.update(table.columns())
+        table_columns["advice"] = np.array([";".join(c) for c in codes], dtype=object)
+        meta.update(components=describe_components(), advice_profile=profile.to_dict())
+    return QualityTable(np.arange(n, dtype=np.int64), quality, status, reason, table_columns, meta)
+
+
+def _batch_components(crops: list[np.ndarray], faces: list[FaceCrop], rows: list[int], reasons: np.ndarray,
+                      start: int) -> ComponentTable:
+    """The components of one batch's images in order: measured for the faces, NaN with the image's own reason
+    for the images without one."""
+    from fiqa.components import ComponentTable, compute_components
+
+    n = len(reasons)
+    found = compute_components(np.stack(crops), faces) if crops else ComponentTable.missing(0, [])
+    missing = ComponentTable.missing(n, [f"no face to measure ({r})" for r in reasons])
+    local = np.asarray(rows, dtype=np.int64) - start
+    raw, scalar, why = missing.raw.copy(), missing.scalar.copy(), missing.reason.copy()
+    raw[local], scalar[local], why[local] = found.raw, found.scalar, found.reason
+    return ComponentTable(missing.names, raw, scalar, why)

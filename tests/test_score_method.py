@@ -1,0 +1,113 @@
+"""One scoring path (fiqa.score.method): the learned model and every training-free method scored through
+``score_store``/``score_images`` give the tables the two former copies gave, and the path's own rules (row checks,
+non-finite flagging, what a method reads) hold for any method."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fiqa.core.errors import InvalidParameterError
+from fiqa.core.types import Status
+from fiqa.score import QualityMethod, create_scorer, score_images, score_store
+from fiqa.score.training_free import QUALITY_METHODS, create_quality_method
+from tolerances import SAME_GRAPH_SCORE
+
+BEFORE = Path(__file__).parent / "data" / "score_store_before.json"
+
+
+def _floats(values: list[str]) -> np.ndarray:
+    return np.array([float.fromhex(value) for value in values])
+
+
+@pytest.mark.lfw
+@pytest.mark.parametrize("name", ["model:default", *QUALITY_METHODS.names()])
+def test_store_scores_equal_the_former_paths(lfw_store, name):
+    """Rows 0-19 of the LFW store scored by the one path against the former ``Scorer.score_store`` and
+    ``score_store_with`` outputs (tests/data/score_store_before.json). The computation is unchanged (same graphs,
+    same batches, same numpy code), so on the machine that wrote the file they are equal bit for bit (measured);
+    another CPU's kernels are allowed 4 float32 ulps of a 0-100 score (SAME_GRAPH_SCORE) for the model and 1e-6
+    relative for the training-free values (float64 numpy after one float32 SFace run)."""
+    before = json.loads(BEFORE.read_text())
+    rows = np.asarray(before["rows"])
+    assert [Path(str(loc)).name for loc in lfw_store.samples.location[rows]] == before["location"]
+    if name == "model:default":
+        table = score_store(create_scorer(), lfw_store, rows=rows, progress=False)
+        np.testing.assert_allclose(table.score, _floats(before[name]["score"]), rtol=0, atol=SAME_GRAPH_SCORE)
+        np.testing.assert_allclose(table.columns["raw_score"], _floats(before[name]["raw_score"]), rtol=1e-6)
+        assert table.meta["method"] == "model:reference-consensus"
+    else:
+        table = score_store(create_quality_method(name, **before[name]["params"]), lfw_store, rows=rows,
+                            progress=False)
+        np.testing.assert_allclose(table.score, _floats(before[name]["score"]), rtol=1e-6)
+        assert table.meta["method"] == name
+    assert table.status.tolist() == [Status.OK.value] * len(rows)
+    np.testing.assert_array_equal(table.sample_id, lfw_store.samples.sample_id[rows])
+    np.testing.assert_array_equal(table.columns["location"], lfw_store.samples.location[rows])
+    np.testing.assert_array_equal(table.columns["identity"], lfw_store.samples.identity[rows])
+    assert table.meta["store_sha256"] and table.meta["store"] == str(lfw_store.root)
+
+
+class _StoreValue:
+    """A toy method reading the store's norms or vectors, NaN for a chosen row: the path, not a method, is tested."""
+
+    batch_size = 4
+    extra_columns = ("twice",)
+    non_finite_reason = "the toy gave a non-finite value"
+
+    def __init__(self, input: str, nan_at: float | None = None) -> None:
+        self.input, self.name, self.nan_at = input, f"toy-{input}", nan_at
+
+    def check_store(self, store: Any) -> None:
+        pass
+
+    def score_batch(self, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        values = inputs.astype(np.float64) if inputs.ndim == 1 else np.linalg.norm(inputs.astype(np.float64), axis=1)
+        if self.nan_at is not None:
+            values[np.isclose(values, self.nan_at)] = np.nan
+        return values, {"twice": 2 * values}
+
+    def table_meta(self, **settings: Any) -> dict[str, Any]:
+        return {"method": self.name, "params": settings}
+
+
+@pytest.mark.lfw
+def test_the_path_reads_what_a_method_needs_and_never_reports_a_non_finite_score_as_ok(lfw_store):
+    rows = np.arange(10)
+    norms = score_store(_StoreValue("norms"), lfw_store, rows=rows, progress=False)
+    assert isinstance(_StoreValue("norms"), QualityMethod)
+    np.testing.assert_array_equal(norms.score, lfw_store.norms[rows].astype(np.float64))
+    np.testing.assert_array_equal(norms.columns["twice"], 2 * norms.score)
+    vectors = score_store(_StoreValue("vectors"), lfw_store, rows=rows, batch_size=3, progress=False)
+    np.testing.assert_array_equal(vectors.score, np.linalg.norm(lfw_store.vectors[rows].astype(np.float64), axis=1))
+    flagged = score_store(_StoreValue("norms", nan_at=float(lfw_store.norms[3])), lfw_store, rows=rows,
+                          progress=False)
+    assert flagged.status[3] == Status.INVALID_SCORE.value and np.isnan(flagged.score[3])
+    assert flagged.reason[3] == "the toy gave a non-finite value"
+    assert (np.delete(flagged.status, 3) == Status.OK.value).all()
+    with pytest.raises(InvalidParameterError, match="rows"):
+        score_store(_StoreValue("norms"), lfw_store, rows=np.array([0, len(lfw_store)]), progress=False)
+    with pytest.raises(InvalidParameterError, match="batch_size"):
+        score_store(_StoreValue("norms"), lfw_store, rows=rows, batch_size=0, progress=False)
+    with pytest.raises(InvalidParameterError, match="crops"):  # photos have no stored norms
+        score_images(_StoreValue("norms"), ["a.jpg"], None, progress=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.lfw
+def test_photos_and_store_give_one_score_per_face(lfw_store):
+    """A training-free method on the store's photos (detected again) and on the store (stored landmarks) agree
+    where the detector finds the same landmarks: the same crops give the same value."""
+    from fiqa.detect import FaceAligner
+    from fiqa.detect.pipeline import FacePipeline
+
+    rows = np.arange(4)
+    method = create_quality_method("norm")
+    photos = score_images(method, list(lfw_store.samples.location[rows]), FacePipeline(FaceAligner()),
+                          progress=False)
+    stored = score_store(method, lfw_store, rows=rows, progress=False)
+    assert list(photos.columns) == ["location", "n_faces", "detection_score"]
+    np.testing.assert_allclose(photos.score, stored.score, rtol=1e-6)
+    assert photos.meta["method"] == "norm"
