@@ -428,3 +428,50 @@ def test_crop_box_is_the_crop_square_mapped_back_into_the_image(scale, angle, sh
     corners = scale * np.array([[0, 0], [112, 0], [112, 112], [0, 112]]) @ rotation.T + shift
     low, high = corners.min(axis=0), corners.max(axis=0)
     assert crop_box(landmarks) == pytest.approx((*low, *(high - low)), abs=1e-6)
+
+
+def test_bombs_get_422_and_the_server_stays_small_and_answering(server):
+    """Issue 25, item 1 through the server: the admission gate's refusals, the server's peak RSS (VmHWM) <= 1 GB
+    after each, and /health still answering."""
+    from test_admission import FACE, tiff
+
+    bombs = {"dup_tags": (tiff(30000, 30000, dup=(100, 100)), "too_large"),
+             "avif": (encode(FACE, ".avif"), "not_an_image"),
+             "hdr": (encode(FACE.astype(np.float32), ".hdr"), "not_an_image"),
+             "jp2": (encode(FACE, ".jp2"), "not_an_image")}
+    for name, (data, status) in bombs.items():
+        response = post_image(server.url, data)
+        assert response.status_code == 422 and response.json()["status"] == status, (name, response.text)
+        assert server.memory_kib("VmHWM") <= 1024 * 1024, name
+        assert server.health()["status"] == "ok"
+
+
+def test_content_length_with_transfer_encoding_is_refused(server):
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 4\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        reply = conn.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
+
+
+def test_connections_with_half_sent_headers_are_closed(server):
+    from fiqa.serve.server import HEADER_TIMEOUT
+
+    host, port = server.url.removeprefix("http://").split(":")
+    conns = [socket.create_connection((host, int(port)), timeout=HEADER_TIMEOUT + 10) for _ in range(10)]
+    try:
+        for conn in conns:
+            conn.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        time.sleep(HEADER_TIMEOUT + 1.5)
+        closed = 0
+        for conn in conns:
+            try:
+                closed += conn.recv(1) == b""
+            except (ConnectionResetError, TimeoutError):
+                closed += 1
+        assert closed == len(conns)
+        assert server.health()["status"] == "ok"
+    finally:
+        for conn in conns:
+            conn.close()

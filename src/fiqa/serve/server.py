@@ -8,7 +8,9 @@ import socket
 from collections.abc import Callable
 from types import FrameType
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from fiqa.components import load_profile
 from fiqa.core.errors import FIQAError, InvalidParameterError, check_int
@@ -19,6 +21,51 @@ from fiqa.serve.config import Limits, Workers
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Longest time a client may take to send a request's line and headers; the connection is closed after it.
+HEADER_TIMEOUT = 10.0
+#: Largest request line plus headers (h11's ``max_incomplete_event_size``; its default is 16 KiB).
+MAX_HEADER_BYTES = 16 * 1024
+
+
+class _HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol, plus a deadline for the request line and headers: a connection that has not sent a
+    whole request head ``HEADER_TIMEOUT`` seconds after it opened (or after its previous response) is closed, so
+    half-sent headers cannot hold connections open (uvicorn's keep-alive timer only runs between requests)."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        self.loop.call_later(HEADER_TIMEOUT, self._header_deadline, self.server_state.total_requests)
+
+    def _header_deadline(self, requests_then: int) -> None:
+        if self.transport.is_closing() or self.server_state.total_requests != requests_then:
+            return  # closed, or a later response re-armed the timer
+        if self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete):
+            self.transport.close()  # the head never arrived
+
+
+def _refuse_ambiguous_length(app: Callable) -> Callable:
+    """ASGI wrapper: a request with both Content-Length and Transfer-Encoding (a request-smuggling vector, RFC 9112
+    section 6.3) gets 400 and the connection is closed."""
+    async def wrapped(scope, receive, send):
+        if scope.get("type") == "http":
+            names = {name.lower() for name, _ in scope.get("headers", [])}
+            if b"content-length" in names and b"transfer-encoding" in names:
+                body = (b'{"status": "bad_request", "reason": "Content-Length and Transfer-Encoding together are '
+                        b'refused"}')
+                await send({"type": "http.response.start", "status": 400,
+                            "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await app(scope, receive, send)
+    return wrapped
 
 
 def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -91,8 +138,10 @@ def run(model: str | os.PathLike | None = None, *, host: str = "127.0.0.1", port
         scorer = create_scorer(model, batch_size=workers.batch_size,
                                threads=inference_threads(workers) if threads is None else threads)
         app = create_app(scorer, limits=limits, workers=workers, advice_profile=profile)
-        config = uvicorn.Config(app, http="h11", loop="asyncio", lifespan="on", log_config=None,
-                                timeout_graceful_shutdown=graceful_timeout, timeout_keep_alive=5, server_header=False)
+        config = uvicorn.Config(_refuse_ambiguous_length(app), http=_HeaderTimeoutProtocol, loop="asyncio",
+                                lifespan="on", log_config=None, timeout_graceful_shutdown=graceful_timeout,
+                                timeout_keep_alive=5, server_header=False,
+                                h11_max_incomplete_event_size=MAX_HEADER_BYTES)
         server = uvicorn.Server(config)
         if on_ready is not None:
             on_ready(url_of(sock))
