@@ -95,6 +95,28 @@ def warn(message: str) -> None:
     click.echo(f"Warning: {message}", err=True)
 
 
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def printable(name: str) -> str:
+    """``name`` for one field of human-readable, tab-separated output: a backslash and every control character
+    (TAB, newline, carriage return, escape sequences, DEL, C1 controls, the Unicode line and paragraph separators)
+    written as a backslash escape (``\\t``, ``\\n``, ``\\x1b``), so that a file name cannot fake a field or a
+    line. Machine-readable output (``-o x.csv``, ``-o -``) quotes such names as CSV does instead."""
+    out = []
+    for char in name:
+        code = ord(char)
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif code < 0x20 or 0x7F <= code <= 0x9F:
+            out.append(f"\\x{code:02x}")
+        elif code in (0x2028, 0x2029, 0x85):
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def require_torch(what: str) -> None:
     """Stop with a one-line error naming the ``train`` extra when PyTorch is not installed (exit status 1).
 

@@ -12,6 +12,7 @@ from fiqa.commands._common import (
     info,
     note,
     out_option,
+    printable,
     progress,
 )
 
@@ -85,7 +86,7 @@ def command(paths: tuple[str, ...], model: str | None, out_path: str | None, ali
         advice = table.columns["advice"] if components else None
         for i, (location, score, status) in enumerate(zip(table.columns["location"], table.score, table.status)):
             extra = f"\t{advice[i] or '-'}" if advice is not None else ""
-            click.echo(f"{location}\t{'nan' if math.isnan(score) else f'{score:.1f}'}\t{status}{extra}")
+            click.echo(f"{printable(location)}\t{'nan' if math.isnan(score) else f'{score:.1f}'}\t{status}{extra}")
         note(summary)
     elif out_path == STDOUT:
         write_quality(table, out_path)

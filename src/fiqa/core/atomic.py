@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,7 +50,9 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
         for sibling in path.parent.iterdir():
             if sibling.name.startswith(prefix):
                 pid = sibling.name[len(prefix):].split(".")[0]
-                if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                # only plain files: a folder (or a link) that merely carries such a name is left alone
+                if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)) and sibling.is_file() \
+                        and not sibling.is_symlink():
                     sibling.unlink(missing_ok=True)
                     removed.append(sibling)
     return removed
@@ -62,7 +65,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     for writers that append one)."""
     path = Path(path)
     remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+    # the pid (read by remove_stale_temporaries) and a random part: a folder or file that happens to carry the name
+    # of a temporary cannot block every later write
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{secrets.token_hex(4)}{suffix}")
     try:
         yield tmp
         _fsync(tmp)
@@ -111,3 +116,40 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         raise StoreError(f"{path}: metadata file is missing") from None
     except json.JSONDecodeError as exc:
         raise StoreError(f"{path}: metadata is not valid JSON ({exc})") from None
+
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_npy(path: str | os.PathLike, mmap_mode: Any = None) -> np.ndarray:
+    """Read one plain ``.npy`` array file (memory-mapped with ``mmap_mode``), never pickled objects.
+
+    Every reader of an ``.npy`` goes through here: a ZIP (an ``.npz`` saved under the ``.npy`` name), a folder, a
+    truncated or foreign file gives one :class:`StoreError` line naming the file, not a traceback from deep inside
+    NumPy (``np.load`` returns an ``NpzFile`` for a ZIP, which the callers would take for an array).
+
+    Raises
+    ------
+    StoreError
+        The file is missing, not a regular file, not in the NPY format, or holds objects.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            if not os.path.isfile(path):
+                raise StoreError(f"{path}: not a regular file")
+            magic = handle.read(len(NPY_MAGIC))
+    except FileNotFoundError:
+        raise StoreError(f"{path}: does not exist") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if magic != NPY_MAGIC:
+        what = "a ZIP (an .npz?)" if magic[:2] == b"PK" else "not in the NPY format"
+        raise StoreError(f"{path}: is {what}, not a plain .npy array file; write it again with numpy.save")
+    try:
+        array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise StoreError(f"{path}: not a readable .npy array ({exc})") from None
+    if not isinstance(array, np.ndarray):  # pragma: no cover - np.load gives an array for an NPY file
+        raise StoreError(f"{path}: not a plain .npy array file")
+    return array

@@ -207,12 +207,46 @@ def write_quality(table: QualityTable, path: str | os.PathLike, stdout: IO[str] 
 
 
 def load_quality(path: str | Path) -> QualityTable:
-    """Load a :class:`QualityTable`; fails naming the file if a required column is missing."""
+    """Load a :class:`QualityTable` (labels or scores) with its provenance.
+
+    Refused, with a one-line :class:`StoreError` naming the file: a table without its JSON sidecar (it records the
+    store the table was made from; without it a join by ``sample_id`` could silently pair the wrong images), a
+    missing column, and what :func:`check_quality_rows` refuses.
+    """
+    if Path(path).is_file() and not sidecar_path(path).is_file():
+        raise StoreError(f"{path}: has no sidecar {sidecar_path(path).name} (the record of which store and method "
+                         f"made it); a table without it cannot be joined to a store safely: copy the sidecar with it, "
+                         f"or make the table again")
     columns, meta = read_table(path)
     missing = [c for c in _CORE if c not in columns]
     if missing:
         raise StoreError(f"{path}: not a quality table, missing column(s) {', '.join(missing)}")
     extra = {k: v for k, v in columns.items() if k not in _CORE}
     meta.setdefault("method", Path(path).stem)
-    return QualityTable(columns["sample_id"].astype(np.int64), columns["score"].astype(np.float64),
-                        columns["status"], columns["reason"], extra, meta)
+    table = QualityTable(columns["sample_id"].astype(np.int64), columns["score"].astype(np.float64),
+                         columns["status"], columns["reason"], extra, meta)
+    check_quality_rows(table, str(path))
+    return table
+
+
+def check_quality_rows(table: QualityTable, what: str) -> None:
+    """Refuse a quality table whose rows cannot be joined by ``sample_id``: a sample id given twice, or a score
+    that is NaN or infinite on a row marked ``ok``.
+
+    Raises
+    ------
+    StoreError
+        Naming the table (``what``) and the first offending sample id.
+    """
+    ids = np.asarray(table.sample_id)
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        first = int(unique[np.argmax(counts > 1)])
+        raise StoreError(f"{what}: sample_id {first} appears {int(counts.max())} times ({int((counts > 1).sum())} "
+                         f"duplicated id(s)); a quality table holds one row per sample")
+    ok = np.asarray(table.status).astype(str) == "ok"
+    bad = ok & ~np.isfinite(np.asarray(table.score, dtype=np.float64))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise StoreError(f"{what}: sample_id {int(ids[row])} has status ok but score {float(table.score[row])} "
+                         f"({int(bad.sum())} such row(s)); a non-finite score needs another status")

@@ -36,7 +36,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.core.atomic import load_npy
+from fiqa.core.errors import InvalidParameterError, ModelFileError, StoreError
 from fiqa.core.params import Boolean, InstanceOf, Interval, Options, Param, PathLike
 from fiqa.core.progress import tqdm
 from fiqa.label.base import (
@@ -82,8 +83,8 @@ def load_centres(source: str | Path | np.ndarray, key: str | None = None) -> np.
             raise ModelFileError(f"{path}: centres file does not exist")
         if path.suffix == ".npy":
             try:
-                matrix = np.load(path, allow_pickle=False)
-            except (ValueError, OSError) as exc:
+                matrix = load_npy(path)
+            except StoreError as exc:
                 raise ModelFileError(f"{path}: not a readable .npy array ({exc})") from None
         elif path.suffix in {".pt", ".pth", ".ckpt", ".bin"}:
             matrix = _tensor_from_checkpoint(path, key)

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from fiqa.core.atomic import read_json
+from fiqa.core.atomic import load_npy, read_json
 from fiqa.core.errors import StoreError
 from fiqa.core.types import EmbeddingStore, SampleTable
-from fiqa.io.table import read_table
+from fiqa.io.table import check_quality_rows, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +70,10 @@ def open_store(path: str | os.PathLike) -> EmbeddingStore:
     if absent:
         raise StoreError(f"{root / 'samples.parquet'}: missing column(s) {', '.join(absent)}")
     try:
-        vectors = np.load(root / "vectors.npy", mmap_mode="r")
-        norms = np.load(root / "norms.npy", mmap_mode="r")
-        landmarks = np.load(root / "landmarks.npy", mmap_mode="r")
-    except (ValueError, OSError) as exc:
+        vectors = load_npy(root / "vectors.npy", mmap_mode="r")
+        norms = load_npy(root / "norms.npy", mmap_mode="r")
+        landmarks = load_npy(root / "landmarks.npy", mmap_mode="r")
+    except (ValueError, OSError, StoreError) as exc:
         raise StoreError(f"{root}: a store array cannot be read ({exc})") from None
     n = len(columns["sample_id"])
     expected = {"vectors.npy": (vectors, (n, int(meta.get("dim", -1)))), "norms.npy": (norms, (n,)),
@@ -109,8 +109,8 @@ def _load_features(root: Path, meta: Mapping[str, Any], n: int) -> np.ndarray:
     path = root / FEATURES_FILE
     try:
         width = int(info["dim"])
-        features = np.load(path, mmap_mode="r")
-    except (KeyError, TypeError, ValueError, OSError) as exc:
+        features = load_npy(path, mmap_mode="r")
+    except (KeyError, TypeError, ValueError, OSError, StoreError) as exc:
         raise StoreError(f"{root}: meta.json records features but {path.name} cannot be read ({exc!r}); rebuild "
                          f"the store, or remove 'features' from meta.json and {path.name} to use it without") from None
     if features.shape != (n, width) or features.dtype != np.float16:
@@ -181,6 +181,8 @@ def check_table_matches(store: EmbeddingStore, table: Any, what: str, *, force: 
     StoreError
         Naming the table (``what``), the store and the first mismatch.
     """
+    if hasattr(table, "score") and hasattr(table, "status"):
+        check_quality_rows(table, what)
     recorded = table.meta.get("store_sha256")
     if recorded is not None and recorded != store_fingerprint(store):
         message = (f"{what}: computed on another store ({table.meta.get('store', 'unknown')}), not on "
@@ -197,4 +199,4 @@ def check_table_matches(store: EmbeddingStore, table: Any, what: str, *, force: 
     if not shared or wrong:
         example = f" (sample {wrong[0][0]} is {wrong[0][1]!r} there)" if wrong else ""
         raise StoreError(f"{what}: its images are not the images of {store.root}{example}; score the store "
-                         f"itself (Scorer.score_store) to evaluate or train on it")
+                         f"itself (fiqa score STORE) to evaluate or train on it")

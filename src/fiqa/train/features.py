@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from fiqa.core.atomic import atomic_path, read_json, write_json
+from fiqa.core.atomic import atomic_path, load_npy, read_json, write_json
 from fiqa.core.errors import InvalidParameterError, StoreError, check_int
 from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
@@ -91,14 +91,14 @@ def cached_features(store: EmbeddingStore, rows: np.ndarray | None = None, *, sp
     if path.exists():
         meta = read_json(path.with_name(path.name + ".json"))
         try:
-            features = np.load(path, mmap_mode="r+")
+            features = load_npy(path, mmap_mode="r+")
         except (ValueError, OSError) as exc:
             raise StoreError(f"{path}: feature cache cannot be read ({exc}); delete it to recompute") from None
         if features.shape != shape or features.dtype != np.float16 or meta.get("key") != key:
             raise StoreError(f"{path}: feature cache does not match its store (shape {features.shape}, expected "
                              f"{shape}); delete it to recompute")
         # no marks yet (interrupted before the first batch was flushed): nothing counts as computed
-        done = np.load(done_path) if done_path.exists() else np.zeros(len(store), bool)
+        done = load_npy(done_path) if done_path.exists() else np.zeros(len(store), bool)
         if done.shape != (len(store),) or done.dtype != bool:
             raise StoreError(f"{done_path}: malformed cache mask; delete the cache files to recompute")
     else:
@@ -108,7 +108,7 @@ def cached_features(store: EmbeddingStore, rows: np.ndarray | None = None, *, sp
             write_json(path.with_name(path.name + ".json"), {
                 "key": key, "store": str(store.root), "features": spec.to_dict(), "shape": list(shape),
                 "dtype": "float16", **provenance()})
-        features, done = np.load(path, mmap_mode="r+"), np.zeros(len(store), bool)
+        features, done = load_npy(path, mmap_mode="r+"), np.zeros(len(store), bool)
     missing = rows[~done[rows]]
     if len(missing):
         logger.info("computing %d feature vectors into %s", len(missing), path)
@@ -118,12 +118,12 @@ def cached_features(store: EmbeddingStore, rows: np.ndarray | None = None, *, sp
             batch = missing[start:start + batch_size]
             features[batch] = extractor(load_crops(store, batch)).astype(np.float16)
             if (start // batch_size) % 16 == 15 or start + batch_size >= len(missing):
-                features.flush()  # rows are marked done only after their values are on disk
+                features.flush()  # type: ignore[attr-defined]  # memmap: rows are marked done once on disk
                 done[missing[:start + len(batch)]] = True
                 with atomic_path(done_path, ".npy") as tmp:
                     np.save(tmp, done)
     del features
-    return np.load(path, mmap_mode="r")
+    return load_npy(path, mmap_mode="r")
 
 
 class StoreFeatureInputs:
@@ -191,7 +191,7 @@ class StoreFeatureInputs:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._features = np.load(self.root / FEATURES_FILE, mmap_mode="r")
+        self._features = load_npy(self.root / FEATURES_FILE, mmap_mode="r")
 
 
 def store_features(store: EmbeddingStore, spec: FeatureSpec = SFACE_TAPS,
