@@ -9,7 +9,7 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-from fiqa.core.errors import ModelFileError
+from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.embed.features import SFACE_TAPS, FeatureExtractor
 from fiqa.train import export_onnx, fit_quantile_calibration, read_metadata
 from fiqa.train.models import (
@@ -95,9 +95,10 @@ def _honest_head(tmp_path):
     return model, crops, path
 
 
-def _mutate_weight(graph: onnx.GraphProto) -> None:
-    """Negate the largest weight of the head's last layer (hidden -> 1)."""
-    tensor = next(t for t in graph.initializer if t.name.startswith("head/") and list(t.dims) in ([1, 128], [128, 1]))
+def _mutate_weight(graph: onnx.GraphProto, prefix: str = "head/") -> None:
+    """Negate the largest weight of the head's last layer (hidden -> 1); ``prefix``: the head's names in the
+    graph (none in head.onnx)."""
+    tensor = next(t for t in graph.initializer if t.name.startswith(prefix) and list(t.dims) in ([1, 128], [128, 1]))
     values = numpy_helper.to_array(tensor).copy()
     values.flat[np.argmax(np.abs(values))] *= -1
     tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
@@ -154,3 +155,40 @@ def test_export_refuses_a_model_whose_graph_differs(tmp_path, monkeypatch):
     model = CalibratedRegressor(regressor, _calibration()).eval()
     with pytest.raises(ModelFileError, match=r"m\.onnx: ONNX Runtime's scores differ"):
         export_onnx(model, tmp_path / "m.onnx", shape="head", metadata={}, check_crops=_crops(8))
+
+
+@pytest.mark.numerics
+def test_export_checks_a_feature_head_on_features_without_any_image(tmp_path, monkeypatch):
+    """check_features: head.onnx against PyTorch on the given vectors (as a store holds them, float16), and the
+    merged graph on noise crops; a head file or a join that computes something else is refused."""
+    import fiqa.train.export as export
+    from fiqa.train.parity import check_head_parity, head_parity_report
+
+    torch.manual_seed(0)
+    regressor = QualityHead()
+    regressor.init_output_bias(50.0)
+    model = CalibratedRegressor(regressor, _calibration()).eval()
+    features = FeatureExtractor()(_crops(8)).astype(np.float16)
+    path = export_onnx(model, tmp_path / "m.onnx", shape="head", metadata={}, check_features=features)
+    report = head_parity_report(model, tmp_path / "head.onnx", features)
+    assert report.failures() == [] and 0 < report.quality_bound.max() < 1.0
+
+    wrong = onnx.load(tmp_path / "head.onnx")
+    _mutate_weight(wrong.graph, prefix="")
+    onnx.save(wrong, tmp_path / "wrong-head.onnx")
+    with pytest.raises(ModelFileError, match=r"wrong-head\.onnx: ONNX Runtime's scores differ .* on 8 faces' "
+                                             r"features"):
+        check_head_parity(model, tmp_path / "wrong-head.onnx", features)
+
+    original = export.compose
+    monkeypatch.setattr(export, "compose", lambda head, spec: _swapped(original(head, spec)))
+    with pytest.raises(ModelFileError, match=r"m\.onnx: ONNX Runtime's scores differ .* on 4 faces"):
+        export_onnx(model, path, shape="head", metadata={}, check_features=features)
+    with pytest.raises(InvalidParameterError, match="check_features"):
+        export_onnx(CalibratedRegressor(MobileFaceNetRegressor(), _calibration()), tmp_path / "f.onnx",
+                    shape="mobilefacenet", metadata={}, check_features=features)
+
+
+def _swapped(model: onnx.ModelProto) -> onnx.ModelProto:
+    _swap_channels(model.graph)
+    return model

@@ -278,3 +278,27 @@ def test_training_device_is_explicit_and_cuda_needs_cuda():
     else:
         with pytest.raises(InvalidParameterError, match=r"no CUDA GPU.*fiqa\[cuda\]"):
             training_device("cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_on_cuda_without_cuda_is_refused_before_writing_anything(tmp_path):
+    """``fiqa train --device cuda`` on a machine without CUDA stops with one error line and makes no folder."""
+    from click.testing import CliRunner
+
+    from fiqa.cli import main
+
+    store, labels = tmp_path / "store", tmp_path / "labels.parquet"
+    store.mkdir()
+    labels.write_bytes(b"")
+    out = tmp_path / "model"
+    result = CliRunner().invoke(main, ["train", str(store), str(labels), "-o", str(out), "--device", "cuda"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and "fiqa[cuda]" in result.output
+    assert not out.exists()
+
+    # the library refuses before training too: fit makes no folder for a device it cannot use
+    with pytest.raises(InvalidParameterError, match="no CUDA GPU"):
+        fit(QualityHead(spec=SMALL), TensorPairs(*_synthetic(8, 0)[:1], np.arange(4), np.zeros(4, np.float32)),
+            TensorPairs(*_synthetic(8, 0)[:1], np.arange(4, 8), np.zeros(4, np.float32)), CONFIG, out,
+            device="cuda")
+    assert not out.exists()

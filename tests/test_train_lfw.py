@@ -80,3 +80,48 @@ def test_full_network_inputs_read_a_batch_as_its_rows(lfw_store):
     assert x.shape == (3, 3, 112, 112) and y.tolist() == [3.0, 0.0, 2.0]
     for k, position in enumerate([3, 0, 2]):
         assert torch.equal(x[k], torch.from_numpy(inputs[int(ok[position])]))
+
+
+def test_train_needs_no_image_when_the_store_holds_features(lfw_dir, tmp_path, monkeypatch):
+    """A store embedded with its features, the photos then moved away: ``fiqa train`` trains and exports (the gate
+    checks head.onnx on the stored features, and the head joined with the recogniser on noise crops); an export
+    that fails keeps the trained checkpoint, says so in one line, and a rerun exports without training again."""
+    import shutil
+
+    import fiqa.train.regressor as regressor
+    from conftest import lfw_subset
+    from fiqa.core.errors import ModelFileError
+
+    photos = tmp_path / "photos"
+    for path, identity in lfw_subset(lfw_dir, n_identities=12, min_images=5, max_images=6, n_singletons=0):
+        (photos / identity).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, photos / identity / path.name)
+    runner = CliRunner()
+    store, labels, out = tmp_path / "store", tmp_path / "sdd.parquet", tmp_path / "model"
+    for args in (["embed", str(photos), "-o", str(store), "--features", "--no-progress"],
+                 ["label", str(store), "-m", "sdd", "-o", str(labels), "-p", "n_repeats=2"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, result.output
+    photos.rename(tmp_path / "moved-away")
+    train = ["train", str(store), str(labels), "-o", str(out), "--epochs", "2", "--batch-size", "16",
+             "--validation-fraction", "0.3", "--no-progress"]
+
+    def failing_export(*args, **kwargs):
+        raise ModelFileError("simulated export failure")
+
+    monkeypatch.setattr(regressor, "export_onnx", failing_export)
+    result = runner.invoke(main, train)
+    assert result.exit_code == 1, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("Error: ")
+    assert "training finished but the export failed (simulated export failure)" in result.output
+    assert "checkpoint.pt" in result.output and "run the same command again" in result.output
+    assert (out / "checkpoint.pt").exists() and not (out / "model.onnx").exists()
+    history = (out / "history.json").read_text()
+
+    monkeypatch.undo()
+    result = runner.invoke(main, train)
+    assert result.exit_code == 0, result.output
+    assert (out / "model.onnx").stat().st_size > 0 and (out / "head.onnx").stat().st_size > 0
+    assert (out / "history.json").read_text() == history  # exported from the checkpoint, not trained again
+    assert json.loads((out / "metrics.json").read_text())["inputs"] == "store features"
+    assert read_metadata(out / "model.onnx")["label_method"] == "sdd"

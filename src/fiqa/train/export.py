@@ -25,6 +25,7 @@ import torch
 
 from fiqa import __version__
 from fiqa.core.atomic import atomic_path
+from fiqa.core.errors import InvalidParameterError
 from fiqa.embed.features import (
     FEATURES_NAME,
     SFACE_TAPS,
@@ -34,7 +35,7 @@ from fiqa.embed.features import (
 )
 from fiqa.embed.quality_model import INPUT_NAME, OUTPUT_NAMES
 from fiqa.train.models import FEATURE_HEADS, CalibratedRegressor
-from fiqa.train.parity import check_parity
+from fiqa.train.parity import ParityReport, check_head_parity, check_parity, synthetic_crops
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ def _save(model: onnx.ModelProto, path: Path) -> None:
 
 
 def export_onnx(model: CalibratedRegressor, path: str | Path, *, shape: str, metadata: Mapping[str, Any],
-                spec: FeatureSpec = SFACE_TAPS, check_crops: np.ndarray | None = None) -> Path:
+                spec: FeatureSpec = SFACE_TAPS, check_crops: np.ndarray | None = None,
+                check_features: np.ndarray | None = None) -> Path:
     """Write ``model`` as one ONNX file (and, for a feature head, ``head.onnx`` beside it) and check it.
 
     Parameters
@@ -78,12 +80,21 @@ def export_onnx(model: CalibratedRegressor, path: str | Path, *, shape: str, met
         When given, ONNX Runtime's calibrated scores and raw scores on these crops must equal PyTorch's within
         what float32 rounding allows for each crop (:func:`fiqa.train.parity.check_parity`, docs/numerics.md),
         else ``ModelFileError`` naming the file.
+    check_features : ndarray of shape (B, spec.dim), optional
+        Feature heads only, for checking without images (e.g. the features a store holds): ``head.onnx`` must give
+        PyTorch's scores on these vectors within rounding (:func:`fiqa.train.parity.check_head_parity`), and,
+        unless ``check_crops`` is given, the merged file must give PyTorch's scores on the feature graph's
+        features of four seeded noise crops (:func:`fiqa.train.parity.synthetic_crops`): that checks the join of
+        the head with the recogniser, whose file is the verified one the features were made with.
 
     Returns
     -------
     Path
     """
     path = Path(path)
+    if check_features is not None and shape not in FEATURE_HEADS:
+        raise InvalidParameterError("export_onnx", "check_features", f"None for shape {shape!r} (it reads crops)",
+                                    "an array")
     trunk = feature_graph(spec)
     opset = next(o.version for o in trunk.opset_import if o.domain in ("", "ai.onnx"))
     entries = {"fiqa_version": __version__, "preprocess": spec.spec.to_dict(), "shape": shape,
@@ -102,11 +113,21 @@ def export_onnx(model: CalibratedRegressor, path: str | Path, *, shape: str, met
     onnx.helper.set_model_props(merged, props)
     onnx.checker.check_model(merged, full_check=True)
     _save(merged, path)
+    if check_features is not None:
+        _log_parity(check_head_parity(model, path.with_name(HEAD_NAME), check_features),
+                    f"{len(check_features)} faces' stored features (head.onnx)")
+        if check_crops is None:
+            crops = synthetic_crops()
+            _log_parity(check_parity(model, path, crops, shape=shape, spec=spec),
+                        f"{len(crops)} noise crops (the head joined with the recogniser)")
     if check_crops is not None:
-        report = check_parity(model, path, check_crops, shape=shape, spec=spec)
-        logger.info("ONNX parity on %d crops: largest quality difference %.2e points (rounding allows %.2e to "
-                    "%.2e per face), raw score %.2e (allows %.2e to %.2e), Spearman %.4f", len(check_crops),
-                    report.max_quality_difference, float(np.min(report.quality_bound)),
-                    float(np.max(report.quality_bound)), float(np.max(np.abs(report.raw_onnx - report.raw_torch))),
-                    float(np.min(report.raw_bound)), float(np.max(report.raw_bound)), report.spearman)
+        _log_parity(check_parity(model, path, check_crops, shape=shape, spec=spec), f"{len(check_crops)} crops")
     return path
+
+
+def _log_parity(report: ParityReport, what: str) -> None:
+    logger.info("ONNX parity on %s: largest quality difference %.2e points (rounding allows %.2e to %.2e per face), "
+                "raw score %.2e (allows %.2e to %.2e), Spearman %.4f", what, report.max_quality_difference,
+                float(np.min(report.quality_bound)), float(np.max(report.quality_bound)),
+                float(np.max(np.abs(report.raw_onnx - report.raw_torch))), float(np.min(report.raw_bound)),
+                float(np.max(report.raw_bound)), report.spearman)

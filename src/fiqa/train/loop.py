@@ -188,9 +188,9 @@ def fit(model: nn.Module, train_set: TensorPairs, validation_set: TensorPairs, c
     """
     out_dir = Path(out_dir)
     rank, world_size = distributed_context()
+    where = training_device(device)  # before the folder is made: a refused device leaves nothing behind
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-    where = training_device(device)
     init_output_bias = getattr(model, "init_output_bias", None)
     if callable(init_output_bias):  # overwritten by the checkpoint when resuming
         init_output_bias(float(np.mean(np.asarray(train_set.targets))))

@@ -9,7 +9,9 @@ checked face from the model's own weights and activations (a first-order running
 1. Inputs. A feature head reads the recogniser's features, computed by the separate feature graph
    (:class:`fiqa.embed.features.FeatureExtractor`) for PyTorch and inside the merged graph for ONNX Runtime. The two
    may differ by :data:`FEATURE_SPREAD` times the face's largest feature (a measured spread, see there). A full
-   network reads the same preprocessed tensor in both.
+   network reads the same preprocessed tensor in both. The head file alone (``head.onnx``) is checked on feature
+   vectors both read as the same float32 values (:func:`head_parity_report`, e.g. those a store holds), so no
+   input difference is allowed for.
 2. Every layer (:func:`raw_error_bound`). A dot product of ``n`` terms (Linear, Conv2d; BatchNorm folded into it
    adds one term) computed twice differs by at most ``2 gamma_{n+1} sum |w_i x_i|`` (:mod:`fiqa.core.numerics`),
    evaluated on this face's activations, plus what the layer does to the difference of its inputs: ``|W| e`` for
@@ -37,7 +39,7 @@ from torch.nn import functional
 
 from fiqa.core.errors import ModelFileError
 from fiqa.core.numerics import U32, gamma
-from fiqa.embed.features import SFACE_TAPS, FeatureExtractor, FeatureSpec
+from fiqa.embed.features import FEATURES_NAME, SFACE_TAPS, FeatureExtractor, FeatureSpec
 from fiqa.embed.onnx_runtime import inference_session
 from fiqa.embed.quality_model import INPUT_NAME, OUTPUT_NAMES
 from fiqa.train.models import (
@@ -223,6 +225,21 @@ def quality_error_bound(calibration: PiecewiseLinear, raw: np.ndarray, raw_bound
     return moved + 2 * own
 
 
+def _report(model: CalibratedRegressor, path: str | Path, torch_input: torch.Tensor, input_error: torch.Tensor,
+            onnx_inputs: dict[str, np.ndarray]) -> ParityReport:
+    """PyTorch's outputs on ``torch_input`` with their per-face bounds against ONNX Runtime's on ``onnx_inputs``."""
+    quality_torch, raw_torch = (t.double().numpy() for t in model(torch_input))
+    raw_bound = raw_error_bound(model.regressor, torch_input, input_error)
+    quality_bound = quality_error_bound(model.calibrate, raw_torch, raw_bound)
+    try:
+        session = inference_session(str(path))
+        quality_onnx, raw_onnx = session.run(list(OUTPUT_NAMES), onnx_inputs)
+    except Exception as exc:  # onnxruntime raises several private exception types
+        raise ModelFileError(f"{path}: ONNX Runtime cannot run the exported model ({exc})") from None
+    return ParityReport(quality_torch, np.asarray(quality_onnx, np.float64).reshape(-1), quality_bound,
+                        raw_torch, np.asarray(raw_onnx, np.float64).reshape(-1), raw_bound)
+
+
 @torch.no_grad()
 def parity_report(model: CalibratedRegressor, path: str | Path, crops: np.ndarray, *, shape: str,
                   spec: FeatureSpec = SFACE_TAPS) -> ParityReport:
@@ -245,33 +262,66 @@ def parity_report(model: CalibratedRegressor, path: str | Path, crops: np.ndarra
     model.eval()
     tensor = spec.spec.apply(crops)
     torch_input = torch.from_numpy(FeatureExtractor(spec)(crops) if shape in FEATURE_HEADS else tensor)
-    quality_torch, raw_torch = (t.double().numpy() for t in model(torch_input))
     if shape in FEATURE_HEADS:  # the merged graph's features may differ by FEATURE_SPREAD of the largest one
         largest = torch_input.double().abs().amax(dim=1, keepdim=True)
         input_error = (FEATURE_SPREAD * largest).expand(torch_input.shape)
     else:
         input_error = torch.zeros(torch_input.shape, dtype=torch.float64)
-    raw_bound = raw_error_bound(model.regressor, torch_input, input_error)
-    quality_bound = quality_error_bound(model.calibrate, raw_torch, raw_bound)
-    try:
-        session = inference_session(str(path))
-        quality_onnx, raw_onnx = session.run(list(OUTPUT_NAMES), {INPUT_NAME: tensor})
-    except Exception as exc:  # onnxruntime raises several private exception types
-        raise ModelFileError(f"{path}: ONNX Runtime cannot run the exported model ({exc})") from None
-    return ParityReport(quality_torch, np.asarray(quality_onnx, np.float64).reshape(-1), quality_bound,
-                        raw_torch, np.asarray(raw_onnx, np.float64).reshape(-1), raw_bound)
+    return _report(model, path, torch_input, input_error, {INPUT_NAME: tensor})
+
+
+@torch.no_grad()
+def head_parity_report(model: CalibratedRegressor, path: str | Path, features: np.ndarray) -> ParityReport:
+    """ONNX Runtime's (quality, raw_score) from a head file (``head.onnx``, input ``features``) against PyTorch's,
+    on feature vectors (e.g. those a store holds): both read the same float32 values, so only the layers' own
+    rounding is allowed for.
+
+    Parameters
+    ----------
+    model : CalibratedRegressor
+        A feature head with its calibration.
+    path : path
+        The exported head file.
+    features : ndarray of shape (B, spec.dim)
+        The recogniser's feature vectors (float16 values are read as float32 by both).
+
+    Returns
+    -------
+    ParityReport
+    """
+    model.eval()
+    values = np.ascontiguousarray(features, np.float32)
+    torch_input = torch.from_numpy(values)
+    return _report(model, path, torch_input, torch.zeros(torch_input.shape, dtype=torch.float64),
+                   {FEATURES_NAME: values})
+
+
+def _refuse_failures(report: ParityReport, path: str | Path, n_faces: int, what: str) -> ParityReport:
+    failures = report.failures()
+    if failures:
+        raise ModelFileError(
+            f"{path}: ONNX Runtime's scores differ from PyTorch's by more than float32 rounding allows, so the "
+            f"exported graph does not compute the trained model (largest quality difference "
+            f"{report.max_quality_difference:.3g} points, Spearman {report.spearman:.4f} on {n_faces} {what}): "
+            + "; ".join(failures))
+    return report
 
 
 def check_parity(model: CalibratedRegressor, path: str | Path, crops: np.ndarray, *, shape: str,
                  spec: FeatureSpec = SFACE_TAPS) -> ParityReport:
     """:func:`parity_report`, raising ``ModelFileError`` (naming ``path``) when any face differs by more than
     rounding allows."""
-    report = parity_report(model, path, crops, shape=shape, spec=spec)
-    failures = report.failures()
-    if failures:
-        raise ModelFileError(
-            f"{path}: ONNX Runtime's scores differ from PyTorch's by more than float32 rounding allows, so the "
-            f"exported graph does not compute the trained model (largest quality difference "
-            f"{report.max_quality_difference:.3g} points, Spearman {report.spearman:.4f} on {len(crops)} faces): "
-            + "; ".join(failures))
-    return report
+    return _refuse_failures(parity_report(model, path, crops, shape=shape, spec=spec), path, len(crops), "faces")
+
+
+def check_head_parity(model: CalibratedRegressor, path: str | Path, features: np.ndarray) -> ParityReport:
+    """:func:`head_parity_report`, raising ``ModelFileError`` (naming ``path``) when any face differs by more than
+    rounding allows."""
+    return _refuse_failures(head_parity_report(model, path, features), path, len(features), "faces' features")
+
+
+def synthetic_crops(n: int = 4, random_state: int = 0) -> np.ndarray:
+    """``n`` seeded crops of uniform noise, shape (n, 112, 112, 3), uint8: inputs that need no image, for checking
+    that a merged graph computes its head on its recogniser's features (what a face looks like does not enter the
+    rounding bound, which is evaluated on the activations of whatever is fed in)."""
+    return np.random.default_rng(random_state).integers(0, 256, size=(n, 112, 112, 3), dtype=np.uint8)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from fiqa.core.atomic import write_json
-from fiqa.core.errors import InvalidParameterError
+from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.core.identities import save_split
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
@@ -23,12 +23,14 @@ from fiqa.train.data import Targets, make_targets
 from fiqa.train.export import export_onnx
 from fiqa.train.features import StoreFeatureInputs, cached_features, store_features
 from fiqa.train.loop import (
+    CHECKPOINT_NAME,
     TensorPairs,
     TrainConfig,
     TrainResult,
     distributed_context,
     fit,
     predict,
+    training_device,
 )
 from fiqa.train.models import FEATURE_HEADS, REGRESSORS, CalibratedRegressor
 
@@ -134,6 +136,7 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     if not isinstance(config, TrainConfig):
         raise InvalidParameterError("train_regressor", "config", "a TrainConfig", config)
     REGRESSORS.entry(shape)  # an unknown shape fails here, with suggestions, before any data is read
+    training_device(device)  # a device this torch cannot use fails here, before anything is written
     store = store if isinstance(store, EmbeddingStore) else open_store(store)
     labels = labels if isinstance(labels, QualityTable) else load_quality(labels)
     out_dir = Path(out_dir)
@@ -164,9 +167,15 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
                 "n_train": int(len(targets.train)), "n_validation": int(len(targets.validation)),
                 "split": targets.split.describe(), "config": asdict(config), "store": str(store.root),
                 "model_params": _describe(params), "inputs": _inputs_source(inputs)}
-    model_path = _write_model(regressor, calibration, store, targets, labels.method, out_dir, shape=shape,
-                              spec=params.get("spec", SFACE_TAPS), training=training,
-                              validation_fraction=validation_fraction)
+    try:
+        model_path = _write_model(regressor, calibration, store, targets, labels.method, out_dir, inputs,
+                                  shape=shape, spec=params.get("spec", SFACE_TAPS), training=training,
+                                  validation_fraction=validation_fraction)
+    except Exception as exc:  # the trained weights are in the checkpoint: say so, and how to export them
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFileError(f"{out_dir / MODEL_NAME}: training finished but the export failed ({first}); the "
+                             f"trained weights are kept in {out_dir / CHECKPOINT_NAME}: run the same command again "
+                             f"to export them without training") from exc
     logger.info("validation Spearman %.3f, Pearson %.3f (best epoch %d); model written to %s",
                 result.spearman, result.pearson, result.best_epoch, model_path)
     return TrainedModel(model_path, out_dir, result, calibration)
@@ -227,14 +236,18 @@ def _inputs_source(inputs: Any) -> str:
 
 
 def _write_model(regressor: torch.nn.Module, calibration: QuantileCalibration, store: EmbeddingStore,
-                 targets: Targets, label_method: str, out_dir: Path, *, shape: str, spec: FeatureSpec,
+                 targets: Targets, label_method: str, out_dir: Path, inputs: Any, *, shape: str, spec: FeatureSpec,
                  training: dict[str, Any], validation_fraction: float) -> Path:
-    """Export the calibrated model to ONNX (checked on a few training crops); write the split and the metrics."""
+    """Export the calibrated model to ONNX, checked on 16 training faces (the gate also reports Spearman) as
+    training read them: a feature head on their features (the store's or the cache's; no image is read), a full
+    network on their crops; write the split and the metrics."""
     from fiqa.augment.crops import load_crops
 
     model = CalibratedRegressor(regressor, calibration)
-    check_crops = load_crops(store, targets.rows[targets.train][:16])  # 16 faces: the gate also reports Spearman
-    model_path = export_onnx(model, out_dir / MODEL_NAME, shape=shape, check_crops=check_crops, spec=spec, metadata={
+    check_rows = targets.rows[targets.train][:16]
+    checks = ({"check_features": np.asarray(inputs[check_rows], np.float32)} if shape in FEATURE_HEADS
+              else {"check_crops": load_crops(store, check_rows)})
+    model_path = export_onnx(model, out_dir / MODEL_NAME, shape=shape, spec=spec, **checks, metadata={
         "label_method": label_method, "label_range": list(targets.label_range),
         "calibration": calibration.to_dict(), "training": training})
     save_split(targets.split, out_dir / "split.json")
