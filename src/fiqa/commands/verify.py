@@ -5,6 +5,8 @@ import json
 
 import click
 
+from fiqa.commands._common import require_extra
+
 
 @click.command("verify")
 @click.argument("store", type=click.Path(file_okay=False))
@@ -15,7 +17,11 @@ import click
 @click.option("--random-state", type=int, default=0, show_default=True, help="Seed of the pair samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def command(store: str, n_nonmated: int, max_mated: int, random_state: int, as_json: bool) -> None:
-    """Print verification sanity figures of STORE (expect ROC AUC > 0.99 for a good recogniser)."""
+    """Print verification sanity figures of STORE (expect ROC AUC > 0.99 for a good recogniser).
+
+    Needs the evaluation extra: pip install 'fiqa[eval]'.
+    """
+    require_extra("fiqa verify", "eval")
     from fiqa.evaluate.verify import verification_summary
     from fiqa.store import open_store
 

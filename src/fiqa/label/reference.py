@@ -57,9 +57,6 @@ import logging
 from typing import ClassVar
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
-from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
 from fiqa.core.comparisons import (
@@ -255,6 +252,9 @@ def cluster_identities(vectors: np.ndarray, codes: np.ndarray, thresholds: tuple
 def _cluster_block(block_vectors: np.ndarray, starts: np.ndarray, thresholds: tuple[float, ...]
                    ) -> list[np.ndarray]:
     """Connected components per threshold of a block of whole identities (one small Gram matrix each)."""
+    from scipy import sparse  # here, not at the top: labelling without this method needs no scipy
+    from scipy.sparse.csgraph import connected_components
+
     lowest = min(thresholds)
     sizes = np.diff(starts)
     n_block = len(block_vectors)
@@ -288,6 +288,9 @@ def _cluster_one_identity(members: np.ndarray, thresholds: tuple[float, ...], ma
     components merge them (connected components of the graph of components). The result is the same partition as
     one pass over the whole Gram matrix, in ``O(max_gram + n)`` memory.
     """
+    from scipy import sparse  # here, not at the top: labelling without this method needs no scipy
+    from scipy.sparse.csgraph import connected_components
+
     n = len(members)
     lowest = min(thresholds)
     labels = [np.arange(n) for _ in thresholds]
@@ -324,6 +327,9 @@ def join_captures(clusters: np.ndarray, captures: np.ndarray) -> np.ndarray:
         Ids ``0 .. k-1``, numbered by the smallest input cluster id of each merged cluster (so ids still grow with
         the identity code when the input's do). Nesting across levels is kept when every level is merged.
     """
+    from scipy import sparse  # here, not at the top: labelling without this method needs no scipy
+    from scipy.sparse.csgraph import connected_components
+
     n = len(clusters)
     _, capture_index = np.unique(captures, return_inverse=True)
     n_clusters = int(clusters.max()) + 1 if n else 0
@@ -351,6 +357,8 @@ def match_evidence(vectors: np.ndarray, codes: np.ndarray, burst: np.ndarray, th
     ``O(max_gram)`` whatever the identity's size; default :data:`fiqa.core.comparisons.MAX_GRAM`); ``burst`` ids
     must not span identities.
     """
+    from scipy.special import expit
+
     max_gram = MAX_GRAM if max_gram is None else max_gram
     evidence = np.zeros(len(codes))
     outside = np.zeros(len(codes))
