@@ -18,6 +18,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # ``numerics`` a second time under other BLAS and onnxruntime thread settings (docs/numerics.md)
     config.addinivalue_line("markers", "numerics: compares two computations of the same numbers within a rounding "
                                        "bound; run again by scripts/test.sh under a second BLAS/threading setting")
+    # the user cache (composed scoring models) of a test session is its own, never the user's ~/.cache/fiqa
+    if not os.environ.get("FIQA_CACHE"):
+        import tempfile
+
+        os.environ["FIQA_CACHE"] = tempfile.mkdtemp(prefix="fiqa-test-cache-")
 
 
 def _lfw_path() -> Path:

@@ -111,3 +111,53 @@ def test_photos_and_store_give_one_score_per_face(lfw_store):
     assert list(photos.columns) == ["location", "n_faces", "detection_score"]
     np.testing.assert_allclose(photos.score, stored.score, rtol=1e-6)
     assert photos.meta["method"] == "norm"
+
+
+def test_the_batch_is_sized_from_the_memory_budget(monkeypatch):
+    import fiqa.score.method as method_module
+    from fiqa.score.method import ALLOWANCE_MB, MAX_BATCH, MEMORY_PER_FACE_MB, batch_for_budget
+
+    monkeypatch.setattr(method_module, "resident_mb", lambda: 300.0)
+    assert batch_for_budget(object(), 600) == (600 - 300 - ALLOWANCE_MB) // MEMORY_PER_FACE_MB
+    assert batch_for_budget(object(), 100) == 1 and batch_for_budget(object(), 1e6) == MAX_BATCH
+
+    class Heavy:
+        memory_per_face_mb = 100
+
+    assert batch_for_budget(Heavy(), 600) == 2
+    monkeypatch.setattr(method_module, "resident_mb", lambda: None)  # outside Linux: the documented base
+    assert batch_for_budget(object(), 600) == (600 - method_module.BASE_MEMORY_MB - ALLOWANCE_MB) // 20
+    with pytest.raises(InvalidParameterError, match="budget_mb"):
+        batch_for_budget(object(), 0)
+
+
+def test_the_composed_model_is_cached_by_the_hashes_of_its_parts_and_never_trusted_blindly(tmp_path, monkeypatch):
+    """A second load reads the composed graph from the user cache; an altered or mismatching entry is rebuilt."""
+    import fiqa.embed.quality_model as quality_model
+    from fiqa.core.cache import CACHE_ENV
+    from fiqa.score.packaged import model_folder
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    head = model_folder("default").joinpath("head.onnx").read_bytes()
+    built = []
+    from fiqa.embed import features
+
+    compose = features.compose
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return compose(*args, **kwargs)
+
+    monkeypatch.setattr(features, "compose", counting)  # _composed imports it when it runs
+    first = quality_model._composed.__wrapped__(head, "head.onnx")
+    second = quality_model._composed.__wrapped__(head, "head.onnx")
+    assert first == second and len(built) == 1
+    (entry,) = (tmp_path / "composed-models").glob("*.bin")
+    entry.write_bytes(first[:-10] + b"0" * 10)  # corrupt: rebuilt, not trusted
+    assert quality_model._composed.__wrapped__(head, "head.onnx") == first and len(built) == 2
+    record = entry.with_suffix(".json")
+    record.write_text(record.read_text().replace('"head_sha256": "', '"head_sha256": "0'))  # another key
+    assert quality_model._composed.__wrapped__(head, "head.onnx") == first and len(built) == 3
+    record.write_text("{not json")
+    assert quality_model._composed.__wrapped__(head, "head.onnx") == first and len(built) == 4
+    assert quality_model._composed.__wrapped__(head, "head.onnx") == first and len(built) == 4

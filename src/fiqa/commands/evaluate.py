@@ -117,10 +117,11 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
     from fiqa.evaluate.report import write_report
     from fiqa.evaluate.run import evaluate_quality
     from fiqa.io.table import load_quality
-    from fiqa.store import check_table_matches, open_store
+    from fiqa.store import check_table_matches, join_by_location, open_store
 
     opened = open_store(store)
-    tables = [load_quality(path) for path in score_paths]
+    # scores of photos (fiqa score photos/) join by location; tables of the store by sample_id
+    tables = [join_by_location(opened, load_quality(path), path) for path in score_paths]
     for path, table in zip(score_paths, tables):  # joined by sample_id: they must be tables of this store
         check_table_matches(opened, table, path, force=force)
     mask, identity_filter = _identity_filter(opened, identities_from, exclude_identities)

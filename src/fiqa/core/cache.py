@@ -31,13 +31,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from fiqa.core.atomic import write_json
+from fiqa.core.atomic import write_bytes, write_json
 from fiqa.core.provenance import versions
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["KEY_SUFFIX", "artifact_key", "cached", "fingerprint", "key_differences", "key_path", "read_key",
-           "record_key"]
+__all__ = ["CACHE_ENV", "KEY_SUFFIX", "artifact_key", "cached", "cached_bytes", "fingerprint", "key_differences",
+           "key_path", "read_key", "record_key", "user_cache_dir"]
 
 KEY_SUFFIX = ".key.json"
 """The key of ``<artifact>`` is recorded in ``<artifact>.key.json`` beside it (a file or a folder)."""
@@ -120,3 +120,64 @@ def cached(artifact: str | os.PathLike, key: Mapping[str, Any], compute: Callabl
     value = compute()
     record_key(artifact, key)
     return value
+
+
+CACHE_ENV = "FIQA_CACHE"
+"""The environment variable naming fiqa's user cache folder (see :func:`user_cache_dir`)."""
+
+
+def user_cache_dir() -> Path:
+    """fiqa's per-user cache folder: ``$FIQA_CACHE`` when set, else the platform's user cache folder
+    (``$XDG_CACHE_HOME/fiqa`` or ``~/.cache/fiqa`` on Linux, ``~/Library/Caches/fiqa`` on macOS,
+    ``%LOCALAPPDATA%\\fiqa\\Cache`` on Windows). Nothing in it is needed: every entry can be rebuilt."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "fiqa" / "Cache"
+    if os.uname().sysname == "Darwin":
+        return Path.home() / "Library" / "Caches" / "fiqa"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fiqa"
+
+
+def cached_bytes(kind: str, key: Mapping[str, Any], compute: Callable[[], bytes]) -> bytes:
+    """``compute()``'s bytes, kept in the user cache (:func:`user_cache_dir`) under ``key``.
+
+    An entry is ``<cache>/<kind>/<h>.bin`` and ``<h>.json`` (``h``: SHA-256 of the key); the JSON records the key and
+    the SHA-256 of the bytes. It is used only when both match; a missing, mismatching, truncated or altered entry is
+    ignored and rebuilt (written atomically). A cache that cannot be written is logged and skipped: the bytes are
+    returned all the same.
+
+    Parameters
+    ----------
+    kind : str
+        The sub-folder (what the entries are, e.g. ``"composed-models"``).
+    key : mapping
+        Everything the bytes depend on (:func:`artifact_key`: the inputs' SHA-256, fiqa's and the packages'
+        versions).
+    compute : callable
+        Makes the bytes.
+    """
+    key = _jsonable(dict(key))
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    folder = user_cache_dir() / kind
+    data_path, record_path = folder / f"{name}.bin", folder / f"{name}.json"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        data = data_path.read_bytes()
+        if (isinstance(record, dict) and record.get("key") == key
+                and record.get("sha256") == hashlib.sha256(data).hexdigest()):
+            logger.debug("%s: reused", data_path)
+            return data
+        logger.info("%s: its key or content differs; rebuilt", data_path)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        logger.info("%s: cannot be read (%s); rebuilt", data_path, exc)
+    data = compute()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_bytes(data_path, data)
+        write_json(record_path, {"key": key, "sha256": hashlib.sha256(data).hexdigest()})
+    except OSError as exc:
+        logger.warning("the cache %s cannot be written (%s); %s is rebuilt each time", folder, exc, kind)
+    return data

@@ -24,6 +24,7 @@ inside ONNX Runtime.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -32,8 +33,10 @@ from typing import Any
 
 import onnx
 
+from fiqa.core.cache import artifact_key, cached_bytes
 from fiqa.core.errors import FIQAError, ModelFileError
 from fiqa.embed.spec import PreprocessSpec
+from fiqa.io.model_files import MODEL_FILES, model_path
 
 INPUT_NAME = "data"
 """Input of a full-graph model: aligned faces, float32 (batch, 3, 112, 112)."""
@@ -172,7 +175,8 @@ def check_signature(model: onnx.ModelProto, input_sizes: Sequence[int], where: s
 
 @lru_cache(maxsize=2)
 def _composed(head_bytes: bytes, where: str) -> bytes:
-    """The full graph of a head (seconds: the recogniser graph is rebuilt and merged); cached per head."""
+    """The full graph of a head (seconds: the recogniser graph is rebuilt and merged); cached per head in the
+    process and on disk (:func:`fiqa.core.cache.cached_bytes`)."""
     from fiqa.embed.features import FeatureSpec, compose
 
     head = _parse(head_bytes, where)
@@ -190,10 +194,20 @@ def _composed(head_bytes: bytes, where: str) -> bytes:
         raise ModelFileError(f"{where}: its 'preprocess' metadata {meta['preprocess']} differs from its "
                              f"recogniser's preprocessing {spec.spec.to_dict()}")
     check_signature(head, (spec.dim,), where)
-    try:
-        return compose(head, spec).SerializeToString()
-    except ModelFileError as exc:
-        raise ModelFileError(f"{where}: {exc}") from None
+
+    def build() -> bytes:
+        try:
+            return compose(head, spec).SerializeToString()
+        except ModelFileError as exc:
+            raise ModelFileError(f"{where}: {exc}") from None
+
+    # the composed graph is kept in the user cache under the SHA-256 of its parts: the head's bytes, the verified
+    # recogniser file's and the feature specification's, with fiqa's and onnx's versions (a second start skips the
+    # seconds of composition; an entry made from anything else is never used)
+    model_path(spec.recogniser)  # verifies the recogniser file's SHA-256
+    key = artifact_key(head_sha256=hashlib.sha256(head_bytes).hexdigest(),
+                       recogniser_sha256=MODEL_FILES[spec.recogniser].sha256, features_sha256=spec.sha256)
+    return cached_bytes("composed-models", key, build)
 
 
 def quality_model_from_bytes(data: bytes, where: str = "<model>") -> tuple[bytes, dict[str, Any]]:

@@ -30,9 +30,62 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INPUTS", "ON_ERROR", "QualityMethod", "flag_non_finite", "score_images", "score_store"]
+__all__ = ["DEFAULT_MEMORY_BUDGET_MB", "INPUTS", "MAX_BATCH", "ON_ERROR", "QualityMethod", "batch_for_budget",
+           "flag_non_finite", "score_images", "score_store"]
 
 ON_ERROR = ("record", "raise")
+
+DEFAULT_MEMORY_BUDGET_MB = 600
+"""The peak resident memory (MB) ``fiqa score`` plans its batch for by default (:func:`batch_for_budget`)."""
+MAX_BATCH = 64
+"""The largest batch :func:`batch_for_budget` gives: larger batches are no faster on a CPU."""
+BASE_MEMORY_MB = 420
+"""Resident memory (MB) assumed before the first batch where the process's own cannot be read (outside Linux):
+measured 300 MB with the composed model from the cache and 431 MB at most while composing it."""
+ALLOWANCE_MB = 60
+"""Memory (MB) that comes after the method is loaded besides the batches: the face detector's session and buffers,
+the table, Python's own growth."""
+MEMORY_PER_FACE_MB = 20
+"""Working memory (MB) per face of a batch: onnxruntime's buffers for SFace's activations, measured 13-19 MB per
+face (batches of 8 and 16, the shipped model), 10 MB with onnxruntime's arena off (slower)."""
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory now, in MB (Linux ``/proc/self/statm``); None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            pages = int(handle.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def batch_for_budget(method: object, budget_mb: float | None = None) -> int:
+    """The batch size that keeps a scoring process within ``budget_mb`` of resident memory.
+
+    Call it once the method is loaded: ``(budget - resident - ALLOWANCE_MB) // per_face``, clipped to
+    ``[1, MAX_BATCH]``, where ``resident`` is the process's resident memory now (:func:`resident_mb`;
+    :data:`BASE_MEMORY_MB` where it cannot be read) and ``per_face`` the method's ``memory_per_face_mb`` attribute
+    when it declares one, else :data:`MEMORY_PER_FACE_MB`. With the default budget,
+    :data:`DEFAULT_MEMORY_BUDGET_MB` (600 MB), the shipped model gets batches of about 12 when its composed graph
+    comes from the cache and about 6 while the graph is composed on a first run; peak RSS is measured in
+    ``benchmarks/results/score_memory.md`` for 400 and 4,000 photos. Decoded images do not count:
+    :func:`score_images` keeps one at a time (each released once cropped), and a batch's crops are 37 KiB a face.
+    Scores do not depend on the batch size.
+
+    Parameters
+    ----------
+    method : QualityMethod
+    budget_mb : float > 0, optional
+        Default :data:`DEFAULT_MEMORY_BUDGET_MB`.
+    """
+    budget = DEFAULT_MEMORY_BUDGET_MB if budget_mb is None else budget_mb
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) or not budget > 0:
+        raise InvalidParameterError("batch_for_budget", "budget_mb", "None or a number > 0 (MB)", budget_mb)
+    resident = resident_mb()
+    base = (BASE_MEMORY_MB if resident is None else resident) + ALLOWANCE_MB
+    per_face = float(getattr(method, "memory_per_face_mb", MEMORY_PER_FACE_MB))
+    return int(min(MAX_BATCH, max(1, (budget - base) // per_face)))
 
 
 def _store_features(store: EmbeddingStore, rows: np.ndarray) -> np.ndarray:
@@ -187,7 +240,8 @@ def score_store(method: QualityMethod, store: EmbeddingStore, rows: np.ndarray |
     columns.update(identity=store.samples.identity[selected].copy(), location=store.samples.location[selected].copy())
     return QualityTable(store.samples.sample_id[selected].astype(np.int64), quality[selected], status[selected],
                         reason[selected], columns,
-                        {**method.table_meta(), "store": str(store.root), "store_sha256": store_fingerprint(store)})
+                        {**method.table_meta(batch_size=step), "store": str(store.root),
+                         "store_sha256": store_fingerprint(store)})
 
 
 def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: FacePipeline, *,
@@ -273,7 +327,7 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
     bar.close()
     table_columns: dict[str, np.ndarray] = {**extra, "location": locations, "n_faces": n_faces,
                                             "detection_score": detection_score}
-    meta = method.table_meta(**dict(settings or {}))
+    meta = method.table_meta(**{**dict(settings or {}), "batch_size": step})
     if profile is not None:
         from fiqa.components import ComponentTable, advise, describe_components
 

@@ -181,7 +181,8 @@ is its folder inside this package. A model file or folder of one's own is given 
 MODELS.register(DEFAULT_MODEL, partial(load_model_folder, resources.files(__package__).joinpath("default")),
                 summary="A small head on SFace's last feature map, trained on reference-consensus labels of LFW-dev "
                         "identities (its card: fiqa models default)",
-                folder="default", recogniser="sface", higher_is_better=True, score_range=(0.0, 100.0))
+                folder="default", recogniser="sface", higher_is_better=True, score_range=(0.0, 100.0),
+                needs=("photos", "a store (any recogniser: the model runs its own)"))
 
 
 def format_card(card: Mapping[str, Any]) -> str:

@@ -202,8 +202,8 @@ class Scorer:
         return {"method": f"model:{self.meta.get('label_method', 'unknown')}", "model": self.model_name,
                 "model_sha256": self.model_sha256, **card, "label_method": self.meta.get("label_method"),
                 "model_shape": self.meta.get("shape"),
-                **provenance(aligned=aligned, batch_size=self.batch_size, policy=self.policy,
-                             score_threshold=self.score_threshold, **settings)}
+                **provenance(**{"aligned": aligned, "batch_size": self.batch_size, "policy": self.policy,
+                                "score_threshold": self.score_threshold, **settings})}
 
 
 def create_scorer(model: str | os.PathLike | None = None, **params: Any) -> Scorer:

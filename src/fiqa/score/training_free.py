@@ -153,7 +153,7 @@ class _Method:
 
     def table_meta(self, **settings: Any) -> dict[str, Any]:
         """``method`` (the registered name) and provenance: the method's parameters and the scoring settings."""
-        return {"method": self.name, **provenance(**self.params(), **settings)}
+        return {"method": self.name, **provenance(**{**self.params(), **settings})}
 
     def score_crops(self, crops: np.ndarray) -> np.ndarray:
         """Quality of aligned crops (B, 112, 112, 3) uint8 BGR: ndarray (B,), float64, higher is better."""
@@ -271,14 +271,14 @@ class EmbeddingNorm(_Method):
 QUALITY_METHODS: Registry[_Method] = Registry("training-free quality method")
 QUALITY_METHODS.register("ser-fiq", SERFIQ, summary="SER-FIQ: embedding robustness to dropout at the embedding layer",
                          reference="Terhörst et al., SER-FIQ, CVPR 2020", higher_is_better=True,
-                         needs=("an SFace store",))
+                         needs=("photos", "a store embedded with SFace"))
 QUALITY_METHODS.register("flip-consistency", FlipConsistency,
                          summary="Cosine of the embeddings of a face and of its mirror image",
                          reference="the flip part of FaceQAN (Babnik et al., IJCB 2022)", higher_is_better=True,
-                         needs=("an SFace store",))
+                         needs=("photos", "a store embedded with SFace"))
 QUALITY_METHODS.register("norm", EmbeddingNorm, summary="Norm of the raw (not normalised) SFace embedding",
                          reference="MagFace's principle (Meng et al., CVPR 2021)", higher_is_better=True,
-                         needs=("an SFace store",))
+                         needs=("photos", "a store embedded with SFace"))
 
 
 def create_quality_method(name: str, **params: Any) -> _Method:

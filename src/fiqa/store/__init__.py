@@ -28,6 +28,7 @@ folder itself appears only when complete, by an atomic rename. Reading is in :mo
 """
 from __future__ import annotations
 
+from fiqa.store.join import join_by_location
 from fiqa.store.reader import (
     FEATURES_FILE,
     STORE_FORMAT,
@@ -50,5 +51,5 @@ from fiqa.store.writer import (
 )
 
 __all__ = ["FEATURES_FILE", "STORE_FORMAT", "Chunk", "PartialStore", "StoreBuild", "check_out_path",
-           "check_table_matches", "is_store", "normalise_rows", "open_features", "open_store", "partial_path",
-           "read_jsonable", "samples_fingerprint", "status_counts", "store_fingerprint"]
+           "check_table_matches", "is_store", "join_by_location", "normalise_rows", "open_features", "open_store",
+           "partial_path", "read_jsonable", "samples_fingerprint", "status_counts", "store_fingerprint"]
