@@ -89,3 +89,21 @@ def test_missing_lfw_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("FIQA_LFW")  # the package assumes no location: no folder given is an error, not a guess
     with pytest.raises(DataSourceError, match="no LFW folder given: pass one .* or set FIQA_LFW"):
         locate_lfw()
+
+
+def test_demo_reports_have_their_own_titles_and_paired_differences(demo_run):
+    out, result = demo_run
+    titles = {name: page.read_text(encoding="utf-8").split("<title>")[1].split("</title>")[0]
+              for name, page in (("natural", result.report), ("degraded", result.degraded_report))}
+    assert titles["natural"] != titles["degraded"] and "natural" in titles["natural"]
+    paired = json.loads((out / "summary.json").read_text())["paired"]
+    for set_name in ("natural", "degraded"):
+        rows = [row for row in paired if row["set"] == set_name and row["fmr_target"] == 1e-3]
+        assert [(r["method"], r["versus"]) for r in rows[:3]] == [("model:plain head", "norm"),
+                                                                  ("model:plain head", "flip-consistency"),
+                                                                  ("model:plain head", "ser-fiq")]
+        assert {r["method"] for r in rows} == {"model:plain head", "model:default"}
+        assert all(r["ci_low"] <= r["pauc_difference"] <= r["ci_high"] for r in rows)
+    with open(out / "report" / "edc.csv", encoding="utf-8") as handle:
+        kinds = {row["method"]: row["kind"] for row in csv.DictReader(handle)}
+    assert kinds["mean-positive"] == "label" and kinds["ser-fiq"] == "baseline"

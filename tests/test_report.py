@@ -135,7 +135,7 @@ def test_fiqa_evaluate_on_lfw_store(lfw_store, tmp_path):
     text = (out / "report.html").read_text(encoding="utf-8")
     assert len(re.findall(r'src="data:image/jpeg;base64,', text)) == 2 * 3  # one method: lowest + highest strip
     # each face is captioned with its image file name (the full location on hover)
-    assert len(re.findall(r"<span class=file title='/[^']+\.jpg'>[^<]+_\d{4}\.jpg</span>", text)) == 2 * 3
+    assert len(re.findall(r"<span class=file title='/[^']+\.jpg'>[^/]+_<wbr>\d{4}\.<wbr>jpg</span>", text)) == 2 * 3
 
     split = split_identities(lfw_store.samples.identity, test_fraction=0.5, random_state=0)
     split_path = save_split(split, tmp_path / "split.json")
@@ -224,3 +224,48 @@ def test_curve_points_spearman_and_further_fmr_are_exported(tmp_path):
     assert len(bands) == 200 and all(float(r["fnmr_low"]) <= float(r["fnmr_high"]) for r in bands)
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "FNMR pAUC [95% CI]<br>at FMR 0.0001" in text and "class=swatch" in text
+
+
+def test_paired_differences_resample_the_same_identities_for_both(toy, tmp_path):
+    """paired.csv, edc.json and the page's paired table: each model minus the norm first, then each other
+    baseline, from the same resamples as the pAUC intervals; a model and its copy are level by construction."""
+    from fiqa.evaluate.bootstrap import paired_pauc_difference
+
+    comparisons, ids, quality = toy
+    noisy = quality + np.random.default_rng(5).normal(0, 0.4, len(quality))
+    tables = [quality_table(ids, quality, "model:good"), quality_table(ids, noisy, "norm"),
+              quality_table(ids, 1 - quality, "ser-fiq"), quality_table(ids, quality, "model:copy")]
+    tables[0].meta["model_sha256"] = tables[3].meta["model_sha256"] = "x"
+    evaluation = evaluate_quality(comparisons, tables, random_state=0, n_bootstrap=200, legacy_erc=False)
+    page = write_report(evaluation, tmp_path / "report").read_text(encoding="utf-8")
+    with open(tmp_path / "report" / "paired.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["method"], r["versus"]) for r in rows] == [("model:good", "norm"), ("model:good", "ser-fiq"),
+                                                          ("model:copy", "norm"), ("model:copy", "ser-fiq")]
+    first = rows[0]
+    difference, low, high = paired_pauc_difference(evaluation.edc, "model:good", "norm")
+    assert (float(first["pauc_difference"]), float(first["ci_low"]), float(first["ci_high"])) == (difference, low,
+                                                                                                   high)
+    # the paired interval is narrower than the two marginal intervals' overlap suggests
+    marginal = {row["method"]: row for row in evaluation.edc.table()}
+    assert high - low < (marginal["model:good"]["pauc_ci_high"] - marginal["model:good"]["pauc_ci_low"]
+                         + marginal["norm"]["pauc_ci_high"] - marginal["norm"]["pauc_ci_low"])
+    assert rows[1]["verdict"] == "better" and float(rows[1]["ci_high"]) < 0  # quality beats its inverse
+    assert json.loads((tmp_path / "report" / "edc.json").read_text())["paired"][0]["versus"] == "norm"
+    assert "Paired differences" in page and "pAUC(model) &minus; pAUC(baseline)" in page
+    assert page.index("Paired differences") < page.index("<h2>FNMR-EDC</h2>")
+
+    # without a bootstrap there is nothing paired: no file, no section
+    again = evaluate_quality(comparisons, tables, random_state=0, n_bootstrap=0, legacy_erc=False)
+    assert "Paired differences" not in write_report(again, tmp_path / "report").read_text(encoding="utf-8")
+    assert not (tmp_path / "report" / "paired.csv").exists()
+
+
+def test_the_table_fits_and_gallery_names_wrap_between_their_parts():
+    """Intervals sit under their value (the 11-column table stays within a 1,400 px page); a file name wraps after
+    ``_``, ``-`` or ``.``, never inside a word."""
+    from fiqa.evaluate.report import _CSS, _breakable
+
+    assert ".ci{color:#555;white-space:nowrap;display:block" in _CSS and "break-all" not in _CSS
+    assert _breakable("Aaron_Eckhart_0001.jpg") == "Aaron_<wbr>Eckhart_<wbr>0001.<wbr>jpg"
+    assert _breakable("<b>_x") == "&lt;b&gt;_<wbr>x"

@@ -284,35 +284,83 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
                 "n_bootstrap": n_bootstrap, "random_state": random_state, "training_free": list(methods.training_free),
                 "serfiq_samples": methods.serfiq_samples}
     write_json(out / "demo.json", provenance(**settings))
+    steps = _Steps(progress)
+    steps.start("embed and split")
     store, split, train_rows, test_rows = embed_and_split(
         lfw_path, out, min_images=min_images, max_identities=max_identities,
         max_images_per_identity=max_images_per_identity, test_fraction=test_fraction, random_state=random_state,
         progress=progress)
     logger.info("demo: %d training and %d test images", len(train_rows), len(test_rows))
+    steps.start("train two models")
     models = _train_models(store, out, train_rows, epochs=epochs, random_state=random_state, progress=progress)
+    steps.start("degrade the test half")
     degraded = _degraded_test_half(store, out / "test-degraded", test_rows, random_state=random_state,
                                    progress=progress)
     test_sets = {"natural": (store, test_rows), "degraded": (degraded, np.flatnonzero(degraded.ok))}
-    reports, summary = _evaluate_test_sets(test_sets, split, models, out, methods, settings, progress=progress)
+    reports, summary = _evaluate_test_sets(test_sets, split, models, out, methods, settings, progress=progress,
+                                           steps=steps)
+    steps.close()
     return DemoResult(out, Path(reports["natural"]), Path(reports["degraded"]), summary)
+
+
+class _Steps:
+    """The demo's overall progress: which of its steps runs (``step k of n``), the time so far and an estimate of
+    the time left, from each step's share of a full LFW-dev run (:data:`STEP_SHARES`), on one bar above the
+    stages' own bars and in the log."""
+
+    def __init__(self, progress: bool) -> None:
+        from fiqa.core.progress import tqdm
+
+        self.done, self.index = 0.0, 0
+        self.current: str | None = None
+        self.started = time.perf_counter()
+        self.bar = tqdm(total=100, desc="demo", disable=not progress, position=0, leave=True,
+                        bar_format="{desc} |{bar}| {elapsed} so far, about {remaining} left {postfix}")
+
+    def start(self, name: str) -> None:
+        """Mark the previous step done and ``name`` (a key of :data:`STEP_SHARES`) begun."""
+        if self.current is not None:
+            self.done += STEP_SHARES[self.current]
+            self.bar.update(STEP_SHARES[self.current])
+        self.index, self.current = self.index + 1, name
+        elapsed = time.perf_counter() - self.started
+        left = elapsed * (100 - self.done) / self.done if self.done else float("nan")
+        self.bar.set_postfix_str(f"step {self.index} of {len(STEP_SHARES)}: {name}")
+        logger.info("demo: step %d of %d: %s (%.0f s so far%s)", self.index, len(STEP_SHARES), name, elapsed,
+                    f", about {left / 60:.0f} min left" if np.isfinite(left) else "")
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.bar.update(STEP_SHARES[self.current])
+        self.bar.close()
+
+
+STEP_SHARES = {"embed and split": 25, "train two models": 30, "degrade the test half": 5,
+               "evaluate the natural test half": 20, "evaluate the degraded test half": 20}
+"""Each demo step's share (percent) of a full LFW-dev run's time (the README's 15 minutes, rounded): what the
+overall bar's time left is estimated from."""
 
 
 def _evaluate_test_sets(test_sets: dict[str, tuple[EmbeddingStore, np.ndarray]], split: IdentitySplit,
                         models: dict[str, Path], out: Path, methods: _Methods, settings: dict[str, Any], *,
-                        progress: bool) -> tuple[dict[str, Path], list[dict]]:
-    """Evaluate every test set (:func:`_evaluate_test_set`); write ``summary.json``; return the reports by set
-    and the summary rows."""
+                        progress: bool, steps: _Steps | None = None) -> tuple[dict[str, Path], list[dict]]:
+    """Evaluate every test set (:func:`_evaluate_test_set`); write ``summary.json`` (the rows, and the paired
+    differences of each model to the norm and the other baselines); return the reports by set and the summary
+    rows."""
     n_test = len(split.identities("test"))
     held_apart = {**split.describe(), "description": f"only the {n_test:,} identities of the held-apart half of "
                   f"split.json (never labelled for training, never trained on)"}
-    summary, reports = [], {}
+    summary, paired, reports = [], [], {}
     for set_name, (set_store, rows) in test_sets.items():
-        reports[set_name], set_summary = _evaluate_test_set(
+        if steps is not None:
+            steps.start(f"evaluate the {set_name} test half")
+        reports[set_name], set_summary, set_paired = _evaluate_test_set(
             set_name, set_store, rows, models, out, methods=methods, held_apart=held_apart,
             max_mated_per_identity=settings["max_mated_per_identity"], n_nonmated=settings["n_nonmated"],
             n_bootstrap=settings["n_bootstrap"], random_state=settings["random_state"], progress=progress)
         summary += set_summary
-    write_json(out / "summary.json", {"rows": summary, **provenance(**settings)})
+        paired += set_paired
+    write_json(out / "summary.json", {"rows": summary, "paired": paired, **provenance(**settings)})
     return reports, summary
 
 
@@ -408,12 +456,15 @@ def _test_set_tables(set_store: EmbeddingStore, rows: np.ndarray, models: dict[s
 
 def _evaluate_test_set(set_name: str, set_store: EmbeddingStore, rows: np.ndarray, models: dict[str, Path],
                        out: Path, *, methods: _Methods, held_apart: dict, max_mated_per_identity: int | None,
-                       n_nonmated: int, n_bootstrap: int, random_state: int, progress: bool) -> tuple[Path, list[dict]]:
+                       n_nonmated: int, n_bootstrap: int, random_state: int,
+                       progress: bool) -> tuple[Path, list[dict], list[dict]]:
     """Label, score and evaluate one test set (``"natural"`` or ``"degraded"``) on its own comparisons.
 
-    Returns the HTML report and the set's summary rows (one per method).
+    Returns the HTML report, the set's summary rows (one per method) and its paired differences
+    (:func:`fiqa.evaluate.exports.paired_rows`, with the set's name).
     """
     from fiqa.evaluate import evaluate_quality, sample_comparisons
+    from fiqa.evaluate.exports import paired_rows
     from fiqa.evaluate.groups import group_labels
     from fiqa.evaluate.report import write_report
 
@@ -431,7 +482,7 @@ def _evaluate_test_set(set_name: str, set_store: EmbeddingStore, rows: np.ndarra
     # the degraded copies record their capture effect: the report breaks the evaluation down by it
     groups = group_labels("degradation", store=set_store) if set_store.recipe is not None else None
     report = write_report(evaluation, out / ("report" if set_name == "natural" else "report-degraded"),
-                          store=set_store, groups=groups, group_by="degradation")
+                          store=set_store, groups=groups, group_by="degradation", title=TITLES[set_name])
     cost = {table.method: table.meta.get("seconds_per_image") for table in tables}
     more = {row["method"]: row for row in evaluation.more_edc[1e-4].table()} if 1e-4 in evaluation.more_edc else {}
     summary = [{"set": set_name, **row, "spearman_with_test_labels": spearman.get(row["method"]),
@@ -439,4 +490,10 @@ def _evaluate_test_set(set_name: str, set_store: EmbeddingStore, rows: np.ndarra
                 **{f"{k}_at_fmr_1e-4": more[row["method"]][k] for k in ("fnmr_pauc", "pauc_ci_low", "pauc_ci_high")
                    if row["method"] in more}}
                for row in evaluation.edc.table()]
-    return report, summary
+    return report, summary, [{"set": set_name, **row} for row in paired_rows(evaluation)]
+
+
+TITLES = {"natural": "Face image quality on held-apart LFW-dev identities: natural photos",
+          "degraded": "Face image quality on held-apart LFW-dev identities: degraded copies (capture effects no "
+                      "training recipe draws)"}
+"""The demo's report titles, one per test set."""

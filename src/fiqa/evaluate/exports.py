@@ -11,6 +11,8 @@ Files (all in the report folder; see :func:`fiqa.evaluate.report.write_report`):
     edc_bands.csv    pointwise bootstrap bands of the FNMR-EDCs: fmr_target, method, discard_fraction, fnmr_low,
                      fnmr_high (only with a bootstrap)
     spearman.csv     Spearman rank correlation of every pair of methods over the compared samples both rate
+    paired.csv       paired bootstrap differences (PAIRED_COLUMNS, :func:`paired_rows`): each model's pAUC minus the
+                     norm's and minus each other baseline's, on the same identity resamples (only with a bootstrap)
     groups.csv       GroupBreakdown.table() (only with groups)
 """
 from __future__ import annotations
@@ -25,9 +27,10 @@ import numpy as np
 
 from fiqa.core.atomic import write_text
 from fiqa.evaluate.bands import EDCBands
+from fiqa.evaluate.bootstrap import paired_pauc_difference
 from fiqa.evaluate.curves import EDCCurve
 from fiqa.evaluate.groups import GroupBreakdown
-from fiqa.evaluate.run import Evaluation
+from fiqa.evaluate.run import RANDOM_METHOD, Evaluation
 
 EDC_COLUMNS = ("group", "kind", "method", "fnmr_pauc", "pauc_ci_low", "pauc_ci_high", "fnmr_pauc_minus_best",
                "pauc_minus_best_ci_low", "pauc_minus_best_ci_high", "fnmr_at_limit", "fmr_pauc",
@@ -46,6 +49,9 @@ CURVE_POINTS = 1000
 CURVE_COLUMNS = ("fmr_target", "threshold", "group", "error_type", "method", "discard_fraction", "error_rate",
                  "discard_count", "error_count")
 BAND_COLUMNS = ("fmr_target", "method", "discard_fraction", "fnmr_low", "fnmr_high")
+PAIRED_COLUMNS = ("fmr_target", "method", "versus", "pauc_difference", "ci_low", "ci_high", "verdict")
+"""Columns of paired.csv: ``pauc_difference`` = FNMR pAUC(method) - pAUC(versus) on all mated comparisons, its 95 %
+percentile interval over the same identity resamples for both, and the ``verdict`` the interval supports."""
 
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
@@ -161,3 +167,38 @@ def spearman_rows(names: Sequence[str], matrix: np.ndarray, counts: np.ndarray) 
     """spearman.csv: one row per ordered pair of methods."""
     return [{"method_a": a, "method_b": b, "spearman": float(matrix[i, j]), "n_samples": int(counts[i, j])}
             for i, a in enumerate(names) for j, b in enumerate(names)]
+
+
+def _verdict(low: float, high: float) -> str:
+    """What a paired interval of pAUC(A) - pAUC(B) supports (lower pAUC is better)."""
+    if high < 0:
+        return "better"
+    return "worse" if low > 0 else "level"
+
+
+def paired_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """Paired bootstrap differences: at every operating point with a bootstrap, each model's FNMR pAUC minus the
+    norm's, then minus each other baseline's (the random floor has its own column in the report), both methods on
+    the same identity resamples (:func:`~fiqa.evaluate.bootstrap.paired_pauc_difference`).
+
+    Returns
+    -------
+    list of dict
+        :data:`PAIRED_COLUMNS`; ``verdict`` is ``"better"`` when the whole 95 % interval lies below 0 (the model
+        discards failures faster), ``"worse"`` when it lies above 0, else ``"level"``. Empty without a bootstrap,
+        a model or a baseline.
+    """
+    kinds = evaluation.kinds
+    models = [m for m in evaluation.qualities if kinds[m] == "model"]
+    baselines = sorted((m for m in evaluation.qualities if kinds[m] == "baseline" and m != RANDOM_METHOD),
+                       key=lambda m: (m != "norm", m))
+    rows = []
+    for target, result in evaluation.edcs.items():
+        if result.bootstrap is None:
+            continue
+        for model in models:
+            for other in baselines:
+                difference, low, high = paired_pauc_difference(result, model, other)
+                rows.append({"fmr_target": target, "method": model, "versus": other, "pauc_difference": difference,
+                             "ci_low": low, "ci_high": high, "verdict": _verdict(low, high)})
+    return rows

@@ -11,6 +11,8 @@ Files written to the report folder::
                         counts, threshold, paired differences against the random floor, groups and provenance)
     edc_curves.csv      the curves' step points; edc_bands.csv the bootstrap bands (see fiqa.evaluate.exports)
     spearman.csv        rank correlations between methods
+    paired.csv          paired bootstrap differences: each model minus the norm and minus each other baseline, the
+                        same identities resampled for both (also in edc.json and the page's paired table)
     groups.csv          per-group pAUCs, reject rates at the reject quantiles, FNMR after rejection (with groups)
     edc_fnmr.png        FNMR-EDCs: one row of panels per method kind, one column per target FMR, bands shaded
     edc_fmr.png         FMR-EDCs, same layout
@@ -26,6 +28,7 @@ import base64
 import html
 import json
 import logging
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,9 +46,11 @@ from fiqa.evaluate.exports import (
     BAND_COLUMNS,
     CURVE_COLUMNS,
     EDC_COLUMNS,
+    PAIRED_COLUMNS,
     all_curve_rows,
     band_rows,
     edc_rows,
+    paired_rows,
     spearman_matrix,
     spearman_rows,
     write_csv,
@@ -69,7 +74,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["EDC_COLUMNS", "write_report"]
 
 _OPTIONAL_FILES = {"legacy": ("legacy_erc.csv", "legacy_erc.json", "legacy_erc.png"),
-                   "groups": ("groups.csv", "edc_groups.png", "rejection.png"), "bands": ("edc_bands.csv",)}
+                   "groups": ("groups.csv", "edc_groups.png", "rejection.png"), "bands": ("edc_bands.csv",),
+                   "paired": ("paired.csv",)}
 """Files a report writes only sometimes; a report folder re-used without them keeps no stale copies."""
 
 
@@ -127,6 +133,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
     x_max = min(1.0, max(0.5, 2.5 * limit))
     styles = method_styles(list(evaluation.qualities))
     summary, versus_random = _edc_summary(evaluation, evaluation.edc.table())
+    paired = paired_rows(evaluation)
     main_target = next(iter(evaluation.edcs))
     breakdowns = {} if groups is None else {
         target: group_breakdown(evaluation, groups, reject_quantile=reject_quantiles,
@@ -134,12 +141,13 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
     breakdown = breakdowns.get(main_target)
     grid = np.linspace(0.0, x_max, 201)[:-1]
     bands = {target: evaluation_bands(evaluation, result, grid) for target, result in evaluation.edcs.items()}
-    _write_tables(out, evaluation, summary, versus_random, breakdowns, bands, group_by, x_max)
+    _write_tables(out, evaluation, summary, versus_random, breakdowns, bands, group_by, x_max, paired)
     figures = _figures(out, evaluation, styles, bands, breakdown, group_by)
     sections = {
         "recognisers": _recognisers_html(evaluation.meta.get("recognisers") or {}),
         "kinds": ", ".join(KIND_TITLES[kind].split(" (")[0] for kind, _ in kind_panels(evaluation.kinds)),
         "table": _result_table(evaluation, versus_random, styles),
+        "paired": _paired_table(paired, styles),
         "facts": _facts(evaluation),
         "figures": figures,
         "spearman": _spearman_note(evaluation),
@@ -157,14 +165,16 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
 
 def _write_tables(out: Path, evaluation: Evaluation, summary: dict[str, Any],
                   versus_random: dict[str, dict[str, Any]], breakdowns: Mapping[float | None, GroupBreakdown],
-                  bands: Mapping[float | None, EDCBands | None], group_by: str, x_max: float) -> None:
-    """edc.csv, edc.json, edc_curves.csv, edc_bands.csv, spearman.csv and groups.csv (see the module docstring)."""
+                  bands: Mapping[float | None, EDCBands | None], group_by: str, x_max: float,
+                  paired: Sequence[Mapping[str, Any]]) -> None:
+    """edc.csv, edc.json, edc_curves.csv, edc_bands.csv, spearman.csv, paired.csv and groups.csv (see the module
+    docstring)."""
     rows, columns = edc_rows(evaluation, breakdowns, group_by)
     write_csv(out / "edc.csv", rows, columns)
     main = breakdowns.get(next(iter(evaluation.edcs)))
     more = {f"{target:g}": result.table() for target, result in evaluation.more_edc.items()}
     write_json(out / "edc.json", {
-        "rows": evaluation.edc.table(), "summary": summary, "pauc_minus_random": versus_random,
+        "rows": evaluation.edc.table(), "summary": summary, "pauc_minus_random": versus_random, "paired": paired,
         "more_fmrs": more, "kinds": evaluation.kinds, "recognisers": evaluation.meta.get("recognisers"),
         "groups": None if main is None else {"group_by": group_by, "reject_quantiles": list(main.reject_quantiles),
                                              "params": main.params, "rows": main.table()},
@@ -173,6 +183,10 @@ def _write_tables(out: Path, evaluation: Evaluation, summary: dict[str, Any],
     names, matrix, counts = spearman_matrix(evaluation.qualities)
     write_csv(out / "spearman.csv", spearman_rows(names, matrix, counts), ("method_a", "method_b", "spearman",
                                                                            "n_samples"))
+    if paired:
+        write_csv(out / "paired.csv", paired, PAIRED_COLUMNS)
+    else:
+        _remove(out, _OPTIONAL_FILES["paired"])
     if any(band is not None for band in bands.values()):
         write_csv(out / "edc_bands.csv", band_rows(bands), BAND_COLUMNS)
     else:
@@ -235,7 +249,8 @@ padding:.2em 1em 1em;margin-top:1.6em}
 .why{display:block;color:#a33}.gallery h3{margin:.8em 0 .2em}.strip{display:flex;flex-wrap:wrap;gap:6px;
 align-items:flex-start}.strip h4{width:100%;margin:.4em 0 .1em;font-weight:500;color:#444}figure{margin:0;width:104px;
 text-align:center;font-size:.72em}figure img{width:96px;height:96px;border-radius:3px}figcaption span{color:#777;
-word-break:break-all}figcaption .file{color:#445;display:block}.ci{color:#555;white-space:nowrap}
+overflow-wrap:break-word}figcaption .file{color:#445;display:block}.ci{color:#555;white-space:nowrap;display:block;
+font-size:.9em}th{white-space:normal}
 pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.8em}
 """
 
@@ -328,6 +343,32 @@ def _result_table(evaluation: Evaluation, versus_random: dict[str, dict[str, Any
         f"{more_heads}<th>FNMR after<br>{pct} discarded</th><th>FMR pAUC</th>"
         "<th>pairs without quality<br>mated / non-mated</th></tr></thead><tbody>" + "".join(body_rows)
         + "</tbody></table>")
+
+
+_VERDICTS = {"better": "<b>lower</b> (better)", "worse": "<b>higher</b> (worse)", "level": "level"}
+
+
+def _paired_table(paired: Sequence[Mapping[str, Any]], styles: Mapping[str, Mapping[str, Any]]) -> str:
+    """The page's paired table: per operating point, model and baseline, pAUC(model) - pAUC(baseline) with its
+    paired 95 % interval and what it supports (``""`` without paired rows)."""
+    if not paired:
+        return ""
+    def point(target: float | None) -> str:
+        return f"FMR {target:g}" if target is not None else "start FNMR"
+
+    body = "".join(
+        f"<tr><td class=name>{point(row['fmr_target'])}</td><td class=name>{_swatch(row['method'], styles)}</td>"
+        f"<td class=name>{_swatch(row['versus'], styles)}"
+        f"</td><td>{_with_interval(row['pauc_difference'], row['ci_low'], row['ci_high'])}</td>"
+        f"<td class=name>{_VERDICTS[row['verdict']]}</td></tr>" for row in paired)
+    return ("<h2>Paired differences</h2><p class=note>Each model's FNMR pAUC minus a baseline's, both on the same "
+            "identity resamples (the identities' shared difficulty cancels, so this interval is what says whether "
+            "the model beats the baseline; two overlapping marginal intervals do not). Lower pAUC is better: "
+            "<i>lower</i> when the whole 95% interval of the difference lies below 0, <i>higher</i> when above, "
+            "else <i>level</i>. Values in paired.csv.</p>"
+            "<table><thead><tr><th class=name>threshold</th><th class=name>model</th><th class=name>baseline</th>"
+            "<th>pAUC(model) &minus; pAUC(baseline) [95% CI]</th><th class=name>model's pAUC is</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>")
 
 
 def _recognisers_html(recognisers: Mapping[str, Any]) -> str:
@@ -471,8 +512,14 @@ def _caption(store: EmbeddingStore, row: int, value: float) -> str:
     location = str(store.samples.location[row]).split("#", 1)[0]
     kinds = _kind_of(store, row)
     file_name = Path(location).name + (f" ({kinds})" if kinds != "natural" else "")
-    return (f"{_fmt(float(value))}<br><span>{html.escape(identity)}</span>"
-            f"<span class=file title='{html.escape(location)}'>{html.escape(file_name)}</span>")
+    return (f"{_fmt(float(value))}<br><span>{_breakable(identity)}</span>"
+            f"<span class=file title='{html.escape(location)}'>{_breakable(file_name)}</span>")
+
+
+def _breakable(name: str) -> str:
+    """``name`` escaped, with a line-break opportunity after each ``_``, ``-`` and ``.``: a narrow caption wraps
+    ``Aaron_Eckhart_0001.jpg`` between its parts, never inside a word."""
+    return re.sub(r"([_.-])", r"\1<wbr>", html.escape(name))
 
 
 _WHY_BELOW, _WHY_COUNT = 50.0, 2  # a gallery face's reasons: its (at most 2) components scoring below 50
@@ -613,6 +660,7 @@ FMR pAUC: the same area for false matches among non-mated comparisons (the FMR-E
 A missing quality: the method gave no value for one of the two samples. The colour square is the method's colour in
 every plot.</p>
 <dl class=facts>{sections["facts"]}</dl>
+{sections["paired"]}
 <h2>FNMR-EDC</h2>
 <p class=note>One row of panels per kind of method ({html.escape(kinds)}), one column per threshold; the random floor
 (grey, dotted) and the theoretical best (grey, dashed) in every panel. Shaded: pointwise 95% bootstrap bands over

@@ -28,9 +28,9 @@ METHOD_KINDS = ("label", "model", "baseline", "component")
 image each), baselines (training-free published measures, simple statistics and the random floor) and quality
 components (one capture or subject factor each, :mod:`fiqa.evaluate.components`; none is a unified quality)."""
 
-BASELINE_METHODS = frozenset({RANDOM_METHOD, "norm", "mean-positive", "ser-fiq", "flip-consistency",
-                              "noise-consistency"})
-"""Method names that are baselines unless a table's ``meta["kind"]`` says otherwise."""
+BASELINE_METHODS = frozenset({RANDOM_METHOD, "norm", "ser-fiq", "flip-consistency", "noise-consistency"})
+"""Method names that are baselines unless a table's ``meta["kind"]`` says otherwise: each reads one image (or
+nothing). ``mean-positive`` reads the person's other photos, so it is grouped with the labels."""
 
 
 def method_kind(name: str, meta: Mapping[str, Any] | None = None) -> str:
