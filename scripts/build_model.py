@@ -269,7 +269,8 @@ def _model_card(
             "fnmr_pauc": figures,
             "gain_over_norm": float(gain),
             "gain_definition": "(pAUC_norm - pAUC_model) / (pAUC_norm - pAUC_labels)",
-            "more": "studies/results/quality_model.md (degraded faces, per effect, per gender)",
+            "more": ("docs/quality-model.md and studies/results/quality_model.md of the fiqa source repository, "
+                     "not installed with the package (degraded faces, per effect, per gender)"),
         },
         "thresholds": reject_table(evaluation, "model:default"),
         "thresholds_note": (

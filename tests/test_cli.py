@@ -117,7 +117,7 @@ def test_exit_status_rule(photo, tmp_path):
     mixed = runner.invoke(main, ["score", photo, str(junk), "--no-progress"])  # recorded with a reason: still 0
     assert mixed.exit_code == 0 and f"{junk}\tnan\tnot_an_image" in mixed.stdout
     nothing = runner.invoke(main, ["score", str(junk)])
-    assert nothing.exit_code == 1 and "nothing could be scored" in nothing.stderr
+    assert nothing.exit_code == 1 and "Error: nothing could be scored" in nothing.stderr.splitlines()
     error = runner.invoke(main, ["verify", str(tmp_path / "no-store")])
     assert error.exit_code == 1 and error.output.startswith("Error: ") and "Traceback" not in error.output
     for usage in (["score"], ["score", photo, "--no-such-option"], ["nosuchcommand"], ["train", "-v"],

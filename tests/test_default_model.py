@@ -201,3 +201,16 @@ def test_scoring_with_the_default_model_does_not_import_torch(photo):
             "assert not [m for m in sys.modules if m == 'torch' or m.startswith('torch.')], 'torch imported'")
     result = subprocess.run([sys.executable, "-c", code, photo], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_files_the_card_cites_exist_in_the_source_tree(card):
+    """The card's pointers to fuller results name files of this repository that exist (they are not in the wheel,
+    and the card says so)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = card["evaluation"]["more"]
+    cited = re.findall(r"[\w./-]+\.md", text)
+    assert cited and all((root / path).is_file() for path in cited), cited
+    assert "not installed" in text

@@ -38,7 +38,7 @@ def test_store_scores_equal_the_former_paths(lfw_store, name):
         table = score_store(create_scorer(), lfw_store, rows=rows, progress=False)
         np.testing.assert_allclose(table.score, _floats(before[name]["score"]), rtol=0, atol=SAME_GRAPH_SCORE)
         np.testing.assert_allclose(table.columns["raw_score"], _floats(before[name]["raw_score"]), rtol=1e-6)
-        assert table.meta["method"] == "model:reference-consensus"
+        assert table.meta["method"] == "model:default"  # named after the model, not the label it learnt
     else:
         table = score_store(create_quality_method(name, **before[name]["params"]), lfw_store, rows=rows,
                             progress=False)

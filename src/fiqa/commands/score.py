@@ -133,5 +133,5 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
         info(summary)
         info(f"scores: {out_path}")
     if not table.ok.any():  # every image is recorded with its reason, but nothing could be scored
-        click.echo("nothing could be scored", err=True)
+        click.echo("Error: nothing could be scored", err=True)
         raise SystemExit(1)

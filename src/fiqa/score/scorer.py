@@ -199,11 +199,21 @@ class Scorer:
     def table_meta(self, *, aligned: bool | None = None, **settings: Any) -> dict[str, Any]:
         """The metadata of this model's tables: the model, its card version, its label method and provenance."""
         card = {"model_card_version": self.card["version"]} if self.card is not None else {}
-        return {"method": f"model:{self.meta.get('label_method', 'unknown')}", "model": self.model_name,
+        return {"method": f"model:{_method_name(self.model_name)}", "model": self.model_name,
                 "model_sha256": self.model_sha256, **card, "label_method": self.meta.get("label_method"),
                 "model_shape": self.meta.get("shape"),
                 **provenance(**{"aligned": aligned, "batch_size": self.batch_size, "policy": self.policy,
                                 "score_threshold": self.score_threshold, **settings})}
+
+
+def _method_name(model: str) -> str:
+    """The model's name in evaluations (after ``model:``): a shipped model's name; for a folder or a
+    ``model.onnx`` file the folder's name, else the file's stem. Never the label method it was trained on, which
+    would read as that label."""
+    if model in list_models():
+        return model
+    path = Path(model)
+    return path.name if path.suffix != ".onnx" else (path.parent.name if path.stem == "model" else path.stem)
 
 
 def create_scorer(model: str | os.PathLike | None = None, **params: Any) -> Scorer:
