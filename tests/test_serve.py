@@ -393,9 +393,9 @@ def test_terminate_finishes_the_request_in_flight_then_exits_0(tmp_path, photos,
 @pytest.mark.parametrize(("make", "message"), [
     (lambda: Limits(max_body_bytes=0), "'max_body_bytes' parameter of Limits must be an int >= 1. Got 0"),
     (lambda: Limits(max_pending=2.5), "'max_pending' parameter of Limits must be an int >= 1"),
-    (lambda: Limits(decode_timeout=float("nan")), "'decode_timeout' parameter of Limits must be a finite number"),
+    (lambda: Limits(decode_timeout=float("nan")), "'decode_timeout' parameter of Limits must be a float > 0. Got nan"),
     (lambda: Limits(max_pixels=-1), "'max_pixels' parameter of Limits must be an int >= 1"),
-    (lambda: Workers(batch_wait=2), "'batch_wait' parameter of Workers must be a number of seconds in [0, 1]"),
+    (lambda: Workers(batch_wait=2), "'batch_wait' parameter of Workers must be a float in [0, 1]. Got 2"),
     (lambda: Workers(decode_threads=0), "'decode_threads' parameter of Workers must be an int >= 1"),
 ])
 def test_settings_out_of_their_domain_name_the_parameter(make, message):

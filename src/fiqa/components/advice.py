@@ -16,8 +16,6 @@ not a finite number, is an error naming the file and the rule.
 """
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import tomllib
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ import numpy as np
 
 from fiqa.components.measure import COMPONENTS, ComponentTable
 from fiqa.core.errors import FIQAError
+from fiqa.core.params import Interval, is_valid
 
 __all__ = ["ADVICE", "AdviceProfile", "AdviceRule", "ProfileError", "advise", "load_profile"]
 
@@ -98,9 +97,9 @@ _PROFILE_KEYS = {"name", "description", "rule"}
 def _threshold(value: object, where: str, key: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+    if not is_valid(value, [Interval(float, None, None)]):
         raise ProfileError(f"{where}: '{key}' must be a finite number, got {value!r}")
-    return float(value)
+    return float(value)  # type: ignore[arg-type]
 
 
 def _rule(entry: object, where: str) -> AdviceRule:

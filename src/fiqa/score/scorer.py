@@ -12,6 +12,7 @@ import numpy as np
 
 from fiqa.components import AdviceProfile
 from fiqa.core.errors import InvalidParameterError, ModelFileError
+from fiqa.core.params import Interval, validate
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.detect import FaceAligner
@@ -91,11 +92,8 @@ class Scorer:
 
     def __init__(self, model: str | os.PathLike | None = None, *, batch_size: int = 64, threads: int | None = None,
                  policy: str = "largest", score_threshold: float = 0.7, device: str = "cpu") -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InvalidParameterError("Scorer", "batch_size", "an int >= 1", batch_size)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
-                                    or threads < 1):
-            raise InvalidParameterError("Scorer", "threads", "None or an int >= 1", threads)
+        validate("Scorer", {"batch_size": batch_size, "threads": threads},
+                 {"batch_size": [Interval(int, 1, None)], "threads": [None, Interval(int, 1, None)]})
         self.device = check_device("Scorer", device)
         graph, self.meta, self.card, self.model_name, self.model_path, self.model_sha256 = _load(model)
         self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])

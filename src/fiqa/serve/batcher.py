@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fiqa.core.errors import InvalidParameterError
+from fiqa.core.params import Interval, validate
 from fiqa.score import Scorer
 
 logger = logging.getLogger(__name__)
@@ -47,8 +47,7 @@ class Batcher:
     """
 
     def __init__(self, scorer: Scorer, *, batch_size: int, batch_wait: float) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidParameterError("Batcher", "batch_size", "an int >= 1", batch_size)
+        validate("Batcher", {"batch_size": batch_size}, {"batch_size": [Interval(int, 1, None)]})
         self.scorer, self.batch_size, self.batch_wait = scorer, batch_size, float(batch_wait)
         self.n_batches = self.n_crops = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()

@@ -4,21 +4,18 @@ Kept apart from the web stack so the command's help and the defaults are importa
 """
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
-from fiqa.core.errors import InvalidParameterError, check_int
+from fiqa.core.errors import check_int
+from fiqa.core.params import Interval, validate
 from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_limits
 
 MIB = 1024 * 1024
 
 
 def _check_seconds(owner: str, name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) \
-            or float(value) <= 0:
-        raise InvalidParameterError(owner, name, "a finite number of seconds > 0", value)
-    return float(value)
+    validate(owner, {name: value}, {name: [Interval(float, 0, None, closed="neither")]})
+    return float(value)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,5 @@ class Workers:
     def __post_init__(self) -> None:
         check_int("Workers", "decode_threads", self.decode_threads, 1)
         check_int("Workers", "batch_size", self.batch_size, 1)
-        wait = self.batch_wait
-        if isinstance(wait, bool) or not isinstance(wait, numbers.Real) or not 0 <= float(wait) <= 1:
-            raise InvalidParameterError("Workers", "batch_wait", "a number of seconds in [0, 1]", wait)
-        object.__setattr__(self, "batch_wait", float(wait))
+        validate("Workers", {"batch_wait": self.batch_wait}, {"batch_wait": [Interval(float, 0, 1)]})
+        object.__setattr__(self, "batch_wait", float(self.batch_wait))
