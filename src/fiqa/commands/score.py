@@ -20,6 +20,16 @@ from fiqa.commands._common import (
 )
 
 
+def _is_store(path: str) -> bool:
+    """``path`` is a store folder; a folder that cannot be read is not (reading it as photos says why)."""
+    from fiqa.store import is_store
+
+    try:
+        return is_store(path)
+    except OSError:
+        return False
+
+
 @click.command("score")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", "model", default=None, metavar="NAME_OR_PATH",
@@ -71,7 +81,7 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
     from fiqa.score import create_scorer, score_images, score_store
     from fiqa.score.method import batch_for_budget
     from fiqa.score.training_free import create_quality_method
-    from fiqa.store import is_store, open_store
+    from fiqa.store import open_store
 
     check_engine(engine, ray_address, device)
     if model is not None and method is not None:
@@ -91,7 +101,7 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
     scorer: Any = (create_scorer(model, device=device) if method is None
                    else create_quality_method(method, device=device))
     batch = batch_size or batch_for_budget(scorer, memory_budget)  # sized once the model is loaded
-    store = open_store(paths[0]) if len(paths) == 1 and is_store(paths[0]) else None
+    store = open_store(paths[0]) if len(paths) == 1 and _is_store(paths[0]) else None
     if store is not None and (aligned or components or engine == "ray"):
         raise click.UsageError("a store is scored from its stored landmarks, locally: leave out --aligned, "
                                "--components and --engine ray")
