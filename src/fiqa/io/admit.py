@@ -74,7 +74,7 @@ def identify_format(data: bytes) -> str:
     if refused is not None:
         raise AdmissionError(Status.NOT_AN_IMAGE, f"{refused} images are not accepted (accepted: "
                                                   f"{', '.join(f.upper() for f in ALLOWED_FORMATS)})")
-    raise AdmissionError(Status.NOT_AN_IMAGE, "not a decodable image (no known image format)")
+    raise AdmissionError(Status.NOT_AN_IMAGE, "not a decodable image")
 
 
 def _refused_format(head: bytes) -> str | None:
