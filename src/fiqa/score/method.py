@@ -67,9 +67,9 @@ def batch_for_budget(method: object, budget_mb: float | None = None) -> int:
     ``[1, MAX_BATCH]``, where ``resident`` is the process's resident memory now (:func:`resident_mb`;
     :data:`BASE_MEMORY_MB` where it cannot be read) and ``per_face`` the method's ``memory_per_face_mb`` attribute
     when it declares one, else :data:`MEMORY_PER_FACE_MB`. With the default budget,
-    :data:`DEFAULT_MEMORY_BUDGET_MB` (600 MB), the shipped model gets batches of about 12 when its composed graph
-    comes from the cache and about 6 while the graph is composed on a first run; peak RSS is measured in
-    ``benchmarks/results/score_memory.md`` for 400 and 4,000 photos. Decoded images do not count:
+    :data:`DEFAULT_MEMORY_BUDGET_MB` (600 MB), the shipped model got batches of 13 with its composed graph from
+    the cache and 7 while composing it on a first run, peak RSS 552-583 MB for 400 and 4,000 photos
+    (``benchmarks/results/score_memory.md``). Decoded images do not count:
     :func:`score_images` keeps one at a time (each released once cropped), and a batch's crops are 37 KiB a face.
     Scores do not depend on the batch size.
 
