@@ -85,8 +85,10 @@ class FaceGeometry:
 
 _DETECTOR: dict[str, FaceAligner] = {}
 _DETECTOR_LOCK = threading.Lock()
-# a 128-pixel view with the eyes 32 pixels apart, two passes, then secant passes while the eye line reads more than
-# 0.5 degrees off level (at most 6): chosen on training identities (validate_components.py --part train --sections 2)
+# a 96-pixel view with the eyes 24 pixels apart (a view and its mirror: one 192x96 detection, 0.8 ms of CPU; the
+# 128-pixel view was a little more precise and took 1.4 ms), two passes, then secant passes while the eye line reads
+# more than 0.5 degrees off level (at most 6): chosen on training identities (validate_components.py --part train
+# --sections 2) and the time budget of docs/components.md
 _SETTLED, _MAX_PASSES = 0.5, 6
 _MIRROR_ORDER = [1, 0, 2, 4, 3]  # the photo's left eye / mouth corner is listed first again after a flip
 

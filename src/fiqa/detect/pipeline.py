@@ -45,7 +45,7 @@ _ENCODED = (bytes, bytearray, memoryview)
 
 REGION_SIDE = 256
 """Largest side of :attr:`FaceCrop.region` in source pixels."""
-CONTEXT_SIDE, CONTEXT_EYES = 128, 32.0
+CONTEXT_SIDE, CONTEXT_EYES = 96, 24.0
 """Side of :attr:`FaceCrop.context` and the distance between the eyes in it, in pixels."""
 
 
