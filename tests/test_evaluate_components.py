@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
@@ -79,3 +80,6 @@ def test_evaluate_components_adds_one_edc_row_per_component(lfw_store, tmp_path)
     assert "Quality components by capture condition" in page and "Quality components by" not in plain_page
     # LFW-dev's faces are small (about 44 px between the eyes): the lowest-quality faces say so beside the photo
     assert "<span class=why>inter_eye_distance" in page and "<span class=why>" not in plain_page
+    # a shared report names no absolute path of this machine (issue 25): titles are relative to the data source
+    for location in lfw_store.samples.location[:50]:
+        assert str(location) not in page and str(Path(str(location)).parent) not in page

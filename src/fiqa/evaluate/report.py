@@ -513,7 +513,22 @@ def _caption(store: EmbeddingStore, row: int, value: float) -> str:
     kinds = _kind_of(store, row)
     file_name = Path(location).name + (f" ({kinds})" if kinds != "natural" else "")
     return (f"{_fmt(float(value))}<br><span>{_breakable(identity)}</span>"
-            f"<span class=file title='{html.escape(location)}'>{_breakable(file_name)}</span>")
+            f"<span class=file title='{html.escape(_shown_location(store, location))}'>{_breakable(file_name)}</span>")
+
+
+def _shown_location(store: EmbeddingStore, location: str) -> str:
+    """Where an image is, as a shared report may say it: relative to the data source's folder, never an absolute
+    path of the machine that made the report (a location outside that folder shows its file name only)."""
+    path = Path(location)
+    spec = (store.meta.get("source") or {}).get("spec") if isinstance(store.meta.get("source"), dict) else None
+    if spec:
+        root = Path(str(spec))
+        root = root if root.is_dir() else root.parent  # a folder source, or the folder of a list file
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except (ValueError, OSError):
+            pass
+    return path.name
 
 
 def _breakable(name: str) -> str:
@@ -679,9 +694,9 @@ fail at the main threshold (false non-matches). A useful measure puts them at th
 {sections["components"]}
 <h2>Faces with the lowest and highest quality</h2>
 <p class=note>Per method, among the compared samples: aligned 112&times;112 crops, with the quality value, the
-identity and the image file (hover for the full path); with components evaluated, each lowest-quality face also
-shows its worst components below 50 (why it is poor). Good methods put blurred, occluded, dark or profile faces on
-the left strip.</p>
+identity and the image file (hover for its path in the data source); with components evaluated, each lowest-quality
+face also shows its worst components below 50 (why it is poor). Good methods put blurred, occluded, dark or profile
+faces on the left strip.</p>
 {sections["galleries"]}
 {sections["legacy"]}
 <h2>Parameters and provenance</h2>
