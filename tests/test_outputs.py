@@ -21,7 +21,7 @@ def test_check_output_rules(tmp_path):
     photo.write_bytes(b"\xff\xd8 jpeg bytes")
     with pytest.raises(StoreError, match="would overwrite the input"):
         check_output(photo, [photo])
-    with pytest.raises(StoreError, match="would overwrite the input"):
+    with pytest.raises(StoreError, match="inside the input"):
         check_output(tmp_path / "photos" / "x.parquet", [tmp_path / "photos"])
     with pytest.raises(StoreError, match="is not a fiqa table"):
         check_output(photo)  # an existing non-table file is never replaced, even when not named as an input
@@ -49,7 +49,7 @@ def test_cli_refuses_outputs_over_inputs(lfw_store, lfw_dir, tmp_path):
     samples = lfw_store.root / "samples.parquet"
     stamp = samples.stat().st_mtime_ns
     result = CliRunner().invoke(main, ["label", str(lfw_store.root), "-m", "norm", "--out", str(samples)])  # R08
-    assert result.exit_code == 1 and "overwrite the input" in result.output
+    assert result.exit_code == 1 and "inside the input" in result.output
     assert samples.stat().st_mtime_ns == stamp
     labels = save_quality(_table(), tmp_path / "labels.parquet")
     stamp = labels.stat().st_mtime_ns
@@ -72,3 +72,32 @@ def test_a_table_and_a_sidecar_of_another_write_are_refused(tmp_path):
     assert len(load_quality(first)) == 4 and "table_sha256" not in load_quality(first).meta
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]  # no temporary file left behind
     assert sidecar_path(first).exists()
+
+
+def _fake_store(folder):
+    """A folder that passes for a store before any reading (what the output rule sees)."""
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text("{}")
+    (folder / "samples.parquet").write_bytes(b"PAR1")
+    return folder
+
+
+@pytest.mark.parametrize("case", ["evaluate", "train", "embed"])
+def test_folder_outputs_inside_an_input_are_refused(tmp_path, case):
+    # issue 25 item 5: one rule for every command that writes, checked before any work
+    store = _fake_store(tmp_path / "store")
+    labels = save_quality(_table(), tmp_path / "labels.parquet")
+    source = tmp_path / "photos"
+    (source / "Someone").mkdir(parents=True)
+    (source / "Someone" / "a.jpg").write_bytes(b"\xff\xd8 not really")
+    args, out, given = {
+        "evaluate": (["evaluate", str(store), "--scores", str(labels), "-o", str(store)], store, store),
+        "train": (["train", str(store), str(labels), "-o", str(store)], store, store),
+        "embed": (["embed", str(source), "-o", str(source / "store")], source / "store", source),
+    }[case]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    line = [text for text in result.output.splitlines() if text.startswith("Error:")]
+    assert len(line) == 1 and str(out) in line[0] and f"input {given}" in line[0], result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written

@@ -191,14 +191,23 @@ TABLE_OUT_HELP = ("Format from the extension: .parquet (with a .json sidecar; wh
                   ".jsonl; '-' writes CSV to stdout.")
 
 
-def check_table_out(out: str, inputs: Sequence[str] = ()) -> None:
+def check_out(out: str, *inputs: str | None) -> None:
+    """Before any work, for every command that writes: refuse (exit status 1, one line naming both paths) an
+    output equal to or inside one of the command's inputs (store, source, labels or scores tables, model folder;
+    ``None``: an option not given). Table outputs go through :func:`check_table_out`, which applies it too."""
+    from fiqa.core.outputs import check_not_in_inputs
+
+    check_not_in_inputs(out, inputs)
+
+
+def check_table_out(out: str, inputs: Sequence[str | None] = ()) -> None:
     """Before any work: not over an input, into a store, or over a file that is not a fiqa table (exit status 1,
     naming what it would overwrite), and a known table extension (else a usage error, exit status 2)."""
     from fiqa.core.errors import InvalidParameterError
     from fiqa.io.table import STDOUT, check_output, table_format
 
     if out != STDOUT:
-        check_output(out, [p for p in inputs if os.path.exists(p)])
+        check_output(out, [p for p in inputs if p is not None and os.path.exists(p)])
     try:
         table_format(out)
     except InvalidParameterError as exc:

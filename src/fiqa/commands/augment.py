@@ -5,7 +5,7 @@ from typing import Literal
 
 import click
 
-from fiqa.commands._common import LazyDefault, info, out_option, progress
+from fiqa.commands._common import LazyDefault, check_out, info, out_option, progress
 
 
 @click.command("augment")
@@ -41,6 +41,7 @@ def command(store: str, out: str, copies: int, random_state: int, kinds: str, se
             workers: int | None) -> None:
     """Add --copies degraded copies of each usable sample of STORE (blur, down-sampling, JPEG, noise, low light,
     occlusion, misalignment), embedded with STORE's backend, to a new store at --out."""
+    check_out(out, store, rows_from)  # before any work: never the parent store or inside it
     import numpy as np
 
     from fiqa.augment.copies import augment_store

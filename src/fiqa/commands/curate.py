@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fiqa.commands._common import info, out_option, require_torch
+from fiqa.commands._common import check_out, info, out_option, require_torch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,7 +59,9 @@ def command(labels: str, out_path: str, cluster_column: str, attributes_csv: str
     from fiqa.curate import curate, flywheel
     from fiqa.io.table import check_output, load_quality
 
-    check_output(out_path, [labels, *([store_path] if store_path else [])])
+    check_output(out_path, [p for p in (labels, store_path, attributes_csv) if p])  # the one output rule, too
+    if rounds > 0:  # the models of the rounds go to a folder beside it
+        check_out(str(Path(out_path).with_suffix("")), labels, store_path, attributes_csv)
     table = load_quality(labels)
     params: dict[str, Any] = {
         "cluster_column": None if cluster_column == "none" else cluster_column, "n_strata": n_strata,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from fiqa.commands._common import info, out_option, progress, require_extra
+from fiqa.commands._common import check_out, info, out_option, progress, require_extra
 
 
 @click.command("demo")
@@ -42,6 +42,9 @@ def command(lfw, out_dir, labellers, baselines, training_free, serfiq_samples, t
     LFW is the folder given, else $FIQA_LFW (scripts/demo.sh sets it to the checkout's shared data). Needs
     PyTorch and the evaluation extra: pip install 'fiqa[train,eval]'.
     """
+    import os
+
+    check_out(out_dir, lfw or os.environ.get("FIQA_LFW"))  # before any work: never the photos or inside them
     require_extra("fiqa demo", "train", "eval")
     import numpy as np
 

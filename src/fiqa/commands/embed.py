@@ -10,6 +10,7 @@ import click
 from fiqa.commands._common import (
     LazyDefault,
     check_engine,
+    check_out,
     device_option,
     engine_options,
     info,
@@ -65,6 +66,7 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
 
     from fiqa.io import open_source
 
+    check_out(out, source, model, spec)  # before any work: never the source or inside it
     check_engine(engine, ray_address, device)
     if features and backend != "sface":
         raise click.UsageError("--features needs --backend sface (the features are SFace's pooled maps)")

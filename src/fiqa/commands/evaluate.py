@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import click
 
-from fiqa.commands._common import info, out_option, progress, require_extra
+from fiqa.commands._common import check_out, info, out_option, progress, require_extra
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
 
     Needs the evaluation extra: pip install 'fiqa[eval]'.
     """
+    check_out(out_dir, store, *score_paths, pairs_path, identities_from, exclude_identities, comparison_store,
+              groups_file)  # before any work: never an input or inside one
     require_extra("fiqa evaluate", "eval")
     import numpy as np
 

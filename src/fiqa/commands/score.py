@@ -108,7 +108,7 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
     locations = ([] if store is not None
                  else [loc for path in paths for loc in open_source(path, kind="images").samples.location])
     if out_path is not None:  # before any work: a known format, never over an input image or folder, or a non-table
-        check_table_out(out_path, paths)
+        check_table_out(out_path, [*paths, model])
     if store is not None:
         table = score_store(scorer, store, batch_size=batch, progress=progress())
     elif method is not None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from fiqa.commands._common import info, out_option, require_torch
+from fiqa.commands._common import check_out, info, out_option, require_torch
 from fiqa.train.config import SHAPES, TrainConfig
 
 
@@ -41,6 +41,7 @@ def command(store: str, labels: str, out_dir: str, shape: str, epochs: int, batc
 
     Needs PyTorch: pip install 'fiqa[train]'.
     """
+    check_out(out_dir, store, labels, backbone_checkpoint)  # before any work: never an input or inside one
     require_torch("fiqa train")
     from fiqa.train import train_regressor
 

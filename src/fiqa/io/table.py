@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from fiqa.core.atomic import atomic_path, read_json, write_json
 from fiqa.core.errors import InvalidParameterError, StoreError
+from fiqa.core.outputs import check_not_in_inputs
 from fiqa.core.provenance import file_sha256
 from fiqa.core.types import ESCAPED_TEXT, QualityTable, arrow_table
 
@@ -48,12 +49,8 @@ def check_output(path: str | Path, inputs: Sequence[str | os.PathLike] = ()) -> 
     StoreError
         Naming the path and what it would overwrite.
     """
-    path = Path(path)
+    path = check_not_in_inputs(path, inputs)
     target = path.resolve()
-    for given in inputs:
-        source = Path(given).resolve()
-        if target == source or source in target.parents:
-            raise StoreError(f"{path}: the output would overwrite the input {given}; choose another --out")
     folder = target.parent
     if (folder / "meta.json").is_file() and (folder / "vectors.npy").is_file():
         raise StoreError(f"{path}: is inside the embedding store {folder}; write tables beside a store, not into it")

@@ -1,0 +1,83 @@
+"""The rules every command that writes follows for its output path.
+
+* :func:`check_not_in_inputs`: an output equal to or inside one of the command's inputs (store, source folder,
+  labels or scores table, model folder) is refused before any work, naming both paths.
+* :data:`MARKER`: every output folder fiqa creates (store, model folder, report folder) holds this file; a folder
+  is replaced or wiped (``--no-resume``) only when it holds it, and then only the files fiqa wrote there are
+  removed. A folder without it is never deleted: stores made before the marker existed are refused too, with a
+  message telling the user to delete them by hand.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from fiqa.core.errors import StoreError
+
+MARKER = ".fiqa-output"
+"""File name of the marker in every output folder fiqa creates (JSON: ``{"made_by": "fiqa", "kind": ...}``)."""
+
+
+def check_not_in_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]) -> Path:
+    """Refuse an output path that is one of ``inputs`` or lies inside one of them (symbolic links resolved);
+    ``None`` inputs (options not given) are skipped. Returns ``out`` as a Path.
+
+    Raises
+    ------
+    StoreError
+        One line naming the output and the input.
+    """
+    path = Path(out)
+    target = path.resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if target == source:
+            raise StoreError(f"{path}: the output would overwrite the input {given}; choose another --out")
+        if source in target.parents:
+            raise StoreError(f"{path}: the output would be written inside the input {given}; choose another --out")
+    return path
+
+
+def write_marker(folder: str | os.PathLike, kind: str) -> Path:
+    """Mark ``folder`` (made by fiqa) as a fiqa output of ``kind`` (store, model, report, ...)."""
+    path = Path(folder) / MARKER
+    if not path.is_file():
+        path.write_text(json.dumps({"made_by": "fiqa", "kind": kind}) + "\n", encoding="utf-8")
+    return path
+
+
+def has_marker(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds fiqa's output marker."""
+    return (Path(folder) / MARKER).is_file()
+
+
+def check_replaceable(folder: str | os.PathLike, known: Iterable[str], what: str) -> Path:
+    """Refuse to replace or wipe ``folder`` unless it is absent, empty, or marked by fiqa and holds only the file
+    names ``known`` (plus the marker). Returns ``folder`` as a Path.
+
+    Raises
+    ------
+    StoreError
+        One line: the folder is not fiqa's (no marker; a store made before the marker existed says so), or it
+        holds files fiqa did not write there (named).
+    """
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"{path}: exists and is not a folder; choose another output path")
+    if not path.is_dir() or not any(path.iterdir()):
+        return path
+    if not has_marker(path):
+        old_store = (path / "meta.json").is_file() and (path / "samples.parquet").is_file()
+        hint = (f"it looks like a {what} made before fiqa marked its outputs ({MARKER}): delete it by hand to "
+                f"rebuild it" if old_store else "choose another output path")
+        raise StoreError(f"{path}: not a folder fiqa made (no {MARKER}); refusing to replace it: {hint}")
+    unknown = sorted(entry.name for entry in path.iterdir() if entry.name not in {MARKER, *known})
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise StoreError(f"{path}: holds files fiqa did not write ({shown}); refusing to replace it: move them "
+                         f"away or choose another output path")
+    return path
