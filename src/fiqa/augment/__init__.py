@@ -1,7 +1,7 @@
 """Augmentation: degraded and re-aligned copies of training faces, embedded into a new store beside their originals
 (derived samples keep their parent and recipe), and the capture effects held out for evaluation.
 
->>> augmented = augment_store(store, "runs/train-aug", copies=2, seed=0)   # doctest: +SKIP
+>>> augmented = augment_store(store, "runs/train-aug", copies=2, random_state=0)   # doctest: +SKIP
 >>> crops = load_crops(augmented, [0, 1, 2])                                # doctest: +SKIP
 """
 from __future__ import annotations

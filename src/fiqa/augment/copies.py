@@ -13,7 +13,7 @@ row's crop from its parent's image and its recipe, so every later stage sees the
 
 Example
 -------
->>> store = augment_store("runs/store", "runs/store-aug", copies=2, seed=0)     # doctest: +SKIP
+>>> store = augment_store("runs/store", "runs/store-aug", copies=2, random_state=0)     # doctest: +SKIP
 >>> store.derived.sum(), store.recipe[store.derived][0]                           # doctest: +SKIP
 (2000, '{"angle":-3.41,"degradations":[{"kind":"jpeg","seed":...,"severity":0.3702}],...}')
 """

@@ -10,7 +10,7 @@ Example
 >>> import numpy as np
 >>> from fiqa.augment.degrade import degrade
 >>> crop = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
->>> blurred = degrade(crop, "blur", 0.5, seed=0)   # Gaussian sigma = 2 pixels
+>>> blurred = degrade(crop, "blur", 0.5, random_state=0)   # Gaussian sigma = 2 pixels
 >>> blurred.shape, blurred.dtype
 ((112, 112, 3), dtype('uint8'))
 """

@@ -23,7 +23,7 @@ the command, the seed, the validation and the weights' SHA-256, which is checked
 Example
 -------
 >>> from fiqa.components.occlusion import occlusion_values
->>> values = occlusion_values(crops)            # doctest: +SKIP  crops: (B, 112, 112, 3) uint8 BGR
+>>> values = occlusion_values(crops)            # crops: (B, 112, 112, 3) uint8 BGR  # doctest: +SKIP
 >>> values["eyes_visible"].shape                # doctest: +SKIP
 (B,)
 """

@@ -6,9 +6,16 @@ which identities it was trained and evaluated on.
 
 Example
 -------
->>> split = split_identities(samples.identity, test_fraction=0.3, seed=0)
->>> train_mask = split.mask(samples.identity, "train")  # give these to the labeller / trainer
->>> save_split(split, "runs/split.json")                # ``fiqa evaluate --identities-from runs/split.json``
+>>> import tempfile, pathlib
+>>> from fiqa.datasets import make_embeddings
+>>> identity = make_embeddings(200, 8, 20, random_state=0).identities
+>>> split = split_identities(identity, test_fraction=0.3, random_state=0)
+>>> train_mask = split.mask(identity, "train")   # give these to the labeller / trainer
+>>> bool(train_mask.any()), bool((~train_mask).any())
+(True, True)
+>>> path = save_split(split, pathlib.Path(tempfile.mkdtemp()) / "split.json")  # fiqa evaluate --identities-from
+>>> list(load_split(path).test) == list(split.test)
+True
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ non-finite check (such a row gets ``invalid_score`` and a reason, never ``ok``) 
 here. The learned models (:class:`fiqa.score.Scorer`) and the training-free methods
 (:mod:`fiqa.score.training_free`) implement the protocol::
 
-    >>> from fiqa.score import create_scorer, score_store           # doctest: +SKIP
+    >>> from fiqa.score import create_quality_method, create_scorer, score_store  # doctest: +SKIP
     >>> table = score_store(create_scorer(), store)                  # doctest: +SKIP
     >>> table = score_store(create_quality_method("ser-fiq"), store, rows=test_rows)  # doctest: +SKIP
 """

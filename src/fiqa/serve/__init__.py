@@ -1,8 +1,9 @@
 """``fiqa serve``: the quality model behind an HTTP API (Starlette on uvicorn; the ``serve`` extra).
 
 >>> from fiqa.serve import run
->>> run(port=8000)                     # doctest: +SKIP   (curl --data-binary @face.jpg -H 'Content-Type: image/jpeg'
-...                                    #                     http://127.0.0.1:8000/score)
+>>> run(port=8000)                     # doctest: +SKIP
+
+then ``curl --data-binary @face.jpg -H 'Content-Type: image/jpeg' http://127.0.0.1:8000/score``.
 
 :func:`create_app` builds the ASGI application around a loaded :class:`fiqa.score.Scorer`, for any ASGI server;
 :class:`Limits` and :class:`Workers` hold its settings. The API is described in ``docs/serve.md``. Names are
