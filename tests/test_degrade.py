@@ -112,6 +112,18 @@ def test_evaluation_kinds_match_their_description(face_like):
     masks = [m for m in masked if (m[62:, 11:100] == (235, 225, 200)).all()]
     glasses = [m for m in masked if (m[36:67, 13:98] == 20).all()]  # centre row 52, half-height 16
     assert masks and glasses and len(masks) + len(glasses) == 8
-    # low resolution keeps at most (1 - 0.85) * 112 = 17 distinct columns' worth of detail at severity 1
-    low = degrade(face_like, "low_resolution", 1.0)
-    assert np.abs(low.astype(float) - face_like).mean() > 5
+
+
+@pytest.mark.parametrize("severity", [1.0, 0.5])
+def test_low_resolution_keeps_the_detail_of_its_documented_size(severity):
+    # sampled to k = round((1 - 0.85 s) * 112) pixels a side and interpolated back (a linear map from k x k), each
+    # channel has rank <= k up to uint8 rounding, whereas full-rank noise (kept clear of clipping) has all 112
+    k = round((1 - 0.85 * severity) * 112)
+    noise = np.random.default_rng(0).integers(60, 190, (112, 112, 3), dtype=np.uint8)
+    low = degrade(noise, "low_resolution", severity).astype(float)
+    for channel in range(3):
+        before = np.linalg.svd(noise[:, :, channel].astype(float), compute_uv=False)
+        after = np.linalg.svd(low[:, :, channel], compute_uv=False)
+        assert before[k] > 200  # the input has detail beyond k
+        assert after[k] < 8, (channel, after[k - 2:k + 2])  # rounding noise only beyond k
+        assert (after > 10).sum() >= k - 3  # and about k independent rows survive
