@@ -101,3 +101,71 @@ def test_folder_outputs_inside_an_input_are_refused(tmp_path, case):
     line = [text for text in result.output.splitlines() if text.startswith("Error:")]
     assert len(line) == 1 and str(out) in line[0] and f"input {given}" in line[0], result.output
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+@pytest.fixture(scope="module")
+def four_photos(lfw_dir, tmp_path_factory):
+    """Two people with two photos each (a store of them embeds in seconds)."""
+    from conftest import lfw_subset
+
+    source = tmp_path_factory.mktemp("four_photos") / "photos"
+    for path, identity in lfw_subset(lfw_dir, n_identities=2, min_images=2, max_images=2, n_singletons=0):
+        (source / identity).mkdir(parents=True, exist_ok=True)
+        (source / identity / path.name).write_bytes(path.read_bytes())
+    return source
+
+
+def _embed(source, out, *more):
+    return CliRunner().invoke(main, ["embed", str(source), "-o", str(out), "--batch-size", "4", *more])
+
+
+def test_no_resume_replaces_only_what_fiqa_marked(four_photos, tmp_path):
+    # issue 25 item 5: --no-resume deleted any folder holding meta.json and samples.parquet, with everything in it
+    from fiqa.core.outputs import MARKER
+
+    lookalike = _fake_store(tmp_path / "lookalike")
+    (lookalike / "thesis.tex").write_text("years of work")
+    result = _embed(four_photos, lookalike, "--no-resume")
+    assert result.exit_code == 1 and f"no {MARKER}" in result.output and "delete it by hand" in result.output
+    assert (lookalike / "thesis.tex").read_text() == "years of work"
+    assert not (tmp_path / "lookalike.partial").exists()  # refused before any work
+
+    store = tmp_path / "store"
+    assert _embed(four_photos, store).exit_code == 0
+    assert (store / MARKER).is_file()
+    stamp = (store / "meta.json").stat().st_mtime_ns
+    result = _embed(four_photos, store, "--no-resume", "--chunk-size", "2")  # a fiqa-made store is replaced
+    assert result.exit_code == 0, result.output
+    assert (store / "meta.json").stat().st_mtime_ns != stamp and (store / MARKER).is_file()
+
+    (store / "notes.txt").write_text("mine")  # a file of the user's in a fiqa store: never deleted
+    result = _embed(four_photos, store, "--no-resume")
+    assert result.exit_code == 1 and "holds files fiqa did not write (notes.txt)" in result.output
+    assert (store / "notes.txt").read_text() == "mine"
+    (store / "notes.txt").unlink()
+
+    (store / MARKER).unlink()  # a store made before the marker existed: the user deletes it by hand
+    result = _embed(four_photos, store, "--no-resume")
+    assert result.exit_code == 1 and "made before fiqa marked its outputs" in result.output
+    assert (store / "meta.json").stat().st_mtime_ns != stamp and (store / "vectors.npy").is_file()
+    assert _embed(four_photos, store, "--chunk-size", "2").exit_code == 0  # same settings: nothing to do, works
+
+
+def test_no_resume_keeps_a_partial_folder_fiqa_did_not_make(four_photos, tmp_path):
+    store = tmp_path / "store"
+    partial = tmp_path / "store.partial"
+    partial.mkdir()
+    (partial / "data.csv").write_text("a,b\n")
+    result = _embed(four_photos, store, "--no-resume")
+    assert result.exit_code == 1 and "not a folder fiqa made" in result.output
+    assert (partial / "data.csv").is_file()
+
+
+def test_output_folders_fiqa_creates_are_marked(tmp_path):
+    from fiqa.core.outputs import MARKER, make_output_dir
+
+    assert (make_output_dir(tmp_path / "a" / "model", "model") / MARKER).is_file()  # what train, evaluate, demo use
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "x.txt").write_text("x")
+    assert not (make_output_dir(theirs, "report") / MARKER).exists()  # not made by fiqa: never claimed

@@ -153,6 +153,9 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
                                   identity_filter=identity_filter,
                                   n_bootstrap=n_bootstrap, identities=opened.samples,
                                   more_fmrs=more_fmrs or (1e-4,), store=opened, comparison_store=other)
+    from fiqa.core.outputs import make_output_dir
+
+    make_output_dir(out_dir, "report")  # marked as fiqa's when fiqa creates it
     page = write_report(evaluation, out_dir, store=opened, gallery_size=gallery_size, groups=groups,
                         group_by=group_by or "group", reject_quantiles=reject_quantiles or (0.05, 0.1, 0.2))
     recognisers = evaluation.meta["recognisers"]

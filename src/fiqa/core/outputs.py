@@ -81,3 +81,14 @@ def check_replaceable(folder: str | os.PathLike, known: Iterable[str], what: str
         raise StoreError(f"{path}: holds files fiqa did not write ({shown}); refusing to replace it: move them "
                          f"away or choose another output path")
     return path
+
+
+def make_output_dir(folder: str | os.PathLike, kind: str) -> Path:
+    """Create the output folder ``folder`` (with its parents) and mark it as fiqa's when fiqa creates it (absent or
+    empty); a folder that already holds something keeps what it has and is not marked."""
+    path = Path(folder)
+    fresh = not path.is_dir() or not any(path.iterdir())
+    path.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        write_marker(path, kind)
+    return path

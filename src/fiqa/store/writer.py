@@ -15,11 +15,16 @@ import numpy as np
 
 from fiqa.core.atomic import atomic_path, read_json, write_json
 from fiqa.core.errors import StoreError
+from fiqa.core.outputs import MARKER, check_replaceable, has_marker, write_marker
 from fiqa.core.types import EmbeddingStore, SampleTable, Status
 from fiqa.io.table import write_table
 from fiqa.store.reader import FEATURES_FILE, STORE_FORMAT, is_store, open_store, partial_path
 
 logger = logging.getLogger(__name__)
+
+STORE_FILES = ("meta.json", "samples.parquet", "samples.parquet.json", "vectors.npy", "norms.npy", "landmarks.npy",
+               FEATURES_FILE)
+"""The files fiqa writes in a store folder: the only ones it removes when it replaces a store (with its marker)."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,13 @@ class PartialStore:
         kill) makes a second run into the same output fail at once with a clear message instead of racing.
         """
         self._lock()
-        if self.root.exists() and not resume:
-            shutil.rmtree(self.root)
+        try:
+            check_replaceable(self.out, STORE_FILES, "store")  # a store there is replaced when the run finishes
+            if self.root.exists() and not resume:
+                _wipe_partial(self.root)
+        except StoreError:
+            self._unlock()
+            raise
         if self.root.exists():
             old = read_json(self.root / "plan.json") if (self.root / "plan.json").exists() else None
             if old != self.plan:
@@ -121,6 +131,7 @@ class PartialStore:
                                  f"or pass resume=False (--no-resume) to start over")
             return
         self.root.mkdir(parents=True)
+        write_marker(self.root, "partial store")
         write_json(self.root / "plan.json", self.plan)
 
     def chunk_path(self, number: int) -> Path:
@@ -236,6 +247,7 @@ class PartialStore:
         """Move the complete store folder ``build`` to the output path atomically, remove the partial folder,
         release the lock."""
         try:
+            write_marker(build, "store")
             _replace_dir(build, self.out)
             shutil.rmtree(self.root)
         finally:
@@ -273,19 +285,22 @@ def read_jsonable(data: Mapping[str, Any]) -> Any:
 
 
 def check_out_path(out: str | os.PathLike) -> Path:
-    """The absolute store path, refusing a path that holds something other than a store."""
+    """The absolute store path, refusing a path that holds something other than a store. (Replacing a store
+    there needs more: :func:`fiqa.core.outputs.check_replaceable`, checked when a run starts.)"""
     target = Path(os.path.abspath(os.fspath(out)))
     if target.exists() and not target.is_dir():
         raise StoreError(f"{target}: exists and is not a folder; choose another output path")
-    if target.is_dir() and any(target.iterdir()) and not is_store(target):
+    if target.is_dir() and any(target.iterdir()) and not (is_store(target) or has_marker(target)):
         raise StoreError(f"{target}: folder exists, is not empty and is not an embedding store; choose another "
                          f"output path")
     return target
 
 
 def _replace_dir(source: Path, target: Path) -> None:
-    """Move the folder ``source`` to ``target`` atomically, replacing an earlier store there."""
+    """Move the folder ``source`` to ``target`` atomically, replacing an earlier store there: only a folder fiqa
+    marked as its own that holds nothing but a store's files (:data:`STORE_FILES`)."""
     check_out_path(target)
+    check_replaceable(target, STORE_FILES, "store")
     if not target.exists() or not any(target.iterdir()):
         if target.exists():
             target.rmdir()
@@ -295,6 +310,22 @@ def _replace_dir(source: Path, target: Path) -> None:
     os.replace(target, old)
     os.replace(source, target)
     shutil.rmtree(old)
+
+
+def _wipe_partial(root: Path) -> None:
+    """Remove the ``<store>.partial`` folder of an earlier run (``--no-resume``): only one fiqa made (its marker or,
+    from before the marker, its plan.json) holding nothing but what a run writes there."""
+    if not (has_marker(root) or (root / "plan.json").is_file()):
+        raise StoreError(f"{root}: not a folder fiqa made (no {MARKER} or plan.json); refusing to delete it: move it "
+                         f"away or choose another output path")
+    unknown = sorted(entry.name for entry in root.iterdir()
+                     if not (entry.name in {MARKER, "plan.json", "store"} or
+                             (entry.name.startswith("chunk-") and entry.name.endswith(".npz")) or
+                             (entry.name.startswith((".chunk-", ".plan.json.")) and ".tmp" in entry.name)))
+    if unknown:
+        raise StoreError(f"{root}: holds files fiqa did not write ({', '.join(unknown[:5])}); refusing to delete it: "
+                         f"move them away or choose another output path")
+    shutil.rmtree(root)
 
 
 def status_counts(status: np.ndarray) -> dict[str, int]:

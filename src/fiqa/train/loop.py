@@ -28,6 +28,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 
 from fiqa.core.atomic import atomic_path, write_json
 from fiqa.core.errors import InvalidParameterError, StoreError
+from fiqa.core.outputs import make_output_dir
 from fiqa.core.progress import tqdm
 from fiqa.train.config import TrainConfig
 from fiqa.train.losses import huber_loss
@@ -190,7 +191,7 @@ def fit(model: nn.Module, train_set: TensorPairs, validation_set: TensorPairs, c
     rank, world_size = distributed_context()
     where = training_device(device)  # before the folder is made: a refused device leaves nothing behind
     if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_output_dir(out_dir, "model")  # marked as fiqa's when fiqa creates it
     init_output_bias = getattr(model, "init_output_bias", None)
     if callable(init_output_bias):  # overwritten by the checkpoint when resuming
         init_output_bias(float(np.mean(np.asarray(train_set.targets))))
