@@ -169,3 +169,23 @@ def test_output_folders_fiqa_creates_are_marked(tmp_path):
     theirs.mkdir()
     (theirs / "x.txt").write_text("x")
     assert not (make_output_dir(theirs, "report") / MARKER).exists()  # not made by fiqa: never claimed
+
+
+def test_train_takes_the_folder_lock_embed_takes(tmp_path):
+    # issue 25 item 5: two runs into one folder; the second fails at once, before reading anything
+    from fiqa.core.outputs import OutputLock
+    from fiqa.store import PartialStore
+
+    store = _fake_store(tmp_path / "store")  # never read: the lock comes first
+    labels = save_quality(_table(), tmp_path / "labels.parquet")
+    model = tmp_path / "model"
+    for holder in (OutputLock(model), PartialStore(model, {"test": True})._output_lock):  # train's, embed's
+        with holder:
+            result = CliRunner().invoke(main, ["train", str(store), str(labels), "-o", str(model)])
+        assert result.exit_code == 1, result.output
+        line = [text for text in result.output.splitlines() if text.startswith("Error:")]
+        assert len(line) == 1 and "in use by another fiqa process" in line[0] and str(model) in line[0]
+        assert not model.exists()
+    # released: the same command goes on to read its inputs (and fails on the fake store, not on the lock)
+    result = CliRunner().invoke(main, ["train", str(store), str(labels), "-o", str(model)])
+    assert result.exit_code == 1 and "in use" not in result.output

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from fiqa.core.errors import StoreError
 
@@ -92,3 +93,42 @@ def make_output_dir(folder: str | os.PathLike, kind: str) -> Path:
     if fresh:
         write_marker(path, kind)
     return path
+
+
+class OutputLock:
+    """The lock of an output folder that one fiqa run writes (a store, a model folder): ``fcntl.flock`` on
+    ``<out>.lock`` beside it, held until :meth:`release` or the process ends (even by a kill). A second run into the
+    same output fails at once with one line instead of racing. A context manager, or :meth:`acquire` /
+    :meth:`release`; acquiring twice is a no-op."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.out = Path(os.path.abspath(os.fspath(out)))
+        self.path = self.out.with_name(self.out.name + ".lock")
+        self._handle: Any = None
+
+    def acquire(self) -> OutputLock:
+        import fcntl
+
+        if self._handle is not None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held open while the run owns the output (the flock lives with it)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StoreError(f"{self.out}: in use by another fiqa process (another fiqa run is writing this output: "
+                             f"{self.path} is locked); wait for it to finish, or choose another output") from None
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the flock
+            self._handle = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -15,7 +15,7 @@ import numpy as np
 
 from fiqa.core.atomic import atomic_path, read_json, write_json
 from fiqa.core.errors import StoreError
-from fiqa.core.outputs import MARKER, check_replaceable, has_marker, write_marker
+from fiqa.core.outputs import MARKER, OutputLock, check_replaceable, has_marker, write_marker
 from fiqa.core.types import EmbeddingStore, SampleTable, Status
 from fiqa.io.table import write_table
 from fiqa.store.reader import FEATURES_FILE, STORE_FORMAT, is_store, open_store, partial_path
@@ -87,6 +87,7 @@ class PartialStore:
         self.out = Path(os.path.abspath(os.fspath(out)))
         self.root = partial_path(self.out)
         self.plan = read_jsonable(plan)
+        self._output_lock = OutputLock(self.out)
 
     def finished(self, *, resume: bool) -> EmbeddingStore | None:
         """The finished store at ``out`` when it was made by this very plan (nothing left to do), else None.
@@ -222,26 +223,10 @@ class PartialStore:
         return self.install(build.root)
 
     def _lock(self) -> None:
-        import fcntl
-
-        if getattr(self, "_lock_file", None) is not None:
-            return
-        path = self.out.with_name(self.out.name + ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")  # noqa: SIM115 - held open while the run owns the output (the flock lives with it)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise StoreError(f"{self.out}: another fiqa run is writing this output right now ({path} is locked); "
-                             f"wait for it to finish, or choose another output") from None
-        self._lock_file: Any = handle
+        self._output_lock.acquire()  # the lock fiqa train takes on its model folder too
 
     def _unlock(self) -> None:
-        handle = getattr(self, "_lock_file", None)
-        if handle is not None:
-            handle.close()  # closing releases the flock
-            self._lock_file = None
+        self._output_lock.release()
 
     def install(self, build: Path) -> EmbeddingStore:
         """Move the complete store folder ``build`` to the output path atomically, remove the partial folder,

@@ -1,6 +1,7 @@
 """``train_regressor``: labels + store -> a calibrated quality model in one ONNX file."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ import torch
 from fiqa.core.atomic import write_json
 from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.core.identities import save_split
+from fiqa.core.outputs import OutputLock
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.embed.features import SFACE_TAPS, FeatureSpec
@@ -130,13 +132,26 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
     -------
     TrainedModel
     """
-    from fiqa.store import open_store
-
     config = config if config is not None else TrainConfig()
     if not isinstance(config, TrainConfig):
         raise InvalidParameterError("train_regressor", "config", "a TrainConfig", config)
     REGRESSORS.entry(shape)  # an unknown shape fails here, with suggestions, before any data is read
     training_device(device)  # a device this torch cannot use fails here, before anything is written
+    rank, _ = distributed_context()
+    # the lock fiqa embed takes on its store: a second run into the same folder fails at once (rank 0 writes it)
+    with OutputLock(out_dir) if rank == 0 else contextlib.nullcontext():
+        return _train_regressor(store, labels, Path(out_dir), shape=shape, model_params=model_params, config=config,
+                                validation_fraction=validation_fraction, feature_cache_dir=feature_cache_dir,
+                                resume=resume, force=force, device=device)
+
+
+def _train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | str | Path, out_dir: Path, *,
+                     shape: str, model_params: Mapping[str, Any] | None, config: TrainConfig,
+                     validation_fraction: float, feature_cache_dir: str | Path | None, resume: bool, force: bool,
+                     device: str) -> TrainedModel:
+    """:func:`train_regressor` once its arguments are checked and the output folder is locked."""
+    from fiqa.store import open_store
+
     store = store if isinstance(store, EmbeddingStore) else open_store(store)
     labels = labels if isinstance(labels, QualityTable) else load_quality(labels)
     out_dir = Path(out_dir)
