@@ -126,7 +126,8 @@ def test_no_resume_replaces_only_what_fiqa_marked(four_photos, tmp_path):
     lookalike = _fake_store(tmp_path / "lookalike")
     (lookalike / "thesis.tex").write_text("years of work")
     result = _embed(four_photos, lookalike, "--no-resume")
-    assert result.exit_code == 1 and f"no {MARKER}" in result.output and "delete it by hand" in result.output
+    assert result.exit_code == 1 and f"no {MARKER}" in result.output and "choose another output" in result.output
+    assert "delete it" not in result.output  # never advised for a folder holding files fiqa did not write
     assert (lookalike / "thesis.tex").read_text() == "years of work"
     assert not (tmp_path / "lookalike.partial").exists()  # refused before any work
 

@@ -71,12 +71,12 @@ def check_replaceable(folder: str | os.PathLike, known: Iterable[str], what: str
         raise StoreError(f"{path}: exists and is not a folder; choose another output path")
     if not path.is_dir() or not any(path.iterdir()):
         return path
+    unknown = sorted(entry.name for entry in path.iterdir() if entry.name not in {MARKER, *known})
     if not has_marker(path):
-        old_store = (path / "meta.json").is_file() and (path / "samples.parquet").is_file()
+        old_store = (path / "meta.json").is_file() and (path / "samples.parquet").is_file() and not unknown
         hint = (f"it looks like a {what} made before fiqa marked its outputs ({MARKER}): delete it by hand to "
                 f"rebuild it" if old_store else "choose another output path")
         raise StoreError(f"{path}: not a folder fiqa made (no {MARKER}); refusing to replace it: {hint}")
-    unknown = sorted(entry.name for entry in path.iterdir() if entry.name not in {MARKER, *known})
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise StoreError(f"{path}: holds files fiqa did not write ({shown}); refusing to replace it: move them "
