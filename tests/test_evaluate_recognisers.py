@@ -92,8 +92,8 @@ def test_the_report_names_both_recognisers(two_stores, tmp_path):
     evaluation = evaluate_quality(comparisons, [table], store=first, comparison_store=second, n_bootstrap=0,
                                   legacy_erc=False)
     page = write_report(evaluation, tmp_path / "r").read_text(encoding="utf-8")
-    assert f"cosine similarity of the <b>toy-b</b> (toy-b.onnx) embeddings in {second.root}." in page
-    assert f"Quality tables: of the samples of {first.root}, embedded with <b>toy-a</b> (toy-a.onnx)" in page
+    assert f"cosine similarity of the <b>toy-b</b> (toy-b.onnx) embeddings in the store {second.root.name}." in page
+    assert f"Quality tables: of the samples of the store {first.root.name}, embedded with <b>toy-a</b>" in page
     assert json.loads((tmp_path / "r" / "edc.json").read_text())["recognisers"]["comparison"]["backend"] == "toy-b"
 
 

@@ -238,7 +238,7 @@ color:#1d2327;line-height:1.45}img{max-width:100%;height:auto}
 h1{font-size:1.7em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 .lead{font-size:1.04em;color:#333;background:#f4f7fb;border-left:4px solid #3b6fb6;padding:.6em 1em}
 .recognisers{background:#f6f8f2;border-left:4px solid #6a9a3a;padding:.5em 1em;font-size:.95em}
-.wide{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0;font-size:.88em}th,td{padding:.3em .55em;
+.wide{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0;font-size:.8em}th,td{padding:.3em .4em;
 border-bottom:1px solid #e2e2e2;text-align:right}th{background:#f3f3f3;font-weight:600}.name{text-align:left}
 td.name{white-space:nowrap}
 tr.floor td{color:#666;font-style:italic}tr.best td{font-weight:600}
@@ -382,10 +382,11 @@ def _recognisers_html(recognisers: Mapping[str, Any]) -> str:
         model = f" ({html.escape(str(described['model']))})" if described.get("model") else ""
         return f"<b>{html.escape(str(described.get('backend')))}</b>{model}"
 
-    text = (f"Comparison scores: cosine similarity of the {name(comparison)} embeddings in "
-            f"{html.escape(comparison['store'])}.")
+    text = (f"Comparison scores: cosine similarity of the {name(comparison)} embeddings in the store "
+            f"{html.escape(Path(str(comparison['store'])).name)}.")  # a folder name, not this machine's path
     if quality and quality.get("store_sha256") != comparison.get("store_sha256"):
-        text += (f" Quality tables: of the samples of {html.escape(quality['store'])}, embedded with "
+        text += (f" Quality tables: of the samples of the store {html.escape(Path(str(quality['store'])).name)}, "
+                 "embedded with "
                  f"{name(quality)}; images matched by location.")
         rescored = recognisers.get("rescored") or {}
         if rescored.get("n_pairs_left_out"):
