@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "fiqa"
-FIQA = [sys.executable, "-m", "fiqa"]
 
 
 def main() -> None:
@@ -27,14 +24,17 @@ def main() -> None:
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 local_imports += sum(isinstance(sub, (ast.Import, ast.ImportFrom)) for sub in ast.walk(node))
-    import fiqa
+    from click.testing import CliRunner
 
-    listing = subprocess.run([*FIQA, "--help"], capture_output=True, text=True, check=True).stdout
+    import fiqa
+    from fiqa.cli import main as fiqa_main
+
+    listing = CliRunner().invoke(fiqa_main, ["--help"], prog_name="fiqa").output
     section = listing.split("Commands:")[1].split("\n\n")[0]  # up to the first blank line
     commands = [line.split()[0] for line in section.splitlines() if line.strip()]
     options = 0
     for command in commands:
-        page = subprocess.run([*FIQA, command, "--help"], capture_output=True, text=True, check=True).stdout
+        page = CliRunner().invoke(fiqa_main, [command, "--help"], prog_name="fiqa").output
         options += len(re.findall(r"^\s+(--[\w-]+|-\w)", page, re.M))
     print(f"src files {len(files)}, lines {lines}, function-local imports {local_imports}, hand-rolled checks "
           f"{checks}, fiqa.__all__ {len(fiqa.__all__)}, commands {len(commands)}, CLI options {options}")
