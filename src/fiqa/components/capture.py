@@ -39,7 +39,8 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["CAPTURE_COMPONENTS", "FACE_ELLIPSE", "blockiness", "capture_values", "face_mask", "luminance"]
+__all__ = ["CAPTURE_COMPONENTS", "FACE_ELLIPSE", "blockiness", "capture_values", "face_mask", "luminance",
+           "luminance_values"]
 
 CAPTURE_COMPONENTS = ("sharpness", "compression_artifacts", "noise", "under_exposure", "over_exposure",
                       "dynamic_range", "illumination_uniformity", "luminance_mean")
@@ -187,7 +188,12 @@ def capture_values(crop: np.ndarray, native: np.ndarray | None = None,
         One raw value per name of :data:`CAPTURE_COMPONENTS`; NaN where it cannot be measured (a flat face holds
         no edges for ``sharpness``; a region smaller than two blocks has no grid).
     """
-    y = luminance(crop)
+    return luminance_values(luminance(crop), native, native_origin)
+
+
+def luminance_values(y: np.ndarray, native: np.ndarray | None = None,
+                     native_origin: tuple[int, int] = (0, 0)) -> dict[str, float]:
+    """:func:`capture_values` of a crop whose luminance (:func:`luminance`, shape (112, 112)) is computed already."""
     face = y[_MASK]
     noise = _noise_sigma(y)
     smoothed = cv2.GaussianBlur(y, (0, 0), _RANGE_SCALE, borderType=cv2.BORDER_REFLECT101)[_MASK]

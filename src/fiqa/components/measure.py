@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fiqa.components.base import Band, Component, Falling, Rising
-from fiqa.components.capture import CAPTURE_COMPONENTS, capture_values, luminance
+from fiqa.components.capture import CAPTURE_COMPONENTS, luminance, luminance_values
 from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, FaceGeometry, geometry_values
 from fiqa.components.occlusion import OCCLUSION_COMPONENTS, occlusion_values
 from fiqa.core.errors import InvalidParameterError
@@ -195,11 +195,12 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
     for i in range(n):
         face = faces[i] if faces is not None else None
         values, why = geometry_values(_geometry(face))
-        flat = float(luminance(crops[i]).std()) < _FLAT_STD
+        y = luminance(crops[i])
+        flat = float(y.std()) < _FLAT_STD
         if not flat:
             values.update({name: float(occlusion[name][i]) for name in OCCLUSION_COMPONENTS})
             region = None if face is None else face.region
-            values.update(capture_values(crops[i], region, (0, 0) if face is None else face.region_origin))
+            values.update(luminance_values(y, region, (0, 0) if face is None else face.region_origin))
         for k, name in enumerate(names):
             raw[i, k] = values.get(name, math.nan)
             if math.isnan(raw[i, k]):

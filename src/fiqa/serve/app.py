@@ -78,10 +78,9 @@ class _DecodeTimeout(Exception):
 
 
 def _result(status: str, reason: str, face: FaceCrop | None = None, score: float | None = None,
-            components: tuple[ComponentTable, AdviceProfile] | None = None) -> dict[str, Any]:
-    """One image's JSON result; fields without a value are null (JSON has no NaN). With ``components`` (asked for
-    by the request): ``components`` ({name: {value, raw, unit[, reason]}}) and ``advice`` ([{code, text}]), both
-    null when there is no face to measure."""
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One image's JSON result; fields without a value are null (JSON has no NaN); ``extra`` (the components and
+    advice, :meth:`Service.components`) is added as it is."""
     body: dict[str, Any] = {"score": score, "status": status, "reason": reason, "n_faces": None,
                             "detection_score": None, "box": None}
     if face is not None and face.n_faces >= 0:  # detection ran
@@ -89,13 +88,7 @@ def _result(status: str, reason: str, face: FaceCrop | None = None, score: float
         if face.landmarks is not None:
             body["detection_score"] = face.detection_score
             body["box"] = [round(value, 2) for value in crop_box(face.landmarks)]
-    if components is not None:
-        table, profile = components
-        measured = len(table) == 1
-        body["components"] = table.row(0) if measured else None
-        body["advice"] = [{"code": code, "text": ADVICE[code]} for code in advise(table, profile)[0]] \
-            if measured else None
-    return body
+    return {**body, **(extra or {})}
 
 
 class Service:
@@ -211,24 +204,31 @@ class Service:
         work.add_done_callback(_discard)  # it runs on; its result (or error) is not wanted any more
         raise _DecodeTimeout
 
+    def components(self, table: ComponentTable | None) -> dict[str, Any]:
+        """The ``components`` ({name: {value, raw, unit[, reason]}}) and ``advice`` ([{code, text}]) fields of one
+        face's result; both null when there is no face to measure."""
+        if table is None:
+            return {"components": None, "advice": None}
+        codes = advise(table, self.advice_profile)[0]
+        return {"components": table.row(0), "advice": [{"code": code, "text": ADVICE[code]} for code in codes]}
+
     async def score_image(self, data: bytes, components: bool = False) -> dict[str, Any]:
         """The JSON result of one encoded image (with its components and advice when asked)."""
-        none = (ComponentTable.missing(0, []), self.advice_profile) if components else None
+        unmeasured = self.components(None) if components else None
         if not data:
-            return _result(Status.NOT_AN_IMAGE.value, "the image is empty (0 bytes)", components=none)
+            return _result(Status.NOT_AN_IMAGE.value, "the image is empty (0 bytes)", extra=unmeasured)
         try:
             face, table = await self._face(data, components)
         except _DecodeTimeout:
             return _result(DECODE_TIMEOUT, f"decoding and face detection took longer than decode_timeout="
-                                           f"{self.limits.decode_timeout:g} s", components=none)
-        measured = (table, self.advice_profile) if table is not None else none
+                                           f"{self.limits.decode_timeout:g} s", extra=unmeasured)
+        extra = self.components(table) if components else None
         if face.crop is None:
-            return _result(face.status.value, face.reason, face, components=measured)
+            return _result(face.status.value, face.reason, face, extra=extra)
         quality, _raw = await asyncio.wrap_future(self.batcher.submit(face.crop))
         if not math.isfinite(quality):
-            return _result(Status.INVALID_SCORE.value, "the model returned a non-finite quality", face,
-                           components=measured)
-        return _result(Status.OK.value, "", face, quality, components=measured)
+            return _result(Status.INVALID_SCORE.value, "the model returned a non-finite quality", face, extra=extra)
+        return _result(Status.OK.value, "", face, quality, extra=extra)
 
     def model_name(self) -> str:
         """The model's registered name (its card's), or its file name: never a path on the server."""
