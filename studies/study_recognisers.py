@@ -51,6 +51,7 @@ from fiqa.evaluate.groups import group_breakdown, read_groups_file
 from fiqa.evaluate.recognisers import ok_in_both
 from fiqa.evaluate.report import write_report
 from fiqa.evaluate.run import Evaluation
+from fiqa.io import open_source
 from fiqa.io.table import load_quality, save_quality
 from fiqa.score import score_store
 from fiqa.score.training_free import create_quality_method
@@ -78,7 +79,9 @@ def _dlib_store(store: EmbeddingStore, rows: np.ndarray, out: Path) -> Embedding
     if not listing.exists() or listing.read_text(encoding="utf-8") != text:
         listing.write_text(text, encoding="utf-8")
     policy = store.meta.get("plan", {}).get("alignment", {}).get("policy", "central")
-    return embed_source(listing, out / "dlib-store", backend="dlib", policy=policy, progress=False)
+    # the list names the store's photos where they are, outside this folder: written here, so trusted
+    return embed_source(open_source(listing, kind="list", allow_outside=True), out / "dlib-store", backend="dlib",
+                        policy=policy, progress=False)
 
 
 def _training_free(store: EmbeddingStore, rows: np.ndarray, out: Path, serfiq_samples: int,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -45,7 +46,10 @@ def samples(lfw_dir, tmp_path_factory) -> Path:
     (folder / "garbage.jpg").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     (folder / "notes.jpg").write_text("not a picture\n", encoding="utf-8")
     cv2.imwrite(str(folder / "blank.png"), np.full((160, 160, 3), 128, np.uint8))
-    rows = [(str(path), identity) for path, identity in good] + [(str(folder / name), "broken") for name in BROKEN]
+    for path, _ in good:  # beside the list: a list file's entries outside its folder are refused
+        shutil.copyfile(path, folder / path.name)
+    rows = [(str(folder / path.name), identity) for path, identity in good] + [(str(folder / name), "broken")
+                                                                               for name in BROKEN]
     (folder / "list.csv").write_text("path,identity\n" + "".join(f"{p},{i}\n" for p, i in rows), encoding="utf-8")
     return folder / "list.csv"
 
@@ -168,7 +172,7 @@ def test_settings_ray_cannot_honour_are_refused(samples, ray_cluster, tmp_path):
 
 def test_on_error_raise_stops_at_a_broken_file(samples, ray_cluster, tmp_path):
     lines = samples.read_text(encoding="utf-8").splitlines()
-    short = tmp_path / "short.csv"
+    short = samples.with_name(f"short-{tmp_path.name}.csv")  # beside the photos it names
     short.write_text("\n".join([lines[0], *lines[1:5], lines[-4]]) + "\n", encoding="utf-8")  # 4 photos, garbage
     with pytest.raises(SampleFailedError) as failure:
         embed_source_ray(short, tmp_path / "store", chunk_size=2, on_error="raise", n_workers=1, progress=False)

@@ -380,6 +380,7 @@ def embed_and_split(lfw: Path, out: Path, *, min_images: int, max_identities: in
     """
     from fiqa.embed.extract import embed_source
     from fiqa.evaluate import save_split, split_identities
+    from fiqa.io import open_source
 
     source = _select_samples(lfw, out, min_images=min_images, max_identities=max_identities,
                              max_images_per_identity=max_images_per_identity, random_state=random_state)
@@ -387,8 +388,9 @@ def embed_and_split(lfw: Path, out: Path, *, min_images: int, max_identities: in
     # Keeping the central face instead of the largest lifts LFW-dev's verification ROC AUC from 0.9944 to 0.9993.
     path = out / "store"
     key = artifact_key(step="store", samples_sha256=file_sha256(source), backend="sface", policy="central")
+    selected = open_source(source, kind="list", allow_outside=True)  # fiqa's own list of LFW photos, outside out/
     # a finished store made by other settings is replaced; an interrupted one is resumed by the same plan only
-    store = cached(path, key, lambda: embed_source(source, path, policy="central", resume=not is_store(path),
+    store = cached(path, key, lambda: embed_source(selected, path, policy="central", resume=not is_store(path),
                                                    progress=progress), open_store)
     identity = store.samples.identity.astype(str)
     split = split_identities(identity[store.ok], test_fraction=test_fraction, random_state=random_state)

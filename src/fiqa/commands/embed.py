@@ -27,6 +27,9 @@ SOURCE_KINDS = ("folder", "list", "recordio", "images")
 @out_option("The store folder to write.", type=click.Path(file_okay=False))
 @click.option("--kind", type=click.Choice(SOURCE_KINDS), default=None,
               help="Source kind; detected from the path when omitted.")
+@click.option("--allow-outside", is_flag=True,
+              help="List files: also read entries that resolve (links followed) outside the list file's folder. "
+                   "Without it each such entry is recorded as unreadable, with the reason, and not opened.")
 @click.option("--backend", default="sface", show_default=True, help="Recognition backend (registry name).")
 @click.option("--recogniser-model", "model", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The recognition network's ONNX file, for --backend onnx.")
@@ -59,7 +62,7 @@ SOURCE_KINDS = ("folder", "list", "recordio", "images")
 def command(source: str, out: str, kind: str | None, backend: str, model: str | None, spec: str | None,
             aligned: bool, batch_size: int, chunk_size: int, resume: bool, on_error: str, policy: str,
             score_threshold: float, max_pixels: int, min_side: int, workers: int | None, engine: str,
-            ray_address: str | None, features: bool | None, device: str) -> None:
+            ray_address: str | None, features: bool | None, device: str, allow_outside: bool) -> None:
     """Embed every image of SOURCE (folder per identity, list file, train.rec, or images) into a store."""
     import functools
     from collections.abc import Callable
@@ -83,7 +86,8 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
     backend_params = {name: value for name, value in (("model", model), ("spec", spec)) if value is not None}
     if device != "cpu":  # only the onnxruntime backends take a device; the others refuse it by name
         backend_params["device"] = device
-    store = run(open_source(source, kind=kind), out, backend=backend, backend_params=backend_params,
+    opened = open_source(source, kind=kind, allow_outside=allow_outside)
+    store = run(opened, out, backend=backend, backend_params=backend_params,
                 aligned=aligned, batch_size=batch_size, chunk_size=chunk_size, resume=resume, policy=policy,
                 score_threshold=score_threshold, on_error=on_error, max_pixels=max_pixels, min_side=min_side,
                 n_workers=workers, progress=progress())

@@ -7,6 +7,7 @@ Conventions everywhere in fiqa:
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from collections.abc import Mapping
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from fiqa.core.meta import StoreMeta, TableMeta
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -111,17 +114,35 @@ class SampleTable:
         Identity name; ``""`` where the source has none (loose images to score).
     source : str
         ``"folder"``, ``"list"``, ``"recordio"`` or ``"images"``.
+    refused : ndarray of shape (N,), object (str), or None
+        Why the source refuses to let a sample be read, ``""`` where it does not: a list file's entry that resolves
+        outside the list file's folder (:func:`fiqa.io.sources.list_source`). Every reader records such a row as
+        ``unreadable`` with this reason instead of opening the file. None: no sample is refused.
     """
 
     sample_id: np.ndarray
     location: np.ndarray
     identity: np.ndarray
     source: str
+    refused: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.sample_id)
         if len(self.location) != n or len(self.identity) != n:
             raise ValueError("sample_id, location and identity must have the same length")
+        if self.refused is not None and len(self.refused) != n:
+            raise ValueError("refused must have one entry per sample")
+
+    def refusal(self, index: int) -> str:
+        """Why sample ``index`` (a row number) must not be read; ``""`` when it may."""
+        return "" if self.refused is None else str(self.refused[index])
+
+    def refused_fingerprint(self) -> str | None:
+        """SHA-256 of :attr:`refused` in row order (an extraction's plan records it); None when nothing is refused."""
+        if self.refused is None:
+            return None
+        text = "\n".join(str(reason) for reason in self.refused)
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
     def __len__(self) -> int:
         return len(self.sample_id)
@@ -132,7 +153,8 @@ class SampleTable:
         return codes.astype(np.int64), names.astype(object)
 
     def subset(self, index: np.ndarray) -> SampleTable:
-        return SampleTable(self.sample_id[index], self.location[index], self.identity[index], self.source)
+        return SampleTable(self.sample_id[index], self.location[index], self.identity[index], self.source,
+                           None if self.refused is None else self.refused[index])
 
     def _columns(self) -> dict[str, np.ndarray]:
         return {"sample_id": np.asarray(self.sample_id, dtype=np.int64), "location": self.location,
@@ -174,8 +196,9 @@ class EmbeddingStore:
         The five landmarks (eyes, nose, mouth corners) in source-image pixels; NaN where none.
     n_faces : ndarray of shape (N,), int32
         Faces the detector found; ``-1`` when detection was skipped (pre-aligned input).
-    meta : mapping
-        Backend, model file hash, preprocessing spec, alignment policy, versions, counts per status.
+    meta : StoreMeta
+        Backend, preprocessing spec, alignment policy, versions, counts per status (``meta.json``). A mapping given
+        here is read as :meth:`StoreMeta.from_json` reads the file (a store made in memory).
     parent_id : ndarray of shape (N,), int64, or None
         Stores written by ``fiqa.augment.copies``: the ``sample_id`` of the sample a row was derived from, ``-1`` for
         original rows. None for stores without derived rows' columns.
@@ -192,9 +215,14 @@ class EmbeddingStore:
     norms: np.ndarray
     landmarks: np.ndarray
     n_faces: np.ndarray
-    meta: Mapping[str, Any] = field(default_factory=dict)
+    meta: StoreMeta = field(default_factory=StoreMeta)
     parent_id: np.ndarray | None = None
     recipe: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.meta, StoreMeta):
+            object.__setattr__(self, "meta", StoreMeta.from_json({"store_format": StoreMeta.store_format,
+                                                                  **self.meta}, "EmbeddingStore meta"))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -229,8 +257,9 @@ class QualityTable:
     columns : mapping of str to ndarray of shape (N,)
         Further per-sample columns: ``identity``, a method's components (``mean_positive``, ``mean_negative``,
         ``w1``, ``ccs``, ``nnccs``), ``raw_score``, ``location``, ...
-    meta : mapping
-        ``method`` (the name used in reports), ``params``, ``seed``, ``versions``, the input it came from.
+    meta : TableMeta
+        ``method`` (the name used in reports), ``params``, ``random_state``, ``versions``, the store it came from
+        (the sidecar on disk). A mapping given here is read as :meth:`TableMeta.from_json` reads a sidecar.
     """
 
     sample_id: np.ndarray
@@ -238,9 +267,11 @@ class QualityTable:
     status: np.ndarray
     reason: np.ndarray
     columns: Mapping[str, np.ndarray] = field(default_factory=dict)
-    meta: Mapping[str, Any] = field(default_factory=dict)
+    meta: TableMeta = field(default_factory=TableMeta)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.meta, TableMeta):
+            object.__setattr__(self, "meta", TableMeta.from_json(self.meta, "QualityTable meta"))
         n = len(self.sample_id)
         for name, values in [("score", self.score), ("status", self.status), ("reason", self.reason),
                              *self.columns.items()]:
@@ -252,7 +283,7 @@ class QualityTable:
 
     @property
     def method(self) -> str:
-        return str(self.meta.get("method", "unnamed"))
+        return self.meta.method
 
     def all_columns(self) -> dict[str, np.ndarray]:
         """``sample_id``, ``score``, ``status``, ``reason``, then :attr:`columns`: the columns of the table on disk."""
@@ -263,7 +294,7 @@ class QualityTable:
         """The table as a ``pyarrow.Table`` (columns as :meth:`all_columns`; text as strings, or bytes marked
         :data:`ESCAPED_TEXT` when a value is not valid Unicode); :attr:`meta` as JSON under the schema metadata key
         :data:`META_KEY`."""
-        return arrow_table(self.all_columns(), self.meta)
+        return arrow_table(self.all_columns(), self.meta.to_json())
 
     def to_pandas(self) -> Any:
         """The table as a ``pandas.DataFrame`` (columns as :meth:`all_columns`, NaN scores where not ok), with
@@ -274,7 +305,7 @@ class QualityTable:
         ImportError
             When pandas is not installed (``pip install pandas``).
         """
-        return pandas_frame(self.all_columns(), dict(self.meta))
+        return pandas_frame(self.all_columns(), self.meta.to_json())
 
     @property
     def ok(self) -> np.ndarray:

@@ -199,6 +199,8 @@ def extraction_plan(samples: SampleTable, embedder: Any, pipeline: FacePipeline,
     plan = {"store_format": STORE_FORMAT, "n_samples": len(samples), "samples_sha256": samples_fingerprint(samples),
             "embedder": embedder.describe(), "alignment": _describe_alignment(pipeline), "batch_size": int(batch_size),
             "chunk_size": int(chunk_size), "max_pixels": int(max_pixels), "min_side": int(min_side)}
+    if samples.refused is not None:  # rows the source refused: a rerun that reads them reuses none of their chunks
+        plan["refused_sha256"] = samples.refused_fingerprint()
     return plan if features is None else {**plan, "features": dict(features)}
 
 
@@ -254,7 +256,8 @@ def _embed_spans(partial: PartialStore, spans: list[tuple[int, int, int]], sampl
                  progress: bool, features: FeatureEmbedder | None = None) -> None:
     """Prepare the samples of ``spans`` in worker threads, embed them in order and write each chunk."""
     def prepare(index: int) -> FaceCrop:
-        return pipeline.process(str(samples.location[index]))
+        refused = samples.refusal(index)  # a list entry outside the list file's folder: never opened
+        return FaceCrop(None, Status.UNREADABLE, refused) if refused else pipeline.process(str(samples.location[index]))
 
     order = [index for _, start, stop in spans for index in range(start, stop)]
     n_done = len(samples) - len(order)

@@ -339,6 +339,7 @@ def _embed_rows(samples: SampleTable, todo: np.ndarray, stages: Sequence[Stage],
     """Run the rows ``todo`` through the stages on Ray into ``shards``; check every chunk came back. Returns the
     workers per stage (``n_workers`` when there was nothing to do)."""
     workers = n_workers
+    todo = _record_refused(samples, todo, shards, on_error)
     if len(todo):
         with ray_session(ray_address, num_cpus=num_cpus) as ray, \
                 tqdm(total=len(samples), initial=len(samples) - len(todo), unit="img", desc="embed",
@@ -350,6 +351,26 @@ def _embed_rows(samples: SampleTable, todo: np.ndarray, stages: Sequence[Stage],
                 bar.update(len(batch["row"]))
     shards.check_complete()
     return workers
+
+
+def _record_refused(samples: SampleTable, todo: np.ndarray, shards: ShardWriter, on_error: str) -> np.ndarray:
+    """Record the rows of ``todo`` that the source refused (a list entry outside the list file's folder) as
+    ``unreadable`` with their reason, as the local engine does, without sending them to Ray; return the other rows."""
+    if samples.refused is None:
+        return todo
+    reasons = np.asarray(samples.refused, dtype=object)[todo]
+    refused = reasons != ""
+    n = int(refused.sum())
+    if n:
+        batch = {"row": todo[refused], "raw": np.full((n, shards.dim), np.nan, np.float32),
+                 "landmarks": np.full((n, 5, 2), np.nan, np.float32),
+                 "status": np.full(n, Status.UNREADABLE.value, dtype=object), "reason": reasons[refused],
+                 "n_faces": np.full(n, -1, np.int32), "detection_score": np.full(n, np.nan, np.float64)}
+        if shards.feature_width is not None:
+            batch["features"] = np.full((n, shards.feature_width), np.nan, np.float16)
+        _raise_first_failure(batch, samples, on_error)
+        shards.add(batch)
+    return todo[~refused]
 
 
 def worker_backend_params(backend: object, backend_params: Mapping[str, Any] | None,

@@ -6,7 +6,10 @@ Kinds
     One sub-folder per identity holding its images (LFW, CASIA-WebFace layout).
 ``list``
     A CSV (``,``) or TSV (tab; ``.tsv``/``.txt``/``.lst``) list file of ``path[,identity]`` rows; relative paths
-    are resolved against the list file's folder. A first row ``path,identity`` is a header.
+    are resolved against the list file's folder. A first row ``path,identity`` is a header. An entry that resolves
+    (symbolic links followed) outside the list file's folder keeps its row but is refused: every reader records it
+    as ``unreadable`` with the reason, without opening it, unless ``allow_outside=True`` (``fiqa embed
+    --allow-outside``).
 ``recordio``
     insightface RecordIO (``train.rec`` + ``train.idx``), read without MXNet. Record 0's header holds the
     identity ranges (``label = [first identity record, end]``); image records carry the identity as their label
@@ -76,7 +79,8 @@ class DataSource:
                 "n_identities": len(names), **dict(self.details)}
 
 
-def open_source(spec: str | os.PathLike | DataSource, *, kind: str | None = None) -> DataSource:
+def open_source(spec: str | os.PathLike | DataSource, *, kind: str | None = None,
+                allow_outside: bool = False) -> DataSource:
     """Open a data source.
 
     Parameters
@@ -88,6 +92,9 @@ def open_source(spec: str | os.PathLike | DataSource, *, kind: str | None = None
         Forces the kind. When None it is detected: a glob pattern or an image file is ``images``; a ``.rec``
         file or a folder holding ``train.rec`` is ``recordio``; any other file is a ``list``; a folder with
         sub-folders of images is ``folder``, a folder of images only is ``images``.
+    allow_outside : bool, default False
+        List files only: read entries that resolve outside the list file's folder too (by default they are refused,
+        each with its reason, see :func:`list_source`). Other kinds of source ignore it.
 
     Raises
     ------
@@ -98,11 +105,14 @@ def open_source(spec: str | os.PathLike | DataSource, *, kind: str | None = None
         return spec
     if kind is not None and kind not in KINDS:
         raise InvalidParameterError("open_source", "kind", f"one of {KINDS} or None", kind)
+    if not isinstance(allow_outside, bool):
+        raise InvalidParameterError("open_source", "allow_outside", "a bool", allow_outside)
     text = os.fspath(spec)
     if kind is None:
         kind = _detect_kind(text)
     opener: dict[str, Callable[[str], DataSource]] = {
-        "folder": folder_source, "list": list_source, "recordio": recordio_source, "images": images_source}
+        "folder": folder_source, "list": lambda text: list_source(text, allow_outside=allow_outside),
+        "recordio": recordio_source, "images": images_source}
     source = opener[kind](text)
     logger.info("opened %s source %s: %d samples", source.kind, source.spec, len(source.samples))
     return source
@@ -168,9 +178,11 @@ def _images_below(folder: Path) -> list[str]:
     return sorted(found)
 
 
-def _table(locations: list[str], identities: list[str], source: str) -> SampleTable:
+def _table(locations: list[str], identities: list[str], source: str,
+           refused: list[str] | None = None) -> SampleTable:
     return SampleTable(np.arange(len(locations), dtype=np.int64), np.asarray(locations, dtype=object),
-                       np.asarray(identities, dtype=object), source)
+                       np.asarray(identities, dtype=object), source,
+                       np.asarray(refused, dtype=object) if refused is not None and any(refused) else None)
 
 
 def _existing_dir(text: str) -> Path:
@@ -213,7 +225,8 @@ def folder_source(root: str | os.PathLike) -> DataSource:
     return DataSource("folder", str(root), _table(locations, identities, "folder"))
 
 
-def list_source(path: str | os.PathLike, *, delimiter: str | None = None) -> DataSource:
+def list_source(path: str | os.PathLike, *, delimiter: str | None = None,
+                allow_outside: bool = False) -> DataSource:
     """A list file of ``path[,identity]`` rows.
 
     Parameters
@@ -222,6 +235,12 @@ def list_source(path: str | os.PathLike, *, delimiter: str | None = None) -> Dat
         The list file. Relative image paths are resolved against its folder.
     delimiter : str, optional
         Field separator; by default ``,`` for ``.csv`` and a tab for ``.tsv``, ``.txt`` and ``.lst``.
+    allow_outside : bool, default False
+        Read entries that resolve outside the list file's folder too. By default such an entry (an absolute path
+        elsewhere, ``../`` climbing out, or a symbolic link inside the folder pointing out of it) keeps its row and
+        is refused: ``samples.refused`` holds the reason, and every reader records the row as ``unreadable`` with
+        it, without opening the file (a list file handed over by someone else cannot make fiqa read the machine's
+        other files). The count is logged as a warning and recorded in ``details["n_outside"]``.
     """
     path = Path(os.path.abspath(os.fspath(path)))
     if not path.is_file():
@@ -244,7 +263,8 @@ def list_source(path: str | os.PathLike, *, delimiter: str | None = None) -> Dat
     if not rows:
         raise DataSourceError(f"{path}: list file has no rows")
     base = path.parent
-    locations, identities = [], []
+    root = os.path.realpath(base)
+    locations, identities, refused = [], [], []
     width = len(rows[0][1])
     for number, row in rows:
         if len(row) != width or width > 2:
@@ -256,7 +276,27 @@ def list_source(path: str | os.PathLike, *, delimiter: str | None = None) -> Dat
             raise DataSourceError(f"{path}, line {number}: empty path")
         locations.append(location if os.path.isabs(location) else os.path.normpath(base / location))
         identities.append(row[1].strip() if width == 2 else "")
-    return DataSource("list", str(path), _table(locations, identities, "list"))
+        refused.append("" if allow_outside else outside_reason(location, locations[-1], root))
+    n_outside = sum(1 for reason in refused if reason)
+    if n_outside:
+        first = next(reason for reason in refused if reason)
+        logger.warning("%s: %d entr%s outside the list file's folder refused (first: %s)", path, n_outside,
+                       "y" if n_outside == 1 else "ies", first)
+    details = {"allow_outside": True} if allow_outside else {"n_outside": n_outside} if n_outside else {}
+    return DataSource("list", str(path), _table(locations, identities, "list", refused), details)
+
+
+def outside_reason(entry: str, location: str, root: str) -> str:
+    """Why the list entry ``entry`` (at ``location``) is refused: it resolves, symbolic links followed, outside the
+    folder ``root`` (already resolved); ``""`` when it is inside (or cannot be resolved: reading it says why)."""
+    try:
+        target = os.path.realpath(location)
+    except (ValueError, OSError):  # a NUL byte: the reader refuses it with its own reason
+        return ""
+    if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+        return ""
+    return (f"list entry {entry!r} resolves to {target!r}, outside the list file's folder {root!r}: refused "
+            f"(allow_outside=True, fiqa embed --allow-outside, reads it)")
 
 
 def images_source(spec: str | os.PathLike) -> DataSource:
