@@ -18,7 +18,6 @@ import numpy as np
 from _common import emit, machine_header, results_path
 from fiqa.components import compute_components
 from fiqa.components import geometry as component_geometry
-from fiqa.detect import FaceAligner
 from fiqa.detect.pipeline import FacePipeline
 from fiqa.score import create_scorer
 
@@ -45,7 +44,7 @@ def main() -> None:
         plain.append(times[False])
         with_components.append(times[True])
         ratios.append(times[True] / times[False])
-    pipeline = FacePipeline(FaceAligner())
+    pipeline = FacePipeline()
     faces = [f for f in (pipeline.process(p) for p in photos) if f.ok]
     crops = np.stack([f.crop for f in faces])
     alone, unrefined = [], []

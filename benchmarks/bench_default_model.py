@@ -23,6 +23,7 @@ import numpy as np
 
 from _common import emit, machine_header, results_path
 from fiqa.demo import _select_samples, locate_lfw
+from fiqa.detect.settings import DetectionSettings
 from fiqa.embed.extract import embed_source
 from fiqa.train.recipe import DEFAULT_RECIPE, train_recipe
 
@@ -36,7 +37,7 @@ def main() -> None:
     lfw = locate_lfw(args.lfw)
     source = _select_samples(lfw, work, min_images=2, max_identities=None, max_images_per_identity=None, random_state=0)
     started = time.perf_counter()
-    store = embed_source(source, work / "store", policy="central", progress=False)
+    store = embed_source(source, work / "store", detection=DetectionSettings(policy="central"), progress=False)
     embed_seconds = time.perf_counter() - started
     started, cpu = time.perf_counter(), time.process_time()
     trained = train_recipe(store, work / "recipe", recipe=DEFAULT_RECIPE, feature_cache_dir=work / "features",

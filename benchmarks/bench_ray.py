@@ -1,13 +1,13 @@
 """Extraction on Ray Data against the in-process engine, on the same LFW-dev photos.
 
 Measured side by side in one run, the configurations interleaved (their order rotates from one repeat to the next),
-median of ``--repeats``, every run a whole ``embed_source`` / ``embed_source_ray`` call into a fresh store:
+median of ``--repeats``, every run a whole ``embed_source`` call (either engine) into a fresh store:
 
 - in-process, 1 thread: ``embed_source(n_workers=0)``, onnxruntime and OpenCV on 1 thread;
 - in-process, 1 decode thread beside the embedding thread (``n_workers=1``): the shape of one Ray worker, which is
   a face actor and an embedding actor;
-- Ray, 1 worker x 1 thread and 2 workers x 1 thread (``embed_source_ray(n_workers=..., threads=1)``) on one local
-  Ray instance with ``--cpus`` CPUs, started once before the timings (its start-up time is reported apart).
+- Ray, 1 worker x 1 thread and 2 workers x 1 thread (``embed_source(engine="ray", n_workers=...)``) on one
+  local Ray instance with ``--cpus`` CPUs, started once before the timings (its start-up time is reported apart).
 
 Each configuration runs on ``--n-images`` photos and on ``--n-small``: the difference gives the cost per image,
 and what is left of the small run the fixed cost of a call (for Ray: starting the actors, each loading its models).
@@ -34,7 +34,6 @@ import ray
 from _common import emit, load_average, machine_header, results_path, seconds
 from fiqa.core.types import EmbeddingStore
 from fiqa.embed.extract import embed_source
-from fiqa.embed.ray_engine import embed_source_ray
 from fiqa.io import DataSource, open_source
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,8 +82,8 @@ def main() -> None:
         "in-process, 1 thread": lambda *a, **k: embed_source(*a, backend_params={"threads": 1}, n_workers=0, **k),
         "in-process, 1 decode + 1 embed thread": lambda *a, **k: embed_source(*a, backend_params={"threads": 1},
                                                                                n_workers=1, **k),
-        "Ray, 1 worker x 1 thread": lambda *a, **k: embed_source_ray(*a, n_workers=1, threads=1, **k),
-        "Ray, 2 workers x 1 thread": lambda *a, **k: embed_source_ray(*a, n_workers=2, threads=1, **k),
+        "Ray, 1 worker x 1 thread": lambda *a, **k: embed_source(*a, engine="ray", n_workers=1, **k),
+        "Ray, 2 workers x 1 thread": lambda *a, **k: embed_source(*a, engine="ray", n_workers=2, **k),
     }
     names = list(configs)
     times: dict[tuple[str, int], list[float]] = {(name, size): [] for name in names for size in sources}

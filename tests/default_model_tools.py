@@ -158,6 +158,7 @@ def placeholder_subset(lfw_dir: Path, *, n_identities: int = 250, max_images: in
 
 def write_placeholder_default(folder: str | Path, lfw_dir: str | Path, work_dir: str | Path) -> dict[str, Any]:
     """Write the placeholder ``head.onnx`` and its ``card.json`` (thresholds measured on an LFW-dev subset)."""
+    from fiqa.detect.settings import DetectionSettings
     from fiqa.embed.extract import embed_source
     from fiqa.score import create_scorer, score_store
 
@@ -168,8 +169,11 @@ def write_placeholder_default(folder: str | Path, lfw_dir: str | Path, work_dir:
     subset = placeholder_subset(Path(lfw_dir))
     (work_dir / "subset.csv").write_text(
         "path,identity\n" + "".join(f"{Path(p).resolve()},{i}\n" for p, i in subset), encoding="utf-8")
-    store = embed_source(work_dir / "subset.csv", work_dir / "store", backend="sface", policy="central",
-                         progress=False)
+    from fiqa.io import open_source
+
+    listed = open_source(work_dir / "subset.csv", allow_outside=True)  # it names the photos where LFW keeps them
+    store = embed_source(listed, work_dir / "store", backend="sface",
+                         detection=DetectionSettings(policy="central"), progress=False)
     quality = score_store(create_scorer(folder / "head.onnx"), store, progress=False)
     thresholds, evaluation = threshold_table(store, quality)
     evaluation = {"note": "PLACEHOLDER model, not trained: these figures measure the log-norm baseline",

@@ -7,6 +7,7 @@ re-created from the store's metadata, and the ``fiqa augment`` command.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -29,6 +30,7 @@ from fiqa.cli import main
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreError
 from fiqa.detect import ARCFACE_TEMPLATE, warp_to_template
 from fiqa.detect.pipeline import resize_aligned
+from fiqa.detect.settings import DetectionSettings
 from fiqa.embed.extract import embed_source
 from fiqa.io import read_image
 from fiqa.store import open_store, partial_path
@@ -83,7 +85,8 @@ def write_aligned_faces(folder: Path, n: int) -> None:
 def aligned_store(tmp_path):
     write_aligned_faces(tmp_path / "faces", 8)
     (tmp_path / "faces" / "person_03" / "007.png").write_bytes(b"not an image")
-    return embed_source(tmp_path / "faces", tmp_path / "parent", backend=GridEmbedder(), aligned=True,
+    return embed_source(tmp_path / "faces", tmp_path / "parent", backend=GridEmbedder(),
+                        detection=DetectionSettings(aligned=True),
                         progress=False, n_workers=0)
 
 
@@ -94,11 +97,14 @@ def lfw_list(lfw_dir, tmp_path_factory):
     for person in sorted(p for p in lfw_dir.iterdir() if p.is_dir()):
         images = sorted(person.glob("*.jpg"))
         if len(images) >= 3:
-            rows += [f"{path},{person.name}\n" for path in images[:3]]
+            rows += [(path, person.name) for path in images[:3]]
         if len(rows) == 9:
             break
     path = tmp_path_factory.mktemp("lfw_list") / "faces.csv"
-    path.write_text("path,identity\n" + "".join(rows), encoding="utf-8")
+    for image, _ in rows:  # beside the list: a list file's entries outside its folder are refused
+        shutil.copyfile(image, path.with_name(image.name))
+    path.write_text("path,identity\n" + "".join(f"{path.with_name(image.name)},{name}\n" for image, name in rows),
+                    encoding="utf-8")
     return path
 
 

@@ -25,12 +25,11 @@ N_FACES = 6
 @pytest.fixture(scope="module")
 def faces(lfw_dir: Path) -> np.ndarray:
     """(6, 112, 112, 3) uint8 crops of test identities, aligned by fiqa's pipeline."""
-    from fiqa.detect import FaceAligner
     from fiqa.detect.pipeline import FacePipeline
 
     people = sorted(p.name for p in lfw_dir.iterdir() if p.is_dir())
     test = split_identities(np.array(people), test_fraction=0.5, random_state=0).test
-    pipeline = FacePipeline(FaceAligner())
+    pipeline = FacePipeline()
     crops = []
     for person in test:
         for photo in sorted((lfw_dir / person).glob("*.jpg"))[:1]:

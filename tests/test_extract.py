@@ -17,9 +17,12 @@ import numpy as np
 import pytest
 
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreError
+from fiqa.detect.settings import DetectionSettings
 from fiqa.embed.extract import SampleFailedError, embed_source
 from fiqa.store import open_store, partial_path
 from tolerances import UNIT_NORM, UNIT_VECTOR_PATHS, dot_bound
+
+ALIGNED = DetectionSettings(aligned=True)
 
 
 class PixelEmbedder:
@@ -66,7 +69,7 @@ def test_store_holds_normalised_vectors_norms_and_statuses(tmp_path):
     big = np.full((300, 300, 3), 90, np.uint8)  # pre-aligned input of another size is resized to 112x112
     paths[7].write_bytes(cv2.imencode(".png", big)[1].tobytes())
     embedder = PixelEmbedder()
-    store = embed_source(tmp_path / "data", tmp_path / "store", backend=embedder, aligned=True, batch_size=3,
+    store = embed_source(tmp_path / "data", tmp_path / "store", backend=embedder, detection=ALIGNED, batch_size=3,
                          chunk_size=4, progress=False)
 
     assert len(store) == 10 and store.dim == 16
@@ -99,7 +102,7 @@ def test_zero_embedding_is_invalid_vector(tmp_path):
     paths = write_crops(tmp_path / "data", 3)
     paths[1].write_bytes(cv2.imencode(".png", np.zeros((112, 112, 3), np.uint8))[1].tobytes())
     store = embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(zero_for_mean_below=1.0),
-                         aligned=True, progress=False)
+                         detection=ALIGNED, progress=False)
     assert store.status.tolist() == ["ok", "invalid_vector", "ok"]
     assert "zero" in store.reason[1]
 
@@ -110,7 +113,7 @@ def test_nothing_usable_writes_store_and_raises(tmp_path):
     for name in ["a.jpg", "b.jpg"]:
         (folder / name).write_bytes(b"\x00garbage")
     with pytest.raises(NoUsableSamplesError, match="not one of 2 samples"):
-        embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), aligned=True, progress=False)
+        embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), detection=ALIGNED, progress=False)
     assert open_store(tmp_path / "store").status.tolist() == ["not_an_image"] * 2
 
 
@@ -119,27 +122,27 @@ def test_on_error_raise_stops_at_first_failure(tmp_path):
     paths[2].unlink()
     paths[2].write_bytes(b"")
     with pytest.raises(SampleFailedError, match="0002.png: not_an_image: empty file"):
-        embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), aligned=True,
+        embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), detection=ALIGNED,
                      on_error="raise", progress=False)
 
 
 def test_rerun_of_complete_store_does_nothing_and_changed_settings_are_refused(tmp_path):
     write_crops(tmp_path / "data", 5)
-    first = embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), aligned=True,
+    first = embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), detection=ALIGNED,
                          chunk_size=2, progress=False)
     again = PixelEmbedder()
-    second = embed_source(tmp_path / "data", tmp_path / "store", backend=again, aligned=True, chunk_size=2,
+    second = embed_source(tmp_path / "data", tmp_path / "store", backend=again, detection=ALIGNED, chunk_size=2,
                           progress=False)
     assert again.crops_seen == 0 and second.meta["created_utc"] == first.meta["created_utc"]
     with pytest.raises(StoreError, match="finished store made with different settings .*differs in: chunk_size"):
-        embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), aligned=True, chunk_size=3,
+        embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), detection=ALIGNED, chunk_size=3,
                      progress=False)
     # Different settings with resume on an interrupted run are refused; --no-resume starts over.
     partial_path(tmp_path / "other").mkdir()
     (partial_path(tmp_path / "other") / "plan.json").write_text('{"batch_size": 1}')
     with pytest.raises(StoreError, match="differs in: .*batch_size"):
-        embed_source(tmp_path / "data", tmp_path / "other", backend=PixelEmbedder(), aligned=True, progress=False)
-    store = embed_source(tmp_path / "data", tmp_path / "other", backend=PixelEmbedder(), aligned=True,
+        embed_source(tmp_path / "data", tmp_path / "other", backend=PixelEmbedder(), detection=ALIGNED, progress=False)
+    store = embed_source(tmp_path / "data", tmp_path / "other", backend=PixelEmbedder(), detection=ALIGNED,
                          resume=False, progress=False)
     np.testing.assert_array_equal(store.vectors, first.vectors)
 
@@ -149,7 +152,7 @@ def test_output_path_holding_other_files_is_refused(tmp_path):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(StoreError, match="not an embedding store"):
-        embed_source(tmp_path / "data", tmp_path / "busy", backend=PixelEmbedder(), aligned=True, progress=False)
+        embed_source(tmp_path / "data", tmp_path / "busy", backend=PixelEmbedder(), detection=ALIGNED, progress=False)
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 
@@ -157,21 +160,34 @@ def test_output_path_holding_other_files_is_refused(tmp_path):
     ("batch_size", 0, "'batch_size' parameter of embed_source must be an int >= 1. Got 0"),
     ("chunk_size", 2.5, "'chunk_size' parameter of embed_source must be an int >= 1. Got 2.5"),
     ("on_error", "skip", "'on_error' parameter of embed_source must be one of"),
-    ("max_pixels", 0, "'max_pixels' parameter of embed_source must be an int >= 1"),
     ("n_workers", -1, "'n_workers' parameter of embed_source must be an int >= 0 or None"),
+    ("engine", "spark", "'engine' parameter of embed_source must be one of 'local', 'ray'"),
+    ("engine_options", {"threads": 2}, r"'engine_options' parameter of embed_source must be options of the local "
+                                       r"engine \(none\)"),
+    ("features", "yes", "'features' parameter of embed_source must be a bool or one of 'auto'"),
 ])
 def test_invalid_parameters(tmp_path, name, value, message):
     with pytest.raises(InvalidParameterError, match=message):
-        embed_source(tmp_path, tmp_path / "store", backend=PixelEmbedder(), aligned=True, **{name: value})
+        embed_source(tmp_path, tmp_path / "store", backend=PixelEmbedder(), detection=ALIGNED, **{name: value})
+    assert not (tmp_path / "store").exists() and not partial_path(tmp_path / "store").exists()
+
+
+def test_detection_settings_are_checked_where_they_are_made(tmp_path):
+    with pytest.raises(InvalidParameterError, match="'max_pixels' parameter of DetectionSettings must be an int >= 1"):
+        DetectionSettings(max_pixels=0)
+    with pytest.raises(InvalidParameterError, match="'detection' parameter of embed_source must be a "
+                                                    "DetectionSettings"):
+        embed_source(tmp_path, tmp_path / "store", backend=PixelEmbedder(), detection={"aligned": True})
 
 
 _CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from test_extract import PixelEmbedder
+    from fiqa.detect.settings import DetectionSettings
     from fiqa.embed.extract import embed_source
-    embed_source({data!r}, {out!r}, backend=PixelEmbedder(delay=0.15), aligned=True, batch_size=4, chunk_size=8,
-                 progress=False)
+    embed_source({data!r}, {out!r}, backend=PixelEmbedder(delay=0.15), detection=DetectionSettings(aligned=True),
+                 batch_size=4, chunk_size=8, progress=False)
 """)
 
 
@@ -193,9 +209,9 @@ def test_kill_and_resume_gives_the_same_store(tmp_path):
         open_store(out)
 
     counting = PixelEmbedder()
-    resumed = embed_source(data, out, backend=counting, aligned=True, batch_size=4, chunk_size=8, progress=False)
+    resumed = embed_source(data, out, backend=counting, detection=ALIGNED, batch_size=4, chunk_size=8, progress=False)
     assert counting.crops_seen == 60 - 8 * done  # finished chunks are not recomputed
-    whole = embed_source(data, tmp_path / "whole", backend=PixelEmbedder(), aligned=True, batch_size=4,
+    whole = embed_source(data, tmp_path / "whole", backend=PixelEmbedder(), detection=ALIGNED, batch_size=4,
                          chunk_size=8, progress=False)
     for name in ["vectors", "norms", "landmarks", "n_faces", "status", "reason"]:
         np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name), err_msg=name)
@@ -234,10 +250,10 @@ def test_a_file_name_that_is_not_utf8_is_stored_and_read_back(lfw_dir, tmp_path)
 def test_features_need_the_sface_backend(tmp_path):
     write_crops(tmp_path / "data", 3)
     with pytest.raises(InvalidParameterError, match="'features' parameter of embed_source must be False unless"):
-        embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), aligned=True, features=True,
+        embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), detection=ALIGNED, features=True,
                      progress=False)
     assert not (tmp_path / "store").exists() and not partial_path(tmp_path / "store").exists()
-    store = embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), aligned=True,
+    store = embed_source(tmp_path / "data", tmp_path / "store", backend=PixelEmbedder(), detection=ALIGNED,
                          features=False, progress=False)
     assert "features" not in store.meta and "features" not in store.meta["plan"]
     assert not (store.root / "features.npy").exists()

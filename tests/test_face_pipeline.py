@@ -10,14 +10,14 @@ import pytest
 
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import Status
-from fiqa.detect import FaceAligner
+from fiqa.detect import DetectionSettings, FaceAligner
 from fiqa.detect.pipeline import NO_FACE_REASON, FacePipeline, image_name
 from tolerances import SAME_GRAPH_SCORE
 
 
 @pytest.fixture(scope="module")
 def detecting() -> FacePipeline:
-    return FacePipeline(FaceAligner())
+    return FacePipeline()
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_read_failures_keep_the_status_and_reason_of_read_image(detecting, tmp_p
     small = cv2.imencode(".png", np.zeros((10, 40, 3), np.uint8))[1].tobytes()
     too_small = detecting.process(small)
     assert (too_small.status, too_small.reason) == (Status.TOO_SMALL, "40x10 is smaller than min_side=16 pixels")
-    big = FacePipeline(None, max_pixels=100 * 100).process(blank_png())
+    big = FacePipeline(DetectionSettings(aligned=True, max_pixels=100 * 100)).process(blank_png())
     assert (big.status, big.reason) == (Status.TOO_LARGE, "160x160 = 25600 pixels exceeds max_pixels=10000")
     grey = detecting.process(np.zeros((50, 50), np.uint8))
     assert grey.status is Status.NOT_AN_IMAGE
@@ -76,7 +76,7 @@ def test_read_failures_keep_the_status_and_reason_of_read_image(detecting, tmp_p
 
 
 def test_pre_aligned_images_are_resized_without_detection(tmp_path):
-    pipeline = FacePipeline(None)
+    pipeline = FacePipeline(DetectionSettings(aligned=True))
     crop = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
     same = pipeline.process(crop)
     assert same.ok and same.crop is crop and same.n_faces == -1 and same.landmarks is None
@@ -92,11 +92,20 @@ def test_pre_aligned_images_are_resized_without_detection(tmp_path):
 
 def test_bad_arguments_are_named_errors():
     with pytest.raises(InvalidParameterError, match="'image' parameter of FacePipeline"):
-        FacePipeline(None).process(12)
-    with pytest.raises(InvalidParameterError, match="'max_pixels'"):
-        FacePipeline(None, max_pixels=0)
-    with pytest.raises(InvalidParameterError, match="'aligner'"):
-        FacePipeline("yunet")
+        FacePipeline(DetectionSettings(aligned=True)).process(12)
+    with pytest.raises(InvalidParameterError, match="'max_pixels' parameter of DetectionSettings"):
+        DetectionSettings(aligned=True, max_pixels=0)
+    with pytest.raises(InvalidParameterError, match="'settings' parameter of FacePipeline"):
+        FacePipeline(FaceAligner())
+
+
+def test_the_settings_make_the_detector_and_the_limits():
+    settings = DetectionSettings(policy="central", score_threshold=0.5, max_pixels=100 * 100)
+    pipeline = FacePipeline(settings)
+    assert (pipeline.aligner.policy, pipeline.aligner.score_threshold) == ("central", 0.5)
+    assert FacePipeline(DetectionSettings(aligned=True)).aligner is None
+    assert pipeline.process(blank_png()).status is Status.TOO_LARGE  # 160x160 > 100x100, before detection
+    assert DetectionSettings.from_params({**settings.params(), "batch_size": 8}) == settings
 
 
 def test_image_names():
@@ -123,6 +132,7 @@ class MeanColourEmbedder:
 @pytest.mark.lfw
 def test_extraction_and_scoring_record_what_the_pipeline_says(detecting, photo, tmp_path):
     from fiqa.embed.extract import embed_source
+    from fiqa.io import open_source
     from fiqa.score.scorer import Scorer
 
     blank, junk = tmp_path / "blank.png", tmp_path / "junk.jpg"
@@ -130,7 +140,8 @@ def test_extraction_and_scoring_record_what_the_pipeline_says(detecting, photo, 
     junk.write_bytes(b"junk")
     locations = [photo, str(blank), str(junk)]
     (tmp_path / "list.csv").write_text("path,identity\n" + "".join(f"{p},x\n" for p in locations), encoding="utf-8")
-    store = embed_source(tmp_path / "list.csv", tmp_path / "store", backend=MeanColourEmbedder(), n_workers=0,
+    listed = open_source(tmp_path / "list.csv", allow_outside=True)  # the photo stays in LFW
+    store = embed_source(listed, tmp_path / "store", backend=MeanColourEmbedder(), n_workers=0,
                          progress=False)
     faces = [detecting.process(location) for location in locations]
     assert store.status.tolist() == [face.status.value for face in faces] == ["ok", "no_face", "not_an_image"]

@@ -24,7 +24,6 @@ if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
 else:
     ray = pytest.importorskip("ray")
 
-from fiqa.embed.ray_engine import embed_source_ray
 from fiqa.score import create_scorer
 from fiqa.score.ray_scoring import score_images_ray
 
@@ -95,7 +94,7 @@ def stores(samples, ray_cluster, tmp_path_factory):
     folder = tmp_path_factory.mktemp("ray_stores")
     common = {"chunk_size": CHUNK, "batch_size": 8, "features": True, "progress": False}
     local = embed_source(samples, folder / "local", backend_params={"threads": 1}, **common)
-    on_ray = embed_source_ray(samples, folder / "ray", n_workers=2, threads=1, **common)
+    on_ray = embed_source(samples, folder / "ray", engine="ray", n_workers=2, engine_options={"threads": 1}, **common)
     return local, on_ray
 
 
@@ -150,7 +149,7 @@ def test_resume_redoes_only_the_missing_shards(samples, stores, tmp_path):
     with open(partial / "chunk-0000000.npz", "wb") as handle:
         np.savez(handle, **altered)
 
-    resumed = embed_source_ray(samples, out, chunk_size=CHUNK, batch_size=8, n_workers=1, progress=False)
+    resumed = embed_source(samples, out, chunk_size=CHUNK, batch_size=8, engine="ray", n_workers=1, progress=False)
     # kept, not redone: the stored raw vectors doubled, so their norms double exactly (a power of two)
     np.testing.assert_array_equal(resumed.norms[:CHUNK], 2 * local.norms[:CHUNK])
     np.testing.assert_array_equal(resumed.vectors, local.vectors)  # doubling cancels in the normalisation
@@ -163,9 +162,9 @@ def test_settings_ray_cannot_honour_are_refused(samples, ray_cluster, tmp_path):
     from fiqa.embed import create_embedder
 
     with pytest.raises(InvalidParameterError, match="backend"):
-        embed_source_ray(samples, tmp_path / "a", backend=create_embedder("sface"), progress=False)
+        embed_source(samples, tmp_path / "a", backend=create_embedder("sface"), engine="ray", progress=False)
     with pytest.raises(InvalidParameterError, match="2 CPUs"):  # Ray would wait for a third CPU forever
-        embed_source_ray(samples, tmp_path / "b", n_workers=3, progress=False)
+        embed_source(samples, tmp_path / "b", engine="ray", n_workers=3, progress=False)
     with pytest.raises(InvalidParameterError, match="threads"):
         score_images_ray([str(samples)], threads=0)
 
@@ -175,6 +174,7 @@ def test_on_error_raise_stops_at_a_broken_file(samples, ray_cluster, tmp_path):
     short = samples.with_name(f"short-{tmp_path.name}.csv")  # beside the photos it names
     short.write_text("\n".join([lines[0], *lines[1:5], lines[-4]]) + "\n", encoding="utf-8")  # 4 photos, garbage
     with pytest.raises(SampleFailedError) as failure:
-        embed_source_ray(short, tmp_path / "store", chunk_size=2, on_error="raise", n_workers=1, progress=False)
+        embed_source(short, tmp_path / "store", chunk_size=2, on_error="raise", engine="ray", n_workers=1,
+                     progress=False)
     assert Path(failure.value.location).name == "garbage.jpg" and failure.value.status.value == "not_an_image"
     assert not (tmp_path / "store").exists() and (partial_path(tmp_path / "store") / "plan.json").is_file()

@@ -100,12 +100,11 @@ def test_the_path_reads_what_a_method_needs_and_never_reports_a_non_finite_score
 def test_photos_and_store_give_one_score_per_face(lfw_store):
     """A training-free method on the store's photos (detected again) and on the store (stored landmarks) agree
     where the detector finds the same landmarks: the same crops give the same value."""
-    from fiqa.detect import FaceAligner
     from fiqa.detect.pipeline import FacePipeline
 
     rows = np.arange(4)
     method = create_quality_method("norm")
-    photos = score_images(method, list(lfw_store.samples.location[rows]), FacePipeline(FaceAligner()),
+    photos = score_images(method, list(lfw_store.samples.location[rows]), FacePipeline(),
                           progress=False)
     stored = score_store(method, lfw_store, rows=rows, progress=False)
     assert list(photos.columns) == ["location", "n_faces", "detection_score"]

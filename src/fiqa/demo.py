@@ -378,6 +378,7 @@ def embed_and_split(lfw: Path, out: Path, *, min_images: int, max_identities: in
     train_rows, test_rows : ndarray of int
         The store rows with an ok embedding on each side of the split.
     """
+    from fiqa.detect.settings import DetectionSettings
     from fiqa.embed.extract import embed_source
     from fiqa.evaluate import save_split, split_identities
     from fiqa.io import open_source
@@ -390,7 +391,8 @@ def embed_and_split(lfw: Path, out: Path, *, min_images: int, max_identities: in
     key = artifact_key(step="store", samples_sha256=file_sha256(source), backend="sface", policy="central")
     selected = open_source(source, kind="list", allow_outside=True)  # fiqa's own list of LFW photos, outside out/
     # a finished store made by other settings is replaced; an interrupted one is resumed by the same plan only
-    store = cached(path, key, lambda: embed_source(selected, path, policy="central", resume=not is_store(path),
+    central = DetectionSettings(policy="central")
+    store = cached(path, key, lambda: embed_source(selected, path, detection=central, resume=not is_store(path),
                                                    progress=progress), open_store)
     identity = store.samples.identity.astype(str)
     split = split_identities(identity[store.ok], test_fraction=test_fraction, random_state=random_state)

@@ -2,7 +2,7 @@
 
     python -m studies.components.occlusion_data --lfw ../shared/data/lfw-dev
 
-Every photo of LFW-dev goes through fiqa's own pipeline (``FacePipeline(FaceAligner())``); photos without a face are
+Every photo of LFW-dev goes through fiqa's own pipeline (``FacePipeline()``); photos without a face are
 left out and counted. The cache (``$TMPDIR/fiqa-occlusion-crops-<key>.npz``) is keyed by the list of photo paths,
 their sizes and modification times: another data set, or a changed photo, gets a new file, never a stale one.
 """
@@ -74,10 +74,9 @@ def load_aligned(lfw: str | Path = DEFAULT_LFW, *, cache_dir: str | Path | None 
                                 int(data["n_no_face"]))
     from tqdm import tqdm
 
-    from fiqa.detect import FaceAligner
     from fiqa.detect.pipeline import FacePipeline
 
-    pipeline = FacePipeline(FaceAligner())
+    pipeline = FacePipeline()
     crops, identities, paths = [], [], []
     n_no_face = 0
     for photo in tqdm(photos, desc="align", mininterval=10.0):

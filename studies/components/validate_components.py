@@ -30,7 +30,6 @@ from fiqa.augment.degrade import EVALUATION_DEGRADATIONS, degrade
 from fiqa.components import COMPONENTS, compute_components
 from fiqa.components.geometry import FACE_MODEL_MM, fit_pose
 from fiqa.core.identities import split_identities
-from fiqa.detect import FaceAligner
 from fiqa.detect.pipeline import FacePipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,7 +211,7 @@ def _rotate(image: np.ndarray, angle: float) -> np.ndarray:
 
 
 def geometry_section(photos: list[Path], others: list[Path]) -> list[str]:
-    pipeline = FacePipeline(FaceAligner())
+    pipeline = FacePipeline()
     roll_errors, mirror_errors, scale_errors = [], [], []
     by_factor: dict[float, list[float]] = {}
     crop_cases = {"crop_right": 0, "crop_left": 0, "margin_above": 0, "margin_below": 0, "n": 0}
@@ -301,7 +300,7 @@ def _warp_to(image: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.nd
 
 
 def pose_section(photos: list[Path]) -> list[str]:
-    pipeline = FacePipeline(FaceAligner())
+    pipeline = FacePipeline()
     turns = (-30, -20, -10, 0, 10, 20, 30)
     monotone = {"yaw": [], "pitch": []}
     mirror_gap = []
@@ -364,7 +363,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
     photos = held_apart_photos(args.lfw, args.faces, args.random_state, args.part)
-    pipeline = FacePipeline(FaceAligner())
+    pipeline = FacePipeline()
     crops = np.stack([f.crop for f in (pipeline.process(p) for p in photos) if f.ok])
     lines = ["# Quality components: validity on held-apart LFW-dev identities", "",
              f"Command: `.venv/bin/python studies/components/validate_components.py --faces {args.faces} --photos "

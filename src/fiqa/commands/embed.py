@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import collections
-from pathlib import Path
-from typing import Any
 
 import click
 
@@ -64,33 +62,25 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
             score_threshold: float, max_pixels: int, min_side: int, workers: int | None, engine: str,
             ray_address: str | None, features: bool | None, device: str, allow_outside: bool) -> None:
     """Embed every image of SOURCE (folder per identity, list file, train.rec, or images) into a store."""
-    import functools
-    from collections.abc import Callable
-
+    from fiqa.detect.settings import DetectionSettings
+    from fiqa.embed.extract import embed_source
     from fiqa.io import open_source
 
     check_out(out, source, model, spec)  # before any work: never the source or inside it
     check_engine(engine, ray_address, device)
     if features and backend != "sface":
         raise click.UsageError("--features needs --backend sface (the features are SFace's pooled maps)")
-    run: Callable[..., Any]
-    if engine == "ray":
-        from fiqa.embed.ray_engine import embed_source_ray
-
-        run = functools.partial(embed_source_ray, ray_address=ray_address)
-    else:
-        from fiqa.embed.extract import embed_source
-
-        run = embed_source
-    run = functools.partial(run, features=_features_default(out, backend, resume) if features is None else features)
     backend_params = {name: value for name, value in (("model", model), ("spec", spec)) if value is not None}
     if device != "cpu":  # only the onnxruntime backends take a device; the others refuse it by name
         backend_params["device"] = device
+    detection = DetectionSettings(aligned=aligned, policy=policy, score_threshold=score_threshold,
+                                  max_pixels=max_pixels, min_side=min_side)
     opened = open_source(source, kind=kind, allow_outside=allow_outside)
-    store = run(opened, out, backend=backend, backend_params=backend_params,
-                aligned=aligned, batch_size=batch_size, chunk_size=chunk_size, resume=resume, policy=policy,
-                score_threshold=score_threshold, on_error=on_error, max_pixels=max_pixels, min_side=min_side,
-                n_workers=workers, progress=progress())
+    store = embed_source(opened, out, backend=backend, backend_params=backend_params,
+                         detection=detection, batch_size=batch_size, chunk_size=chunk_size, resume=resume,
+                         on_error=on_error, features="auto" if features is None else features, engine=engine,
+                         n_workers=workers, engine_options={"ray_address": ray_address} if engine == "ray" else None,
+                         progress=progress())
     info(f"{store.root}: {len(store)} samples, {store.dim}-D {store.meta['backend'].get('backend', backend)}")
     if store.meta.get("features"):
         info(f"  with {store.meta['features']['dim']:,d} feature values per image (float16, features.npy)")
@@ -101,20 +91,3 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
         info("most common failures:")
         for text, count in failed.most_common(5):
             info(f"  {count:>8,d}  {text}")
-
-
-def _features_default(out: str, backend: str, resume: bool) -> bool:
-    """``--features`` when neither flag is given: on for SFace, except that a run resuming (or finding complete) a
-    store made without features keeps making it without, rather than refusing its plan."""
-    if backend != "sface":
-        return False
-    if resume:
-        from fiqa.core.atomic import read_json
-        from fiqa.store import is_store, partial_path
-
-        plan_file = partial_path(out) / "plan.json"
-        if plan_file.is_file():
-            return "features" in read_json(plan_file)
-        if is_store(out):
-            return "features" in (read_json(Path(out) / "meta.json").get("plan") or {})
-    return True

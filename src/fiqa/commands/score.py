@@ -34,7 +34,8 @@ def _is_store(path: str) -> bool:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", "model", default=None, metavar="NAME_OR_PATH",
               help="A shipped model (`fiqa models`), a model folder with a card.json, or an ONNX model written by "
-                   "`fiqa train`. Default: the shipped 'default' model.")
+                   "`fiqa train` (with the model.onnx.sha256 it writes beside it: a file that differs is refused). "
+                   "Default: the shipped 'default' model.")
 @click.option("--method", "method", default=None, metavar="NAME",
               help="Score with a training-free method instead of a model (`fiqa models` lists them: ser-fiq, "
                    "flip-consistency, norm).")
@@ -74,8 +75,8 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
 
     import numpy as np
 
-    from fiqa.detect import FaceAligner
     from fiqa.detect.pipeline import FacePipeline
+    from fiqa.detect.settings import DetectionSettings
     from fiqa.io import open_source
     from fiqa.io.table import STDOUT, write_quality
     from fiqa.score import create_scorer, score_images, score_store
@@ -112,7 +113,7 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
     if store is not None:
         table = score_store(scorer, store, batch_size=batch, progress=progress())
     elif method is not None:
-        table = score_images(scorer, locations, FacePipeline(None if aligned else FaceAligner()), batch_size=batch,
+        table = score_images(scorer, locations, FacePipeline(DetectionSettings(aligned=aligned)), batch_size=batch,
                              on_error=on_error, progress=progress(), components=components, advice_profile=profile,
                              settings={"aligned": aligned})
     elif engine == "ray":

@@ -13,7 +13,8 @@ from fiqa.detect.align import (
     estimate_similarity,
     warp_to_template,
 )
-from fiqa.detect.yunet import POLICIES, Alignment, FaceAligner
+from fiqa.detect.settings import POLICIES, DetectionSettings
+from fiqa.detect.yunet import Alignment, FaceAligner
 
-__all__ = ["ARCFACE_TEMPLATE", "CROP_SIZE", "POLICIES", "Alignment", "FaceAligner", "estimate_similarity",
-           "warp_to_template"]
+__all__ = ["ARCFACE_TEMPLATE", "CROP_SIZE", "POLICIES", "Alignment", "DetectionSettings", "FaceAligner",
+           "estimate_similarity", "warp_to_template"]

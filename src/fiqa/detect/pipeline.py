@@ -5,7 +5,7 @@ images through :class:`FacePipeline`, so one photo gives the same crop, landmark
 goes. An image may be a location (a file path or a RecordIO ``"<path>.rec#<key>"``), its encoded bytes (e.g. the
 body of an HTTP request) or an already decoded BGR array.
 
->>> pipeline = FacePipeline(FaceAligner())                 # FacePipeline(None) for pre-aligned crops
+>>> pipeline = FacePipeline(DetectionSettings())    # DetectionSettings(aligned=True) for pre-aligned crops
 >>> face = pipeline.process("photo.jpg")                    # doctest: +SKIP
 >>> face.status, face.crop.shape, face.n_faces             # doctest: +SKIP
 (<Status.OK: 'ok'>, (112, 112, 3), 1)
@@ -22,16 +22,9 @@ import numpy as np
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import Status
 from fiqa.detect.align import CROP_SIZE
+from fiqa.detect.settings import DetectionSettings
 from fiqa.detect.yunet import FaceAligner
-from fiqa.io.decoder import DEFAULT_DECODE_TIMEOUT
-from fiqa.io.image import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MIN_SIDE,
-    ImageReadError,
-    check_limits,
-    decode_image,
-    read_image,
-)
+from fiqa.io.image import ImageReadError, decode_image, read_image
 
 __all__ = ["NO_FACE_REASON", "FaceCrop", "FacePipeline", "ImageInput", "image_name", "resize_aligned"]
 
@@ -163,29 +156,31 @@ class FacePipeline:
 
     Parameters
     ----------
+    settings : DetectionSettings, optional
+        How images are read and faces chosen (default ``DetectionSettings()``: detect with YuNet, keep the largest
+        face). With ``settings.aligned`` the images are already aligned face crops, resized to 112x112 when needed;
+        no detection. The size limits apply to images decoded here (locations and bytes); an array is taken as it
+        is, it has been decoded already.
+
+    Attributes
+    ----------
+    settings : DetectionSettings
     aligner : FaceAligner or None
-        Detects the faces and aligns the chosen one (its ``policy`` and ``score_threshold`` decide). None: the
-        images are already aligned face crops, resized to 112x112 when needed; no detection.
-    max_pixels, min_side : int >= 1
-        Size limits for images that are decoded here (locations and bytes), see :func:`fiqa.io.read_image`. An
-        array is taken as it is: it has been decoded already.
-    decode_timeout : float > 0, seconds
-        Longest decode of one image; the decoding worker is killed after it and the image refused
-        (:mod:`fiqa.io.decoder`).
+        The detector made from ``settings`` (None for aligned crops).
 
     Notes
     -----
     Holds no per-image state; one pipeline may be shared by threads (as :class:`FaceAligner` may).
     """
 
-    def __init__(self, aligner: FaceAligner | None, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 min_side: int = DEFAULT_MIN_SIDE, decode_timeout: float = DEFAULT_DECODE_TIMEOUT) -> None:
-        check_limits(max_pixels, min_side, "FacePipeline")
-        self.decode_timeout = float(decode_timeout)
-        if aligner is not None and not callable(getattr(aligner, "align", None)):
-            raise InvalidParameterError("FacePipeline", "aligner", "a FaceAligner or None", type(aligner).__name__)
-        self.aligner = aligner
-        self.max_pixels, self.min_side = int(max_pixels), int(min_side)
+    def __init__(self, settings: DetectionSettings | None = None) -> None:
+        settings = DetectionSettings() if settings is None else settings
+        if not isinstance(settings, DetectionSettings):
+            raise InvalidParameterError("FacePipeline", "settings", "a DetectionSettings or None",
+                                        type(settings).__name__)
+        self.settings = settings
+        self.aligner = None if settings.aligned else FaceAligner(policy=settings.policy,
+                                                                 score_threshold=settings.score_threshold)
 
     def read(self, image: ImageInput) -> np.ndarray:
         """The image as an ``(H, W, 3) uint8`` BGR array.
@@ -204,10 +199,10 @@ class FacePipeline:
                                      f"expected an (H, W, 3) uint8 BGR array, got {image.dtype} {image.shape}")
             return image
         if isinstance(image, _ENCODED):
-            return decode_image(bytes(image), "<bytes>", max_pixels=self.max_pixels, min_side=self.min_side,
-                                timeout=self.decode_timeout)
+            return decode_image(bytes(image), "<bytes>", max_pixels=self.settings.max_pixels,
+                                min_side=self.settings.min_side, timeout=self.settings.decode_timeout)
         if isinstance(image, (str, os.PathLike)):
-            return read_image(image, max_pixels=self.max_pixels, min_side=self.min_side)
+            return read_image(image, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side)
         raise InvalidParameterError("FacePipeline", "image", "a location, encoded image bytes or an (H, W, 3) uint8 "
                                     "array", type(image).__name__)
 

@@ -12,11 +12,10 @@ import numpy as np
 from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.core.params import Interval, Options, validate
 from fiqa.detect.align import warp_to_template
+from fiqa.detect.settings import POLICIES
 from fiqa.io.model_files import model_path
 
 logger = logging.getLogger(__name__)
-
-POLICIES = ("largest", "central")
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
-"""Resumable extraction: data source -> decode -> detect + align -> embed -> embedding store.
+"""Resumable extraction: data source -> decode -> detect + align -> embed -> embedding store, on one of two engines.
 
-Decoding and detection (:class:`fiqa.detect.pipeline.FacePipeline`) run in a thread pool (OpenCV and onnxruntime
-release the GIL) while the calling thread embeds batches, so both cores stay busy. Samples are processed in fixed
-chunks; each finished chunk is written atomically to ``<out>.partial/``. Kill the process at any moment and call
-again with the same arguments: finished chunks are kept, the rest is computed, and nothing is lost or duplicated.
-Batches are formed in sample order inside each chunk, so an interrupted-and-resumed run gives bit-for-bit the same
-store as an uninterrupted one.
+``engine="local"``: decoding and detection (:class:`fiqa.detect.pipeline.FacePipeline`) run in a thread pool
+(OpenCV and onnxruntime release the GIL) while the calling thread embeds batches, so both cores stay busy.
+``engine="ray"``: the same steps as Ray Data actor pools (:mod:`fiqa.embed.ray_engine`), for when one process is not
+enough. Either way samples are processed in fixed chunks; each finished chunk is written atomically to
+``<out>.partial/``. Kill the process at any moment and call again with the same arguments: finished chunks are kept,
+the rest is computed, and nothing is lost or duplicated. Batches are formed in sample order inside each chunk, so an
+interrupted-and-resumed run gives bit-for-bit the same store as an uninterrupted one, and either engine resumes the
+other's chunks (the plan is the same).
 
 With ``features=True`` (SFace only) the same run also stores the recogniser's feature columns that the default quality
 head reads (:class:`fiqa.embed.features.FeatureEmbedder`: one session, the embedding and the pooled maps), so training
@@ -16,87 +18,57 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from fiqa.core.errors import FIQAError, InvalidParameterError, NoUsableSamplesError
-from fiqa.core.params import Interval, Options, validate
+from fiqa.core.atomic import read_json
+from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
+from fiqa.core.params import Boolean, InstanceOf, Interval, Options, validate
 from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, SampleTable, Status
-from fiqa.detect import FaceAligner
-from fiqa.detect.align import CROP_SIZE
 from fiqa.detect.pipeline import FaceCrop, FacePipeline
-from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_limits
+from fiqa.detect.settings import DetectionSettings
+from fiqa.embed.batching import (
+    BatchEmbedding,
+    SampleFailedError,
+    embed_checked,
+    feature_embedder,
+    ordered_map,
+    pending_chunks,
+    resolve_embedder,
+)
+from fiqa.embed.features import FeatureEmbedder
+from fiqa.embed.ray_engine import RAY_OPTIONS, check_engine_params, extract_on_ray, worker_backend_params
 from fiqa.io.sources import DataSource, open_source
 from fiqa.store import (
     STORE_FORMAT,
     Chunk,
     PartialStore,
     check_out_path,
+    is_store,
+    partial_path,
     samples_fingerprint,
 )
 
-if TYPE_CHECKING:
-    from fiqa.embed.features import FeatureEmbedder
+__all__ = ["ENGINES", "ON_ERROR", "BatchEmbedding", "SampleFailedError", "embed_checked", "embed_source",
+           "extraction_plan", "ordered_map", "pending_chunks", "store_meta"]
 
 logger = logging.getLogger(__name__)
 
 ON_ERROR = ("record", "raise")
-
-_Item = TypeVar("_Item")
-_Result = TypeVar("_Result")
-
-
-class SampleFailedError(FIQAError):
-    """With ``on_error="raise"``: the first sample that could not be embedded (``.location``, ``.status``,
-    ``.reason``)."""
-
-    def __init__(self, location: str, status: Status, reason: str) -> None:
-        super().__init__(f"{location}: {status.value}: {reason}")
-        self.location, self.status, self.reason = location, status, reason
-
-
-def embed_checked(embedder: Any, crops: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Embed a batch of crops and check what came back.
-
-    Returns
-    -------
-    vectors : ndarray of shape (B, dim), float32
-        The raw embeddings.
-    norms : ndarray of shape (B,), float64
-        Their L2 norms; NaN where a vector is not finite (a usable vector has a norm > 0).
-
-    Raises
-    ------
-    FIQAError
-        When the embedder returns another shape than (B, dim).
-    """
-    return check_vectors(embedder, embedder.embed(crops), crops, dim)
-
-
-def check_vectors(embedder: Any, vectors: Any, crops: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """``vectors`` (what ``embedder`` returned for ``crops``) as float32 (B, dim) with their norms, as
-    :func:`embed_checked` returns them."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.shape != (len(crops), dim):
-        raise FIQAError(f"embedder {getattr(embedder, 'name', embedder)!r} returned shape {vectors.shape} for "
-                        f"{len(crops)} crops, expected ({len(crops)}, {dim})")
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-    norms[~np.isfinite(vectors).all(axis=1)] = np.nan
-    return vectors, norms
+ENGINES = ("local", "ray")
+"""Where :func:`embed_source` runs: ``"local"`` (threads in this process) or ``"ray"`` (Ray Data actor pools)."""
 
 
 def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike, *, backend: Any = "sface",
-                 backend_params: Mapping[str, Any] | None = None, aligned: bool = False, batch_size: int = 64,
-                 chunk_size: int = 1024, resume: bool = True, policy: str = "largest",
-                 score_threshold: float = 0.7, on_error: str = "record", max_pixels: int = DEFAULT_MAX_PIXELS,
-                 min_side: int = DEFAULT_MIN_SIDE, n_workers: int | None = None, features: bool = False,
-                 progress: bool = True) -> EmbeddingStore:
+                 backend_params: Mapping[str, Any] | None = None, detection: DetectionSettings | None = None,
+                 batch_size: int = 64, chunk_size: int = 1024, resume: bool = True, on_error: str = "record",
+                 features: bool | str = False, engine: str = "local", n_workers: int | None = None,
+                 engine_options: Mapping[str, Any] | None = None, progress: bool = True) -> EmbeddingStore:
     """Embed every image of a data source into an embedding store at ``out``.
 
     Parameters
@@ -106,91 +78,134 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     out : str or path
         The store folder to write (see :mod:`fiqa.store`). It appears only when complete.
     backend : str or Embedder, default "sface"
-        A registered backend name (``fiqa.embed.list_embedders()``) or an embedder object with ``name``,
-        ``dim``, ``embed(crops) -> (B, d) float32`` and ``describe() -> dict``.
+        A registered backend name (``fiqa.embed.list_embedders()``) or, with the local engine, an embedder object
+        with ``name``, ``dim``, ``embed(crops) -> (B, d) float32`` and ``describe() -> dict`` (an embedder object
+        holds an ONNX session, which cannot travel to Ray workers).
     backend_params : mapping, optional
         Keyword arguments for ``fiqa.embed.create_embedder`` (e.g. ``model`` and ``spec`` for ``"onnx"``).
-    aligned : bool, default False
-        The images are already aligned face crops: skip detection, resize to 112x112 if needed
-        (``n_faces`` is recorded as -1).
+    detection : DetectionSettings, optional
+        How images are read and faces detected (pre-aligned crops or not, which face, detector confidence, size
+        limits); default ``DetectionSettings()``.
     batch_size : int >= 1, default 64
         Crops per call to the embedder.
     chunk_size : int >= 1, default 1024
-        Samples per resumable chunk.
+        Samples per resumable chunk (on Ray also the shard that is redone after a kill).
     resume : bool, default True
         Continue an interrupted extraction into ``out`` (or return ``out`` when it is already complete with the
         same settings). False starts over and replaces what is there.
-    policy, score_threshold
-        Passed to :class:`fiqa.detect.FaceAligner` (which face to keep when several; detector confidence).
     on_error : {"record", "raise"}, default "record"
         ``"record"``: a failed sample (unreadable, not an image, too large/small, no face, invalid vector) keeps
-        its row with a status and reason. ``"raise"``: stop at the first failure (:class:`SampleFailedError`).
-    max_pixels, min_side : int
-        Image size limits, see :func:`fiqa.io.read_image`.
-    n_workers : int >= 0, optional
-        Decode/detect threads; default ``os.cpu_count()``. 0 decodes in the calling thread (no overlap).
-    features : bool, default False
+        its row with a status and reason. ``"raise"``: stop at the first failure (:class:`SampleFailedError`; on
+        Ray the first that comes back, which need not be the first in sample order).
+    features : bool or "auto", default False
         Also store the default quality head's input from the same SFace run (``features.npy``, (N, 1024) float16,
         2 KiB per image; :class:`fiqa.embed.features.FeatureEmbedder`), which training then reads instead of a
-        second SFace pass. Needs the ``sface`` backend; ``fiqa embed`` turns it on for SFace stores.
+        second SFace pass. Needs the ``sface`` backend. ``"auto"`` (what ``fiqa embed`` does): on for SFace, except
+        that a run resuming (or finding complete) a store made without features keeps making it without.
+    engine : {"local", "ray"}, default "local"
+        Threads in this process, or Ray Data actor pools (``pip install 'fiqa[ray]'``).
+    n_workers : int, optional
+        Local: decode/detect threads (>= 0; default ``os.cpu_count()``; 0 decodes in the calling thread). Ray:
+        actors per stage (>= 1; default as many as the cluster's CPUs allow, ``CPUs // threads``).
+    engine_options : mapping, optional
+        Ray only (the local engine takes none): ``ray_address`` (a running cluster, ``"auto"``, ``"host:6379"``,
+        ``"ray://host:10001"``; default a local instance for this call), ``threads`` (of each worker, default 1:
+        OpenCV, and onnxruntime's unless ``backend_params`` sets it), ``num_cpus`` (of the local instance).
     progress : bool, default True
         Show a progress bar.
 
     Returns
     -------
     EmbeddingStore
-        With ``features``, ``meta["features"]`` describes ``features.npy`` (:func:`fiqa.store.open_features`).
+        With ``features``, ``meta["features"]`` describes ``features.npy`` (:func:`fiqa.store.open_features`). On
+        Ray ``meta["params"]["engine"] == "ray"``; the ``plan`` is the local engine's for the same settings.
 
     Raises
     ------
     NoUsableSamplesError
         When not one sample could be embedded (the store is still written, so the reasons can be inspected).
     """
-    n_workers = _check_params(batch_size, chunk_size, n_workers, on_error, max_pixels, min_side)
+    owner = "embed_source"
+    detection, options = _check_params(detection, batch_size, chunk_size, on_error, features, engine, n_workers,
+                                       engine_options)
+    if engine == "ray":  # each worker creates its embedder with these
+        backend_params = worker_backend_params(backend, backend_params, options["threads"])
     out = check_out_path(out)
     source = open_source(source)
     samples = source.samples
-    embedder = _resolve_embedder(backend, backend_params)
-    tapped = feature_embedder(embedder, features, "embed_source")
+    embedder = resolve_embedder(backend, backend_params)  # on Ray: the plan's description and dim
+    tapped = feature_embedder(embedder, _features(features, embedder, out, resume), owner)
     described = None if tapped is None else tapped.describe()
-    pipeline = _face_pipeline(aligned, policy, score_threshold, max_pixels, min_side)
-    plan = extraction_plan(samples, embedder, pipeline, batch_size=batch_size, chunk_size=chunk_size,
-                           max_pixels=max_pixels, min_side=min_side, features=described)
-    partial = PartialStore(out, plan)
+    pipeline = FacePipeline(detection)
+    partial = PartialStore(out, extraction_plan(samples, embedder, pipeline, batch_size=batch_size,
+                                                chunk_size=chunk_size, features=described))
     if (existing := partial.finished(resume=resume)) is not None:
         return existing
     partial.start(resume=resume)
     n_chunks = max(1, math.ceil(len(samples) / chunk_size))
     spans = pending_chunks(partial, n_chunks, chunk_size, len(samples))
-    _embed_spans(partial, spans, samples, pipeline, embedder, batch_size=batch_size, on_error=on_error,
-                 n_workers=n_workers, progress=progress, features=tapped)
-    meta = store_meta(source, embedder, pipeline, partial, {
-        "backend": getattr(embedder, "name", type(embedder).__name__), "aligned": bool(aligned),
-        "batch_size": int(batch_size), "chunk_size": int(chunk_size), "policy": policy,
-        "score_threshold": float(score_threshold), "on_error": on_error, "max_pixels": int(max_pixels),
-        "min_side": int(min_side), "n_workers": n_workers, "features": tapped is not None}, features=described)
+    settings: dict[str, Any] = {"backend": getattr(embedder, "name", type(embedder).__name__),
+                                **detection.params(), "batch_size": int(batch_size), "chunk_size": int(chunk_size),
+                                "on_error": on_error}
+    if engine == "ray":
+        workers = extract_on_ray(partial, spans, samples, detection, backend=backend,
+                                 backend_params=dict(backend_params or {}), dim=int(embedder.dim), tapped=tapped,
+                                 batch_size=batch_size, chunk_size=chunk_size, on_error=on_error, n_workers=n_workers,
+                                 progress=progress, **options)
+        settings = {"engine": "ray", **settings, "backend": backend, "ray_address": options["ray_address"],
+                    "n_workers": workers, "threads": options["threads"]}
+    else:
+        n_threads = (os.cpu_count() or 1) if n_workers is None else int(n_workers)
+        _embed_spans(partial, spans, samples, pipeline, embedder, batch_size=batch_size, on_error=on_error,
+                     n_workers=n_threads, progress=progress, features=tapped)
+        settings["n_workers"] = n_threads
+    meta = store_meta(source, embedder, pipeline, partial, {**settings, "features": tapped is not None},
+                      features=described)
     return _finish(partial, samples, n_chunks, int(embedder.dim), meta)
 
 
-def feature_embedder(embedder: Any, features: object, owner: str) -> FeatureEmbedder | None:
-    """With ``features``, the :class:`fiqa.embed.features.FeatureEmbedder` over ``embedder`` (which must be SFace);
-    None without."""
-    if not isinstance(features, (bool, np.bool_)):
-        raise InvalidParameterError(owner, "features", "a bool", features)
-    if not features:
-        return None
-    from fiqa.embed.features import FeatureEmbedder
-    from fiqa.embed.onnx_runtime import SFaceEmbedder
+def _check_params(detection: DetectionSettings | None, batch_size: int, chunk_size: int, on_error: str,
+                  features: bool | str, engine: str, n_workers: int | None,
+                  engine_options: Mapping[str, Any] | None) -> tuple[DetectionSettings, dict[str, Any]]:
+    """Validate the settings of :func:`embed_source`; return the detection settings and the engine's options."""
+    owner = "embed_source"
+    positive = [Interval(int, 1, None, closed="left")]
+    validate(owner, {"detection": detection, "batch_size": batch_size, "chunk_size": chunk_size,
+                     "on_error": on_error, "features": features, "engine": engine},
+             {"detection": [InstanceOf(DetectionSettings, "a DetectionSettings"), None], "batch_size": positive,
+              "chunk_size": positive, "on_error": [Options(ON_ERROR)], "features": [Boolean(), Options(("auto",))],
+              "engine": [Options(ENGINES)]})
+    validate(owner, {"n_workers": n_workers}, {"n_workers": [Interval(int, 0, None, closed="left"), None]})
+    options = dict(engine_options or {})
+    allowed = RAY_OPTIONS if engine == "ray" else {}
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise InvalidParameterError(owner, "engine_options", f"options of the {engine} engine "
+                                    f"({', '.join(allowed) or 'none'})", unknown)
+    options = {**allowed, **options}
+    if engine == "ray":
+        check_engine_params(owner, n_workers, options["threads"], options["num_cpus"], options["ray_address"])
+    return detection or DetectionSettings(), options
 
-    if not isinstance(embedder, SFaceEmbedder):
-        raise InvalidParameterError(owner, "features", "False unless the backend is 'sface' (the features are "
-                                    "SFace's pooled maps)", f"True with backend {getattr(embedder, 'name', '?')!r}")
-    return FeatureEmbedder(embedder)
+
+def _features(features: bool | str, embedder: Any, out: Path, resume: bool) -> bool:
+    """``features`` with ``"auto"`` resolved: on for SFace, unless the run resumes (or finds complete) a store made
+    without features, which then stays without rather than having its plan refused."""
+    if features != "auto":
+        return bool(features)
+    if getattr(embedder, "name", None) != "sface":
+        return False
+    if resume:
+        plan_file = partial_path(out) / "plan.json"
+        if plan_file.is_file():
+            return "features" in read_json(plan_file)
+        if is_store(out):
+            return "features" in (read_json(Path(out) / "meta.json").get("plan") or {})
+    return True
 
 
 def extraction_plan(samples: SampleTable, embedder: Any, pipeline: FacePipeline, *, batch_size: int,
-                    chunk_size: int, max_pixels: int, min_side: int,
-                    features: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                    chunk_size: int, features: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What determines an extraction's result (``plan.json`` of :class:`fiqa.store.PartialStore`, ``plan`` in
     the store's metadata): a run resumes only the chunks of an identical plan, whichever engine wrote them.
 
@@ -198,7 +213,8 @@ def extraction_plan(samples: SampleTable, embedder: Any, pipeline: FacePipeline,
     features, so the plan of an extraction without them is the same as before they existed."""
     plan = {"store_format": STORE_FORMAT, "n_samples": len(samples), "samples_sha256": samples_fingerprint(samples),
             "embedder": embedder.describe(), "alignment": _describe_alignment(pipeline), "batch_size": int(batch_size),
-            "chunk_size": int(chunk_size), "max_pixels": int(max_pixels), "min_side": int(min_side)}
+            "chunk_size": int(chunk_size), "max_pixels": pipeline.settings.max_pixels,
+            "min_side": pipeline.settings.min_side}
     if samples.refused is not None:  # rows the source refused: a rerun that reads them reuses none of their chunks
         plan["refused_sha256"] = samples.refused_fingerprint()
     return plan if features is None else {**plan, "features": dict(features)}
@@ -215,40 +231,11 @@ def store_meta(source: DataSource, embedder: Any, pipeline: FacePipeline, partia
             "n_samples": len(source.samples), "plan": partial.plan, **extra, **provenance(**params)}
 
 
-def _check_params(batch_size: int, chunk_size: int, n_workers: int | None, on_error: str, max_pixels: int,
-                  min_side: int) -> int:
-    """Validate the numeric settings of :func:`embed_source`; return the number of decode threads to use."""
-    owner = "embed_source"
-    positive = [Interval(int, 1, None, closed="left")]
-    validate(owner, {"batch_size": batch_size, "chunk_size": chunk_size, "n_workers": n_workers, "on_error": on_error},
-             {"batch_size": positive, "chunk_size": positive, "on_error": [Options(ON_ERROR)],
-              "n_workers": [Interval(int, 0, None, closed="left"), None]})
-    check_limits(max_pixels, min_side, owner)
-    return (os.cpu_count() or 1) if n_workers is None else int(n_workers)
-
-
-def _face_pipeline(aligned: bool, policy: str, score_threshold: float, max_pixels: int,
-                   min_side: int) -> FacePipeline:
-    """The read/detect/align pipeline: detection by YuNet unless the images are ``aligned`` crops."""
-    aligner = None if aligned else FaceAligner(policy=policy, score_threshold=score_threshold)
-    return FacePipeline(aligner, max_pixels=max_pixels, min_side=min_side)
-
-
 def _describe_alignment(pipeline: FacePipeline) -> dict[str, Any]:
     """How the crops are aligned, as recorded in the plan and the store's metadata."""
     if pipeline.aligner is None:
         return {"aligned_input": True}
     return {"aligned_input": False, **pipeline.aligner.describe()}
-
-
-def pending_chunks(partial: PartialStore, n_chunks: int, chunk_size: int,
-                   n_rows: int) -> list[tuple[int, int, int]]:
-    """``(chunk number, start, stop)`` of the chunks of ``n_rows`` rows that a previous run left unfinished."""
-    done = set(partial.done(n_chunks))
-    if done:
-        logger.info("resuming %s: %d of %d chunks already done", partial.out, len(done), n_chunks)
-    return [(number, number * chunk_size, min(n_rows, (number + 1) * chunk_size))
-            for number in range(n_chunks) if number not in done]
 
 
 def _embed_spans(partial: PartialStore, spans: list[tuple[int, int, int]], samples: SampleTable,
@@ -279,22 +266,6 @@ def _finish(partial: PartialStore, samples: SampleTable, n_chunks: int, dim: int
                                    f"({', '.join(f'{k} {v}' for k, v in counts.items())}); see the 'status' and "
                                    f"'reason' columns of {store.root / 'samples.parquet'}")
     return store
-
-
-def _resolve_embedder(backend: Any, params: Mapping[str, Any] | None) -> Any:
-    if isinstance(backend, str):
-        from fiqa.embed import create_embedder
-
-        return create_embedder(backend, **dict(params or {}))
-    if params:
-        raise InvalidParameterError("embed_source", "backend_params", "empty when backend is an embedder object",
-                                    dict(params))
-    missing = [name for name in ("name", "dim", "embed", "describe") if not hasattr(backend, name)]
-    if missing:
-        raise InvalidParameterError("embed_source", "backend",
-                                    "a backend name or an embedder with name, dim, embed() and describe()",
-                                    f"{type(backend).__name__} lacking {', '.join(missing)}")
-    return backend
 
 
 def _spec_dict(embedder: Any) -> dict[str, Any]:
@@ -334,104 +305,3 @@ def _raise_if(on_error: str, location: str, why: Status, text: str) -> None:
         raise SampleFailedError(str(location), why, text)
 
 
-class BatchEmbedding:
-    """The rows of one chunk, embedded in batches formed in row order (so a resumed run is identical).
-
-    Parameters
-    ----------
-    embedder : embedder object
-    n : int
-        Rows of the chunk.
-    batch_size : int
-    on_fail : callable (row, Status, reason) -> None, optional
-        Called before a row is recorded as failed (it may raise, e.g. for ``on_error="raise"``).
-    features : FeatureEmbedder, optional
-        Embed with it instead (the same vectors as ``embedder``'s) and keep its feature columns too.
-
-    Attributes
-    ----------
-    raw : ndarray of shape (n, dim), float32
-        Raw embeddings; NaN rows where the sample failed.
-    status, reason : ndarray of shape (n,), object (str)
-    features : ndarray of shape (n, features.width), float16, or None
-        The feature columns (with ``features``); NaN rows where the sample failed.
-    """
-
-    def __init__(self, embedder: Any, n: int, batch_size: int, *,
-                 on_fail: Callable[[int, Status, str], None] | None = None,
-                 features: FeatureEmbedder | None = None) -> None:
-        self.embedder, self.dim = embedder, int(embedder.dim)
-        self._tapped = features
-        self.features = None if features is None else np.full((n, features.width), np.nan, np.float16)
-        self.raw = np.full((n, self.dim), np.nan, np.float32)
-        self.status = np.full(n, Status.OK.value, dtype=object)
-        self.reason = np.full(n, "", dtype=object)
-        self._on_fail = on_fail
-        self._rows: list[int] = []
-        self._crops = np.empty((batch_size, CROP_SIZE, CROP_SIZE, 3), np.uint8)
-
-    def fail(self, row: int, why: Status, text: str) -> None:
-        if self._on_fail is not None:
-            self._on_fail(row, why, text)
-        self.status[row], self.reason[row] = why.value, text
-
-    def add(self, row: int, crop: np.ndarray) -> None:
-        self._crops[len(self._rows)] = crop
-        self._rows.append(row)
-        if len(self._rows) == len(self._crops):
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._rows:
-            return
-        crops = self._crops[:len(self._rows)]
-        if self._tapped is None:
-            vectors, norms = embed_checked(self.embedder, crops, self.dim)
-            pooled = None
-        else:
-            raw, pooled = self._tapped(crops)
-            vectors, norms = check_vectors(self.embedder, raw, crops, self.dim)
-        for position, (row, vector, norm) in enumerate(zip(self._rows, vectors, norms)):
-            if norm > 0.0:
-                self.raw[row] = vector
-                if pooled is not None and self.features is not None:
-                    self.features[row] = pooled[position]
-            else:
-                self.fail(row, Status.INVALID_VECTOR, f"the embedding is {'zero' if norm == 0 else 'not finite'}")
-        self._rows.clear()
-
-
-class ordered_map(Generic[_Item, _Result]):
-    """``map(function, items)`` in order, computed ahead by ``n_workers`` threads (at most ``window`` pending).
-
-    A context manager: leaving it cancels the work not yet started. ``n_workers == 0`` computes lazily in the
-    calling thread.
-    """
-
-    def __init__(self, function: Callable[[_Item], _Result], items: list[_Item], n_workers: int,
-                 window: int) -> None:
-        self.function, self.items, self.n_workers, self.window = function, items, n_workers, window
-        self.pool = ThreadPoolExecutor(n_workers, thread_name_prefix="fiqa-decode") if n_workers > 0 else None
-
-    def __enter__(self) -> Iterator[_Result]:
-        if self.pool is None:
-            return (self.function(item) for item in self.items)
-        return self._iterate(self.pool)
-
-    def _iterate(self, pool: ThreadPoolExecutor) -> Iterator[_Result]:
-        items = iter(self.items)
-        pending: deque[Future[_Result]] = deque()
-        for item in items:
-            pending.append(pool.submit(self.function, item))
-            if len(pending) >= self.window:
-                break
-        while pending:
-            result = pending.popleft().result()
-            for item in items:
-                pending.append(pool.submit(self.function, item))
-                break
-            yield result
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)

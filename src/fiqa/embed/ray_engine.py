@@ -1,9 +1,9 @@
-"""Extraction on Ray Data, for when one process is not enough: the same store, built by a pool of workers.
+"""Extraction on Ray Data, for when one process is not enough: ``embed_source(..., engine="ray")`` writes the same
+store with a pool of workers.
 
-:func:`embed_source_ray` takes the arguments of :func:`fiqa.embed.extract.embed_source` and writes the same store:
-the same files and columns, the same statuses and reasons, the same vectors (within 1e-6; byte for byte with the
-``sface`` backend on one machine), the same ``plan``. The work runs as two Ray Data ``map_batches`` stages, each an
-actor pool whose actors load their models once::
+The same files and columns, the same statuses and reasons, the same vectors (within 1e-6; byte for byte with the
+``sface`` backend on one machine), the same ``plan`` as the local engine. The work runs as two Ray Data
+``map_batches`` stages, each an actor pool whose actors load their models once::
 
     rows (driver: sample row + location, Arrow blocks)
       -> FaceStage actors   read -> decode -> detect -> align  (one FacePipeline with its YuNet per actor)
@@ -15,9 +15,9 @@ arguments, redoes only the chunks that have no file yet, and the local engine ca
 the other way round) when the plans match (same backend parameters, thread count included). Only the driver writes:
 the workers need to read the images (a shared file system on a cluster), never the output folder.
 
->>> from fiqa.embed.ray_engine import embed_source_ray
->>> store = embed_source_ray("photos/", "store", n_workers=2)                           # doctest: +SKIP
->>> store = embed_source_ray("photos.csv", "store", ray_address="auto")                  # doctest: +SKIP
+>>> from fiqa.embed.extract import embed_source
+>>> store = embed_source("photos/", "store", engine="ray", n_workers=2)                            # doctest: +SKIP
+>>> store = embed_source("photos.csv", "store", engine="ray", engine_options={"ray_address": "auto"})  # doctest: +SKIP
 
 Ray is an optional dependency (``pip install 'fiqa[ray]'``); this module imports it only when called.
 """
@@ -30,30 +30,23 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import cv2
 import numpy as np
+import pyarrow as pa
 
 from fiqa.core.errors import FIQAError, InvalidParameterError, check_int
 from fiqa.core.progress import tqdm
-from fiqa.core.types import EmbeddingStore, SampleTable, Status
+from fiqa.core.types import SampleTable, Status
 from fiqa.detect.pipeline import CROP_SIZE, FaceCrop, FacePipeline
-from fiqa.embed.extract import (
-    BatchEmbedding,
-    SampleFailedError,
-    _check_params,
-    _face_pipeline,
-    _finish,
-    _resolve_embedder,
-    extraction_plan,
-    feature_embedder,
-    pending_chunks,
-    store_meta,
-)
-from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
-from fiqa.io.sources import DataSource, open_source
-from fiqa.store import Chunk, PartialStore, check_out_path
+from fiqa.detect.settings import DetectionSettings
+from fiqa.embed import EMBEDDERS
+from fiqa.embed.batching import BatchEmbedding, SampleFailedError, feature_embedder, resolve_embedder
+from fiqa.embed.features import FeatureEmbedder
+from fiqa.store import Chunk, PartialStore
 
-__all__ = ["STAGES", "EmbedStage", "FaceStage", "ShardWriter", "Stage", "check_engine_params", "embed_source_ray",
-           "faces_to_columns", "import_ray", "ray_session", "resolve_workers", "run_stages", "worker_backend_params"]
+__all__ = ["RAY_OPTIONS", "STAGES", "EmbedStage", "FaceStage", "ShardWriter", "Stage", "check_engine_params",
+           "extract_on_ray", "faces_to_columns", "import_ray", "ray_session", "resolve_workers", "run_stages",
+           "worker_backend_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +54,10 @@ logger = logging.getLogger(__name__)
 #: ``n_workers`` workers of ``threads`` threads reserve ``n_workers * threads`` CPUs.
 STAGES = 2
 _MAX_BLOCK_ROWS = 256
+
+RAY_OPTIONS: dict[str, Any] = {"ray_address": None, "threads": 1, "num_cpus": None}
+"""The Ray engine's options and their defaults (``engine_options`` of :func:`fiqa.embed.extract.embed_source`): a
+running cluster to use, threads per worker, CPUs of a local instance; see :func:`ray_session`."""
 
 Stage = tuple[type, dict[str, Any], int | None]
 """A Ray Data stage: the actor class, its constructor's keyword arguments, its batch size (None: one block)."""
@@ -110,20 +107,17 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
 class FaceStage:
     """Ray Data stage: locations in, aligned crops out, with every failure a status and a reason.
 
-    One :class:`fiqa.detect.pipeline.FacePipeline` (its YuNet detector) per actor, made when the actor starts;
-    OpenCV runs ``threads`` threads.
+    One :class:`fiqa.detect.pipeline.FacePipeline` of ``settings`` (its YuNet detector) per actor, made when the
+    actor starts; OpenCV runs ``threads`` threads.
 
     A batch in: ``row`` (int64), ``location`` (str). A batch out: ``row``, ``crop`` (k, 112, 112, 3) uint8 (zeros
     without a face), ``has_crop`` (bool), ``status``, ``reason`` (str), ``n_faces`` (int32), ``detection_score``
     (float64), ``landmarks`` (k, 5, 2) float32 (NaN without a face) -- the fields of :class:`FaceCrop`.
     """
 
-    def __init__(self, *, aligned: bool, policy: str, score_threshold: float, max_pixels: int, min_side: int,
-                 threads: int) -> None:
-        import cv2
-
+    def __init__(self, *, settings: DetectionSettings, threads: int) -> None:
         cv2.setNumThreads(int(threads))
-        self.pipeline: FacePipeline = _face_pipeline(aligned, policy, score_threshold, max_pixels, min_side)
+        self.pipeline = FacePipeline(settings)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         faces = [self.pipeline.process(str(location)) for location in batch["location"]]
@@ -153,12 +147,12 @@ class EmbedStage:
     run, :class:`fiqa.embed.features.FeatureEmbedder`); one embedder per actor, made when the actor starts.
 
     Crops are embedded in row order in batches of at most ``batch_size`` by
-    :class:`fiqa.embed.extract.BatchEmbedding`, which also turns a zero or non-finite vector into
+    :class:`fiqa.embed.batching.BatchEmbedding`, which also turns a zero or non-finite vector into
     ``invalid_vector``, as the local engine does.
     """
 
     def __init__(self, *, backend: str, params: Mapping[str, Any], batch_size: int, features: bool = False) -> None:
-        self.embedder = _resolve_embedder(backend, params)
+        self.embedder = resolve_embedder(backend, params)
         self.tapped = feature_embedder(self.embedder, features, "EmbedStage")
         self.batch_size = int(batch_size)
 
@@ -192,8 +186,6 @@ def run_stages(ray: Any, locations: Sequence[str] | np.ndarray, rows: np.ndarray
     rows : ndarray of shape (n,), int64
         The row number of each location, carried through every stage as ``row``.
     """
-    import pyarrow as pa
-
     n = len(locations)
     block = max(1, min(_MAX_BLOCK_ROWS, math.ceil(n / (4 * n_workers))))
     tables = [pa.table({"row": pa.array(rows[start:start + block], pa.int64()),
@@ -256,81 +248,33 @@ def check_engine_params(owner: str, n_workers: int | None, threads: int, num_cpu
                                     ray_address)
 
 
-def embed_source_ray(source: str | os.PathLike | DataSource, out: str | os.PathLike, *, backend: str = "sface",
-                     backend_params: Mapping[str, Any] | None = None, aligned: bool = False, batch_size: int = 64,
-                     chunk_size: int = 1024, resume: bool = True, policy: str = "largest",
-                     score_threshold: float = 0.7, on_error: str = "record", max_pixels: int = DEFAULT_MAX_PIXELS,
-                     min_side: int = DEFAULT_MIN_SIDE, ray_address: str | None = None, n_workers: int | None = None,
-                     threads: int = 1, num_cpus: int | None = None, features: bool = False,
-                     progress: bool = True) -> EmbeddingStore:
-    """Embed every image of a data source into an embedding store at ``out``, on Ray.
-
-    The arguments up to ``min_side`` and ``features`` are those of :func:`fiqa.embed.extract.embed_source`, with two
-    differences:
-    ``backend`` must be a registered name (an embedder object holds an ONNX session, which cannot travel to the
-    workers; each worker makes its own from ``backend`` and ``backend_params``), and ``chunk_size`` is also the
-    shard that is redone after a kill (the default 1024 suits large sets; a few hundred gives finer resumption).
-
-    Parameters
-    ----------
-    ray_address : str, optional
-        Run on a running cluster (``"auto"``, ``"host:6379"``, ``"ray://host:10001"``); default: a local Ray instance
-        started for this call and shut down after it. An already initialised Ray session is used as it is.
-    n_workers : int >= 1, optional
-        Actors per stage; default as many as the cluster's CPUs allow (``CPUs // threads``).
-    threads : int >= 1, default 1
-        Threads of each worker (OpenCV, and onnxruntime's ``threads`` unless ``backend_params`` sets it); a worker
-        reserves ``threads`` CPUs, half per stage.
-    num_cpus : int >= 1, optional
-        CPUs of the local Ray instance (default ``os.cpu_count()``); ignored with ``ray_address``.
+def extract_on_ray(partial: PartialStore, spans: Sequence[tuple[int, int, int]], samples: SampleTable,
+                   detection: DetectionSettings, *, backend: str, backend_params: Mapping[str, Any], dim: int,
+                   tapped: FeatureEmbedder | None, batch_size: int, chunk_size: int, on_error: str,
+                   n_workers: int | None, progress: bool, ray_address: str | None, threads: int,
+                   num_cpus: int | None) -> int | None:
+    """Embed the chunks ``spans`` of ``samples`` on Ray into ``partial`` (the Ray engine of
+    :func:`fiqa.embed.extract.embed_source`, which checks the settings, writes the plan and finishes the store).
 
     Returns
     -------
-    EmbeddingStore
-        ``meta["params"]["engine"] == "ray"``; the ``plan`` is what the local engine writes for the same settings.
+    int or None
+        The workers per stage (``n_workers`` when there was nothing to do).
 
     Raises
     ------
-    NoUsableSamplesError
-        When not one sample could be embedded (the store is still written).
     SampleFailedError
         With ``on_error="raise"``: the first failed sample that comes back (the workers finish in any order, so
         it need not be the first in sample order); finished shards are kept.
     """
-    owner = "embed_source_ray"
-    _check_params(batch_size, chunk_size, 0, on_error, max_pixels, min_side)
-    check_engine_params(owner, n_workers, threads, num_cpus, ray_address)
-    params = worker_backend_params(backend, backend_params, threads)
-    out = check_out_path(out)
-    source = open_source(source)
-    samples = source.samples
-    embedder = _resolve_embedder(backend, params)  # the plan's description and dim; each worker makes its own
-    tapped = feature_embedder(embedder, features, owner)
-    described = None if tapped is None else tapped.describe()
-    pipeline = _face_pipeline(aligned, policy, score_threshold, max_pixels, min_side)
-    partial = PartialStore(out, extraction_plan(samples, embedder, pipeline, batch_size=batch_size,
-                                                chunk_size=chunk_size, max_pixels=max_pixels, min_side=min_side,
-                                                features=described))
-    existing = partial.finished(resume=resume)
-    if existing is not None:
-        return existing
-    partial.start(resume=resume)
-    n_chunks = max(1, math.ceil(len(samples) / chunk_size))
-    spans = pending_chunks(partial, n_chunks, chunk_size, len(samples))
-    shards = ShardWriter(partial, spans, chunk_size, int(embedder.dim), None if tapped is None else tapped.width)
+    shards = ShardWriter(partial, spans, chunk_size, dim, None if tapped is None else tapped.width)
     todo = np.array([row for _, start, stop in spans for row in range(start, stop)], np.int64)
-    face = {"aligned": bool(aligned), "policy": policy, "score_threshold": float(score_threshold),
-            "max_pixels": int(max_pixels), "min_side": int(min_side), "threads": threads}
-    embed = {"backend": backend, "params": params, "batch_size": int(batch_size), "features": tapped is not None}
-    stages: list[Stage] = [(FaceStage, face, None), (EmbedStage, embed, batch_size)]
-    workers = _embed_rows(samples, todo, stages, shards, ray_address=ray_address, num_cpus=num_cpus,
-                          n_workers=n_workers, threads=threads, on_error=on_error, progress=progress)
-    settings = {"engine": "ray", "backend": backend, "aligned": bool(aligned), "batch_size": int(batch_size),
-                "chunk_size": int(chunk_size), "policy": policy, "score_threshold": float(score_threshold),
-                "on_error": on_error, "max_pixels": int(max_pixels), "min_side": int(min_side),
-                "ray_address": ray_address, "n_workers": workers, "threads": threads, "features": tapped is not None}
-    meta = store_meta(source, embedder, pipeline, partial, settings, features=described)
-    return _finish(partial, samples, n_chunks, int(embedder.dim), meta)
+    embed = {"backend": backend, "params": dict(backend_params), "batch_size": int(batch_size),
+             "features": tapped is not None}
+    stages: list[Stage] = [(FaceStage, {"settings": detection, "threads": threads}, None),
+                           (EmbedStage, embed, batch_size)]
+    return _embed_rows(samples, todo, stages, shards, ray_address=ray_address, num_cpus=num_cpus,
+                       n_workers=n_workers, threads=threads, on_error=on_error, progress=progress)
 
 
 def _embed_rows(samples: SampleTable, todo: np.ndarray, stages: Sequence[Stage], shards: ShardWriter, *,
@@ -378,11 +322,9 @@ def worker_backend_params(backend: object, backend_params: Mapping[str, Any] | N
     """The keyword arguments each worker creates its embedder with: ``backend_params``, plus ``threads`` when the
     backend takes that parameter and ``backend_params`` does not set it."""
     if not isinstance(backend, str):
-        raise InvalidParameterError("embed_source_ray", "backend", "a registered backend name (each Ray worker "
-                                    "creates its own embedder; an embedder object cannot be sent)",
+        raise InvalidParameterError("embed_source", "backend", "a registered backend name with engine='ray' (each "
+                                    "Ray worker creates its own embedder; an embedder object cannot be sent)",
                                     type(backend).__name__)
-    from fiqa.embed import EMBEDDERS
-
     params = dict(backend_params or {})
     if "threads" not in params and "threads" in EMBEDDERS.entry(backend).params:
         params["threads"] = threads
@@ -408,7 +350,7 @@ class ShardWriter:
     ----------
     partial : PartialStore
     spans : list of (chunk number, start, stop)
-        The chunks to gather (:func:`fiqa.embed.extract.pending_chunks`); empty ones are written at once.
+        The chunks to gather (:func:`fiqa.embed.batching.pending_chunks`); empty ones are written at once.
     chunk_size, dim : int
     feature_width : int, optional
         Feature columns per row (batches then carry ``features``), written into each chunk.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from fiqa.core.errors import FIQAError, InvalidParameterError
 from fiqa.core.progress import tqdm
 from fiqa.core.types import QualityTable, Status
 from fiqa.detect.pipeline import image_name
+from fiqa.detect.settings import DetectionSettings
 from fiqa.embed.ray_engine import (
     FaceStage,
     Stage,
@@ -29,8 +31,8 @@ from fiqa.embed.ray_engine import (
     resolve_workers,
     run_stages,
 )
-from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from fiqa.score.method import flag_non_finite
+from fiqa.score.packaged import list_models
 from fiqa.score.scorer import ON_ERROR, Scorer
 
 __all__ = ["ScoreStage", "score_images_ray"]
@@ -41,10 +43,8 @@ class ScoreStage:
     ``quality`` and ``raw_score`` float64 added, NaN without a crop); one :class:`Scorer` per actor, made when the
     actor starts. A non-finite quality becomes ``invalid_score``, as :meth:`Scorer.score` records it."""
 
-    def __init__(self, *, model: str | None, batch_size: int, threads: int, policy: str,
-                 score_threshold: float) -> None:
-        self.scorer = Scorer(model, batch_size=batch_size, threads=threads, policy=policy,
-                             score_threshold=score_threshold)
+    def __init__(self, *, model: str | None, batch_size: int, threads: int, detection: DetectionSettings) -> None:
+        self.scorer = Scorer(model, batch_size=batch_size, threads=threads, detection=detection)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["row"])
@@ -60,11 +60,12 @@ class ScoreStage:
 
 
 def score_images_ray(images: Sequence[str | os.PathLike], model: str | os.PathLike | None = None, *,
-                     aligned: bool = False, on_error: str = "record", batch_size: int = 64, policy: str = "largest",
-                     score_threshold: float = 0.7, ray_address: str | None = None, n_workers: int | None = None,
-                     threads: int = 1, num_cpus: int | None = None, progress: bool = True) -> QualityTable:
-    """Score image files on Ray: the same table as ``create_scorer(model, batch_size=..., policy=...,
-    score_threshold=...).score(images, aligned=..., on_error=...)``.
+                     aligned: bool = False, on_error: str = "record", batch_size: int = 64,
+                     detection: DetectionSettings | None = None, ray_address: str | None = None,
+                     n_workers: int | None = None, threads: int = 1, num_cpus: int | None = None,
+                     progress: bool = True) -> QualityTable:
+    """Score image files on Ray: the same table as ``create_scorer(model, batch_size=...,
+    detection=...).score(images, aligned=..., on_error=...)``.
 
     Parameters
     ----------
@@ -74,11 +75,11 @@ def score_images_ray(images: Sequence[str | os.PathLike], model: str | os.PathLi
     model : str, path or None
         As for :func:`fiqa.score.create_scorer`; the model is loaded once on the driver (to check it) and once per
         worker.
-    aligned, on_error, batch_size, policy, score_threshold
+    aligned, on_error, batch_size, detection
         As for :class:`fiqa.score.Scorer` and :meth:`Scorer.score`. With ``on_error="raise"``, the first failure
         that comes back raises (workers finish in any order, so it need not be the first in input order).
     ray_address, n_workers, threads, num_cpus
-        As for :func:`fiqa.embed.ray_engine.embed_source_ray`.
+        The Ray engine's settings, as for ``fiqa.embed.extract.embed_source(..., engine="ray")``.
     progress : bool
         Show a progress bar.
 
@@ -95,7 +96,8 @@ def score_images_ray(images: Sequence[str | os.PathLike], model: str | os.PathLi
     bad = [type(image).__name__ for image in images if not isinstance(image, (str, os.PathLike))]
     if bad:
         raise InvalidParameterError(owner, "images", "image locations (str or path)", f"a {bad[0]}")
-    scorer = Scorer(model, batch_size=batch_size, threads=threads, policy=policy, score_threshold=score_threshold)
+    scorer = Scorer(model, batch_size=batch_size, threads=threads, detection=detection)
+    settings = replace(scorer.detection, aligned=bool(aligned))
     locations = np.array([image_name(image) for image in images], dtype=object)
     n = len(locations)
     columns: dict[str, np.ndarray] = {"quality": np.full(n, np.nan), "raw_score": np.full(n, np.nan),
@@ -108,10 +110,9 @@ def score_images_ray(images: Sequence[str | os.PathLike], model: str | os.PathLi
         with ray_session(ray_address, num_cpus=num_cpus) as ray, \
                 tqdm(total=n, desc="score", unit="img", disable=not progress) as bar:
             workers = resolve_workers(ray, n_workers, threads)
-            face = {"aligned": bool(aligned), "policy": policy, "score_threshold": float(score_threshold),
-                    "max_pixels": DEFAULT_MAX_PIXELS, "min_side": DEFAULT_MIN_SIDE, "threads": threads}
-            score = {"model": _portable(model), "batch_size": int(batch_size), "threads": threads, "policy": policy,
-                     "score_threshold": float(score_threshold)}
+            face = {"settings": settings, "threads": threads}
+            score = {"model": _portable(model), "batch_size": int(batch_size), "threads": threads,
+                     "detection": scorer.detection}
             stages: list[Stage] = [(FaceStage, face, None), (ScoreStage, score, batch_size)]
             for batch in run_stages(ray, locations, np.arange(n, dtype=np.int64), stages, n_workers=workers,
                                     threads=threads):
@@ -135,8 +136,6 @@ def _portable(model: str | os.PathLike | None) -> str | None:
     """The model as the workers are given it: a name, or an absolute path (workers need not share the cwd)."""
     if model is None:
         return None
-    from fiqa.score.packaged import list_models
-
     if isinstance(model, str) and model in list_models():
         return model
     return os.path.abspath(os.fspath(model))

@@ -1,10 +1,10 @@
 """Score images with a fiqa quality model: the packaged default, a model folder with a card, or one ONNX file."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +12,13 @@ import numpy as np
 
 from fiqa.components import AdviceProfile
 from fiqa.core.errors import InvalidParameterError, ModelFileError
-from fiqa.core.params import Interval, validate
+from fiqa.core.params import InstanceOf, Interval, validate
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
-from fiqa.detect import FaceAligner
 from fiqa.detect.pipeline import FacePipeline, ImageInput
+from fiqa.detect.settings import DetectionSettings
 from fiqa.embed.onnx_runtime import check_device, inference_session
-from fiqa.embed.quality_model import OUTPUT_NAMES, quality_model_from_bytes
+from fiqa.embed.quality_model import OUTPUT_NAMES, load_verified_model
 from fiqa.embed.spec import PreprocessSpec
 from fiqa.score.method import ON_ERROR, score_images
 from fiqa.score.packaged import (
@@ -50,9 +50,8 @@ def _load(model: str | os.PathLike | None) -> tuple[bytes, dict[str, Any], dict[
         graph, meta, card = load_model_folder(path)
         return graph, meta, card, str(path), path / card["file"], card["sha256"]
     if path.is_file():
-        data = path.read_bytes()
-        graph, meta = quality_model_from_bytes(data, str(path))
-        return graph, meta, None, str(path), path, hashlib.sha256(data).hexdigest()
+        graph, meta, digest = load_verified_model(path)  # checked against the SHA-256 written beside it
+        return graph, meta, None, str(path), path, digest
     if isinstance(model, str) and not path.suffix and os.sep not in model and "/" not in model:
         model_folder(model)  # a bare word: raises UnknownNameError with suggestions
     raise ModelFileError(f"{path}: model file or folder does not exist")
@@ -66,13 +65,15 @@ class Scorer:
     model : str, path or None
         None or a name from :func:`fiqa.score.list_models` (``"default"``): a model shipped with fiqa; a folder
         holding ``card.json`` and the model file it names (hash-checked); or one ONNX quality model file of
-        either form (see :mod:`fiqa.embed.quality_model`; a file written by ``fiqa train``).
+        either form (see :mod:`fiqa.embed.quality_model`; a file written by ``fiqa train``), checked against the
+        SHA-256 written beside it (``model.onnx.sha256``): a file that differs, or has none, is refused.
     batch_size : int >= 1
         Crops per onnxruntime call.
     threads : int or None
         onnxruntime intra-op threads (None: all cores).
-    policy, score_threshold
-        Face selection for raw photos, as in :class:`fiqa.detect.FaceAligner`.
+    detection : DetectionSettings, optional
+        How photos are read and their face chosen (:class:`fiqa.detect.DetectionSettings`; its ``aligned`` is
+        replaced by :meth:`score`'s). Default ``DetectionSettings()``.
     device : {"cpu", "cuda"}, default="cpu"
         Where onnxruntime runs the model (``cuda`` needs ``fiqa[cuda]``); detection stays on the CPU.
 
@@ -91,13 +92,14 @@ class Scorer:
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, batch_size: int = 64, threads: int | None = None,
-                 policy: str = "largest", score_threshold: float = 0.7, device: str = "cpu") -> None:
-        validate("Scorer", {"batch_size": batch_size, "threads": threads},
-                 {"batch_size": [Interval(int, 1, None)], "threads": [None, Interval(int, 1, None)]})
+                 detection: DetectionSettings | None = None, device: str = "cpu") -> None:
+        validate("Scorer", {"batch_size": batch_size, "threads": threads, "detection": detection},
+                 {"batch_size": [Interval(int, 1, None)], "threads": [None, Interval(int, 1, None)],
+                  "detection": [None, InstanceOf(DetectionSettings, "a DetectionSettings")]})
         self.device = check_device("Scorer", device)
         graph, self.meta, self.card, self.model_name, self.model_path, self.model_sha256 = _load(model)
         self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])
-        self.batch_size, self.policy, self.score_threshold = int(batch_size), policy, score_threshold
+        self.batch_size, self.detection = int(batch_size), detection or DetectionSettings()
         try:
             self._session = inference_session(graph, threads=threads, device=self.device)
         except Exception as exc:  # onnxruntime raises its own exception types for graphs it cannot run
@@ -136,8 +138,7 @@ class Scorer:
         """The read/detect/align pipeline for aligned crops or for photos (YuNet is loaded on first use)."""
         pipeline = self._pipelines.get(aligned)
         if pipeline is None:
-            aligner = None if aligned else FaceAligner(policy=self.policy, score_threshold=self.score_threshold)
-            pipeline = self._pipelines[aligned] = FacePipeline(aligner)
+            pipeline = self._pipelines[aligned] = FacePipeline(replace(self.detection, aligned=aligned))
         return pipeline
 
     def score(self, images: Sequence[ImageInput], *, aligned: bool = False, on_error: str = "record",
@@ -200,8 +201,8 @@ class Scorer:
         return {"method": f"model:{_method_name(self.model_name)}", "model": self.model_name,
                 "model_sha256": self.model_sha256, **card, "label_method": self.meta.get("label_method"),
                 "model_shape": self.meta.get("shape"),
-                **provenance(**{"aligned": aligned, "batch_size": self.batch_size, "policy": self.policy,
-                                "score_threshold": self.score_threshold, **settings})}
+                **provenance(**{"aligned": aligned, "batch_size": self.batch_size, "policy": self.detection.policy,
+                                "score_threshold": self.detection.score_threshold, **settings})}
 
 
 def _method_name(model: str) -> str:
@@ -224,7 +225,7 @@ def create_scorer(model: str | os.PathLike | None = None, **params: Any) -> Scor
         ``card.json``, or one ONNX quality model file (full graph or head). A name wins over a same-named path in
         the working directory; write ``./name`` for the path.
     **params
-        ``batch_size``, ``threads``, ``policy``, ``score_threshold`` (see :class:`Scorer`).
+        ``batch_size``, ``threads``, ``detection``, ``device`` (see :class:`Scorer`).
 
     Returns
     -------

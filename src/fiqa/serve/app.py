@@ -106,7 +106,7 @@ class Service:
                  advice_profile: AdviceProfile | None = None) -> None:
         self.scorer, self.limits, self.workers = scorer, limits, workers
         self.advice_profile = advice_profile or load_profile()
-        self.pipeline = pipeline_for(scorer.policy, scorer.score_threshold, limits)
+        self.pipeline = pipeline_for(scorer.detection, limits)
         self.batcher = Batcher(scorer, batch_size=workers.batch_size, batch_wait=workers.batch_wait)
         self.pool: ThreadPoolExecutor | None = None
         self.in_flight = 0

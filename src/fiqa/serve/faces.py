@@ -3,18 +3,21 @@ read -> decode -> detect -> align step :meth:`fiqa.score.Scorer.score` uses, wit
 request body gets the crop, status and reason that ``fiqa score`` gives the same bytes read from a file."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from fiqa.detect import ARCFACE_TEMPLATE, CROP_SIZE, FaceAligner, estimate_similarity
+from fiqa.detect import ARCFACE_TEMPLATE, CROP_SIZE, DetectionSettings, estimate_similarity
 from fiqa.detect.pipeline import FacePipeline
 from fiqa.serve.config import Limits
 
 
-def pipeline_for(policy: str, score_threshold: float, limits: Limits) -> FacePipeline:
-    """The face pipeline of a scorer's selection settings (``Scorer.policy``, ``Scorer.score_threshold``) and the
-    service's ``max_pixels`` / ``min_side``; one may be shared by threads."""
-    return FacePipeline(FaceAligner(policy=policy, score_threshold=score_threshold), max_pixels=limits.max_pixels,
-                        min_side=limits.min_side, decode_timeout=limits.decode_timeout)
+def pipeline_for(detection: DetectionSettings, limits: Limits) -> FacePipeline:
+    """The face pipeline of a scorer's detection settings (``Scorer.detection``: which face, detector confidence)
+    with the service's reading limits (``max_pixels``, ``min_side``, ``decode_timeout``); it always detects, and
+    one may be shared by threads."""
+    return FacePipeline(replace(detection, aligned=False, max_pixels=limits.max_pixels, min_side=limits.min_side,
+                                decode_timeout=limits.decode_timeout))
 
 
 _CORNERS = np.array([[0, 0], [CROP_SIZE, 0], [CROP_SIZE, CROP_SIZE], [0, CROP_SIZE]], dtype=np.float64)
