@@ -62,8 +62,10 @@ def lfw_store(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A real SFace embedding store (``fiqa.core.types.EmbeddingStore``) of ``lfw_subset(lfw_dir)`` (~300 images:
     30 identities with 5-8 images each and 60 singletons), built once per test session."""
     from fiqa.embed.extract import embed_source
+    from fiqa.io import open_source
 
     folder = tmp_path_factory.mktemp("lfw_store")
     rows = "".join(f"{path},{identity}\n" for path, identity in lfw_subset(lfw_dir))
     (folder / "subset.csv").write_text("path,identity\n" + rows, encoding="utf-8")
-    return embed_source(folder / "subset.csv", folder / "store", backend="sface", progress=False)
+    listed = open_source(folder / "subset.csv", allow_outside=True)  # it names the photos where LFW keeps them
+    return embed_source(listed, folder / "store", backend="sface", progress=False)

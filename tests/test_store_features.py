@@ -72,7 +72,10 @@ def photos(lfw_dir, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("feature_photos")
     good = lfw_subset(lfw_dir, n_identities=8, min_images=5, max_images=5, n_singletons=6)
     (folder / "notes.jpg").write_text("not a picture\n", encoding="utf-8")
-    rows = [f"{path},{identity}\n" for path, identity in good] + [f"{folder / 'notes.jpg'},broken\n"]
+    for path, _ in good:  # beside the list: a list file's entries outside its folder are refused
+        shutil.copyfile(path, folder / Path(path).name)
+    rows = [f"{folder / Path(path).name},{identity}\n" for path, identity in good] + [
+        f"{folder / 'notes.jpg'},broken\n"]
     (folder / "list.csv").write_text("path,identity\n" + "".join(rows), encoding="utf-8")
     return folder / "list.csv"
 
@@ -295,7 +298,7 @@ def test_the_default_recipe_needs_no_second_sface_pass(stores, tmp_path, monkeyp
 
 def test_fiqa_embed_stores_features_for_sface_by_default(photos, stores, tmp_path):
     _, store = stores
-    small = tmp_path / "small.csv"
+    small = photos.with_name(f"small-{tmp_path.name}.csv")  # beside the photos it names
     small.write_text("\n".join(photos.read_text(encoding="utf-8").splitlines()[:4]) + "\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["embed", str(small), "--out", str(tmp_path / "on"), "--batch-size", "8"])
     assert result.exit_code == 0, result.output
