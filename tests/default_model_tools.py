@@ -24,7 +24,7 @@ from fiqa.core.comparisons import threshold_at_fmr
 from fiqa.core.provenance import versions
 from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.embed.features import FEATURES_NAME, SFACE_TAPS, FeatureSpec, feature_graph
-from fiqa.embed.quality_model import OUTPUT_NAMES
+from fiqa.embed.quality_model import OUTPUT_NAMES, write_digest
 from fiqa.evaluate import sample_comparisons
 from fiqa.evaluate.curves import pair_quality, pauc
 from fiqa.evaluate.edc import compute_edc
@@ -166,6 +166,7 @@ def write_placeholder_default(folder: str | Path, lfw_dir: str | Path, work_dir:
     folder.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     onnx.save(placeholder_head(), folder / "head.onnx")
+    write_digest(folder / "head.onnx", (folder / "head.onnx").read_bytes())  # scored below by its path
     subset = placeholder_subset(Path(lfw_dir))
     (work_dir / "subset.csv").write_text(
         "path,identity\n" + "".join(f"{Path(p).resolve()},{i}\n" for p, i in subset), encoding="utf-8")

@@ -24,7 +24,7 @@ from fiqa.cli import main
 from fiqa.core.errors import ModelFileError, UnknownNameError
 from fiqa.detect import FaceAligner
 from fiqa.embed.features import FEATURES_NAME, FeatureExtractor, FeatureSpec, compose
-from fiqa.embed.quality_model import model_metadata
+from fiqa.embed.quality_model import model_metadata, write_digest
 from fiqa.score import (
     OUTPUT_NAMES,
     create_scorer,
@@ -146,6 +146,8 @@ def test_head_and_full_graph_forms_load_alike_and_score_the_same(lfw_dir, tmp_pa
     head = placeholder_head()
     onnx.save(head, tmp_path / "head.onnx")
     onnx.save(compose(head), tmp_path / "model.onnx")
+    for name in ("head.onnx", "model.onnx"):  # the SHA-256 files fiqa train writes, which scoring checks
+        write_digest(tmp_path / name, (tmp_path / name).read_bytes())
     full_bytes, full_meta = load_quality_model(tmp_path / "model.onnx")
     assert full_bytes == (tmp_path / "model.onnx").read_bytes()  # a full graph is used as it is
     assert full_meta == load_quality_model(tmp_path / "head.onnx")[1] == read_metadata(tmp_path / "head.onnx")

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from fiqa.cli import main
 from fiqa.core.errors import FIQAError, InvalidParameterError, ModelFileError
 from fiqa.detect import FaceAligner
+from fiqa.embed.quality_model import write_digest
 from fiqa.io.table import load_quality
 from fiqa.score import create_scorer
 from fiqa.train import export_onnx, fit_quantile_calibration
@@ -100,6 +101,7 @@ def test_a_model_that_onnx_runtime_cannot_run_is_a_named_error(model_path, tmp_p
     model.graph.node[0].op_type = "NoSuchOperator"
     forged = tmp_path / "forged.onnx"
     onnx.save(model, forged)
+    write_digest(forged, forged.read_bytes())  # a digest that matches: what is refused is the graph
     with pytest.raises(ModelFileError, match="forged.onnx"):
         create_scorer(forged)
 

@@ -73,7 +73,7 @@ CASES: dict[str, tuple[str, str]] = {
     "M08": (GOOD, "sigmoid graph with fiqa metadata (was an ORT traceback)"),
     "M09": (GOOD, "malformed preprocess metadata"),
     "M10": (GOOD, "4000 weight bytes made NaN (was NaN scores with status ok)"),
-    "M11": (NOTE, "16 single-bit flips: scores nearly equal, no integrity check"),
+    "M11": (GOOD, "16 single-bit flips: refused by the model's SHA-256 (was scored, no integrity check)"),
     "M12": (GOOD, "--model is a folder without a card"),
     # 4. fiqa label: identity edge cases, damaged stores, every labeller
     "L01": (GOOD, "label --list"),

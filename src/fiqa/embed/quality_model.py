@@ -16,6 +16,12 @@ uncalibrated output, both float32. ``metadata_props`` hold JSON strings: ``fiqa_
 ``label_method``, ``calibration``, ``training``, and for a head ``features``; training may add more (``shape``,
 ``recogniser``, ``label_range``). Nothing here imports PyTorch.
 
+A model file given by its path carries its SHA-256 beside it (``model.onnx.sha256``, written with the file by
+:func:`fiqa.train.export_onnx`, in ``sha256sum`` format): :func:`load_verified_model` refuses a file whose bytes
+differ from it (a flipped bit, a truncated copy, a replaced file) and a file without one (for a model one trusts, write
+it: ``sha256sum model.onnx > model.onnx.sha256``). A model folder's ``card.json`` and the shipped models record the
+digest the same way.
+
 Before a model is used, its metadata is checked against its graph (:func:`check_signature`): the input is float32
 of shape (batch, 3, H, W) as its ``preprocess`` entry says (a full graph) or (batch, ``FeatureSpec.dim``) as its
 ``features`` entry says (a head), with a free batch axis, and both outputs are float32 (batch,). A file that only
@@ -208,6 +214,71 @@ def _composed(head_bytes: bytes, where: str) -> bytes:
     key = artifact_key(head_sha256=hashlib.sha256(head_bytes).hexdigest(),
                        recogniser_sha256=MODEL_FILES[spec.recogniser].sha256, features_sha256=spec.sha256)
     return cached_bytes("composed-models", key, build)
+
+
+DIGEST_SUFFIX = ".sha256"
+"""A model file's SHA-256 sidecar is the file's name plus this suffix."""
+
+
+def digest_path(path: str | Path) -> Path:
+    """The SHA-256 sidecar of the model file ``path`` (``model.onnx`` -> ``model.onnx.sha256``)."""
+    path = Path(path)
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def write_digest(path: str | Path, data: bytes, name: str | None = None) -> Path:
+    """Write the sidecar of the model file ``path`` holding ``data``, atomically, in ``sha256sum`` format (the hex
+    digest, two spaces, the file name ``name`` or ``path``'s): ``sha256sum -c`` and :func:`load_verified_model` check
+    it."""
+    from fiqa.core.atomic import write_text
+
+    sidecar = digest_path(path)
+    write_text(sidecar, f"{hashlib.sha256(data).hexdigest()}  {name or Path(path).name}\n")
+    return sidecar
+
+
+def _recorded_digest(path: Path) -> str | None:
+    sidecar = digest_path(path)
+    if not sidecar.is_file():
+        return None
+    try:
+        words = sidecar.read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: its digest file {sidecar.name} cannot be read ({exc})") from None
+    if not words or len(words[0]) != 64 or any(c not in "0123456789abcdef" for c in words[0].lower()):
+        raise ModelFileError(f"{path}: its digest file {sidecar.name} does not start with a SHA-256 (64 hex digits)")
+    return words[0].lower()
+
+
+def load_verified_model(path: str | Path) -> tuple[bytes, dict[str, Any], str]:
+    """Load a model file given by its path, as :func:`load_quality_model` does, after checking its bytes against its
+    SHA-256 sidecar (:func:`digest_path`).
+
+    Returns
+    -------
+    model : bytes
+    metadata : dict
+    sha256 : str
+        The file's SHA-256 (the sidecar's).
+
+    Raises
+    ------
+    fiqa.core.errors.ModelFileError
+        The file differs from its sidecar (checked before anything is parsed), is not a quality model (as
+        :func:`load_quality_model`), or has no sidecar; the message names the file.
+    """
+    path = Path(path)
+    data = _read(path)
+    recorded, digest = _recorded_digest(path), hashlib.sha256(data).hexdigest()
+    if recorded is not None and recorded != digest:
+        raise ModelFileError(f"{path}: has SHA-256 {digest}, but {digest_path(path).name} says {recorded}: the file "
+                             f"is corrupt or altered since it was written; refusing to load it")
+    model, meta = quality_model_from_bytes(data, str(path))
+    if recorded is None:
+        raise ModelFileError(f"{path}: no {digest_path(path).name} beside it, so its integrity cannot be checked "
+                             f"(fiqa train writes one with every model); for a file you trust, write it: "
+                             f"sha256sum {path.name} > {digest_path(path).name}")
+    return model, meta, digest
 
 
 def quality_model_from_bytes(data: bytes, where: str = "<model>") -> tuple[bytes, dict[str, Any]]:

@@ -7,7 +7,8 @@ the regressor's uncalibrated output on the 0-100 training-target scale. For the 
 and the head alone is also written as ``head.onnx`` (input ``features``; a few hundred KiB, what a package ships:
 ``fiqa.score`` joins it with the verified recogniser file at load time). ``metadata_props`` hold JSON strings:
 ``fiqa_version``, ``preprocess``, ``shape``, ``label_method``, ``label_range``, ``calibration``, ``features``,
-``training``. Both files are written atomically (a temporary file renamed into place).
+``training``. Both files are written atomically (a temporary file renamed into place), each with its SHA-256 beside
+it (``model.onnx.sha256``, ``head.onnx.sha256``): scoring refuses a model file that differs from it.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from fiqa.embed.features import (
     compose,
     feature_graph,
 )
-from fiqa.embed.quality_model import INPUT_NAME, OUTPUT_NAMES
+from fiqa.embed.quality_model import INPUT_NAME, OUTPUT_NAMES, write_digest
 from fiqa.train.models import FEATURE_HEADS, CalibratedRegressor
 from fiqa.train.parity import ParityReport, check_head_parity, check_parity, synthetic_crops
 
@@ -56,9 +57,12 @@ HEAD_NAME = "head.onnx"
 
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
+    """Write ``model`` to ``path`` and its SHA-256 to ``path.sha256`` (what scoring checks the file against)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         onnx.save(model, tmp)
+        # before the model is renamed into place: a kill between the two leaves a pair that is refused, never trusted
+        write_digest(path, tmp.read_bytes())
 
 
 def export_onnx(model: CalibratedRegressor, path: str | Path, *, shape: str, metadata: Mapping[str, Any],
