@@ -18,7 +18,7 @@ from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreE
 from fiqa.core.types import SampleTable
 from fiqa.detect import ARCFACE_TEMPLATE
 from fiqa.evaluate.verify import verification_summary
-from fiqa.store import Chunk, PartialStore, open_features, open_store, partial_path
+from fiqa.store import Chunk, PartialStore, StoreMeta, open_features, open_store, partial_path
 from tolerances import dot_bound, two_paths
 
 
@@ -35,8 +35,7 @@ def build_store(path, vectors, identities, *, status=None, locations=None, landm
     partial.start(resume=False)
     partial.write_chunk(0, Chunk(0, n, raw, status, np.where(status == "ok", "", "why").astype(object), marks,
                                  np.full(n, -1 if aligned else 1, np.int32), np.full(n, np.nan, np.float32)))
-    meta = {"store_format": 1, "dim": dim, "aligned": aligned, "source": {"kind": "list"}, "counts": {}}
-    return partial.finish(samples, 1, dim, meta)
+    return partial.finish(samples, 1, dim, StoreMeta(dim=dim, aligned=aligned, source={"kind": "list"}))
 
 
 def test_store_normalises_and_keeps_norms(tmp_path):
@@ -329,7 +328,7 @@ def test_partial_store_refuses_chunks_without_the_promised_features(tmp_path):
     ok = np.array(["ok"] * 3, object)
     partial.write_chunk(0, Chunk(0, 3, raw, ok, np.array([""] * 3, object), np.zeros((3, 5, 2), np.float32),
                                  np.ones(3, np.int32), np.ones(3, np.float32)))
-    meta = {"store_format": 1, "dim": 4, "source": {"kind": "list"}, "counts": {}, "features": {"dim": 6}}
+    meta = StoreMeta(dim=4, source={"kind": "list"}, features={"dim": 6})
     with pytest.raises(StoreError, match="chunk-0000000.npz: chunk holds no features of 6 columns"):
         partial.finish(samples, 1, 4, meta)
     values = np.arange(18, dtype=np.float16).reshape(3, 6)

@@ -34,13 +34,13 @@ import cv2
 import numpy as np
 
 from fiqa.augment.degrade import DEGRADATIONS, EVALUATION_DEGRADATIONS, degrade
-from fiqa.core.atomic import write_json
 from fiqa.core.errors import (
     InvalidParameterError,
     NoUsableSamplesError,
     StoreError,
     check_int,
 )
+from fiqa.core.outputs import check_not_in_inputs
 from fiqa.core.params import Boolean, Interval, Options, validate
 from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
@@ -68,6 +68,7 @@ from fiqa.store import (
     STORE_FORMAT,
     Chunk,
     PartialStore,
+    StoreMeta,
     check_out_path,
     open_features,
     open_store,
@@ -410,7 +411,7 @@ _EMBEDDER_IDENTITY = ("backend", "model_sha256", "dim", "spec", "conversion", "n
 
 
 def embedder_for_store(store: EmbeddingStore) -> Any:
-    """Re-create the recognition backend that embedded ``store``, from its ``meta["backend"]``.
+    """Re-create the recognition backend that embedded ``store``, from its ``meta.backend``.
 
     Raises
     ------
@@ -421,7 +422,7 @@ def embedder_for_store(store: EmbeddingStore) -> Any:
     """
     from fiqa.embed import EMBEDDERS, create_embedder
 
-    described = dict(store.meta.get("backend") or {})
+    described = dict(store.meta.backend)
     name = described.get("backend")
     if not name:
         raise StoreError(f"{store.root}: meta.json does not name the backend the store was embedded with; pass "
@@ -440,7 +441,7 @@ def _check_same_embedder(store: EmbeddingStore, embedder: Any) -> None:
     if missing:
         raise InvalidParameterError("augment_store", "embedder", "an embedder with name, dim, embed() and describe()",
                                     f"{type(embedder).__name__} lacking {', '.join(missing)}")
-    parent = store.meta.get("backend") or {}
+    parent = store.meta.backend
     ours = _json_round_trip(embedder.describe())
     differing = [key for key in _EMBEDDER_IDENTITY if (key in parent or key in ours)
                  and _json_round_trip({"v": parent.get(key)}) != _json_round_trip({"v": ours.get(key)})]
@@ -484,7 +485,7 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
     rows : array-like, optional
         Which rows of ``store`` may be parents: row indices (shape (k,), int) or a boolean mask (shape (N,)).
         Default every row. Rows that are not ``ok`` (or lack landmarks) get no copies; they are counted in
-        ``meta["augmentation"]["skipped_parents"]``. Originals are copied whatever ``rows`` says.
+        ``meta.augmentation["skipped_parents"]``. Originals are copied whatever ``rows`` says.
     embedder : embedder object, optional
         Default: the store's backend re-created from its metadata (:func:`embedder_for_store`). An object given
         here must describe itself as the same model (backend, model hash, spec, dim).
@@ -607,6 +608,7 @@ def _open_parent(store: EmbeddingStore | str | os.PathLike, out: str | os.PathLi
     out = check_out_path(out)
     if out == parent.root:
         raise StoreError(f"{out}: the output store cannot be the store it is derived from; choose another --out")
+    check_not_in_inputs(out, [parent])  # nor inside it
     if parent.derived.any():
         raise StoreError(f"{parent.root}: already holds {int(parent.derived.sum()):,} derived rows; augment the "
                          f"store it was made from instead (meta.json 'augmentation.parent.path')")
@@ -619,7 +621,7 @@ def _choose_parents(parent: EmbeddingStore, rows: Any) -> tuple[np.ndarray, np.n
     A parent is a selected ``ok`` row with landmarks (any ``ok`` row of a pre-aligned store).
     """
     selected = _selected_rows(rows, len(parent), "augment_store")
-    aligned = bool(parent.meta.get("aligned", False))
+    aligned = parent.meta.aligned
     usable = parent.ok[selected] & (aligned | ~np.isnan(parent.landmarks[selected]).any(axis=(1, 2)))
     parents = selected[usable]
     skipped = status_counts(np.asarray(parent.status[selected[~usable]], dtype=object))
@@ -644,7 +646,7 @@ def _feature_embedder(parent: EmbeddingStore, embedder: Any) -> FeatureEmbedder 
         return None
     from fiqa.embed.features import FeatureEmbedder, FeatureSpec
 
-    info = parent.meta["features"]
+    info = parent.meta.features or {}
     return FeatureEmbedder(embedder, spec=FeatureSpec.from_dict(info["spec"]), columns=list(info["columns"]))
 
 
@@ -661,7 +663,7 @@ def _plan(parent: EmbeddingStore, parent_ids: np.ndarray, settings: _AugmentSett
 
 def _read_limits(parent: EmbeddingStore) -> dict[str, int]:
     """The image size limits the parent store was extracted with (parent images are read again with them)."""
-    params = parent.meta.get("params", {})
+    params = parent.meta.params
     return {"max_pixels": int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
             "min_side": int(params.get("min_side", DEFAULT_MIN_SIDE))}
 
@@ -671,7 +673,7 @@ def _derive_chunks(partial: PartialStore, spans: list[tuple[int, int, int]], par
                    settings: _AugmentSettings, *, limits: Mapping[str, int], progress: bool,
                    features: FeatureEmbedder | None = None) -> None:
     """Make the derived crops of ``spans`` in worker threads, embed them in row order and write each chunk."""
-    aligned = bool(parent.meta.get("aligned", False))
+    aligned = parent.meta.aligned
     copies, batch_size, n_workers = settings.copies, settings.batch_size, settings.n_workers
 
     def prepare(segment: tuple[int, int, int]) -> list[_DerivedCrop]:
@@ -787,16 +789,15 @@ def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, n
     counts = status_counts(columns["status"])
     derived_counts = status_counts(status)
     meta = {
-        "store_format": STORE_FORMAT, "dim": dim, "aligned": bool(parent.meta.get("aligned", False)),
-        "backend": embedder.describe(), "preprocessing": parent.meta.get("preprocessing", {}),
-        "alignment": parent.meta.get("alignment", {}), "source": parent.meta.get("source", {}),
+        "store_format": STORE_FORMAT, "dim": dim, "aligned": parent.meta.aligned,
+        "backend": embedder.describe(), "preprocessing": parent.meta.preprocessing,
+        "alignment": parent.meta.alignment, "source": parent.meta.source,
         "counts": counts, "n_samples": n, "plan": partial.plan,
         **({"features": partial.plan["features"]} if "features" in partial.plan else {}),
         "augmentation": {
             "parent": {"path": str(parent.root), "sha256": partial.plan["parent_sha256"],
-                       "n_samples": len(parent), "counts": parent.meta.get("counts", {}),
-                       "plan": parent.meta.get("plan", {}), "created_utc": parent.meta.get("created_utc"),
-                       "versions": parent.meta.get("versions", {})},
+                       "n_samples": len(parent), "counts": parent.meta.counts, "plan": parent.meta.plan,
+                       "created_utc": parent.meta.created_utc, "versions": parent.meta.versions},
             **info["recipe"], "keep_originals": bool(keep_originals), "n_originals": n_originals,
             "n_derived": n_derived, "n_parents": int(len(parents)), "n_selected_rows": info["n_selected"],
             "skipped_parents": info["skipped"], "derived_counts": derived_counts,
@@ -808,7 +809,7 @@ def _finish(partial: PartialStore, parent: EmbeddingStore, table: Mapping[str, n
                      batch_size=info["batch_size"], chunk_size=info["chunk_size"], n_workers=info["n_workers"],
                      **info["limits"]),
     }
-    write_json(build.root / "meta.json", meta)
+    StoreMeta.from_json(meta, build.root / "meta.json").write(build.root / "meta.json")
     store = partial.install(build.root)
     logger.info("wrote %s: %d originals, %d derived (%s)", store.root, n_originals, n_derived,
                 ", ".join(f"{k} {v}" for k, v in derived_counts.items()))

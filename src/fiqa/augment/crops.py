@@ -41,8 +41,8 @@ def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray) -> np
     bad = indices[(indices < 0) | (indices >= len(store))]
     if len(bad):
         raise InvalidParameterError("load_crops", "indices", f"row indices in [0, {len(store)})", bad[:5].tolist())
-    aligned = bool(store.meta.get("aligned", False))
-    params = store.meta.get("params", {})
+    aligned = store.meta.aligned
+    params = store.meta.params
     limits = {"max_pixels": int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
               "min_side": int(params.get("min_side", DEFAULT_MIN_SIDE))}
     if not aligned:

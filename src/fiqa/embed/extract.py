@@ -48,6 +48,7 @@ from fiqa.store import (
     STORE_FORMAT,
     Chunk,
     PartialStore,
+    StoreMeta,
     check_out_path,
     is_store,
     partial_path,
@@ -117,8 +118,8 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     Returns
     -------
     EmbeddingStore
-        With ``features``, ``meta["features"]`` describes ``features.npy`` (:func:`fiqa.store.open_features`). On
-        Ray ``meta["params"]["engine"] == "ray"``; the ``plan`` is the local engine's for the same settings.
+        With ``features``, ``meta.features`` describes ``features.npy`` (:func:`fiqa.store.open_features`). On
+        Ray ``meta.params["engine"] == "ray"``; the ``plan`` is the local engine's for the same settings.
 
     Raises
     ------
@@ -200,7 +201,7 @@ def _features(features: bool | str, embedder: Any, out: Path, resume: bool) -> b
         if plan_file.is_file():
             return "features" in read_json(plan_file)
         if is_store(out):
-            return "features" in (read_json(Path(out) / "meta.json").get("plan") or {})
+            return "features" in StoreMeta.read(Path(out) / "meta.json").plan
     return True
 
 
@@ -221,14 +222,15 @@ def extraction_plan(samples: SampleTable, embedder: Any, pipeline: FacePipeline,
 
 
 def store_meta(source: DataSource, embedder: Any, pipeline: FacePipeline, partial: PartialStore,
-               params: Mapping[str, Any], *, features: Mapping[str, Any] | None = None) -> dict[str, Any]:
+               params: Mapping[str, Any], *, features: Mapping[str, Any] | None = None) -> StoreMeta:
     """The ``meta.json`` of a store (before the status counts): backend, preprocessing, alignment, source, plan,
     the stored features' description when there are any, and the provenance of ``params`` (the call's settings)."""
     extra = {} if features is None else {"features": dict(features)}
-    return {"store_format": STORE_FORMAT, "dim": int(embedder.dim), "aligned": bool(pipeline.aligner is None),
-            "backend": embedder.describe(), "preprocessing": _spec_dict(embedder),
-            "alignment": _describe_alignment(pipeline), "source": source.describe(),
-            "n_samples": len(source.samples), "plan": partial.plan, **extra, **provenance(**params)}
+    return StoreMeta.from_json({
+        "store_format": STORE_FORMAT, "dim": int(embedder.dim), "aligned": bool(pipeline.aligner is None),
+        "backend": embedder.describe(), "preprocessing": _spec_dict(embedder),
+        "alignment": _describe_alignment(pipeline), "source": source.describe(),
+        "n_samples": len(source.samples), "plan": partial.plan, **extra, **provenance(**params)}, partial.out)
 
 
 def _describe_alignment(pipeline: FacePipeline) -> dict[str, Any]:
@@ -256,10 +258,10 @@ def _embed_spans(partial: PartialStore, spans: list[tuple[int, int, int]], sampl
 
 
 def _finish(partial: PartialStore, samples: SampleTable, n_chunks: int, dim: int,
-            meta: dict[str, Any]) -> EmbeddingStore:
+            meta: StoreMeta) -> EmbeddingStore:
     """Install the store, and refuse a store in which not one sample is usable."""
     store = partial.finish(samples, n_chunks, dim, meta)
-    counts = store.meta["counts"]
+    counts = store.meta.counts
     logger.info("wrote %s: %s", store.root, ", ".join(f"{k} {v}" for k, v in counts.items()))
     if counts.get(Status.OK.value, 0) == 0:
         raise NoUsableSamplesError(f"{store.root}: not one of {len(samples)} samples could be embedded "

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from fiqa.core.atomic import atomic_path, read_json, write_json
 from fiqa.core.errors import InvalidParameterError, StoreError
+from fiqa.core.meta import TableMeta
 from fiqa.core.outputs import check_not_in_inputs
 from fiqa.core.provenance import file_sha256
 from fiqa.core.types import ESCAPED_TEXT, QualityTable, arrow_table
@@ -119,8 +120,9 @@ _CORE = ("sample_id", "score", "status", "reason")
 
 
 def save_quality(table: QualityTable, path: str | Path) -> Path:
-    """Save a :class:`QualityTable` (labels or model scores) as Parquet with its sidecar."""
-    return write_table(path, table.all_columns(), table.meta)
+    """Save a :class:`QualityTable` (labels or model scores) as Parquet with its sidecar
+    (:meth:`fiqa.core.meta.TableMeta.to_json`)."""
+    return write_table(path, table.all_columns(), table.meta.to_json())
 
 
 def table_format(path: str | os.PathLike) -> str:
@@ -199,7 +201,7 @@ def write_quality(table: QualityTable, path: str | os.PathLike, stdout: IO[str] 
     write_quality_text(table, text, fmt)
     with atomic_path(target) as tmp:
         tmp.write_bytes(text.getvalue().encode("utf-8", "surrogateescape"))
-        write_json(sidecar_path(target), {**table.meta, TABLE_DIGEST: file_sha256(tmp)})
+        write_json(sidecar_path(target), {**table.meta.to_json(), TABLE_DIGEST: file_sha256(tmp)})
     return target
 
 
@@ -208,7 +210,8 @@ def load_quality(path: str | Path) -> QualityTable:
 
     Refused, with a one-line :class:`StoreError` naming the file: a table without its JSON sidecar (it records the
     store the table was made from; without it a join by ``sample_id`` could silently pair the wrong images), a
-    missing column, and what :func:`check_quality_rows` refuses.
+    sidecar that :meth:`fiqa.core.meta.TableMeta.from_json` refuses (a field of the wrong type), a missing column,
+    and what :func:`check_quality_rows` refuses.
     """
     if Path(path).is_file() and not sidecar_path(path).is_file():
         raise StoreError(f"{path}: has no sidecar {sidecar_path(path).name} (the record of which store and method "
@@ -219,9 +222,9 @@ def load_quality(path: str | Path) -> QualityTable:
     if missing:
         raise StoreError(f"{path}: not a quality table, missing column(s) {', '.join(missing)}")
     extra = {k: v for k, v in columns.items() if k not in _CORE}
-    meta.setdefault("method", Path(path).stem)
+    typed = TableMeta.from_json({"method": Path(path).stem, **meta}, sidecar_path(path))
     table = QualityTable(columns["sample_id"].astype(np.int64), columns["score"].astype(np.float64),
-                         columns["status"], columns["reason"], extra, meta)
+                         columns["status"], columns["reason"], extra, typed)
     check_quality_rows(table, str(path))
     return table
 

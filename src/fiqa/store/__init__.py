@@ -7,14 +7,15 @@ only (opening and reading a store loads no model runtime and no image library).
 
 Layout (``STORE_FORMAT`` 1)::
 
-    <store>/meta.json           backend describe(), preprocessing, alignment, source, versions, counts per status
+    <store>/meta.json           :class:`StoreMeta`: backend describe(), preprocessing, alignment, source, versions,
+                                counts per status
     <store>/samples.parquet     sample_id, location, identity, status, reason, n_faces, detection_score
     <store>/vectors.npy         (N, d) float32, L2-normalised, NaN rows where status != "ok"; memory-mapped
     <store>/norms.npy           (N,) float32, the raw embedding norm; NaN where status != "ok"
     <store>/landmarks.npy       (N, 5, 2) float32, five landmarks in source-image pixels; NaN where none
     <store>/features.npy        optional: (N, k) float16, feature columns of the recogniser computed in the same
                                 run as the embeddings (``fiqa embed --features``); NaN rows where status != "ok";
-                                memory-mapped. ``meta.json`` ``features`` says which: ``columns`` (names of the
+                                memory-mapped. ``StoreMeta.features`` says which: ``columns`` (names of the
                                 layout of the :class:`fiqa.embed.features.FeatureSpec` ``spec``), ``dim`` (k),
                                 ``dtype``, ``file``. Read with :func:`open_features`.
 
@@ -28,10 +29,10 @@ folder itself appears only when complete, by an atomic rename. Reading is in :mo
 """
 from __future__ import annotations
 
+from fiqa.core.meta import STORE_FORMAT, StoreMeta, TableMeta
 from fiqa.store.join import join_by_location
 from fiqa.store.reader import (
     FEATURES_FILE,
-    STORE_FORMAT,
     check_table_matches,
     is_store,
     open_features,
@@ -50,6 +51,6 @@ from fiqa.store.writer import (
     status_counts,
 )
 
-__all__ = ["FEATURES_FILE", "STORE_FORMAT", "Chunk", "PartialStore", "StoreBuild", "check_out_path",
-           "check_table_matches", "is_store", "join_by_location", "normalise_rows", "open_features", "open_store",
-           "partial_path", "read_jsonable", "samples_fingerprint", "status_counts", "store_fingerprint"]
+__all__ = ["FEATURES_FILE", "STORE_FORMAT", "Chunk", "PartialStore", "StoreBuild", "StoreMeta", "TableMeta",
+           "check_out_path", "check_table_matches", "is_store", "join_by_location", "normalise_rows", "open_features",
+           "open_store", "partial_path", "read_jsonable", "samples_fingerprint", "status_counts", "store_fingerprint"]

@@ -39,7 +39,7 @@ def join_by_location(store: EmbeddingStore, table: Any, what: str) -> Any:
     Returns
     -------
     QualityTable
-        The same rows and values, ``sample_id`` of the store; ``meta["joined_by"] == "location"``.
+        The same rows and values, ``sample_id`` of the store; ``meta.joined_by == "location"``.
 
     Raises
     ------
@@ -47,7 +47,7 @@ def join_by_location(store: EmbeddingStore, table: Any, what: str) -> Any:
         One line naming the photos (the first few and the count) that are not images of the store.
     """
     locations = table.columns.get("location")
-    if locations is None or table.meta.get("store_sha256") is not None:
+    if locations is None or table.meta.store_sha256 is not None:
         return table
     original = np.ones(len(store), bool) if store.recipe is None else np.asarray(
         [not recipe for recipe in store.recipe.astype(str)])
@@ -63,4 +63,4 @@ def join_by_location(store: EmbeddingStore, table: Any, what: str) -> Any:
     sample_id = store.samples.sample_id[np.asarray(rows, dtype=np.int64)].astype(np.int64)
     if len(np.unique(sample_id)) != len(sample_id):
         raise StoreError(f"{what}: a photo appears twice in it; score each photo once")
-    return replace(table, sample_id=sample_id, meta={**table.meta, "joined_by": "location"})
+    return replace(table, sample_id=sample_id, meta=replace(table.meta, joined_by="location"))

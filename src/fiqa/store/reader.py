@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,12 @@ import numpy as np
 
 from fiqa.core.atomic import load_npy, read_json
 from fiqa.core.errors import StoreError
+from fiqa.core.meta import StoreMeta
 from fiqa.core.types import EmbeddingStore, SampleTable
 from fiqa.io.table import check_quality_rows, read_table
 
 logger = logging.getLogger(__name__)
 
-STORE_FORMAT = 1
-"""The layout version written to ``meta.json`` (``store_format``) and ``samples.parquet``; others are refused."""
 _ARRAYS = ("vectors.npy", "norms.npy", "landmarks.npy")
 FEATURES_FILE = "features.npy"
 _TABLE_COLUMNS = ("sample_id", "location", "identity", "status", "reason", "n_faces", "detection_score")
@@ -59,9 +57,9 @@ def open_store(path: str | os.PathLike) -> EmbeddingStore:
     missing = [name for name in ("meta.json", "samples.parquet", *_ARRAYS) if not (root / name).is_file()]
     if missing:
         raise StoreError(f"{root}: not a complete embedding store (missing {', '.join(missing)})")
-    meta = read_json(root / "meta.json")
-    if meta.get("store_format") != STORE_FORMAT:
-        raise StoreError(f"{root}: unsupported store format {meta.get('store_format')!r} (expected {STORE_FORMAT})")
+    meta = StoreMeta.read(root / "meta.json")
+    if meta.dim is None:
+        raise StoreError(f"{root / 'meta.json'}: records no embedding width 'dim'; rebuild the store")
     columns, _ = read_table(root / "samples.parquet")
     absent = [c for c in _TABLE_COLUMNS if c not in columns]
     derived_present = [c for c in _DERIVED_COLUMNS if c in columns]
@@ -76,23 +74,22 @@ def open_store(path: str | os.PathLike) -> EmbeddingStore:
     except (ValueError, OSError, StoreError) as exc:
         raise StoreError(f"{root}: a store array cannot be read ({exc})") from None
     n = len(columns["sample_id"])
-    expected = {"vectors.npy": (vectors, (n, int(meta.get("dim", -1)))), "norms.npy": (norms, (n,)),
+    expected = {"vectors.npy": (vectors, (n, meta.dim)), "norms.npy": (norms, (n,)),
                 "landmarks.npy": (landmarks, (n, 5, 2))}
     for name, (array, shape) in expected.items():
         if array.shape != shape or array.dtype != np.float32:
             raise StoreError(f"{root / name}: expected float32 of shape {shape}, found {array.dtype} "
                              f"{array.shape}")
-    if meta.get("features"):
+    if meta.features:
         _load_features(root, meta, n)
     samples = SampleTable(columns["sample_id"].astype(np.int64), columns["location"], columns["identity"],
-                          str(meta.get("source", {}).get("kind", "")))
+                          meta.source_kind)
     if not np.array_equal(samples.sample_id, np.arange(n)):
         bad = int(np.flatnonzero(samples.sample_id != np.arange(n))[0])
         raise StoreError(f"{root / 'samples.parquet'}: sample ids are not 0..{n - 1} in order (row {bad} holds "
                          f"{int(samples.sample_id[bad])}): rows were duplicated, dropped or reordered; rebuild the "
                          f"store")
-    recorded = (meta.get("plan") or {}).get("samples_sha256")
-    if recorded is not None and recorded != samples_fingerprint(samples):
+    if meta.samples_sha256 is not None and meta.samples_sha256 != samples_fingerprint(samples):
         raise StoreError(f"{root / 'samples.parquet'}: its locations and identities are not the ones the store was "
                          f"made from (meta.json plan.samples_sha256); rebuild the store")
     parent_id = columns["parent_id"].astype(np.int64) if derived_present else None
@@ -103,12 +100,11 @@ def open_store(path: str | os.PathLike) -> EmbeddingStore:
                           recipe=recipe)
 
 
-def _load_features(root: Path, meta: Mapping[str, Any], n: int) -> np.ndarray:
-    """The store's ``features.npy``, memory-mapped read-only, checked against ``meta["features"]``."""
-    info = meta["features"]
+def _load_features(root: Path, meta: StoreMeta, n: int) -> np.ndarray:
+    """The store's ``features.npy``, memory-mapped read-only, checked against ``meta.features``."""
     path = root / FEATURES_FILE
     try:
-        width = int(info["dim"])
+        width = meta.feature_dim
         features = load_npy(path, mmap_mode="r")
     except (KeyError, TypeError, ValueError, OSError, StoreError) as exc:
         raise StoreError(f"{root}: meta.json records features but {path.name} cannot be read ({exc!r}); rebuild "
@@ -126,7 +122,7 @@ def open_features(store: EmbeddingStore) -> tuple[np.ndarray, dict[str, Any]] | 
     features : ndarray of shape (N, k), float16, memory-mapped read-only
         Row ``i`` belongs to store row ``i``; NaN where the sample is not ok.
     info : dict
-        ``meta.json`` ``features``: ``columns``, ``dim`` (k), ``dtype``, ``file`` and ``spec`` (a
+        ``StoreMeta.features``: ``columns``, ``dim`` (k), ``dtype``, ``file`` and ``spec`` (a
         :meth:`fiqa.embed.features.FeatureSpec.to_dict`).
 
     Raises
@@ -134,10 +130,9 @@ def open_features(store: EmbeddingStore) -> tuple[np.ndarray, dict[str, Any]] | 
     StoreError
         When ``meta.json`` records features that are missing or of another shape.
     """
-    info = store.meta.get("features")
-    if not info:
+    if not store.meta.features:
         return None
-    return _load_features(Path(store.root), store.meta, len(store)), dict(info)
+    return _load_features(Path(store.root), store.meta, len(store)), dict(store.meta.features)
 
 
 def samples_fingerprint(samples: SampleTable) -> str:
@@ -153,7 +148,7 @@ def samples_fingerprint(samples: SampleTable) -> str:
 def store_fingerprint(store: EmbeddingStore) -> str:
     """SHA-256 of a store's sample ids, locations, norms and landmarks: what labels and scores of it come from.
 
-    Tables made from a store record it (``meta["store_sha256"]``); :func:`check_table_matches` compares.
+    Tables made from a store record it (``TableMeta.store_sha256``); :func:`check_table_matches` compares.
     """
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(store.samples.sample_id, np.int64).tobytes())
@@ -166,7 +161,7 @@ def store_fingerprint(store: EmbeddingStore) -> str:
 def check_table_matches(store: EmbeddingStore, table: Any, what: str, *, force: bool = False) -> None:
     """Refuse a quality table that was not computed on ``store`` before joining it by ``sample_id``.
 
-    A table that records its store (``meta["store_sha256"]``) must name this one; a table that carries image
+    A table that records its store (``TableMeta.store_sha256``) must name this one; a table that carries image
     locations (a ``location`` column, e.g. scores) must give the store's location for every sample id it shares
     with the store, and share at least one.
 
@@ -183,9 +178,9 @@ def check_table_matches(store: EmbeddingStore, table: Any, what: str, *, force: 
     """
     if hasattr(table, "score") and hasattr(table, "status"):
         check_quality_rows(table, what)
-    recorded = table.meta.get("store_sha256")
+    recorded = table.meta.store_sha256
     if recorded is not None and recorded != store_fingerprint(store):
-        message = (f"{what}: computed on another store ({table.meta.get('store', 'unknown')}), not on "
+        message = (f"{what}: computed on another store ({table.meta.store or 'unknown'}), not on "
                    f"{store.root}; joining by sample_id would mix up images")
         if not force:
             raise StoreError(message + " (force=True / --force if the samples are the same)")

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,11 @@ import numpy as np
 
 from fiqa.core.atomic import atomic_path, read_json, write_json
 from fiqa.core.errors import StoreError
+from fiqa.core.meta import STORE_FORMAT, StoreMeta
 from fiqa.core.outputs import MARKER, OutputLock, check_replaceable, has_marker, write_marker
 from fiqa.core.types import EmbeddingStore, SampleTable, Status
 from fiqa.io.table import write_table
-from fiqa.store.reader import FEATURES_FILE, STORE_FORMAT, is_store, open_store, partial_path
+from fiqa.store.reader import FEATURES_FILE, is_store, open_store, partial_path
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class PartialStore:
         if not (resume and is_store(self.out) and not self.root.exists()):
             return None
         existing = open_store(self.out)
-        old_plan = existing.meta.get("plan") or {}
+        old_plan = existing.meta.plan
         if old_plan == self.plan:
             logger.info("%s is already complete with these settings; nothing to do", self.out)
             return existing
@@ -205,21 +206,21 @@ class PartialStore:
                              f"delete it and rerun to redo it")
         return chunk.features
 
-    def finish(self, samples: SampleTable, n_chunks: int, dim: int, meta: Mapping[str, Any]) -> EmbeddingStore:
+    def finish(self, samples: SampleTable, n_chunks: int, dim: int, meta: StoreMeta) -> EmbeddingStore:
         """Assemble the chunks into the final store, move it into place atomically, remove the partial folder.
 
         The vectors are L2-normalised here from the raw chunk vectors; memory stays bounded by one chunk. When
-        ``meta["features"]`` is set, every chunk must hold that many feature columns; they become ``features.npy``.
-        ``meta["counts"]`` is set to the status counts.
+        ``meta.features`` is set, every chunk must hold that many feature columns; they become ``features.npy``.
+        ``meta.counts`` is set to the status counts.
         """
-        build = self.new_build(len(samples), dim, int(meta["features"]["dim"]) if meta.get("features") else None)
+        build = self.new_build(len(samples), dim, meta.feature_dim)
         columns = self.fill(build, n_chunks)
         build.flush()
         write_table(build.root / "samples.parquet",
                     {"sample_id": samples.sample_id, "location": samples.location, "identity": samples.identity,
                      **columns},
                     {"store_format": STORE_FORMAT, "description": "samples of an embedding store; see meta.json"})
-        write_json(build.root / "meta.json", {**meta, "counts": status_counts(columns["status"])})
+        replace(meta, counts=status_counts(columns["status"])).write(build.root / "meta.json")
         return self.install(build.root)
 
     def _lock(self) -> None:
