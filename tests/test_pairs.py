@@ -19,6 +19,7 @@ from fiqa.core.identities import (
 )
 from fiqa.core.types import EmbeddingStore, SampleTable
 from fiqa.evaluate.pairs import read_pairs, sample_comparisons
+from fiqa.evaluate.selection import identity_mask, select_comparisons
 from tolerances import cosine_bound, dot_bound
 
 # --- split by identity ------------------------------------------------------------------------------------------
@@ -251,3 +252,24 @@ def test_mated_pair_sample_draws_ranks_without_listing_every_pair():
     first, second, total = sample_mated_pairs(huge, 1000, np.random.default_rng(1))
     assert total == 200_000 * 199_999 // 2 and len(set(zip(first.tolist(), second.tolist()))) == 1000
     assert (first < second).all() and second.max() < 200_000
+
+
+def test_select_comparisons_keeps_the_pairs_of_the_listed_identities_only(tmp_path):
+    store = make_store(["a", "a", "b", "b", "c", "c"], ok=[True, True, True, True, True, False])
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("sample_a,sample_b,mated\n100,101,1\n102,103,1\n100,102,0\n101,104,0\n", encoding="utf-8")
+    (tmp_path / "keep.txt").write_text("a\nb\nc\n", encoding="utf-8")
+    (tmp_path / "drop.txt").write_text("b\n", encoding="utf-8")
+    comparisons, described = select_comparisons(store, pairs=pairs, identities_from=tmp_path / "keep.txt",
+                                                exclude_identities=tmp_path / "drop.txt")
+    expected = {(a, b) for a, b in [(100, 101), (102, 103), (100, 102), (101, 104)]
+                if {store.samples.identity[a - 100], store.samples.identity[b - 100]} <= {"a", "c"}}
+    assert set(zip(comparisons.sample_a.tolist(), comparisons.sample_b.tolist())) == expected
+    assert comparisons.meta["n_outside_identities"] == 4 - len(expected)
+    assert described["identities_from"]["n_identities"] == 3 and described["exclude_identities"]["n_identities"] == 1
+    remaining = {str(name) for name, ok in zip(store.samples.identity, store.ok) if ok and name in {"a", "c"}}
+    assert described["description"].endswith(f"({len(remaining)} identities with usable samples remain)")
+    sampled, _ = select_comparisons(store, exclude_identities=tmp_path / "drop.txt")
+    kept = set(store.samples.sample_id[np.isin(store.samples.identity, ["a", "c"]) & store.ok].tolist())
+    assert set(sampled.sample_a.tolist()) | set(sampled.sample_b.tolist()) <= kept
+    assert select_comparisons(store)[1] is None and identity_mask(store) == (None, None)

@@ -2,41 +2,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import click
 
 from fiqa.commands._common import check_out, info, out_option, progress, require_extra
 
 logger = logging.getLogger(__name__)
-
-
-def _identity_filter(store, identities_from: str | None, exclude_identities: str | None):
-    """Sample mask of the store and a description for the report, from the two identity options."""
-    import numpy as np
-
-    from fiqa.core.identities import read_identity_list
-    from fiqa.core.provenance import file_sha256
-
-    names = store.samples.identity.astype(str)
-    mask = np.ones(len(store), bool)
-    described: dict[str, Any] = {}
-    parts = []
-    options: tuple[tuple[str, str | None, Literal["train", "test"], bool], ...] = (
-        ("identities_from", identities_from, "test", True), ("exclude_identities", exclude_identities, "train", False))
-    for option, path, part, keep in options:
-        if not path:
-            continue
-        listed = read_identity_list(path, part)
-        mask &= np.isin(names, listed.astype(str)) == keep
-        described[option] = {"path": str(path), "sha256": file_sha256(path), "n_identities": int(len(listed))}
-        parts.append(f"{'only' if keep else 'without'} the {len(listed):,} identities listed in {Path(path).name}")
-    if not described:
-        return None, None
-    n_left = len(np.unique(names[mask & store.ok]))
-    described["description"] = f"{'; '.join(parts)} ({n_left:,} identities with usable samples remain)"
-    return mask, described
 
 
 @click.command("evaluate")
@@ -115,9 +87,9 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
     import numpy as np
 
     from fiqa.evaluate.groups import group_labels
-    from fiqa.evaluate.pairs import read_pairs, sample_comparisons
     from fiqa.evaluate.report import write_report
     from fiqa.evaluate.run import evaluate_quality
+    from fiqa.evaluate.selection import select_comparisons
     from fiqa.io.table import load_quality
     from fiqa.store import check_table_matches, join_by_location, open_store
 
@@ -126,18 +98,10 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
     tables = [join_by_location(opened, load_quality(path), path) for path in score_paths]
     for path, table in zip(score_paths, tables):  # joined by sample_id: they must be tables of this store
         check_table_matches(opened, table, path, force=force)
-    mask, identity_filter = _identity_filter(opened, identities_from, exclude_identities)
-    if pairs_path:
-        comparisons = read_pairs(pairs_path, opened)
-        if mask is not None:
-            row_of = {int(sample_id): row for row, sample_id in enumerate(opened.samples.sample_id)}
-            keep = [mask[row_of[int(a)]] and mask[row_of[int(b)]]
-                    for a, b in zip(comparisons.sample_a, comparisons.sample_b)]
-            comparisons = comparisons.subset(np.asarray(keep, dtype=bool),
-                                             n_outside_identities=int(len(keep) - sum(keep)))
-    else:
-        comparisons = sample_comparisons(opened, max_mated=max_mated, n_nonmated=n_nonmated, random_state=random_state,
-                                         sample_mask=mask, max_mated_per_identity=max_mated_per_identity)
+    comparisons, identity_filter = select_comparisons(
+        opened, pairs=pairs_path, identities_from=identities_from, exclude_identities=exclude_identities,
+        max_mated=max_mated, n_nonmated=n_nonmated, max_mated_per_identity=max_mated_per_identity,
+        random_state=random_state)
     if with_components:
         from fiqa.evaluate.components import component_tables
 

@@ -48,6 +48,7 @@ from fiqa.evaluate.pairs import Comparisons, read_pairs, sample_comparisons
 from fiqa.evaluate.recognisers import ok_in_both, rescore_comparisons
 from fiqa.evaluate.report import write_report
 from fiqa.evaluate.run import Evaluation, evaluate_quality, method_kind
+from fiqa.evaluate.selection import identity_mask, select_comparisons
 
 __all__ = [
     "Comparisons",
@@ -68,6 +69,7 @@ __all__ = [
     "group_breakdown",
     "group_labels",
     "identity_clusters",
+    "identity_mask",
     "load_split",
     "method_kind",
     "ok_in_both",
@@ -80,6 +82,7 @@ __all__ = [
     "rescore_comparisons",
     "sample_comparisons",
     "save_split",
+    "select_comparisons",
     "split_identities",
     "theoretical_best",
     "theoretical_best_pauc",
