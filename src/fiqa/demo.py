@@ -21,7 +21,7 @@ from scipy.stats import spearmanr
 from fiqa.core.atomic import write_json
 from fiqa.core.cache import artifact_key, cached, fingerprint
 from fiqa.core.errors import DataSourceError, FIQAError, check_int
-from fiqa.core.outputs import make_output_dir
+from fiqa.core.outputs import check_not_in_inputs, make_output_dir
 from fiqa.core.provenance import file_sha256, provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.io.table import load_quality, save_quality
@@ -276,7 +276,7 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
     min_images = check_int("run_demo", "min_images", min_images, 2)
     methods = _Methods.of(labellers, baselines, training_free, serfiq_samples)
     lfw_path = locate_lfw(lfw)
-    out = Path(out_dir)
+    out = check_not_in_inputs(out_dir, [lfw_path])  # never among the photos, as the command
     make_output_dir(out, "demo")  # marked as fiqa's when fiqa creates it
     settings = {"lfw": str(lfw_path), "labellers": list(labellers), "baselines": list(baselines),
                 "test_fraction": test_fraction, "min_images": min_images, "max_identities": max_identities,

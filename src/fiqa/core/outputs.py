@@ -21,9 +21,13 @@ MARKER = ".fiqa-output"
 """File name of the marker in every output folder fiqa creates (JSON: ``{"made_by": "fiqa", "kind": ...}``)."""
 
 
-def check_not_in_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]) -> Path:
-    """Refuse an output path that is one of ``inputs`` or lies inside one of them (symbolic links resolved);
-    ``None`` inputs (options not given) are skipped. Returns ``out`` as a Path.
+def check_not_in_inputs(out: str | os.PathLike, inputs: Iterable[object]) -> Path:
+    """Refuse an output path that is one of ``inputs`` or lies inside one of them (symbolic links resolved).
+
+    The commands and the library functions that write (``embed_source``, ``train_regressor``, ``train_recipe``,
+    ``write_report``, ``augment_store``, ``run_demo``) all call it before any work. An input is a path, or an object
+    with a ``root`` (an opened store) or a ``spec`` (an opened data source) path; anything else (``None`` for an
+    option not given, a table held in memory) is skipped. Returns ``out`` as a Path.
 
     Raises
     ------
@@ -32,8 +36,10 @@ def check_not_in_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathLi
     """
     path = Path(out)
     target = path.resolve()
-    for given in inputs:
-        if given is None:
+    for item in inputs:
+        given = item if isinstance(item, (str, os.PathLike)) else getattr(item, "root", None) or getattr(
+            item, "spec", None)  # a store, a data source
+        if not isinstance(given, (str, os.PathLike)):
             continue
         source = Path(given).resolve()
         if target == source:

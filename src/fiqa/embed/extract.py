@@ -26,6 +26,7 @@ import numpy as np
 
 from fiqa.core.atomic import read_json
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
+from fiqa.core.outputs import check_not_in_inputs
 from fiqa.core.params import Boolean, InstanceOf, Interval, Options, validate
 from fiqa.core.progress import tqdm
 from fiqa.core.provenance import provenance
@@ -132,6 +133,7 @@ def embed_source(source: str | os.PathLike | DataSource, out: str | os.PathLike,
     if engine == "ray":  # each worker creates its embedder with these
         backend_params = worker_backend_params(backend, backend_params, options["threads"])
     out = check_out_path(out)
+    check_not_in_inputs(out, [source])  # never the source folder or inside it, as the command
     source = open_source(source)
     samples = source.samples
     embedder = resolve_embedder(backend, backend_params)  # on Ray: the plan's description and dim

@@ -37,6 +37,7 @@ import numpy as np
 
 from fiqa.core.atomic import write_json, write_text
 from fiqa.core.errors import FIQAError, check_int
+from fiqa.core.outputs import check_not_in_inputs
 from fiqa.core.types import EmbeddingStore, locate_ids
 from fiqa.evaluate.bands import EDCBands, evaluation_bands
 from fiqa.evaluate.bootstrap import PAUCBootstrap, paired_pauc_difference
@@ -127,7 +128,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, store: Embeddin
         The HTML page.
     """
     gallery_size = check_int("write_report", "gallery_size", gallery_size, 1)
-    out = Path(out_dir)
+    out = check_not_in_inputs(out_dir, [store])  # never into the store, as the command
     out.mkdir(parents=True, exist_ok=True)
     limit = float(evaluation.edc.params["discard_limit"])
     x_max = min(1.0, max(0.5, 2.5 * limit))

@@ -31,7 +31,7 @@ import numpy as np
 from fiqa.core.atomic import write_json
 from fiqa.core.cache import artifact_key, cached, fingerprint, read_key, record_key
 from fiqa.core.errors import InvalidParameterError, check_int
-from fiqa.core.outputs import make_output_dir
+from fiqa.core.outputs import check_not_in_inputs, make_output_dir
 from fiqa.core.provenance import file_sha256, provenance
 from fiqa.core.types import EmbeddingStore
 from fiqa.io.table import load_quality, save_quality
@@ -124,7 +124,7 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     if not isinstance(recipe, ModelRecipe):
         raise InvalidParameterError("train_recipe", "recipe", "a ModelRecipe", recipe)
     store = store if isinstance(store, EmbeddingStore) else open_store(store)
-    out = Path(out_dir)
+    out = check_not_in_inputs(out_dir, [store])  # never into the store, as the command
     make_output_dir(out, "model recipe")  # marked as fiqa's when fiqa creates it
     rows = np.flatnonzero(store.ok) if rows is None else np.asarray(rows, dtype=np.int64)
     feature_cache = None if feature_cache_dir is None else Path(feature_cache_dir)

@@ -15,7 +15,7 @@ import torch
 from fiqa.core.atomic import write_json
 from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.core.identities import save_split
-from fiqa.core.outputs import OutputLock
+from fiqa.core.outputs import OutputLock, check_not_in_inputs
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.embed.features import SFACE_TAPS, FeatureSpec
@@ -137,6 +137,7 @@ def train_regressor(store: EmbeddingStore | str | Path, labels: QualityTable | s
         raise InvalidParameterError("train_regressor", "config", "a TrainConfig", config)
     REGRESSORS.entry(shape)  # an unknown shape fails here, with suggestions, before any data is read
     training_device(device)  # a device this torch cannot use fails here, before anything is written
+    check_not_in_inputs(out_dir, [store, labels])  # never into the store or over the labels, as the command
     rank, _ = distributed_context()
     # the lock fiqa embed takes on its store: a second run into the same folder fails at once (rank 0 writes it)
     with OutputLock(out_dir) if rank == 0 else contextlib.nullcontext():
