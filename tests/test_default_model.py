@@ -34,7 +34,7 @@ from fiqa.score import (
     model_card,
     read_metadata,
 )
-from fiqa.score.packaged import CARD_KEYS, validate_card
+from fiqa.score.packaged import validate_card
 from tolerances import SAME_GRAPH_SCORE
 
 DEFAULT = resources.files("fiqa.score").joinpath("default")
@@ -54,9 +54,7 @@ def test_default_is_registered_and_its_card_names_the_packaged_file_by_hash(card
     assert "default" in list_models() and "default" in fiqa.list_models()
     data = DEFAULT.joinpath(card["file"]).read_bytes()
     assert card["sha256"] == hashlib.sha256(data).hexdigest()
-    assert card["name"] == "default"
-    for key, kind in CARD_KEYS.items():
-        assert isinstance(card[key], kind), key
+    assert card["name"] == "default"  # the key types are validate_card's (model_card ran it); the facts are here
     assert card["training_data"]["name"] and "research" in card["training_data"]["licence_note"]
     assert card["thresholds_note"]
     assert json.loads(DEFAULT.joinpath("card.json").read_text(encoding="utf-8")) == card
@@ -73,13 +71,11 @@ def test_card_agrees_with_the_head_it_describes(card):
     assert card["recogniser"]["sha256"] == spec.sha256
 
 
-def test_thresholds_table_is_monotone(card):
-    rows = card["thresholds"]
-    scores = [row["score"] for row in rows]
-    rejected = [row["rejected_fraction"] for row in rows]
-    assert scores == sorted(scores) and len(set(scores)) == len(scores)
+def test_rejecting_below_a_higher_score_rejects_at_least_as_many(card):
+    """What validate_card does not check (it checks ranges and increasing scores): the rejected fraction is a
+    cumulative count, so it cannot fall as the threshold rises, and the table spans more than one fraction."""
+    rejected = [row["rejected_fraction"] for row in card["thresholds"]]
     assert all(a <= b for a, b in itertools.pairwise(rejected)) and rejected[-1] > rejected[0]
-    assert all(0 <= row["fnmr"] <= 1 for row in rows)
 
 
 def test_malformed_cards_are_refused_with_the_key_named(card):
