@@ -11,7 +11,7 @@ import pkgutil
 import click
 
 from fiqa import __version__
-from fiqa.commands._common import EXIT_CODES, missing_extra, progress, shared_options
+from fiqa.commands._common import EXIT_CODES, missing_extra, one_line, progress, shared_options
 from fiqa.core.errors import FIQAError
 
 
@@ -23,8 +23,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except FIQAError as exc:
-            raise click.ClickException(str(exc)) from exc
+        except FIQAError as exc:  # one line: a file name in the message cannot fake another (one_line)
+            raise click.ClickException(one_line(str(exc))) from exc
         except ModuleNotFoundError as exc:
             message = missing_extra(exc.name)
             if message is None:

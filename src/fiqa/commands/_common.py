@@ -41,7 +41,9 @@ def _meta() -> dict[str, Any]:
 def _configure_logging() -> None:
     """The log level from every ``-v`` seen so far: warnings, then info (-v), then debug (-vv)."""
     verbose = _meta().get(_VERBOSE, 0)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(handlers=[handler])  # the first call configures; later ones only set the level
     logging.getLogger().setLevel(logging.WARNING - 10 * min(verbose, 2))
 
 
@@ -97,8 +99,8 @@ def note(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    """A warning on stderr, also under ``-q``."""
-    click.echo(f"Warning: {message}", err=True)
+    """A warning on stderr, also under ``-q`` (one line: control characters escaped, :func:`one_line`)."""
+    click.echo(f"Warning: {one_line(message)}", err=True)
 
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -109,18 +111,33 @@ def printable(name: str) -> str:
     (TAB, newline, carriage return, escape sequences, DEL, C1 controls, the Unicode line and paragraph separators)
     written as a backslash escape (``\\t``, ``\\n``, ``\\x1b``), so that a file name cannot fake a field or a
     line. Machine-readable output (``-o x.csv``, ``-o -``) quotes such names as CSV does instead."""
-    out = []
-    for char in name:
-        code = ord(char)
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif code < 0x20 or 0x7F <= code <= 0x9F:
-            out.append(f"\\x{code:02x}")
-        elif code in (0x2028, 0x2029, 0x85):
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(char)
-    return "".join(out)
+    return "".join(_escaped(char) for char in name)
+
+
+def one_line(text: str) -> str:
+    """``text`` (an error, a warning, a log message that names files) as one line of human-readable output: every
+    control character escaped as :func:`printable` escapes it, backslashes left as they are (the text is not a
+    field), so that a file name inside it cannot end the line, fake the next one or move the cursor."""
+    return "".join(char if char == "\\" else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if code < 0x20 or 0x7F <= code <= 0x9F:
+        return f"\\x{code:02x}"
+    if code in (0x2028, 0x2029, 0x85):
+        return f"\\u{code:04x}"
+    return char
+
+
+class OneLineFormatter(logging.Formatter):
+    """The log format of the ``fiqa`` command: each message on one line (:func:`one_line`); the library's log
+    messages name files as they are."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
 
 
 def require_extra(what: str, *extras: str) -> None:

@@ -12,6 +12,7 @@ from fiqa.commands._common import (
     device_option,
     engine_options,
     info,
+    one_line,
     out_option,
     progress,
 )
@@ -81,7 +82,8 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
                          on_error=on_error, features="auto" if features is None else features, engine=engine,
                          n_workers=workers, engine_options={"ray_address": ray_address} if engine == "ray" else None,
                          progress=progress())
-    info(f"{store.root}: {len(store)} samples, {store.dim}-D {store.meta['backend'].get('backend', backend)}")
+    backend_name = store.meta["backend"].get("backend", backend)
+    info(f"{one_line(str(store.root))}: {len(store)} samples, {store.dim}-D {backend_name}")
     if store.meta.get("features"):
         info(f"  with {store.meta['features']['dim']:,d} feature values per image (float16, features.npy)")
     for status, count in store.meta["counts"].items():
@@ -90,4 +92,4 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
     if failed:
         info("most common failures:")
         for text, count in failed.most_common(5):
-            info(f"  {count:>8,d}  {text}")
+            info(f"  {count:>8,d}  {one_line(text)}")  # a reason may quote a file name
