@@ -6,7 +6,7 @@ Reuses a finished ``fiqa demo`` folder (its SFace store, ``split.json``, the hel
 the two models' scores in ``scores/``); writes nothing there.
 
 1. **A second recogniser.** The held-apart half's images are embedded with dlib's ResNet (``create_embedder("dlib")``,
-   the same YuNet detection and alignment policy as the demo's store) into ``OUT/dlib-store``.
+   the same detection settings as the demo's store, ``DetectionSettings.from_params``) into ``OUT/dlib-store``.
 2. **Training-free methods** (``fiqa.score.training_free``) on the held-apart half of the SFace store: ``ser-fiq``
    (``--serfiq-samples`` stochastic embeddings, seed 0), ``flip-consistency``, ``norm``; each timed per image (crop
    loading included) and cached in ``OUT/scores``.
@@ -44,6 +44,7 @@ from sklearn.metrics import roc_auc_score
 from fiqa.augment.crops import load_crops
 from fiqa.core.provenance import provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
+from fiqa.detect import DetectionSettings
 from fiqa.embed import create_embedder
 from fiqa.embed.extract import embed_source
 from fiqa.evaluate import evaluate_quality, load_split, sample_comparisons
@@ -78,10 +79,10 @@ def _dlib_store(store: EmbeddingStore, rows: np.ndarray, out: Path) -> Embedding
     text = "\n".join(lines) + "\n"
     if not listing.exists() or listing.read_text(encoding="utf-8") != text:
         listing.write_text(text, encoding="utf-8")
-    policy = store.meta.get("plan", {}).get("alignment", {}).get("policy", "central")
+    detection = DetectionSettings.from_params(store.meta.params)  # the SFace store's reading and detection
     # the list names the store's photos where they are, outside this folder: written here, so trusted
     return embed_source(open_source(listing, kind="list", allow_outside=True), out / "dlib-store", backend="dlib",
-                        policy=policy, progress=False)
+                        detection=detection, progress=False)
 
 
 def _training_free(store: EmbeddingStore, rows: np.ndarray, out: Path, serfiq_samples: int,
