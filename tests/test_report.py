@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -236,7 +237,8 @@ def test_paired_differences_resample_the_same_identities_for_both(toy, tmp_path)
     noisy = quality + np.random.default_rng(5).normal(0, 0.4, len(quality))
     tables = [quality_table(ids, quality, "model:good"), quality_table(ids, noisy, "norm"),
               quality_table(ids, 1 - quality, "ser-fiq"), quality_table(ids, quality, "model:copy")]
-    tables[0].meta["model_sha256"] = tables[3].meta["model_sha256"] = "x"
+    for i in (0, 3):
+        tables[i] = replace(tables[i], meta=tables[i].meta.updated(model_sha256="x"))
     evaluation = evaluate_quality(comparisons, tables, random_state=0, n_bootstrap=200, legacy_erc=False)
     page = write_report(evaluation, tmp_path / "report").read_text(encoding="utf-8")
     with open(tmp_path / "report" / "paired.csv", encoding="utf-8") as handle:

@@ -82,7 +82,7 @@ class Curation:
         keep = np.isin(quality.sample_id, self.sample_id[self.kept])
         return QualityTable(quality.sample_id[keep], quality.score[keep], quality.status[keep],
                             quality.reason[keep], {k: np.asarray(v)[keep] for k, v in quality.columns.items()},
-                            {**quality.meta, "curated": self.report.get("params", {})})
+                            quality.meta.updated(curated=self.report.get("params", {})))
 
     def save(self, path: str | Path) -> tuple[Path, Path, Path]:
         """Write the curated list (Parquet + sidecar), ``<stem>.report.json`` and ``<stem>.report.md``."""
@@ -347,8 +347,8 @@ def flywheel(labels: QualityTable, retrain: Callable[[QualityTable, int], Qualit
         reason = np.where(found, scored.reason[source], "not scored by the retrained model").astype(object)
         status[~np.isfinite(score) & (status == Status.OK.value)] = Status.NOT_LABELLED.value
         current = QualityTable(current.sample_id, score, status, reason, dict(current.columns),
-                               {**scored.meta, "method": f"flywheel-round-{round_index + 1}",
-                                "flywheel_round": round_index + 1})
+                               scored.meta.updated(method=f"flywheel-round-{round_index + 1}",
+                                                   flywheel_round=round_index + 1))
         logger.info("flywheel round %d: kept %d, re-scored %d samples", round_index + 1,
                     int(curation.kept.sum()), int(np.isfinite(score).sum()))
         history.append(FlywheelRound(curation, current))

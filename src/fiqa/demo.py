@@ -182,8 +182,8 @@ def _model_scores(model_path: Path, name: str, store: EmbeddingStore, rows: np.n
     def compute() -> QualityTable:
         started = time.perf_counter()
         table = score_store(create_scorer(model_path), store, rows=rows, progress=progress)
-        table = replace(table, meta={**table.meta, "method": f"model:{name}",
-                                     "seconds_per_image": (time.perf_counter() - started) / max(len(rows), 1)})
+        table = replace(table, meta=table.meta.updated(
+            method=f"model:{name}", seconds_per_image=(time.perf_counter() - started) / max(len(rows), 1)))
         save_quality(table, path)
         return table
 
@@ -203,8 +203,8 @@ def _training_free_scores(name: str, store: EmbeddingStore, rows: np.ndarray, pa
     def compute() -> QualityTable:
         started = time.perf_counter()
         table = score_store(create_quality_method(name, **params), store, rows=rows, progress=progress)
-        table = replace(table, meta={**table.meta, "seconds_per_image": (time.perf_counter() - started)
-                                     / max(len(rows), 1), "n_images_timed": len(rows)})
+        table = replace(table, meta=table.meta.updated(
+            seconds_per_image=(time.perf_counter() - started) / max(len(rows), 1), n_images_timed=len(rows)))
         save_quality(table, path)
         return table
 
@@ -488,7 +488,7 @@ def _evaluate_test_set(set_name: str, set_store: EmbeddingStore, rows: np.ndarra
     groups = group_labels("degradation", store=set_store) if set_store.recipe is not None else None
     report = write_report(evaluation, out / ("report" if set_name == "natural" else "report-degraded"),
                           store=set_store, groups=groups, group_by="degradation", title=TITLES[set_name])
-    cost = {table.method: table.meta.get("seconds_per_image") for table in tables}
+    cost = {table.method: table.meta.record.get("seconds_per_image") for table in tables}
     more = {row["method"]: row for row in evaluation.more_edc[1e-4].table()} if 1e-4 in evaluation.more_edc else {}
     summary = [{"set": set_name, **row, "spearman_with_test_labels": spearman.get(row["method"]),
                 "seconds_per_image": cost.get(row["method"]),

@@ -196,6 +196,8 @@ class StoreMeta(_JSONView):
                              f"{STORE_FORMAT})")
         if "backend" not in data and "embedder" in data:  # the first stores' spelling
             data["backend"] = data.pop("embedder")
+        if isinstance(data.get("backend"), str):  # a bare backend name
+            data["backend"] = {"backend": data["backend"]}
         features = _mapping(where, "features", data.get("features"), optional=True) or None
         if features is not None:
             _count(where, "features.dim", features.get("dim"), optional=False)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fiqa.core.errors import InvalidParameterError, check_int
+from fiqa.core.meta import TableMeta
 from fiqa.core.progress import tqdm
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
 
@@ -56,7 +57,7 @@ def store_faces(store: EmbeddingStore, rows: Sequence[int] | np.ndarray,
     from fiqa.detect.pipeline import FaceCrop
     from fiqa.io.image import ImageReadError, header_size, read_bytes
 
-    if store.meta.get("aligned", False):
+    if store.meta.aligned:
         return None
     sizes = {} if sizes is None else sizes
     faces = []
@@ -91,7 +92,7 @@ def component_tables(store: EmbeddingStore, rows: Sequence[int] | np.ndarray | N
     list of QualityTable
         In :data:`fiqa.components.COMPONENTS` order, each named ``component:<name>``: the 0-100 scalar (higher is
         better) of the rows, with ``status`` :data:`NOT_MEASURED` and the component's reason where it has no value;
-        columns ``<name>_raw`` (the raw value, unit in ``meta["unit"]``) and ``identity``.
+        columns ``<name>_raw`` (the raw value, unit in ``meta.record["unit"]``) and ``identity``.
     """
     from fiqa.augment.crops import load_crops
     from fiqa.components import COMPONENTS, ComponentTable, compute_components
@@ -115,7 +116,7 @@ def component_tables(store: EmbeddingStore, rows: Sequence[int] | np.ndarray | N
     reason[:] = store.reason[selected][:, None]
     position = np.flatnonzero(store.ok[selected])  # where each measured face sits among the selected rows
     raw[position], scalar[position], reason[position] = table.raw, table.scalar, table.reason
-    if not store.meta.get("aligned", False):
+    if not store.meta.aligned:
         several = store.ok[selected] & (store.n_faces[selected] > 1)
         single = names.index("single_face_present")
         raw[several, single] = scalar[several, single] = math.nan
@@ -130,7 +131,7 @@ def component_tables(store: EmbeddingStore, rows: Sequence[int] | np.ndarray | N
         tables.append(QualityTable(
             sample_id, np.where(has, scalar[:, k], math.nan), status.astype(object),
             np.where(has, "", reason[:, k]).astype(object), {f"{name}_raw": raw[:, k], "identity": identity},
-            {"method": f"{COMPONENT_PREFIX}{name}", "kind": "component", "component": name,
-             "unit": COMPONENTS[name].unit, "mapping": COMPONENTS[name].mapping.describe(),
-             "source": "fiqa.components", "store": str(store.root)}))
+            TableMeta(method=f"{COMPONENT_PREFIX}{name}", kind="component", store=str(store.root),
+                      record={"component": name, "unit": COMPONENTS[name].unit,
+                              "mapping": COMPONENTS[name].mapping.describe(), "source": "fiqa.components"})))
     return tables

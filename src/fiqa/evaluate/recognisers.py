@@ -49,9 +49,7 @@ def describe_recogniser(store: EmbeddingStore) -> dict[str, Any]:
     """What a report says about the recogniser of a store: backend name, model, store folder and fingerprint."""
     from fiqa.store import store_fingerprint
 
-    # stores written by extraction describe their embedder under "backend", augmented copies under "embedder"
-    described = store.meta.get("backend") or store.meta.get("embedder") or {}
-    embedder = dict(described) if isinstance(described, dict) else {"backend": described}
+    embedder = dict(store.meta.backend)  # StoreMeta reads the older spellings ("embedder", a bare name)
     model = embedder.get("model_path") or embedder.get("model")
     return {"backend": str(embedder.get("backend", "unknown")),
             "model": None if model is None else Path(str(model)).name, "model_sha256": embedder.get("model_sha256"),

@@ -265,10 +265,11 @@ def _sample_qualities(owner: str, tables: Sequence[QualityTable], sample_id: np.
 def _methods_meta(tables: Sequence[QualityTable], random_state: int) -> dict[str, dict[str, Any]]:
     """Per method, where its qualities came from (each table's method, params, seed, source, input), and the
     random floor's entry when no table served as it."""
-    methods = {table.method: {k: table.meta.get(k) for k in ("method", "params", "random_state", "source", "input",
-                                                             "kind",
-                                                             "model_sha256", "store")
-                              if k in table.meta} for table in tables}
+    recorded = {table.method: table.meta.to_json() for table in tables}
+    methods: dict[str, dict[str, Any]] = {
+        name: {k: described[k] for k in ("method", "params", "random_state", "source", "input", "kind",
+                                        "model_sha256", "store") if k in described}
+        for name, described in recorded.items()}
     methods.setdefault(RANDOM_METHOD, {"method": RANDOM_METHOD, "random_state": random_state,
                                        "note": "uniform random quality per sample: the floor"})
     for name, described in methods.items():

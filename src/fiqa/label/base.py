@@ -34,6 +34,7 @@ import numpy as np
 
 from fiqa.core.comparisons import identity_codes
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
+from fiqa.core.meta import TableMeta
 from fiqa.core.params import Interval, Param, validate
 from fiqa.core.provenance import versions
 from fiqa.core.registry import Registry
@@ -140,7 +141,7 @@ class Labeler(ABC):
     ----------
     random_state : int or None, default=0
         Seed of ``numpy.random.default_rng`` for every random choice the method makes. ``None`` draws fresh
-        entropy; the seed actually used is recorded in ``labels_.meta["seed"]`` either way.
+        entropy; the seed actually used is recorded in ``labels_.meta.random_state`` either way.
 
     Attributes
     ----------
@@ -150,7 +151,7 @@ class Labeler(ABC):
         The seed that was used.
     """
 
-    #: Registry name, also ``labels_.meta["method"]``.
+    #: Registry name, also ``labels_.meta.method``.
     name: ClassVar[str] = ""
     #: Whether :meth:`fit` needs the raw embedding norms.
     requires_norms: ClassVar[bool] = False
@@ -381,7 +382,7 @@ class Labeler(ABC):
                   for key, value in self.get_params().items()}
         meta = {"method": self.name, "params": params, "random_state": int(random_state), "versions": versions(),
                 "n_rows": n_rows, "n_identities": int(data.n_identities), "status_counts": counts, **result.meta}
-        return QualityTable(sample_id, score, status, reason, columns, meta)
+        return QualityTable(sample_id, score, status, reason, columns, TableMeta.from_json(meta, owner))
 
 
 def rescale_to_100(values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
@@ -497,8 +498,8 @@ def label_store(store: EmbeddingStore, labeler: Labeler, *, rows: np.ndarray | N
     Returns
     -------
     QualityTable
-        One row per store sample (or per ``rows``), in store order; ``meta["store"]`` names the store folder and
-        ``meta["store_sha256"]`` its fingerprint.
+        One row per store sample (or per ``rows``), in store order; ``meta.store`` names the store folder and
+        ``meta.store_sha256`` its fingerprint.
     """
     from fiqa.store import store_fingerprint
 
@@ -526,12 +527,10 @@ def label_store(store: EmbeddingStore, labeler: Labeler, *, rows: np.ndarray | N
             continue
         columns[key] = _scatter(values, ok_index, n_rows)[selected]
     status, reason = status[selected], reason[selected]
-    meta = dict(part.meta)
-    meta["n_rows"] = len(selected)
-    meta["store"] = str(store.root)
-    meta["store_sha256"] = store_fingerprint(store)
-    meta["store_meta"] = {k: store.meta[k] for k in ("backend", "model_sha256") if k in store.meta}
-    meta["status_counts"] = {s.value: int((status == s.value).sum()) for s in Status if (status == s.value).any()}
+    meta = part.meta.updated(
+        n_rows=len(selected), store=str(store.root), store_sha256=store_fingerprint(store),
+        store_meta={"backend": dict(store.meta.backend)} if store.meta.backend else {},
+        status_counts={s.value: int((status == s.value).sum()) for s in Status if (status == s.value).any()})
     return QualityTable(store.samples.sample_id[selected], score[selected], status, reason, columns, meta)
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from fiqa.core.errors import FIQAError, InvalidParameterError
+from fiqa.core.meta import TableMeta
 from fiqa.core.progress import tqdm
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
 
@@ -240,8 +241,8 @@ def score_store(method: QualityMethod, store: EmbeddingStore, rows: np.ndarray |
     columns.update(identity=store.samples.identity[selected].copy(), location=store.samples.location[selected].copy())
     return QualityTable(store.samples.sample_id[selected].astype(np.int64), quality[selected], status[selected],
                         reason[selected], columns,
-                        {**method.table_meta(batch_size=step), "store": str(store.root),
-                         "store_sha256": store_fingerprint(store)})
+                        TableMeta.from_json({**method.table_meta(batch_size=step), "store": str(store.root),
+                                             "store_sha256": store_fingerprint(store)}, method.name))
 
 
 def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: FacePipeline, *,
@@ -336,7 +337,8 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
         table_columns.update(table.columns())
         table_columns["advice"] = np.array([";".join(c) for c in codes], dtype=object)
         meta.update(components=describe_components(), advice_profile=profile.to_dict())
-    return QualityTable(np.arange(n, dtype=np.int64), quality, status, reason, table_columns, meta)
+    return QualityTable(np.arange(n, dtype=np.int64), quality, status, reason, table_columns,
+                        TableMeta.from_json(meta, method.name))
 
 
 def _batch_components(crops: list[np.ndarray], faces: list[FaceCrop], rows: list[int], reasons: np.ndarray,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fiqa.core.errors import FIQAError, InvalidParameterError
+from fiqa.core.meta import TableMeta
 from fiqa.core.progress import tqdm
 from fiqa.core.types import QualityTable, Status
 from fiqa.detect.pipeline import image_name
@@ -87,7 +88,7 @@ def score_images_ray(images: Sequence[str | os.PathLike], model: str | os.PathLi
     -------
     QualityTable
         Row ``i`` is ``images[i]``: ``score``, ``status``, ``reason`` and the columns ``raw_score``, ``location``,
-        ``n_faces``, ``detection_score`` of :meth:`Scorer.score`; ``meta["params"]["engine"] == "ray"``.
+        ``n_faces``, ``detection_score`` of :meth:`Scorer.score`; ``meta.params["engine"] == "ray"``.
     """
     owner = "score_images_ray"
     if on_error not in ON_ERROR:
@@ -129,7 +130,7 @@ def score_images_ray(images: Sequence[str | os.PathLike], model: str | os.PathLi
                       "threads": threads}
     return QualityTable(np.arange(n, dtype=np.int64), columns["quality"], columns["status"], columns["reason"],
                         {"raw_score": columns["raw_score"], "location": locations, "n_faces": columns["n_faces"],
-                         "detection_score": columns["detection_score"]}, meta)
+                         "detection_score": columns["detection_score"]}, TableMeta.from_json(meta, "score_on_ray"))
 
 
 def _portable(model: str | os.PathLike | None) -> str | None:

@@ -141,7 +141,7 @@ class _Method:
 
     def check_store(self, store: EmbeddingStore) -> None:
         """Only SFace stores: the methods read SFace's own layers, so the crops must be SFace's."""
-        backend = store.meta.get("backend", {})
+        backend = store.meta.backend
         if backend.get("model_sha256") != MODEL_FILES["sface"].sha256:
             raise InvalidParameterError(f"{type(self).__name__} ({self.name!r})", "store",
                                         "a store embedded with SFace",

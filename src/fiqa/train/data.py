@@ -67,7 +67,7 @@ def make_targets(store: EmbeddingStore, labels: QualityTable, *, validation_frac
              {"validation_fraction": [Interval(float, 0, 1, closed="neither")]})
     from fiqa.store import check_table_matches
 
-    check_table_matches(store, labels, f"labels {labels.meta.get('method', '')!r}".strip(), force=force)
+    check_table_matches(store, labels, f"labels {labels.meta.method!r}", force=force)
     ok_labels = QualityTable(labels.sample_id[labels.ok], labels.score[labels.ok], labels.status[labels.ok],
                              labels.reason[labels.ok])
     values = ok_labels.aligned_to(store.samples.sample_id)
