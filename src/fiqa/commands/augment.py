@@ -75,7 +75,7 @@ def command(store: str, out: str, copies: int, random_state: int, kinds: str, se
         n_workers=workers,
         progress=progress(),
     )
-    summary = result.meta["augmentation"]
+    summary = result.meta.augmentation or {}
     info(
         f"{result.root}: {summary['n_originals']:,} original and {summary['n_derived']:,} derived samples "
         f"({summary['n_parents']:,} parents x {summary['copies']} copies)"

@@ -82,11 +82,11 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
                          on_error=on_error, features="auto" if features is None else features, engine=engine,
                          n_workers=workers, engine_options={"ray_address": ray_address} if engine == "ray" else None,
                          progress=progress())
-    backend_name = store.meta["backend"].get("backend", backend)
+    backend_name = store.meta.backend.get("backend", backend)
     info(f"{one_line(str(store.root))}: {len(store)} samples, {store.dim}-D {backend_name}")
-    if store.meta.get("features"):
-        info(f"  with {store.meta['features']['dim']:,d} feature values per image (float16, features.npy)")
-    for status, count in store.meta["counts"].items():
+    if store.meta.feature_dim is not None:
+        info(f"  with {store.meta.feature_dim:,d} feature values per image (float16, features.npy)")
+    for status, count in store.meta.counts.items():
         info(f"  {status:<16}{count:>10,d}")
     failed = collections.Counter(f"{s}: {r}" for s, r in zip(store.status, store.reason) if s != "ok")
     if failed:

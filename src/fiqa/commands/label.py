@@ -98,7 +98,7 @@ def command(
     check_table_out(out_path, [store])  # before the work: never into the store, never over an input
     table = label_store(open_store(store), labeler)
     path = write_quality(table, out_path)
-    counts = ", ".join(f"{k} {v:,}" for k, v in table.meta["status_counts"].items())
+    counts = ", ".join(f"{k} {v:,}" for k, v in table.meta.status_counts.items())
     summary = f"{labeler.name}: {int(table.ok.sum()):,} of {len(table):,} samples labelled ({counts})"
     if out_path == STDOUT:
         note(summary)

@@ -522,7 +522,7 @@ def _shown_location(store: EmbeddingStore, location: str) -> str:
     """Where an image is, as a shared report may say it: relative to the data source's folder, never an absolute
     path of the machine that made the report (a location outside that folder shows its file name only)."""
     path = Path(location)
-    spec = (store.meta.get("source") or {}).get("spec") if isinstance(store.meta.get("source"), dict) else None
+    spec = store.meta.source.get("spec")
     if spec:
         root = Path(str(spec))
         root = root if root.is_dir() else root.parent  # a folder source, or the folder of a list file
