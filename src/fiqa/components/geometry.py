@@ -1,7 +1,8 @@
 """Subject pose and geometry components, from the detector's five landmarks and boxes in the source photo.
 
-The landmarks are first refined (:func:`refine_landmarks`): detected again on an upright, standard-sized view of
-the face and on its mirror image, averaged, twice.
+The landmarks are first refined (:func:`refine_landmarks`): the face's view is levelled by its mirror-symmetry axis
+(:func:`symmetry_roll`, from the power spectrum), the detector runs again on that upright view and on its mirror
+image, the two are averaged, and the landmarks take the axis's in-plane angle.
 
 - ``head_pose_yaw``, ``head_pose_pitch``, ``head_pose_roll`` (degrees): a weak-perspective fit of a generic 3-D
   face (:data:`FACE_MODEL_MM`, the five landmarks of an average adult face in millimetres) to the five landmarks:
@@ -19,6 +20,7 @@ the face and on its mirror image, averaged, twice.
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from fiqa.detect import FaceAligner
 from fiqa.detect.pipeline import face_context
 
 __all__ = ["FACE_MODEL_MM", "GEOMETRY_COMPONENTS", "HEAD_MM", "POSE_COMPONENTS", "FaceGeometry", "fit_pose",
-           "geometry_values", "refine_landmarks"]
+           "geometry_values", "refine_landmarks", "symmetry_roll"]
 
 POSE_COMPONENTS = ("head_pose_yaw", "head_pose_pitch", "head_pose_roll")
 GEOMETRY_COMPONENTS = ("inter_eye_distance", "head_size", "crop_left", "crop_right", "margin_above", "margin_below",
@@ -85,10 +87,10 @@ class FaceGeometry:
 
 _DETECTOR: dict[str, FaceAligner] = {}
 _DETECTOR_LOCK = threading.Lock()
-# a 96-pixel view with the eyes 24 pixels apart (a view and its mirror: one 192x96 detection, 0.8 ms of CPU; the
-# 128-pixel view was a little more precise and took 1.4 ms), two passes, then secant passes while the eye line reads
-# more than 0.5 degrees off level (at most 6): chosen on training identities (validate_components.py --part train
-# --sections 2) and the time budget of docs/components.md
+# the 96-pixel view with the eyes 24 pixels apart (a view and its mirror: one 192x96 detection, 0.8 ms of CPU; the
+# 128-pixel view was a little more precise and took 1.4 ms). Where the symmetry axis is not trusted: two passes, then
+# secant passes while the eye line reads more than 0.5 degrees off level (at most 6). Chosen on training identities
+# (validate_components.py --part train --sections 2) and the time budget of docs/components.md
 _SETTLED, _MAX_PASSES = 0.5, 6
 _MIRROR_ORDER = [1, 0, 2, 4, 3]  # the photo's left eye / mouth corner is listed first again after a flip
 
@@ -133,18 +135,130 @@ def _eye_angle(points: np.ndarray) -> float:
     return math.degrees(math.atan2(points[1, 1] - points[0, 1], points[1, 0] - points[0, 0]))
 
 
+# the symmetry-axis estimate (:func:`symmetry_roll`): a Gaussian window on the 96-pixel view (standard deviation
+# 0.15 of the side across, 1.3 times that along the face), the power spectrum's angular profile summed over radii
+# 4-30 cycles per view in 0.5-degree bins, its dominant direction smoothed over 6 degrees; chosen on training
+# identities (validate_components.py --part train --sections 2)
+_WINDOW_SPREAD, _WINDOW_ASPECT, _RADII, _ANGLE_BINS, _DOMINANT_SMOOTHING = 0.15, 1.3, (4.0, 30.0), 360, 6.0
+_DOMINANT_RANGE = 35.0  # degrees either side of level searched for the dominant direction (a face's edges run
+# across it; beyond 45 its own axis, along the nose and the cheeks' outline, could be taken instead)
+_SEARCH = 12.0  # degrees either side of the dominant direction searched for the symmetry axis
+_AXIS_PASSES, _AXIS_SETTLED = 3, 1.0
+_AXIS_AGREES = 8.0  # degrees: the detector's eye line on the view levelled by the axis must read within this
+
+
+@functools.lru_cache(maxsize=4)
+def _spectral_grid(side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The window, the polar sampling points of the centred spectrum and the circular smoothing kernel's FFT."""
+    centre = (side - 1) / 2
+    yy, xx = np.mgrid[0:side, 0:side] - centre
+    spread = _WINDOW_SPREAD * side
+    window = np.exp(-0.5 * ((xx / spread) ** 2 + (yy / (_WINDOW_ASPECT * spread)) ** 2)).astype(np.float32)
+    theta = np.linspace(0.0, np.pi, _ANGLE_BINS, endpoint=False)[:, None]
+    radii = np.arange(_RADII[0], _RADII[1] + 1e-9, 0.5)[None, :]
+    map_x = (side // 2 + radii * np.cos(theta)).astype(np.float32)
+    map_y = (side // 2 - radii * np.sin(theta)).astype(np.float32)
+    step = 180.0 / _ANGLE_BINS
+    offsets = np.minimum(np.arange(_ANGLE_BINS), _ANGLE_BINS - np.arange(_ANGLE_BINS)) * step
+    kernel = np.fft.fft(np.exp(-0.5 * (offsets / _DOMINANT_SMOOTHING) ** 2))
+    return window, map_x, map_y, kernel
+
+
+def _axis_offset(grey: np.ndarray) -> float:
+    """Degrees by which the mirror-symmetry axis of a face view leans clockwise from the view's vertical.
+
+    A face mirror-symmetric about its axis has a power spectrum mirror-symmetric about the same direction (and, as
+    every power spectrum is point-symmetric, about the direction across it). The angular profile ``A`` of the
+    windowed view's spectrum is then symmetric about the axis's angle ``c``, found as the peak of the circular
+    self-convolution ``sum_t A(t) A(2c - t)`` near the profile's dominant direction: a face's strongest edges (eyes,
+    brows, mouth) run across it and put their energy along its axis, which tells the axis from the direction across
+    it. A shift of the face changes only the spectrum's phase, so the view need not be centred on the axis.
+    """
+    side = grey.shape[0]
+    window, map_x, map_y, kernel = _spectral_grid(side)
+    weights = window.sum()
+    pixels = (grey - float((grey * window).sum() / weights)) * window
+    power = np.abs(np.fft.fftshift(np.fft.fft2(pixels))) ** 2
+    power = np.log1p(power / max(float(power.mean()), 1e-30)).astype(np.float32)
+    profile = cv2.remap(power, map_x, map_y, cv2.INTER_LINEAR).sum(axis=1).astype(np.float64)
+    profile -= profile.mean()
+    bins = _ANGLE_BINS
+    step = 180.0 / bins
+    smooth = np.fft.ifft(np.fft.fft(profile) * kernel).real
+    low, high = round((90.0 - _DOMINANT_RANGE) / step), round((90.0 + _DOMINANT_RANGE) / step) + 1
+    dominant = (low + int(np.argmax(smooth[low:high]))) * step - 90.0
+    pairs = np.fft.ifft(np.fft.fft(profile) ** 2).real  # pairs[k] = sum_i A[i] A[k - i]: k = 2 x the axis bin
+    centre, span = round(2 * dominant / step), round(2 * _SEARCH / step)
+    ks = np.arange(centre - span, centre + span + 1)
+    values = pairs[ks % bins]
+    best = int(np.argmax(values))
+    k = float(ks[best])
+    if 0 < best < len(ks) - 1:
+        curve = values[best - 1] - 2 * values[best] + values[best + 1]
+        if curve < 0:
+            k += 0.5 * (values[best - 1] - values[best + 1]) / curve
+    return -float(k * step / 2)  # the profile's angles run counter-clockwise
+
+
+def _turned(context: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """The view turned about its centre so that a line at ``angle`` degrees (clockwise) becomes level, and the
+    map from the turned view back to ``context``."""
+    side = context.shape[0]
+    to_view = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), angle, 1.0)
+    view = cv2.warpAffine(context, to_view, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return view, cv2.invertAffineTransform(to_view)
+
+
+def symmetry_roll(context: np.ndarray) -> float:
+    """Degrees (clockwise) by which the face in a view leans: its mirror-symmetry axis (:func:`_axis_offset`),
+    measured again on the view levelled by the last measure (where the window and the face line up) while that moves
+    it by more than :data:`_AXIS_SETTLED` degrees, at most :data:`_AXIS_PASSES` times."""
+    grey = cv2.cvtColor(context, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    lean = _axis_offset(grey)
+    for _ in range(_AXIS_PASSES - 1):
+        view, _ = _turned(grey, lean)
+        step = _axis_offset(view)
+        lean += step
+        if abs(step) <= _AXIS_SETTLED:
+            break
+    return lean
+
+
 def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray) -> np.ndarray | None:
+    """The five landmarks re-measured on the face's upright view: the view is levelled by the face's
+    mirror-symmetry axis (:func:`symmetry_roll`), the detector runs on it and on its mirror image (one call, the two
+    averaged: one detector's left-right bias cancels), and the landmarks are turned about their centre so that
+    their eye line lies across the symmetry axis. Source pixels; None when the detector finds no face there.
+
+    YuNet's landmarks follow only part of an in-plane turn (on a face turned by 20 degrees they may read 6) and
+    carry a degree or two of noise; the symmetry axis is measured from the whole face's pixels and turns with them
+    exactly. Where the detector's eye line on the levelled view reads more than :data:`_AXIS_AGREES` degrees off
+    (the axis estimate found another structure), the landmarks are instead refined by :func:`_level_by_search`.
+    """
+    lean = symmetry_roll(context)
+    view, to_context = _turned(context, lean)
+    found = _mirror_averaged(view)
+    if found is None or abs(_eye_angle(found)) > _AXIS_AGREES:
+        return _level_by_search(context, context_to_source)
+    points = _apply(to_context, found)
+    # turn the landmarks about their centre so that the eye line is at the axis's angle: the landmarks keep their
+    # shape and scale (yaw, pitch, eye distance), the in-plane angle is the axis's
+    centre = points.mean(axis=0)
+    turn = math.radians(lean - _eye_angle(points))
+    rotation = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
+    return _apply(context_to_source, (points - centre) @ rotation.T + centre)
+
+
+def _level_by_search(context: np.ndarray, context_to_source: np.ndarray) -> np.ndarray | None:
     """Landmarks re-detected on the face's upright view and its mirror image, averaged; then again on views of the
     face turned by a search for the angle at which the detector sees a level eye line. Source pixels; None when
     the detector finds no face there.
 
-    YuNet's landmarks carry a left-right bias, which the mirror average cancels, and follow only part of an
-    in-plane turn (on a face turned by 20 degrees they may read 6): the angle ``t`` that levels the eye line in the
-    view is found by secant steps on ``g(t)``, the eye line's angle the detector reports in the view turned by
-    ``t`` (its slope, the part of a turn the detector follows, estimated from the last two passes and kept in
-    [0.2, 1]). Two passes at least (the second on the view re-centred and re-scaled by the first); more while
-    ``|g|`` exceeds :data:`_SETTLED` degrees, at most :data:`_MAX_PASSES` (docs/components.md, the study's
-    figures).
+    The angle ``t`` that levels the eye line in the view is found by secant steps on ``g(t)``, the eye line's
+    angle the detector reports in the view turned by ``t`` (its slope, the part of a turn the detector follows,
+    estimated from the last two passes and kept in [0.2, 1]). Two passes at least (the second on the view
+    re-centred and re-scaled by the first); more while ``|g|`` exceeds :data:`_SETTLED` degrees, at most
+    :data:`_MAX_PASSES`.
     """
     points = _mirror_averaged(context)
     if points is None:
