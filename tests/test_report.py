@@ -1,6 +1,7 @@
 """Evaluation driver, report files and the ``fiqa evaluate`` command (structure, not pixels)."""
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import re
@@ -17,9 +18,16 @@ from fiqa.core.identities import save_split, split_identities
 from fiqa.core.types import QualityTable
 from fiqa.evaluate.curves import edc_curve, pauc
 from fiqa.evaluate.pairs import Comparisons
+from fiqa.evaluate.plots import method_styles
 from fiqa.evaluate.report import write_report
 from fiqa.evaluate.run import RANDOM_METHOD, evaluate_quality
 from fiqa.io.table import save_quality
+from report_tools import body_rows, embeds_file, fmt, read_page, with_interval
+
+
+def _base64(path):
+    """The base64 text of a written file, as the page embeds it."""
+    return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def quality_table(sample_id, score, method):
@@ -74,8 +82,9 @@ def test_evaluate_rejects_clashing_method_names_and_takes_a_given_random_floor(t
 
 def test_report_files_and_html_structure(toy, tmp_path):
     comparisons, ids, quality = toy
+    # seed 1: the toy qualities are default_rng(0) draws, which a floor seeded 0 would repeat exactly
     evaluation = evaluate_quality(comparisons, [quality_table(ids, quality, "good"),
-                                                quality_table(ids, 1 - quality, "inverted")], random_state=0)
+                                                quality_table(ids, 1 - quality, "inverted")], random_state=1)
     page = write_report(evaluation, tmp_path / "report")
     out = tmp_path / "report"
     for name in ("report.html", "edc.csv", "edc.json", "edc_fnmr.png", "edc_fmr.png", "legacy_erc.csv",
@@ -94,24 +103,45 @@ def test_report_files_and_html_structure(toy, tmp_path):
     assert data["summary"]["n_mated"] == comparisons.n_mated and data["summary"]["discard_limit"] == 0.2
     assert data["meta"]["versions"]["numpy"] == np.__version__
     text = page.read_text(encoding="utf-8")
-    order = [text.index(f"<td class=name>{m}</td>") for m in ("good", RANDOM_METHOD, "inverted")]
-    assert order == sorted(order)  # table rows in the sorted order
-    # FNMR and FMR panels, distributions, Spearman matrix, legacy
-    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', text)) == 5
-    assert "lower is better" in text and f"{comparisons.n_mated:,} mated" in text
-    assert "Legacy ERC" in text and text.index("Legacy ERC") > text.index("FNMR-EDC")
-    assert "Rank agreement between methods" in text and "Quality distributions" in text
-    assert "No embedding store was given" in text
+    parsed = read_page(text)
+    # the page's EDC table is edc.csv: same rows in the same order, its numbers as the page writes them
+    shown = body_rows(parsed.tables[0])
+    random_pauc = next(float(r["fnmr_pauc"]) for r in csv_rows if r["method"] == RANDOM_METHOD)
+    assert [r[:3] for r in shown] == [[str(rank), r["method"], r["kind"]] for rank, r in enumerate(csv_rows, 1)]
+    assert [r[3:6] for r in shown] == [
+        [with_interval(r["fnmr_pauc"], r["pauc_ci_low"], r["pauc_ci_high"]),
+         with_interval(r["fnmr_pauc_minus_best"], r["pauc_minus_best_ci_low"], r["pauc_minus_best_ci_high"]),
+         fmt(float(r["fnmr_pauc"]) / random_pauc)] for r in csv_rows]
+    assert [r[-3:] for r in shown] == [
+        [fmt(r["fnmr_at_limit"]), fmt(r["fmr_pauc"]),
+         f"{fmt(int(r['n_mated_missing_quality']))} / {fmt(int(r['n_nonmated_missing_quality']))}"] for r in csv_rows]
+    # its facts are edc.json's counts and threshold
+    summary = data["summary"]
+    assert [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", parsed.facts["comparisons used"])] == [
+        summary["n_mated"], summary["n_nonmated"], summary["n_samples"]]
+    assert parsed.facts["threshold"].split(",")[0] == f"{summary['threshold']:.4f}"
+    # every plot written (FNMR and FMR panels, distributions, Spearman matrix, legacy) is the one on the page,
+    # the legacy ERC after the EDC panels; no store, so no face gallery
+    plots = ("edc_fnmr.png", "edc_fmr.png", "distributions.png", "spearman.png", "legacy_erc.png")
+    assert all(embeds_file(text, out / name) for name in plots)
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == len(plots) and "data:image/jpeg" not in text
+    assert text.index(_base64(out / "legacy_erc.png")) > text.index(_base64(out / "edc_fnmr.png"))
+    # the legacy table is legacy_erc.json's, never mixed into the EDC table
     legacy = json.loads((out / "legacy_erc.json").read_text())
+    keys = [f"auc_fmr_{fmr:g}" for fmr in legacy["params"]["fmrs"]]
+    assert [body_rows(t) for t in parsed.tables[1:]] == [[[row["method"], *(fmt(row[k]) for k in keys)]
+                                                          for row in legacy["rows"]]]
     assert {row["method"] for row in legacy["rows"]} == {"good", "inverted", RANDOM_METHOD}
-    assert "fnmr_pauc" not in legacy["rows"][0]  # never mixed into the EDC table
+    assert "fnmr_pauc" not in legacy["rows"][0]
 
 
 def test_report_without_legacy_erc(toy, tmp_path):
     comparisons, ids, quality = toy
     evaluation = evaluate_quality(comparisons, [quality_table(ids, quality, "good")], legacy_erc=False)
-    page = write_report(evaluation, tmp_path)
-    assert not (tmp_path / "legacy_erc.csv").exists() and "Legacy ERC" not in page.read_text()
+    page = write_report(evaluation, tmp_path).read_text(encoding="utf-8")
+    assert not (tmp_path / "legacy_erc.csv").exists()
+    # no legacy table and no legacy plot: the EDC table and the four EDC plots only
+    assert len(read_page(page).tables) == 1 and len(re.findall(r'src="data:image/png;base64,', page)) == 4
     with pytest.raises(InvalidParameterError, match="'gallery_size'"):
         write_report(evaluation, tmp_path, gallery_size=0)
 
@@ -127,7 +157,13 @@ def test_fiqa_evaluate_on_lfw_store(lfw_store, tmp_path):
     result = CliRunner().invoke(main, ["evaluate", str(lfw_store.root), "--scores", str(table_path), "--out",
                                        str(out), "--n-nonmated", "5000", "--gallery-size", "3"])
     assert result.exit_code == 0, result.output
-    assert "norm" in result.output and "random" in result.output
+    # the command prints each method's pAUC and interval as edc.csv holds them, in its order
+    with open(out / "edc.csv", encoding="utf-8") as handle:
+        written = [r for r in csv.DictReader(handle) if r["group"] == "all"]
+    printed = [line.split() for line in result.output.splitlines() if line.startswith("  ")]
+    assert [line[:3] for line in printed] == [[r["method"], "pAUC", fmt(r["fnmr_pauc"])] for r in written]
+    assert [" ".join(line[3:5]) for line in printed] == [f"[{fmt(r['pauc_ci_low'])}, {fmt(r['pauc_ci_high'])}]"
+                                                         for r in written]
     identity = lfw_store.samples.identity[ok].astype(str)
     sizes = np.unique(identity, return_counts=True)[1]
     summary = json.loads((out / "edc.json").read_text())["summary"]
@@ -190,6 +226,7 @@ def test_a_report_folder_reused_without_the_legacy_erc_keeps_no_stale_legacy_fil
 def test_curve_points_spearman_and_further_fmr_are_exported(tmp_path):
     """On 12,000 non-mated comparisons FMR 1e-4 is resolvable: its pAUCs sit beside the main ones; the exported
     curve points are the curves' own steps, the Spearman matrix scipy's."""
+    from matplotlib.colors import to_hex
     from scipy.stats import spearmanr
 
     rng = np.random.default_rng(2)
@@ -224,8 +261,17 @@ def test_curve_points_spearman_and_further_fmr_are_exported(tmp_path):
     with open(tmp_path / "edc_bands.csv", encoding="utf-8") as handle:
         bands = [r for r in csv.DictReader(handle) if r["method"] == "good" and r["fmr_target"] == "0.001"]
     assert len(bands) == 200 and all(float(r["fnmr_low"]) <= float(r["fnmr_high"]) for r in bands)
+    # the page's column for FMR 1e-4 (after the main point's four) holds edc.csv's values; each method's kind
+    # carries the colour its curves have in the plots
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert "FNMR pAUC [95% CI]<br>at FMR 0.0001" in text and "class=swatch" in text
+    shown = body_rows(read_page(text).tables[0])
+    ordered = [rows[r[1]] for r in shown]
+    assert [r[7] for r in shown] == [with_interval(r["fnmr_pauc_at_fmr_0.0001"], r["pauc_ci_low_at_fmr_0.0001"],
+                                                   r["pauc_ci_high_at_fmr_0.0001"]) for r in ordered]
+    styles = method_styles(list(evaluation.qualities))
+    for method in rows:
+        assert (f"<td class=name>{method}</td><td class=name><span class=swatch style='background:"
+                f"{to_hex(styles[method]['color'])}'></span>") in text
 
 
 def test_paired_differences_resample_the_same_identities_for_both(toy, tmp_path):
@@ -255,12 +301,17 @@ def test_paired_differences_resample_the_same_identities_for_both(toy, tmp_path)
                          + marginal["norm"]["pauc_ci_high"] - marginal["norm"]["pauc_ci_low"])
     assert rows[1]["verdict"] == "better" and float(rows[1]["ci_high"]) < 0  # quality beats its inverse
     assert json.loads((tmp_path / "report" / "edc.json").read_text())["paired"][0]["versus"] == "norm"
-    assert "Paired differences" in page and "pAUC(model) &minus; pAUC(baseline)" in page
-    assert page.index("Paired differences") < page.index("<h2>FNMR-EDC</h2>")
+    # the page's paired table (the one after the EDC table) is paired.csv, placed before the EDC plots
+    parsed = read_page(page)
+    assert [r[:4] for r in body_rows(parsed.tables[1])] == [
+        [f"FMR {float(r['fmr_target']):g}", r["method"], r["versus"],
+         with_interval(r["pauc_difference"], r["ci_low"], r["ci_high"])] for r in rows]
+    assert page.index(f"<td class=name>FMR {float(rows[0]['fmr_target']):g}</td>") < page.index(
+        _base64(tmp_path / "report" / "edc_fnmr.png"))
 
-    # without a bootstrap there is nothing paired: no file, no section
+    # without a bootstrap there is nothing paired: no file, no table (the EDC table is the page's only one)
     again = evaluate_quality(comparisons, tables, random_state=0, n_bootstrap=0, legacy_erc=False)
-    assert "Paired differences" not in write_report(again, tmp_path / "report").read_text(encoding="utf-8")
+    assert len(read_page(write_report(again, tmp_path / "report").read_text(encoding="utf-8")).tables) == 1
     assert not (tmp_path / "report" / "paired.csv").exists()
 
 
