@@ -9,13 +9,21 @@ from pathlib import Path
 import numpy as np
 
 
+class Table(list):
+    """A parsed table: its rows of cell texts (header rows included); ``is_data[i]``: row ``i`` holds a ``<td>``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.is_data: list[bool] = []
+
+
 class _Tables(HTMLParser):
     """Every ``<table>`` of a page as rows of cell texts (nested tags' text joined, entities decoded), header rows
     included, and every ``<dt>``/``<dd>`` pair."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.tables: list[list[list[str]]] = []
+        self.tables: list[Table] = []
         self.facts: dict[str, str] = {}
         self._cell: list[str] | None = None
         self._term: list[str] | None = None
@@ -24,11 +32,14 @@ class _Tables(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "table":
-            self.tables.append([])
+            self.tables.append(Table())
         elif tag == "tr" and self.tables:
             self.tables[-1].append([])
+            self.tables[-1].is_data.append(False)
         elif tag in ("td", "th"):
             self._cell = []
+            if tag == "td":
+                self.tables[-1].is_data[-1] = True
         elif tag == "dt":
             self._term = []
         elif tag == "dd":
@@ -61,10 +72,14 @@ def read_page(page: str) -> _Tables:
     return parser
 
 
-def body_rows(table: list[list[str]]) -> list[list[str]]:
-    """The rows of a parsed table that hold data cells (the header row holds only ``<th>`` cells and is the
-    first)."""
-    return table[1:]
+def body_rows(table: Table) -> list[list[str]]:
+    """The rows of a parsed table that hold data cells (``<td>``; header rows hold only ``<th>``)."""
+    return [row for row, is_data in zip(table, table.is_data) if is_data]
+
+
+def header_rows(table: Table) -> list[list[str]]:
+    """The rows of a parsed table that hold only ``<th>`` cells."""
+    return [row for row, is_data in zip(table, table.is_data) if not is_data]
 
 
 def fmt(value: float | int | str) -> str:

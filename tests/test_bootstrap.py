@@ -2,6 +2,8 @@
 explicitly built resamples, coverage on a generative model, hand-computed group reject rates."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,7 @@ from fiqa.evaluate.edc import compute_edc
 from fiqa.evaluate.groups import group_breakdown
 from fiqa.evaluate.pairs import Comparisons
 from fiqa.evaluate.run import RANDOM_METHOD, evaluate_quality
+from report_tools import body_rows, read_page, with_interval
 
 
 def quality_table(sample_id, score, method, identity=None):
@@ -327,6 +330,14 @@ def test_report_writes_the_intervals(tmp_path):
     assert versus["difference"] == pytest.approx(
         float(rows["good"]["fnmr_pauc"]) - float(rows[RANDOM_METHOD]["fnmr_pauc"])
     )
-    text = page.read_text(encoding="utf-8")
-    assert "FNMR pAUC [95% CI]" in text and "beats random?" in text and "<b>yes</b>" in text
-    assert "percentile bootstrap over identities: 200 resamples of the 60 identities" in text
+    # the page: each method's pAUC with its interval and its paired difference to random are edc.csv's and
+    # edc.json's; the facts name edc.json's resample count, identity count and seed
+    parsed = read_page(page.read_text(encoding="utf-8"))
+    shown = {row[1]: row for row in body_rows(parsed.tables[0])}
+    for method, row in rows.items():
+        assert shown[method][3] == with_interval(row["fnmr_pauc"], row["pauc_ci_low"], row["pauc_ci_high"])
+    verdict = "yes" if versus["beats_random"] else "no"
+    assert shown["good"][6] == f"{verdict}: {with_interval(versus['difference'], versus['ci_low'], versus['ci_high'])}"
+    summary = json.loads((tmp_path / "edc.json").read_text())["summary"]
+    numbers = [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", parsed.facts["95% intervals"])][:3]
+    assert numbers == [summary["n_bootstrap"], summary["n_identity_clusters"], summary["random_state"]]

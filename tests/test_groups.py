@@ -15,6 +15,7 @@ from fiqa.evaluate.groups import MAX_GROUPS, group_breakdown, group_labels, read
 from fiqa.evaluate.pairs import Comparisons
 from fiqa.evaluate.report import write_report
 from fiqa.evaluate.run import evaluate_quality
+from report_tools import body_rows, fmt, header_rows, read_page, with_interval
 
 
 def quality_table(sample_id, score, method, **columns):
@@ -122,8 +123,26 @@ def test_report_writes_group_rows_beside_the_overall_ones(hand_made, tmp_path):
     assert float(groups["A", "q"]["reject_rate_at_0.5"]) == 1.0
     data = json.loads((tmp_path / "edc.json").read_text())
     assert data["groups"]["group_by"] == "g" and data["groups"]["reject_quantiles"] == [0.25, 0.5]
-    page = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert "Per group: g" in page and "rejected at 0.5" in page
+    # the page's two group tables are groups.csv: the groups' counts and start rates, then per method and group
+    # the pAUC with its interval and, per quantile, the reject rate and the FNMR kept
+    tables = read_page((tmp_path / "report.html").read_text(encoding="utf-8")).tables
+    with open(tmp_path / "groups.csv", encoding="utf-8") as handle:
+        written = list(csv.DictReader(handle))
+    names = list(dict.fromkeys(r["group"] for r in written))
+    first = {name: next(r for r in written if r["group"] == name) for name in names}
+    counts = [[name, *(fmt(int(first[name][k])) for k in ("n_samples", "n_mated", "n_nonmated", "n_identities")),
+               fmt(float(first[name]["start_fnmr"])), fmt(float(first[name]["start_fmr"]))] for name in names]
+    group_rows = {(r["group"], r["method"]): r for r in written}
+
+    def cells(row):
+        rates = [fmt(float(row[f"{k}_at_{q:g}"])) for q in (0.25, 0.5) for k in ("reject_rate", "fnmr_after_reject")]
+        return [with_interval(row["fnmr_pauc"], row["pauc_ci_low"], row["pauc_ci_high"]), *rates]
+
+    methods = list(dict.fromkeys(r["method"] for r in written))
+    per_method = [[method, *(cell for name in names for cell in cells(group_rows[name, method]))] for method in methods]
+    shown = [(header_rows(t)[0], body_rows(t)) for t in tables if body_rows(t) in (counts, per_method)]
+    assert [rows for _, rows in shown] == [counts, per_method]
+    assert shown[1][0][1:] == [f"g = {name}" for name in names]  # the grouping's name and its groups head the columns
     for name in ("edc_groups.png", "rejection.png", "groups.csv"):
         assert (tmp_path / name).read_bytes()[:4] in (b"\x89PNG", b"grou"), name
     # the same folder re-used without groups keeps no stale group files
