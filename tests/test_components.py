@@ -303,7 +303,7 @@ def test_score_components_cli_api_and_serve_agree(lfw_dir, tmp_path):
     assert result.exit_code == 0, result.output
     from_cli = load_quality(out)
     for name in COMPONENTS:
-        np.testing.assert_array_equal(from_cli.columns[name], table.columns[name])  # same code, same bytes
+        np.testing.assert_array_equal(from_cli.columns[name], table.columns[name], err_msg=name)  # same bytes
         np.testing.assert_array_equal(from_cli.columns[f"{name}_raw"], table.columns[f"{name}_raw"])
     assert list(from_cli.columns["advice"]) == list(table.columns["advice"])
     assert from_cli.meta["components"]["sharpness"]["unit"] == COMPONENTS["sharpness"].unit
