@@ -48,3 +48,64 @@ def test_embed_summary_escapes_the_store_name(tmp_path):
     first = result.output.splitlines()[0]
     assert first.startswith(f"{tmp_path}/store\\tx\\nfake: 99 samples: 1 samples, 128-D")
     assert not any(line.startswith("fake") for line in result.output.splitlines())
+
+
+CONTROLS = ("\t", "\n", "\x1b")
+DIRTY = "out\tfake: 99.9 ok\nError: x\x1b[2J"  # a TAB, a newline and an ESC (clear-screen) in one folder name
+ESCAPED = "out\\tfake: 99.9 ok\\nError: x\\x1b[2J"
+
+
+def _raw_controls(text: str) -> list[str]:
+    """The raw control characters of ``text`` other than the newlines that end its lines."""
+    return [char for line in text.splitlines() for char in line if char in CONTROLS or char == "\r"]
+
+
+def test_every_command_prints_a_hostile_output_folder_escaped(tmp_path):
+    """embed, label, score -o, curate, train, a refused output and a command's own usage error, each with an
+    output folder (or an input) whose name holds a TAB, a newline and an ESC: stdout and stderr hold no raw control
+    character, and name it escaped."""
+    import importlib.util
+
+    import cv2
+    import numpy as np
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for identity in ("a", "b", "c"):
+        (data / identity).mkdir(parents=True)
+        for index in range(3):
+            cv2.imwrite(str(data / identity / f"{index}.png"), rng.integers(0, 256, (112, 112, 3), np.uint8))
+    dirty = tmp_path / DIRTY
+    dirty.mkdir()
+    store, labels = dirty / "store", dirty / "labels.parquet"
+    runs = {
+        "embed": ["embed", str(data), "-o", str(store), "--aligned"],
+        "label": ["label", str(store), "-m", "mean-positive", "-o", str(labels)],
+        "score": ["score", str(data / "a" / "0.png"), "--aligned", "-o", str(dirty / "scores.csv")],
+        "curate": ["curate", str(labels), "-o", str(dirty / "curated.parquet")],
+        "refused": ["label", str(store), "-m", "random", "-o", str(store / "labels.parquet")],  # into the store
+        "usage": ["augment", str(store), "-o", str(dirty / "augmented"), "--rows-from", str(dirty / "ids.txt")],
+    }
+    (dirty / "ids.txt").write_text("nobody\n", encoding="utf-8")  # augment's own click error quotes the file
+    if importlib.util.find_spec("torch") is not None:
+        runs["train"] = ["train", str(store), str(labels), "-o", str(dirty / "model"), "--epochs", "1"]
+    for name, args in runs.items():
+        result = CliRunner().invoke(main, [*args, "--no-progress"])
+        assert result.exit_code == {"refused": 1, "usage": 2}.get(name, 0), (name, result.output)
+        printed = result.stdout + result.stderr
+        assert _raw_controls(printed) == [], (name, printed)
+        assert ESCAPED in printed, (name, printed)
+        assert not any(line.startswith(("fake", "Error: x")) for line in printed.splitlines()), (name, printed)
+
+
+def test_progress_descriptions_are_one_line():
+    import io
+
+    from fiqa.core.progress import progress_bars, tqdm
+
+    with progress_bars(True), tqdm(total=1, desc=f"embed {DIRTY}", file=io.StringIO()) as bar:
+        assert bar.desc == f"embed {ESCAPED}"
+        bar.set_description(DIRTY)
+        assert bar.desc == f"{ESCAPED}: "
+        bar.set_postfix_str(DIRTY)
+        assert bar.postfix == ESCAPED

@@ -18,13 +18,16 @@ from fiqa.core.errors import FIQAError
 class _Group(click.Group):
     """Turns FIQAError into a one-line "Error: ..." message and exit status 1 instead of a traceback, and so a
     missing module of an optional extra (PyTorch for training, scikit-learn for evaluation) into the command that
-    installs it."""
+    installs it. Every error a command prints is one line: control characters in the names it quotes escaped."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except FIQAError as exc:  # one line: a file name in the message cannot fake another (one_line)
             raise click.ClickException(one_line(str(exc))) from exc
+        except click.ClickException as exc:  # a command's own error or usage error may quote a path too
+            setattr(exc, "message", one_line(exc.message))  # noqa: B010 (click's stubs mark it Final)
+            raise
         except ModuleNotFoundError as exc:
             message = missing_extra(exc.name)
             if message is None:

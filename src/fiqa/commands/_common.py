@@ -1,7 +1,8 @@
 """What every ``fiqa`` command shares: ``-v``/``-q``/``--no-progress`` (accepted before or after the subcommand),
 output that honours them, table outputs whose format comes from the extension, and lazy help defaults.
 
-Only click and the standard library are imported here: ``fiqa --help`` loads every command module.
+Only click, the standard library and :mod:`fiqa.core.text` are imported here: ``fiqa --help`` loads every command
+module.
 """
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
+
+# re-exported: every command escapes names through the core's two helpers
+from fiqa.core.text import one_line as one_line
+from fiqa.core.text import printable as printable
 
 _VERBOSE, _QUIET, _NO_PROGRESS = "fiqa.verbose", "fiqa.quiet", "fiqa.no_progress"
 _FALSE_WORDS = {"", "0", "false", "no", "off"}
@@ -87,49 +92,21 @@ def progress() -> bool:
 
 
 def info(message: str) -> None:
-    """A summary line on stdout, unless ``-q``."""
+    """A summary line on stdout, unless ``-q``: one line, whatever names it holds (:func:`one_line` escapes a TAB,
+    newline or escape sequence in a path); a blank line before it is ``info("")``."""
     if not quiet():
-        click.echo(message)
+        click.echo(one_line(message))
 
 
 def note(message: str) -> None:
-    """A summary line on stderr (when stdout carries the results), unless ``-q``."""
+    """A summary line on stderr (when stdout carries the results), unless ``-q``; one line, as :func:`info`."""
     if not quiet():
-        click.echo(message, err=True)
+        click.echo(one_line(message), err=True)
 
 
 def warn(message: str) -> None:
     """A warning on stderr, also under ``-q`` (one line: control characters escaped, :func:`one_line`)."""
     click.echo(f"Warning: {one_line(message)}", err=True)
-
-
-_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def printable(name: str) -> str:
-    """``name`` for one field of human-readable, tab-separated output: a backslash and every control character
-    (TAB, newline, carriage return, escape sequences, DEL, C1 controls, the Unicode line and paragraph separators)
-    written as a backslash escape (``\\t``, ``\\n``, ``\\x1b``), so that a file name cannot fake a field or a
-    line. Machine-readable output (``-o x.csv``, ``-o -``) quotes such names as CSV does instead."""
-    return "".join(_escaped(char) for char in name)
-
-
-def one_line(text: str) -> str:
-    """``text`` (an error, a warning, a log message that names files) as one line of human-readable output: every
-    control character escaped as :func:`printable` escapes it, backslashes left as they are (the text is not a
-    field), so that a file name inside it cannot end the line, fake the next one or move the cursor."""
-    return "".join(char if char == "\\" else _escaped(char) for char in text)
-
-
-def _escaped(char: str) -> str:
-    code = ord(char)
-    if char in _ESCAPES:
-        return _ESCAPES[char]
-    if code < 0x20 or 0x7F <= code <= 0x9F:
-        return f"\\x{code:02x}"
-    if code in (0x2028, 0x2029, 0x85):
-        return f"\\u{code:04x}"
-    return char
 
 
 class OneLineFormatter(logging.Formatter):

@@ -5,6 +5,8 @@ import json
 
 import click
 
+from fiqa.commands._common import one_line
+
 
 @click.command("components")
 @click.option("--profile", "show_profile", is_flag=True,
@@ -24,7 +26,7 @@ def command(show_profile: bool, advice_profile: str | None, as_json: bool) -> No
         if as_json:
             click.echo(json.dumps(profile.to_dict(), indent=2))
             return
-        click.echo(f"{profile.name}: {profile.description} ({profile.source})")
+        click.echo(one_line(f"{profile.name}: {profile.description} ({profile.source})"))  # a user's file
         for rule in profile.rules:
             bounds = " and ".join(part for part in (f"below {rule.min:g}" if rule.min is not None else "",
                                                     f"above {rule.max:g}" if rule.max is not None else "") if part)

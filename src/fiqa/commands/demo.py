@@ -58,7 +58,8 @@ def command(lfw, out_dir, labellers, baselines, training_free, serfiq_samples, t
                       progress=progress())
     width = max(len(row["method"]) for row in result.summary)
     for set_name in ("natural", "degraded"):
-        info(f"\nEDC on held-apart identities, {set_name} (FMR 1e-3, FNMR pAUC up to 0.20; lower is better):")
+        info("")
+        info(f"EDC on held-apart identities, {set_name} (FMR 1e-3, FNMR pAUC up to 0.20; lower is better):")
         info(f"  {'method':<{width}}  {'pAUC':>10}  {'95% interval':>21}  {'Spearman vs labels':>18}  "
              f"{'ms per image':>12}")
         for row in (r for r in result.summary if r["set"] == set_name):
@@ -68,4 +69,6 @@ def command(lfw, out_dir, labellers, baselines, training_free, serfiq_samples, t
             cost_text = "" if cost is None else format(cost * 1e3, ".1f")
             info(f"  {row['method']:<{width}}  {row['fnmr_pauc']:>10.3g}  {interval:>21}  "
                  f"{'' if rho is None else format(rho, '.3f'):>18}  {cost_text:>12}")
-    info(f"\nReports: {result.report.resolve()}\n         {result.degraded_report.resolve()}")
+    info("")
+    info(f"Reports: {result.report.resolve()}")
+    info(f"         {result.degraded_report.resolve()}")

@@ -5,7 +5,7 @@ from typing import Any
 
 import click
 
-from fiqa.commands._common import LazyDefault
+from fiqa.commands._common import LazyDefault, one_line
 
 _EXTRA = ("starlette", "uvicorn", "python_multipart", "h11")
 
@@ -80,7 +80,7 @@ def command(model: str | None, host: str, port: int, max_body_mb: float, max_pix
     workers = Workers(decode_threads=decode_threads, batch_size=batch_size, batch_wait=batch_wait_ms / 1000)
 
     def ready(url: str) -> None:
-        click.echo(f"fiqa serve: listening on {url} (POST {url}/score; Ctrl+C to stop)")
+        click.echo(one_line(f"fiqa serve: listening on {url} (POST {url}/score; Ctrl+C to stop)"))
 
     run(model, host=host, port=port, limits=limits, workers=workers, threads=threads,
         graceful_timeout=graceful_timeout, on_ready=ready, advice_profile=advice_profile)

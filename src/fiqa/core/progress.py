@@ -20,6 +20,8 @@ from typing import Any
 
 from tqdm.auto import tqdm as _tqdm
 
+from fiqa.core.text import one_line
+
 __all__ = ["progress_bars", "progress_enabled", "set_progress_bars", "tqdm"]
 
 _FALSE_WORDS = {"", "0", "false", "no", "off"}
@@ -59,7 +61,16 @@ def progress_bars(enabled: bool) -> Iterator[None]:
 
 
 class tqdm(_tqdm):
-    """``tqdm.auto.tqdm`` that draws nothing while the switch is off (:func:`progress_enabled`)."""
+    """``tqdm.auto.tqdm`` that draws nothing while the switch is off (:func:`progress_enabled`), its description on
+    one line (:func:`fiqa.core.text.one_line`: a method or file name in it cannot move the cursor or break the bar)."""
 
     def __init__(self, *args: Any, disable: bool | None = False, **kwargs: Any) -> None:
+        if isinstance(kwargs.get("desc"), str):
+            kwargs["desc"] = one_line(kwargs["desc"])
         super().__init__(*args, disable=True if not progress_enabled() else disable, **kwargs)
+
+    def set_description(self, desc: str | None = None, refresh: bool | None = True) -> None:
+        super().set_description(None if desc is None else one_line(desc), refresh)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        super().set_postfix_str(one_line(str(s)), refresh)
