@@ -323,3 +323,16 @@ def test_the_table_fits_and_gallery_names_wrap_between_their_parts():
     assert ".ci{color:#555;white-space:nowrap;display:block" in _CSS and "break-all" not in _CSS
     assert _breakable("Aaron_Eckhart_0001.jpg") == "Aaron_<wbr>Eckhart_<wbr>0001.<wbr>jpg"
     assert _breakable("<b>_x") == "&lt;b&gt;_<wbr>x"
+
+
+def test_evaluate_store_refuses_before_any_work(tmp_path):
+    # the library call behind fiqa evaluate checks its output and its grouping before opening anything
+    from fiqa.core.errors import StoreError
+    from fiqa.evaluate import evaluate_store
+
+    store, table = tmp_path / "store", tmp_path / "q.parquet"
+    with pytest.raises(StoreError, match="inside the input"):
+        evaluate_store(store, [table], store / "report")
+    with pytest.raises(InvalidParameterError, match="'group_by'"):
+        evaluate_store(store, [table], tmp_path / "report", groups_file=tmp_path / "groups.csv")
+    assert not (tmp_path / "report").exists()

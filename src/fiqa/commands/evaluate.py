@@ -6,7 +6,7 @@ from typing import Literal
 
 import click
 
-from fiqa.commands._common import check_out, info, out_option, progress, require_extra
+from fiqa.commands._common import info, out_option, progress, require_extra
 
 logger = logging.getLogger(__name__)
 
@@ -81,49 +81,22 @@ def command(store: str, score_paths: tuple[str, ...], out_dir: str, fmr: float, 
 
     Needs the evaluation extra: pip install 'fiqa[eval]'.
     """
-    check_out(out_dir, store, *score_paths, pairs_path, identities_from, exclude_identities, comparison_store,
-              groups_file)  # before any work: never an input or inside one
-    require_extra("fiqa evaluate", "eval")
-    import numpy as np
-
-    from fiqa.evaluate.groups import group_labels
-    from fiqa.evaluate.report import write_report
-    from fiqa.evaluate.run import evaluate_quality
-    from fiqa.evaluate.selection import select_comparisons
-    from fiqa.io.table import load_quality
-    from fiqa.store import check_table_matches, join_by_location, open_store
-
-    opened = open_store(store)
-    # scores of photos (fiqa score photos/) join by location; tables of the store by sample_id
-    tables = [join_by_location(opened, load_quality(path), path) for path in score_paths]
-    for path, table in zip(score_paths, tables):  # joined by sample_id: they must be tables of this store
-        check_table_matches(opened, table, path, force=force)
-    comparisons, identity_filter = select_comparisons(
-        opened, pairs=pairs_path, identities_from=identities_from, exclude_identities=exclude_identities,
-        max_mated=max_mated, n_nonmated=n_nonmated, max_mated_per_identity=max_mated_per_identity,
-        random_state=random_state)
-    if with_components:
-        from fiqa.evaluate.components import component_tables
-
-        compared = np.unique(np.concatenate([comparisons.sample_a, comparisons.sample_b]))
-        tables += component_tables(opened, np.flatnonzero(np.isin(opened.samples.sample_id, compared)),
-                                   progress=progress())
     if groups_file and not group_by:
         raise click.UsageError("--groups-file needs --group-by (the group column; any name for a folder of lists)")
-    groups = group_labels(group_by, store=opened, tables=tables, groups_file=groups_file) if group_by else None
-    other = open_store(comparison_store) if comparison_store else None
-    evaluation = evaluate_quality(comparisons, tables, fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit,
-                                  missing=missing, random_state=random_state, legacy_erc=legacy_erc,
-                                  identity_filter=identity_filter,
-                                  n_bootstrap=n_bootstrap, identities=opened.samples,
-                                  more_fmrs=more_fmrs or (1e-4,), store=opened, comparison_store=other)
-    from fiqa.core.outputs import make_output_dir
+    require_extra("fiqa evaluate", "eval")
+    from fiqa.evaluate.pipeline import evaluate_store
 
-    make_output_dir(out_dir, "report")  # marked as fiqa's when fiqa creates it
-    page = write_report(evaluation, out_dir, store=opened, gallery_size=gallery_size, groups=groups,
-                        group_by=group_by or "group", reject_quantiles=reject_quantiles or (0.05, 0.1, 0.2))
+    done = evaluate_store(store, score_paths, out_dir, fmr=fmr, start_fnmr=start_fnmr, discard_limit=discard_limit,
+                          pairs=pairs_path, max_mated=max_mated, max_mated_per_identity=max_mated_per_identity,
+                          n_nonmated=n_nonmated, random_state=random_state, identities_from=identities_from,
+                          exclude_identities=exclude_identities, missing=missing, legacy_erc=legacy_erc,
+                          gallery_size=gallery_size, n_bootstrap=n_bootstrap, force=force,
+                          comparison_store=comparison_store, more_fmrs=more_fmrs or (1e-4,), group_by=group_by,
+                          groups_file=groups_file, reject_quantiles=reject_quantiles or (0.05, 0.1, 0.2),
+                          components=with_components, progress=progress())
+    evaluation, page = done.evaluation, done.report
     recognisers = evaluation.meta["recognisers"]
-    if other is not None:
+    if comparison_store:
         left_out = recognisers["rescored"]["n_pairs_left_out"]
         info(f"comparison scores: {recognisers['comparison']['backend']} ({comparison_store}); quality tables of "
              f"{recognisers['quality']['backend']} ({store}); {left_out:,} pairs left out (an image failed in "

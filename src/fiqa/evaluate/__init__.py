@@ -15,6 +15,11 @@ Across recognisers and groups::
     groups = group_labels("gender", store=sface, groups_file="../shared/data/lfw-gender")  # or a column
     write_report(evaluation, "report/", store=sface, groups=groups, group_by="gender")
 
+From files, as ``fiqa evaluate`` does (tables loaded and checked against the store, comparisons chosen, report
+written)::
+
+    done = evaluate_store("store/", ["labels.parquet"], "report/", identities_from="split.json")
+
 ``compute_edc`` is the numpy core for arrays of similarities and pair qualities.
 """
 from fiqa.core.comparisons import threshold_at_fmr, threshold_at_fnmr
@@ -45,6 +50,7 @@ from fiqa.evaluate.edc import EDCResult, compute_edc
 from fiqa.evaluate.erc import LegacyERCResult, compute_legacy_erc
 from fiqa.evaluate.groups import GroupBreakdown, group_breakdown, group_labels, read_groups_file
 from fiqa.evaluate.pairs import Comparisons, read_pairs, sample_comparisons
+from fiqa.evaluate.pipeline import StoreEvaluation, evaluate_store
 from fiqa.evaluate.recognisers import ok_in_both, rescore_comparisons
 from fiqa.evaluate.report import write_report
 from fiqa.evaluate.run import Evaluation, evaluate_quality, method_kind
@@ -60,12 +66,14 @@ __all__ = [
     "IdentitySplit",
     "LegacyERCResult",
     "PAUCBootstrap",
+    "StoreEvaluation",
     "bootstrap_pauc",
     "compute_edc",
     "compute_legacy_erc",
     "edc_bands",
     "edc_curve",
     "evaluate_quality",
+    "evaluate_store",
     "group_breakdown",
     "group_labels",
     "identity_clusters",
