@@ -98,3 +98,64 @@ def test_the_ray_engine_records_refused_rows_without_sending_them(listing):
 
     with pytest.raises(SampleFailedError, match="outside the list file's folder"):
         _record_refused(samples, np.arange(6), Shards(), "raise")
+
+
+def _swap(link: Path, target: Path) -> None:
+    """Point the symbolic link ``link`` at ``target`` in one step (as an attacker who owns the folder would)."""
+    os.symlink(target, link.with_name(link.name + ".new"))
+    os.replace(link.with_name(link.name + ".new"), link)
+
+
+def test_a_link_swapped_after_the_list_is_opened_is_refused_when_read(listing, tmp_path):
+    """The confinement is checked again on the opened file: ``b/link-in.png`` led inside when the list was opened
+    and is pointed out of the folder before the images are read; the read refuses it (local engine, the Ray
+    engine's face stage, and the gate itself), and reads the entries that stayed inside."""
+    from fiqa.detect import DetectionSettings
+    from fiqa.embed.extract import embed_source
+    from fiqa.embed.ray_engine import FaceStage
+    from fiqa.io.admit import AdmissionError, read_file
+
+    source = open_source(listing)
+    root = os.path.realpath(listing.parent)
+    assert source.samples.confined_to == root and source.samples.refusal(2) == ""  # inside when opened
+    secret = os.path.realpath(tmp_path / "elsewhere" / "secret.png")
+    _swap(listing.parent / "b" / "link-in.png", Path(secret))
+
+    store = embed_source(source, tmp_path / "store", backend="sface", detection=DetectionSettings(aligned=True),
+                         progress=False)
+    assert store.status.tolist() == ["ok", "ok", "unreadable", "unreadable", "unreadable", "unreadable"]
+    assert f"resolves to {secret!r} when read, outside the list file's folder {root!r}" in store.reason[2]
+
+    stage = FaceStage(settings=DetectionSettings(aligned=True), threads=1, within=source.samples.confined_to)
+    batch = stage({"row": np.arange(3), "location": source.samples.location[:3]})
+    assert batch["status"].tolist() == ["ok", "ok", "unreadable"] and "when read" in batch["reason"][2]
+
+    with pytest.raises(AdmissionError, match="when read, outside the list file's folder"):
+        read_file(str(listing.parent / "b" / "link-in.png"), within=root)
+    assert read_file(str(listing.parent / "a" / "1.png"), within=root)  # inside: read
+    assert read_file(str(listing.parent / "b" / "link-in.png"))  # not confined (allow_outside): read
+
+
+def test_without_proc_the_opened_file_must_be_the_one_the_path_resolves_to(listing, tmp_path, monkeypatch):
+    """Where ``/proc/self/fd`` is missing, the path is resolved again and must name the very file that is open: a
+    link swapped back inside between the open and the check does not pass the outside file off as inside."""
+    from fiqa.io import admit
+
+    root = os.path.realpath(listing.parent)
+    link = listing.parent / "b" / "link-in.png"
+    secret = tmp_path / "elsewhere" / "secret.png"
+    real_fstat = os.fstat
+
+    def fstat_then_swap(fd):  # the open followed the link out; swap it back inside before the check
+        info = real_fstat(fd)
+        _swap(link, listing.parent / "a" / "1.png")
+        return info
+
+    monkeypatch.setattr(admit, "_kernel_path", lambda fd: None)  # as on a system without /proc
+    assert admit.read_file(str(link), within=root)  # the inside file, found by the path and the descriptor
+    _swap(link, secret)
+    with pytest.raises(admit.AdmissionError, match="when read, outside"):
+        admit.read_file(str(link), within=root)
+    monkeypatch.setattr(admit.os, "fstat", fstat_then_swap)
+    with pytest.raises(admit.AdmissionError, match="changed while it was opened"):
+        admit.read_file(str(link), within=root)

@@ -681,7 +681,8 @@ def _derive_chunks(partial: PartialStore, spans: list[tuple[int, int, int]], par
         position, lo, hi = segment
         row = int(parents[position])
         try:
-            image = read_image(str(parent.samples.location[row]), **limits)
+            image = read_image(str(parent.samples.location[row]), max_pixels=limits["max_pixels"],
+                               min_side=limits["min_side"])
         except ImageReadError as exc:
             return [(None, exc.status.value, f"the parent image cannot be read any more: {exc.reason}")] * (hi - lo)
         landmarks = None if aligned else np.asarray(parent.landmarks[row])

@@ -54,7 +54,7 @@ def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray) -> np
     recipes = store.recipe
     crops = np.empty((len(indices), CROP_SIZE, CROP_SIZE, 3), np.uint8)
     for out, index in enumerate(indices):
-        image = read_image(store.samples.location[index], **limits)
+        image = read_image(store.samples.location[index], max_pixels=limits["max_pixels"], min_side=limits["min_side"])
         if recipes is not None and recipes[index]:
             landmarks = None if aligned else store.landmarks[index]
             crops[out] = apply_recipe(image, landmarks, Recipe.from_json(str(recipes[index])))

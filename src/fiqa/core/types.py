@@ -118,6 +118,10 @@ class SampleTable:
         Why the source refuses to let a sample be read, ``""`` where it does not: a list file's entry that resolves
         outside the list file's folder (:func:`fiqa.io.sources.list_source`). Every reader records such a row as
         ``unreadable`` with this reason instead of opening the file. None: no sample is refused.
+    confined_to : str or None
+        The resolved folder every file read must lie inside, checked again on the opened file when it is read (a
+        list file's folder, unless its entries may lie outside): a symbolic link changed after the source was
+        opened cannot lead a read out of it. None: no such folder.
     """
 
     sample_id: np.ndarray
@@ -125,6 +129,7 @@ class SampleTable:
     identity: np.ndarray
     source: str
     refused: np.ndarray | None = None
+    confined_to: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.sample_id)
@@ -154,7 +159,7 @@ class SampleTable:
 
     def subset(self, index: np.ndarray) -> SampleTable:
         return SampleTable(self.sample_id[index], self.location[index], self.identity[index], self.source,
-                           None if self.refused is None else self.refused[index])
+                           None if self.refused is None else self.refused[index], self.confined_to)
 
     def _columns(self) -> dict[str, np.ndarray]:
         return {"sample_id": np.asarray(self.sample_id, dtype=np.int64), "location": self.location,

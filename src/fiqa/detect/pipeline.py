@@ -182,8 +182,9 @@ class FacePipeline:
         self.aligner = None if settings.aligned else FaceAligner(policy=settings.policy,
                                                                  score_threshold=settings.score_threshold)
 
-    def read(self, image: ImageInput) -> np.ndarray:
-        """The image as an ``(H, W, 3) uint8`` BGR array.
+    def read(self, image: ImageInput, *, within: str | None = None) -> np.ndarray:
+        """The image as an ``(H, W, 3) uint8`` BGR array (``within``: for a location, the resolved folder the
+        opened file must lie inside, :func:`fiqa.io.read_image`).
 
         Raises
         ------
@@ -202,11 +203,12 @@ class FacePipeline:
             return decode_image(bytes(image), "<bytes>", max_pixels=self.settings.max_pixels,
                                 min_side=self.settings.min_side, timeout=self.settings.decode_timeout)
         if isinstance(image, (str, os.PathLike)):
-            return read_image(image, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side)
+            return read_image(image, max_pixels=self.settings.max_pixels, min_side=self.settings.min_side,
+                              within=within)
         raise InvalidParameterError("FacePipeline", "image", "a location, encoded image bytes or an (H, W, 3) uint8 "
                                     "array", type(image).__name__)
 
-    def process(self, image: ImageInput) -> FaceCrop:
+    def process(self, image: ImageInput, *, within: str | None = None) -> FaceCrop:
         """One image to its aligned face crop, or to the status and reason why there is none.
 
         Parameters
@@ -214,13 +216,16 @@ class FacePipeline:
         image : str, path, bytes or ndarray of shape (H, W, 3), uint8, BGR
             A location (anything :func:`fiqa.io.read_image` reads), encoded image bytes (any format OpenCV
             decodes), or a decoded image.
+        within : str, optional
+            For a location: the resolved folder the opened file must lie inside (a list source's
+            ``samples.confined_to``); ``unreadable`` with the reason when it resolves elsewhere at read time.
 
         Returns
         -------
         FaceCrop
         """
         try:
-            pixels = self.read(image)
+            pixels = self.read(image, within=within)
         except ImageReadError as exc:
             return FaceCrop(None, exc.status, exc.reason)  # detection never ran
         size = (int(pixels.shape[0]), int(pixels.shape[1]))

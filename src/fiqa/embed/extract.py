@@ -248,7 +248,10 @@ def _embed_spans(partial: PartialStore, spans: list[tuple[int, int, int]], sampl
     """Prepare the samples of ``spans`` in worker threads, embed them in order and write each chunk."""
     def prepare(index: int) -> FaceCrop:
         refused = samples.refusal(index)  # a list entry outside the list file's folder: never opened
-        return FaceCrop(None, Status.UNREADABLE, refused) if refused else pipeline.process(str(samples.location[index]))
+        if refused:
+            return FaceCrop(None, Status.UNREADABLE, refused)
+        # and the opened file is checked again: a symlink swapped since the list was opened is refused as well
+        return pipeline.process(str(samples.location[index]), within=samples.confined_to)
 
     order = [index for _, start, stop in spans for index in range(start, stop)]
     n_done = len(samples) - len(order)

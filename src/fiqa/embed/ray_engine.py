@@ -108,19 +108,20 @@ class FaceStage:
     """Ray Data stage: locations in, aligned crops out, with every failure a status and a reason.
 
     One :class:`fiqa.detect.pipeline.FacePipeline` of ``settings`` (its YuNet detector) per actor, made when the
-    actor starts; OpenCV runs ``threads`` threads.
+    actor starts; OpenCV runs ``threads`` threads; ``within``: the folder every opened file must lie inside (a list
+    source's ``samples.confined_to``).
 
     A batch in: ``row`` (int64), ``location`` (str). A batch out: ``row``, ``crop`` (k, 112, 112, 3) uint8 (zeros
     without a face), ``has_crop`` (bool), ``status``, ``reason`` (str), ``n_faces`` (int32), ``detection_score``
     (float64), ``landmarks`` (k, 5, 2) float32 (NaN without a face) -- the fields of :class:`FaceCrop`.
     """
 
-    def __init__(self, *, settings: DetectionSettings, threads: int) -> None:
+    def __init__(self, *, settings: DetectionSettings, threads: int, within: str | None = None) -> None:
         cv2.setNumThreads(int(threads))
-        self.pipeline = FacePipeline(settings)
+        self.pipeline, self.within = FacePipeline(settings), within
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        faces = [self.pipeline.process(str(location)) for location in batch["location"]]
+        faces = [self.pipeline.process(str(location), within=self.within) for location in batch["location"]]
         return faces_to_columns(np.asarray(batch["row"], np.int64), faces)
 
 
@@ -271,7 +272,8 @@ def extract_on_ray(partial: PartialStore, spans: Sequence[tuple[int, int, int]],
     todo = np.array([row for _, start, stop in spans for row in range(start, stop)], np.int64)
     embed = {"backend": backend, "params": dict(backend_params), "batch_size": int(batch_size),
              "features": tapped is not None}
-    stages: list[Stage] = [(FaceStage, {"settings": detection, "threads": threads}, None),
+    face = {"settings": detection, "threads": threads, "within": samples.confined_to}  # checked on each opened file
+    stages: list[Stage] = [(FaceStage, face, None),
                            (EmbedStage, embed, batch_size)]
     return _embed_rows(samples, todo, stages, shards, ray_address=ray_address, num_cpus=num_cpus,
                        n_workers=n_workers, threads=threads, on_error=on_error, progress=progress)

@@ -96,17 +96,23 @@ def _refused_format(head: bytes) -> str | None:
     return None
 
 
-def read_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+def read_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES, *, within: str | None = None) -> bytes:
     """The bytes of the regular file at ``path``, at most ``max_bytes`` of them.
 
     The file is opened without blocking and checked on the open descriptor (no race between the check and the
     read): a FIFO, socket, device, folder, or a symlink to one of them is refused before a byte is read; so is a
     file whose size exceeds ``max_bytes``. The read is bounded as well.
 
+    ``within`` (a resolved folder, e.g. a list file's, :attr:`fiqa.core.types.SampleTable.confined_to`): the
+    *opened* file must lie inside it. Its real path is taken from the descriptor (``/proc/self/fd/N``; elsewhere
+    the path resolved again and required to be the same file as the descriptor's), so a symbolic link swapped
+    between the source's check and this read cannot lead the read out of the folder.
+
     Raises
     ------
     AdmissionError
-        ``UNREADABLE`` (missing, permission, not a regular file, I/O error) or ``TOO_LARGE`` (over ``max_bytes``).
+        ``UNREADABLE`` (missing, permission, not a regular file, outside ``within``, I/O error) or ``TOO_LARGE``
+        (over ``max_bytes``).
     """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
@@ -129,6 +135,8 @@ def read_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise AdmissionError(Status.UNREADABLE, f"not a regular file ({_kind(info.st_mode)}); only image files "
                                                     f"are read")
+        if within is not None:
+            _check_within(fd, info, path, within)
         if info.st_size > max_bytes:
             raise AdmissionError(Status.TOO_LARGE, f"{info.st_size} bytes exceeds max_bytes={max_bytes}")
         chunks, size = [], 0
@@ -146,6 +154,48 @@ def read_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         raise AdmissionError(Status.UNREADABLE, f"cannot read file ({exc.strerror or exc})") from None
     finally:
         os.close(fd)
+
+
+def is_inside(target: str, root: str) -> bool:
+    """Whether the resolved path ``target`` is the resolved folder ``root`` or lies below it."""
+    return target == root or target.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _check_within(fd: int, info: os.stat_result, path: str, root: str) -> None:
+    """Refuse the file open on ``fd`` (``info``: its ``fstat``) unless its real path lies inside ``root``."""
+    target = opened_path(fd, info, path)
+    if target is None:
+        raise AdmissionError(Status.UNREADABLE, f"changed while it was opened (no longer the file {path!r} resolves "
+                                                f"to): refused, it must stay inside {root!r}")
+    if not is_inside(target, root):
+        raise AdmissionError(Status.UNREADABLE, f"resolves to {target!r} when read, outside the list file's folder "
+                                                f"{root!r}: refused (allow_outside=True, fiqa embed --allow-outside, "
+                                                f"reads it)")
+
+
+def opened_path(fd: int, info: os.stat_result, path: str) -> str | None:
+    """The real path of the file open on ``fd``: the kernel's own record (``/proc/self/fd/N``) where there is one;
+    elsewhere ``path`` resolved now, when that is the very file open on ``fd`` (same device and inode), else None
+    (it changed between the open and this check)."""
+    target = _kernel_path(fd)
+    if target is not None:
+        return target
+    try:
+        target = os.path.realpath(path)
+        now = os.stat(target)
+    except (OSError, ValueError):
+        return None
+    return target if (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino) else None
+
+
+def _kernel_path(fd: int) -> str | None:
+    """The path the kernel records for the file open on ``fd`` (Linux: ``/proc/self/fd/N``); None where there is
+    none, or the file was deleted since."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    return target if os.path.isabs(target) and not target.endswith(" (deleted)") else None
 
 
 def _kind(mode: int) -> str:

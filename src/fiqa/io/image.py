@@ -22,7 +22,7 @@ from fiqa.core.errors import DataSourceError, FIQAError
 from fiqa.core.params import Interval, validate
 from fiqa.core.types import Status
 from fiqa.io import recordio
-from fiqa.io.admit import DEFAULT_MAX_BYTES, AdmissionError, identify_format, read_file
+from fiqa.io.admit import DEFAULT_MAX_BYTES, AdmissionError, identify_format, is_inside, read_file
 from fiqa.io.decoder import DEFAULT_DECODE_TIMEOUT, decode_bytes
 
 #: Default decompression-bomb guard: images with more pixels are refused (TOO_LARGE).
@@ -58,7 +58,7 @@ def check_limits(max_pixels: int, min_side: int, owner: str = "read_image") -> N
 
 
 def read_image(location: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               min_side: int = DEFAULT_MIN_SIDE) -> np.ndarray:
+               min_side: int = DEFAULT_MIN_SIDE, within: str | None = None) -> np.ndarray:
     """Read and decode the image at ``location``.
 
     Parameters
@@ -69,6 +69,10 @@ def read_image(location: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIX
         Decompression-bomb guard: larger images raise ``TOO_LARGE`` (checked from the header before decoding).
     min_side : int, default 16
         Images whose shorter side is below this raise ``TOO_SMALL``.
+    within : str, optional
+        A resolved folder the file read must lie inside, checked on the opened file (a list source's
+        :attr:`~fiqa.core.types.SampleTable.confined_to`; :func:`fiqa.io.admit.read_file`): ``UNREADABLE`` when
+        it resolves elsewhere at read time.
 
     Returns
     -------
@@ -82,20 +86,24 @@ def read_image(location: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIX
     """
     check_limits(max_pixels, min_side)
     location = os.fspath(location)
-    return decode_image(read_bytes(location), location, max_pixels=max_pixels, min_side=min_side)
+    return decode_image(read_bytes(location, within=within), location, max_pixels=max_pixels, min_side=min_side)
 
 
-def read_bytes(location: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+def read_bytes(location: str, max_bytes: int = DEFAULT_MAX_BYTES, *, within: str | None = None) -> bytes:
     """The encoded bytes at ``location`` (a file, or a RecordIO record); ``ImageReadError`` when unreadable, not a
-    regular file, or longer than ``max_bytes`` (checked before reading, :func:`fiqa.io.admit.read_file`)."""
+    regular file, longer than ``max_bytes`` (checked before reading, :func:`fiqa.io.admit.read_file`), or, with
+    ``within``, when the opened file lies outside that resolved folder."""
     rec_path, key = split_record_location(location)
     if rec_path is not None:
+        if within is not None and not is_inside(os.path.realpath(rec_path), within):
+            raise ImageReadError(location, Status.UNREADABLE, f"resolves to {os.path.realpath(rec_path)!r} when "
+                                                              f"read, outside the list file's folder {within!r}")
         payload = read_record_payload(rec_path, key, location)
         if len(payload) > max_bytes:
             raise ImageReadError(location, Status.TOO_LARGE, f"{len(payload)} bytes exceeds max_bytes={max_bytes}")
         return payload
     try:  # the gate: a regular file (no FIFO, device, /dev/zero behind a symlink), at most max_bytes of it
-        return read_file(location, max_bytes)
+        return read_file(location, max_bytes, within=within)
     except AdmissionError as exc:
         raise ImageReadError(location, exc.status, exc.reason) from None
 

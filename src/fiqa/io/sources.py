@@ -36,6 +36,7 @@ import numpy as np
 
 from fiqa.core.errors import DataSourceError, InvalidParameterError
 from fiqa.core.types import SampleTable
+from fiqa.io.admit import is_inside
 from fiqa.io.image import RECORD_SEPARATOR
 from fiqa.io.recordio import cached_reader, unpack_record
 
@@ -179,10 +180,11 @@ def _images_below(folder: Path) -> list[str]:
 
 
 def _table(locations: list[str], identities: list[str], source: str,
-           refused: list[str] | None = None) -> SampleTable:
+           refused: list[str] | None = None, confined_to: str | None = None) -> SampleTable:
     return SampleTable(np.arange(len(locations), dtype=np.int64), np.asarray(locations, dtype=object),
                        np.asarray(identities, dtype=object), source,
-                       np.asarray(refused, dtype=object) if refused is not None and any(refused) else None)
+                       np.asarray(refused, dtype=object) if refused is not None and any(refused) else None,
+                       confined_to)
 
 
 def _existing_dir(text: str) -> Path:
@@ -240,7 +242,9 @@ def list_source(path: str | os.PathLike, *, delimiter: str | None = None,
         elsewhere, ``../`` climbing out, or a symbolic link inside the folder pointing out of it) keeps its row and
         is refused: ``samples.refused`` holds the reason, and every reader records the row as ``unreadable`` with
         it, without opening the file (a list file handed over by someone else cannot make fiqa read the machine's
-        other files). The count is logged as a warning and recorded in ``details["n_outside"]``.
+        other files). The count is logged as a warning and recorded in ``details["n_outside"]``. The check is made
+        again on each opened file when it is read (``samples.confined_to``, :func:`fiqa.io.admit.read_file`): a
+        symbolic link swapped after the list was opened is refused too.
     """
     path = Path(os.path.abspath(os.fspath(path)))
     if not path.is_file():
@@ -283,7 +287,8 @@ def list_source(path: str | os.PathLike, *, delimiter: str | None = None,
         logger.warning("%s: %d entr%s outside the list file's folder refused (first: %s)", path, n_outside,
                        "y" if n_outside == 1 else "ies", first)
     details = {"allow_outside": True} if allow_outside else {"n_outside": n_outside} if n_outside else {}
-    return DataSource("list", str(path), _table(locations, identities, "list", refused), details)
+    return DataSource("list", str(path), _table(locations, identities, "list", refused,
+                                                None if allow_outside else root), details)
 
 
 def outside_reason(entry: str, location: str, root: str) -> str:
@@ -293,7 +298,7 @@ def outside_reason(entry: str, location: str, root: str) -> str:
         target = os.path.realpath(location)
     except (ValueError, OSError):  # a NUL byte: the reader refuses it with its own reason
         return ""
-    if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+    if is_inside(target, root):
         return ""
     return (f"list entry {entry!r} resolves to {target!r}, outside the list file's folder {root!r}: refused "
             f"(allow_outside=True, fiqa embed --allow-outside, reads it)")
