@@ -130,3 +130,35 @@ def test_cli_writes_the_list_and_reports(tmp_path):
     assert "light" in (tmp_path / "curated.report.json").read_text()
     bad = CliRunner().invoke(cli_main, ["curate", str(labels), "--out", str(out), "--rounds", "1"])
     assert bad.exit_code != 0 and "--rounds needs --store" in bad.output
+
+
+def test_tables_saved_by_api_callers_never_go_into_the_store_they_were_made_from(tmp_path):
+    """The output rule in the library (issue 25): a labels table (save_quality, write_quality) and a curation
+    (Curation.save, with its two reports) are refused at or inside the store the labels were computed on, before
+    anything is written; beside the store they are written."""
+    from dataclasses import replace
+
+    from fiqa.core.errors import StoreError
+    from fiqa.io.table import write_quality
+
+    store = tmp_path / "store"
+    (store / "images").mkdir(parents=True)
+    base = _two_identities()
+    labels = QualityTable(base.sample_id, base.score, base.status, base.reason, base.columns,
+                          base.meta.updated(store=str(store)))
+    for path in (store, store / "labels.parquet", store / "images" / "labels.parquet"):
+        with pytest.raises(StoreError, match="the output would"):
+            save_quality(labels, path)
+    with pytest.raises(StoreError, match="inside the input"):
+        write_quality(labels, store / "images" / "labels.csv")
+    curation = curate(labels)
+    assert curation.inputs == (str(store),)
+    with pytest.raises(StoreError, match="inside the input"):
+        curation.save(store / "images" / "curated.parquet")
+    assert sorted(p.name for p in store.rglob("*")) == ["images"]  # nothing written
+    with pytest.raises(StoreError, match="would overwrite the input"):  # a report named like the input itself
+        replace(curation, inputs=(str(tmp_path / "c.report.md"),)).save(tmp_path / "c.parquet")
+    assert not (tmp_path / "c.parquet").exists()
+    written = curation.save(tmp_path / "curated.parquet")
+    assert all(path.is_file() for path in written)
+    assert save_quality(labels, tmp_path / "labels.parquet").is_file()

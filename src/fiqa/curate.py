@@ -32,6 +32,7 @@ import numpy as np
 
 from fiqa.core.atomic import write_json
 from fiqa.core.errors import InvalidParameterError, check_int
+from fiqa.core.outputs import check_not_in_inputs
 from fiqa.core.provenance import provenance
 from fiqa.core.types import QualityTable, Status, locate_ids
 from fiqa.io.table import write_table
@@ -62,6 +63,9 @@ class Curation:
         Why the row was kept or not.
     report : dict
         Counts (``per_stratum``, ``per_level``, ``per_attribute``) and the parameters and versions.
+    inputs : tuple of str
+        What the labels were made from (their store, ``labels.meta.store``): :meth:`save` refuses a path at or
+        inside one of them.
     """
 
     sample_id: np.ndarray
@@ -73,6 +77,7 @@ class Curation:
     kept: np.ndarray
     reason: np.ndarray
     report: dict = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.sample_id)
@@ -85,15 +90,21 @@ class Curation:
                             quality.meta.updated(curated=self.report.get("params", {})))
 
     def save(self, path: str | Path) -> tuple[Path, Path, Path]:
-        """Write the curated list (Parquet + sidecar), ``<stem>.report.json`` and ``<stem>.report.md``."""
+        """Write the curated list (Parquet + sidecar), ``<stem>.report.json`` and ``<stem>.report.md``.
+
+        Refused before anything is written (``StoreError``, naming both paths) when one of them would be at or
+        inside one of :attr:`inputs` (the labels' store), inside a store, or over a file that is not a fiqa table.
+        """
         path = Path(path)
+        json_path = path.with_name(path.stem + ".report.json")
+        md_path = path.with_name(path.stem + ".report.md")
+        for written in (json_path, md_path):  # the table itself is checked by write_table
+            check_not_in_inputs(written, self.inputs)
         table = write_table(path, {"sample_id": self.sample_id, "location": self.location,
                                    "identity": self.identity, "cluster": self.cluster, "stratum": self.stratum,
                                    "quality": self.quality, "kept": self.kept, "reason": self.reason},
-                            self.report)
-        json_path = path.with_name(path.stem + ".report.json")
+                            self.report, inputs=self.inputs)
         write_json(json_path, self.report)
-        md_path = path.with_name(path.stem + ".report.md")
         md_path.write_text(report_markdown(self.report), encoding="utf-8")
         return table, json_path, md_path
 
@@ -170,7 +181,7 @@ def curate(labels: QualityTable, *, cluster_column: str | None = "auto", attribu
     logger.info("curate: kept %d of %d candidates in %d groups", int(kept.sum()), int(candidate.sum()),
                 report["n_groups"])
     return Curation(labels.sample_id.astype(np.int64), location, identity, group_name, stratum, quality, kept,
-                    reason, report)
+                    reason, report, inputs=(labels.meta.store,) if labels.meta.store else ())
 
 
 def _group_names(labels: QualityTable, identity: np.ndarray, cluster_column: str | None,

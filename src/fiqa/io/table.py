@@ -61,10 +61,12 @@ def check_output(path: str | Path, inputs: Sequence[str | os.PathLike] = ()) -> 
     return path
 
 
-def write_table(path: str | Path, columns: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
+def write_table(path: str | Path, columns: Mapping[str, np.ndarray], meta: Mapping[str, Any], *,
+                inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
     """Write equal-length 1-D columns as Parquet plus a JSON sidecar, both atomically; refuses a path that
-    :func:`check_output` refuses."""
-    path = check_output(path)
+    :func:`check_output` refuses: equal to or inside one of ``inputs`` (what the table was made from, e.g. its
+    store; None skipped), inside a store, or over a file that is not a fiqa table."""
+    path = check_output(path, [item for item in inputs if item is not None])
     path.parent.mkdir(parents=True, exist_ok=True)
     table = arrow_table(columns)
     with atomic_path(path) as tmp:
@@ -121,8 +123,9 @@ _CORE = ("sample_id", "score", "status", "reason")
 
 def save_quality(table: QualityTable, path: str | Path) -> Path:
     """Save a :class:`QualityTable` (labels or model scores) as Parquet with its sidecar
-    (:meth:`fiqa.core.meta.TableMeta.to_json`)."""
-    return write_table(path, table.all_columns(), table.meta.to_json())
+    (:meth:`fiqa.core.meta.TableMeta.to_json`); refused (``StoreError``, before writing) at or inside the store the
+    table was computed on (``table.meta.store``), as every output of fiqa is (:func:`check_output`)."""
+    return write_table(path, table.all_columns(), table.meta.to_json(), inputs=[table.meta.store])
 
 
 def table_format(path: str | os.PathLike) -> str:
@@ -171,7 +174,8 @@ def write_quality_text(table: QualityTable, stream: IO[str], fmt: str) -> None:
 def write_quality(table: QualityTable, path: str | os.PathLike, stdout: IO[str] | None = None) -> Path | None:
     """Write ``table`` in the format of ``path``'s extension (:func:`table_format`): Parquet (:func:`save_quality`),
     CSV or JSON lines, each atomically with the same JSON sidecar; ``"-"`` writes CSV to ``stdout`` (default
-    ``sys.stdout``) and returns None.
+    ``sys.stdout``) and returns None. A file at or inside the store the table was computed on is refused
+    (:func:`save_quality`).
 
     File names that are not valid UTF-8 are written back as their original bytes (``surrogateescape``).
     """
@@ -195,7 +199,7 @@ def write_quality(table: QualityTable, path: str | os.PathLike, stdout: IO[str] 
         return None
     if fmt == "parquet":
         return save_quality(table, Path(path))
-    target = check_output(Path(path))
+    target = check_output(Path(path), [table.meta.store] if table.meta.store else [])  # never into its store
     target.parent.mkdir(parents=True, exist_ok=True)
     text = io.StringIO()
     write_quality_text(table, text, fmt)
