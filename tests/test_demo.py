@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from fiqa.cli import main
-from fiqa.core.errors import DataSourceError
+from fiqa.core.errors import DataSourceError, InvalidParameterError
 from fiqa.demo import TITLES, locate_lfw, run_demo
 from fiqa.evaluate import sample_comparisons
 from fiqa.evaluate.run import RANDOM_METHOD
@@ -312,3 +312,11 @@ def test_demo_reports_have_their_own_titles_and_paired_differences(demo_run):
     with open(out / "report" / "edc.csv", encoding="utf-8") as handle:
         kinds = {row["method"]: row["kind"] for row in csv.DictReader(handle)}
     assert kinds["mean-positive"] == "label" and kinds["ser-fiq"] == "baseline"
+
+
+def test_a_name_listed_as_label_and_as_training_free_method_is_refused(tmp_path):
+    # one name is one method: norm given as a baseline and as a training-free method is refused before any work
+    with pytest.raises(InvalidParameterError, match=r"'training_free'.*\['norm'\]"):
+        run_demo(tmp_path / "no-lfw", tmp_path / "out", baselines=("mean-positive", "norm"),
+                 training_free=("ser-fiq", "norm"))
+    assert not (tmp_path / "out").exists()

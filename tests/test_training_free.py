@@ -11,6 +11,7 @@ import pytest
 from fiqa.augment.crops import load_crops
 from fiqa.core.errors import InvalidParameterError, UnknownNameError
 from fiqa.embed import create_embedder
+from fiqa.label import create_labeler
 from fiqa.score import score_store
 from fiqa.score.training_free import (
     _serfiq_quality,
@@ -88,6 +89,26 @@ def test_norm_is_the_raw_embedding_norm(crops):
     reference = np.linalg.norm(create_embedder("sface").embed(crops), axis=1)
     # the same graph's raw embedding; its norm computed twice in float32 (128 squares): gamma_130 / 2 relative each
     np.testing.assert_allclose(create_quality_method("norm").score_crops(crops), reference, rtol=two_paths(130) / 2)
+
+
+def test_norm_is_one_measure_whichever_registry_names_it(crops):
+    from fiqa.embed.batching import check_vectors
+    from fiqa.label import LABELERS
+    from fiqa.score.training_free import QUALITY_METHODS
+
+    # a name both registries hold is one measure: the labeller's entry names the quality method that owns it
+    shared = set(LABELERS.names()) & set(QUALITY_METHODS.names())
+    assert shared == {"norm"}
+    for name in shared:
+        assert LABELERS.entry(name).fields["same_as"] == (QUALITY_METHODS.kind, name)
+    # what embedding records in norms.npy for these faces (the labeller's value) is the method's score of them, up
+    # to the same graph run twice and the store's float32
+    embedder = create_embedder("sface")
+    _, recorded = check_vectors(embedder, embedder.embed(crops), crops, 128)
+    labelled = create_labeler("norm").fit(np.ones((len(crops), 1)), np.arange(len(crops)),
+                                          norms=recorded.astype(np.float32)).labels_
+    np.testing.assert_allclose(labelled.score, create_quality_method("norm").score_crops(crops),
+                               rtol=two_paths(130) / 2 + 2.0**-24)
 
 
 def test_store_scores_are_aligned_and_record_their_origin(lfw_store):

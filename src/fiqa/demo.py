@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 
 from fiqa.core.atomic import write_json
 from fiqa.core.cache import artifact_key, cached, fingerprint
-from fiqa.core.errors import DataSourceError, FIQAError, check_int
+from fiqa.core.errors import DataSourceError, FIQAError, InvalidParameterError, check_int
 from fiqa.core.outputs import check_not_in_inputs, make_output_dir
 from fiqa.core.provenance import file_sha256, provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
@@ -36,9 +36,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_LABELLERS = ("sdd", "sdd-refined", "cr", "reference-consensus")
 DEFAULT_BASELINES = ("mean-positive",)
 DEFAULT_TRAINING_FREE = ("ser-fiq", "flip-consistency", "norm")
-"""Training-free published methods (:mod:`fiqa.score.training_free`) scored per image on each test set. ``norm`` is
-the raw SFace embedding norm, the value the ``norm`` labeller reads from the store: a name given as a labeller or
-baseline too is evaluated once, as a label."""
+"""Training-free published methods (:mod:`fiqa.score.training_free`) scored per image on each test set. A name is
+one method, evaluated once: it is listed either here or among the labellers and baselines, not both (``norm``, the
+raw SFace embedding norm, is the training-free method; its labeller is the same measure read from the store)."""
 
 DEFAULT_SERFIQ_SAMPLES = 100
 """SER-FIQ's stochastic embeddings per face in the demo (the paper's m = 100): with the trunk run once, about two
@@ -95,7 +95,7 @@ class DemoResult:
 @dataclass(frozen=True)
 class _Methods:
     """What each test set is evaluated with: methods computed as labels (labellers and baselines), training-free
-    methods scored per image (those not already among the labels), and SER-FIQ's sample count."""
+    methods scored per image, and SER-FIQ's sample count. A name listed in both is refused: one name, one method."""
 
     labels: tuple[str, ...]
     training_free: tuple[str, ...]
@@ -105,8 +105,11 @@ class _Methods:
     def of(cls, labellers: Sequence[str], baselines: Sequence[str], training_free: Sequence[str],
            serfiq_samples: int) -> _Methods:
         labels = (*labellers, *baselines)
-        return cls(labels, tuple(name for name in training_free if name not in labels),
-                   check_int("run_demo", "serfiq_samples", serfiq_samples, 2))
+        twice = sorted(set(labels) & set(training_free))
+        if twice:
+            raise InvalidParameterError("run_demo", "training_free", "names not also given as labellers or baselines "
+                                        "(one name is one method, evaluated once)", twice)
+        return cls(labels, tuple(training_free), check_int("run_demo", "serfiq_samples", serfiq_samples, 2))
 
 
 def _select_samples(lfw: Path, out_dir: Path, *, min_images: int, max_identities: int | None,
@@ -269,9 +272,9 @@ def run_demo(lfw: str | os.PathLike | None = None, out_dir: str | os.PathLike = 
         Show progress bars.
     training_free : sequence of str
         Training-free methods (``fiqa.score.training_free.list_quality_methods()``) scored per image on each test
-        set; names already given as labellers or baselines are left out.
+        set; none may also be given as a labeller or baseline.
     serfiq_samples : int >= 2
-        SER-FIQ's stochastic embeddings per face (seeded by ``seed``).
+        SER-FIQ's stochastic embeddings per face (seeded by ``random_state``).
     """
     min_images = check_int("run_demo", "min_images", min_images, 2)
     methods = _Methods.of(labellers, baselines, training_free, serfiq_samples)

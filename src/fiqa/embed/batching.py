@@ -23,7 +23,7 @@ from fiqa.embed.onnx_runtime import SFaceEmbedder
 from fiqa.store import PartialStore
 
 __all__ = ["BatchEmbedding", "SampleFailedError", "check_vectors", "embed_checked", "feature_embedder",
-           "ordered_map", "pending_chunks", "resolve_embedder"]
+           "ordered_map", "pending_chunks", "raw_norms", "resolve_embedder"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,22 @@ def check_vectors(embedder: Any, vectors: Any, crops: np.ndarray, dim: int) -> t
     if vectors.shape != (len(crops), dim):
         raise FIQAError(f"embedder {getattr(embedder, 'name', embedder)!r} returned shape {vectors.shape} for "
                         f"{len(crops)} crops, expected ({len(crops)}, {dim})")
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    norms = raw_norms(vectors)
     norms[~np.isfinite(vectors).all(axis=1)] = np.nan
     return vectors, norms
+
+
+def raw_norms(embeddings: np.ndarray) -> np.ndarray:
+    """The norm of each raw (not normalised) embedding, computed in float64: (B, d) -> (B,) float64.
+
+    The one computation behind the quality measure ``norm``: the training-free method ``norm``
+    (:class:`fiqa.score.training_free.EmbeddingNorm`) scores a face with it, and a store's ``norms.npy`` holds it
+    for every embedded face (what the ``norm`` labeller reads, :class:`fiqa.label.baselines.NormLabeler`).
+
+    >>> raw_norms(np.array([[3.0, 4.0], [0.0, 0.0]], np.float32))
+    array([5., 0.])
+    """
+    return np.linalg.norm(np.asarray(embeddings).astype(np.float64), axis=1)
 
 
 def feature_embedder(embedder: Any, features: object, owner: str) -> FeatureEmbedder | None:

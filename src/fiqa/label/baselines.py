@@ -39,7 +39,10 @@ class MeanPositiveLabeler(Labeler):
 class NormLabeler(Labeler):
     """The raw embedding norm before normalisation (MagFace-style recognisers encode quality in it).
 
-    Needs ``norms`` at ``fit``; every image with a valid norm is labelled, singletons included.
+    The store's reading of the training-free quality method ``norm`` (:class:`fiqa.score.training_free.EmbeddingNorm`),
+    which owns the name: one measure, computed by one function (:func:`fiqa.embed.batching.raw_norms`), which the
+    method applies to a face and embedding applied to every face of the store (``norms.npy``). Its registry entry
+    says so (``same_as``). Needs ``norms`` at ``fit``; every image with a valid norm is labelled, singletons included.
 
     Parameters
     ----------
@@ -78,8 +81,8 @@ class RandomLabeler(Labeler):
 
 LABELERS.register("mean-positive", MeanPositiveLabeler,
                   summary="Mean cosine similarity of an image to every other image of its identity (baseline)")
-LABELERS.register("norm", NormLabeler, needs=("norms",),
+LABELERS.register("norm", NormLabeler, needs=("norms",), same_as=("training-free quality method", "norm"),
                   summary="The raw embedding norm before normalisation (MagFace-style recognisers encode quality in "
-                          "it)")
+                          "it), as the store recorded it: the training-free method 'norm'")
 LABELERS.register("random", RandomLabeler, summary="Uniform random labels in [0, 100): the floor every method must "
                                                    "beat")

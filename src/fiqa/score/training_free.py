@@ -39,6 +39,7 @@ from fiqa.core.params import Interval, Options, Param, validate
 from fiqa.core.provenance import provenance
 from fiqa.core.registry import Registry
 from fiqa.core.types import EmbeddingStore
+from fiqa.embed.batching import raw_norms
 from fiqa.embed.graph import fold_constants
 from fiqa.embed.onnx_runtime import DEVICES, SFACE_SPEC, check_device, inference_session
 from fiqa.io.model_files import MODEL_FILES, model_path
@@ -249,7 +250,11 @@ class FlipConsistency(_Method):
 
 
 class EmbeddingNorm(_Method):
-    """Norm of the raw (not normalised) SFace embedding.
+    """Norm of the raw (not normalised) SFace embedding (:func:`fiqa.embed.batching.raw_norms`).
+
+    This entry owns the name ``norm``: the ``norm`` labeller (:class:`fiqa.label.baselines.NormLabeler`, registered
+    with ``same_as=("training-free quality method", "norm")``) is the same measure read from a store's ``norms.npy``,
+    which embedding computed with the same function. List ``norm`` once, as one or the other.
 
     Parameters
     ----------
@@ -265,7 +270,7 @@ class EmbeddingNorm(_Method):
 
     def _score(self, crops: np.ndarray) -> np.ndarray:
         _, embedding = self.tail.trunk(crops)
-        return np.linalg.norm(embedding.astype(np.float64), axis=1)
+        return raw_norms(embedding)
 
 
 QUALITY_METHODS: Registry[_Method] = Registry("training-free quality method")
