@@ -3,6 +3,8 @@ built from instead of looking for fixed phrases."""
 from __future__ import annotations
 
 import base64
+import html
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -101,3 +103,12 @@ def with_interval(value: float | str, low: float | str, high: float | str) -> st
 def embeds_file(page: str, path: Path) -> bool:
     """Whether the page carries the bytes of ``path`` (a written plot) as a base64 data URI."""
     return f"base64,{base64.b64encode(path.read_bytes()).decode('ascii')}\"" in page
+
+
+def recognisers_note(page: str) -> tuple[list[str], str]:
+    """The page's note on the recognisers (``<p class=recognisers>``): the names it sets in bold (the recognisers,
+    in the order the note names them) and its text (tags removed, entities decoded)."""
+    match = re.search(r"<p class=recognisers>(.*?)</p>", page, re.S)
+    assert match, "the page has no note on the recognisers"
+    bold = [html.unescape(name) for name in re.findall(r"<b>(.*?)</b>", match.group(1))]
+    return bold, html.unescape(re.sub(r"<[^>]+>", "", match.group(1)))

@@ -2,7 +2,11 @@
 operating points, method kinds, and the bootstrap bands of the EDC plots."""
 from __future__ import annotations
 
+import functools
 import json
+import re
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +19,7 @@ from fiqa.evaluate.pairs import Comparisons, sample_comparisons
 from fiqa.evaluate.recognisers import image_keys, ok_in_both, rescore_comparisons
 from fiqa.evaluate.report import write_report
 from fiqa.evaluate.run import evaluate_quality, method_kind
+from report_tools import fmt, recognisers_note
 from tolerances import UNIT_NORM, cosine_bound
 
 
@@ -87,14 +92,26 @@ def test_rescored_comparisons_take_the_other_recogniser_s_similarities(two_store
 
 def test_the_report_names_both_recognisers(two_stores, tmp_path):
     first, second, _ = two_stores
+    first = replace(first, root=tmp_path / "store-of-the-tables")  # folder names the note can be searched for
+    second = replace(second, root=tmp_path / "store-of-the-scores")
     comparisons = sample_comparisons(first, n_nonmated=500, random_state=0)
     table = quality_table(first.samples.sample_id, np.arange(60.0), "q")
     evaluation = evaluate_quality(comparisons, [table], store=first, comparison_store=second, n_bootstrap=0,
                                   legacy_erc=False)
     page = write_report(evaluation, tmp_path / "r").read_text(encoding="utf-8")
-    assert f"cosine similarity of the <b>toy-b</b> (toy-b.onnx) embeddings in the store {second.root.name}." in page
-    assert f"Quality tables: of the samples of the store {first.root.name}, embedded with <b>toy-a</b>" in page
-    assert json.loads((tmp_path / "r" / "edc.json").read_text())["recognisers"]["comparison"]["backend"] == "toy-b"
+    described = json.loads((tmp_path / "r" / "edc.json").read_text())["recognisers"]
+    for role, store in (("comparison", second), ("quality", first)):
+        backend = store.meta.backend
+        assert (described[role]["backend"], described[role]["model"], described[role]["store"]) == (
+            backend["backend"], Path(backend["model_path"]).name, str(store.root))
+    # the note names the comparison scores' recogniser, then the tables': each backend in bold, its model file and
+    # its store's folder (not this machine's path)
+    bold, text = recognisers_note(page)
+    assert bold == [second.meta.backend["backend"], first.meta.backend["backend"]]
+    named = [described["comparison"]["model"], second.root.name, first.root.name, described["quality"]["model"]]
+    positions = [text.find(name) for name in named]
+    assert -1 not in positions and positions == sorted(positions), (named, text)
+    assert str(tmp_path) not in text
 
 
 def test_mismatched_images_are_refused_naming_both_stores(two_stores, tmp_path):
@@ -142,7 +159,17 @@ def test_an_image_that_failed_in_the_other_store_leaves_its_pairs_out(two_stores
     evaluation = evaluate_quality(comparisons, [table], store=first, comparison_store=failing, n_bootstrap=0,
                                   legacy_erc=False)
     page = write_report(evaluation, tmp_path / "r").read_text(encoding="utf-8")
-    assert f"{int(uses_4.sum()):,} pairs left out: 1 compared images failed in the comparison store" in page
+    rescored = json.loads((tmp_path / "r" / "edc.json").read_text())["recognisers"]["rescored"]
+    compared = np.isin(failing.samples.location, first.samples.location[np.unique(np.concatenate(
+        [comparisons.sample_a, comparisons.sample_b]))])
+    failed = list(failing.samples.location[compared & (failing.status != "ok")])
+    assert (rescored["n_pairs_left_out"], rescored["n_images_failed_in_comparison_store"],
+            rescored["failed_examples"]) == (int(uses_4.sum()), len(failed), failed)
+    # the note gives the pairs left out, then the images that failed, as counts, and names the failed images
+    _, text = recognisers_note(page)
+    assert all(location in text for location in failed)
+    counts = re.findall(r"\d[\d,]*", functools.reduce(lambda rest, name: rest.replace(name, ""), failed, text))
+    assert counts == [fmt(int(uses_4.sum())), fmt(len(failed))]
 
 
 def test_derived_rows_are_matched_by_location_and_recipe(tmp_path):
