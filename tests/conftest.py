@@ -69,3 +69,22 @@ def lfw_store(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     (folder / "subset.csv").write_text("path,identity\n" + rows, encoding="utf-8")
     listed = open_source(folder / "subset.csv", allow_outside=True)  # it names the photos where LFW keeps them
     return embed_source(listed, folder / "store", backend="sface", progress=False)
+
+
+@pytest.fixture(scope="session")
+def exported_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small quality model exported as ``fiqa train`` exports a feature head (``model.onnx`` and ``head.onnx``,
+    with their SHA-256 files): an untrained head, a seeded quantile calibration."""
+    import numpy as np
+    import torch
+
+    from fiqa.train import export_onnx, fit_quantile_calibration
+    from fiqa.train.models import CalibratedRegressor, QualityHead
+
+    torch.manual_seed(0)
+    head = QualityHead()
+    head.init_output_bias(50.0)
+    rng = np.random.default_rng(0)
+    calibration = fit_quantile_calibration(rng.normal(50, 5, 200), rng.uniform(0, 100, 200))
+    return export_onnx(CalibratedRegressor(head, calibration).eval(),
+                       tmp_path_factory.mktemp("model") / "model.onnx", shape="head", metadata={"label_method": "t"})

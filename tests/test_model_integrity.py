@@ -9,27 +9,12 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-import torch
 from click.testing import CliRunner
 
 from fiqa.cli import main
 from fiqa.core.errors import ModelFileError
 from fiqa.embed.quality_model import digest_path
 from fiqa.score import create_scorer
-from fiqa.train import export_onnx, fit_quantile_calibration
-from fiqa.train.models import CalibratedRegressor, QualityHead
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A model exported as ``fiqa train`` exports it (a feature head: ``model.onnx`` and ``head.onnx``)."""
-    torch.manual_seed(0)
-    head = QualityHead()
-    head.init_output_bias(50.0)
-    rng = np.random.default_rng(0)
-    calibration = fit_quantile_calibration(rng.normal(50, 5, 200), rng.uniform(0, 100, 200))
-    return export_onnx(CalibratedRegressor(head, calibration).eval(),
-                       tmp_path_factory.mktemp("model") / "model.onnx", shape="head", metadata={"label_method": "t"})
 
 
 def _flip_16_bits(source, target) -> None:
@@ -46,18 +31,18 @@ def _flip_16_bits(source, target) -> None:
     shutil.copyfile(digest_path(source), digest_path(target))
 
 
-def test_export_writes_each_files_sha256_beside_it(trained):
-    for path in (trained, trained.with_name("head.onnx")):
+def test_export_writes_each_files_sha256_beside_it(exported_head):
+    for path in (exported_head, exported_head.with_name("head.onnx")):
         recorded = digest_path(path).read_text(encoding="ascii")
         assert recorded == f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n"  # sha256sum's format
-    scorer = create_scorer(trained)
-    assert scorer.model_sha256 == hashlib.sha256(trained.read_bytes()).hexdigest()
+    scorer = create_scorer(exported_head)
+    assert scorer.model_sha256 == hashlib.sha256(exported_head.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("name", ["model.onnx", "head.onnx"])
-def test_16_flipped_bits_are_refused(trained, tmp_path, name):
+def test_16_flipped_bits_are_refused(exported_head, tmp_path, name):
     flipped = tmp_path / name
-    _flip_16_bits(trained.with_name(name), flipped)
+    _flip_16_bits(exported_head.with_name(name), flipped)
     with pytest.raises(ModelFileError) as caught:
         create_scorer(flipped)
     message = str(caught.value)
@@ -65,9 +50,9 @@ def test_16_flipped_bits_are_refused(trained, tmp_path, name):
     assert "\n" not in message
 
 
-def test_a_model_file_without_its_digest_is_refused_until_one_is_written(trained, tmp_path):
+def test_a_model_file_without_its_digest_is_refused_until_one_is_written(exported_head, tmp_path):
     bare = tmp_path / "model.onnx"
-    shutil.copyfile(trained, bare)
+    shutil.copyfile(exported_head, bare)
     with pytest.raises(ModelFileError, match=r"model\.onnx: no model\.onnx\.sha256 beside it.*sha256sum model\.onnx"):
         create_scorer(bare)
     digest_path(bare).write_text(hashlib.sha256(bare.read_bytes()).hexdigest() + "  model.onnx\n", encoding="ascii")
@@ -77,9 +62,9 @@ def test_a_model_file_without_its_digest_is_refused_until_one_is_written(trained
         create_scorer(bare)
 
 
-def test_fiqa_score_refuses_a_flipped_model_in_one_line(trained, tmp_path):
+def test_fiqa_score_refuses_a_flipped_model_in_one_line(exported_head, tmp_path):
     flipped = tmp_path / "flipped.onnx"
-    _flip_16_bits(trained, flipped)
+    _flip_16_bits(exported_head, flipped)
     photo = tmp_path / "photo.png"
     photo.write_bytes(b"never read")
     result = CliRunner().invoke(main, ["score", str(photo), "--model", str(flipped)])

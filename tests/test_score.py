@@ -19,43 +19,32 @@ from tolerances import SAME_GRAPH_SCORE
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    head = QualityHead()
-    head.init_output_bias(50.0)
-    rng = np.random.default_rng(0)
-    calibration = fit_quantile_calibration(rng.normal(50, 5, 200), rng.uniform(0, 100, 200))
-    return export_onnx(CalibratedRegressor(head, calibration).eval(),
-                       tmp_path_factory.mktemp("model") / "model.onnx", shape="head", metadata={"label_method": "t"})
-
-
-@pytest.fixture(scope="module")
 def photos(lfw_dir):
     return sorted(str(p) for p in lfw_dir.glob("A*/*.jpg"))[:4]
 
 
-def test_bad_inputs_get_per_image_status_and_the_rest_is_scored(model_path, photos, tmp_path):
+def test_bad_inputs_get_per_image_status_and_the_rest_is_scored(exported_head, photos, tmp_path):
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((160, 160, 3), 127, np.uint8))
     images = [photos[0], str(corrupt), photos[1], str(blank), str(tmp_path / "missing.jpg"), photos[2]]
-    table = create_scorer(model_path, batch_size=2).score(images, progress=False)
+    table = create_scorer(exported_head, batch_size=2).score(images, progress=False)
     assert table.status.tolist() == ["ok", "not_an_image", "ok", "no_face", "unreadable", "ok"]
     assert np.all(np.isfinite(table.score[[0, 2, 5]])) and np.all(np.isnan(table.score[[1, 3, 4]]))
     assert np.all((table.score[table.ok] >= 0) & (table.score[table.ok] <= 100))
     assert all(table.reason[[1, 3, 4]]) and table.columns["n_faces"][3] == 0
     with pytest.raises(FIQAError, match="corrupt.jpg"):
-        create_scorer(model_path).score(images[:2], on_error="raise", progress=False)
+        create_scorer(exported_head).score(images[:2], on_error="raise", progress=False)
     with pytest.raises(InvalidParameterError, match="'on_error'"):
-        create_scorer(model_path).score(images, on_error="skip")
+        create_scorer(exported_head).score(images, on_error="skip")
 
 
 @pytest.mark.numerics
-def test_photo_scores_equal_scores_of_their_aligned_crops(model_path, photos):
+def test_photo_scores_equal_scores_of_their_aligned_crops(exported_head, photos):
     aligner = FaceAligner()
     crops = np.stack([aligner.align(cv2.imread(p)).crop for p in photos])
-    scorer = create_scorer(model_path, batch_size=3)
+    scorer = create_scorer(exported_head, batch_size=3)
     from_photos = scorer.score(photos, progress=False)
     from_arrays = scorer.score(list(crops), aligned=True, progress=False)
     quality, raw = scorer.score_crops(crops)
@@ -66,11 +55,11 @@ def test_photo_scores_equal_scores_of_their_aligned_crops(model_path, photos):
     assert from_arrays.columns["n_faces"].tolist() == [-1] * len(photos)
 
 
-def test_score_command_writes_a_table(model_path, photos, tmp_path):
+def test_score_command_writes_a_table(exported_head, photos, tmp_path):
     (tmp_path / "junk.jpg").write_bytes(b"junk")
     out = tmp_path / "scores.parquet"
     result = CliRunner().invoke(main, ["score", photos[0], photos[1], str(tmp_path / "junk.jpg"),
-                                       "--model", str(model_path), "--out", str(out)])
+                                       "--model", str(exported_head), "--out", str(out)])
     assert result.exit_code == 0, result.output
     table = load_quality(out)
     assert table.status.tolist() == ["ok", "ok", "not_an_image"]
@@ -93,11 +82,11 @@ def test_a_model_that_returns_nan_never_reports_ok(photos, tmp_path):
         create_scorer(path).score(photos[:1], on_error="raise", progress=False)
 
 
-def test_a_model_that_onnx_runtime_cannot_run_is_a_named_error(model_path, tmp_path):
+def test_a_model_that_onnx_runtime_cannot_run_is_a_named_error(exported_head, tmp_path):
     # hostile case M07/M08: valid fiqa metadata on a graph ONNX Runtime refuses
     import onnx
 
-    model = onnx.load(model_path)
+    model = onnx.load(exported_head)
     model.graph.node[0].op_type = "NoSuchOperator"
     forged = tmp_path / "forged.onnx"
     onnx.save(model, forged)
@@ -106,10 +95,10 @@ def test_a_model_that_onnx_runtime_cannot_run_is_a_named_error(model_path, tmp_p
         create_scorer(forged)
 
 
-def test_score_command_exits_non_zero_when_nothing_could_be_scored(model_path, tmp_path):
+def test_score_command_exits_non_zero_when_nothing_could_be_scored(exported_head, tmp_path):
     # hostile case S09
     (tmp_path / "junk.jpg").write_bytes(b"junk")
-    result = CliRunner().invoke(main, ["score", str(tmp_path / "junk.jpg"), "--model", str(model_path)])
+    result = CliRunner().invoke(main, ["score", str(tmp_path / "junk.jpg"), "--model", str(exported_head)])
     assert result.exit_code == 1 and "nothing could be scored" in result.output
 
 
