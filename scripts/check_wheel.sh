@@ -60,26 +60,26 @@ for module in torch scipy sklearn matplotlib; do
 done
 echo "torch, scipy, sklearn, matplotlib: not installed (ok)"
 
+# expect_extra EXTRA ARGS...: fiqa ARGS without the extra must name it, exit 1, no traceback
+expect_extra() {
+  local extra=$1 message code
+  shift
+  set +e
+  message=$("$work/venv/bin/fiqa" "$@" 2>&1)
+  code=$?
+  set -e
+  echo "exit $code: $message"
+  [ "$code" = 1 ] || fail "exit status $code"
+  case "$message" in *Traceback*) fail "a traceback" ;; esac
+  case "$message" in *"pip install 'fiqa[$extra]'"*) ;; *) fail "the message does not name pip install 'fiqa[$extra]'" ;; esac
+}
+
 echo "== fiqa train without torch (must name the extra, exit 1, no traceback)"
 mkdir store && : > labels.parquet
-set +e
-message=$("$work/venv/bin/fiqa" train store labels.parquet -o model 2>&1)
-code=$?
-set -e
-echo "exit $code: $message"
-[ "$code" = 1 ] || fail "exit status $code"
-case "$message" in *Traceback*) fail "a traceback" ;; esac
-case "$message" in *"pip install 'fiqa[train]'"*) ;; *) fail "the message does not name pip install 'fiqa[train]'" ;; esac
+expect_extra train train store labels.parquet -o model
 
 echo "== fiqa evaluate without the eval extra (must name it, exit 1, no traceback)"
-set +e
-message=$("$work/venv/bin/fiqa" evaluate store --scores labels.parquet -o report 2>&1)
-code=$?
-set -e
-echo "exit $code: $message"
-[ "$code" = 1 ] || fail "exit status $code"
-case "$message" in *Traceback*) fail "a traceback" ;; esac
-case "$message" in *"pip install 'fiqa[eval]'"*) ;; *) fail "the message does not name pip install 'fiqa[eval]'" ;; esac
+expect_extra eval evaluate store --scores labels.parquet -o report
 
 echo "== fiqa --help"
 "$work/venv/bin/python" - "$work/venv/bin/fiqa" <<'EOF'

@@ -87,3 +87,22 @@ def test_evaluate_components_adds_one_edc_row_per_component(lfw_store, tmp_path)
     # a shared report names no absolute path of this machine (issue 25): titles are relative to the data source
     for location in lfw_store.samples.location[:50]:
         assert str(location) not in page and str(Path(str(location)).parent) not in page
+
+
+def test_store_faces_take_the_photo_size_as_decoded(tmp_path):
+    """A JPEG whose EXIF orientation turns it: its header says 60 x 100 (h x w), the decoder (and so the landmarks
+    the store keeps) sees 100 x 60; the geometry must use the latter."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from fiqa.core.meta import StoreMeta
+
+    path = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.new("RGB", (100, 60), (120, 110, 100)).save(path, exif=exif)
+    store = SimpleNamespace(meta=StoreMeta(dim=4, params={"aligned": False}),
+                            samples=SimpleNamespace(location=np.array([str(path)], dtype=object)),
+                            n_faces=np.array([1]), landmarks=np.zeros((1, 5, 2), np.float32))
+    assert store_faces(store, [0])[0].image_size == (100, 60)

@@ -52,17 +52,13 @@ from fiqa.detect.align import (
     warp_to_template,
 )
 from fiqa.detect.pipeline import resize_aligned
-from fiqa.embed.extract import (  # the extraction's batching, read-ahead pool and resume bookkeeping
+from fiqa.detect.settings import DetectionSettings
+from fiqa.embed.batching import (  # the extraction's batching, read-ahead pool and resume bookkeeping
     BatchEmbedding,
     ordered_map,
     pending_chunks,
 )
-from fiqa.io.image import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MIN_SIDE,
-    ImageReadError,
-    read_image,
-)
+from fiqa.io.image import ImageReadError, read_image
 from fiqa.io.table import read_table, write_table
 from fiqa.store import (
     STORE_FORMAT,
@@ -533,7 +529,7 @@ def augment_store(store: EmbeddingStore | str | os.PathLike, out: str | os.PathL
     recipes = settings.recipes(parent_ids)
     n_chunks = math.ceil(len(recipes) / settings.chunk_size)
     spans = pending_chunks(partial, n_chunks, settings.chunk_size, len(recipes))
-    limits = _read_limits(parent)
+    limits = read_limits(parent)
     table, _ = read_table(parent.root / "samples.parquet")
     _derive_chunks(partial, spans, parent, parents, recipes, table["detection_score"], embedder, settings,
                    limits=limits, progress=progress, features=features)
@@ -661,11 +657,10 @@ def _plan(parent: EmbeddingStore, parent_ids: np.ndarray, settings: _AugmentSett
     return plan if features is None else {**plan, "features": features.describe()}
 
 
-def _read_limits(parent: EmbeddingStore) -> dict[str, int]:
-    """The image size limits the parent store was extracted with (parent images are read again with them)."""
-    params = parent.meta.params
-    return {"max_pixels": int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
-            "min_side": int(params.get("min_side", DEFAULT_MIN_SIDE))}
+def read_limits(store: EmbeddingStore) -> dict[str, int]:
+    """The image size limits a store was extracted with (its images are read again with them)."""
+    settings = DetectionSettings.from_params(store.meta.params)
+    return {"max_pixels": settings.max_pixels, "min_side": settings.min_side}
 
 
 def _derive_chunks(partial: PartialStore, spans: list[tuple[int, int, int]], parent: EmbeddingStore,

@@ -7,17 +7,18 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from fiqa.augment.copies import Recipe, apply_recipe
+from fiqa.augment.copies import Recipe, apply_recipe, read_limits
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import EmbeddingStore
 from fiqa.detect import CROP_SIZE, warp_to_template
 from fiqa.detect.pipeline import resize_aligned
-from fiqa.io.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, read_image
+from fiqa.io.image import read_image
 
 __all__ = ["load_crops"]
 
 
-def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray) -> np.ndarray:
+def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray, *,
+               sizes: dict[str, tuple[int, int]] | None = None) -> np.ndarray:
     """Re-create aligned crops of store samples from their source images.
 
     Parameters
@@ -26,6 +27,8 @@ def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray) -> np
     indices : array-like of shape (k,), int
         Row indices into the store (``0 <= i < len(store)``). For stores of detected faces each must have
         landmarks (``n_faces > 0``); pre-aligned stores only need a readable image.
+    sizes : dict, optional
+        Filled with each source image's ``(height, width)`` as decoded (EXIF orientation applied), by location.
 
     Returns
     -------
@@ -42,9 +45,7 @@ def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray) -> np
     if len(bad):
         raise InvalidParameterError("load_crops", "indices", f"row indices in [0, {len(store)})", bad[:5].tolist())
     aligned = store.meta.aligned
-    params = store.meta.params
-    limits = {"max_pixels": int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
-              "min_side": int(params.get("min_side", DEFAULT_MIN_SIDE))}
+    limits = read_limits(store)
     if not aligned:
         no_landmarks = indices[np.isnan(store.landmarks[indices]).any(axis=(1, 2))]
         if len(no_landmarks):
@@ -55,6 +56,8 @@ def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray) -> np
     crops = np.empty((len(indices), CROP_SIZE, CROP_SIZE, 3), np.uint8)
     for out, index in enumerate(indices):
         image = read_image(store.samples.location[index], max_pixels=limits["max_pixels"], min_side=limits["min_side"])
+        if sizes is not None:
+            sizes[str(store.samples.location[index])] = (int(image.shape[0]), int(image.shape[1]))
         if recipes is not None and recipes[index]:
             landmarks = None if aligned else store.landmarks[index]
             crops[out] = apply_recipe(image, landmarks, Recipe.from_json(str(recipes[index])))

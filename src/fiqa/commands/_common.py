@@ -20,8 +20,6 @@ from fiqa.core.text import one_line as one_line
 from fiqa.core.text import printable as printable
 
 _VERBOSE, _QUIET, _NO_PROGRESS = "fiqa.verbose", "fiqa.quiet", "fiqa.no_progress"
-_FALSE_WORDS = {"", "0", "false", "no", "off"}
-TORCH_HINT = "pip install 'fiqa[train]'"
 EXTRAS: dict[str, dict[str, str]] = {
     "train": {"torch": "PyTorch", "scipy": "SciPy", "matplotlib": "matplotlib"},
     "eval": {"scipy": "SciPy", "sklearn": "scikit-learn", "matplotlib": "matplotlib"},
@@ -86,9 +84,9 @@ def progress() -> bool:
     """Whether to draw progress bars: not with ``-q``, ``--no-progress``, or ``TQDM_DISABLE`` set (to anything but
     an empty string, 0, false, no or off). The command sets the library's switch from it once
     (:func:`fiqa.core.progress.progress_bars`, in ``fiqa.cli``)."""
-    env = os.environ.get("TQDM_DISABLE")
-    disabled_by_env = env is not None and env.strip().lower() not in _FALSE_WORDS
-    return not (quiet() or _meta().get(_NO_PROGRESS) or disabled_by_env)
+    from fiqa.core.progress import allowed_by_environment  # tqdm: loaded once a command runs, not for --help
+
+    return not (quiet() or _meta().get(_NO_PROGRESS)) and allowed_by_environment()
 
 
 def info(message: str) -> None:

@@ -12,7 +12,6 @@ from fiqa.commands._common import (
     device_option,
     engine_options,
     info,
-    one_line,
     out_option,
     progress,
 )
@@ -83,7 +82,7 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
                          n_workers=workers, engine_options={"ray_address": ray_address} if engine == "ray" else None,
                          progress=progress())
     backend_name = store.meta.backend.get("backend", backend)
-    info(f"{one_line(str(store.root))}: {len(store)} samples, {store.dim}-D {backend_name}")
+    info(f"{store.root}: {len(store)} samples, {store.dim}-D {backend_name}")  # info escapes the line
     if store.meta.feature_dim is not None:
         info(f"  with {store.meta.feature_dim:,d} feature values per image (float16, features.npy)")
     for status, count in store.meta.counts.items():
@@ -92,4 +91,4 @@ def command(source: str, out: str, kind: str | None, backend: str, model: str | 
     if failed:
         info("most common failures:")
         for text, count in failed.most_common(5):
-            info(f"  {count:>8,d}  {one_line(text)}")  # a reason may quote a file name
+            info(f"  {count:>8,d}  {text}")

@@ -103,6 +103,12 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def read_jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (:func:`to_jsonable`, keys sorted); a value JSON cannot hold raises
+    ``TypeError``."""
+    return json.loads(json.dumps(to_jsonable(value), sort_keys=True))
+
+
 def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
     """Write ``data`` as indented, key-sorted JSON atomically."""
     write_text(path, json.dumps(to_jsonable(dict(data)), indent=2, sort_keys=True) + "\n")

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from fiqa.core.atomic import write_bytes, write_json
+from fiqa.core.atomic import read_jsonable, write_bytes, write_json
 from fiqa.core.provenance import versions
 
 logger = logging.getLogger(__name__)
@@ -45,11 +45,6 @@ KEY_SUFFIX = ".key.json"
 T = TypeVar("T")
 
 
-def _jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types (tuples as lists, paths as strings, numpy scalars as numbers)."""
-    return json.loads(json.dumps(value, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)))
-
-
 def fingerprint(array: np.ndarray | list | tuple) -> str:
     """SHA-256 of an array's dtype, shape and values (e.g. the store rows an artifact was computed on)."""
     values = np.ascontiguousarray(np.asarray(array))
@@ -61,7 +56,7 @@ def fingerprint(array: np.ndarray | list | tuple) -> str:
 def artifact_key(**parts: Any) -> dict[str, Any]:
     """The key of an artifact: ``parts`` (input fingerprints and parameters, JSON-able) and the package versions
     (:func:`fiqa.core.provenance.versions`), so that an upgrade of fiqa or numpy recomputes too."""
-    return _jsonable({**parts, "versions": versions()})
+    return read_jsonable({**parts, "versions": versions()})
 
 
 def key_path(artifact: str | os.PathLike) -> Path:
@@ -82,7 +77,7 @@ def read_key(artifact: str | os.PathLike) -> dict[str, Any] | None:
 
 def record_key(artifact: str | os.PathLike, key: Mapping[str, Any]) -> None:
     """Record ``key`` for ``artifact`` (atomically; call it once the artifact is complete)."""
-    write_json(key_path(artifact), _jsonable(dict(key)))
+    write_json(key_path(artifact), read_jsonable(dict(key)))
 
 
 def key_differences(recorded: Mapping[str, Any] | None, key: Mapping[str, Any]) -> list[str]:
@@ -108,7 +103,7 @@ def cached(artifact: str | os.PathLike, key: Mapping[str, Any], compute: Callabl
         Reads an existing artifact.
     """
     artifact = Path(artifact)
-    key = _jsonable(dict(key))
+    key = read_jsonable(dict(key))
     recorded = read_key(artifact)
     if artifact.exists() and recorded == key:
         logger.debug("%s: made with the same key; reused", artifact)
@@ -157,7 +152,7 @@ def cached_bytes(kind: str, key: Mapping[str, Any], compute: Callable[[], bytes]
     compute : callable
         Makes the bytes.
     """
-    key = _jsonable(dict(key))
+    key = read_jsonable(dict(key))
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     folder = user_cache_dir() / kind
     data_path, record_path = folder / f"{name}.bin", folder / f"{name}.json"

@@ -27,7 +27,7 @@ def check_not_in_inputs(out: str | os.PathLike, inputs: Iterable[object]) -> Pat
     The commands and the library functions that write (``embed_source``, ``train_regressor``, ``train_recipe``,
     ``write_report``, ``augment_store``, ``run_demo``) all call it before any work. An input is a path, or an object
     with a ``root`` (an opened store) or a ``spec`` (an opened data source) path; anything else (``None`` for an
-    option not given, a table held in memory) is skipped. Returns ``out`` as a Path.
+    option not given, an empty path, a table held in memory) is skipped. Returns ``out`` as a Path.
 
     Raises
     ------
@@ -39,7 +39,7 @@ def check_not_in_inputs(out: str | os.PathLike, inputs: Iterable[object]) -> Pat
     for item in inputs:
         given = item if isinstance(item, (str, os.PathLike)) else getattr(item, "root", None) or getattr(
             item, "spec", None)  # a store, a data source
-        if not isinstance(given, (str, os.PathLike)):
+        if not isinstance(given, (str, os.PathLike)) or not os.fspath(given):  # not given, or an empty path
             continue
         source = Path(given).resolve()
         if target == source:

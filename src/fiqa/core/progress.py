@@ -22,12 +22,13 @@ from tqdm.auto import tqdm as _tqdm
 
 from fiqa.core.text import one_line
 
-__all__ = ["progress_bars", "progress_enabled", "set_progress_bars", "tqdm"]
+__all__ = ["allowed_by_environment", "progress_bars", "progress_enabled", "set_progress_bars", "tqdm"]
 
 _FALSE_WORDS = {"", "0", "false", "no", "off"}
 
 
-def _from_environment() -> bool:
+def allowed_by_environment() -> bool:
+    """False when ``TQDM_DISABLE`` is set to anything but an empty string, 0, false, no or off."""
     value = os.environ.get("TQDM_DISABLE")
     return value is None or value.strip().lower() in _FALSE_WORDS
 
@@ -39,7 +40,7 @@ _enabled: bool | None = None
 def progress_enabled() -> bool:
     """Whether fiqa draws progress bars now: the last :func:`set_progress_bars` / :func:`progress_bars`, else not
     when ``TQDM_DISABLE`` is set."""
-    return _from_environment() if _enabled is None else _enabled
+    return allowed_by_environment() if _enabled is None else _enabled
 
 
 def set_progress_bars(enabled: bool | None) -> None:

@@ -36,7 +36,6 @@ from fiqa.detect.settings import DetectionSettings
 from fiqa.embed.batching import (
     BatchEmbedding,
     SampleFailedError,
-    embed_checked,
     feature_embedder,
     ordered_map,
     pending_chunks,
@@ -56,8 +55,7 @@ from fiqa.store import (
     samples_fingerprint,
 )
 
-__all__ = ["ENGINES", "ON_ERROR", "BatchEmbedding", "SampleFailedError", "embed_checked", "embed_source",
-           "extraction_plan", "ordered_map", "pending_chunks", "store_meta"]
+__all__ = ["ENGINES", "ON_ERROR", "SampleFailedError", "embed_source", "extraction_plan", "store_meta"]
 
 logger = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ _SEVERAL_FACES = ("the detector found several faces and the store keeps no box o
 
 
 def store_faces(store: EmbeddingStore, rows: Sequence[int] | np.ndarray,
-                sizes: dict[str, tuple[int, int] | None] | None = None) -> list | None:
+                sizes: dict[str, tuple[int, int]] | None = None) -> list | None:
     """What :func:`fiqa.components.compute_components` reads of each detected face of ``rows``: the stored landmarks
-    and the photo's ``(height, width)`` from its header (no boxes, no face region: the store keeps none).
+    and the photo's ``(height, width)`` as decoded (no boxes, no face region: the store keeps none).
 
     Parameters
     ----------
@@ -47,29 +47,33 @@ def store_faces(store: EmbeddingStore, rows: Sequence[int] | np.ndarray,
     rows : array-like of shape (k,), int
         Rows with landmarks.
     sizes : dict, optional
-        Photo sizes by location, filled as they are read (pass one dict across batches to read each photo once).
+        Photo sizes by location, as :func:`fiqa.augment.crops.load_crops` fills them while it reads the crops of
+        these rows; a photo not in it is read here.
 
     Returns
     -------
     list of k :class:`fiqa.detect.pipeline.FaceCrop`, or None
         None for a pre-aligned store (no source photo: pose and geometry are not measurable).
     """
+    from fiqa.augment.copies import read_limits
     from fiqa.detect.pipeline import FaceCrop
-    from fiqa.io.image import ImageReadError, header_size, read_bytes
+    from fiqa.io.image import ImageReadError, read_image
 
     if store.meta.aligned:
         return None
     sizes = {} if sizes is None else sizes
+    limits = read_limits(store)
     faces = []
     for row in np.asarray(rows, dtype=np.int64):
         location = str(store.samples.location[row])
         if location not in sizes:
             try:
-                sizes[location] = header_size(read_bytes(location), location)
+                shape = read_image(location, max_pixels=limits["max_pixels"], min_side=limits["min_side"]).shape
+                sizes[location] = (int(shape[0]), int(shape[1]))
             except ImageReadError:
-                sizes[location] = None
+                pass
         faces.append(FaceCrop(None, Status.OK, n_faces=int(store.n_faces[row]),
-                              landmarks=np.asarray(store.landmarks[row], np.float32), image_size=sizes[location]))
+                              landmarks=np.asarray(store.landmarks[row], np.float32), image_size=sizes.get(location)))
     return faces
 
 
@@ -104,11 +108,12 @@ def component_tables(store: EmbeddingStore, rows: Sequence[int] | np.ndarray | N
                                     selected[:5].tolist())
     ok = selected[store.ok[selected]]
     names = tuple(COMPONENTS)
-    sizes: dict[str, tuple[int, int] | None] = {}
     measured = []
     for start in tqdm(range(0, len(ok), batch_size), desc="components", unit="batch", disable=not progress):
         batch = ok[start:start + batch_size]
-        measured.append(compute_components(load_crops(store, batch), store_faces(store, batch, sizes)))
+        sizes: dict[str, tuple[int, int]] = {}
+        crops = load_crops(store, batch, sizes=sizes)  # each photo read once: its decoded size comes with it
+        measured.append(compute_components(crops, store_faces(store, batch, sizes)))
     table = ComponentTable.concatenate(measured)
     n = len(selected)
     raw, scalar = np.full((n, len(names)), math.nan), np.full((n, len(names)), math.nan)

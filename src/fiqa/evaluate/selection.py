@@ -13,7 +13,7 @@ import numpy as np
 
 from fiqa.core.identities import read_identity_list
 from fiqa.core.provenance import file_sha256
-from fiqa.core.types import EmbeddingStore
+from fiqa.core.types import EmbeddingStore, locate_ids
 from fiqa.evaluate.pairs import Comparisons, read_pairs, sample_comparisons
 
 __all__ = ["identity_mask", "select_comparisons"]
@@ -90,8 +90,7 @@ def select_comparisons(store: EmbeddingStore, *, pairs: str | Path | None = None
                                   sample_mask=mask, max_mated_per_identity=max_mated_per_identity), described
     comparisons = read_pairs(pairs, store)
     if mask is not None:
-        row_of = {int(sample_id): row for row, sample_id in enumerate(store.samples.sample_id)}
-        keep = [mask[row_of[int(a)]] and mask[row_of[int(b)]]
-                for a, b in zip(comparisons.sample_a, comparisons.sample_b)]
-        comparisons = comparisons.subset(np.asarray(keep, dtype=bool), n_outside_identities=int(len(keep) - sum(keep)))
+        ids = store.samples.sample_id  # read_pairs returns only ids the store holds
+        keep = mask[locate_ids(ids, comparisons.sample_a)[0]] & mask[locate_ids(ids, comparisons.sample_b)[0]]
+        comparisons = comparisons.subset(keep, n_outside_identities=int((~keep).sum()))
     return comparisons, described

@@ -41,7 +41,7 @@ TABLE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
 STDOUT = "-"
 
 
-def check_output(path: str | Path, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+def check_output(path: str | Path, inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
     """Refuse an output path that would destroy something: one of ``inputs`` (the same file, or a file inside an
     input folder), a file inside a finished embedding store, or an existing file that is not a fiqa table.
 
@@ -66,7 +66,7 @@ def write_table(path: str | Path, columns: Mapping[str, np.ndarray], meta: Mappi
     """Write equal-length 1-D columns as Parquet plus a JSON sidecar, both atomically; refuses a path that
     :func:`check_output` refuses: equal to or inside one of ``inputs`` (what the table was made from, e.g. its
     store; None skipped), inside a store, or over a file that is not a fiqa table."""
-    path = check_output(path, [item for item in inputs if item is not None])
+    path = check_output(path, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = arrow_table(columns)
     with atomic_path(path) as tmp:
@@ -199,7 +199,7 @@ def write_quality(table: QualityTable, path: str | os.PathLike, stdout: IO[str] 
         return None
     if fmt == "parquet":
         return save_quality(table, Path(path))
-    target = check_output(Path(path), [table.meta.store] if table.meta.store else [])  # never into its store
+    target = check_output(Path(path), [table.meta.store])  # never into its store
     target.parent.mkdir(parents=True, exist_ok=True)
     text = io.StringIO()
     write_quality_text(table, text, fmt)

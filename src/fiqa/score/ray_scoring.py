@@ -125,9 +125,8 @@ def score_images_ray(images: Sequence[str | os.PathLike], model: str | os.PathLi
                 bar.update(len(rows))
     if not seen.all():
         raise FIQAError(f"Ray returned no result for {int((~seen).sum())} of {n} images; rerun the call")
-    meta = scorer.table_meta(aligned=aligned)
-    meta["params"] = {**meta["params"], "engine": "ray", "ray_address": ray_address, "n_workers": workers,
-                      "threads": threads}
+    meta = scorer.table_meta(aligned=aligned, engine="ray", ray_address=ray_address, n_workers=workers,
+                             threads=threads)
     return QualityTable(np.arange(n, dtype=np.int64), columns["quality"], columns["status"], columns["reason"],
                         {"raw_score": columns["raw_score"], "location": locations, "n_faces": columns["n_faces"],
                          "detection_score": columns["detection_score"]}, TableMeta.from_json(meta, "score_on_ray"))

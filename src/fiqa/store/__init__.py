@@ -29,6 +29,7 @@ folder itself appears only when complete, by an atomic rename. Reading is in :mo
 """
 from __future__ import annotations
 
+from fiqa.core.atomic import read_jsonable
 from fiqa.core.meta import STORE_FORMAT, StoreMeta, TableMeta
 from fiqa.store.join import join_by_location
 from fiqa.store.reader import (
@@ -47,7 +48,6 @@ from fiqa.store.writer import (
     StoreBuild,
     check_out_path,
     normalise_rows,
-    read_jsonable,
     status_counts,
 )
 

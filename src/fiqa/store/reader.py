@@ -152,7 +152,7 @@ def store_fingerprint(store: EmbeddingStore) -> str:
     """
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(store.samples.sample_id, np.int64).tobytes())
-    digest.update("\n".join(store.samples.location.astype(str)).encode("utf-8", "surrogateescape"))
+    digest.update("\n".join(map(str, store.samples.location)).encode("utf-8", "surrogateescape"))
     digest.update(np.ascontiguousarray(store.norms, np.float32).tobytes())
     digest.update(np.ascontiguousarray(store.landmarks, np.float32).tobytes())
     return digest.hexdigest()

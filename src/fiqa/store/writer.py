@@ -2,7 +2,6 @@
 (:class:`PartialStore`); the store folder itself appears only when complete, by an atomic rename."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -13,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from fiqa.core.atomic import atomic_path, read_json, write_json
+from fiqa.core.atomic import atomic_path, read_json, read_jsonable, write_json
+from fiqa.core.cache import key_differences
 from fiqa.core.errors import StoreError
 from fiqa.core.meta import STORE_FORMAT, StoreMeta
 from fiqa.core.outputs import MARKER, OutputLock, check_replaceable, has_marker, write_marker
@@ -87,7 +87,7 @@ class PartialStore:
     def __init__(self, out: str | os.PathLike, plan: Mapping[str, Any]) -> None:
         self.out = Path(os.path.abspath(os.fspath(out)))
         self.root = partial_path(self.out)
-        self.plan = read_jsonable(plan)
+        self.plan = read_jsonable(dict(plan))
         self._output_lock = OutputLock(self.out)
 
     def finished(self, *, resume: bool) -> EmbeddingStore | None:
@@ -105,7 +105,7 @@ class PartialStore:
         if old_plan == self.plan:
             logger.info("%s is already complete with these settings; nothing to do", self.out)
             return existing
-        changed = sorted(k for k in set(old_plan) | set(self.plan) if old_plan.get(k) != self.plan.get(k))
+        changed = key_differences(old_plan, self.plan)
         raise StoreError(f"{self.out}: a finished store made with different settings is there (differs in: "
                          f"{', '.join(changed)}); pass resume=False (--no-resume) to replace it")
 
@@ -127,7 +127,7 @@ class PartialStore:
         if self.root.exists():
             old = read_json(self.root / "plan.json") if (self.root / "plan.json").exists() else None
             if old != self.plan:
-                changed = sorted(k for k in set(old or {}) | set(self.plan) if (old or {}).get(k) != self.plan.get(k))
+                changed = key_differences(old, self.plan)
                 raise StoreError(f"{self.root}: an interrupted extraction with different settings is there "
                                  f"(differs in: {', '.join(changed)}); rerun it with the same settings to resume, "
                                  f"or pass resume=False (--no-resume) to start over")
@@ -256,18 +256,6 @@ def normalise_rows(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     norms = np.linalg.norm(raw.astype(np.float64), axis=1)
     return (raw / norms[:, None]).astype(np.float32), norms.astype(np.float32)
-
-
-def read_jsonable(data: Mapping[str, Any]) -> Any:
-    """``data`` as it reads back from JSON (tuples become lists, numpy scalars plain numbers)."""
-    def default(value: Any) -> Any:
-        if isinstance(value, (np.generic, np.ndarray)):
-            return value.tolist()
-        if isinstance(value, Path):
-            return str(value)
-        raise TypeError(f"{type(value).__name__} is not JSON-able")
-
-    return json.loads(json.dumps(dict(data), default=default, sort_keys=True))
 
 
 def check_out_path(out: str | os.PathLike) -> Path:
