@@ -45,7 +45,7 @@ def main() -> None:
         with_components.append(times[True])
         ratios.append(times[True] / times[False])
     pipeline = FacePipeline()
-    faces = [f for f in (pipeline.process(p) for p in photos) if f.ok]
+    faces = [f for f in (pipeline.process(p, views=True) for p in photos) if f.ok]
     crops = np.stack([f.crop for f in faces])
     alone, unrefined = [], []
     refine = component_geometry.refine_landmarks

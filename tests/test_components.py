@@ -151,7 +151,7 @@ def test_pose_fit_recovers_a_projected_model(yaw, pitch, roll):
     # exact data: float64 rounding only (a pseudo-inverse and an SVD of 5 x 3 / 2 x 3 matrices of condition ~10 and
     # coordinates ~300: about 1e-12 degrees); 1e-6 degrees is a generous multiple of that
     np.testing.assert_allclose(got[:3], [yaw, pitch, roll], atol=1e-6)
-    assert got[3] == pytest.approx(1.7)
+    assert got[3] == pytest.approx(1.7, rel=1e-9)  # the same float64 rounding: about 1e-15 relative
 
 
 def test_pose_signs_and_mirror():
@@ -162,6 +162,7 @@ def test_pose_signs_and_mirror():
     mirrored = points.copy()
     mirrored[:, 0] = 500 - mirrored[:, 0]
     mirrored = mirrored[[1, 0, 2, 4, 3]]  # a detector lists the photo's left eye first again
+    # float64 fits of exactly mirrored data: about 1e-13 degrees apart (as above); 1e-9 degrees bounds it
     assert fit_pose(mirrored)[0] == pytest.approx(-yaw, abs=1e-9)
 
 
@@ -211,7 +212,7 @@ def test_geometry_margins_sizes_and_second_face():
     geometry = FaceGeometry(points, (500, 500), np.array([210, 140, 200, 230.0]), np.zeros((0, 4)))
     values, reason = geometry_values(geometry)
     assert reason == ""
-    assert values["inter_eye_distance"] == pytest.approx(np.hypot(*(points[1] - points[0])))
+    assert values["inter_eye_distance"] == np.hypot(*(points[1] - points[0]))  # the same float64 operations
     assert all(values[m] > 0 for m in ("crop_left", "crop_right", "margin_above", "margin_below"))
     assert values["single_face_present"] == 0.0
     cut = FaceGeometry(points, (500, int(points[1, 0] + 20)), geometry.box, np.zeros((0, 4)))
@@ -219,7 +220,7 @@ def test_geometry_margins_sizes_and_second_face():
     # the photo's width does not enter the left margin: the same float64 operations, the same value
     assert cut_values["crop_right"] < 0 and cut_values["crop_left"] == values["crop_left"]
     crowd = FaceGeometry(points, (500, 500), geometry.box, np.array([[10, 10, 100, 184.0]]))
-    assert geometry_values(crowd)[0]["single_face_present"] == pytest.approx(0.8)
+    assert geometry_values(crowd)[0]["single_face_present"] == 184 / 230  # one float64 division
 
 
 def test_geometry_without_landmarks_is_nan_with_a_reason():
@@ -243,9 +244,10 @@ def test_component_scalars_follow_their_documented_mapping():
     for component in COMPONENTS.values():
         scalar = component.scalar(raw)
         assert np.isnan(scalar[5]) and np.all((scalar[~np.isnan(raw)] >= 0) & (scalar[~np.isnan(raw)] <= 100))
-    assert COMPONENTS["sharpness"].scalar(np.array([3.0]))[0] == pytest.approx(50.0)  # its centre
-    assert COMPONENTS["inter_eye_distance"].scalar(np.array([60.0]))[0] == pytest.approx(50.0)
-    assert COMPONENTS["head_pose_yaw"].scalar(np.array([-20.0, 20.0])).tolist() == pytest.approx([50.0, 50.0])
+    # at its centre a logistic is 100 / (1 + exp(0)) = 50 exactly (x - centre is an exact 0)
+    assert COMPONENTS["sharpness"].scalar(np.array([3.0]))[0] == 50.0
+    assert COMPONENTS["inter_eye_distance"].scalar(np.array([60.0]))[0] == 50.0
+    assert COMPONENTS["head_pose_yaw"].scalar(np.array([-20.0, 20.0])).tolist() == [50.0, 50.0]
 
 
 def test_profile_is_read_strictly(tmp_path):

@@ -63,8 +63,9 @@ def assert_within(actual: object, desired: object, bound: object, what: str = "v
 
 
 #: Two onnxruntime runs of one graph on the same crops in other batches, processes or thread counts: bit-identical
-#: as measured (its CPU kernels split work over output elements, never over a sum; docs/numerics.md), allowed
-#: 4 float32 ulps of a 0-100 score (3.1e-5) in case a kernel of another CPU splits a sum after all.
+#: as measured (its CPU kernels split work over output elements, never over a sum; docs/numerics.md). The 4 float32
+#: ulps of a 0-100 score (3.1e-5) are a chosen margin, not a measured or derived spread, in case a kernel of another
+#: CPU splits a sum after all.
 SAME_GRAPH_SCORE = 4 * float(np.spacing(np.float32(100.0)))
 
 

@@ -190,7 +190,7 @@ def validity_section(crops: np.ndarray) -> list[str]:
 
 # ---- geometry ----
 def _detect(pipeline: FacePipeline, image: np.ndarray):
-    face = pipeline.process(image)
+    face = pipeline.process(image, views=True)
     if not face.ok:
         return None
     return face, compute_components(face.crop[None], [face])

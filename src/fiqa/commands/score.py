@@ -112,18 +112,14 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
         check_table_out(out_path, [*paths, model])
     if store is not None:
         table = score_store(scorer, store, batch_size=batch, progress=progress())
-    elif method is not None:
-        table = score_images(scorer, locations, FacePipeline(DetectionSettings(aligned=aligned)), batch_size=batch,
-                             on_error=on_error, progress=progress(), components=components, advice_profile=profile,
-                             settings={"aligned": aligned})
-    elif engine == "ray":
+    elif engine == "ray" and method is None:
         from fiqa.score.ray_scoring import score_images_ray
 
         table = score_images_ray(locations, model, aligned=aligned, on_error=on_error, batch_size=batch,
                                  ray_address=ray_address, progress=progress())
-    else:
-        table = score_images(scorer, locations, scorer._pipeline(aligned), batch_size=batch, on_error=on_error,
-                             progress=progress(), components=components, advice_profile=profile,
+    else:  # the model and the training-free methods alike, with the default detection settings
+        table = score_images(scorer, locations, FacePipeline(DetectionSettings(aligned=aligned)), batch_size=batch,
+                             on_error=on_error, progress=progress(), components=components, advice_profile=profile,
                              settings={"aligned": aligned})
     counts = collections.Counter(table.status.tolist())
     scored = table.score[table.ok]

@@ -58,12 +58,11 @@ _TOP_BOTTOM_STOPS = 0.17  # an evenly lit face's top half is this much brighter 
 _MIN_GRADIENT_ENERGY = 1e-3  # grey levels^2 per pixel: below it the face holds no edges to measure
 
 
-def face_mask(size: int = 112) -> np.ndarray:
-    """Boolean (size, size) mask of :data:`FACE_ELLIPSE` (scaled to ``size``)."""
+def face_mask() -> np.ndarray:
+    """Boolean (112, 112) mask of :data:`FACE_ELLIPSE` on the aligned crop."""
     (cx, cy), (ax, ay) = FACE_ELLIPSE
-    scale = size / 112.0
-    y, x = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
-    return ((x - cx * scale) / (ax * scale)) ** 2 + ((y - cy * scale) / (ay * scale)) ** 2 <= 1.0
+    y, x = np.mgrid[0:112, 0:112].astype(np.float64) + 0.5
+    return ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 <= 1.0
 
 
 _MASK = face_mask()

@@ -11,7 +11,7 @@ import numpy as np
 from fiqa.components.base import Band, Component, Falling, Rising
 from fiqa.components.capture import CAPTURE_COMPONENTS, luminance, luminance_values
 from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, FaceGeometry, geometry_values
-from fiqa.components.occlusion import OCCLUSION_COMPONENTS, occlusion_values
+from fiqa.components.occlusion import OCCLUSION_COMPONENTS, check_crops, occlusion_values
 from fiqa.core.errors import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -129,34 +129,32 @@ class ComponentTable:
 
     @staticmethod
     def concatenate(tables: Sequence[ComponentTable]) -> ComponentTable:
-        names = tables[0].names if tables else tuple(COMPONENTS)
         if not tables:
-            return ComponentTable(names, np.zeros((0, len(names))), np.zeros((0, len(names))),
-                                  np.zeros((0, len(names)), dtype=object))
-        return ComponentTable(names, np.concatenate([t.raw for t in tables]),
+            return ComponentTable.missing(0, [])
+        return ComponentTable(tables[0].names, np.concatenate([t.raw for t in tables]),
                               np.concatenate([t.scalar for t in tables]),
                               np.concatenate([t.reason for t in tables]))
 
     @staticmethod
-    def missing(n: int, reasons: Sequence[str]) -> ComponentTable:
+    def missing(n: int, reasons: Sequence[str] | np.ndarray) -> ComponentTable:
         """``n`` faces with nothing measured, each for its own reason."""
         names = tuple(COMPONENTS)
         reason = np.empty((n, len(names)), dtype=object)
-        reason[:] = np.asarray(reasons, dtype=object)[:, None] if n else reason
+        reason[:] = np.asarray(reasons, dtype=object)[:, None]
         return ComponentTable(names, np.full((n, len(names)), math.nan), np.full((n, len(names)), math.nan), reason)
+
+    @staticmethod
+    def placed(found: ComponentTable, positions: np.ndarray, reasons: Sequence[str] | np.ndarray) -> ComponentTable:
+        """``found``'s rows at ``positions`` among ``len(reasons)`` faces; the others measured nothing, each for
+        its reason."""
+        table = ComponentTable.missing(len(reasons), reasons)
+        table.raw[positions], table.scalar[positions], table.reason[positions] = found.raw, found.scalar, found.reason
+        return table
 
 
 def describe_components() -> dict[str, dict[str, str]]:
     """Every component's group, unit, meaning, mapping and ISO/IEC 29794-5 name (for sidecars and ``GET /model``)."""
     return {name: component.describe() for name, component in COMPONENTS.items()}
-
-
-def _check_crops(crops: object) -> np.ndarray:
-    array = np.asarray(crops)
-    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1:] != (112, 112, 3):
-        raise InvalidParameterError("compute_components", "crops", "a (B, 112, 112, 3) uint8 array",
-                                    f"{array.dtype} array of shape {array.shape}")
-    return array
 
 
 def _geometry(face: FaceCrop | None) -> FaceGeometry:
@@ -183,7 +181,7 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
     ComponentTable
         Rows in the order of ``crops``.
     """
-    crops = _check_crops(crops)
+    crops = check_crops(crops, "compute_components")
     n = len(crops)
     if faces is not None and len(faces) != n:
         raise InvalidParameterError("compute_components", "faces", f"a sequence of {n} faces (one per crop)",
@@ -191,7 +189,7 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
     names = tuple(COMPONENTS)
     raw = np.full((n, len(names)), math.nan)
     reason = np.full((n, len(names)), "", dtype=object)
-    occlusion = occlusion_values(crops) if n else {}
+    occlusion = occlusion_values(crops)
     for i in range(n):
         face = faces[i] if faces is not None else None
         values, why = geometry_values(_geometry(face))
@@ -207,8 +205,7 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
                 reason[i, k] = (_FLAT_REASON if flat and name in _CROP_COMPONENTS
                                 else why or "not measurable" if name in _GEOMETRY
                                 else _CROP_REASONS.get(name, "not measurable on this crop"))
-    scalar = np.column_stack([COMPONENTS[name].scalar(raw[:, k]) for k, name in enumerate(names)]) if n \
-        else np.zeros((0, len(names)))
+    scalar = np.column_stack([COMPONENTS[name].scalar(raw[:, k]) for k, name in enumerate(names)])
     return ComponentTable(names, raw, scalar, reason)
 
 

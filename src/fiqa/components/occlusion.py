@@ -100,7 +100,8 @@ def region_masks() -> dict[str, np.ndarray]:
     return {"eyes": eyes, "mouth": mouth, "face": face}
 
 
-def _check_crops(crops: object, owner: str) -> np.ndarray:
+def check_crops(crops: object, owner: str) -> np.ndarray:
+    """``crops`` as a contiguous (B, 112, 112, 3) uint8 array, or a clear error naming ``owner``."""
     array = np.asarray(crops)
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1:] != (CROP_SIZE, CROP_SIZE, 3):
         raise InvalidParameterError(owner, "crops", f"a uint8 array of shape (B, {CROP_SIZE}, {CROP_SIZE}, 3)",
@@ -152,7 +153,7 @@ def cell_features(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     assessable : ndarray of shape (B,), bool
         False for a flat crop (L* spread over the inner face below :data:`MIN_FACE_SPREAD`).
     """
-    crops = _check_crops(crops, "cell_features")
+    crops = check_crops(crops, "cell_features")
     batch = len(crops)
     if batch == 0:
         return np.zeros((0, GRID * GRID, N_FEATURES), np.float32), np.zeros(0, bool)
@@ -353,7 +354,7 @@ def occlusion_values(crops: np.ndarray, *, model: OcclusionModel | None = None) 
     fiqa.core.errors.ModelFileError
         The shipped weights are missing or do not match their card's SHA-256.
     """
-    crops = _check_crops(crops, "occlusion_values")
+    crops = check_crops(crops, "occlusion_values")
     if len(crops) == 0:
         return {name: np.zeros(0, np.float64) for name in OCCLUSION_COMPONENTS}
     coverage, assessable = coverage_maps(crops, model)

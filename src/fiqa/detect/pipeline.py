@@ -102,13 +102,13 @@ class FaceCrop:
     region : ndarray of shape (h, w), float32, or None
         Luminance of the face's box in the source image at its own pixel grid (at most
         :data:`REGION_SIDE` pixels a side, centred on the box), where a block codec left its grid; None unless
-        detected.
+        detected with ``views`` (:meth:`FacePipeline.process`).
     region_origin : (x, y)
         Position of ``region[0, 0]`` in the source image.
     context : ndarray of shape (CONTEXT_SIDE, CONTEXT_SIDE, 3), uint8, BGR, or None
         The face and its surroundings, upright (turned by the eye line's angle) and scaled so the eyes are
         :data:`CONTEXT_EYES` pixels apart, centred on the landmarks' centre: what the components re-detect on to
-        refine the landmarks. None unless detected.
+        refine the landmarks. None unless detected with ``views``.
     context_to_source : ndarray of shape (2, 3), float64, or None
         Maps ``context`` pixel coordinates to source pixels.
     """
@@ -208,7 +208,7 @@ class FacePipeline:
         raise InvalidParameterError("FacePipeline", "image", "a location, encoded image bytes or an (H, W, 3) uint8 "
                                     "array", type(image).__name__)
 
-    def process(self, image: ImageInput, *, within: str | None = None) -> FaceCrop:
+    def process(self, image: ImageInput, *, within: str | None = None, views: bool = False) -> FaceCrop:
         """One image to its aligned face crop, or to the status and reason why there is none.
 
         Parameters
@@ -219,6 +219,9 @@ class FacePipeline:
         within : str, optional
             For a location: the resolved folder the opened file must lie inside (a list source's
             ``samples.confined_to``); ``unreadable`` with the reason when it resolves elsewhere at read time.
+        views : bool, default False
+            Also cut the face's ``region`` and upright ``context`` from the photo (what the quality components read,
+            about 280 KiB a face); without, they are None.
 
         Returns
         -------
@@ -234,9 +237,11 @@ class FacePipeline:
         alignment = self.aligner.align(pixels)
         if alignment.crop is None or alignment.box is None:
             return FaceCrop(None, Status.NO_FACE, NO_FACE_REASON, n_faces=int(alignment.n_faces), image_size=size)
-        region, origin = _face_region(pixels, alignment.box)
-        context, to_source = face_context(pixels, alignment.landmarks) if alignment.landmarks is not None \
-            else (None, None)
+        region, origin, context, to_source = None, (0, 0), None, None
+        if views:
+            region, origin = _face_region(pixels, alignment.box)
+            if alignment.landmarks is not None:
+                context, to_source = face_context(pixels, alignment.landmarks)
         return FaceCrop(alignment.crop, Status.OK, n_faces=int(alignment.n_faces),
                         detection_score=float(alignment.score), landmarks=alignment.landmarks, image_size=size,
                         box=alignment.box, other_boxes=alignment.other_boxes, region=region, region_origin=origin,

@@ -20,10 +20,10 @@ from fiqa.detect.align import CROP_SIZE
 from fiqa.embed import create_embedder
 from fiqa.embed.features import FeatureEmbedder
 from fiqa.embed.onnx_runtime import SFaceEmbedder
-from fiqa.store import PartialStore
+from fiqa.store import PartialStore, raw_norms
 
 __all__ = ["BatchEmbedding", "SampleFailedError", "check_vectors", "embed_checked", "feature_embedder",
-           "ordered_map", "pending_chunks", "raw_norms", "resolve_embedder"]
+           "ordered_map", "pending_chunks", "resolve_embedder"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,19 +68,6 @@ def check_vectors(embedder: Any, vectors: Any, crops: np.ndarray, dim: int) -> t
     norms = raw_norms(vectors)
     norms[~np.isfinite(vectors).all(axis=1)] = np.nan
     return vectors, norms
-
-
-def raw_norms(embeddings: np.ndarray) -> np.ndarray:
-    """The norm of each raw (not normalised) embedding, computed in float64: (B, d) -> (B,) float64.
-
-    The one computation behind the quality measure ``norm``: the training-free method ``norm``
-    (:class:`fiqa.score.training_free.EmbeddingNorm`) scores a face with it, and a store's ``norms.npy`` holds it
-    for every embedded face (what the ``norm`` labeller reads, :class:`fiqa.label.baselines.NormLabeler`).
-
-    >>> raw_norms(np.array([[3.0, 4.0], [0.0, 0.0]], np.float32))
-    array([5., 0.])
-    """
-    return np.linalg.norm(np.asarray(embeddings).astype(np.float64), axis=1)
 
 
 def feature_embedder(embedder: Any, features: object, owner: str) -> FeatureEmbedder | None:

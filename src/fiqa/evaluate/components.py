@@ -115,12 +115,9 @@ def component_tables(store: EmbeddingStore, rows: Sequence[int] | np.ndarray | N
         crops = load_crops(store, batch, sizes=sizes)  # each photo read once: its decoded size comes with it
         measured.append(compute_components(crops, store_faces(store, batch, sizes)))
     table = ComponentTable.concatenate(measured)
-    n = len(selected)
-    raw, scalar = np.full((n, len(names)), math.nan), np.full((n, len(names)), math.nan)
-    reason = np.empty((n, len(names)), dtype=object)
-    reason[:] = store.reason[selected][:, None]
-    position = np.flatnonzero(store.ok[selected])  # where each measured face sits among the selected rows
-    raw[position], scalar[position], reason[position] = table.raw, table.scalar, table.reason
+    # each measured face at its place among the selected rows; the others keep the store's reason
+    placed = ComponentTable.placed(table, np.flatnonzero(store.ok[selected]), store.reason[selected])
+    raw, scalar, reason = placed.raw, placed.scalar, placed.reason
     if not store.meta.aligned:
         several = store.ok[selected] & (store.n_faces[selected] > 1)
         single = names.index("single_face_present")

@@ -40,7 +40,7 @@ class NormLabeler(Labeler):
     """The raw embedding norm before normalisation (MagFace-style recognisers encode quality in it).
 
     The store's reading of the training-free quality method ``norm`` (:class:`fiqa.score.training_free.EmbeddingNorm`),
-    which owns the name: one measure, computed by one function (:func:`fiqa.embed.batching.raw_norms`), which the
+    which owns the name: one measure, computed by one function (:func:`fiqa.store.raw_norms`), which the
     method applies to a face and embedding applied to every face of the store (``norms.npy``). Its registry entry
     says so (``same_as``). Needs ``norms`` at ``fit``; every image with a valid norm is labelled, singletons included.
 

@@ -302,7 +302,7 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
     for start in range(0, n, step):
         rows, crops, faces = [], [], []
         for i in range(start, min(n, start + step)):
-            face = pipeline.process(images[i])  # the decoded image lives only inside this call
+            face = pipeline.process(images[i], views=components)  # the decoded image lives only in this call
             n_faces[i], detection_score[i] = face.n_faces, face.detection_score
             if face.crop is not None:
                 rows.append(i)
@@ -347,10 +347,6 @@ def _batch_components(crops: list[np.ndarray], faces: list[FaceCrop], rows: list
     for the images without one."""
     from fiqa.components import ComponentTable, compute_components
 
-    n = len(reasons)
     found = compute_components(np.stack(crops), faces) if crops else ComponentTable.missing(0, [])
-    missing = ComponentTable.missing(n, [f"no face to measure ({r})" for r in reasons])
-    local = np.asarray(rows, dtype=np.int64) - start
-    raw, scalar, why = missing.raw.copy(), missing.scalar.copy(), missing.reason.copy()
-    raw[local], scalar[local], why[local] = found.raw, found.scalar, found.reason
-    return ComponentTable(missing.names, raw, scalar, why)
+    return ComponentTable.placed(found, np.asarray(rows, dtype=np.int64) - start,
+                                 [f"no face to measure ({r})" for r in reasons])

@@ -39,10 +39,10 @@ from fiqa.core.params import Interval, Options, Param, validate
 from fiqa.core.provenance import provenance
 from fiqa.core.registry import Registry
 from fiqa.core.types import EmbeddingStore
-from fiqa.embed.batching import raw_norms
 from fiqa.embed.graph import fold_constants
 from fiqa.embed.onnx_runtime import DEVICES, SFACE_SPEC, check_device, inference_session
 from fiqa.io.model_files import MODEL_FILES, model_path
+from fiqa.store import raw_norms
 
 __all__ = [
     "QUALITY_METHODS",
@@ -250,7 +250,7 @@ class FlipConsistency(_Method):
 
 
 class EmbeddingNorm(_Method):
-    """Norm of the raw (not normalised) SFace embedding (:func:`fiqa.embed.batching.raw_norms`).
+    """Norm of the raw (not normalised) SFace embedding (:func:`fiqa.store.raw_norms`).
 
     This entry owns the name ``norm``: the ``norm`` labeller (:class:`fiqa.label.baselines.NormLabeler`, registered
     with ``same_as=("training-free quality method", "norm")``) is the same measure read from a store's ``norms.npy``,

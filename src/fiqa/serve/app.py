@@ -186,7 +186,7 @@ class Service:
 
         def job() -> tuple[FaceCrop, ComponentTable | None]:
             loop.call_soon_threadsafe(arm)
-            face = self.pipeline.process(data)
+            face = self.pipeline.process(data, views=components)
             if not components or face.crop is None:
                 return face, None
             return face, compute_components(face.crop[None], [face])

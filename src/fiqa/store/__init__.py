@@ -48,9 +48,29 @@ from fiqa.store.writer import (
     StoreBuild,
     check_out_path,
     normalise_rows,
+    raw_norms,
     status_counts,
 )
 
-__all__ = ["FEATURES_FILE", "STORE_FORMAT", "Chunk", "PartialStore", "StoreBuild", "StoreMeta", "TableMeta",
-           "check_out_path", "check_table_matches", "is_store", "join_by_location", "normalise_rows", "open_features",
-           "open_store", "partial_path", "read_jsonable", "samples_fingerprint", "status_counts", "store_fingerprint"]
+__all__ = [
+    "FEATURES_FILE",
+    "STORE_FORMAT",
+    "Chunk",
+    "PartialStore",
+    "StoreBuild",
+    "StoreMeta",
+    "TableMeta",
+    "check_out_path",
+    "check_table_matches",
+    "is_store",
+    "join_by_location",
+    "normalise_rows",
+    "open_features",
+    "open_store",
+    "partial_path",
+    "raw_norms",
+    "read_jsonable",
+    "samples_fingerprint",
+    "status_counts",
+    "store_fingerprint",
+]

@@ -241,6 +241,20 @@ class PartialStore:
         return open_store(self.out)
 
 
+def raw_norms(embeddings: np.ndarray) -> np.ndarray:
+    """The norm of each raw (not normalised) embedding, computed in float64: (B, d) -> (B,) float64.
+
+    The one computation behind the quality measure ``norm``: the training-free method ``norm``
+    (:class:`fiqa.score.training_free.EmbeddingNorm`) scores a face with it, and a store's ``norms.npy`` holds it
+    for every embedded face (:func:`normalise_rows`; what the ``norm`` labeller reads,
+    :class:`fiqa.label.baselines.NormLabeler`).
+
+    >>> raw_norms(np.array([[3.0, 4.0], [0.0, 0.0]], np.float32))
+    array([5., 0.])
+    """
+    return np.linalg.norm(np.asarray(embeddings).astype(np.float64), axis=1)
+
+
 def normalise_rows(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """L2-normalise raw embeddings as every store does.
 
@@ -254,7 +268,7 @@ def normalise_rows(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     vectors : ndarray of shape (n, d), float32
     norms : ndarray of shape (n,), float32
     """
-    norms = np.linalg.norm(raw.astype(np.float64), axis=1)
+    norms = raw_norms(raw)
     return (raw / norms[:, None]).astype(np.float32), norms.astype(np.float32)
 
 

@@ -92,7 +92,7 @@ def cached_features(store: EmbeddingStore, rows: np.ndarray | None = None, *, sp
         meta = read_json(path.with_name(path.name + ".json"))
         try:
             features = load_npy(path, mmap_mode="r+")
-        except (ValueError, OSError) as exc:
+        except StoreError as exc:  # load_npy's one error for a file that is not a plain array
             raise StoreError(f"{path}: feature cache cannot be read ({exc}); delete it to recompute") from None
         if features.shape != shape or features.dtype != np.float16 or meta.get("key") != key:
             raise StoreError(f"{path}: feature cache does not match its store (shape {features.shape}, expected "

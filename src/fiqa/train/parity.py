@@ -56,10 +56,11 @@ FEATURE_SPREAD = 2.0**-16
 """Allowed difference between a feature computed by the separate feature graph and inside the merged graph,
 relative to the largest feature of the same face (about 1.5e-5, 256 float32 roundoffs).
 
-Measured (docs/numerics.md): 0 (bit-identical) between the two graphs at 1, 2 and all intra-op threads, with
-``OPENBLAS_CORETYPE`` set and unset; 1.05e-6 between ONNX Runtime's optimisation levels of the same graph (fused
-and unfused convolutions, the largest legitimate change of kernels we can provoke on one machine). The allowance
-is 15 times that largest measured spread, for kernels of other CPUs."""
+Measured (docs/numerics.md): 0 (bit-identical) between the two graphs at 1, 2 and all intra-op threads (both run in
+ONNX Runtime, whose kernels OpenBLAS settings do not touch); 1.05e-6 between ONNX Runtime's optimisation levels of
+the same graph (fused and unfused convolutions, the largest legitimate change of kernels we can provoke on one
+machine). The allowance is 15 times that largest measured spread: a chosen safety margin for other CPUs' kernels
+(AVX2 against AVX-512), not a measurement of them."""
 
 
 @dataclass(frozen=True)
@@ -143,16 +144,19 @@ def _channel_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _batch_norm_bound(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
-    """``y = s x + t`` with ``s = gamma / sqrt(var + eps)``, ``t = beta - mean s`` (eval mode): the rounding of
-    computing ``s``, ``t`` and ``s x + t`` (4 operations) in each of two implementations."""
+    """``y = s x + t`` with ``s = gamma / sqrt(var + eps)``, ``t = beta - mean s`` (eval mode), as PyTorch folds
+    it, or ``(x - mean) s + beta`` as ONNX Runtime computes it: each rounds every term at most 7 times (``var +
+    eps``, the square root, the division, the product with ``gamma``; then ``mean s`` and the subtraction, or
+    ``x - mean``; then the product and the sum), on magnitudes up to ``|s| (|x| + |mean|) + |beta|`` (the two forms
+    cancel differently, so the bound covers the terms before cancelling), in each of two implementations."""
     assert norm.running_var is not None and norm.running_mean is not None  # track_running_stats is on
     scale = norm.running_var.detach().double().add(norm.eps).rsqrt()
     if norm.weight is not None:
         scale = scale * norm.weight.detach().double()
-    shift = -norm.running_mean.detach().double() * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias.detach().double()
-    return 2 * float(gamma(4)) * (_channel_view(scale.abs(), x) * x.abs() + _channel_view(shift.abs(), x))
+    mean = norm.running_mean.detach().double().abs()
+    beta = norm.bias.detach().double().abs() if norm.bias is not None else torch.zeros_like(mean)
+    return 2 * float(gamma(7)) * (_channel_view(scale.abs(), x) * (x.abs() + _channel_view(mean, x))
+                                  + _channel_view(beta, x))
 
 
 def raw_error_bound(regressor: nn.Module, inputs: torch.Tensor, input_error: torch.Tensor) -> np.ndarray:
