@@ -4,7 +4,7 @@
 
 Reuses a finished ``fiqa demo`` folder (its store, ``split.json``, per-half labels, seed-0 models' test-half scores
 and cached SFace features) and does for ``reference-consensus`` (defaults) exactly what the demo does for each of
-its labellers: label the training half and the held-apart test half separately (``fiqa.demo.label_rows``), train
+its labellers: label the training half and the held-apart test half separately (``fiqa.label.label_rows``), train
 the head regressor on the training-half labels (``TrainConfig(epochs=30, seed=s)``), score the test half with the
 exported ONNX model, and evaluate every table on the same held-apart comparisons (``sample_comparisons(...,
 n_nonmated=1_000_000, seed=0, max_mated_per_identity=50)``, then ``evaluate_quality``). One regressor seed says
@@ -27,9 +27,9 @@ from scipy.stats import spearmanr
 from fiqa.augment.crops import load_crops
 from fiqa.core.provenance import provenance
 from fiqa.core.types import QualityTable
-from fiqa.demo import label_rows
 from fiqa.evaluate import evaluate_quality, load_split, sample_comparisons
 from fiqa.io.table import load_quality, save_quality
+from fiqa.label import label_rows
 from fiqa.score import create_scorer
 from fiqa.store import open_store
 from fiqa.train import TrainConfig, train_regressor

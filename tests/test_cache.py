@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from fiqa.core.cache import artifact_key, cached, fingerprint, key_path, read_key
-from fiqa.demo import label_rows
 from fiqa.io.table import load_quality
+from fiqa.label import label_rows
 
 
 def _counting(path):
@@ -45,7 +45,7 @@ def test_the_key_carries_versions_and_fingerprints():
 
 
 def test_demo_labels_rerun_with_another_seed_are_recomputed_and_the_same_seed_reuses_them(lfw_store, tmp_path):
-    # the demo's labelling step (fiqa.demo.label_rows) on a small real store: before the rule, a rerun with another
+    # the demo's labelling step (fiqa.label.label_rows) on a small real store: before the rule, a rerun with another
     # random_state returned the first run's labels because the file was there
     rows = np.flatnonzero(lfw_store.ok)
     path = tmp_path / "labels" / "sdd.test.parquet"

@@ -149,33 +149,6 @@ def _table_key(step: str, store: EmbeddingStore, rows: np.ndarray, **params: Any
         np.asarray(rows, dtype=np.int64)), **params)
 
 
-def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, random_state: int, path: Path) -> QualityTable:
-    """Labels of ``method`` computed on the store rows ``rows`` only (e.g. one side of an identity split), cached
-    at ``path``: the table there is reused only when it was made from the same store, rows, method and
-    ``random_state`` (and package versions; :func:`fiqa.core.cache.cached`), else recomputed.
-
-    Parameters
-    ----------
-    store : EmbeddingStore
-    rows : ndarray of shape (k,), int
-        Store rows with ok embeddings.
-    method : str
-        A registered labeller (``fiqa.label.list_labelers()``), created with ``random_state=seed``.
-    random_state : int
-    path : Path
-        Parquet file of the labels (written atomically).
-    """
-    from fiqa.label import create_labeler, label_store
-
-    def compute() -> QualityTable:
-        table = label_store(store, create_labeler(method, random_state=random_state), rows=rows)
-        save_quality(table, path)
-        return table
-
-    key = _table_key("labels", store, rows, method=method, random_state=random_state)
-    return cached(path, key, compute, load_quality)
-
-
 def _model_scores(model_path: Path, name: str, store: EmbeddingStore, rows: np.ndarray, path: Path,
                   progress: bool) -> QualityTable:
     """Scores of ``rows`` of ``store`` by an exported model (the scorer's own path, from the stored landmarks and
@@ -444,6 +417,8 @@ def _test_set_tables(set_store: EmbeddingStore, rows: np.ndarray, models: dict[s
     """Every method's labels, every model's and training-free method's scores of one test set (cached under
     ``out``), and each model's Spearman correlation with the set's ``reference-consensus`` labels (when they are
     among the labels)."""
+    from fiqa.label import label_rows
+
     tables = [label_rows(set_store, rows, method, random_state, out / "labels" / f"{method}.{suffix}.parquet")
               for method in methods.labels]
     reference = (tables[list(methods.labels).index("reference-consensus")] if "reference-consensus" in methods.labels

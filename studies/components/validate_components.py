@@ -310,6 +310,12 @@ def _warp_to(image: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.nd
     return cv2.remap(image, where[..., 0], where[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
 
 
+def _moved(yaw: float, pitch: float) -> np.ndarray:
+    """How the model's five points move in the image (mm, centred) when the face turns by ``yaw`` and ``pitch``."""
+    model = FACE_MODEL_MM @ _rotation(yaw, pitch).T
+    return (model[:, :2] - model[:, :2].mean(axis=0)) - (FACE_MODEL_MM[:, :2] - FACE_MODEL_MM[:, :2].mean(axis=0))
+
+
 def pose_section(photos: list[Path]) -> list[str]:
     pipeline = FacePipeline()
     turns = (-30, -20, -10, 0, 10, 20, 30)
@@ -324,26 +330,20 @@ def pose_section(photos: list[Path]) -> list[str]:
             continue
         used += 1
         landmarks = base[0].landmarks.astype(np.float64)
-        _yaw0, _pitch0, _roll0, scale = fit_pose(landmarks)
-        landmarks.mean(axis=0)
+        scale = fit_pose(landmarks)[3]
         for axis in ("yaw", "pitch"):
-            estimates = []
+            estimates, warped = [], {}
             for angle in turns:
-                rotation = _rotation(angle if axis == "yaw" else 0.0, angle if axis == "pitch" else 0.0)
-                model = FACE_MODEL_MM @ rotation.T
-                frontal = FACE_MODEL_MM[:, :2] - FACE_MODEL_MM[:, :2].mean(axis=0)
-                moved = (model[:, :2] - model[:, :2].mean(axis=0)) - frontal
-                target = landmarks + moved * scale
-                result = _detect(pipeline, _warp_to(image, landmarks, target) if angle else image)
+                target = landmarks + _moved(angle if axis == "yaw" else 0.0, angle if axis == "pitch" else 0.0) * scale
+                warped[angle] = _warp_to(image, landmarks, target) if angle else image
+                result = _detect(pipeline, warped[angle])
                 estimates.append(_raw(result, f"head_pose_{axis}") if result is not None else math.nan)
             values = np.array(estimates)
             if np.all(np.isfinite(values)):
                 monotone[axis].append(spearmanr(turns, values).statistic)
                 slopes[axis].append(np.polyfit(turns, values - values[3], 1)[0])
-                if axis == "yaw":
-                    mirrored = _detect(pipeline, cv2.flip(_warp_to(image, landmarks, landmarks + (
-                        (FACE_MODEL_MM @ _rotation(20, 0).T)[:, :2] - (FACE_MODEL_MM @ _rotation(20, 0).T)[:, :2]
-                        .mean(axis=0) - (FACE_MODEL_MM[:, :2] - FACE_MODEL_MM[:, :2].mean(axis=0))) * scale), 1))
+                if axis == "yaw":  # the 20-degree turn, mirrored
+                    mirrored = _detect(pipeline, cv2.flip(warped[20], 1))
                     if mirrored is not None:
                         mirror_gap.append(_raw(mirrored, "head_pose_yaw") + values[turns.index(20)])
     lines = ["## 3. Pose on landmark-warped synthetic turns", "",

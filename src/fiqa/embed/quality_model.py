@@ -42,7 +42,7 @@ import onnx
 from fiqa.core.cache import artifact_key, cached_bytes
 from fiqa.core.errors import FIQAError, ModelFileError
 from fiqa.embed.spec import PreprocessSpec
-from fiqa.io.model_files import MODEL_FILES, model_path
+from fiqa.io.model_files import model_path
 
 INPUT_NAME = "data"
 """Input of a full-graph model: aligned faces, float32 (batch, 3, 112, 112)."""
@@ -207,12 +207,11 @@ def _composed(head_bytes: bytes, where: str) -> bytes:
         except ModelFileError as exc:
             raise ModelFileError(f"{where}: {exc}") from None
 
-    # the composed graph is kept in the user cache under the SHA-256 of its parts: the head's bytes, the verified
-    # recogniser file's and the feature specification's, with fiqa's and onnx's versions (a second start skips the
-    # seconds of composition; an entry made from anything else is never used)
+    # the composed graph is kept in the user cache under the key of its parts: the head's bytes' SHA-256, the
+    # feature specification (which holds the verified recogniser file's SHA-256), fiqa's and onnx's versions (a
+    # second start skips the seconds of composition; an entry made from anything else is never used)
     model_path(spec.recogniser)  # verifies the recogniser file's SHA-256
-    key = artifact_key(head_sha256=hashlib.sha256(head_bytes).hexdigest(),
-                       recogniser_sha256=MODEL_FILES[spec.recogniser].sha256, features_sha256=spec.sha256)
+    key = artifact_key(head_sha256=hashlib.sha256(head_bytes).hexdigest(), features=spec.to_dict())
     return cached_bytes("composed-models", key, build)
 
 

@@ -19,8 +19,10 @@ from fiqa.label.base import (
     LabelInput,
     LabelResult,
     create_labeler,
+    label_rows,
     label_store,
     list_labelers,
 )
 
-__all__ = ["LABELERS", "LabelInput", "LabelResult", "Labeler", "create_labeler", "label_store", "list_labelers"]
+__all__ = ["LABELERS", "LabelInput", "LabelResult", "Labeler", "create_labeler", "label_rows", "label_store",
+           "list_labelers"]

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import logging
 import numbers
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -537,3 +539,35 @@ def label_store(store: EmbeddingStore, labeler: Labeler, *, rows: np.ndarray | N
 def _name(identity: Any) -> str:
     """An identity for messages: quoted strings, plain ints."""
     return repr(str(identity)) if isinstance(identity, (str, np.str_)) else str(identity)
+
+
+def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, random_state: int,
+               path: str | os.PathLike) -> QualityTable:
+    """Labels of ``method`` computed on the store rows ``rows`` only (e.g. one side of an identity split), cached
+    at ``path``: the table there is reused only when it was made from the same store, rows, method and
+    ``random_state`` (and package versions; :func:`fiqa.core.cache.cached`), else recomputed.
+
+    Parameters
+    ----------
+    store : EmbeddingStore
+    rows : ndarray of shape (k,), int
+        Store rows with ok embeddings.
+    method : str
+        A registered labeller (:func:`list_labelers`), created with ``random_state``.
+    random_state : int
+    path : str or path
+        Parquet file of the labels (written atomically).
+    """
+    from fiqa.core.cache import artifact_key, cached, fingerprint
+    from fiqa.io.table import load_quality, save_quality
+    from fiqa.store import store_fingerprint
+
+    def compute() -> QualityTable:
+        table = label_store(store, create_labeler(method, random_state=random_state), rows=rows)
+        save_quality(table, Path(path))
+        return table
+
+    key = artifact_key(step="labels", store_sha256=store_fingerprint(store),
+                       rows_sha256=fingerprint(np.asarray(rows, dtype=np.int64)), method=method,
+                       random_state=random_state)
+    return cached(path, key, compute, load_quality)

@@ -34,7 +34,6 @@ from fiqa.core.errors import InvalidParameterError, check_int
 from fiqa.core.outputs import check_not_in_inputs, make_output_dir
 from fiqa.core.provenance import file_sha256, provenance
 from fiqa.core.types import EmbeddingStore
-from fiqa.io.table import load_quality, save_quality
 from fiqa.train.loop import TrainConfig
 from fiqa.train.models import FEATURE_HEADS
 from fiqa.train.regressor import TrainedModel, input_columns, train_regressor
@@ -118,7 +117,7 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
     TrainedModel
     """
     from fiqa.augment.copies import augment_store
-    from fiqa.label import create_labeler, label_store
+    from fiqa.label import label_rows
     from fiqa.store import is_store, open_store, store_fingerprint
 
     if not isinstance(recipe, ModelRecipe):
@@ -155,16 +154,8 @@ def train_recipe(store: EmbeddingStore | str | os.PathLike, out_dir: str | os.Pa
                                                                                                    train_ids)]
     lap("augment")
     label_path = out / "labels.parquet"
-    label_rows = np.flatnonzero(source.ok & np.isin(source.samples.sample_id, train_ids))
-
-    def compute_labels():
-        table = label_store(source, create_labeler(recipe.labeller, random_state=random_state), rows=label_rows)
-        save_quality(table, label_path)
-        return table
-
-    label_key = artifact_key(step="labels", store_sha256=store_fingerprint(source),
-                             rows_sha256=fingerprint(label_rows), method=recipe.labeller, random_state=random_state)
-    labels = cached(label_path, label_key, compute_labels, load_quality)
+    labels = label_rows(source, np.flatnonzero(source.ok & np.isin(source.samples.sample_id, train_ids)),
+                        recipe.labeller, random_state, label_path)
     lap("label")
     logger.info("recipe: %d labelled samples (%d copies per face) from %s", int(labels.ok.sum()), recipe.copies,
                 store.root)
