@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from fiqa.core.cache import artifact_key, cached, fingerprint
 from fiqa.core.comparisons import identity_codes
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
 from fiqa.core.meta import TableMeta
@@ -41,6 +42,8 @@ from fiqa.core.params import Interval, Param, validate
 from fiqa.core.provenance import versions
 from fiqa.core.registry import Registry
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
+from fiqa.io.table import load_quality, save_quality
+from fiqa.store import store_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -503,7 +506,6 @@ def label_store(store: EmbeddingStore, labeler: Labeler, *, rows: np.ndarray | N
         One row per store sample (or per ``rows``), in store order; ``meta.store`` names the store folder and
         ``meta.store_sha256`` its fingerprint.
     """
-    from fiqa.store import store_fingerprint
 
     selected = np.arange(len(store)) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
     if len(selected) and (selected[0] < 0 or selected[-1] >= len(store)):
@@ -558,10 +560,6 @@ def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, random_stat
     path : str or path
         Parquet file of the labels (written atomically).
     """
-    from fiqa.core.cache import artifact_key, cached, fingerprint
-    from fiqa.io.table import load_quality, save_quality
-    from fiqa.store import store_fingerprint
-
     def compute() -> QualityTable:
         table = label_store(store, create_labeler(method, random_state=random_state), rows=rows)
         save_quality(table, Path(path))
