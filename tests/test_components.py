@@ -132,12 +132,30 @@ def test_illumination_uniformity_is_the_difference_in_stops():
     linear = _linear(200)
     crop[:, :56] = int(round(255 * (1.055 * (linear / 4) ** (1 / 2.4) - 0.055)))
     value = capture_values(crop)["illumination_uniformity"]
-    # two stops, up to the 8-bit rounding of the darker half (at most half a grey level, in stops) and the 2^-10
-    # of linear light the measure adds before its logarithm (it shrinks the ratio)
+    # left/right: two stops, up to the 8-bit rounding of the darker half (at most half a grey level, in stops) and
+    # the 2^-10 of linear light the measure adds before its logarithm (it shrinks the ratio). Top/bottom: both parts
+    # hold the same left/right split of the ellipse (columns are cut at x = 56 alike above and below the nose row),
+    # so T - B = 0 and the top/bottom term is the evenly lit face's 0.17 stops; the value is their Euclidean length,
+    # whose derivative in the left/right term is 2 / hypot(2, 0.17) < 1, so the same bound holds.
     dark = float(crop[0, 0, 0])
     rounding = math.log2(_linear(dark + 0.5) / _linear(dark))
     offset = math.log2((linear / 4 + 2.0 ** -10) / (linear / 4)) - math.log2((linear + 2.0 ** -10) / linear)
-    assert value == pytest.approx(2.0, abs=rounding + offset)
+    assert value == pytest.approx(math.hypot(2.0, 0.17), abs=rounding + offset)
+
+
+def test_illumination_uniformity_moves_with_either_direction():
+    """Light taken from one side raises the value even where the top/bottom difference is the larger one (the
+    larger of the two differences would stay put: 1.5 stops top/bottom against at most 0.5 left/right here)."""
+    def grey(linear: float) -> int:
+        return int(round(255 * (1.055 * linear ** (1 / 2.4) - 0.055)))
+
+    values = []
+    for right_stops in (0.0, 0.25, 0.5):
+        crop = np.full((112, 112, 3), grey(_linear(200) / 2 ** 1.5), np.uint8)  # below the nose row: 1.5 stops less
+        crop[:72] = 200
+        crop[:, 56:] = [[[grey(_linear(float(v)) / 2 ** right_stops)] * 3] for v in crop[:, 56, 0]]
+        values.append(capture_values(crop)["illumination_uniformity"])
+    assert values[0] < values[1] < values[2]
 
 
 @pytest.mark.parametrize("yaw, pitch, roll", [(0, 0, 0), (25, 0, 0), (0, 15, 0), (0, 0, -30), (-35, 10, 20)])

@@ -27,10 +27,12 @@ eyes, nose, mouth and cheeks, and little hair or background).
 - ``dynamic_range``: the spread between the 5th and 95th percentiles of the face's luminance (smoothed by a
   Gaussian of 3 pixels, so noise and the finest detail do not widen it), as a fraction of full scale.
 - ``luminance_mean``: the mean luminance of the face, a fraction of full scale.
-- ``illumination_uniformity``: the larger of ``|L - R|`` and ``|T - B - 0.17|``, where ``L, R, T, B`` are the
-  mean log2 linear light (sRGB decoded) of the face's left and right halves and of its parts above and below the
-  nose line, in photographic stops; 0.17 stops is how much brighter the top of an evenly lit face reads (its
-  forehead and cheeks against the mouth and chin: the median over 300 LFW-dev faces of training identities).
+- ``illumination_uniformity``: ``sqrt((L - R)^2 + (T - B - 0.17)^2)``, where ``L, R, T, B`` are the mean log2
+  linear light (sRGB decoded) of the face's left and right halves and of its parts above and below the nose line,
+  in photographic stops: the length of the light's difference across the face, so that more light taken from
+  either side raises it whatever the other direction holds (the larger of the two differences, used before, did
+  not move while the other one was larger); 0.17 stops is how much brighter the top of an evenly lit face reads
+  (its forehead and cheeks against the mouth and chin: the median over 300 LFW-dev faces of training identities).
 """
 from __future__ import annotations
 
@@ -199,7 +201,7 @@ def luminance_values(y: np.ndarray, native: np.ndarray | None = None,
     low, high = np.percentile(smoothed, [5.0, 95.0])
     stops = np.log2(_srgb_to_linear(y) + _BLACK)
     left, right, top, bottom = (float(stops[m].mean()) for m in (_LEFT, _RIGHT, _TOP, _BOTTOM))
-    uniformity = max(abs(left - right), abs(top - bottom - _TOP_BOTTOM_STOPS))
+    uniformity = math.hypot(left - right, top - bottom - _TOP_BOTTOM_STOPS)
     return {
         "sharpness": _edge_blur(y, noise),
         "compression_artifacts": blockiness(y if native is None else native, (0, 0) if native is None

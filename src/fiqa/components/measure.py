@@ -35,7 +35,7 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
        "clipped white parts of the face", Falling(0.10, 0.03), "Over-exposure prevention"),
     _C("dynamic_range", "capture", "fraction of full scale (5th to 95th percentile of the face's smoothed luminance)",
        "the tonal range the face spans", Rising(0.15, 0.04), "Dynamic range"),
-    _C("illumination_uniformity", "capture", "stops (left/right or top/bottom light difference)",
+    _C("illumination_uniformity", "capture", "stops (length of the left/right and top/bottom light differences)",
        "light falling unevenly on the face", Falling(1.0, 0.25), "Illumination uniformity"),
     _C("luminance_mean", "capture", "fraction of full scale (mean luminance of the face)",
        "how bright the face is", Band(0.2, 0.8, 0.05), "Luminance mean"),
