@@ -24,9 +24,13 @@ def test_component_tables_are_the_components_of_the_store_faces(lfw_store):
     assert [t.method for t in tables] == [f"{COMPONENT_PREFIX}{name}" for name in COMPONENTS]
     # the same batches of 10 through the same code: equal bit for bit (the occlusion model's matrix products may round
     # differently for other batch sizes)
-    expected = ComponentTable.concatenate([compute_components(load_crops(lfw_store, rows[i:i + 10]),
-                                                              store_faces(lfw_store, rows[i:i + 10]))
-                                           for i in range(0, len(rows), 10)])
+    batches = []
+    for i in range(0, len(rows), 10):
+        contexts: dict = {}
+        crops = load_crops(lfw_store, rows[i:i + 10], contexts=contexts)
+        assert sorted(contexts) == sorted(rows[i:i + 10].tolist())  # every detected face has its upright view
+        batches.append(compute_components(crops, store_faces(lfw_store, rows[i:i + 10], contexts=contexts)))
+    expected = ComponentTable.concatenate(batches)
     several = lfw_store.n_faces[rows] > 1
     for k, (name, table) in enumerate(zip(COMPONENTS, tables)):
         assert table.meta["kind"] == "component" and table.meta["unit"] == COMPONENTS[name].unit
@@ -39,13 +43,31 @@ def test_component_tables_are_the_components_of_the_store_faces(lfw_store):
         assert np.all((table.score[measured] >= 0) & (table.score[measured] <= 100))
         assert np.all(table.status[measured] == Status.OK.value)
         assert np.all(table.status[~measured] == NOT_MEASURED) and all(table.reason[~measured])
-    # geometry from the stored landmarks: inter-eye distance in the photo's pixels
-    eyes = lfw_store.landmarks[rows].astype(np.float64)  # as the geometry reads them: the same float64 operations
-    np.testing.assert_allclose(tables[list(COMPONENTS).index("inter_eye_distance")].columns["inter_eye_distance_raw"],
-                               np.hypot(*(eyes[:, 1] - eyes[:, 0]).T), rtol=0, atol=0)
     single = tables[list(COMPONENTS).index("single_face_present")]
     assert all("several faces" in reason for reason in single.reason[several])
     assert np.all(single.score[~several] > 99)  # one detected face: alone
+
+
+def test_store_components_read_pose_and_geometry_as_scoring_does(lfw_store):
+    """The store's landmarks are refined on the upright view cut from the photo, as ``fiqa score --components``
+    refines the detector's: the same photos give the same pose and geometry either way (the same operations on the
+    same pixels and landmarks: equal, not close)."""
+    from fiqa.augment.crops import load_crops
+    from fiqa.score import create_scorer
+
+    rows = np.flatnonzero(lfw_store.ok)[:12]
+    tables = {t.method: t for t in component_tables(lfw_store, rows, progress=False)}
+    scored = create_scorer().score([str(lfw_store.samples.location[r]) for r in rows], components=True,
+                                   progress=False)
+    np.testing.assert_array_equal(scored.columns["n_faces"], lfw_store.n_faces[rows])
+    for name in ("head_pose_yaw", "head_pose_pitch", "head_pose_roll", "inter_eye_distance", "head_size",
+                 "crop_left", "crop_right", "margin_above", "margin_below"):
+        np.testing.assert_array_equal(tables[f"{COMPONENT_PREFIX}{name}"].columns[f"{name}_raw"],
+                                      scored.columns[f"{name}_raw"], err_msg=name)
+    # and the refinement ran: without the views, the detector's own landmarks give another roll
+    unrefined = compute_components(load_crops(lfw_store, rows), store_faces(lfw_store, rows))
+    roll = tables[f"{COMPONENT_PREFIX}head_pose_roll"].columns["head_pose_roll_raw"]
+    assert np.any(np.abs(unrefined.column("head_pose_roll", raw=True) - roll) > 0.1)
 
 
 def test_rows_that_are_not_ok_keep_the_store_status_and_reason(lfw_store):

@@ -311,9 +311,8 @@ def report(results: dict[str, tuple[list[dict], dict]], args: argparse.Namespace
         "faces' boxes (`single_face_present` is 0 for a photo with one detected face and not measured where the "
         "detector found several; `head_size` and the margins come from the landmarks' fitted scale, as always), and "
         "the face region at the photo's pixel grid (`compression_artifacts` is measured on the aligned crop's grid). "
-        "A degraded copy keeps its parent photo's geometry. Pose and geometry use the stored landmarks as the "
-        "detector gave them, without the refinement `fiqa score --components` applies on an upright view of the "
-        "face cut from the photo (the store keeps no such view).",
+        "A degraded copy keeps its parent photo's geometry. Pose and geometry use the stored landmarks refined on "
+        "the upright view of the face cut from the photo, as `fiqa score --components` refines the detector's.",
         "",
         _reading(path),
     ]

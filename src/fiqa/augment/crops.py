@@ -11,14 +11,15 @@ from fiqa.augment.copies import Recipe, apply_recipe, read_limits
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import EmbeddingStore
 from fiqa.detect import CROP_SIZE, warp_to_template
-from fiqa.detect.pipeline import resize_aligned
+from fiqa.detect.pipeline import face_context, resize_aligned
 from fiqa.io.image import read_image
 
 __all__ = ["load_crops"]
 
 
 def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray, *,
-               sizes: dict[str, tuple[int, int]] | None = None) -> np.ndarray:
+               sizes: dict[str, tuple[int, int]] | None = None,
+               contexts: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """Re-create aligned crops of store samples from their source images.
 
     Parameters
@@ -29,6 +30,11 @@ def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray, *,
         landmarks (``n_faces > 0``); pre-aligned stores only need a readable image.
     sizes : dict, optional
         Filled with each source image's ``(height, width)`` as decoded (EXIF orientation applied), by location.
+    contexts : dict, optional
+        For stores of detected faces: filled with each row's upright view of the face in its source photo and the
+        map from it back to the photo (:func:`fiqa.detect.pipeline.face_context` of the stored landmarks: what
+        scoring hands the quality components as :attr:`~fiqa.detect.pipeline.FaceCrop.context`), by row index. A
+        derived row gets its parent photo's view (its recipe degrades the crop, not the photo).
 
     Returns
     -------
@@ -58,6 +64,10 @@ def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray, *,
         image = read_image(store.samples.location[index], max_pixels=limits["max_pixels"], min_side=limits["min_side"])
         if sizes is not None:
             sizes[str(store.samples.location[index])] = (int(image.shape[0]), int(image.shape[1]))
+        if contexts is not None and not aligned:
+            context, to_source = face_context(image, store.landmarks[index])
+            if context is not None and to_source is not None:
+                contexts[int(index)] = (context, to_source)
         if recipes is not None and recipes[index]:
             landmarks = None if aligned else store.landmarks[index]
             crops[out] = apply_recipe(image, landmarks, Recipe.from_json(str(recipes[index])))

@@ -7,11 +7,12 @@ failure here"). ``fiqa evaluate --components`` adds these tables beside the ``--
     tables += component_tables(store, rows)      # QualityTable per component, named "component:<name>"
 
 Faces are measured from the store's own aligned crops (:func:`fiqa.augment.crops.load_crops`: a degraded copy is
-re-created from its recipe) and, for stores of detected faces, the stored five landmarks with the photo's size read
-from its header. A store keeps neither the detector's boxes nor the face region at the photo's pixel grid, so:
-``single_face_present`` is 0 where the detector found one face and not measured where it found several (the other
-face's size is unknown); ``compression_artifacts`` is measured on the crop's grid; a derived copy has its parent
-photo's geometry. Pre-aligned stores have no pose or geometry (NaN, with the reason).
+re-created from its recipe) and, for stores of detected faces, the stored five landmarks with the photo's decoded size
+and the upright view of the face cut from the photo, on which the landmarks are refined as scoring refines them (pose
+and geometry read as ``fiqa score --components`` reads them). A store keeps neither the detector's boxes nor the face
+region at the photo's pixel grid, so: ``single_face_present`` is 0 where the detector found one face and not measured
+where it found several (the other face's size is unknown); ``compression_artifacts`` is measured on the crop's grid; a
+derived copy has its parent photo's geometry. Pre-aligned stores have no pose or geometry (NaN, with the reason).
 """
 from __future__ import annotations
 
@@ -37,9 +38,11 @@ _SEVERAL_FACES = ("the detector found several faces and the store keeps no box o
 
 
 def store_faces(store: EmbeddingStore, rows: Sequence[int] | np.ndarray,
-                sizes: dict[str, tuple[int, int]] | None = None) -> list | None:
-    """What :func:`fiqa.components.compute_components` reads of each detected face of ``rows``: the stored landmarks
-    and the photo's ``(height, width)`` as decoded (no boxes, no face region: the store keeps none).
+                sizes: dict[str, tuple[int, int]] | None = None,
+                contexts: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> list | None:
+    """What :func:`fiqa.components.compute_components` reads of each detected face of ``rows``: the stored landmarks,
+    the photo's ``(height, width)`` as decoded and the upright view of the face the landmarks are refined on (no
+    boxes, no face region: the store keeps none).
 
     Parameters
     ----------
@@ -49,6 +52,9 @@ def store_faces(store: EmbeddingStore, rows: Sequence[int] | np.ndarray,
     sizes : dict, optional
         Photo sizes by location, as :func:`fiqa.augment.crops.load_crops` fills them while it reads the crops of
         these rows; a photo not in it is read here.
+    contexts : dict, optional
+        Upright views by row, as :func:`fiqa.augment.crops.load_crops` fills them; a row not in it keeps the
+        detector's landmarks unrefined.
 
     Returns
     -------
@@ -62,6 +68,7 @@ def store_faces(store: EmbeddingStore, rows: Sequence[int] | np.ndarray,
     if store.meta.aligned:
         return None
     sizes = {} if sizes is None else sizes
+    contexts = {} if contexts is None else contexts
     limits = read_limits(store)
     faces = []
     for row in np.asarray(rows, dtype=np.int64):
@@ -72,8 +79,10 @@ def store_faces(store: EmbeddingStore, rows: Sequence[int] | np.ndarray,
                 sizes[location] = (int(shape[0]), int(shape[1]))
             except ImageReadError:
                 pass
+        context, to_source = contexts.get(int(row), (None, None))
         faces.append(FaceCrop(None, Status.OK, n_faces=int(store.n_faces[row]),
-                              landmarks=np.asarray(store.landmarks[row], np.float32), image_size=sizes.get(location)))
+                              landmarks=np.asarray(store.landmarks[row], np.float32), image_size=sizes.get(location),
+                              context=context, context_to_source=to_source))
     return faces
 
 
@@ -112,8 +121,9 @@ def component_tables(store: EmbeddingStore, rows: Sequence[int] | np.ndarray | N
     for start in tqdm(range(0, len(ok), batch_size), desc="components", unit="batch", disable=not progress):
         batch = ok[start:start + batch_size]
         sizes: dict[str, tuple[int, int]] = {}
-        crops = load_crops(store, batch, sizes=sizes)  # each photo read once: its decoded size comes with it
-        measured.append(compute_components(crops, store_faces(store, batch, sizes)))
+        contexts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        crops = load_crops(store, batch, sizes=sizes, contexts=contexts)  # each photo read once
+        measured.append(compute_components(crops, store_faces(store, batch, sizes, contexts)))
     table = ComponentTable.concatenate(measured)
     # each measured face at its place among the selected rows; the others keep the store's reason
     placed = ComponentTable.placed(table, np.flatnonzero(store.ok[selected]), store.reason[selected])
