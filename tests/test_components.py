@@ -114,6 +114,21 @@ def test_blockiness_sees_a_grid_and_its_absence():
     assert blockiness(blocky[3:, 3:], (3, 3)) > 10 and blockiness(blocky[3:, 3:], (0, 0)) < blockiness(blocky)
 
 
+def test_one_straight_edge_on_a_grid_line_is_not_a_block_grid():
+    """A dark band (sunglasses) whose rims lie on 8-pixel grid lines raises two lines of 20 or more, not the grid."""
+    smooth = cv2.GaussianBlur(np.random.default_rng(3).normal(128, 30, (112, 112)).astype(np.float32), (0, 0), 3)
+    banded = smooth.copy()
+    banded[48:64, 12:100] = 20.0  # rows 47|48 and 63|64: steps across grid lines of both periods
+    assert blockiness(banded) < 0.1
+    # the old mean-based ratio, written out, reads it as a grid: the two rim lines dominate the grid lines' mean
+    dy = np.abs(np.diff(banded, axis=0)).mean(axis=1)[4:-4]
+    dx = np.abs(np.diff(banded, axis=1)).mean(axis=0)[4:-4]
+    lines = np.arange(4, 111 - 4) + 1
+    on = np.concatenate([dx[lines % 8 == 0], dy[lines % 8 == 0]]).mean()
+    off = np.concatenate([dx[lines % 8 != 0], dy[lines % 8 != 0]]).mean()
+    assert on / off - 1 > 0.3
+
+
 def test_jpeg_raises_compression_artifacts():
     crop = _textured(4)
     values = []

@@ -15,13 +15,16 @@ eyes, nose, mouth and cheeks, and little hair or background).
   sharpness. Defocus, motion blur and too few pixels (an up-sampled small face) all raise ``b``.
 - ``noise``: the standard deviation of the luminance noise in grey levels, from the median absolute finest
   diagonal Haar coefficient (Donoho and Johnstone's estimator, ``median |HH| / 0.6745``), which edges barely move.
-- ``compression_artifacts``: block-grid contrast, ``|s_grid / s_else - 1|`` for the mean luminance step
-  ``s_grid`` across the 8- or 4-pixel grid lines of block codecs (JPEG; VP8/WebP, H.264) and ``s_else`` the mean
-  step elsewhere, the larger of the two grids; 0 means no grid. Coarse quantisation leaves steps at block edges
-  (JPEG: ratio above 1); codecs with an in-loop deblocking filter (VP8/WebP, H.264) smooth exactly those edges
-  (ratio below 1): either way the grid shows. On a photo it is measured
-  on the face region at the photo's own pixel grid (where the codec put its blocks); on an aligned crop, on the
-  crop's grid.
+- ``compression_artifacts``: block-grid contrast, ``|s_grid / s_else - 1|`` for the typical luminance step ``s_grid``
+  across the 8- or 4-pixel grid lines of block codecs (JPEG; VP8/WebP, H.264) and ``s_else`` the typical step across
+  the other lines, the larger of the two grids; 0 means no grid. "Typical" is the median over lines of each line's
+  mean step: a codec's grid raises every grid line, while one straight edge in the scene (the rim of sunglasses or a
+  mask, a collar) that happens to lie on a grid line raises one line and leaves the median alone. Coarse quantisation
+  leaves steps at block edges (JPEG: ratio above 1, rising with the quantiser). Codecs with an in-loop deblocking
+  filter (VP8/WebP, AV1, H.264) leave a grid too, but their filter grows with the quantiser and smooths it away: the
+  grid is seen at mild compression and fades at the strongest (studies/results/components_validity.md), so for those
+  codecs the value says that a codec was at work, not how hard. On a photo it is measured on the face region at the
+  photo's own pixel grid (where the codec put its blocks); on an aligned crop, on the crop's grid.
 - ``under_exposure`` / ``over_exposure``: the fraction of the face darker than 10 % of full scale / brighter than
   97 % of full scale (near black / clipped white, as ISO/IEC 29794-5's exposure measures count them).
 - ``dynamic_range``: the spread between the 5th and 95th percentiles of the face's luminance (smoothed by a
@@ -129,7 +132,8 @@ def _edge_blur(y: np.ndarray, noise: float) -> float:
 
 
 def blockiness(grey: np.ndarray, origin: tuple[int, int] = (0, 0)) -> float:
-    """Block-grid contrast: ``|mean step across block-codec grid lines / mean step elsewhere - 1|``.
+    """Block-grid contrast: ``|typical step across block-codec grid lines / typical step across the others - 1|``
+    (typical: the median over lines of each line's mean step).
 
     Parameters
     ----------
@@ -147,20 +151,23 @@ def blockiness(grey: np.ndarray, origin: tuple[int, int] = (0, 0)) -> float:
     grey = np.asarray(grey, dtype=np.float32)
     if min(grey.shape) < 24:
         return math.nan
-    dx = np.abs(np.diff(grey, axis=1)).mean(axis=0)  # step between column x and x + 1
+    dx = np.abs(np.diff(grey, axis=1)).mean(axis=0)  # mean step between column x and x + 1
     dy = np.abs(np.diff(grey, axis=0)).mean(axis=1)
     best = math.nan
-    for period in _PERIODS:  # pooled over both directions: one ratio of sums per block size
-        on = off = 0.0
-        n_on = n_off = 0
+    for period in _PERIODS:  # pooled over both directions: one ratio of medians per block size
+        on, off = [], []
         for steps, offset in ((dx, origin[0]), (dy, origin[1])):
             boundary = (np.arange(len(steps)) + offset + 1) % period == 0
             boundary, steps = boundary[_EDGE:-_EDGE], steps[_EDGE:-_EDGE]  # a filter's border handling shapes the edges
-            on, n_on = on + float(steps[boundary].sum()), n_on + int(boundary.sum())
-            off, n_off = off + float(steps[~boundary].sum()), n_off + int((~boundary).sum())
-        if off / n_off <= 1e-6:  # no step inside the blocks: a pure grid, or a flat image
-            return math.inf if on / n_on > 1e-6 else math.nan
-        value = abs((on / n_on) / (off / n_off) - 1.0)
+            on.append(steps[boundary])
+            off.append(steps[~boundary])
+        on_lines, off_lines = np.concatenate(on), np.concatenate(off)
+        typical_on, typical_off = float(np.median(on_lines)), float(np.median(off_lines))
+        if typical_off <= 1e-6:  # most lines flat (flat blocks seen off their grid, a flat image): the means decide
+            typical_on, typical_off = float(on_lines.mean()), float(off_lines.mean())
+        if typical_off <= 1e-6:  # no step inside the blocks: a pure grid, or a flat image
+            return math.inf if typical_on > 1e-6 else math.nan
+        value = abs(typical_on / typical_off - 1.0)
         best = value if math.isnan(best) else max(best, value)
     return best
 

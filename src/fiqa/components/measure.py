@@ -24,8 +24,9 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
     # capture: image statistics on the aligned crop (fiqa.components.capture)
     _C("sharpness", "capture", "edge-blur index (112-pixel crop; a step blurred by 1 px reads 2.3, by 4 px 6.0)",
        "how far the face's edges are spread by defocus, motion or too few pixels", Falling(3.0, 0.5), "Sharpness"),
-    _C("compression_artifacts", "capture", "block-grid contrast (|step across block edges / step elsewhere - 1|; 0 = "
-       "none)", "block edges left (JPEG) or smoothed (WebP, H.264) by codecs", Falling(0.4, 0.1),
+    _C("compression_artifacts", "capture",
+       "block-grid contrast (|typical step across block edges / typical step elsewhere - 1|; 0 = none)",
+       "block edges left (JPEG) or smoothed (WebP, H.264) by codecs", Falling(0.45, 0.1),
        "Compression artifacts"),
     _C("noise", "capture", "grey levels (standard deviation of luminance noise)",
        "sensor or added noise on the face", Falling(8.0, 2.0)),
