@@ -48,18 +48,18 @@ def main() -> None:
     faces = [f for f in (pipeline.process(p, views=True) for p in photos) if f.ok]
     crops = np.stack([f.crop for f in faces])
     alone, unrefined = [], []
-    refine = component_geometry.refine_landmarks
+    refine = component_geometry.refine_landmarks_batch
     for _ in range(args.pairs):
         start = time.perf_counter()
         compute_components(crops, faces)
         alone.append((time.perf_counter() - start) / len(faces))
-        component_geometry.refine_landmarks = lambda context, to_source: None  # the detector's landmarks as they are
+        component_geometry.refine_landmarks_batch = lambda views: [None] * len(views)  # the detector's landmarks
         try:
             start = time.perf_counter()
             compute_components(crops, faces)
             unrefined.append((time.perf_counter() - start) / len(faces))
         finally:
-            component_geometry.refine_landmarks = refine
+            component_geometry.refine_landmarks_batch = refine
     lines = ["# Components: cost beside scoring", "", *machine_header(), "",
              f"{len(photos)} LFW-dev photos (250x250 JPEG), default model, batch 64, {args.pairs} alternated pairs.",
              "", "| what | median ms per face |", "|---|---:|",

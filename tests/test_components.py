@@ -366,3 +366,43 @@ def test_components_on_photos_without_a_face_or_too_small(tmp_path):
         assert np.isnan(table.columns[name]).all() and np.isnan(table.columns[f"{name}_raw"]).all()
     assert all(reason for reason in table.columns["components_reason"])
     assert list(table.columns["advice"]) == ["", ""]
+
+
+@pytest.mark.lfw
+def test_batched_detections_equal_the_detectors_own(lfw_dir):
+    """The landmark refinement detects the levelled views of a batch in few forward passes of YuNet and decodes
+    them itself; it must find what FaceAligner(score_threshold=0.5) finds on each image alone."""
+    from fiqa.components import geometry
+    from fiqa.detect import FaceAligner
+    from fiqa.detect.pipeline import FacePipeline
+
+    photos = sorted(lfw_dir.glob("*/*.jpg"))[:12]
+    faces = [face for face in (FacePipeline().process(str(p), views=True) for p in photos) if face.ok]
+    views = [geometry._turned(face.context, geometry.symmetry_roll(face.context))[0] for face in faces]
+    pairs = np.stack([np.hstack([view, cv2.flip(view, 1)]) for view in views])  # 96 x 192: 2 passes of 8
+    odd = np.stack([cv2.imread(str(p))[40:140, 60:210] for p in photos[:3]])    # 100 x 150: padded to 128 x 160
+    aligner = FaceAligner(score_threshold=0.5)
+    for images in (pairs, odd):
+        for image, found in zip(images, geometry._detect(images), strict=True):
+            expected = aligner.detect(image)
+            assert found.shape == expected.shape and len(found) > 0
+            # the same network outputs, decoded with the same float32 operations: landmarks and scores equal
+            np.testing.assert_array_equal(found[:, 4:], expected[:, 4:])
+            # box sizes: float32(exp(double) * stride) on both sides, where the two exps may round to neighbouring
+            # float32 values (one ulp, 2^-23 relative); x = cx - w / 2 inherits half of it and is rounded once more:
+            # at most 2^-23 (|w| + |x|) <= 2^-23 * 2 * 256 for the boxes of images of at most 256 pixels a side
+            np.testing.assert_allclose(found[:, :4], expected[:, :4], rtol=0, atol=2.0 ** -23 * 2 * 256)
+
+
+@pytest.mark.lfw
+def test_batched_refinement_equals_one_face_at_a_time(lfw_dir):
+    from fiqa.components.geometry import refine_landmarks, refine_landmarks_batch
+    from fiqa.detect.pipeline import FacePipeline
+
+    photos = sorted(lfw_dir.glob("*/*.jpg"))[:10]
+    faces = [face for face in (FacePipeline().process(str(p), views=True) for p in photos) if face.ok]
+    together = refine_landmarks_batch([(face.context, face.context_to_source) for face in faces])
+    for face, points in zip(faces, together, strict=True):
+        alone = refine_landmarks(face.context, face.context_to_source)
+        assert points is not None and alone is not None
+        np.testing.assert_array_equal(points, alone)  # the same operations on the same view, the batch aside

@@ -21,18 +21,21 @@ image, the two are averaged, and the landmarks take the axis's in-plane angle.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from fiqa.detect import FaceAligner
+from fiqa.core.errors import ModelFileError
 from fiqa.detect.pipeline import face_context
+from fiqa.io.model_files import model_path
 
 __all__ = ["FACE_MODEL_MM", "GEOMETRY_COMPONENTS", "HEAD_MM", "POSE_COMPONENTS", "FaceGeometry", "fit_pose",
-           "geometry_values", "refine_landmarks", "symmetry_roll"]
+           "geometry_values", "geometry_values_batch", "refine_landmarks", "refine_landmarks_batch", "symmetry_roll"]
 
 POSE_COMPONENTS = ("head_pose_yaw", "head_pose_pitch", "head_pose_roll")
 GEOMETRY_COMPONENTS = ("inter_eye_distance", "head_size", "crop_left", "crop_right", "margin_above", "margin_below",
@@ -85,8 +88,6 @@ class FaceGeometry:
     context_to_source: np.ndarray | None = None
 
 
-_DETECTOR: dict[str, FaceAligner] = {}
-_DETECTOR_LOCK = threading.Lock()
 # the 96-pixel view with the eyes 24 pixels apart (a view and its mirror: one 192x96 detection, 0.8 ms of CPU; the
 # 128-pixel view was a little more precise and took 1.4 ms). Where the symmetry axis is not trusted: two passes, then
 # secant passes while the eye line reads more than 0.5 degrees off level (at most 6). Chosen on training identities
@@ -94,12 +95,91 @@ _DETECTOR_LOCK = threading.Lock()
 _SETTLED, _MAX_PASSES = 0.5, 6
 _MIRROR_ORDER = [1, 0, 2, 4, 3]  # the photo's left eye / mouth corner is listed first again after a flip
 
+# YuNet as fiqa.detect.FaceAligner(score_threshold=0.5) runs it (cv2.FaceDetectorYN: NMS at IoU 0.3, top 5000), but
+# on several images per forward pass of the network: the outputs for an image do not depend on the others in its
+# batch (checked equal bit for bit), and 8 pairs a pass took 0.43 ms a pair against 0.55 one at a time (2 cores;
+# with another job on one of them 0.74 against 1.10; 16 or 32 a pass were no faster)
+_SCORE_THRESHOLD, _NMS_THRESHOLD, _TOP_K = 0.5, 0.3, 5000
+_STRIDES = (8, 16, 32)
+_OUTPUTS = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in _STRIDES]
+_BATCH = 8
+_LOCAL = threading.local()
 
-def _detector() -> FaceAligner:
-    with _DETECTOR_LOCK:
-        if "yunet" not in _DETECTOR:
-            _DETECTOR["yunet"] = FaceAligner(score_threshold=0.5)
-        return _DETECTOR["yunet"]
+
+def _network() -> cv2.dnn.Net:
+    """This thread's YuNet network (an OpenCV network is not shared between threads, as FaceAligner's detector)."""
+    network = getattr(_LOCAL, "network", None)
+    if network is None:
+        path = model_path("yunet")
+        try:
+            network = cv2.dnn.readNet(str(path))
+        except cv2.error as exc:
+            raise ModelFileError(f"OpenCV cannot load the YuNet model {str(path)!r}: {exc}") from exc
+        _LOCAL.network = network
+    return network
+
+
+def _detect(images: np.ndarray) -> list[np.ndarray]:
+    """The faces YuNet finds on each of B images of one size, in few forward passes.
+
+    Parameters
+    ----------
+    images : ndarray of shape (B, H, W, 3), uint8, BGR
+        Sides from 33 to 640 pixels (FaceAligner pads smaller images and shrinks larger ones before detecting).
+
+    Returns
+    -------
+    list of B ndarrays of shape (n, 15), float32
+        What :meth:`fiqa.detect.FaceAligner.detect` gives for each image alone (``cv2.FaceDetectorYN``: box ``x, y,
+        w, h``, five landmarks, score; faces in the order it lists them): landmarks and scores equal bit for bit,
+        the box's size up to the last bit of its exponential (used only to suppress overlapping boxes).
+    """
+    batch, height, width = images.shape[:3]
+    pad_y, pad_x = -height % _STRIDES[-1], -width % _STRIDES[-1]  # FaceDetectorYN pads the bottom and right so
+    if pad_y or pad_x:
+        images = np.pad(images, ((0, 0), (0, pad_y), (0, pad_x), (0, 0)))
+    network, faces = _network(), []
+    for start in range(0, batch, _BATCH):
+        chunk = images[start:start + _BATCH]
+        network.setInput(chunk.transpose(0, 3, 1, 2).astype(np.float32))  # cv2.dnn.blobFromImage without scaling
+        faces += _decode(network.forward(_OUTPUTS), len(chunk), width + pad_x)
+    return faces
+
+
+def _decode(outputs: Sequence[np.ndarray], batch: int, width: int) -> list[np.ndarray]:
+    """OpenCV's ``FaceDetectorYN::postProcess`` for each image of one forward pass: every grid cell of every stride
+    whose score ``sqrt(cls obj)`` (each clipped to [0, 1]) reaches the threshold is a face, decoded in float32 as
+    OpenCV does, listed stride by stride and cell by cell; where there are several, OpenCV's non-maximum suppression
+    on the boxes truncated to integers."""
+    tables, owners = [np.zeros((0, 15), np.float32)], [np.zeros(0, np.intp)]
+    threshold = np.float32(_SCORE_THRESHOLD)
+    for level, stride in enumerate(_STRIDES):
+        cls, obj, box, points = (outputs[level + len(_STRIDES) * k].reshape(batch, -1, size)
+                                 for k, size in enumerate((1, 1, 4, 10)))
+        scores = np.sqrt(np.clip(cls[..., 0], 0, 1) * np.clip(obj[..., 0], 0, 1))
+        image, cell = np.nonzero(scores >= threshold)
+        scale = np.float32(stride)
+        column = (cell % (width // stride)).astype(np.float32)[:, None]
+        row = (cell // (width // stride)).astype(np.float32)[:, None]
+        box, points = box[image, cell], points[image, cell]
+        size = (np.exp(box[:, 2:].astype(np.float64)) * stride).astype(np.float32)  # OpenCV: the double exp
+        centre = np.hstack([(column + box[:, :1]) * scale, (row + box[:, 1:2]) * scale])
+        marks = np.empty_like(points)
+        marks[:, 0::2], marks[:, 1::2] = (points[:, 0::2] + column) * scale, (points[:, 1::2] + row) * scale
+        tables.append(np.hstack([centre - size / np.float32(2), size, marks, scores[image, cell][:, None]]))
+        owners.append(image)
+    owner = np.concatenate(owners)
+    order = np.argsort(owner, kind="stable")  # each image's faces in the order found
+    table, bounds = np.concatenate(tables)[order], np.searchsorted(owner[order], np.arange(batch + 1))
+    faces = []
+    for first, last in itertools.pairwise(bounds):
+        found = table[first:last]
+        if len(found) > 1:
+            keep = cv2.dnn.NMSBoxes(found[:, :4].astype(np.int32).tolist(), found[:, 14].tolist(), _SCORE_THRESHOLD,
+                                    _NMS_THRESHOLD, top_k=_TOP_K)
+            found = found[np.asarray(keep, dtype=np.intp).ravel()]
+        faces.append(found)
+    return faces
 
 
 def _nearest(faces: np.ndarray, centre: tuple[float, float], low: float, high: float) -> np.ndarray | None:
@@ -113,18 +193,27 @@ def _nearest(faces: np.ndarray, centre: tuple[float, float], low: float, high: f
     return points[int(np.argmin(np.where(inside, distance, np.inf)))]
 
 
-def _mirror_averaged(image: np.ndarray) -> np.ndarray | None:
-    """The mean of the landmarks found on ``image`` and, mapped back, on its mirror image (one detection on the
-    two side by side): one detector's left-right bias cancels, so a mirrored photo gives mirrored landmarks."""
-    height, width = image.shape[:2]
-    faces = _detector().detect(np.hstack([image, cv2.flip(image, 1)]))
-    direct = _nearest(faces, (width / 2, height / 2), 0, width)
-    flipped = _nearest(faces, (1.5 * width, height / 2), width, 2 * width)
-    if direct is None or flipped is None:
-        return None
-    flipped = flipped[_MIRROR_ORDER]
-    flipped[:, 0] = 2 * width - 1 - flipped[:, 0]
-    return (direct + flipped) / 2
+def _mirror_averaged(images: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+    """For each image, the mean of the landmarks found on it and, mapped back, on its mirror image (detected side by
+    side, in one image): one detector's left-right bias cancels, so a mirrored photo gives mirrored landmarks. None
+    where either is missing. The images of one size are detected together (:func:`_detect`)."""
+    averaged: list[np.ndarray | None] = [None] * len(images)
+    sizes: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        sizes.setdefault(image.shape, []).append(index)
+    for (height, width, _), indices in sizes.items():
+        pairs = np.empty((len(indices), height, 2 * width, 3), np.uint8)
+        for pair, index in zip(pairs, indices):
+            pair[:, :width], pair[:, width:] = images[index], cv2.flip(images[index], 1)
+        for index, faces in zip(indices, _detect(pairs)):
+            direct = _nearest(faces, (width / 2, height / 2), 0, width)
+            flipped = _nearest(faces, (1.5 * width, height / 2), width, 2 * width)
+            if direct is None or flipped is None:
+                continue
+            flipped = flipped[_MIRROR_ORDER]
+            flipped[:, 0] = 2 * width - 1 - flipped[:, 0]
+            averaged[index] = (direct + flipped) / 2
+    return averaged
 
 
 def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -147,21 +236,59 @@ _AXIS_PASSES, _AXIS_SETTLED = 2, 2.0
 _AXIS_AGREES = 8.0  # degrees: the detector's eye line on the view levelled by the axis must read within this
 
 
+@dataclass(frozen=True)
+class _SpectralGrid:
+    """What :func:`_axis_offset` reads for views of one (even) side, made once (read-only arrays).
+
+    Attributes
+    ----------
+    window : ndarray of shape (side, side), float64
+        The Gaussian window; ``window_sum`` its sum.
+    signed_window : ndarray of shape (side, side), float64
+        The window times ``(-1) ** (x + y)``: the DFT of a view so modulated is its spectrum with the zero frequency
+        moved to ``(side // 2, side // 2)`` (what ``fftshift`` gives for an even side, without the shift's copy).
+    block : slice
+        Rows and columns of the centred spectrum the polar samples (and their bilinear neighbours) fall in.
+    map_x, map_y : ndarray of shape (n_radii, ANGLE_BINS), float32
+        The polar sampling points, in ``block``'s coordinates (the centred spectrum's less ``block.start``, exact in
+        float32: the same points and interpolation weights).
+    kernel : ndarray of shape (ANGLE_BINS,), complex128
+        The FFT of the circular smoothing kernel.
+    """
+
+    window: np.ndarray
+    window_sum: float
+    signed_window: np.ndarray
+    block: slice
+    map_x: np.ndarray
+    map_y: np.ndarray
+    kernel: np.ndarray
+
+
 @functools.lru_cache(maxsize=4)
-def _spectral_grid(side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The window, the polar sampling points of the centred spectrum and the circular smoothing kernel's FFT."""
+def _spectral_grid(side: int) -> _SpectralGrid:
+    if side % 2 or side < 2 * (_RADII[1] + 2):
+        raise ValueError(f"symmetry views must have an even side of at least {2 * (_RADII[1] + 2):.0f} pixels, "
+                         f"got {side}")
     centre = (side - 1) / 2
     yy, xx = np.mgrid[0:side, 0:side] - centre
     spread = _WINDOW_SPREAD * side
     window = np.exp(-0.5 * ((xx / spread) ** 2 + (yy / (_WINDOW_ASPECT * spread)) ** 2))
+    signs = 1 - 2 * ((np.arange(side)[:, None] + np.arange(side)[None, :]) % 2)
     theta = np.linspace(0.0, np.pi, _ANGLE_BINS, endpoint=False)[:, None]
     radii = np.arange(_RADII[0], _RADII[1] + 1e-9, 1.0)[None, :]
-    map_x = (side // 2 + radii * np.cos(theta)).astype(np.float32)
-    map_y = (side // 2 - radii * np.sin(theta)).astype(np.float32)
+    map_x = (side // 2 + radii * np.cos(theta)).astype(np.float32).T  # one row a radius: summed over rows below
+    map_y = (side // 2 - radii * np.sin(theta)).astype(np.float32).T
+    start = side // 2 - int(_RADII[1]) - 1
+    block = slice(start, side // 2 + int(_RADII[1]) + 2)
     step = 180.0 / _ANGLE_BINS
     offsets = np.minimum(np.arange(_ANGLE_BINS), _ANGLE_BINS - np.arange(_ANGLE_BINS)) * step
     kernel = np.fft.fft(np.exp(-0.5 * (offsets / _DOMINANT_SMOOTHING) ** 2))
-    return window, map_x, map_y, kernel
+    arrays = (window, window * signs, np.ascontiguousarray(map_x - np.float32(start)),
+              np.ascontiguousarray(map_y - np.float32(start)), kernel)
+    for array in arrays:
+        array.setflags(write=False)
+    return _SpectralGrid(arrays[0], float(window.sum()), arrays[1], block, arrays[2], arrays[3], arrays[4])
 
 
 def _axis_offset(grey: np.ndarray) -> float:
@@ -174,20 +301,20 @@ def _axis_offset(grey: np.ndarray) -> float:
     brows, mouth) run across it and put their energy along its axis, which tells the axis from the direction across
     it. A shift of the face changes only the spectrum's phase, so the view need not be centred on the axis.
     """
-    side = grey.shape[0]
-    window, map_x, map_y, kernel = _spectral_grid(side)
+    grid = _spectral_grid(grey.shape[0])
     # float64 throughout: in float32 the result moved in its ninth digit between the first call in a process and the
     # later ones (the same view; seen as the CLI and the API disagreeing on yaw by 1e-13), float64 leaves no such spread
-    pixels = (grey.astype(np.float64) - float((grey * window).sum() / window.sum())) * window
-    spectrum = cv2.dft(pixels, flags=cv2.DFT_COMPLEX_OUTPUT)
-    power = np.fft.fftshift(spectrum[..., 0] ** 2 + spectrum[..., 1] ** 2)
-    power = np.log1p(power / max(float(power.mean()), 1e-300))
-    profile = cv2.remap(power, map_x, map_y, cv2.INTER_LINEAR).sum(axis=1)
+    pixels = (grey.astype(np.float64) - float((grey * grid.window).sum()) / grid.window_sum) * grid.signed_window
+    spectrum = cv2.dft(pixels, flags=cv2.DFT_COMPLEX_OUTPUT)[grid.block, grid.block]  # centred: the signed window
+    power = spectrum[..., 0] ** 2 + spectrum[..., 1] ** 2
+    # the mean of the whole power spectrum is the views' energy (Parseval: OpenCV's forward DFT is unnormalised)
+    power = np.log1p(power / max(float(np.square(pixels).sum()), 1e-300))
+    profile = cv2.remap(power, grid.map_x, grid.map_y, cv2.INTER_LINEAR).sum(axis=0)
     profile -= profile.mean()
     transform = np.fft.fft(profile)
     bins = _ANGLE_BINS
     step = 180.0 / bins
-    smooth = np.fft.ifft(transform * kernel).real
+    smooth = np.fft.ifft(transform * grid.kernel).real
     low, high = round((90.0 - _DOMINANT_RANGE) / step), round((90.0 + _DOMINANT_RANGE) / step) + 1
     dominant = (low + int(np.argmax(smooth[low:high]))) * step - 90.0
     pairs = np.fft.ifft(transform ** 2).real  # pairs[k] = sum_i A[i] A[k - i]: k = 2 x the axis bin
@@ -229,9 +356,10 @@ def symmetry_roll(context: np.ndarray) -> float:
 
 def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray) -> np.ndarray | None:
     """The five landmarks re-measured on the face's upright view: the view is levelled by the face's
-    mirror-symmetry axis (:func:`symmetry_roll`), the detector runs on it and on its mirror image (one call, the two
+    mirror-symmetry axis (:func:`symmetry_roll`), the detector runs on it and on its mirror image (one image, the two
     averaged: one detector's left-right bias cancels), and the landmarks are turned about their centre so that
-    their eye line lies across the symmetry axis. Source pixels; None when the detector finds no face there.
+    their eye line lies across the symmetry axis. Source pixels; None when the detector finds no face there
+    (:func:`refine_landmarks_batch` for one face).
 
     One detection: a second, on the view re-centred and re-scaled by the first's landmarks, made the inter-eye
     distance more precise on training identities (1.05 % against 1.85 % median error under rescaling) and roll a
@@ -243,18 +371,28 @@ def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray) -> np.n
     exactly. Where the detector's eye line on the levelled view reads more than :data:`_AXIS_AGREES` degrees off
     (the axis estimate found another structure), the landmarks are instead refined by :func:`_level_by_search`.
     """
-    lean = symmetry_roll(context)
-    view, to_context = _turned(context, lean)
-    found = _mirror_averaged(view)
-    if found is None or abs(_eye_angle(found)) > _AXIS_AGREES:
-        return _level_by_search(context, context_to_source)
-    points = _apply(to_context, found)
-    # turn the landmarks about their centre so that the eye line is at the axis's angle: the landmarks keep their
-    # shape and scale (yaw, pitch, eye distance), the in-plane angle is the axis's
-    centre = points.mean(axis=0)
-    turn = math.radians(lean - _eye_angle(points))
-    rotation = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
-    return _apply(context_to_source, (points - centre) @ rotation.T + centre)
+    return refine_landmarks_batch([(context, context_to_source)])[0]
+
+
+def refine_landmarks_batch(views: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray | None]:
+    """:func:`refine_landmarks` of B faces, given as ``(context, context_to_source)`` pairs: the same landmarks, the
+    detections on the levelled views made in few forward passes of the detector."""
+    leans = [symmetry_roll(context) for context, _ in views]
+    turned = [_turned(context, lean) for (context, _), lean in zip(views, leans)]
+    refined = []
+    for (context, to_source), lean, (_, to_context), found in zip(views, leans, turned,
+                                                                  _mirror_averaged([view for view, _ in turned])):
+        if found is None or abs(_eye_angle(found)) > _AXIS_AGREES:
+            refined.append(_level_by_search(context, to_source))
+            continue
+        points = _apply(to_context, found)
+        # turn the landmarks about their centre so that the eye line is at the axis's angle: the landmarks keep their
+        # shape and scale (yaw, pitch, eye distance), the in-plane angle is the axis's
+        centre = points.mean(axis=0)
+        turn = math.radians(lean - _eye_angle(points))
+        rotation = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
+        refined.append(_apply(to_source, (points - centre) @ rotation.T + centre))
+    return refined
 
 
 def _level_by_search(context: np.ndarray, context_to_source: np.ndarray) -> np.ndarray | None:
@@ -268,14 +406,14 @@ def _level_by_search(context: np.ndarray, context_to_source: np.ndarray) -> np.n
     re-centred and re-scaled by the first); more while ``|g|`` exceeds :data:`_SETTLED` degrees, at most
     :data:`_MAX_PASSES`.
     """
-    points = _mirror_averaged(context)
+    points = _mirror_averaged([context])[0]
     if points is None:
         return None
     angle = _eye_angle(points)
     seen: list[tuple[float, float]] = []
     for _ in range(2, _MAX_PASSES + 1):
         view, to_context = face_context(context, points, angle)
-        found = _mirror_averaged(view) if view is not None else None
+        found = _mirror_averaged([view])[0] if view is not None else None
         if found is None or to_context is None:
             break
         level = _eye_angle(found)
@@ -317,7 +455,8 @@ def fit_pose(landmarks: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def geometry_values(geometry: FaceGeometry) -> tuple[dict[str, float], str]:
-    """Raw values of :data:`POSE_COMPONENTS` and :data:`GEOMETRY_COMPONENTS` for one face.
+    """Raw values of :data:`POSE_COMPONENTS` and :data:`GEOMETRY_COMPONENTS` for one face
+    (:func:`geometry_values_batch` of one).
 
     Returns
     -------
@@ -326,14 +465,26 @@ def geometry_values(geometry: FaceGeometry) -> tuple[dict[str, float], str]:
     reason : str
         Why not (``""`` when measured).
     """
+    return geometry_values_batch([geometry])[0]
+
+
+def geometry_values_batch(geometries: Sequence[FaceGeometry]) -> list[tuple[dict[str, float], str]]:
+    """:func:`geometry_values` of B faces; the landmarks of those with an upright view are refined together
+    (:func:`refine_landmarks_batch`)."""
+    views = {i: (geometry.context, geometry.context_to_source) for i, geometry in enumerate(geometries)
+             if geometry.landmarks is not None and geometry.image_size is not None and geometry.context is not None
+             and geometry.context_to_source is not None}
+    refined = dict(zip(views, refine_landmarks_batch(list(views.values()))))
+    return [_values(geometry, refined.get(i)) for i, geometry in enumerate(geometries)]
+
+
+def _values(geometry: FaceGeometry, refined: np.ndarray | None) -> tuple[dict[str, float], str]:
+    """:func:`geometry_values` of one face whose refined landmarks (None: the detector's) are given."""
     names = (*POSE_COMPONENTS, *GEOMETRY_COMPONENTS)
     missing = dict.fromkeys(names, math.nan)
     if geometry.landmarks is None or geometry.image_size is None:
         return missing, "no landmarks (a pre-aligned crop has no source photo)"
-    points = np.asarray(geometry.landmarks, dtype=np.float64)
-    if geometry.context is not None and geometry.context_to_source is not None:
-        refined = refine_landmarks(geometry.context, geometry.context_to_source)
-        points = points if refined is None else refined
+    points = np.asarray(geometry.landmarks if refined is None else refined, dtype=np.float64)
     if points.shape != (5, 2) or not np.all(np.isfinite(points)):
         return missing, "the landmarks are not five finite points"
     eye_vector = points[1] - points[0]

@@ -10,7 +10,7 @@ import numpy as np
 
 from fiqa.components.base import Band, Component, Falling, Rising
 from fiqa.components.capture import CAPTURE_COMPONENTS, luminance, luminance_values
-from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, FaceGeometry, geometry_values
+from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, FaceGeometry, geometry_values_batch
 from fiqa.components.occlusion import OCCLUSION_COMPONENTS, check_crops, occlusion_values
 from fiqa.core.errors import InvalidParameterError
 
@@ -191,11 +191,13 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
     raw = np.full((n, len(names)), math.nan)
     reason = np.full((n, len(names)), "", dtype=object)
     occlusion = occlusion_values(crops)
+    geometry = geometry_values_batch([_geometry(None if faces is None else faces[i]) for i in range(n)])
+    luma = luminance(crops)  # (B, 112, 112): each crop's as alone
+    flats = luma.reshape(n, -1).std(axis=1) < _FLAT_STD
     for i in range(n):
         face = faces[i] if faces is not None else None
-        values, why = geometry_values(_geometry(face))
-        y = luminance(crops[i])
-        flat = float(y.std()) < _FLAT_STD
+        values, why = geometry[i]
+        y, flat = luma[i], bool(flats[i])
         if not flat:
             values.update({name: float(occlusion[name][i]) for name in OCCLUSION_COMPONENTS})
             region = None if face is None else face.region
