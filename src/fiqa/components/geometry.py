@@ -447,7 +447,8 @@ def fit_pose(landmarks: np.ndarray) -> tuple[float, float, float, float]:
     projection = (_MODEL_PINV @ (points - points.mean(axis=0))).T  # (2, 3): points ~ model @ projection.T
     u, singular, vt = np.linalg.svd(projection, full_matrices=False)
     rows = u @ vt
-    rotation = np.vstack([rows, np.cross(rows[0], rows[1])])
+    (a0, a1, a2), (b0, b1, b2) = rows.tolist()
+    rotation = np.array([rows[0], rows[1], [a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0]])  # np.cross: 30us
     yaw = math.degrees(math.asin(float(np.clip(-rotation[2, 0], -1.0, 1.0))))
     pitch = math.degrees(math.atan2(rotation[2, 1], rotation[2, 2]))
     roll = math.degrees(math.atan2(rotation[1, 0], rotation[0, 0]))
