@@ -379,7 +379,7 @@ def test_batched_detections_equal_the_detectors_own(lfw_dir):
     photos = sorted(lfw_dir.glob("*/*.jpg"))[:12]
     faces = [face for face in (FacePipeline().process(str(p), views=True) for p in photos) if face.ok]
     views = [geometry._turned(face.context, geometry.symmetry_roll(face.context))[0] for face in faces]
-    pairs = np.stack([np.hstack([view, cv2.flip(view, 1)]) for view in views])  # 96 x 192: 2 passes of 8
+    pairs = np.stack([image for view in views for image in (view, cv2.flip(view, 1))])  # 96 x 96: 2 passes of 16
     odd = np.stack([cv2.imread(str(p))[40:140, 60:210] for p in photos[:3]])    # 100 x 150: padded to 128 x 160
     aligner = FaceAligner(score_threshold=0.5)
     for images in (pairs, odd):
@@ -392,6 +392,28 @@ def test_batched_detections_equal_the_detectors_own(lfw_dir):
             # float32 values (one ulp, 2^-23 relative); x = cx - w / 2 inherits half of it and is rounded once more:
             # at most 2^-23 (|w| + |x|) <= 2^-23 * 2 * 256 for the boxes of images of at most 256 pixels a side
             np.testing.assert_allclose(found[:, :4], expected[:, :4], rtol=0, atol=2.0 ** -23 * 2 * 256)
+
+
+@pytest.mark.lfw
+def test_mirror_averaged_landmarks_of_a_mirrored_view_are_mirrored(lfw_dir):
+    """A view and its mirror image are detected as two images of one batch, so the mirror image of a view gives the
+    same two detections swapped: the averaged landmarks are the mirror image of the view's (side by side in one
+    image, the detector read the face beside the border differently from the one beside the other face)."""
+    from fiqa.components import geometry
+    from fiqa.detect.pipeline import FacePipeline
+
+    photos = sorted(lfw_dir.glob("*/*.jpg"))[:8]
+    views = [face.context for face in (FacePipeline().process(str(p), views=True) for p in photos) if face.ok]
+    width = views[0].shape[1]
+    direct = geometry._mirror_averaged(views)
+    mirrored = geometry._mirror_averaged([np.ascontiguousarray(cv2.flip(view, 1)) for view in views])
+    for points, flipped in zip(direct, mirrored, strict=True):
+        assert points is not None and flipped is not None
+        back = flipped[geometry._MIRROR_ORDER]
+        back[:, 0] = width - 1 - back[:, 0]
+        # both sides average the same two float32 detections in float64, in another order: (x + (w - 1 - y)) / 2
+        # against w - 1 - (y + (w - 1 - x)) / 2, at most four roundings of values below 128 (half an ulp each)
+        np.testing.assert_allclose(back, points, rtol=0, atol=2 * np.spacing(128.0))
 
 
 @pytest.mark.lfw
