@@ -75,6 +75,8 @@ _LEFT = _MASK & (np.arange(112)[None, :] < 56)
 _RIGHT = _MASK & (np.arange(112)[None, :] >= 56)
 _TOP = _MASK & (np.arange(112)[:, None] < _NOSE_ROW)
 _BOTTOM = _MASK & (np.arange(112)[:, None] >= _NOSE_ROW)
+# the halves as positions among the face's pixels (y[_MASK]): the light is converted for those pixels only
+_HALVES = tuple(half[_MASK] for half in (_LEFT, _RIGHT, _TOP, _BOTTOM))
 _HH_MASK = _MASK[0::2, 0::2] & _MASK[1::2, 1::2]
 
 
@@ -206,8 +208,8 @@ def luminance_values(y: np.ndarray, native: np.ndarray | None = None,
     noise = _noise_sigma(y)
     smoothed = cv2.GaussianBlur(y, (0, 0), _RANGE_SCALE, borderType=cv2.BORDER_REFLECT101)[_MASK]
     low, high = np.percentile(smoothed, [5.0, 95.0])
-    stops = np.log2(_srgb_to_linear(y) + _BLACK)
-    left, right, top, bottom = (float(stops[m].mean()) for m in (_LEFT, _RIGHT, _TOP, _BOTTOM))
+    stops = np.log2(_srgb_to_linear(face) + _BLACK)
+    left, right, top, bottom = (float(stops[half].mean()) for half in _HALVES)
     uniformity = math.hypot(left - right, top - bottom - _TOP_BOTTOM_STOPS)
     return {
         "sharpness": _edge_blur(y, noise),
