@@ -199,6 +199,22 @@ def test_pose_signs_and_mirror():
     assert fit_pose(mirrored)[0] == pytest.approx(-yaw, abs=1e-9)
 
 
+@pytest.mark.parametrize("yaw, pitch, roll", [(0, 0, 12), (30, 0, -20), (0, 25, 35), (-35, -15, 5)])
+def test_the_eye_line_of_a_projected_model_is_its_roll(yaw, pitch, roll):
+    """head_pose_roll is the eye line's angle: in R = Rz(roll) Ry(yaw) Rx(pitch) the eyes' axis projects at exactly
+    the angle roll, whatever the yaw and pitch."""
+    y, p, r = map(math.radians, (yaw, pitch, roll))
+    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    points = (FACE_MODEL_MM @ (rz @ ry @ rx).T)[:, :2] * 1.7 + [300, 200]
+    values, reason = geometry_values(FaceGeometry(points, (600, 800)))
+    # atan2 of the difference of two projected points: a few roundings (2^-53 relative) of coordinates below 400
+    # over an eye distance of at least 1.7 * 63 * cos(35 degrees) = 88 pixels, about 1e-15 radians, 1e-13 degrees;
+    # 1e-9 bounds it
+    assert reason == "" and values["head_pose_roll"] == pytest.approx(roll, abs=1e-9)
+
+
 def _symmetric_face(lean: float, centre: tuple[float, float] = (47.5, 47.5)) -> np.ndarray:
     """A 96-pixel view of a face drawn from Gaussians (oval, eyes, brows, nose ridge, mouth), mirror-symmetric about
     its axis, that axis leaning ``lean`` degrees clockwise on the screen: computed at every pixel, not resampled."""
