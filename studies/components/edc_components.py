@@ -51,7 +51,8 @@ from tqdm import tqdm
 from fiqa.augment.crops import load_crops
 from fiqa.core.provenance import versions
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
-from fiqa.demo import embed_and_split, label_rows, locate_lfw
+from fiqa.demo import embed_and_split, locate_lfw
+from fiqa.label import label_rows
 from fiqa.store import is_store, open_store, store_fingerprint
 
 logger = logging.getLogger("studies.components.edc_components")
