@@ -61,6 +61,41 @@ def test_empty_batch() -> None:
     assert all(value.shape == (0,) and value.dtype == np.float64 for value in values.values())
 
 
+def test_a_face_without_contrast_or_clipped_white_is_not_assessed(faces: np.ndarray) -> None:
+    """A face at a sixth of its contrast, and a face brightened until its regions clip, are not read as covered:
+    their occlusion components are NaN with the reason."""
+    from fiqa.components import compute_components
+    from fiqa.components.occlusion import CLIPPED_REASON, FLAT_REASON
+
+    face = faces[0]
+    flat = np.clip(128 + (face.astype(np.float64) - 128) / 6, 0, 255).astype(np.uint8)
+    white = np.clip(face.astype(np.float64) * 3.0, 0, 255).astype(np.uint8)
+    table = compute_components(np.stack([face, flat, white]))
+    for name in OCCLUSION_COMPONENTS:
+        column = list(table.names).index(name)
+        assert np.isfinite(table.raw[0, column]) and table.reason[0, column] == ""
+        assert np.isnan(table.raw[1, column]) and table.reason[1, column] == FLAT_REASON
+        assert np.isnan(table.raw[2, column]) and table.reason[2, column] == CLIPPED_REASON
+
+
+def test_clipped_pixels_are_left_out_of_a_region(faces: np.ndarray) -> None:
+    """The fractions are over each region's pixels that are not clipped white: a plain float64 reference."""
+    from fiqa.components.capture import CLIPPED_WHITE, luminance
+    from fiqa.components.occlusion import OCCLUDED_COVERAGE, coverage_maps, region_masks
+
+    half = faces.copy()
+    half[:, 98:, :] = 255  # the chin clipped white: under half of every region
+    coverage, _ = coverage_maps(half)
+    judged = luminance(half) <= CLIPPED_WHITE
+    occluded = coverage > OCCLUDED_COVERAGE
+    got = occlusion_values(half)
+    for name, key in (("mouth_occlusion", "mouth"), ("face_occlusion", "face")):
+        weights = region_masks()[key]
+        want = (((occluded & judged) * weights).sum(axis=(1, 2)) / (judged * weights).sum(axis=(1, 2)))
+        # the module sums 12544 float32 products per face: n u = 12544 * 2^-24 < 7.5e-4 relative, bounding both sums
+        np.testing.assert_allclose(got[name], want, rtol=0, atol=2 * 12544 * 2.0 ** -24)
+
+
 def test_flat_grey_crop_is_not_assessable() -> None:
     grey = np.full((1, 112, 112, 3), 128, np.uint8)
     noisy = np.random.default_rng(1).integers(0, 256, (1, 112, 112, 3), dtype=np.uint8)

@@ -44,8 +44,8 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["CAPTURE_COMPONENTS", "FACE_ELLIPSE", "blockiness", "capture_values", "face_mask", "luminance",
-           "luminance_values"]
+__all__ = ["CAPTURE_COMPONENTS", "CLIPPED_WHITE", "FACE_ELLIPSE", "blockiness", "capture_values", "face_mask",
+           "luminance", "luminance_values"]
 
 CAPTURE_COMPONENTS = ("sharpness", "compression_artifacts", "noise", "under_exposure", "over_exposure",
                       "dynamic_range", "illumination_uniformity", "luminance_mean")
@@ -57,7 +57,10 @@ _SCALES = (1.0, 3.0)
 _PERIODS = (8, 4)
 _EDGE = 4  # steps this close to the image border are left out
 _RANGE_SCALE = 3.0  # pixels: the tonal range of the face's shading, not of its finest detail or noise
-_DARK, _BRIGHT = 0.10 * 255, 0.97 * 255
+CLIPPED_WHITE = 0.97 * 255
+"""Luminance above which a pixel counts as clipped white (``over_exposure``; the occlusion components leave such
+pixels out: they show neither the face nor what covers it)."""
+_DARK, _BRIGHT = 0.10 * 255, CLIPPED_WHITE
 _BLACK = 1.0 / 1024  # linear light added before the logarithm: a black pixel counts as 10 stops below white
 _TOP_BOTTOM_STOPS = 0.17  # an evenly lit face's top half is this much brighter (median of 300 LFW-dev training faces)
 _MIN_GRADIENT_ENERGY = 1e-3  # grey levels^2 per pixel: below it the face holds no edges to measure

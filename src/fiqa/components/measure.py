@@ -11,7 +11,7 @@ import numpy as np
 from fiqa.components.base import Band, Component, Falling, Rising
 from fiqa.components.capture import CAPTURE_COMPONENTS, luminance, luminance_values
 from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, FaceGeometry, geometry_values_batch
-from fiqa.components.occlusion import OCCLUSION_COMPONENTS, check_crops, occlusion_values
+from fiqa.components.occlusion import OCCLUSION_COMPONENTS, check_crops, occlusion_measures
 from fiqa.core.errors import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -190,9 +190,9 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
     names = tuple(COMPONENTS)
     raw = np.full((n, len(names)), math.nan)
     reason = np.full((n, len(names)), "", dtype=object)
-    occlusion = occlusion_values(crops)
-    geometry = geometry_values_batch([_geometry(None if faces is None else faces[i]) for i in range(n)])
     luma = luminance(crops)  # (B, 112, 112): each crop's as alone
+    occlusion, occlusion_reasons = occlusion_measures(crops, luma=luma)
+    geometry = geometry_values_batch([_geometry(None if faces is None else faces[i]) for i in range(n)])
     flats = luma.reshape(n, -1).std(axis=1) < _FLAT_STD
     for i in range(n):
         face = faces[i] if faces is not None else None
@@ -207,6 +207,8 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
             if math.isnan(raw[i, k]):
                 reason[i, k] = (_FLAT_REASON if flat and name in _CROP_COMPONENTS
                                 else why or "not measurable" if name in _GEOMETRY
+                                else occlusion_reasons[i, OCCLUSION_COMPONENTS.index(name)]
+                                if name in OCCLUSION_COMPONENTS
                                 else _CROP_REASONS.get(name, "not measurable on this crop"))
     scalar = np.column_stack([COMPONENTS[name].scalar(raw[:, k]) for k, name in enumerate(names)])
     return ComponentTable(names, raw, scalar, reason)
@@ -216,5 +218,4 @@ _CROP_REASONS: Mapping[str, str] = {
     "sharpness": "the face holds no edges to measure blur on",
     "compression_artifacts": "the face region is smaller than two 8-pixel blocks or flat",
     "illumination_uniformity": "one side of the face is black",
-    **dict.fromkeys(OCCLUSION_COMPONENTS, "the occlusion model could not assess this crop"),
 }

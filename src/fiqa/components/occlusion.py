@@ -16,6 +16,12 @@ fixed region of the template:
 - ``face_occlusion``: the inner face, an ellipse from the eyebrows to the chin (centre (56, 68), semi-axes 36 x 42
   pixels); 0 = free.
 
+Pixels clipped white (luminance above :data:`fiqa.components.capture.CLIPPED_WHITE`, as ``over_exposure`` counts
+them) show neither the face nor anything in front of it, and the model reads a washed-out face as covered (faces
+brightened 1.8x: 93 % of the pixels it marked were clipped). So each fraction is taken over the region's pixels that
+are not clipped, and a region more than half clipped (:data:`MIN_JUDGED`) is not measured (NaN, with the reason):
+an over-exposed photo gets ``too_bright`` rather than ``uncover_face``.
+
 The model was trained on synthetic occluders painted over LFW-dev faces of training identities (exact coverage
 masks), with capture degradations labelled as not occluded; its card (``models/occlusion.json``) names the data,
 the command, the seed, the validation and the weights' SHA-256, which is checked when the weights are loaded.
@@ -40,12 +46,13 @@ import cv2
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from fiqa.components.capture import CLIPPED_WHITE, luminance
 from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.core.provenance import file_sha256
 from fiqa.detect.align import ARCFACE_TEMPLATE, CROP_SIZE
 
 __all__ = ["OCCLUSION_COMPONENTS", "OcclusionModel", "cell_features", "coverage_maps", "load_occlusion_model",
-           "occlusion_values", "region_masks"]
+           "occlusion_measures", "occlusion_values", "region_masks"]
 
 OCCLUSION_COMPONENTS = ("eyes_visible", "mouth_occlusion", "face_occlusion")
 """The components :func:`occlusion_values` returns, in this order."""
@@ -56,8 +63,10 @@ GRID = CROP_SIZE // CELL
 """Cells per side (14)."""
 N_ORIENTATIONS = 6
 """Unsigned gradient-orientation bins of a cell's histogram."""
-MIN_FACE_SPREAD = 2.0
-"""Below this standard deviation of L* (uint8 Lab scale) over the inner face, a crop is flat: it cannot be assessed."""
+MIN_FACE_SPREAD = 8.0
+"""Below this standard deviation of L* (uint8 Lab scale) over the inner face, a crop is too flat to show an occluder:
+it is not assessed. Half the smallest spread of 900 LFW-dev faces (17.4; 1st percentile 20.4); a face at a sixth of
+its contrast reads about 6, and the model took such washed-out faces for covered ones."""
 SUB = 2
 """Each cell predicts the coverage of its SUB x SUB quadrants (4 x 4 pixels): a 28 x 28 coverage map."""
 N_FEATURES = 16 + 16 + 2 * 16 + 5
@@ -65,6 +74,10 @@ N_FEATURES = 16 + 16 + 2 * 16 + 5
 neighbourhoods, 5 face-wide values."""
 OCCLUDED_COVERAGE = 0.5
 """A pixel is occluded where the interpolated cell coverage exceeds this."""
+MIN_JUDGED = 0.5
+"""A region is measured only where at least this fraction of it (by its pixel weights) is not clipped white."""
+FLAT_REASON = "the face is too flat to find occluders on"
+CLIPPED_REASON = "more than half of the region is clipped white: what covers it cannot be seen"
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 WEIGHTS_FILE = MODEL_DIR / "occlusion.npz"
@@ -372,8 +385,10 @@ def occlusion_values(crops: np.ndarray, *, model: OcclusionModel | None = None) 
         ``"eyes_visible"``: visible fraction of the two eye zones, in [0, 1] (1 = both eyes fully visible);
         ``"mouth_occlusion"``: occluded fraction of the mouth zone, in [0, 1] (0 = mouth free);
         ``"face_occlusion"``: occluded fraction of the inner face, in [0, 1].
-        NaN for a crop that cannot be assessed: a flat crop whose L* standard deviation over the inner face is below
-        :data:`MIN_FACE_SPREAD` grey levels (e.g. a constant grey image) shows no face to find occluders on.
+        Each a fraction of the region's pixels that are not clipped white. NaN for a crop that cannot be assessed: a
+        flat crop whose L* standard deviation over the inner face is below :data:`MIN_FACE_SPREAD` grey levels (e.g.
+        a constant grey image) shows no face to find occluders on; and for a region more than half clipped white
+        (:func:`occlusion_measures` gives the reasons).
 
     Raises
     ------
@@ -382,13 +397,46 @@ def occlusion_values(crops: np.ndarray, *, model: OcclusionModel | None = None) 
     fiqa.core.errors.ModelFileError
         The shipped weights are missing or do not match their card's SHA-256.
     """
+    return occlusion_measures(crops, model=model)[0]
+
+
+def occlusion_measures(crops: np.ndarray, *, model: OcclusionModel | None = None,
+                       luma: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`occlusion_values` and why each NaN is one.
+
+    Parameters
+    ----------
+    crops : ndarray of shape (B, 112, 112, 3), uint8, BGR
+    model : OcclusionModel, optional
+    luma : ndarray of shape (B, 112, 112), float32, optional
+        The crops' luminance (:func:`fiqa.components.capture.luminance`) where the caller has it already.
+
+    Returns
+    -------
+    values : dict of str to ndarray of shape (B,), float64
+        As :func:`occlusion_values`.
+    reasons : ndarray of shape (B, 3), object (str)
+        In :data:`OCCLUSION_COMPONENTS` order: ``""`` where measured, else :data:`FLAT_REASON` or
+        :data:`CLIPPED_REASON`.
+    """
     crops = check_crops(crops, "occlusion_values")
+    reasons = np.full((len(crops), len(OCCLUSION_COMPONENTS)), "", dtype=object)
     if len(crops) == 0:
-        return {name: np.zeros(0, np.float64) for name in OCCLUSION_COMPONENTS}
+        return {name: np.zeros(0, np.float64) for name in OCCLUSION_COMPONENTS}, reasons
     coverage, assessable = coverage_maps(crops, model)
     occluded = (coverage > OCCLUDED_COVERAGE).reshape(len(crops), -1).astype(np.float32)
+    clipped = ((luminance(crops) if luma is None else luma) > CLIPPED_WHITE).reshape(len(crops), -1)
     with _one_blas_thread():
         fractions = np.clip((occluded @ _REGION_WEIGHTS).astype(np.float64), 0.0, 1.0)
+        some = np.flatnonzero(clipped.any(axis=1))  # faces without a clipped pixel keep the plain fractions
+        if len(some):
+            judged = (~clipped[some]).astype(np.float32)
+            seen = (judged @ _REGION_WEIGHTS).astype(np.float64)  # the region's share not clipped
+            covered = ((occluded[some] * judged) @ _REGION_WEIGHTS).astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fractions[some] = np.where(seen >= MIN_JUDGED, np.clip(covered / seen, 0.0, 1.0), np.nan)
+            reasons[some] = np.where(seen >= MIN_JUDGED, "", CLIPPED_REASON)
     fractions[~assessable] = np.nan
+    reasons[~assessable] = FLAT_REASON
     return {"eyes_visible": 1.0 - fractions[:, 0], "mouth_occlusion": fractions[:, 1],
-            "face_occlusion": fractions[:, 2]}
+            "face_occlusion": fractions[:, 2]}, reasons
