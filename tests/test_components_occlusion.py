@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -94,6 +95,48 @@ def test_clipped_pixels_are_left_out_of_a_region(faces: np.ndarray) -> None:
         want = (((occluded & judged) * weights).sum(axis=(1, 2)) / (judged * weights).sum(axis=(1, 2)))
         # the module sums 12544 float32 products per face: n u = 12544 * 2^-24 < 7.5e-4 relative, bounding both sums
         np.testing.assert_allclose(got[name], want, rtol=0, atol=2 * 12544 * 2.0 ** -24)
+
+
+def test_an_occluder_is_not_read_as_dark_or_uneven_light(faces: np.ndarray) -> None:
+    """Sunglasses (a near-black band over the eyes) and a light mask are occluders, not light: the photometric
+    components leave the pixels the occlusion model marks covered out, so the advice names the occluder and not
+    too_dark or uneven_light (which these faces did not get before)."""
+    from fiqa.components import compute_components
+    from fiqa.components.advice import advise, load_profile
+
+    profile = load_profile()
+    clean = advise(compute_components(faces), profile)
+    for rows, colour, expected in ((slice(38, 66), (20, 20, 20), "remove_eyewear"),
+                                   (slice(76, 112), (235, 225, 200), "uncover_mouth")):
+        painted = advise(compute_components(_paint(faces, rows, slice(13, 99), colour)), profile)
+        for before, after in zip(clean, painted, strict=True):
+            assert expected in after
+            assert {"too_dark", "too_bright", "uneven_light"} & set(after) <= set(before)
+
+
+def test_photometric_components_read_the_uncovered_face_only() -> None:
+    """luminance_values with a covered mask: the statistics of the face ellipse's uncovered pixels (plain NumPy on
+    the same float32 values and the same operations: equal), and NaN when too little is left."""
+    from fiqa.components.capture import MIN_UNCOVERED, face_mask, luminance_values
+
+    rng = np.random.default_rng(4)
+    y = cv2.GaussianBlur(rng.uniform(0, 255, (112, 112)).astype(np.float32), (0, 0), 2)
+    covered = np.zeros((112, 112), bool)
+    covered[40:62, :] = True  # a band over the eyes
+    got = luminance_values(y, covered=covered)
+    seen = face_mask() & ~covered
+    face = y[seen]
+    assert got["luminance_mean"] == float(face.mean()) / 255.0
+    assert got["under_exposure"] == float(np.mean(face < 0.10 * 255))
+    assert got["over_exposure"] == float(np.mean(face > 0.97 * 255))
+    smoothed = cv2.GaussianBlur(y, (0, 0), 3.0, borderType=cv2.BORDER_REFLECT101)[seen]
+    low, high = np.percentile(smoothed, [5.0, 95.0])
+    assert got["dynamic_range"] == float(high - low) / 255.0
+    assert got["sharpness"] == luminance_values(y)["sharpness"]  # texture measures read the whole face
+    mostly = np.zeros((112, 112), bool)
+    mostly[:int(112 * (1 - MIN_UNCOVERED / 2))] = True  # far more than 1 - MIN_UNCOVERED of the ellipse
+    assert all(np.isnan(luminance_values(y, covered=mostly)[name]) for name in
+               ("under_exposure", "over_exposure", "dynamic_range", "illumination_uniformity", "luminance_mean"))
 
 
 def test_flat_grey_crop_is_not_assessable() -> None:

@@ -2,7 +2,11 @@
 
 All statistics read the crop's luminance ``Y = 0.299 R + 0.587 G + 0.114 B`` (grey levels 0-255) inside the face
 ellipse of the ArcFace template (:data:`FACE_ELLIPSE`: centre (56, 70), half-axes 30 x 40 pixels; it holds the
-eyes, nose, mouth and cheeks, and little hair or background).
+eyes, nose, mouth and cheeks, and little hair or background). The components that read the light on the face
+(:data:`PHOTOMETRIC`: exposure, range, uniformity, mean) leave out the pixels an occluder covers, as the occlusion
+model finds them (:func:`fiqa.components.occlusion.occlusion_measures`), the way ISO/IEC 29794-5 measures them on
+the visible face: sunglasses are an occluder, not dark or uneven light (training identities, the study's
+sunglasses: ``too_dark`` advice 100 % -> 0 %, ``uneven_light`` 100 % -> 0 % of the faces at severity 1).
 
 - ``sharpness``: an edge-blur index in crop pixels. The energy of the Gaussian derivative at scale ``sigma`` falls
   as ``1 / sqrt(b^2 + sigma^2)`` for a step edge blurred by ``b``; the index is ``sqrt((9 - E) / (E - 1))`` for the
@@ -44,8 +48,8 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["CAPTURE_COMPONENTS", "CLIPPED_WHITE", "FACE_ELLIPSE", "blockiness", "capture_values", "face_mask",
-           "luminance", "luminance_values"]
+__all__ = ["CAPTURE_COMPONENTS", "CLIPPED_WHITE", "COVERED_REASON", "FACE_ELLIPSE", "MIN_UNCOVERED", "PHOTOMETRIC",
+           "blockiness", "capture_values", "face_mask", "luminance", "luminance_values"]
 
 CAPTURE_COMPONENTS = ("sharpness", "compression_artifacts", "noise", "under_exposure", "over_exposure",
                       "dynamic_range", "illumination_uniformity", "luminance_mean")
@@ -204,24 +208,46 @@ def capture_values(crop: np.ndarray, native: np.ndarray | None = None,
     return luminance_values(luminance(crop), native, native_origin)
 
 
-def luminance_values(y: np.ndarray, native: np.ndarray | None = None,
-                     native_origin: tuple[int, int] = (0, 0)) -> dict[str, float]:
-    """:func:`capture_values` of a crop whose luminance (:func:`luminance`, shape (112, 112)) is computed already."""
-    face = y[_MASK]
+PHOTOMETRIC = ("under_exposure", "over_exposure", "dynamic_range", "illumination_uniformity", "luminance_mean")
+"""The components that read the light on the face: measured over the face's pixels that no occluder covers."""
+MIN_UNCOVERED = 0.4
+"""The photometric components need at least this fraction of the face ellipse uncovered, and illumination uniformity
+this fraction of each of its four halves."""
+COVERED_REASON = "most of the face is covered: the light on it cannot be measured"
+
+
+def luminance_values(y: np.ndarray, native: np.ndarray | None = None, native_origin: tuple[int, int] = (0, 0),
+                     covered: np.ndarray | None = None) -> dict[str, float]:
+    """:func:`capture_values` of a crop whose luminance (:func:`luminance`, shape (112, 112)) is computed already.
+
+    ``covered`` (bool, (112, 112)) marks the pixels an occluder covers (sunglasses, a mask, a hand): the
+    :data:`PHOTOMETRIC` components leave them out, so a dark lens reads as neither dark nor uneven light, and are NaN
+    where less than :data:`MIN_UNCOVERED` of the face (or of one half, for illumination uniformity) is left.
+    """
     noise = _noise_sigma(y)
     smoothed = cv2.GaussianBlur(y, (0, 0), _RANGE_SCALE, borderType=cv2.BORDER_REFLECT101)[_MASK]
-    low, high = np.percentile(smoothed, [5.0, 95.0])
-    stops = np.log2(_srgb_to_linear(face) + _BLACK)
-    left, right, top, bottom = (float(stops[half].mean()) for half in _HALVES)
-    uniformity = math.hypot(left - right, top - bottom - _TOP_BOTTOM_STOPS)
-    return {
+    face = y[_MASK]
+    halves = _HALVES
+    if covered is not None and covered[_MASK].any():
+        seen = ~covered[_MASK]
+        face, smoothed, halves = face[seen], smoothed[seen], tuple(half[seen] for half in _HALVES)
+        if seen.mean() < MIN_UNCOVERED:
+            face = face[:0]
+        if any(half.sum() < MIN_UNCOVERED * whole.sum() for half, whole in zip(halves, _HALVES)):
+            halves = ()
+    values = {
         "sharpness": _edge_blur(y, noise),
         "compression_artifacts": blockiness(y if native is None else native, (0, 0) if native is None
                                             else native_origin),
         "noise": noise,
-        "under_exposure": float(np.mean(face < _DARK)),
-        "over_exposure": float(np.mean(face > _BRIGHT)),
-        "dynamic_range": float(high - low) / 255.0,
-        "illumination_uniformity": uniformity,
-        "luminance_mean": float(face.mean()) / 255.0,
+        **dict.fromkeys(PHOTOMETRIC, math.nan),
     }
+    if len(face):
+        low, high = np.percentile(smoothed, [5.0, 95.0])
+        values.update({"under_exposure": float(np.mean(face < _DARK)), "over_exposure": float(np.mean(face > _BRIGHT)),
+                       "dynamic_range": float(high - low) / 255.0, "luminance_mean": float(face.mean()) / 255.0})
+    if len(face) and halves:
+        stops = np.log2(_srgb_to_linear(face) + _BLACK)
+        left, right, top, bottom = (float(stops[half].mean()) for half in halves)
+        values["illumination_uniformity"] = math.hypot(left - right, top - bottom - _TOP_BOTTOM_STOPS)
+    return values

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fiqa.components.base import Band, Component, Falling, Rising
-from fiqa.components.capture import CAPTURE_COMPONENTS, luminance, luminance_values
+from fiqa.components.capture import CAPTURE_COMPONENTS, COVERED_REASON, PHOTOMETRIC, luminance, luminance_values
 from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, FaceGeometry, geometry_values_batch
 from fiqa.components.occlusion import OCCLUSION_COMPONENTS, check_crops, occlusion_measures
 from fiqa.core.errors import InvalidParameterError
@@ -191,7 +191,7 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
     raw = np.full((n, len(names)), math.nan)
     reason = np.full((n, len(names)), "", dtype=object)
     luma = luminance(crops)  # (B, 112, 112): each crop's as alone
-    occlusion, occlusion_reasons = occlusion_measures(crops, luma=luma)
+    occlusion, occlusion_reasons, covered = occlusion_measures(crops, luma=luma)
     geometry = geometry_values_batch([_geometry(None if faces is None else faces[i]) for i in range(n)])
     flats = luma.reshape(n, -1).std(axis=1) < _FLAT_STD
     for i in range(n):
@@ -201,7 +201,7 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
         if not flat:
             values.update({name: float(occlusion[name][i]) for name in OCCLUSION_COMPONENTS})
             region = None if face is None else face.region
-            values.update(luminance_values(y, region, (0, 0) if face is None else face.region_origin))
+            values.update(luminance_values(y, region, (0, 0) if face is None else face.region_origin, covered[i]))
         for k, name in enumerate(names):
             raw[i, k] = values.get(name, math.nan)
             if math.isnan(raw[i, k]):
@@ -209,6 +209,7 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
                                 else why or "not measurable" if name in _GEOMETRY
                                 else occlusion_reasons[i, OCCLUSION_COMPONENTS.index(name)]
                                 if name in OCCLUSION_COMPONENTS
+                                else COVERED_REASON if name in PHOTOMETRIC and covered[i].any()
                                 else _CROP_REASONS.get(name, "not measurable on this crop"))
     scalar = np.column_stack([COMPONENTS[name].scalar(raw[:, k]) for k, name in enumerate(names)])
     return ComponentTable(names, raw, scalar, reason)

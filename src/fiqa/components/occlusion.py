@@ -400,9 +400,9 @@ def occlusion_values(crops: np.ndarray, *, model: OcclusionModel | None = None) 
     return occlusion_measures(crops, model=model)[0]
 
 
-def occlusion_measures(crops: np.ndarray, *, model: OcclusionModel | None = None,
-                       luma: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """:func:`occlusion_values` and why each NaN is one.
+def occlusion_measures(crops: np.ndarray, *, model: OcclusionModel | None = None, luma: np.ndarray | None = None
+                       ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """:func:`occlusion_values`, why each NaN is one, and which pixels an occluder covers.
 
     Parameters
     ----------
@@ -418,11 +418,14 @@ def occlusion_measures(crops: np.ndarray, *, model: OcclusionModel | None = None
     reasons : ndarray of shape (B, 3), object (str)
         In :data:`OCCLUSION_COMPONENTS` order: ``""`` where measured, else :data:`FLAT_REASON` or
         :data:`CLIPPED_REASON`.
+    covered : ndarray of shape (B, 112, 112), bool
+        The pixels counted as occluded (not clipped white; none on a face that cannot be assessed).
     """
     crops = check_crops(crops, "occlusion_values")
     reasons = np.full((len(crops), len(OCCLUSION_COMPONENTS)), "", dtype=object)
     if len(crops) == 0:
-        return {name: np.zeros(0, np.float64) for name in OCCLUSION_COMPONENTS}, reasons
+        return ({name: np.zeros(0, np.float64) for name in OCCLUSION_COMPONENTS}, reasons,
+                np.zeros((0, CROP_SIZE, CROP_SIZE), bool))
     coverage, assessable = coverage_maps(crops, model)
     occluded = (coverage > OCCLUDED_COVERAGE).reshape(len(crops), -1).astype(np.float32)
     clipped = ((luminance(crops) if luma is None else luma) > CLIPPED_WHITE).reshape(len(crops), -1)
@@ -431,12 +434,16 @@ def occlusion_measures(crops: np.ndarray, *, model: OcclusionModel | None = None
         some = np.flatnonzero(clipped.any(axis=1))  # faces without a clipped pixel keep the plain fractions
         if len(some):
             judged = (~clipped[some]).astype(np.float32)
+            lost = (clipped[some].astype(np.float32) @ _REGION_WEIGHTS) > 0  # regions with a clipped pixel
             seen = (judged @ _REGION_WEIGHTS).astype(np.float64)  # the region's share not clipped
-            covered = ((occluded[some] * judged) @ _REGION_WEIGHTS).astype(np.float64)
+            hidden = ((occluded[some] * judged) @ _REGION_WEIGHTS).astype(np.float64)
             with np.errstate(divide="ignore", invalid="ignore"):
-                fractions[some] = np.where(seen >= MIN_JUDGED, np.clip(covered / seen, 0.0, 1.0), np.nan)
-            reasons[some] = np.where(seen >= MIN_JUDGED, "", CLIPPED_REASON)
+                judged_fractions = np.where(seen >= MIN_JUDGED, np.clip(hidden / seen, 0.0, 1.0), np.nan)
+            fractions[some] = np.where(lost, judged_fractions, fractions[some])
+            reasons[some] = np.where(lost & (seen < MIN_JUDGED), CLIPPED_REASON, "")
     fractions[~assessable] = np.nan
     reasons[~assessable] = FLAT_REASON
-    return {"eyes_visible": 1.0 - fractions[:, 0], "mouth_occlusion": fractions[:, 1],
-            "face_occlusion": fractions[:, 2]}, reasons
+    covered = (occluded > 0) & ~clipped
+    covered[~assessable] = False
+    return ({"eyes_visible": 1.0 - fractions[:, 0], "mouth_occlusion": fractions[:, 1],
+             "face_occlusion": fractions[:, 2]}, reasons, covered.reshape(len(crops), CROP_SIZE, CROP_SIZE))
