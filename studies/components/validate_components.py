@@ -139,11 +139,11 @@ OFF_DIAGONAL_NOTES = """Off-diagonal cells above 0.3, and why:
   above 0.83 is under-exposed too: it re-brightens only up to 4x); brightening does the opposite and clips
   (`over_exposure`); haze adds veiling light (brighter, less range, smaller light differences across the face);
   `side_light` takes light away (`luminance_mean` falls). Each is what the component measures.
-- The accessories are physical: the sunglasses band is near-black (its pixels are under-exposed pixels; the top half
-  darkens, so `illumination_uniformity` rises), the mask is bright (`luminance_mean`, `illumination_uniformity`).
-- Not justified, and left visible: the occlusion components read clipped white (over-exposure) and veiled
-  low-contrast faces (haze) as covered; `sharpness` falls a little with clipping and the sunglasses band (hard
-  edges).
+- The light components leave out what the occlusion model marks covered, so the accessories do not move them
+  (before that, the sunglasses band read as under-exposed pixels and uneven light, the mask as brighter light).
+- Not justified, and left visible: the occlusion components still read part of an over-exposed face (the pixels
+  near, not at, clipping; clipped pixels are left out) and of a veiled low-contrast face (haze) as covered;
+  `sharpness` falls a little with clipping and the sunglasses band (hard edges).
 """
 
 
