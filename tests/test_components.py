@@ -19,7 +19,7 @@ from fiqa.components import (
     fit_pose,
     load_profile,
 )
-from fiqa.components.capture import blockiness, capture_values, face_mask
+from fiqa.components.capture import blockiness, capture_values, face_mask, luminance_values
 from fiqa.components.geometry import FACE_MODEL_MM, geometry_values, symmetry_roll
 from fiqa.core.numerics import gamma
 from fiqa.detect.align import ARCFACE_TEMPLATE
@@ -140,6 +140,17 @@ def test_jpeg_raises_compression_artifacts():
 
 def _linear(grey: float) -> float:
     return ((grey / 255 + 0.055) / 1.055) ** 2.4
+
+
+def test_an_empty_batch_gives_an_empty_table():
+    table = compute_components(np.zeros((0, 112, 112, 3), np.uint8))
+    assert table.raw.shape == table.scalar.shape == table.reason.shape == (0, len(COMPONENTS))
+
+
+def test_the_covered_mask_must_be_boolean():
+    y = np.full((112, 112), 100.0, np.float32)
+    with pytest.raises(ValueError, match="bool"):
+        luminance_values(y, covered=np.zeros((112, 112), np.uint8))
 
 
 def test_illumination_uniformity_is_the_difference_in_stops():

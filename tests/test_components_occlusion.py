@@ -139,6 +139,80 @@ def test_photometric_components_read_the_uncovered_face_only() -> None:
                ("under_exposure", "over_exposure", "dynamic_range", "illumination_uniformity", "luminance_mean"))
 
 
+def test_a_covered_face_or_half_says_which(faces: np.ndarray) -> None:
+    """A skin-coloured patch over the photo's left side: where only one half of the face is left too covered, only
+    illumination uniformity is NaN, with the one-part reason; where the whole face is, every light component is NaN,
+    with the whole-face reason."""
+    from fiqa.components import compute_components
+    from fiqa.components.capture import COVERED_REASON, HALF_COVERED_REASON, PHOTOMETRIC
+
+    table = compute_components(_paint(faces, slice(20, 112), slice(0, 58), (60, 90, 140)))
+    names = list(table.names)
+    halves = 0
+    for raw, reason in zip(table.raw, table.reason, strict=True):
+        light = {name: (raw[names.index(name)], reason[names.index(name)]) for name in PHOTOMETRIC}
+        missing = {name for name, (value, _) in light.items() if np.isnan(value)}
+        if missing == {"illumination_uniformity"}:
+            halves += 1
+            assert light["illumination_uniformity"][1] == HALF_COVERED_REASON
+        elif missing:
+            assert missing == set(PHOTOMETRIC) and all(why == COVERED_REASON for _, why in light.values())
+    assert halves > 0  # the case the test is about occurred
+
+
+def test_a_clipped_region_says_so_even_on_a_flat_face(faces: np.ndarray) -> None:
+    """Brightened until most pixels clip, a face is also too flat to judge; a region more than half clipped still
+    gives the clipped reason (the cause a user can act on), the others the flat one."""
+    from fiqa.components.capture import CLIPPED_WHITE, luminance
+    from fiqa.components.occlusion import CLIPPED_REASON, FLAT_REASON, MIN_JUDGED, occlusion_measures, region_masks
+
+    white = np.clip(faces.astype(np.float64) * 5.0, 0, 255).astype(np.uint8)
+    _, reasons, _ = occlusion_measures(white)
+    judged = luminance(white) <= CLIPPED_WHITE
+    for k, key in enumerate(("eyes", "mouth", "face")):
+        weights = region_masks()[key]
+        seen = (judged * weights).sum(axis=(1, 2)) / weights.sum()
+        assert all(reasons[seen < MIN_JUDGED, k] == CLIPPED_REASON)
+        assert set(reasons[seen >= MIN_JUDGED, k]) <= {FLAT_REASON, ""}
+    assert (reasons == CLIPPED_REASON).any()
+
+
+def test_threads_take_turns_inside_the_one_blas_thread_limit() -> None:
+    """A second thread waits while the first is inside the one-BLAS-thread context (overlapping limits would restore
+    each other's counts), runs on one thread once in, and the count found before is back once both have left."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    def counts() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = counts()
+    first_in, second_trying, second_in, seen = threading.Event(), threading.Event(), threading.Event(), {}
+
+    def first() -> None:
+        with occlusion._one_blas_thread():
+            first_in.set()
+            second_trying.wait(timeout=30)
+            seen["second entered while the first was in"] = second_in.wait(timeout=0.2)
+
+    def second() -> None:
+        first_in.wait(timeout=30)
+        second_trying.set()
+        with occlusion._one_blas_thread():
+            second_in.set()
+            seen["second, inside"] = counts()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert seen["second entered while the first was in"] is False
+    assert seen["second, inside"] == [1] * len(before)
+    assert counts() == before
+
+
 def test_flat_grey_crop_is_not_assessable() -> None:
     grey = np.full((1, 112, 112, 3), 128, np.uint8)
     noisy = np.random.default_rng(1).integers(0, 256, (1, 112, 112, 3), dtype=np.uint8)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -205,8 +206,12 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=100)
     parser.add_argument("--part", choices=("test", "train"), default="test")
     parser.add_argument("--random-state", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=REPO / "studies" / "results" / "components_audit.md")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: studies/results/components_audit.md for --part test, a file in /tmp for train")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = (REPO / "studies" / "results" / "components_audit.md" if args.part == "test"
+                    else Path(tempfile.gettempdir()) / "components_audit_train.md")
     started = time.time()
     photos = held_apart_photos(args.lfw, args.faces, args.random_state, args.part)
     pipeline = FacePipeline()

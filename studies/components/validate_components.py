@@ -28,6 +28,7 @@ from scipy.stats import spearmanr
 
 from fiqa.augment.degrade import EVALUATION_DEGRADATIONS, degrade
 from fiqa.components import COMPONENTS, compute_components
+from fiqa.components.capture import capture_values
 from fiqa.components.geometry import FACE_MODEL_MM, fit_pose
 from fiqa.core.identities import split_identities
 from fiqa.detect.pipeline import FacePipeline
@@ -178,9 +179,10 @@ def shortfall_notes(crops: np.ndarray, table: dict) -> list[str]:
     values = raw[:, names.index("illumination_uniformity")]
     natural = values[severity == 0]
     flat = np.clip(160 + np.random.default_rng(0).normal(0, 3, (112, 112, 1)), 0, 255).astype(np.uint8).repeat(3, 2)
-    added = [float(compute_components(side_light(flat, s, np.random.default_rng(0))[None]).raw[
-        0, names.index("illumination_uniformity")] - compute_components(flat[None]).raw[
-        0, names.index("illumination_uniformity")]) for s in (0.5, 1.0)]
+    # the light statistic alone (capture_values): the occlusion model takes this drawn face's shaded side for a cover
+    base = capture_values(flat)["illumination_uniformity"]
+    added = [capture_values(side_light(flat, s, np.random.default_rng(0)))["illumination_uniformity"] - base
+             for s in (0.5, 1.0)]
     lines.append(f"- `side_light` -> `illumination_uniformity`: on an evenly lit grey face (grey 160, a little "
                  f"texture) the effect adds "
                  f"{added[0]:.2f} stops at severity 0.5 and {added[1]:.2f} at 1 (it dims the crop's whole width, "

@@ -48,8 +48,8 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["CAPTURE_COMPONENTS", "CLIPPED_WHITE", "COVERED_REASON", "FACE_ELLIPSE", "MIN_UNCOVERED", "PHOTOMETRIC",
-           "blockiness", "capture_values", "face_mask", "luminance", "luminance_values"]
+__all__ = ["CAPTURE_COMPONENTS", "CLIPPED_WHITE", "COVERED_REASON", "FACE_ELLIPSE", "HALF_COVERED_REASON",
+           "MIN_UNCOVERED", "PHOTOMETRIC", "blockiness", "capture_values", "face_mask", "luminance", "luminance_values"]
 
 CAPTURE_COMPONENTS = ("sharpness", "compression_artifacts", "noise", "under_exposure", "over_exposure",
                       "dynamic_range", "illumination_uniformity", "luminance_mean")
@@ -186,8 +186,8 @@ def _srgb_to_linear(y: np.ndarray) -> np.ndarray:
     return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
 
 
-def capture_values(crop: np.ndarray, native: np.ndarray | None = None,
-                   native_origin: tuple[int, int] = (0, 0)) -> dict[str, float]:
+def capture_values(crop: np.ndarray, native: np.ndarray | None = None, native_origin: tuple[int, int] = (0, 0),
+                   covered: np.ndarray | None = None) -> dict[str, float]:
     """The capture components' raw values for one aligned crop.
 
     Parameters
@@ -198,6 +198,9 @@ def capture_values(crop: np.ndarray, native: np.ndarray | None = None,
         (default: the crop's grid).
     native_origin : (x, y)
         Position of ``native[0, 0]`` in the source photo.
+    covered : ndarray of shape (112, 112), bool, optional
+        Pixels an occluder covers, left out of the :data:`PHOTOMETRIC` components (:func:`luminance_values`);
+        :func:`fiqa.components.compute_components` passes the occlusion model's.
 
     Returns
     -------
@@ -205,7 +208,7 @@ def capture_values(crop: np.ndarray, native: np.ndarray | None = None,
         One raw value per name of :data:`CAPTURE_COMPONENTS`; NaN where it cannot be measured (a flat face holds
         no edges for ``sharpness``; a region smaller than two blocks has no grid).
     """
-    return luminance_values(luminance(crop), native, native_origin)
+    return luminance_values(luminance(crop), native, native_origin, covered)
 
 
 PHOTOMETRIC = ("under_exposure", "over_exposure", "dynamic_range", "illumination_uniformity", "luminance_mean")
@@ -214,6 +217,7 @@ MIN_UNCOVERED = 0.4
 """The photometric components need at least this fraction of the face ellipse uncovered, and illumination uniformity
 this fraction of each of its four halves."""
 COVERED_REASON = "most of the face is covered: the light on it cannot be measured"
+HALF_COVERED_REASON = "one part of the face is mostly covered: the light across it cannot be compared"
 
 
 def luminance_values(y: np.ndarray, native: np.ndarray | None = None, native_origin: tuple[int, int] = (0, 0),
@@ -222,12 +226,18 @@ def luminance_values(y: np.ndarray, native: np.ndarray | None = None, native_ori
 
     ``covered`` (bool, (112, 112)) marks the pixels an occluder covers (sunglasses, a mask, a hand): the
     :data:`PHOTOMETRIC` components leave them out, so a dark lens reads as neither dark nor uneven light, and are NaN
-    where less than :data:`MIN_UNCOVERED` of the face (or of one half, for illumination uniformity) is left.
+    where less than :data:`MIN_UNCOVERED` of the face (or of one half, for illumination uniformity) is left
+    (:data:`COVERED_REASON`, :data:`HALF_COVERED_REASON`).
     """
     noise = _noise_sigma(y)
     smoothed = cv2.GaussianBlur(y, (0, 0), _RANGE_SCALE, borderType=cv2.BORDER_REFLECT101)[_MASK]
     face = y[_MASK]
     halves = _HALVES
+    if covered is not None:
+        covered = np.asarray(covered)
+        if covered.dtype != np.bool_ or covered.shape != _MASK.shape:
+            raise ValueError(f"covered must be a bool array of shape {_MASK.shape}, got {covered.dtype} "
+                             f"{covered.shape}")
     if covered is not None and covered[_MASK].any():
         seen = ~covered[_MASK]
         face, smoothed, halves = face[seen], smoothed[seen], tuple(half[seen] for half in _HALVES)

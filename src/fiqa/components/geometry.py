@@ -4,8 +4,9 @@ The landmarks are first refined (:func:`refine_landmarks`): the face's view is l
 (:func:`symmetry_roll`, from the power spectrum), the detector runs again on that upright view and on its mirror
 image, the two are averaged, and the landmarks take the axis's in-plane angle.
 
-- ``head_pose_yaw``, ``head_pose_pitch``, ``head_pose_roll`` (degrees): a weak-perspective fit of a generic 3-D
-  face (:data:`FACE_MODEL_MM`, the five landmarks of an average adult face in millimetres) to the five landmarks:
+- ``head_pose_yaw``, ``head_pose_pitch``, ``head_pose_roll`` (degrees): yaw and pitch from a weak-perspective fit
+  of a generic 3-D face (:data:`FACE_MODEL_MM`, the five landmarks of an average adult face in millimetres) to the
+  five landmarks, roll from their eye line (below):
   the least-squares 2x3 projection, made a scaled rotation by its singular value decomposition, then Euler angles
   ``R = Rz(roll) Ry(yaw) Rx(pitch)``. Yaw > 0: the nose points to the photo's right; pitch > 0: the face looks
   up; roll > 0: the eye line turns clockwise on the screen (the subject's head leans to the photo's right).

@@ -9,10 +9,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fiqa.components.base import Band, Component, Falling, Rising
-from fiqa.components.capture import CAPTURE_COMPONENTS, COVERED_REASON, PHOTOMETRIC, luminance, luminance_values
+from fiqa.components.capture import (
+    CAPTURE_COMPONENTS,
+    COVERED_REASON,
+    HALF_COVERED_REASON,
+    PHOTOMETRIC,
+    luminance,
+    luminance_values,
+)
 from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, FaceGeometry, geometry_values_batch
 from fiqa.components.occlusion import OCCLUSION_COMPONENTS, check_crops, occlusion_measures
 from fiqa.core.errors import InvalidParameterError
+from fiqa.detect.align import CROP_SIZE
 
 if TYPE_CHECKING:
     from fiqa.detect.pipeline import FaceCrop
@@ -26,7 +34,7 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
        "how far the face's edges are spread by defocus, motion or too few pixels", Falling(3.0, 0.5), "Sharpness"),
     _C("compression_artifacts", "capture",
        "block-grid contrast (|typical step across block edges / typical step elsewhere - 1|; 0 = none)",
-       "block edges left (JPEG) or smoothed (WebP, H.264) by codecs", Falling(0.45, 0.1),
+       "block edges left by codecs (JPEG graded; WebP, H.264 seen, not graded)", Falling(0.45, 0.1),
        "Compression artifacts"),
     _C("noise", "capture", "grey levels (standard deviation of luminance noise)",
        "sensor or added noise on the face", Falling(8.0, 2.0)),
@@ -193,7 +201,7 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
     luma = luminance(crops)  # (B, 112, 112): each crop's as alone
     occlusion, occlusion_reasons, covered = occlusion_measures(crops, luma=luma)
     geometry = geometry_values_batch([_geometry(None if faces is None else faces[i]) for i in range(n)])
-    flats = luma.reshape(n, -1).std(axis=1) < _FLAT_STD
+    flats = luma.reshape(n, CROP_SIZE * CROP_SIZE).std(axis=1) < _FLAT_STD  # (an empty batch has no -1 to infer)
     for i in range(n):
         face = faces[i] if faces is not None else None
         values, why = geometry[i]
@@ -202,17 +210,28 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
             values.update({name: float(occlusion[name][i]) for name in OCCLUSION_COMPONENTS})
             region = None if face is None else face.region
             values.update(luminance_values(y, region, (0, 0) if face is None else face.region_origin, covered[i]))
+        raw[i] = [values.get(name, math.nan) for name in names]
         for k, name in enumerate(names):
-            raw[i, k] = values.get(name, math.nan)
             if math.isnan(raw[i, k]):
-                reason[i, k] = (_FLAT_REASON if flat and name in _CROP_COMPONENTS
-                                else why or "not measurable" if name in _GEOMETRY
-                                else occlusion_reasons[i, OCCLUSION_COMPONENTS.index(name)]
-                                if name in OCCLUSION_COMPONENTS
-                                else COVERED_REASON if name in PHOTOMETRIC and covered[i].any()
-                                else _CROP_REASONS.get(name, "not measurable on this crop"))
+                reason[i, k] = _reason(name, flat, why, occlusion_reasons[i], bool(covered[i].any()),
+                                       dict(zip(names, raw[i])))
     scalar = np.column_stack([COMPONENTS[name].scalar(raw[:, k]) for k, name in enumerate(names)])
     return ComponentTable(names, raw, scalar, reason)
+
+
+def _reason(name: str, flat: bool, geometry_reason: str, occlusion_reasons: np.ndarray, covered: bool,
+            row: Mapping[str, float]) -> str:
+    """Why one face's component ``name`` has no value (``row``: the face's raw values)."""
+    if flat and name in _CROP_COMPONENTS:
+        return _FLAT_REASON
+    if name in _GEOMETRY:
+        return geometry_reason or "not measurable"
+    if name in OCCLUSION_COMPONENTS:
+        return str(occlusion_reasons[OCCLUSION_COMPONENTS.index(name)]) or "not measurable on this crop"
+    if name in PHOTOMETRIC and covered:  # the whole face too covered (every light component NaN), or one half
+        whole = all(math.isnan(row[other]) for other in PHOTOMETRIC if other != "illumination_uniformity")
+        return COVERED_REASON if whole else HALF_COVERED_REASON
+    return _CROP_REASONS.get(name, "not measurable on this crop")
 
 
 _CROP_REASONS: Mapping[str, str] = {

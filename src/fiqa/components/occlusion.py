@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import json
 import threading
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -65,8 +65,8 @@ N_ORIENTATIONS = 6
 """Unsigned gradient-orientation bins of a cell's histogram."""
 MIN_FACE_SPREAD = 8.0
 """Below this standard deviation of L* (uint8 Lab scale) over the inner face, a crop is too flat to show an occluder:
-it is not assessed. Half the smallest spread of 900 LFW-dev faces (17.4; 1st percentile 20.4); a face at a sixth of
-its contrast reads about 6, and the model took such washed-out faces for covered ones."""
+it is not assessed. Below half the smallest spread of 900 LFW-dev faces (17.4; 1st percentile 20.4); a face at a
+sixth of its contrast reads about 6, and the model took such washed-out faces for covered ones."""
 SUB = 2
 """Each cell predicts the coverage of its SUB x SUB quadrants (4 x 4 pixels): a 28 x 28 coverage map."""
 N_FEATURES = 16 + 16 + 2 * 16 + 5
@@ -315,18 +315,24 @@ def _default_model() -> OcclusionModel:
 
 _BLAS: list[ThreadpoolController] = []
 _BLAS_LOCK = threading.Lock()
+_BLAS_TURN = threading.Lock()
 
 
-def _one_blas_thread() -> AbstractContextManager[Any]:
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
     """A context in which BLAS runs on one thread (process-wide while it lasts; the library scan is made once, 0.47 ms
     a time). The model's products are small: a batch of 64 crops took 4.6 ms on one thread, 3.7 on two; but on a
     machine with other work, two BLAS threads took 41 ms for it, and BLAS's idle threads spinning beside the scoring
     model's slowed scoring itself (bench_components.py at load 2-4: scoring 13.7-18 ms a face, with components
-    25.8-31; with OPENBLAS_NUM_THREADS=1 9.4 and 11.6)."""
+    25.8-31; with OPENBLAS_NUM_THREADS=1 9.4 and 11.6).
+
+    Threads take turns inside (``fiqa serve`` measures faces in a pool of threads): two limits overlapping would each
+    restore the count the other had set, and could leave the process on one BLAS thread for good."""
     with _BLAS_LOCK:
         if not _BLAS:
             _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
+    with _BLAS_TURN, _BLAS[0].limit(limits=1, user_api="blas"):
+        yield
 
 
 def _interpolation() -> np.ndarray:
@@ -442,7 +448,7 @@ def occlusion_measures(crops: np.ndarray, *, model: OcclusionModel | None = None
             fractions[some] = np.where(lost, judged_fractions, fractions[some])
             reasons[some] = np.where(lost & (seen < MIN_JUDGED), CLIPPED_REASON, "")
     fractions[~assessable] = np.nan
-    reasons[~assessable] = FLAT_REASON
+    reasons[~assessable[:, None] & (reasons != CLIPPED_REASON)] = FLAT_REASON  # a clipped region says so, flat or not
     covered = (occluded > 0) & ~clipped
     covered[~assessable] = False
     return ({"eyes_visible": 1.0 - fractions[:, 0], "mouth_occlusion": fractions[:, 1],
