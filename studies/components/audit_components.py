@@ -27,11 +27,10 @@ import cv2
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 from scipy.stats import spearmanr
-from studies.components.validate_components import _per_face_rho, held_apart_photos
+from studies.components.validate_components import _per_face_rho, held_apart_crops
 
 from fiqa.components import COMPONENTS, compute_components
 from fiqa.components.advice import advise, load_profile
-from fiqa.detect.pipeline import FacePipeline
 
 REPO = Path(__file__).resolve().parents[2]
 SEVERITIES = np.linspace(0.0, 1.0, 11)
@@ -213,9 +212,7 @@ def main() -> None:
         args.out = (REPO / "studies" / "results" / "components_audit.md" if args.part == "test"
                     else Path(tempfile.gettempdir()) / "components_audit_train.md")
     started = time.time()
-    photos = held_apart_photos(args.lfw, args.faces, args.random_state, args.part)
-    pipeline = FacePipeline()
-    crops = np.stack([f.crop for f in (pipeline.process(p) for p in photos) if f.ok])
+    _, crops = held_apart_crops(args.lfw, args.faces, args.random_state, args.part)
     lines = ["# Quality components against effects written anew (not the project's degradation code)", "",
              f"Command: `.venv/bin/python -m studies.components.audit_components --part {args.part} --faces "
              f"{args.faces} --random-state {args.random_state}`: {len(crops)} LFW-dev faces of "

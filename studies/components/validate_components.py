@@ -95,6 +95,13 @@ def held_apart_photos(lfw: Path, n: int, random_state: int, part: str = "test") 
     return [sorted((lfw / name).glob("*.jpg"))[0] for name in rng.permutation(test)[:n]]
 
 
+def held_apart_crops(lfw: Path, n: int, random_state: int, part: str = "test") -> tuple[list[Path], np.ndarray]:
+    """:func:`held_apart_photos` and the aligned crops of those in which fiqa's pipeline finds a face."""
+    photos = held_apart_photos(lfw, n, random_state, part)
+    pipeline = FacePipeline()
+    return photos, np.stack([f.crop for f in (pipeline.process(p) for p in photos) if f.ok])
+
+
 def degraded_table(crops: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """factor -> (severity per row, face index per row, raw components (rows, K)) over every crop and severity."""
     out: dict[str, tuple[list, list, list]] = {}
@@ -425,9 +432,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "studies" / "results" / "components_validity.md")
     args = parser.parse_args()
     started = time.time()
-    photos = held_apart_photos(args.lfw, args.faces, args.random_state, args.part)
-    pipeline = FacePipeline()
-    crops = np.stack([f.crop for f in (pipeline.process(p) for p in photos) if f.ok])
+    photos, crops = held_apart_crops(args.lfw, args.faces, args.random_state, args.part)
     lines = ["# Quality components: validity on held-apart LFW-dev identities", "",
              f"Command: `.venv/bin/python studies/components/validate_components.py --faces {args.faces} --photos "
              f"{args.photos} --random-state {args.random_state}` (identity split "
