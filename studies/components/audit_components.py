@@ -27,13 +27,12 @@ import cv2
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 from scipy.stats import spearmanr
-from studies.components.validate_components import _per_face_rho, held_apart_crops
+from studies.components.validate_components import SEVERITIES, _per_face_rho, held_apart_crops
 
 from fiqa.components import COMPONENTS, compute_components
 from fiqa.components.advice import advise, load_profile
 
 REPO = Path(__file__).resolve().parents[2]
-SEVERITIES = np.linspace(0.0, 1.0, 11)
 Effect = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 
 
@@ -153,7 +152,7 @@ EFFECTS: dict[str, tuple[Effect, str, int, str]] = {
 }
 CROP_COMPONENTS = [n for n, c in COMPONENTS.items() if c.group == "capture"] + \
     ["eyes_visible", "mouth_occlusion", "face_occlusion"]
-ADVICE_SEVERITIES = (0.0, 0.4, 0.7, 1.0)
+ADVICE_STEPS = (0, 4, 7, 10)  # positions in SEVERITIES (0.0, 0.4, 0.7, 1.0) where the advice is counted
 
 
 def audit(crops: np.ndarray) -> list[str]:
@@ -161,22 +160,22 @@ def audit(crops: np.ndarray) -> list[str]:
     profile = load_profile()
     rows = ["| effect | own component | pooled rho | per-face rho | other components with \\|rho\\| > 0.3 |",
             "|---|---|---:|---:|---|"]
-    advice_rows = ["| effect | expected advice | " + " | ".join(f"severity {s:.1f}" for s in ADVICE_SEVERITIES) + " |",
-                   "|---|---|" + "---|" * len(ADVICE_SEVERITIES)]
+    advice_rows = ["| effect | expected advice | " + " | ".join(f"severity {SEVERITIES[k]:.1f}" for k in ADVICE_STEPS)
+                   + " |", "|---|---|" + "---|" * len(ADVICE_STEPS)]
     for effect_name, (effect, own, sign, expected) in EFFECTS.items():
         raws, severity, face, given = [], [], [], {}
-        for s in SEVERITIES:
+        for step, s in enumerate(SEVERITIES):
             batch = np.stack([effect(c, float(s), np.random.default_rng(1000 + i)) for i, c in enumerate(crops)])
             table = compute_components(batch)
             raws.append(table.raw)
             severity += [s] * len(crops)
             face += list(range(len(crops)))
-            if any(math.isclose(s, a) for a in ADVICE_SEVERITIES):
+            if step in ADVICE_STEPS:
                 counts: dict[str, int] = {}
                 for codes in advise(table, profile):
                     for code in codes:
                         counts[code] = counts.get(code, 0) + 1
-                given[round(float(s), 1)] = counts
+                given[step] = counts
         raw, sev, faces = np.concatenate(raws), np.array(severity), np.array(face)
 
         def rho(name: str) -> float:
@@ -188,8 +187,8 @@ def audit(crops: np.ndarray) -> list[str]:
         rows.append(f"| {effect_name} | {own} | {sign * rho(own):+.2f} | "
                     f"{sign * _per_face_rho(sev, faces, raw[:, names.index(own)]):+.2f} | {', '.join(others) or '-'} |")
         cells = []
-        for s in ADVICE_SEVERITIES:
-            counts = {k: v for k, v in given[round(s, 1)].items() if k != "move_closer"}
+        for step in ADVICE_STEPS:
+            counts = {k: v for k, v in given[step].items() if k != "move_closer"}
             text = ", ".join(f"{'**' + k + '**' if k == expected else k} {v / len(crops):.0%}"
                              for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
             cells.append(text or "none")

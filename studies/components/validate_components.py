@@ -172,7 +172,7 @@ def _band_power(crop: np.ndarray, band: tuple[float, float] = (0.3, 0.4)) -> flo
 def shortfall_notes(crops: np.ndarray, table: dict) -> list[str]:
     """What the own factors that miss the bar do to the faces, measured here (not assumed)."""
     names = list(COMPONENTS)
-    levels = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    levels = SEVERITIES[::2]  # the table's own severity values: rows are picked by equality, not closeness
     lines = ["Own factors below the bar, and what the effect does to these faces (medians over the faces):", ""]
     detail = [np.median([_band_power(c if s == 0 else degrade(c, "low_resolution", s, random_state=1000 + i))
                          - _band_power(c) for i, c in enumerate(crops)]) for s in levels]
@@ -199,7 +199,7 @@ def shortfall_notes(crops: np.ndarray, table: dict) -> list[str]:
                  "order. The per-face rho shows the order within a face.")
     severity, _, raw = table["webp"]
     values = raw[:, names.index("compression_artifacts")]
-    grid = [float(np.nanmedian(values[np.isclose(severity, s)])) for s in levels]
+    grid = [float(np.nanmedian(values[severity == s])) for s in levels]
     lines.append("- `webp` -> `compression_artifacts`: block-grid contrast at severities "
                  + ", ".join(f"{s:.1f}" for s in levels) + " (WebP quality " + ", ".join(
                      str(int(round(60 - 58 * s))) for s in levels) + "): " + ", ".join(f"{g:.2f}" for g in grid)

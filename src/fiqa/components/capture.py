@@ -48,6 +48,8 @@ import math
 import cv2
 import numpy as np
 
+from fiqa.core.errors import InvalidParameterError
+
 __all__ = ["CAPTURE_COMPONENTS", "CLIPPED_WHITE", "COVERED_REASON", "FACE_ELLIPSE", "HALF_COVERED_REASON",
            "MIN_UNCOVERED", "PHOTOMETRIC", "blockiness", "capture_values", "face_mask", "luminance", "luminance_values"]
 
@@ -236,8 +238,8 @@ def luminance_values(y: np.ndarray, native: np.ndarray | None = None, native_ori
     if covered is not None:
         covered = np.asarray(covered)
         if covered.dtype != np.bool_ or covered.shape != _MASK.shape:
-            raise ValueError(f"covered must be a bool array of shape {_MASK.shape}, got {covered.dtype} "
-                             f"{covered.shape}")
+            raise InvalidParameterError("luminance_values", "covered", f"a bool array of shape {_MASK.shape}",
+                                        f"{covered.dtype} array of shape {covered.shape}")
     if covered is not None and covered[_MASK].any():
         seen = ~covered[_MASK]
         face, smoothed, halves = face[seen], smoothed[seen], tuple(half[seen] for half in _HALVES)

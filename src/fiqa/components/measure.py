@@ -210,11 +210,11 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
             values.update({name: float(occlusion[name][i]) for name in OCCLUSION_COMPONENTS})
             region = None if face is None else face.region
             values.update(luminance_values(y, region, (0, 0) if face is None else face.region_origin, covered[i]))
-        raw[i] = [values.get(name, math.nan) for name in names]
+        row = {name: values.get(name, math.nan) for name in names}
+        raw[i] = list(row.values())
         for k, name in enumerate(names):
-            if math.isnan(raw[i, k]):
-                reason[i, k] = _reason(name, flat, why, occlusion_reasons[i], bool(covered[i].any()),
-                                       dict(zip(names, raw[i])))
+            if math.isnan(row[name]):
+                reason[i, k] = _reason(name, flat, why, occlusion_reasons[i], bool(covered[i].any()), row)
     scalar = np.column_stack([COMPONENTS[name].scalar(raw[:, k]) for k, name in enumerate(names)])
     return ComponentTable(names, raw, scalar, reason)
 

@@ -314,7 +314,6 @@ def _default_model() -> OcclusionModel:
 
 
 _BLAS: list[ThreadpoolController] = []
-_BLAS_LOCK = threading.Lock()
 _BLAS_TURN = threading.Lock()
 
 
@@ -328,11 +327,11 @@ def _one_blas_thread() -> Iterator[None]:
 
     Threads take turns inside (``fiqa serve`` measures faces in a pool of threads): two limits overlapping would each
     restore the count the other had set, and could leave the process on one BLAS thread for good."""
-    with _BLAS_LOCK:
+    with _BLAS_TURN:
         if not _BLAS:
             _BLAS.append(ThreadpoolController())
-    with _BLAS_TURN, _BLAS[0].limit(limits=1, user_api="blas"):
-        yield
+        with _BLAS[0].limit(limits=1, user_api="blas"):
+            yield
 
 
 def _interpolation() -> np.ndarray:

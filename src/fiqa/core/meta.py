@@ -104,6 +104,13 @@ class _JSONView(Mapping[str, Any]):
         return len(self._json)
 
 
+def _refuse_field_names(meta: Any, name: str, free: Mapping[str, Any]) -> None:
+    """A metadata class's free-form mapping (``name``) may not hold one of the class's own field names."""
+    clash = sorted({f.name for f in fields(meta)} & set(free))
+    if clash:
+        raise ValueError(f"{type(meta).__name__}.{name} holds field name(s) {clash}; set the fields instead")
+
+
 @dataclass(frozen=True, eq=True)
 class StoreMeta(_JSONView):
     """``meta.json`` of an embedding store (see :mod:`fiqa.store`).
@@ -157,10 +164,7 @@ class StoreMeta(_JSONView):
     store_format: int = STORE_FORMAT
 
     def __post_init__(self) -> None:
-        known = {f.name for f in fields(self)}
-        clash = sorted(known & set(self.extra))
-        if clash:
-            raise ValueError(f"StoreMeta.extra holds field name(s) {clash}; set the fields instead")
+        _refuse_field_names(self, "extra", self.extra)
 
     @property
     def source_kind(self) -> str:
@@ -285,10 +289,7 @@ class TableMeta(_JSONView):
     record: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        known = {f.name for f in fields(self)}
-        clash = sorted(known & set(self.record))
-        if clash:
-            raise ValueError(f"TableMeta.record holds field name(s) {clash}; set the fields instead")
+        _refuse_field_names(self, "record", self.record)
 
     @classmethod
     def from_json(cls, data: Any, where: str | os.PathLike) -> TableMeta:
