@@ -19,13 +19,13 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from fiqa.core.atomic import write_json
-from fiqa.core.cache import artifact_key, cached, fingerprint
+from fiqa.core.cache import artifact_key, cached
 from fiqa.core.errors import DataSourceError, FIQAError, InvalidParameterError, check_int
 from fiqa.core.outputs import check_not_in_inputs, make_output_dir
 from fiqa.core.provenance import file_sha256, provenance
 from fiqa.core.types import EmbeddingStore, QualityTable
 from fiqa.io.table import load_quality, save_quality
-from fiqa.store import is_store, open_store, store_fingerprint
+from fiqa.store import is_store, open_store, table_key
 
 if TYPE_CHECKING:
     from fiqa.core.identities import IdentitySplit
@@ -142,13 +142,6 @@ def _select_samples(lfw: Path, out_dir: Path, *, min_images: int, max_identities
     return list_path
 
 
-def _table_key(step: str, store: EmbeddingStore, rows: np.ndarray, **params: Any) -> dict[str, Any]:
-    """The cache key of a table computed on ``rows`` of ``store``: the store's and the rows' fingerprints and
-    ``params``."""
-    return artifact_key(step=step, store_sha256=store_fingerprint(store), rows_sha256=fingerprint(
-        np.asarray(rows, dtype=np.int64)), **params)
-
-
 def _model_scores(model_path: Path, name: str, store: EmbeddingStore, rows: np.ndarray, path: Path,
                   progress: bool) -> QualityTable:
     """Scores of ``rows`` of ``store`` by an exported model (the scorer's own path, from the stored landmarks and
@@ -163,7 +156,7 @@ def _model_scores(model_path: Path, name: str, store: EmbeddingStore, rows: np.n
         save_quality(table, path)
         return table
 
-    key = _table_key("model scores", store, rows, name=name, model_sha256=file_sha256(model_path))
+    key = table_key("model scores", store, rows, name=name, model_sha256=file_sha256(model_path))
     return cached(path, key, compute, load_quality)
 
 
@@ -184,7 +177,7 @@ def _training_free_scores(name: str, store: EmbeddingStore, rows: np.ndarray, pa
         save_quality(table, path)
         return table
 
-    return cached(path, _table_key("training-free scores", store, rows, name=name, params=params), compute,
+    return cached(path, table_key("training-free scores", store, rows, name=name, params=params), compute,
                   load_quality)
 
 
@@ -406,7 +399,7 @@ def _degraded_test_half(store: EmbeddingStore, path: Path, test_rows: np.ndarray
     from fiqa.augment.copies import degraded_store
 
     seed = random_state + 202
-    key = _table_key("degraded test half", store, test_rows, random_state=seed)
+    key = table_key("degraded test half", store, test_rows, random_state=seed)
     return cached(path, key, lambda: degraded_store(store, path, rows=test_rows, random_state=seed,
                                                     resume=not is_store(path), progress=progress), open_store)
 

@@ -638,11 +638,12 @@ def _parent_embedder(parent: EmbeddingStore, embedder: Any) -> Any:
 def _feature_embedder(parent: EmbeddingStore, embedder: Any) -> FeatureEmbedder | None:
     """A :class:`fiqa.embed.features.FeatureEmbedder` computing the parent store's feature columns with
     ``embedder``, or None when the parent holds none."""
-    if open_features(parent) is None:
+    opened = open_features(parent)
+    if opened is None:
         return None
     from fiqa.embed.features import FeatureEmbedder, FeatureSpec
 
-    info = parent.meta.features or {}
+    info = opened[1]
     return FeatureEmbedder(embedder, spec=FeatureSpec.from_dict(info["spec"]), columns=list(info["columns"]))
 
 
@@ -663,6 +664,11 @@ def read_limits(store: EmbeddingStore) -> dict[str, int]:
     return {"max_pixels": settings.max_pixels, "min_side": settings.min_side}
 
 
+def read_store_image(location: str, limits: Mapping[str, int]) -> np.ndarray:
+    """A store's image read again with the store's size limits (:func:`read_limits`)."""
+    return read_image(str(location), max_pixels=limits["max_pixels"], min_side=limits["min_side"])
+
+
 def _derive_chunks(partial: PartialStore, spans: list[tuple[int, int, int]], parent: EmbeddingStore,
                    parents: np.ndarray, recipes: list[Recipe], detection_score: np.ndarray, embedder: Any,
                    settings: _AugmentSettings, *, limits: Mapping[str, int], progress: bool,
@@ -676,8 +682,7 @@ def _derive_chunks(partial: PartialStore, spans: list[tuple[int, int, int]], par
         position, lo, hi = segment
         row = int(parents[position])
         try:
-            image = read_image(str(parent.samples.location[row]), max_pixels=limits["max_pixels"],
-                               min_side=limits["min_side"])
+            image = read_store_image(parent.samples.location[row], limits)
         except ImageReadError as exc:
             return [(None, exc.status.value, f"the parent image cannot be read any more: {exc.reason}")] * (hi - lo)
         landmarks = None if aligned else np.asarray(parent.landmarks[row])

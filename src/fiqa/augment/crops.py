@@ -7,12 +7,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from fiqa.augment.copies import Recipe, apply_recipe, read_limits
+from fiqa.augment.copies import Recipe, apply_recipe, read_limits, read_store_image
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import EmbeddingStore
 from fiqa.detect import CROP_SIZE, warp_to_template
 from fiqa.detect.pipeline import face_context, resize_aligned
-from fiqa.io.image import read_image
 
 __all__ = ["load_crops"]
 
@@ -61,7 +60,7 @@ def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray, *,
     recipes = store.recipe
     crops = np.empty((len(indices), CROP_SIZE, CROP_SIZE, 3), np.uint8)
     for out, index in enumerate(indices):
-        image = read_image(store.samples.location[index], max_pixels=limits["max_pixels"], min_side=limits["min_side"])
+        image = read_store_image(store.samples.location[index], limits)
         if sizes is not None:
             sizes[str(store.samples.location[index])] = (int(image.shape[0]), int(image.shape[1]))
         if contexts is not None and not aligned:

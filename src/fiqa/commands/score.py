@@ -112,7 +112,7 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
         check_table_out(out_path, [*paths, model])
     if store is not None:
         table = score_store(scorer, store, batch_size=batch, progress=progress())
-    elif engine == "ray" and method is None:
+    elif engine == "ray":  # (a method with the Ray engine was refused above)
         from fiqa.score.ray_scoring import score_images_ray
 
         table = score_images_ray(locations, model, aligned=aligned, on_error=on_error, batch_size=batch,

@@ -40,12 +40,14 @@ STORE_FORMAT = 1
 refused."""
 
 
-def _text(where: str, key: str, value: Any, optional: bool = True) -> str | None:
-    if value is None and optional:
-        return None
+def _required_text(where: str, key: str, value: Any) -> str:
     if not isinstance(value, str):
         raise StoreError(f"{where}: {key!r} must be a string, found {value!r}")
     return value
+
+
+def _text(where: str, key: str, value: Any) -> str | None:
+    return None if value is None else _required_text(where, key, value)
 
 
 def _count(where: str, key: str, value: Any, optional: bool = True) -> int | None:
@@ -56,16 +58,18 @@ def _count(where: str, key: str, value: Any, optional: bool = True) -> int | Non
     return int(value)
 
 
-def _mapping(where: str, key: str, value: Any, optional: bool = False) -> dict[str, Any] | None:
-    if value is None and optional:
-        return None
+def _mapping(where: str, key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise StoreError(f"{where}: {key!r} must be a JSON object, found {value!r}")
     return dict(value)
 
 
+def _optional_mapping(where: str, key: str, value: Any) -> dict[str, Any] | None:
+    return None if value is None else _mapping(where, key, value)
+
+
 def _counts(where: str, key: str, value: Any) -> dict[str, int]:
-    counts = _mapping(where, key, value) or {}
+    counts = _mapping(where, key, value)
     for name, number in counts.items():
         _count(where, f"{key}.{name}", number, optional=False)
     return counts
@@ -102,6 +106,14 @@ class _JSONView(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._json)
+
+
+def _plain_fields(meta: Any, skip: str) -> dict[str, Any]:
+    """A metadata class's fields but ``skip``, as JSON values (mappings as dicts, tuples as lists)."""
+    def plain(value: Any) -> Any:
+        return dict(value) if isinstance(value, Mapping) else list(value) if isinstance(value, tuple) else value
+
+    return {f.name: plain(getattr(meta, f.name)) for f in fields(meta) if f.name != skip}
 
 
 def _refuse_field_names(meta: Any, name: str, free: Mapping[str, Any]) -> None:
@@ -202,7 +214,7 @@ class StoreMeta(_JSONView):
             data["backend"] = data.pop("embedder")
         if isinstance(data.get("backend"), str):  # a bare backend name
             data["backend"] = {"backend": data["backend"]}
-        features = _mapping(where, "features", data.get("features"), optional=True) or None
+        features = _optional_mapping(where, "features", data.get("features")) or None
         if features is not None:
             _count(where, "features.dim", features.get("dim"), optional=False)
         aligned = data.get("aligned", False)
@@ -211,25 +223,23 @@ class StoreMeta(_JSONView):
         known = {f.name for f in fields(cls)} - {"extra"}
         return cls(
             dim=_count(where, "dim", data.get("dim")), aligned=aligned,
-            backend=_mapping(where, "backend", data.get("backend") or {}) or {},
-            preprocessing=_mapping(where, "preprocessing", data.get("preprocessing", {})) or {},
-            alignment=_mapping(where, "alignment", data.get("alignment", {})) or {},
-            source=_mapping(where, "source", data.get("source", {})) or {},
-            plan=_mapping(where, "plan", data.get("plan") or {}) or {},
+            backend=_mapping(where, "backend", data.get("backend") or {}),
+            preprocessing=_mapping(where, "preprocessing", data.get("preprocessing", {})),
+            alignment=_mapping(where, "alignment", data.get("alignment", {})),
+            source=_mapping(where, "source", data.get("source", {})),
+            plan=_mapping(where, "plan", data.get("plan") or {}),
             n_samples=_count(where, "n_samples", data.get("n_samples")),
             counts=_counts(where, "counts", data.get("counts", {})), features=features,
-            augmentation=_mapping(where, "augmentation", data.get("augmentation"), optional=True),
-            params=_mapping(where, "params", data.get("params", {})) or {},
-            versions=_mapping(where, "versions", data.get("versions", {})) or {},
+            augmentation=_optional_mapping(where, "augmentation", data.get("augmentation")),
+            params=_mapping(where, "params", data.get("params", {})),
+            versions=_mapping(where, "versions", data.get("versions", {})),
             created_utc=_text(where, "created_utc", data.get("created_utc")),
             argv=_strings(where, "argv", data.get("argv", [])),
             extra={key: value for key, value in data.items() if key not in known and key != "embedder"})
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object ``meta.json`` holds (:meth:`from_json` reads it back equal)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        data = {key: dict(value) if isinstance(value, Mapping) else list(value) if isinstance(value, tuple) else value
-                for key, value in data.items()}
+        data = _plain_fields(self, skip="extra")
         for optional in ("dim", "n_samples", "features", "augmentation", "created_utc"):
             if data[optional] is None:
                 del data[optional]
@@ -308,16 +318,16 @@ class TableMeta(_JSONView):
             data["random_state"] = data.pop("seed")
         known = {f.name for f in fields(cls)} - {"record"}
         return cls(
-            method=_text(where, "method", data.get("method", "unnamed"), optional=False) or "",
+            method=_required_text(where, "method", data.get("method", "unnamed")),
             kind=_text(where, "kind", data.get("kind")),
-            params=_mapping(where, "params", data.get("params", {})) or {},
+            params=_mapping(where, "params", data.get("params", {})),
             random_state=_count(where, "random_state", data.get("random_state")),
             store=_text(where, "store", data.get("store")),
             store_sha256=_text(where, "store_sha256", data.get("store_sha256")),
             n_rows=_count(where, "n_rows", data.get("n_rows")),
             status_counts=_counts(where, "status_counts", data.get("status_counts", {})),
             joined_by=_text(where, "joined_by", data.get("joined_by")),
-            versions=_mapping(where, "versions", data.get("versions", {})) or {},
+            versions=_mapping(where, "versions", data.get("versions", {})),
             created_utc=_text(where, "created_utc", data.get("created_utc")),
             argv=_strings(where, "argv", data.get("argv", [])),
             record={key: value for key, value in data.items() if key not in known})
@@ -325,9 +335,7 @@ class TableMeta(_JSONView):
     def to_json(self) -> dict[str, Any]:
         """The JSON object the sidecar holds: the fields that hold something, then :attr:`record`'s keys
         (:meth:`from_json` reads it back equal)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "record"}
-        data = {key: dict(value) if isinstance(value, Mapping) else list(value) if isinstance(value, tuple) else value
-                for key, value in data.items()}
+        data = _plain_fields(self, skip="record")
         return {**dict(self.record), **_non_empty(data), "method": self.method}
 
     def updated(self, **changes: Any) -> TableMeta:

@@ -69,8 +69,7 @@ class DetectionSettings:
     def params(self) -> dict[str, Any]:
         """The settings a store or a table records in ``meta["params"]`` (all but ``decode_timeout``, which does
         not change a result that is recorded)."""
-        return {"aligned": self.aligned, "policy": self.policy, "score_threshold": self.score_threshold,
-                "max_pixels": self.max_pixels, "min_side": self.min_side}
+        return {name: getattr(self, name) for name in _CONSTRAINTS if name != "decode_timeout"}
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> DetectionSettings:

@@ -61,9 +61,9 @@ def store_faces(store: EmbeddingStore, rows: Sequence[int] | np.ndarray,
     list of k :class:`fiqa.detect.pipeline.FaceCrop`, or None
         None for a pre-aligned store (no source photo: pose and geometry are not measurable).
     """
-    from fiqa.augment.copies import read_limits
+    from fiqa.augment.copies import read_limits, read_store_image
     from fiqa.detect.pipeline import FaceCrop
-    from fiqa.io.image import ImageReadError, read_image
+    from fiqa.io.image import ImageReadError
 
     if store.meta.aligned:
         return None
@@ -75,7 +75,7 @@ def store_faces(store: EmbeddingStore, rows: Sequence[int] | np.ndarray,
         location = str(store.samples.location[row])
         if location not in sizes:
             try:
-                shape = read_image(location, max_pixels=limits["max_pixels"], min_side=limits["min_side"]).shape
+                shape = read_store_image(location, limits).shape
                 sizes[location] = (int(shape[0]), int(shape[1]))
             except ImageReadError:
                 pass

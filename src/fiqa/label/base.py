@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fiqa.core.cache import artifact_key, cached, fingerprint
+from fiqa.core.cache import cached
 from fiqa.core.comparisons import identity_codes
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError
 from fiqa.core.meta import TableMeta
@@ -43,7 +43,7 @@ from fiqa.core.provenance import versions
 from fiqa.core.registry import Registry
 from fiqa.core.types import EmbeddingStore, QualityTable, Status
 from fiqa.io.table import load_quality, save_quality
-from fiqa.store import store_fingerprint
+from fiqa.store import store_fingerprint, table_key
 
 logger = logging.getLogger(__name__)
 
@@ -565,7 +565,5 @@ def label_rows(store: EmbeddingStore, rows: np.ndarray, method: str, random_stat
         save_quality(table, Path(path))
         return table
 
-    key = artifact_key(step="labels", store_sha256=store_fingerprint(store),
-                       rows_sha256=fingerprint(np.asarray(rows, dtype=np.int64)), method=method,
-                       random_state=random_state)
-    return cached(path, key, compute, load_quality)
+    return cached(path, table_key("labels", store, rows, method=method, random_state=random_state), compute,
+                  load_quality)

@@ -44,8 +44,8 @@ class ScoreStage:
     ``quality`` and ``raw_score`` float64 added, NaN without a crop); one :class:`Scorer` per actor, made when the
     actor starts. A non-finite quality becomes ``invalid_score``, as :meth:`Scorer.score` records it."""
 
-    def __init__(self, *, model: str | None, batch_size: int, threads: int, detection: DetectionSettings) -> None:
-        self.scorer = Scorer(model, batch_size=batch_size, threads=threads, detection=detection)
+    def __init__(self, *, model: str | None, batch_size: int, threads: int) -> None:
+        self.scorer = Scorer(model, batch_size=batch_size, threads=threads)  # crops only: detection is FaceStage's
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["row"])
@@ -112,8 +112,7 @@ def score_images_ray(images: Sequence[str | os.PathLike], model: str | os.PathLi
                 tqdm(total=n, desc="score", unit="img", disable=not progress) as bar:
             workers = resolve_workers(ray, n_workers, threads)
             face = {"settings": settings, "threads": threads}
-            score = {"model": _portable(model), "batch_size": int(batch_size), "threads": threads,
-                     "detection": scorer.detection}
+            score = {"model": _portable(model), "batch_size": int(batch_size), "threads": threads}
             stages: list[Stage] = [(FaceStage, face, None), (ScoreStage, score, batch_size)]
             for batch in run_stages(ray, locations, np.arange(n, dtype=np.int64), stages, n_workers=workers,
                                     threads=threads):

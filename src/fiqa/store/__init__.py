@@ -41,6 +41,7 @@ from fiqa.store.reader import (
     partial_path,
     samples_fingerprint,
     store_fingerprint,
+    table_key,
 )
 from fiqa.store.writer import (
     Chunk,
@@ -73,4 +74,5 @@ __all__ = [
     "samples_fingerprint",
     "status_counts",
     "store_fingerprint",
+    "table_key",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from fiqa.core.atomic import load_npy, read_json
+from fiqa.core.cache import artifact_key, fingerprint
 from fiqa.core.errors import StoreError
 from fiqa.core.meta import StoreMeta
 from fiqa.core.types import EmbeddingStore, SampleTable
@@ -156,6 +157,13 @@ def store_fingerprint(store: EmbeddingStore) -> str:
     digest.update(np.ascontiguousarray(store.norms, np.float32).tobytes())
     digest.update(np.ascontiguousarray(store.landmarks, np.float32).tobytes())
     return digest.hexdigest()
+
+
+def table_key(step: str, store: EmbeddingStore, rows: np.ndarray, **params: Any) -> dict[str, Any]:
+    """The cache key (:func:`fiqa.core.cache.artifact_key`) of a table computed on ``rows`` of ``store``: the step,
+    the store's and the rows' fingerprints, and ``params``."""
+    return artifact_key(step=step, store_sha256=store_fingerprint(store),
+                        rows_sha256=fingerprint(np.asarray(rows, dtype=np.int64)), **params)
 
 
 def check_table_matches(store: EmbeddingStore, table: Any, what: str, *, force: bool = False) -> None:
