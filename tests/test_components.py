@@ -292,6 +292,39 @@ def test_symmetry_roll_ignores_where_the_face_sits_and_flips_with_a_mirror():
     assert symmetry_roll(cv2.flip(view, 1)) == pytest.approx(-symmetry_roll(view), abs=1e-2)
 
 
+@pytest.mark.parametrize("lean", [-7.0, -2.5, 0.0, 3.0, 6.5])
+def test_refined_landmarks_settle_on_the_axis_of_the_face_they_centre(lean):
+    from fiqa.components import geometry
+
+    # level landmarks whose view (face_context: centred on their mean, eyes 24 pixels apart, levelled) is the drawn
+    # context itself, pixel for pixel (an identity warp), on a face leaning ``lean`` degrees: they are turned about
+    # their centre to the face's axis, keeping their shape
+    shape = np.array([[-12.0, -8.0], [12.0, -8.0], [0.0, 4.0], [-9.0, 22.0], [9.0, 22.0]])
+    points = shape - shape.mean(axis=0) + 48.0
+    to_source = np.array([[2.0, 0.0, 100.0], [0.0, 2.0, 50.0]])  # the context is a 2x smaller view of a photo
+    source = geometry._apply(to_source, points)
+    settled = geometry._settle_on_axis(_symmetric_face(lean, (48.0, 48.0)), to_source, source)
+    assert geometry._eye_angle(settled) == pytest.approx(lean, abs=_QUARTER_BIN)
+    # a turn about the centre: the centre stays and every distance is kept, up to float64 rounding of values below
+    # 400 through two affine maps and one rotation (a few ulps of 400, ~1e-13; 1e-9 bounds it)
+    np.testing.assert_allclose(settled.mean(axis=0), source.mean(axis=0), rtol=0, atol=1e-9)
+    distances = np.linalg.norm(source[:, None] - source[None], axis=-1)
+    np.testing.assert_allclose(np.linalg.norm(settled[:, None] - settled[None], axis=-1), distances, rtol=0, atol=1e-9)
+
+
+def test_refined_landmarks_stay_where_the_axis_disagrees():
+    from fiqa.components import geometry
+
+    shape = np.array([[-12.0, -8.0], [12.0, -8.0], [0.0, 4.0], [-9.0, 22.0], [9.0, 22.0]])
+    points = shape - shape.mean(axis=0) + 48.0
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    # the face leans 15 degrees from the landmarks' eye line, beyond _AXIS_AGREES (8): another structure's axis, not
+    # this face's, by the rule the refinement follows; the landmarks come back unchanged
+    assert geometry._AXIS_AGREES < 15.0
+    settled = geometry._settle_on_axis(_symmetric_face(15.0, (48.0, 48.0)), identity, points)
+    np.testing.assert_array_equal(settled, points)
+
+
 def test_geometry_margins_sizes_and_second_face():
     points = ARCFACE_TEMPLATE.astype(np.float64) * 2 + [200, 150]  # a frontal face, eyes 70.5 px apart
     geometry = FaceGeometry(points, (500, 500), np.array([210, 140, 200, 230.0]), np.zeros((0, 4)))

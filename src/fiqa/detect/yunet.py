@@ -17,6 +17,11 @@ from fiqa.io.model_files import model_path
 
 logger = logging.getLogger(__name__)
 
+NMS_THRESHOLD = 0.3
+"""YuNet's default non-maximum-suppression IoU threshold (``FaceAligner(nms_threshold=)``)."""
+TOP_K = 5000
+"""Most candidate boxes ``cv2.FaceDetectorYN`` keeps before non-maximum suppression."""
+
 
 @dataclass(frozen=True)
 class Alignment:
@@ -74,7 +79,7 @@ class FaceAligner:
     One ``cv2.FaceDetectorYN`` is created per thread on first use, so one aligner may be shared by threads.
     """
 
-    def __init__(self, *, policy: str = "largest", score_threshold: float = 0.7, nms_threshold: float = 0.3,
+    def __init__(self, *, policy: str = "largest", score_threshold: float = 0.7, nms_threshold: float = NMS_THRESHOLD,
                  max_side: int = 640) -> None:
         threshold = [Interval(float, 0, 1, closed="neither")]
         validate("FaceAligner", {"policy": policy, "score_threshold": score_threshold, "nms_threshold": nms_threshold,
@@ -101,7 +106,7 @@ class FaceAligner:
         if detector is None:
             try:
                 detector = cv2.FaceDetectorYN.create(str(self.model_path_), "", (320, 320), self.score_threshold,
-                                                     self.nms_threshold, 5000)
+                                                     self.nms_threshold, TOP_K)
             except cv2.error as exc:
                 raise ModelFileError(f"OpenCV cannot load the YuNet model {str(self.model_path_)!r}: {exc}") from exc
             self._local.detector = detector
