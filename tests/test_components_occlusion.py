@@ -286,6 +286,47 @@ def test_larger_cover_hides_more_of_the_face(faces: np.ndarray) -> None:
 
 
 @pytest.mark.lfw
+@pytest.mark.parametrize("light", ["gain 1.8", "gain 2.5", "veil 0.6", "contrast 0.35"])
+def test_light_is_not_occlusion(faces: np.ndarray, light: str) -> None:
+    """A brighter exposure (values times 1.8 or 2.5, clipped), a veil of stray light (60 % toward a light grey) or
+    compressed contrast changes how the face looks, not what covers it: where a region is measured, it reads free.
+    The model once took bright, washed-out skin for a light cover (remove_eyewear for a bright photo)."""
+    image = faces.astype(np.float64)
+    changed = {"gain 1.8": image * 1.8, "gain 2.5": image * 2.5, "veil 0.6": 0.4 * image + 0.6 * 230.0,
+               "contrast 0.35": 200.0 + (image - image.mean()) * 0.35}[light]
+    values = occlusion_values(np.clip(np.rint(changed), 0, 255).astype(np.uint8))
+    assert np.isfinite(values["eyes_visible"]).any()  # something was measured (gain 2.5 clips some regions)
+    assert np.all(values["eyes_visible"][np.isfinite(values["eyes_visible"])] >= 0.9)
+    for name in ("mouth_occlusion", "face_occlusion"):
+        assert np.all(values[name][np.isfinite(values[name])] <= 0.1)
+
+
+def test_light_nuisances_of_the_training_generator_cover_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training generator draws light and exposure over the whole image after the occluders: the coverage it
+    returns is the same with the light stage left out, the same seed gives the same sample (the trainer is
+    byte-reproducible), and the light is drawn wide (over-exposed and dark images both occur)."""
+    from studies.components import occlusion_synth
+
+    rng = np.random.default_rng(0)
+    crop = cv2.GaussianBlur(rng.integers(0, 256, (112, 112, 3), dtype=np.uint8), (0, 0), 2)
+    other = cv2.GaussianBlur(rng.integers(0, 256, (112, 112, 3), dtype=np.uint8), (0, 0), 2)
+    samples = [occlusion_synth.synthesise(crop, other, np.random.default_rng(seed)) for seed in range(20)]
+    for seed, (image, coverage) in enumerate(samples):
+        again, same = occlusion_synth.synthesise(crop, other, np.random.default_rng(seed))
+        assert np.array_equal(image, again) and np.array_equal(coverage, same)
+        assert image.dtype == np.uint8 and image.shape == (112, 112, 3)
+    with monkeypatch.context() as patch:
+        patch.setattr(occlusion_synth, "_photometric", lambda image, rng: image)
+        unlit = [occlusion_synth.synthesise(crop, other, np.random.default_rng(seed))[1] for seed in range(20)]
+    assert all(np.array_equal(coverage, plain) for (_, coverage), plain in zip(samples, unlit, strict=True))
+    assert any(coverage.max() > 0 for _, coverage in samples)  # occluders were painted
+    lit = [occlusion_synth._photometric(crop, np.random.default_rng(seed)) for seed in range(200)]
+    assert all(image.dtype == np.uint8 and image.shape == crop.shape for image in lit)
+    means = np.array([image.mean() for image in lit])
+    assert means.max() > 1.5 * crop.mean() and means.min() < 0.75 * crop.mean()  # wide both ways, not mild
+
+
+@pytest.mark.lfw
 def test_blur_is_not_occlusion(faces: np.ndarray) -> None:
     import cv2
 
