@@ -149,9 +149,11 @@ OFF_DIAGONAL_NOTES = """Off-diagonal cells above 0.3, and why:
   `side_light` takes light away (`luminance_mean` falls). Each is what the component measures.
 - The light components leave out what the occlusion model marks covered, so the accessories do not move them
   (before that, the sunglasses band read as under-exposed pixels and uneven light, the mask as brighter light).
-- Not justified, and left visible: the occlusion components still read part of an over-exposed face (the pixels
-  near, not at, clipping; clipped pixels are left out) and of a veiled low-contrast face (haze) as covered;
-  `sharpness` falls a little with clipping and the sunglasses band (hard edges).
+- The occlusion model is trained with light and exposure effects of its own (gain, veil, gamma, contrast, colour
+  casts; not these) labelled "not occluded", so over-exposure and haze no longer read as a cover (before: eyes /
+  mouth / face -0.60 / +0.41 / +0.57 and -0.44 / +0.25 / +0.43; `studies/components/occlusion_synth.py`).
+- Left visible, physical but not wanted: the blur index `sharpness` falls (reads sharper) with clipping and with the
+  sunglasses band: both put hard edges on the face, and an edge-blur index reads a hard edge as sharp.
 """
 
 
