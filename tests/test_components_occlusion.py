@@ -132,11 +132,62 @@ def test_photometric_components_read_the_uncovered_face_only() -> None:
     smoothed = cv2.GaussianBlur(y, (0, 0), 3.0, borderType=cv2.BORDER_REFLECT101)[seen]
     low, high = np.percentile(smoothed, [5.0, 95.0])
     assert got["dynamic_range"] == float(high - low) / 255.0
-    assert got["sharpness"] == luminance_values(y)["sharpness"]  # texture measures read the whole face
+    plain = luminance_values(y)
+    assert got["noise"] == plain["noise"]  # noise and the codec grid read the whole face
+    assert got["compression_artifacts"] == plain["compression_artifacts"]
     mostly = np.zeros((112, 112), bool)
     mostly[:int(112 * (1 - MIN_UNCOVERED / 2))] = True  # far more than 1 - MIN_UNCOVERED of the ellipse
     assert all(np.isnan(luminance_values(y, covered=mostly)[name]) for name in
                ("under_exposure", "over_exposure", "dynamic_range", "illumination_uniformity", "luminance_mean"))
+
+
+def test_sharpness_reads_the_face_away_from_covers_and_clipped_white() -> None:
+    """edge_region against an exact Euclidean distance transform (scipy): every ellipse pixel within EDGE_MARGIN of a
+    covered or clipped-white pixel is left out, every one farther than EDGE_MARGIN + 1 is kept (the dilation's
+    disk lies between the two); a hard-edged band painted on a blurred face reads sharper unless it is masked; a
+    face mostly covered has no sharpness, with the reason."""
+    from scipy.ndimage import distance_transform_edt
+
+    from fiqa.components.capture import (
+        CLIPPED_WHITE,
+        EDGE_HIDDEN_REASON,
+        EDGE_MARGIN,
+        NO_EDGES_REASON,
+        edge_region,
+        face_mask,
+        luminance_values,
+        sharpness_reason,
+    )
+
+    rng = np.random.default_rng(7)
+    y = cv2.GaussianBlur(rng.uniform(0, 255, (112, 112)).astype(np.float32), (0, 0), 2)
+    y[85:90, 50:60] = 255.0  # a clipped highlight
+    covered = np.zeros((112, 112), bool)
+    covered[44:56, 30:80] = True
+    region = edge_region(y, covered)
+    distance = distance_transform_edt(~(covered | (y > CLIPPED_WHITE)))
+    mask = face_mask()
+    assert not (region & (distance <= EDGE_MARGIN)).any()
+    assert (region == mask)[distance > EDGE_MARGIN + 1].all()
+    assert edge_region(np.full((112, 112), 100.0, np.float32)) is not None and edge_region(
+        np.full((112, 112), 100.0, np.float32)).sum() == mask.sum()
+
+    # a dark band with hard edges over a blurred face: its rims are edges no lens blurred
+    blurred = cv2.GaussianBlur(rng.uniform(0, 255, (112, 112)).astype(np.float32), (0, 0), 3)
+    band = np.zeros((112, 112), bool)
+    band[46:58, :] = True
+    painted = np.where(band, np.float32(10.0), blurred)
+    clean = luminance_values(blurred)["sharpness"]
+    unmasked = luminance_values(painted)["sharpness"]
+    masked = luminance_values(painted, covered=band)["sharpness"]
+    assert unmasked < clean  # the rims read as sharp
+    assert abs(masked - clean) < abs(unmasked - clean)
+
+    mostly = np.zeros((112, 112), bool)
+    mostly[:90] = True
+    assert np.isnan(luminance_values(y, covered=mostly)["sharpness"])
+    assert sharpness_reason(y, mostly) == EDGE_HIDDEN_REASON
+    assert sharpness_reason(np.full((112, 112), 100.0, np.float32)) == NO_EDGES_REASON
 
 
 def test_a_covered_face_or_half_says_which(faces: np.ndarray) -> None:

@@ -152,8 +152,10 @@ OFF_DIAGONAL_NOTES = """Off-diagonal cells above 0.3, and why:
 - The occlusion model is trained with light and exposure effects of its own (gain, veil, gamma, contrast, colour
   casts; not these) labelled "not occluded", so over-exposure and haze no longer read as a cover (before: eyes /
   mouth / face -0.60 / +0.41 / +0.57 and -0.44 / +0.25 / +0.43; `studies/components/occlusion_synth.py`).
-- Left visible, physical but not wanted: the blur index `sharpness` falls (reads sharper) with clipping and with the
-  sunglasses band: both put hard edges on the face, and an edge-blur index reads a hard edge as sharp.
+- `sharpness` reads the face's own edges only: the outline of what the occlusion model marks covered and of
+  clipped-white areas is left out with a 6-pixel margin (a lens blurs neither the rim of sunglasses nor the line
+  where an over-exposed cheek saturates). Before, the blur index read those hard edges as sharp (sunglasses -0.33,
+  over-exposure -0.38).
 """
 
 

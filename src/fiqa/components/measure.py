@@ -16,6 +16,7 @@ from fiqa.components.capture import (
     PHOTOMETRIC,
     luminance,
     luminance_values,
+    sharpness_reason,
 )
 from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, FaceGeometry, geometry_values_batch
 from fiqa.components.occlusion import OCCLUSION_COMPONENTS, check_crops, occlusion_measures
@@ -214,7 +215,8 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
         raw[i] = list(row.values())
         for k, name in enumerate(names):
             if math.isnan(row[name]):
-                reason[i, k] = _reason(name, flat, why, occlusion_reasons[i], bool(covered[i].any()), row)
+                reason[i, k] = (sharpness_reason(y, covered[i]) if name == "sharpness" and not flat else
+                                _reason(name, flat, why, occlusion_reasons[i], bool(covered[i].any()), row))
     scalar = np.column_stack([COMPONENTS[name].scalar(raw[:, k]) for k, name in enumerate(names)])
     return ComponentTable(names, raw, scalar, reason)
 
@@ -235,7 +237,6 @@ def _reason(name: str, flat: bool, geometry_reason: str, occlusion_reasons: np.n
 
 
 _CROP_REASONS: Mapping[str, str] = {
-    "sharpness": "the face holds no edges to measure blur on",
     "compression_artifacts": "the face region is smaller than two 8-pixel blocks or flat",
     "illumination_uniformity": "one side of the face is black",
 }
