@@ -293,23 +293,27 @@ def test_symmetry_roll_ignores_where_the_face_sits_and_flips_with_a_mirror():
 
 
 @pytest.mark.parametrize("lean", [-2.0, -1.1, 0.0, 0.7, 1.9])  # within _AXIS_SETTLED: one measure is the estimate
-def test_refined_landmarks_settle_on_the_axis_of_the_face_they_centre(lean):
+@pytest.mark.parametrize("turn", [0.0, 30.0, -115.0])
+def test_refined_landmarks_settle_on_the_axis_of_the_face_they_centre(lean, turn):
     from fiqa.components import geometry
 
     # level landmarks whose view (face_context: centred on their mean, eyes 24 pixels apart, levelled) is the drawn
-    # context itself, pixel for pixel (an identity warp), on a face leaning ``lean`` degrees: they are turned about
-    # their centre to the face's axis, keeping their shape
+    # context itself, pixel for pixel (an identity warp), on a face leaning ``lean`` degrees; the context is a view
+    # of the photo turned by ``turn`` degrees and 1.7x smaller: in the photo the settled eye line lies at turn + lean
     shape = np.array([[-12.0, -8.0], [12.0, -8.0], [0.0, 4.0], [-9.0, 22.0], [9.0, 22.0]])
     points = shape - shape.mean(axis=0) + 48.0
-    to_source = np.array([[2.0, 0.0, 100.0], [0.0, 2.0, 50.0]])  # the context is a 2x smaller view of a photo
+    t = math.radians(turn)
+    to_source = np.array([[1.7 * math.cos(t), -1.7 * math.sin(t), 100.0], [1.7 * math.sin(t), 1.7 * math.cos(t), 50.0]])
     source = geometry._apply(to_source, points)
     settled = geometry._settle_on_axis(_symmetric_face(lean, (48.0, 48.0)), to_source, source)
-    assert geometry._eye_angle(settled) == pytest.approx(lean, abs=_QUARTER_BIN)
-    # a turn about the centre: the centre stays and every distance is kept, up to float64 rounding of values below
-    # 400 through two affine maps and one rotation (a few ulps of 400, ~1e-13; 1e-9 bounds it)
-    np.testing.assert_allclose(settled.mean(axis=0), source.mean(axis=0), rtol=0, atol=1e-9)
+    assert (geometry._eye_angle(settled) - turn - lean + 180.0) % 360.0 - 180.0 == pytest.approx(0.0, abs=_QUARTER_BIN)
+    # a turn about the centre: the centre stays and every distance is kept, up to float64 rounding: about ten
+    # roundings (the mean, the differences, the 2x2 product, the sums; the cosine and sine one ulp each) of values
+    # below 300 pixels, 10 * 2^-53 * 300 < 4e-13; 1e-11 bounds it
+    np.testing.assert_allclose(settled.mean(axis=0), source.mean(axis=0), rtol=0, atol=1e-11)
     distances = np.linalg.norm(source[:, None] - source[None], axis=-1)
-    np.testing.assert_allclose(np.linalg.norm(settled[:, None] - settled[None], axis=-1), distances, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(settled[:, None] - settled[None], axis=-1), distances, rtol=0,
+                               atol=1e-11)
 
 
 def test_refined_landmarks_stay_where_the_axis_disagrees():

@@ -151,7 +151,10 @@ OFF_DIAGONAL_NOTES = """Off-diagonal cells above 0.3, and why:
   (before that, the sunglasses band read as under-exposed pixels and uneven light, the mask as brighter light).
 - The occlusion model is trained with light and exposure effects of its own (gain, veil, gamma, contrast, colour
   casts; not these) labelled "not occluded", so over-exposure and haze no longer read as a cover (before: eyes /
-  mouth / face -0.60 / +0.41 / +0.57 and -0.44 / +0.25 / +0.43; `studies/components/occlusion_synth.py`).
+  mouth / face -0.60 / +0.41 / +0.57 and -0.44 / +0.25 / +0.43; `studies/components/occlusion_synth.py`). Its
+  gain clipped at 255 and its veil toward a light level are of the same family as these two factors (written apart,
+  in sRGB rather than linear light), so these rows show a fix within the family; the Pillow brightness of
+  `components_audit.md`, another implementation, is the independent check.
 - `sharpness` reads the face's own edges only: the outline of what the occlusion model marks covered and of
   clipped-white areas is left out with a 6-pixel margin (a lens blurs neither the rim of sunglasses nor the line
   where an over-exposed cheek saturates). Before, the blur index read those hard edges as sharp (sunglasses -0.33,

@@ -92,7 +92,9 @@ def face_mask() -> np.ndarray:
 
 
 _MASK = face_mask()
+_MASK.setflags(write=False)  # shared: edge_region returns it
 _MASK_PIXELS = int(_MASK.sum())
+_MASK_REACH = cv2.dilate(_MASK.view(np.uint8), _MARGIN_DISK) > 0  # where a hidden pixel's margin meets the face
 _LEFT = _MASK & (np.arange(112)[None, :] < 56)
 _RIGHT = _MASK & (np.arange(112)[None, :] >= 56)
 _TOP = _MASK & (np.arange(112)[:, None] < _NOSE_ROW)
@@ -152,8 +154,8 @@ def edge_region(y: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
     """
     hidden = y > CLIPPED_WHITE
     if covered is not None:
-        hidden |= covered
-    if not hidden[_MASK].any():
+        hidden |= _checked_cover(covered, "edge_region")
+    if not hidden[_MASK_REACH].any():
         return _MASK
     grown = cv2.dilate(hidden.view(np.uint8), _MARGIN_DISK, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return _MASK & (grown == 0)
@@ -258,6 +260,14 @@ NO_EDGES_REASON = "the face holds no edges to measure blur on"
 HALF_COVERED_REASON = "one part of the face is mostly covered: the light across it cannot be compared"
 
 
+def _checked_cover(covered: np.ndarray, owner: str) -> np.ndarray:
+    covered = np.asarray(covered)
+    if covered.dtype != np.bool_ or covered.shape != _MASK.shape:
+        raise InvalidParameterError(owner, "covered", f"a bool array of shape {_MASK.shape}",
+                                    f"{covered.dtype} array of shape {covered.shape}")
+    return covered
+
+
 def _enough_edges(region: np.ndarray) -> bool:
     return region is _MASK or int(region.sum()) >= MIN_UNCOVERED * _MASK_PIXELS
 
@@ -282,10 +292,7 @@ def luminance_values(y: np.ndarray, native: np.ndarray | None = None, native_ori
     face = y[_MASK]
     halves = _HALVES
     if covered is not None:
-        covered = np.asarray(covered)
-        if covered.dtype != np.bool_ or covered.shape != _MASK.shape:
-            raise InvalidParameterError("luminance_values", "covered", f"a bool array of shape {_MASK.shape}",
-                                        f"{covered.dtype} array of shape {covered.shape}")
+        covered = _checked_cover(covered, "luminance_values")
     if covered is not None and covered[_MASK].any():
         seen = ~covered[_MASK]
         face, smoothed, halves = face[seen], smoothed[seen], tuple(half[seen] for half in _HALVES)

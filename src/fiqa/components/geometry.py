@@ -233,11 +233,6 @@ def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The 2x3 affine map ``outer`` after ``inner``."""
-    return np.hstack([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]])
-
-
 def _eye_angle(points: np.ndarray) -> float:
     return math.degrees(math.atan2(points[1, 1] - points[0, 1], points[1, 0] - points[0, 0]))
 
@@ -421,7 +416,9 @@ def _settle_on_axis(context: np.ndarray, context_to_source: np.ndarray, points: 
     """Refined landmarks (source pixels) turned to the face's symmetry axis measured once more (:func:`_axis_offset`),
     on the view centred, scaled and levelled by them (:func:`fiqa.detect.pipeline.face_context` of ``context``):
     there the Gaussian window sits on the face, where the first measures saw it placed by the detector's landmarks.
-    Kept as they are where that measure reads more than :data:`_AXIS_AGREES` degrees off.
+    Kept as they are where that measure reads more than :data:`_AXIS_AGREES` degrees off. The landmarks the secant
+    search gives (:func:`_level_by_search`, where the first axis estimate was not trusted) are settled too: their
+    view is centred on the face, where a new measure may agree with them.
 
     One measure, about 0.1 ms a face: the refined eye line is near the axis, where :func:`symmetry_roll` too stops
     after one. Training identities (``validate_components.py --part train --sections 2``, 150 photos): roll within 1
@@ -429,14 +426,15 @@ def _settle_on_axis(context: np.ndarray, context_to_source: np.ndarray, points: 
     15; with :func:`symmetry_roll`'s second measure where the first moved more than 2 degrees, 91 % and 76 %;
     settling twice changed nothing.
     """
-    view, view_to_context = face_context(context, _apply(cv2.invertAffineTransform(context_to_source), points))
-    if view is None or view_to_context is None:
+    view, _ = face_context(context, _apply(cv2.invertAffineTransform(context_to_source), points))
+    if view is None:
         return points
     lean = _axis_offset(cv2.cvtColor(view, cv2.COLOR_BGR2GRAY).astype(np.float32))
     if abs(lean) > _AXIS_AGREES:
         return points
-    to_source = _compose(context_to_source, view_to_context)
-    return _apply(to_source, _turned_to(_apply(cv2.invertAffineTransform(to_source), points), lean))
+    # the view is a similarity of the photo (no mirror) in which the landmarks' eye line is level: a line at
+    # ``lean`` degrees there lies at the eye line's angle plus ``lean`` in the photo
+    return _turned_to(points, _eye_angle(points) + lean)
 
 
 def _level_by_search(context: np.ndarray, context_to_source: np.ndarray) -> np.ndarray | None:

@@ -39,6 +39,7 @@ Example
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -316,7 +317,7 @@ def _default_model() -> OcclusionModel:
         return _CACHE["default"]
 
 
-_BLAS: list[ThreadpoolController] = []
+_BLAS: list[tuple[int, ThreadpoolController]] = []  # (how many modules were imported at the scan, its controller)
 _BLAS_TURN = threading.Lock()
 
 
@@ -329,11 +330,14 @@ def _one_blas_thread() -> Iterator[None]:
     25.8-31; with OPENBLAS_NUM_THREADS=1 9.4 and 11.6).
 
     Threads take turns inside (``fiqa serve`` measures faces in a pool of threads): two limits overlapping would each
-    restore the count the other had set, and could leave the process on one BLAS thread for good."""
+    restore the count the other had set, and could leave the process on one BLAS thread for good.
+
+    The scan is made again when modules were imported since the last one: an extension imported later (SciPy brings
+    its own OpenBLAS) would otherwise stay outside the limit."""
     with _BLAS_TURN:
-        if not _BLAS:
-            _BLAS.append(ThreadpoolController())
-        with _BLAS[0].limit(limits=1, user_api="blas"):
+        if not _BLAS or _BLAS[0][0] != len(sys.modules):
+            _BLAS[:] = [(len(sys.modules), ThreadpoolController())]
+        with _BLAS[0][1].limit(limits=1, user_api="blas"):
             yield
 
 
