@@ -152,9 +152,14 @@ def edge_region(y: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
     ``sharpness`` is NaN (:data:`EDGE_HIDDEN_REASON`): an over-exposed face gets ``too_bright``, not also ``blurred``
     (training identities, Pillow brightness at severity 0.7-1: ``blurred`` on 4-5 % of faces before, none after).
     """
+    return _edge_region(y, None if covered is None else _checked_cover(covered, "edge_region"))
+
+
+def _edge_region(y: np.ndarray, covered: np.ndarray | None) -> np.ndarray:
+    """:func:`edge_region` of a ``covered`` mask already checked."""
     hidden = y > CLIPPED_WHITE
     if covered is not None:
-        hidden |= _checked_cover(covered, "edge_region")
+        hidden |= covered
     if not hidden[_MASK_REACH].any():
         return _MASK
     grown = cv2.dilate(hidden.view(np.uint8), _MARGIN_DISK, borderType=cv2.BORDER_CONSTANT, borderValue=0)
@@ -300,7 +305,7 @@ def luminance_values(y: np.ndarray, native: np.ndarray | None = None, native_ori
             face = face[:0]
         if any(half.sum() < MIN_UNCOVERED * whole.sum() for half, whole in zip(halves, _HALVES)):
             halves = ()
-    edges = edge_region(y, covered)
+    edges = _edge_region(y, covered)
     values = {
         "sharpness": _edge_blur(y, noise, edges) if _enough_edges(edges) else math.nan,
         "compression_artifacts": blockiness(y if native is None else native, (0, 0) if native is None

@@ -396,10 +396,10 @@ def refine_landmarks_batch(views: Sequence[tuple[np.ndarray, np.ndarray]]) -> li
     for (context, to_source), lean, (_, to_context), found in zip(views, leans, turned,
                                                                   _mirror_averaged([view for view, _ in turned])):
         if found is None or abs(_eye_angle(found)) > _AXIS_AGREES:
-            points = _level_by_search(context, to_source)
+            points = _level_by_search(context)
         else:
-            points = _apply(to_source, _turned_to(_apply(to_context, found), lean))
-        refined.append(None if points is None else _settle_on_axis(context, to_source, points))
+            points = _turned_to(_apply(to_context, found), lean)
+        refined.append(None if points is None else _apply(to_source, _settle_on_axis(context, points)))
     return refined
 
 
@@ -412,10 +412,11 @@ def _turned_to(points: np.ndarray, angle: float) -> np.ndarray:
     return (points - centre) @ rotation.T + centre
 
 
-def _settle_on_axis(context: np.ndarray, context_to_source: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Refined landmarks (source pixels) turned to the face's symmetry axis measured once more (:func:`_axis_offset`),
-    on the view centred, scaled and levelled by them (:func:`fiqa.detect.pipeline.face_context` of ``context``):
-    there the Gaussian window sits on the face, where the first measures saw it placed by the detector's landmarks.
+def _settle_on_axis(context: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Refined landmarks (``context`` pixels) turned to the face's symmetry axis measured once more
+    (:func:`_axis_offset`), on the view centred, scaled and levelled by them (:func:`fiqa.detect.pipeline.face_context`
+    of ``context``): there the Gaussian window sits on the face, where the first measures saw it placed by the
+    detector's landmarks.
     Kept as they are where that measure reads more than :data:`_AXIS_AGREES` degrees off. The landmarks the secant
     search gives (:func:`_level_by_search`, where the first axis estimate was not trusted) are settled too: their
     view is centred on the face, where a new measure may agree with them.
@@ -426,21 +427,21 @@ def _settle_on_axis(context: np.ndarray, context_to_source: np.ndarray, points: 
     15; with :func:`symmetry_roll`'s second measure where the first moved more than 2 degrees, 91 % and 76 %;
     settling twice changed nothing.
     """
-    view, _ = face_context(context, _apply(cv2.invertAffineTransform(context_to_source), points))
+    view, _ = face_context(context, points)
     if view is None:
         return points
     lean = _axis_offset(cv2.cvtColor(view, cv2.COLOR_BGR2GRAY).astype(np.float32))
     if abs(lean) > _AXIS_AGREES:
         return points
-    # the view is a similarity of the photo (no mirror) in which the landmarks' eye line is level: a line at
-    # ``lean`` degrees there lies at the eye line's angle plus ``lean`` in the photo
+    # the view is a similarity of the context (no mirror) in which the landmarks' eye line is level: a line at
+    # ``lean`` degrees there lies at the eye line's angle plus ``lean`` in the context
     return _turned_to(points, _eye_angle(points) + lean)
 
 
-def _level_by_search(context: np.ndarray, context_to_source: np.ndarray) -> np.ndarray | None:
+def _level_by_search(context: np.ndarray) -> np.ndarray | None:
     """Landmarks re-detected on the face's upright view and its mirror image, averaged; then again on views of the
-    face turned by a search for the angle at which the detector sees a level eye line. Source pixels; None when
-    the detector finds no face there.
+    face turned by a search for the angle at which the detector sees a level eye line. ``context`` pixels; None
+    when the detector finds no face there.
 
     The angle ``t`` that levels the eye line in the view is found by secant steps on ``g(t)``, the eye line's
     angle the detector reports in the view turned by ``t`` (its slope, the part of a turn the detector follows,
@@ -467,7 +468,7 @@ def _level_by_search(context: np.ndarray, context_to_source: np.ndarray) -> np.n
         if len(seen) >= 2 and abs(seen[-1][0] - seen[-2][0]) > 0.5:
             follows = float(np.clip((seen[-1][1] - seen[-2][1]) / (seen[-2][0] - seen[-1][0]), 0.2, 1.0))
         angle += level / follows
-    return _apply(context_to_source, points)
+    return points
 
 
 def fit_pose(landmarks: np.ndarray) -> tuple[float, float, float, float]:
