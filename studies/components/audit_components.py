@@ -140,7 +140,7 @@ EFFECTS: dict[str, tuple[Effect, str, int, str]] = {
     "Gaussian blur (Pillow)": (pillow_blur, "sharpness", +1, "blurred"),
     "shake (box, H or V)": (shake, "sharpness", +1, "blurred"),
     "small face (Pillow bicubic)": (small_face, "sharpness", +1, "blurred"),
-    "JPEG 4:4:4 (Pillow)": (pillow_jpeg, "compression_artifacts", +1, "compressed"),
+    "JPEG 4:4:4 (Pillow)": (pillow_jpeg, "compression_artifacts", -1, "compressed"),
     "photon noise": (photon_noise, "noise", +1, "noisy"),
     "grey Gaussian noise": (grey_noise, "noise", +1, "noisy"),
     "darker (Pillow)": (darker, "luminance_mean", -1, "too_dark"),

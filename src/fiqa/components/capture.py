@@ -50,6 +50,7 @@ import math
 import cv2
 import numpy as np
 
+from fiqa.components.compression import blockiness, codec_quality
 from fiqa.core.errors import InvalidParameterError
 
 __all__ = ["CAPTURE_COMPONENTS", "CLIPPED_WHITE", "COVERED_REASON", "EDGE_HIDDEN_REASON", "EDGE_MARGIN", "FACE_ELLIPSE",
@@ -63,8 +64,6 @@ FACE_ELLIPSE = ((56, 70), (30, 40))
 """Centre (x, y) and half-axes (x, y) in crop pixels of the face region on the 112x112 ArcFace template."""
 _NOSE_ROW = 72  # the template's nose tip row: top/bottom split for illumination uniformity
 _SCALES = (1.0, 3.0)
-_PERIODS = (8, 4)
-_EDGE = 4  # steps this close to the image border are left out
 _RANGE_SCALE = 3.0  # pixels: the tonal range of the face's shading, not of its finest detail or noise
 CLIPPED_WHITE = 0.97 * 255
 """Luminance above which a pixel counts as clipped white (``over_exposure``; the occlusion components leave such
@@ -183,47 +182,6 @@ def _edge_blur(y: np.ndarray, noise: float, region: np.ndarray) -> float:
     return float(np.sqrt(blur_sq.max()))
 
 
-def blockiness(grey: np.ndarray, origin: tuple[int, int] = (0, 0)) -> float:
-    """Block-grid contrast: ``|typical step across block-codec grid lines / typical step across the others - 1|``
-    (typical: the median over lines of each line's mean step).
-
-    Parameters
-    ----------
-    grey : ndarray of shape (H, W), float
-        Luminance on the pixel grid the codec used.
-    origin : (x, y)
-        Position of ``grey[0, 0]`` in that grid (blocks start at multiples of 8 from the grid's origin).
-
-    Returns
-    -------
-    float
-        The larger over 8- and 4-pixel blocks (steps across vertical and horizontal grid lines pooled); about 0
-        without a block grid; NaN when the image is flat or smaller than 24 pixels a side.
-    """
-    grey = np.asarray(grey, dtype=np.float32)
-    if min(grey.shape) < 24:
-        return math.nan
-    dx = np.abs(np.diff(grey, axis=1)).mean(axis=0)  # mean step between column x and x + 1
-    dy = np.abs(np.diff(grey, axis=0)).mean(axis=1)
-    best = math.nan
-    for period in _PERIODS:  # pooled over both directions: one ratio of medians per block size
-        on, off = [], []
-        for steps, offset in ((dx, origin[0]), (dy, origin[1])):
-            boundary = (np.arange(len(steps)) + offset + 1) % period == 0
-            boundary, steps = boundary[_EDGE:-_EDGE], steps[_EDGE:-_EDGE]  # a filter's border handling shapes the edges
-            on.append(steps[boundary])
-            off.append(steps[~boundary])
-        on_lines, off_lines = np.concatenate(on), np.concatenate(off)
-        typical_on, typical_off = float(np.median(on_lines)), float(np.median(off_lines))
-        if typical_off <= 1e-6:  # most lines flat (flat blocks seen off their grid, a flat image): the means decide
-            typical_on, typical_off = float(on_lines.mean()), float(off_lines.mean())
-        if typical_off <= 1e-6:  # no step inside the blocks: a pure grid, or a flat image
-            return math.inf if typical_on > 1e-6 else math.nan
-        value = abs(typical_on / typical_off - 1.0)
-        best = value if math.isnan(best) else max(best, value)
-    return best
-
-
 def _srgb_to_linear(y: np.ndarray) -> np.ndarray:
     v = y / 255.0
     return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
@@ -308,8 +266,8 @@ def luminance_values(y: np.ndarray, native: np.ndarray | None = None, native_ori
     edges = _edge_region(y, covered)
     values = {
         "sharpness": _edge_blur(y, noise, edges) if _enough_edges(edges) else math.nan,
-        "compression_artifacts": blockiness(y if native is None else native, (0, 0) if native is None
-                                            else native_origin),
+        "compression_artifacts": codec_quality(y if native is None else native, (0, 0) if native is None
+                                               else native_origin),
         "noise": noise,
         **dict.fromkeys(PHOTOMETRIC, math.nan),
     }

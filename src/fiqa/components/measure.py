@@ -34,8 +34,9 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
     _C("sharpness", "capture", "edge-blur index (112-pixel crop; a step blurred by 1 px reads 2.3, by 4 px 6.0)",
        "how far the face's edges are spread by defocus, motion or too few pixels", Falling(3.0, 0.5), "Sharpness"),
     _C("compression_artifacts", "capture",
-       "block-grid contrast (|typical step across block edges / typical step elsewhere - 1|; 0 = none)",
-       "block edges left by codecs (JPEG graded; WebP, H.264 seen, not graded)", Falling(0.45, 0.1),
+       "estimated quality setting of the block codec (0-100, libjpeg's and libwebp's scale; 100 = no coding loss "
+       "seen)", "how coarsely a block codec (JPEG; WebP and other deblocking codecs) quantised the face",
+       Rising(45.0, 8.0),
        "Compression artifacts"),
     _C("noise", "capture", "grey levels (standard deviation of luminance noise)",
        "sensor or added noise on the face", Falling(8.0, 2.0)),

@@ -1,0 +1,179 @@
+"""compression_artifacts: the grid contrasts against hand-computed steps, the macroblock window and the re-coding
+features against a plain reference, the trees against scikit-learn, the model file read strictly, and the estimate
+on real faces coded by OpenCV's JPEG and WebP encoders (not the Pillow encoders the model was fitted on)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fiqa.components.compression import (
+    MODEL_FILE,
+    N_FEATURES,
+    PROBES,
+    CompressionModel,
+    blockiness,
+    codec_quality,
+    ghost_features,
+    grid_contrasts,
+    load_compression_model,
+)
+from fiqa.core.errors import ModelFileError
+
+
+def _stepped(steps: dict[int, float], size: int = 112) -> np.ndarray:
+    """A profile whose step between pixel i - 1 and i has magnitude ``steps[i % 8]`` (alternating in sign, so the
+    values stay near 100), laid out along both axes: every column line and every row line carries its step."""
+    profile = [100.0]
+    for i in range(1, size):
+        profile.append(profile[-1] + (1 if i % 2 else -1) * steps[i % 8])
+    line = np.array(profile)
+    return (line[None, :] + line[:, None]).astype(np.float32)
+
+
+def test_grid_contrasts_equal_hand_computed_steps():
+    # steps of 4 across the 8-pixel lines, 2 across the lines at 4 mod 8, 1 elsewhere: each line's mean step is
+    # exact (small integers in float32), so the typical steps are 4, 2 and 1 and the contrasts 4/1 - 1 and 2/1 - 1
+    steps = {0: 4.0, 4: 2.0, 1: 1.0, 2: 1.0, 3: 1.0, 5: 1.0, 6: 1.0, 7: 1.0}
+    grey = _stepped(steps)
+    assert grid_contrasts(grey) == (3.0, 1.0)
+    # the same grid seen from a region that starts 5 pixels across and 3 down: only its origin finds the grid
+    assert grid_contrasts(grey[3:, 5:], (5, 3)) == (3.0, 1.0)
+    eight, four = grid_contrasts(grey[3:, 5:], (0, 0))
+    assert eight < 0.5 and four < 0.5
+    # blockiness: 8-pixel blocks read 4 against the median of the other lines (1): 3; 4-pixel blocks read the median
+    # of the 8- and 4-lines' steps (as many 4s as 2s, give or take one: at most 3) against 1: at most 2
+    assert blockiness(grey) == 3.0
+    assert math.isnan(grid_contrasts(grey[:20])[0]) and math.isnan(blockiness(grey[:, :23]))
+
+
+def _plain_ghost(window: np.ndarray) -> np.ndarray:
+    """The re-coding features written out: WebP at each probe quality, the RMS change 8 pixels inside the border
+    and the bits per pixel, both as logarithms."""
+    out = []
+    for quality in PROBES:
+        _, encoded = cv2.imencode(".webp", window, [cv2.IMWRITE_WEBP_QUALITY, quality])
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE).astype(np.float64)
+        change = (decoded - window.astype(np.float64))[8:-8, 8:-8]
+        out += [math.log(math.sqrt(np.mean(change ** 2)) + 0.1), math.log(8 * len(encoded) / window.size)]
+    return np.array(out)
+
+
+def test_ghost_features_read_the_macroblock_aligned_window():
+    rng = np.random.default_rng(0)
+    region = cv2.GaussianBlur(rng.normal(128, 40, (130, 150)), (0, 0), 1.5).clip(0, 255).round().astype(np.float32)
+    # origin (5, 11): the first macroblock boundary inside is 11 pixels across and 5 down; 139 // 16 = 8 whole
+    # macroblocks across (7 taken, centred: the spare one is split down to none before), 125 // 16 = 7 down
+    window = region[5:5 + 112, 11:11 + 112].astype(np.uint8)
+    got = ghost_features(region, (5, 11))
+    expected = _plain_ghost(window)
+    # the same encoder on the same bytes: the encoded sizes are equal, the changes differ only by float32 against
+    # float64 means of at most 96 x 96 squares below 255^2 (relative gamma_9216 < 6e-4 in float32, then halved by
+    # the square root): the logarithms within 1e-3
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert ghost_features(region[:40], (0, 0)) is None  # under three macroblocks down
+
+
+def test_exported_trees_predict_what_scikit_learn_predicts():
+    sklearn_ensemble = pytest.importorskip("sklearn.ensemble")
+    from studies.components.train_compression import export_trees
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, N_FEATURES))
+    target = 50 + 20 * np.tanh(x[:, 0]) - 10 * x[:, 3] * (x[:, 6] > 0)
+    model = sklearn_ensemble.HistGradientBoostingRegressor(max_iter=20, max_leaf_nodes=7, random_state=0).fit(x, target)
+    trees = export_trees(model, x)
+    walked = CompressionModel(trees["baseline"], *(np.array(trees[k]) for k in ("roots", "feature", "threshold",
+                                                                                "left", "right", "value")),
+                              contrast=np.array([0.0, 1.0]), quality=np.array([1.0, 0.0]))
+    # the same comparisons on the same float64 values pick the same leaves; the sum of 20 leaves plus the baseline,
+    # each below 100 in magnitude, is rounded at most 21 times: within 21 * 100 * 2^-53 (< 1e-12)
+    for row, want in zip(x[:50], np.clip(model.predict(x[:50]), 0, 100)):
+        assert walked.deblocked(row) == pytest.approx(want, abs=1e-12)
+
+
+def _write(tmp_path: Path, change) -> Path:
+    document = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
+    change(document)
+    path = tmp_path / "compression.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def _backwards(document: dict) -> None:
+    webp = document["webp"]
+    split = next(i for i, f in enumerate(webp["feature"]) if f >= 0)
+    webp["left"][split] = split  # a node pointing to itself: a walk that would never end
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d["webp"].update(probes=[3, 15]), "probes"),
+    (lambda d: d["webp"].update(n_features=6), "features"),
+    (lambda d: d["webp"]["threshold"].__setitem__(0, float("nan")), "not finite"),
+    (lambda d: d["webp"]["value"].pop(), "'value' is not a list"),
+    (lambda d: d["webp"]["feature"].__setitem__(next(i for i, f in enumerate(d["webp"]["feature"]) if f >= 0),
+                                                N_FEATURES), "feature that does not exist"),
+    (_backwards, "to itself"),
+    (lambda d: d["webp"]["roots"].__setitem__(0, True), "integers"),
+    (lambda d: d["jpeg"]["quality"].reverse(), "JPEG map"),
+    (lambda d: d.pop("jpeg"), "'jpeg'"),
+])
+def test_a_damaged_model_file_is_refused(tmp_path, change, words):
+    path = _write(tmp_path, change)
+    with pytest.raises(ModelFileError, match=words) as caught:
+        load_compression_model(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_missing_or_garbled_model_file_is_refused(tmp_path):
+    with pytest.raises(ModelFileError, match="missing or not JSON"):
+        load_compression_model(tmp_path / "absent.json")
+    garbled = tmp_path / "garbled.json"
+    garbled.write_bytes(b"\xff\x00{")
+    with pytest.raises(ModelFileError, match="missing or not JSON"):
+        load_compression_model(garbled)
+
+
+@pytest.fixture(scope="module")
+def faces(lfw_dir):
+    from fiqa.detect.pipeline import FacePipeline
+
+    pipeline = FacePipeline()
+    found = [pipeline.process(p) for p in sorted(lfw_dir.glob("*/*.jpg"))[:24:3]]
+    return np.stack([f.crop for f in found if f.ok])
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    b, g, r = (image[..., i].astype(np.float32) for i in range(3))
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def _coded(crop: np.ndarray, ext: str, flag: int, quality: int) -> np.ndarray:
+    _, encoded = cv2.imencode(ext, crop, [flag, quality])
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+
+
+@pytest.mark.parametrize("ext, flag", [(".jpg", cv2.IMWRITE_JPEG_QUALITY), (".webp", cv2.IMWRITE_WEBP_QUALITY)])
+def test_real_faces_read_their_coding_quality_in_order(faces, ext, flag):
+    """Eight LFW-dev faces coded at 90, 50 and 10: the median estimate falls with the quality, and lies within 20
+    of it: the model's cross-validated median error is under 5 on training identities (its card), and the median
+    over eight faces of errors whose median is 5 exceeds 20 only when four of the eight err four times as much."""
+    estimates = {q: [codec_quality(_luma(_coded(c, ext, flag, q))) for c in faces] for q in (90, 50, 10)}
+    medians = {q: float(np.median(v)) for q, v in estimates.items()}
+    assert medians[90] > medians[50] > medians[10]
+    for quality, median in medians.items():
+        assert abs(median - quality) <= 20, (quality, median)
+
+
+def test_blurred_and_uncoded_faces_do_not_read_as_coded(faces):
+    """A blurred face is changed little by coarse re-coding, as a coded one is: the model was fitted on blurred
+    faces too, so the median estimate of blurred and of uncoded faces stays above the advice limit (45) by far."""
+    for sigma in (0.0, 1.5, 3.0):
+        crops = [c if sigma == 0 else cv2.GaussianBlur(c, (0, 0), sigma) for c in faces]
+        assert np.median([codec_quality(_luma(c)) for c in crops]) >= 80, sigma
+    assert math.isnan(codec_quality(np.full((112, 112), 128.0)))  # flat: nothing to read
+    load_compression_model()  # the shipped file reads
