@@ -217,7 +217,8 @@ def shortfall_notes(crops: np.ndarray, table: dict) -> list[str]:
                              for i, c in enumerate(crops)])) for s in levels]
     lines.append("- `webp` -> `compression_artifacts`: the estimated quality setting at severities "
                  + ", ".join(f"{s:.1f}" for s in levels) + " (WebP quality " + ", ".join(
-                     str(int(round(60 - 58 * s))) for s in levels) + "): " + ", ".join(f"{g:.1f}" for g in grid)
+                     "none" if s == 0 else str(int(round(60 - 58 * s))) for s in levels) + "): "
+                 + ", ".join(f"{g:.1f}" for g in grid)
                  + "; the 4-pixel grid that sends a face to the WebP route is seen on " + ", ".join(
                      f"{100 * r:.0f} %" for r in routed) + " of the faces. VP8's in-loop filter grows with the "
                  "quantiser and smooths that grid away at the strongest compression: a face whose grid is gone is "

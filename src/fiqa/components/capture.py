@@ -21,16 +21,13 @@ sunglasses: ``too_dark`` advice 100 % -> 0 %, ``uneven_light`` 100 % -> 0 % of t
   margin, as the rim of sunglasses or an over-exposed cheek's saturation line is a hard edge no lens blurred.
 - ``noise``: the standard deviation of the luminance noise in grey levels, from the median absolute finest
   diagonal Haar coefficient (Donoho and Johnstone's estimator, ``median |HH| / 0.6745``), which edges barely move.
-- ``compression_artifacts``: block-grid contrast, ``|s_grid / s_else - 1|`` for the typical luminance step ``s_grid``
-  across the 8- or 4-pixel grid lines of block codecs (JPEG; VP8/WebP, H.264) and ``s_else`` the typical step across
-  the other lines, the larger of the two grids; 0 means no grid. "Typical" is the median over lines of each line's
-  mean step: a codec's grid raises every grid line, while one straight edge in the scene (the rim of sunglasses or a
-  mask, a collar) that happens to lie on a grid line raises one line and leaves the median alone. Coarse quantisation
-  leaves steps at block edges (JPEG: ratio above 1, rising with the quantiser). Codecs with an in-loop deblocking
-  filter (VP8/WebP, AV1, H.264) leave a grid too, but their filter grows with the quantiser and smooths it away: the
-  grid is seen at mild compression and fades at the strongest (studies/results/components_validity.md), so for those
-  codecs the value says that a codec was at work, not how hard. On a photo it is measured on the face region at the
-  photo's own pixel grid (where the codec put its blocks); on an aligned crop, on the crop's grid.
+- ``compression_artifacts``: the estimated quality setting (0-100, libjpeg's and libwebp's scale; 100: no coding
+  loss seen) of the block codec that coded the face (:func:`fiqa.components.compression.codec_quality`): JPEG from
+  its block-grid contrast (:func:`blockiness`: the typical step across the 8- or 4-pixel grid lines against the
+  typical step across the others, "typical" the median over lines, so one straight scene edge on a grid line, the
+  rim of sunglasses or a collar, leaves it alone), deblocking codecs (WebP) from re-coding the face where their
+  4-pixel grid is seen. On a photo it is measured on the face region at the photo's own pixel grid (where the codec
+  put its blocks); on an aligned crop, on the crop's grid.
 - ``under_exposure`` / ``over_exposure``: the fraction of the face darker than 10 % of full scale / brighter than
   97 % of full scale (near black / clipped white, as ISO/IEC 29794-5's exposure measures count them).
 - ``dynamic_range``: the spread between the 5th and 95th percentiles of the face's luminance (smoothed by a
