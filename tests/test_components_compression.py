@@ -177,3 +177,15 @@ def test_blurred_and_uncoded_faces_do_not_read_as_coded(faces):
         assert np.median([codec_quality(_luma(c)) for c in crops]) >= 80, sigma
     assert math.isnan(codec_quality(np.full((112, 112), 128.0)))  # flat: nothing to read
     load_compression_model()  # the shipped file reads
+
+
+def test_learned_components_name_the_model_file_they_read():
+    from fiqa.components import describe_components
+    from fiqa.components.occlusion import WEIGHTS_FILE
+    from fiqa.core.provenance import file_sha256
+
+    described = describe_components()  # what sidecars, GET /model and `fiqa components` carry
+    assert described["compression_artifacts"]["model"] == f"compression.json sha256:{file_sha256(MODEL_FILE)}"
+    for name in ("eyes_visible", "mouth_occlusion", "face_occlusion"):
+        assert described[name]["model"] == f"occlusion.npz sha256:{file_sha256(WEIGHTS_FILE)}"
+    assert "model" not in described["sharpness"] and "model" not in described["head_pose_yaw"]

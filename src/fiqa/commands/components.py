@@ -38,7 +38,8 @@ def command(show_profile: bool, advice_profile: str | None, as_json: bool) -> No
         return
     for name, info in described.items():
         iso = f" [ISO/IEC 29794-5: {info['iso']}]" if info["iso"] else ""
-        click.echo(f"{name} ({info['group']}){iso}\n  raw: {info['unit']}\n  0-100: {info['mapping']}")
+        model = f"\n  model: {info['model']}" if "model" in info else ""
+        click.echo(f"{name} ({info['group']}){iso}\n  raw: {info['unit']}\n  0-100: {info['mapping']}{model}")
     click.echo("\nadvice codes:")
     for code, text in ADVICE.items():
         click.echo(f"  {code:16s} {text}")

@@ -1,9 +1,11 @@
 """Measure every component of a batch of faces: :func:`compute_components` -> :class:`ComponentTable`."""
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,9 +20,12 @@ from fiqa.components.capture import (
     luminance_values,
     sharpness_reason,
 )
+from fiqa.components.compression import MODEL_FILE as COMPRESSION_MODEL
 from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, FaceGeometry, geometry_values_batch
 from fiqa.components.occlusion import OCCLUSION_COMPONENTS, check_crops, occlusion_measures
+from fiqa.components.occlusion import WEIGHTS_FILE as OCCLUSION_WEIGHTS
 from fiqa.core.errors import InvalidParameterError
+from fiqa.core.provenance import file_sha256
 from fiqa.detect.align import CROP_SIZE
 
 if TYPE_CHECKING:
@@ -163,9 +168,23 @@ class ComponentTable:
         return table
 
 
+_MODEL_FILES: Mapping[str, Path] = {**dict.fromkeys(OCCLUSION_COMPONENTS, OCCLUSION_WEIGHTS),
+                                     "compression_artifacts": COMPRESSION_MODEL}
+"""The learned components and the model file each reads (its name and SHA-256 go into their description)."""
+
+
+@functools.cache
+def _model_identity(path: Path) -> str:
+    return f"{path.name} sha256:{file_sha256(path)}"
+
+
 def describe_components() -> dict[str, dict[str, str]]:
-    """Every component's group, unit, meaning, mapping and ISO/IEC 29794-5 name (for sidecars and ``GET /model``)."""
-    return {name: component.describe() for name, component in COMPONENTS.items()}
+    """Every component's group, unit, meaning, mapping and ISO/IEC 29794-5 name, and for the learned ones the model
+    file they read with its SHA-256 (``model``), for sidecars, ``GET /model`` and ``fiqa components``."""
+    described = {name: component.describe() for name, component in COMPONENTS.items()}
+    for name, path in _MODEL_FILES.items():
+        described[name]["model"] = _model_identity(path)
+    return described
 
 
 def _geometry(face: FaceCrop | None) -> FaceGeometry:
