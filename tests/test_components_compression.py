@@ -46,7 +46,7 @@ def test_grid_contrasts_equal_hand_computed_steps():
     eight, four = grid_contrasts(grey[3:, 5:], (0, 0))
     assert eight < 0.5 and four < 0.5
     # blockiness: 8-pixel blocks read 4 against the median of the other lines (1): 3; 4-pixel blocks read the median
-    # of the 8- and 4-lines' steps (as many 4s as 2s, give or take one: at most 3) against 1: at most 2
+    # of the 8- and 4-lines' steps (26 fours and 24 twos after the borders are left out: 4) against 1: 3 as well
     assert blockiness(grey) == 3.0
     assert math.isnan(grid_contrasts(grey[:20])[0]) and math.isnan(blockiness(grey[:, :23]))
 
@@ -60,14 +60,15 @@ def _plain_ghost(window: np.ndarray) -> np.ndarray:
         decoded = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE).astype(np.float64)
         change = (decoded - window.astype(np.float64))[8:-8, 8:-8]
         out += [math.log(math.sqrt(np.mean(change ** 2)) + 0.1), math.log(8 * len(encoded) / window.size)]
-    return np.array(out)
+    return np.array([*out, math.log(window.size)])
 
 
 def test_ghost_features_read_the_macroblock_aligned_window():
     rng = np.random.default_rng(0)
     region = cv2.GaussianBlur(rng.normal(128, 40, (130, 150)), (0, 0), 1.5).clip(0, 255).round().astype(np.float32)
     # origin (5, 11): the first macroblock boundary inside is 11 pixels across and 5 down; 139 // 16 = 8 whole
-    # macroblocks across (7 taken, centred: the spare one is split down to none before), 125 // 16 = 7 down
+    # macroblocks across (7 taken: starting at 11 or 27, both 8 pixels off the region's centre, the first kept),
+    # 125 // 16 = 7 down
     window = region[5:5 + 112, 11:11 + 112].astype(np.uint8)
     got = ghost_features(region, (5, 11))
     expected = _plain_ghost(window)
@@ -76,6 +77,26 @@ def test_ghost_features_read_the_macroblock_aligned_window():
     # the square root): the logarithms within 1e-3
     np.testing.assert_allclose(got, expected, atol=1e-3)
     assert ghost_features(region[:40], (0, 0)) is None  # under three macroblocks down
+
+
+def test_the_window_is_the_largest_aligned_one_nearest_the_centre():
+    from fiqa.components.compression import _window
+
+    for length in range(40, 190, 7):
+        for offset in range(0, 40, 3):
+            grey = np.tile(np.arange(length, dtype=np.float32)[:, None] % 251, (1, 60))  # row r holds r mod 251
+            window = _window(grey, (0, offset))
+            # brute force: every start on the photo's 16-pixel grid that fits, the largest size up to 112
+            starts = [b for b in range(length) if (b + offset) % 16 == 0]
+            fits = [(side, b) for b in starts for side in range(112, 47, -16) if b + side <= length]
+            if not fits:
+                assert window is None
+                continue
+            side = max(size for size, _ in fits)
+            best = min(abs(2 * b + side - length) for size, b in fits if size == side)
+            assert window is not None and window.shape[0] == side
+            begin = int(window[0, 0])  # the row the window starts at (rows below 251 hold their own index)
+            assert (begin + offset) % 16 == 0 and abs(2 * begin + side - length) == best
 
 
 def test_exported_trees_predict_what_scikit_learn_predicts():
@@ -90,10 +111,12 @@ def test_exported_trees_predict_what_scikit_learn_predicts():
     walked = CompressionModel(trees["baseline"], *(np.array(trees[k]) for k in ("roots", "feature", "threshold",
                                                                                 "left", "right", "value")),
                               contrast=np.array([0.0, 1.0]), quality=np.array([1.0, 0.0]))
-    # the same comparisons on the same float64 values pick the same leaves; the sum of 20 leaves plus the baseline,
-    # each below 100 in magnitude, is rounded at most 21 times: within 21 * 100 * 2^-53 (< 1e-12)
+    # the same comparisons on the same float64 values pick the same leaves; the baseline plus 20 leaves is added
+    # up in two orders, each of whose 20 partial sums is at most `scale` (the baseline's and every leaf's magnitude
+    # added) and rounded by at most scale * 2^-53: the two sums differ by at most 2 * 20 * scale * 2^-53
+    scale = abs(trees["baseline"]) + float(np.abs(trees["value"]).sum())
     for row, want in zip(x[:50], np.clip(model.predict(x[:50]), 0, 100)):
-        assert walked.deblocked(row) == pytest.approx(want, abs=1e-12)
+        assert walked.deblocked(row) == pytest.approx(want, abs=40 * scale * 2.0 ** -53)
 
 
 def _write(tmp_path: Path, change) -> Path:
@@ -120,6 +143,11 @@ def _backwards(document: dict) -> None:
     (_backwards, "to itself"),
     (lambda d: d["webp"]["roots"].__setitem__(0, True), "integers"),
     (lambda d: d["jpeg"]["quality"].reverse(), "JPEG map"),
+    (lambda d: d["jpeg"].update(quality=[1000.0, -500.0], contrast=[0.0, 1.0]), "within 0-100"),
+    (lambda d: d["webp"]["feature"].__setitem__(0, 10 ** 30), "out of range"),
+    (lambda d: d["webp"].update(baseline=10 ** 400), "out of range"),
+    (lambda d: d["webp"]["roots"].__setitem__(1, d["webp"]["roots"][1] - 1), "outside its tree"),
+    (lambda d: d["webp"]["roots"].__setitem__(1, d["webp"]["roots"][2]), "roots"),
     (lambda d: d.pop("jpeg"), "'jpeg'"),
 ])
 def test_a_damaged_model_file_is_refused(tmp_path, change, words):
@@ -136,6 +164,10 @@ def test_a_missing_or_garbled_model_file_is_refused(tmp_path):
     garbled.write_bytes(b"\xff\x00{")
     with pytest.raises(ModelFileError, match="missing or not JSON"):
         load_compression_model(garbled)
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")  # deeper than Python's stack
+    with pytest.raises(ModelFileError, match="missing or not JSON"):
+        load_compression_model(nested)
 
 
 @pytest.fixture(scope="module")

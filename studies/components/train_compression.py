@@ -3,23 +3,24 @@
     python -m studies.components.train_compression --random-state 0
 
 1. Training identities only (``split_identities(test_fraction=0.5, random_state)``, the person folders LFW-dev's
-   held-apart studies leave out): one photo each, aligned by fiqa's own pipeline (``--faces`` crops).
-2. Each crop is coded with **Pillow's** WebP and JPEG encoders (not fiqa's degradation code) at ``--variants``
-   seeded qualities each, drawn uniformly over 1-95 (WebP) and 2-98 (JPEG); the uncoded crop counts as quality 100
-   for the JPEG map.
-   Gaussian blur (sigma 0.5-3.5, ``--variants / 2`` per crop) and a nearest-neighbour enlargement (x2-4) are
-   drawn too: they count as quality 100.
+   held-apart studies leave out): one photo each (``--faces``), aligned by fiqa's own pipeline.
+2. Each aligned crop is coded with **Pillow's** WebP and JPEG encoders (not fiqa's degradation code) at
+   ``--variants`` seeded qualities each, drawn uniformly over 1-95 (WebP) and 2-98 (JPEG), and blurred
+   (Gaussian, sigma 0.5-3.5, ``--variants / 2``); the uncoded and blurred crops count as quality 100. Each photo is
+   also rescaled by 0.5-1.6, coded with Pillow's WebP (``--variants / 2``) and detected again: its face region at
+   the photo's own grid is what scoring a photo reads (windows of 48-112 pixels a side, rarely square; the crops
+   give 112-pixel windows only). One enlargement by nearest neighbour (x2-4) per crop only measures how often the
+   WebP route takes such a face (never, at the shipped thresholds); it enters neither fit.
 3. WebP route: boosted regression trees (scikit-learn's ``HistGradientBoostingRegressor``, 100 rounds of trees with
    at most 15 leaves) of the quality on :func:`fiqa.components.compression.ghost_features` and the two grid
-   contrasts, over every sample the route takes (its 4-pixel grid seen): WebP at its quality, and the uncoded,
-   blurred and JPEG samples it takes at
-   theirs. JPEG route: an isotonic (decreasing) regression of the quality on
-   :func:`fiqa.components.compression.blockiness` over the JPEG samples and uncoded crops it takes.
-4. The card records the command, the data, the seed, the versions, the grouped cross-validated Spearman's rho and
-   error of each route, how often blurred faces the route takes read below quality 45, and how often each kind of
-   sample is taken by the WebP route.
+   contrasts, over every sample the route takes (its 4-pixel grid seen): WebP crops and photos at their quality,
+   and the uncoded, blurred and JPEG crops it takes at theirs. JPEG route: an isotonic (decreasing) regression of
+   the quality on :func:`fiqa.components.compression.blockiness` over the JPEG and uncoded crops it takes.
+4. The card records the command, the data, the seed, the versions, the grouped cross-validated (5 folds by face)
+   Spearman's rho and median error of each route (WebP crops and photos apart), how often blurred crops the route
+   takes read below quality 45, and how often each kind of sample is taken by the WebP route.
 
-Seconds on the development machine. The same seed on the same data writes the same file.
+About a minute on the development machine. The same seed on the same data writes the same file.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import GroupKFold
 from studies.components.occlusion_data import DEFAULT_LFW, ROOT
-from studies.components.validate_components import held_apart_crops
+from studies.components.validate_components import held_apart_photos
 
 from fiqa.components.capture import luminance
 from fiqa.components.compression import (
@@ -53,6 +54,7 @@ from fiqa.components.compression import (
     load_compression_model,
 )
 from fiqa.core.provenance import versions
+from fiqa.detect.pipeline import FacePipeline
 
 logger = logging.getLogger(__name__)
 
@@ -94,20 +96,27 @@ def _pillow(crop: np.ndarray, fmt: str, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))[..., ::-1].copy()
 
 
-def _route(y: np.ndarray) -> np.ndarray | None:
-    """The WebP route's features of a coded face, or None where its 4-pixel grid is not seen (the JPEG route)."""
-    eight, four = grid_contrasts(y)
+def _route(y: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray | None:
+    """The WebP route's features of a coded face (luminance ``y`` whose ``[0, 0]`` is at ``origin`` of the codec's
+    grid), or None where its 4-pixel grid is not seen (the JPEG route), as ``codec_quality`` decides."""
+    eight, four = grid_contrasts(y, origin)
     if not (four >= DEBLOCKED_GRID and four >= DEBLOCKED_SHARE * eight):
         return None
-    ghost = ghost_features(y)
+    ghost = ghost_features(y, origin)
     return None if ghost is None else np.concatenate([ghost, [eight, four]])
 
 
-def samples(crops: np.ndarray, variants: int, random_state: int) -> dict[str, list]:
-    """The coded samples: (kind, face, quality, the WebP route's features or None, blockiness)."""
+def samples(faces: list[tuple[Path, np.ndarray]], variants: int, random_state: int) -> list[tuple]:
+    """The coded samples: (kind, face, quality, the WebP route's features or None, blockiness).
+
+    Aligned crops (the crop's grid, a 112-pixel window): uncoded, WebP, JPEG, blurred, enlarged by nearest
+    neighbour. Whole photos (the face region at the photo's own grid, as scoring a photo reads it: windows of 48-112
+    pixels, rarely square): rescaled by 0.5-1.6, then WebP-coded and detected again by fiqa's pipeline.
+    """
     rng = np.random.default_rng(random_state)
+    pipeline = FacePipeline()
     out = []
-    for face, crop in enumerate(crops):
+    for face, (photo, crop) in enumerate(faces):
         coded = [("uncoded", 100, crop)]
         coded += [("webp", int(q), _pillow(crop, "WEBP", int(q))) for q in rng.integers(1, 96, variants)]
         coded += [("jpeg", int(q), _pillow(crop, "JPEG", int(q))) for q in rng.integers(2, 99, variants)]
@@ -119,6 +128,14 @@ def samples(crops: np.ndarray, variants: int, random_state: int) -> dict[str, li
         for kind, quality, image in coded:
             y = luminance(image)
             out.append((kind, face, quality, _route(y), blockiness(y)))
+        image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+        for quality, scale in zip(rng.integers(1, 96, variants // 2), rng.uniform(0.5, 1.6, variants // 2)):
+            scaled = cv2.resize(image, None, fx=float(scale), fy=float(scale),
+                                interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+            found = pipeline.process(_pillow(scaled, "WEBP", int(quality)), views=True)
+            if found.ok and found.region is not None:
+                out.append(("webp photo", face, int(quality), _route(found.region, found.region_origin),
+                            blockiness(found.region, found.region_origin)))
     return out
 
 
@@ -134,9 +151,9 @@ def _figures(target: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
             "median_abs_error": round(float(np.median(np.abs(target - predicted))), 2)}
 
 
-def fit(crops: np.ndarray, variants: int, random_state: int) -> tuple[dict, dict]:
-    """The model's parts and the fit's figures."""
-    data = samples(crops, variants, random_state)
+def fit(faces: list[tuple[Path, np.ndarray]], variants: int, random_state: int) -> tuple[dict, dict]:
+    """The model's parts and the fit's figures, from (photo, aligned crop) pairs."""
+    data = samples(faces, variants, random_state)
     routed_fraction = {k: round(float(np.mean([s[3] is not None for s in data if s[0] == k])), 4)
                        for k in sorted({s[0] for s in data})}
     routed = [s for s in data if s[3] is not None]  # every kind the WebP route takes, at its quality (uncoded: 100)
@@ -173,11 +190,12 @@ def fit(crops: np.ndarray, variants: int, random_state: int) -> tuple[dict, dict
     steps = np.unique(levels)[::-1]
     jpeg = {"contrast": [float((knots[levels == q].min() + knots[levels == q].max()) / 2) for q in steps],
             "quality": [float(q) for q in steps]}
-    webp_rows, blur_rows = kind == "webp", kind == "blur"
+    webp_rows, photo_rows, blur_rows = kind == "webp", kind == "webp photo", kind == "blur"
     figures = {
         "webp_route": {"n_samples": int(len(target)), "n_faces": int(len(np.unique(group))),
                        "n_by_kind": {k: int((kind == k).sum()) for k in np.unique(kind)},
                        "webp": _figures(target[webp_rows], cv[webp_rows]),
+                       "webp_photo": _figures(target[photo_rows], cv[photo_rows]),
                        "blur_routed_reading_below_45": round(float(np.mean(cv[blur_rows] < 45)), 4)},
         "jpeg_route": {"n_samples": int(keep.sum()), **_figures(jtarget[keep], jcv)},
         "routed_fraction": routed_fraction,
@@ -195,17 +213,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cv2.setNumThreads(1)
-    _, crops = held_apart_crops(args.lfw, args.faces, args.random_state, part="train")
-    parts, figures = fit(crops, args.variants, args.random_state)
+    pipeline = FacePipeline()
+    found = [(photo, pipeline.process(photo)) for photo in held_apart_photos(args.lfw, args.faces, args.random_state,
+                                                                            part="train")]
+    faces = [(photo, face.crop) for photo, face in found if face.ok]
+    parts, figures = fit(faces, args.variants, args.random_state)
     card = {
         "what": "the estimate of a block codec's quality setting behind compression_artifacts "
                 "(fiqa.components.compression)",
         "command": f"python -m studies.components.train_compression --faces {args.faces} --variants {args.variants} "
                    f"--random-state {args.random_state}",
-        "data": f"LFW-dev, one photo of each of {len(crops)} training identities (split_identities("
+        "data": f"LFW-dev, one photo of each of {len(faces)} training identities (split_identities("
                 f"test_fraction=0.5, random_state={args.random_state}), part 'train'), aligned by fiqa's pipeline; "
-                f"coded with Pillow's WebP (quality 1-95) and JPEG (2-98) encoders, {args.variants} seeded "
-                f"qualities each; no fiqa degradation code",
+                f"the crops coded with Pillow's WebP (quality 1-95) and JPEG (2-98) encoders, {args.variants} seeded "
+                f"qualities each, blurred ({args.variants // 2}) and enlarged by nearest neighbour (one); the "
+                f"photos rescaled by 0.5-1.6 and WebP-coded ({args.variants // 2}), then detected again; no fiqa "
+                f"degradation code",
         "validation": figures,
         "versions": {**versions(), "pillow_libwebp": str(features.version("webp"))},
     }

@@ -47,7 +47,7 @@ DEBLOCKED_GRID = 0.05
 """Contrast across the 4-pixel lines between the 8-pixel lines above which a deblocking codec's grid is seen."""
 DEBLOCKED_SHARE = 0.3
 """... and at least this fraction of the contrast across the 8-pixel lines (JPEG's grid is at those only)."""
-N_FEATURES = 2 * len(PROBES) + 2
+N_FEATURES = 2 * len(PROBES) + 3
 """The WebP route reads :func:`ghost_features` and the two :func:`grid_contrasts`."""
 _MACROBLOCK = 16
 _WINDOW = 112  # pixels a side at most re-coded (7 macroblocks: the aligned crop's size; bounds the cost)
@@ -152,24 +152,29 @@ def grid_contrasts(grey: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[
 
 
 def _window(grey: np.ndarray, origin: tuple[int, int]) -> np.ndarray | None:
-    """The largest centred part of ``grey`` (at most :data:`_WINDOW` a side) that starts and ends on the codec's
-    16-pixel macroblock grid, as uint8; None when under :data:`_MIN_WINDOW` a side."""
+    """The largest part of ``grey`` (at most :data:`_WINDOW` a side) that starts and ends on the codec's 16-pixel
+    macroblock grid, of the aligned placements the one whose centre is nearest the region's, as uint8; None when
+    under :data:`_MIN_WINDOW` a side."""
     sides = []
     for length, offset in ((grey.shape[0], origin[1]), (grey.shape[1], origin[0])):
         first = (-offset) % _MACROBLOCK  # the first macroblock boundary inside the region
-        blocks = min((length - first) // _MACROBLOCK, _WINDOW // _MACROBLOCK)
+        whole = (length - first) // _MACROBLOCK  # whole macroblocks inside the region
+        blocks = min(whole, _WINDOW // _MACROBLOCK)
         if blocks * _MACROBLOCK < _MIN_WINDOW:
             return None
-        spare = (length - first) // _MACROBLOCK - blocks  # whole macroblocks left over: centre the window
-        start = first + spare // 2 * _MACROBLOCK
-        sides.append(slice(start, start + blocks * _MACROBLOCK))
+        side = blocks * _MACROBLOCK
+        start = min((first + k * _MACROBLOCK for k in range(whole - blocks + 1)),
+                    key=lambda begin: abs(2 * begin + side - length))  # |window centre - region centre|, doubled
+        sides.append(slice(start, start + side))
     return np.clip(np.rint(grey[sides[0], sides[1]]), 0, 255).astype(np.uint8)
 
 
 def ghost_features(grey: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray | None:
-    """The WebP route's features: for each of :data:`PROBES`, the log RMS change (grey levels, inside an 8-pixel
-    border) and the log bits per pixel of coding the region's macroblock-aligned window again (shape (6,)); None
-    when the window is smaller than 48 pixels a side or the encoder fails."""
+    """The WebP route's re-coding features (shape (7,)): for each of :data:`PROBES`, the log RMS change (grey levels,
+    inside an 8-pixel border) and the log bits per pixel of coding the region's macroblock-aligned window again,
+    then the log of the window's pixel count (a small window's file carries more header bits per pixel, and its
+    changes are read over fewer pixels); None when the window is smaller than 48 pixels a side or the encoder
+    fails."""
     window = _window(np.asarray(grey, dtype=np.float32), origin)
     if window is None:
         return None
@@ -183,7 +188,7 @@ def ghost_features(grey: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.nda
         change = decoded[_BORDER:-_BORDER, _BORDER:-_BORDER].astype(np.float32) - inner
         features += [math.log(math.sqrt(float(np.mean(change * change))) + _FLOOR),
                      math.log(8.0 * len(encoded) / window.size)]
-    return np.array(features)
+    return np.array([*features, math.log(window.size)])
 
 
 @dataclass(frozen=True)
@@ -226,7 +231,7 @@ class CompressionModel:
         return float(np.clip(self.baseline + float(np.sum(self.value[nodes])), 0.0, 100.0))
 
     def blocked(self, contrast: float) -> float:
-        return float(np.interp(contrast, self.contrast, self.quality))
+        return float(np.clip(np.interp(contrast, self.contrast, self.quality), 0.0, 100.0))
 
 
 def _array(data: dict, name: str, path: Path, length: int | None = None, integer: bool = False) -> np.ndarray:
@@ -236,7 +241,10 @@ def _array(data: dict, name: str, path: Path, length: int | None = None, integer
             or not all(isinstance(v, kinds) and not isinstance(v, bool) for v in values)):
         raise ModelFileError(f"Compression model {str(path)!r}: {name!r} is not a list of "
                              f"{length or 'some'} {'integers' if integer else 'numbers'}.")
-    array = np.array(values, dtype=np.int64 if integer else np.float64)
+    try:
+        array = np.array(values, dtype=np.int64 if integer else np.float64)
+    except OverflowError:
+        raise ModelFileError(f"Compression model {str(path)!r}: {name!r} holds a number out of range.") from None
     if not np.all(np.isfinite(array)):
         raise ModelFileError(f"Compression model {str(path)!r}: {name!r} holds a value that is not finite.")
     return array
@@ -249,13 +257,14 @@ def load_compression_model(path: str | Path = MODEL_FILE) -> CompressionModel:
     ------
     fiqa.core.errors.ModelFileError
         The file is missing or not JSON, an entry is missing, not finite or of the wrong length, the probes differ
-        from :data:`PROBES`, a tree's node points outside the trees or back to itself or before it (every walk
-        must end), or the JPEG map is not increasing in contrast and decreasing in quality.
+        from :data:`PROBES`, the trees' roots are not 0 and increasing, a node points outside its tree or back to
+        itself or before it (every walk must end), or the JPEG map is not increasing in contrast and decreasing in
+        quality within 0-100.
     """
     path = Path(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested beyond Python's stack
         raise ModelFileError(f"Compression model {str(path)!r} is missing or not JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("webp"), dict) \
             or not isinstance(document.get("jpeg"), dict):
@@ -273,15 +282,21 @@ def load_compression_model(path: str | Path = MODEL_FILE) -> CompressionModel:
     threshold, value = (_array(webp, name, path, n) for name in ("threshold", "value"))
     split = feature >= 0
     nodes = np.arange(n)
-    if (np.any(feature < -1) or np.any(feature >= N_FEATURES) or np.any(roots < 0) or np.any(roots >= n)
-            or np.any((left <= nodes)[split]) or np.any((right <= nodes)[split]) or np.any(left[split] >= n)
-            or np.any(right[split] >= n)):
-        raise ModelFileError(f"Compression model {str(path)!r}: a tree node points outside the trees, to itself or "
+    # the trees lie one after another: tree t holds nodes roots[t] .. roots[t + 1] - 1, and a split's children lie
+    # after it within its own tree, so every walk ends inside the tree it began in
+    if roots[0] != 0 or np.any(np.diff(roots) <= 0) or roots[-1] >= n:
+        raise ModelFileError(f"Compression model {str(path)!r}: the trees' roots are not 0 and increasing within "
+                             f"the {n} nodes.")
+    end = np.append(roots[1:], n)[np.searchsorted(roots, nodes, side="right") - 1]  # each node's tree's end
+    if (np.any(feature < -1) or np.any(feature >= N_FEATURES) or np.any((left <= nodes)[split])
+            or np.any((right <= nodes)[split]) or np.any((left >= end)[split]) or np.any((right >= end)[split])):
+        raise ModelFileError(f"Compression model {str(path)!r}: a tree node points outside its tree, to itself or "
                              f"before itself, or reads a feature that does not exist.")
     contrast, quality = _array(jpeg, "contrast", path), _array(jpeg, "quality", path)
-    if len(contrast) != len(quality) or np.any(np.diff(contrast) <= 0) or np.any(np.diff(quality) >= 0):
+    if (len(contrast) != len(quality) or np.any(np.diff(contrast) <= 0) or np.any(np.diff(quality) >= 0)
+            or np.any(quality < 0) or np.any(quality > 100)):
         raise ModelFileError(f"Compression model {str(path)!r}: the JPEG map is not increasing in contrast and "
-                             f"decreasing in quality.")
+                             f"decreasing in quality within 0-100.")
     return CompressionModel(float(baseline), roots, feature, threshold, left, right, value, contrast, quality)
 
 
