@@ -6,7 +6,8 @@
    held-apart studies leave out): one photo each (``--faces``), aligned by fiqa's own pipeline.
 2. Each aligned crop is coded with **Pillow's** WebP and JPEG encoders (not fiqa's degradation code) at
    ``--variants`` seeded qualities each, drawn uniformly over 1-95 (WebP) and 2-98 (JPEG), and blurred
-   (Gaussian, sigma 0.5-3.5, ``--variants / 2``); the uncoded and blurred crops count as quality 100. Each photo is
+   (Gaussian, sigma 0.5-3.5, ``--variants / 2``) or dimmed (gain 0.25-1 times contrast 0.3-1 about the mean,
+   ``--variants / 2``); the uncoded, blurred and dimmed crops count as quality 100. Each photo is
    also rescaled by 0.5-1.6, coded with Pillow's WebP (``--variants / 2``) and detected again: its face region at
    the photo's own grid is what scoring a photo reads (windows of 48-112 pixels a side, rarely square; the crops
    give 112-pixel windows only). One enlargement by nearest neighbour (x2-4) per crop only measures how often the
@@ -14,10 +15,10 @@
 3. WebP route: boosted regression trees (scikit-learn's ``HistGradientBoostingRegressor``, 100 rounds of trees with
    at most 15 leaves) of the quality on :func:`fiqa.components.compression.ghost_features` and the two grid
    contrasts, over every sample the route takes (its 4-pixel grid seen): WebP crops and photos at their quality,
-   and the uncoded, blurred and JPEG crops it takes at theirs. JPEG route: an isotonic (decreasing) regression of
+   and the uncoded, blurred, dimmed and JPEG crops it takes at theirs. JPEG route: an isotonic (decreasing) regression of
    the quality on :func:`fiqa.components.compression.blockiness` over the JPEG and uncoded crops it takes.
 4. The card records the command, the data, the seed, the versions, the grouped cross-validated (5 folds by face)
-   Spearman's rho and median error of each route (WebP crops and photos apart), how often blurred crops the route
+   Spearman's rho and median error of each route (WebP crops and photos apart), how often blurred, dimmed and uncoded crops the route
    takes read below quality 45, and how often each kind of sample is taken by the WebP route.
 
 About a minute on the development machine. The same seed on the same data writes the same file.
@@ -122,6 +123,10 @@ def samples(faces: list[tuple[Path, np.ndarray]], variants: int, random_state: i
         coded += [("jpeg", int(q), _pillow(crop, "JPEG", int(q))) for q in rng.integers(2, 99, variants)]
         coded += [("blur", 100, cv2.GaussianBlur(crop, (0, 0), float(sigma)))
                   for sigma in rng.uniform(0.5, 3.5, variants // 2)]
+        for gain, contrast in zip(rng.uniform(0.25, 1.0, variants // 2), rng.uniform(0.3, 1.0, variants // 2)):
+            mean = float(crop.mean())  # darker and flatter: fewer, smaller steps, so a chance grid reads stronger
+            coded.append(("dim", 100, np.clip(np.rint(gain * (mean + contrast * (crop - mean))), 0, 255)
+                          .astype(np.uint8)))
         factor = int(rng.integers(2, 5))
         small = cv2.resize(crop, (112 // factor, 112 // factor), interpolation=cv2.INTER_AREA)
         coded.append(("nearest enlargement", 100, cv2.resize(small, (112, 112), interpolation=cv2.INTER_NEAREST)))
@@ -190,13 +195,14 @@ def fit(faces: list[tuple[Path, np.ndarray]], variants: int, random_state: int) 
     steps = np.unique(levels)[::-1]
     jpeg = {"contrast": [float((knots[levels == q].min() + knots[levels == q].max()) / 2) for q in steps],
             "quality": [float(q) for q in steps]}
-    webp_rows, photo_rows, blur_rows = kind == "webp", kind == "webp photo", kind == "blur"
+    webp_rows, photo_rows = kind == "webp", kind == "webp photo"
     figures = {
         "webp_route": {"n_samples": int(len(target)), "n_faces": int(len(np.unique(group))),
                        "n_by_kind": {k: int((kind == k).sum()) for k in np.unique(kind)},
                        "webp": _figures(target[webp_rows], cv[webp_rows]),
                        "webp_photo": _figures(target[photo_rows], cv[photo_rows]),
-                       "blur_routed_reading_below_45": round(float(np.mean(cv[blur_rows] < 45)), 4)},
+                       **{f"{k}_routed_reading_below_45": round(float(np.mean(cv[kind == k] < 45)), 4)
+                          for k in ("blur", "dim", "uncoded")}},
         "jpeg_route": {"n_samples": int(keep.sum()), **_figures(jtarget[keep], jcv)},
         "routed_fraction": routed_fraction,
     }
@@ -226,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         "data": f"LFW-dev, one photo of each of {len(faces)} training identities (split_identities("
                 f"test_fraction=0.5, random_state={args.random_state}), part 'train'), aligned by fiqa's pipeline; "
                 f"the crops coded with Pillow's WebP (quality 1-95) and JPEG (2-98) encoders, {args.variants} seeded "
-                f"qualities each, blurred ({args.variants // 2}) and enlarged by nearest neighbour (one); the "
+                f"qualities each, blurred and dimmed ({args.variants // 2} each) and enlarged by nearest neighbour (one); the "
                 f"photos rescaled by 0.5-1.6 and WebP-coded ({args.variants // 2}), then detected again; no fiqa "
                 f"degradation code",
         "validation": figures,

@@ -222,11 +222,10 @@ def shortfall_notes(crops: np.ndarray, table: dict) -> list[str]:
                  + "; the 4-pixel grid that sends a face to the WebP route is seen on " + ", ".join(
                      f"{100 * r:.0f} %" for r in routed) + " of the faces. VP8's in-loop filter grows with the "
                  "quantiser and smooths that grid away at the strongest compression: a face whose grid is gone is "
-                 "read by the JPEG route, which sees no JPEG grid either and reads a high quality; and below "
-                 "quality 15 the re-coding changes (the WebP route's features) stop falling, so the estimate "
-                 "levels off near 20 (`fiqa.components.compression`). Looking for the codec on every face (the "
-                 "re-coding on each, about 2.4 ms) would leave the cost bar; a lower grid threshold sends up to a "
-                 "third of uncoded faces to the WebP route (training identities, Pillow's WebP).")
+                 "read by the JPEG route, which sees no JPEG grid either and reads a high quality "
+                 "(`fiqa.components.compression`). Re-coding every face (about 2.5 ms each) would leave the cost "
+                 "bar; at the chosen grid thresholds a quarter of uncoded crops take the re-coding already (the "
+                 "first figure above), and lower thresholds send more.")
     return [*lines, ""]
 
 
