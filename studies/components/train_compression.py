@@ -15,11 +15,13 @@
 3. WebP route: boosted regression trees (scikit-learn's ``HistGradientBoostingRegressor``, 100 rounds of trees with
    at most 15 leaves) of the quality on :func:`fiqa.components.compression.ghost_features` and the two grid
    contrasts, over every sample the route takes (its 4-pixel grid seen): WebP crops and photos at their quality,
-   and the uncoded, blurred, dimmed and JPEG crops it takes at theirs. JPEG route: an isotonic (decreasing) regression of
-   the quality on :func:`fiqa.components.compression.blockiness` over the JPEG and uncoded crops it takes.
+   and the uncoded, blurred, dimmed and JPEG crops it takes at theirs. JPEG route: an isotonic (decreasing)
+   regression of the quality on :func:`fiqa.components.compression.blockiness` over the JPEG and uncoded crops it
+   takes.
 4. The card records the command, the data, the seed, the versions, the grouped cross-validated (5 folds by face)
-   Spearman's rho and median error of each route (WebP crops and photos apart), how often blurred, dimmed and uncoded crops the route
-   takes read below quality 45, and how often each kind of sample is taken by the WebP route.
+   Spearman's rho and median error of each route (WebP crops and photos apart), how often the uncoded, blurred and
+   dimmed crops the route takes read below quality 45, and how often each kind of sample is taken by the WebP
+   route.
 
 About a minute on the development machine. The same seed on the same data writes the same file.
 """
@@ -232,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         "data": f"LFW-dev, one photo of each of {len(faces)} training identities (split_identities("
                 f"test_fraction=0.5, random_state={args.random_state}), part 'train'), aligned by fiqa's pipeline; "
                 f"the crops coded with Pillow's WebP (quality 1-95) and JPEG (2-98) encoders, {args.variants} seeded "
-                f"qualities each, blurred and dimmed ({args.variants // 2} each) and enlarged by nearest neighbour (one); the "
+                f"qualities each, blurred and dimmed ({args.variants // 2} each) and enlarged by nearest neighbour "
+                f"(one); the "
                 f"photos rescaled by 0.5-1.6 and WebP-coded ({args.variants // 2}), then detected again; no fiqa "
                 f"degradation code",
         "validation": figures,
