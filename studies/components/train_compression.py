@@ -23,7 +23,8 @@
    dimmed crops the route takes read below quality 45, and how often each kind of sample is taken by the WebP
    route.
 
-About a minute on the development machine. The same seed on the same data writes the same file.
+About half a minute on the idle development machine (a minute beside other work). The same seed on the same
+data writes the same file.
 """
 from __future__ import annotations
 

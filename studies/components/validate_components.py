@@ -454,6 +454,8 @@ def photo_compression_section(photos: list[Path]) -> list[str]:
             if face.ok:
                 rows.append((index, s, float(compute_components(face.crop[None], [face])
                                              .column("compression_artifacts", raw=True)[0])))
+    if not rows:
+        return ["## 1b. `compression_artifacts` on whole photos", "", "No face was found in any coded photo.", ""]
     table = np.array(rows)
     severity, values = table[:, 1], table[:, 2]
     pooled = spearmanr(severity, values, nan_policy="omit").statistic

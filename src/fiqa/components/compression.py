@@ -54,6 +54,7 @@ _WINDOW = 112  # pixels a side at most re-coded (7 macroblocks: the aligned crop
 _MIN_WINDOW = 48  # pixels a side at least (3 macroblocks): the changes are read 8 pixels inside the window's border
 _BORDER = 8
 _FLOOR = 0.1  # grey levels added before the logarithm of a change (a window the probe leaves unchanged)
+_MAX_LEAF = 1e3  # quality points a leaf or the baseline may add: the sum of any number of them stays finite
 _EDGE = 4  # steps this close to the region's border are left out (a filter's border handling shapes them)
 
 
@@ -257,7 +258,8 @@ def load_compression_model(path: str | Path = MODEL_FILE) -> CompressionModel:
     ------
     fiqa.core.errors.ModelFileError
         The file is missing or not JSON, an entry is missing, not finite or of the wrong length, the probes differ
-        from :data:`PROBES`, the trees' roots are not 0 and increasing, a node points outside its tree or back to
+        from :data:`PROBES`, the baseline or a leaf adds more than 1000 quality points (a sum that could
+        overflow to NaN), the trees' roots are not 0 and increasing, a node points outside its tree or back to
         itself or before it (every walk must end), or the JPEG map is not increasing in contrast and decreasing in
         quality within 0-100.
     """
@@ -280,6 +282,9 @@ def load_compression_model(path: str | Path = MODEL_FILE) -> CompressionModel:
     roots = _array(webp, "roots", path, integer=True)
     left, right = (_array(webp, name, path, n, integer=True) for name in ("left", "right"))
     threshold, value = (_array(webp, name, path, n) for name in ("threshold", "value"))
+    if abs(baseline) > _MAX_LEAF or np.any(np.abs(value) > _MAX_LEAF):
+        raise ModelFileError(f"Compression model {str(path)!r}: the baseline or a leaf's value is beyond "
+                             f"+-{_MAX_LEAF:g} quality points.")
     split = feature >= 0
     nodes = np.arange(n)
     # the trees lie one after another: tree t holds nodes roots[t] .. roots[t + 1] - 1, and a split's children lie
