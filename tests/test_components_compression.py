@@ -277,3 +277,18 @@ def test_whole_photos_read_their_webp_quality_in_order(lfw_dir):
                                    .column("compression_artifacts", raw=True)[0]))
         medians[quality] = float(np.median(estimates))
     assert medians[10] <= medians[80] - 20, medians
+
+
+def test_an_opencv_without_webp_falls_back_to_the_jpeg_route(monkeypatch):
+    from fiqa.components import compression
+
+    texture = cv2.GaussianBlur(np.random.default_rng(3).normal(128, 40, (112, 112)), (0, 0), 1.2).clip(0, 255)
+    _, encoded = cv2.imencode(".webp", texture.astype(np.uint8), [cv2.IMWRITE_WEBP_QUALITY, 20])
+    coded = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE).astype(np.float32)
+
+    def no_writer(*args, **kwargs):
+        raise cv2.error("could not find a writer for the specified extension")
+
+    monkeypatch.setattr(compression.cv2, "imencode", no_writer)
+    assert ghost_features(coded) is None
+    assert codec_quality(coded) == load_compression_model().blocked(blockiness(coded))

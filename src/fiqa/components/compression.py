@@ -175,14 +175,17 @@ def ghost_features(grey: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.nda
     inside an 8-pixel border) and the log bits per pixel of coding the region's macroblock-aligned window again,
     then the log of the window's pixel count (a small window's file carries more header bits per pixel, and its
     changes are read over fewer pixels); None when the window is smaller than 48 pixels a side or the encoder
-    fails."""
+    fails or is missing."""
     window = _window(np.asarray(grey, dtype=np.float32), origin)
     if window is None:
         return None
     inner = window[_BORDER:-_BORDER, _BORDER:-_BORDER].astype(np.float32)
     features = []
     for quality in PROBES:
-        ok, encoded = cv2.imencode(".webp", window, [cv2.IMWRITE_WEBP_QUALITY, quality])
+        try:
+            ok, encoded = cv2.imencode(".webp", window, [cv2.IMWRITE_WEBP_QUALITY, quality])
+        except cv2.error:  # an OpenCV built without WebP: the JPEG route reads the face
+            return None
         decoded = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE) if ok else None
         if decoded is None or decoded.shape != window.shape:
             return None
