@@ -308,10 +308,13 @@ def test_refined_landmarks_settle_on_the_axis_of_the_face_they_centre(lean, turn
     settled = geometry._apply(to_source, geometry._settle_on_axis(_symmetric_face(lean, (48.0, 48.0)), points))
     # the axis estimate's resolution (_QUARTER_BIN above; these 15 cases read at most 0.018 degrees off)
     assert (geometry._eye_angle(settled) - turn - lean + 180.0) % 360.0 - 180.0 == pytest.approx(0.0, abs=_QUARTER_BIN)
-    # a turn about the centre: the centre stays and every distance is kept, up to float64 rounding: about ten
-    # roundings in the context (the mean, the differences, the 2x2 product, the sums; the cosine and sine one ulp
-    # each) and four in the map to the photo (two products, two sums), of values below 300 pixels there:
-    # 14 * 2^-53 * 300 < 5e-13; 1e-11 bounds it
+    # a turn about the centre: the centre stays and every distance is kept, up to float64 rounding (u = 2^-53): about
+    # ten roundings in the context (the mean, the differences, the 2x2 product, the sums; the cosine and sine one ulp
+    # each) and four in the map to the photo (two products, two sums), of values below 300 pixels there: each
+    # settled coordinate within 14 u 300 = 4200 u; the source's own map (4 u 300) and the two means of five (5 u 300
+    # each) bring the centres' difference under 9000 u (1.0e-12); a distance moves by at most twice its ends'
+    # coordinate error times sqrt(2) plus its own difference and norm (about 4 roundings of values below 425), on
+    # both sides: under 3e4 u (3.3e-12). 1e-11 is three times the larger
     np.testing.assert_allclose(settled.mean(axis=0), source.mean(axis=0), rtol=0, atol=1e-11)
     distances = np.linalg.norm(source[:, None] - source[None], axis=-1)
     np.testing.assert_allclose(np.linalg.norm(settled[:, None] - settled[None], axis=-1), distances, rtol=0,

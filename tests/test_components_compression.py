@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fiqa.components.capture import luminance
 from fiqa.components.compression import (
     MODEL_FILE,
     N_FEATURES,
@@ -23,6 +24,7 @@ from fiqa.components.compression import (
     load_compression_model,
 )
 from fiqa.core.errors import ModelFileError
+from fiqa.core.numerics import U64, gamma
 
 
 def _stepped(steps: dict[int, float], size: int = 112) -> np.ndarray:
@@ -63,6 +65,17 @@ def _plain_ghost(window: np.ndarray) -> np.ndarray:
     return np.array([*out, math.log(window.size)])
 
 
+def _change_bound(window: np.ndarray) -> float:
+    """How far ghost_features may read from _plain_ghost on ``window``: the same encoder on the same bytes gives
+    equal sizes (the bits-per-pixel and window-size entries agree exactly); the changes are integers whose squares
+    (below 255^2 < 2^24) are exact in float32 and float64 alike, so only the mean of the n squares inside the border
+    rounds: n - 1 additions in any order and a division, within gamma_n relative in float32 (gamma_n in float64 for
+    the reference). The square root halves a relative error and log(r + 0.1) moves by at most r's relative change, so
+    gamma_n bounds each logarithm with room for the higher-order terms; the float64 side adds its own gamma_n."""
+    n = (window.shape[0] - 16) * (window.shape[1] - 16)
+    return float(gamma(n)) + float(gamma(n, U64))
+
+
 def test_ghost_features_read_the_macroblock_aligned_window():
     rng = np.random.default_rng(0)
     region = cv2.GaussianBlur(rng.normal(128, 40, (130, 150)), (0, 0), 1.5).clip(0, 255).round().astype(np.float32)
@@ -72,17 +85,14 @@ def test_ghost_features_read_the_macroblock_aligned_window():
     window = region[5:5 + 112, 11:11 + 112].astype(np.uint8)
     got = ghost_features(region, (5, 11))
     expected = _plain_ghost(window)
-    # the same encoder on the same bytes: the encoded sizes are equal, the changes differ only by float32 against
-    # float64 means of at most 96 x 96 squares below 255^2 (relative gamma_9216 < 6e-4 in float32, then halved by
-    # the square root): the logarithms within 1e-3
-    np.testing.assert_allclose(got, expected, atol=1e-3)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=_change_bound(window))
     assert ghost_features(region[:40], (0, 0)) is None  # under three macroblocks down
     # a photo's face region gives smaller windows, rarely square: origin (3, 7) on a 90 x 75 part: 16 - 7 = 9 down,
     # (90 - 9) // 16 = 5 macroblocks (80 px); 16 - 3 = 13 across, (75 - 13) // 16 = 3 (48 px), the window's size
     # then read as its own feature
     part = region[:90, :75]
-    np.testing.assert_allclose(ghost_features(part, (3, 7)), _plain_ghost(part[9:89, 13:61].astype(np.uint8)),
-                               atol=1e-3)
+    window = part[9:89, 13:61].astype(np.uint8)
+    np.testing.assert_allclose(ghost_features(part, (3, 7)), _plain_ghost(window), rtol=0, atol=_change_bound(window))
 
 
 def test_the_window_is_the_largest_aligned_one_nearest_the_centre():
@@ -208,11 +218,6 @@ def faces(lfw_dir):
     return np.stack([f.crop for f in found if f.ok])
 
 
-def _luma(image: np.ndarray) -> np.ndarray:
-    b, g, r = (image[..., i].astype(np.float32) for i in range(3))
-    return 0.299 * r + 0.587 * g + 0.114 * b
-
-
 def _coded(crop: np.ndarray, ext: str, flag: int, quality: int) -> np.ndarray:
     _, encoded = cv2.imencode(ext, crop, [flag, quality])
     return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
@@ -223,7 +228,7 @@ def test_real_faces_read_their_coding_quality_in_order(faces, ext, flag):
     """Eight LFW-dev faces coded at 90, 50 and 10: the median estimate falls with the quality, and lies within 20
     of it: the model's cross-validated median error is under 5 on training identities (its card), and the median
     over eight faces of errors whose median is 5 exceeds 20 only when four of the eight err four times as much."""
-    estimates = {q: [codec_quality(_luma(_coded(c, ext, flag, q))) for c in faces] for q in (90, 50, 10)}
+    estimates = {q: [codec_quality(luminance(_coded(c, ext, flag, q))) for c in faces] for q in (90, 50, 10)}
     medians = {q: float(np.median(v)) for q, v in estimates.items()}
     assert medians[90] > medians[50] > medians[10]
     for quality, median in medians.items():
@@ -235,9 +240,9 @@ def test_blurred_and_uncoded_faces_do_not_read_as_coded(faces):
     faces too, so the median estimate of blurred and of uncoded faces stays above the advice limit (45) by far."""
     for sigma in (0.0, 1.5, 3.0):
         crops = [c if sigma == 0 else cv2.GaussianBlur(c, (0, 0), sigma) for c in faces]
-        assert np.median([codec_quality(_luma(c)) for c in crops]) >= 80, sigma
+        assert np.median([codec_quality(luminance(c)) for c in crops]) >= 80, sigma
     dimmed = [np.clip(0.4 * (c.mean() + 0.5 * (c - c.mean())), 0, 255).astype(np.uint8) for c in faces]
-    assert np.median([codec_quality(_luma(c)) for c in dimmed]) >= 80  # darker and flatter: fewer, smaller steps
+    assert np.median([codec_quality(luminance(c)) for c in dimmed]) >= 80  # darker and flatter: fewer, smaller steps
     assert math.isnan(codec_quality(np.full((112, 112), 128.0)))  # flat: nothing to read
     load_compression_model()  # the shipped file reads
 

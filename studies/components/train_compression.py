@@ -47,15 +47,12 @@ from studies.components.validate_components import held_apart_photos
 
 from fiqa.components.capture import luminance
 from fiqa.components.compression import (
-    DEBLOCKED_GRID,
-    DEBLOCKED_SHARE,
     N_FEATURES,
     PROBES,
     CompressionModel,
     blockiness,
-    ghost_features,
-    grid_contrasts,
     load_compression_model,
+    route_features,
 )
 from fiqa.core.provenance import versions
 from fiqa.detect.pipeline import FacePipeline
@@ -100,16 +97,6 @@ def _pillow(crop: np.ndarray, fmt: str, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))[..., ::-1].copy()
 
 
-def _route(y: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray | None:
-    """The WebP route's features of a coded face (luminance ``y`` whose ``[0, 0]`` is at ``origin`` of the codec's
-    grid), or None where its 4-pixel grid is not seen (the JPEG route), as ``codec_quality`` decides."""
-    eight, four = grid_contrasts(y, origin)
-    if not (four >= DEBLOCKED_GRID and four >= DEBLOCKED_SHARE * eight):
-        return None
-    ghost = ghost_features(y, origin)
-    return None if ghost is None else np.concatenate([ghost, [eight, four]])
-
-
 def samples(faces: list[tuple[Path, np.ndarray]], variants: int, random_state: int) -> list[tuple]:
     """The coded samples: (kind, face, quality, the WebP route's features or None, blockiness).
 
@@ -135,14 +122,14 @@ def samples(faces: list[tuple[Path, np.ndarray]], variants: int, random_state: i
         coded.append(("nearest enlargement", 100, cv2.resize(small, (112, 112), interpolation=cv2.INTER_NEAREST)))
         for kind, quality, image in coded:
             y = luminance(image)
-            out.append((kind, face, quality, _route(y), blockiness(y)))
+            out.append((kind, face, quality, route_features(y), blockiness(y)))
         image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
         for quality, scale in zip(rng.integers(1, 96, variants // 2), rng.uniform(0.5, 1.6, variants // 2)):
             scaled = cv2.resize(image, None, fx=float(scale), fy=float(scale),
                                 interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
             found = pipeline.process(_pillow(scaled, "WEBP", int(quality)), views=True)
             if found.ok and found.region is not None:
-                out.append(("webp photo", face, int(quality), _route(found.region, found.region_origin),
+                out.append(("webp photo", face, int(quality), route_features(found.region, found.region_origin),
                             blockiness(found.region, found.region_origin)))
     return out
 
@@ -180,17 +167,10 @@ def fit(faces: list[tuple[Path, np.ndarray]], variants: int, random_state: int) 
     contrast = np.array([s[4] for s in data], dtype=np.float64)
     keep = np.isfinite(contrast)
 
-    def isotonic(a: np.ndarray, b: np.ndarray) -> IsotonicRegression:
-        return IsotonicRegression(increasing=False, out_of_bounds="clip").fit(a[:, 0], b)
+    def isotonic(a: np.ndarray, b: np.ndarray) -> IsotonicRegression:  # a: one column, shape (n, 1)
+        return IsotonicRegression(increasing=False, out_of_bounds="clip").fit(a, b)
 
-    class _Column:  # the isotonic fit on one column, with predict over (n, 1)
-        def __init__(self, model: IsotonicRegression) -> None:
-            self.model = model
-
-        def predict(self, a: np.ndarray) -> np.ndarray:
-            return self.model.predict(a[:, 0])
-
-    jcv = _grouped_cv(lambda a, b: _Column(isotonic(a, b)), contrast[keep, None], jtarget[keep], jgroup[keep])
+    jcv = _grouped_cv(isotonic, contrast[keep, None], jtarget[keep], jgroup[keep])
     iso = isotonic(contrast[keep, None], jtarget[keep])
     # the fit is a staircase: one knot per step, at the middle of its contrasts, interpolated linearly between
     # steps, so the map is strictly decreasing and keeps blockiness's order (a staircase would tie whole steps)

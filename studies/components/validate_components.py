@@ -29,7 +29,7 @@ from scipy.stats import spearmanr
 from fiqa.augment.degrade import EVALUATION_DEGRADATIONS, degrade
 from fiqa.components import COMPONENTS, compute_components
 from fiqa.components.capture import capture_values, luminance
-from fiqa.components.compression import DEBLOCKED_GRID, DEBLOCKED_SHARE, grid_contrasts
+from fiqa.components.compression import route_features
 from fiqa.components.geometry import FACE_MODEL_MM, fit_pose
 from fiqa.core.identities import split_identities
 from fiqa.detect.pipeline import FacePipeline
@@ -177,11 +177,6 @@ def _band_power(crop: np.ndarray, band: tuple[float, float] = (0.3, 0.4)) -> flo
     return float(np.log10(power[(radius >= band[0]) & (radius < band[1])].mean()))
 
 
-def _deblocked_grid(crop: np.ndarray) -> bool:
-    eight, four = grid_contrasts(luminance(crop))
-    return bool(four >= DEBLOCKED_GRID and four >= DEBLOCKED_SHARE * eight)
-
-
 def shortfall_notes(crops: np.ndarray, table: dict) -> list[str]:
     """What the own factors that miss the bar do to the faces, measured here (not assumed)."""
     names = list(COMPONENTS)
@@ -213,7 +208,7 @@ def shortfall_notes(crops: np.ndarray, table: dict) -> list[str]:
     severity, _, raw = table["webp"]
     values = raw[:, names.index("compression_artifacts")]
     grid = [float(np.nanmedian(values[severity == s])) for s in levels]
-    routed = [float(np.mean([_deblocked_grid(c if s == 0 else degrade(c, "webp", s, random_state=1000 + i))
+    routed = [float(np.mean([route_features(luminance(degrade(c, "webp", s, random_state=1000 + i))) is not None
                              for i, c in enumerate(crops)])) for s in levels]
     lines.append("- `webp` -> `compression_artifacts`: the estimated quality setting at severities "
                  + ", ".join(f"{s:.1f}" for s in levels) + " (WebP quality " + ", ".join(
@@ -437,20 +432,16 @@ def pose_section(photos: list[Path]) -> list[str]:
 
 # ---- compression on whole photos ----
 def photo_compression_section(photos: list[Path]) -> list[str]:
-    """``compression_artifacts`` as scoring a photo reads it: the whole photo WebP-coded by OpenCV at the held-out
-    effect's qualities, detected again, the face region read at the photo's own grid (section 1 reads the crop's)."""
+    """``compression_artifacts`` as scoring a photo reads it: the whole photo coded by the held-out ``webp`` effect
+    (OpenCV's WebP at quality 60 - 58 s), detected again, the face region read at the photo's own grid (section 1
+    reads the crop's)."""
     pipeline = FacePipeline()
     levels = SEVERITIES[::2]
     rows = []  # (photo, severity, estimate)
     for index, photo in enumerate(photos):
         image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-        for s in levels:
-            if s == 0:
-                coded = image
-            else:
-                _, encoded = cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, max(1, int(round(60 - 58 * s)))])
-                coded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
-            face = pipeline.process(coded, views=True)
+        for s in levels:  # the held-out effect itself, on the whole photo (severity 0: the photo unchanged)
+            face = pipeline.process(degrade(image, "webp", s, random_state=index), views=True)
             if face.ok:
                 rows.append((index, s, float(compute_components(face.crop[None], [face])
                                              .column("compression_artifacts", raw=True)[0])))

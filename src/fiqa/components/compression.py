@@ -38,7 +38,7 @@ import numpy as np
 from fiqa.core.errors import ModelFileError
 
 __all__ = ["DEBLOCKED_GRID", "DEBLOCKED_SHARE", "MODEL_FILE", "N_FEATURES", "PROBES", "CompressionModel", "blockiness",
-           "codec_quality", "ghost_features", "grid_contrasts", "load_compression_model"]
+           "codec_quality", "ghost_features", "grid_contrasts", "load_compression_model", "route_features"]
 
 MODEL_FILE = Path(__file__).resolve().parent / "models" / "compression.json"
 PROBES = (3, 15, 70)
@@ -313,18 +313,35 @@ def _default_model() -> CompressionModel:
     return load_compression_model()
 
 
+def _route(grey: np.ndarray, origin: tuple[int, int], lines: _Lines) -> np.ndarray | None:
+    """:func:`route_features` of ``grey`` whose steps are ``lines``."""
+    eight, four = _grid_contrasts(lines)
+    if not (four >= DEBLOCKED_GRID and four >= DEBLOCKED_SHARE * eight):  # (NaN: not seen)
+        return None
+    ghost = ghost_features(grey, origin)
+    return None if ghost is None else np.concatenate([ghost, [eight, four]])
+
+
+def route_features(grey: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray | None:
+    """The WebP route's :data:`N_FEATURES` features of ``grey`` (H, W, luminance; its ``[0, 0]`` at ``origin``
+    (x, y) of the codec's grid): :func:`ghost_features`, then the :func:`grid_contrasts` of the 8- and 4-pixel
+    lines. None where the route is not taken (no deblocking codec's 4-pixel grid seen, :data:`DEBLOCKED_GRID` and
+    :data:`DEBLOCKED_SHARE`; or a window under 48 pixels): :func:`codec_quality` reads such a face by the JPEG
+    route."""
+    lines = _lines(grey, origin)
+    return None if lines is None else _route(grey, origin, lines)
+
+
 def codec_quality(grey: np.ndarray, origin: tuple[int, int] = (0, 0), model: CompressionModel | None = None) -> float:
     """The estimated quality setting (0-100) of the block codec that coded ``grey`` (H, W, luminance; its
     ``[0, 0]`` at ``origin`` (x, y) of the codec's grid); NaN where :func:`blockiness` is NaN (a region under 24
     pixels a side, or flat)."""
     lines = _lines(grey, origin)
-    block = math.nan if lines is None else _block_contrast(lines)
-    if lines is None or math.isnan(block):
+    if lines is None:
+        return math.nan
+    block = _block_contrast(lines)
+    if math.isnan(block):
         return math.nan
     model = _default_model() if model is None else model
-    eight, four = _grid_contrasts(lines)
-    if four >= DEBLOCKED_GRID and four >= DEBLOCKED_SHARE * eight:  # (False for NaN)
-        ghost = ghost_features(grey, origin)
-        if ghost is not None:
-            return model.deblocked(np.concatenate([ghost, [eight, four]]))
-    return model.blocked(block)
+    features = _route(grey, origin, lines)
+    return model.blocked(block) if features is None else model.deblocked(features)
