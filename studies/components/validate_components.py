@@ -28,7 +28,7 @@ from scipy.stats import spearmanr
 
 from fiqa.augment.degrade import EVALUATION_DEGRADATIONS, degrade
 from fiqa.components import COMPONENTS, compute_components
-from fiqa.components.capture import capture_values, luminance
+from fiqa.components.capture import MOTION_THRESHOLD_DB, capture_values, luminance
 from fiqa.components.compression import route_features
 from fiqa.components.geometry import FACE_MODEL_MM, fit_pose
 from fiqa.core.identities import split_identities
@@ -83,8 +83,8 @@ OWN = {  # factor -> (component, expected sign of rho)
     "underexposure": ("under_exposure", +1), "overexposure": ("over_exposure", +1),
     "side_light": ("illumination_uniformity", +1), "haze": ("dynamic_range", -1),
 }
-EXTRA_OWN = {"sunglasses": [("face_occlusion", +1)], "mask": [("face_occlusion", +1)],
-             "underexposure": [("luminance_mean", -1)]}
+EXTRA_OWN = {"motion_blur": [("motion_blur", +1)], "sunglasses": [("face_occlusion", +1)],
+             "mask": [("face_occlusion", +1)], "underexposure": [("luminance_mean", -1)]}
 CROP_COMPONENTS = [n for n, c in COMPONENTS.items() if c.group == "capture"] + \
     ["eyes_visible", "mouth_occlusion", "face_occlusion"]
 
@@ -205,6 +205,24 @@ def shortfall_notes(crops: np.ndarray, table: dict) -> list[str]:
                  f"stops (quartiles {np.percentile(natural, 25):.2f}-{np.percentile(natural, 75):.2f}): LFW-dev's "
                  "own uneven light is as large as what the effect adds, so faces, not severities, set the pooled "
                  "order. The per-face rho shows the order within a face.")
+    column = names.index("motion_blur")
+    smear = {factor: (table[factor][0], table[factor][2][:, column]) for factor in ("motion_blur", "low_resolution")}
+    median = [float(np.nanmedian(smear["motion_blur"][1][smear["motion_blur"][0] == s])) for s in levels]
+    fired = {factor: [100 * float(np.mean(values[severity == s] > MOTION_THRESHOLD_DB)) for s in levels]
+             for factor, (severity, values) in smear.items()}
+    lines.append("- `motion_blur` -> `motion_blur`: a detector of a smear along one direction (it tells `hold_still` "
+                 "from a blur in every direction), not a grade of its length. At severities "
+                 + ", ".join(f"{s:.1f}" for s in levels) + " (smears of " + ", ".join(
+                     f"{1 + 14 * s:.1f}" for s in levels) + " pixels) it reads " + ", ".join(
+                     f"{m:.1f}" for m in median) + " dB (medians), and the share of faces above its threshold ("
+                 f"{MOTION_THRESHOLD_DB:g} dB: `hold_still`) is " + ", ".join(f"{f:.0f} %" for f in
+                                                                             fired["motion_blur"])
+                 + "; for `low_resolution`, a blur in every direction, " + ", ".join(
+                     f"{f:.0f} %" for f in fired["low_resolution"]) + ". It fires from the first smears on and then "
+                 "stays: once a smear's transfer-function zeros fall in the band, a longer smear adds zeros rather "
+                 "than depth to a direction's mean log power, so the value plateaus and its rank correlation with "
+                 "the length is low. Grading the blur's size is `sharpness`'s part (its rho above); this "
+                 "component's part is the direction, the `hold_still` advice.")
     severity, _, raw = table["webp"]
     values = raw[:, names.index("compression_artifacts")]
     grid = [float(np.nanmedian(values[severity == s])) for s in levels]

@@ -19,6 +19,20 @@ sunglasses: ``too_dark`` advice 100 % -> 0 %, ``uneven_light`` 100 % -> 0 % of t
   sharpness. Defocus, motion blur and too few pixels (an up-sampled small face) all raise ``b``. It reads the face's
   own edges only (:func:`edge_region`): the outline of a cover or of a clipped-white area is left out with a
   margin, as the rim of sunglasses or an over-exposed cheek's saturation line is a hard edge no lens blurred.
+- ``motion_blur``: how much more fine detail the face lost along one direction than across it, in decibels, beyond a
+  typical face's own difference: motion (a shaking hand or head) smears along one direction only, while defocus, a
+  Gaussian blur and too few pixels blur every direction alike (``sharpness`` reads them all; this tells "hold still"
+  from "let the camera focus"). The face's own edge region (as for ``sharpness``, less what an occluder covers, with
+  its margin), smoothed by a Gaussian of 3 pixels and times a Hann window over the face ellipse's bounding box, is
+  Fourier-transformed; the log of its power between 0.12 and 0.35 cycles per pixel (where a smear of 5 pixels or more
+  has taken detail along its direction, and the face's coarse shape does not weigh) is averaged in 8 direction bins of
+  22.5 degrees centred on 0, 22.5, ... 157.5 degrees (the mean of the logarithm, so the frequencies a smear wipes out
+  weigh as much as those it passes; the log of the mean power would follow the few strongest; each frequency's power
+  counts from the level 8-bit rounding noise has there, below which detail says nothing about the capture), a typical
+  face's value in each bin (:data:`MOTION_REFERENCE_DB`) is taken off, and the value is the largest difference between
+  a bin and the one at right angles to it. It is never negative; a face and its mirror image read alike. Noise adds
+  power to every direction alike, so it lowers the value (a noisy smeared face reads less smeared, never a still one
+  as smeared).
 - ``noise``: the standard deviation of the luminance noise in grey levels, from the median absolute finest
   diagonal Haar coefficient (Donoho and Johnstone's estimator, ``median |HH| / 0.6745``), which edges barely move.
 - ``compression_artifacts``: the estimated quality setting (0-100, libjpeg's and libwebp's scale; 100: no coding
@@ -43,6 +57,7 @@ sunglasses: ``too_dark`` advice 100 % -> 0 %, ``uneven_light`` 100 % -> 0 % of t
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -51,10 +66,11 @@ from fiqa.components.compression import blockiness, codec_quality
 from fiqa.core.errors import InvalidParameterError
 
 __all__ = ["CAPTURE_COMPONENTS", "CLIPPED_WHITE", "COVERED_REASON", "EDGE_HIDDEN_REASON", "EDGE_MARGIN", "FACE_ELLIPSE",
-           "HALF_COVERED_REASON", "MIN_UNCOVERED", "NO_EDGES_REASON", "PHOTOMETRIC", "blockiness", "capture_values",
-           "edge_region", "face_mask", "luminance", "luminance_values", "sharpness_reason"]
+           "HALF_COVERED_REASON", "MIN_UNCOVERED", "MOTION_BAND", "MOTION_REFERENCE_DB", "MOTION_THRESHOLD_DB",
+           "NO_EDGES_REASON", "PHOTOMETRIC", "blockiness", "capture_values", "edge_region", "face_mask", "luminance",
+           "luminance_values", "motion_spectrum", "sharpness_reason"]
 
-CAPTURE_COMPONENTS = ("sharpness", "compression_artifacts", "noise", "under_exposure", "over_exposure",
+CAPTURE_COMPONENTS = ("sharpness", "motion_blur", "compression_artifacts", "noise", "under_exposure", "over_exposure",
                       "dynamic_range", "illumination_uniformity", "luminance_mean")
 
 FACE_ELLIPSE = ((56, 70), (30, 40))
@@ -104,6 +120,87 @@ def luminance(image_bgr: np.ndarray) -> np.ndarray:
     """BT.601 luma of a BGR uint8 image, float32 grey levels 0-255."""
     b, g, r = (image_bgr[..., i].astype(np.float32) for i in range(3))
     return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+MOTION_BAND = (0.12, 0.35)
+"""Spatial frequencies (cycles per pixel of the 112-pixel crop) whose power ``motion_blur`` compares across
+directions: a straight smear of ``L`` >= 5 pixels has a zero of its transfer function (``sinc(f L)``) in it along
+its direction, and the face's coarse shape, which differs most from face to face, lies below it."""
+MOTION_REFERENCE_DB = np.array([-0.72, -1.05, -0.83, 0.57, 3.35, 0.57, -0.83, -1.05])
+"""A typical face's :func:`motion_spectrum` (decibels, about their mean) in its 8 direction bins:
+the mean over 300 LFW-dev faces of training identities, made mirror-symmetric (a face and its mirror image are
+equally likely: bin ``k`` and bin ``8 - k`` averaged). Faces carry more detail across their horizontal features
+(eyes, brows, mouth: power at vertical frequencies, bin 4) than along them. Made by
+``python -m studies.components.motion_reference --random-state 0`` (``studies/results/components_motion.md``)."""
+MOTION_THRESHOLD_DB = 9.0
+"""``motion_blur`` above which a face reads as smeared (the 0-100 scalar's midpoint and the enrolment profile's
+``hold_still``): chosen on training identities (``studies/results/components_motion.md``)."""
+_MOTION_BINS = 8
+_ROUNDING_VARIANCE = 1.0 / 12.0  # grey levels^2: of rounding to whole grey levels (uniform error of +-0.5)
+_MOTION_TAPER = 3.0  # pixels: softens the edge region's border, which would otherwise be an edge of its own
+_MOTION_BOX = (slice(30, 110), slice(24, 88))  # the face ellipse's bounding box (rows 30-110), 64 columns about 56
+
+
+def _motion_layout() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The Hann window over :data:`_MOTION_BOX`, the band's positions in the box's flattened 2-D spectrum, each
+    one's direction bin (centred on 0, 22.5, ... 157.5 degrees; a frequency and its negative share one) and each
+    bin's count."""
+    rows, cols = (part.stop - part.start for part in _MOTION_BOX)
+    ky, kx = np.meshgrid(*(np.fft.ifftshift(np.arange(-(n // 2), n - n // 2)) for n in (rows, cols)),
+                         indexing="ij")  # the DFT's frequencies ky / rows and kx / cols, in its order
+    # the band's edges compared in integers ((frequency * rows * cols)^2), so that no rounding decides whether a
+    # frequency on an edge (0.35 = 28 / 80) belongs to the band on one machine and not on another
+    scaled = (ky * cols) ** 2 + (kx * rows) ** 2
+    low, high = (Fraction(str(edge)) ** 2 * (rows * cols) ** 2 for edge in MOTION_BAND)
+    band = np.flatnonzero((scaled >= math.ceil(low)) & (scaled <= math.floor(high)))
+    angle = np.mod(np.arctan2(ky / rows, kx / cols), np.pi).ravel()[band]
+    direction = np.floor(angle / (np.pi / _MOTION_BINS) + 0.5).astype(np.int64) % _MOTION_BINS
+    hann = np.outer(np.hanning(rows), np.hanning(cols))
+    return hann, band, direction, np.bincount(direction, minlength=_MOTION_BINS).astype(np.float64)
+
+
+_MOTION_HANN, _MOTION_BAND_INDEX, _MOTION_DIRECTION, _MOTION_COUNT = _motion_layout()
+
+
+def _motion_spectrum(y: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """:func:`motion_spectrum` over an edge ``region`` (bool, (112, 112)) already found."""
+    # float64 throughout: a face and its mirror image then differ by float64 rounding only (the log of a power
+    # near a smear's zero magnifies a perturbation: float32 weights moved such a value by 1e-5 dB)
+    weight = cv2.GaussianBlur(region.view(np.uint8).astype(np.float64), (0, 0), _MOTION_TAPER,
+                              borderType=cv2.BORDER_CONSTANT)[_MOTION_BOX] * _MOTION_HANN
+    face = y[_MOTION_BOX].astype(np.float64)
+    total = float(weight.sum())
+    if total <= 0.0:
+        return np.full(_MOTION_BINS, math.nan)
+    spectrum = np.fft.fft2((face - float((face * weight).sum()) / total) * weight)
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).ravel()[_MOTION_BAND_INDEX]
+    # plus the power 8-bit rounding noise has at every frequency (variance 1/12 grey level^2 a pixel, times the
+    # window's squared sum): detail below it says nothing about the capture, and an image processed in 8 bits one
+    # direction at a time (a separable blur rounded after each pass) leaves rounding noise of that size that is
+    # stronger in one direction than the other
+    decibels = 10.0 * np.log10(power + _ROUNDING_VARIANCE * float(np.sum(weight * weight)))
+    return np.bincount(_MOTION_DIRECTION, weights=decibels, minlength=_MOTION_BINS) / _MOTION_COUNT
+
+
+def motion_spectrum(y: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
+    """The face's spectral power in :data:`MOTION_BAND`, in decibels, averaged (as decibels: the mean of the
+    logarithm) over each of 8 direction bins (bin ``k``: the frequencies whose direction lies within 11.25 degrees
+    of ``22.5 k`` degrees; 0 = horizontal frequencies, which vertical edges carry; 4 = vertical frequencies).
+
+    The face's pixels are ``y`` (luminance, (112, 112)) over its :func:`edge_region` (less ``covered``), softened by
+    a Gaussian of 3 pixels and times a Hann window over the face ellipse's bounding box, less their weighted mean.
+    Each frequency's power counts from the level of 8-bit rounding noise (1/12 grey level^2 a pixel, through the
+    window). NaN where the edge region is empty.
+    """
+    return _motion_spectrum(y, edge_region(y, covered))
+
+
+def _motion_blur(y: np.ndarray, region: np.ndarray) -> float:
+    """``motion_blur`` (decibels) of luminance ``y`` over its edge ``region``."""
+    excess = _motion_spectrum(y, region) - MOTION_REFERENCE_DB
+    if np.isnan(excess).any():
+        return math.nan
+    return float(np.max(excess - np.roll(excess, _MOTION_BINS // 2)))  # each bin against the one at right angles
 
 
 def _derivative_kernels(sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -261,8 +358,10 @@ def luminance_values(y: np.ndarray, native: np.ndarray | None = None, native_ori
         if any(half.sum() < MIN_UNCOVERED * whole.sum() for half, whole in zip(halves, _HALVES)):
             halves = ()
     edges = _edge_region(y, covered)
+    sharpness = _edge_blur(y, noise, edges) if _enough_edges(edges) else math.nan
     values = {
-        "sharpness": _edge_blur(y, noise, edges) if _enough_edges(edges) else math.nan,
+        "sharpness": sharpness,
+        "motion_blur": math.nan if math.isnan(sharpness) else _motion_blur(y, edges),
         "compression_artifacts": codec_quality(y if native is None else native, (0, 0) if native is None
                                                else native_origin),
         "noise": noise,

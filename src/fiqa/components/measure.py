@@ -15,6 +15,7 @@ from fiqa.components.capture import (
     CAPTURE_COMPONENTS,
     COVERED_REASON,
     HALF_COVERED_REASON,
+    MOTION_THRESHOLD_DB,
     PHOTOMETRIC,
     luminance,
     luminance_values,
@@ -38,6 +39,9 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
     # capture: image statistics on the aligned crop (fiqa.components.capture)
     _C("sharpness", "capture", "edge-blur index (112-pixel crop; a step blurred by 1 px reads 2.3, by 4 px 6.0)",
        "how far the face's edges are spread by defocus, motion or too few pixels", Falling(3.0, 0.5), "Sharpness"),
+    _C("motion_blur", "capture",
+       "decibels (fine detail lost along the most-smeared direction against across it, beyond a typical face's)",
+       "a smear along one direction: the camera or the head moved", Falling(MOTION_THRESHOLD_DB, 1.5)),
     _C("compression_artifacts", "capture",
        "estimated quality setting of the block codec (0-100, libjpeg's and libwebp's scale; 100 = no coding loss "
        "seen)", "how coarsely a block codec (JPEG; WebP and other deblocking codecs) quantised the face",
@@ -88,6 +92,7 @@ assert set(COMPONENTS) == {*CAPTURE_COMPONENTS, *POSE_COMPONENTS, *OCCLUSION_COM
 
 _CROP_COMPONENTS = (*CAPTURE_COMPONENTS, *OCCLUSION_COMPONENTS)
 _GEOMETRY = (*POSE_COMPONENTS, *GEOMETRY_COMPONENTS)
+_EDGE_COMPONENTS = ("sharpness", "motion_blur")  # measured on the face's own edges (capture.edge_region)
 _FLAT_STD = 0.5  # grey levels: a face region this flat holds no face to measure
 _FLAT_REASON = "the face region is flat (one grey level): nothing to measure"
 
@@ -235,7 +240,7 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
         raw[i] = list(row.values())
         for k, name in enumerate(names):
             if math.isnan(row[name]):
-                reason[i, k] = (sharpness_reason(y, covered[i]) if name == "sharpness" and not flat else
+                reason[i, k] = (sharpness_reason(y, covered[i]) if name in _EDGE_COMPONENTS and not flat else
                                 _reason(name, flat, why, occlusion_reasons[i], bool(covered[i].any()), row))
     scalar = np.column_stack([COMPONENTS[name].scalar(raw[:, k]) for k, name in enumerate(names)])
     return ComponentTable(names, raw, scalar, reason)

@@ -1,0 +1,220 @@
+"""``motion_blur``'s typical face and its threshold, on LFW-dev faces of training identities.
+
+1. The reference (:data:`fiqa.components.capture.MOTION_REFERENCE_DB`): the mean of :func:`motion_spectrum` over
+   one photo of each of 300 training identities (the occlusion model's cover left out, as the component reads
+   them), about its mean, made mirror-symmetric (bins ``k`` and ``8 - k`` averaged). Printed for pasting into
+   ``capture.py``; the run says whether the shipped one matches.
+2. The threshold (:data:`fiqa.components.capture.MOTION_THRESHOLD_DB`): ``motion_blur`` on 200 other faces of
+   training identities under effects written here (none of fiqa's degradation code): straight smears of 3-15
+   pixels (anti-aliased, and drawn as one-pixel lines), shaky paths and smooth oriented Gaussians at seeded angles,
+   and the effects that must not read as motion (Gaussian blur, a defocus disk, too few pixels,
+   JPEG and WebP, noise, dark glasses, a mask), with the share of faces above candidate thresholds.
+
+    .venv/bin/python -m studies.components.motion_reference --random-state 0
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from studies.components.validate_components import held_apart_photos
+
+from fiqa.components import compute_components
+from fiqa.components.capture import MOTION_REFERENCE_DB, MOTION_THRESHOLD_DB, luminance, motion_spectrum
+from fiqa.components.occlusion import occlusion_measures
+from fiqa.detect.pipeline import FacePipeline
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_LFW = REPO.parent / "shared" / "data" / "lfw-dev"
+DEFAULT_OUT = REPO / "studies" / "results" / "components_motion.md"
+THRESHOLDS = (7.0, 8.0, 9.0, 10.0, 11.0)
+
+
+def smear_kernel(length: float, angle: float) -> np.ndarray:
+    """A straight smear of ``length`` pixels at ``angle`` (radians): 400 points along the segment, each spread
+    bilinearly over its four pixels."""
+    size = int(math.ceil(length)) + 3
+    size += 1 - size % 2
+    centre = (size - 1) / 2.0
+    kernel = np.zeros((size, size))
+    for t in np.linspace(-length / 2.0, length / 2.0, 400):
+        x, y = centre + t * math.cos(angle), centre + t * math.sin(angle)
+        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        fx, fy = x - x0, y - y0
+        kernel[y0:y0 + 2, x0:x0 + 2] += np.array([[(1 - fx) * (1 - fy), fx * (1 - fy)], [(1 - fx) * fy, fx * fy]])
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def disk_kernel(radius: float) -> np.ndarray:
+    """A lens's defocus: a uniform disk of ``radius`` pixels, its rim's pixels weighted by their area inside
+    (8 x 8 samples a pixel)."""
+    size = 2 * int(math.ceil(radius)) + 3
+    centre = (size - 1) / 2.0
+    offsets = (np.arange(8) + 0.5) / 8.0 - 0.5
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    kernel = sum(((xx + dx - centre) ** 2 + (yy + dy - centre) ** 2 <= radius ** 2).astype(np.float64)
+                 for dx in offsets for dy in offsets)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def line_kernel(length: float, angle: float) -> np.ndarray:
+    """A straight smear of ``length`` pixels at ``angle`` drawn as a one-pixel line (OpenCV's 8-connected line
+    between the rounded end points: a jagged path, not an anti-aliased one)."""
+    size = int(math.ceil(length)) + 3
+    size += 1 - size % 2
+    centre = (size - 1) / 2.0
+    dx, dy = length / 2.0 * math.cos(angle), length / 2.0 * math.sin(angle)
+    kernel = np.zeros((size, size), np.float32)
+    cv2.line(kernel, (round(centre - dx), round(centre - dy)), (round(centre + dx), round(centre + dy)), 1.0, 1,
+             cv2.LINE_8)
+    return kernel / kernel.sum()
+
+
+def shaky_kernel(length: float, rng: np.random.Generator) -> np.ndarray:
+    """A hand's shaky path: ``4 length`` steps of a quarter pixel whose heading drifts (a random walk of 0.15 rad a
+    step) from a random start, each point spread bilinearly over its four pixels."""
+    heading = float(rng.uniform(0.0, np.pi))
+    points = [(0.0, 0.0)]
+    for _ in range(int(4 * length)):
+        heading += float(rng.normal(0.0, 0.15))
+        x, y = points[-1]
+        points.append((x + 0.25 * math.cos(heading), y + 0.25 * math.sin(heading)))
+    path = np.array(points) - np.mean(points, axis=0)
+    size = 2 * int(np.abs(path).max() + 3) + 1
+    kernel = np.zeros((size, size))
+    for x, y in path + size // 2:
+        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        fx, fy = x - x0, y - y0
+        kernel[y0:y0 + 2, x0:x0 + 2] += np.array([[(1 - fx) * (1 - fy), fx * (1 - fy)], [(1 - fx) * fy, fx * fy]])
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def oriented_gaussian_kernel(along: float, angle: float) -> np.ndarray:
+    """A Gaussian of ``along`` pixels along ``angle`` and 0.4 across it (a smooth, not box-shaped, smear)."""
+    yy, xx = np.mgrid[-10:11, -10:11].astype(np.float64)
+    u = xx * math.cos(angle) + yy * math.sin(angle)
+    v = -xx * math.sin(angle) + yy * math.cos(angle)
+    kernel = np.exp(-u ** 2 / (2 * along ** 2) - v ** 2 / (2 * 0.4 ** 2))
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def _filtered(crop: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    return cv2.filter2D(crop, -1, kernel, borderType=cv2.BORDER_REFLECT101)
+
+
+def _one_pass_at_a_time(crop: np.ndarray, width: int) -> np.ndarray:
+    """A separable blur in 8 bits one direction at a time: three horizontal box passes, then three vertical ones,
+    each rounded to whole grey levels (as imaging libraries approximate a Gaussian)."""
+    for size in ((width, 1),) * 3 + ((1, width),) * 3:
+        crop = cv2.blur(crop, size)
+    return crop
+
+
+def _coded(crop: np.ndarray, ext: str, flag: int, quality: int) -> np.ndarray:
+    return cv2.imdecode(cv2.imencode(ext, crop, [flag, quality])[1], cv2.IMREAD_COLOR)
+
+
+def _glasses(crop: np.ndarray) -> np.ndarray:
+    out = crop.copy()
+    for x in (38, 74):
+        cv2.ellipse(out, (x, 52), (15, 10), 0, 0, 360, (25, 25, 25), -1)
+    cv2.line(out, (50, 50), (62, 50), (25, 25, 25), 2)
+    return out
+
+
+def _mask(crop: np.ndarray) -> np.ndarray:
+    out = crop.copy()
+    cv2.rectangle(out, (22, 72), (90, 112), (205, 200, 195), -1)
+    return out
+
+
+def effects(rng: np.random.Generator) -> dict[str, object]:
+    """name -> function(crop) -> crop; the smears' angles drawn from ``rng`` per face."""
+    out: dict[str, object] = {"none": lambda c: c}
+    for length in (3, 5, 7, 10, 15):
+        out[f"smear {length} px"] = lambda c, n=length: _filtered(c, smear_kernel(n, float(rng.uniform(0, np.pi))))
+    for length in (5, 10):
+        out[f"one-pixel line {length} px"] = lambda c, n=length: _filtered(
+            c, line_kernel(n, float(rng.uniform(0, np.pi))))
+        out[f"shaky path {length} px"] = lambda c, n=length: _filtered(c, shaky_kernel(n, rng))
+    for along in (1.5, 2.5):
+        out[f"oriented Gaussian {along:g} px"] = lambda c, s=along: _filtered(
+            c, oriented_gaussian_kernel(s, float(rng.uniform(0, np.pi))))
+    for sigma in (1.2, 3.0):
+        out[f"Gaussian blur {sigma:g} px"] = lambda c, s=sigma: cv2.GaussianBlur(c, (0, 0), s)
+    for radius in (2.5, 4.0):
+        out[f"defocus disk {radius:g} px"] = lambda c, r=radius: _filtered(c, disk_kernel(r))
+    for factor in (0.4, 0.25):
+        out[f"{factor:g} of the pixels (area, bilinear)"] = lambda c, f=factor: cv2.resize(
+            cv2.resize(c, None, fx=f, fy=f, interpolation=cv2.INTER_AREA), (112, 112), interpolation=cv2.INTER_LINEAR)
+    for quality in (5, 20):
+        out[f"JPEG {quality}"] = lambda c, q=quality: _coded(c, ".jpg", cv2.IMWRITE_JPEG_QUALITY, q)
+        out[f"WebP {quality}"] = lambda c, q=quality: _coded(c, ".webp", cv2.IMWRITE_WEBP_QUALITY, q)
+    for width in (5, 7):
+        out[f"box {width} px x 3, rounded after each 1-D pass"] = lambda c, w=width: _one_pass_at_a_time(c, w)
+    out["Gaussian noise 15"] = lambda c: np.clip(c + rng.normal(0.0, 15.0, c.shape), 0, 255).astype(np.uint8)
+    out["dark glasses"] = _glasses
+    out["mask"] = _mask
+    return out
+
+
+def reference(crops: np.ndarray) -> np.ndarray:
+    """The mirror-symmetric mean spectrum of ``crops`` about its mean (decibels, 8 bins)."""
+    _, _, covered = occlusion_measures(crops)
+    spectra = np.stack([motion_spectrum(luminance(c), cover) for c, cover in zip(crops, covered)])
+    mean = np.nanmean(spectra, axis=0)
+    mean = (mean + mean[(-np.arange(8)) % 8]) / 2.0  # bin k and its mirror image's bin 8 - k
+    return mean - mean.mean()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW)
+    parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    pipeline = FacePipeline()
+    photos = held_apart_photos(args.lfw, 500, args.random_state, part="train")
+    crops = [f.crop for f in (pipeline.process(p) for p in photos) if f.ok]
+    fitted, tuning = np.stack(crops[:300]), np.stack(crops[300:500])
+    made = np.round(reference(fitted), 2)
+    matches = bool(np.array_equal(made, MOTION_REFERENCE_DB))
+    print("MOTION_REFERENCE_DB =", np.array2string(made, separator=", "), "(matches the shipped one)" if matches
+          else "(differs from the shipped one: paste it into fiqa/components/capture.py and run again)")
+    rng = np.random.default_rng(args.random_state)
+    lines = [
+        "# `motion_blur`: its reference face and its threshold (training identities)", "",
+        f"Command: `.venv/bin/python -m studies.components.motion_reference --random-state {args.random_state}`. "
+        f"Identities: `split_identities(test_fraction=0.5, random_state={args.random_state})`, part 'train', one "
+        "photo each; no held-apart face and none of fiqa's degradation code is used.", "",
+        f"Reference (mean of `motion_spectrum` over {len(fitted)} faces, mirror-symmetric, about its mean; bins "
+        f"0-7 = 0, 22.5, ... 157.5 degrees): `{np.array2string(made, separator=', ')}` dB "
+        f"({'the shipped value' if matches else 'DIFFERS from the shipped value'}).", "",
+        f"`motion_blur` (dB) on {len(tuning)} other faces under effects written in this script (smear angles seeded "
+        "per face); the share above each candidate threshold. Shipped threshold: "
+        f"{MOTION_THRESHOLD_DB:g} dB.", "",
+        "| effect | p10 | median | p90 | p98 | " + " | ".join(f"> {t:g}" for t in THRESHOLDS) + " |",
+        "|---|" + "---:|" * (4 + len(THRESHOLDS)),
+    ]
+    for name, effect in effects(rng).items():
+        table = compute_components(np.stack([effect(c) for c in tuning]))
+        value = table.column("motion_blur", raw=True)
+        value = value[np.isfinite(value)]
+        p10, p50, p90, p98 = np.percentile(value, [10, 50, 90, 98])
+        shares = " | ".join(f"{100 * np.mean(value > t):.0f} %" for t in THRESHOLDS)
+        lines.append(f"| {name} | {p10:.1f} | {p50:.1f} | {p90:.1f} | {p98:.1f} | {shares} |")
+    lines += ["", f"Ran in {time.perf_counter() - start:.0f} s."]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

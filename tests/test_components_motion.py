@@ -1,0 +1,191 @@
+"""``motion_blur``: its spectrum against a plain DFT, a flat spectrum for white noise, a face and its mirror image
+alike, NaN with a reason where the face cannot be read, and real faces smeared in every direction read as smeared
+where isotropic blurs do not."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from studies.components.motion_reference import disk_kernel, smear_kernel
+
+from fiqa.components import ADVICE, COMPONENTS, advise, compute_components, load_profile
+from fiqa.components.capture import (
+    EDGE_HIDDEN_REASON,
+    MOTION_BAND,
+    MOTION_THRESHOLD_DB,
+    edge_region,
+    luminance,
+    luminance_values,
+    motion_spectrum,
+    sharpness_reason,
+)
+from fiqa.core.numerics import U64, gamma
+
+BOX = (slice(30, 110), slice(24, 88))  # the face ellipse's bounding box, as the docstring of capture.py gives it
+TAPER_TAPS = 25  # cv2.GaussianBlur's kernel for sigma 3 on float64: round(3 * 4 * 2 + 1) | 1 taps
+
+
+def _noise_face(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(128 + 30 * rng.normal(size=(112, 112)), 0, 255).astype(np.float32)
+
+
+def _weight(region: np.ndarray) -> np.ndarray:
+    taper = cv2.GaussianBlur(region.astype(np.float64), (0, 0), 3.0, borderType=cv2.BORDER_CONSTANT)[BOX]
+    return taper * np.outer(np.hanning(80), np.hanning(64))
+
+
+def _plain_spectrum(y: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], float]:
+    """The band's power per direction bin by the definition: a DFT written as two matrix products in float64, each
+    frequency's direction in degrees sent to the nearest multiple of 22.5 (180 = 0), its power (plus the rounding
+    noise's) in decibels averaged over the bin. Returns the bins' means, each bin's powers (for the error bound)
+    and the input's absolute sum."""
+    weight = _weight(region)
+    face = y[BOX].astype(np.float64)
+    x = (face - (face * weight).sum() / weight.sum()) * weight
+    rows, cols = x.shape
+    kr, kc = np.arange(rows), np.arange(cols)
+    f_rows = np.exp(-2j * np.pi * np.outer(kr, kr) / rows)
+    f_cols = np.exp(-2j * np.pi * np.outer(kc, kc) / cols)
+    power = np.abs(f_rows @ x @ f_cols.T) ** 2
+    bins: list[list[float]] = [[] for _ in range(8)]
+    for i in range(rows):
+        for j in range(cols):
+            fy, fx = (i if i < rows / 2 else i - rows) / rows, (j if j < cols / 2 else j - cols) / cols
+            if MOTION_BAND[0] <= math.hypot(fx, fy) <= MOTION_BAND[1]:
+                bins[int(round(math.degrees(math.atan2(fy, fx)) % 180.0 / 22.5)) % 8].append(power[i, j])
+    powers = [np.array(b) for b in bins]
+    floor = np.sum(weight ** 2) / 12.0  # 8-bit rounding noise's power (variance 1/12 a pixel) through the window
+    return np.array([np.mean(10 * np.log10(p + floor)) for p in powers]), powers, float(np.abs(x).sum())
+
+
+def _db_bound(powers: list[np.ndarray], coefficient_error: float) -> np.ndarray:
+    """Bound on the difference of each bin's mean decibels between two computations whose every DFT coefficient may
+    differ by ``coefficient_error`` (absolute): a power ``|X|^2`` moves by at most ``2 |X| e + e^2``, a relative
+    change ``t`` (of the power alone: the rounding floor added to it only shrinks the relative change); ``|ln(1 +
+    t)| <= 2 |t|`` for ``|t| <= 1/2`` (asserted), so its decibels move by at most ``10 / ln 10 * 2 t``; the bin's
+    mean by at most the mean of that."""
+    bounds = []
+    for power in powers:
+        magnitude = np.sqrt(power)
+        relative = (2 * magnitude * coefficient_error + coefficient_error ** 2) / power
+        assert np.all(relative <= 0.5)
+        bounds.append(float(np.mean(10.0 / math.log(10.0) * 2 * relative)))
+    return np.array(bounds)
+
+
+def test_motion_spectrum_equals_a_plain_dft():
+    # The implementation (a float64 FFT) against a DFT written out. Each coefficient is a sum of 80 x 64 products
+    # of the input with unit-modulus twiddles; both computations' elementwise errors are within gamma_m of the
+    # input's absolute sum, m covering the matrix products' accumulation (80 + 64 terms), the twiddles' own
+    # roundings (a few each) and the FFT's log2(5120) < 13 stages of complex butterflies (8 roundings each):
+    # m = 80 + 64 + 8 + 8 * 13. Their difference is within twice that.
+    y = luminance(np.repeat(_noise_face(1).astype(np.uint8)[:, :, None], 3, axis=2))
+    plain, powers, absolute = _plain_spectrum(y, edge_region(y))
+    bound = _db_bound(powers, 2 * gamma(80 + 64 + 8 + 8 * 13, U64) * absolute)
+    assert np.all(bound < 1e-6)
+    np.testing.assert_array_less(np.abs(motion_spectrum(y) - plain), bound)
+
+
+def test_white_noise_has_a_flat_spectrum():
+    # White noise times any window has the same expected power at every frequency (sigma^2 times the window's
+    # squared sum), so the 8 bins agree up to sampling error. Measured over 24 noise faces: the bins' means about
+    # their overall mean lie within 5 standard errors of the mean (each bin's spread across the faces estimates
+    # its own standard error; 8 bins at 5 sigma: a chance failure below 1e-5).
+    spectra = np.stack([motion_spectrum(_noise_face(seed)) for seed in range(24)])
+    centred = spectra - spectra.mean(axis=1, keepdims=True)
+    standard_error = centred.std(axis=0, ddof=1) / math.sqrt(len(spectra))
+    assert np.all(np.abs(centred.mean(axis=0)) < 5 * standard_error)
+
+
+def test_a_face_and_its_mirror_image_read_alike():
+    # The window, the band and the reference are mirror-symmetric, and mirroring maps direction bin k to 8 - k, so
+    # the value is the same up to rounding: the taper (a float64 Gaussian of 25 taps, two passes, of a 0/1 mask:
+    # positive terms) may round differently at mirrored pixels, within gamma_52 of the weights, so every windowed
+    # input value moves by at most that fraction of its size, and the weighted mean (float64 sums of 5120 terms)
+    # by gamma_5120 of the face's largest value; each DFT coefficient then by those times the input's absolute
+    # sum, plus the FFT's own error (as above) for each computation.
+    rng = np.random.default_rng(7)
+    field = cv2.GaussianBlur(rng.normal(size=(112, 112)).astype(np.float32), (0, 0), 1.5)
+    y = np.clip(128 + 40 * field / field.std(), 0, 255).astype(np.float32)
+    y = cv2.filter2D(y, -1, smear_kernel(9, 0.4), borderType=cv2.BORDER_REFLECT101)  # a smear at 23 degrees
+    _, powers, absolute = _plain_spectrum(y, edge_region(y))
+    error = ((gamma(2 * TAPER_TAPS + 2, U64) + 2 * gamma(80 + 64 + 8 + 8 * 13, U64)) * absolute
+             + gamma(80 * 64, U64) * 255.0 * float(_weight(edge_region(y)).sum()))
+    bound = 2 * float(np.max(_db_bound(powers, error)))  # two bins enter the value
+    direct, mirrored = (luminance_values(image)["motion_blur"] for image in (y, np.ascontiguousarray(y[:, ::-1])))
+    assert direct > MOTION_THRESHOLD_DB  # the smeared texture reads as smeared
+    assert abs(direct - mirrored) <= bound
+    spectrum, flipped = motion_spectrum(y), motion_spectrum(np.ascontiguousarray(y[:, ::-1]))
+    assert np.all(np.abs(spectrum - flipped[(-np.arange(8)) % 8]) <= bound)
+
+
+def test_motion_blur_is_nan_with_the_sharpness_reason():
+    table = compute_components(np.full((1, 112, 112, 3), 128, np.uint8))
+    assert math.isnan(table.column("motion_blur", raw=True)[0])
+    assert "flat" in table.reason[0, table.names.index("motion_blur")]
+    # a face covered but for a strip: too little of it left for either edge component
+    rng = np.random.default_rng(3)
+    y = cv2.GaussianBlur(rng.normal(128, 30, (112, 112)).astype(np.float32), (0, 0), 1.0)
+    covered = np.ones((112, 112), bool)
+    covered[:, 50:62] = False
+    assert not math.isnan(luminance_values(y)["motion_blur"])
+    values = luminance_values(y, covered=covered)
+    assert math.isnan(values["sharpness"]) and math.isnan(values["motion_blur"])
+    assert sharpness_reason(y, covered) == EDGE_HIDDEN_REASON
+
+
+def test_the_component_and_its_advice_are_registered():
+    assert COMPONENTS["motion_blur"].group == "capture"
+    assert COMPONENTS["motion_blur"].scalar(np.array([MOTION_THRESHOLD_DB]))[0] == 50.0
+    rules = [r for r in load_profile().rules if r.component == "motion_blur"]
+    assert [(r.advice, r.max) for r in rules] == [("hold_still", MOTION_THRESHOLD_DB)]
+    assert "hold" in ADVICE["hold_still"]
+
+
+@pytest.fixture(scope="module")
+def faces(lfw_dir):
+    from fiqa.detect.pipeline import FacePipeline
+
+    pipeline = FacePipeline()
+    found = [pipeline.process(p) for p in sorted(lfw_dir.glob("*/*.jpg"))[:400:10]]
+    return [f.crop for f in found if f.ok]
+
+
+@pytest.mark.lfw
+def test_real_faces_smeared_read_as_smeared_and_blurred_ones_do_not(faces):
+    # 40 LFW-dev faces. On 200 faces of training identities (studies/results/components_motion.md) a 15-pixel
+    # smear at a random angle read above the threshold on 94 %; a Gaussian blur of 3 px, a defocus disk of 4 px and
+    # the faces as they are on none. Bars with a binomial margin at rates a little worse than those (smeared 90 %,
+    # the others 1 %; n = 40): smeared >= 75 % (expected 36, sd 1.9: 30 is 3.2 sd below); blurred or as they are
+    # <= 10 % (expected 0.4, sd 0.6: 4 is 6 sd above).
+    assert len(faces) >= 36
+    angles = np.linspace(0.0, np.pi, len(faces), endpoint=False)  # every direction, 4.5 degrees apart
+
+    def share(images: list[np.ndarray]) -> tuple[float, np.ndarray]:
+        table = compute_components(np.stack(images))
+        value = table.column("motion_blur", raw=True)
+        assert np.all(np.isfinite(value))
+        return float(np.mean(value > MOTION_THRESHOLD_DB)), table
+
+    smeared, table = share([cv2.filter2D(f, -1, smear_kernel(15, a), borderType=cv2.BORDER_REFLECT101)
+                            for f, a in zip(faces, angles)])
+    assert smeared >= 0.75
+    codes = advise(table, load_profile())
+    assert np.mean(["hold_still" in c for c in codes]) == smeared  # the profile's rule is the threshold
+    assert share([cv2.GaussianBlur(f, (0, 0), 3.0) for f in faces])[0] <= 0.10
+    assert share([cv2.filter2D(f, -1, disk_kernel(4.0), borderType=cv2.BORDER_REFLECT101) for f in faces])[0] <= 0.10
+    assert share(list(faces))[0] <= 0.10
+
+
+def test_no_frequency_sits_near_a_direction_bins_edge():
+    # The bins' edges lie at 11.25 + 22.5 k degrees, whose tangents are irrational, so no DFT frequency of the
+    # 80 x 64 box lies on one; the nearest lies further from an edge than any arctan2 rounding (a few ulps of a
+    # radian, under 1e-13 degrees) could move it, so every machine sorts the frequencies alike.
+    ky, kx = np.meshgrid(np.arange(-40, 40), np.arange(-32, 32), indexing="ij")
+    radius_sq = (ky / 80) ** 2 + (kx / 64) ** 2
+    inside = (radius_sq > 0.11 ** 2) & (radius_sq < 0.36 ** 2)
+    degrees = np.degrees(np.arctan2(ky[inside] / 80, kx[inside] / 64)) % 22.5
+    assert np.min(np.abs(degrees - 11.25)) > 1e-6
