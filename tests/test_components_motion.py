@@ -76,6 +76,7 @@ def _db_bound(powers: list[np.ndarray], coefficient_error: float) -> np.ndarray:
     return np.array(bounds)
 
 
+@pytest.mark.numerics
 def test_motion_spectrum_equals_a_plain_dft():
     # The implementation (a float64 FFT) against a DFT written out. Each coefficient is a sum of 80 x 64 products
     # of the input with unit-modulus twiddles; both computations' elementwise errors are within gamma_m of the
@@ -100,6 +101,7 @@ def test_white_noise_has_a_flat_spectrum():
     assert np.all(np.abs(centred.mean(axis=0)) < 5 * standard_error)
 
 
+@pytest.mark.numerics
 def test_a_face_and_its_mirror_image_read_alike():
     # The window, the band and the reference are mirror-symmetric, and mirroring maps direction bin k to 8 - k, so
     # the value is the same up to rounding: the taper (a float64 Gaussian of 25 taps, two passes, of a 0/1 mask:

@@ -3,6 +3,7 @@
 non-finite flagging, what a method reads) hold for any method."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,26 +24,50 @@ def _floats(values: list[str]) -> np.ndarray:
     return np.array([float.fromhex(value) for value in values])
 
 
+#: The scores' largest relative change when the store itself is built by other kernels, times 4 (a measured spread,
+#: with its margin): the fixture embeds the photos afresh, and OpenCV's SSE4.2 kernels (``OPENCV_CPU_DISABLE=AVX2,
+#: AVX512-SKX,FP16``, numpy's dispatch held to X86_V2) against the AVX-512 ones that wrote the file moved YuNet's
+#: landmarks by up to 3e-5 px, a few crop pixels by one or two grey levels (where the warp's rounding sits at a
+#: half), and these 20 rows' scores by at most 6.4e-5 relative (norm; model score 2.9e-5, raw score 3.1e-5,
+#: flip-consistency 6.0e-5, SER-FIQ 8.7e-6). OpenCV's AVX2 kernels built the same vectors bit for bit.
+OTHER_KERNELS_RTOL = 2.6e-4
+
+
+def _same_vectors(store, rows: np.ndarray, digest: str) -> bool:
+    """Whether the store's vectors of ``rows`` are the ones the file's scores were computed from (SHA-256)."""
+    return hashlib.sha256(np.ascontiguousarray(store.vectors[rows]).tobytes()).hexdigest() == digest
+
+
 @pytest.mark.lfw
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["model:default", *QUALITY_METHODS.names()])
 def test_store_scores_equal_the_former_paths(lfw_store, name):
     """Rows 0-19 of the LFW store scored by the one path against the former ``Scorer.score_store`` and
     ``score_store_with`` outputs (tests/data/score_store_before.json). The computation is unchanged (same graphs,
-    same batches, same numpy code), so on the machine that wrote the file they are equal bit for bit (measured);
-    another CPU's kernels are allowed 4 float32 ulps of a 0-100 score (SAME_GRAPH_SCORE) for the model and 1e-6
-    relative for the training-free values (float64 numpy after one float32 SFace run)."""
+    same batches, same numpy code), so from the store's vectors the file's scores were computed from (their SHA-256
+    is in the file) they are equal bit for bit on the machine that wrote it (measured); another CPU's kernels are
+    allowed 4 float32 ulps of a 0-100 score (SAME_GRAPH_SCORE) for the model and 1e-6 relative for the
+    training-free values (float64 numpy after one float32 SFace run). A store built by other OpenCV kernels holds
+    other vectors; then the scores are held to the spread measured for that (OTHER_KERNELS_RTOL)."""
     before = json.loads(BEFORE.read_text())
     rows = np.asarray(before["rows"])
     assert [Path(str(loc)).name for loc in lfw_store.samples.location[rows]] == before["location"]
+    same = _same_vectors(lfw_store, rows, before["vectors_sha256"])
     if name == "model:default":
         table = score_store(create_scorer(), lfw_store, rows=rows, progress=False)
-        np.testing.assert_allclose(table.score, _floats(before[name]["score"]), rtol=0, atol=SAME_GRAPH_SCORE)
-        np.testing.assert_allclose(table.columns["raw_score"], _floats(before[name]["raw_score"]), rtol=1e-6)
+        expected, raw = _floats(before[name]["score"]), _floats(before[name]["raw_score"])
+        if same:
+            np.testing.assert_allclose(table.score, expected, rtol=0, atol=SAME_GRAPH_SCORE)
+            np.testing.assert_allclose(table.columns["raw_score"], raw, rtol=1e-6)
+        else:
+            np.testing.assert_allclose(table.score, expected, rtol=OTHER_KERNELS_RTOL)
+            np.testing.assert_allclose(table.columns["raw_score"], raw, rtol=OTHER_KERNELS_RTOL)
         assert table.meta["method"] == "model:default"  # named after the model, not the label it learnt
     else:
         table = score_store(create_quality_method(name, **before[name]["params"]), lfw_store, rows=rows,
                             progress=False)
-        np.testing.assert_allclose(table.score, _floats(before[name]["score"]), rtol=1e-6)
+        np.testing.assert_allclose(table.score, _floats(before[name]["score"]), rtol=1e-6 if same
+                                   else OTHER_KERNELS_RTOL)
         assert table.meta["method"] == name
     assert table.status.tolist() == [Status.OK.value] * len(rows)
     np.testing.assert_array_equal(table.sample_id, lfw_store.samples.sample_id[rows])
