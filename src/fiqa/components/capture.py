@@ -138,48 +138,52 @@ MOTION_THRESHOLD_DB = 9.0
 _MOTION_BINS = 8
 _ROUNDING_VARIANCE = 1.0 / 12.0  # grey levels^2: of rounding to whole grey levels (uniform error of +-0.5)
 _MOTION_TAPER = 3.0  # pixels: softens the edge region's border, which would otherwise be an edge of its own
-_MOTION_BOX = (slice(30, 110), slice(24, 88))  # the face ellipse's bounding box (rows 30-110), 64 columns about 56
+_MOTION_BOX = (slice(30, 110), slice(24, 88))  # the face ellipse's rows 30-109; columns 24-87 (it spans 26-85)
 
 
-def _motion_layout() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The Hann window over :data:`_MOTION_BOX`, the band's positions in the box's flattened 2-D spectrum, each
-    one's direction bin (centred on 0, 22.5, ... 157.5 degrees; a frequency and its negative share one) and each
-    bin's count."""
+def _motion_layout() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The Hann window over :data:`_MOTION_BOX`; the band's positions in the box's flattened real-input spectrum
+    (``numpy.fft.rfft2``: columns 0 .. 32 of 64), each one's direction bin (centred on 0, 22.5, ... 157.5 degrees) and
+    weight (2 where the column stands for itself and its negative, which has the same power and direction; 1 in
+    column 0), and each bin's weighted count: the full spectrum's bins, each frequency once."""
     rows, cols = (part.stop - part.start for part in _MOTION_BOX)
-    ky, kx = np.meshgrid(*(np.fft.ifftshift(np.arange(-(n // 2), n - n // 2)) for n in (rows, cols)),
-                         indexing="ij")  # the DFT's frequencies ky / rows and kx / cols, in its order
+    ky, kx = np.meshgrid(np.fft.ifftshift(np.arange(-(rows // 2), rows - rows // 2)), np.arange(cols // 2 + 1),
+                         indexing="ij")  # the frequencies ky / rows and kx / cols, in rfft2's order
     # the band's edges compared in integers ((frequency * rows * cols)^2), so that no rounding decides whether a
     # frequency on an edge (0.35 = 28 / 80) belongs to the band on one machine and not on another
     scaled = (ky * cols) ** 2 + (kx * rows) ** 2
     low, high = (Fraction(str(edge)) ** 2 * (rows * cols) ** 2 for edge in MOTION_BAND)
-    band = np.flatnonzero((scaled >= math.ceil(low)) & (scaled <= math.floor(high)))
+    band = np.flatnonzero((scaled >= math.ceil(low)) & (scaled <= math.floor(high)))  # (excludes column 32)
     angle = np.mod(np.arctan2(ky / rows, kx / cols), np.pi).ravel()[band]
     direction = np.floor(angle / (np.pi / _MOTION_BINS) + 0.5).astype(np.int64) % _MOTION_BINS
+    twice = np.where(kx.ravel()[band] == 0, 1.0, 2.0)
     hann = np.outer(np.hanning(rows), np.hanning(cols))
-    return hann, band, direction, np.bincount(direction, minlength=_MOTION_BINS).astype(np.float64)
+    return hann, band, direction, twice, np.bincount(direction, weights=twice, minlength=_MOTION_BINS)
 
 
-_MOTION_HANN, _MOTION_BAND_INDEX, _MOTION_DIRECTION, _MOTION_COUNT = _motion_layout()
+_MOTION_HANN, _MOTION_BAND_INDEX, _MOTION_DIRECTION, _MOTION_TWICE, _MOTION_COUNT = _motion_layout()
 
 
 def _motion_spectrum(y: np.ndarray, region: np.ndarray) -> np.ndarray:
     """:func:`motion_spectrum` over an edge ``region`` (bool, (112, 112)) already found."""
     # float64 throughout: a face and its mirror image then differ by float64 rounding only (the log of a power
     # near a smear's zero magnifies a perturbation: float32 weights moved such a value by 1e-5 dB)
-    weight = cv2.GaussianBlur(region.view(np.uint8).astype(np.float64), (0, 0), _MOTION_TAPER,
-                              borderType=cv2.BORDER_CONSTANT)[_MOTION_BOX] * _MOTION_HANN
+    # the box holds the whole face ellipse, outside which the region is empty, so its blur with zeros beyond its
+    # border is the whole crop's (the terms beyond it are zeros)
+    weight = cv2.GaussianBlur(region[_MOTION_BOX].view(np.uint8).astype(np.float64), (0, 0), _MOTION_TAPER,
+                              borderType=cv2.BORDER_CONSTANT) * _MOTION_HANN
     face = y[_MOTION_BOX].astype(np.float64)
     total = float(weight.sum())
     if total <= 0.0:
         return np.full(_MOTION_BINS, math.nan)
-    spectrum = np.fft.fft2((face - float((face * weight).sum()) / total) * weight)
+    spectrum = np.fft.rfft2((face - float((face * weight).sum()) / total) * weight)
     power = (spectrum.real ** 2 + spectrum.imag ** 2).ravel()[_MOTION_BAND_INDEX]
     # plus the power 8-bit rounding noise has at every frequency (variance 1/12 grey level^2 a pixel, times the
     # window's squared sum): detail below it says nothing about the capture, and an image processed in 8 bits one
     # direction at a time (a separable blur rounded after each pass) leaves rounding noise of that size that is
     # stronger in one direction than the other
     decibels = 10.0 * np.log10(power + _ROUNDING_VARIANCE * float(np.sum(weight * weight)))
-    return np.bincount(_MOTION_DIRECTION, weights=decibels, minlength=_MOTION_BINS) / _MOTION_COUNT
+    return np.bincount(_MOTION_DIRECTION, weights=decibels * _MOTION_TWICE, minlength=_MOTION_BINS) / _MOTION_COUNT
 
 
 def motion_spectrum(y: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
