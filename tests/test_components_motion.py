@@ -8,12 +8,13 @@ import math
 import cv2
 import numpy as np
 import pytest
-from studies.components.motion_reference import disk_kernel, smear_kernel
+from studies.components.motion_reference import disk_kernel, one_pass_at_a_time, smear_kernel
 
 from fiqa.components import ADVICE, COMPONENTS, advise, compute_components, load_profile
 from fiqa.components.capture import (
     EDGE_HIDDEN_REASON,
     MOTION_BAND,
+    MOTION_REFERENCE_DB,
     MOTION_THRESHOLD_DB,
     edge_region,
     luminance,
@@ -21,9 +22,10 @@ from fiqa.components.capture import (
     motion_spectrum,
     sharpness_reason,
 )
+from fiqa.core.errors import InvalidParameterError
 from fiqa.core.numerics import U64, gamma
 
-BOX = (slice(30, 110), slice(24, 88))  # the face ellipse's bounding box, as the docstring of capture.py gives it
+BOX = (slice(30, 110), slice(24, 88))  # the face ellipse's rows and 64 columns about x = 56 (motion_spectrum's doc)
 TAPER_TAPS = 25  # cv2.GaussianBlur's kernel for sigma 3 on float64: round(3 * 4 * 2 + 1) | 1 taps
 
 
@@ -47,8 +49,10 @@ def _plain_spectrum(y: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, list
     x = (face - (face * weight).sum() / weight.sum()) * weight
     rows, cols = x.shape
     kr, kc = np.arange(rows), np.arange(cols)
-    f_rows = np.exp(-2j * np.pi * np.outer(kr, kr) / rows)
-    f_cols = np.exp(-2j * np.pi * np.outer(kc, kc) / cols)
+    # the twiddles' angles reduced to one turn first (k n mod N, exact in integers): exp's argument stays below 2 pi,
+    # so each twiddle is within a few roundings of exact
+    f_rows = np.exp(-2j * np.pi * (np.outer(kr, kr) % rows) / rows)
+    f_cols = np.exp(-2j * np.pi * (np.outer(kc, kc) % cols) / cols)
     power = np.abs(f_rows @ x @ f_cols.T) ** 2
     bins: list[list[float]] = [[] for _ in range(8)]
     for i in range(rows):
@@ -93,8 +97,9 @@ def test_motion_spectrum_equals_a_plain_dft():
 def test_white_noise_has_a_flat_spectrum():
     # White noise times any window has the same expected power at every frequency (sigma^2 times the window's
     # squared sum), so the 8 bins agree up to sampling error. Measured over 24 noise faces: the bins' means about
-    # their overall mean lie within 5 standard errors of the mean (each bin's spread across the faces estimates
-    # its own standard error; 8 bins at 5 sigma: a chance failure below 1e-5).
+    # their overall mean lie within 5 standard errors of the mean, each bin's standard error estimated from its spread
+    # across the faces (Student's t with 23 degrees of freedom: beyond 5 with probability 4.7e-5 a bin, 3.7e-4 for
+    # any of the 8).
     spectra = np.stack([motion_spectrum(_noise_face(seed)) for seed in range(24)])
     centred = spectra - spectra.mean(axis=1, keepdims=True)
     standard_error = centred.std(axis=0, ddof=1) / math.sqrt(len(spectra))
@@ -139,6 +144,29 @@ def test_motion_blur_is_nan_with_the_sharpness_reason():
     assert sharpness_reason(y, covered) == EDGE_HIDDEN_REASON
 
 
+def test_the_reference_face_is_mirror_symmetric_about_its_mean():
+    # a face and its mirror image are equally likely: bin k and bin 8 - k hold the same value; only the differences
+    # between bins matter, so it is given about its mean (rounded to 0.01 dB: 8 roundings of at most 0.005)
+    assert np.array_equal(MOTION_REFERENCE_DB, MOTION_REFERENCE_DB[(-np.arange(8)) % 8])
+    assert abs(float(MOTION_REFERENCE_DB.mean())) <= 0.005
+    assert float(np.ptp(MOTION_REFERENCE_DB)) > 3.0  # faces carry more detail across their features than along
+
+
+def test_motion_spectrum_checks_its_input():
+    with pytest.raises(InvalidParameterError, match="motion_spectrum"):
+        motion_spectrum(np.zeros((111, 113), np.float32))
+
+
+def test_a_face_mostly_clipped_white_gets_nan_and_the_reason_for_both_edge_components():
+    rng = np.random.default_rng(4)
+    crop = np.full((1, 112, 112, 3), 255, np.uint8)  # clipped white but for a textured strip
+    crop[0, :, 50:62] = rng.integers(60, 200, (112, 12, 1))
+    table = compute_components(crop)
+    for name in ("sharpness", "motion_blur"):
+        assert math.isnan(table.column(name, raw=True)[0])
+        assert table.reason[0, table.names.index(name)] == EDGE_HIDDEN_REASON
+
+
 def test_the_component_and_its_advice_are_registered():
     assert COMPONENTS["motion_blur"].group == "capture"
     assert COMPONENTS["motion_blur"].scalar(np.array([MOTION_THRESHOLD_DB]))[0] == 50.0
@@ -159,10 +187,11 @@ def faces(lfw_dir):
 @pytest.mark.lfw
 def test_real_faces_smeared_read_as_smeared_and_blurred_ones_do_not(faces):
     # 40 LFW-dev faces. On 200 faces of training identities (studies/results/components_motion.md) a 15-pixel
-    # smear at a random angle read above the threshold on 94 %; a Gaussian blur of 3 px, a defocus disk of 4 px and
-    # the faces as they are on none. Bars with a binomial margin at rates a little worse than those (smeared 90 %,
-    # the others 1 %; n = 40): smeared >= 75 % (expected 36, sd 1.9: 30 is 3.2 sd below); blurred or as they are
-    # <= 10 % (expected 0.4, sd 0.6: 4 is 6 sd above).
+    # smear at a random angle read above the threshold on 94 %; a Gaussian blur of 3 px, a defocus disk of 4 px, a
+    # 7-px box blurred in 8 bits one direction at a time and the faces as they are on none. Bars at rates a little
+    # worse than those (smeared 90 %, the others 1 %; n = 40), exact binomial tails: smeared >= 75 % (30 or more of
+    # 40: fails with probability 1.5e-3 at 90 %), the others <= 10 % (5 or more of 40: 4.9e-5 at 1 %). Without the
+    # rounding floor the rounded box read as a smear on 22 % of the training faces (fails here with probability 0.97).
     assert len(faces) >= 36
     angles = np.linspace(0.0, np.pi, len(faces), endpoint=False)  # every direction, 4.5 degrees apart
 
@@ -180,6 +209,7 @@ def test_real_faces_smeared_read_as_smeared_and_blurred_ones_do_not(faces):
     assert share([cv2.GaussianBlur(f, (0, 0), 3.0) for f in faces])[0] <= 0.10
     assert share([cv2.filter2D(f, -1, disk_kernel(4.0), borderType=cv2.BORDER_REFLECT101) for f in faces])[0] <= 0.10
     assert share(list(faces))[0] <= 0.10
+    assert share([one_pass_at_a_time(f, 7) for f in faces])[0] <= 0.10
 
 
 def test_no_frequency_sits_near_a_direction_bins_edge():

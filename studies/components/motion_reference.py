@@ -40,10 +40,15 @@ def smear_kernel(length: float, angle: float) -> np.ndarray:
     bilinearly over its four pixels."""
     size = int(math.ceil(length)) + 3
     size += 1 - size % 2
-    centre = (size - 1) / 2.0
+    t = np.linspace(-length / 2.0, length / 2.0, 400)
+    return _splatted(np.column_stack([t * math.cos(angle), t * math.sin(angle)]), size)
+
+
+def _splatted(path: np.ndarray, size: int) -> np.ndarray:
+    """A kernel of ``size`` x ``size`` (odd) from points (x, y) about its centre, each spread bilinearly over its four
+    pixels, normalised to sum 1."""
     kernel = np.zeros((size, size))
-    for t in np.linspace(-length / 2.0, length / 2.0, 400):
-        x, y = centre + t * math.cos(angle), centre + t * math.sin(angle)
+    for x, y in path + (size - 1) / 2.0:
         x0, y0 = int(math.floor(x)), int(math.floor(y))
         fx, fy = x - x0, y - y0
         kernel[y0:y0 + 2, x0:x0 + 2] += np.array([[(1 - fx) * (1 - fy), fx * (1 - fy)], [(1 - fx) * fy, fx * fy]])
@@ -85,13 +90,7 @@ def shaky_kernel(length: float, rng: np.random.Generator) -> np.ndarray:
         x, y = points[-1]
         points.append((x + 0.25 * math.cos(heading), y + 0.25 * math.sin(heading)))
     path = np.array(points) - np.mean(points, axis=0)
-    size = 2 * int(np.abs(path).max() + 3) + 1
-    kernel = np.zeros((size, size))
-    for x, y in path + size // 2:
-        x0, y0 = int(math.floor(x)), int(math.floor(y))
-        fx, fy = x - x0, y - y0
-        kernel[y0:y0 + 2, x0:x0 + 2] += np.array([[(1 - fx) * (1 - fy), fx * (1 - fy)], [(1 - fx) * fy, fx * fy]])
-    return (kernel / kernel.sum()).astype(np.float32)
+    return _splatted(path, 2 * int(np.abs(path).max() + 3) + 1)
 
 
 def oriented_gaussian_kernel(along: float, angle: float) -> np.ndarray:
@@ -107,7 +106,7 @@ def _filtered(crop: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return cv2.filter2D(crop, -1, kernel, borderType=cv2.BORDER_REFLECT101)
 
 
-def _one_pass_at_a_time(crop: np.ndarray, width: int) -> np.ndarray:
+def one_pass_at_a_time(crop: np.ndarray, width: int) -> np.ndarray:
     """A separable blur in 8 bits one direction at a time: three horizontal box passes, then three vertical ones,
     each rounded to whole grey levels (as imaging libraries approximate a Gaussian)."""
     for size in ((width, 1),) * 3 + ((1, width),) * 3:
@@ -156,7 +155,7 @@ def effects(rng: np.random.Generator) -> dict[str, object]:
         out[f"JPEG {quality}"] = lambda c, q=quality: _coded(c, ".jpg", cv2.IMWRITE_JPEG_QUALITY, q)
         out[f"WebP {quality}"] = lambda c, q=quality: _coded(c, ".webp", cv2.IMWRITE_WEBP_QUALITY, q)
     for width in (5, 7):
-        out[f"box {width} px x 3, rounded after each 1-D pass"] = lambda c, w=width: _one_pass_at_a_time(c, w)
+        out[f"box {width} px x 3, rounded after each 1-D pass"] = lambda c, w=width: one_pass_at_a_time(c, w)
     out["Gaussian noise 15"] = lambda c: np.clip(c + rng.normal(0.0, 15.0, c.shape), 0, 255).astype(np.uint8)
     out["dark glasses"] = _glasses
     out["mask"] = _mask

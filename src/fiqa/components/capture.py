@@ -23,16 +23,19 @@ sunglasses: ``too_dark`` advice 100 % -> 0 %, ``uneven_light`` 100 % -> 0 % of t
   typical face's own difference: motion (a shaking hand or head) smears along one direction only, while defocus, a
   Gaussian blur and too few pixels blur every direction alike (``sharpness`` reads them all; this tells "hold still"
   from "let the camera focus"). The face's own edge region (as for ``sharpness``, less what an occluder covers, with
-  its margin), smoothed by a Gaussian of 3 pixels and times a Hann window over the face ellipse's bounding box, is
-  Fourier-transformed; the log of its power between 0.12 and 0.35 cycles per pixel (where a smear of 5 pixels or more
-  has taken detail along its direction, and the face's coarse shape does not weigh) is averaged in 8 direction bins of
-  22.5 degrees centred on 0, 22.5, ... 157.5 degrees (the mean of the logarithm, so the frequencies a smear wipes out
-  weigh as much as those it passes; the log of the mean power would follow the few strongest; each frequency's power
-  counts from the level 8-bit rounding noise has there, below which detail says nothing about the capture), a typical
-  face's value in each bin (:data:`MOTION_REFERENCE_DB`) is taken off, and the value is the largest difference between
-  a bin and the one at right angles to it. It is never negative; a face and its mirror image read alike. Noise adds
-  power to every direction alike, so it lowers the value (a noisy smeared face reads less smeared, never a still one
-  as smeared).
+  its margin), smoothed by a Gaussian of 3 pixels and times a Hann window over the face ellipse's rows and 64 columns,
+  is Fourier-transformed; the log of its power between 0.12 and 0.35 cycles per pixel (where a smear of 5 pixels or
+  more has taken detail along its direction, and the face's coarse shape does not weigh) is averaged in 8 direction
+  bins of 22.5 degrees centred on 0, 22.5, ... 157.5 degrees (the mean of the logarithm, so the frequencies a smear
+  wipes out weigh as much as those it passes; the log of the mean power would follow the few strongest; each
+  frequency's power counts from the level 8-bit rounding noise has there, below which detail says nothing about the
+  capture), a typical face's value in each bin (:data:`MOTION_REFERENCE_DB`) is taken off, and the value is the
+  largest difference between a bin and the one at right angles to it. It is never negative; a face and its mirror
+  image read alike. Faces as they are read 1-7 dB. A face with no detail left in the band (heavy noise, or a heavy
+  blur in every direction, leaves only power alike in every direction) reads a typical face's own difference turned
+  around, about 4 dB: noise and such blurs pull the value toward 4 dB, well below a smear's. A fine periodic pattern
+  laid over the face (stripes of light 4 pixels apart, a screen's moire) adds detail in one direction and reads as a
+  smear: the bins' levels alone cannot tell detail added across from detail lost along.
 - ``noise``: the standard deviation of the luminance noise in grey levels, from the median absolute finest
   diagonal Haar coefficient (Donoho and Johnstone's estimator, ``median |HH| / 0.6745``), which edges barely move.
 - ``compression_artifacts``: the estimated quality setting (0-100, libjpeg's and libwebp's scale; 100: no coding
@@ -192,18 +195,21 @@ def motion_spectrum(y: np.ndarray, covered: np.ndarray | None = None) -> np.ndar
     of ``22.5 k`` degrees; 0 = horizontal frequencies, which vertical edges carry; 4 = vertical frequencies).
 
     The face's pixels are ``y`` (luminance, (112, 112)) over its :func:`edge_region` (less ``covered``), softened by
-    a Gaussian of 3 pixels and times a Hann window over the face ellipse's bounding box, less their weighted mean.
-    Each frequency's power counts from the level of 8-bit rounding noise (1/12 grey level^2 a pixel, through the
-    window). NaN where the edge region is empty.
+    a Gaussian of 3 pixels and times a Hann window over the face ellipse's rows (30-109) and columns 24-87, less
+    their weighted mean. Each frequency's power counts from the level of an 8-bit grey image's rounding noise (1/12
+    grey level^2 a pixel, through the window; a colour photo's luminance, a weighted sum of three rounded channels,
+    carries less, 0.45 / 12). NaN where the edge region is empty.
     """
+    y = np.asarray(y)
+    if y.shape != _MASK.shape:
+        raise InvalidParameterError("motion_spectrum", "y", f"luminance of shape {_MASK.shape}",
+                                    f"an array of shape {y.shape}")
     return _motion_spectrum(y, edge_region(y, covered))
 
 
 def _motion_blur(y: np.ndarray, region: np.ndarray) -> float:
     """``motion_blur`` (decibels) of luminance ``y`` over its edge ``region``."""
     excess = _motion_spectrum(y, region) - MOTION_REFERENCE_DB
-    if np.isnan(excess).any():
-        return math.nan
     return float(np.max(excess - np.roll(excess, _MOTION_BINS // 2)))  # each bin against the one at right angles
 
 
