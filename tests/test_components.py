@@ -19,7 +19,7 @@ from fiqa.components import (
     fit_pose,
     load_profile,
 )
-from fiqa.components.capture import blockiness, capture_values, face_mask, luminance_values
+from fiqa.components.capture import blockiness, capture_values, face_mask, luminance, luminance_values
 from fiqa.components.geometry import FACE_MODEL_MM, geometry_values, symmetry_roll
 from fiqa.core.numerics import gamma
 from fiqa.detect.align import ARCFACE_TEMPLATE
@@ -521,3 +521,13 @@ def test_batched_refinement_equals_one_face_at_a_time(lfw_dir):
         alone = refine_landmarks(face.context, face.context_to_source)
         assert points is not None and alone is not None
         np.testing.assert_array_equal(points, alone)  # the same operations on the same view, the batch aside
+
+
+def test_a_batch_s_luminance_is_each_face_s():
+    # the batch is converted a few faces at a time (the cache); the arithmetic per pixel is the same, so equal
+    rng = np.random.default_rng(5)
+    crops = rng.integers(0, 256, (19, 112, 112, 3), dtype=np.uint8)
+    batch = luminance(crops)
+    assert batch.dtype == np.float32 and batch.shape == (19, 112, 112)
+    for crop, luma in zip(crops, batch):
+        assert np.array_equal(luminance(crop), luma)
