@@ -21,6 +21,7 @@ from fiqa.components import (
 )
 from fiqa.components.capture import blockiness, capture_values, face_mask, luminance, luminance_values
 from fiqa.components.geometry import FACE_MODEL_MM, geometry_values, symmetry_roll
+from fiqa.core.errors import InvalidParameterError
 from fiqa.core.numerics import gamma
 from fiqa.detect.align import ARCFACE_TEMPLATE
 
@@ -531,3 +532,12 @@ def test_a_batch_s_luminance_is_each_face_s():
     assert batch.dtype == np.float32 and batch.shape == (19, 112, 112)
     for crop, luma in zip(crops, batch):
         assert np.array_equal(luminance(crop), luma)
+
+
+def test_luminance_values_refuses_nan_and_wrong_shapes_by_name():
+    y = np.full((112, 112), 128.0, np.float32)
+    y[40, 40] = np.nan
+    with pytest.raises(InvalidParameterError, match="NaN or inf"):
+        luminance_values(y)
+    with pytest.raises(InvalidParameterError, match=r"\(112, 112\)"):
+        luminance_values(np.zeros((112, 111), np.float32))

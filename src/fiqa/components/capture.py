@@ -376,6 +376,12 @@ def luminance_values(y: np.ndarray, native: np.ndarray | None = None, native_ori
     where less than :data:`MIN_UNCOVERED` of the face (or of one half, for illumination uniformity) is left
     (:data:`COVERED_REASON`, :data:`HALF_COVERED_REASON`).
     """
+    y = np.asarray(y)
+    if y.shape != _MASK.shape:
+        raise InvalidParameterError("luminance_values", "y", f"luminance of shape {_MASK.shape}",
+                                    f"an array of shape {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise InvalidParameterError("luminance_values", "y", "finite luminance", "an array holding NaN or inf")
     noise = _noise_sigma(y)
     smoothed = cv2.GaussianBlur(y, (0, 0), _RANGE_SCALE, borderType=cv2.BORDER_REFLECT101)[_MASK]
     face = y[_MASK]
