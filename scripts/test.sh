@@ -5,9 +5,9 @@
 #   first run:  the environment as it is (OpenBLAS and onnxruntime defaults: all cores; OPENBLAS_CORETYPE as set)
 #   second run: OPENBLAS_NUM_THREADS=1, FIQA_ORT_THREADS=1, and OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE flipped
 #               (unset when set; when unset on x86-64, Haswell with AVX2, else Prescott), so another kernel family
-#               runs; on x86-64 OpenCV's and numpy's dispatched kernels are held below AVX2 too (OPENCV_CPU_DISABLE,
-#               NPY_DISABLE_CPU_FEATURES: the SSE4.2/AVX code an older CPU runs; OpenCV's detector moves a landmark
-#               by 3e-5 px there, which a test built on stored scores must allow for)
+#               runs; on x86-64 OpenCV's and numpy's dispatched kernels are held below AVX2 too (OPENCV_CPU_DISABLE:
+#               OpenCV's AVX code; NPY_DISABLE_CPU_FEATURES: numpy's baseline; what an older CPU runs; OpenCV's
+#               detector moves a landmark by 3e-5 px there, which a test built on stored scores must allow for)
 # FIQA_SKIP_NUMERICS_RERUN=1 skips the second run (e.g. when running one test file by hand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +37,8 @@ fi
 if [ "$(uname -m)" = x86_64 ]; then
   # numpy names its own dispatchable features (they differ between numpy versions); held to its baseline
   npy_dispatch=$(.venv/bin/python -c "from numpy._core._multiarray_umath import __cpu_dispatch__; print(' '.join(__cpu_dispatch__))" 2>/dev/null \
-    || .venv/bin/python -c "from numpy.core._multiarray_umath import __cpu_dispatch__; print(' '.join(__cpu_dispatch__))")
+    || .venv/bin/python -c "from numpy.core._multiarray_umath import __cpu_dispatch__; print(' '.join(__cpu_dispatch__))") \
+    || { echo "scripts/test.sh: cannot read numpy's list of dispatched CPU features" >&2; exit 1; }
   flip+=(OPENCV_CPU_DISABLE=AVX512-SKX,AVX2,FP16 "NPY_DISABLE_CPU_FEATURES=$npy_dispatch")
   described="$described, OpenCV's and numpy's kernels held below AVX2"
 fi

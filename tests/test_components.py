@@ -525,13 +525,15 @@ def test_batched_refinement_equals_one_face_at_a_time(lfw_dir):
 
 
 def test_a_batch_s_luminance_is_each_face_s():
-    # the batch is converted a few faces at a time (the cache); the arithmetic per pixel is the same, so equal
+    # the batch is converted a few faces at a time (the cache); the arithmetic per pixel is the same, so equal, for
+    # batches below, at and above the chunk and a strided view
     rng = np.random.default_rng(5)
     crops = rng.integers(0, 256, (19, 112, 112, 3), dtype=np.uint8)
-    batch = luminance(crops)
-    assert batch.dtype == np.float32 and batch.shape == (19, 112, 112)
-    for crop, luma in zip(crops, batch):
-        assert np.array_equal(luminance(crop), luma)
+    for batch in (crops[:0], crops[:8], crops[:9], crops, crops[::2, :, ::-1]):
+        luma = luminance(batch)
+        assert luma.dtype == np.float32 and luma.shape == batch.shape[:3]
+        for crop, one in zip(batch, luma):
+            assert np.array_equal(luminance(crop), one)
 
 
 def test_luminance_values_refuses_nan_and_wrong_shapes_by_name():
@@ -541,3 +543,9 @@ def test_luminance_values_refuses_nan_and_wrong_shapes_by_name():
         luminance_values(y)
     with pytest.raises(InvalidParameterError, match=r"\(112, 112\)"):
         luminance_values(np.zeros((112, 111), np.float32))
+    # grey levels of another dtype read as float32 (uint8 differences would wrap around)
+    face = np.clip(128 + 30 * np.random.default_rng(6).normal(size=(112, 112)), 0, 255).astype(np.uint8)
+    expected = luminance_values(face.astype(np.float32))
+    for other in (face, face.astype(np.float64)):
+        got = luminance_values(other)
+        assert all(got[k] == expected[k] or (math.isnan(got[k]) and math.isnan(expected[k])) for k in expected)

@@ -221,4 +221,3 @@ def test_no_frequency_sits_near_a_direction_bins_edge():
     inside = (radius_sq > 0.11 ** 2) & (radius_sq < 0.36 ** 2)
     degrees = np.degrees(np.arctan2(ky[inside] / 80, kx[inside] / 64)) % 22.5
     assert np.min(np.abs(degrees - 11.25)) > 1e-6
-

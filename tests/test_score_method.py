@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,12 @@ def _floats(values: list[str]) -> np.ndarray:
 
 
 #: The scores' largest relative change when the store itself is built by other kernels, times 4 (a measured spread,
-#: with its margin): the fixture embeds the photos afresh, and OpenCV's SSE4.2 kernels (``OPENCV_CPU_DISABLE=AVX2,
-#: AVX512-SKX,FP16``, numpy's dispatch held to X86_V2) against the AVX-512 ones that wrote the file moved YuNet's
-#: landmarks by up to 3e-5 px, a few crop pixels by one or two grey levels (where the warp's rounding sits at a
-#: half), and these 20 rows' scores by at most 6.4e-5 relative (norm; model score 2.9e-5, raw score 3.1e-5,
-#: flip-consistency 6.0e-5, SER-FIQ 8.7e-6). OpenCV's AVX2 kernels built the same vectors bit for bit.
+#: with its margin): the fixture embeds the photos afresh, and OpenCV's AVX kernels (``OPENCV_CPU_DISABLE=AVX512-SKX,
+#: AVX2,FP16``; numpy at its baseline, X86_V2 on numpy 2.4) against the AVX-512 ones that wrote the file moved
+#: YuNet's landmarks by up to 3e-5 px, a few crop pixels by one or two grey levels (where the warp's rounding sits at
+#: a half), and these 20 rows' scores by at most 6.4e-5 relative (norm; model score 2.9e-5, raw score 3.1e-5,
+#: flip-consistency 6.0e-5, SER-FIQ 8.7e-6). OpenCV's AVX2 kernels built the same vectors bit for bit. Measured for
+#: that one change of kernels, on one machine, on these 20 rows.
 OTHER_KERNELS_RTOL = 2.6e-4
 
 
@@ -43,16 +45,21 @@ def _same_vectors(store, rows: np.ndarray, digest: str) -> bool:
 @pytest.mark.parametrize("name", ["model:default", *QUALITY_METHODS.names()])
 def test_store_scores_equal_the_former_paths(lfw_store, name):
     """Rows 0-19 of the LFW store scored by the one path against the former ``Scorer.score_store`` and
-    ``score_store_with`` outputs (tests/data/score_store_before.json). The computation is unchanged (same graphs,
-    same batches, same numpy code), so from the store's vectors the file's scores were computed from (their SHA-256
-    is in the file) they are equal bit for bit on the machine that wrote it (measured); another CPU's kernels are
-    allowed 4 float32 ulps of a 0-100 score (SAME_GRAPH_SCORE) for the model and 1e-6 relative for the
-    training-free values (float64 numpy after one float32 SFace run). A store built by other OpenCV kernels holds
-    other vectors; then the scores are held to the spread measured for that (OTHER_KERNELS_RTOL)."""
+    ``score_store_with`` outputs (tests/data/score_store_before.json). Every method reads the rows' crops; the store's
+    vectors (their SHA-256 is in the file) stand for those crops and for SFace's kernels. From the same vectors the
+    computation is the one that wrote the file (same graphs, same batches, same numpy code): equal bit for bit on
+    that machine (measured), allowed 4 float32 ulps of a 0-100 score (SAME_GRAPH_SCORE) for the model and 1e-6
+    relative for the training-free values in case a kernel splits a sum after all. Other vectors (another CPU's
+    OpenCV or onnxruntime kernels built the store) are held to the spread measured for that (OTHER_KERNELS_RTOL), and
+    the test says so in a warning: the tight check did not run."""
     before = json.loads(BEFORE.read_text())
     rows = np.asarray(before["rows"])
     assert [Path(str(loc)).name for loc in lfw_store.samples.location[rows]] == before["location"]
     same = _same_vectors(lfw_store, rows, before["vectors_sha256"])
+    if not same:
+        warnings.warn("the LFW store's vectors differ from those the stored scores were computed from (other "
+                      "OpenCV or onnxruntime kernels): scores checked to the measured spread OTHER_KERNELS_RTOL, not "
+                      "bit for bit", stacklevel=1)
     if name == "model:default":
         table = score_store(create_scorer(), lfw_store, rows=rows, progress=False)
         expected, raw = _floats(before[name]["score"]), _floats(before[name]["raw_score"])

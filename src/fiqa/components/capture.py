@@ -193,6 +193,7 @@ def _motion_weight(region: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 _MOTION_FULL_WEIGHT = _motion_weight(_MASK)  # the common case: nothing covered or clipped (edge_region gives _MASK)
+_MOTION_FULL_WEIGHT[0].setflags(write=False)  # shared, as _MASK is
 
 
 def _motion_spectrum(y: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -376,7 +377,7 @@ def luminance_values(y: np.ndarray, native: np.ndarray | None = None, native_ori
     where less than :data:`MIN_UNCOVERED` of the face (or of one half, for illumination uniformity) is left
     (:data:`COVERED_REASON`, :data:`HALF_COVERED_REASON`).
     """
-    y = np.asarray(y)
+    y = np.asarray(y, dtype=np.float32)  # grey levels of any real dtype (uint8 would wrap around in differences)
     if y.shape != _MASK.shape:
         raise InvalidParameterError("luminance_values", "y", f"luminance of shape {_MASK.shape}",
                                     f"an array of shape {y.shape}")
