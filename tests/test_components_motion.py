@@ -155,6 +155,14 @@ def test_the_reference_face_is_mirror_symmetric_about_its_mean():
 def test_motion_spectrum_checks_its_input():
     with pytest.raises(InvalidParameterError, match="motion_spectrum"):
         motion_spectrum(np.zeros((111, 113), np.float32))
+    y = _noise_face(8)
+    for bad in (np.nan, np.inf):
+        spoiled = y.copy()
+        spoiled[50, 50] = bad
+        with pytest.raises(InvalidParameterError, match="NaN or inf"):
+            motion_spectrum(spoiled)
+    # grey levels of another dtype read as float32
+    assert np.array_equal(motion_spectrum(y.astype(np.uint8)), motion_spectrum(y.astype(np.uint8).astype(np.float32)))
 
 
 def test_a_face_mostly_clipped_white_gets_nan_and_the_reason_for_both_edge_components():

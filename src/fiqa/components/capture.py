@@ -223,10 +223,12 @@ def motion_spectrum(y: np.ndarray, covered: np.ndarray | None = None) -> np.ndar
     grey level^2 a pixel, through the window; a colour photo's luminance, a weighted sum of three rounded channels,
     carries less, 0.45 / 12). NaN where the edge region is empty.
     """
-    y = np.asarray(y)
+    y = np.asarray(y, dtype=np.float32)
     if y.shape != _MASK.shape:
         raise InvalidParameterError("motion_spectrum", "y", f"luminance of shape {_MASK.shape}",
                                     f"an array of shape {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise InvalidParameterError("motion_spectrum", "y", "finite luminance", "an array holding NaN or inf")
     return _motion_spectrum(y, edge_region(y, covered))
 
 
