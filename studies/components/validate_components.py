@@ -89,6 +89,12 @@ CROP_COMPONENTS = [n for n, c in COMPONENTS.items() if c.group == "capture"] + \
     ["eyes_visible", "mouth_occlusion", "face_occlusion"]
 
 
+def _webp_quality(severity: float) -> str:
+    """The quality the held-out ``webp`` effect codes at (``EVALUATION_DEGRADATIONS["webp"]``: 60 - 58 s), for
+    tables; "none" at severity 0, where the effect is not applied."""
+    return "none" if severity == 0 else str(int(round(60 - 58 * severity)))
+
+
 def held_apart_photos(lfw: Path, n: int, random_state: int, part: str = "test") -> list[Path]:
     names = np.array(sorted(p.name for p in lfw.iterdir() if p.is_dir()))
     test = split_identities(names, test_fraction=0.5, random_state=random_state).identities(part)
@@ -230,7 +236,7 @@ def shortfall_notes(crops: np.ndarray, table: dict) -> list[str]:
                              for i, c in enumerate(crops)])) for s in levels]
     lines.append("- `webp` -> `compression_artifacts`: the estimated quality setting at severities "
                  + ", ".join(f"{s:.1f}" for s in levels) + " (WebP quality " + ", ".join(
-                     "none" if s == 0 else str(int(round(60 - 58 * s))) for s in levels) + "): "
+                     _webp_quality(s) for s in levels) + "): "
                  + ", ".join(f"{g:.1f}" for g in grid)
                  + "; the 4-pixel grid that sends a face to the WebP route is seen on " + ", ".join(
                      f"{100 * r:.0f} %" for r in routed) + " of the faces. VP8's in-loop filter grows with the "
@@ -473,7 +479,7 @@ def photo_compression_section(photos: list[Path]) -> list[str]:
             f"{len(photos)} held-apart photos (LFW-dev's own JPEGs) WebP-coded by OpenCV at the `webp` effect's "
             "qualities, detected again; the estimate is read on the face region at the photo's own pixel grid, "
             "where the windows are 48-112 pixels a side and rarely square (section 1 reads 112-pixel crops).", "",
-            "| WebP quality | " + " | ".join("none" if s == 0 else str(int(round(60 - 58 * s))) for s in levels)
+            "| WebP quality | " + " | ".join(_webp_quality(s) for s in levels)
             + " |", "|---|" + "---:|" * len(levels),
             "| median estimate | " + " | ".join(f"{m:.1f}" for m in medians) + " |", "",
             f"Spearman's rho with the severity: pooled {pooled:+.3f}, "

@@ -223,12 +223,7 @@ def motion_spectrum(y: np.ndarray, covered: np.ndarray | None = None) -> np.ndar
     grey level^2 a pixel, through the window; a colour photo's luminance, a weighted sum of three rounded channels,
     carries less, 0.45 / 12). NaN where the edge region is empty.
     """
-    y = np.asarray(y, dtype=np.float32)
-    if y.shape != _MASK.shape:
-        raise InvalidParameterError("motion_spectrum", "y", f"luminance of shape {_MASK.shape}",
-                                    f"an array of shape {y.shape}")
-    if not np.all(np.isfinite(y)):
-        raise InvalidParameterError("motion_spectrum", "y", "finite luminance", "an array holding NaN or inf")
+    y = _checked_luminance(y, "motion_spectrum")
     return _motion_spectrum(y, edge_region(y, covered))
 
 
@@ -352,6 +347,17 @@ NO_EDGES_REASON = "the face holds no edges to measure blur on"
 HALF_COVERED_REASON = "one part of the face is mostly covered: the light across it cannot be compared"
 
 
+def _checked_luminance(y: np.ndarray, owner: str) -> np.ndarray:
+    """``y`` as float32 luminance of one aligned crop (any real dtype: uint8 would wrap around in differences), or
+    an :class:`InvalidParameterError` naming ``owner`` for another shape or a NaN or infinite value."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.shape != _MASK.shape:
+        raise InvalidParameterError(owner, "y", f"luminance of shape {_MASK.shape}", f"an array of shape {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise InvalidParameterError(owner, "y", "finite luminance", "an array holding NaN or inf")
+    return y
+
+
 def _checked_cover(covered: np.ndarray, owner: str) -> np.ndarray:
     covered = np.asarray(covered)
     if covered.dtype != np.bool_ or covered.shape != _MASK.shape:
@@ -379,12 +385,7 @@ def luminance_values(y: np.ndarray, native: np.ndarray | None = None, native_ori
     where less than :data:`MIN_UNCOVERED` of the face (or of one half, for illumination uniformity) is left
     (:data:`COVERED_REASON`, :data:`HALF_COVERED_REASON`).
     """
-    y = np.asarray(y, dtype=np.float32)  # grey levels of any real dtype (uint8 would wrap around in differences)
-    if y.shape != _MASK.shape:
-        raise InvalidParameterError("luminance_values", "y", f"luminance of shape {_MASK.shape}",
-                                    f"an array of shape {y.shape}")
-    if not np.all(np.isfinite(y)):
-        raise InvalidParameterError("luminance_values", "y", "finite luminance", "an array holding NaN or inf")
+    y = _checked_luminance(y, "luminance_values")
     noise = _noise_sigma(y)
     smoothed = cv2.GaussianBlur(y, (0, 0), _RANGE_SCALE, borderType=cv2.BORDER_REFLECT101)[_MASK]
     face = y[_MASK]
