@@ -55,8 +55,11 @@ def face_context(pixels: np.ndarray, landmarks: np.ndarray,
     centre = points.mean(axis=0)
     to_context = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, CONTEXT_EYES / distance)
     to_context[:, 2] += CONTEXT_SIDE / 2 - centre
-    context = cv2.warpAffine(pixels, to_context, (CONTEXT_SIDE, CONTEXT_SIDE), flags=cv2.INTER_AREA
-                             if distance > CONTEXT_EYES else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # bilinear at every scale: warpAffine has no area mode (OpenCV reads INTER_AREA there as INTER_LINEAR, which
+    # this line had passed when shrinking). Shrinking the photo by area first was measured on training identities
+    # (docs/components.md, "Geometry") and not kept
+    context = cv2.warpAffine(pixels, to_context, (CONTEXT_SIDE, CONTEXT_SIDE), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT)
     return context, cv2.invertAffineTransform(to_context)
 
 
