@@ -341,15 +341,31 @@ def test_larger_cover_hides_more_of_the_face(faces: np.ndarray) -> None:
     assert estimates[0] < estimates[1] < estimates[2]
 
 
+def _coloured_light(image: np.ndarray, gains_bgr: tuple[float, float, float]) -> np.ndarray:
+    """Per-channel gains in linear light (IEC 61966-2-1 sRGB decoded and encoded), 0-255 float."""
+    v = image / 255.0
+    linear = np.clip(np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4) * np.asarray(gains_bgr), 0, 1)
+    return 255.0 * np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
 @pytest.mark.lfw
-@pytest.mark.parametrize("light", ["gain 1.8", "gain 2.5", "veil 0.6", "contrast 0.35"])
+@pytest.mark.parametrize("light", ["gain 1.8", "gain 2.5", "veil 0.6", "contrast 0.35", "blue light", "amber light",
+                                   "green light"])
 def test_light_is_not_occlusion(faces: np.ndarray, light: str) -> None:
-    """A brighter exposure (values times 1.8 or 2.5, clipped), a veil of stray light (60 % toward a light grey) or
-    compressed contrast changes how the face looks, not what covers it: where a region is measured, it reads free.
-    The model once took bright, washed-out skin for a light cover (remove_eyewear for a bright photo)."""
+    """A brighter exposure (values times 1.8 or 2.5, clipped), a veil of stray light (60 % toward a light grey),
+    compressed contrast or coloured light (a white balance off) changes how the face looks, not what covers it:
+    where a region is measured, it reads free. The model once took bright, washed-out skin for a light cover
+    (remove_eyewear for a bright photo), and bluish skin for a cover: before the training's colour casts were drawn
+    along the blue-amber and green-magenta axes, the blue light below read eyes_visible 0.75 and face_occlusion
+    0.23 on one of these faces (now 1.00 and 0.00)."""
     image = faces.astype(np.float64)
-    changed = {"gain 1.8": image * 1.8, "gain 2.5": image * 2.5, "veil 0.6": 0.4 * image + 0.6 * 230.0,
-               "contrast 0.35": 200.0 + (image - image.mean()) * 0.35}[light]
+    changed = {"gain 1.8": lambda: image * 1.8, "gain 2.5": lambda: image * 2.5,
+               "veil 0.6": lambda: 0.4 * image + 0.6 * 230.0,
+               "contrast 0.35": lambda: 200.0 + (image - image.mean()) * 0.35,
+               # daylight under a tungsten white balance, the reverse, fluorescent tubes (linear light)
+               "blue light": lambda: _coloured_light(image, (3.0, 1.0, 0.5)),
+               "amber light": lambda: _coloured_light(image, (0.5, 1.0, 2.0)),
+               "green light": lambda: _coloured_light(image, (0.75, 1.7, 0.75))}[light]()
     from fiqa.components.occlusion import CLIPPED_REASON, FLAT_REASON, occlusion_measures
 
     values, reasons, _ = occlusion_measures(np.clip(np.rint(changed), 0, 255).astype(np.uint8))
@@ -387,6 +403,14 @@ def test_light_nuisances_of_the_training_generator_cover_nothing(monkeypatch: py
     assert all(image.dtype == np.uint8 and image.shape == crop.shape for image in lit)
     means = np.array([image.mean() for image in lit])
     assert means.max() > 1.5 * crop.mean() and means.min() < 0.75 * crop.mean()  # wide both ways, not mild
+    # the light's colour reaches far along both axes a white balance errs on (blue-amber drawn uniform in +-1.2 of
+    # log(B/R), green-magenta in +-0.4, each with per-channel noise of 0.05): 2000 draws fall short of +-1.0 and
+    # +-0.3 with a probability of about (11/12)^2000 and (7/8)^2000 on each side (the noise aside)
+    colours = np.log(np.array([occlusion_synth._light_colour(np.random.default_rng(seed)) for seed in range(2000)]))
+    blue_amber = colours[:, 0] - colours[:, 2]
+    green_magenta = colours[:, 1] - (colours[:, 0] + colours[:, 2]) / 2
+    assert blue_amber.max() > 1.0 and blue_amber.min() < -1.0 and green_magenta.max() > 0.3
+    assert green_magenta.min() < -0.3
 
 
 @pytest.mark.lfw

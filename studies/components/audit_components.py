@@ -2,7 +2,8 @@
 not by the project's degradation code: does each component follow its own factor, and does the advice name the
 right reason and no other?
 
-Each effect has an own component (the one that must follow it) and the advice code that should fire; the audit
+Each effect has an own component (the one that must follow it) and the advice code that should fire; the three
+coloured lights are nuisances (no component measures the light's colour, and no advice should fire). The audit
 reports Spearman's rho of the own component with the severity (pooled over faces, and the median over faces of each
 face's own rho), every other capture/occlusion component with |rho| > 0.3, and, at four severities, the share of
 faces given each advice code under the shipped enrolment profile (``move_closer`` is left out: LFW-dev's faces are
@@ -134,7 +135,33 @@ def eye_band(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray
     return out
 
 
-EFFECTS: dict[str, tuple[Effect, str, int, str]] = {
+def _light_colour(crop: np.ndarray, gains_bgr: tuple[float, float, float]) -> np.ndarray:
+    """The crop lit by a coloured light, or a white balance off: per-channel gains in linear light (sRGB decoded
+    and encoded by the standard's formulas), clipped."""
+    v = crop.astype(np.float64) / 255.0
+    linear = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4) * np.asarray(gains_bgr)
+    linear = np.clip(linear, 0.0, 1.0)
+    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.clip(np.rint(255.0 * encoded), 0, 255).astype(np.uint8)
+
+
+def cold_light(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
+    """Blue light (daylight or a screen under a white balance set for warm light): blue x (1 + 1.5 s), red x
+    (1 - 0.6 s) in linear light."""
+    return _light_colour(crop, (1.0 + 1.5 * s, 1.0, 1.0 - 0.6 * s))
+
+
+def warm_light(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
+    """Amber light (tungsten under a daylight white balance): red x (1 + s), blue x (1 - 0.6 s) in linear light."""
+    return _light_colour(crop, (1.0 - 0.6 * s, 1.0, 1.0 + s))
+
+
+def green_light(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
+    """Green light (fluorescent tubes): green x (1 + 0.8 s), red and blue x (1 - 0.3 s) in linear light."""
+    return _light_colour(crop, (1.0 - 0.3 * s, 1.0 + 0.8 * s, 1.0 - 0.3 * s))
+
+
+EFFECTS: dict[str, tuple[Effect, str | None, int, str | None]] = {
     # name: (effect, own component, expected sign of rho, advice that should fire)
     "defocus (disk)": (defocus, "sharpness", +1, "blurred"),
     "Gaussian blur (Pillow)": (pillow_blur, "sharpness", +1, "blurred"),
@@ -149,6 +176,10 @@ EFFECTS: dict[str, tuple[Effect, str, int, str]] = {
     "corner shadow": (corner_shadow, "illumination_uniformity", +1, "uneven_light"),
     "hand over the mouth": (hand, "mouth_occlusion", +1, "uncover_mouth"),
     "striped band over the eyes": (eye_band, "eyes_visible", -1, "remove_eyewear"),
+    # nuisances: no component measures the light's colour, and no advice should fire
+    "cold light (blue)": (cold_light, None, 0, None),
+    "warm light (amber)": (warm_light, None, 0, None),
+    "green light": (green_light, None, 0, None),
 }
 CROP_COMPONENTS = [n for n, c in COMPONENTS.items() if c.group == "capture"] + \
     ["eyes_visible", "mouth_occlusion", "face_occlusion"]
@@ -184,15 +215,19 @@ def audit(crops: np.ndarray) -> list[str]:
             return float(spearmanr(sev[ok], values[ok]).statistic) if ok.sum() > 2 else math.nan
 
         others = [f"{n} {rho(n):+.2f}" for n in CROP_COMPONENTS if n != own and abs(rho(n)) > 0.3]
-        rows.append(f"| {effect_name} | {own} | {sign * rho(own):+.2f} | "
-                    f"{sign * _per_face_rho(sev, faces, raw[:, names.index(own)]):+.2f} | {', '.join(others) or '-'} |")
+        if own is None:  # a nuisance: only what else moves
+            rows.append(f"| {effect_name} | none (a nuisance) | - | - | {', '.join(others) or '-'} |")
+        else:
+            rows.append(f"| {effect_name} | {own} | {sign * rho(own):+.2f} | "
+                        f"{sign * _per_face_rho(sev, faces, raw[:, names.index(own)]):+.2f} | "
+                        f"{', '.join(others) or '-'} |")
         cells = []
         for step in ADVICE_STEPS:
             counts = {k: v for k, v in given[step].items() if k != "move_closer"}
             text = ", ".join(f"{'**' + k + '**' if k == expected else k} {v / len(crops):.0%}"
                              for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
             cells.append(text or "none")
-        advice_rows.append(f"| {effect_name} | {expected} | " + " | ".join(cells) + " |")
+        advice_rows.append(f"| {effect_name} | {expected or 'none'} | " + " | ".join(cells) + " |")
     return ["## Each effect against its own component (rho signed so that + is the expected direction)", "", *rows,
             "", "## Advice given (share of faces; the expected code in bold; `move_closer` left out)", "",
             *advice_rows, ""]

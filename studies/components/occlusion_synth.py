@@ -185,6 +185,17 @@ def _tint(rng: np.random.Generator, spread: float) -> np.ndarray:
     return np.exp(rng.normal(0.0, spread, 3)).astype(np.float32)
 
 
+def _light_colour(rng: np.random.Generator) -> np.ndarray:
+    """Per-channel (B, G, R) factors of the light's colour as the camera's white balance left it: off along the
+    blue-amber axis by up to ``exp(+-0.6)`` each way (blue over red from 1/3.3 to 3.3: daylight, shade or a screen's
+    light under a white balance set for warmer light, or the reverse), along the green-magenta axis by up to
+    ``exp(+-0.4)`` (green over the mean of red and blue: fluorescent or LED light), and a little per channel,
+    ``exp(N(0, 0.05))``."""
+    amber, green = rng.uniform(-0.6, 0.6), rng.uniform(-0.4, 0.4)
+    return np.exp(np.array([amber - green / 2, green / 2, -amber - green / 2]) + rng.normal(0.0, 0.05, 3)).astype(
+        np.float32)
+
+
 def _ramp(rng: np.random.Generator) -> np.ndarray:
     """(112, 112) float32 linear ramp across the crop in a random direction, -0.5 to 0.5 along its axis."""
     angle = rng.uniform(0, 2 * np.pi)
@@ -196,7 +207,7 @@ def _photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The light and the camera's response, applied to the whole image (an occluder is lit and exposed like the
     face behind it), each step drawn on its own, in the order the light meets them:
 
-    1. the light's colour (per-channel factors exp(N(0, 0.12)); 30 %) and its falloff from one side (a ramp, the
+    1. the light's colour (:func:`_light_colour`; 30 %) and its falloff from one side (a ramp, the
        darker side down to 40 % of the lit one; 35 %);
     2. veiling glare or haze, stray light added by the air or the lens: ``(1 - a) image + a L``, ``a`` up to 0.75,
        ``L`` light grey to white, slightly coloured, uniform or stronger toward one side (30 %); or an exposure gain
@@ -210,7 +221,7 @@ def _photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """
     out = image.astype(np.float32)
     if rng.random() < 0.3:
-        out = out * _tint(rng, 0.12)
+        out = out * _light_colour(rng)
     if rng.random() < 0.35:  # light from one side
         out = out * (1.0 + rng.uniform(0.2, 1.2) * _ramp(rng))[..., None]
     exposure = rng.random()

@@ -4,7 +4,7 @@
 
 Writes ``src/fiqa/components/models/occlusion.npz`` and ``occlusion.json`` (``--out`` to write elsewhere). The same
 seed on the same data recomputes the same weights file, byte for byte (single-threaded PyTorch, fixed zip entry
-times, one thread); ``--check`` trains a second time into a temporary folder and compares the bytes. About 3 minutes
+times, one thread); ``--check`` trains a second time into a temporary folder and compares the bytes. About 5 minutes
 on the 2-core development machine (one thread; needs ~10 GB of memory at 12 samples per face), twice that with
 ``--check``.
 
@@ -15,9 +15,9 @@ on the 2-core development machine (one thread; needs ~10 GB of memory at 12 samp
    (``validate_occlusion.py --part tuning``, training degradations only).
 2. Each training face gives ``--variants`` synthetic samples (``studies/components/occlusion_synth.py``): generic
    occluders painted with exact coverage masks, plus capture nuisances labelled as not occluded (alignment jitter,
-   the light and the camera's response: colour casts, side light, veiling glare or haze, exposure gains up to 4x
-   with clipping, tone curves and contrast compression; and ``fiqa.augment.degrade.DEGRADATIONS`` only; no
-   evaluation degradation is drawn).
+   the light and the camera's response: colour casts (a white balance off), side light, veiling glare or haze,
+   exposure gains up to 4x with clipping, tone curves and contrast compression; and
+   ``fiqa.augment.degrade.DEGRADATIONS`` only; no evaluation degradation is drawn).
 3. ``fiqa.components.occlusion.cell_features`` describes each 8x8 cell; a small perceptron (two ReLU layers and a
    learned per-cell offset) is fitted to each cell's covered fraction with a cross-entropy loss (PyTorch, Adam).
 4. The card records the data, the command, the parameters, the seed, the weights' SHA-256 and a validation on
@@ -209,7 +209,9 @@ def train(lfw: Path, out: Path, *, random_state: int, variants: int, hidden: tup
                                  "with the training degradations",
             "occluders": "studies/components/occlusion_synth.py (generic shapes, colours, textures, photo patches)",
             "nuisances_labelled_not_occluded": "alignment jitter; on 60 % of the samples the light and the camera's "
-                                               "response over the whole image, occluders included: colour casts, "
+                                               "response over the whole image, occluders included: colour casts "
+                                               "(white balance off by up to exp(+-0.6) along blue-amber and "
+                                               "exp(+-0.4) along green-magenta), "
                                                "side light, veiling glare or haze toward a light level (weight up "
                                                "to 0.75), exposure gains 0.35-4 clipped at 255, gamma 0.4-2.2, "
                                                "contrast x0.25-1.4; fiqa.augment.degrade.DEGRADATIONS blur, "
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--random-state", type=int, default=0, help="seed of the split, the samples and the fit")
     parser.add_argument("--variants", type=int, default=12, help="synthetic samples per training face")
     parser.add_argument("--hidden", type=int, nargs=2, default=(96, 48), help="widths of the two hidden layers")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
