@@ -19,7 +19,15 @@ from fiqa.components import (
     fit_pose,
     load_profile,
 )
-from fiqa.components.capture import blockiness, capture_values, face_mask, luminance, luminance_values
+from fiqa.components.capture import (
+    _NOSE_ROW,
+    _TOP_BOTTOM_STOPS,
+    blockiness,
+    capture_values,
+    face_mask,
+    luminance,
+    luminance_values,
+)
 from fiqa.components.geometry import FACE_MODEL_MM, geometry_values, symmetry_roll
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.numerics import gamma
@@ -182,17 +190,45 @@ def test_illumination_uniformity_is_the_difference_in_stops():
     # left/right: two stops, up to the 8-bit rounding of the darker half (at most half a grey level, in stops) and
     # the 2^-10 of linear light the measure adds before its logarithm (it shrinks the ratio). Top/bottom: both parts
     # hold the same left/right split of the ellipse (columns are cut at x = 56 alike above and below the nose row),
-    # so T - B = 0 and the top/bottom term is the evenly lit face's 0.17 stops; the value is their Euclidean length,
-    # whose derivative in the left/right term is 2 / hypot(2, 0.17) < 1, so the same bound holds.
-    # Float32 arithmetic: each half's mean of n stops values (luminance, sRGB decode, offset and log2: at most 10
-    # roundings a pixel, then n - 1 additions in any order and a division) is off by at most gamma_(n + 10) of the
-    # largest |stops| (the dark half's); two means enter the difference.
+    # so T - B = 0 and the top/bottom term is the evenly lit face's _TOP_BOTTOM_STOPS; the value is their Euclidean
+    # length, whose derivative in the left/right term is 2 / hypot(2, _TOP_BOTTOM_STOPS) < 1, so the same bound holds.
+    # Float32 arithmetic: each half's mean linear light (luminance and sRGB decode, at most 10 roundings a pixel, all
+    # terms positive, then n - 1 additions in any order and a division) is off by a relative gamma_(n + 10) at most,
+    # which log2 turns into at most gamma_(n + 10) / ln 2 stops (math.log2 itself in float64); two halves enter the
+    # difference.
     dark = float(crop[0, 0, 0])
     rounding = math.log2(_linear(dark + 0.5) / _linear(dark))
     offset = math.log2((linear / 4 + 2.0 ** -10) / (linear / 4)) - math.log2((linear + 2.0 ** -10) / linear)
     half = int(face_mask()[:, :56].sum())
-    float32 = 2 * float(gamma(half + 10)) * abs(math.log2(_linear(dark) + 2.0 ** -10))
-    assert value == pytest.approx(math.hypot(2.0, 0.17), abs=rounding + offset + float32)
+    float32 = 2 * float(gamma(half + 10)) / math.log(2.0)
+    assert value == pytest.approx(math.hypot(2.0, _TOP_BOTTOM_STOPS), abs=rounding + offset + float32)
+
+
+def test_thin_dark_frames_take_little_light():
+    """Black spectacle frames on an evenly lit face take only their pixels' share of the light: the value moves from
+    the even face's _TOP_BOTTOM_STOPS by at most the log of the light the frames remove from each part. The mean of
+    the stops, measured before, moved by the frames' share times some 9 stops (black counts 10 stops below white):
+    here it read 1.53 stops (over the enrolment profile's 1-stop limit), now 0.45."""
+    crop = np.full((112, 112, 3), 160, np.uint8)
+    for eye in ARCFACE_TEMPLATE[:2]:
+        cv2.ellipse(crop, (int(eye[0]), int(eye[1])), (14, 10), 0, 0, 360, (0, 0, 0), 2, cv2.LINE_8)
+    cv2.line(crop, (52, 51), (60, 51), (0, 0, 0), 2, cv2.LINE_8)
+    plain = capture_values(np.full((112, 112, 3), 160, np.uint8))["illumination_uniformity"]
+    value = capture_values(crop)["illumination_uniformity"]
+    mask, black = face_mask(), crop[..., 0] == 0
+    rows, cols = np.indices(mask.shape)
+    def share(part: np.ndarray) -> float:  # the fraction of a part's pixels the frames blacken
+        return float((black & part).sum() / part.sum())
+    parts = [mask & (cols < 56), mask & (cols >= 56), mask & (rows < _NOSE_ROW), mask & (rows >= _NOSE_ROW)]
+    left, right, top, bottom = (share(part) for part in parts)
+    assert bottom == 0.0 and top > 0.05  # the frames lie above the nose line, on a tenth of the top's pixels or so
+    # the even face reads the offset itself, up to float32 roundings (gamma_(n + 10) / ln 2 a part, see above)
+    rounding = 4 * float(gamma(int(mask.sum()) + 10)) / math.log(2.0)
+    assert plain == pytest.approx(_TOP_BOTTOM_STOPS, abs=rounding)
+    # a blackened share f of a part lowers its mean light by the factor 1 - f (black's 2^-10 aside, which only
+    # shrinks the change): each term moves by at most |log2(1 - f)|
+    moved = abs(math.log2(1 - top)) + abs(math.log2((1 - left) / (1 - right)))
+    assert plain - rounding <= value <= plain + moved + rounding
 
 
 def test_illumination_uniformity_moves_with_either_direction():
