@@ -371,7 +371,8 @@ def test_light_is_not_occlusion(faces: np.ndarray, light: str) -> None:
     values, reasons, _ = occlusion_measures(np.clip(np.rint(changed), 0, 255).astype(np.uint8))
     assert np.isfinite(values["eyes_visible"]).any()  # something was measured (gain 2.5 clips some regions)
     # stricter than the enrolment profile's advice limits (eyes_visible >= 0.7, mouth <= 0.3, face <= 0.2), so no
-    # occlusion advice can fire; these faces read 1.000 and at most 0.002 (measured with the shipped weights)
+    # occlusion advice can fire; these faces read eyes_visible 0.977 or more and the others 0.007 at most (measured
+    # with the shipped weights)
     assert np.all(values["eyes_visible"][np.isfinite(values["eyes_visible"])] >= 0.9)
     for name in ("mouth_occlusion", "face_occlusion"):
         assert np.all(values[name][np.isfinite(values[name])] <= 0.1)

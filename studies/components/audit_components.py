@@ -135,7 +135,7 @@ def eye_band(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray
     return out
 
 
-def _light_colour(crop: np.ndarray, gains_bgr: tuple[float, float, float]) -> np.ndarray:
+def _in_coloured_light(crop: np.ndarray, gains_bgr: tuple[float, float, float]) -> np.ndarray:
     """The crop lit by a coloured light, or a white balance off: per-channel gains in linear light (sRGB decoded
     and encoded by the standard's formulas), clipped."""
     v = crop.astype(np.float64) / 255.0
@@ -148,17 +148,17 @@ def _light_colour(crop: np.ndarray, gains_bgr: tuple[float, float, float]) -> np
 def cold_light(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
     """Blue light (daylight or a screen under a white balance set for warm light): blue x (1 + 1.5 s), red x
     (1 - 0.6 s) in linear light."""
-    return _light_colour(crop, (1.0 + 1.5 * s, 1.0, 1.0 - 0.6 * s))
+    return _in_coloured_light(crop, (1.0 + 1.5 * s, 1.0, 1.0 - 0.6 * s))
 
 
 def warm_light(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
     """Amber light (tungsten under a daylight white balance): red x (1 + s), blue x (1 - 0.6 s) in linear light."""
-    return _light_colour(crop, (1.0 - 0.6 * s, 1.0, 1.0 + s))
+    return _in_coloured_light(crop, (1.0 - 0.6 * s, 1.0, 1.0 + s))
 
 
 def green_light(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
     """Green light (fluorescent tubes): green x (1 + 0.8 s), red and blue x (1 - 0.3 s) in linear light."""
-    return _light_colour(crop, (1.0 - 0.3 * s, 1.0 + 0.8 * s, 1.0 - 0.3 * s))
+    return _in_coloured_light(crop, (1.0 - 0.3 * s, 1.0 + 0.8 * s, 1.0 - 0.3 * s))
 
 
 EFFECTS: dict[str, tuple[Effect, str | None, int, str | None]] = {

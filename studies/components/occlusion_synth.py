@@ -189,7 +189,7 @@ def _light_colour(rng: np.random.Generator) -> np.ndarray:
     """Per-channel (B, G, R) factors of the light's colour as the camera's white balance left it: off along the
     blue-amber axis by up to ``exp(+-0.6)`` each way (blue over red from 1/3.3 to 3.3: daylight, shade or a screen's
     light under a white balance set for warmer light, or the reverse), along the green-magenta axis by up to
-    ``exp(+-0.4)`` (green over the mean of red and blue: fluorescent or LED light), and a little per channel,
+    ``exp(+-0.4)`` (green over the geometric mean of red and blue: fluorescent or LED light), and a little per channel,
     ``exp(N(0, 0.05))``."""
     amber, green = rng.uniform(-0.6, 0.6), rng.uniform(-0.4, 0.4)
     return np.exp(np.array([amber - green / 2, green / 2, -amber - green / 2]) + rng.normal(0.0, 0.05, 3)).astype(

@@ -58,9 +58,7 @@ sunglasses: ``too_dark`` advice 100 % -> 0 %, ``uneven_light`` 100 % -> 0 % of t
   (its forehead and cheeks against the mouth and chin: the median over 300 LFW-dev faces of training identities).
   The mean is taken of the light, not of its logarithm: a thin, nearly black structure (dark spectacle frames,
   brows, a moustache) is a few pixels many stops down and pulled the mean of the logarithm far, though it takes
-  little light away (training identities, at the threshold 10 % of the faces as they are exceed: frames 2 or 3
-  pixels wide drawn round the eyes exceeded it on 31.5 % and 62.5 % of the faces with the mean of the logarithm, on
-  15.0 % and 18.0 % now; light falling off toward one side, the top or a corner raised it as much or more).
+  little light away (``studies/components/illumination_frames.py``).
 """
 from __future__ import annotations
 
@@ -90,7 +88,8 @@ CLIPPED_WHITE = 0.97 * 255
 """Luminance above which a pixel counts as clipped white (``over_exposure``; the occlusion components leave such
 pixels out: they show neither the face nor what covers it)."""
 _DARK, _BRIGHT = 0.10 * 255, CLIPPED_WHITE
-_BLACK = 1.0 / 1024  # linear light added before the logarithm: a black pixel counts as 10 stops below white
+_BLACK = 1.0 / 1024  # linear light added before the logarithm of a part's mean light: a black part reads 10 stops
+# below white
 _TOP_BOTTOM_STOPS = 0.20  # an evenly lit face's top half is this much brighter (median of 300 LFW-dev training faces)
 _MIN_GRADIENT_ENERGY = 1e-3  # grey levels^2 per pixel: below it the face holds no edges to measure
 EDGE_MARGIN = 6

@@ -57,7 +57,7 @@ def face_context(pixels: np.ndarray, landmarks: np.ndarray,
     to_context[:, 2] += CONTEXT_SIDE / 2 - centre
     # bilinear at every scale: warpAffine has no area mode (OpenCV reads INTER_AREA there as INTER_LINEAR, which
     # this line had passed when shrinking). Shrinking the photo by area first was measured on training identities
-    # (docs/components.md, "Geometry") and not kept
+    # and not kept (docs/components.md: "Measured on 2026-12-07 ... and not kept", under the geometry)
     context = cv2.warpAffine(pixels, to_context, (CONTEXT_SIDE, CONTEXT_SIDE), flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT)
     return context, cv2.invertAffineTransform(to_context)
