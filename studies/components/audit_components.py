@@ -3,11 +3,11 @@ not by the project's degradation code: does each component follow its own factor
 right reason and no other?
 
 Each effect has an own component (the one that must follow it) and the advice code that should fire; the three
-coloured lights are nuisances (no component measures the light's colour, and no advice should fire). The audit
-reports Spearman's rho of the own component with the severity (pooled over faces, and the median over faces of each
-face's own rho), every other capture/occlusion component with |rho| > 0.3, and, at four severities, the share of
-faces given each advice code under the shipped enrolment profile (``move_closer`` is left out: LFW-dev's faces are
-all small).
+coloured lights and the dark spectacle frames are nuisances (no component measures them, and no advice should
+fire). The audit reports Spearman's rho of the own component with the severity (pooled over faces, and the median
+over faces of each face's own rho), every other capture/occlusion component with |rho| > 0.3, and, at four
+severities, the share of faces given each advice code under the shipped enrolment profile (``move_closer`` is left
+out: LFW-dev's faces are all small).
 
     .venv/bin/python -m studies.components.audit_components --part test
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from scipy.stats import spearmanr
 from studies.components.validate_components import SEVERITIES, _per_face_rho, held_apart_crops
 
@@ -161,6 +161,20 @@ def green_light(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndar
     return _in_coloured_light(crop, (1.0 - 0.3 * s, 1.0 + 0.8 * s, 1.0 - 0.3 * s))
 
 
+def spectacle_frames(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
+    """Clear spectacles with dark frames (Pillow's outlines): a rounded rim round each eye of the template, 30 x 22
+    pixels, and a bridge, 1 to 4 pixels wide (severity 0: none). The eyes stay visible: no advice should fire."""
+    if s <= 0:
+        return crop
+    image = _pil(crop)
+    draw = ImageDraw.Draw(image)
+    width = int(round(1 + 3 * s))
+    for x, y in ((38.3, 51.7), (73.5, 51.5)):  # the template's eyes (fiqa.detect.align.ARCFACE_TEMPLATE)
+        draw.rounded_rectangle((x - 15, y - 11, x + 15, y + 11), radius=8, outline=(25, 22, 20), width=width)
+    draw.line((53.3, 49.0, 58.5, 49.0), fill=(25, 22, 20), width=width)
+    return _bgr(image)
+
+
 EFFECTS: dict[str, tuple[Effect, str | None, int, str | None]] = {
     # name: (effect, own component, expected sign of rho, advice that should fire)
     "defocus (disk)": (defocus, "sharpness", +1, "blurred"),
@@ -180,6 +194,7 @@ EFFECTS: dict[str, tuple[Effect, str | None, int, str | None]] = {
     "cold light (blue)": (cold_light, None, 0, None),
     "warm light (amber)": (warm_light, None, 0, None),
     "green light": (green_light, None, 0, None),
+    "dark spectacle frames": (spectacle_frames, None, 0, None),
 }
 CROP_COMPONENTS = [n for n, c in COMPONENTS.items() if c.group == "capture"] + \
     ["eyes_visible", "mouth_occlusion", "face_occlusion"]

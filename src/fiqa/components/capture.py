@@ -35,7 +35,8 @@ sunglasses: ``too_dark`` advice 100 % -> 0 %, ``uneven_light`` 100 % -> 0 % of t
   blur in every direction, leaves only power alike in every direction) reads a typical face's own difference turned
   around, about 4 dB: noise and such blurs pull the value toward 4 dB, well below a smear's. A fine periodic pattern
   laid over the face (stripes of light 4 pixels apart, a screen's moire) adds detail in one direction and reads as a
-  smear: the bins' levels alone cannot tell detail added across from detail lost along.
+  smear: the bins' levels alone cannot tell detail added across from detail lost along. Bold dark spectacle rims
+  (2-3 pixels wide) do so on about a fifth of faces (docs/components.md).
 - ``noise``: the standard deviation of the luminance noise in grey levels, from the median absolute finest
   diagonal Haar coefficient (Donoho and Johnstone's estimator, ``median |HH| / 0.6745``), which edges barely move.
 - ``compression_artifacts``: the estimated quality setting (0-100, libjpeg's and libwebp's scale; 100: no coding
