@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from scipy.stats import spearmanr
-from studies.components.validate_components import SEVERITIES, _per_face_rho, held_apart_crops
+from studies.components.validate_components import SEVERITIES, _per_face_rho, _to_linear, _to_srgb, held_apart_crops
 
 from fiqa.components import COMPONENTS, compute_components
 from fiqa.components.advice import advise, load_profile
@@ -136,13 +136,8 @@ def eye_band(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray
 
 
 def _in_coloured_light(crop: np.ndarray, gains_bgr: tuple[float, float, float]) -> np.ndarray:
-    """The crop lit by a coloured light, or a white balance off: per-channel gains in linear light (sRGB decoded
-    and encoded by the standard's formulas), clipped."""
-    v = crop.astype(np.float64) / 255.0
-    linear = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4) * np.asarray(gains_bgr)
-    linear = np.clip(linear, 0.0, 1.0)
-    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
-    return np.clip(np.rint(255.0 * encoded), 0, 255).astype(np.uint8)
+    """The crop lit by a coloured light, or a white balance off: per-channel gains in linear light, clipped."""
+    return _to_srgb(_to_linear(crop) * np.asarray(gains_bgr))
 
 
 def cold_light(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:

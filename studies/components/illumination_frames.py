@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from scipy.stats import spearmanr
 from studies.components.audit_components import corner_shadow
-from studies.components.validate_components import held_apart_crops
+from studies.components.validate_components import _to_linear, _to_srgb, held_apart_crops
 
 from fiqa.components import compute_components
 from fiqa.detect.align import ARCFACE_TEMPLATE
@@ -37,25 +37,14 @@ _COLUMNS = np.linspace(0.0, 1.0, 112)[None, :, None]
 _ROWS = np.linspace(0.0, 1.0, 112)[:, None, None]
 
 
-def _decoded(crop: np.ndarray) -> np.ndarray:
-    v = crop / 255.0
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def _encoded(linear: np.ndarray) -> np.ndarray:
-    v = np.clip(linear, 0.0, 1.0)
-    v = np.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055)
-    return np.clip(np.rint(255.0 * v), 0, 255).astype(np.uint8)
-
-
 def side_falloff(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
     """Light falling off toward the photo's left, to 1 - 0.85 s at the border (linear light)."""
-    return _encoded(_decoded(crop) * (1.0 - 0.85 * s * (1.0 - _COLUMNS)))
+    return _to_srgb(_to_linear(crop) * (1.0 - 0.85 * s * (1.0 - _COLUMNS)))
 
 
 def top_falloff(crop: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
     """Light falling off toward the top (a brim's shadow), to 1 - 0.85 s at the top border, none below 60 %."""
-    return _encoded(_decoded(crop) * (1.0 - 0.85 * s * np.clip(1.0 - _ROWS / 0.6, 0.0, 1.0)))
+    return _to_srgb(_to_linear(crop) * (1.0 - 0.85 * s * np.clip(1.0 - _ROWS / 0.6, 0.0, 1.0)))
 
 
 def frames(crop: np.ndarray, width: int) -> np.ndarray:
