@@ -20,23 +20,28 @@ sunglasses: ``too_dark`` advice 100 % -> 0 %, ``uneven_light`` 100 % -> 0 % of t
   own edges only (:func:`edge_region`): the outline of a cover or of a clipped-white area is left out with a
   margin, as the rim of sunglasses or an over-exposed cheek's saturation line is a hard edge no lens blurred.
 - ``motion_blur``: how much more fine detail the face lost along one direction than across it, in decibels, beyond a
-  typical face's own difference: motion (a shaking hand or head) smears along one direction only, while defocus, a
-  Gaussian blur and too few pixels blur every direction alike (``sharpness`` reads them all; this tells "hold still"
-  from "let the camera focus"). The face's own edge region (as for ``sharpness``, less what an occluder covers, with
-  its margin), smoothed by a Gaussian of 3 pixels and times a Hann window over the face ellipse's rows and 64 columns,
-  is Fourier-transformed; the log of its power between 0.12 and 0.35 cycles per pixel (where a smear of 5 pixels or
-  more has taken detail along its direction, and the face's coarse shape does not weigh) is averaged in 8 direction
-  bins of 22.5 degrees centred on 0, 22.5, ... 157.5 degrees (the mean of the logarithm, so the frequencies a smear
-  wipes out weigh as much as those it passes; the log of the mean power would follow the few strongest; each
-  frequency's power counts from the level 8-bit rounding noise has there, below which detail says nothing about the
-  capture), a typical face's value in each bin (:data:`MOTION_REFERENCE_DB`) is taken off, and the value is the
-  largest difference between a bin and the one at right angles to it. It is never negative; a face and its mirror
-  image read alike. Faces as they are read 1-7 dB. A face with no detail left in the band (heavy noise, or a heavy
-  blur in every direction, leaves only power alike in every direction) reads a typical face's own difference turned
-  around, about 4 dB: noise and such blurs pull the value toward 4 dB, well below a smear's. A fine periodic pattern
-  laid over the face (stripes of light 4 pixels apart, a screen's moire) adds detail in one direction and reads as a
-  smear: the bins' levels alone cannot tell detail added across from detail lost along. Bold dark spectacle rims
-  (2-3 pixels wide) do so on about a fifth of faces (docs/components.md).
+  typical face's own difference, in both parts of the face: motion (a shaking hand or head) smears along one
+  direction only, while defocus, a Gaussian blur and too few pixels blur every direction alike (``sharpness`` reads
+  them all; this tells "hold still" from "let the camera focus"). The face's own edge region (as for ``sharpness``,
+  less what an occluder covers, with its margin), smoothed by a Gaussian of 3 pixels, is cut into two overlapping
+  parts of 50 rows and 64 columns (:data:`MOTION_PARTS`: brows, eyes and nose; nose, mouth and chin), and each,
+  times a Hann window, is Fourier-transformed; the log of its power between 0.12 and 0.35 cycles per pixel (where a
+  smear of 5 pixels or more has taken detail along its direction, and the face's coarse shape does not weigh) is
+  averaged in 8 direction bins of 22.5 degrees centred on 0, 22.5, ... 157.5 degrees (the mean of the logarithm, so
+  the frequencies a smear wipes out weigh as much as those it passes; the log of the mean power would follow the few
+  strongest; each frequency's power counts from the level 8-bit rounding noise has there, below which detail says
+  nothing about the capture), and a typical face's value in each bin and part (:data:`MOTION_REFERENCE_DB`) is taken
+  off. In each direction, each part's difference from the direction at right angles is taken, and the smaller of
+  the two parts' kept: a smear of the camera or the head covers the whole face and shows in both, while structure
+  laid on one group of features (bold dark spectacle rims, a mask's edge) shows in one. The value is the largest
+  over the directions. Where a cover hides most of a part (:data:`MOTION_MIN_PART`), the other part's own largest
+  difference is read, less :data:`MOTION_ONE_PART_DB` (one part alone reads higher than the smaller of two). A face
+  and its mirror image read alike. Faces as they are read about 0-5 dB (below 0 where the parts disagree on the
+  direction); smears of 5 pixels or more 9-19. Heavy noise or a heavy blur in every direction leaves power alike in
+  every direction, which reads as a typical face's own difference turned around, 1-3 dB, well below a smear's. A fine
+  periodic pattern laid over the whole face (stripes of light 4 pixels apart, a screen's moire) adds detail in one
+  direction and can read as a smear: the bins' levels alone cannot tell detail added across from detail lost along
+  (docs/components.md).
 - ``noise``: the standard deviation of the luminance noise in grey levels, from the median absolute finest
   diagonal Haar coefficient (Donoho and Johnstone's estimator, ``median |HH| / 0.6745``), which edges barely move.
 - ``compression_artifacts``: the estimated quality setting (0-100, libjpeg's and libwebp's scale; 100: no coding
@@ -73,9 +78,10 @@ from fiqa.components.compression import blockiness, codec_quality
 from fiqa.core.errors import InvalidParameterError
 
 __all__ = ["CAPTURE_COMPONENTS", "CLIPPED_WHITE", "COVERED_REASON", "EDGE_HIDDEN_REASON", "EDGE_MARGIN", "FACE_ELLIPSE",
-           "HALF_COVERED_REASON", "MIN_UNCOVERED", "MOTION_BAND", "MOTION_REFERENCE_DB", "MOTION_THRESHOLD_DB",
-           "NO_EDGES_REASON", "PHOTOMETRIC", "blockiness", "capture_values", "edge_region", "face_mask", "luminance",
-           "luminance_values", "motion_spectrum", "sharpness_reason"]
+           "HALF_COVERED_REASON", "MIN_UNCOVERED", "MOTION_BAND", "MOTION_MIN_PART", "MOTION_ONE_PART_DB",
+           "MOTION_PARTS", "MOTION_REFERENCE_DB", "MOTION_THRESHOLD_DB", "NO_EDGES_REASON", "PHOTOMETRIC", "blockiness",
+           "capture_values", "edge_region", "face_mask", "luminance", "luminance_values", "motion_spectrum",
+           "sharpness_reason"]
 
 CAPTURE_COMPONENTS = ("sharpness", "motion_blur", "compression_artifacts", "noise", "under_exposure", "over_exposure",
                       "dynamic_range", "illumination_uniformity", "luminance_mean")
@@ -147,31 +153,51 @@ MOTION_BAND = (0.12, 0.35)
 """Spatial frequencies (cycles per pixel of the 112-pixel crop) whose power ``motion_blur`` compares across
 directions: a straight smear of ``L`` >= 5 pixels has a zero of its transfer function (``sinc(f L)``) in it along
 its direction, and the face's coarse shape, which differs most from face to face, lies below it."""
-MOTION_REFERENCE_DB = np.array([-0.72, -1.05, -0.83, 0.57, 3.35, 0.57, -0.83, -1.05])
-"""A typical face's :func:`motion_spectrum` (decibels, about their mean) in its 8 direction bins:
-the mean over 300 LFW-dev faces of training identities, made mirror-symmetric (a face and its mirror image are
-equally likely: bin ``k`` and bin ``8 - k`` averaged). Faces carry more detail across their horizontal features
-(eyes, brows, mouth: power at vertical frequencies, bin 4) than along them. Made by
+MOTION_PARTS = ((30, 80), (60, 110))
+"""Rows of the aligned crop (start, stop) of the two parts of the face ``motion_blur`` reads apart, each 64 columns
+wide about the face's centre line (24-87): the upper part holds the brows, the eyes and the nose, the lower the
+nose, the mouth and the chin (the template's eyes are at row 52, its nose tip at 72, its mouth at 92). A smear of
+the camera or the head covers the whole face and shows in both; a structure on one group of features (dark
+spectacle rims, a mask's edge) shows in one."""
+MOTION_REFERENCE_DB = np.array([[0.24, -0.70, -1.07, 0.45, 2.39, 0.45, -1.07, -0.70],
+                                [-1.53, -2.19, -1.63, 1.45, 6.29, 1.45, -1.63, -2.19]])
+"""A typical face's :func:`motion_spectrum` (decibels, each part's about its mean) in its 8 direction bins, one row
+per part of :data:`MOTION_PARTS`: the mean over 300 LFW-dev faces of training identities, made mirror-symmetric (a
+face and its mirror image are equally likely: bin ``k`` and bin ``8 - k`` averaged). Faces carry more detail across
+their horizontal features (eyes, brows, mouth: power at vertical frequencies, bin 4) than along them. Made by
 ``python -m studies.components.motion_reference --random-state 0`` (``studies/results/components_motion.md``)."""
-MOTION_THRESHOLD_DB = 9.0
+MOTION_THRESHOLD_DB = 8.0
 """``motion_blur`` above which a face reads as smeared (the 0-100 scalar's midpoint and the enrolment profile's
 ``hold_still``): chosen on training identities (``studies/results/components_motion.md``)."""
+MOTION_MIN_PART = 0.25
+"""A part of :data:`MOTION_PARTS` is read where at least this fraction of its window's weight over the uncovered
+face is left by :func:`edge_region` (a part mostly hidden by sunglasses or a mask holds too few pixels for its
+spectrum); where neither part holds it, the one holding more is read."""
+MOTION_ONE_PART_DB = np.array([1.89, 2.10])
+"""Decibels taken off the value where one part alone is read (the upper, the lower): on faces as they are, one
+part's own largest difference reads this much more than the smaller of the two parts' (medians over the 300 faces
+of :data:`MOTION_REFERENCE_DB`), so that a face whose mask or sunglasses hide a part does not read as more smeared
+for it (held-apart, the validity study's mask moved the value by rho +0.45 without it)."""
 _MOTION_BINS = 8
 _ROUNDING_VARIANCE = 1.0 / 12.0  # grey levels^2: of rounding to whole grey levels (uniform error of +-0.5)
 _MOTION_TAPER = 3.0  # pixels: softens the edge region's border, which would otherwise be an edge of its own
 _MOTION_BOX = (slice(30, 110), slice(24, 88))  # the face ellipse's rows 30-109; columns 24-87 (it spans 26-85)
+_MOTION_ROWS = tuple(slice(start - _MOTION_BOX[0].start, stop - _MOTION_BOX[0].start) for start, stop in MOTION_PARTS)
+# both parts are 50 rows high, so one layout (window, band, bins) serves both (a test checks it)
+_PART_SHAPE = (MOTION_PARTS[0][1] - MOTION_PARTS[0][0], _MOTION_BOX[1].stop - _MOTION_BOX[1].start)
 
 
 def _motion_layout() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The Hann window over :data:`_MOTION_BOX`; the band's positions in the box's flattened real-input spectrum
-    (``numpy.fft.rfft2``: columns 0 .. 32 of 64), each one's direction bin (centred on 0, 22.5, ... 157.5 degrees) and
-    weight (2 where the column stands for itself and its negative, which has the same power and direction; 1 in
-    column 0), and each bin's weighted count: the full spectrum's bins, each frequency once."""
-    rows, cols = (part.stop - part.start for part in _MOTION_BOX)
+    """The Hann window over a part (:data:`MOTION_PARTS`, 50 x 64 pixels); the band's positions in the part's
+    flattened real-input spectrum (``numpy.fft.rfft2``: columns 0 .. 32 of 64), each one's direction bin (centred on
+    0, 22.5, ... 157.5 degrees) and weight (2 where the column stands for itself and its negative, which has the same
+    power and direction; 1 in column 0), and each bin's weighted count: the full spectrum's bins, each frequency
+    once."""
+    rows, cols = _PART_SHAPE
     ky, kx = np.meshgrid(np.fft.ifftshift(np.arange(-(rows // 2), rows - rows // 2)), np.arange(cols // 2 + 1),
                          indexing="ij")  # the frequencies ky / rows and kx / cols, in rfft2's order
     # the band's edges compared in integers ((frequency * rows * cols)^2), so that no rounding decides whether a
-    # frequency on an edge (0.35 = 28 / 80) belongs to the band on one machine and not on another
+    # frequency on an edge (0.12 = 6 / 50) belongs to the band on one machine and not on another
     scaled = (ky * cols) ** 2 + (kx * rows) ** 2
     low, high = (Fraction(str(edge)) ** 2 * (rows * cols) ** 2 for edge in MOTION_BAND)
     band = np.flatnonzero((scaled >= math.ceil(low)) & (scaled <= math.floor(high)))  # (excludes column 32)
@@ -185,57 +211,80 @@ def _motion_layout() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np
 _MOTION_HANN, _MOTION_BAND_INDEX, _MOTION_DIRECTION, _MOTION_TWICE, _MOTION_COUNT = _motion_layout()
 
 
-def _motion_weight(region: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """The window over :data:`_MOTION_BOX` for an edge ``region``: the region softened by the taper, times the Hann
-    window; with its sum and its squared sum."""
+def _motion_weights(region: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The window over each part of :data:`MOTION_PARTS` for an edge ``region``: the region softened by the taper,
+    times the part's Hann window ((2, 50, 64)); with each one's sum and squared sum."""
     # float64 throughout: a face and its mirror image then differ by float64 rounding only (the log of a power
     # near a smear's zero magnifies a perturbation: float32 weights moved such a value by 1e-5 dB)
     # the box holds the whole face ellipse, outside which the region is empty, so its blur with zeros beyond its
-    # border is the whole crop's (the terms beyond it are zeros)
-    weight = cv2.GaussianBlur(region[_MOTION_BOX].view(np.uint8).astype(np.float64), (0, 0), _MOTION_TAPER,
-                              borderType=cv2.BORDER_CONSTANT) * _MOTION_HANN
-    return weight, float(weight.sum()), float(np.sum(weight * weight))
+    # border is the whole crop's (the terms beyond it are zeros); the parts are cut from it after the blur, so the
+    # border between them is no edge of the window
+    taper = cv2.GaussianBlur(region[_MOTION_BOX].view(np.uint8).astype(np.float64), (0, 0), _MOTION_TAPER,
+                             borderType=cv2.BORDER_CONSTANT)
+    weight = np.stack([taper[rows] * _MOTION_HANN for rows in _MOTION_ROWS])
+    return weight, weight.sum(axis=(1, 2)), np.sum(weight * weight, axis=(1, 2))
 
 
-_MOTION_FULL_WEIGHT = _motion_weight(_MASK)  # the common case: nothing covered or clipped (edge_region gives _MASK)
-_MOTION_FULL_WEIGHT[0].setflags(write=False)  # shared, as _MASK is
+_MOTION_FULL_WEIGHTS = _motion_weights(_MASK)  # the common case: nothing covered or clipped (edge_region gives _MASK)
+for _shared in _MOTION_FULL_WEIGHTS:
+    _shared.setflags(write=False)  # shared, as _MASK is
 
 
 def _motion_spectrum(y: np.ndarray, region: np.ndarray) -> np.ndarray:
     """:func:`motion_spectrum` over an edge ``region`` (bool, (112, 112)) already found."""
-    weight, total, squared = _MOTION_FULL_WEIGHT if region is _MASK else _motion_weight(region)
-    if total <= 0.0:
-        return np.full(_MOTION_BINS, math.nan)
+    weight, total, squared = _MOTION_FULL_WEIGHTS if region is _MASK else _motion_weights(region)
+    read = (total > 0.0) & (total >= MOTION_MIN_PART * _MOTION_FULL_WEIGHTS[1])
+    if not read.any() and total.max() > 0.0:
+        read[int(np.argmax(total))] = True
+    out = np.full((len(MOTION_PARTS), _MOTION_BINS), math.nan)
+    if not read.any():
+        return out
     face = y[_MOTION_BOX].astype(np.float64)
-    spectrum = np.fft.rfft2((face - float((face * weight).sum()) / total) * weight)
-    power = (spectrum.real ** 2 + spectrum.imag ** 2).ravel()[_MOTION_BAND_INDEX]
+    face = np.stack([face[rows] for rows, keep in zip(_MOTION_ROWS, read) if keep])
+    weight, total, squared = weight[read], total[read], squared[read]
+    mean = (face * weight).sum(axis=(1, 2)) / total
+    spectrum = np.fft.rfft2((face - mean[:, None, None]) * weight)  # the parts read, in one call
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).reshape(len(face), -1)[:, _MOTION_BAND_INDEX]
     # plus the power 8-bit rounding noise has at every frequency (variance 1/12 grey level^2 a pixel, times the
     # window's squared sum): detail below it says nothing about the capture, and an image processed in 8 bits one
     # direction at a time (a separable blur rounded after each pass) leaves rounding noise of that size that is
     # stronger in one direction than the other
-    decibels = 10.0 * np.log10(power + _ROUNDING_VARIANCE * squared)
-    return np.bincount(_MOTION_DIRECTION, weights=decibels * _MOTION_TWICE, minlength=_MOTION_BINS) / _MOTION_COUNT
+    decibels = 10.0 * np.log10(power + _ROUNDING_VARIANCE * squared[:, None])
+    out[read] = [np.bincount(_MOTION_DIRECTION, weights=row * _MOTION_TWICE, minlength=_MOTION_BINS) / _MOTION_COUNT
+                 for row in decibels]
+    return out
 
 
 def motion_spectrum(y: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
     """The face's spectral power in :data:`MOTION_BAND`, in decibels, averaged (as decibels: the mean of the
     logarithm) over each of 8 direction bins (bin ``k``: the frequencies whose direction lies within 11.25 degrees
-    of ``22.5 k`` degrees; 0 = horizontal frequencies, which vertical edges carry; 4 = vertical frequencies).
+    of ``22.5 k`` degrees; 0 = horizontal frequencies, which vertical edges carry; 4 = vertical frequencies), in each
+    part of :data:`MOTION_PARTS`: shape (2, 8).
 
     The face's pixels are ``y`` (luminance, (112, 112)) over its :func:`edge_region` (less ``covered``), softened by
-    a Gaussian of 3 pixels and times a Hann window over the face ellipse's rows (30-109) and columns 24-87, less
-    their weighted mean. Each frequency's power counts from the level of an 8-bit grey image's rounding noise (1/12
-    grey level^2 a pixel, through the window; a colour photo's luminance, a weighted sum of three rounded channels,
-    carries less, 0.45 / 12). NaN where the edge region is empty.
+    a Gaussian of 3 pixels, cut into the parts (rows 30-79 and 60-109, columns 24-87) and times a Hann window over
+    each, less their weighted mean. Each frequency's power counts from the level of an 8-bit grey image's rounding
+    noise (1/12 grey level^2 a pixel, through the window; a colour photo's luminance, a weighted sum of three rounded
+    channels, carries less, 0.45 / 12). A part's row is NaN where it is not read (:data:`MOTION_MIN_PART`); both
+    where the edge region is empty.
     """
     y = _checked_luminance(y, "motion_spectrum")
     return _motion_spectrum(y, edge_region(y, covered))
 
 
 def _motion_blur(y: np.ndarray, region: np.ndarray) -> float:
-    """``motion_blur`` (decibels) of luminance ``y`` over its edge ``region``."""
+    """``motion_blur`` (decibels) of luminance ``y`` over its edge ``region``: in each direction, the smaller of the
+    parts' differences from the direction at right angles (a smear must show in both), then the largest over the
+    directions; where one part alone is read, its own largest difference less :data:`MOTION_ONE_PART_DB`."""
     excess = _motion_spectrum(y, region) - MOTION_REFERENCE_DB
-    return float(np.max(excess - np.roll(excess, _MOTION_BINS // 2)))  # each bin against the one at right angles
+    difference = excess - np.roll(excess, _MOTION_BINS // 2, axis=1)  # each bin against the one at right angles
+    read = ~np.isnan(difference[:, 0])
+    if read.all():
+        return float(np.max(np.min(difference, axis=0)))
+    if read.any():
+        part = int(np.flatnonzero(read)[0])
+        return float(np.max(difference[part])) - float(MOTION_ONE_PART_DB[part])
+    return math.nan
 
 
 def _derivative_kernels(sigma: float) -> tuple[np.ndarray, np.ndarray]:

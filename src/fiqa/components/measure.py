@@ -40,7 +40,8 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
     _C("sharpness", "capture", "edge-blur index (112-pixel crop; a step blurred by 1 px reads 2.3, by 4 px 6.0)",
        "how far the face's edges are spread by defocus, motion or too few pixels", Falling(3.0, 0.5), "Sharpness"),
     _C("motion_blur", "capture",
-       "decibels (fine detail lost along the most-smeared direction against across it, beyond a typical face's)",
+       "decibels (fine detail lost along the most-smeared direction against across it, beyond a typical face's, in "
+       "both parts of the face)",
        "a smear along one direction: the camera or the head moved", Falling(MOTION_THRESHOLD_DB, 1.5)),
     _C("compression_artifacts", "capture",
        "estimated quality setting of the block codec (0-100, libjpeg's and libwebp's scale; 100 = no coding loss "
