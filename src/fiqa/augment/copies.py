@@ -49,6 +49,7 @@ from fiqa.detect.align import (
     ARCFACE_TEMPLATE,
     CROP_SIZE,
     estimate_similarity,
+    warp_similarity,
     warp_to_template,
 )
 from fiqa.detect.pipeline import resize_aligned
@@ -390,9 +391,7 @@ def apply_recipe(image_bgr: np.ndarray, landmarks: np.ndarray | None, recipe: Re
             raise InvalidParameterError("apply_recipe", "landmarks", "an array of shape (5, 2) or None",
                                         f"an array of shape {points.shape}")
         alignment = np.vstack([estimate_similarity(points, ARCFACE_TEMPLATE), (0, 0, 1)])
-        matrix = (np.vstack([recipe.jitter_matrix(), (0, 0, 1)]) @ alignment)[:2]
-        crop = cv2.warpAffine(image_bgr, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        crop = warp_similarity(image_bgr, (np.vstack([recipe.jitter_matrix(), (0, 0, 1)]) @ alignment)[:2])
     if recipe.flip:
         crop = crop[:, ::-1]
     crop = np.ascontiguousarray(crop)

@@ -11,7 +11,7 @@ import numpy as np
 
 from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.core.params import Interval, Options, validate
-from fiqa.detect.align import warp_to_template
+from fiqa.detect.align import RESAMPLING, warp_to_template
 from fiqa.detect.settings import POLICIES
 from fiqa.io.model_files import model_path
 
@@ -99,7 +99,8 @@ class FaceAligner:
 
         return {"detector": "yunet", "model_path": str(self.model_path_), "model_sha256": file_sha256(self.model_path_),
                 "policy": self.policy, "score_threshold": self.score_threshold,
-                "nms_threshold": self.nms_threshold, "max_side": self.max_side, "template": "arcface-112"}
+                "nms_threshold": self.nms_threshold, "max_side": self.max_side, "template": "arcface-112",
+                "resampling": RESAMPLING}
 
     def _detector(self) -> cv2.FaceDetectorYN:
         detector = getattr(self._local, "detector", None)
