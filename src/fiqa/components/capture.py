@@ -35,10 +35,12 @@ sunglasses: ``too_dark`` advice 100 % -> 0 %, ``uneven_light`` 100 % -> 0 % of t
   the two parts' kept: a smear of the camera or the head covers the whole face and shows in both, while structure
   laid on one group of features (bold dark spectacle rims, a mask's edge) shows in one. The value is the largest
   over the directions. Where a cover hides most of a part (:data:`MOTION_MIN_PART`), the other part's own largest
-  difference is read, less :data:`MOTION_ONE_PART_DB` (one part alone reads higher than the smaller of two). A face
-  and its mirror image read alike. Faces as they are read about 0-5 dB (below 0 where the parts disagree on the
-  direction); smears of 5 pixels or more 9-19. Heavy noise or a heavy blur in every direction leaves power alike in
-  every direction, which reads as a typical face's own difference turned around, 1-3 dB, well below a smear's. A fine
+  difference is read, less :data:`MOTION_ONE_PART_DB` (one part alone reads higher than the smaller of two); where
+  neither part keeps that share (a cover down the middle of the face), the one keeping more. A face and its mirror
+  image read alike. Faces as they are read about 0-5 dB (below 0 where the parts disagree on the direction); smears
+  of 5 pixels or more 9-19. Heavy noise or a heavy blur in every direction leaves power alike in every direction,
+  which reads as a typical face's own difference turned around: 1-3 dB with both parts read, up to about 6 dB where
+  the lower part is read alone (sunglasses), below the threshold. A fine
   periodic pattern laid over the whole face (stripes of light 4 pixels apart, a screen's moire) adds detail in one
   direction and can read as a smear: the bins' levels alone cannot tell detail added across from detail lost along
   (docs/components.md).
@@ -226,8 +228,9 @@ def _motion_weights(region: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 _MOTION_FULL_WEIGHTS = _motion_weights(_MASK)  # the common case: nothing covered or clipped (edge_region gives _MASK)
-for _shared in _MOTION_FULL_WEIGHTS:
+for _shared in (*_MOTION_FULL_WEIGHTS, MOTION_REFERENCE_DB, MOTION_ONE_PART_DB):
     _shared.setflags(write=False)  # shared, as _MASK is
+del _shared
 
 
 def _motion_spectrum(y: np.ndarray, region: np.ndarray) -> np.ndarray:
