@@ -2,15 +2,15 @@
 
     .venv/bin/python -m studies.study_high_resolution --photos 60 --random-state 0
 
-LFW-dev's photos are 250 x 250 and their faces are shrunk by less than 2 into the crop, where the two resamplings
-give the same bytes. A phone's photo holds the face at 4-10 times the crop's size. Here each of ``--photos`` photos
-of held-apart identities (one per identity) is enlarged ``k`` times (Lanczos) and given sensor grain (independent
-Gaussian noise of ``sigma`` grey levels per pixel and channel at the enlarged size), and cut into the crop from the
-original photo's landmarks times ``k`` (so that only the resampling differs, not the detector), by:
+LFW-dev's photos are 250 x 250 and their faces (all but one) are shrunk by less than 2 into the crop, where the two
+resamplings give the same bytes. A phone's photo holds the face at 4-10 times the crop's size. Here each of
+``--photos`` photos of held-apart identities (one per identity) is enlarged ``k`` times (Lanczos) and given sensor
+grain (independent Gaussian noise of ``sigma`` grey levels per pixel and channel at the enlarged size), and cut into
+the crop from the original photo's landmarks times ``k`` (so that only the resampling differs, not the detector), by:
 
 - ``bilinear``: ``cv2.warpAffine`` alone (fiqa before this study);
 - ``shipped``: :func:`fiqa.detect.align.warp_similarity` (the mean of whole ``f x f`` blocks first where the warp
-  shrinks by 2 or more).
+  shrinks by more than 2).
 
 Against the crop of the photo as it is, it reports the SFace embeddings' cosine, the ``noise`` component's change
 and how often the enrolment profile's ``noisy`` advice fires. Writes ``studies/results/high_resolution.md``.

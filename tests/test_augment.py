@@ -29,6 +29,7 @@ from fiqa.augment.crops import load_crops
 from fiqa.cli import main
 from fiqa.core.errors import InvalidParameterError, NoUsableSamplesError, StoreError
 from fiqa.detect import ARCFACE_TEMPLATE, warp_to_template
+from fiqa.detect.align import RESAMPLING
 from fiqa.detect.pipeline import resize_aligned
 from fiqa.detect.settings import DetectionSettings
 from fiqa.embed.extract import embed_source
@@ -392,6 +393,27 @@ def test_refusals(lfw_grid_store, tmp_path):
         augment_store(lfw_grid_store, tmp_path / "other", embedder=OtherModel(), progress=False)
     with pytest.raises(Exception, match="grid-test"):  # not registered: cannot be re-created from the metadata
         augment_store(lfw_grid_store, tmp_path / "meta", progress=False)
+
+
+def test_a_store_cut_with_another_resampling_is_not_cut_again(lfw_grid_store, tmp_path):
+    # the store records how its crops were resampled; a copy whose record says otherwise (or, made before fiqa
+    # recorded it, nothing) is refused by whatever would cut its crops again from the photos
+    assert lfw_grid_store.meta.alignment["resampling"] == RESAMPLING
+    load_crops(lfw_grid_store, [0])  # the store as made: its crops are cut again
+    for recorded in (None, "bilinear"):
+        old = tmp_path / f"old-{recorded}"
+        shutil.copytree(lfw_grid_store.root, old)
+        meta = json.loads((old / "meta.json").read_text(encoding="utf-8"))
+        if recorded is None:
+            del meta["alignment"]["resampling"]
+        else:
+            meta["alignment"]["resampling"] = recorded
+        (old / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        made = "bilinear alone" if recorded is None else "'bilinear'"
+        with pytest.raises(StoreError, match=f"{old}: its crops were cut with resampling {made}"):
+            load_crops(open_store(old), [0])
+        with pytest.raises(StoreError, match="Extract the store again"):
+            augment_store(old, tmp_path / f"aug-{recorded}", copies=1, embedder=GridEmbedder(), progress=False)
 
 
 @pytest.mark.lfw

@@ -48,6 +48,7 @@ from fiqa.core.types import EmbeddingStore, Status
 from fiqa.detect.align import (
     ARCFACE_TEMPLATE,
     CROP_SIZE,
+    check_resampling,
     estimate_similarity,
     warp_similarity,
     warp_to_template,
@@ -604,6 +605,7 @@ def _open_parent(store: EmbeddingStore | str | os.PathLike, out: str | os.PathLi
     if out == parent.root:
         raise StoreError(f"{out}: the output store cannot be the store it is derived from; choose another --out")
     check_not_in_inputs(out, [parent])  # nor inside it
+    check_resampling(parent.meta.alignment, str(parent.root))  # its crops are cut again from its photos
     if parent.derived.any():
         raise StoreError(f"{parent.root}: already holds {int(parent.derived.sum()):,} derived rows; augment the "
                          f"store it was made from instead (meta.json 'augmentation.parent.path')")

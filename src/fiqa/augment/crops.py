@@ -11,6 +11,7 @@ from fiqa.augment.copies import Recipe, apply_recipe, read_limits, read_store_im
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import EmbeddingStore
 from fiqa.detect import CROP_SIZE, warp_to_template
+from fiqa.detect.align import check_resampling
 from fiqa.detect.pipeline import face_context, resize_aligned
 
 __all__ = ["load_crops"]
@@ -51,6 +52,7 @@ def load_crops(store: EmbeddingStore, indices: Iterable[int] | np.ndarray, *,
         raise InvalidParameterError("load_crops", "indices", f"row indices in [0, {len(store)})", bad[:5].tolist())
     aligned = store.meta.aligned
     limits = read_limits(store)
+    check_resampling(store.meta.alignment, str(store.root))
     if not aligned:
         no_landmarks = indices[np.isnan(store.landmarks[indices]).any(axis=(1, 2))]
         if len(no_landmarks):

@@ -1,19 +1,21 @@
 """Five-point similarity alignment onto the standard 112x112 ArcFace landmark template.
 
-A face larger than twice the template (a phone's selfie: the face shrunk tenfold or more) is first shrunk by its
-pixels' mean over whole blocks of ``f x f`` (:data:`RESAMPLING`), so that the bilinear warp never shrinks by 2 or
-more: bilinear interpolation reads only the 4 pixels nearest each crop pixel, and a face shrunk tenfold by it alone
-keeps the sensor's grain and fine texture pixel for pixel instead of averaging them out (aliasing). Faces shrunk by
-less than 2, all of LFW's, are warped as before, byte for byte.
+A face shrunk by more than 2 into the crop (a phone's selfie: tenfold or more) is first shrunk by its pixels' mean
+over whole blocks of ``f x f`` (:data:`RESAMPLING`), so that the bilinear warp left shrinks by 1.5 at most:
+bilinear interpolation reads only the 4 pixels nearest each crop pixel, and a face shrunk tenfold by it alone keeps
+the sensor's grain and fine texture pixel for pixel instead of averaging them out (aliasing). Faces shrunk by 2 or
+less are warped as before, byte for byte: all of LFW-dev's photos but one (``John_Bolton_0016.jpg``, scale 0.49).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import cv2
 import numpy as np
 
-from fiqa.core.errors import InvalidParameterError
+from fiqa.core.errors import InvalidParameterError, StoreError
 
 CROP_SIZE = 112
 
@@ -28,9 +30,33 @@ ARCFACE_TEMPLATE = np.array(
     dtype=np.float32,
 )
 ARCFACE_TEMPLATE.setflags(write=False)
-RESAMPLING = "bilinear; where the warp shrinks by 2 or more, first the mean of whole f x f blocks, f = floor(1 / scale)"
+RESAMPLING = ("bilinear; where the warp shrinks by more than 2, first the mean of whole f x f blocks, "
+              "f = floor(1 / scale)")
 """How :func:`warp_to_template` resamples the photo (recorded in a store's ``alignment``: crops made another way
-are not the same crops)."""
+are not the same crops, and :func:`check_resampling` refuses them)."""
+MAX_BLOCK = 1024
+"""The largest block side: OpenCV's area resize by a whole factor sums a block in 32-bit integers (255 f^2 overflows
+from f = 2902), and a face shrunk a thousandfold into 112 pixels is no face."""
+
+
+def check_resampling(alignment: Mapping[str, Any], where: str) -> None:
+    """Refuse to re-make the crops of a store whose recorded ``alignment`` (its ``meta.json``) was cut with another
+    resampling than :data:`RESAMPLING` (a store extracted before fiqa recorded it included): its vectors were
+    computed from crops that the photos would no longer give. Pre-aligned stores (no detector) are not cut.
+
+    Raises
+    ------
+    fiqa.core.errors.StoreError
+        Naming ``where``, both resamplings and what to do.
+    """
+    if alignment.get("aligned_input", True) or "detector" not in alignment:
+        return
+    made = alignment.get("resampling")
+    if made != RESAMPLING:
+        made = "bilinear alone (before fiqa recorded the resampling)" if made is None else repr(made)
+        raise StoreError(f"{where}: its crops were cut with resampling {made}, and fiqa now cuts them with "
+                         f"{RESAMPLING!r}; the crops made again here would not be the ones its vectors came from. "
+                         f"Extract the store again (fiqa embed ... --no-resume)")
 
 
 def _check_points(points: object, name: str, owner: str) -> np.ndarray:
@@ -119,29 +145,36 @@ def warp_similarity(image_bgr: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """The 112x112 crop that the similarity ``matrix`` (photo pixels to crop pixels, (2, 3)) cuts from
     ``image_bgr``, resampled as :data:`RESAMPLING` says.
 
-    Where the matrix's scale ``s`` is below 1/2, the part of the photo the crop reads (its footprint, and a block
-    beyond it) is shrunk by ``f = floor(1 / s)`` by the mean of each ``f x f`` block, the blocks on the photo's own
-    grid of ``f`` (so a face's crop does not depend on where the footprint starts), and the matrix is composed with
-    the map from the shrunk pixels back to the photo: pixel ``u`` of the shrunk image is the mean of photo pixels
-    ``f u .. f u + f - 1``, centred at ``f u + (f - 1) / 2``. The warp left shrinks by ``s f``, in (1/2, 1]. A block
-    cut by the photo's right or bottom edge is left out (under ``f`` photo pixels, under one crop pixel), so the crop
-    reads black there, as beyond the edge. Each block's mean is rounded to a whole grey level (OpenCV's area
-    resize by a whole factor; a tie may round either way).
+    Where the matrix's scale ``s`` (the square root of its determinant's size) is below 1/2, the part of the photo
+    the crop reads (its footprint, and a block beyond it) is shrunk by ``f = floor(1 / s)`` (at most
+    :data:`MAX_BLOCK`) by the mean of each ``f x f`` block, the blocks on the photo's own grid of ``f`` (so a face's
+    crop does not depend on where the footprint starts), and the matrix is composed with the map from the shrunk
+    pixels back to the photo: pixel ``u`` of the shrunk image is the mean of photo pixels ``f u .. f u + f - 1``,
+    centred at ``f u + (f - 1) / 2``. The warp left shrinks by ``s f``, in (2/3, 1]. Each block's mean is rounded to
+    a whole grey level (OpenCV's area resize by a whole factor; a tie may round either way). A block cut by the
+    photo's right or bottom edge is left out (under ``f`` photo pixels, under one crop pixel), and beyond the photo
+    the crop reads black, as before, over a border now about ``f`` photo pixels soft (one crop pixel). A nominal
+    scale of exactly 1/2 may compute a few ulps either side of it, and take either path: both crops are valid. A
+    matrix that is not finite or has no scale is warped as it is (bilinear).
     """
-    scale = math.sqrt(abs(float(np.linalg.det(matrix[:, :2]))))
-    if not scale < 0.5:  # also a NaN scale: no shrinking
+    scale = math.sqrt(abs(float(np.linalg.det(matrix[:, :2])))) if np.all(np.isfinite(matrix)) else math.nan
+    if not 0.0 < scale < 0.5:
         return _bilinear(image_bgr, matrix)
-    factor = int(1.0 / scale)
+    factor = int(min(1.0 / scale, MAX_BLOCK))
     inverse = cv2.invertAffineTransform(matrix)
     corners = np.array([[0.0, 0.0], [CROP_SIZE, 0.0], [0.0, CROP_SIZE], [CROP_SIZE, CROP_SIZE]])
     footprint = corners @ inverse[:, :2].T + inverse[:, 2]
     height, width = image_bgr.shape[:2]
+    lowest, highest = footprint.min(axis=0), footprint.max(axis=0)
+    if not (np.all(np.isfinite(footprint)) and highest[0] > 0 and highest[1] > 0 and lowest[0] < width
+            and lowest[1] < height):  # the crop lies beyond the photo: nothing to shrink
+        return _bilinear(image_bgr, matrix)
     # the footprint widened by a block each way (the bilinear taps beyond its edge), on the grid of f, in the photo
-    left, top = (max(0, (math.floor(footprint[:, axis].min()) - factor) // factor * factor) for axis in (0, 1))
-    right = min(width, math.ceil(footprint[:, 0].max()) + 2 * factor)
-    bottom = min(height, math.ceil(footprint[:, 1].max()) + 2 * factor)
+    left, top = (max(0, (math.floor(lowest[axis]) - factor) // factor * factor) for axis in (0, 1))
+    right = min(width, math.ceil(highest[0]) + 2 * factor)
+    bottom = min(height, math.ceil(highest[1]) + 2 * factor)
     columns, rows = (right - left) // factor, (bottom - top) // factor
-    if columns < 1 or rows < 1:  # the crop lies beyond the photo: nothing to shrink
+    if columns < 1 or rows < 1:  # the photo is narrower than a block
         return _bilinear(image_bgr, matrix)
     part = image_bgr[top:top + rows * factor, left:left + columns * factor]
     shrunk = cv2.resize(part, (columns, rows), interpolation=cv2.INTER_AREA)  # whole blocks: each one's mean
