@@ -326,16 +326,18 @@ def test_real_faces_smeared_read_as_smeared_and_blurred_ones_do_not(faces):
 def test_dark_spectacle_frames_do_not_read_as_a_smear(faces):
     # Clear spectacles with dark frames 2 pixels wide, squarish rims 34 x 24 pixels round the template's eyes (the
     # motion study's effect, written with OpenCV): on 200 faces of training identities they read above the
-    # threshold on 2 % of the faces (studies/results/components_motion.md); with the former measure, over the whole
-    # face in one window, 67.5 % above its 9 dB (that measure run on the same faces; the commit that replaced it
-    # says so). Bar: at most 10 % of the faces, 4 or fewer of 40 (fails with probability 1.2e-3 at 2 %; with 36-39
-    # faces 3 or fewer, 7.5e-3 at most); the former 67.5 % passes it with probability 5e-14 (22 of these 40 faces
-    # read above 9 dB with it).
+    # threshold on 2 % of the faces measured (studies/results/components_motion.md); with the former measure, over
+    # the whole face in one window, on 24 % above its 9 dB (68 % with the former occlusion model, 7f316018..., which
+    # left more of the rims in the window). A face the occlusion model takes for mostly covered has no value (1 of
+    # these 40). Bar: at most 10 % of the faces measured, at least 36 of them: 3 or fewer of 36-39, 4 of 40 (fails
+    # with probability 7.5e-3 at most at 2 %); the former measure's 24 % passes it with probability 0.01-0.02 (14
+    # of these 40 faces read above 9 dB with it).
     frames = dark_frames(2, (17, 12), 6)
     table = compute_components(np.stack([frames(f) for f in faces]))
     value = table.column("motion_blur", raw=True)
-    assert np.all(np.isfinite(value))
-    assert np.sum(value > MOTION_THRESHOLD_DB) <= 0.10 * len(faces)
+    measured = value[np.isfinite(value)]
+    assert len(measured) >= 36
+    assert np.sum(measured > MOTION_THRESHOLD_DB) <= 0.10 * len(measured)
 
 
 def test_no_frequency_sits_near_a_direction_bins_edge():
