@@ -268,7 +268,12 @@ def _on_photo_grid(image: np.ndarray, effect: object, rng: np.random.Generator) 
     fraction of a block, the effect applied there, and mapped back (bilinear both ways, borders reflected). With
     codec effects drawn only on the crop's own grid, the model took a photo coded at JPEG quality 5 for a covered
     face: on 120 faces of tuning identities, face_occlusion > 0.2 on 2 % when the crop itself was coded, 25-31 % when
-    it was coded at 0.8 or 1.3 times its size (and 33 % of whole photos scored with components)."""
+    it was coded at 0.8 or 1.3 times its size (and 33 % of whole photos scored with components). Two side effects,
+    left as they are: the photo (``112 r + 8`` pixels a side) is too small for a turned and shifted crop by a
+    sliver along its edges (1 % of the crop's pixels on average, never in the eye, mouth or face regions), which
+    read reflected content there; and below ``r = 1`` the warp to the photo is bilinear without a prefilter, so
+    these draws also carry a mildly aliased downsample (an identity effect changes a face by 2 grey levels on
+    average at ``r = 0.6``), labelled not covered like the codec."""
     scale = float(np.exp(rng.uniform(*np.log(PHOTO_SCALES))))
     angle = float(np.radians(rng.uniform(-10.0, 10.0)))
     size = int(np.ceil(SIZE * scale)) + 8

@@ -67,7 +67,8 @@ NOTES = """## What was decided on what
   eye zones' lower edge (row 60.4), and the 4-pixel output grid draws a few occluded pixels inside the zones (mean
   eyes_visible 0.994 at severity 0, 0.985 at 1 for those weights). That is adjacency, not confusion: the eyes stay
   >= 98 % visible on average. Not tuned (that would need the held-out mask's geometry); the weights trained with
-  wide light changes read it at -0.118 (this table).
+  wide light changes read it at -0.118, those with coloured light at -0.231, those with codecs on a photo's grid and
+  strong blur at -0.104 (this table).
 - **Used the held-out table once:** the first version (one output per 8 x 8 cell, committed as e19178d) gave
   eyes_visible rho -0.695; its table of means showed the eye zones reported hidden at severity 0.1 where 20 % are
   still visible (the cell predictions smear the band's edges). That observation is why the model now predicts the
