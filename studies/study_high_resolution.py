@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from studies.components.validate_components import held_apart_photos
+from studies.report_file import write_report
 
 from fiqa.components import advise, compute_components, load_profile
 from fiqa.detect.align import ARCFACE_TEMPLATE, estimate_similarity, warp_similarity
@@ -92,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {k} | {sigma:g} | {name} | {cos:.4f} | {low:.4f} | {noise:+.2f} | {noisy:.0f} % |"
               for k, sigma, name, cos, low, noise, noisy in rows]
     lines += ["", f"Ran in {time.perf_counter() - start:.0f} s."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, lines)
     return 0
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from scipy.stats import spearmanr
 from studies.components.validate_components import SEVERITIES, _per_face_rho, _to_linear, _to_srgb, held_apart_crops
+from studies.report_file import write_report
 
 from fiqa.components import COMPONENTS, compute_components
 from fiqa.components.advice import advise, load_profile
@@ -264,8 +265,7 @@ def main() -> None:
              f"`split_identities(test_fraction=0.5, random_state={args.random_state})`), 11 severities 0-1 per "
              "effect; each effect is defined in the script.", "", *audit(crops),
              f"Ran in {time.time() - started:.0f} s."]
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.stats import spearmanr
 from studies.components.audit_components import corner_shadow
 from studies.components.validate_components import _to_linear, _to_srgb, held_apart_crops
+from studies.report_file import write_report
 
 from fiqa.components import compute_components
 from fiqa.detect.align import ARCFACE_TEMPLATE
@@ -93,8 +94,7 @@ def main(argv: list[str] | None = None) -> None:
              "rho pooled (per face) | top falloff | corner shadow |",
              "|---:|---:|---:|---:|---:|---:|", "| " + " | ".join(cells) + " |", "",
              f"Ran in {time.time() - started:.0f} s."]
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from studies.components.validate_components import held_apart_photos
+from studies.report_file import write_report
 
 from fiqa.components import compute_components
 from fiqa.components.capture import (
@@ -314,9 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {len(value)} | {p10:.1f} | {p50:.1f} | {p90:.1f} | {p98:.1f} | {shares} | "
                      f"{100 * np.mean(former > FORMER_THRESHOLD_DB):.0f} % |")
     lines += ["", f"Ran in {time.perf_counter() - start:.0f} s."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, lines)
     return 0
 
 

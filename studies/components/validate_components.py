@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from scipy.interpolate import RBFInterpolator
 from scipy.stats import spearmanr
+from studies.report_file import write_report
 
 from fiqa.augment.degrade import EVALUATION_DEGRADATIONS, degrade
 from fiqa.components import COMPONENTS, compute_components
@@ -513,8 +514,7 @@ def main() -> None:
     if "3" in args.sections:
         lines += pose_section(photos[:args.photos])
     lines += [f"Ran in {time.time() - started:.0f} s."]
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, lines)
 
 
 if __name__ == "__main__":
