@@ -40,10 +40,9 @@ sunglasses: ``too_dark`` advice 100 % -> 0 %, ``uneven_light`` 100 % -> 0 % of t
   image read alike. Faces as they are read about 0-5 dB (below 0 where the parts disagree on the direction); smears
   of 5 pixels or more 9-19. Heavy noise or a heavy blur in every direction leaves power alike in every direction,
   which reads as a typical face's own difference turned around: 1-3 dB with both parts read, up to about 6 dB where
-  the lower part is read alone (sunglasses), below the threshold. A fine
-  periodic pattern laid over the whole face (stripes of light 4 pixels apart, a screen's moire) adds detail in one
-  direction and can read as a smear: the bins' levels alone cannot tell detail added across from detail lost along
-  (docs/components.md).
+  the lower part is read alone (sunglasses), below the threshold. A fine periodic pattern laid over the whole face
+  (stripes of light 4 pixels apart, a screen's moire) adds detail in one direction and can read as a smear: the
+  bins' levels alone cannot tell detail added across from detail lost along (docs/components.md).
 - ``noise``: the standard deviation of the luminance noise in grey levels, from the median absolute finest
   diagonal Haar coefficient (Donoho and Johnstone's estimator, ``median |HH| / 0.6745``), which edges barely move.
 - ``compression_artifacts``: the estimated quality setting (0-100, libjpeg's and libwebp's scale; 100: no coding
@@ -237,7 +236,7 @@ del _shared
 def _motion_spectrum(y: np.ndarray, region: np.ndarray) -> np.ndarray:
     """:func:`motion_spectrum` over an edge ``region`` (bool, (112, 112)) already found."""
     weight, total, squared = _MOTION_FULL_WEIGHTS if region is _MASK else _motion_weights(region)
-    read = (total > 0.0) & (total >= MOTION_MIN_PART * _MOTION_FULL_WEIGHTS[1])
+    read = total >= MOTION_MIN_PART * _MOTION_FULL_WEIGHTS[1]  # (the full weights are positive)
     if not read.any() and total.max() > 0.0:
         read[int(np.argmax(total))] = True
     out = np.full((len(MOTION_PARTS), _MOTION_BINS), math.nan)
