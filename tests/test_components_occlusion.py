@@ -419,6 +419,32 @@ def test_a_coarse_codec_or_a_strong_blur_is_not_a_cover(forty_faces: np.ndarray,
     assert int(advice.sum()) <= bar
 
 
+def _under_blinds(crop: np.ndarray, period: int, angle: float) -> np.ndarray:
+    """``crop`` in light through a blind: bands ``period`` pixels apart at ``angle`` degrees from level, half of each
+    period in a shadow that cuts the light by 0.7, its edges softened by a 3 x 3 box."""
+    yy, xx = np.mgrid[0:112, 0:112].astype(np.float64)
+    across = -np.sin(np.radians(angle)) * xx + np.cos(np.radians(angle)) * yy
+    shade = cv2.blur((np.floor(across / (period / 2)) % 2).astype(np.float32), (3, 3))
+    return np.clip(np.rint(crop * (1.0 - 0.7 * shade)[..., None]), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.lfw
+@pytest.mark.parametrize("period, angle", [(12, 30.0), (20, 0.0)])
+def test_a_shadow_cast_by_a_blind_is_not_a_cover(forty_faces: np.ndarray, period: int, angle: float) -> None:
+    """Light through a blind's slats darkens bands of the face by 70 % but covers nothing: no occlusion advice
+    (eyes_visible >= 0.7, mouth_occlusion <= 0.3, face_occlusion <= 0.2). The shipped weights gave advice on 2 and 1
+    of these 40 faces, those before cast shadows were drawn in training on 40 and 39 (validate_occlusion's notes:
+    71-98 % of the tuning faces under the study's blinds at this depth, 0.7-1.3 % now). Bar, an exact binomial
+    tail over 40 faces: at most 6 (fails with probability 3.4e-3 at a rate of 5 %, above the 3 of 80 seen; a rate
+    of 80 % passes with probability 2e-18)."""
+    from fiqa.components.occlusion import occlusion_values
+
+    assert len(forty_faces) >= 38
+    values = occlusion_values(np.stack([_under_blinds(c, period, angle) for c in forty_faces]))
+    advice = (values["eyes_visible"] < 0.7) | (values["mouth_occlusion"] > 0.3) | (values["face_occlusion"] > 0.2)
+    assert int(advice.sum()) <= 6
+
+
 def test_the_generator_codes_on_a_photo_grid_and_blurs_strongly(monkeypatch: pytest.MonkeyPatch) -> None:
     """The training generator's photo grid maps the crop there and back, and its draws include JPEG on a photo's
     grid and the strong blur."""
@@ -458,6 +484,33 @@ def test_the_generator_codes_on_a_photo_grid_and_blurs_strongly(monkeypatch: pyt
     assert drawn["grid"] > 0 and drawn["blur"] > 0
 
 
+def test_the_generator_casts_shadows_of_blinds_and_foliage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training generator's cast shadows only dim the light (factors in [1 - 0.8, 1]), draw a pattern (a flat
+    factor would be an exposure change, drawn elsewhere) and are drawn in synthesise."""
+    from studies.components import occlusion_synth
+
+    factors = [occlusion_synth._cast_shadow(np.random.default_rng(seed)) for seed in range(200)]
+    assert all(f.shape == (112, 112) and f.dtype == np.float32 for f in factors)
+    low = 1.0 - occlusion_synth.SHADOW_DEPTH[1]
+    assert all(f.min() >= low - 1e-6 and f.max() <= 1.0 + 1e-6 for f in factors)  # float32 of 1 - d x [0, 1]
+    # a depth of at least 0.2 between lit and shadowed parts; the penumbra (up to 3 pixels) washes out only a blind
+    # of the finest slats (5-8 pixels) under the widest penumbra, about 5 % of the draws
+    patterned = sum(float(f.max() - f.min()) > 0.1 for f in factors)
+    assert patterned >= 150
+    drawn = {"shadow": 0}
+
+    def counted(rng: np.random.Generator) -> np.ndarray:
+        drawn["shadow"] += 1
+        return np.ones((112, 112), np.float32)
+
+    monkeypatch.setattr(occlusion_synth, "_cast_shadow", counted)
+    crop = np.full((112, 112, 3), 128, np.uint8)
+    for seed in range(300):
+        occlusion_synth.synthesise(crop, crop, np.random.default_rng(seed))
+    # 300 samples at a share of 0.15: 45 expected; none has probability 0.85^300 < 1e-20
+    assert drawn["shadow"] > 0
+
+
 def test_light_nuisances_of_the_training_generator_cover_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """The training generator draws light and exposure over the whole image after the occluders: the coverage it
     returns is the same with the light stage left out, the same seed gives the same sample (the trainer is
@@ -474,6 +527,7 @@ def test_light_nuisances_of_the_training_generator_cover_nothing(monkeypatch: py
         assert image.dtype == np.uint8 and image.shape == (112, 112, 3)
     with monkeypatch.context() as patch:
         patch.setattr(occlusion_synth, "_photometric", lambda image, rng: image)
+        patch.setattr(occlusion_synth, "_cast_shadow", lambda rng: np.ones((112, 112), np.float32))
         unlit = [occlusion_synth.synthesise(crop, other, np.random.default_rng(seed))[1] for seed in range(20)]
     assert all(np.array_equal(coverage, plain) for (_, coverage), plain in zip(samples, unlit, strict=True))
     assert any(coverage.max() > 0 for _, coverage in samples)  # occluders were painted

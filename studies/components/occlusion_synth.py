@@ -6,8 +6,9 @@ height, hand-like blobs, covers entering from a frame edge, the black rectangle 
 ``fiqa.augment.degrade.DEGRADATIONS["occlusion"]``) filled with uniform colours from the whole colour range (dark,
 light, saturated, skin tones of this or another face), colour gradients, noise and stripe textures, and patches cut
 from other training photos (background, hair, clothes). The nuisances, labelled "not occluded", are alignment
-jitter; the light and the camera's response over the whole image, occluders included (colour casts, side light,
-veiling glare or haze, exposure gains clipped at 255, gamma curves and contrast compression: :func:`_photometric`);
+jitter; shadows cast by a blind or foliage (:func:`_cast_shadow`); the light and the camera's response over the
+whole image, occluders included (colour casts, side light, veiling glare or haze, exposure gains clipped at 255,
+gamma curves and contrast compression: :func:`_photometric`);
 and the training degradations of ``fiqa.augment.degrade.DEGRADATIONS`` (blur, downsample, jpeg, noise, low_light),
 JPEG more often on a photo's pixel grid than on the crop's (:func:`_on_photo_grid`), and blurs stronger than those
 (:data:`STRONG_BLUR_SIGMA`); the evaluation degradations are never drawn here, nor imitated.
@@ -249,6 +250,35 @@ def _photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+SHADOW_SHARE = 0.15
+SHADOW_PERIOD = (5.0, 40.0)  # crop pixels between a blind's slats (log-uniform)
+SHADOW_DEPTH = (0.2, 0.8)
+SHADOW_PENUMBRA = (0.4, 3.0)  # pixels, the Gaussian softening of the shadow's edges (log-uniform): the light's size
+
+
+def _cast_shadow(rng: np.random.Generator) -> np.ndarray:
+    """(112, 112) float32 light factor of a shadow cast on the scene by something between the light and the face,
+    which covers nothing: a blind's slats (two draws in three: a square wave :data:`SHADOW_PERIOD` pixels long, at
+    any angle, the shadow 30-70 % of each period) or foliage (the shade of a smooth random field, 30-80 % of the
+    crop, the rest flecks of light), its edges softened by :data:`SHADOW_PENUMBRA`, the shadowed light cut by
+    :data:`SHADOW_DEPTH`. Light through a blind drew occlusion advice on 71-98 % of the tuning faces at a depth of
+    0.7 (``validate_occlusion.py --part tuning``, the study's own shadows drawn with Pillow)."""
+    if rng.random() < 2.0 / 3.0:
+        period = float(np.exp(rng.uniform(*np.log(SHADOW_PERIOD))))
+        angle = rng.uniform(0.0, np.pi)
+        ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+        phase = (np.cos(angle) * xs + np.sin(angle) * ys) / period + rng.uniform(0.0, 1.0)
+        shadow = ((phase % 1.0) < rng.uniform(0.3, 0.7)).astype(np.float32)
+    else:
+        cells = int(rng.integers(3, 11))
+        field = cv2.resize(rng.random((cells, cells)).astype(np.float32), (SIZE, SIZE),
+                           interpolation=cv2.INTER_CUBIC)
+        shadow = (field < np.quantile(field, rng.uniform(0.3, 0.8))).astype(np.float32)
+    penumbra = float(np.exp(rng.uniform(*np.log(SHADOW_PENUMBRA))))
+    shadow = cv2.GaussianBlur(shadow, (0, 0), penumbra, borderType=cv2.BORDER_REFLECT101)
+    return (1.0 - rng.uniform(*SHADOW_DEPTH) * shadow).astype(np.float32)
+
+
 PHOTO_GRID_KINDS = ("jpeg",)
 """Capture effects whose result depends on where the image's pixel grid lies: a block codec codes the photo on the
 photo's own 8-pixel grid, which the aligned crop sees rotated, scaled and shifted, not on the crop's."""
@@ -317,6 +347,8 @@ def synthesise(crop: np.ndarray, other: np.ndarray, rng: np.random.Generator) ->
         opacity = 1.0 if rng.random() < 0.8 else float(rng.uniform(0.85, 1.0))
         canvas = canvas * (1.0 - opacity * alpha[..., None]) + texture * (opacity * alpha[..., None])
         coverage = np.maximum(coverage, alpha)
+    if rng.random() < SHADOW_SHARE:  # cast on the face and the covers alike, before the camera sees them
+        canvas = canvas * _cast_shadow(rng)[..., None]
     image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     if rng.random() < 0.6:
         image = _photometric(image, rng)

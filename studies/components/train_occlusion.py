@@ -15,8 +15,9 @@ on the 2-core development machine (one thread; needs ~10 GB of memory at 12 samp
    (``validate_occlusion.py --part tuning``, training degradations only).
 2. Each training face gives ``--variants`` synthetic samples (``studies/components/occlusion_synth.py``): generic
    occluders painted with exact coverage masks, plus capture nuisances labelled as not occluded (alignment jitter,
-   the light and the camera's response: colour casts (a white balance off), side light, veiling glare or haze,
-   exposure gains up to 4x with clipping, tone curves and contrast compression; and
+   shadows cast by a blind or foliage, the light and the camera's response: colour casts (a white balance off),
+   side light, veiling glare or haze, exposure gains up to 4x with clipping, tone curves and contrast compression;
+   and
    ``fiqa.augment.degrade.DEGRADATIONS`` only; no evaluation degradation is drawn).
 3. ``fiqa.components.occlusion.cell_features`` describes each 8x8 cell; a small perceptron (two ReLU layers and a
    learned per-cell offset) is fitted to each cell's covered fraction with a cross-entropy loss (PyTorch, Adam).
@@ -208,7 +209,10 @@ def train(lfw: Path, out: Path, *, random_state: int, variants: int, hidden: tup
                                  "(studies/components/occlusion_data.py tuning_identities), to choose settings on "
                                  "with the training degradations",
             "occluders": "studies/components/occlusion_synth.py (generic shapes, colours, textures, photo patches)",
-            "nuisances_labelled_not_occluded": "alignment jitter; on 60 % of the samples the light and the camera's "
+            "nuisances_labelled_not_occluded": "alignment jitter; on 15 % of the samples a shadow cast on the face "
+                                               "and the occluders alike by a blind (slats 5-40 pixels apart, at any "
+                                               "angle) or foliage, the light cut by 0.2-0.8 in it; "
+                                               "on 60 % of the samples the light and the camera's "
                                                "response over the whole image, occluders included: colour casts "
                                                "(white balance off by up to exp(+-0.6) along blue-amber and "
                                                "exp(+-0.4) along green-magenta), "

@@ -12,7 +12,7 @@
    border fixed), then detected again: monotonicity and mirror consistency. This checks the estimator's response,
    not its accuracy on real turned heads (no pose ground truth here).
 
-    .venv/bin/python studies/components/validate_components.py --out studies/results/components_validity.md
+    .venv/bin/python -m studies.components.validate_components --out studies/results/components_validity.md
 """
 from __future__ import annotations
 
@@ -502,7 +502,7 @@ def main() -> None:
     started = time.time()
     photos, crops = held_apart_crops(args.lfw, args.faces, args.random_state, args.part)
     lines = ["# Quality components: validity on held-apart LFW-dev identities", "",
-             f"Command: `.venv/bin/python studies/components/validate_components.py --faces {args.faces} --photos "
+             f"Command: `.venv/bin/python -m studies.components.validate_components --faces {args.faces} --photos "
              f"{args.photos} --random-state {args.random_state}` (identity split "
              f"`split_identities(test_fraction=0.5, random_state={args.random_state})`, test half only).", ""]
     if "1" in args.sections:

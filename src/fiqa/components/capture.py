@@ -160,8 +160,8 @@ wide about the face's centre line (24-87): the upper part holds the brows, the e
 nose, the mouth and the chin (the template's eyes are at row 52, its nose tip at 72, its mouth at 92). A smear of
 the camera or the head covers the whole face and shows in both; a structure on one group of features (dark
 spectacle rims, a mask's edge) shows in one."""
-MOTION_REFERENCE_DB = np.array([[0.24, -0.70, -1.06, 0.45, 2.40, 0.45, -1.06, -0.70],
-                                [-1.53, -2.20, -1.65, 1.46, 6.30, 1.46, -1.65, -2.20]])
+MOTION_REFERENCE_DB = np.array([[0.24, -0.70, -1.06, 0.45, 2.39, 0.45, -1.06, -0.70],
+                                [-1.52, -2.20, -1.63, 1.45, 6.28, 1.45, -1.63, -2.20]])
 """A typical face's :func:`motion_spectrum` (decibels, each part's about its mean) in its 8 direction bins, one row
 per part of :data:`MOTION_PARTS`: the mean over 300 LFW-dev faces of training identities, made mirror-symmetric (a
 face and its mirror image are equally likely: bin ``k`` and bin ``8 - k`` averaged). Faces carry more detail across
@@ -175,7 +175,7 @@ MOTION_MIN_PART = 0.25
 """A part of :data:`MOTION_PARTS` is read where at least this fraction of its window's weight over the uncovered
 face is left by :func:`edge_region` (a part mostly hidden by sunglasses or a mask holds too few pixels for its
 spectrum); where neither part holds it, the one holding more is read."""
-MOTION_ONE_PART_DB = np.array([1.90, 2.11])
+MOTION_ONE_PART_DB = np.array([1.91, 2.10])
 """Decibels taken off the value where one part alone is read (the upper, the lower): on faces as they are, one
 part's own largest difference reads this much more than the smaller of the two parts' (medians over the 300 faces
 of :data:`MOTION_REFERENCE_DB`), so that a face whose mask or sunglasses hide a part does not read as more smeared
