@@ -32,8 +32,9 @@ ARCFACE_TEMPLATE = np.array(
 ARCFACE_TEMPLATE.setflags(write=False)
 RESAMPLING = ("bilinear; where the warp shrinks by more than 2, first the mean of whole f x f blocks, "
               "f = floor(1 / scale)")
-"""How :func:`warp_to_template` resamples the photo (recorded in a store's ``alignment``: crops made another way
-are not the same crops, and :func:`check_resampling` refuses them)."""
+"""How :func:`warp_to_template` (and :func:`fiqa.detect.pipeline.face_context`, the view the components read)
+resamples the photo (recorded in a store's ``alignment``: crops made another way are not the same crops, and
+:func:`check_resampling` refuses them)."""
 MAX_BLOCK = 1024
 """The largest block side: OpenCV's area resize by a whole factor sums a block in 32-bit integers (255 f^2 overflows
 from f = 2902), and a face shrunk a thousandfold into 112 pixels is no face."""
@@ -136,14 +137,14 @@ def warp_to_template(image_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray
     return warp_similarity(image_bgr, estimate_similarity(points, ARCFACE_TEMPLATE))
 
 
-def _bilinear(image_bgr: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    return cv2.warpAffine(image_bgr, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+def _bilinear(image_bgr: np.ndarray, matrix: np.ndarray, side: int) -> np.ndarray:
+    return cv2.warpAffine(image_bgr, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0)
 
 
-def warp_similarity(image_bgr: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """The 112x112 crop that the similarity ``matrix`` (photo pixels to crop pixels, (2, 3)) cuts from
-    ``image_bgr``, resampled as :data:`RESAMPLING` says.
+def warp_similarity(image_bgr: np.ndarray, matrix: np.ndarray, side: int = CROP_SIZE) -> np.ndarray:
+    """The ``side`` x ``side`` image (by default the 112x112 crop) that the similarity ``matrix`` (photo pixels to
+    output pixels, (2, 3)) cuts from ``image_bgr``, resampled as :data:`RESAMPLING` says.
 
     Where the matrix's scale ``s`` (the square root of its determinant's size) is below 1/2, the part of the photo
     the crop reads (its footprint, and a block beyond it) is shrunk by ``f = floor(1 / s)`` (at most
@@ -159,26 +160,26 @@ def warp_similarity(image_bgr: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """
     scale = math.sqrt(abs(float(np.linalg.det(matrix[:, :2])))) if np.all(np.isfinite(matrix)) else math.nan
     if not 0.0 < scale < 0.5:
-        return _bilinear(image_bgr, matrix)
+        return _bilinear(image_bgr, matrix, side)
     factor = int(min(1.0 / scale, MAX_BLOCK))
     inverse = cv2.invertAffineTransform(matrix)
-    corners = np.array([[0.0, 0.0], [CROP_SIZE, 0.0], [0.0, CROP_SIZE], [CROP_SIZE, CROP_SIZE]])
+    corners = np.array([[0.0, 0.0], [side, 0.0], [0.0, side], [side, side]], dtype=np.float64)
     footprint = corners @ inverse[:, :2].T + inverse[:, 2]
     height, width = image_bgr.shape[:2]
     lowest, highest = footprint.min(axis=0), footprint.max(axis=0)
     if not (np.all(np.isfinite(footprint)) and highest[0] > 0 and highest[1] > 0 and lowest[0] < width
             and lowest[1] < height):  # the crop lies beyond the photo: nothing to shrink
-        return _bilinear(image_bgr, matrix)
+        return _bilinear(image_bgr, matrix, side)
     # the footprint widened by a block each way (the bilinear taps beyond its edge), on the grid of f, in the photo
     left, top = (max(0, (math.floor(lowest[axis]) - factor) // factor * factor) for axis in (0, 1))
     right = min(width, math.ceil(highest[0]) + 2 * factor)
     bottom = min(height, math.ceil(highest[1]) + 2 * factor)
     columns, rows = (right - left) // factor, (bottom - top) // factor
     if columns < 1 or rows < 1:  # the photo is narrower than a block
-        return _bilinear(image_bgr, matrix)
+        return _bilinear(image_bgr, matrix, side)
     part = image_bgr[top:top + rows * factor, left:left + columns * factor]
     shrunk = cv2.resize(part, (columns, rows), interpolation=cv2.INTER_AREA)  # whole blocks: each one's mean
     composed = np.empty((2, 3))
     composed[:, :2] = matrix[:, :2] * factor
     composed[:, 2] = matrix[:, :2] @ np.array([left + (factor - 1) / 2.0, top + (factor - 1) / 2.0]) + matrix[:, 2]
-    return _bilinear(shrunk, composed)
+    return _bilinear(shrunk, composed, side)

@@ -21,7 +21,7 @@ import numpy as np
 
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import Status
-from fiqa.detect.align import CROP_SIZE
+from fiqa.detect.align import CROP_SIZE, warp_similarity
 from fiqa.detect.settings import DetectionSettings
 from fiqa.detect.yunet import FaceAligner
 from fiqa.io.image import ImageReadError, decode_image, read_image
@@ -55,11 +55,9 @@ def face_context(pixels: np.ndarray, landmarks: np.ndarray,
     centre = points.mean(axis=0)
     to_context = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, CONTEXT_EYES / distance)
     to_context[:, 2] += CONTEXT_SIDE / 2 - centre
-    # bilinear at every scale: warpAffine has no area mode (OpenCV reads INTER_AREA there as INTER_LINEAR, which
-    # this line had passed when shrinking). Shrinking the photo by area first was measured on training identities
-    # and not kept (docs/components.md: "Measured on 2026-12-07 ... and not kept", under the geometry)
-    context = cv2.warpAffine(pixels, to_context, (CONTEXT_SIDE, CONTEXT_SIDE), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_CONSTANT)
+    # resampled as the crop is (a face shrunk by more than 2, a phone's photo, by whole blocks' means first): cut
+    # bilinearly alone, such a view kept the photo's grain, and the landmarks found on it wandered (docs/components.md)
+    context = warp_similarity(pixels, to_context, CONTEXT_SIDE)
     return context, cv2.invertAffineTransform(to_context)
 
 
