@@ -95,9 +95,15 @@ def _view_rows(photos: list[np.ndarray], pipeline: FacePipeline, random_state: i
             roll = np.abs(values["head_pose_roll"] - base["head_pose_roll"])
             yaw = np.abs(values["head_pose_yaw"] - base["head_pose_yaw"])
             eyes = 100 * np.abs(values["inter_eye_distance"] / k / base["inter_eye_distance"] - 1)
-            rows.append((k, sigma, name, int(np.isfinite(roll).sum()), np.nanmedian(roll), 100 * np.nanmean(roll < 1),
-                         np.nanmedian(yaw), 100 * np.nanmean(yaw < 2), np.nanmedian(eyes), 100 * np.nanmean(eyes < 3)))
+            rows.append((k, sigma, name, int(np.isfinite(roll).sum()), np.nanmedian(roll), _within(roll, 1.0),
+                         np.nanmedian(yaw), _within(yaw, 2.0), np.nanmedian(eyes), _within(eyes, 3.0)))
     return rows
+
+
+def _within(changes: np.ndarray, bar: float) -> float:
+    """Percentage of the measured (finite) changes below ``bar``."""
+    measured = changes[np.isfinite(changes)]
+    return 100.0 * float(np.mean(measured < bar)) if len(measured) else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:

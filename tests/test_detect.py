@@ -162,11 +162,12 @@ def test_grain_of_a_large_photo_averages_out_in_the_crop():
 def test_the_upright_view_is_resampled_as_the_crop():
     # face_context cuts the face's upright view (what the landmark refinement and pose read) as the crop is cut: the
     # view of a photo enlarged k times by repeated pixels is the view of the photo, within the bound (and by the
-    # argument) of test_a_photo_of_repeated_pixels_gives_the_crop_of_the_photo. The eyes 25.3 px apart put the
+    # argument) of test_a_photo_of_repeated_pixels_gives_the_crop_of_the_photo (the map's float32 centre, below,
+    # moves it by about 3e-5 pixel, far under warpAffine's 1/32-pixel positions). The eyes 25.3 px apart put the
     # photo's view at scale s0 = 24 / 25.3, so floor(k / s0) = k for k = 6; the enlarged photo's pixel q shows the
     # photo's pixel (q - (k - 1) / 2) / k. Cut bilinearly alone, the enlarged view reads single repeated pixels
     # instead of interpolating between them: far outside that bound.
-    from fiqa.detect.pipeline import CONTEXT_SIDE, face_context
+    from fiqa.detect.pipeline import CONTEXT_EYES, CONTEXT_SIDE, face_context
 
     k = 6
     photo = _smooth_photo(6, (200, 210))
@@ -177,11 +178,15 @@ def test_the_upright_view_is_resampled_as_the_crop():
     assert view is not None and big_view is not None and view.shape == (CONTEXT_SIDE, CONTEXT_SIDE, 3)
     step = max(int(np.abs(np.diff(photo.astype(int), axis=axis)).max()) for axis in (0, 1))
     assert np.abs(big_view.astype(int) - view.astype(int)).max() <= 2 * step / 32 + 1
-    # the maps back agree: to_big = k to_photo + (k - 1) / 2. The linear parts up to float64 rounding; the
-    # translations also carry the face centre's rounding to float32 (getRotationMatrix2D takes a Point2f): at most
-    # 2^-24 of a coordinate under 1300 on the enlarged photo, and k times that of one under 1300 / k on the photo
+    # the maps back agree: to_big = k to_photo + (k - 1) / 2. The linear parts up to float64 rounding. The
+    # translations also carry the face centre c's rounding to float32 (getRotationMatrix2D takes a Point2f), e with
+    # |e_i| <= |c_i| 2^-24: the forward map's translation moves by (I - A) e, the inverse's by (A^-1 - I) e, at most
+    # (1 / s + 1) sqrt(2) max|c_i| 2^-24 for a map of scale s; the enlarged map (s = s0 / k, c under 700) and k times
+    # the photo's (s0, c under 700 / k)
+    s0 = CONTEXT_EYES / float(np.hypot(*(landmarks[1] - landmarks[0])))
+    rounding = ((k / s0 + 1) + (1 / s0 + 1)) * math.sqrt(2) * 700 * 2.0 ** -24  # the photo map: k x its 700 / k
     assert np.allclose(to_big[:, :2], k * to_photo[:, :2], rtol=0, atol=1e-12)
-    assert np.allclose(to_big[:, 2], k * to_photo[:, 2] + (k - 1) / 2.0, rtol=0, atol=2 * 1300 * 2.0 ** -24)
+    assert np.allclose(to_big[:, 2], k * to_photo[:, 2] + (k - 1) / 2.0, rtol=0, atol=rounding)
     to_view = cv2.invertAffineTransform(to_big)
     plain = cv2.warpAffine(big, to_view, (CONTEXT_SIDE, CONTEXT_SIDE), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT)
