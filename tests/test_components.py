@@ -507,9 +507,11 @@ def test_components_on_photos_without_a_face_or_too_small(tmp_path):
 
 
 @pytest.mark.lfw
+@pytest.mark.numerics
 def test_batched_detections_equal_the_detectors_own(lfw_dir):
-    """The landmark refinement detects the levelled views of a batch in few forward passes of YuNet and decodes
-    them itself; it must find what FaceAligner(score_threshold=0.5) finds on each image alone."""
+    """The landmark refinement detects the levelled views of a batch in few forward passes of YuNet in
+    onnxruntime and decodes them itself; it must find what FaceAligner(score_threshold=0.5) (OpenCV's cv2.dnn)
+    finds on each image alone, up to float32 rounding."""
     from fiqa.components import geometry
     from fiqa.detect import FaceAligner
     from fiqa.detect.pipeline import FacePipeline
@@ -524,12 +526,14 @@ def test_batched_detections_equal_the_detectors_own(lfw_dir):
         for image, found in zip(images, geometry._detect(images), strict=True):
             expected = aligner.detect(image)
             assert found.shape == expected.shape and len(found) > 0
-            # the same network outputs, decoded with the same float32 operations: landmarks and scores equal
-            np.testing.assert_array_equal(found[:, 4:], expected[:, 4:])
-            # box sizes: float32(exp(double) * stride) on both sides, where the two exps may round to neighbouring
-            # float32 values (one ulp, 2^-23 relative); x = cx - w / 2 inherits half of it and is rounded once more:
-            # at most 2^-23 (|w| + |x|) <= 2^-23 * 2 * 256 for the boxes of images of at most 256 pixels a side
-            np.testing.assert_allclose(found[:, :4], expected[:, :4], rtol=0, atol=2.0 ** -23 * 2 * 256)
+            # the same network in two runtimes, which order each convolution's float32 sums differently, decoded
+            # with the same operations. Measured over 600 views of LFW-dev (onnxruntime against OpenCV, AVX-512):
+            # landmarks within 1.5e-5 px, scores 1.9e-6, boxes 2.3e-5 px (OpenCV held below AVX2: the same). Bounds
+            # of 1e-3 px and 1e-4 leave a factor of 50 or more for other kernels, and stay a thousandth of the
+            # detector's own noise (about 0.3 px at these views' scale)
+            np.testing.assert_allclose(found[:, 4:14], expected[:, 4:14], rtol=0, atol=1e-3)
+            np.testing.assert_allclose(found[:, 14], expected[:, 14], rtol=0, atol=1e-4)
+            np.testing.assert_allclose(found[:, :4], expected[:, :4], rtol=0, atol=1e-3)
 
 
 @pytest.mark.lfw

@@ -30,16 +30,19 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import onnx
+import onnxruntime as ort
 
 from fiqa.core.errors import ModelFileError
 from fiqa.detect.pipeline import face_context
 from fiqa.detect.yunet import NMS_THRESHOLD, TOP_K
+from fiqa.embed.graph import fold_constants
+from fiqa.embed.onnx_runtime import inference_session
 from fiqa.io.model_files import model_path
 
 __all__ = ["FACE_MODEL_MM", "GEOMETRY_COMPONENTS", "HEAD_MM", "POSE_COMPONENTS", "FaceGeometry", "fit_pose",
@@ -96,36 +99,45 @@ class FaceGeometry:
     context_to_source: np.ndarray | None = None
 
 
-# the 96-pixel view with the eyes 24 pixels apart (a view and its mirror: two 96x96 detections, 0.8 ms of CPU; the
-# 128-pixel view was a little more precise and took 1.4 ms). Where the symmetry axis is not trusted: two passes, then
-# secant passes while the eye line reads more than 0.5 degrees off level (at most 6). Chosen on training identities
-# (validate_components.py --part train --sections 2) and the time budget of docs/components.md
+# the 96-pixel view with the eyes 24 pixels apart (a view and its mirror: two 96x96 detections, 0.8 ms of CPU in
+# cv2.dnn, 0.2 ms in onnxruntime; the 128-pixel view was a little more precise and took 1.4 ms in cv2.dnn). Where the
+# symmetry axis is not trusted: two passes, then secant passes while the eye line reads more than 0.5 degrees off level
+# (at most 6). Chosen on training identities (validate_components.py --part train --sections 2) and the time budget of
+# docs/components.md
 _SETTLED, _MAX_PASSES = 0.5, 6
 _MIRROR_ORDER = [1, 0, 2, 4, 3]  # the photo's left eye / mouth corner is listed first again after a flip
 
 # YuNet as fiqa.detect.FaceAligner(score_threshold=0.5) runs it (cv2.FaceDetectorYN: NMS at IoU 0.3, top 5000), but
-# on several images per forward pass of the network: the outputs for an image do not depend on the others in its
-# batch (checked equal bit for bit), and 8 pairs a pass took 0.43 ms a pair against 0.55 one at a time (2 cores;
-# with another job on one of them 0.74 against 1.10; 16 or 32 a pass were no faster). A pair is two images of the
-# batch (a view and its mirror), so 16 images a pass
+# in onnxruntime and on several images per forward pass: the outputs for an image do not depend on the others in
+# its batch. A pair is two images of the batch (a view and its mirror); 16 images a pass
 _SCORE_THRESHOLD = 0.5
 _STRIDES = (8, 16, 32)
 _OUTPUTS = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in _STRIDES]
 _BATCH = 16
-_LOCAL = threading.local()
 
 
-def _network() -> cv2.dnn.Net:
-    """This thread's YuNet network (an OpenCV network is not shared between threads, as FaceAligner's detector)."""
-    network = getattr(_LOCAL, "network", None)
-    if network is None:
-        path = model_path("yunet")
-        try:
-            network = cv2.dnn.readNet(str(path))
-        except cv2.error as exc:
-            raise ModelFileError(f"OpenCV cannot load the YuNet model {str(path)!r}: {exc}") from exc
-        _LOCAL.network = network
-    return network
+@functools.lru_cache(maxsize=1)
+def _session() -> ort.InferenceSession:
+    """YuNet in onnxruntime: its int8 block-quantised weights folded into float32 once
+    (:func:`fiqa.embed.graph.fold_constants`, as for SFace), the images' height and width left free, one intra-op
+    thread that sleeps when idle (it runs between the scoring model's batches). The same network as OpenCV's
+    ``cv2.dnn`` runs for FaceAligner, about 4 times faster on the 96-pixel views (16 a pass: 1.9 ms against 8.3 on
+    one thread); its outputs differ from OpenCV's only by float32 rounding (the two runtimes order each
+    convolution's sums differently; tests/test_components.py bounds the landmarks' difference)."""
+    path = model_path("yunet")
+    try:
+        model = fold_constants(onnx.load(str(path)))
+    except (onnx.checker.ValidationError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"The YuNet model {str(path)!r} cannot be prepared for onnxruntime: {exc}") from exc
+    image = model.graph.input[0].type.tensor_type.shape.dim
+    for axis, name in ((2, "height"), (3, "width")):
+        image[axis].Clear()
+        image[axis].dim_param = name
+    for output in model.graph.output:  # (batch, cells of every image, values): the cells follow the image's size
+        cells = output.type.tensor_type.shape.dim[1]
+        cells.Clear()
+        cells.dim_param = f"{output.name}_cells"
+    return inference_session(model.SerializeToString(), threads=1, spinning=False)
 
 
 def _detect(images: np.ndarray) -> list[np.ndarray]:
@@ -140,18 +152,19 @@ def _detect(images: np.ndarray) -> list[np.ndarray]:
     -------
     list of B ndarrays of shape (n, 15), float32
         What :meth:`fiqa.detect.FaceAligner.detect` gives for each image alone (``cv2.FaceDetectorYN``: box ``x, y,
-        w, h``, five landmarks, score; faces in the order it lists them): landmarks and scores equal bit for bit,
-        the box's size up to the last bit of its exponential (used only to suppress overlapping boxes).
+        w, h``, five landmarks, score; faces in the order it lists them), decoded as OpenCV decodes, from the same
+        network's outputs as onnxruntime computes them (:func:`_session`): equal up to float32 rounding.
     """
     batch, height, width = images.shape[:3]
     pad_y, pad_x = -height % _STRIDES[-1], -width % _STRIDES[-1]  # FaceDetectorYN pads the bottom and right so
     if pad_y or pad_x:
         images = np.pad(images, ((0, 0), (0, pad_y), (0, pad_x), (0, 0)))
-    network, faces = _network(), []
+    session, faces = _session(), []
+    name = session.get_inputs()[0].name
     for start in range(0, batch, _BATCH):
         chunk = images[start:start + _BATCH]
-        network.setInput(chunk.transpose(0, 3, 1, 2).astype(np.float32))  # cv2.dnn.blobFromImage without scaling
-        faces += _decode(network.forward(_OUTPUTS), len(chunk), width + pad_x)
+        blob = np.ascontiguousarray(chunk.transpose(0, 3, 1, 2), dtype=np.float32)  # blobFromImage without scaling
+        faces += _decode(session.run(_OUTPUTS, {name: blob}), len(chunk), width + pad_x)
     return faces
 
 
@@ -376,8 +389,9 @@ def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray) -> np.n
 
     One detection: a second, on the view re-centred and re-scaled by the first's landmarks, made the inter-eye
     distance more precise on training identities (1.05 % against 1.85 % median error under rescaling) and roll a
-    little (0.49 against 0.66 degrees), and cost 0.8 ms more per face, beyond the components' time budget
-    (docs/components.md).
+    little (0.49 against 0.66 degrees), and cost 0.8 ms more per face in cv2.dnn, beyond the components' time budget
+    (docs/components.md); in onnxruntime the detections cost a quarter of that, but a view re-cut from the first
+    view lost most of the gain, and the components do not hold the photo to cut it from again.
 
     YuNet's landmarks follow only part of an in-plane turn (on a face turned by 20 degrees they may read 6) and
     carry a degree or two of noise; the symmetry axis is measured from the whole face's pixels and turns with them
