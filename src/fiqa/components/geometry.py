@@ -100,10 +100,10 @@ class FaceGeometry:
 
 
 # the 96-pixel view with the eyes 24 pixels apart (a view and its mirror: two 96x96 detections, 0.8 ms of CPU in
-# cv2.dnn, 0.2 ms in onnxruntime; the 128-pixel view was a little more precise and took 1.4 ms in cv2.dnn). Where the
-# symmetry axis is not trusted: two passes, then secant passes while the eye line reads more than 0.5 degrees off level
-# (at most 6). Chosen on training identities (validate_components.py --part train --sections 2) and the time budget of
-# docs/components.md
+# cv2.dnn when chosen, about 0.25 ms in onnxruntime; the 128-pixel view was a little more precise and took 1.4 ms in
+# cv2.dnn). Where the symmetry axis is not trusted: two passes, then secant passes while the eye line reads more than
+# 0.5 degrees off level (at most 6). Chosen on training identities (validate_components.py --part train --sections 2)
+# and the time budget of docs/components.md
 _SETTLED, _MAX_PASSES = 0.5, 6
 _MIRROR_ORDER = [1, 0, 2, 4, 3]  # the photo's left eye / mouth corner is listed first again after a flip
 
@@ -119,25 +119,27 @@ _BATCH = 16
 @functools.lru_cache(maxsize=1)
 def _session() -> ort.InferenceSession:
     """YuNet in onnxruntime: its int8 block-quantised weights folded into float32 once
-    (:func:`fiqa.embed.graph.fold_constants`, as for SFace), the images' height and width left free, one intra-op
-    thread that sleeps when idle (it runs between the scoring model's batches). The same network as OpenCV's
-    ``cv2.dnn`` runs for FaceAligner, about 4 times faster on the 96-pixel views (16 a pass: 1.9 ms against 8.3 on
-    one thread); its outputs differ from OpenCV's only by float32 rounding (the two runtimes order each
-    convolution's sums differently; tests/test_components.py bounds the landmarks' difference)."""
-    path = model_path("yunet")
+    (:func:`fiqa.embed.graph.fold_constants`, as for SFace), the images' height and width left free, run on the
+    calling thread (one intra-op thread: between the scoring model's batches, beside nothing). The same network as
+    OpenCV's ``cv2.dnn`` runs for FaceAligner, about 4 times faster on the 96-pixel views (16 a pass: 1.9 ms against
+    8.3 on one thread); its outputs differ from OpenCV's only by float32 rounding (the two runtimes order each
+    convolution's sums differently; tests/test_components.py bounds the landmarks' difference). One session serves
+    every thread (onnxruntime's ``run`` is thread-safe)."""
+    path = model_path("yunet")  # its SHA-256 checked: a failure below is of this onnx / onnxruntime, not the file
     try:
         model = fold_constants(onnx.load(str(path)))
-    except (onnx.checker.ValidationError, ValueError, KeyError) as exc:
-        raise ModelFileError(f"The YuNet model {str(path)!r} cannot be prepared for onnxruntime: {exc}") from exc
-    image = model.graph.input[0].type.tensor_type.shape.dim
-    for axis, name in ((2, "height"), (3, "width")):
-        image[axis].Clear()
-        image[axis].dim_param = name
-    for output in model.graph.output:  # (batch, cells of every image, values): the cells follow the image's size
-        cells = output.type.tensor_type.shape.dim[1]
-        cells.Clear()
-        cells.dim_param = f"{output.name}_cells"
-    return inference_session(model.SerializeToString(), threads=1, spinning=False)
+        image = model.graph.input[0].type.tensor_type.shape.dim
+        for axis, name in ((2, "height"), (3, "width")):
+            image[axis].Clear()
+            image[axis].dim_param = name
+        for output in model.graph.output:  # (1, the cells of each image of the batch in turn, values)
+            cells = output.type.tensor_type.shape.dim[1]
+            cells.Clear()
+            cells.dim_param = f"{output.name}_cells"
+        return inference_session(model.SerializeToString(), threads=1)
+    except Exception as exc:  # onnx and onnxruntime raise several private exception types
+        raise ModelFileError(f"The YuNet model {str(path)!r} cannot be run in this onnxruntime (onnx "
+                             f"{onnx.__version__}, onnxruntime {ort.__version__}): {exc}") from None
 
 
 def _detect(images: np.ndarray) -> list[np.ndarray]:
