@@ -1,4 +1,4 @@
-"""A face shrunk many times into the 112-pixel crop (a phone's selfie): bilinear alone against a block mean first.
+"""A face shrunk many times into the crop and the view (a phone's selfie): bilinear alone against a block mean first.
 
     .venv/bin/python -m studies.study_high_resolution --photos 60 --random-state 0
 
@@ -65,17 +65,17 @@ def _enlarged(photo: np.ndarray, k: int, sigma: float, rng: np.random.Generator)
 def _geometry(faces: list[FaceCrop]) -> dict[str, np.ndarray]:
     """Roll, yaw and inter-eye distance of each face (NaN where none was found)."""
     found = [face for face in faces if face.ok]
-    table = compute_components(np.stack([face.crop for face in found]), found)
     ok = np.array([face.ok for face in faces])
-    out = {}
-    for name in ("head_pose_roll", "head_pose_yaw", "inter_eye_distance"):
-        out[name] = np.full(len(faces), np.nan)
-        out[name][ok] = table.column(name, raw=True)
+    out = {name: np.full(len(faces), np.nan) for name in ("head_pose_roll", "head_pose_yaw", "inter_eye_distance")}
+    if found:
+        table = compute_components(np.stack([face.crop for face in found]), found)
+        for name in out:
+            out[name][ok] = table.column(name, raw=True)
     return out
 
 
 def _view_rows(photos: list[np.ndarray], pipeline: FacePipeline, random_state: int) -> list[tuple[object, ...]]:
-    """Section 2: per (k, grain, resampling), the median change and the share within the issue's bars (roll 1
+    """Section 2: per (k, grain, resampling), the median change and the share within issue 23's bars (roll 1
     degree, yaw 2 degrees, inter-eye distance 3 %) against the photo as it is, and the faces compared."""
     rng = np.random.default_rng([random_state, 2])
     base = _geometry([pipeline.process(photo, views=True) for photo in photos])

@@ -508,7 +508,7 @@ def test_components_on_photos_without_a_face_or_too_small(tmp_path):
 
 @pytest.mark.lfw
 @pytest.mark.numerics
-def test_batched_detections_equal_the_detectors_own(lfw_dir):
+def test_batched_detections_match_the_detectors_own(lfw_dir):
     """The landmark refinement detects the levelled views of a batch in few forward passes of YuNet in
     onnxruntime and decodes them itself; it must find what FaceAligner(score_threshold=0.5) (OpenCV's cv2.dnn)
     finds on each image alone, up to float32 rounding."""

@@ -98,9 +98,9 @@ def _smooth_photo(seed: int, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(125 + 65 * field / np.abs(field).max(), 0, 255).astype(np.uint8)
 
 
-def _bilinear(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    return cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+def _bilinear(image: np.ndarray, matrix: np.ndarray, side: int = CROP_SIZE) -> np.ndarray:
+    return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0)
 
 
 @pytest.mark.parametrize("scale", [0.501, 0.51, 0.9, 1.0, 1.7, 3.0])
@@ -187,9 +187,7 @@ def test_the_upright_view_is_resampled_as_the_crop():
     rounding = ((k / s0 + 1) + (1 / s0 + 1)) * math.sqrt(2) * 700 * 2.0 ** -24  # the photo map: k x its 700 / k
     assert np.allclose(to_big[:, :2], k * to_photo[:, :2], rtol=0, atol=1e-12)
     assert np.allclose(to_big[:, 2], k * to_photo[:, 2] + (k - 1) / 2.0, rtol=0, atol=rounding)
-    to_view = cv2.invertAffineTransform(to_big)
-    plain = cv2.warpAffine(big, to_view, (CONTEXT_SIDE, CONTEXT_SIDE), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT)
+    plain = _bilinear(big, cv2.invertAffineTransform(to_big), CONTEXT_SIDE)
     assert np.abs(plain.astype(int) - view.astype(int)).max() > 2 * step / 32 + 1
 
 

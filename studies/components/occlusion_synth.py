@@ -262,7 +262,8 @@ def _cast_shadow(rng: np.random.Generator) -> np.ndarray:
     any angle, the shadow 30-70 % of each period) or foliage (the shade of a smooth random field, 30-80 % of the
     crop, the rest flecks of light), its edges softened by :data:`SHADOW_PENUMBRA`, the shadowed light cut by
     :data:`SHADOW_DEPTH`. Light through a blind drew occlusion advice on 71-98 % of the tuning faces at a depth of
-    0.7 (``validate_occlusion.py --part tuning``, the study's own shadows drawn with Pillow)."""
+    0.7 with the model trained before these shadows, 0.7-1.3 % with the one trained with them
+    (``validate_occlusion.py --part tuning``, the study's own shadows drawn with Pillow)."""
     if rng.random() < 2.0 / 3.0:
         period = float(np.exp(rng.uniform(*np.log(SHADOW_PERIOD))))
         angle = rng.uniform(0.0, np.pi)

@@ -17,8 +17,7 @@ on the 2-core development machine (one thread; needs ~10 GB of memory at 12 samp
    occluders painted with exact coverage masks, plus capture nuisances labelled as not occluded (alignment jitter,
    shadows cast by a blind or foliage, the light and the camera's response: colour casts (a white balance off),
    side light, veiling glare or haze, exposure gains up to 4x with clipping, tone curves and contrast compression;
-   and
-   ``fiqa.augment.degrade.DEGRADATIONS`` only; no evaluation degradation is drawn).
+   and ``fiqa.augment.degrade.DEGRADATIONS`` only; no evaluation degradation is drawn).
 3. ``fiqa.components.occlusion.cell_features`` describes each 8x8 cell; a small perceptron (two ReLU layers and a
    learned per-cell offset) is fitted to each cell's covered fraction with a cross-entropy loss (PyTorch, Adam).
 4. The card records the data, the command, the parameters, the seed, the weights' SHA-256 and a validation on

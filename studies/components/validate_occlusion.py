@@ -169,7 +169,7 @@ SHADOWS = {"shadow: blinds 8 px": 8, "shadow: blinds 14 px": 14, "shadow: blinds
 (bands 8, 14 or 24 pixels apart, at an angle drawn per face: one face gets the same angle in the three rows) or
 through leaves (shade with flecks of sunlight; 0), at depth 0.7 x severity. They cover nothing: every occlusion
 component should stay put."""
-SHADOW_DEPTH = 0.7
+SHADOW_CUT = 0.7
 
 
 def cast_shadow(crop: np.ndarray, kind: str, severity: float, seed: int) -> np.ndarray:
@@ -196,7 +196,7 @@ def cast_shadow(crop: np.ndarray, kind: str, severity: float, seed: int) -> np.n
             half = rng.uniform(16, 48, 2)
             draw.ellipse([x - half[0], y - half[1], x + half[0], y + half[1]], fill=0)
     shadow = mask.resize((CROP_SIZE, CROP_SIZE), Image.Resampling.BOX).filter(ImageFilter.GaussianBlur(1.5))
-    gain = 1.0 - SHADOW_DEPTH * severity * np.asarray(shadow, np.float64)[..., None] / 255.0
+    gain = 1.0 - SHADOW_CUT * severity * np.asarray(shadow, np.float64)[..., None] / 255.0
     return np.clip(np.rint(crop * gain), 0, 255).astype(np.uint8)
 
 
@@ -392,11 +392,11 @@ def report(result: dict[str, object], command: str) -> str:
             lines.append(f"| {factor} | {name} | " + " | ".join(f"{v:.3f}" for v in row[name]) + " |")
     advised = result["shadow_advice_share"]
     assert isinstance(advised, dict)
-    lines += ["", f"Cast shadows (`cast_shadow`, written for this study with Pillow; depth {SHADOW_DEPTH:g} x "
+    lines += ["", f"Cast shadows (`cast_shadow`, written for this study with Pillow; depth {SHADOW_CUT:g} x "
               "severity): the share of faces given occlusion advice by the enrolment profile (`remove_eyewear`, "
               "`uncover_mouth` or `uncover_face`). A shadow covers nothing: the share should stay at the clean "
               "faces' level.", "",
-              "| shadow | " + " | ".join(f"depth {SHADOW_DEPTH * s:.2f}" for s in SEVERITIES[::2]) + " |",
+              "| shadow | " + " | ".join(f"depth {SHADOW_CUT * s:.2f}" for s in SEVERITIES[::2]) + " |",
               "|---|" + "---:|" * len(SEVERITIES[::2])]
     for kind, row in advised.items():
         lines.append(f"| {kind} | " + " | ".join(f"{100 * v:.1f} %" for v in row[::2]) + " |")

@@ -32,18 +32,18 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import onnx
-import onnxruntime as ort
 
 from fiqa.core.errors import ModelFileError
 from fiqa.detect.pipeline import face_context
 from fiqa.detect.yunet import NMS_THRESHOLD, TOP_K
-from fiqa.embed.graph import fold_constants
-from fiqa.embed.onnx_runtime import inference_session
 from fiqa.io.model_files import model_path
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 __all__ = ["FACE_MODEL_MM", "GEOMETRY_COMPONENTS", "HEAD_MM", "POSE_COMPONENTS", "FaceGeometry", "fit_pose",
            "geometry_values", "geometry_values_batch", "refine_landmarks", "refine_landmarks_batch", "symmetry_roll"]
@@ -109,7 +109,8 @@ _MIRROR_ORDER = [1, 0, 2, 4, 3]  # the photo's left eye / mouth corner is listed
 
 # YuNet as fiqa.detect.FaceAligner(score_threshold=0.5) runs it (cv2.FaceDetectorYN: NMS at IoU 0.3, top 5000), but
 # in onnxruntime and on several images per forward pass: the outputs for an image do not depend on the others in
-# its batch. A pair is two images of the batch (a view and its mirror); 16 images a pass
+# its batch (test_batched_refinement_equals_one_face_at_a_time). A pair is two images of the batch (a view and its
+# mirror); 16 images a pass (onnxruntime, one thread: 0.11 ms an image at 8, 16 or 32 a pass, 0.14 at 64)
 _SCORE_THRESHOLD = 0.5
 _STRIDES = (8, 16, 32)
 _OUTPUTS = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in _STRIDES]
@@ -119,12 +120,18 @@ _BATCH = 16
 @functools.lru_cache(maxsize=1)
 def _session() -> ort.InferenceSession:
     """YuNet in onnxruntime: its int8 block-quantised weights folded into float32 once
-    (:func:`fiqa.embed.graph.fold_constants`, as for SFace), the images' height and width left free, run on the
-    calling thread (one intra-op thread: between the scoring model's batches, beside nothing). The same network as
-    OpenCV's ``cv2.dnn`` runs for FaceAligner, about 4 times faster on the 96-pixel views (16 a pass: 1.9 ms against
-    8.3 on one thread); its outputs differ from OpenCV's only by float32 rounding (the two runtimes order each
-    convolution's sums differently; tests/test_components.py bounds the landmarks' difference). One session serves
-    every thread (onnxruntime's ``run`` is thread-safe)."""
+    (:func:`fiqa.embed.graph.fold_constants`, as for SFace), the images' height and width left free, one intra-op
+    thread (the session computes on the thread that calls it, between the scoring model's batches). The same network
+    as OpenCV's ``cv2.dnn`` runs for FaceAligner, about 4 times faster on the 96-pixel views (16 a pass: 1.9 ms
+    against 8.3 on one thread); its outputs differ from OpenCV's only by float32 rounding (the two runtimes order
+    each convolution's sums differently; tests/test_components.py bounds the landmarks' difference). One session
+    serves every thread (onnxruntime's ``run`` is thread-safe)."""
+    import onnx  # here, not at the top: importing the components loads neither
+    import onnxruntime
+
+    from fiqa.embed.graph import fold_constants
+    from fiqa.embed.onnx_runtime import inference_session
+
     path = model_path("yunet")  # its SHA-256 checked: a failure below is of this onnx / onnxruntime, not the file
     try:
         model = fold_constants(onnx.load(str(path)))
@@ -139,7 +146,7 @@ def _session() -> ort.InferenceSession:
         return inference_session(model.SerializeToString(), threads=1)
     except Exception as exc:  # onnx and onnxruntime raise several private exception types
         raise ModelFileError(f"The YuNet model {str(path)!r} cannot be run in this onnxruntime (onnx "
-                             f"{onnx.__version__}, onnxruntime {ort.__version__}): {exc}") from None
+                             f"{onnx.__version__}, onnxruntime {onnxruntime.__version__}): {exc}") from None
 
 
 def _detect(images: np.ndarray) -> list[np.ndarray]:
