@@ -178,14 +178,17 @@ def test_the_upright_view_is_resampled_as_the_crop():
     assert view is not None and big_view is not None and view.shape == (CONTEXT_SIDE, CONTEXT_SIDE, 3)
     step = max(int(np.abs(np.diff(photo.astype(int), axis=axis)).max()) for axis in (0, 1))
     assert np.abs(big_view.astype(int) - view.astype(int)).max() <= 2 * step / 32 + 1
-    # the maps back agree: to_big = k to_photo + (k - 1) / 2. The linear parts up to float64 rounding. The
+    # the maps back agree: to_big = k to_photo + (k - 1) / 2. The linear parts, (distance / 24) R(angle)^T, up to
+    # float64 rounding: each entry (at most k / s0 < 7) comes from the landmarks through about 16 roundings on either
+    # side (the differences, hypot, atan2, the degree conversions, cos or sin, the scale, the determinant, its
+    # reciprocal, a product; and the photo's times k): within 2 x 16 x 2^-53 x 7. The
     # translations also carry the face centre c's rounding to float32 (getRotationMatrix2D takes a Point2f), e with
     # |e_i| <= |c_i| 2^-24: the forward map's translation moves by (I - A) e, the inverse's by (A^-1 - I) e, at most
     # (1 / s + 1) sqrt(2) max|c_i| 2^-24 for a map of scale s; the enlarged map (s = s0 / k, c under 700) and k times
     # the photo's (s0, c under 700 / k)
     s0 = CONTEXT_EYES / float(np.hypot(*(landmarks[1] - landmarks[0])))
     rounding = ((k / s0 + 1) + (1 / s0 + 1)) * math.sqrt(2) * 700 * 2.0 ** -24  # the photo map: k x its 700 / k
-    assert np.allclose(to_big[:, :2], k * to_photo[:, :2], rtol=0, atol=1e-12)
+    assert np.allclose(to_big[:, :2], k * to_photo[:, :2], rtol=0, atol=2 * 16 * 2.0 ** -53 * 7)
     assert np.allclose(to_big[:, 2], k * to_photo[:, 2] + (k - 1) / 2.0, rtol=0, atol=rounding)
     plain = _bilinear(big, cv2.invertAffineTransform(to_big), CONTEXT_SIDE)
     assert np.abs(plain.astype(int) - view.astype(int)).max() > 2 * step / 32 + 1

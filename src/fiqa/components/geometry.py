@@ -117,9 +117,10 @@ _OUTPUTS = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for str
 _BATCH = 16
 
 
-@functools.lru_cache(maxsize=1)
-def _session() -> ort.InferenceSession:
-    """YuNet in onnxruntime: its int8 block-quantised weights folded into float32 once
+@functools.lru_cache(maxsize=4)
+def _session(threads: int = 1, optimization: str = "all") -> ort.InferenceSession:
+    """YuNet in onnxruntime (by default as the refinement runs it; other settings for the spread study,
+    ``studies/components/detection_spread.py``): its int8 block-quantised weights folded into float32 once
     (:func:`fiqa.embed.graph.fold_constants`, as for SFace), the images' height and width left free, one intra-op
     thread (the session computes on the thread that calls it, between the scoring model's batches). The same network
     as OpenCV's ``cv2.dnn`` runs for FaceAligner, about 4 times faster on the 96-pixel views (16 a pass: 1.9 ms
@@ -143,19 +144,21 @@ def _session() -> ort.InferenceSession:
             cells = output.type.tensor_type.shape.dim[1]
             cells.Clear()
             cells.dim_param = f"{output.name}_cells"
-        return inference_session(model.SerializeToString(), threads=1)
+        return inference_session(model.SerializeToString(), threads=threads, optimization=optimization)
     except Exception as exc:  # onnx and onnxruntime raise several private exception types
         raise ModelFileError(f"The YuNet model {str(path)!r} cannot be run in this onnxruntime (onnx "
                              f"{onnx.__version__}, onnxruntime {onnxruntime.__version__}): {exc}") from None
 
 
-def _detect(images: np.ndarray) -> list[np.ndarray]:
+def _detect(images: np.ndarray, session: ort.InferenceSession | None = None) -> list[np.ndarray]:
     """The faces YuNet finds on each of B images of one size, in few forward passes.
 
     Parameters
     ----------
     images : ndarray of shape (B, H, W, 3), uint8, BGR
         Sides from 33 to 640 pixels (FaceAligner pads smaller images and shrinks larger ones before detecting).
+    session : onnxruntime.InferenceSession, optional
+        YuNet as :func:`_session` makes it; by default the refinement's (one thread, every graph optimisation).
 
     Returns
     -------
@@ -168,7 +171,7 @@ def _detect(images: np.ndarray) -> list[np.ndarray]:
     pad_y, pad_x = -height % _STRIDES[-1], -width % _STRIDES[-1]  # FaceDetectorYN pads the bottom and right so
     if pad_y or pad_x:
         images = np.pad(images, ((0, 0), (0, pad_y), (0, pad_x), (0, 0)))
-    session, faces = _session(), []
+    session, faces = session or _session(), []
     name = session.get_inputs()[0].name
     for start in range(0, batch, _BATCH):
         chunk = images[start:start + _BATCH]
