@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from fiqa.components import (
     ADVICE,
     COMPONENTS,
+    ComponentTable,
     FaceGeometry,
     ProfileError,
     advise,
@@ -455,6 +456,20 @@ def test_advice_fires_on_raw_thresholds(tmp_path):
     codes = advise(compute_components(np.concatenate([dark, bright])), load_profile(path))
     assert codes == [["too_dark"], []]  # each code once, though both rules fire for the dark face
     assert all(code in ADVICE for code in load_profile().to_dict()["rules"][0].values() if code in ADVICE)
+
+
+def test_move_back_overrules_move_closer():
+    """A head taller than the photo with its eyes close in it (turned, or too few pixels) is told to move back,
+    never also to move closer; either alone is told as the profile says, and other codes stay."""
+    names = tuple(COMPONENTS)
+    raw = np.full((4, len(names)), np.nan)
+    eyes, head, yaw = (names.index(n) for n in ("inter_eye_distance", "head_size", "head_pose_yaw"))
+    raw[:, [eyes, head, yaw]] = [[40.0, 1.2, 50.0],   # both fire: move_back only
+                                 [40.0, 0.5, 0.0],    # eyes close, head inside the photo: move_closer
+                                 [100.0, 1.2, 0.0],   # eyes far apart, head overflowing: move_back
+                                 [100.0, 0.5, 0.0]]   # neither
+    table = ComponentTable(names, raw, np.full_like(raw, np.nan), np.full(raw.shape, "", dtype=object))
+    assert advise(table, load_profile()) == [["move_back", "face_the_camera"], ["move_closer"], ["move_back"], []]
 
 
 @pytest.mark.lfw

@@ -4,9 +4,10 @@ A profile is a small TOML file: a ``name``, a ``description``, and ``[[rule]]`` 
 code (:data:`ADVICE`), a ``component`` (:data:`fiqa.components.COMPONENTS`) and a ``min`` and/or ``max`` on the
 component's raw value (its unit: ``fiqa.components.COMPONENTS[name].unit``). A rule fires when the raw value is
 below ``min`` or above ``max``; a NaN raw value fires nothing. Advice codes are listed once per face, in the order
-of the profile's rules. The shipped default is ``profiles/enrolment.toml`` (a selfie or enrolment capture);
-``load_profile(path)`` reads a user's own, strictly: an unknown key, code or component, or a threshold that is
-not a finite number, is an error naming the file and the rule.
+of the profile's rules, less a code another of the face's codes overrules (:data:`OVERRULED`). The shipped default
+is ``profiles/enrolment.toml`` (a selfie or enrolment capture); ``load_profile(path)`` reads a user's own,
+strictly: an unknown key, code or component, or a threshold that is not a finite number, is an error naming the
+file and the rule.
 
 >>> profile = load_profile()
 >>> profile.name
@@ -28,7 +29,7 @@ from fiqa.components.measure import COMPONENTS, ComponentTable
 from fiqa.core.errors import FIQAError
 from fiqa.core.params import Interval, is_valid
 
-__all__ = ["ADVICE", "AdviceProfile", "AdviceRule", "ProfileError", "advise", "load_profile"]
+__all__ = ["ADVICE", "OVERRULED", "AdviceProfile", "AdviceRule", "ProfileError", "advise", "load_profile"]
 
 ADVICE: dict[str, str] = {
     "too_dark": "The face is too dark: add light in front of the face.",
@@ -50,6 +51,16 @@ ADVICE: dict[str, str] = {
     "several_faces": "More than one face is in the photo: only one person should be in the frame.",
 }
 """Advice code -> one line of English for the person in front of the camera. Codes are stable; texts may change."""
+
+OVERRULED: dict[str, str] = {
+    "move_closer": "move_back",
+}
+"""Advice code -> the code that overrules it: a face given both gets the second only, whatever the profile's rules.
+A head that already fills more than the photo (``move_back``) cannot be brought closer without being cut off more,
+so ``move_closer`` (too few pixels between the eyes) is not told with it: there the eyes are close in the photo
+because the head is turned (foreshortened: ``face_the_camera``) or because the photo holds too few pixels for a
+whole head at that eye distance, which no move of the person mends. Told both, a person at a kiosk would step
+back and forth (an LFW-dev photo of a head turned by 53 degrees got both)."""
 
 
 class ProfileError(FIQAError, ValueError):
@@ -154,10 +165,11 @@ def load_profile(path: str | os.PathLike | None = None) -> AdviceProfile:
 
 
 def advise(components: ComponentTable, profile: AdviceProfile) -> list[list[str]]:
-    """Advice codes for each face (each code once, in the order of the profile's rules)."""
+    """Advice codes for each face (each code once, in the order of the profile's rules, less those another of the
+    face's codes overrules: :data:`OVERRULED`)."""
     codes: list[list[str]] = [[] for _ in range(len(components))]
     for rule in profile.rules:
         for i in np.flatnonzero(rule.fires(components.column(rule.component, raw=True))):
             if rule.advice not in codes[i]:
                 codes[i].append(rule.advice)
-    return codes
+    return [[code for code in face if OVERRULED.get(code) not in face] for face in codes]
