@@ -406,8 +406,9 @@ def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray) -> np.n
     One detection: a second, on the view re-centred and re-scaled by the first's landmarks, made the inter-eye
     distance more precise on training identities (1.05 % against 1.85 % median error under rescaling) and roll a
     little (0.49 against 0.66 degrees), and cost 0.8 ms more per face in cv2.dnn, beyond the components' time budget
-    (docs/components.md); in onnxruntime the detections cost a quarter of that, but a view re-cut from the first
-    view lost most of the gain, and the components do not hold the photo to cut it from again.
+    (docs/components.md). In onnxruntime, with the second view re-cut from the first (one detection, then a view and
+    its mirror, then the settling), the mirrored yaw and the eye distance gain 13-14 points on training identities,
+    but the extra detection and cut cost about 0.25 ms a face, x1.26 of scoring (docs/components.md).
 
     YuNet's landmarks follow only part of an in-plane turn (on a face turned by 20 degrees they may read 6) and
     carry a degree or two of noise; the symmetry axis is measured from the whole face's pixels and turns with them
