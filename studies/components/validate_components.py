@@ -31,7 +31,7 @@ from fiqa.augment.degrade import EVALUATION_DEGRADATIONS, degrade
 from fiqa.components import COMPONENTS, compute_components
 from fiqa.components.capture import MOTION_THRESHOLD_DB, capture_values, luminance
 from fiqa.components.compression import route_features
-from fiqa.components.geometry import FACE_MODEL_MM, fit_pose
+from fiqa.components.geometry import FACE_MODEL_MM, REFINEMENT_PASSES, fit_pose
 from fiqa.core.identities import split_identities
 from fiqa.detect.pipeline import FacePipeline
 
@@ -283,11 +283,11 @@ def validity_section(crops: np.ndarray) -> list[str]:
 
 
 # ---- geometry ----
-def _detect(pipeline: FacePipeline, image: np.ndarray):
+def _detect(pipeline: FacePipeline, image: np.ndarray, passes: int = 1):
     face = pipeline.process(image, views=True)
     if not face.ok:
         return None
-    return face, compute_components(face.crop[None], [face])
+    return face, compute_components(face.crop[None], [face], refinement_passes=passes)
 
 
 def _raw(result, name: str) -> float:
@@ -304,7 +304,7 @@ def _rotate(image: np.ndarray, angle: float) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT)
 
 
-def geometry_section(photos: list[Path], others: list[Path]) -> list[str]:
+def geometry_section(photos: list[Path], others: list[Path], passes: int = 1) -> list[str]:
     pipeline = FacePipeline()
     roll_errors, mirror_errors, scale_errors, roll_turned = [], [], [], []
     by_factor: dict[float, list[float]] = {}
@@ -313,36 +313,36 @@ def geometry_section(photos: list[Path], others: list[Path]) -> list[str]:
     frontal = 0
     for index, path in enumerate(photos):
         image = cv2.imread(str(path))
-        base = _detect(pipeline, image)
+        base = _detect(pipeline, image, passes)
         if base is None:
             continue
         if abs(_raw(base, "head_pose_yaw")) > 15:  # turned faces: roll only (their symmetry is weaker)
             turned_base = _raw(base, "head_pose_roll")
             for angle in (-40, -20, 20, 40):
-                turned = _detect(pipeline, _rotate(image, angle))
+                turned = _detect(pipeline, _rotate(image, angle), passes)
                 if turned is not None:
                     roll_turned.append((_raw(turned, "head_pose_roll") - turned_base) - (-angle))
             continue  # the other transforms: near-frontal photos, what a capture gate sees
         frontal += 1
-        base_roll = _raw(_detect(pipeline, _rotate(image, 0.0)) or base, "head_pose_roll")
+        base_roll = _raw(_detect(pipeline, _rotate(image, 0.0), passes) or base, "head_pose_roll")
         for angle in (-40, -30, -20, -10, 10, 20, 30, 40):
-            turned = _detect(pipeline, _rotate(image, angle))
+            turned = _detect(pipeline, _rotate(image, angle), passes)
             if turned is not None:  # a clockwise turn on the screen is a positive roll
                 roll_errors.append((_raw(turned, "head_pose_roll") - base_roll) - (-angle))
-        mirrored = _detect(pipeline, cv2.flip(image, 1))
+        mirrored = _detect(pipeline, cv2.flip(image, 1), passes)
         if mirrored is not None:
             mirror_errors.append(_raw(mirrored, "head_pose_yaw") + _raw(base, "head_pose_yaw"))
         for factor in (0.5, 0.75, 1.5, 2.0):
             size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
             scaled = _detect(pipeline, cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1
-                                                  else cv2.INTER_CUBIC))
+                                                  else cv2.INTER_CUBIC), passes)
             if scaled is not None:
                 ratio = _raw(scaled, "inter_eye_distance") / _raw(base, "inter_eye_distance")
                 scale_errors.append(ratio / (size[0] / image.shape[1]) - 1.0)
                 by_factor.setdefault(factor, []).append(abs(scale_errors[-1]))
         landmarks = base[0].landmarks
         cut = int(round(landmarks[1, 0] + 0.35 * _raw(base, "inter_eye_distance")))
-        cropped = _detect(pipeline, np.ascontiguousarray(image[:, :cut]))
+        cropped = _detect(pipeline, np.ascontiguousarray(image[:, :cut]), passes)
         if cropped is not None and all(_raw(base, m) >= 0 for m in ("crop_left", "crop_right", "margin_above",
                                                                      "margin_below")):
             crop_cases["n"] += 1
@@ -350,7 +350,7 @@ def geometry_section(photos: list[Path], others: list[Path]) -> list[str]:
                 crop_cases[margin] += _raw(cropped, margin) < 0
         other = cv2.imread(str(others[index % len(others)]))
         other = cv2.resize(other, (image.shape[1], image.shape[0]))
-        pair = _detect(pipeline, np.hstack([image, other]))
+        pair = _detect(pipeline, np.hstack([image, other]), passes)
         if pair is not None:
             second.append(_raw(pair, "single_face_present"))
     roll, mirror, scale, turned_roll = (np.abs(np.array(v)) for v in (roll_errors, mirror_errors, scale_errors,
@@ -410,7 +410,7 @@ def _moved(yaw: float, pitch: float) -> np.ndarray:
     return (model[:, :2] - model[:, :2].mean(axis=0)) - (FACE_MODEL_MM[:, :2] - FACE_MODEL_MM[:, :2].mean(axis=0))
 
 
-def pose_section(photos: list[Path]) -> list[str]:
+def pose_section(photos: list[Path], passes: int = 1) -> list[str]:
     pipeline = FacePipeline()
     turns = (-30, -20, -10, 0, 10, 20, 30)
     monotone = {"yaw": [], "pitch": []}
@@ -419,7 +419,7 @@ def pose_section(photos: list[Path]) -> list[str]:
     used = 0
     for path in photos:
         image = cv2.imread(str(path))
-        base = _detect(pipeline, image)
+        base = _detect(pipeline, image, passes)
         if base is None or abs(_raw(base, "head_pose_yaw")) > 8 or abs(_raw(base, "head_pose_roll")) > 8:
             continue
         used += 1
@@ -430,14 +430,14 @@ def pose_section(photos: list[Path]) -> list[str]:
             for angle in turns:
                 target = landmarks + _moved(angle if axis == "yaw" else 0.0, angle if axis == "pitch" else 0.0) * scale
                 warped[angle] = _warp_to(image, landmarks, target) if angle else image
-                result = _detect(pipeline, warped[angle])
+                result = _detect(pipeline, warped[angle], passes)
                 estimates.append(_raw(result, f"head_pose_{axis}") if result is not None else math.nan)
             values = np.array(estimates)
             if np.all(np.isfinite(values)):
                 monotone[axis].append(spearmanr(turns, values).statistic)
                 slopes[axis].append(np.polyfit(turns, values - values[3], 1)[0])
                 if axis == "yaw":  # the 20-degree turn, mirrored
-                    mirrored = _detect(pipeline, cv2.flip(warped[20], 1))
+                    mirrored = _detect(pipeline, cv2.flip(warped[20], 1), passes)
                     if mirrored is not None:
                         mirror_gap.append(_raw(mirrored, "head_pose_yaw") + values[turns.index(20)])
     lines = ["## 3. Pose on landmark-warped synthetic turns", "",
@@ -497,22 +497,29 @@ def main() -> None:
     parser.add_argument("--sections", default="1b23", help="which sections to run (default all: 1b23)")
     parser.add_argument("--part", choices=("test", "train"), default="test",
                         help="identities: the held-apart half (reported) or the training half (for choosing settings)")
+    parser.add_argument("--refinement-passes", type=int, choices=REFINEMENT_PASSES, default=1,
+                        help="the landmark refinement's passes for sections 2 and 3 (compute_components)")
     parser.add_argument("--out", type=Path, default=REPO / "studies" / "results" / "components_validity.md")
     args = parser.parse_args()
     started = time.time()
     photos, crops = held_apart_crops(args.lfw, args.faces, args.random_state, args.part)
     lines = ["# Quality components: validity on held-apart LFW-dev identities", "",
              f"Command: `.venv/bin/python -m studies.components.validate_components --faces {args.faces} --photos "
-             f"{args.photos} --random-state {args.random_state}` (identity split "
-             f"`split_identities(test_fraction=0.5, random_state={args.random_state})`, test half only).", ""]
+             f"{args.photos} --random-state {args.random_state}"
+             + (f" --sections {args.sections}" if args.sections != "1b23" else "")
+             + (f" --refinement-passes {args.refinement_passes}" if args.refinement_passes != 1 else "")
+             + (f" --part {args.part}" if args.part != "test" else "")
+             + f"` (identity split `split_identities(test_fraction=0.5, random_state={args.random_state})`, "
+             f"{'test' if args.part == 'test' else 'training'} half only).", ""]
     if "1" in args.sections:
         lines += validity_section(crops)
     if "b" in args.sections:
         lines += photo_compression_section(photos[:args.photos])
     if "2" in args.sections:
-        lines += geometry_section(photos[:args.photos], photos[args.photos:2 * args.photos])
+        lines += geometry_section(photos[:args.photos], photos[args.photos:2 * args.photos],
+                                  args.refinement_passes)
     if "3" in args.sections:
-        lines += pose_section(photos[:args.photos])
+        lines += pose_section(photos[:args.photos], args.refinement_passes)
     lines += [f"Ran in {time.time() - started:.0f} s."]
     write_report(args.out, lines)
 

@@ -200,7 +200,8 @@ def _geometry(face: FaceCrop | None) -> FaceGeometry:
                         face.context_to_source)
 
 
-def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | None = None) -> ComponentTable:
+def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | None = None, *,
+                       refinement_passes: int = 1) -> ComponentTable:
     """Every component of B aligned faces.
 
     Parameters
@@ -211,6 +212,10 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
         What detection found for each face (:class:`fiqa.detect.pipeline.FaceCrop`): landmarks, boxes and the
         photo's size for the pose and geometry components, the face region at the photo's pixel grid for
         ``compression_artifacts``. Without it (pre-aligned crops) pose and geometry are NaN with a reason.
+    refinement_passes : int
+        The landmark refinement's passes (:data:`fiqa.components.geometry.REFINEMENT_PASSES`): 1, the default, or 2
+        for a more precise eye distance and yaw at about 0.3 ms a face more (``refine_landmarks``); only the pose
+        and geometry components depend on it.
 
     Returns
     -------
@@ -227,7 +232,8 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
     reason = np.full((n, len(names)), "", dtype=object)
     luma = luminance(crops)  # (B, 112, 112): each crop's as alone
     occlusion, occlusion_reasons, covered = occlusion_measures(crops, luma=luma)
-    geometry = geometry_values_batch([_geometry(None if faces is None else faces[i]) for i in range(n)])
+    geometry = geometry_values_batch([_geometry(None if faces is None else faces[i]) for i in range(n)],
+                                     refinement_passes)
     flats = luma.reshape(n, CROP_SIZE * CROP_SIZE).std(axis=1) < _FLAT_STD  # (an empty batch has no -1 to infer)
     for i in range(n):
         face = faces[i] if faces is not None else None
