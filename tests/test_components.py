@@ -583,40 +583,57 @@ def test_batched_refinement_equals_one_face_at_a_time(lfw_dir, passes):
 
     photos = sorted(lfw_dir.glob("*/*.jpg"))[:10]
     faces = [face for face in (FacePipeline().process(str(p), views=True) for p in photos) if face.ok]
-    together = refine_landmarks_batch([(face.context, face.context_to_source) for face in faces], passes)
+    together = refine_landmarks_batch([(face.context, face.context_to_source) for face in faces],
+                                      refinement_passes=passes)
     for face, points in zip(faces, together, strict=True):
-        alone = refine_landmarks(face.context, face.context_to_source, passes)
+        alone = refine_landmarks(face.context, face.context_to_source, refinement_passes=passes)
         assert points is not None and alone is not None
         np.testing.assert_array_equal(points, alone)  # the same operations on the same view, the batch aside
 
 
 @pytest.mark.lfw
-def test_two_refinement_passes_move_only_the_landmarks_pose_and_geometry(lfw_dir):
-    """The second pass re-measures the landmarks near the first pass's (each within a tenth of the eye distance: the
-    two differ by YuNet's noise, about a pixel at 24 px between the eyes, median 0.8 px on LFW-dev photos), and no
-    component but pose and geometry reads them; anything but 1 or 2 passes is refused by name."""
-    from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, refine_landmarks_batch
-    from fiqa.detect.pipeline import FacePipeline
+def test_two_refinement_passes_detect_again_on_a_new_view(lfw_dir, monkeypatch):
+    """The second pass runs: each face's first landmarks give it one new view, which the detector reads with its
+    mirror image and which moves the result (without it, the first landmarks, settled); no component but pose and
+    geometry reads the landmarks; anything but 1 or 2 passes is refused by name, before any work."""
+    from fiqa.components import geometry
+    from fiqa.detect.pipeline import CONTEXT_SIDE, FacePipeline
 
     photos = sorted(lfw_dir.glob("*/*.jpg"))[:8]
     faces = [face for face in (FacePipeline().process(str(p), views=True) for p in photos) if face.ok]
     views = [(face.context, face.context_to_source) for face in faces]
-    for one, two in zip(refine_landmarks_batch(views), refine_landmarks_batch(views, 2), strict=True):
-        assert one is not None and two is not None
-        assert np.abs(two - one).max() <= 0.1 * float(np.hypot(*(one[1] - one[0])))
+    calls = []
+    detected_twice = geometry._mirror_averaged
+
+    def spy(images):
+        found = detected_twice(images)
+        calls.append(([image.shape for image in images], sum(points is not None for points in found)))
+        return found
+
+    monkeypatch.setattr(geometry, "_mirror_averaged", spy)
+    twice = geometry.refine_landmarks_batch(views, refinement_passes=2)
+    assert len(calls) == 1  # the second pass's one batch: no face fell back to the one-pass refinement
+    shapes, found = calls[0]
+    assert shapes == [(CONTEXT_SIDE, CONTEXT_SIDE, 3)] * len(faces) and found == len(faces)
+    monkeypatch.setattr(geometry, "_mirror_averaged", lambda images: [None] * len(images))
+    first_only = geometry.refine_landmarks_batch(views, refinement_passes=2)
+    for read, unread in zip(twice, first_only, strict=True):
+        assert read is not None and unread is not None and not np.array_equal(read, unread)
+    monkeypatch.undo()
+
     crops = np.stack([face.crop for face in faces])
-    once, twice = compute_components(crops, faces), compute_components(crops, faces, refinement_passes=2)
-    moved = {*POSE_COMPONENTS, *GEOMETRY_COMPONENTS} - {"single_face_present"}  # (the boxes, not the landmarks)
+    once, again = compute_components(crops, faces), compute_components(crops, faces, refinement_passes=2)
+    moved = {*geometry.POSE_COMPONENTS, *geometry.GEOMETRY_COMPONENTS} - {"single_face_present"}  # (boxes only)
     for name in COMPONENTS:
         if name in moved:
-            assert not np.array_equal(once.column(name, raw=True), twice.column(name, raw=True)), name
+            assert not np.array_equal(once.column(name, raw=True), again.column(name, raw=True)), name
         else:
-            np.testing.assert_array_equal(once.column(name, raw=True), twice.column(name, raw=True), err_msg=name)
+            np.testing.assert_array_equal(once.column(name, raw=True), again.column(name, raw=True), err_msg=name)
     for bad in (0, 3):
-        with pytest.raises(InvalidParameterError, match="passes"):
-            refine_landmarks_batch(views, bad)
-        with pytest.raises(InvalidParameterError, match="passes"):
-            compute_components(crops, faces, refinement_passes=bad)
+        with pytest.raises(InvalidParameterError, match="refinement_passes"):
+            geometry.refine_landmarks_batch(views, refinement_passes=bad)
+        with pytest.raises(InvalidParameterError, match="refinement_passes"):
+            compute_components(crops[:0], refinement_passes=bad)  # (no face: refused before any work)
 
 
 def test_a_batch_s_luminance_is_each_face_s():

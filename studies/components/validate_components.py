@@ -12,7 +12,12 @@
    border fixed), then detected again: monotonicity and mirror consistency. This checks the estimator's response,
    not its accuracy on real turned heads (no pose ground truth here).
 
-    .venv/bin/python -m studies.components.validate_components --out studies/results/components_validity.md
+    .venv/bin/python -m studies.components.validate_components --faces 150 --photos 80 --random-state 0
+    .venv/bin/python -m studies.components.validate_components --faces 150 --photos 80 --random-state 0 \
+        --sections 23 --refinement-passes 2 --out studies/results/components_validity_two_passes.md
+
+The second: sections 2 and 3 with two landmark refinement passes (``compute_components(...,
+refinement_passes=2)``). ``--part train`` reads training identities, for choosing settings.
 """
 from __future__ import annotations
 
@@ -488,6 +493,12 @@ def photo_compression_section(photos: list[Path]) -> list[str]:
             "LFW-dev's own JPEGs, read at their own JPEG quality.", ""]
 
 
+def _shown(path: Path) -> str:
+    """``path`` as a command line in the report names it: relative to the repository where it lies inside."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lfw", type=Path, default=REPO.parent / "shared" / "data" / "lfw-dev")
@@ -503,12 +514,15 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
     photos, crops = held_apart_crops(args.lfw, args.faces, args.random_state, args.part)
-    lines = ["# Quality components: validity on held-apart LFW-dev identities", "",
+    default_out = REPO / "studies" / "results" / "components_validity.md"
+    lines = [f"# Quality components: validity on {'held-apart' if args.part == 'test' else 'training'} LFW-dev "
+             "identities", "",
              f"Command: `.venv/bin/python -m studies.components.validate_components --faces {args.faces} --photos "
              f"{args.photos} --random-state {args.random_state}"
              + (f" --sections {args.sections}" if args.sections != "1b23" else "")
              + (f" --refinement-passes {args.refinement_passes}" if args.refinement_passes != 1 else "")
              + (f" --part {args.part}" if args.part != "test" else "")
+             + (f" --out {_shown(args.out)}" if args.out.resolve() != default_out.resolve() else "")
              + f"` (identity split `split_identities(test_fraction=0.5, random_state={args.random_state})`, "
              f"{'test' if args.part == 'test' else 'training'} half only).", ""]
     if "1" in args.sections:

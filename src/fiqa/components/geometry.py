@@ -104,6 +104,11 @@ class FaceGeometry:
     context_to_source: np.ndarray | None = None
 
 
+REFINEMENT_PASSES = (1, 2)
+"""The landmark refinement's passes: 1 (the default, within the components' time budget) or 2 (more precise eye
+distance and yaw, about 0.3 ms a face more: :func:`_refine_twice`)."""
+
+
 # the 96-pixel view with the eyes 24 pixels apart (a view and its mirror: two 96x96 detections, 0.8 ms of CPU in
 # cv2.dnn when chosen, about 0.25 ms in onnxruntime; the 128-pixel view was a little more precise and took 1.4 ms in
 # cv2.dnn). Where the symmetry axis is not trusted: two passes, then secant passes while the eye line reads more than
@@ -398,38 +403,34 @@ def symmetry_roll(context: np.ndarray) -> float:
     return lean
 
 
-def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray, passes: int = 1) -> np.ndarray | None:
+def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray, *,
+                     refinement_passes: int = 1) -> np.ndarray | None:
     """The five landmarks re-measured on the face's upright view: the view is levelled by the face's
     mirror-symmetry axis (:func:`symmetry_roll`), the detector runs on it and on its mirror image (one image, the two
     averaged: one detector's left-right bias cancels), and the landmarks are turned about their centre so that
     their eye line lies across the symmetry axis. Source pixels; None when the detector finds no face there
     (:func:`refine_landmarks_batch` for one face).
 
-    ``passes=2`` (:func:`_refine_twice`) detects once more, on a view re-cut around first landmarks: the mirrored yaw
-    and the eye distance are more precise (13-14 points more within their bars on training identities, 4-13 on
-    held-apart ones), for about 0.3 ms a face more: x1.24-1.26 of scoring where one pass is x1.22-1.23, at the edge of
-    the components' time budget, so the default is one pass (docs/components.md).
+    ``refinement_passes=2`` (:func:`_refine_twice`) detects once more, on a view re-cut around first landmarks: the
+    mirrored yaw and the eye distance are more precise (13-14 points more within their bars on training identities,
+    4-13 on held-apart ones), for about 0.3 ms a face more: x1.241-1.255 of scoring derived, x1.260 timed through the
+    scorer, where one pass is x1.217-1.232: at or over the components' time budget, so the default is one pass
+    (docs/components.md).
 
     YuNet's landmarks follow only part of an in-plane turn (on a face turned by 20 degrees they may read 6) and
     carry a degree or two of noise; the symmetry axis is measured from the whole face's pixels and turns with them
     exactly. Where the detector's eye line on the levelled view reads more than :data:`_AXIS_AGREES` degrees off
     (the axis estimate found another structure), the landmarks are instead refined by :func:`_level_by_search`.
     """
-    return refine_landmarks_batch([(context, context_to_source)], passes)[0]
+    return refine_landmarks_batch([(context, context_to_source)], refinement_passes=refinement_passes)[0]
 
 
-REFINEMENT_PASSES = (1, 2)
-"""The landmark refinement's passes: 1 (the default, within the components' time budget) or 2 (more precise eye
-distance and yaw, about 0.3 ms a face more: :func:`_refine_twice`)."""
-
-
-def refine_landmarks_batch(views: Sequence[tuple[np.ndarray, np.ndarray]],
-                           passes: int = 1) -> list[np.ndarray | None]:
+def refine_landmarks_batch(views: Sequence[tuple[np.ndarray, np.ndarray]], *,
+                           refinement_passes: int = 1) -> list[np.ndarray | None]:
     """:func:`refine_landmarks` of B faces, given as ``(context, context_to_source)`` pairs: the same landmarks, the
     detections on the levelled views made in few forward passes of the detector."""
-    if passes not in REFINEMENT_PASSES:
-        raise InvalidParameterError("refine_landmarks_batch", "passes", f"one of {list(REFINEMENT_PASSES)}", passes)
-    if passes == 2:
+    _check_passes(refinement_passes, "refine_landmarks_batch")
+    if refinement_passes == 2:
         return _refine_twice(views)
     leans = [symmetry_roll(context) for context, _ in views]
     turned = [_turned(context, lean) for (context, _), lean in zip(views, leans)]
@@ -442,6 +443,12 @@ def refine_landmarks_batch(views: Sequence[tuple[np.ndarray, np.ndarray]],
             points = _turned_to(_apply(to_context, found), lean)
         refined.append(None if points is None else _apply(to_source, _settle_on_axis(context, points)))
     return refined
+
+
+def _check_passes(refinement_passes: int, owner: str) -> None:
+    if refinement_passes not in REFINEMENT_PASSES:
+        raise InvalidParameterError(owner, "refinement_passes", f"one of {list(REFINEMENT_PASSES)}",
+                                    refinement_passes)
 
 
 def _refine_twice(views: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray | None]:
@@ -465,26 +472,32 @@ def _refine_twice(views: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.nda
     # black beyond the view, as the second view is cut (the edge repeated: mirrored yaw within 2 degrees 72.7 %
     # against 75.9 %, the eye distance within 3 % 80.3 % against 82.9 %, the same training photos)
     turned = [_turned(context, lean, cv2.BORDER_CONSTANT) for (context, _), lean in zip(views, leans)]
-    first: list[np.ndarray | None] = []
-    for lean, (view, to_context), faces in zip(leans, turned, _detect(np.stack([view for view, _ in turned]))):
-        side = view.shape[0]
-        found = _nearest(faces, (side / 2, side / 2), 0, side)
-        agrees = found is not None and abs(_eye_angle(found)) <= _AXIS_AGREES
-        first.append(_turned_to(_apply(to_context, found), lean) if found is not None and agrees else None)
-    cuts = [face_context(context, points) if points is not None else (None, None)
-            for (context, _), points in zip(views, first)]
-    cut = [i for i, (view, _) in enumerate(cuts) if view is not None]
-    second = dict(zip(cut, _mirror_averaged([view for view, _ in (cuts[i] for i in cut) if view is not None])))
+    first: list[np.ndarray | None] = [None] * len(views)
+    sizes: dict[tuple[int, ...], list[int]] = {}
+    for index, (view, _) in enumerate(turned):
+        sizes.setdefault(view.shape, []).append(index)
+    for (side, _, _), indices in sizes.items():  # one batch of the detector per size (views share CONTEXT_SIDE)
+        for index, faces in zip(indices, _detect(np.stack([turned[i][0] for i in indices])), strict=True):
+            found = _nearest(faces, (side / 2, side / 2), 0, side)
+            if found is not None and abs(_eye_angle(found)) <= _AXIS_AGREES:
+                first[index] = _turned_to(_apply(turned[index][1], found), leans[index])
+    cuts: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # face -> (its new view, the map back to its context)
+    for i, ((context, _), points) in enumerate(zip(views, first)):
+        if points is not None:
+            new_view, cut_to_context = face_context(context, points)
+            if new_view is not None and cut_to_context is not None:
+                cuts[i] = (new_view, cut_to_context)
+    second = dict(zip(cuts, _mirror_averaged([new_view for new_view, _ in cuts.values()]), strict=True))
     missed = [i for i, points in enumerate(first) if points is None]
-    one_pass = dict(zip(missed, refine_landmarks_batch([views[i] for i in missed])))
+    one_pass = dict(zip(missed, refine_landmarks_batch([views[i] for i in missed]), strict=True)) if missed else {}
     refined = []
     for i, ((context, to_source), points) in enumerate(zip(views, first)):
         if points is None:
             refined.append(one_pass[i])
             continue
-        again, to_view = second.get(i), cuts[i][1]
-        if again is not None and to_view is not None and abs(_eye_angle(again)) <= _AXIS_AGREES:
-            points = _apply(to_view, _turned_to(again, 0.0))  # level in the new view: its eye line's angle
+        again = second.get(i)
+        if again is not None and abs(_eye_angle(again)) <= _AXIS_AGREES:
+            points = _apply(cuts[i][1], _turned_to(again, 0.0))  # level in the new view: its eye line's angle
         refined.append(_apply(to_source, _settle_on_axis(context, points)))
     return refined
 
@@ -584,9 +597,15 @@ def fit_pose(landmarks: np.ndarray) -> tuple[float, float, float, float]:
     return yaw, pitch, roll, float(singular.mean())
 
 
-def geometry_values(geometry: FaceGeometry, passes: int = 1) -> tuple[dict[str, float], str]:
+def geometry_values(geometry: FaceGeometry, *, refinement_passes: int = 1) -> tuple[dict[str, float], str]:
     """Raw values of :data:`POSE_COMPONENTS` and :data:`GEOMETRY_COMPONENTS` for one face
     (:func:`geometry_values_batch` of one).
+
+    Parameters
+    ----------
+    geometry : FaceGeometry
+    refinement_passes : int
+        The landmark refinement's passes (:data:`REFINEMENT_PASSES`, :func:`refine_landmarks`).
 
     Returns
     -------
@@ -595,16 +614,18 @@ def geometry_values(geometry: FaceGeometry, passes: int = 1) -> tuple[dict[str, 
     reason : str
         Why not (``""`` when measured).
     """
-    return geometry_values_batch([geometry], passes)[0]
+    return geometry_values_batch([geometry], refinement_passes=refinement_passes)[0]
 
 
-def geometry_values_batch(geometries: Sequence[FaceGeometry], passes: int = 1) -> list[tuple[dict[str, float], str]]:
+def geometry_values_batch(geometries: Sequence[FaceGeometry], *,
+                          refinement_passes: int = 1) -> list[tuple[dict[str, float], str]]:
     """:func:`geometry_values` of B faces; the landmarks of those with an upright view are refined together
-    (:func:`refine_landmarks_batch`, in ``passes``)."""
+    (:func:`refine_landmarks_batch`, in ``refinement_passes``)."""
+    _check_passes(refinement_passes, "geometry_values_batch")
     views = {i: (geometry.context, geometry.context_to_source) for i, geometry in enumerate(geometries)
              if geometry.landmarks is not None and geometry.image_size is not None and geometry.context is not None
              and geometry.context_to_source is not None}
-    refined = dict(zip(views, refine_landmarks_batch(list(views.values()), passes)))
+    refined = dict(zip(views, refine_landmarks_batch(list(views.values()), refinement_passes=refinement_passes)))
     return [_values(geometry, refined.get(i)) for i, geometry in enumerate(geometries)]
 
 

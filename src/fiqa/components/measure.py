@@ -22,7 +22,13 @@ from fiqa.components.capture import (
     sharpness_reason,
 )
 from fiqa.components.compression import MODEL_FILE as COMPRESSION_MODEL
-from fiqa.components.geometry import GEOMETRY_COMPONENTS, POSE_COMPONENTS, FaceGeometry, geometry_values_batch
+from fiqa.components.geometry import (
+    GEOMETRY_COMPONENTS,
+    POSE_COMPONENTS,
+    REFINEMENT_PASSES,
+    FaceGeometry,
+    geometry_values_batch,
+)
 from fiqa.components.occlusion import OCCLUSION_COMPONENTS, check_crops, occlusion_measures
 from fiqa.components.occlusion import WEIGHTS_FILE as OCCLUSION_WEIGHTS
 from fiqa.core.errors import InvalidParameterError
@@ -223,6 +229,9 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
         Rows in the order of ``crops``.
     """
     crops = check_crops(crops, "compute_components")
+    if refinement_passes not in REFINEMENT_PASSES:  # before any work
+        raise InvalidParameterError("compute_components", "refinement_passes", f"one of {list(REFINEMENT_PASSES)}",
+                                    refinement_passes)
     n = len(crops)
     if faces is not None and len(faces) != n:
         raise InvalidParameterError("compute_components", "faces", f"a sequence of {n} faces (one per crop)",
@@ -233,7 +242,7 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
     luma = luminance(crops)  # (B, 112, 112): each crop's as alone
     occlusion, occlusion_reasons, covered = occlusion_measures(crops, luma=luma)
     geometry = geometry_values_batch([_geometry(None if faces is None else faces[i]) for i in range(n)],
-                                     refinement_passes)
+                                     refinement_passes=refinement_passes)
     flats = luma.reshape(n, CROP_SIZE * CROP_SIZE).std(axis=1) < _FLAT_STD  # (an empty batch has no -1 to infer)
     for i in range(n):
         face = faces[i] if faces is not None else None
