@@ -473,7 +473,8 @@ def test_move_back_overrules_move_closer():
 
 
 @pytest.mark.lfw
-def test_score_components_cli_api_and_serve_agree(lfw_dir, tmp_path):
+@pytest.mark.parametrize("passes", [1, 2])
+def test_score_components_cli_api_and_serve_agree(lfw_dir, tmp_path, passes):
     pytest.importorskip("starlette")
     from starlette.testclient import TestClient
 
@@ -484,10 +485,11 @@ def test_score_components_cli_api_and_serve_agree(lfw_dir, tmp_path):
 
     photos = sorted(p for p in lfw_dir.glob("*/*.jpg"))[:3]
     scorer = create_scorer()
-    table = scorer.score([str(p) for p in photos], components=True, progress=False)
-    assert table.ok.all()
+    table = scorer.score([str(p) for p in photos], components=True, progress=False, refinement_passes=passes)
+    assert table.ok.all() and table.meta["components_refinement_passes"] == passes
     out = tmp_path / "scores.parquet"
-    result = CliRunner().invoke(main, ["score", *map(str, photos), "--components", "-o", str(out)])
+    result = CliRunner().invoke(main, ["score", *map(str, photos), "--components", "--refinement-passes",
+                                       str(passes), "-o", str(out)])
     assert result.exit_code == 0, result.output
     from_cli = load_quality(out)
     for name in COMPONENTS:
@@ -495,7 +497,8 @@ def test_score_components_cli_api_and_serve_agree(lfw_dir, tmp_path):
         np.testing.assert_array_equal(from_cli.columns[f"{name}_raw"], table.columns[f"{name}_raw"])
     assert list(from_cli.columns["advice"]) == list(table.columns["advice"])
     assert from_cli.meta["components"]["sharpness"]["unit"] == COMPONENTS["sharpness"].unit
-    with TestClient(create_app(scorer)) as client:
+    assert from_cli.meta["components_refinement_passes"] == passes
+    with TestClient(create_app(scorer, refinement_passes=passes)) as client:
         for i, photo in enumerate(photos):
             body = client.post("/score?components=true", content=photo.read_bytes(),
                                headers={"content-type": "image/jpeg"}).json()
@@ -505,6 +508,25 @@ def test_score_components_cli_api_and_serve_agree(lfw_dir, tmp_path):
             assert [a["code"] for a in body["advice"]] == [c for c in table.columns["advice"][i].split(";") if c]
         listed = client.get("/model").json()
         assert set(listed["components"]) == set(COMPONENTS) and listed["advice"] == ADVICE
+        assert listed["components_refinement_passes"] == passes
+
+
+def test_refinement_passes_are_checked_before_any_work(tmp_path):
+    pytest.importorskip("starlette")
+    from fiqa.cli import main
+    from fiqa.score import create_scorer
+    from fiqa.serve.app import create_app
+
+    missing = str(tmp_path / "not-read.jpg")  # never read: each refusal comes first
+    result = CliRunner().invoke(main, ["score", missing, "--refinement-passes", "2"])
+    assert result.exit_code == 2 and "--refinement-passes needs --components" in result.output
+    result = CliRunner().invoke(main, ["score", missing, "--components", "--refinement-passes", "3"])
+    assert result.exit_code == 2 and "--refinement-passes" in result.output
+    scorer = create_scorer()
+    with pytest.raises(InvalidParameterError, match="refinement_passes"):
+        scorer.score([missing], components=True, refinement_passes=3, progress=False)
+    with pytest.raises(InvalidParameterError, match="refinement_passes"):
+        create_app(scorer, refinement_passes=0)
 
 
 @pytest.mark.lfw

@@ -56,11 +56,15 @@ def _is_store(path: str) -> bool:
 @click.option("--advice-profile", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="A TOML advice profile (thresholds on the components' raw values). Default: the shipped "
                    "'enrolment' profile (`fiqa components --profile` prints it).")
+@click.option("--refinement-passes", type=click.IntRange(1, 2), default=1, show_default=True,
+              help="Landmark refinement passes of the pose and geometry components: 2 reads the eye distance and "
+                   "yaw more precisely, for about 0.3 ms a face more (docs/components.md).")
 @engine_options("scores")
 @device_option("the quality model")
 def command(paths: tuple[str, ...], model: str | None, method: str | None, out_path: str | None, aligned: bool,
             batch_size: int | None, memory_budget: int | None, on_error: str, components: bool,
-            advice_profile: str | None, engine: str, ray_address: str | None, device: str) -> None:
+            advice_profile: str | None, refinement_passes: int, engine: str, ray_address: str | None,
+            device: str) -> None:
     """Score image files, folders (recursive) or glob patterns PATHS (quality 0-100 for a model, higher is better),
     or the faces of one embedding store (PATHS is a store folder: its stored landmarks, no new detection).
 
@@ -91,6 +95,8 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
         raise click.UsageError("--method runs on the local engine only (leave out --engine ray)")
     if advice_profile is not None and not components:
         raise click.UsageError("--advice-profile needs --components")
+    if refinement_passes != 1 and not components:
+        raise click.UsageError("--refinement-passes needs --components")
     if components and engine == "ray":
         raise click.UsageError("--components runs on the local engine only (leave out --engine ray)")
     profile = None
@@ -120,7 +126,7 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
     else:  # the model and the training-free methods alike, with the default detection settings
         table = score_images(scorer, locations, FacePipeline(DetectionSettings(aligned=aligned)), batch_size=batch,
                              on_error=on_error, progress=progress(), components=components, advice_profile=profile,
-                             settings={"aligned": aligned})
+                             refinement_passes=refinement_passes, settings={"aligned": aligned})
     counts = collections.Counter(table.status.tolist())
     scored = table.score[table.ok]
     what = "faces of the store" if store is not None else "images"

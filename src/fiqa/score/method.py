@@ -248,7 +248,7 @@ def score_store(method: QualityMethod, store: EmbeddingStore, rows: np.ndarray |
 def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: FacePipeline, *,
                  batch_size: int | None = None, on_error: str = "record", progress: bool = True,
                  components: bool = False, advice_profile: AdviceProfile | str | os.PathLike | None = None,
-                 settings: Mapping[str, Any] | None = None) -> QualityTable:
+                 refinement_passes: int = 1, settings: Mapping[str, Any] | None = None) -> QualityTable:
     """Score photos (or aligned crops) with a method that reads crops: one batch of images is read, detected,
     aligned and scored at a time; each decoded image is released once its face is cropped, so memory holds at
     most one batch of crops whatever the number of images.
@@ -268,6 +268,9 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
     components : bool
         Also measure each face's quality components and advise (see :meth:`fiqa.score.Scorer.score`).
     advice_profile : AdviceProfile, path or None
+    refinement_passes : int
+        The components' landmark refinement passes (1 or 2; :func:`fiqa.components.compute_components`); recorded
+        in the metadata with the components.
     settings : mapping, optional
         Scoring settings recorded in the table's metadata (``aligned``, ``policy``, ...).
 
@@ -288,7 +291,11 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
     profile = None
     if components:
         from fiqa.components import AdviceProfile, load_profile
+        from fiqa.components.geometry import REFINEMENT_PASSES
 
+        if refinement_passes not in REFINEMENT_PASSES:  # before any image is read
+            raise InvalidParameterError("score_images", "refinement_passes", f"one of {list(REFINEMENT_PASSES)}",
+                                        refinement_passes)
         profile = advice_profile if isinstance(advice_profile, AdviceProfile) else load_profile(advice_profile)
     n = len(images)
     quality = np.full(n, np.nan)
@@ -313,7 +320,8 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
             if on_error == "raise":
                 raise FIQAError(f"{locations[i]}: {reason[i]}")
         if components:
-            measured.append(_batch_components(crops, faces, rows, reason[start:start + step], start))
+            measured.append(_batch_components(crops, faces, rows, reason[start:start + step], start,
+                                              refinement_passes))
         if rows:
             batch = np.asarray(rows, dtype=np.int64)
             quality[batch], columns = method.score_batch(np.stack(crops))
@@ -336,17 +344,19 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
         codes = advise(table, profile)
         table_columns.update(table.columns())
         table_columns["advice"] = np.array([";".join(c) for c in codes], dtype=object)
-        meta.update(components=describe_components(), advice_profile=profile.to_dict())
+        meta.update(components=describe_components(), advice_profile=profile.to_dict(),
+                    components_refinement_passes=refinement_passes)
     return QualityTable(np.arange(n, dtype=np.int64), quality, status, reason, table_columns,
                         TableMeta.from_json(meta, method.name))
 
 
 def _batch_components(crops: list[np.ndarray], faces: list[FaceCrop], rows: list[int], reasons: np.ndarray,
-                      start: int) -> ComponentTable:
+                      start: int, refinement_passes: int) -> ComponentTable:
     """The components of one batch's images in order: measured for the faces, NaN with the image's own reason
     for the images without one."""
     from fiqa.components import ComponentTable, compute_components
 
-    found = compute_components(np.stack(crops), faces) if crops else ComponentTable.missing(0, [])
+    found = (compute_components(np.stack(crops), faces, refinement_passes=refinement_passes) if crops
+             else ComponentTable.missing(0, []))
     return ComponentTable.placed(found, np.asarray(rows, dtype=np.int64) - start,
                                  [f"no face to measure ({r})" for r in reasons])

@@ -34,6 +34,8 @@ from fiqa.components import (
     describe_components,
     load_profile,
 )
+from fiqa.components.geometry import REFINEMENT_PASSES
+from fiqa.core.errors import InvalidParameterError
 from fiqa.core.types import Status
 from fiqa.detect.pipeline import FaceCrop
 from fiqa.score import Scorer
@@ -103,9 +105,13 @@ class Service:
     """
 
     def __init__(self, scorer: Scorer, limits: Limits, workers: Workers,
-                 advice_profile: AdviceProfile | None = None) -> None:
+                 advice_profile: AdviceProfile | None = None, refinement_passes: int = 1) -> None:
+        if refinement_passes not in REFINEMENT_PASSES:
+            raise InvalidParameterError("Service", "refinement_passes", f"one of {list(REFINEMENT_PASSES)}",
+                                        refinement_passes)
         self.scorer, self.limits, self.workers = scorer, limits, workers
         self.advice_profile = advice_profile or load_profile()
+        self.refinement_passes = refinement_passes
         self.pipeline = pipeline_for(scorer.detection, limits)
         self.batcher = Batcher(scorer, batch_size=workers.batch_size, batch_wait=workers.batch_wait)
         self.pool: ThreadPoolExecutor | None = None
@@ -189,7 +195,7 @@ class Service:
             face = self.pipeline.process(data, views=components)
             if not components or face.crop is None:
                 return face, None
-            return face, compute_components(face.crop[None], [face])
+            return face, compute_components(face.crop[None], [face], refinement_passes=self.refinement_passes)
 
         work = loop.run_in_executor(self.pool, job)
         racing: set[asyncio.Future[Any]] = {work, expired}
@@ -303,7 +309,8 @@ async def model(request: Request) -> Response:
     scorer = service.scorer
     return JSONResponse({"name": service.model_name(), "sha256": scorer.model_sha256, "card": scorer.card,
                          "metadata": scorer.meta, "components": describe_components(), "advice": ADVICE,
-                         "advice_profile": service.advice_profile.to_dict()})
+                         "advice_profile": service.advice_profile.to_dict(),
+                         "components_refinement_passes": service.refinement_passes})
 
 
 async def _serve_error(request: Request, exc: Exception) -> Response:
@@ -328,7 +335,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(scorer: Scorer, *, limits: Limits | None = None, workers: Workers | None = None,
-               advice_profile: AdviceProfile | None = None) -> Starlette:
+               advice_profile: AdviceProfile | None = None, refinement_passes: int = 1) -> Starlette:
     """The ASGI application of ``fiqa serve``; run it with any ASGI server (:func:`fiqa.serve.run` uses uvicorn).
 
     Parameters
@@ -342,13 +349,16 @@ def create_app(scorer: Scorer, *, limits: Limits | None = None, workers: Workers
         Decode threads and batching (default :class:`Workers()`).
     advice_profile : AdviceProfile, optional
         Thresholds for the advice of ``POST /score?components=true`` (default: the shipped ``enrolment`` profile).
+    refinement_passes : int
+        The components' landmark refinement passes (1, the default, or 2: :func:`fiqa.components.compute_components`),
+        listed by ``GET /model``.
 
     Returns
     -------
     starlette.applications.Starlette
         ``app.state.service`` is the :class:`Service`.
     """
-    service = Service(scorer, limits or Limits(), workers or Workers(), advice_profile)
+    service = Service(scorer, limits or Limits(), workers or Workers(), advice_profile, refinement_passes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -109,7 +109,7 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 def run(model: str | os.PathLike | None = None, *, host: str = "127.0.0.1", port: int = 8000,
         limits: Limits | None = None, workers: Workers | None = None, threads: int | None = None,
         graceful_timeout: int = 30, on_ready: Callable[[str], None] | None = None,
-        advice_profile: str | os.PathLike | None = None) -> None:
+        advice_profile: str | os.PathLike | None = None, refinement_passes: int = 1) -> None:
     """Load a quality model and serve it over HTTP until SIGINT or SIGTERM.
 
     Parameters
@@ -129,6 +129,8 @@ def run(model: str | os.PathLike | None = None, *, host: str = "127.0.0.1", port
         Called with the service's URL once the model is loaded (connections from then on wait and are served).
     advice_profile : path, optional
         The advice profile of ``POST /score?components=true`` (default: the shipped ``enrolment`` profile).
+    refinement_passes : int
+        The components' landmark refinement passes (1 or 2; :func:`fiqa.serve.create_app`).
     """
     workers = workers or Workers()
     profile = load_profile(advice_profile)  # a bad profile fails before the port is taken
@@ -137,7 +139,8 @@ def run(model: str | os.PathLike | None = None, *, host: str = "127.0.0.1", port
     try:
         scorer = create_scorer(model, batch_size=workers.batch_size,
                                threads=inference_threads(workers) if threads is None else threads)
-        app = create_app(scorer, limits=limits, workers=workers, advice_profile=profile)
+        app = create_app(scorer, limits=limits, workers=workers, advice_profile=profile,
+                         refinement_passes=refinement_passes)
         config = uvicorn.Config(_refuse_ambiguous_length(app), http=_HeaderTimeoutProtocol, loop="asyncio",
                                 lifespan="on", log_config=None, timeout_graceful_shutdown=graceful_timeout,
                                 timeout_keep_alive=5, server_header=False,
