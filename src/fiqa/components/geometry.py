@@ -47,8 +47,8 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 __all__ = ["FACE_MODEL_MM", "GEOMETRY_COMPONENTS", "HEAD_MM", "POSE_COMPONENTS", "REFINEMENT_PASSES", "FaceGeometry",
-           "fit_pose", "geometry_values", "geometry_values_batch", "refine_landmarks", "refine_landmarks_batch",
-           "symmetry_roll"]
+           "check_refinement_passes", "fit_pose", "geometry_values", "geometry_values_batch", "refine_landmarks",
+           "refine_landmarks_batch", "symmetry_roll"]
 
 POSE_COMPONENTS = ("head_pose_yaw", "head_pose_pitch", "head_pose_roll")
 GEOMETRY_COMPONENTS = ("inter_eye_distance", "head_size", "crop_left", "crop_right", "margin_above", "margin_below",
@@ -245,24 +245,32 @@ def _mirror_averaged(images: Sequence[np.ndarray]) -> list[np.ndarray | None]:
     batch (:func:`_detect`), not side by side in one: the detector reads a face beside the image's border
     differently from one beside another face, which left yaw + mirrored yaw at 2.9 degrees (median, 48 training
     photos) on exactly mirrored views; detected apart, 0.01."""
-    averaged: list[np.ndarray | None] = [None] * len(images)
+    found = _detect_each([both for image in images for both in (image, cv2.flip(image, 1))])
+    averaged: list[np.ndarray | None] = []
+    for k, image in enumerate(images):
+        height, width = image.shape[:2]
+        direct = _nearest(found[2 * k], (width / 2, height / 2), 0, width)
+        flipped = _nearest(found[2 * k + 1], (width / 2, height / 2), 0, width)
+        if direct is None or flipped is None:
+            averaged.append(None)
+            continue
+        flipped = flipped[_MIRROR_ORDER]
+        flipped[:, 0] = width - 1 - flipped[:, 0]
+        averaged.append((direct + flipped) / 2)
+    return averaged
+
+
+def _detect_each(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """:func:`_detect` of images of any sizes: the faces found on each, one run of the detector per size (an
+    image's faces do not depend on the others in its batch)."""
+    found: list[np.ndarray] = [np.zeros((0, 15), np.float32)] * len(images)
     sizes: dict[tuple[int, ...], list[int]] = {}
     for index, image in enumerate(images):
         sizes.setdefault(image.shape, []).append(index)
-    for (height, width, _), indices in sizes.items():
-        stack = np.empty((2 * len(indices), height, width, 3), np.uint8)
-        for k, index in enumerate(indices):
-            stack[2 * k], stack[2 * k + 1] = images[index], cv2.flip(images[index], 1)
-        found = _detect(stack)
-        for k, index in enumerate(indices):
-            direct = _nearest(found[2 * k], (width / 2, height / 2), 0, width)
-            flipped = _nearest(found[2 * k + 1], (width / 2, height / 2), 0, width)
-            if direct is None or flipped is None:
-                continue
-            flipped = flipped[_MIRROR_ORDER]
-            flipped[:, 0] = width - 1 - flipped[:, 0]
-            averaged[index] = (direct + flipped) / 2
-    return averaged
+    for indices in sizes.values():
+        for index, faces in zip(indices, _detect(np.stack([images[i] for i in indices])), strict=True):
+            found[index] = faces
+    return found
 
 
 def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -430,7 +438,7 @@ def refine_landmarks_batch(views: Sequence[tuple[np.ndarray, np.ndarray]], *,
                            refinement_passes: int = 1) -> list[np.ndarray | None]:
     """:func:`refine_landmarks` of B faces, given as ``(context, context_to_source)`` pairs: the same landmarks, the
     detections on the levelled views made in few forward passes of the detector."""
-    _check_passes(refinement_passes, "refine_landmarks_batch")
+    check_refinement_passes(refinement_passes, "refine_landmarks_batch")
     if refinement_passes == 2:
         return _refine_twice(views)
     leans = [symmetry_roll(context) for context, _ in views]
@@ -446,7 +454,9 @@ def refine_landmarks_batch(views: Sequence[tuple[np.ndarray, np.ndarray]], *,
     return refined
 
 
-def _check_passes(refinement_passes: int, owner: str) -> None:
+def check_refinement_passes(refinement_passes: int, owner: str) -> None:
+    """Raise :class:`fiqa.core.errors.InvalidParameterError`, naming ``owner``, unless ``refinement_passes`` is one
+    of :data:`REFINEMENT_PASSES` (every entry point checks it before any work)."""
     if refinement_passes not in REFINEMENT_PASSES:
         raise InvalidParameterError(owner, "refinement_passes", f"one of {list(REFINEMENT_PASSES)}",
                                     refinement_passes)
@@ -473,15 +483,12 @@ def _refine_twice(views: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.nda
     # black beyond the view, as the second view is cut (the edge repeated: mirrored yaw within 2 degrees 72.7 %
     # against 75.9 %, the eye distance within 3 % 80.3 % against 82.9 %, the same training photos)
     turned = [_turned(context, lean, cv2.BORDER_CONSTANT) for (context, _), lean in zip(views, leans)]
-    first: list[np.ndarray | None] = [None] * len(views)
-    sizes: dict[tuple[int, ...], list[int]] = {}
-    for index, (view, _) in enumerate(turned):
-        sizes.setdefault(view.shape, []).append(index)
-    for (side, _, _), indices in sizes.items():  # one batch of the detector per size (views share CONTEXT_SIDE)
-        for index, faces in zip(indices, _detect(np.stack([turned[i][0] for i in indices])), strict=True):
-            found = _nearest(faces, (side / 2, side / 2), 0, side)
-            if found is not None and abs(_eye_angle(found)) <= _AXIS_AGREES:
-                first[index] = _turned_to(_apply(turned[index][1], found), leans[index])
+    first: list[np.ndarray | None] = []
+    for (view, to_context), lean, faces in zip(turned, leans, _detect_each([view for view, _ in turned])):
+        side = view.shape[0]
+        found = _nearest(faces, (side / 2, side / 2), 0, side)
+        agrees = found is not None and abs(_eye_angle(found)) <= _AXIS_AGREES
+        first.append(_turned_to(_apply(to_context, found), lean) if found is not None and agrees else None)
     cuts: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # face -> (its new view, the map back to its context)
     for i, ((context, _), points) in enumerate(zip(views, first)):
         if points is not None:
@@ -622,7 +629,6 @@ def geometry_values_batch(geometries: Sequence[FaceGeometry], *,
                           refinement_passes: int = 1) -> list[tuple[dict[str, float], str]]:
     """:func:`geometry_values` of B faces; the landmarks of those with an upright view are refined together
     (:func:`refine_landmarks_batch`, in ``refinement_passes``)."""
-    _check_passes(refinement_passes, "geometry_values_batch")
     views = {i: (geometry.context, geometry.context_to_source) for i, geometry in enumerate(geometries)
              if geometry.landmarks is not None and geometry.image_size is not None and geometry.context is not None
              and geometry.context_to_source is not None}

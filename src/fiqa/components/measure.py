@@ -25,8 +25,8 @@ from fiqa.components.compression import MODEL_FILE as COMPRESSION_MODEL
 from fiqa.components.geometry import (
     GEOMETRY_COMPONENTS,
     POSE_COMPONENTS,
-    REFINEMENT_PASSES,
     FaceGeometry,
+    check_refinement_passes,
     geometry_values_batch,
 )
 from fiqa.components.occlusion import OCCLUSION_COMPONENTS, check_crops, occlusion_measures
@@ -229,9 +229,7 @@ def compute_components(crops: np.ndarray, faces: Sequence[FaceCrop | None] | Non
         Rows in the order of ``crops``.
     """
     crops = check_crops(crops, "compute_components")
-    if refinement_passes not in REFINEMENT_PASSES:  # before any work
-        raise InvalidParameterError("compute_components", "refinement_passes", f"one of {list(REFINEMENT_PASSES)}",
-                                    refinement_passes)
+    check_refinement_passes(refinement_passes, "compute_components")  # before any work
     n = len(crops)
     if faces is not None and len(faces) != n:
         raise InvalidParameterError("compute_components", "faces", f"a sequence of {n} faces (one per crop)",

@@ -291,11 +291,9 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
     profile = None
     if components:
         from fiqa.components import AdviceProfile, load_profile
-        from fiqa.components.geometry import REFINEMENT_PASSES
+        from fiqa.components.geometry import check_refinement_passes
 
-        if refinement_passes not in REFINEMENT_PASSES:  # before any image is read
-            raise InvalidParameterError("score_images", "refinement_passes", f"one of {list(REFINEMENT_PASSES)}",
-                                        refinement_passes)
+        check_refinement_passes(refinement_passes, "score_images")  # before any image is read
         profile = advice_profile if isinstance(advice_profile, AdviceProfile) else load_profile(advice_profile)
     n = len(images)
     quality = np.full(n, np.nan)

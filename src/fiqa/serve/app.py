@@ -34,8 +34,7 @@ from fiqa.components import (
     describe_components,
     load_profile,
 )
-from fiqa.components.geometry import REFINEMENT_PASSES
-from fiqa.core.errors import InvalidParameterError
+from fiqa.components.geometry import check_refinement_passes
 from fiqa.core.types import Status
 from fiqa.detect.pipeline import FaceCrop
 from fiqa.score import Scorer
@@ -106,9 +105,7 @@ class Service:
 
     def __init__(self, scorer: Scorer, limits: Limits, workers: Workers,
                  advice_profile: AdviceProfile | None = None, refinement_passes: int = 1) -> None:
-        if refinement_passes not in REFINEMENT_PASSES:
-            raise InvalidParameterError("Service", "refinement_passes", f"one of {list(REFINEMENT_PASSES)}",
-                                        refinement_passes)
+        check_refinement_passes(refinement_passes, "Service")
         self.scorer, self.limits, self.workers = scorer, limits, workers
         self.advice_profile = advice_profile or load_profile()
         self.refinement_passes = refinement_passes
