@@ -511,6 +511,82 @@ def test_score_components_cli_api_and_serve_agree(lfw_dir, tmp_path, passes):
         assert listed["components_refinement_passes"] == passes
 
 
+@pytest.mark.lfw
+def test_scoring_measures_each_batch_s_components_beside_the_next(lfw_dir, tmp_path, monkeypatch):
+    """The scorer measures a batch's components on a thread of its own while it reads and scores the next: the rows
+    are what compute_components gives the same faces, an image without a face gets its own reason, and no batch's
+    components are still unmeasured when the batch two after it is read (memory holds at most two batches)."""
+    import threading
+    import time
+
+    from fiqa.detect.pipeline import FacePipeline
+    from fiqa.score import create_scorer
+    from fiqa.score import method as score_method
+
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), np.full((200, 200, 3), 128, np.uint8))
+    photos = [str(p) for p in sorted(lfw_dir.glob("*/*.jpg"))[:6]]
+    images = [*photos[:3], str(grey), *photos[3:]]  # 7 images, batches of 2: the no-face image in the second
+    faces = [FacePipeline().process(p, views=True) for p in photos]
+    expected = compute_components(np.stack([face.crop for face in faces]), faces)
+    measured, threads, read_after = [], set(), {}
+    measure = score_method._batch_components
+
+    def slow(crops, faces, rows, reasons, start, refinement_passes):
+        threads.add(threading.current_thread().name)
+        time.sleep(0.2)  # slower than reading and scoring a batch: the bound must hold the reader back
+        table = measure(crops, faces, rows, reasons, start, refinement_passes)
+        measured.append(start)
+        return table
+
+    process = FacePipeline.process
+
+    def reading(self, image, **kwargs):
+        read_after.setdefault(images.index(str(image)) // 2, set(measured))
+        return process(self, image, **kwargs)
+
+    monkeypatch.setattr(score_method, "_batch_components", slow)
+    monkeypatch.setattr(FacePipeline, "process", reading)
+    table = create_scorer(batch_size=2).score(images, components=True, progress=False)
+    assert threads == {"fiqa-components_0"}
+    assert sorted(measured) == [0, 2, 4, 6]
+    for batch in range(2, 4):  # batch k's components were measured before batch k + 2 was read
+        assert {2 * (batch - 2)} <= read_after[batch]
+    with_face = [0, 1, 2, 4, 5, 6]
+    for k, name in enumerate(expected.names):
+        np.testing.assert_array_equal(table.columns[f"{name}_raw"][with_face], expected.raw[:, k], err_msg=name)
+        assert math.isnan(table.columns[f"{name}_raw"][3])
+    assert table.columns["components_reason"][3].startswith("sharpness: no face to measure (the detector found no")
+
+
+@pytest.mark.lfw
+def test_an_error_while_measuring_stops_the_scoring_and_leaves_no_thread(lfw_dir, tmp_path, monkeypatch):
+    import threading
+
+    from fiqa.core.errors import FIQAError
+    from fiqa.score import create_scorer
+    from fiqa.score import method as score_method
+
+    photos = [str(p) for p in sorted(lfw_dir.glob("*/*.jpg"))[:5]]
+    measure = score_method._batch_components
+
+    def failing(crops, faces, rows, reasons, start, refinement_passes):
+        if start == 2:
+            raise RuntimeError("measuring failed")
+        return measure(crops, faces, rows, reasons, start, refinement_passes)
+
+    monkeypatch.setattr(score_method, "_batch_components", failing)
+    scorer = create_scorer(batch_size=2)
+    with pytest.raises(RuntimeError, match="measuring failed"):
+        scorer.score(photos, components=True, progress=False)
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), np.full((200, 200, 3), 128, np.uint8))
+    monkeypatch.setattr(score_method, "_batch_components", measure)
+    with pytest.raises(FIQAError, match="grey.png"):  # a reading error, with a batch being measured behind it
+        scorer.score([*photos[:2], str(grey)], components=True, on_error="raise", progress=False)
+    assert not [t for t in threading.enumerate() if t.name.startswith("fiqa-components")]
+
+
 def test_refinement_passes_are_checked_before_any_work(tmp_path):
     pytest.importorskip("starlette")
     from fiqa.cli import main

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -251,7 +253,8 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
                  refinement_passes: int = 1, settings: Mapping[str, Any] | None = None) -> QualityTable:
     """Score photos (or aligned crops) with a method that reads crops: one batch of images is read, detected,
     aligned and scored at a time; each decoded image is released once its face is cropped, so memory holds at
-    most one batch of crops whatever the number of images.
+    most one batch of crops whatever the number of images (two with ``components``: one batch's are measured on a
+    thread of their own while the next batch is read and scored).
 
     Parameters
     ----------
@@ -303,34 +306,46 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
     locations = np.array([image_name(image, i) for i, image in enumerate(images)], dtype=object)
     extra = _extra(method, n)
     measured: list[ComponentTable] = []
+    # one batch's components are measured on a thread of their own while the next batch is read and scored: their
+    # work runs mostly on one core (small NumPy and OpenCV steps, the refinement's detector on one thread), where
+    # reading and scoring keep both cores busy (benchmarks/bench_components.py)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="fiqa-components") if components else None
+    pending: deque[Future[ComponentTable]] = deque()
     bar = tqdm(total=n, desc=method.name, unit="img", disable=not progress)
-    for start in range(0, n, step):
-        rows, crops, faces = [], [], []
-        for i in range(start, min(n, start + step)):
-            face = pipeline.process(images[i], views=components)  # the decoded image lives only in this call
-            n_faces[i], detection_score[i] = face.n_faces, face.detection_score
-            if face.crop is not None:
-                rows.append(i)
-                crops.append(face.crop)
-                faces.append(face)
-                continue
-            status[i], reason[i] = face.status.value, face.reason
-            if on_error == "raise":
-                raise FIQAError(f"{locations[i]}: {reason[i]}")
-        if components:
-            measured.append(_batch_components(crops, faces, rows, reason[start:start + step], start,
-                                              refinement_passes))
-        if rows:
-            batch = np.asarray(rows, dtype=np.int64)
-            quality[batch], columns = method.score_batch(np.stack(crops))
-            for key in extra:
-                extra[key][batch] = columns[key]
-            flag_non_finite(method, batch, quality, status, reason)
-            if on_error == "raise" and (status[batch] != Status.OK.value).any():
-                first = batch[int(np.argmax(status[batch] != Status.OK.value))]
-                raise FIQAError(f"{locations[first]}: {reason[first]}")
-        del crops, faces
-        bar.update(min(n, start + step) - start)
+    try:
+        for start in range(0, n, step):
+            rows, crops, faces = [], [], []
+            for i in range(start, min(n, start + step)):
+                face = pipeline.process(images[i], views=components)  # the decoded image lives only in this call
+                n_faces[i], detection_score[i] = face.n_faces, face.detection_score
+                if face.crop is not None:
+                    rows.append(i)
+                    crops.append(face.crop)
+                    faces.append(face)
+                    continue
+                status[i], reason[i] = face.status.value, face.reason
+                if on_error == "raise":
+                    raise FIQAError(f"{locations[i]}: {reason[i]}")
+            if pool is not None:  # measured while the next batch is read and scored; at most one more waits
+                pending.append(pool.submit(_batch_components, crops, faces, rows, reason[start:start + step].copy(),
+                                           start, refinement_passes))
+                if len(pending) > 1:
+                    measured.append(pending.popleft().result())
+            if rows:
+                batch = np.asarray(rows, dtype=np.int64)
+                quality[batch], columns = method.score_batch(np.stack(crops))
+                for key in extra:
+                    extra[key][batch] = columns[key]
+                flag_non_finite(method, batch, quality, status, reason)
+                if on_error == "raise" and (status[batch] != Status.OK.value).any():
+                    first = batch[int(np.argmax(status[batch] != Status.OK.value))]
+                    raise FIQAError(f"{locations[first]}: {reason[first]}")
+            del crops, faces
+            bar.update(min(n, start + step) - start)
+        measured.extend(future.result() for future in pending)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # after an error, no batch left measuring behind it
     bar.close()
     table_columns: dict[str, np.ndarray] = {**extra, "location": locations, "n_faces": n_faces,
                                             "detection_score": detection_score}
