@@ -528,7 +528,7 @@ def test_scoring_measures_each_batch_s_components_beside_the_next(lfw_dir, tmp_p
     photos = [str(p) for p in sorted(lfw_dir.glob("*/*.jpg"))[:6]]
     images = [*photos[:3], str(grey), *photos[3:]]  # 7 images, batches of 2: the no-face image in the second
     faces = [FacePipeline().process(p, views=True) for p in photos]
-    expected = compute_components(np.stack([face.crop for face in faces]), faces)
+    expected = compute_components(np.stack([face.crop for face in faces]), faces, refinement_passes=2)
     measured, threads, read_after = [], set(), {}
     measure = score_method._batch_components
 
@@ -547,7 +547,7 @@ def test_scoring_measures_each_batch_s_components_beside_the_next(lfw_dir, tmp_p
 
     monkeypatch.setattr(score_method, "_batch_components", slow)
     monkeypatch.setattr(FacePipeline, "process", reading)
-    table = create_scorer(batch_size=2).score(images, components=True, progress=False)
+    table = create_scorer(batch_size=2).score(images, components=True, progress=False, refinement_passes=2)
     assert threads == {"fiqa-components_0"}
     assert sorted(measured) == [0, 2, 4, 6]
     for batch in range(2, 4):  # batch k's components were measured before batch k + 2 was read
@@ -561,7 +561,10 @@ def test_scoring_measures_each_batch_s_components_beside_the_next(lfw_dir, tmp_p
 
 @pytest.mark.lfw
 def test_an_error_while_measuring_stops_the_scoring_and_leaves_no_thread(lfw_dir, tmp_path, monkeypatch):
+    """Neither a thread nor the one-thread BLAS limit the scoring holds while measuring outlives an error."""
     import threading
+
+    from threadpoolctl import threadpool_info
 
     from fiqa.core.errors import FIQAError
     from fiqa.score import create_scorer
@@ -577,6 +580,7 @@ def test_an_error_while_measuring_stops_the_scoring_and_leaves_no_thread(lfw_dir
 
     monkeypatch.setattr(score_method, "_batch_components", failing)
     scorer = create_scorer(batch_size=2)
+    blas_threads = [m["num_threads"] for m in threadpool_info() if m["user_api"] == "blas"]
     with pytest.raises(RuntimeError, match="measuring failed"):
         scorer.score(photos, components=True, progress=False)
     grey = tmp_path / "grey.png"
@@ -585,17 +589,25 @@ def test_an_error_while_measuring_stops_the_scoring_and_leaves_no_thread(lfw_dir
     with pytest.raises(FIQAError, match="grey.png"):  # a reading error, with a batch being measured behind it
         scorer.score([*photos[:2], str(grey)], components=True, on_error="raise", progress=False)
     assert not [t for t in threading.enumerate() if t.name.startswith("fiqa-components")]
+    assert [m["num_threads"] for m in threadpool_info() if m["user_api"] == "blas"] == blas_threads
 
 
 def test_refinement_passes_are_checked_before_any_work(tmp_path):
     pytest.importorskip("starlette")
+    import click
+
     from fiqa.cli import main
+    from fiqa.components.geometry import DEFAULT_REFINEMENT_PASSES
     from fiqa.score import create_scorer
     from fiqa.serve.app import create_app
 
+    for command in ("score", "serve"):  # one default, read from the library
+        option = next(p for p in main.commands[command].params if p.name == "refinement_passes")
+        assert option.get_default(click.Context(main.commands[command])) == DEFAULT_REFINEMENT_PASSES == 2
     missing = str(tmp_path / "not-read.jpg")  # never read: each refusal comes first
-    result = CliRunner().invoke(main, ["score", missing, "--refinement-passes", "2"])
-    assert result.exit_code == 2 and "--refinement-passes needs --components" in result.output
+    for given in ("1", "2"):  # the default too, when given
+        result = CliRunner().invoke(main, ["score", missing, "--refinement-passes", given])
+        assert result.exit_code == 2 and "--refinement-passes needs --components" in result.output
     result = CliRunner().invoke(main, ["score", missing, "--components", "--refinement-passes", "3"])
     assert result.exit_code == 2 and "--refinement-passes" in result.output
     scorer = create_scorer()
@@ -720,7 +732,7 @@ def test_two_refinement_passes_detect_again_on_a_new_view(lfw_dir, monkeypatch):
     monkeypatch.undo()
 
     crops = np.stack([face.crop for face in faces])
-    once, again = compute_components(crops, faces), compute_components(crops, faces, refinement_passes=2)
+    once, again = compute_components(crops, faces, refinement_passes=1), compute_components(crops, faces)  # 2: default
     moved = {*geometry.POSE_COMPONENTS, *geometry.GEOMETRY_COMPONENTS} - {"single_face_present"}  # (boxes only)
     for name in COMPONENTS:
         if name in moved:

@@ -34,6 +34,7 @@ def test_component_tables_are_the_components_of_the_store_faces(lfw_store):
     several = lfw_store.n_faces[rows] > 1
     for k, (name, table) in enumerate(zip(COMPONENTS, tables)):
         assert table.meta["kind"] == "component" and table.meta["unit"] == COMPONENTS[name].unit
+        assert table.meta["refinement_passes"] == 2  # the default, as scoring measures
         np.testing.assert_array_equal(table.sample_id, lfw_store.samples.sample_id[rows])
         want = expected.scalar[:, k].copy()
         if name == "single_face_present":

@@ -16,8 +16,9 @@ faces' boxes, nor the face region at the photo's grid, so:
 - ``compression_artifacts`` is measured on the 112-pixel crop's grid (where the degraded copies' WebP re-encoding
   was applied; a natural photo's JPEG grid is not aligned with the crop's);
 - a degraded copy shares its parent photo's geometry (the effects act on the crop, not on the photo);
-- pose and geometry use the stored landmarks as detected: ``fiqa score --components`` first refines them on an
-  upright view of the face cut from the photo (``FaceCrop.context``), which the store does not keep.
+- pose and geometry use the stored landmarks refined on the upright view of the face cut from the photo, as
+  ``fiqa score --components`` refines the detector's (:func:`fiqa.evaluate.components.component_tables`; two
+  refinement passes, the default).
 
 Each component's 0-100 scalar (higher is better) is then one quality table (NaN rows carry the component's reason
 and a non-ok status, ranked lowest) and evaluated with the project's EDC (:func:`fiqa.evaluate.evaluate_quality`:

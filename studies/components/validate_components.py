@@ -14,10 +14,10 @@
 
     .venv/bin/python -m studies.components.validate_components --faces 150 --photos 80 --random-state 0
     .venv/bin/python -m studies.components.validate_components --faces 150 --photos 80 --random-state 0 \
-        --sections 23 --refinement-passes 2 --out studies/results/components_validity_two_passes.md
+        --sections 23 --refinement-passes 1 --out studies/results/components_validity_one_pass.md
 
-The second: sections 2 and 3 with two landmark refinement passes (``compute_components(...,
-refinement_passes=2)``). ``--part train`` reads training identities, for choosing settings.
+The second: sections 2 and 3 with one landmark refinement pass (``compute_components(..., refinement_passes=1)``;
+the default is two). ``--part train`` reads training identities, for choosing settings.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from fiqa.augment.degrade import EVALUATION_DEGRADATIONS, degrade
 from fiqa.components import COMPONENTS, compute_components
 from fiqa.components.capture import MOTION_THRESHOLD_DB, capture_values, luminance
 from fiqa.components.compression import route_features
-from fiqa.components.geometry import FACE_MODEL_MM, REFINEMENT_PASSES, fit_pose
+from fiqa.components.geometry import DEFAULT_REFINEMENT_PASSES, FACE_MODEL_MM, REFINEMENT_PASSES, fit_pose
 from fiqa.core.identities import split_identities
 from fiqa.detect.pipeline import FacePipeline
 
@@ -258,7 +258,7 @@ def validity_section(crops: np.ndarray) -> list[str]:
     table = degraded_table(crops)
     names = list(COMPONENTS)
     lines = ["## 1. Controlled validity (held-out degradations, Spearman's rho of raw value vs severity)", "",
-             f"{len(crops)} faces of held-apart identities x {len(SEVERITIES)} severities per factor (severity 0 "
+             f"{len(crops)} faces x {len(SEVERITIES)} severities per factor (severity 0 "
              "included), pooled. Own factor in **bold**; an off-diagonal |rho| > 0.3 in *italics* (justified below).",
              "", "| factor | " + " | ".join(CROP_COMPONENTS) + " |", "|---|" + "---:|" * len(CROP_COMPONENTS)]
     own_rows = []
@@ -364,7 +364,7 @@ def geometry_section(photos: list[Path], others: list[Path], passes: int = 1) ->
     n = crop_cases["n"]
     return [
         "## 2. Geometry against exact transforms (full pipeline: YuNet detection on the transformed photo)", "",
-        f"{frontal} near-frontal held-apart photos (|yaw| <= 15 degrees as estimated on the original).", "",
+        f"{frontal} near-frontal photos (|yaw| <= 15 degrees as estimated on the original).", "",
         "| transform | bar | cases | median error | 95th pct | max | within bar |",
         "|---|---|---:|---:|---:|---:|---:|",
         f"| rotation by -40..40 degrees (roll change vs angle) | 1 degree | {len(roll)} | {np.median(roll):.2f} | "
@@ -446,7 +446,7 @@ def pose_section(photos: list[Path], passes: int = 1) -> list[str]:
                     if mirrored is not None:
                         mirror_gap.append(_raw(mirrored, "head_pose_yaw") + values[turns.index(20)])
     lines = ["## 3. Pose on landmark-warped synthetic turns", "",
-             f"{used} near-frontal held-apart photos (|yaw|, |roll| <= 8 degrees), each warped to yaw and to pitch "
+             f"{used} near-frontal photos (|yaw|, |roll| <= 8 degrees), each warped to yaw and to pitch "
              f"turns of {list(turns)} degrees, then detected again.", "",
              "| axis | photos | Spearman(turn, estimate) median | min | fraction = 1.0 | slope (estimate per degree) "
              "median |", "|---|---:|---:|---:|---:|---:|"]
@@ -482,7 +482,7 @@ def photo_compression_section(photos: list[Path]) -> list[str]:
     pooled = spearmanr(severity, values, nan_policy="omit").statistic
     medians = [float(np.nanmedian(values[severity == s])) for s in levels]
     return ["## 1b. `compression_artifacts` on whole photos (as `fiqa score` reads a photo)", "",
-            f"{len(photos)} held-apart photos (LFW-dev's own JPEGs) WebP-coded by OpenCV at the `webp` effect's "
+            f"{len(photos)} photos (LFW-dev's own JPEGs) WebP-coded by OpenCV at the `webp` effect's "
             "qualities, detected again; the estimate is read on the face region at the photo's own pixel grid, "
             "where the windows are 48-112 pixels a side and rarely square (section 1 reads 112-pixel crops).", "",
             "| WebP quality | " + " | ".join(_webp_quality(s) for s in levels)
@@ -508,7 +508,7 @@ def main() -> None:
     parser.add_argument("--sections", default="1b23", help="which sections to run (default all: 1b23)")
     parser.add_argument("--part", choices=("test", "train"), default="test",
                         help="identities: the held-apart half (reported) or the training half (for choosing settings)")
-    parser.add_argument("--refinement-passes", type=int, choices=REFINEMENT_PASSES, default=1,
+    parser.add_argument("--refinement-passes", type=int, choices=REFINEMENT_PASSES, default=DEFAULT_REFINEMENT_PASSES,
                         help="the landmark refinement's passes for sections 2 and 3 (compute_components)")
     parser.add_argument("--out", type=Path, default=REPO / "studies" / "results" / "components_validity.md")
     args = parser.parse_args()
@@ -520,7 +520,8 @@ def main() -> None:
              f"Command: `.venv/bin/python -m studies.components.validate_components --faces {args.faces} --photos "
              f"{args.photos} --random-state {args.random_state}"
              + (f" --sections {args.sections}" if args.sections != "1b23" else "")
-             + (f" --refinement-passes {args.refinement_passes}" if args.refinement_passes != 1 else "")
+             + (f" --refinement-passes {args.refinement_passes}"
+                if args.refinement_passes != DEFAULT_REFINEMENT_PASSES else "")
              + (f" --part {args.part}" if args.part != "test" else "")
              + (f" --out {_shown(args.out)}" if args.out.resolve() != default_out.resolve() else "")
              + f"` (identity split `split_identities(test_fraction=0.5, random_state={args.random_state})`, "

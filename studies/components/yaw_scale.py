@@ -13,7 +13,9 @@ scale is right; ``k < 1``: the estimate overstates the turn.
 Persons with at least 4 photos, their first 8; the depth is chosen on training identities, and each run reads the
 held-apart ones too (a check, not a half read once: the depths tried were each run in full). The fit regresses on
 the estimated yaw, whose noise pulls ``k`` down a little (regression dilution); ``d / k`` is only a guide far from
-``k = 1`` (at 20 mm it read 24.7 mm; 27 mm brought ``k`` to 1).
+``k = 1`` (at 20 mm it read 24.7 mm; 27 mm brought ``k`` to 1). The landmarks are refined as scoring refines them
+(two passes since the eleventh session; the 27 mm depth was chosen with one pass, k 0.99 (0.94-1.01) on training
+identities, 0.98 (0.94-1.03) held-apart; two passes read 0.98 (0.94-1.02) and 0.96 (0.91-1.00)).
 
     .venv/bin/python -m studies.components.yaw_scale --random-state 0
 """

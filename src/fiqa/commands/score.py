@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from fiqa.commands._common import (
     TABLE_OUT_HELP,
+    LazyDefault,
     check_engine,
     check_table_out,
     device_option,
@@ -56,9 +58,10 @@ def _is_store(path: str) -> bool:
 @click.option("--advice-profile", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="A TOML advice profile (thresholds on the components' raw values). Default: the shipped "
                    "'enrolment' profile (`fiqa components --profile` prints it).")
-@click.option("--refinement-passes", type=click.IntRange(1, 2), default=1, show_default=True,
+@click.option("--refinement-passes", type=click.IntRange(1, 2), show_default=True,
+              default=LazyDefault("fiqa.components.geometry", "DEFAULT_REFINEMENT_PASSES"),
               help="Landmark refinement passes of the pose and geometry components: 2 reads the eye distance and "
-                   "yaw more precisely, for about 0.3 ms a face more (docs/components.md).")
+                   "yaw more precisely than 1, which saves about 0.3 ms a face (docs/components.md).")
 @engine_options("scores")
 @device_option("the quality model")
 def command(paths: tuple[str, ...], model: str | None, method: str | None, out_path: str | None, aligned: bool,
@@ -95,7 +98,8 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
         raise click.UsageError("--method runs on the local engine only (leave out --engine ray)")
     if advice_profile is not None and not components:
         raise click.UsageError("--advice-profile needs --components")
-    if refinement_passes != 1 and not components:
+    passes_given = click.get_current_context().get_parameter_source("refinement_passes") != ParameterSource.DEFAULT
+    if passes_given and not components:
         raise click.UsageError("--refinement-passes needs --components")
     if components and engine == "ray":
         raise click.UsageError("--components runs on the local engine only (leave out --engine ray)")

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from fiqa.components.advice import ADVICE, AdviceProfile, AdviceRule, ProfileError, advise, load_profile
 from fiqa.components.base import Component
-from fiqa.components.geometry import FaceGeometry, fit_pose
+from fiqa.components.geometry import DEFAULT_REFINEMENT_PASSES, FaceGeometry, fit_pose
 from fiqa.components.measure import COMPONENTS, ComponentTable, compute_components, describe_components
 
-__all__ = ["ADVICE", "COMPONENTS", "AdviceProfile", "AdviceRule", "Component", "ComponentTable", "FaceGeometry",
-           "ProfileError", "advise", "compute_components", "describe_components", "fit_pose", "load_profile"]
+__all__ = ["ADVICE", "COMPONENTS", "DEFAULT_REFINEMENT_PASSES", "AdviceProfile", "AdviceRule", "Component",
+           "ComponentTable", "FaceGeometry", "ProfileError", "advise", "compute_components", "describe_components",
+           "fit_pose", "load_profile"]

@@ -3,8 +3,9 @@
 The landmarks are first refined (:func:`refine_landmarks`): the face's view is levelled by its mirror-symmetry axis
 (:func:`symmetry_roll`, from the power spectrum), the detector runs again on that upright view and on its mirror
 image, the two are averaged, and the landmarks take the axis's in-plane angle, measured once more on the
-view the refined landmarks centre (:func:`_settle_on_axis`). With ``refinement_passes=2`` a first detection places a
-new view for the averaged one (:func:`_refine_twice`: a more precise eye distance and yaw, about 0.3 ms a face more).
+view the refined landmarks centre (:func:`_settle_on_axis`). By default (``refinement_passes=2``) a first detection
+places a new view for the averaged one (:func:`_refine_twice`: a more precise eye distance and yaw, about 0.3 ms a
+face more than ``refinement_passes=1``).
 
 - ``head_pose_yaw``, ``head_pose_pitch``, ``head_pose_roll`` (degrees): yaw and pitch from a weak-perspective fit
   of a generic 3-D face (:data:`FACE_MODEL_MM`, the five landmarks of an average adult face in millimetres) to the
@@ -46,9 +47,9 @@ from fiqa.io.model_files import model_path
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-__all__ = ["FACE_MODEL_MM", "GEOMETRY_COMPONENTS", "HEAD_MM", "POSE_COMPONENTS", "REFINEMENT_PASSES", "FaceGeometry",
-           "check_refinement_passes", "fit_pose", "geometry_values", "geometry_values_batch", "refine_landmarks",
-           "refine_landmarks_batch", "symmetry_roll"]
+__all__ = ["DEFAULT_REFINEMENT_PASSES", "FACE_MODEL_MM", "GEOMETRY_COMPONENTS", "HEAD_MM", "POSE_COMPONENTS",
+           "REFINEMENT_PASSES", "FaceGeometry", "check_refinement_passes", "fit_pose", "geometry_values",
+           "geometry_values_batch", "refine_landmarks", "refine_landmarks_batch", "symmetry_roll"]
 
 POSE_COMPONENTS = ("head_pose_yaw", "head_pose_pitch", "head_pose_roll")
 GEOMETRY_COMPONENTS = ("inter_eye_distance", "head_size", "crop_left", "crop_right", "margin_above", "margin_below",
@@ -106,8 +107,13 @@ class FaceGeometry:
 
 
 REFINEMENT_PASSES = (1, 2)
-"""The landmark refinement's passes: 1 (the default, within the components' time budget) or 2 (more precise eye
-distance and yaw, about 0.3 ms a face more: :func:`_refine_twice`)."""
+"""The landmark refinement's passes: 1, or 2 (:func:`_refine_twice`: the eye distance and yaw more precise, about
+0.3 ms a face more of the components' own time)."""
+
+DEFAULT_REFINEMENT_PASSES = 2
+"""Every entry point's default (:data:`REFINEMENT_PASSES`): two, since scoring measures one batch's components on a
+thread of their own (:func:`fiqa.score.score_images`), where they cost x1.226-1.242 of scoring against x1.185-1.228
+with one pass (``benchmarks/results/components*.md``; the budget is x1.25, met at its edge; docs/components.md)."""
 
 
 # the 96-pixel view with the eyes 24 pixels apart (a view and its mirror: two 96x96 detections, 0.8 ms of CPU in
@@ -413,18 +419,19 @@ def symmetry_roll(context: np.ndarray) -> float:
 
 
 def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray, *,
-                     refinement_passes: int = 1) -> np.ndarray | None:
+                     refinement_passes: int = DEFAULT_REFINEMENT_PASSES) -> np.ndarray | None:
     """The five landmarks re-measured on the face's upright view: the view is levelled by the face's
     mirror-symmetry axis (:func:`symmetry_roll`), the detector runs on it and on its mirror image (one image, the two
     averaged: one detector's left-right bias cancels), and the landmarks are turned about their centre so that
     their eye line lies across the symmetry axis. Source pixels; None when the detector finds no face there
     (:func:`refine_landmarks_batch` for one face).
 
-    ``refinement_passes=2`` (:func:`_refine_twice`) detects once more, on a view re-cut around first landmarks: the
-    mirrored yaw and the eye distance are more precise (13-14 points more within their bars on training identities,
-    4-13 on held-apart ones), for about 0.3 ms a face more: x1.241-1.255 of scoring derived, x1.260 timed through the
-    scorer, where one pass is x1.217-1.232: at or over the components' time budget, so the default is one pass
-    (docs/components.md).
+    ``refinement_passes=2``, the default (:func:`_refine_twice`), detects once more, on a view re-cut around first
+    landmarks: the mirrored yaw and the eye distance are more precise (13-14 points more within their bars on
+    training identities, 4-13 on held-apart ones), for about 0.3 ms a face more of the components' own time, which
+    fits their time budget (at its edge) since scoring measures them on a thread of their own
+    (:data:`DEFAULT_REFINEMENT_PASSES`, docs/components.md). ``refinement_passes=1`` is the first refinement alone,
+    described here.
 
     YuNet's landmarks follow only part of an in-plane turn (on a face turned by 20 degrees they may read 6) and
     carry a degree or two of noise; the symmetry axis is measured from the whole face's pixels and turns with them
@@ -435,7 +442,7 @@ def refine_landmarks(context: np.ndarray, context_to_source: np.ndarray, *,
 
 
 def refine_landmarks_batch(views: Sequence[tuple[np.ndarray, np.ndarray]], *,
-                           refinement_passes: int = 1) -> list[np.ndarray | None]:
+                           refinement_passes: int = DEFAULT_REFINEMENT_PASSES) -> list[np.ndarray | None]:
     """:func:`refine_landmarks` of B faces, given as ``(context, context_to_source)`` pairs: the same landmarks, the
     detections on the levelled views made in few forward passes of the detector."""
     check_refinement_passes(refinement_passes, "refine_landmarks_batch")
@@ -497,7 +504,8 @@ def _refine_twice(views: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.nda
                 cuts[i] = (new_view, cut_to_context)
     second = dict(zip(cuts, _mirror_averaged([new_view for new_view, _ in cuts.values()]), strict=True))
     missed = [i for i, points in enumerate(first) if points is None]
-    one_pass = dict(zip(missed, refine_landmarks_batch([views[i] for i in missed]), strict=True)) if missed else {}
+    one_pass = (dict(zip(missed, refine_landmarks_batch([views[i] for i in missed], refinement_passes=1),
+                         strict=True)) if missed else {})
     refined = []
     for i, ((context, to_source), points) in enumerate(zip(views, first)):
         if points is None:
@@ -605,7 +613,8 @@ def fit_pose(landmarks: np.ndarray) -> tuple[float, float, float, float]:
     return yaw, pitch, roll, float(singular.mean())
 
 
-def geometry_values(geometry: FaceGeometry, *, refinement_passes: int = 1) -> tuple[dict[str, float], str]:
+def geometry_values(geometry: FaceGeometry, *,
+                    refinement_passes: int = DEFAULT_REFINEMENT_PASSES) -> tuple[dict[str, float], str]:
     """Raw values of :data:`POSE_COMPONENTS` and :data:`GEOMETRY_COMPONENTS` for one face
     (:func:`geometry_values_batch` of one).
 
@@ -626,7 +635,7 @@ def geometry_values(geometry: FaceGeometry, *, refinement_passes: int = 1) -> tu
 
 
 def geometry_values_batch(geometries: Sequence[FaceGeometry], *,
-                          refinement_passes: int = 1) -> list[tuple[dict[str, float], str]]:
+                          refinement_passes: int = DEFAULT_REFINEMENT_PASSES) -> list[tuple[dict[str, float], str]]:
     """:func:`geometry_values` of B faces; the landmarks of those with an upright view are refined together
     (:func:`refine_landmarks_batch`, in ``refinement_passes``)."""
     views = {i: (geometry.context, geometry.context_to_source) for i, geometry in enumerate(geometries)

@@ -53,7 +53,8 @@ def session_options(threads: int | None, optimization: str = "all", *, spinning:
     """ONNX Runtime options of every fiqa session: ``threads`` intra-op threads (None: ``$FIQA_ORT_THREADS`` when
     set, else all cores), one inter-op thread, the graph optimisation level, warnings silenced; ``spinning=False``
     lets idle intra-op threads sleep (for many sessions taking turns, whose idle threads would otherwise spin while
-    another one computes)."""
+    another one computes, and for a session with other work beside it on the same cores: the scorer's, beside the
+    components' thread)."""
     options = ort.SessionOptions()
     threads = _default_threads() if threads is None else threads
     if not spinning:

@@ -108,7 +108,7 @@ def component_tables(store: EmbeddingStore, rows: Sequence[int] | np.ndarray | N
         columns ``<name>_raw`` (the raw value, unit in ``meta.record["unit"]``) and ``identity``.
     """
     from fiqa.augment.crops import load_crops
-    from fiqa.components import COMPONENTS, ComponentTable, compute_components
+    from fiqa.components import COMPONENTS, DEFAULT_REFINEMENT_PASSES, ComponentTable, compute_components
 
     batch_size = check_int("component_tables", "batch_size", batch_size, 1)
     selected = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -145,5 +145,6 @@ def component_tables(store: EmbeddingStore, rows: Sequence[int] | np.ndarray | N
             np.where(has, "", reason[:, k]).astype(object), {f"{name}_raw": raw[:, k], "identity": identity},
             TableMeta(method=f"{COMPONENT_PREFIX}{name}", kind="component", store=str(store.root),
                       record={"component": name, "unit": COMPONENTS[name].unit,
-                              "mapping": COMPONENTS[name].mapping.describe(), "source": "fiqa.components"})))
+                              "mapping": COMPONENTS[name].mapping.describe(), "source": "fiqa.components",
+                              "refinement_passes": DEFAULT_REFINEMENT_PASSES})))
     return tables

@@ -13,6 +13,7 @@ here. The learned models (:class:`fiqa.score.Scorer`) and the training-free meth
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import deque
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from fiqa.components.geometry import DEFAULT_REFINEMENT_PASSES, check_refinement_passes
+from fiqa.core.blas import one_blas_thread
 from fiqa.core.errors import FIQAError, InvalidParameterError
 from fiqa.core.meta import TableMeta
 from fiqa.core.progress import tqdm
@@ -250,11 +253,14 @@ def score_store(method: QualityMethod, store: EmbeddingStore, rows: np.ndarray |
 def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: FacePipeline, *,
                  batch_size: int | None = None, on_error: str = "record", progress: bool = True,
                  components: bool = False, advice_profile: AdviceProfile | str | os.PathLike | None = None,
-                 refinement_passes: int = 1, settings: Mapping[str, Any] | None = None) -> QualityTable:
+                 refinement_passes: int = DEFAULT_REFINEMENT_PASSES,
+                 settings: Mapping[str, Any] | None = None) -> QualityTable:
     """Score photos (or aligned crops) with a method that reads crops: one batch of images is read, detected,
     aligned and scored at a time; each decoded image is released once its face is cropped, so memory holds at
-    most one batch of crops whatever the number of images (two with ``components``: one batch's are measured on a
-    thread of their own while the next batch is read and scored).
+    most one batch of crops whatever the number of images. With ``components``, two batches of crops and their views
+    (the face's region at the photo's grid and its upright view, up to about 280 KiB a face): one batch's components
+    are measured on a thread of their own while this thread scores that batch and reads the next, and BLAS runs on
+    one thread meanwhile (:func:`fiqa.core.blas.one_blas_thread`).
 
     Parameters
     ----------
@@ -294,7 +300,6 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
     profile = None
     if components:
         from fiqa.components import AdviceProfile, load_profile
-        from fiqa.components.geometry import check_refinement_passes
 
         check_refinement_passes(refinement_passes, "score_images")  # before any image is read
         profile = advice_profile if isinstance(advice_profile, AdviceProfile) else load_profile(advice_profile)
@@ -306,13 +311,20 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
     locations = np.array([image_name(image, i) for i, image in enumerate(images)], dtype=object)
     extra = _extra(method, n)
     measured: list[ComponentTable] = []
-    # one batch's components are measured on a thread of their own while the next batch is read and scored: their
-    # work runs mostly on one core (small NumPy and OpenCV steps, the refinement's detector on one thread), where
-    # reading and scoring keep both cores busy (benchmarks/bench_components.py)
+    # one batch's components are measured on a thread of their own while this thread scores the batch and reads the
+    # next: their work runs mostly on one core (small NumPy and OpenCV steps, the refinement's detector on one
+    # thread), where reading and scoring alone keep the second core only partly busy (benchmarks/bench_components.py)
     pool = ThreadPoolExecutor(1, thread_name_prefix="fiqa-components") if components else None
     pending: deque[Future[ComponentTable]] = deque()
     bar = tqdm(total=n, desc=method.name, unit="img", disable=not progress)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
+        if pool is not None:
+            # BLAS on one thread while the components are measured (their occlusion model asks for one on their
+            # thread too): set and restored on this thread, and not restored by theirs while this one scores
+            stack.enter_context(one_blas_thread())
+            # first on the way out: after an error here, no batch left measuring behind it (nor its error unsaid)
+            stack.callback(_drain, pool, pending)
         for start in range(0, n, step):
             rows, crops, faces = [], [], []
             for i in range(start, min(n, start + step)):
@@ -326,7 +338,7 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
                 status[i], reason[i] = face.status.value, face.reason
                 if on_error == "raise":
                     raise FIQAError(f"{locations[i]}: {reason[i]}")
-            if pool is not None:  # measured while the next batch is read and scored; at most one more waits
+            if pool is not None:  # the batch before is collected first: at most two batches held
                 pending.append(pool.submit(_batch_components, crops, faces, rows, reason[start:start + step].copy(),
                                            start, refinement_passes))
                 if len(pending) > 1:
@@ -342,11 +354,8 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
                     raise FIQAError(f"{locations[first]}: {reason[first]}")
             del crops, faces
             bar.update(min(n, start + step) - start)
-        measured.extend(future.result() for future in pending)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)  # after an error, no batch left measuring behind it
-    bar.close()
+        while pending:
+            measured.append(pending.popleft().result())
     table_columns: dict[str, np.ndarray] = {**extra, "location": locations, "n_faces": n_faces,
                                             "detection_score": detection_score}
     meta = method.table_meta(**{**dict(settings or {}), "batch_size": step})
@@ -361,6 +370,15 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
                     components_refinement_passes=refinement_passes)
     return QualityTable(np.arange(n, dtype=np.int64), quality, status, reason, table_columns,
                         TableMeta.from_json(meta, method.name))
+
+
+def _drain(pool: ThreadPoolExecutor, pending: deque[Future[ComponentTable]]) -> None:
+    """Stop the components' thread after the batch it measures; log the error of a batch whose result nobody read
+    (the scoring stopped on an error of its own first)."""
+    pool.shutdown(wait=True, cancel_futures=True)
+    for future in pending:
+        if future.done() and not future.cancelled() and future.exception() is not None:
+            logger.error("measuring a batch's components failed too: %s", future.exception())
 
 
 def _batch_components(crops: list[np.ndarray], faces: list[FaceCrop], rows: list[int], reasons: np.ndarray,

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fiqa.components import AdviceProfile
+from fiqa.components import DEFAULT_REFINEMENT_PASSES, AdviceProfile
 from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.core.params import InstanceOf, Interval, validate
 from fiqa.core.provenance import provenance
@@ -101,7 +101,10 @@ class Scorer:
         self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])
         self.batch_size, self.detection = int(batch_size), detection or DetectionSettings()
         try:
-            self._session = inference_session(graph, threads=threads, device=self.device)
+            # idle intra-op threads sleep: spinning, they took the cores from the components measured beside the
+            # scoring (benchmarks/bench_components.py, batch 13: score + components x1.362 spinning, x1.219 not;
+            # plain scoring 12.60 -> 12.28 ms a face; the same values either way)
+            self._session = inference_session(graph, threads=threads, device=self.device, spinning=False)
         except Exception as exc:  # onnxruntime raises its own exception types for graphs it cannot run
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(f"{self.model_name}: ONNX Runtime cannot run this quality model ({first})") from None
@@ -144,7 +147,7 @@ class Scorer:
     def score(self, images: Sequence[ImageInput], *, aligned: bool = False, on_error: str = "record",
               progress: bool = True, components: bool = False,
               advice_profile: AdviceProfile | str | os.PathLike | None = None,
-              refinement_passes: int = 1) -> QualityTable:
+              refinement_passes: int = DEFAULT_REFINEMENT_PASSES) -> QualityTable:
         """Score images, detecting and aligning faces unless ``aligned``.
 
         Parameters
@@ -166,8 +169,8 @@ class Scorer:
         advice_profile : AdviceProfile, path or None
             Thresholds for the advice (None: the shipped ``enrolment`` profile); only with ``components``.
         refinement_passes : int
-            The landmark refinement's passes for the pose and geometry components: 1 (the default) or 2 (a more
-            precise eye distance and yaw, about 0.3 ms a face more; :func:`fiqa.components.compute_components`);
+            The landmark refinement's passes for the pose and geometry components: 2 (the default) or 1 (a less
+            precise eye distance and yaw, about 0.3 ms a face less; :func:`fiqa.components.compute_components`);
             only with ``components``, recorded as ``meta["components_refinement_passes"]``.
 
         Returns

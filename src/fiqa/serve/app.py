@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from fiqa.components import (
     ADVICE,
+    DEFAULT_REFINEMENT_PASSES,
     AdviceProfile,
     ComponentTable,
     advise,
@@ -104,7 +105,8 @@ class Service:
     """
 
     def __init__(self, scorer: Scorer, limits: Limits, workers: Workers,
-                 advice_profile: AdviceProfile | None = None, refinement_passes: int = 1) -> None:
+                 advice_profile: AdviceProfile | None = None,
+                 refinement_passes: int = DEFAULT_REFINEMENT_PASSES) -> None:
         check_refinement_passes(refinement_passes, "Service")
         self.scorer, self.limits, self.workers = scorer, limits, workers
         self.advice_profile = advice_profile or load_profile()
@@ -332,7 +334,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(scorer: Scorer, *, limits: Limits | None = None, workers: Workers | None = None,
-               advice_profile: AdviceProfile | None = None, refinement_passes: int = 1) -> Starlette:
+               advice_profile: AdviceProfile | None = None,
+               refinement_passes: int = DEFAULT_REFINEMENT_PASSES) -> Starlette:
     """The ASGI application of ``fiqa serve``; run it with any ASGI server (:func:`fiqa.serve.run` uses uvicorn).
 
     Parameters
@@ -347,7 +350,7 @@ def create_app(scorer: Scorer, *, limits: Limits | None = None, workers: Workers
     advice_profile : AdviceProfile, optional
         Thresholds for the advice of ``POST /score?components=true`` (default: the shipped ``enrolment`` profile).
     refinement_passes : int
-        The components' landmark refinement passes (1, the default, or 2: :func:`fiqa.components.compute_components`),
+        The components' landmark refinement passes (2, the default, or 1: :func:`fiqa.components.compute_components`),
         listed by ``GET /model``.
 
     Returns

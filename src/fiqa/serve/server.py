@@ -12,7 +12,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from fiqa.components import load_profile
+from fiqa.components import DEFAULT_REFINEMENT_PASSES, load_profile
 from fiqa.core.errors import FIQAError, InvalidParameterError, check_int
 from fiqa.score import create_scorer
 from fiqa.serve.app import create_app
@@ -109,7 +109,8 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 def run(model: str | os.PathLike | None = None, *, host: str = "127.0.0.1", port: int = 8000,
         limits: Limits | None = None, workers: Workers | None = None, threads: int | None = None,
         graceful_timeout: int = 30, on_ready: Callable[[str], None] | None = None,
-        advice_profile: str | os.PathLike | None = None, refinement_passes: int = 1) -> None:
+        advice_profile: str | os.PathLike | None = None,
+        refinement_passes: int = DEFAULT_REFINEMENT_PASSES) -> None:
     """Load a quality model and serve it over HTTP until SIGINT or SIGTERM.
 
     Parameters
