@@ -592,6 +592,54 @@ def test_an_error_while_measuring_stops_the_scoring_and_leaves_no_thread(lfw_dir
     assert [m["num_threads"] for m in threadpool_info() if m["user_api"] == "blas"] == blas_threads
 
 
+@pytest.mark.lfw
+def test_blas_limits_on_both_threads_leave_the_count_as_it_was(lfw_dir, monkeypatch):
+    """The order in which two threads' one-thread BLAS limits left OpenBLAS on one thread for good (threadpoolctl
+    lets one thread at a time set it; a limit entered while another thread's holds reads 1 as the count to restore):
+    the occlusion model's limit on the components' thread first in and first out, a method's own (SER-FIQ's) on the
+    scoring thread inside it. The scorer holds its own limit throughout, and the count is back afterwards."""
+    import contextlib
+    import threading
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from fiqa.components import occlusion
+    from fiqa.score import Scorer, create_scorer
+
+    def blas_threads() -> list[int]:
+        return [m["num_threads"] for m in threadpool_info() if m["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before or max(before) < 2:
+        pytest.skip(f"this BLAS runs on one thread here ({before}): nothing to limit")
+    worker_in, main_in, worker_out = threading.Event(), threading.Event(), threading.Event()
+    limit = occlusion._one_blas_thread
+
+    @contextlib.contextmanager
+    def held_until_the_scorer_limits():
+        with limit():
+            worker_in.set()
+            assert main_in.wait(30)
+            yield
+        worker_out.set()
+
+    score_batch = Scorer.score_batch
+
+    def limited_score_batch(self, crops):
+        assert worker_in.wait(30)
+        with threadpool_limits(1, user_api="blas"):  # as SER-FIQ scores
+            main_in.set()
+            assert worker_out.wait(30)
+        return score_batch(self, crops)
+
+    monkeypatch.setattr(occlusion, "_one_blas_thread", held_until_the_scorer_limits)
+    monkeypatch.setattr(Scorer, "score_batch", limited_score_batch)
+    photos = [str(p) for p in sorted(lfw_dir.glob("*/*.jpg"))[:3]]
+    table = create_scorer(batch_size=4).score(photos, components=True, progress=False)
+    assert table.ok.all() and worker_out.is_set()
+    assert blas_threads() == before
+
+
 def test_refinement_passes_are_checked_before_any_work(tmp_path):
     pytest.importorskip("starlette")
     import click

@@ -39,15 +39,18 @@ Example
 from __future__ import annotations
 
 import json
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from fiqa.components.capture import CLIPPED_WHITE, luminance
-from fiqa.core.blas import one_blas_thread
 from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.core.provenance import file_sha256
 from fiqa.detect.align import ARCFACE_TEMPLATE, CROP_SIZE
@@ -314,6 +317,28 @@ def _default_model() -> OcclusionModel:
         return _CACHE["default"]
 
 
+_BLAS: list[tuple[int, ThreadpoolController]] = []  # (how many modules were imported at the scan, its controller)
+_BLAS_TURN = threading.Lock()
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """A context in which BLAS runs on one thread (process-wide while it lasts; the library scan is made once, 0.47 ms
+    a time). The model's products are small: a batch of 64 crops took 4.6 ms on one thread, 3.7 on two; but on a
+    machine with other work, two BLAS threads took 41 ms for it, and BLAS's idle threads spinning beside the scoring
+    model's slowed scoring itself (bench_components.py at load 2-4: scoring 13.7-18 ms a face, with components
+    25.8-31; with OPENBLAS_NUM_THREADS=1 9.4 and 11.6).
+
+    Threads take turns inside (``fiqa serve`` measures faces in a pool of threads): two limits overlapping would each
+    restore the count the other had set, and could leave the process on one BLAS thread for good.
+
+    The scan is made again when modules were imported since the last one: an extension imported later (SciPy brings
+    its own OpenBLAS) would otherwise stay outside the limit."""
+    with _BLAS_TURN:
+        if not _BLAS or _BLAS[0][0] != len(sys.modules):
+            _BLAS[:] = [(len(sys.modules), ThreadpoolController())]
+        with _BLAS[0][1].limit(limits=1, user_api="blas"):
+            yield
 
 
 def _interpolation() -> np.ndarray:
@@ -343,11 +368,7 @@ def coverage_maps(crops: np.ndarray, model: OcclusionModel | None = None) -> tup
     """
     features, assessable = cell_features(crops)
     model = model or _default_model()
-    # small products: a batch of 64 crops took 4.6 ms on one BLAS thread, 3.7 on two; but on a machine with other
-    # work two BLAS threads took 41 ms, and their idle threads spinning beside the scoring model's slowed scoring
-    # itself (bench_components.py at load 2-4: scoring 13.7-18 ms a face, with components 25.8-31; with
-    # OPENBLAS_NUM_THREADS=1 9.4 and 11.6)
-    with one_blas_thread():
+    with _one_blas_thread():
         quadrants = model.coverage(features).reshape(-1, GRID, GRID, SUB, SUB)
         cells = quadrants.transpose(0, 1, 3, 2, 4).reshape(-1, GRID * SUB, GRID * SUB)
         coverage = np.einsum("ij,bjk,lk->bil", _UPSAMPLE, cells, _UPSAMPLE, optimize=True)
@@ -420,7 +441,7 @@ def occlusion_measures(crops: np.ndarray, *, model: OcclusionModel | None = None
     coverage, assessable = coverage_maps(crops, model)
     occluded = (coverage > OCCLUDED_COVERAGE).reshape(len(crops), -1).astype(np.float32)
     clipped = ((luminance(crops) if luma is None else luma) > CLIPPED_WHITE).reshape(len(crops), -1)
-    with one_blas_thread():
+    with _one_blas_thread():
         fractions = np.clip((occluded @ _REGION_WEIGHTS).astype(np.float64), 0.0, 1.0)
         some = np.flatnonzero(clipped.any(axis=1))  # faces without a clipped pixel keep the plain fractions
         if len(some):

@@ -53,13 +53,12 @@ Measured: ``benchmarks/bench_new_labeller.py``, ``benchmarks/bench_ms1m_scale.py
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from fiqa.core.blas import one_blas_thread
 from fiqa.core.comparisons import (
     MAX_GRAM,
     gram_row_tiles,
@@ -261,7 +260,7 @@ def _cluster_block(block_vectors: np.ndarray, starts: np.ndarray, thresholds: tu
     n_block = len(block_vectors)
     gram_offset = np.concatenate([[0], np.cumsum(sizes.astype(np.int64) ** 2)])
     gram = np.empty(gram_offset[-1], np.float32)
-    with one_blas_thread():  # many small products: threads only add overhead
+    with threadpool_limits(1, user_api="blas"):  # many small products: threads only add overhead
         for index in np.flatnonzero(sizes > 1):
             members = block_vectors[starts[index]:starts[index + 1]]
             np.matmul(members, members.T,
@@ -368,7 +367,7 @@ def match_evidence(vectors: np.ndarray, codes: np.ndarray, burst: np.ndarray, th
     for rows, starts, block_vectors in identity_blocks(vectors, codes, block_rows, "match evidence",
                                                        max_gram=max_gram):
         sizes = np.diff(starts)
-        with one_blas_thread() if len(sizes) > 1 else contextlib.nullcontext():
+        with threadpool_limits(1 if len(sizes) > 1 else None, user_api="blas"):
             for index in np.flatnonzero(sizes > 1):
                 span = slice(starts[index], starts[index + 1])
                 by_burst = np.argsort(burst[rows[span]], kind="stable")

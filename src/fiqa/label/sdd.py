@@ -56,8 +56,8 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from fiqa.core.blas import one_blas_thread
 from fiqa.core.comparisons import MAX_GRAM, identity_codes
 from fiqa.core.errors import InvalidParameterError
 from fiqa.core.params import Boolean, Interval, Param
@@ -407,7 +407,7 @@ class SDDLabeler(Labeler):
         # positives: one Gram matrix per identity, stored flat
         gram_offset = np.concatenate([[0], np.cumsum(np.where(big, 0, sizes).astype(np.int64) ** 2)])
         gram = np.empty(gram_offset[-1], dtype=np.float32)
-        with one_blas_thread():  # many small products: threads only add overhead
+        with threadpool_limits(1, user_api="blas"):  # many small products: threads only add overhead
             for index, (start, stop) in enumerate(zip(draw.class_start[:-1], draw.class_start[1:])):
                 if big[index]:
                     continue

@@ -22,9 +22,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from fiqa.components.geometry import DEFAULT_REFINEMENT_PASSES, check_refinement_passes
-from fiqa.core.blas import one_blas_thread
 from fiqa.core.errors import FIQAError, InvalidParameterError
 from fiqa.core.meta import TableMeta
 from fiqa.core.progress import tqdm
@@ -260,7 +260,7 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
     most one batch of crops whatever the number of images. With ``components``, two batches of crops and their views
     (the face's region at the photo's grid and its upright view, up to about 280 KiB a face): one batch's components
     are measured on a thread of their own while this thread scores that batch and reads the next, and BLAS runs on
-    one thread meanwhile (:func:`fiqa.core.blas.one_blas_thread`).
+    one thread meanwhile.
 
     Parameters
     ----------
@@ -320,9 +320,11 @@ def score_images(method: QualityMethod, images: Sequence[ImageInput], pipeline: 
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)
         if pool is not None:
-            # BLAS on one thread while the components are measured (their occlusion model asks for one on their
-            # thread too): set and restored on this thread, and not restored by theirs while this one scores
-            stack.enter_context(one_blas_thread())
+            # BLAS on one thread while the components are measured, held by this thread throughout: threadpoolctl
+            # lets one thread at a time set OpenBLAS's process-wide count, so the occlusion model's limit on the
+            # components' thread and a method's own on this one (SER-FIQ's) are then no-ops inside this one, where
+            # overlapping they could restore each other's counts and leave the process on one thread for good
+            stack.enter_context(threadpool_limits(1, user_api="blas"))
             # first on the way out: after an error here, no batch left measuring behind it (nor its error unsaid)
             stack.callback(_drain, pool, pending)
         for start in range(0, n, step):

@@ -32,8 +32,8 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 from onnx import numpy_helper
+from threadpoolctl import threadpool_limits
 
-from fiqa.core.blas import one_blas_thread
 from fiqa.core.errors import InvalidParameterError, ModelFileError
 from fiqa.core.params import Interval, Options, Param, validate
 from fiqa.core.provenance import provenance
@@ -220,7 +220,7 @@ class SERFIQ(_Method):
         scores = np.empty(len(crops))
         # one face per product, BLAS on one thread: measured fastest here (49 ms of CPU per face with the trunk,
         # against 181 ms with every BLAS thread on such small products and 60-69 ms with faces stacked)
-        with one_blas_thread():  # (beside the components' thread, which also wants one: fiqa.core.blas)
+        with threadpool_limits(1, user_api="blas"):
             for i, face in enumerate(features):
                 embeddings = self.tail.last_layer(kept * face)
                 embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
