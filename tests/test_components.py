@@ -640,6 +640,26 @@ def test_blas_limits_on_both_threads_leave_the_count_as_it_was(lfw_dir, monkeypa
     assert blas_threads() == before
 
 
+def test_the_scorer_s_idle_threads_sleep_and_help_loads_no_opencv():
+    """The scoring session's idle intra-op threads sleep (spinning, they took the cores from the components measured
+    beside it: docs/components.md, Cost); and the commands' help reads the refinement default without loading
+    OpenCV or the components."""
+    import subprocess
+    import sys
+
+    from fiqa.score import create_scorer
+
+    options = create_scorer()._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    probe = ("import sys; from fiqa.cli import main\n"
+             "for command in ('score', 'serve'):\n"
+             "    try:\n        main([command, '--help'], standalone_mode=False)\n"
+             "    except SystemExit:\n        pass\n"
+             "print(sorted(m for m in ('cv2', 'fiqa.components') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_refinement_passes_are_checked_before_any_work(tmp_path):
     pytest.importorskip("starlette")
     import click

@@ -288,7 +288,7 @@ def validity_section(crops: np.ndarray) -> list[str]:
 
 
 # ---- geometry ----
-def _detect(pipeline: FacePipeline, image: np.ndarray, passes: int = 1):
+def _detect(pipeline: FacePipeline, image: np.ndarray, passes: int = DEFAULT_REFINEMENT_PASSES):
     face = pipeline.process(image, views=True)
     if not face.ok:
         return None
@@ -309,7 +309,7 @@ def _rotate(image: np.ndarray, angle: float) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT)
 
 
-def geometry_section(photos: list[Path], others: list[Path], passes: int = 1) -> list[str]:
+def geometry_section(photos: list[Path], others: list[Path], passes: int = DEFAULT_REFINEMENT_PASSES) -> list[str]:
     pipeline = FacePipeline()
     roll_errors, mirror_errors, scale_errors, roll_turned = [], [], [], []
     by_factor: dict[float, list[float]] = {}
@@ -415,7 +415,7 @@ def _moved(yaw: float, pitch: float) -> np.ndarray:
     return (model[:, :2] - model[:, :2].mean(axis=0)) - (FACE_MODEL_MM[:, :2] - FACE_MODEL_MM[:, :2].mean(axis=0))
 
 
-def pose_section(photos: list[Path], passes: int = 1) -> list[str]:
+def pose_section(photos: list[Path], passes: int = DEFAULT_REFINEMENT_PASSES) -> list[str]:
     pipeline = FacePipeline()
     turns = (-30, -20, -10, 0, 10, 20, 30)
     monotone = {"yaw": [], "pitch": []}

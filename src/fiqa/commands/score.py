@@ -9,7 +9,6 @@ from click.core import ParameterSource
 
 from fiqa.commands._common import (
     TABLE_OUT_HELP,
-    LazyDefault,
     check_engine,
     check_table_out,
     device_option,
@@ -58,8 +57,9 @@ def _is_store(path: str) -> bool:
 @click.option("--advice-profile", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="A TOML advice profile (thresholds on the components' raw values). Default: the shipped "
                    "'enrolment' profile (`fiqa components --profile` prints it).")
-@click.option("--refinement-passes", type=click.IntRange(1, 2), show_default=True,
-              default=LazyDefault("fiqa.components.geometry", "DEFAULT_REFINEMENT_PASSES"),
+# default: fiqa.components.DEFAULT_REFINEMENT_PASSES (a test keeps them equal; read here, it would load OpenCV and the
+# components for --help)
+@click.option("--refinement-passes", type=click.IntRange(1, 2), default=2, show_default=True,
               help="Landmark refinement passes of the pose and geometry components: 2 reads the eye distance and "
                    "yaw more precisely than 1, which saves about 0.3 ms a face (docs/components.md).")
 @engine_options("scores")

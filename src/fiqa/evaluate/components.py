@@ -123,7 +123,8 @@ def component_tables(store: EmbeddingStore, rows: Sequence[int] | np.ndarray | N
         sizes: dict[str, tuple[int, int]] = {}
         contexts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         crops = load_crops(store, batch, sizes=sizes, contexts=contexts)  # each photo read once
-        measured.append(compute_components(crops, store_faces(store, batch, sizes, contexts)))
+        measured.append(compute_components(crops, store_faces(store, batch, sizes, contexts),
+                                           refinement_passes=DEFAULT_REFINEMENT_PASSES))
     table = ComponentTable.concatenate(measured)
     # each measured face at its place among the selected rows; the others keep the store's reason
     placed = ComponentTable.placed(table, np.flatnonzero(store.ok[selected]), store.reason[selected])

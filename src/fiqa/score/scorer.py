@@ -102,8 +102,9 @@ class Scorer:
         self.batch_size, self.detection = int(batch_size), detection or DetectionSettings()
         try:
             # idle intra-op threads sleep: spinning, they took the cores from the components measured beside the
-            # scoring (benchmarks/bench_components.py, batch 13: score + components x1.362 spinning, x1.219 not;
-            # plain scoring 12.60 -> 12.28 ms a face; the same values either way)
+            # scoring (a throwaway run at batch 13, each over its own session's plain score: score + components
+            # x1.362 spinning, x1.219 sleeping; plain scoring 12.60 -> 12.28 ms a face; docs/components.md, Cost).
+            # The scores are the same either way
             self._session = inference_session(graph, threads=threads, device=self.device, spinning=False)
         except Exception as exc:  # onnxruntime raises its own exception types for graphs it cannot run
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
