@@ -1,6 +1,8 @@
 """Peak memory of ``fiqa score`` on a folder of photos: the default batch (sized from the 600 MB memory budget,
 ``fiqa.score.method.batch_for_budget``) with the composed model in the user cache (warm) and without it (cold, the
-first run), beside a fixed batch of 8 and the former default batch of 64; scores compared with batch 8's.
+first run), beside a fixed batch of 8 and the former default batch of 64, and the default batch with the quality
+components (``--components``: one batch's components measured on a thread of their own, two batches of crops and
+their views held); scores compared with batch 8's.
 
 Each configuration is one ``/usr/bin/time -v fiqa score DIR -o scores.parquet`` process (its "Maximum resident set
 size" is the peak RSS). The photos are the first N of LFW-dev (sorted by path), copied into a temporary folder.
@@ -59,7 +61,8 @@ def main() -> None:
             cache = work / f"cache{size}"
             configurations = [("default budget, cold cache (first run)", ()), ("default budget, warm cache", ()),
                               ("--batch-size 8", ("--batch-size", "8")),
-                              ("--batch-size 64 (the former default)", ("--batch-size", "64"))]
+                              ("--batch-size 64 (the former default)", ("--batch-size", "64")),
+                              ("default budget, warm cache, --components", ("--components",))]
             tables = {}
             for name, extra in configurations:
                 out = work / f"{size}-{len(tables)}.parquet"

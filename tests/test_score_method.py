@@ -146,10 +146,18 @@ def test_photos_and_store_give_one_score_per_face(lfw_store):
 
 def test_the_batch_is_sized_from_the_memory_budget(monkeypatch):
     import fiqa.score.method as method_module
-    from fiqa.score.method import ALLOWANCE_MB, MAX_BATCH, MEMORY_PER_FACE_MB, batch_for_budget
+    from fiqa.score.method import (
+        ALLOWANCE_MB,
+        COMPONENTS_ALLOWANCE_MB,
+        MAX_BATCH,
+        MEMORY_PER_FACE_MB,
+        batch_for_budget,
+    )
 
     monkeypatch.setattr(method_module, "resident_mb", lambda: 300.0)
     assert batch_for_budget(object(), 600) == (600 - 300 - ALLOWANCE_MB) // MEMORY_PER_FACE_MB
+    assert (batch_for_budget(object(), 600, components=True)
+            == (600 - 300 - ALLOWANCE_MB - COMPONENTS_ALLOWANCE_MB) // MEMORY_PER_FACE_MB)
     assert batch_for_budget(object(), 100) == 1 and batch_for_budget(object(), 1e6) == MAX_BATCH
 
     class Heavy:

@@ -111,7 +111,7 @@ def command(paths: tuple[str, ...], model: str | None, method: str | None, out_p
     # first: a wrong model or method name (or a device this install cannot run) fails before any image is read
     scorer: Any = (create_scorer(model, device=device) if method is None
                    else create_quality_method(method, device=device))
-    batch = batch_size or batch_for_budget(scorer, memory_budget)  # sized once the model is loaded
+    batch = batch_size or batch_for_budget(scorer, memory_budget, components=components)  # once the model is loaded
     store = open_store(paths[0]) if len(paths) == 1 and _is_store(paths[0]) else None
     if store is not None and (aligned or components or engine == "ray"):
         raise click.UsageError("a store is scored from its stored landmarks, locally: leave out --aligned, "

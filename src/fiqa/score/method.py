@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MEMORY_BUDGET_MB", "INPUTS", "MAX_BATCH", "ON_ERROR", "QualityMethod", "batch_for_budget",
-           "flag_non_finite", "score_images", "score_store"]
+__all__ = ["COMPONENTS_ALLOWANCE_MB", "DEFAULT_MEMORY_BUDGET_MB", "INPUTS", "MAX_BATCH", "ON_ERROR", "QualityMethod",
+           "batch_for_budget", "flag_non_finite", "score_images", "score_store"]
 
 ON_ERROR = ("record", "raise")
 
@@ -48,9 +48,17 @@ MAX_BATCH = 64
 BASE_MEMORY_MB = 420
 """Resident memory (MB) assumed before the first batch where the process's own cannot be read (outside Linux):
 measured 300 MB with the composed model from the cache and 431 MB at most while composing it."""
-ALLOWANCE_MB = 60
+ALLOWANCE_MB = 100
 """Memory (MB) that comes after the method is loaded besides the batches: the face detector's session and buffers,
-the table, Python's own growth."""
+the table and its writer, Python's own growth. Measured (2026-12-08, `fiqa score DIR -o scores.parquet`, 400
+photos, the composed model from the cache): the peak was 99-101 MB above the resident memory at planning plus the
+batches' 20 MB a face (60 MB allowed then: peak 630 MB against the 600 MB budget); 52 MB for scoring alone in the
+process, without the command and the Parquet writer."""
+
+COMPONENTS_ALLOWANCE_MB = 60
+"""Memory (MB) the quality components take beside scoring (``fiqa score --components``): their models and sessions,
+the thread that measures them, a second batch of crops and views held while it does. Measured as above: 36-61 MB
+more than scoring alone (peaks 666 and 693 MB for 400 and 4,000 photos at batch 14, and 47 MB in the process)."""
 MEMORY_PER_FACE_MB = 20
 """Working memory (MB) per face of a batch: onnxruntime's buffers for SFace's activations, measured 13-19 MB per
 face (batches of 8 and 16, the shipped model), 10 MB with onnxruntime's arena off (slower)."""
@@ -66,16 +74,16 @@ def resident_mb() -> float | None:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def batch_for_budget(method: object, budget_mb: float | None = None) -> int:
+def batch_for_budget(method: object, budget_mb: float | None = None, *, components: bool = False) -> int:
     """The batch size that keeps a scoring process within ``budget_mb`` of resident memory.
 
-    Call it once the method is loaded: ``(budget - resident - ALLOWANCE_MB) // per_face``, clipped to
+    Call it once the method is loaded: ``(budget - resident - ALLOWANCE_MB) // per_face`` (less
+    :data:`COMPONENTS_ALLOWANCE_MB` too with ``components``), clipped to
     ``[1, MAX_BATCH]``, where ``resident`` is the process's resident memory now (:func:`resident_mb`;
     :data:`BASE_MEMORY_MB` where it cannot be read) and ``per_face`` the method's ``memory_per_face_mb`` attribute
     when it declares one, else :data:`MEMORY_PER_FACE_MB`. With the default budget,
-    :data:`DEFAULT_MEMORY_BUDGET_MB` (600 MB), the shipped model got batches of 13 with its composed graph from
-    the cache and 7 while composing it on a first run, peak RSS 552-583 MB for 400 and 4,000 photos
-    (``benchmarks/results/score_memory.md``). Decoded images do not count:
+    :data:`DEFAULT_MEMORY_BUDGET_MB` (600 MB), the shipped model gets the batches and peaks of
+    ``benchmarks/results/score_memory.md`` (with and without the components). Decoded images do not count:
     :func:`score_images` keeps one at a time (each released once cropped), and a batch's crops are 37 KiB a face.
     Scores do not depend on the batch size.
 
@@ -84,12 +92,15 @@ def batch_for_budget(method: object, budget_mb: float | None = None) -> int:
     method : QualityMethod
     budget_mb : float > 0, optional
         Default :data:`DEFAULT_MEMORY_BUDGET_MB`.
+    components : bool
+        The quality components will be measured too (:func:`score_images` with ``components``).
     """
     budget = DEFAULT_MEMORY_BUDGET_MB if budget_mb is None else budget_mb
     if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) or not budget > 0:
         raise InvalidParameterError("batch_for_budget", "budget_mb", "None or a number > 0 (MB)", budget_mb)
     resident = resident_mb()
-    base = (BASE_MEMORY_MB if resident is None else resident) + ALLOWANCE_MB
+    base = (BASE_MEMORY_MB if resident is None else resident) + ALLOWANCE_MB + (COMPONENTS_ALLOWANCE_MB if components
+                                                                                else 0)
     per_face = float(getattr(method, "memory_per_face_mb", MEMORY_PER_FACE_MB))
     return int(min(MAX_BATCH, max(1, (budget - base) // per_face)))
 
