@@ -112,8 +112,8 @@ REFINEMENT_PASSES = (1, 2)
 
 DEFAULT_REFINEMENT_PASSES = 2
 """Every entry point's default (:data:`REFINEMENT_PASSES`): two, since scoring measures one batch's components on a
-thread of their own (:func:`fiqa.score.score_images`), where they cost x1.226-1.242 of scoring against x1.185-1.228
-with one pass (three runs, docs/components.md, Cost; ``benchmarks/results/components*.md`` hold the last at each
+thread of their own (:func:`fiqa.score.score_images`), where they cost x1.225-1.242 of scoring against x1.185-1.228
+with one pass (four runs, docs/components.md, Cost; ``benchmarks/results/components*.md`` hold the last at each
 batch size; the budget is x1.25, met at its edge)."""
 
 
