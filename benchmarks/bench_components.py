@@ -15,7 +15,6 @@ Run: ``.venv/bin/python benchmarks/bench_components.py [--photos 300] [--rounds 
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -48,11 +47,6 @@ class _OnTheCallingThread:
         pass
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lfw", type=Path, default=REPO.parent / "shared" / "data" / "lfw-dev")
@@ -78,10 +72,10 @@ def main() -> None:
         for name in list(variants) if round_ % 2 == 0 else list(variants)[::-1]:
             score_method.ThreadPoolExecutor = _OnTheCallingThread if name == serial else pool
             try:
-                start, used = time.perf_counter(), _cpu_seconds()
+                start, used = time.perf_counter(), time.process_time()
                 scorer.score(photos, progress=False, **variants[name])
                 wall[name].append((time.perf_counter() - start) / len(photos))
-                cpu[name].append((_cpu_seconds() - used) / len(photos))
+                cpu[name].append((time.process_time() - used) / len(photos))
             finally:
                 score_method.ThreadPoolExecutor = pool
     plain = np.array(wall["score"])
